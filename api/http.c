@@ -1,0 +1,240 @@
+/* http.c -- the libmicrohttpd server: routing, replies, health and metrics.
+ *
+ * MHD runs its own thread pool over epoll; each request is answered on the
+ * first call of the access handler (GET needs no body), from a reply built in
+ * a gd_buf whose memory is handed to MHD. Route handlers are plain functions
+ * from (request) to (reply), so they are testable without a socket. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "routes.h"
+
+typedef enum { R_HEALTHZ, R_READYZ, R_METRICS, R_TABLES, R_TABLE_ROWS, R_OTHER, R_COUNT } route_id;
+static const char *route_names[] = {"/healthz", "/readyz", "/metrics", "/v1/tables", "/v1/tables/{table}", "other"};
+static const int statuses[] = {200, 400, 404, 405, 500, 503};
+enum { NSTATUS = sizeof statuses / sizeof statuses[0] };
+
+struct gd_api {
+    struct MHD_Daemon *mhd;
+    gd_api_ctx ctx;
+    _Atomic uint64_t requests[R_COUNT][NSTATUS];
+};
+
+void gd_reply_error(gd_reply *r, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    r->content_type = "application/json";
+    gd_buf_clear(&r->body);
+    gd_buf_printf(&r->body, "{\"error_code\":%d,\"message\":", status);
+    gd_json_put_cstr(&r->body, msg);
+    gd_buf_putc(&r->body, '}');
+}
+
+static void reply_json(gd_reply *r, int status, const char *text)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    gd_buf_puts(&r->body, text);
+}
+
+static void route_readyz(const gd_api_ctx *ctx, gd_reply *r)
+{
+    bool ready = atomic_load(&ctx->counters->ready);
+    uint64_t applied = 0;
+    for (int t = 0; t <= GD_TOPIC_COUNT; t++) applied += atomic_load(&ctx->counters->records_in[t]);
+    r->status = ready ? 200 : 503;
+    r->content_type = "application/json";
+    gd_buf_printf(&r->body, "{\"ready\":%s,\"records_applied\":%llu}", ready ? "true" : "false",
+                  (unsigned long long)applied);
+}
+
+static void metric(gd_buf *b, const char *name, const char *type, const char *help)
+{
+    gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void route_metrics(gd_api *api, gd_reply *r)
+{
+    const gd_counters *c = api->ctx.counters;
+    const gd_config *cfg = api->ctx.cfg;
+    gd_buf *b = &r->body;
+    r->status = 200;
+    r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    metric(b, "gamingd_records_in_total", "counter", "Source records read, by topic.");
+    for (int t = 0; t <= GD_TOPIC_COUNT; t++)
+        gd_buf_printf(b, "gamingd_records_in_total{topic=\"%s\"} %llu\n",
+                      t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown",
+                      (unsigned long long)atomic_load(&c->records_in[t]));
+    metric(b, "gamingd_bad_records_total", "counter", "Records that could not be decoded or lacked a required field, by topic.");
+    for (int t = 0; t <= GD_TOPIC_COUNT; t++)
+        gd_buf_printf(b, "gamingd_bad_records_total{topic=\"%s\"} %llu\n",
+                      t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown",
+                      (unsigned long long)atomic_load(&c->bad_records[t]));
+    uint64_t out = atomic_load(&c->records_out);
+    metric(b, "gamingd_late_records_total", "counter", "Activity records past their window's grace.");
+    gd_buf_printf(b, "gamingd_late_records_total %llu\n", (unsigned long long)atomic_load(&c->late_records));
+    metric(b, "gamingd_records_out_total", "counter", "Enriched records emitted, by output topic.");
+    gd_buf_printf(b, "gamingd_records_out_total{topic=\"%s\"} %llu\n", cfg->output_topic, (unsigned long long)out);
+    metric(b, "gamingd_enrichment_rate", "gauge", "Share of enriched records that found their game or player row.");
+    gd_buf_printf(b, "gamingd_enrichment_rate{table=\"games\"} %.6f\n",
+                  out ? (double)atomic_load(&c->with_game) / (double)out : 0.0);
+    gd_buf_printf(b, "gamingd_enrichment_rate{table=\"players\"} %.6f\n",
+                  out ? (double)atomic_load(&c->with_player) / (double)out : 0.0);
+    metric(b, "gamingd_processing_lag_ms", "gauge", "Processing time minus event time of the last record.");
+    gd_buf_printf(b, "gamingd_processing_lag_ms %lld\n", (long long)atomic_load(&c->last_lag_ms));
+    metric(b, "gamingd_stream_time_ms", "gauge", "Largest activity_timestamp processed.");
+    int64_t st = atomic_load(&c->stream_time);
+    gd_buf_printf(b, "gamingd_stream_time_ms %lld\n", (long long)(st == INT64_MIN ? 0 : st));
+    metric(b, "gamingd_commits_total", "counter", "State commits to LMDB.");
+    gd_buf_printf(b, "gamingd_commits_total %llu\n", (unsigned long long)atomic_load(&c->batches));
+    metric(b, "gamingd_lmdb_size_bytes", "gauge", "Size of the LMDB data in use.");
+    gd_buf_printf(b, "gamingd_lmdb_size_bytes %zu\n", gd_store_size(api->ctx.store));
+    metric(b, "gamingd_ready", "gauge", "1 when the store is open and the sources are caught up.");
+    gd_buf_printf(b, "gamingd_ready %d\n", atomic_load(&c->ready) ? 1 : 0);
+    metric(b, "gamingd_http_requests_total", "counter", "HTTP requests by route and status.");
+    for (int rt = 0; rt < R_COUNT; rt++)
+        for (int s = 0; s < NSTATUS; s++) {
+            uint64_t n = atomic_load(&api->requests[rt][s]);
+            if (n) gd_buf_printf(b, "gamingd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                                 route_names[rt], statuses[s], (unsigned long long)n);
+        }
+}
+
+static route_id dispatch(gd_api *api, const char *method, const gd_request *req, gd_reply *r)
+{
+    const char *p = req->path;
+    route_id id = !strcmp(p, "/healthz")               ? R_HEALTHZ
+                  : !strcmp(p, "/readyz")              ? R_READYZ
+                  : !strcmp(p, "/metrics")             ? R_METRICS
+                  : !strcmp(p, "/v1/tables")           ? R_TABLES
+                  : !strncmp(p, "/v1/tables/", 11)     ? R_TABLE_ROWS
+                                                       : R_OTHER;
+    if (id == R_OTHER) {
+        gd_reply_error(r, 404, "no such resource: %s", p);
+        return id;
+    }
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        gd_reply_error(r, 405, "%s is not allowed on %s; use GET", method, p);
+        return id;
+    }
+    if (req->too_many_params) {
+        gd_reply_error(r, 400, "too many query parameters (at most %d)", GD_MAX_PARAMS);
+        return id;
+    }
+    switch (id) {
+    case R_HEALTHZ: reply_json(r, 200, "{\"status\":\"ok\"}"); break;
+    case R_READYZ: route_readyz(&api->ctx, r); break;
+    case R_METRICS: route_metrics(api, r); break;
+    case R_TABLES: gd_route_tables_list(&api->ctx, req, r); break;
+    case R_TABLE_ROWS: gd_route_table_rows(&api->ctx, req, p + 11, r); break;
+    default: break;
+    }
+    return id;
+}
+
+static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    gd_request *req = cls;
+    if (req->nparams == GD_MAX_PARAMS) {
+        req->too_many_params = true;
+        return MHD_NO;
+    }
+    req->params[req->nparams++] = (gd_param){key, value};
+    return MHD_YES;
+}
+
+static void count_request(gd_api *api, route_id id, int status)
+{
+    for (int s = 0; s < NSTATUS; s++)
+        if (statuses[s] == status) {
+            atomic_fetch_add_explicit(&api->requests[id][s], 1, memory_order_relaxed);
+            return;
+        }
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **state)
+{
+    (void)version;
+    (void)upload_data;
+    gd_api *api = cls;
+    if (*upload_data_size) { /* a body we do not read */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    (void)state;
+    gd_request req = {.path = url};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_param, &req);
+    gd_reply r = {.status = 500, .content_type = "application/json"};
+    route_id id = dispatch(api, method, &req, &r);
+    count_request(api, id, r.status);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r.body.len, r.body.p, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        gd_buf_free(&r.body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", r.content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counters *counters)
+{
+    gd_api *api = calloc(1, sizeof *api);
+    if (!api) return GD_ENOMEM;
+    api->ctx = (gd_api_ctx){cfg, store, counters};
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof addr);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    const char *host = cfg->listen_host;
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)cfg->listen_port);
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)cfg->listen_port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        gd_error("--listen: '%s' is not an IP address", cfg->listen_host);
+        free(api);
+        return GD_ERR;
+    }
+    api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, handle, api,
+                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    if (!api->mhd) {
+        gd_error("cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
+        free(api);
+        return GD_ERR;
+    }
+    *out = api;
+    return GD_OK;
+}
+
+void gd_api_stop(gd_api *api)
+{
+    if (!api) return;
+    MHD_stop_daemon(api->mhd);
+    free(api);
+}

@@ -1,0 +1,465 @@
+/* pull.c -- pull queries: GET /v1/tables and GET /v1/tables/{table}.
+ *
+ * A request is validated whole before any read (every parameter known, each
+ * once, each well-formed), then run as a store query in one read
+ * transaction. Matching rows are collected as spans into the LMDB map, sorted
+ * when order_by asks, and paged with keyset cursors: a cursor holds the sort
+ * value and row key of the last row returned (and, for "the latest window",
+ * which window that was), so pages neither repeat nor skip rows while ingest
+ * goes on. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../store/query.h"
+#include "routes.h"
+
+enum { DEFAULT_LIMIT = 100, MAX_LIMIT = 10000, CURSOR_VERSION = 1 };
+
+void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
+{
+    (void)ctx;
+    if (req->nparams) {
+        gd_reply_error(r, 400, "unknown parameter '%s': /v1/tables takes none", req->params[0].name);
+        return;
+    }
+    json_t *tables = json_array();
+    for (size_t i = 0; i < gd_table_count; i++) {
+        const gd_tabledef *t = &gd_tables[i];
+        json_t *keys = json_array(), *cols = json_array();
+        for (int k = 0; k < t->nkeys; k++)
+            json_array_append_new(keys, json_pack("{s:s,s:s}", "name", t->keys[k].name, "type",
+                                                  gd_coltype_name(t->keys[k].type)));
+        for (int c = 0; c < t->ncols; c++)
+            json_array_append_new(cols, json_pack("{s:s,s:s}", "name", t->cols[c].name, "type",
+                                                  gd_coltype_name(t->cols[c].type)));
+        json_t *window = t->window_ms ? json_integer(t->window_ms) : json_null();
+        json_array_append_new(tables, json_pack("{s:s,s:o,s:o,s:o}", "name", t->name,
+                                                "key_columns", keys, "value_columns", cols,
+                                                "window_ms", window));
+    }
+    json_t *doc = json_pack("{s:o}", "tables", tables);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    r->status = 200;
+    r->content_type = "application/json";
+    gd_buf_puts(&r->body, text);
+    free(text);
+    json_decref(doc);
+}
+
+/* ---- one row as the query sees it ---- */
+
+typedef struct {
+    gd_str key, val;
+    gd_value sort; /* the order_by value, or null */
+} row_ref;
+
+typedef struct {
+    const gd_tabledef *t;
+    int order_col;  /* -1: key order; -2 window_start; -3 window_end; else value column; */
+    int order_key;  /* >= 0: order by this key column */
+    bool desc;
+    row_ref *rows;
+    size_t n, cap;
+} result;
+
+enum { ORDER_NONE = -1, ORDER_WINDOW_START = -2, ORDER_WINDOW_END = -3 };
+
+/* The value of a named member of a reference row (JSON object). */
+static gd_value json_member(gd_str row, const char *name)
+{
+    gd_arena scratch;
+    gd_arena_init(&scratch);
+    gd_json j;
+    gd_json_init(&j, row, &scratch);
+    gd_value out = {.t = GD_V_NULL};
+    gd_str k;
+    if (gd_json_object_begin(&j) == GD_OK) {
+        while (gd_json_next_key(&j, &k) == 1) {
+            gd_jval v;
+            if (gd_json_value(&j, &v)) break;
+            if (k.len != strlen(name) || memcmp(k.p, name, k.len)) continue;
+            if (v.t == GD_J_INT) out = (gd_value){.t = GD_V_INT, .i = v.i};
+            else if (v.t == GD_J_DBL) out = (gd_value){.t = GD_V_DBL, .d = v.d};
+            else if (v.t == GD_J_STR && v.s.p >= row.p && v.s.p < row.p + row.len)
+                out = (gd_value){.t = GD_V_STR, .s = v.s}; /* unescaped strings stay null */
+            break;
+        }
+    }
+    gd_arena_free(&scratch);
+    return out;
+}
+
+static gd_value sort_value(const result *res, gd_str key, gd_str val)
+{
+    const gd_tabledef *t = res->t;
+    if (t->kind != GD_TABLE_WINDOWED) {
+        if (res->order_key >= 0) return (gd_value){.t = GD_V_STR, .s = key};
+        if (res->order_col >= 0) return json_member(val, t->cols[res->order_col].name);
+        return (gd_value){.t = GD_V_NULL};
+    }
+    int64_t w = gd_rowkey_window(key.p);
+    if (res->order_col == ORDER_WINDOW_START) return (gd_value){.t = GD_V_INT, .i = w};
+    if (res->order_col == ORDER_WINDOW_END) return (gd_value){.t = GD_V_INT, .i = w + t->window_ms};
+    if (res->order_key >= 0) {
+        gd_str keys[GD_MAX_KEYS];
+        if (gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return (gd_value){.t = GD_V_NULL};
+        return (gd_value){.t = GD_V_STR, .s = keys[res->order_key]};
+    }
+    if (res->order_col >= 0) {
+        gd_slot slots[GD_MAX_COLS];
+        if (gd_row_decode(t, val.p, val.len, slots)) return (gd_value){.t = GD_V_NULL};
+        return gd_row_column(t, slots, res->order_col);
+    }
+    return (gd_value){.t = GD_V_NULL};
+}
+
+static int collect(void *ctx, gd_str key, gd_str val)
+{
+    result *res = ctx;
+    if (res->n == res->cap) {
+        res->cap = res->cap ? res->cap * 2 : 256;
+        row_ref *nr = realloc(res->rows, res->cap * sizeof *nr);
+        if (!nr) return 1;
+        res->rows = nr;
+    }
+    res->rows[res->n++] = (row_ref){key, val, sort_value(res, key, val)};
+    return 0;
+}
+
+/* Total order: nulls first, numbers by value, strings bytewise. */
+static int value_cmp(gd_value a, gd_value b)
+{
+    if (a.t == GD_V_NULL || b.t == GD_V_NULL) return (a.t != GD_V_NULL) - (b.t != GD_V_NULL);
+    if (a.t == GD_V_STR || b.t == GD_V_STR) {
+        if (a.t != b.t) return a.t == GD_V_STR ? 1 : -1;
+        uint32_t n = a.s.len < b.s.len ? a.s.len : b.s.len;
+        int c = memcmp(a.s.p, b.s.p, n);
+        return c ? c : (a.s.len > b.s.len) - (a.s.len < b.s.len);
+    }
+    if (a.t == GD_V_INT && b.t == GD_V_INT) return (a.i > b.i) - (a.i < b.i);
+    double x = a.t == GD_V_INT ? (double)a.i : a.d, y = b.t == GD_V_INT ? (double)b.i : b.d;
+    return (x > y) - (x < y);
+}
+
+static int key_cmp(gd_str a, gd_str b)
+{
+    uint32_t n = a.len < b.len ? a.len : b.len;
+    int c = memcmp(a.p, b.p, n);
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+static int row_order(gd_value av, gd_str ak, gd_value bv, gd_str bk, bool desc)
+{
+    int c = value_cmp(av, bv);
+    if (!c) c = key_cmp(ak, bk);
+    return desc ? -c : c;
+}
+
+static int row_cmp(const void *x, const void *y, void *desc)
+{
+    const row_ref *a = x, *b = y;
+    return row_order(a->sort, a->key, b->sort, b->key, *(bool *)desc);
+}
+
+/* ---- cursors: hex of [version][pinned flag][pinned window][sort value][key] ---- */
+
+static void put_hex(gd_buf *b, const unsigned char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        gd_buf_putc(b, hex[p[i] >> 4]);
+        gd_buf_putc(b, hex[p[i] & 15]);
+    }
+}
+
+static void encode_cursor(gd_buf *out, bool pinned, int64_t window, gd_value v, gd_str key)
+{
+    gd_buf raw = {0};
+    gd_buf_putc(&raw, CURSOR_VERSION);
+    gd_buf_putc(&raw, pinned);
+    gd_buf_put_u64be(&raw, (uint64_t)window);
+    gd_buf_putc(&raw, (char)v.t);
+    if (v.t == GD_V_INT) gd_buf_put_u64be(&raw, (uint64_t)v.i);
+    else if (v.t == GD_V_DBL) gd_buf_put(&raw, &v.d, 8);
+    else if (v.t == GD_V_STR) {
+        gd_buf_put_u16be(&raw, (uint16_t)v.s.len);
+        gd_buf_put(&raw, v.s.p, v.s.len);
+    }
+    gd_buf_put(&raw, key.p, key.len);
+    put_hex(out, (const unsigned char *)raw.p, raw.len);
+    gd_buf_free(&raw);
+}
+
+typedef struct {
+    bool pinned;
+    int64_t window;
+    gd_value v;
+    gd_str key;
+    gd_buf raw; /* owns the bytes v.s and key point into */
+} cursor;
+
+static int unhex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int decode_cursor(const char *text, cursor *c)
+{
+    size_t n = strlen(text);
+    if (n % 2 || n > 4096) return GD_ERR;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = unhex(text[i]), lo = unhex(text[i + 1]);
+        if (hi < 0 || lo < 0) return GD_ERR;
+        gd_buf_putc(&c->raw, (char)(hi << 4 | lo));
+    }
+    const char *p = c->raw.p, *end = c->raw.p + c->raw.len;
+    if (end - p < 11 || p[0] != CURSOR_VERSION || (p[1] != 0 && p[1] != 1)) return GD_ERR;
+    c->pinned = p[1];
+    c->window = (int64_t)gd_get_u64be(p + 2);
+    c->v.t = (gd_vtype)p[10];
+    p += 11;
+    switch (c->v.t) {
+    case GD_V_NULL: break;
+    case GD_V_INT:
+        if (end - p < 8) return GD_ERR;
+        c->v.i = (int64_t)gd_get_u64be(p);
+        p += 8;
+        break;
+    case GD_V_DBL:
+        if (end - p < 8) return GD_ERR;
+        memcpy(&c->v.d, p, 8);
+        p += 8;
+        break;
+    case GD_V_STR: {
+        if (end - p < 2) return GD_ERR;
+        uint16_t len = gd_get_u16be(p);
+        p += 2;
+        if (end - p < len) return GD_ERR;
+        c->v.s = (gd_str){p, len};
+        p += len;
+        break;
+    }
+    default: return GD_ERR;
+    }
+    c->key = (gd_str){p, (uint32_t)(end - p)};
+    return c->key.len ? GD_OK : GD_ERR;
+}
+
+/* ---- parameters ---- */
+
+typedef struct {
+    gd_query q;
+    bool have_window_start, have_from, have_to;
+    int64_t limit;
+    const char *order_by;
+    bool desc;
+    const char *cursor;
+} table_params;
+
+static bool param_once(const gd_request *req, int i, gd_reply *r)
+{
+    for (int j = 0; j < i; j++)
+        if (!strcmp(req->params[j].name, req->params[i].name)) {
+            gd_reply_error(r, 400, "parameter '%s' is given more than once", req->params[i].name);
+            return false;
+        }
+    return true;
+}
+
+static bool parse_ms(const char *name, const char *v, int64_t *out, gd_reply *r)
+{
+    if (!v || gd_parse_int(v, strlen(v), 0, GD_MAX_TIMESTAMP, out)) {
+        gd_reply_error(r, 400, "%s must be epoch milliseconds (0 to %lld), got '%s'", name,
+                       (long long)GD_MAX_TIMESTAMP, v ? v : "");
+        return false;
+    }
+    return true;
+}
+
+static bool parse_params(const gd_tabledef *t, const gd_request *req, table_params *p, gd_reply *r)
+{
+    memset(p, 0, sizeof *p);
+    p->q.t = t;
+    p->limit = DEFAULT_LIMIT;
+    int64_t window_start = 0;
+    for (int i = 0; i < req->nparams; i++) {
+        const char *name = req->params[i].name, *v = req->params[i].value;
+        if (!param_once(req, i, r)) return false;
+        int key = -1;
+        for (int k = 0; k < t->nkeys; k++)
+            if (!strcmp(name, t->keys[k].name)) key = k;
+        bool windowed = t->kind == GD_TABLE_WINDOWED;
+        if (key >= 0) {
+            if (!v || !*v) {
+                gd_reply_error(r, 400, "filter %s needs a value", name);
+                return false;
+            }
+            p->q.key_eq[key] = gd_str_c(v);
+        } else if (!strcmp(name, "limit")) {
+            if (!v || gd_parse_int(v, strlen(v), 1, MAX_LIMIT, &p->limit)) {
+                gd_reply_error(r, 400, "limit must be a whole number from 1 to %d", MAX_LIMIT);
+                return false;
+            }
+        } else if (!strcmp(name, "order_by")) {
+            p->order_by = v ? v : "";
+        } else if (!strcmp(name, "desc")) {
+            if (!v || (strcmp(v, "true") && strcmp(v, "false"))) {
+                gd_reply_error(r, 400, "desc must be true or false");
+                return false;
+            }
+            p->desc = !strcmp(v, "true");
+        } else if (!strcmp(name, "cursor")) {
+            p->cursor = v ? v : "";
+        } else if (windowed && !strcmp(name, "window_start")) {
+            if (!parse_ms(name, v, &window_start, r)) return false;
+            if (window_start % t->window_ms) {
+                gd_reply_error(r, 400, "window_start must be a multiple of the window size %lld ms",
+                               (long long)t->window_ms);
+                return false;
+            }
+            p->have_window_start = true;
+        } else if (windowed && !strcmp(name, "from")) {
+            if (!parse_ms(name, v, &p->q.from, r)) return false;
+            p->have_from = true;
+        } else if (windowed && !strcmp(name, "to")) {
+            if (!parse_ms(name, v, &p->q.to, r)) return false;
+            p->have_to = true;
+        } else if (!strcmp(name, "window_start") || !strcmp(name, "from") || !strcmp(name, "to")) {
+            gd_reply_error(r, 400, "%s is not windowed; '%s' does not apply", t->name, name);
+            return false;
+        } else {
+            gd_reply_error(r, 400, "unknown parameter '%s' for %s", name, t->name);
+            return false;
+        }
+    }
+    if (p->have_window_start && (p->have_from || p->have_to)) {
+        gd_reply_error(r, 400, "give window_start or from/to, not both");
+        return false;
+    }
+    if (p->have_window_start) {
+        p->q.mode = GD_WINDOWS_RANGE;
+        p->q.from = window_start;
+        p->q.to = window_start + 1;
+    } else if (p->have_from || p->have_to) {
+        p->q.mode = GD_WINDOWS_RANGE;
+        if (!p->have_to) p->q.to = GD_MAX_TIMESTAMP + 1;
+        if (p->q.from >= p->q.to) {
+            gd_reply_error(r, 400, "from must be less than to");
+            return false;
+        }
+    } else {
+        p->q.mode = GD_WINDOWS_LATEST;
+    }
+    return true;
+}
+
+/* Resolves order_by to a key column, a window bound or a value column. */
+static bool resolve_order(const gd_tabledef *t, const char *name, result *res, gd_reply *r)
+{
+    res->order_col = ORDER_NONE;
+    res->order_key = -1;
+    if (!name) return true;
+    for (int k = 0; k < t->nkeys; k++)
+        if (!strcmp(name, t->keys[k].name)) {
+            res->order_key = k;
+            return true;
+        }
+    for (int c = 0; c < t->ncols; c++)
+        if (!strcmp(name, t->cols[c].name)) {
+            res->order_col = c;
+            return true;
+        }
+    if (t->kind == GD_TABLE_WINDOWED && !strcmp(name, "window_start")) {
+        res->order_col = ORDER_WINDOW_START;
+        return true;
+    }
+    if (t->kind == GD_TABLE_WINDOWED && !strcmp(name, "window_end")) {
+        res->order_col = ORDER_WINDOW_END;
+        return true;
+    }
+    gd_reply_error(r, 400, "order_by: %s has no column '%s'", t->name, name);
+    return false;
+}
+
+static void render_row(const gd_tabledef *t, const row_ref *row, gd_buf *out)
+{
+    if (t->kind != GD_TABLE_WINDOWED) {
+        gd_buf_put(out, row->val.p, row->val.len);
+        return;
+    }
+    gd_str keys[GD_MAX_KEYS];
+    gd_slot slots[GD_MAX_COLS];
+    if (gd_groupkey_split(row->key.p + 8, row->key.len - 8, t->nkeys, keys) ||
+        gd_row_decode(t, row->val.p, row->val.len, slots)) {
+        gd_buf_puts(out, "null");
+        return;
+    }
+    gd_row_render(t, keys, gd_rowkey_window(row->key.p), slots, out);
+}
+
+void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const char *name,
+                         gd_reply *r)
+{
+    const gd_tabledef *t = gd_table_find(name, strlen(name));
+    if (!t) {
+        gd_reply_error(r, 404, "no table named '%s' (GET /v1/tables lists them)", name);
+        return;
+    }
+    table_params p;
+    result res = {.t = t};
+    cursor cur = {0};
+    if (!parse_params(t, req, &p, r) || !resolve_order(t, p.order_by, &res, r)) return;
+    res.desc = p.desc;
+    if (p.cursor && decode_cursor(p.cursor, &cur)) {
+        gd_reply_error(r, 400, "cursor is not one this server issued");
+        gd_buf_free(&cur.raw);
+        return;
+    }
+    if (cur.pinned) { /* the latest window as the first page saw it */
+        p.q.mode = GD_WINDOWS_RANGE;
+        p.q.from = cur.window;
+        p.q.to = cur.window + 1;
+    }
+    MDB_txn *txn;
+    if (gd_store_begin_read(ctx->store, &txn)) {
+        gd_reply_error(r, 500, "the store cannot be read");
+        gd_buf_free(&cur.raw);
+        return;
+    }
+    int64_t latest = INT64_MIN;
+    int rc = gd_query_run(ctx->store, txn, &p.q, collect, &res, &latest);
+    bool pinned = cur.pinned || (p.q.mode == GD_WINDOWS_LATEST && latest != INT64_MIN);
+    int64_t window = cur.pinned ? cur.window : latest;
+    if (rc) {
+        gd_reply_error(r, 500, "reading %s failed", t->name);
+    } else {
+        if (res.order_col != ORDER_NONE || res.order_key >= 0 || res.desc)
+            qsort_r(res.rows, res.n, sizeof *res.rows, row_cmp, &res.desc);
+        size_t first = 0;
+        if (p.cursor)
+            while (first < res.n &&
+                   row_order(res.rows[first].sort, res.rows[first].key, cur.v, cur.key, res.desc) <= 0)
+                first++;
+        size_t last = first + (size_t)p.limit < res.n ? first + (size_t)p.limit : res.n;
+        r->status = 200;
+        r->content_type = "application/json";
+        gd_buf_puts(&r->body, "{\"table\":");
+        gd_json_put_cstr(&r->body, t->name);
+        gd_buf_puts(&r->body, ",\"rows\":[");
+        for (size_t i = first; i < last; i++) {
+            if (i > first) gd_buf_putc(&r->body, ',');
+            render_row(t, &res.rows[i], &r->body);
+        }
+        gd_buf_printf(&r->body, "],\"count\":%zu", last - first);
+        if (last < res.n) {
+            gd_buf_puts(&r->body, ",\"next_cursor\":\"");
+            encode_cursor(&r->body, pinned, window, res.rows[last - 1].sort, res.rows[last - 1].key);
+            gd_buf_putc(&r->body, '"');
+        }
+        gd_buf_putc(&r->body, '}');
+    }
+    mdb_txn_abort(txn);
+    free(res.rows);
+    gd_buf_free(&cur.raw);
+}

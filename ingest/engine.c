@@ -1,0 +1,288 @@
+/* engine.c -- the ingest thread: the one writer of gamingd.
+ *
+ * It pulls records from the source, decodes each once, updates the
+ * reference tables or enriches and aggregates the activity, and writes the
+ * enriched record to the output. Work is grouped in batches: one LMDB write
+ * transaction per batch receives the dirty rows, the source position, the
+ * stream time and the counters, and commits them together, so a crash at any
+ * point restarts from a cut where state and position agree (SPEC §9). The
+ * output is flushed before the commit: after a crash it may repeat records,
+ * never miss one (at-least-once).
+ *
+ * A batch ends after cfg->batch_records records or cfg->commit_interval_ms,
+ * whichever comes first, and whenever the source has nothing more for now. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "window.h"
+
+/* The counters that are state: committed with it, so restarts keep them. */
+typedef struct {
+    uint64_t records_in[GD_TOPIC_COUNT + 1];
+    uint64_t bad_records[GD_TOPIC_COUNT + 1];
+    uint64_t late_records, records_out, with_game, with_player;
+} persisted_counters;
+
+struct gd_engine {
+    const gd_config *cfg;
+    gd_store *store;
+    gd_source *src;
+    gd_counters *pub;
+    gd_refs refs;
+    gd_windows win;
+    int64_t stream_time; /* INT64_MIN before the first activity */
+    persisted_counters n;
+    MDB_txn *txn;        /* the open batch, or NULL */
+    uint32_t batch_records;
+    int64_t batch_start_ns;
+    int64_t last_lag_ms;
+    gd_arena scratch; /* per record */
+    FILE *out;
+    gd_buf outbuf, tmp;
+    gd_ratelimit bad_log;
+};
+
+enum { OUTBUF_FLUSH = 1 << 20 };
+
+static int load_state(gd_engine *e)
+{
+    MDB_txn *txn;
+    int rc = gd_store_begin_write(e->store, &txn);
+    if (rc) return rc;
+    gd_str v;
+    if (gd_store_meta_get(e->store, txn, "stream_time", &v) == GD_OK && v.len == 8)
+        e->stream_time = (int64_t)gd_get_u64be(v.p);
+    if (gd_store_meta_get(e->store, txn, "counters", &v) == GD_OK && v.len == sizeof e->n)
+        memcpy(&e->n, v.p, sizeof e->n);
+    rc = gd_refs_load(&e->refs, e->store, txn);
+    if (!rc) rc = gd_windows_load(&e->win, e->store, txn, e->stream_time);
+    if (!rc && gd_store_meta_get(e->store, txn, "position", &v) == GD_OK) {
+        gd_info("resuming the %s source from its committed position", e->src->kind);
+        rc = e->src->seek(e->src, v);
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static void publish_counters(gd_engine *e)
+{
+    gd_counters *p = e->pub;
+    for (int t = 0; t <= GD_TOPIC_COUNT; t++) {
+        atomic_store(&p->records_in[t], e->n.records_in[t]);
+        atomic_store(&p->bad_records[t], e->n.bad_records[t]);
+    }
+    atomic_store(&p->late_records, e->n.late_records);
+    atomic_store(&p->records_out, e->n.records_out);
+    atomic_store(&p->with_game, e->n.with_game);
+    atomic_store(&p->with_player, e->n.with_player);
+    atomic_store(&p->last_lag_ms, e->last_lag_ms);
+    atomic_store(&p->stream_time, e->stream_time);
+    atomic_fetch_add(&p->batches, 1);
+}
+
+int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_source *src,
+                   gd_counters *counters)
+{
+    gd_engine *e = calloc(1, sizeof *e);
+    if (!e) return GD_ENOMEM;
+    e->cfg = cfg;
+    e->store = store;
+    e->src = src;
+    e->pub = counters;
+    e->stream_time = INT64_MIN;
+    gd_refs_init(&e->refs);
+    gd_windows_init(&e->win, cfg);
+    gd_arena_init(&e->scratch);
+    if (cfg->output_path[0]) {
+        e->out = fopen(cfg->output_path, "a");
+        if (!e->out) {
+            gd_error("cannot open output %s: %s", cfg->output_path, strerror(errno));
+            gd_engine_close(e);
+            return GD_ERR;
+        }
+    }
+    int rc = load_state(e);
+    if (rc) {
+        gd_engine_close(e);
+        return rc;
+    }
+    publish_counters(e);
+    *out = e;
+    return GD_OK;
+}
+
+void gd_engine_close(gd_engine *e)
+{
+    if (!e) return;
+    if (e->txn) mdb_txn_abort(e->txn);
+    if (e->out) fclose(e->out);
+    gd_refs_free(&e->refs);
+    gd_windows_free(&e->win);
+    gd_arena_free(&e->scratch);
+    gd_buf_free(&e->outbuf);
+    gd_buf_free(&e->tmp);
+    free(e);
+}
+
+static int write_output(gd_engine *e)
+{
+    if (!e->out || !e->outbuf.len) return GD_OK;
+    if (fwrite(e->outbuf.p, 1, e->outbuf.len, e->out) != e->outbuf.len) {
+        gd_error("writing output %s: %s", e->cfg->output_path, strerror(errno));
+        return GD_ERR;
+    }
+    gd_buf_clear(&e->outbuf);
+    return GD_OK;
+}
+
+static int begin_batch(gd_engine *e)
+{
+    if (e->txn) return GD_OK;
+    e->batch_records = 0;
+    e->batch_start_ns = gd_mono_ns();
+    return gd_store_begin_write(e->store, &e->txn);
+}
+
+static int commit_batch(gd_engine *e)
+{
+    if (!e->txn) return GD_OK;
+    int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
+    if (!rc) rc = gd_windows_flush(&e->win, e->store, e->txn, e->stream_time);
+    if (!rc) {
+        gd_buf_clear(&e->tmp);
+        e->src->position(e->src, &e->tmp);
+        rc = gd_store_meta_put(e->store, e->txn, "position", e->tmp.p, e->tmp.len);
+    }
+    if (!rc) {
+        unsigned char st[8];
+        for (int i = 0; i < 8; i++) st[i] = (unsigned char)((uint64_t)e->stream_time >> (56 - 8 * i));
+        rc = gd_store_meta_put(e->store, e->txn, "stream_time", st, 8);
+    }
+    if (!rc) rc = gd_store_meta_put(e->store, e->txn, "counters", &e->n, sizeof e->n);
+    if (!rc) rc = write_output(e);
+    if (!rc && e->out && fflush(e->out)) rc = GD_ERR;
+    if (rc) {
+        mdb_txn_abort(e->txn);
+        e->txn = NULL;
+        return rc;
+    }
+    rc = gd_store_commit(e->txn);
+    e->txn = NULL;
+    if (!rc) publish_counters(e);
+    return rc;
+}
+
+static void count_bad(gd_engine *e, gd_topic topic, const char *why)
+{
+    e->n.bad_records[topic]++;
+    if (gd_ratelimit_allow(&e->bad_log))
+        gd_warn("bad record on %s skipped: %s", topic < GD_TOPIC_COUNT ? e->cfg->topics[topic] : "an unknown topic",
+                why ? why : "undecodable");
+}
+
+static void process_reference(gd_engine *e, const gd_record *rec)
+{
+    const char *why = NULL;
+    gd_str key = rec->key;
+    if (!rec->value.p) { /* tombstone */
+        if (!key.p || !key.len) return count_bad(e, rec->topic, "tombstone without a key");
+        gd_refs_delete(&e->refs, rec->topic, key);
+        return;
+    }
+    if (rec->topic == GD_TOPIC_GAMES) {
+        gd_game g;
+        if (gd_decode_game(rec->value, &e->scratch, &g, &why)) return count_bad(e, rec->topic, why);
+        if (!key.p || !key.len) key = g.game_id;
+        if (!key.p || !key.len) return count_bad(e, rec->topic, "no record key and no game_id");
+        gd_refs_put_game(&e->refs, key, &g);
+    } else {
+        gd_player p;
+        if (gd_decode_player(rec->value, &e->scratch, &p, &why)) return count_bad(e, rec->topic, why);
+        if (!key.p || !key.len) key = p.player_id;
+        if (!key.p || !key.len) return count_bad(e, rec->topic, "no record key and no player_id");
+        gd_refs_put_player(&e->refs, key, &p);
+    }
+}
+
+static void process_activity(gd_engine *e, const gd_record *rec)
+{
+    const char *why = NULL;
+    gd_activity a;
+    if (!rec->value.p) return count_bad(e, rec->topic, "activity tombstone");
+    if (gd_decode_activity(rec->value, &e->scratch, &a, &why)) return count_bad(e, rec->topic, why);
+    if (a.activity_timestamp > e->stream_time) e->stream_time = a.activity_timestamp;
+    gd_enriched en;
+    gd_enrich(&en, &a, &e->refs, gd_now_ms());
+    if (gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn)) e->n.late_records++;
+    e->n.with_game += en.game != NULL;
+    e->n.with_player += en.player != NULL;
+    e->n.records_out++;
+    e->last_lag_ms = en.processing_timestamp - a.activity_timestamp;
+    if (e->out) {
+        gd_render_enriched(&en, &e->outbuf);
+        gd_buf_putc(&e->outbuf, '\n');
+    }
+}
+
+static void process(gd_engine *e, const gd_record *rec)
+{
+    e->n.records_in[rec->topic]++;
+    gd_arena_reset(&e->scratch);
+    if (rec->topic == GD_TOPIC_ACTIVITY) process_activity(e, rec);
+    else process_reference(e, rec);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int gd_engine_run(gd_engine *e, const atomic_bool *stop)
+{
+    int rc = GD_OK;
+    bool at_end = false;
+    if (e->src->endless) atomic_store(&e->pub->ready, true); /* nothing to catch up to */
+    while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+        if ((rc = begin_batch(e))) break;
+        gd_record rec;
+        int got = e->src->next(e->src, &rec);
+        if (got == GD_OK) {
+            at_end = false;
+            process(e, &rec);
+            e->batch_records++;
+            if (e->outbuf.len >= OUTBUF_FLUSH && (rc = write_output(e))) break;
+        } else if (got == GD_EBADREC) {
+            e->n.records_in[rec.topic]++;
+            count_bad(e, rec.topic, e->src->error);
+            e->batch_records++;
+        } else if (got == GD_AGAIN || got == GD_EOF) {
+            bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;
+            if (e->batch_records && (got == GD_EOF || due)) {
+                if ((rc = commit_batch(e))) break;
+                continue;
+            }
+            if (got == GD_EOF && !at_end) {
+                /* everything applied and committed: caught up */
+                if ((rc = commit_batch(e))) break;
+                at_end = true;
+                atomic_store(&e->pub->ready, true);
+                gd_info("source %s applied to its end", e->src->kind);
+            }
+            sleep_ms(got == GD_EOF ? 50 : 1);
+            continue;
+        } else {
+            rc = got;
+            break;
+        }
+        if (e->batch_records >= e->cfg->batch_records ||
+            (e->batch_records % 256 == 0 &&
+             gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000)) {
+            if ((rc = commit_batch(e))) break;
+        }
+    }
+    int crc = commit_batch(e);
+    return rc ? rc : crc;
+}

@@ -1,0 +1,203 @@
+/* file_source.c -- --source file:PATH, recorded topic data as JSON lines.
+ *
+ * Each line is a record envelope, either as `kcat -C -J` prints it
+ *   {"topic":"…","partition":0,"offset":1,"ts":…,"key":"…","payload":"<JSON text>"}
+ * or in the plain form {"topic":"…","key":"…","value":{…}}. A null payload or
+ * value is a tombstone. The file is read in large blocks and split in place;
+ * records point into the block until the next call. The position is the byte
+ * offset of the next unread line, so a restart seeks straight to it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+
+enum { BLOCK = 4 << 20 };
+
+typedef struct {
+    gd_source base;
+    const gd_config *cfg;
+    FILE *f;
+    char *buf;
+    size_t cap, len, off; /* buf[off, len) unread */
+    uint64_t file_pos;    /* file offset of buf[off] */
+    bool eof;
+    gd_arena scratch;
+} file_source;
+
+static int refill(file_source *fs)
+{
+    if (fs->off > 0) {
+        memmove(fs->buf, fs->buf + fs->off, fs->len - fs->off);
+        fs->len -= fs->off;
+        fs->off = 0;
+    }
+    if (fs->len == fs->cap) { /* one line longer than the block */
+        fs->cap *= 2;
+        char *nb = realloc(fs->buf, fs->cap);
+        if (!nb) return GD_ENOMEM;
+        fs->buf = nb;
+    }
+    size_t n = fread(fs->buf + fs->len, 1, fs->cap - fs->len, fs->f);
+    fs->len += n;
+    if (n == 0) {
+        if (ferror(fs->f)) {
+            gd_error("file source: read error: %s", strerror(errno));
+            return GD_ERR;
+        }
+        fs->eof = true;
+    }
+    return GD_OK;
+}
+
+/* The next line, without its newline; the last line may lack one. */
+static int next_line(file_source *fs, gd_str *line)
+{
+    for (;;) {
+        char *start = fs->buf + fs->off;
+        char *nl = memchr(start, '\n', fs->len - fs->off);
+        if (nl) {
+            *line = (gd_str){start, (uint32_t)(nl - start)};
+            size_t consumed = (size_t)(nl - start) + 1;
+            fs->off += consumed;
+            fs->file_pos += consumed;
+            return GD_OK;
+        }
+        if (fs->eof) {
+            if (fs->off == fs->len) return GD_EOF;
+            *line = (gd_str){start, (uint32_t)(fs->len - fs->off)};
+            fs->file_pos += fs->len - fs->off;
+            fs->off = fs->len;
+            return GD_OK;
+        }
+        int rc = refill(fs);
+        if (rc) return rc;
+    }
+}
+
+static bool blank(gd_str s)
+{
+    for (uint32_t i = 0; i < s.len; i++)
+        if (s.p[i] != ' ' && s.p[i] != '\t' && s.p[i] != '\r') return false;
+    return true;
+}
+
+/* Parses one envelope. */
+static int parse_envelope(file_source *fs, gd_str line, gd_record *rec)
+{
+    gd_json j;
+    gd_json_init(&j, line, &fs->scratch);
+    rec->topic = GD_TOPIC_UNKNOWN;
+    rec->key = GD_STR_NULL;
+    rec->value = GD_STR_NULL;
+    if (gd_json_object_begin(&j)) {
+        fs->base.error = "line is not a JSON object";
+        return GD_EBADREC;
+    }
+    bool have_value = false, have_topic = false;
+    gd_str k;
+    int more;
+    while ((more = gd_json_next_key(&j, &k)) == 1) {
+        gd_jval v;
+        if (gd_json_value(&j, &v)) break;
+        if (k.len == 5 && !memcmp(k.p, "topic", 5) && v.t == GD_J_STR) {
+            rec->topic = gd_topic_lookup(fs->cfg, v.s);
+            have_topic = true;
+        } else if (k.len == 3 && !memcmp(k.p, "key", 3)) {
+            rec->key = v.t == GD_J_STR ? v.s : GD_STR_NULL;
+        } else if (k.len == 7 && !memcmp(k.p, "payload", 7)) {
+            have_value = true;
+            rec->value = v.t == GD_J_STR ? v.s : GD_STR_NULL;
+            if (v.t != GD_J_STR && v.t != GD_J_NULL) {
+                fs->base.error = "payload is neither a string nor null";
+                return GD_EBADREC;
+            }
+        } else if (k.len == 5 && !memcmp(k.p, "value", 5)) {
+            have_value = true;
+            rec->value = v.t == GD_J_NULL ? GD_STR_NULL : v.raw;
+        }
+    }
+    if (more != 0 || gd_json_end(&j)) {
+        fs->base.error = "line is not valid JSON";
+        return GD_EBADREC;
+    }
+    if (!have_topic) fs->base.error = "envelope has no topic";
+    else if (rec->topic == GD_TOPIC_UNKNOWN) fs->base.error = "unknown topic";
+    else if (!have_value) fs->base.error = "envelope has neither payload nor value";
+    else return GD_OK;
+    return GD_EBADREC;
+}
+
+static int fs_next(gd_source *src, gd_record *rec)
+{
+    file_source *fs = (file_source *)src;
+    gd_arena_reset(&fs->scratch);
+    gd_str line;
+    do {
+        int rc = next_line(fs, &line);
+        if (rc) return rc;
+    } while (blank(line));
+    return parse_envelope(fs, line, rec);
+}
+
+static void fs_position(gd_source *src, gd_buf *out)
+{
+    gd_buf_put_u64be(out, ((file_source *)src)->file_pos);
+}
+
+static int fs_seek(gd_source *src, gd_str pos)
+{
+    file_source *fs = (file_source *)src;
+    if (pos.len != 8) return GD_ERR;
+    uint64_t off = gd_get_u64be(pos.p);
+    if (fseeko(fs->f, (off_t)off, SEEK_SET)) {
+        gd_error("file source: cannot seek to %llu: %s", (unsigned long long)off, strerror(errno));
+        return GD_ERR;
+    }
+    fs->file_pos = off;
+    fs->off = fs->len = 0;
+    fs->eof = false;
+    return GD_OK;
+}
+
+static void fs_close(gd_source *src)
+{
+    file_source *fs = (file_source *)src;
+    if (fs->f) fclose(fs->f);
+    free(fs->buf);
+    gd_arena_free(&fs->scratch);
+    free(fs);
+}
+
+gd_source *gd_file_source_open(const gd_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        gd_error("file source: cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    file_source *fs = calloc(1, sizeof *fs);
+    char *buf = malloc(BLOCK);
+    if (!fs || !buf) {
+        free(fs);
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fs->base = (gd_source){.kind = "file", .next = fs_next, .position = fs_position,
+                           .seek = fs_seek, .close = fs_close};
+    fs->cfg = cfg;
+    fs->f = f;
+    fs->buf = buf;
+    fs->cap = BLOCK;
+    gd_arena_init(&fs->scratch);
+    return &fs->base;
+}
+
+gd_topic gd_topic_lookup(const gd_config *cfg, gd_str name)
+{
+    for (int t = 0; t < GD_TOPIC_COUNT; t++)
+        if (strlen(cfg->topics[t]) == name.len && !memcmp(cfg->topics[t], name.p, name.len))
+            return (gd_topic)t;
+    return GD_TOPIC_UNKNOWN;
+}

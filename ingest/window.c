@@ -1,0 +1,341 @@
+/* window.c -- hot windows: every windowed table of store/tables.h, maintained
+ * by one piece of code from the table definitions.
+ *
+ * Per table, the open windows are a list, newest first (records nearly
+ * always hit the newest, out-of-order ones a step or two back). Per window, a
+ * map from group key to group, and an arena holding groups, keys, LATEST
+ * strings and the members of COUNT_DISTINCT sets: a window that closes is
+ * freed in one go. Groups touched since the last commit sit on a dirty list;
+ * the commit writes each once, however many records touched it, which is
+ * what lets ingest outrun LMDB's put rate by an order of magnitude.
+ *
+ * Lateness (SPEC §5): a record is late for a table when its window has
+ * window_end + grace <= stream time. Retention: a window is purged from
+ * LMDB once it is closed and window_end + retention <= stream time. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "window.h"
+
+struct gd_hot_group {
+    gd_hot_group *next_dirty;
+    gd_hot_window *window;
+    gd_str key;
+    bool dirty;
+    gd_slot slots[];
+};
+
+struct gd_hot_window {
+    int64_t start;
+    gd_map groups;
+    gd_arena arena;
+    gd_hot_window *next;
+};
+
+enum { PURGE_ROWS_PER_COMMIT = 20000, DAY_MS = 24 * 3600 * 1000 };
+
+void gd_windows_init(gd_windows *w, const gd_config *cfg)
+{
+    memset(w, 0, sizeof *w);
+    w->retention_ms = cfg->retention_ms;
+    w->hourly_stats = gd_table_find("gaming_hourly_player_game_stats", 31);
+    w->active_players = gd_table_find("gaming_active_players_5min", 26);
+    for (size_t i = 0; i < gd_table_count; i++) {
+        const gd_tabledef *def = &gd_tables[i];
+        w->tables[i].def = def;
+        /* ksqlDB's default: window size plus grace is 24 hours */
+        w->tables[i].grace_ms = cfg->grace_ms >= 0 ? cfg->grace_ms
+                                : def->window_ms < DAY_MS ? DAY_MS - def->window_ms : 0;
+    }
+}
+
+static void free_window(const gd_tabledef *def, gd_hot_window *win)
+{
+    for (size_t i = 0; i < win->groups.cap; i++) {
+        if (!gd_map_live(&win->groups.slots[i])) continue;
+        gd_hot_group *g = win->groups.slots[i].val;
+        for (int c = 0; c < def->ncols; c++)
+            if (def->cols[c].agg == GD_AGG_COUNT_DISTINCT && g->slots[c].x.set)
+                gd_map_free(g->slots[c].x.set);
+    }
+    gd_map_free(&win->groups);
+    gd_arena_free(&win->arena);
+    free(win);
+}
+
+void gd_windows_free(gd_windows *w)
+{
+    for (size_t i = 0; i < gd_table_count; i++) {
+        gd_hot_table *t = &w->tables[i];
+        while (t->windows) {
+            gd_hot_window *next = t->windows->next;
+            free_window(t->def, t->windows);
+            t->windows = next;
+        }
+    }
+    gd_buf_free(&w->key);
+    gd_buf_free(&w->row);
+}
+
+static gd_hot_window *find_window(gd_hot_table *t, int64_t start, bool create)
+{
+    gd_hot_window **link = &t->windows;
+    while (*link && (*link)->start > start) link = &(*link)->next;
+    if (*link && (*link)->start == start) return *link;
+    if (!create) return NULL;
+    gd_hot_window *win = calloc(1, sizeof *win);
+    if (!win) {
+        gd_error("out of memory opening a window");
+        abort();
+    }
+    win->start = start;
+    gd_arena_init(&win->arena);
+    gd_map_init(&win->groups, &win->arena);
+    win->next = *link;
+    *link = win;
+    return win;
+}
+
+static gd_hot_group *find_group(gd_hot_table *t, gd_hot_window *win, gd_str key, bool create)
+{
+    if (!create) return gd_map_get(&win->groups, key);
+    bool created;
+    gd_map_slot *s = gd_map_upsert(&win->groups, key, &created);
+    if (!created) return s->val;
+    size_t size = sizeof(gd_hot_group) + sizeof(gd_slot) * t->def->ncols;
+    gd_hot_group *g = gd_arena_alloc(&win->arena, size);
+    memset(g, 0, size);
+    g->window = win;
+    g->key = s->key;
+    s->val = g;
+    return g;
+}
+
+static void mark_dirty(gd_hot_table *t, gd_hot_group *g)
+{
+    if (g->dirty) return;
+    g->dirty = true;
+    g->next_dirty = t->dirty;
+    t->dirty = g;
+    t->dirty_count++;
+}
+
+static void update_slot(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena)
+{
+    switch (c->agg) {
+    case GD_AGG_COUNT_STAR: s->n++; break;
+    case GD_AGG_COUNT:
+        if (v.t != GD_V_NULL) s->n++;
+        break;
+    case GD_AGG_SUM_INT:
+        if (v.t == GD_V_INT) s->v.i += v.i;
+        break;
+    case GD_AGG_SUM_DBL:
+        if (v.t == GD_V_DBL) s->v.d += v.d;
+        else if (v.t == GD_V_INT) s->v.d += (double)v.i;
+        break;
+    case GD_AGG_AVG:
+        if (v.t == GD_V_NULL || v.t == GD_V_STR) break;
+        s->n++;
+        s->v.d += v.t == GD_V_INT ? (double)v.i : v.d;
+        break;
+    case GD_AGG_MAX_INT:
+        if (v.t != GD_V_INT) break;
+        if (!s->n || v.i > s->v.i) s->v.i = v.i;
+        s->n = 1;
+        break;
+    case GD_AGG_COUNT_DISTINCT: {
+        if (v.t != GD_V_STR) break;
+        if (!s->x.set) {
+            s->x.set = gd_arena_alloc(arena, sizeof(gd_map));
+            gd_map_init(s->x.set, arena);
+        }
+        bool created;
+        gd_map_slot *m = gd_map_upsert(s->x.set, v.s, &created);
+        m->val = (void *)1;
+        if (created) s->n++;
+        break;
+    }
+    case GD_AGG_LATEST:
+        if (v.t == GD_V_STR && !gd_str_eq(s->x.s, v.s)) s->x.s = gd_arena_strdup(arena, v.s);
+        break;
+    case GD_AGG_PERCENT: break; /* derived when read */
+    }
+}
+
+/* The group key of e in table def into b; false when a key column is null. */
+static bool build_group_key(const gd_tabledef *def, const gd_enriched *e, gd_buf *b)
+{
+    gd_buf_clear(b);
+    for (int k = 0; k < def->nkeys; k++) {
+        gd_value v = gd_enriched_field(e, def->keys[k].field);
+        if (v.t != GD_V_STR) return false;
+        gd_groupkey_append(b, v.s);
+    }
+    return true;
+}
+
+/* The slots of (window, group) as they stand: in memory, else in LMDB. */
+static bool lookup_slots(gd_hot_table *t, int64_t start, gd_str key,
+                         gd_slot *out, gd_store *s, MDB_txn *txn)
+{
+    gd_hot_window *win = find_window(t, start, false);
+    if (win) {
+        gd_hot_group *g = find_group(t, win, key, false);
+        if (!g) return false;
+        memcpy(out, g->slots, sizeof(gd_slot) * t->def->ncols);
+        return true;
+    }
+    gd_buf kb = {0};
+    gd_rowkey_encode(&kb, start, key);
+    gd_str val;
+    bool found = gd_store_row_get(s, txn, t->def, (gd_str){kb.p, (uint32_t)kb.len}, &val) == GD_OK &&
+                 gd_row_decode(t->def, val.p, val.len, out) == GD_OK;
+    gd_buf_free(&kb);
+    return found;
+}
+
+static void set_figures(gd_windows *w, gd_enriched *e, const gd_tabledef *def, const gd_slot *slots)
+{
+    if (def == w->hourly_stats) {
+        e->total_sessions_1h = slots ? (gd_int){true, gd_row_column(def, slots, 0).i} : (gd_int){0};
+        gd_value avg = slots ? gd_row_column(def, slots, 2) : (gd_value){.t = GD_V_NULL};
+        e->avg_score_1h = avg.t == GD_V_DBL ? (gd_dbl){true, avg.d} : (gd_dbl){0};
+    } else {
+        e->active_players_count = slots ? (gd_int){true, gd_row_column(def, slots, 1).i} : (gd_int){0};
+    }
+}
+
+bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
+                      MDB_txn *txn)
+{
+    bool late_any = false;
+    int64_t ts = e->a->activity_timestamp;
+    const gd_tabledef *hs = w->hourly_stats, *ap = w->active_players;
+    for (size_t i = 0; i < gd_table_count; i++) {
+        gd_hot_table *t = &w->tables[i];
+        const gd_tabledef *def = t->def;
+        if (def->kind != GD_TABLE_WINDOWED) continue;
+        if (def->purchases_only && !e->has_purchase) continue;
+        if (!build_group_key(def, e, &w->key)) continue;
+        gd_str key = {w->key.p, (uint32_t)w->key.len};
+        int64_t start = gd_window_start(ts, def->window_ms);
+        bool late = start + def->window_ms + t->grace_ms <= stream_time;
+        bool figures = def == hs || def == ap;
+        if (late) {
+            late_any = true;
+            if (figures) {
+                gd_slot *slots = w->figures[def == hs ? 0 : 1];
+                set_figures(w, e, def, lookup_slots(t, start, key, slots, s, txn) ? slots : NULL);
+            }
+            continue;
+        }
+        gd_hot_window *win = find_window(t, start, true);
+        gd_hot_group *g = find_group(t, win, key, true);
+        for (int c = 0; c < def->ncols; c++)
+            update_slot(&def->cols[c], &g->slots[c], gd_enriched_field(e, def->cols[c].field),
+                        &win->arena);
+        mark_dirty(t, g);
+        if (figures) set_figures(w, e, def, g->slots);
+    }
+    return late_any;
+}
+
+static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
+{
+    for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) {
+        g->dirty = false;
+        gd_rowkey_encode(&w->key, g->window->start, g->key);
+        gd_row_encode(t->def, g->slots, &w->row);
+        int rc = gd_store_row_put(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len},
+                                  (gd_str){w->row.p, (uint32_t)w->row.len});
+        if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
+            gd_warn("%s: group key of %zu bytes is too long to store", t->def->name, w->key.len);
+            continue;
+        }
+        if (rc) return rc;
+    }
+    t->dirty = NULL;
+    t->dirty_count = 0;
+    return GD_OK;
+}
+
+/* Windows past their grace leave memory (they were just written). */
+static void evict_closed(gd_hot_table *t, int64_t stream_time)
+{
+    gd_hot_window **link = &t->windows;
+    while (*link && (*link)->start + t->def->window_ms + t->grace_ms > stream_time)
+        link = &(*link)->next;
+    while (*link) {
+        gd_hot_window *win = *link;
+        *link = win->next;
+        free_window(t->def, win);
+    }
+}
+
+int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time)
+{
+    for (size_t i = 0; i < gd_table_count; i++) {
+        gd_hot_table *t = &w->tables[i];
+        if (t->def->kind != GD_TABLE_WINDOWED) continue;
+        int rc = write_dirty(w, t, s, txn);
+        if (rc) return rc;
+        if (stream_time == INT64_MIN) continue;
+        evict_closed(t, stream_time);
+        /* purge windows that are closed and past retention */
+        int64_t size = t->def->window_ms;
+        int64_t expired = stream_time - w->retention_ms - size + 1;
+        int64_t closed = stream_time - t->grace_ms - size + 1;
+        size_t deleted;
+        rc = gd_store_purge(s, txn, t->def, expired < closed ? expired : closed,
+                            PURGE_ROWS_PER_COMMIT, &deleted);
+        if (rc) return rc;
+    }
+    return GD_OK;
+}
+
+typedef struct {
+    gd_windows *w;
+    gd_hot_table *t;
+    int rc;
+} load_ctx;
+
+static int load_row(void *ctx, gd_str key, gd_str val)
+{
+    load_ctx *c = ctx;
+    if (key.len < 8) return 0;
+    gd_hot_window *win = find_window(c->t, gd_rowkey_window(key.p), true);
+    gd_str gkey = {key.p + 8, key.len - 8};
+    gd_hot_group *g = find_group(c->t, win, gkey, true);
+    if (gd_row_decode_full(c->t->def, val.p, val.len, g->slots, &win->arena)) {
+        gd_error("%s: a stored row does not decode; its window is not restored", c->t->def->name);
+        c->rc = GD_ERR;
+        return 1;
+    }
+    return 0;
+}
+
+int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time)
+{
+    if (stream_time == INT64_MIN) return GD_OK;
+    for (size_t i = 0; i < gd_table_count; i++) {
+        gd_hot_table *t = &w->tables[i];
+        if (t->def->kind != GD_TABLE_WINDOWED) continue;
+        int64_t first_open = gd_window_start(stream_time - t->def->window_ms - t->grace_ms + 1,
+                                             t->def->window_ms);
+        gd_rowkey_encode(&w->key, first_open, (gd_str){"", 0});
+        load_ctx c = {w, t, GD_OK};
+        int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_row, &c);
+        if (rc || c.rc) return rc ? rc : c.rc;
+    }
+    return GD_OK;
+}
+
+size_t gd_windows_memory(const gd_windows *w)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < gd_table_count; i++)
+        for (const gd_hot_window *win = w->tables[i].windows; win; win = win->next)
+            total += win->arena.used_bytes + win->groups.cap * sizeof(gd_map_slot);
+    return total;
+}

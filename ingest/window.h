@@ -1,0 +1,76 @@
+/* window.h -- inside the ingest layer: the reference tables held in memory
+ * for the join, the hot windows of every windowed table, and enrichment.
+ * Only the engine uses these. */
+#ifndef GD_WINDOW_H
+#define GD_WINDOW_H
+
+#include "ingest.h"
+
+/* ---- reference tables (refs.c) ----
+ * The latest games and players, by table key, each row one allocation. Rows
+ * changed since the last commit are remembered and written at commit. */
+typedef struct {
+    gd_map games, players;           /* key -> row */
+    gd_map dirty_games, dirty_players; /* keys changed this batch */
+} gd_refs;
+
+void gd_refs_init(gd_refs *r);
+void gd_refs_free(gd_refs *r);
+const gd_game *gd_refs_game(const gd_refs *r, gd_str game_id);
+const gd_player *gd_refs_player(const gd_refs *r, gd_str player_id);
+void gd_refs_put_game(gd_refs *r, gd_str key, const gd_game *g);
+void gd_refs_put_player(gd_refs *r, gd_str key, const gd_player *p);
+void gd_refs_delete(gd_refs *r, gd_topic topic, gd_str key);
+int gd_refs_load(gd_refs *r, gd_store *s, MDB_txn *txn);
+int gd_refs_flush(gd_refs *r, gd_store *s, MDB_txn *txn, gd_buf *scratch);
+/* The row as the API shows it, a JSON object. */
+void gd_render_game(gd_str key, const gd_game *g, gd_buf *out);
+void gd_render_player(gd_str key, const gd_player *p, gd_buf *out);
+
+/* ---- hot windows (window.c) ----
+ * Every windowed table keeps its open windows in memory: per window a map of
+ * groups, each group the slots of tables.h, all in the window's arena. A
+ * record updates the groups it belongs to and marks them dirty; the commit
+ * writes dirty groups to LMDB. Once a window can no longer change (past its
+ * grace) and is written, it leaves memory. */
+typedef struct gd_hot_group gd_hot_group;
+typedef struct gd_hot_window gd_hot_window;
+
+typedef struct {
+    const gd_tabledef *def;
+    int64_t grace_ms;
+    gd_hot_window *windows; /* newest first */
+    gd_hot_group *dirty;    /* list of groups to write */
+    size_t dirty_count;
+} gd_hot_table;
+
+typedef struct {
+    gd_hot_table tables[16]; /* by gd_table_index; reference tables unused */
+    int64_t retention_ms;
+    const gd_tabledef *hourly_stats, *active_players; /* the figures of SPEC §4 */
+    gd_buf key, row; /* scratch */
+    gd_slot figures[2][GD_MAX_COLS]; /* see gd_windows_apply */
+} gd_windows;
+
+void gd_windows_init(gd_windows *w, const gd_config *cfg);
+void gd_windows_free(gd_windows *w);
+/* Loads every window still open at stream_time from the store. */
+int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
+/* Applies an enriched record to every table it belongs to (stream_time
+ * already includes it). Fills e's window figures from the hourly player/game
+ * stats and 5-minute active players rows; for a late record, from the rows as
+ * they stand (read from txn when they have left memory). Returns true when
+ * the record was late for some table. */
+bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
+                      MDB_txn *txn);
+/* Writes dirty groups, evicts closed windows and purges expired ones (a
+ * bounded number of rows per call). */
+int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
+size_t gd_windows_memory(const gd_windows *w);
+
+/* ---- enrichment (enrich.c) ---- */
+void gd_enrich(gd_enriched *e, const gd_activity *a, const gd_refs *refs, int64_t now_ms);
+/* The enriched record as one JSON object (SPEC §7 field order). */
+void gd_render_enriched(const gd_enriched *e, gd_buf *out);
+
+#endif

@@ -1,0 +1,266 @@
+/* config.c -- flags and environment variables as one table. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef int (*opt_fn)(gd_config *cfg, const char *v);
+
+typedef struct {
+    const char *flag;  /* "--listen" */
+    const char *env;   /* "GAMINGD_LISTEN", NULL when flag-only */
+    const char *arg;   /* "HOST:PORT", NULL when the flag takes no value */
+    const char *help;
+    opt_fn set;
+} gd_option;
+
+static int copy_to(char *dst, size_t cap, const char *v)
+{
+    if (strlen(v) >= cap) return GD_ERR;
+    memcpy(dst, v, strlen(v) + 1);
+    return GD_OK;
+}
+#define COPY(field) copy_to(cfg->field, sizeof cfg->field, v)
+
+static int set_listen(gd_config *cfg, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    int64_t port;
+    if (!colon || colon == v || gd_parse_int(colon + 1, strlen(colon + 1), 0, 65535, &port))
+        return GD_ERR;
+    size_t n = (size_t)(colon - v);
+    if (n >= sizeof cfg->listen_host) return GD_ERR;
+    memcpy(cfg->listen_host, v, n);
+    cfg->listen_host[n] = 0;
+    cfg->listen_port = (int)port;
+    return GD_OK;
+}
+static int set_data_dir(gd_config *cfg, const char *v) { return COPY(data_dir); }
+static int set_source(gd_config *cfg, const char *v)
+{
+    if (!strcmp(v, "generator")) cfg->source = GD_SRC_GENERATOR;
+    else if (!strcmp(v, "kafka")) cfg->source = GD_SRC_KAFKA;
+    else if (!strncmp(v, "file:", 5) && v[5]) {
+        cfg->source = GD_SRC_FILE;
+        return copy_to(cfg->source_path, sizeof cfg->source_path, v + 5);
+    } else return GD_ERR;
+    return GD_OK;
+}
+static int set_brokers(gd_config *cfg, const char *v) { return COPY(brokers); }
+static int set_kafka_prop(gd_config *cfg, const char *v)
+{
+    if (!strchr(v, '=') || cfg->nkafka_props >= GD_MAX_KAFKA_PROPS) return GD_ERR;
+    cfg->kafka_props[cfg->nkafka_props++] = strdup(v);
+    return GD_OK;
+}
+static int set_registry(gd_config *cfg, const char *v) { return COPY(schema_registry); }
+static int set_registry_auth(gd_config *cfg, const char *v)
+{
+    return strchr(v, ':') ? COPY(schema_registry_auth) : GD_ERR;
+}
+static int set_output(gd_config *cfg, const char *v)
+{
+    if (!strcmp(v, "kafka")) {
+        cfg->output_kafka = true;
+        return GD_OK;
+    }
+    if (!strncmp(v, "file:", 5) && v[5]) return copy_to(cfg->output_path, sizeof cfg->output_path, v + 5);
+    return GD_ERR;
+}
+static int set_output_format(gd_config *cfg, const char *v)
+{
+    return strcmp(v, "avro") && strcmp(v, "json") ? GD_ERR : COPY(output_format);
+}
+static int set_grace(gd_config *cfg, const char *v) { return gd_parse_duration(v, &cfg->grace_ms); }
+static int set_retention(gd_config *cfg, const char *v)
+{
+    return gd_parse_duration(v, &cfg->retention_ms) || cfg->retention_ms == 0 ? GD_ERR : GD_OK;
+}
+static int set_rate(gd_config *cfg, const char *v)
+{
+    char *end;
+    double r = strtod(v, &end);
+    if (*end || end == v || !(r > 0) || r > 1e9) return GD_ERR;
+    cfg->rate = r;
+    return GD_OK;
+}
+static int set_seed(gd_config *cfg, const char *v)
+{
+    int64_t s;
+    if (gd_parse_int(v, strlen(v), 0, INT64_MAX, &s)) return GD_ERR;
+    cfg->seed = (uint64_t)s;
+    return GD_OK;
+}
+static int set_api_keys(gd_config *cfg, const char *v) { return COPY(api_keys); }
+static int set_topic_games(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_GAMES]); }
+static int set_topic_players(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_PLAYERS]); }
+static int set_topic_activity(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_ACTIVITY]); }
+static int set_output_topic(gd_config *cfg, const char *v) { return COPY(output_topic); }
+static int set_map_size(gd_config *cfg, const char *v)
+{
+    int64_t mib;
+    if (gd_parse_int(v, strlen(v), 16, 1 << 24, &mib)) return GD_ERR;
+    cfg->map_size = (size_t)mib << 20;
+    return GD_OK;
+}
+static int set_commit_interval(gd_config *cfg, const char *v)
+{
+    return gd_parse_duration(v, &cfg->commit_interval_ms) || cfg->commit_interval_ms < 1 ? GD_ERR : GD_OK;
+}
+static int set_http_threads(gd_config *cfg, const char *v)
+{
+    int64_t n;
+    if (gd_parse_int(v, strlen(v), 1, 64, &n)) return GD_ERR;
+    cfg->http_threads = (int)n;
+    return GD_OK;
+}
+static int set_out(gd_config *cfg, const char *v) { return COPY(out_path); }
+static int set_events(gd_config *cfg, const char *v)
+{
+    int64_t n;
+    if (gd_parse_int(v, strlen(v), 0, INT64_MAX, &n)) return GD_ERR;
+    cfg->events = (uint64_t)n;
+    return GD_OK;
+}
+static int set_start(gd_config *cfg, const char *v)
+{
+    return gd_parse_int(v, strlen(v), 0, INT64_MAX / 2, &cfg->start_ms);
+}
+
+static const gd_option options[] = {
+    {"--listen", "GAMINGD_LISTEN", "HOST:PORT", "HTTP address (default 127.0.0.1:8080)", set_listen},
+    {"--data-dir", "GAMINGD_DATA_DIR", "DIR", "LMDB environment (default ./data)", set_data_dir},
+    {"--source", "GAMINGD_SOURCE", "generator|file:PATH|kafka", "where records come from (default generator)", set_source},
+    {"--brokers", "GAMINGD_BROKERS", "LIST", "Kafka bootstrap servers", set_brokers},
+    {"-X", NULL, "KEY=VALUE", "any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable)", set_kafka_prop},
+    {"--schema-registry", "GAMINGD_SCHEMA_REGISTRY", "URL", "Confluent Schema Registry", set_registry},
+    {"--schema-registry-auth", "GAMINGD_SCHEMA_REGISTRY_AUTH", "USER:SECRET", "Schema Registry basic auth", set_registry_auth},
+    {"--output", "GAMINGD_OUTPUT", "kafka|file:PATH", "where the enriched stream goes (kafka when --brokers is set)", set_output},
+    {"--output-format", "GAMINGD_OUTPUT_FORMAT", "avro|json", "output record format (default avro)", set_output_format},
+    {"--grace", "GAMINGD_GRACE", "DUR", "window grace (default: window size + grace = 24h)", set_grace},
+    {"--retention", "GAMINGD_RETENTION", "DUR", "how long windows are kept past their end (default 7d)", set_retention},
+    {"--rate", "GAMINGD_RATE", "N", "generator events per second (default 1000)", set_rate},
+    {"--seed", "GAMINGD_SEED", "N", "generator seed (default random)", set_seed},
+    {"--api-keys", "GAMINGD_API_KEYS", "FILE", "turns authentication on", set_api_keys},
+    {"--topic-games", "GAMINGD_TOPIC_GAMES", "NAME", "games topic (default gaming_games)", set_topic_games},
+    {"--topic-players", "GAMINGD_TOPIC_PLAYERS", "NAME", "players topic (default gaming_players)", set_topic_players},
+    {"--topic-activity", "GAMINGD_TOPIC_ACTIVITY", "NAME", "activity topic (default gaming_player_activity)", set_topic_activity},
+    {"--output-topic", "GAMINGD_OUTPUT_TOPIC", "NAME", "output topic (default gaming.real-time-gaming-intelligence-platform)", set_output_topic},
+    {"--map-size", "GAMINGD_MAP_SIZE", "MIB", "largest size of the LMDB data file (default 65536)", set_map_size},
+    {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "longest time between state commits (default 100ms)", set_commit_interval},
+    {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads},
+    {"--out", NULL, "FILE", "generate: file to write", set_out},
+    {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events},
+    {"--start", NULL, "MS", "generate: event time of the first activity (default: now minus the span)", set_start},
+};
+enum { NOPTIONS = sizeof options / sizeof options[0] };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: gamingd [serve] [flags]       run the daemon\n"
+            "       gamingd generate --out FILE [--events N] [--seed S] [--rate R] [--start MS]\n"
+            "                                    write synthetic source records as JSON lines\n"
+            "\nflags (each also read from its environment variable):\n");
+    for (int i = 0; i < NOPTIONS; i++) {
+        char lhs[64];
+        snprintf(lhs, sizeof lhs, "%s %s", options[i].flag, options[i].arg ? options[i].arg : "");
+        fprintf(f, "  %-36s %s%s%s%s\n", lhs, options[i].help, options[i].env ? " [" : "",
+                options[i].env ? options[i].env : "", options[i].env ? "]" : "");
+    }
+    fprintf(f, "  %-36s %s\n  %-36s %s\n", "--help", "this text", "--version", "print the version");
+    fprintf(f, "\ndurations take ms, s, m, h, d (e.g. 500ms, 30s, 2h, 7d)\n");
+}
+
+static void defaults(gd_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    strcpy(cfg->data_dir, "./data");
+    strcpy(cfg->output_format, "avro");
+    cfg->grace_ms = -1;
+    cfg->retention_ms = 7LL * 24 * 3600 * 1000;
+    cfg->rate = 1000;
+    cfg->seed = (uint64_t)gd_now_ms() ^ (uint64_t)gd_mono_ns();
+    strcpy(cfg->topics[GD_TOPIC_GAMES], "gaming_games");
+    strcpy(cfg->topics[GD_TOPIC_PLAYERS], "gaming_players");
+    strcpy(cfg->topics[GD_TOPIC_ACTIVITY], "gaming_player_activity");
+    strcpy(cfg->output_topic, "gaming.real-time-gaming-intelligence-platform");
+    cfg->map_size = (size_t)65536 << 20;
+    cfg->commit_interval_ms = 100;
+    cfg->batch_records = 65536;
+    cfg->http_threads = 2;
+    cfg->events = 100000;
+    cfg->start_ms = -1;
+}
+
+static int apply(gd_config *cfg, const gd_option *o, const char *v, const char *from)
+{
+    if (o->set(cfg, v) == GD_OK) return GD_OK;
+    fprintf(stderr, "gamingd: bad value '%s' for %s%s (expected %s)\n", v, o->flag, from,
+            o->arg ? o->arg : "no value");
+    return GD_ERR;
+}
+
+int gd_config_parse(gd_config *cfg, int argc, char **argv)
+{
+    defaults(cfg);
+    for (int i = 0; i < NOPTIONS; i++) {
+        const char *v = options[i].env ? getenv(options[i].env) : NULL;
+        if (v && *v && apply(cfg, &options[i], v, " (from the environment)")) return GD_ERR;
+    }
+    int a = 1;
+    if (a < argc && !strcmp(argv[a], "serve")) a++;
+    else if (a < argc && !strcmp(argv[a], "generate")) {
+        cfg->command = GD_CMD_GENERATE;
+        a++;
+    }
+    for (; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            usage(stdout);
+            return GD_EOF;
+        }
+        if (!strcmp(arg, "--version")) {
+            printf("gamingd %s\n", GD_VERSION);
+            return GD_EOF;
+        }
+        const gd_option *o = NULL;
+        const char *val = NULL;
+        for (int i = 0; i < NOPTIONS && !o; i++) {
+            size_t n = strlen(options[i].flag);
+            if (!strncmp(arg, options[i].flag, n) && (arg[n] == 0 || arg[n] == '=')) {
+                o = &options[i];
+                if (arg[n] == '=') val = arg + n + 1;
+            }
+        }
+        if (!o) {
+            fprintf(stderr, "gamingd: unknown flag '%s' (see gamingd --help)\n", arg);
+            return GD_ERR;
+        }
+        if (!val) {
+            if (a + 1 >= argc) {
+                fprintf(stderr, "gamingd: %s needs a value (%s)\n", o->flag, o->arg);
+                return GD_ERR;
+            }
+            val = argv[++a];
+        }
+        if (apply(cfg, o, val, "")) return GD_ERR;
+    }
+    if (cfg->brokers[0] && !cfg->output_path[0]) cfg->output_kafka = true;
+    if (cfg->command == GD_CMD_GENERATE && !cfg->out_path[0] && !cfg->brokers[0]) {
+        fprintf(stderr, "gamingd generate: --out FILE is required\n");
+        return GD_ERR;
+    }
+    return GD_OK;
+}
+
+void gd_config_free(gd_config *cfg)
+{
+    for (int i = 0; i < cfg->nkafka_props; i++) free(cfg->kafka_props[i]);
+    cfg->nkafka_props = 0;
+}

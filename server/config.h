@@ -1,0 +1,53 @@
+/* config.h -- the command line and environment of SPEC §2.
+ *
+ * Every flag is one row of a table in config.c (name, environment variable,
+ * help text, parser), so --help, the environment and the parser never
+ * disagree. The environment is read first, flags override it. */
+#ifndef GD_CONFIG_H
+#define GD_CONFIG_H
+
+#include "gamingd.h"
+
+typedef enum { GD_SRC_GENERATOR, GD_SRC_FILE, GD_SRC_KAFKA } gd_source_kind;
+typedef enum { GD_CMD_SERVE, GD_CMD_GENERATE } gd_command;
+
+enum { GD_MAX_KAFKA_PROPS = 64 };
+
+typedef struct {
+    gd_command command;
+    char listen_host[256];
+    int listen_port;
+    char data_dir[1024];
+    gd_source_kind source;
+    char source_path[1024];
+    char brokers[1024];
+    char *kafka_props[GD_MAX_KAFKA_PROPS]; /* "key=value", owned */
+    int nkafka_props;
+    char schema_registry[1024];
+    char schema_registry_auth[256];
+    char output_path[1024]; /* --output file:PATH */
+    bool output_kafka;
+    char output_format[16]; /* avro | json */
+    int64_t grace_ms;       /* -1: per table, size + grace = 24 h */
+    int64_t retention_ms;
+    double rate;
+    uint64_t seed;
+    char api_keys[1024];
+    char topics[3][256]; /* by gd_topic */
+    char output_topic[256];
+    size_t map_size;
+    int64_t commit_interval_ms;
+    uint32_t batch_records;
+    int http_threads;
+    /* generate */
+    char out_path[1024];
+    uint64_t events;
+    int64_t start_ms;
+} gd_config;
+
+/* Fills cfg from the environment and argv. Returns GD_OK, GD_EOF when --help
+ * or --version was printed (exit 0), GD_ERR after printing the error. */
+int gd_config_parse(gd_config *cfg, int argc, char **argv);
+void gd_config_free(gd_config *cfg);
+
+#endif

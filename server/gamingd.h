@@ -1,0 +1,158 @@
+/* gamingd.h -- the shared types of gamingd.
+ *
+ * Every layer (ingest, store, api, server) speaks in these types, so they live
+ * in one header: the source record as it leaves a source, the decoded activity
+ * and reference rows, the enriched record, and the field identifiers that the
+ * table definitions (store/tables.h) use to name what they aggregate.
+ *
+ * Strings are borrowed spans (gd_str): a pointer and a length into a buffer
+ * that outlives the use; p == NULL means SQL NULL. Decoding never copies a
+ * field it can point at. */
+#ifndef GAMINGD_H
+#define GAMINGD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GD_VERSION "0.1.0"
+
+/* Return codes shared by every layer: 0 is success, negatives are errors. */
+enum {
+    GD_OK = 0,
+    GD_ERR = -1,      /* generic failure, message logged by the callee */
+    GD_EOF = -2,      /* source has no more records, now or ever */
+    GD_AGAIN = -3,    /* source has no record right now; try later */
+    GD_EBADREC = -4,  /* the record cannot be decoded or lacks a field */
+    GD_ENOMEM = -5,
+};
+
+typedef struct {
+    const char *p; /* NULL: SQL NULL */
+    uint32_t len;
+} gd_str;
+
+#define GD_STR_NULL ((gd_str){NULL, 0})
+static inline bool gd_str_null(gd_str s) { return s.p == NULL; }
+bool gd_str_eq(gd_str a, gd_str b);
+gd_str gd_str_c(const char *cstr);
+
+typedef enum {
+    GD_TOPIC_GAMES = 0,
+    GD_TOPIC_PLAYERS,
+    GD_TOPIC_ACTIVITY,
+    GD_TOPIC_COUNT,
+    GD_TOPIC_UNKNOWN = GD_TOPIC_COUNT,
+} gd_topic;
+
+/* One record as a source hands it over: which topic, the record key, and the
+ * value bytes (value.p == NULL is a tombstone). */
+typedef struct {
+    gd_topic topic;
+    gd_str key;
+    gd_str value;
+} gd_record;
+
+/* Event times beyond year 9999 are refused, so window arithmetic never
+ * overflows. */
+#define GD_MAX_TIMESTAMP 253402300799999LL
+
+/* A nullable number. */
+typedef struct {
+    bool set;
+    int64_t v;
+} gd_int;
+typedef struct {
+    bool set;
+    double v;
+} gd_dbl;
+
+typedef struct {
+    gd_str activity_id, player_id, game_id, session_id, activity_type;
+    int64_t activity_timestamp; /* required */
+    gd_int score, duration_seconds, achievements_unlocked;
+    gd_dbl in_game_purchases;
+} gd_activity;
+
+typedef struct {
+    gd_str game_id, game_name, genre, publisher, release_date, platform;
+    gd_dbl rating, price;
+} gd_game;
+
+typedef struct {
+    gd_str player_id, username, email, created_date, country, account_status;
+    gd_int level;
+    gd_dbl total_playtime_hours;
+} gd_player;
+
+typedef enum { GD_SEG_HIGH, GD_SEG_MEDIUM, GD_SEG_CASUAL } gd_segment;
+typedef enum { GD_SESS_EXTENDED, GD_SESS_MEDIUM, GD_SESS_SHORT } gd_session_type;
+
+/* An activity joined with the reference rows as they stood when it was
+ * processed, plus the derived fields of SPEC §4. */
+typedef struct {
+    const gd_activity *a;
+    const gd_player *player; /* NULL: no row */
+    const gd_game *game;     /* NULL: no row */
+    gd_segment segment;
+    gd_session_type session_type;
+    bool has_purchase;
+    int64_t processing_timestamp;
+    gd_int total_sessions_1h;
+    gd_dbl avg_score_1h;
+    gd_int active_players_count;
+} gd_enriched;
+
+/* Fields of the enriched record that tables can group by or aggregate. */
+typedef enum {
+    GD_F_NONE = 0,
+    GD_F_GAME_ID,
+    GD_F_PLAYER_ID,
+    GD_F_SESSION_ID,
+    GD_F_ACTIVITY_TYPE,
+    GD_F_SCORE,
+    GD_F_DURATION,
+    GD_F_ACHIEVEMENTS,
+    GD_F_PURCHASES,
+    GD_F_GAME_NAME,
+    GD_F_GAME_GENRE,
+    GD_F_PLAYER_USERNAME,
+    GD_F_PLAYER_SEGMENT,
+    GD_F_LAG_MS, /* processing_timestamp - event_timestamp */
+} gd_field;
+
+typedef enum { GD_V_NULL, GD_V_INT, GD_V_DBL, GD_V_STR } gd_vtype;
+typedef struct {
+    gd_vtype t;
+    union {
+        int64_t i;
+        double d;
+        gd_str s;
+    };
+} gd_value;
+
+/* The value of one field of an enriched record. */
+gd_value gd_enriched_field(const gd_enriched *e, gd_field f);
+
+const char *gd_segment_name(gd_segment s);
+const char *gd_session_type_name(gd_session_type s);
+const char *gd_topic_default_name(gd_topic t);
+
+/* Wall clock in epoch milliseconds, and a monotonic clock in nanoseconds. */
+int64_t gd_now_ms(void);
+int64_t gd_mono_ns(void);
+
+/* Logging to stderr with a level tag; gd_log_limited drops repeats of the same
+ * call site beyond a few per second (bad records can arrive by the million). */
+void gd_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define gd_info(...) gd_log("info", __VA_ARGS__)
+#define gd_warn(...) gd_log("warn", __VA_ARGS__)
+#define gd_error(...) gd_log("error", __VA_ARGS__)
+typedef struct {
+    int64_t window_start_ms;
+    uint32_t in_window;
+    uint64_t suppressed;
+} gd_ratelimit;
+bool gd_ratelimit_allow(gd_ratelimit *rl);
+
+#endif

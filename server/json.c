@@ -1,0 +1,402 @@
+/* json.c -- see json.h. The scanner follows RFC 8259 strictly enough that
+ * anything it accepts jansson accepts too; it rejects rather than guesses. */
+#include "json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_DEPTH = 64 };
+
+void gd_json_init(gd_json *j, gd_str text, gd_arena *scratch)
+{
+    j->p = text.p;
+    j->end = text.p + text.len;
+    j->scratch = scratch;
+    j->err = NULL;
+    j->members = 0;
+}
+
+static int fail(gd_json *j, const char *why)
+{
+    if (!j->err) j->err = why;
+    return GD_EBADREC;
+}
+
+static void skip_ws(gd_json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static char *put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) *o++ = (char)cp;
+    else if (cp < 0x800) {
+        *o++ = (char)(0xC0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xE0 | cp >> 12);
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | cp >> 18);
+        *o++ = (char)(0x80 | (cp >> 12 & 0x3F));
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return o;
+}
+
+/* At the opening quote. Decodes into scratch only when escapes appear. */
+static int scan_string(gd_json *j, gd_str *out)
+{
+    const char *start = ++j->p;
+    bool escaped = false;
+    while (j->p < j->end && *j->p != '"') {
+        unsigned char c = (unsigned char)*j->p;
+        if (c < 0x20) return fail(j, "control character in string");
+        if (c == '\\') {
+            escaped = true;
+            j->p++;
+            if (j->p >= j->end) break;
+        }
+        j->p++;
+    }
+    if (j->p >= j->end) return fail(j, "unterminated string");
+    const char *stop = j->p++;
+    if (!escaped) {
+        *out = (gd_str){start, (uint32_t)(stop - start)};
+        return GD_OK;
+    }
+    char *o = gd_arena_alloc(j->scratch, (size_t)(stop - start) + 1);
+    char *o0 = o;
+    for (const char *s = start; s < stop; s++) {
+        if (*s != '\\') {
+            *o++ = *s;
+            continue;
+        }
+        s++;
+        switch (*s) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (stop - s < 5 || hex4(s + 1, &cp)) return fail(j, "bad \\u escape");
+            s += 4;
+            if (cp >= 0xD800 && cp < 0xDC00) {
+                if (stop - s < 7 || s[1] != '\\' || s[2] != 'u' || hex4(s + 3, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return fail(j, "unpaired surrogate");
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                s += 6;
+            } else if (cp >= 0xDC00 && cp < 0xE000) {
+                return fail(j, "unpaired surrogate");
+            }
+            o = put_utf8(o, cp);
+            break;
+        }
+        default: return fail(j, "bad escape");
+        }
+    }
+    *o = 0;
+    *out = (gd_str){o0, (uint32_t)(o - o0)};
+    return GD_OK;
+}
+
+static int scan_number(gd_json *j, gd_jval *v)
+{
+    const char *s = j->p;
+    const char *p = s;
+    if (p < j->end && *p == '-') p++;
+    if (p >= j->end || *p < '0' || *p > '9') return fail(j, "bad number");
+    if (*p == '0') p++;
+    else while (p < j->end && *p >= '0' && *p <= '9') p++;
+    bool integral = true;
+    if (p < j->end && *p == '.') {
+        integral = false;
+        p++;
+        if (p >= j->end || *p < '0' || *p > '9') return fail(j, "bad number");
+        while (p < j->end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < j->end && (*p == 'e' || *p == 'E')) {
+        integral = false;
+        p++;
+        if (p < j->end && (*p == '+' || *p == '-')) p++;
+        if (p >= j->end || *p < '0' || *p > '9') return fail(j, "bad number");
+        while (p < j->end && *p >= '0' && *p <= '9') p++;
+    }
+    size_t n = (size_t)(p - s);
+    j->p = p;
+    if (integral && n <= 18) {
+        int64_t acc = 0;
+        for (const char *q = (*s == '-') ? s + 1 : s; q < p; q++) acc = acc * 10 + (*q - '0');
+        v->t = GD_J_INT;
+        v->i = *s == '-' ? -acc : acc;
+        v->d = (double)v->i;
+        return GD_OK;
+    }
+    char tmp[64];
+    if (n >= sizeof tmp) return fail(j, "number too long");
+    memcpy(tmp, s, n);
+    tmp[n] = 0;
+    if (integral) {
+        /* 19+ digits: an integer only if it fits in 64 bits */
+        char *end;
+        long long ll = strtoll(tmp, &end, 10);
+        if ((ll == INT64_MAX || ll == INT64_MIN) && strcmp(tmp, "9223372036854775807") &&
+            strcmp(tmp, "-9223372036854775808")) {
+            v->t = GD_J_DBL;
+            v->d = strtod(tmp, NULL);
+            return GD_OK;
+        }
+        v->t = GD_J_INT;
+        v->i = ll;
+        v->d = (double)ll;
+        return GD_OK;
+    }
+    v->t = GD_J_DBL;
+    v->d = strtod(tmp, NULL);
+    return GD_OK;
+}
+
+static int match_word(gd_json *j, const char *w, size_t n)
+{
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, w, n) != 0) return fail(j, "bad literal");
+    j->p += n;
+    return GD_OK;
+}
+
+static int skip_value(gd_json *j, int depth);
+
+static int skip_container(gd_json *j, int depth, char close)
+{
+    if (depth > MAX_DEPTH) return fail(j, "nesting too deep");
+    j->p++;
+    skip_ws(j);
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return GD_OK;
+    }
+    for (;;) {
+        skip_ws(j);
+        if (close == '}') {
+            gd_str k;
+            if (j->p >= j->end || *j->p != '"') return fail(j, "expected key");
+            if (scan_string(j, &k)) return GD_EBADREC;
+            skip_ws(j);
+            if (j->p >= j->end || *j->p != ':') return fail(j, "expected ':'");
+            j->p++;
+        }
+        if (skip_value(j, depth + 1)) return GD_EBADREC;
+        skip_ws(j);
+        if (j->p >= j->end) return fail(j, "unterminated container");
+        if (*j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (*j->p == close) {
+            j->p++;
+            return GD_OK;
+        }
+        return fail(j, "expected ',' or end of container");
+    }
+}
+
+static int skip_value(gd_json *j, int depth)
+{
+    gd_jval v;
+    skip_ws(j);
+    if (j->p >= j->end) return fail(j, "expected value");
+    switch (*j->p) {
+    case '{': return skip_container(j, depth, '}');
+    case '[': return skip_container(j, depth, ']');
+    case '"': return scan_string(j, &v.s);
+    case 't': return match_word(j, "true", 4);
+    case 'f': return match_word(j, "false", 5);
+    case 'n': return match_word(j, "null", 4);
+    default: return scan_number(j, &v);
+    }
+}
+
+int gd_json_value(gd_json *j, gd_jval *v)
+{
+    skip_ws(j);
+    if (j->p >= j->end) return fail(j, "expected value");
+    const char *start = j->p;
+    int rc;
+    switch (*j->p) {
+    case '{':
+        v->t = GD_J_OBJ;
+        rc = skip_container(j, 1, '}');
+        break;
+    case '[':
+        v->t = GD_J_ARR;
+        rc = skip_container(j, 1, ']');
+        break;
+    case '"':
+        v->t = GD_J_STR;
+        rc = scan_string(j, &v->s);
+        break;
+    case 't':
+        v->t = GD_J_BOOL;
+        v->b = true;
+        rc = match_word(j, "true", 4);
+        break;
+    case 'f':
+        v->t = GD_J_BOOL;
+        v->b = false;
+        rc = match_word(j, "false", 5);
+        break;
+    case 'n':
+        v->t = GD_J_NULL;
+        rc = match_word(j, "null", 4);
+        break;
+    default: rc = scan_number(j, v); break;
+    }
+    v->raw = (gd_str){start, (uint32_t)(j->p - start)};
+    return rc;
+}
+
+int gd_json_object_begin(gd_json *j)
+{
+    skip_ws(j);
+    if (j->p >= j->end || *j->p != '{') return fail(j, "expected an object");
+    j->p++;
+    j->members = 0;
+    return GD_OK;
+}
+
+int gd_json_next_key(gd_json *j, gd_str *key)
+{
+    skip_ws(j);
+    if (j->p >= j->end) return fail(j, "unterminated object");
+    if (*j->p == '}') {
+        j->p++;
+        return 0;
+    }
+    if (j->members++ > 0) {
+        if (*j->p != ',') return fail(j, "expected ',' between members");
+        j->p++;
+        skip_ws(j);
+    }
+    if (j->p >= j->end || *j->p != '"') return fail(j, "expected key");
+    if (scan_string(j, key)) return GD_EBADREC;
+    skip_ws(j);
+    if (j->p >= j->end || *j->p != ':') return fail(j, "expected ':'");
+    j->p++;
+    return 1;
+}
+
+int gd_json_end(gd_json *j)
+{
+    skip_ws(j);
+    return j->p == j->end ? GD_OK : fail(j, "trailing characters");
+}
+
+/* ---- writer ---- */
+
+void gd_json_put_str(gd_buf *b, gd_str s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!s.p) {
+        gd_buf_put(b, "null", 4);
+        return;
+    }
+    gd_buf_reserve(b, (size_t)s.len * 6 + 2);
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (uint32_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+}
+
+void gd_json_put_cstr(gd_buf *b, const char *s) { gd_json_put_str(b, gd_str_c(s)); }
+
+void gd_json_put_int(gd_buf *b, int64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof tmp, *p = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    gd_buf_put(b, p, (size_t)(e - p));
+}
+
+void gd_json_put_dbl(gd_buf *b, double v)
+{
+    if (!isfinite(v)) {
+        gd_buf_put(b, "null", 4);
+        return;
+    }
+    /* Whole numbers in the exact range print fast and keep a ".0" so readers
+     * see a double; the rest take the fewest of 15, 16 or 17 digits that
+     * read back to the same value. */
+    if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+        gd_json_put_int(b, (int64_t)v);
+        gd_buf_put(b, ".0", 2);
+        return;
+    }
+    char tmp[40];
+    int n = 0;
+    for (int digits = 15; digits <= 17; digits++) {
+        n = snprintf(tmp, sizeof tmp, "%.*g", digits, v);
+        if (strtod(tmp, NULL) == v) break;
+    }
+    gd_buf_put(b, tmp, (size_t)n);
+}
+
+void gd_json_put_value(gd_buf *b, gd_value v)
+{
+    switch (v.t) {
+    case GD_V_NULL: gd_buf_put(b, "null", 4); break;
+    case GD_V_INT: gd_json_put_int(b, v.i); break;
+    case GD_V_DBL: gd_json_put_dbl(b, v.d); break;
+    case GD_V_STR: gd_json_put_str(b, v.s); break;
+    }
+}

@@ -1,0 +1,81 @@
+/* util.h -- the small data structures every layer uses.
+ *
+ *  - gd_arena: bump allocator; everything allocated from it dies together.
+ *    Hot windows keep their group keys and strings in one, so evicting a
+ *    window is one free, and decoding a record allocates nothing per field.
+ *  - gd_buf: a growable byte buffer for encoding keys, rows and JSON.
+ *  - gd_map: open-addressing hash map from byte strings to a pointer. Keys are
+ *    copied into the map's arena; entries are never removed one by one (the
+ *    owner drops the whole map), except through gd_map_del for the reference
+ *    tables, which leaves a tombstone slot.
+ *  - duration parsing ("500ms", "30s", "5m", "2h", "7d").
+ */
+#ifndef GD_UTIL_H
+#define GD_UTIL_H
+
+#include "gamingd.h"
+
+typedef struct gd_arena_chunk gd_arena_chunk;
+typedef struct {
+    gd_arena_chunk *head;
+    size_t used_bytes; /* for memory accounting */
+} gd_arena;
+
+void gd_arena_init(gd_arena *a);
+void *gd_arena_alloc(gd_arena *a, size_t n); /* aborts on out of memory */
+gd_str gd_arena_strdup(gd_arena *a, gd_str s);
+void gd_arena_reset(gd_arena *a); /* keeps the first chunk */
+void gd_arena_free(gd_arena *a);
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} gd_buf;
+
+void gd_buf_reserve(gd_buf *b, size_t extra);
+void gd_buf_put(gd_buf *b, const void *p, size_t n);
+void gd_buf_putc(gd_buf *b, char c);
+void gd_buf_puts(gd_buf *b, const char *s);
+void gd_buf_printf(gd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gd_buf_put_u64be(gd_buf *b, uint64_t v);
+void gd_buf_put_u16be(gd_buf *b, uint16_t v);
+void gd_buf_free(gd_buf *b);
+static inline void gd_buf_clear(gd_buf *b) { b->len = 0; }
+
+uint64_t gd_get_u64be(const void *p);
+uint16_t gd_get_u16be(const void *p);
+
+uint64_t gd_hash(const void *p, size_t n);
+
+typedef struct {
+    gd_str key;
+    uint64_t hash;
+    void *val; /* NULL with key.p set: deleted slot */
+} gd_map_slot;
+
+typedef struct {
+    gd_map_slot *slots;
+    size_t cap, count, used; /* used counts deleted slots too */
+    gd_arena own_keys;
+    gd_arena *keys; /* &own_keys, or an arena shared by many small maps */
+} gd_map;
+
+/* keys: the arena that holds copied keys, or NULL for the map's own. */
+void gd_map_init(gd_map *m, gd_arena *keys);
+void gd_map_free(gd_map *m);
+void *gd_map_get(const gd_map *m, gd_str key);
+/* Returns the slot for key, creating it (val NULL) when missing; *created
+ * tells which. The key is copied. The slot pointer is valid until the next
+ * insertion. */
+gd_map_slot *gd_map_upsert(gd_map *m, gd_str key, bool *created);
+/* Removes key; returns its value (or NULL). */
+void *gd_map_del(gd_map *m, gd_str key);
+/* Iteration: for (size_t i = 0; i < m->cap; i++) if (gd_map_live(&m->slots[i])) */
+static inline bool gd_map_live(const gd_map_slot *s) { return s->key.p && s->val; }
+
+/* "250ms", "30s", "5m", "2h", "7d" (or a bare number of ms). GD_OK or GD_ERR. */
+int gd_parse_duration(const char *s, int64_t *ms);
+/* Decimal integer, whole string, within [min,max]. */
+int gd_parse_int(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
+
+#endif

@@ -1,0 +1,137 @@
+/* query.c -- see query.h. */
+#include "query.h"
+
+#include <string.h>
+
+typedef struct {
+    gd_store *s;
+    const gd_query *q;
+    MDB_cursor *cur;
+    gd_buf key;   /* scratch for seek keys */
+    gd_buf prefix; /* encoded equality prefix of the leading key columns */
+    int nprefix;  /* how many leading key columns the prefix covers */
+    gd_query_fn fn;
+    void *ctx;
+    int stop;
+} scan;
+
+static gd_str as_str(MDB_val v) { return (gd_str){v.mv_data, (uint32_t)v.mv_size}; }
+
+/* Reference tables: a point get, or every row. */
+static int run_reference(scan *sc, MDB_txn *txn)
+{
+    const gd_query *q = sc->q;
+    if (q->key_eq[0].p) {
+        gd_str val;
+        int rc = gd_store_row_get(sc->s, txn, q->t, q->key_eq[0], &val);
+        if (rc == GD_EOF) return GD_OK;
+        if (rc) return rc;
+        sc->fn(sc->ctx, q->key_eq[0], val);
+        return GD_OK;
+    }
+    return gd_store_scan(sc->s, txn, q->t, (gd_str){"", 0}, sc->fn, sc->ctx);
+}
+
+/* Does a windowed row pass the filters that the prefix does not cover, and
+ * HAVING? */
+static bool row_matches(const scan *sc, gd_str key, gd_str val)
+{
+    const gd_tabledef *t = sc->q->t;
+    gd_str keys[GD_MAX_KEYS];
+    if (key.len < 8 || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return false;
+    for (int k = sc->nprefix; k < t->nkeys; k++)
+        if (sc->q->key_eq[k].p && !gd_str_eq(sc->q->key_eq[k], keys[k])) return false;
+    if (t->having_col >= 0) {
+        gd_slot slots[GD_MAX_COLS];
+        if (gd_row_decode(t, val.p, val.len, slots) || !gd_row_visible(t, slots)) return false;
+    }
+    return true;
+}
+
+/* Visits the matching rows of window w; counts them in *found. With emit
+ * false it stops at the first match (used to find the latest window). */
+static int scan_window(scan *sc, int64_t w, bool emit, size_t *found)
+{
+    gd_rowkey_encode(&sc->key, w, (gd_str){sc->prefix.p, (uint32_t)sc->prefix.len});
+    size_t plen = sc->key.len;
+    MDB_val k = {sc->key.len, sc->key.p}, v;
+    int rc = mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(sc->cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || memcmp(k.mv_data, sc->key.p, plen)) break;
+        if (!row_matches(sc, as_str(k), as_str(v))) continue;
+        (*found)++;
+        if (!emit) return GD_OK;
+        if ((sc->stop = sc->fn(sc->ctx, as_str(k), as_str(v)))) return GD_OK;
+    }
+    return rc && rc != MDB_NOTFOUND ? GD_ERR : GD_OK;
+}
+
+/* The first window start >= from that holds any row; false when none. */
+static bool next_window(scan *sc, int64_t from, int64_t *w)
+{
+    gd_rowkey_encode(&sc->key, from, (gd_str){"", 0});
+    MDB_val k = {sc->key.len, sc->key.p}, v;
+    if (mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE) || k.mv_size < 8) return false;
+    *w = gd_rowkey_window(k.mv_data);
+    return true;
+}
+
+/* The newest window start < before that holds any row. */
+static bool prev_window(scan *sc, int64_t before, bool first, int64_t *w)
+{
+    MDB_val k, v;
+    int rc;
+    if (first) {
+        rc = mdb_cursor_get(sc->cur, &k, &v, MDB_LAST);
+    } else {
+        gd_rowkey_encode(&sc->key, before, (gd_str){"", 0});
+        k = (MDB_val){sc->key.len, sc->key.p};
+        rc = mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE);
+        rc = rc == MDB_NOTFOUND ? mdb_cursor_get(sc->cur, &k, &v, MDB_LAST)
+                                : mdb_cursor_get(sc->cur, &k, &v, MDB_PREV);
+        if (rc == 0 && k.mv_size >= 8 && gd_rowkey_window(k.mv_data) >= before) return false;
+    }
+    if (rc || k.mv_size < 8) return false;
+    *w = gd_rowkey_window(k.mv_data);
+    return true;
+}
+
+int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx,
+                 int64_t *window_out)
+{
+    scan sc = {.s = s, .q = q, .fn = fn, .ctx = ctx};
+    if (window_out) *window_out = INT64_MIN;
+    if (q->t->kind != GD_TABLE_WINDOWED) return run_reference(&sc, txn);
+    for (int k = 0; k < q->t->nkeys && q->key_eq[k].p; k++) {
+        gd_groupkey_append(&sc.prefix, q->key_eq[k]);
+        sc.nprefix++;
+    }
+    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(q->t)], &sc.cur);
+    if (rc) {
+        gd_error("lmdb: cursor: %s", mdb_strerror(rc));
+        return GD_ERR;
+    }
+    int64_t w;
+    size_t found = 0;
+    rc = GD_OK;
+    if (q->mode == GD_WINDOWS_RANGE) {
+        for (int64_t from = q->from; !rc && !sc.stop && next_window(&sc, from, &w) && w < q->to;
+             from = w + 1)
+            rc = scan_window(&sc, w, true, &found);
+    } else {
+        bool first = true;
+        for (int64_t before = 0; !rc && prev_window(&sc, before, first, &w); before = w, first = false) {
+            rc = scan_window(&sc, w, false, &found);
+            if (found) {
+                if (window_out) *window_out = w;
+                found = 0;
+                rc = scan_window(&sc, w, true, &found);
+                break;
+            }
+        }
+    }
+    mdb_cursor_close(sc.cur);
+    gd_buf_free(&sc.key);
+    gd_buf_free(&sc.prefix);
+    return rc;
+}

@@ -1,0 +1,31 @@
+/* query.h -- pull-query scans over the stored tables (read transactions).
+ *
+ * A query names a table, optional equality filters on its key columns, and
+ * which windows: one window, a range of window starts, or the newest window
+ * that has a matching row. The scan uses the key layout of tables.h: rows of
+ * a window are contiguous, so a filter on the leading key column is a prefix
+ * seek inside each window, and a filter on every key column is a point get.
+ * Rows hidden by HAVING are not returned. */
+#ifndef GD_QUERY_H
+#define GD_QUERY_H
+
+#include "store.h"
+
+typedef enum { GD_WINDOWS_LATEST, GD_WINDOWS_RANGE } gd_window_mode;
+
+typedef struct {
+    const gd_tabledef *t;
+    gd_str key_eq[GD_MAX_KEYS]; /* .p NULL: no filter on that column */
+    gd_window_mode mode;
+    int64_t from, to; /* GD_WINDOWS_RANGE: window starts in [from, to) */
+} gd_query;
+
+/* Called per matching row with its LMDB key and value (valid for the txn). */
+typedef int (*gd_query_fn)(void *ctx, gd_str key, gd_str val);
+
+/* Runs q; for GD_WINDOWS_LATEST, *window_out tells which window was chosen
+ * (INT64_MIN when none matched), so the next page can pin it. */
+int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx,
+                 int64_t *window_out);
+
+#endif

@@ -1,0 +1,175 @@
+/* store.c -- LMDB environment, named databases and the few operations the
+ * other layers need. See store.h for the layout and the why. */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int lmdb_fail(const char *what, int rc)
+{
+    gd_error("lmdb: %s: %s", what, mdb_strerror(rc));
+    return GD_ERR;
+}
+
+int gd_store_open(gd_store *s, const char *dir, size_t map_size)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->path, sizeof s->path, "%s", dir);
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        gd_error("cannot create data dir %s: %s", dir, strerror(errno));
+        return GD_ERR;
+    }
+    int rc = mdb_env_create(&s->env);
+    if (rc) return lmdb_fail("env_create", rc);
+    if ((rc = mdb_env_set_maxdbs(s->env, 32)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
+        (rc = mdb_env_set_maxreaders(s->env, 1024))) {
+        mdb_env_close(s->env);
+        return lmdb_fail("env_set", rc);
+    }
+    /* NOTLS: HTTP read transactions are not tied to threads. NOMETASYNC: the
+     * data pages are synced at commit, the meta page with the next one, so a
+     * machine crash may lose the last batch but never the database; a process
+     * crash loses nothing committed. */
+    rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0644);
+    if (rc) {
+        mdb_env_close(s->env);
+        gd_error("lmdb: cannot open %s: %s", dir, mdb_strerror(rc));
+        return GD_ERR;
+    }
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+        mdb_env_close(s->env);
+        return lmdb_fail("txn_begin", rc);
+    }
+    rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+    for (size_t i = 0; !rc && i < gd_table_count; i++)
+        rc = mdb_dbi_open(txn, gd_tables[i].name, MDB_CREATE, &s->tables[i]);
+    if (rc) {
+        mdb_txn_abort(txn);
+        mdb_env_close(s->env);
+        return lmdb_fail("dbi_open", rc);
+    }
+    if ((rc = mdb_txn_commit(txn))) {
+        mdb_env_close(s->env);
+        return lmdb_fail("commit", rc);
+    }
+    return GD_OK;
+}
+
+void gd_store_close(gd_store *s)
+{
+    if (!s->env) return;
+    mdb_env_sync(s->env, 1);
+    mdb_env_close(s->env);
+    s->env = NULL;
+}
+
+int gd_store_begin_write(gd_store *s, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    return rc ? lmdb_fail("begin write", rc) : GD_OK;
+}
+
+int gd_store_begin_read(gd_store *s, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    return rc ? lmdb_fail("begin read", rc) : GD_OK;
+}
+
+int gd_store_commit(MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    return rc ? lmdb_fail("commit", rc) : GD_OK;
+}
+
+static MDB_val val_of(const void *p, size_t n) { return (MDB_val){n, (void *)p}; }
+
+int gd_store_meta_get(gd_store *s, MDB_txn *txn, const char *name, gd_str *out)
+{
+    MDB_val k = val_of(name, strlen(name)), v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return GD_EOF;
+    if (rc) return lmdb_fail("meta get", rc);
+    *out = (gd_str){v.mv_data, (uint32_t)v.mv_size};
+    return GD_OK;
+}
+
+int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p, size_t n)
+{
+    MDB_val k = val_of(name, strlen(name)), v = val_of(p, n);
+    int rc = mdb_put(txn, s->meta, &k, &v, 0);
+    return rc ? lmdb_fail("meta put", rc) : GD_OK;
+}
+
+int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)
+{
+    MDB_val k = val_of(key.p, key.len), v;
+    int rc = mdb_get(txn, s->tables[gd_table_index(t)], &k, &v);
+    if (rc == MDB_NOTFOUND) return GD_EOF;
+    if (rc) return lmdb_fail("row get", rc);
+    *val = (gd_str){v.mv_data, (uint32_t)v.mv_size};
+    return GD_OK;
+}
+
+int gd_store_row_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
+{
+    if (key.len == 0 || key.len > 511) return GD_EBADREC; /* LMDB's key size limit */
+    MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
+    int rc = mdb_put(txn, s->tables[gd_table_index(t)], &k, &v, 0);
+    return rc ? lmdb_fail("row put", rc) : GD_OK;
+}
+
+int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key)
+{
+    if (key.len == 0 || key.len > 511) return GD_OK;
+    MDB_val k = val_of(key.p, key.len);
+    int rc = mdb_del(txn, s->tables[gd_table_index(t)], &k, NULL);
+    return rc && rc != MDB_NOTFOUND ? lmdb_fail("row del", rc) : GD_OK;
+}
+
+int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
+                   size_t max_rows, size_t *deleted)
+{
+    MDB_cursor *c;
+    *deleted = 0;
+    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    if (rc) return lmdb_fail("cursor", rc);
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0 && *deleted < max_rows) {
+        if (k.mv_size < 8 || gd_rowkey_window(k.mv_data) >= window_limit) break;
+        if ((rc = mdb_cursor_del(c, 0))) break;
+        (*deleted)++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+        if (rc == EINVAL || rc == MDB_NOTFOUND) /* deleted the last one */
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc && rc != MDB_NOTFOUND && rc != EINVAL ? lmdb_fail("purge", rc) : GD_OK;
+}
+
+int gd_store_scan(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str start, gd_row_fn fn,
+                  void *ctx)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    if (rc) return lmdb_fail("cursor", rc);
+    MDB_val k = val_of(start.p, start.len), v;
+    int stop = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, start.len ? MDB_SET_RANGE : MDB_FIRST); rc == 0 && !stop;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        stop = fn(ctx, (gd_str){k.mv_data, (uint32_t)k.mv_size},
+                  (gd_str){v.mv_data, (uint32_t)v.mv_size});
+    mdb_cursor_close(c);
+    return rc && rc != MDB_NOTFOUND ? lmdb_fail("scan", rc) : GD_OK;
+}
+
+size_t gd_store_size(gd_store *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st)) return 0;
+    return (size_t)(info.me_last_pgno + 1) * st.ms_psize;
+}

@@ -1,0 +1,62 @@
+/* store.h -- the LMDB layout of gamingd.
+ *
+ * One LMDB environment in --data-dir holds:
+ *   "meta"            source position, stream time, counters (see below)
+ *   one db per table  named as the table (store/tables.h gives key and row
+ *                     formats; reference tables hold key -> JSON row)
+ *
+ * Only the ingest thread writes: it keeps one write transaction per batch and
+ * commits the batch's table rows together with the source position, so a
+ * crash at any moment restarts from a consistent cut. Readers (HTTP threads)
+ * open read-only transactions and never wait for the writer.
+ *
+ * Every function returns GD_OK or an error code the caller must handle. */
+#ifndef GD_STORE_H
+#define GD_STORE_H
+
+#include <lmdb.h>
+
+#include "tables.h"
+
+typedef struct {
+    MDB_env *env;
+    MDB_dbi meta;
+    MDB_dbi tables[16]; /* by gd_table_index */
+    char path[4096];
+} gd_store;
+
+/* Opens (creating) the environment in dir; map_size is the largest the data
+ * may grow to. */
+int gd_store_open(gd_store *s, const char *dir, size_t map_size);
+void gd_store_close(gd_store *s);
+
+int gd_store_begin_write(gd_store *s, MDB_txn **txn);
+int gd_store_begin_read(gd_store *s, MDB_txn **txn);
+int gd_store_commit(MDB_txn *txn); /* aborts the txn on failure */
+
+/* Meta values are opaque byte strings. GD_EOF when absent. */
+int gd_store_meta_get(gd_store *s, MDB_txn *txn, const char *name, gd_str *out);
+int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p, size_t n);
+
+/* Table rows; key/value bytes as tables.h describes. get: GD_EOF when absent;
+ * the value points into the map and is valid until the txn ends. */
+int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val);
+int gd_store_row_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val);
+int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key);
+
+/* Deletes up to max_rows rows of windows starting before window_limit (the
+ * oldest first); *deleted tells how many went. Bounded so that retention
+ * never stalls a batch. */
+int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
+                   size_t max_rows, size_t *deleted);
+
+/* Calls fn for each row whose key is >= start (every row when start is
+ * empty), in key order, until fn returns non-zero. */
+typedef int (*gd_row_fn)(void *ctx, gd_str key, gd_str val);
+int gd_store_scan(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str start, gd_row_fn fn,
+                  void *ctx);
+
+/* Size of the data file in bytes (for metrics). */
+size_t gd_store_size(gd_store *s);
+
+#endif
