@@ -9,7 +9,8 @@
 CC      ?= gcc
 PKGS    := liblmdb libmicrohttpd jansson
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
+# the project's own flags stay in force when CFLAGS is set on the command line
+GD_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
 LDLIBS  := -llmdb -lmicrohttpd -ljansson -lm -pthread
 BUILD   ?= build
 
@@ -46,14 +47,14 @@ deps-check:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
 
 $(BUILD)/gamingd: $(OBJS)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
 
 run: all
 	$(BUILD)/gamingd --source generator --listen 127.0.0.1:8080 --data-dir ./data

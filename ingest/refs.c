@@ -151,7 +151,7 @@ static int flush_table(gd_map *rows, gd_map *dirty, bool games, gd_store *s, MDB
     const gd_tabledef *t = &gd_tables[games ? 0 : 1];
     for (size_t i = 0; i < dirty->cap; i++) {
         if (!gd_map_live(&dirty->slots[i])) continue;
-        gd_str key = dirty->slots[i].key;
+        gd_str key = gd_map_key(&dirty->slots[i]);
         const void *row = gd_map_get(rows, key);
         int rc;
         if (!row) {

@@ -106,7 +106,7 @@ static gd_hot_group *find_group(gd_hot_table *t, gd_hot_window *win, gd_str key,
     gd_hot_group *g = gd_arena_alloc(&win->arena, size);
     memset(g, 0, size);
     g->window = win;
-    g->key = s->key;
+    g->key = gd_arena_strdup(&win->arena, key); /* slots move when the map grows */
     s->val = g;
     return g;
 }

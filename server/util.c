@@ -271,8 +271,8 @@ static gd_map_slot *map_find(const gd_map *m, gd_str key, uint64_t h)
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         gd_map_slot *s = &m->slots[i];
-        if (!s->key.p) return NULL;
-        if (s->hash == h && s->key.len == key.len && memcmp(s->key.p, key.p, key.len) == 0)
+        if (!s->used) return NULL;
+        if (s->hash == h && s->len == key.len && memcmp(gd_map_key(s).p, key.p, key.len) == 0)
             return s;
     }
 }
@@ -280,7 +280,7 @@ static gd_map_slot *map_find(const gd_map *m, gd_str key, uint64_t h)
 static void map_grow(gd_map *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 16;
-    if (m->count * 2 < m->cap) ncap = m->cap; /* mostly deleted slots: rehash in place size */
+    if (m->count * 4 < m->cap) ncap = m->cap; /* mostly deleted slots: same size, rehashed */
     gd_map_slot *ns = calloc(ncap, sizeof *ns);
     if (!ns) {
         gd_error("out of memory growing a map to %zu slots", ncap);
@@ -290,7 +290,7 @@ static void map_grow(gd_map *m)
         gd_map_slot *s = &m->slots[i];
         if (!gd_map_live(s)) continue;
         size_t j = s->hash & (ncap - 1);
-        while (ns[j].key.p) j = (j + 1) & (ncap - 1);
+        while (ns[j].used) j = (j + 1) & (ncap - 1);
         ns[j] = *s;
     }
     free(m->slots);
@@ -314,15 +314,20 @@ gd_map_slot *gd_map_upsert(gd_map *m, gd_str key, bool *created)
         if (*created) m->count++;
         return s;
     }
-    if ((m->used + 1) * 4 > m->cap * 3) map_grow(m);
+    if ((m->used + 1) * 2 > m->cap) map_grow(m); /* load <= 1/2: short probes on misses */
     size_t mask = m->cap - 1;
     size_t i = h & mask;
-    while (m->slots[i].key.p) i = (i + 1) & mask;
+    while (m->slots[i].used) i = (i + 1) & mask;
     s = &m->slots[i];
-    gd_str k = gd_arena_strdup(m->keys, (gd_str){key.p ? key.p : "", key.len});
-    s->key = k;
     s->hash = h;
     s->val = NULL;
+    s->len = key.len;
+    s->used = 1;
+    if (key.len <= GD_MAP_INLINE_KEY) {
+        if (key.len) memcpy(s->k.bytes, key.p, key.len);
+    } else {
+        s->k.ptr = gd_arena_strdup(m->keys, key).p;
+    }
     m->count++;
     m->used++;
     *created = true;
@@ -334,7 +339,7 @@ void *gd_map_del(gd_map *m, gd_str key)
     gd_map_slot *s = map_find(m, key, gd_hash(key.p, key.len));
     if (!s || !s->val) return NULL;
     void *v = s->val;
-    s->val = NULL; /* tombstone: key stays so probing continues past it */
+    s->val = NULL; /* deleted: the slot stays used so probing continues past it */
     m->count--;
     return v;
 }

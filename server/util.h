@@ -5,9 +5,8 @@
  *    window is one free, and decoding a record allocates nothing per field.
  *  - gd_buf: a growable byte buffer for encoding keys, rows and JSON.
  *  - gd_map: open-addressing hash map from byte strings to a pointer. Keys are
- *    copied into the map's arena; entries are never removed one by one (the
- *    owner drops the whole map), except through gd_map_del for the reference
- *    tables, which leaves a tombstone slot.
+ *    copied (short ones into the slot); gd_map_del leaves a deleted slot
+ *    that probing passes over until the next growth.
  *  - duration parsing ("500ms", "30s", "5m", "2h", "7d").
  */
 #ifndef GD_UTIL_H
@@ -47,10 +46,19 @@ uint16_t gd_get_u16be(const void *p);
 
 uint64_t gd_hash(const void *p, size_t n);
 
+enum { GD_MAP_INLINE_KEY = 40 };
+
+/* One cache line: keys up to 40 bytes live in the slot itself, so a lookup
+ * touches one line; longer keys are copied to the map's key arena. */
 typedef struct {
-    gd_str key;
     uint64_t hash;
-    void *val; /* NULL with key.p set: deleted slot */
+    void *val;       /* NULL in a used slot: deleted */
+    uint32_t len;
+    uint32_t used;
+    union {
+        char bytes[GD_MAP_INLINE_KEY];
+        const char *ptr;
+    } k;
 } gd_map_slot;
 
 typedef struct {
@@ -60,7 +68,8 @@ typedef struct {
     gd_arena *keys; /* &own_keys, or an arena shared by many small maps */
 } gd_map;
 
-/* keys: the arena that holds copied keys, or NULL for the map's own. */
+/* keys: the arena that holds long keys, or NULL for the map's own. A map
+ * must not be moved after init (it may point at its own arena). */
 void gd_map_init(gd_map *m, gd_arena *keys);
 void gd_map_free(gd_map *m);
 void *gd_map_get(const gd_map *m, gd_str key);
@@ -71,7 +80,11 @@ gd_map_slot *gd_map_upsert(gd_map *m, gd_str key, bool *created);
 /* Removes key; returns its value (or NULL). */
 void *gd_map_del(gd_map *m, gd_str key);
 /* Iteration: for (size_t i = 0; i < m->cap; i++) if (gd_map_live(&m->slots[i])) */
-static inline bool gd_map_live(const gd_map_slot *s) { return s->key.p && s->val; }
+static inline bool gd_map_live(const gd_map_slot *s) { return s->used && s->val; }
+static inline gd_str gd_map_key(const gd_map_slot *s)
+{
+    return (gd_str){s->len <= GD_MAP_INLINE_KEY ? s->k.bytes : s->k.ptr, s->len};
+}
 
 /* "250ms", "30s", "5m", "2h", "7d" (or a bare number of ms). GD_OK or GD_ERR. */
 int gd_parse_duration(const char *s, int64_t *ms);

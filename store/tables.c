@@ -178,8 +178,9 @@ void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, gd_buf *out)
         if (!set) continue;
         for (size_t i = 0; i < set->cap; i++) {
             if (!gd_map_live(&set->slots[i])) continue;
-            put_u32(out, set->slots[i].key.len);
-            gd_buf_put(out, set->slots[i].key.p, set->slots[i].key.len);
+            gd_str member = gd_map_key(&set->slots[i]);
+            put_u32(out, member.len);
+            gd_buf_put(out, member.p, member.len);
         }
     }
 }
