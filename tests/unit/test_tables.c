@@ -1,0 +1,186 @@
+/* Unit tests: window arithmetic, key encoding, the row codec, and the
+ * aggregate semantics of SPEC §5 as table columns read them. Expectations are
+ * worked by hand. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../../store/tables.h"
+
+static const gd_tabledef *table(const char *name)
+{
+    const gd_tabledef *t = gd_table_find(name, strlen(name));
+    assert_non_null(t);
+    return t;
+}
+
+static void window_start_is_floor_aligned_to_epoch(void **state)
+{
+    (void)state;
+    const int64_t H = 3600000;
+    assert_int_equal(gd_window_start(0, H), 0);
+    assert_int_equal(gd_window_start(H - 1, H), 0);
+    assert_int_equal(gd_window_start(H, H), H);
+    assert_int_equal(gd_window_start(1700000123456, 300000), 1700000100000);
+    assert_int_equal(gd_window_start(-1, H), -H); /* floor, not truncation */
+}
+
+static void row_keys_sort_by_window_then_group(void **state)
+{
+    (void)state;
+    gd_buf a = {0}, b = {0}, g = {0};
+    gd_groupkey_append(&g, gd_str_c("zzz"));
+    gd_rowkey_encode(&a, 1000, (gd_str){g.p, (uint32_t)g.len});
+    gd_buf_clear(&g);
+    gd_groupkey_append(&g, gd_str_c("aaa"));
+    gd_rowkey_encode(&b, 2000, (gd_str){g.p, (uint32_t)g.len});
+    assert_true(memcmp(a.p, b.p, 8) < 0); /* earlier window first, whatever the group */
+    assert_int_equal(gd_rowkey_window(a.p), 1000);
+    assert_int_equal(gd_rowkey_window(b.p), 2000);
+    gd_rowkey_encode(&a, -5, (gd_str){"", 0});
+    gd_rowkey_encode(&b, 5, (gd_str){"", 0});
+    assert_true(memcmp(a.p, b.p, 8) < 0); /* negative times sort first */
+    gd_buf_free(&a);
+    gd_buf_free(&b);
+    gd_buf_free(&g);
+}
+
+static void group_keys_split_back_into_columns(void **state)
+{
+    (void)state;
+    gd_buf g = {0};
+    gd_groupkey_append(&g, gd_str_c("player_1"));
+    gd_groupkey_append(&g, gd_str_c(""));
+    gd_str cols[2];
+    assert_int_equal(gd_groupkey_split(g.p, g.len, 2, cols), GD_OK);
+    assert_true(gd_str_eq(cols[0], gd_str_c("player_1")));
+    assert_int_equal(cols[1].len, 0);
+    assert_int_equal(gd_groupkey_split(g.p, g.len, 1, cols), GD_ERR); /* trailing bytes */
+    assert_int_equal(gd_groupkey_split(g.p, g.len - 1, 2, cols), GD_ERR);
+    gd_buf_free(&g);
+}
+
+static void aggregates_follow_ksqldb_null_semantics(void **state)
+{
+    (void)state;
+    /* hourly stats with no non-null score, duration or purchase yet */
+    const gd_tabledef *t = table("gaming_hourly_player_game_stats");
+    gd_slot s[GD_MAX_COLS];
+    memset(s, 0, sizeof s);
+    s[0].n = 2; /* two records */
+    gd_value v;
+    v = gd_row_column(t, s, 0);
+    assert_int_equal(v.t, GD_V_INT);
+    assert_int_equal(v.i, 2);
+    v = gd_row_column(t, s, 1); /* SUM of nothing is 0 */
+    assert_int_equal(v.t, GD_V_INT);
+    assert_int_equal(v.i, 0);
+    assert_int_equal(gd_row_column(t, s, 2).t, GD_V_NULL); /* AVG of nothing is null */
+    assert_int_equal(gd_row_column(t, s, 3).t, GD_V_NULL); /* MAX of nothing is null */
+    v = gd_row_column(t, s, 5); /* SUM of doubles: 0.0 */
+    assert_int_equal(v.t, GD_V_DBL);
+    assert_true(v.d == 0.0);
+    /* AVG = sum / count of non-null values */
+    s[2].n = 4;
+    s[2].v.d = 10.0;
+    v = gd_row_column(t, s, 2);
+    assert_int_equal(v.t, GD_V_DBL);
+    assert_true(v.d == 2.5);
+}
+
+static void data_quality_rates_are_percentages(void **state)
+{
+    (void)state;
+    const gd_tabledef *t = table("gaming_data_quality_5min");
+    gd_slot s[GD_MAX_COLS];
+    memset(s, 0, sizeof s);
+    s[0].n = 8; /* total */
+    s[1].n = 6; /* with game_name */
+    s[2].n = 1; /* with username */
+    assert_true(gd_row_column(t, s, 3).d == 75.0);
+    assert_true(gd_row_column(t, s, 4).d == 12.5);
+    s[0].n = 0;
+    assert_int_equal(gd_row_column(t, s, 3).t, GD_V_NULL);
+}
+
+static void top_performers_row_exists_only_above_1000(void **state)
+{
+    (void)state;
+    const gd_tabledef *t = table("gaming_top_performers_hourly");
+    gd_slot s[GD_MAX_COLS];
+    memset(s, 0, sizeof s);
+    s[1].v.i = 1000;
+    assert_false(gd_row_visible(t, s)); /* > 1000, not >= */
+    s[1].v.i = 1001;
+    assert_true(gd_row_visible(t, s));
+    assert_true(gd_row_visible(table("gaming_revenue_analytics"), s)); /* no HAVING */
+}
+
+static void rows_round_trip_through_the_codec(void **state)
+{
+    (void)state;
+    const gd_tabledef *t = table("gaming_active_players_5min");
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_slot in[GD_MAX_COLS], out[GD_MAX_COLS];
+    memset(in, 0, sizeof in);
+    in[0].x.s = gd_str_c("Neon Arena");
+    in[1].n = 2;
+    gd_map set;
+    gd_map_init(&set, &arena);
+    bool created;
+    gd_map_upsert(&set, gd_str_c("p1"), &created)->val = (void *)1;
+    gd_map_upsert(&set, gd_str_c("p2"), &created)->val = (void *)1;
+    in[1].x.set = &set;
+    in[2].n = 3;
+    in[3].n = 2;
+    in[3].v.d = 90;
+    gd_buf row = {0};
+    gd_row_encode(t, in, &row);
+    assert_int_equal(gd_row_decode(t, row.p, row.len, out), GD_OK);
+    assert_true(gd_str_eq(out[0].x.s, gd_str_c("Neon Arena")));
+    assert_int_equal(gd_row_column(t, out, 1).i, 2);
+    assert_true(gd_row_column(t, out, 3).d == 45.0);
+    /* the full decode brings the distinct set back */
+    assert_int_equal(gd_row_decode_full(t, row.p, row.len, out, &arena), GD_OK);
+    assert_int_equal(out[1].x.set->count, 2);
+    assert_non_null(gd_map_get(out[1].x.set, gd_str_c("p2")));
+    assert_null(gd_map_get(out[1].x.set, gd_str_c("p3")));
+    /* a truncated row is refused, not misread */
+    assert_int_equal(gd_row_decode(t, row.p, 10, out), GD_ERR);
+    assert_int_equal(gd_row_decode_full(t, row.p, row.len - 1, out, &arena), GD_ERR);
+    gd_map_free(&set);
+    gd_map_free(out[1].x.set);
+    gd_buf_free(&row);
+    gd_arena_free(&arena);
+}
+
+static void null_latest_survives_the_codec(void **state)
+{
+    (void)state;
+    const gd_tabledef *t = table("gaming_processing_lag_1min");
+    gd_slot in[GD_MAX_COLS], out[GD_MAX_COLS];
+    memset(in, 0, sizeof in);
+    gd_buf row = {0};
+    gd_row_encode(t, in, &row);
+    assert_int_equal(gd_row_decode(t, row.p, row.len, out), GD_OK);
+    assert_int_equal(gd_row_column(t, out, 0).t, GD_V_NULL);
+    gd_buf_free(&row);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(window_start_is_floor_aligned_to_epoch),
+        cmocka_unit_test(row_keys_sort_by_window_then_group),
+        cmocka_unit_test(group_keys_split_back_into_columns),
+        cmocka_unit_test(aggregates_follow_ksqldb_null_semantics),
+        cmocka_unit_test(data_quality_rates_are_percentages),
+        cmocka_unit_test(top_performers_row_exists_only_above_1000),
+        cmocka_unit_test(rows_round_trip_through_the_codec),
+        cmocka_unit_test(null_latest_survives_the_codec),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
