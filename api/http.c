@@ -170,11 +170,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)version;
     (void)upload_data;
     gd_api *api = cls;
-    if (*upload_data_size) { /* a body we do not read */
+    /* The first call only announces the request; answering then makes MHD
+     * close the connection. Answer once the (ignored) body has been read. */
+    if (!*state) {
+        *state = api; /* any non-NULL mark */
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
         *upload_data_size = 0;
         return MHD_YES;
     }
-    (void)state;
     gd_request req = {.path = url};
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_param, &req);
     gd_reply r = {.status = 500, .content_type = "application/json"};

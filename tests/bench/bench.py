@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""make bench: gamingd's figures on this machine, printed as a table.
+
+1. Replay: `gamingd generate` writes a file of N activity events (default
+   1,000,000, plus games, players, updates and faults); gamingd replays it
+   with every table maintained. Events/s = activity records / seconds from
+   start until /readyz says the file is applied; peak RSS from /proc.
+2. Pull queries: wrk on loopback against three typical queries (a keyed
+   lookup in the latest window, a small table, a table listing), reporting
+   requests/s and the p50/p99 latency wrk measures.
+
+Targets (2 cores): >= 1,000,000 events/s replay, >= 50,000 pull queries/s,
+p99 < 2 ms. They guide the design; nothing here fails on them.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=2):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return None, b""
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wrk(url, seconds, threads, connections):
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--seconds", type=int, default=10, help="each wrk run")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="gamingd-bench-")
+    try:
+        src = os.path.join(work, "source.jsonl")
+        t = time.time()
+        subprocess.run([args.bin, "generate", "--out", src, "--events", str(args.events),
+                        "--seed", "42", "--rate", "1000"], check=True)
+        gen_s = time.time() - t
+        lines = sum(1 for _ in open(src, "rb"))
+        size_mib = os.path.getsize(src) / 2**20
+
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = open(os.path.join(work, "gamingd.log"), "w")
+        start = time.time()
+        proc = subprocess.Popen([args.bin, "--source", f"file:{src}", "--data-dir",
+                                 os.path.join(work, "data"), "--listen", f"127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                status, _ = get(base + "/readyz", timeout=1)
+                if status == 200:
+                    break
+                if proc.poll() is not None:
+                    sys.exit("gamingd exited during the replay; see " + log.name)
+                time.sleep(0.01)
+            replay_s = time.time() - start
+            rss = peak_rss_mib(proc.pid)
+            _, metrics = get(base + "/metrics")
+            activity = int(re.search(rb'gamingd_records_in_total\{topic="gaming_player_activity"\} (\d+)',
+                                     metrics).group(1))
+            lmdb = int(re.search(rb"gamingd_lmdb_size_bytes (\d+)", metrics).group(1))
+
+            queries = [
+                ("keyed, latest window", "/v1/tables/gaming_active_players_5min?game_id=game_003"),
+                ("two keys, latest window", "/v1/tables/gaming_hourly_player_game_stats?player_id=player_00007&game_id=game_002"),
+                ("whole small table", "/v1/tables/gaming_player_segments_hourly"),
+            ]
+            results = []
+            for name, path in queries:
+                status, body = get(base + path)
+                assert status == 200 and b'"count":' in body, (path, status, body[:200])
+                results.append((name, path) + wrk(base + path, args.seconds, 2, 64))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+        print()
+        print("gamingd bench (2 cores; targets: >= 1,000,000 events/s, >= 50,000 queries/s, p99 < 2 ms)")
+        print(f"  source file        {args.events:,} activity events, {lines:,} records, {size_mib:.0f} MiB "
+              f"(generated in {gen_s:.1f} s)")
+        print(f"  replay             {activity / replay_s:,.0f} activity events/s "
+              f"({lines / replay_s:,.0f} records/s; {replay_s:.2f} s, all tables maintained)")
+        print(f"  peak RSS           {rss:,.0f} MiB; LMDB data {lmdb / 2**20:,.0f} MiB")
+        for name, path, rps, p50, p99, errors in results:
+            print(f"  pull query         {rps:>9,.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms"
+                  f"{'  NON-2XX ' + str(errors) if errors else ''}  {name}: {path}")
+        print()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
