@@ -434,7 +434,7 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     if (rc) {
         gd_reply_error(r, 500, "reading %s failed", t->name);
     } else {
-        if (res.order_col != ORDER_NONE || res.order_key >= 0 || res.desc)
+        if (res.n > 1 && (res.order_col != ORDER_NONE || res.order_key >= 0 || res.desc))
             qsort_r(res.rows, res.n, sizeof *res.rows, row_cmp, &res.desc);
         size_t first = 0;
         if (p.cursor)

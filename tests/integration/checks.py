@@ -125,7 +125,7 @@ def compare_output_record(i, exp, got, alts=None, ts_bounds=None, keys=None):
         errs.append("%s: expected %s got %s" % (c, _fmt(ev), _fmt(gv)))
     if errs:
         return ["output #%d (activity_id %s, event_timestamp %s): %s" % (
-            i, _fmt(exp.get("activity_id")), _fmt(exp.get("event_timestamp")), "; ".join(errs))]
+            i, _fmt(got.get("activity_id")), _fmt(got.get("event_timestamp")), "; ".join(errs))]
     return []
 
 

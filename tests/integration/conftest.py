@@ -414,6 +414,8 @@ SCENARIOS = {
     "seed33_50k": dict(events=50000, seed=33, rate=200, start=BASE_MS + 123457, args=[]),
     # 20000 events at 2/s: ~2.8 h of event time across midnight (daily windows)
     "seed44_slow": dict(events=20000, seed=44, rate=2, start=BASE_MS - 2 * HOUR, args=[]),
+    # 20000 events at 0.02/s: ~12.6 days, so the default 7-day retention purges windows
+    "seed66_days": dict(events=20000, seed=66, rate=0.02, start=BASE_MS, args=[]),
     # ~5.5 h of event time, windows purged by a short retention, explicit grace
     "seed55_retention": dict(events=20000, seed=55, rate=1, start=BASE_MS - 3 * HOUR,
                              args=["--grace", "30m", "--retention", "2h"]),

@@ -114,12 +114,15 @@ def test_metrics_on_generated_file(runs):
     m = run.daemon.metrics()
     assert metric_sum(m, "gamingd_bad_records_total") == ref.bad
     by_topic = metric_by_label(m, "gamingd_bad_records_total", "topic")
+    # a line that is not JSON may still be attributed to the topic it names
+    unattributed = ref.bad_by_topic.get(None, 0)
     for topic in reference.TOPICS:
-        assert by_topic.get(topic, 0) == ref.bad_by_topic.get(topic, 0), (topic, by_topic, ref.bad_by_topic)
+        lo = ref.bad_by_topic.get(topic, 0)
+        assert lo <= by_topic.get(topic, 0) <= lo + unattributed, (topic, by_topic, ref.bad_by_topic)
     rin = metric_by_label(m, "gamingd_records_in_total", "topic")
     for topic in reference.TOPICS:
         lo = ref.valid_by_topic[topic]
-        hi = lo + ref.bad_by_topic.get(topic, 0)
+        hi = lo + ref.bad_by_topic.get(topic, 0) + unattributed
         assert lo <= rin.get(topic, -1) <= hi, (topic, rin, lo, hi)
     late = metric_sum(m, "gamingd_late_records_total")
     assert ref.late_all <= late <= ref.late_any, \
@@ -171,12 +174,14 @@ def test_kill9_then_restart_recovers(gamingd, big, tmp_path):
     n1 = _kill_when(d, 0.15, len(lines))
     if n1 is None:
         pytest.skip("daemon applied the whole file before it could be killed")
-    d2 = gamingd(path, data_dir=data, output=out)
-    n2 = _kill_when(d2, 0.55, len(lines))  # a second crash, if it is still replaying
+    kills = [n1]
+    for frac in (0.4, 0.7):  # more crashes, while it is still replaying
+        d2 = gamingd(path, data_dir=data, output=out)
+        kills.append(_kill_when(d2, frac, len(lines)))
     d3 = gamingd(path, data_dir=data, output=out)
     d3.wait_ready()
     errs = checks.compare_all_tables(d3, ref, check_wallclock=False)
-    checks.fail_if(errs, "tables after kill -9 at %s and %s records and restart" % (n1, n2))
+    checks.fail_if(errs, "tables after kill -9 at records_applied %s and restart" % (kills,))
     # output: at-least-once, every record as the reference has it
     deadline = time.time() + 10
     while True:
@@ -266,3 +271,103 @@ def test_sigterm_exit0_and_restart_is_idempotent(gamingd, generated, tmp_path):
     checks.fail_if(errs, "tables after a restart on a fully applied file")
     assert d2.stop(timeout=30) == 0
     assert len(read_output(out)[0]) == n_out, "restart re-emitted records of an applied file"
+
+
+def test_queries_during_replay_are_consistent(gamingd, big):
+    """Readers run while ingest writes: every answer is a 200 with well-formed
+    rows, counts only grow (the file has few late records, none of which
+    shrink anything), and the first ready answer already shows the final state."""
+    path, lines, ref = big
+    d = gamingd(path)
+    last_total = -1
+    last_applied = -1
+    n = 0
+    while True:
+        r = d.readyz()
+        applied = r.json["records_applied"]
+        assert applied >= last_applied, "records_applied went back: %d -> %d" % (last_applied, applied)
+        last_applied = applied
+        q = d.get("/v1/tables/gaming_data_quality_5min", [("from", "0"), ("to", "9999999999999"),
+                                                           ("limit", "10000")])
+        assert q.status == 200, q
+        for row in q.json["rows"]:
+            errs = checks.check_row_shape("gaming_data_quality_5min", row)
+            assert not errs, errs
+        total = sum(x["total_records"] for x in q.json["rows"])
+        assert total >= last_total, "data quality total went back: %d -> %d" % (last_total, total)
+        last_total = total
+        h = d.get("/v1/tables/gaming_hourly_player_game_stats", [("limit", "50"), ("order_by", "total_sessions_1h"),
+                                                                  ("desc", "true")])
+        assert h.status == 200, h
+        n += 1
+        if r.status == 200:
+            break
+    errs = checks.compare_all_tables(d, ref, tables=["gaming_data_quality_5min", "gaming_active_players_5min",
+                                                      "gaming_genre_engagement"])
+    checks.fail_if(errs, "state at the first ready answer (after %d polls during replay)" % n)
+
+
+WEIRD_REQUESTS = [
+    "/v1/tables/gaming_games_table?game_id=%zz",
+    "/v1/tables/gaming_games_table?game_id=%",
+    "/v1/tables/gaming_games_table?&&&",
+    "/v1/tables/gaming_games_table?limit=1&limit=2",
+    "/v1/tables/gaming_games_table?=x",
+    "/v1/tables/gaming_active_players_5min?window_start=",
+    "/v1/tables/gaming_active_players_5min?from=10",
+    "/v1/tables/gaming_active_players_5min?to=10",
+    "/v1/tables/gaming_active_players_5min?from=20&to=10",
+    "/v1/tables/gaming_active_players_5min?window_start=0&from=0&to=10",
+    "/v1/tables/gaming_active_players_5min?window_start=99999999999999999999999999",
+    "/v1/tables/gaming_active_players_5min?cursor=",
+    "/v1/tables/gaming_active_players_5min?cursor=" + "A" * 5000,
+    "/v1/tables/gaming_active_players_5min?game_id=" + "x" * 20000,
+    "/v1/tables/",
+    "/v1/tables/%00",
+    "/v1/tables/gaming_games_table/extra",
+    "/v1/tables/../metrics",
+    "/v1/nothing",
+]
+
+
+def test_weird_requests_never_crash(runs):
+    run = runs("seed11")
+    d = run.daemon
+    for path in WEIRD_REQUESTS:
+        r = d.request(path)
+        assert r.status in (200, 400, 404, 405, 414, 431), "%s -> %r" % (path[:100], r)
+        if r.status != 200 and r.status < 414:
+            assert isinstance(r.json, dict) and isinstance(r.json.get("message"), str), \
+                "%s: error body %r" % (path[:100], r.raw[:200])
+        assert d.get("/healthz").status == 200, "daemon down after %s" % path[:100]
+    # a POST where only GET is served
+    r = d.request("/v1/tables/gaming_games_table", method="POST")
+    assert r.status in (400, 404, 405), r
+    assert d.running()
+
+
+def test_resume_after_appended_records(gamingd, generated, tmp_path):
+    """The committed file position survives a restart: a multi-day file fed
+    in three parts (SIGTERM and restart between parts, the file growing at
+    its end) gives the tables and output of one uninterrupted run, so stream
+    time, cold windows and their distinct sets were all persisted."""
+    src = generated(20000, 66, rate=0.02, start=BASE_MS)
+    lines = read_lines(src)
+    ref = reference.reference_for(lines)
+    path = str(tmp_path / "growing.jsonl")
+    data = str(tmp_path / "data")
+    out = str(tmp_path / "out.jsonl")
+    cuts = [0, len(lines) // 3, 2 * len(lines) // 3, len(lines)]
+    open(path, "w").close()
+    for a, b in zip(cuts, cuts[1:]):
+        with open(path, "a") as f:
+            f.write("".join(l + "\n" for l in lines[a:b]))
+        d = gamingd(path, data_dir=data, output=out)
+        d.wait_ready()
+        if b < len(lines):
+            assert d.stop() == 0
+    errs = checks.compare_all_tables(d, ref)
+    checks.fail_if(errs, "tables after a file fed in three parts")
+    recs, unparsable = read_output(out)
+    assert not unparsable
+    checks.fail_if(checks.compare_outputs(recs, ref), "output after a file fed in three parts")

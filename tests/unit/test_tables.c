@@ -148,11 +148,12 @@ static void rows_round_trip_through_the_codec(void **state)
     assert_int_equal(out[1].x.set->count, 2);
     assert_non_null(gd_map_get(out[1].x.set, gd_str_c("p2")));
     assert_null(gd_map_get(out[1].x.set, gd_str_c("p3")));
+    gd_map_free(out[1].x.set);
     /* a truncated row is refused, not misread */
     assert_int_equal(gd_row_decode(t, row.p, 10, out), GD_ERR);
     assert_int_equal(gd_row_decode_full(t, row.p, row.len - 1, out, &arena), GD_ERR);
-    gd_map_free(&set);
     gd_map_free(out[1].x.set);
+    gd_map_free(&set);
     gd_buf_free(&row);
     gd_arena_free(&arena);
 }
