@@ -55,7 +55,8 @@ gd_value gd_enriched_field(const gd_enriched *e, gd_field f)
 {
     const gd_activity *a = e->a;
     switch (f) {
-    case GD_F_NONE: return (gd_value){.t = GD_V_NULL};
+    case GD_F_NONE:
+    case GD_F_COUNT: return (gd_value){.t = GD_V_NULL};
     case GD_F_GAME_ID: return str_value(a->game_id);
     case GD_F_PLAYER_ID: return str_value(a->player_id);
     case GD_F_SESSION_ID: return str_value(a->session_id);

@@ -3,9 +3,9 @@
  *
  * Per table, the open windows are a list, newest first (records nearly
  * always hit the newest, out-of-order ones a step or two back). Per window, a
- * map from group key to group, and an arena holding groups, keys, LATEST
- * strings and the members of COUNT_DISTINCT sets: a window that closes is
- * freed in one go. Groups touched since the last commit sit on a dirty list;
+ * map from group key to group, and an arena holding groups, keys and LATEST
+ * strings: a window that closes is freed in one go. COUNT_DISTINCT sets hold
+ * ids of values interned once per record (server/intern.h). Groups touched since the last commit sit on a dirty list;
  * the commit writes each once, however many records touched it, which is
  * what lets ingest outrun LMDB's put rate by an order of magnitude.
  *
@@ -37,6 +37,7 @@ enum { PURGE_ROWS_PER_COMMIT = 20000, DAY_MS = 24 * 3600 * 1000 };
 void gd_windows_init(gd_windows *w, const gd_config *cfg)
 {
     memset(w, 0, sizeof *w);
+    gd_dict_init(&w->dict);
     w->retention_ms = cfg->retention_ms;
     w->hourly_stats = gd_table_find("gaming_hourly_player_game_stats", 31);
     w->active_players = gd_table_find("gaming_active_players_5min", 26);
@@ -49,14 +50,21 @@ void gd_windows_init(gd_windows *w, const gd_config *cfg)
     }
 }
 
-static void free_window(const gd_tabledef *def, gd_hot_window *win)
+static void release_set(gd_dict *dict, gd_idset *set)
+{
+    if (!set) return;
+    for (uint32_t i = 0; i < set->cap; i++)
+        if (set->slots[i]) gd_dict_unref(dict, set->slots[i] - 1);
+    gd_idset_free(set);
+}
+
+static void free_window(const gd_tabledef *def, gd_hot_window *win, gd_dict *dict)
 {
     for (size_t i = 0; i < win->groups.cap; i++) {
         if (!gd_map_live(&win->groups.slots[i])) continue;
         gd_hot_group *g = win->groups.slots[i].val;
         for (int c = 0; c < def->ncols; c++)
-            if (def->cols[c].agg == GD_AGG_COUNT_DISTINCT && g->slots[c].x.set)
-                gd_map_free(g->slots[c].x.set);
+            if (def->cols[c].agg == GD_AGG_COUNT_DISTINCT) release_set(dict, g->slots[c].x.set);
     }
     gd_map_free(&win->groups);
     gd_arena_free(&win->arena);
@@ -69,10 +77,11 @@ void gd_windows_free(gd_windows *w)
         gd_hot_table *t = &w->tables[i];
         while (t->windows) {
             gd_hot_window *next = t->windows->next;
-            free_window(t->def, t->windows);
+            free_window(t->def, t->windows, &w->dict);
             t->windows = next;
         }
     }
+    gd_dict_free(&w->dict);
     gd_buf_free(&w->key);
     gd_buf_free(&w->row);
 }
@@ -120,7 +129,23 @@ static void mark_dirty(gd_hot_table *t, gd_hot_group *g)
     t->dirty_count++;
 }
 
-static void update_slot(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena)
+/* Ids of the distinct values of one record, interned at most once each. */
+typedef struct {
+    uint32_t id[GD_F_COUNT];
+    bool have[GD_F_COUNT];
+} record_ids;
+
+static uint32_t value_id(gd_dict *dict, record_ids *ids, gd_field f, gd_str v)
+{
+    if (!ids->have[f]) {
+        ids->id[f] = gd_dict_intern(dict, v);
+        ids->have[f] = true;
+    }
+    return ids->id[f];
+}
+
+static void update_slot(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena,
+                        gd_dict *dict, record_ids *ids)
 {
     switch (c->agg) {
     case GD_AGG_COUNT_STAR: s->n++; break;
@@ -147,13 +172,14 @@ static void update_slot(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *ar
     case GD_AGG_COUNT_DISTINCT: {
         if (v.t != GD_V_STR) break;
         if (!s->x.set) {
-            s->x.set = gd_arena_alloc(arena, sizeof(gd_map));
-            gd_map_init(s->x.set, arena);
+            s->x.set = gd_arena_alloc(arena, sizeof(gd_idset));
+            memset(s->x.set, 0, sizeof(gd_idset));
         }
-        bool created;
-        gd_map_slot *m = gd_map_upsert(s->x.set, v.s, &created);
-        m->val = (void *)1;
-        if (created) s->n++;
+        uint32_t id = value_id(dict, ids, c->field, v.s);
+        if (gd_idset_add(s->x.set, id)) {
+            gd_dict_ref(dict, id);
+            s->n++;
+        }
         break;
     }
     case GD_AGG_LATEST:
@@ -211,6 +237,8 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
 {
     bool late_any = false;
     int64_t ts = e->a->activity_timestamp;
+    record_ids ids;
+    memset(ids.have, 0, sizeof ids.have);
     const gd_tabledef *hs = w->hourly_stats, *ap = w->active_players;
     for (size_t i = 0; i < gd_table_count; i++) {
         gd_hot_table *t = &w->tables[i];
@@ -234,7 +262,7 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
         gd_hot_group *g = find_group(t, win, key, true);
         for (int c = 0; c < def->ncols; c++)
             update_slot(&def->cols[c], &g->slots[c], gd_enriched_field(e, def->cols[c].field),
-                        &win->arena);
+                        &win->arena, &w->dict, &ids);
         mark_dirty(t, g);
         if (figures) set_figures(w, e, def, g->slots);
     }
@@ -246,7 +274,7 @@ static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn
     for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) {
         g->dirty = false;
         gd_rowkey_encode(&w->key, g->window->start, g->key);
-        gd_row_encode(t->def, g->slots, &w->row);
+        gd_row_encode(t->def, g->slots, &w->dict, &w->row);
         int rc = gd_store_row_put(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len},
                                   (gd_str){w->row.p, (uint32_t)w->row.len});
         if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
@@ -261,7 +289,7 @@ static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn
 }
 
 /* Windows past their grace leave memory (they were just written). */
-static void evict_closed(gd_hot_table *t, int64_t stream_time)
+static void evict_closed(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
 {
     gd_hot_window **link = &t->windows;
     while (*link && (*link)->start + t->def->window_ms + t->grace_ms > stream_time)
@@ -269,7 +297,7 @@ static void evict_closed(gd_hot_table *t, int64_t stream_time)
     while (*link) {
         gd_hot_window *win = *link;
         *link = win->next;
-        free_window(t->def, win);
+        free_window(t->def, win, dict);
     }
 }
 
@@ -281,7 +309,7 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         int rc = write_dirty(w, t, s, txn);
         if (rc) return rc;
         if (stream_time == INT64_MIN) continue;
-        evict_closed(t, stream_time);
+        evict_closed(t, stream_time, &w->dict);
         /* purge windows that are closed and past retention */
         int64_t size = t->def->window_ms;
         int64_t expired = stream_time - w->retention_ms - size + 1;
@@ -307,7 +335,7 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     gd_hot_window *win = find_window(c->t, gd_rowkey_window(key.p), true);
     gd_str gkey = {key.p + 8, key.len - 8};
     gd_hot_group *g = find_group(c->t, win, gkey, true);
-    if (gd_row_decode_full(c->t->def, val.p, val.len, g->slots, &win->arena)) {
+    if (gd_row_decode_full(c->t->def, val.p, val.len, g->slots, &win->arena, &c->w->dict)) {
         gd_error("%s: a stored row does not decode; its window is not restored", c->t->def->name);
         c->rc = GD_ERR;
         return 1;
@@ -337,5 +365,5 @@ size_t gd_windows_memory(const gd_windows *w)
     for (size_t i = 0; i < gd_table_count; i++)
         for (const gd_hot_window *win = w->tables[i].windows; win; win = win->next)
             total += win->arena.used_bytes + win->groups.cap * sizeof(gd_map_slot);
-    return total;
+    return total + w->dict.ids.cap * sizeof(gd_map_slot);
 }

@@ -48,6 +48,7 @@ typedef struct {
     gd_hot_table tables[16]; /* by gd_table_index; reference tables unused */
     int64_t retention_ms;
     const gd_tabledef *hourly_stats, *active_players; /* the figures of SPEC §4 */
+    gd_dict dict; /* the values of every distinct set */
     gd_buf key, row; /* scratch */
     gd_slot figures[2][GD_MAX_COLS]; /* see gd_windows_apply */
 } gd_windows;

@@ -150,7 +150,7 @@ static const gd_option options[] = {
     {"--topic-activity", "GAMINGD_TOPIC_ACTIVITY", "NAME", "activity topic (default gaming_player_activity)", set_topic_activity},
     {"--output-topic", "GAMINGD_OUTPUT_TOPIC", "NAME", "output topic (default gaming.real-time-gaming-intelligence-platform)", set_output_topic},
     {"--map-size", "GAMINGD_MAP_SIZE", "MIB", "largest size of the LMDB data file (default 65536)", set_map_size},
-    {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "longest time between state commits (default 100ms)", set_commit_interval},
+    {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "state commit interval for live data; ten times it while catching up (default 100ms)", set_commit_interval},
     {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads},
     {"--out", NULL, "FILE", "generate: file to write", set_out},
     {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events},
@@ -192,7 +192,7 @@ static void defaults(gd_config *cfg)
     strcpy(cfg->output_topic, "gaming.real-time-gaming-intelligence-platform");
     cfg->map_size = (size_t)65536 << 20;
     cfg->commit_interval_ms = 100;
-    cfg->batch_records = 65536;
+    cfg->batch_records = 1 << 20;
     cfg->http_threads = 2;
     cfg->events = 100000;
     cfg->start_ms = -1;

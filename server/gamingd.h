@@ -119,6 +119,7 @@ typedef enum {
     GD_F_PLAYER_USERNAME,
     GD_F_PLAYER_SEGMENT,
     GD_F_LAG_MS, /* processing_timestamp - event_timestamp */
+    GD_F_COUNT
 } gd_field;
 
 typedef enum { GD_V_NULL, GD_V_INT, GD_V_DBL, GD_V_STR } gd_vtype;

@@ -158,7 +158,7 @@ enum { SLOT_BYTES = 16, NULL_LEN = UINT32_MAX };
 
 static void put_u32(gd_buf *b, uint32_t v) { gd_buf_put(b, &v, 4); }
 
-void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, gd_buf *out)
+void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out)
 {
     gd_buf_clear(out);
     for (int c = 0; c < t->ncols; c++) {
@@ -173,12 +173,12 @@ void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, gd_buf *out)
     }
     for (int c = 0; c < t->ncols; c++) {
         if (t->cols[c].agg != GD_AGG_COUNT_DISTINCT) continue;
-        const gd_map *set = slots[c].x.set;
-        put_u32(out, set ? (uint32_t)set->count : 0);
+        const gd_idset *set = slots[c].x.set;
+        put_u32(out, set ? set->count : 0);
         if (!set) continue;
-        for (size_t i = 0; i < set->cap; i++) {
-            if (!gd_map_live(&set->slots[i])) continue;
-            gd_str member = gd_map_key(&set->slots[i]);
+        for (uint32_t i = 0; i < set->cap; i++) {
+            if (!set->slots[i]) continue;
+            gd_str member = gd_dict_string(dict, set->slots[i] - 1);
             put_u32(out, member.len);
             gd_buf_put(out, member.p, member.len);
         }
@@ -224,7 +224,7 @@ int gd_row_decode(const gd_tabledef *t, const void *p, size_t len, gd_slot *slot
 }
 
 int gd_row_decode_full(const gd_tabledef *t, const void *p, size_t len, gd_slot *slots,
-                       gd_arena *arena)
+                       gd_arena *arena, gd_dict *dict)
 {
     const char *s, *end = (const char *)p + len;
     if (decode_head(t, p, end, slots, &s)) return GD_ERR;
@@ -233,16 +233,16 @@ int gd_row_decode_full(const gd_tabledef *t, const void *p, size_t len, gd_slot 
     }
     for (int c = 0; c < t->ncols; c++) {
         if (t->cols[c].agg != GD_AGG_COUNT_DISTINCT) continue;
-        gd_map *set = gd_arena_alloc(arena, sizeof *set);
-        gd_map_init(set, arena);
+        gd_idset *set = gd_arena_alloc(arena, sizeof *set);
+        memset(set, 0, sizeof *set);
         slots[c].x.set = set;
         uint32_t members;
         if (get_u32(&s, end, &members)) return GD_ERR;
         for (uint32_t m = 0; m < members; m++) {
             uint32_t n;
             if (get_u32(&s, end, &n) || (size_t)(end - s) < n) return GD_ERR;
-            bool created;
-            gd_map_upsert(set, (gd_str){s, n}, &created)->val = (void *)1;
+            uint32_t id = gd_dict_intern(dict, (gd_str){s, n});
+            if (gd_idset_add(set, id)) gd_dict_ref(dict, id);
             s += n;
         }
     }

@@ -11,6 +11,8 @@
  *   [ncols x 16 bytes: slot n, slot v]  fixed part, host byte order
  *   [each LATEST column: u32 len (UINT32_MAX = null), bytes]
  *   [each COUNT_DISTINCT column: u32 members, then u32 len + bytes each]
+ * (in memory a distinct set holds ids interned in a gd_dict; stored, it holds
+ * the strings, so a row needs nothing else to be read back)
  * so a reader that only renders the row never touches the distinct sets.
  *
  * Row keys: u64 big-endian window_start (sign bit flipped, so negative times
@@ -19,7 +21,7 @@
 #ifndef GD_TABLES_H
 #define GD_TABLES_H
 
-#include "../server/util.h"
+#include "../server/intern.h"
 
 typedef enum { GD_T_STRING, GD_T_BIGINT, GD_T_INTEGER, GD_T_DOUBLE, GD_T_BOOLEAN } gd_coltype;
 
@@ -81,7 +83,7 @@ typedef struct {
     } v;
     union {
         gd_str s;     /* LATEST */
-        gd_map *set;  /* COUNT_DISTINCT (in memory only) */
+        gd_idset *set; /* COUNT_DISTINCT (in memory only), ids of dict */
     } x;
 } gd_slot;
 
@@ -102,14 +104,16 @@ int gd_groupkey_split(const void *p, size_t len, int nkeys, gd_str *out);
 /* Appends one key column to a group key being built. */
 void gd_groupkey_append(gd_buf *b, gd_str v);
 
-/* Row value codec. encode: slots (with sets) -> bytes. decode: bytes ->
- * slots, LATEST strings pointing into the bytes, sets not read. */
-void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, gd_buf *out);
+/* Row value codec. encode: slots (with sets of dict ids) -> bytes. decode:
+ * bytes -> slots, LATEST strings pointing into the bytes, sets not read. */
+void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out);
 int gd_row_decode(const gd_tabledef *t, const void *p, size_t len, gd_slot *slots);
 /* Like decode, and also rebuilds the distinct sets (for loading hot
- * windows); set maps are allocated and keys copied into arena. */
+ * windows): LATEST strings and set headers go to arena, members are interned
+ * in dict with a reference each. On failure the sets read so far stay in
+ * slots for the caller to release. */
 int gd_row_decode_full(const gd_tabledef *t, const void *p, size_t len, gd_slot *slots,
-                       gd_arena *arena);
+                       gd_arena *arena, gd_dict *dict);
 
 /* The value of column c as a reader sees it (AVG computed, nulls applied). */
 gd_value gd_row_column(const gd_tabledef *t, const gd_slot *slots, int c);

@@ -626,12 +626,10 @@ def parse_duration(s):
 def reference_args(args):
     """grace_ms / retention_ms from a gamingd argument list."""
     out = {"grace_ms": None, "retention_ms": None}
-    it = iter(range(len(args)))
-    for i in it:
-        a = args[i]
-        for flag, name in (("--grace", "grace_ms"), ("--retention", "retention_ms")):
-            if a == flag:
-                out[name] = parse_duration(args[i + 1])
-            elif a.startswith(flag + "="):
-                out[name] = parse_duration(a.split("=", 1)[1])
+    flags = {"--grace": "grace_ms", "--retention": "retention_ms"}
+    for i, a in enumerate(args):
+        if a in flags:
+            out[flags[a]] = parse_duration(args[i + 1])
+        elif a.split("=", 1)[0] in flags and "=" in a:
+            out[flags[a.split("=", 1)[0]]] = parse_duration(a.split("=", 1)[1])
     return out

@@ -143,19 +143,22 @@ def test_readyz_503_while_replaying(gamingd, generated):
     assert r.json["ready"] is True
 
 
-def _kill_when(d, fraction, total, timeout=120):
-    """Waits until records_applied >= fraction*total while not ready, then
-    kill -9. Returns records_applied seen, or None if the daemon got ready first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def _kill_when(d, min_applied=None, delay=None, timeout=120):
+    """kill -9 while /readyz is still 503: once records_applied >= min_applied
+    (and > 0), or once `delay` seconds have passed. Returns records_applied
+    last seen, or None if the daemon got ready first (it is then stopped)."""
+    t0 = time.time()
+    while time.time() < t0 + timeout:
         r = d.readyz()
         if r.status == 200:
+            assert d.stop() == 0
             return None
         n = (r.json or {}).get("records_applied", 0)
-        if n >= fraction * total:
+        if (min_applied is not None and n > 0 and n >= min_applied) or \
+                (delay is not None and time.time() - t0 >= delay):
             d.kill9()
             return n
-        time.sleep(0.005)
+        time.sleep(0.003)
     pytest.fail("daemon made no progress")
 
 
@@ -170,14 +173,18 @@ def test_kill9_then_restart_recovers(gamingd, big, tmp_path):
     path, lines, ref = big
     data = str(tmp_path / "data")
     out = str(tmp_path / "out.jsonl")
+    # 1st crash after a short delay (maybe before the first commit), 2nd once
+    # some state is committed, 3rd once more has been committed since
+    kills = []
     d = gamingd(path, data_dir=data, output=out)
-    n1 = _kill_when(d, 0.15, len(lines))
-    if n1 is None:
-        pytest.skip("daemon applied the whole file before it could be killed")
-    kills = [n1]
-    for frac in (0.4, 0.7):  # more crashes, while it is still replaying
-        d2 = gamingd(path, data_dir=data, output=out)
-        kills.append(_kill_when(d2, frac, len(lines)))
+    kills.append(_kill_when(d, delay=0.15))
+    d = gamingd(path, data_dir=data, output=out)
+    kills.append(_kill_when(d, min_applied=1))
+    d = gamingd(path, data_dir=data, output=out)
+    kills.append(_kill_when(d, min_applied=(kills[-1] or 0) + 1))
+    if all(k is None for k in kills):
+        pytest.skip("daemon applied the whole file every time before it could be killed")
+    print("kill -9 at records_applied", kills)
     d3 = gamingd(path, data_dir=data, output=out)
     d3.wait_ready()
     errs = checks.compare_all_tables(d3, ref, check_wallclock=False)
@@ -190,7 +197,7 @@ def test_kill9_then_restart_recovers(gamingd, big, tmp_path):
             break
         time.sleep(0.1)
     errs = check_at_least_once(recs, ref)
-    assert len(unparsable) <= 2, "unparseable output lines (torn writes?): %r" % unparsable[:3]
+    assert len(unparsable) <= len(kills), "unparseable output lines (torn writes?): %r" % unparsable[:3]
     checks.fail_if(errs, "output after kill -9 and restart")
     assert d3.stop() == 0
 
@@ -229,14 +236,14 @@ def test_sigterm_midstream_exit0_and_resume(gamingd, big, tmp_path):
     data = str(tmp_path / "data")
     out = str(tmp_path / "out.jsonl")
     d = gamingd(path, data_dir=data, output=out)
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    t0 = time.time()
+    while True:
         r = d.readyz()
         if r.status == 200:
             pytest.skip("daemon applied the whole file before SIGTERM")
-        if (r.json or {}).get("records_applied", 0) >= 0.2 * len(lines):
+        if (r.json or {}).get("records_applied", 0) > 0 or time.time() - t0 > 0.3:
             break
-        time.sleep(0.005)
+        time.sleep(0.003)
     rc = d.stop(timeout=30)
     assert rc == 0, "SIGTERM mid-stream: exit code %r; log:\n%s" % (rc, d.log_tail())
     t0 = checks.now_ms()

@@ -118,43 +118,57 @@ static void top_performers_row_exists_only_above_1000(void **state)
     assert_true(gd_row_visible(table("gaming_revenue_analytics"), s)); /* no HAVING */
 }
 
+static void release(gd_dict *d, gd_idset *set)
+{
+    for (uint32_t i = 0; set && i < set->cap; i++)
+        if (set->slots[i]) gd_dict_unref(d, set->slots[i] - 1);
+    if (set) gd_idset_free(set);
+}
+
 static void rows_round_trip_through_the_codec(void **state)
 {
     (void)state;
     const gd_tabledef *t = table("gaming_active_players_5min");
     gd_arena arena;
     gd_arena_init(&arena);
+    gd_dict dict;
+    gd_dict_init(&dict);
     gd_slot in[GD_MAX_COLS], out[GD_MAX_COLS];
     memset(in, 0, sizeof in);
     in[0].x.s = gd_str_c("Neon Arena");
     in[1].n = 2;
-    gd_map set;
-    gd_map_init(&set, &arena);
-    bool created;
-    gd_map_upsert(&set, gd_str_c("p1"), &created)->val = (void *)1;
-    gd_map_upsert(&set, gd_str_c("p2"), &created)->val = (void *)1;
+    gd_idset set = {0};
+    uint32_t p1 = gd_dict_intern(&dict, gd_str_c("p1")), p2 = gd_dict_intern(&dict, gd_str_c("p2"));
+    assert_true(gd_idset_add(&set, p1));
+    assert_true(gd_idset_add(&set, p2));
+    assert_false(gd_idset_add(&set, p1));
+    gd_dict_ref(&dict, p1);
+    gd_dict_ref(&dict, p2);
     in[1].x.set = &set;
     in[2].n = 3;
     in[3].n = 2;
     in[3].v.d = 90;
     gd_buf row = {0};
-    gd_row_encode(t, in, &row);
+    gd_row_encode(t, in, &dict, &row);
     assert_int_equal(gd_row_decode(t, row.p, row.len, out), GD_OK);
     assert_true(gd_str_eq(out[0].x.s, gd_str_c("Neon Arena")));
     assert_int_equal(gd_row_column(t, out, 1).i, 2);
     assert_true(gd_row_column(t, out, 3).d == 45.0);
-    /* the full decode brings the distinct set back */
-    assert_int_equal(gd_row_decode_full(t, row.p, row.len, out, &arena), GD_OK);
+    /* the full decode brings the distinct set back, as interned ids */
+    assert_int_equal(gd_row_decode_full(t, row.p, row.len, out, &arena, &dict), GD_OK);
     assert_int_equal(out[1].x.set->count, 2);
-    assert_non_null(gd_map_get(out[1].x.set, gd_str_c("p2")));
-    assert_null(gd_map_get(out[1].x.set, gd_str_c("p3")));
-    gd_map_free(out[1].x.set);
+    assert_true(gd_idset_has(out[1].x.set, p2));
+    assert_int_equal(dict.refs[p2], 2); /* both sets hold it */
+    assert_false(gd_idset_has(out[1].x.set, gd_dict_intern(&dict, gd_str_c("p3"))));
+    release(&dict, out[1].x.set);
     /* a truncated row is refused, not misread */
     assert_int_equal(gd_row_decode(t, row.p, 10, out), GD_ERR);
-    assert_int_equal(gd_row_decode_full(t, row.p, row.len - 1, out, &arena), GD_ERR);
-    gd_map_free(out[1].x.set);
-    gd_map_free(&set);
+    assert_int_equal(gd_row_decode_full(t, row.p, row.len - 1, out, &arena, &dict), GD_ERR);
+    release(&dict, out[1].x.set);
+    release(&dict, &set);
+    assert_int_equal(gd_dict_size(&dict), 1); /* only p3, never referenced, is left */
     gd_buf_free(&row);
+    gd_dict_free(&dict);
     gd_arena_free(&arena);
 }
 
@@ -165,7 +179,7 @@ static void null_latest_survives_the_codec(void **state)
     gd_slot in[GD_MAX_COLS], out[GD_MAX_COLS];
     memset(in, 0, sizeof in);
     gd_buf row = {0};
-    gd_row_encode(t, in, &row);
+    gd_row_encode(t, in, NULL, &row);
     assert_int_equal(gd_row_decode(t, row.p, row.len, out), GD_OK);
     assert_int_equal(gd_row_column(t, out, 0).t, GD_V_NULL);
     gd_buf_free(&row);
