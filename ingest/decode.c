@@ -9,35 +9,30 @@
  * accepted for integer fields. */
 #include <string.h>
 
-#include "ingest.h"
+#include "window.h"
 
-typedef enum { FT_STR, FT_INT, FT_DBL, FT_TS } ftype; /* FT_TS: required int */
-
-typedef struct {
-    const char *name;
-    ftype type;
-    size_t offset;
-} fspec;
-
-#define F(st, n, t) {#n, t, offsetof(st, n)}
-static const fspec activity_fields[] = {
-    F(gd_activity, activity_id, FT_STR),       F(gd_activity, player_id, FT_STR),
-    F(gd_activity, game_id, FT_STR),           F(gd_activity, session_id, FT_STR),
-    F(gd_activity, activity_type, FT_STR),     F(gd_activity, activity_timestamp, FT_TS),
-    F(gd_activity, score, FT_INT),             F(gd_activity, duration_seconds, FT_INT),
-    F(gd_activity, achievements_unlocked, FT_INT), F(gd_activity, in_game_purchases, FT_DBL),
+#define F(st, n, t) {#n, GD_FT_##t, offsetof(st, n)}
+const gd_fieldspec gd_activity_fields[] = {
+    F(gd_activity, activity_id, STR),       F(gd_activity, player_id, STR),
+    F(gd_activity, game_id, STR),           F(gd_activity, session_id, STR),
+    F(gd_activity, activity_type, STR),     F(gd_activity, activity_timestamp, TS),
+    F(gd_activity, score, INT),             F(gd_activity, duration_seconds, INT),
+    F(gd_activity, achievements_unlocked, INT), F(gd_activity, in_game_purchases, DBL),
     {NULL, 0, 0}};
-static const fspec game_fields[] = {
-    F(gd_game, game_id, FT_STR),  F(gd_game, game_name, FT_STR),    F(gd_game, genre, FT_STR),
-    F(gd_game, publisher, FT_STR), F(gd_game, release_date, FT_STR), F(gd_game, platform, FT_STR),
-    F(gd_game, rating, FT_DBL),   F(gd_game, price, FT_DBL),        {NULL, 0, 0}};
-static const fspec player_fields[] = {
-    F(gd_player, player_id, FT_STR),    F(gd_player, username, FT_STR),
-    F(gd_player, email, FT_STR),        F(gd_player, created_date, FT_STR),
-    F(gd_player, country, FT_STR),      F(gd_player, level, FT_INT),
-    F(gd_player, total_playtime_hours, FT_DBL), F(gd_player, account_status, FT_STR),
+/* Key field first: rows are rendered in this order with the table key there. */
+const gd_fieldspec gd_game_fields[] = {
+    F(gd_game, game_id, STR),   F(gd_game, game_name, STR),    F(gd_game, genre, STR),
+    F(gd_game, publisher, STR), F(gd_game, release_date, STR), F(gd_game, platform, STR),
+    F(gd_game, rating, DBL),    F(gd_game, price, DBL),        {NULL, 0, 0}};
+const gd_fieldspec gd_player_fields[] = {
+    F(gd_player, player_id, STR),    F(gd_player, username, STR),
+    F(gd_player, email, STR),        F(gd_player, created_date, STR),
+    F(gd_player, country, STR),      F(gd_player, level, INT),
+    F(gd_player, total_playtime_hours, DBL), F(gd_player, account_status, STR),
     {NULL, 0, 0}};
 #undef F
+
+typedef gd_fieldspec fspec;
 
 static const fspec *find_field(const fspec *fs, gd_str key)
 {
@@ -65,26 +60,26 @@ static int store_field(const fspec *f, const gd_jval *v, char *base, bool *ts_se
     void *dst = base + f->offset;
     if (v->t == GD_J_NULL) return GD_OK; /* stays null */
     switch (f->type) {
-    case FT_STR:
+    case GD_FT_STR:
         if (v->t != GD_J_STR) break;
         *(gd_str *)dst = v->s;
         return GD_OK;
-    case FT_INT: {
+    case GD_FT_INT: {
         int64_t i;
         if (!integral(v, &i)) break;
         *(gd_int *)dst = (gd_int){true, i};
         return GD_OK;
     }
-    case FT_TS:
+    case GD_FT_TS:
         if (!integral(v, (int64_t *)dst)) break;
         *ts_seen = true;
         return GD_OK;
-    case FT_DBL:
+    case GD_FT_DBL:
         if (v->t != GD_J_INT && v->t != GD_J_DBL) break;
         *(gd_dbl *)dst = (gd_dbl){true, v->d};
         return GD_OK;
     }
-    *why = f->type == FT_STR ? "a string field holds another type" : "a number field holds another type";
+    *why = f->type == GD_FT_STR ? "a string field holds another type" : "a number field holds another type";
     return GD_EBADREC;
 }
 
@@ -116,7 +111,7 @@ int gd_decode_activity(gd_str value, gd_arena *scratch, gd_activity *out, const 
 {
     memset(out, 0, sizeof *out);
     bool ts = false;
-    if (decode_object(value, scratch, activity_fields, out, &ts, why)) return GD_EBADREC;
+    if (decode_object(value, scratch, gd_activity_fields, out, &ts, why)) return GD_EBADREC;
     if (!out->player_id.p) *why = "player_id is missing";
     else if (!out->game_id.p) *why = "game_id is missing";
     else if (!out->activity_type.p) *why = "activity_type is missing";
@@ -131,12 +126,12 @@ int gd_decode_game(gd_str value, gd_arena *scratch, gd_game *out, const char **w
 {
     memset(out, 0, sizeof *out);
     bool unused = false;
-    return decode_object(value, scratch, game_fields, out, &unused, why);
+    return decode_object(value, scratch, gd_game_fields, out, &unused, why);
 }
 
 int gd_decode_player(gd_str value, gd_arena *scratch, gd_player *out, const char **why)
 {
     memset(out, 0, sizeof *out);
     bool unused = false;
-    return decode_object(value, scratch, player_fields, out, &unused, why);
+    return decode_object(value, scratch, gd_player_fields, out, &unused, why);
 }

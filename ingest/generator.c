@@ -202,6 +202,22 @@ static void emit_bad(gd_generator *g, gd_topic *topic, gd_buf *key, gd_buf *v)
     }
 }
 
+/* With probability p, deletes entity i unless it is deleted already: its key
+ * goes to key and the caller emits a tombstone. Otherwise it exists again. */
+static bool withdraw(gd_generator *g, bool *deleted, double p, void (*id)(char *, size_t, int),
+                     int i, gd_buf *key)
+{
+    if (*deleted || !chance(g, p)) {
+        *deleted = false;
+        return false;
+    }
+    char buf[32];
+    id(buf, sizeof buf, i);
+    gd_buf_puts(key, buf);
+    *deleted = true;
+    return true;
+}
+
 bool gd_generator_next(gd_generator *g, gd_topic *topic, gd_buf *key, gd_buf *value)
 {
     gd_buf_clear(key);
@@ -221,27 +237,13 @@ bool gd_generator_next(gd_generator *g, gd_topic *topic, gd_buf *key, gd_buf *va
     if (r < 0.002) { /* a player changes: level up, status, or deleted */
         int p = (int)below(g, NPLAYERS);
         *topic = GD_TOPIC_PLAYERS;
-        if (!g->player_deleted[p] && chance(g, 0.1)) {
-            char id[32];
-            player_id(id, sizeof id, p);
-            gd_buf_puts(key, id);
-            g->player_deleted[p] = true;
-            return false;
-        }
-        g->player_deleted[p] = false;
+        if (withdraw(g, &g->player_deleted[p], 0.1, player_id, p, key)) return false;
         g->player_level[p]++;
         emit_player(g, p, key, value);
     } else if (r < 0.0025) { /* a game changes or is withdrawn */
         int gm = (int)below(g, NGAMES);
         *topic = GD_TOPIC_GAMES;
-        if (!g->game_deleted[gm] && chance(g, 0.2)) {
-            char id[32];
-            game_id(id, sizeof id, gm);
-            gd_buf_puts(key, id);
-            g->game_deleted[gm] = true;
-            return false;
-        }
-        g->game_deleted[gm] = false;
+        if (withdraw(g, &g->game_deleted[gm], 0.2, game_id, gm, key)) return false;
         emit_game(g, gm, key, value);
     } else if (r < 0.0025 + g->o.bad_ratio) {
         emit_bad(g, topic, key, value);

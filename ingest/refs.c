@@ -10,18 +10,12 @@
 
 #include "window.h"
 
-static const size_t game_strs[] = {offsetof(gd_game, game_id), offsetof(gd_game, game_name),
-                                   offsetof(gd_game, genre), offsetof(gd_game, publisher),
-                                   offsetof(gd_game, release_date), offsetof(gd_game, platform)};
-static const size_t player_strs[] = {offsetof(gd_player, player_id), offsetof(gd_player, username),
-                                     offsetof(gd_player, email), offsetof(gd_player, created_date),
-                                     offsetof(gd_player, country), offsetof(gd_player, account_status)};
-
 /* One block: the struct, then its strings. */
-static void *copy_row(const void *src, size_t size, const size_t *strs, size_t nstrs)
+static void *copy_row(const void *src, size_t size, const gd_fieldspec *fields)
 {
     size_t total = size;
-    for (size_t i = 0; i < nstrs; i++) total += ((const gd_str *)((const char *)src + strs[i]))->len;
+    for (const gd_fieldspec *f = fields; f->name; f++)
+        if (f->type == GD_FT_STR) total += ((const gd_str *)((const char *)src + f->offset))->len;
     char *block = malloc(total);
     if (!block) {
         gd_error("out of memory copying a reference row");
@@ -29,9 +23,9 @@ static void *copy_row(const void *src, size_t size, const size_t *strs, size_t n
     }
     memcpy(block, src, size);
     char *data = block + size;
-    for (size_t i = 0; i < nstrs; i++) {
-        gd_str *s = (gd_str *)(block + strs[i]);
-        if (!s->p) continue;
+    for (const gd_fieldspec *f = fields; f->name; f++) {
+        gd_str *s = (gd_str *)(block + f->offset);
+        if (f->type != GD_FT_STR || !s->p) continue;
         memcpy(data, s->p, s->len);
         s->p = data;
         data += s->len;
@@ -76,12 +70,12 @@ static void replace(gd_map *rows, gd_map *dirty, gd_str key, void *row)
 
 void gd_refs_put_game(gd_refs *r, gd_str key, const gd_game *g)
 {
-    replace(&r->games, &r->dirty_games, key, copy_row(g, sizeof *g, game_strs, 6));
+    replace(&r->games, &r->dirty_games, key, copy_row(g, sizeof *g, gd_game_fields));
 }
 
 void gd_refs_put_player(gd_refs *r, gd_str key, const gd_player *p)
 {
-    replace(&r->players, &r->dirty_players, key, copy_row(p, sizeof *p, player_strs, 6));
+    replace(&r->players, &r->dirty_players, key, copy_row(p, sizeof *p, gd_player_fields));
 }
 
 void gd_refs_delete(gd_refs *r, gd_topic topic, gd_str key)
@@ -93,57 +87,25 @@ void gd_refs_delete(gd_refs *r, gd_topic topic, gd_str key)
     gd_map_upsert(dirty, key, &created)->val = (void *)1;
 }
 
-static void put_member(gd_buf *out, const char *name, gd_str v)
+/* The row as a JSON object in field order, the table key as the key field. */
+static void render_row(gd_str key, const void *row, const gd_fieldspec *fields, gd_buf *out)
 {
-    gd_buf_putc(out, ',');
-    gd_json_put_cstr(out, name);
-    gd_buf_putc(out, ':');
-    gd_json_put_str(out, v);
-}
-static void put_int_member(gd_buf *out, const char *name, gd_int v)
-{
-    put_member(out, name, GD_STR_NULL);
-    if (v.set) {
-        out->len -= 4; /* replace the null */
-        gd_json_put_int(out, v.v);
+    for (const gd_fieldspec *f = fields; f->name; f++) {
+        gd_buf_putc(out, f == fields ? '{' : ',');
+        gd_json_put_cstr(out, f->name);
+        gd_buf_putc(out, ':');
+        const void *v = (const char *)row + f->offset;
+        if (f == fields) gd_json_put_str(out, key);
+        else if (f->type == GD_FT_STR) gd_json_put_str(out, *(const gd_str *)v);
+        else if (f->type == GD_FT_DBL && ((const gd_dbl *)v)->set) gd_json_put_dbl(out, ((const gd_dbl *)v)->v);
+        else if (f->type == GD_FT_INT && ((const gd_int *)v)->set) gd_json_put_int(out, ((const gd_int *)v)->v);
+        else gd_buf_puts(out, "null");
     }
-}
-static void put_dbl_member(gd_buf *out, const char *name, gd_dbl v)
-{
-    put_member(out, name, GD_STR_NULL);
-    if (v.set) {
-        out->len -= 4;
-        gd_json_put_dbl(out, v.v);
-    }
-}
-
-void gd_render_game(gd_str key, const gd_game *g, gd_buf *out)
-{
-    gd_buf_puts(out, "{\"game_id\":");
-    gd_json_put_str(out, key);
-    put_member(out, "game_name", g->game_name);
-    put_member(out, "genre", g->genre);
-    put_member(out, "publisher", g->publisher);
-    put_member(out, "release_date", g->release_date);
-    put_member(out, "platform", g->platform);
-    put_dbl_member(out, "rating", g->rating);
-    put_dbl_member(out, "price", g->price);
     gd_buf_putc(out, '}');
 }
 
-void gd_render_player(gd_str key, const gd_player *p, gd_buf *out)
-{
-    gd_buf_puts(out, "{\"player_id\":");
-    gd_json_put_str(out, key);
-    put_member(out, "username", p->username);
-    put_member(out, "email", p->email);
-    put_member(out, "created_date", p->created_date);
-    put_member(out, "country", p->country);
-    put_int_member(out, "level", p->level);
-    put_dbl_member(out, "total_playtime_hours", p->total_playtime_hours);
-    put_member(out, "account_status", p->account_status);
-    gd_buf_putc(out, '}');
-}
+void gd_render_game(gd_str key, const gd_game *g, gd_buf *out) { render_row(key, g, gd_game_fields, out); }
+void gd_render_player(gd_str key, const gd_player *p, gd_buf *out) { render_row(key, p, gd_player_fields, out); }
 
 static int flush_table(gd_map *rows, gd_map *dirty, bool games, gd_store *s, MDB_txn *txn,
                        gd_buf *buf)
@@ -194,11 +156,11 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     if (c->games) {
         gd_game g;
         if (gd_decode_game(val, &c->scratch, &g, &why) == GD_OK)
-            replace(&c->r->games, NULL, key, copy_row(&g, sizeof g, game_strs, 6));
+            replace(&c->r->games, NULL, key, copy_row(&g, sizeof g, gd_game_fields));
     } else {
         gd_player p;
         if (gd_decode_player(val, &c->scratch, &p, &why) == GD_OK)
-            replace(&c->r->players, NULL, key, copy_row(&p, sizeof p, player_strs, 6));
+            replace(&c->r->players, NULL, key, copy_row(&p, sizeof p, gd_player_fields));
     }
     return 0;
 }

@@ -6,6 +6,17 @@
 
 #include "ingest.h"
 
+/* ---- the fields of each source value (decode.c) ----
+ * One table per topic names each field, its type and its place in the struct;
+ * decoding, copying and rendering rows all walk these tables. */
+typedef enum { GD_FT_STR, GD_FT_INT, GD_FT_DBL, GD_FT_TS } gd_ftype; /* TS: required int */
+typedef struct {
+    const char *name;
+    gd_ftype type;
+    size_t offset;
+} gd_fieldspec;
+extern const gd_fieldspec gd_activity_fields[], gd_game_fields[], gd_player_fields[];
+
 /* ---- reference tables (refs.c) ----
  * The latest games and players, by table key, each row one allocation. Rows
  * changed since the last commit are remembered and written at commit. */
