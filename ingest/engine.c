@@ -34,7 +34,9 @@ struct gd_engine {
     gd_source *src;
     gd_counters *pub;
     gd_refs refs;
-    gd_windows win;
+    gd_windows win;        /* the tables feeding the figures, or all of them */
+    gd_windows win_worker; /* the other tables, when a worker thread runs them */
+    gd_worker *worker;
     int64_t stream_time; /* INT64_MIN before the first activity */
     persisted_counters n;
     MDB_txn *txn;        /* the open batch, or NULL */
@@ -61,6 +63,7 @@ static int load_state(gd_engine *e)
         memcpy(&e->n, v.p, sizeof e->n);
     rc = gd_refs_load(&e->refs, e->store, txn);
     if (!rc) rc = gd_windows_load(&e->win, e->store, txn, e->stream_time);
+    if (!rc) rc = gd_windows_load(&e->win_worker, e->store, txn, e->stream_time);
     if (!rc && gd_store_meta_get(e->store, txn, "position", &v) == GD_OK) {
         gd_info("resuming the %s source from its committed position", e->src->kind);
         rc = e->src->seek(e->src, v);
@@ -96,7 +99,9 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
     e->pub = counters;
     e->stream_time = INT64_MIN;
     gd_refs_init(&e->refs);
-    gd_windows_init(&e->win, cfg);
+    uint32_t mine = cfg->ingest_threads > 1 ? gd_windows_figure_tables() : GD_ALL_TABLES;
+    gd_windows_init(&e->win, cfg, mine);
+    gd_windows_init(&e->win_worker, cfg, ~mine);
     gd_arena_init(&e->scratch);
     if (cfg->output_path[0]) {
         e->out = fopen(cfg->output_path, "a");
@@ -107,6 +112,7 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
         }
     }
     int rc = load_state(e);
+    if (!rc && cfg->ingest_threads > 1) rc = gd_worker_start(&e->worker, &e->win_worker);
     if (rc) {
         gd_engine_close(e);
         return rc;
@@ -119,10 +125,12 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
 void gd_engine_close(gd_engine *e)
 {
     if (!e) return;
+    gd_worker_stop(e->worker);
     if (e->txn) mdb_txn_abort(e->txn);
     if (e->out) fclose(e->out);
     gd_refs_free(&e->refs);
     gd_windows_free(&e->win);
+    gd_windows_free(&e->win_worker);
     gd_arena_free(&e->scratch);
     gd_buf_free(&e->outbuf);
     gd_buf_free(&e->tmp);
@@ -151,8 +159,10 @@ static int begin_batch(gd_engine *e)
 static int commit_batch(gd_engine *e)
 {
     if (!e->txn) return GD_OK;
+    if (e->worker) gd_worker_drain(e->worker); /* its tables are ours until the next push */
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
     if (!rc) rc = gd_windows_flush(&e->win, e->store, e->txn, e->stream_time);
+    if (!rc) rc = gd_windows_flush(&e->win_worker, e->store, e->txn, e->stream_time);
     if (!rc) {
         gd_buf_clear(&e->tmp);
         e->src->position(e->src, &e->tmp);
@@ -218,7 +228,15 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     if (a.activity_timestamp > e->stream_time) e->stream_time = a.activity_timestamp;
     gd_enriched en;
     gd_enrich(&en, &a, &e->refs, gd_now_ms());
-    if (gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn)) e->n.late_records++;
+    bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn);
+    if (e->worker) {
+        late = late || gd_windows_late(&e->win_worker, &en, e->stream_time);
+        if (!gd_worker_push(e->worker, &en, e->stream_time)) { /* too big for a ring slot */
+            gd_worker_drain(e->worker);
+            gd_windows_apply(&e->win_worker, &en, e->stream_time, e->store, e->txn);
+        }
+    }
+    if (late) e->n.late_records++;
     e->n.with_game += en.game != NULL;
     e->n.with_player += en.player != NULL;
     e->n.records_out++;

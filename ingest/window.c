@@ -34,9 +34,25 @@ struct gd_hot_window {
 
 enum { PURGE_ROWS_PER_COMMIT = 20000, DAY_MS = 24 * 3600 * 1000 };
 
-void gd_windows_init(gd_windows *w, const gd_config *cfg)
+static bool owns(const gd_windows *w, size_t i)
+{
+    return gd_tables[i].kind == GD_TABLE_WINDOWED && (w->mask >> i & 1);
+}
+
+uint32_t gd_windows_figure_tables(void)
+{
+    uint32_t mask = 0;
+    for (size_t i = 0; i < gd_table_count; i++)
+        if (!strcmp(gd_tables[i].name, "gaming_hourly_player_game_stats") ||
+            !strcmp(gd_tables[i].name, "gaming_active_players_5min"))
+            mask |= 1u << i;
+    return mask;
+}
+
+void gd_windows_init(gd_windows *w, const gd_config *cfg, uint32_t mask)
 {
     memset(w, 0, sizeof *w);
+    w->mask = mask;
     gd_dict_init(&w->dict);
     w->retention_ms = cfg->retention_ms;
     w->hourly_stats = gd_table_find("gaming_hourly_player_game_stats", 31);
@@ -189,16 +205,37 @@ static void update_slot(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *ar
     }
 }
 
-/* The group key of e in table def into b; false when a key column is null. */
-static bool build_group_key(const gd_tabledef *def, const gd_enriched *e, gd_buf *b)
+/* Whether e goes into table def: its filter holds and no key column is null
+ * (a group whose key is null is skipped). */
+static bool belongs(const gd_tabledef *def, const gd_enriched *e)
+{
+    if (def->purchases_only && !e->has_purchase) return false;
+    for (int k = 0; k < def->nkeys; k++)
+        if (gd_enriched_field(e, def->keys[k].field).t != GD_V_STR) return false;
+    return true;
+}
+
+/* The group key of e in table def (which e belongs to) into b. */
+static void build_group_key(const gd_tabledef *def, const gd_enriched *e, gd_buf *b)
 {
     gd_buf_clear(b);
-    for (int k = 0; k < def->nkeys; k++) {
-        gd_value v = gd_enriched_field(e, def->keys[k].field);
-        if (v.t != GD_V_STR) return false;
-        gd_groupkey_append(b, v.s);
-    }
-    return true;
+    for (int k = 0; k < def->nkeys; k++)
+        gd_groupkey_append(b, gd_enriched_field(e, def->keys[k].field).s);
+}
+
+static bool is_late(const gd_hot_table *t, int64_t ts, int64_t stream_time)
+{
+    int64_t start = gd_window_start(ts, t->def->window_ms);
+    return start + t->def->window_ms + t->grace_ms <= stream_time;
+}
+
+bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time)
+{
+    for (size_t i = 0; i < gd_table_count; i++)
+        if (owns(w, i) && belongs(w->tables[i].def, e) &&
+            is_late(&w->tables[i], e->a->activity_timestamp, stream_time))
+            return true;
+    return false;
 }
 
 /* The slots of (window, group) as they stand: in memory, else in LMDB. */
@@ -243,14 +280,12 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
     for (size_t i = 0; i < gd_table_count; i++) {
         gd_hot_table *t = &w->tables[i];
         const gd_tabledef *def = t->def;
-        if (def->kind != GD_TABLE_WINDOWED) continue;
-        if (def->purchases_only && !e->has_purchase) continue;
-        if (!build_group_key(def, e, &w->key)) continue;
+        if (!owns(w, i) || !belongs(def, e)) continue;
+        build_group_key(def, e, &w->key);
         gd_str key = {w->key.p, (uint32_t)w->key.len};
         int64_t start = gd_window_start(ts, def->window_ms);
-        bool late = start + def->window_ms + t->grace_ms <= stream_time;
         bool figures = def == hs || def == ap;
-        if (late) {
+        if (is_late(t, ts, stream_time)) {
             late_any = true;
             if (figures) {
                 gd_slot *slots = w->figures[def == hs ? 0 : 1];
@@ -305,7 +340,7 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
 {
     for (size_t i = 0; i < gd_table_count; i++) {
         gd_hot_table *t = &w->tables[i];
-        if (t->def->kind != GD_TABLE_WINDOWED) continue;
+        if (!owns(w, i)) continue;
         int rc = write_dirty(w, t, s, txn);
         if (rc) return rc;
         if (stream_time == INT64_MIN) continue;
@@ -348,7 +383,7 @@ int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_tim
     if (stream_time == INT64_MIN) return GD_OK;
     for (size_t i = 0; i < gd_table_count; i++) {
         gd_hot_table *t = &w->tables[i];
-        if (t->def->kind != GD_TABLE_WINDOWED) continue;
+        if (!owns(w, i)) continue;
         int64_t first_open = gd_window_start(stream_time - t->def->window_ms - t->grace_ms + 1,
                                              t->def->window_ms);
         gd_rowkey_encode(&w->key, first_open, (gd_str){"", 0});

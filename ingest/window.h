@@ -57,6 +57,7 @@ typedef struct {
 
 typedef struct {
     gd_hot_table tables[16]; /* by gd_table_index; reference tables unused */
+    uint32_t mask;           /* bit i: this instance maintains gd_tables[i] */
     int64_t retention_ms;
     const gd_tabledef *hourly_stats, *active_players; /* the figures of SPEC §4 */
     gd_dict dict; /* the values of every distinct set */
@@ -64,7 +65,12 @@ typedef struct {
     gd_slot figures[2][GD_MAX_COLS]; /* see gd_windows_apply */
 } gd_windows;
 
-void gd_windows_init(gd_windows *w, const gd_config *cfg);
+/* The windowed tables in mask (bit per gd_table_index) are maintained by
+ * this instance; tables can be split between instances on two threads. */
+#define GD_ALL_TABLES UINT32_MAX
+void gd_windows_init(gd_windows *w, const gd_config *cfg, uint32_t mask);
+/* The tables whose rows feed the enriched record's figures. */
+uint32_t gd_windows_figure_tables(void);
 void gd_windows_free(gd_windows *w);
 /* Loads every window still open at stream_time from the store. */
 int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
@@ -75,10 +81,29 @@ int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_tim
  * the record was late for some table. */
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
                       MDB_txn *txn);
+/* Whether e is late for a table of w it belongs to; reads only what
+ * never changes after init, so any thread may ask about any instance. */
+bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time);
 /* Writes dirty groups, evicts closed windows and purges expired ones (a
  * bounded number of rows per call). */
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
 size_t gd_windows_memory(const gd_windows *w);
+
+/* ---- the second core (worker.c) ----
+ * A worker thread applies records to a gd_windows instance of its own (the
+ * tables the engine hands it), so the table work of one record runs on two
+ * cores. Records are copied into a ring; the engine never waits for the
+ * worker except when the ring is full and before it touches the worker's
+ * tables itself (commit), when it drains the ring. */
+typedef struct gd_worker gd_worker;
+int gd_worker_start(gd_worker **out, gd_windows *w);
+/* Queues e; false when e's strings do not fit a ring slot (the caller then
+ * drains and applies e itself). */
+bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time);
+/* Returns once every queued record is applied; until the next push the
+ * caller may use the worker's gd_windows. */
+void gd_worker_drain(gd_worker *wk);
+void gd_worker_stop(gd_worker *wk);
 
 /* ---- enrichment (enrich.c) ---- */
 void gd_enrich(gd_enriched *e, const gd_activity *a, const gd_refs *refs, int64_t now_ms);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -117,6 +118,13 @@ static int set_http_threads(gd_config *cfg, const char *v)
     cfg->http_threads = (int)n;
     return GD_OK;
 }
+static int set_ingest_threads(gd_config *cfg, const char *v)
+{
+    int64_t n;
+    if (gd_parse_int(v, strlen(v), 1, 2, &n)) return GD_ERR;
+    cfg->ingest_threads = (int)n;
+    return GD_OK;
+}
 static int set_out(gd_config *cfg, const char *v) { return COPY(out_path); }
 static int set_events(gd_config *cfg, const char *v)
 {
@@ -152,6 +160,7 @@ static const gd_option options[] = {
     {"--map-size", "GAMINGD_MAP_SIZE", "MIB", "largest size of the LMDB data file (default 65536)", set_map_size},
     {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "state commit interval for live data; ten times it while catching up (default 100ms)", set_commit_interval},
     {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads},
+    {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads},
     {"--out", NULL, "FILE", "generate: file to write", set_out},
     {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events},
     {"--start", NULL, "MS", "generate: event time of the first activity (default: now minus the span)", set_start},
@@ -194,6 +203,7 @@ static void defaults(gd_config *cfg)
     cfg->commit_interval_ms = 100;
     cfg->batch_records = 1 << 20;
     cfg->http_threads = 2;
+    cfg->ingest_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1;
     cfg->events = 100000;
     cfg->start_ms = -1;
 }

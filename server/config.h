@@ -39,6 +39,7 @@ typedef struct {
     int64_t commit_interval_ms;
     uint32_t batch_records;
     int http_threads;
+    int ingest_threads; /* 2: a worker thread maintains part of the tables */
     /* generate */
     char out_path[1024];
     uint64_t events;

@@ -412,6 +412,9 @@ SCENARIOS = {
     # 30000 events at 20/s: 25 minutes of event time, several 5-min windows
     "seed22_rate20": dict(events=30000, seed=22, rate=20, start=BASE_MS + 7 * 60 * 1000, args=[]),
     "seed33_50k": dict(events=50000, seed=33, rate=200, start=BASE_MS + 123457, args=[]),
+    # the same with every table on the ingest thread (no table worker thread)
+    "seed33_one_thread": dict(events=50000, seed=33, rate=200, start=BASE_MS + 123457,
+                              args=["--ingest-threads", "1"]),
     # 20000 events at 2/s: ~2.8 h of event time across midnight (daily windows)
     "seed44_slow": dict(events=20000, seed=44, rate=2, start=BASE_MS - 2 * HOUR, args=[]),
     # 20000 events at 0.02/s: ~12.6 days, so the default 7-day retention purges windows

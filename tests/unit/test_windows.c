@@ -34,7 +34,7 @@ static int setup(void **state)
     if (gd_config_parse(&f->cfg, 1, argv)) return -1;
     if (gd_store_open(&f->store, f->dir, 64 << 20)) return -1;
     gd_refs_init(&f->refs);
-    gd_windows_init(&f->win, &f->cfg);
+    gd_windows_init(&f->win, &f->cfg, GD_ALL_TABLES);
     f->stream_time = INT64_MIN;
     if (gd_store_begin_write(&f->store, &f->txn)) return -1;
     gd_game g = {.game_id = gd_str_c("g1"), .game_name = gd_str_c("Neon Arena"), .genre = gd_str_c("Action")};

@@ -1,0 +1,190 @@
+/* worker.c -- the windowed tables on a second core.
+ *
+ * Table work dominates ingest: every record updates nine tables, each a hash
+ * lookup into a large map and often a distinct set. The engine keeps the
+ * tables whose rows feed the enriched record (it needs them at once) and hands
+ * the others to a worker thread with a gd_windows instance of its own. Nothing
+ * is shared while both run: each record is copied into a slot of a
+ * single-producer, single-consumer ring, with the strings the tables can read
+ * (gd_enriched_field) packed in the slot.
+ *
+ * The engine alone writes LMDB. Before a commit it drains the ring, and while
+ * the ring is empty the worker does not touch its tables, so the engine can
+ * flush, evict and purge them itself. An idle worker sleeps on a condition
+ * variable; the engine wakes it when it queues a record. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "window.h"
+
+enum { RING_SLOTS = 4096, SLOT_STRING_BYTES = 496, SPIN_BEFORE_SLEEP = 200 };
+
+typedef struct {
+    gd_activity a;
+    gd_game game;
+    gd_player player;
+    bool has_game, has_player, has_purchase;
+    gd_segment segment;
+    gd_session_type session_type;
+    int64_t processing_timestamp, stream_time;
+    char strings[SLOT_STRING_BYTES];
+} ring_slot;
+
+struct gd_worker {
+    gd_windows *w;
+    ring_slot *ring;
+    _Atomic uint64_t head; /* records queued (written by the engine) */
+    _Atomic uint64_t tail; /* records applied (written by the worker) */
+    atomic_bool stop, sleeping;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t thread;
+};
+
+/* Copies *s into the slot's string space; false when it is full. */
+static bool pack(ring_slot *slot, size_t *used, gd_str *s)
+{
+    if (!s->p) return true;
+    if (s->len > SLOT_STRING_BYTES - *used) return false;
+    memcpy(slot->strings + *used, s->p, s->len);
+    s->p = slot->strings + *used;
+    *used += s->len;
+    return true;
+}
+
+static bool fill_slot(ring_slot *slot, const gd_enriched *e, int64_t stream_time)
+{
+    size_t used = 0;
+    slot->a = *e->a;
+    slot->has_game = e->game != NULL;
+    slot->has_player = e->player != NULL;
+    memset(&slot->game, 0, sizeof slot->game);
+    memset(&slot->player, 0, sizeof slot->player);
+    /* the reference fields gd_enriched_field reads */
+    if (e->game) {
+        slot->game.game_name = e->game->game_name;
+        slot->game.genre = e->game->genre;
+    }
+    if (e->player) slot->player.username = e->player->username;
+    slot->has_purchase = e->has_purchase;
+    slot->segment = e->segment;
+    slot->session_type = e->session_type;
+    slot->processing_timestamp = e->processing_timestamp;
+    slot->stream_time = stream_time;
+    return pack(slot, &used, &slot->a.activity_id) && pack(slot, &used, &slot->a.player_id) &&
+           pack(slot, &used, &slot->a.game_id) && pack(slot, &used, &slot->a.session_id) &&
+           pack(slot, &used, &slot->a.activity_type) && pack(slot, &used, &slot->game.game_name) &&
+           pack(slot, &used, &slot->game.genre) && pack(slot, &used, &slot->player.username);
+}
+
+static void apply_slot(gd_windows *w, const ring_slot *slot)
+{
+    gd_enriched e = {
+        .a = &slot->a,
+        .game = slot->has_game ? &slot->game : NULL,
+        .player = slot->has_player ? &slot->player : NULL,
+        .segment = slot->segment,
+        .session_type = slot->session_type,
+        .has_purchase = slot->has_purchase,
+        .processing_timestamp = slot->processing_timestamp,
+    };
+    /* the worker's tables feed no figures, so no store reads are needed */
+    gd_windows_apply(w, &e, slot->stream_time, NULL, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    gd_worker *wk = arg;
+    unsigned idle = 0;
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&wk->tail, memory_order_relaxed);
+        if (t != atomic_load_explicit(&wk->head, memory_order_acquire)) {
+            apply_slot(wk->w, &wk->ring[t % RING_SLOTS]);
+            atomic_store_explicit(&wk->tail, t + 1, memory_order_release);
+            idle = 0;
+            continue;
+        }
+        if (atomic_load(&wk->stop)) return NULL;
+        if (++idle < SPIN_BEFORE_SLEEP) {
+            sched_yield();
+            continue;
+        }
+        pthread_mutex_lock(&wk->mu);
+        atomic_store(&wk->sleeping, true);
+        if (t == atomic_load(&wk->head) && !atomic_load(&wk->stop))
+            pthread_cond_wait(&wk->wake, &wk->mu);
+        atomic_store(&wk->sleeping, false);
+        pthread_mutex_unlock(&wk->mu);
+    }
+}
+
+static void wake(gd_worker *wk)
+{
+    if (!atomic_load(&wk->sleeping)) return;
+    pthread_mutex_lock(&wk->mu);
+    pthread_cond_signal(&wk->wake);
+    pthread_mutex_unlock(&wk->mu);
+}
+
+int gd_worker_start(gd_worker **out, gd_windows *w)
+{
+    gd_worker *wk = calloc(1, sizeof *wk);
+    if (!wk || !(wk->ring = malloc(sizeof(ring_slot) * RING_SLOTS))) {
+        free(wk);
+        return GD_ENOMEM;
+    }
+    wk->w = w;
+    pthread_mutex_init(&wk->mu, NULL);
+    pthread_cond_init(&wk->wake, NULL);
+    if (pthread_create(&wk->thread, NULL, worker_main, wk) == 0) {
+        pthread_setname_np(wk->thread, "gd-tables");
+    } else {
+        gd_error("cannot start the table worker thread");
+        free(wk->ring);
+        free(wk);
+        return GD_ERR;
+    }
+    *out = wk;
+    return GD_OK;
+}
+
+bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time)
+{
+    uint64_t h = atomic_load_explicit(&wk->head, memory_order_relaxed);
+    while (h - atomic_load_explicit(&wk->tail, memory_order_acquire) == RING_SLOTS) {
+        wake(wk);
+        sched_yield();
+    }
+    if (!fill_slot(&wk->ring[h % RING_SLOTS], e, stream_time)) return false;
+    /* seq_cst store, then the sleeping check: the worker's store of sleeping
+     * and its check of head are seq_cst too, so one of us sees the other */
+    atomic_store(&wk->head, h + 1);
+    wake(wk);
+    return true;
+}
+
+void gd_worker_drain(gd_worker *wk)
+{
+    uint64_t h = atomic_load_explicit(&wk->head, memory_order_relaxed);
+    while (atomic_load_explicit(&wk->tail, memory_order_acquire) != h) {
+        wake(wk);
+        sched_yield();
+    }
+}
+
+void gd_worker_stop(gd_worker *wk)
+{
+    if (!wk) return;
+    gd_worker_drain(wk);
+    pthread_mutex_lock(&wk->mu);
+    atomic_store(&wk->stop, true);
+    pthread_cond_signal(&wk->wake);
+    pthread_mutex_unlock(&wk->mu);
+    pthread_join(wk->thread, NULL);
+    pthread_mutex_destroy(&wk->mu);
+    pthread_cond_destroy(&wk->wake);
+    free(wk->ring);
+    free(wk);
+}
