@@ -61,17 +61,17 @@ typedef struct {
     bool desc;
     row_ref *rows;
     size_t n, cap;
+    gd_arena strings; /* unescaped sort values of reference rows */
 } result;
 
 enum { ORDER_NONE = -1, ORDER_WINDOW_START = -2, ORDER_WINDOW_END = -3 };
 
-/* The value of a named member of a reference row (JSON object). */
-static gd_value json_member(gd_str row, const char *name)
+/* The value of a named member of a reference row (JSON object); unescaped
+ * strings are decoded into arena. */
+static gd_value json_member(gd_str row, const char *name, gd_arena *arena)
 {
-    gd_arena scratch;
-    gd_arena_init(&scratch);
     gd_json j;
-    gd_json_init(&j, row, &scratch);
+    gd_json_init(&j, row, arena);
     gd_value out = {.t = GD_V_NULL};
     gd_str k;
     if (gd_json_object_begin(&j) == GD_OK) {
@@ -81,21 +81,19 @@ static gd_value json_member(gd_str row, const char *name)
             if (k.len != strlen(name) || memcmp(k.p, name, k.len)) continue;
             if (v.t == GD_J_INT) out = (gd_value){.t = GD_V_INT, .i = v.i};
             else if (v.t == GD_J_DBL) out = (gd_value){.t = GD_V_DBL, .d = v.d};
-            else if (v.t == GD_J_STR && v.s.p >= row.p && v.s.p < row.p + row.len)
-                out = (gd_value){.t = GD_V_STR, .s = v.s}; /* unescaped strings stay null */
+            else if (v.t == GD_J_STR) out = (gd_value){.t = GD_V_STR, .s = v.s};
             break;
         }
     }
-    gd_arena_free(&scratch);
     return out;
 }
 
-static gd_value sort_value(const result *res, gd_str key, gd_str val)
+static gd_value sort_value(result *res, gd_str key, gd_str val)
 {
     const gd_tabledef *t = res->t;
     if (t->kind != GD_TABLE_WINDOWED) {
         if (res->order_key >= 0) return (gd_value){.t = GD_V_STR, .s = key};
-        if (res->order_col >= 0) return json_member(val, t->cols[res->order_col].name);
+        if (res->order_col >= 0) return json_member(val, t->cols[res->order_col].name, &res->strings);
         return (gd_value){.t = GD_V_NULL};
     }
     int64_t w = gd_rowkey_window(key.p);
@@ -461,5 +459,6 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     }
     mdb_txn_abort(txn);
     free(res.rows);
+    gd_arena_free(&res.strings);
     gd_buf_free(&cur.raw);
 }

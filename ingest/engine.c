@@ -51,6 +51,21 @@ struct gd_engine {
 
 enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10 };
 
+/* The committed position is the source's identity, a NUL, then the source's
+ * own position bytes; a position of other data is not sought to. */
+static int resume_source(gd_engine *e, gd_str committed)
+{
+    const char *nul = memchr(committed.p, 0, committed.len);
+    size_t idlen = nul ? (size_t)(nul - committed.p) : committed.len;
+    if (!nul || idlen != strlen(e->src->identity) || memcmp(committed.p, e->src->identity, idlen)) {
+        gd_warn("the data dir was fed by %.*s; reading %s from its beginning (state kept)",
+                (int)idlen, committed.p, e->src->identity);
+        return GD_OK;
+    }
+    gd_info("resuming %s from its committed position", e->src->identity);
+    return e->src->seek(e->src, (gd_str){nul + 1, (uint32_t)(committed.len - idlen - 1)});
+}
+
 static int load_state(gd_engine *e)
 {
     MDB_txn *txn;
@@ -64,10 +79,7 @@ static int load_state(gd_engine *e)
     rc = gd_refs_load(&e->refs, e->store, txn);
     if (!rc) rc = gd_windows_load(&e->win, e->store, txn, e->stream_time);
     if (!rc) rc = gd_windows_load(&e->win_worker, e->store, txn, e->stream_time);
-    if (!rc && gd_store_meta_get(e->store, txn, "position", &v) == GD_OK) {
-        gd_info("resuming the %s source from its committed position", e->src->kind);
-        rc = e->src->seek(e->src, v);
-    }
+    if (!rc && gd_store_meta_get(e->store, txn, "position", &v) == GD_OK) rc = resume_source(e, v);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -165,6 +177,7 @@ static int commit_batch(gd_engine *e)
     if (!rc) rc = gd_windows_flush(&e->win_worker, e->store, e->txn, e->stream_time);
     if (!rc) {
         gd_buf_clear(&e->tmp);
+        gd_buf_put(&e->tmp, e->src->identity, strlen(e->src->identity) + 1);
         e->src->position(e->src, &e->tmp);
         rc = gd_store_meta_put(e->store, e->txn, "position", e->tmp.p, e->tmp.len);
     }

@@ -7,6 +7,7 @@
  * records point into the block until the next call. The position is the byte
  * offset of the next unread line, so a restart seeks straight to it. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ typedef struct {
     gd_source base;
     const gd_config *cfg;
     FILE *f;
+    char identity[PATH_MAX + 8];
     char *buf;
     size_t cap, len, off; /* buf[off, len) unread */
     uint64_t file_pos;    /* file offset of buf[off] */
@@ -188,6 +190,9 @@ gd_source *gd_file_source_open(const gd_config *cfg, const char *path)
                            .seek = fs_seek, .close = fs_close};
     fs->cfg = cfg;
     fs->f = f;
+    char abs[PATH_MAX];
+    snprintf(fs->identity, sizeof fs->identity, "file:%s", realpath(path, abs) ? abs : path);
+    fs->base.identity = fs->identity;
     fs->buf = buf;
     fs->cap = BLOCK;
     gd_arena_init(&fs->scratch);

@@ -361,7 +361,7 @@ gd_source *gd_generator_source_open(const gd_config *cfg)
         free(s);
         return NULL;
     }
-    s->base = (gd_source){.kind = "generator", .endless = true, .next = gen_next, .position = gen_position,
+    s->base = (gd_source){.kind = "generator", .identity = "generator", .endless = true, .next = gen_next, .position = gen_position,
                           .seek = gen_seek, .close = gen_close};
     s->rate = cfg->rate;
     s->t0_ns = gd_mono_ns();

@@ -21,6 +21,7 @@
 typedef struct gd_source gd_source;
 struct gd_source {
     const char *kind;
+    const char *identity; /* which data: "generator", "file:/abs/path" */
     bool endless; /* live data with no end to catch up to (the generator) */
     /* GD_OK with *rec filled (spans valid until the next call), GD_AGAIN when
      * nothing is ready now, GD_EOF when the source is finished, GD_EBADREC
