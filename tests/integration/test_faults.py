@@ -378,3 +378,22 @@ def test_resume_after_appended_records(gamingd, generated, tmp_path):
     recs, unparsable = read_output(out)
     assert not unparsable
     checks.fail_if(checks.compare_outputs(recs, ref), "output after a file fed in three parts")
+
+
+def test_another_file_on_the_same_data_dir_is_read_from_its_start(gamingd, tmp_path):
+    # the committed position belongs to the file it was read from: a second
+    # file on the same data dir is applied whole, on top of the kept state
+    T = BASE_MS
+    first = write_lines(str(tmp_path / "first.jsonl"), [_act("f%d" % i, T + i) for i in range(50)])
+    second = write_lines(str(tmp_path / "second.jsonl"), [_act("s%d" % i, T + 100 + i) for i in range(3)])
+    data = str(tmp_path / "data")
+    d = gamingd(first, data_dir=data)
+    d.wait_ready()
+    assert d.stop() == 0
+    d = gamingd(second, data_dir=data)
+    d.wait_ready()
+    assert metric_by_label(d.metrics(), "gamingd_records_in_total", "topic")[ACT] == 53
+    window = T - T % (5 * 60 * 1000)
+    rows = d.get("/v1/tables/gaming_active_players_5min", [("window_start", str(window))]).json["rows"]
+    assert [r["total_activities"] for r in rows] == [53]
+    assert d.stop() == 0
