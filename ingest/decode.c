@@ -11,25 +11,25 @@
 
 #include "window.h"
 
-#define F(st, n, t) {#n, GD_FT_##t, offsetof(st, n)}
+#define F(st, n, t) {#n, sizeof #n - 1, GD_FT_##t, offsetof(st, n)}
 const gd_fieldspec gd_activity_fields[] = {
     F(gd_activity, activity_id, STR),       F(gd_activity, player_id, STR),
     F(gd_activity, game_id, STR),           F(gd_activity, session_id, STR),
     F(gd_activity, activity_type, STR),     F(gd_activity, activity_timestamp, TS),
     F(gd_activity, score, INT),             F(gd_activity, duration_seconds, INT),
     F(gd_activity, achievements_unlocked, INT), F(gd_activity, in_game_purchases, DBL),
-    {NULL, 0, 0}};
+    {NULL, 0, 0, 0}};
 /* Key field first: rows are rendered in this order with the table key there. */
 const gd_fieldspec gd_game_fields[] = {
     F(gd_game, game_id, STR),   F(gd_game, game_name, STR),    F(gd_game, genre, STR),
     F(gd_game, publisher, STR), F(gd_game, release_date, STR), F(gd_game, platform, STR),
-    F(gd_game, rating, DBL),    F(gd_game, price, DBL),        {NULL, 0, 0}};
+    F(gd_game, rating, DBL),    F(gd_game, price, DBL),        {NULL, 0, 0, 0}};
 const gd_fieldspec gd_player_fields[] = {
     F(gd_player, player_id, STR),    F(gd_player, username, STR),
     F(gd_player, email, STR),        F(gd_player, created_date, STR),
     F(gd_player, country, STR),      F(gd_player, level, INT),
     F(gd_player, total_playtime_hours, DBL), F(gd_player, account_status, STR),
-    {NULL, 0, 0}};
+    {NULL, 0, 0, 0}};
 #undef F
 
 typedef gd_fieldspec fspec;
@@ -37,7 +37,7 @@ typedef gd_fieldspec fspec;
 static const fspec *find_field(const fspec *fs, gd_str key)
 {
     for (; fs->name; fs++)
-        if (strlen(fs->name) == key.len && !memcmp(fs->name, key.p, key.len)) return fs;
+        if (fs->name_len == key.len && !memcmp(fs->name, key.p, key.len)) return fs;
     return NULL;
 }
 

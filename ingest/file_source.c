@@ -101,7 +101,8 @@ static int parse_envelope(file_source *fs, gd_str line, gd_record *rec)
     int more;
     while ((more = gd_json_next_key(&j, &k)) == 1) {
         gd_jval v;
-        if (gd_json_value(&j, &v)) break;
+        /* the value is validated whole by the record decoder */
+        if (gd_json_value_delimited(&j, &v)) break;
         if (k.len == 5 && !memcmp(k.p, "topic", 5) && v.t == GD_J_STR) {
             rec->topic = gd_topic_lookup(fs->cfg, v.s);
             have_topic = true;

@@ -12,6 +12,7 @@
 typedef enum { GD_FT_STR, GD_FT_INT, GD_FT_DBL, GD_FT_TS } gd_ftype; /* TS: required int */
 typedef struct {
     const char *name;
+    uint8_t name_len;
     gd_ftype type;
     size_t offset;
 } gd_fieldspec;

@@ -64,11 +64,25 @@ static char *put_utf8(char *o, unsigned cp)
     return o;
 }
 
+/* Whether none of 8 bytes ends a string, escapes or is a control
+ * character, tested a word at a time (the classic "has zero byte" trick). */
+static inline bool plain8(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+    uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+                       ((x - ones * 0x20) & ~x);
+    return !(special & highs);
+}
+
 /* At the opening quote. Decodes into scratch only when escapes appear. */
 static int scan_string(gd_json *j, gd_str *out)
 {
     const char *start = ++j->p;
     bool escaped = false;
+    while (j->end - j->p >= 8 && plain8(j->p)) j->p += 8;
     while (j->p < j->end && *j->p != '"') {
         unsigned char c = (unsigned char)*j->p;
         if (c < 0x20) return fail(j, "control character in string");
@@ -239,6 +253,38 @@ static int skip_value(gd_json *j, int depth)
     case 'n': return match_word(j, "null", 4);
     default: return scan_number(j, &v);
     }
+}
+
+/* At '{' or '[': finds the matching close, minding only strings. */
+static int delimit_container(gd_json *j)
+{
+    int depth = 0;
+    while (j->p < j->end) {
+        char c = *j->p;
+        if (c == '"') {
+            gd_str ignored;
+            if (scan_string(j, &ignored)) return GD_EBADREC;
+            continue;
+        }
+        j->p++;
+        if (c == '{' || c == '[') {
+            if (++depth > MAX_DEPTH) return fail(j, "nesting too deep");
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            return GD_OK;
+        }
+    }
+    return fail(j, "unterminated container");
+}
+
+int gd_json_value_delimited(gd_json *j, gd_jval *v)
+{
+    skip_ws(j);
+    if (j->p >= j->end || (*j->p != '{' && *j->p != '[')) return gd_json_value(j, v);
+    const char *start = j->p;
+    v->t = *j->p == '{' ? GD_J_OBJ : GD_J_ARR;
+    int rc = delimit_container(j);
+    v->raw = (gd_str){start, (uint32_t)(j->p - start)};
+    return rc;
 }
 
 int gd_json_value(gd_json *j, gd_jval *v)

@@ -39,6 +39,10 @@ void gd_json_init(gd_json *j, gd_str text, gd_arena *scratch);
 int gd_json_object_begin(gd_json *j);
 int gd_json_next_key(gd_json *j, gd_str *key); /* 1: key read, 0: end */
 int gd_json_value(gd_json *j, gd_jval *v);
+/* Like gd_json_value, but an object or array is only delimited (strings
+ * respected), not validated: for a value that is parsed again whole later
+ * (the envelope's value, which the record decoder reads). */
+int gd_json_value_delimited(gd_json *j, gd_jval *v);
 /* After the top-level value: only whitespace may follow. */
 int gd_json_end(gd_json *j);
 

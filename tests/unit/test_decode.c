@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -40,6 +41,38 @@ static void scanner_unescapes_strings_and_reads_numbers(void **state)
     assert_true(gd_str_eq(v.raw, gd_str_c("{\"x\":[1,{}]}")));
     assert_int_equal(gd_json_next_key(&j, &k), 0);
     assert_int_equal(gd_json_end(&j), GD_OK);
+    gd_arena_free(&a);
+}
+
+/* The scanner reads plain runs a word at a time: escapes, quotes and control
+ * characters must be found at every offset within and across words. */
+static void scanner_finds_specials_at_every_offset(void **state)
+{
+    (void)state;
+    gd_arena a;
+    gd_arena_init(&a);
+    for (int off = 0; off < 24; off++) {
+        char text[96], want[64];
+        memset(want, 'x', (size_t)off);
+        want[off] = '"';
+        memcpy(want + off + 1, "\xc3\xa9yz", 5);
+        want[off + 6] = 0;
+        snprintf(text, sizeof text, "{\"k\":\"%.*s\\\"\xc3\xa9yz\"}", off, want);
+        gd_json j;
+        gd_json_init(&j, gd_str_c(text), &a);
+        gd_str k;
+        gd_jval v;
+        assert_int_equal(gd_json_object_begin(&j), GD_OK);
+        assert_int_equal(gd_json_next_key(&j, &k), 1);
+        assert_int_equal(gd_json_value(&j, &v), GD_OK);
+        if (!gd_str_eq(v.s, gd_str_c(want))) fail_msg("offset %d: got '%.*s'", off, (int)v.s.len, v.s.p);
+        /* a raw control character at the same offset is refused */
+        snprintf(text, sizeof text, "{\"k\":\"%.*s\x01tail-of-the-string\"}", off, want);
+        gd_json_init(&j, gd_str_c(text), &a);
+        assert_int_equal(gd_json_object_begin(&j), GD_OK);
+        assert_int_equal(gd_json_next_key(&j, &k), 1);
+        assert_int_equal(gd_json_value(&j, &v), GD_EBADREC);
+    }
     gd_arena_free(&a);
 }
 
@@ -164,6 +197,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(scanner_unescapes_strings_and_reads_numbers),
+        cmocka_unit_test(scanner_finds_specials_at_every_offset),
         cmocka_unit_test(scanner_rejects_malformed_text),
         cmocka_unit_test(activity_decoding_cases),
         cmocka_unit_test(nullable_fields_decode_to_null),
