@@ -97,6 +97,8 @@ static void publish_counters(gd_engine *e)
     atomic_store(&p->with_player, e->n.with_player);
     atomic_store(&p->last_lag_ms, e->last_lag_ms);
     atomic_store(&p->stream_time, e->stream_time);
+    /* the worker is drained at every commit, so its windows may be read */
+    atomic_store(&p->hot_window_bytes, gd_windows_memory(&e->win) + gd_windows_memory(&e->win_worker));
     atomic_fetch_add(&p->batches, 1);
 }
 

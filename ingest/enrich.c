@@ -14,12 +14,6 @@ const char *gd_session_type_name(gd_session_type s)
     return names[s];
 }
 
-const char *gd_topic_default_name(gd_topic t)
-{
-    static const char *names[] = {"gaming_games", "gaming_players", "gaming_player_activity", "unknown"};
-    return names[t <= GD_TOPIC_COUNT ? t : GD_TOPIC_COUNT];
-}
-
 void gd_enrich(gd_enriched *e, const gd_activity *a, const gd_refs *refs, int64_t now_ms)
 {
     e->a = a;
@@ -68,7 +62,10 @@ gd_value gd_enriched_field(const gd_enriched *e, gd_field f)
     case GD_F_GAME_NAME: return str_value(e->game ? e->game->game_name : GD_STR_NULL);
     case GD_F_GAME_GENRE: return str_value(e->game ? e->game->genre : GD_STR_NULL);
     case GD_F_PLAYER_USERNAME: return str_value(e->player ? e->player->username : GD_STR_NULL);
-    case GD_F_PLAYER_SEGMENT: return str_value(gd_str_c(gd_segment_name(e->segment)));
+    case GD_F_PLAYER_SEGMENT: {
+        static const gd_str names[] = {{"HIGH_PERFORMER", 14}, {"MEDIUM_PERFORMER", 16}, {"CASUAL_PLAYER", 13}};
+        return str_value(names[e->segment]);
+    }
     case GD_F_LAG_MS:
         return (gd_value){.t = GD_V_INT, .i = e->processing_timestamp - a->activity_timestamp};
     }

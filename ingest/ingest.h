@@ -77,6 +77,7 @@ typedef struct {
     _Atomic uint64_t batches;
     _Atomic int64_t last_lag_ms;  /* processing - event time of the last record */
     _Atomic int64_t stream_time;
+    _Atomic uint64_t hot_window_bytes; /* open windows held in memory */
     _Atomic bool ready;           /* store open and source caught up */
 } gd_counters;
 

@@ -137,7 +137,6 @@ gd_value gd_enriched_field(const gd_enriched *e, gd_field f);
 
 const char *gd_segment_name(gd_segment s);
 const char *gd_session_type_name(gd_session_type s);
-const char *gd_topic_default_name(gd_topic t);
 
 /* Wall clock in epoch milliseconds, and a monotonic clock in nanoseconds. */
 int64_t gd_now_ms(void);
