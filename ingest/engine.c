@@ -184,9 +184,9 @@ static int commit_batch(gd_engine *e)
         rc = gd_store_meta_put(e->store, e->txn, "position", e->tmp.p, e->tmp.len);
     }
     if (!rc) {
-        unsigned char st[8];
-        for (int i = 0; i < 8; i++) st[i] = (unsigned char)((uint64_t)e->stream_time >> (56 - 8 * i));
-        rc = gd_store_meta_put(e->store, e->txn, "stream_time", st, 8);
+        gd_buf_clear(&e->tmp);
+        gd_buf_put_u64be(&e->tmp, (uint64_t)e->stream_time);
+        rc = gd_store_meta_put(e->store, e->txn, "stream_time", e->tmp.p, e->tmp.len);
     }
     if (!rc) rc = gd_store_meta_put(e->store, e->txn, "counters", &e->n, sizeof e->n);
     if (!rc) rc = write_output(e);
@@ -296,7 +296,8 @@ int gd_engine_run(gd_engine *e, const atomic_bool *stop)
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
             bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;
-            if (e->batch_records && (got == GD_EOF || due)) {
+            bool purge = e->win.purge_pending || e->win_worker.purge_pending;
+            if ((e->batch_records || purge) && (got == GD_EOF || due)) {
                 if ((rc = commit_batch(e))) break;
                 continue;
             }

@@ -338,6 +338,7 @@ static void evict_closed(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
 
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time)
 {
+    w->purge_pending = false;
     for (size_t i = 0; i < gd_table_count; i++) {
         gd_hot_table *t = &w->tables[i];
         if (!owns(w, i)) continue;
@@ -353,6 +354,7 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         rc = gd_store_purge(s, txn, t->def, expired < closed ? expired : closed,
                             PURGE_ROWS_PER_COMMIT, &deleted);
         if (rc) return rc;
+        if (deleted == PURGE_ROWS_PER_COMMIT) w->purge_pending = true;
     }
     return GD_OK;
 }

@@ -62,6 +62,7 @@ typedef struct {
     int64_t retention_ms;
     const gd_tabledef *hourly_stats, *active_players; /* the figures of SPEC §4 */
     gd_dict dict; /* the values of every distinct set */
+    bool purge_pending; /* the last flush left expired rows to purge */
     gd_buf key, row; /* scratch */
     gd_slot figures[2][GD_MAX_COLS]; /* see gd_windows_apply */
 } gd_windows;
@@ -86,7 +87,7 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
  * never changes after init, so any thread may ask about any instance. */
 bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time);
 /* Writes dirty groups, evicts closed windows and purges expired ones (a
- * bounded number of rows per call). */
+ * bounded number of rows per call; purge_pending tells when more remain). */
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
 size_t gd_windows_memory(const gd_windows *w);
 

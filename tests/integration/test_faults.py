@@ -397,3 +397,21 @@ def test_another_file_on_the_same_data_dir_is_read_from_its_start(gamingd, tmp_p
     rows = d.get("/v1/tables/gaming_active_players_5min", [("window_start", str(window))]).json["rows"]
     assert [r["total_activities"] for r in rows] == [53]
     assert d.stop() == 0
+
+
+def test_retention_purges_everything_expired_even_past_one_commits_share(gamingd, generated, tmp_path):
+    # ~52,000 hourly player/game rows, then one record 30 days on: every older
+    # window is past the default 7-day retention. A commit purges a bounded
+    # number of rows; the rest must go in further commits, not wait for data.
+    T = BASE_MS
+    lines = read_lines(generated(250000, 3, rate=1000, start=T))
+    future = T + 30 * 24 * 3600 * 1000
+    path = write_lines(str(tmp_path / "expire.jsonl"), lines + [json.dumps(_act("future", future))])
+    d = gamingd(path)
+    d.wait_ready(timeout=120)
+    table = "/v1/tables/gaming_hourly_player_game_stats"
+    old = d.get(table, [("from", "0"), ("to", str(future - 24 * 3600 * 1000))]).json
+    assert old["count"] == 0, "expired windows still served: %r" % old["rows"][:2]
+    new = d.get(table, [("from", "0"), ("to", str(future + 3600 * 1000))]).json
+    assert [(r["player_id"], r["total_sessions_1h"]) for r in new["rows"]] == [("p1", 1)]
+    assert d.stop() == 0
