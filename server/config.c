@@ -262,7 +262,7 @@ int gd_config_parse(gd_config *cfg, int argc, char **argv)
         if (apply(cfg, o, val, "")) return GD_ERR;
     }
     if (cfg->brokers[0] && !cfg->output_path[0]) cfg->output_kafka = true;
-    if (cfg->command == GD_CMD_GENERATE && !cfg->out_path[0] && !cfg->brokers[0]) {
+    if (cfg->command == GD_CMD_GENERATE && !cfg->out_path[0]) {
         fprintf(stderr, "gamingd generate: --out FILE is required\n");
         return GD_ERR;
     }

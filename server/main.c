@@ -43,8 +43,22 @@ static gd_source *open_source(const gd_config *cfg)
     return NULL;
 }
 
+/* Flags of SPEC §2 whose capability is not built yet are refused rather
+ * than ignored: an ignored --api-keys would leave the API open. */
+static int refuse_unbuilt(const gd_config *cfg)
+{
+    const char *flag = cfg->output_kafka ? "--output kafka (or --brokers)"
+                       : cfg->schema_registry[0] ? "--schema-registry"
+                       : cfg->api_keys[0] ? "--api-keys"
+                                          : NULL;
+    if (!flag) return GD_OK;
+    gd_error("%s is not available in this build yet", flag);
+    return GD_ERR;
+}
+
 static int serve(const gd_config *cfg)
 {
+    if (refuse_unbuilt(cfg)) return 2;
     gd_store store;
     gd_counters counters;
     memset(&counters, 0, sizeof counters);
