@@ -2,11 +2,12 @@
  *
  * A request is validated whole before any read (every parameter known, each
  * once, each well-formed), then run as a store query in one read
- * transaction. Matching rows are collected as spans into the LMDB map, sorted
- * when order_by asks, and paged with keyset cursors: a cursor holds the sort
+ * transaction. Rows are paged with keyset cursors: a cursor holds the sort
  * value and row key of the last row returned (and, for "the latest window",
  * which window that was), so pages neither repeat nor skip rows while ingest
- * goes on. */
+ * goes on. A page never holds more than limit + 1 rows in memory, however
+ * many match: in key order the scan stops there; sorted, a bounded heap
+ * keeps the smallest. Rows are spans into the LMDB map, never copied. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,13 @@ typedef struct {
     int order_col;  /* -1: key order; -2 window_start; -3 window_end; else value column; */
     int order_key;  /* >= 0: order by this key column */
     bool desc;
-    row_ref *rows;
-    size_t n, cap;
+    bool key_order; /* rows arrive in the order asked for (no order_by, no desc) */
+    bool has_after; /* a cursor: only rows after (after_sort, after_key) */
+    gd_value after_sort;
+    gd_str after_key;
+    size_t keep;    /* the page size plus one, to know whether more rows follow */
+    row_ref *rows;  /* key_order: the first rows; else a max-heap of the smallest */
+    size_t n;
     gd_arena strings; /* unescaped sort values of reference rows */
 } result;
 
@@ -112,19 +118,6 @@ static gd_value sort_value(result *res, gd_str key, gd_str val)
     return (gd_value){.t = GD_V_NULL};
 }
 
-static int collect(void *ctx, gd_str key, gd_str val)
-{
-    result *res = ctx;
-    if (res->n == res->cap) {
-        res->cap = res->cap ? res->cap * 2 : 256;
-        row_ref *nr = realloc(res->rows, res->cap * sizeof *nr);
-        if (!nr) return 1;
-        res->rows = nr;
-    }
-    res->rows[res->n++] = (row_ref){key, val, sort_value(res, key, val)};
-    return 0;
-}
-
 /* Total order: nulls first, numbers by value, strings bytewise. */
 static int value_cmp(gd_value a, gd_value b)
 {
@@ -158,6 +151,54 @@ static int row_cmp(const void *x, const void *y, void *desc)
 {
     const row_ref *a = x, *b = y;
     return row_order(a->sort, a->key, b->sort, b->key, *(bool *)desc);
+}
+
+static int ref_order(const result *res, const row_ref *a, const row_ref *b)
+{
+    return row_order(a->sort, a->key, b->sort, b->key, res->desc);
+}
+
+static void sift_down(result *res, size_t i)
+{
+    for (;;) {
+        size_t big = i, l = 2 * i + 1, r = l + 1;
+        if (l < res->n && ref_order(res, &res->rows[l], &res->rows[big]) > 0) big = l;
+        if (r < res->n && ref_order(res, &res->rows[r], &res->rows[big]) > 0) big = r;
+        if (big == i) return;
+        row_ref tmp = res->rows[i];
+        res->rows[i] = res->rows[big];
+        res->rows[big] = tmp;
+        i = big;
+    }
+}
+
+static void sift_up(result *res, size_t i)
+{
+    while (i > 0 && ref_order(res, &res->rows[(i - 1) / 2], &res->rows[i]) < 0) {
+        row_ref tmp = res->rows[i];
+        res->rows[i] = res->rows[(i - 1) / 2];
+        res->rows[(i - 1) / 2] = tmp;
+        i = (i - 1) / 2;
+    }
+}
+
+/* Keeps at most res->keep rows, whatever the table's size: in key order the
+ * first ones (and stops the scan), sorted the smallest (a bounded max-heap). */
+static int collect(void *ctx, gd_str key, gd_str val)
+{
+    result *res = ctx;
+    row_ref row = {key, val, sort_value(res, key, val)};
+    if (res->has_after && row_order(row.sort, row.key, res->after_sort, res->after_key, res->desc) <= 0)
+        return 0;
+    if (res->n < res->keep) {
+        res->rows[res->n++] = row;
+        if (res->key_order) return res->n == res->keep;
+        sift_up(res, res->n - 1);
+    } else if (ref_order(res, &row, &res->rows[0]) < 0) {
+        res->rows[0] = row;
+        sift_down(res, 0);
+    }
+    return 0;
 }
 
 /* ---- cursors: hex of [version][pinned flag][pinned window][sort value][key] ---- */
@@ -426,33 +467,33 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
         return;
     }
     int64_t latest = INT64_MIN;
-    int rc = gd_query_run(ctx->store, txn, &p.q, collect, &res, &latest);
+    res.keep = (size_t)p.limit + 1;
+    res.key_order = res.order_col == ORDER_NONE && res.order_key < 0 && !res.desc;
+    res.has_after = p.cursor != NULL;
+    res.after_sort = cur.v;
+    res.after_key = cur.key;
+    res.rows = malloc(res.keep * sizeof *res.rows);
+    int rc = res.rows ? gd_query_run(ctx->store, txn, &p.q, collect, &res, &latest) : GD_ENOMEM;
     bool pinned = cur.pinned || (p.q.mode == GD_WINDOWS_LATEST && latest != INT64_MIN);
     int64_t window = cur.pinned ? cur.window : latest;
     if (rc) {
         gd_reply_error(r, 500, "reading %s failed", t->name);
     } else {
-        if (res.n > 1 && (res.order_col != ORDER_NONE || res.order_key >= 0 || res.desc))
-            qsort_r(res.rows, res.n, sizeof *res.rows, row_cmp, &res.desc);
-        size_t first = 0;
-        if (p.cursor)
-            while (first < res.n &&
-                   row_order(res.rows[first].sort, res.rows[first].key, cur.v, cur.key, res.desc) <= 0)
-                first++;
-        size_t last = first + (size_t)p.limit < res.n ? first + (size_t)p.limit : res.n;
+        if (!res.key_order && res.n > 1) qsort_r(res.rows, res.n, sizeof *res.rows, row_cmp, &res.desc);
+        size_t shown = res.n < (size_t)p.limit ? res.n : (size_t)p.limit;
         r->status = 200;
         r->content_type = "application/json";
         gd_buf_puts(&r->body, "{\"table\":");
         gd_json_put_cstr(&r->body, t->name);
         gd_buf_puts(&r->body, ",\"rows\":[");
-        for (size_t i = first; i < last; i++) {
-            if (i > first) gd_buf_putc(&r->body, ',');
+        for (size_t i = 0; i < shown; i++) {
+            if (i) gd_buf_putc(&r->body, ',');
             render_row(t, &res.rows[i], &r->body);
         }
-        gd_buf_printf(&r->body, "],\"count\":%zu", last - first);
-        if (last < res.n) {
+        gd_buf_printf(&r->body, "],\"count\":%zu", shown);
+        if (res.n > shown) {
             gd_buf_puts(&r->body, ",\"next_cursor\":\"");
-            encode_cursor(&r->body, pinned, window, res.rows[last - 1].sort, res.rows[last - 1].key);
+            encode_cursor(&r->body, pinned, window, res.rows[shown - 1].sort, res.rows[shown - 1].key);
             gd_buf_putc(&r->body, '"');
         }
         gd_buf_putc(&r->body, '}');
