@@ -5,9 +5,10 @@
  * always hit the newest, out-of-order ones a step or two back). Per window, a
  * map from group key to group, and an arena holding groups, keys and LATEST
  * strings: a window that closes is freed in one go. COUNT_DISTINCT sets hold
- * ids of values interned once per record (server/intern.h). Groups touched since the last commit sit on a dirty list;
- * the commit writes each once, however many records touched it, which is
- * what lets ingest outrun LMDB's put rate by an order of magnitude.
+ * ids of values interned once per record (server/intern.h). Groups touched
+ * since the last commit sit on a dirty list; the commit writes each once,
+ * however many records touched it, which is what lets ingest outrun LMDB's
+ * put rate by an order of magnitude.
  *
  * Lateness (SPEC §5): a record is late for a table when its window has
  * window_end + grace <= stream time. Retention: a window is purged from
@@ -39,14 +40,16 @@ static bool owns(const gd_windows *w, size_t i)
     return gd_tables[i].kind == GD_TABLE_WINDOWED && (w->mask >> i & 1);
 }
 
+/* The tables whose rows give the enriched record its figures (SPEC §4). */
+#define HOURLY_STATS "gaming_hourly_player_game_stats"
+#define ACTIVE_PLAYERS "gaming_active_players_5min"
+
+static const gd_tabledef *table_named(const char *name) { return gd_table_find(name, strlen(name)); }
+
 uint32_t gd_windows_figure_tables(void)
 {
-    uint32_t mask = 0;
-    for (size_t i = 0; i < gd_table_count; i++)
-        if (!strcmp(gd_tables[i].name, "gaming_hourly_player_game_stats") ||
-            !strcmp(gd_tables[i].name, "gaming_active_players_5min"))
-            mask |= 1u << i;
-    return mask;
+    return 1u << gd_table_index(table_named(HOURLY_STATS)) |
+           1u << gd_table_index(table_named(ACTIVE_PLAYERS));
 }
 
 void gd_windows_init(gd_windows *w, const gd_config *cfg, uint32_t mask)
@@ -55,8 +58,8 @@ void gd_windows_init(gd_windows *w, const gd_config *cfg, uint32_t mask)
     w->mask = mask;
     gd_dict_init(&w->dict);
     w->retention_ms = cfg->retention_ms;
-    w->hourly_stats = gd_table_find("gaming_hourly_player_game_stats", 31);
-    w->active_players = gd_table_find("gaming_active_players_5min", 26);
+    w->hourly_stats = table_named(HOURLY_STATS);
+    w->active_players = table_named(ACTIVE_PLAYERS);
     for (size_t i = 0; i < gd_table_count; i++) {
         const gd_tabledef *def = &gd_tables[i];
         w->tables[i].def = def;
