@@ -79,7 +79,8 @@ class Daemon:
 
     @property
     def cmd(self):
-        return [self.binary, "--source", "file:" + self.source, "--data-dir", self.data_dir,
+        source = self.source if self.source == "generator" else "file:" + self.source
+        return [self.binary, "--source", source, "--data-dir", self.data_dir,
                 "--listen", "127.0.0.1:%d" % self.port, "--output", "file:" + self.output] + self.args
 
     def start(self):
@@ -383,7 +384,7 @@ class DaemonFactory:
 
 @pytest.fixture
 def gamingd(tmp_path):
-    """gamingd(source_path, args=[...], data_dir=None, output=None) -> started Daemon."""
+    """gamingd(source_path or "generator", args=[...], data_dir=None, output=None) -> started Daemon."""
     f = DaemonFactory(str(tmp_path))
     try:
         yield f
