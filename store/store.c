@@ -3,29 +3,63 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int lmdb_fail(const char *what, int rc)
 {
-    gd_error("lmdb: %s: %s", what, mdb_strerror(rc));
+    gd_error("lmdb: %s: %s%s", what, mdb_strerror(rc),
+             rc == MDB_MAP_FULL ? " (raise --map-size, or shorten --retention)" : "");
     return GD_ERR;
+}
+
+static int lock_data_dir(gd_store *s, const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/gamingd.lock", dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0) {
+        gd_error("cannot open %s: %s", path, strerror(errno));
+        return GD_ERR;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB)) {
+        gd_error("data dir %s is in use by another gamingd", dir);
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        return GD_ERR;
+    }
+    return GD_OK;
+}
+
+static void unlock_data_dir(gd_store *s)
+{
+    if (s->lock_fd >= 0) close(s->lock_fd);
+    s->lock_fd = -1;
 }
 
 int gd_store_open(gd_store *s, const char *dir, size_t map_size)
 {
     memset(s, 0, sizeof *s);
+    s->lock_fd = -1;
     snprintf(s->path, sizeof s->path, "%s", dir);
     if (mkdir(dir, 0755) && errno != EEXIST) {
         gd_error("cannot create data dir %s: %s", dir, strerror(errno));
         return GD_ERR;
     }
+    if (lock_data_dir(s, dir)) return GD_ERR;
     int rc = mdb_env_create(&s->env);
-    if (rc) return lmdb_fail("env_create", rc);
+    if (rc) {
+        unlock_data_dir(s);
+        return lmdb_fail("env_create", rc);
+    }
     if ((rc = mdb_env_set_maxdbs(s->env, 32)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
         (rc = mdb_env_set_maxreaders(s->env, 1024))) {
         mdb_env_close(s->env);
+        unlock_data_dir(s);
         return lmdb_fail("env_set", rc);
     }
     /* NOTLS: HTTP read transactions are not tied to threads. NOMETASYNC: the
@@ -35,12 +69,14 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
     rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0644);
     if (rc) {
         mdb_env_close(s->env);
+        unlock_data_dir(s);
         gd_error("lmdb: cannot open %s: %s", dir, mdb_strerror(rc));
         return GD_ERR;
     }
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
         mdb_env_close(s->env);
+        unlock_data_dir(s);
         return lmdb_fail("txn_begin", rc);
     }
     rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
@@ -49,10 +85,12 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
     if (rc) {
         mdb_txn_abort(txn);
         mdb_env_close(s->env);
+        unlock_data_dir(s);
         return lmdb_fail("dbi_open", rc);
     }
     if ((rc = mdb_txn_commit(txn))) {
         mdb_env_close(s->env);
+        unlock_data_dir(s);
         return lmdb_fail("commit", rc);
     }
     return GD_OK;
@@ -64,6 +102,7 @@ void gd_store_close(gd_store *s)
     mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
     s->env = NULL;
+    unlock_data_dir(s);
 }
 
 int gd_store_begin_write(gd_store *s, MDB_txn **txn)

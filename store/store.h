@@ -23,10 +23,12 @@ typedef struct {
     MDB_dbi meta;
     MDB_dbi tables[16]; /* by gd_table_index */
     char path[4096];
+    int lock_fd; /* holds dir/gamingd.lock: one daemon per data dir */
 } gd_store;
 
 /* Opens (creating) the environment in dir; map_size is the largest the data
- * may grow to. */
+ * may grow to. Fails when another gamingd has the data dir open: LMDB would
+ * let both write, and two writers would interleave their batches. */
 int gd_store_open(gd_store *s, const char *dir, size_t map_size);
 void gd_store_close(gd_store *s);
 

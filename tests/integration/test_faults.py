@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -415,3 +416,16 @@ def test_retention_purges_everything_expired_even_past_one_commits_share(gamingd
     new = d.get(table, [("from", "0"), ("to", str(future + 3600 * 1000))]).json
     assert [(r["player_id"], r["total_sessions_1h"]) for r in new["rows"]] == [("p1", 1)]
     assert d.stop() == 0
+
+
+def test_a_second_daemon_on_the_same_data_dir_is_refused(gamingd, tmp_path):
+    path = write_lines(str(tmp_path / "in.jsonl"), [_act("a1", BASE_MS)])
+    data = str(tmp_path / "data")
+    first = gamingd(path, data_dir=data)
+    first.wait_ready()
+    proc = subprocess.run([first.binary, "--source", "file:" + path, "--data-dir", data,
+                           "--listen", "127.0.0.1:0"], capture_output=True, timeout=30)
+    assert proc.returncode != 0
+    assert b"in use by another gamingd" in proc.stderr
+    assert first.get("/healthz").status == 200
+    assert first.stop() == 0
