@@ -126,7 +126,7 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
         }
     }
     int rc = load_state(e);
-    if (!rc && cfg->ingest_threads > 1) rc = gd_worker_start(&e->worker, &e->win_worker);
+    if (!rc && cfg->ingest_threads > 1) rc = gd_worker_start(&e->worker, &e->win_worker, e->store);
     if (rc) {
         gd_engine_close(e);
         return rc;
@@ -198,6 +198,7 @@ static int commit_batch(gd_engine *e)
     }
     rc = gd_store_commit(e->txn);
     e->txn = NULL;
+    if (!rc && e->worker) rc = gd_worker_renew(e->worker); /* drained: it sees the commit */
     if (!rc) publish_counters(e);
     return rc;
 }

@@ -4,9 +4,9 @@
  * player, then activity events interleaved with what real topics carry and
  * what the pipeline must survive: reference updates and tombstones mid-stream
  * (and re-creation later), activity for unknown players and games, nulls in
- * optional fields, out-of-order events (up to two minutes back) and late ones
- * (25 hours back, past every window's grace), and in files a few malformed
- * records. Everything is drawn from one splitmix64 stream, so a seed gives
+ * optional fields, out-of-order events (up to two minutes back, or one to six
+ * hours back: windows that left memory but are open), late ones (25 hours
+ * back, past every window's grace), and in files a few malformed records. Everything is drawn from one splitmix64 stream, so a seed gives
  * the same records every time; the position of a live generator is the number
  * of records it has produced, and a restart replays the stream to it. */
 #include <math.h>
@@ -148,6 +148,7 @@ static int64_t event_time(gd_generator *g)
                              : g->o.start_ms + (int64_t)((double)g->activities * 1000.0 / g->o.rate);
     double r = unit(g);
     if (r < 0.002) return base - 25 * 3600 * 1000LL - below(g, 3600 * 1000); /* late */
+    if (r < 0.005) return base - 3600 * 1000LL - below(g, 5 * 3600 * 1000);  /* hours behind */
     if (r < 0.05) return base - below(g, 120 * 1000);                      /* out of order */
     return base;
 }

@@ -28,6 +28,7 @@ struct gd_hot_group {
 
 struct gd_hot_window {
     int64_t start;
+    bool partial; /* the store may hold groups of it that memory does not */
     gd_map groups;
     gd_arena arena;
     gd_hot_window *next;
@@ -63,6 +64,7 @@ void gd_windows_init(gd_windows *w, const gd_config *cfg, uint32_t mask)
     for (size_t i = 0; i < gd_table_count; i++) {
         const gd_tabledef *def = &gd_tables[i];
         w->tables[i].def = def;
+        w->tables[i].newest_start = INT64_MIN;
         /* ksqlDB's default: window size plus grace is 24 hours */
         w->tables[i].grace_ms = cfg->grace_ms >= 0 ? cfg->grace_ms
                                 : def->window_ms < DAY_MS ? DAY_MS - def->window_ms : 0;
@@ -75,6 +77,14 @@ static void release_set(gd_dict *dict, gd_idset *set)
     for (uint32_t i = 0; i < set->cap; i++)
         if (set->slots[i]) gd_dict_unref(dict, set->slots[i] - 1);
     gd_idset_free(set);
+}
+
+/* Lets go of a group's distinct sets and zeroes its slots. */
+static void release_slots(gd_windows *w, const gd_tabledef *def, gd_slot *slots)
+{
+    for (int c = 0; c < def->ncols; c++)
+        if (def->cols[c].agg == GD_AGG_COUNT_DISTINCT) release_set(&w->dict, slots[c].x.set);
+    memset(slots, 0, sizeof(gd_slot) * def->ncols);
 }
 
 static void free_window(const gd_tabledef *def, gd_hot_window *win, gd_dict *dict)
@@ -117,6 +127,8 @@ static gd_hot_window *find_window(gd_hot_table *t, int64_t start, bool create)
         abort();
     }
     win->start = start;
+    win->partial = start <= t->newest_start; /* an older window may have left memory */
+    if (start > t->newest_start) t->newest_start = start;
     gd_arena_init(&win->arena);
     gd_map_init(&win->groups, &win->arena);
     win->next = *link;
@@ -136,6 +148,25 @@ static gd_hot_group *find_group(gd_hot_table *t, gd_hot_window *win, gd_str key,
     g->window = win;
     g->key = gd_arena_strdup(&win->arena, key); /* slots move when the map grows */
     s->val = g;
+    return g;
+}
+
+/* The group of key in win for an update: in memory, else read back from the
+ * store when the window may have left memory, else new. */
+static gd_hot_group *group_for_update(gd_windows *w, gd_hot_table *t, gd_hot_window *win,
+                                      gd_str key, gd_store *s, MDB_txn *txn)
+{
+    gd_hot_group *g = find_group(t, win, key, false);
+    if (g) return g;
+    g = find_group(t, win, key, true);
+    if (!win->partial) return g;
+    gd_rowkey_encode(&w->row, win->start, key);
+    gd_str val;
+    int rc = gd_store_row_get(s, txn, t->def, (gd_str){w->row.p, (uint32_t)w->row.len}, &val);
+    if (rc == GD_OK && gd_row_decode_full(t->def, val.p, val.len, g->slots, &win->arena, &w->dict)) {
+        gd_error("%s: a stored row does not decode; its group starts over", t->def->name);
+        release_slots(w, t->def, g->slots);
+    }
     return g;
 }
 
@@ -246,12 +277,12 @@ static bool lookup_slots(gd_hot_table *t, int64_t start, gd_str key,
                          gd_slot *out, gd_store *s, MDB_txn *txn)
 {
     gd_hot_window *win = find_window(t, start, false);
-    if (win) {
-        gd_hot_group *g = find_group(t, win, key, false);
-        if (!g) return false;
+    gd_hot_group *g = win ? find_group(t, win, key, false) : NULL;
+    if (g) {
         memcpy(out, g->slots, sizeof(gd_slot) * t->def->ncols);
         return true;
     }
+    if (win && !win->partial) return false;
     gd_buf kb = {0};
     gd_rowkey_encode(&kb, start, key);
     gd_str val;
@@ -297,7 +328,7 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
             continue;
         }
         gd_hot_window *win = find_window(t, start, true);
-        gd_hot_group *g = find_group(t, win, key, true);
+        gd_hot_group *g = group_for_update(w, t, win, key, s, txn);
         for (int c = 0; c < def->ncols; c++)
             update_slot(&def->cols[c], &g->slots[c], gd_enriched_field(e, def->cols[c].field),
                         &win->arena, &w->dict, &ids);
@@ -326,11 +357,15 @@ static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn
     return GD_OK;
 }
 
-/* Windows past their grace leave memory (they were just written). */
-static void evict_closed(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
+/* How long past its end a window stays in memory: until its grace is over,
+ * or GD_HOT_MS, whichever is shorter. */
+static int64_t kept_ms(const gd_hot_table *t) { return t->grace_ms < GD_HOT_MS ? t->grace_ms : GD_HOT_MS; }
+
+/* Windows past their time in memory leave it (they were just written). */
+static void evict_cold(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
 {
     gd_hot_window **link = &t->windows;
-    while (*link && (*link)->start + t->def->window_ms + t->grace_ms > stream_time)
+    while (*link && (*link)->start + t->def->window_ms + kept_ms(t) > stream_time)
         link = &(*link)->next;
     while (*link) {
         gd_hot_window *win = *link;
@@ -348,7 +383,7 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         int rc = write_dirty(w, t, s, txn);
         if (rc) return rc;
         if (stream_time == INT64_MIN) continue;
-        evict_closed(t, stream_time, &w->dict);
+        evict_cold(t, stream_time, &w->dict);
         /* purge windows that are closed and past retention */
         int64_t size = t->def->window_ms;
         int64_t expired = stream_time - w->retention_ms - size + 1;
@@ -389,12 +424,15 @@ int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_tim
     for (size_t i = 0; i < gd_table_count; i++) {
         gd_hot_table *t = &w->tables[i];
         if (!owns(w, i)) continue;
-        int64_t first_open = gd_window_start(stream_time - t->def->window_ms - t->grace_ms + 1,
-                                             t->def->window_ms);
-        gd_rowkey_encode(&w->key, first_open, (gd_str){"", 0});
+        int64_t first_hot = gd_window_start(stream_time - t->def->window_ms - kept_ms(t) + 1,
+                                            t->def->window_ms);
+        gd_rowkey_encode(&w->key, first_hot, (gd_str){"", 0});
         load_ctx c = {w, t, GD_OK};
         int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_row, &c);
         if (rc || c.rc) return rc ? rc : c.rc;
+        /* no window after that of the stream time can have rows */
+        int64_t newest = gd_window_start(stream_time, t->def->window_ms);
+        if (newest > t->newest_start) t->newest_start = newest;
     }
     return GD_OK;
 }

@@ -40,11 +40,13 @@ void gd_render_game(gd_str key, const gd_game *g, gd_buf *out);
 void gd_render_player(gd_str key, const gd_player *p, gd_buf *out);
 
 /* ---- hot windows (window.c) ----
- * Every windowed table keeps its open windows in memory: per window a map of
- * groups, each group the slots of tables.h, all in the window's arena. A
+ * Every windowed table keeps its recent windows in memory: per window a map
+ * of groups, each group the slots of tables.h, all in the window's arena. A
  * record updates the groups it belongs to and marks them dirty; the commit
- * writes dirty groups to LMDB. Once a window can no longer change (past its
- * grace) and is written, it leaves memory. */
+ * writes dirty groups to LMDB. A window leaves memory, once written, when it
+ * is past its grace or GD_HOT_MS past its end; a record that still belongs to
+ * it later (within its grace) reads its group back from LMDB. */
+#define GD_HOT_MS (15 * 60 * 1000)
 typedef struct gd_hot_group gd_hot_group;
 typedef struct gd_hot_window gd_hot_window;
 
@@ -52,6 +54,7 @@ typedef struct {
     const gd_tabledef *def;
     int64_t grace_ms;
     gd_hot_window *windows; /* newest first */
+    int64_t newest_start;   /* no window after it has rows in the store */
     gd_hot_group *dirty;    /* list of groups to write */
     size_t dirty_count;
 } gd_hot_table;
@@ -79,8 +82,9 @@ int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_tim
 /* Applies an enriched record to every table it belongs to (stream_time
  * already includes it). Fills e's window figures from the hourly player/game
  * stats and 5-minute active players rows; for a late record, from the rows as
- * they stand (read from txn when they have left memory). Returns true when
- * the record was late for some table. */
+ * they stand. Groups of windows that have left memory are read from txn (the
+ * write transaction, or a read transaction renewed after every commit).
+ * Returns true when the record was late for some table. */
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
                       MDB_txn *txn);
 /* Whether e is late for a table of w it belongs to; reads only what
@@ -98,13 +102,17 @@ size_t gd_windows_memory(const gd_windows *w);
  * worker except when the ring is full and before it touches the worker's
  * tables itself (commit), when it drains the ring. */
 typedef struct gd_worker gd_worker;
-int gd_worker_start(gd_worker **out, gd_windows *w);
+/* The worker reads groups that left memory through its own read
+ * transaction of store, renewed at every drain. */
+int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store);
 /* Queues e; false when e's strings do not fit a ring slot (the caller then
  * drains and applies e itself). */
 bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time);
 /* Returns once every queued record is applied; until the next push the
  * caller may use the worker's gd_windows. */
 void gd_worker_drain(gd_worker *wk);
+/* After a commit (the worker drained): let the worker see it. */
+int gd_worker_renew(gd_worker *wk);
 void gd_worker_stop(gd_worker *wk);
 
 /* ---- enrichment (enrich.c) ---- */

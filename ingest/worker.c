@@ -10,7 +10,8 @@
  *
  * The engine alone writes LMDB. Before a commit it drains the ring, and while
  * the ring is empty the worker does not touch its tables, so the engine can
- * flush, evict and purge them itself. An idle worker sleeps on a condition
+ * flush, evict and purge them itself. The worker reads groups that left
+ * memory through a read transaction the engine renews after each commit. An idle worker sleeps on a condition
  * variable; the engine wakes it when it queues a record. */
 #include <pthread.h>
 #include <sched.h>
@@ -34,6 +35,8 @@ typedef struct {
 
 struct gd_worker {
     gd_windows *w;
+    gd_store *store;
+    MDB_txn *read_txn; /* where groups that left memory are read back */
     ring_slot *ring;
     _Atomic uint64_t head; /* records queued (written by the engine) */
     _Atomic uint64_t tail; /* records applied (written by the worker) */
@@ -79,7 +82,7 @@ static bool fill_slot(ring_slot *slot, const gd_enriched *e, int64_t stream_time
            pack(slot, &used, &slot->game.genre) && pack(slot, &used, &slot->player.username);
 }
 
-static void apply_slot(gd_windows *w, const ring_slot *slot)
+static void apply_slot(gd_worker *wk, const ring_slot *slot)
 {
     gd_enriched e = {
         .a = &slot->a,
@@ -90,8 +93,7 @@ static void apply_slot(gd_windows *w, const ring_slot *slot)
         .has_purchase = slot->has_purchase,
         .processing_timestamp = slot->processing_timestamp,
     };
-    /* the worker's tables feed no figures, so no store reads are needed */
-    gd_windows_apply(w, &e, slot->stream_time, NULL, NULL);
+    gd_windows_apply(wk->w, &e, slot->stream_time, wk->store, wk->read_txn);
 }
 
 static void *worker_main(void *arg)
@@ -101,7 +103,7 @@ static void *worker_main(void *arg)
     for (;;) {
         uint64_t t = atomic_load_explicit(&wk->tail, memory_order_relaxed);
         if (t != atomic_load_explicit(&wk->head, memory_order_acquire)) {
-            apply_slot(wk->w, &wk->ring[t % RING_SLOTS]);
+            apply_slot(wk, &wk->ring[t % RING_SLOTS]);
             atomic_store_explicit(&wk->tail, t + 1, memory_order_release);
             idle = 0;
             continue;
@@ -128,20 +130,27 @@ static void wake(gd_worker *wk)
     pthread_mutex_unlock(&wk->mu);
 }
 
-int gd_worker_start(gd_worker **out, gd_windows *w)
+int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store)
 {
     gd_worker *wk = calloc(1, sizeof *wk);
     if (!wk || !(wk->ring = malloc(sizeof(ring_slot) * RING_SLOTS))) {
         free(wk);
         return GD_ENOMEM;
     }
+    if (gd_store_begin_read(store, &wk->read_txn)) {
+        free(wk->ring);
+        free(wk);
+        return GD_ERR;
+    }
     wk->w = w;
+    wk->store = store;
     pthread_mutex_init(&wk->mu, NULL);
     pthread_cond_init(&wk->wake, NULL);
     if (pthread_create(&wk->thread, NULL, worker_main, wk) == 0) {
         pthread_setname_np(wk->thread, "gd-tables");
     } else {
         gd_error("cannot start the table worker thread");
+        mdb_txn_abort(wk->read_txn);
         free(wk->ring);
         free(wk);
         return GD_ERR;
@@ -174,6 +183,14 @@ void gd_worker_drain(gd_worker *wk)
     }
 }
 
+int gd_worker_renew(gd_worker *wk)
+{
+    mdb_txn_reset(wk->read_txn);
+    int rc = mdb_txn_renew(wk->read_txn);
+    if (rc) gd_error("lmdb: renewing the worker's read transaction: %s", mdb_strerror(rc));
+    return rc ? GD_ERR : GD_OK;
+}
+
 void gd_worker_stop(gd_worker *wk)
 {
     if (!wk) return;
@@ -183,6 +200,7 @@ void gd_worker_stop(gd_worker *wk)
     pthread_cond_signal(&wk->wake);
     pthread_mutex_unlock(&wk->mu);
     pthread_join(wk->thread, NULL);
+    mdb_txn_abort(wk->read_txn);
     pthread_mutex_destroy(&wk->mu);
     pthread_cond_destroy(&wk->wake);
     free(wk->ring);

@@ -231,6 +231,31 @@ static void records_just_inside_the_grace_still_count(void **state)
     assert_true(late);
 }
 
+static void windows_that_left_memory_are_read_back(void **state)
+{
+    fixture *f = *state;
+    apply(f, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, NULL);
+    apply(f, (act){"p2", "g1", "s2", T0 + 2000, I(20), I(60), {0}}, NULL);
+    /* two hours on: the windows at T0 leave memory (past GD_HOT_MS), still
+     * inside their grace */
+    apply(f, (act){"p3", "g1", "s3", T0 + 2 * HOUR, I(1), I(1), {0}}, NULL);
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time), GD_OK);
+    bool late;
+    gd_enriched e = apply(f, (act){"p1", "g1", "s9", T0 + 3000, I(30), I(60), {0}}, &late);
+    assert_false(late);
+    assert_int_equal(e.total_sessions_1h.v, 2); /* the stored record and this one */
+    assert_true(e.avg_score_1h.v == 20.0);
+    assert_int_equal(e.active_players_count.v, 2); /* p1 and p2, p1 counted once */
+    gd_slot s[GD_MAX_COLS];
+    const char *t = "gaming_hourly_player_game_stats";
+    assert_true(row(f, t, T0, "p1", "g1", s));
+    assert_int_equal(col(t, s, "total_sessions_1h").i, 2);
+    assert_int_equal(col(t, s, "unique_sessions_1h").i, 2); /* s1 from the store, s9 */
+    assert_true(row(f, "gaming_active_players_5min", T0, "g1", NULL, s));
+    assert_int_equal(col("gaming_active_players_5min", s, "total_activities").i, 3);
+    assert_int_equal(col("gaming_active_players_5min", s, "active_players_count").i, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +265,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(null_group_keys_are_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(late_records_update_nothing_and_carry_figures_as_they_stand, setup, teardown),
         cmocka_unit_test_setup_teardown(records_just_inside_the_grace_still_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(windows_that_left_memory_are_read_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
