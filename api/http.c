@@ -96,7 +96,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_buf_printf(b, "gamingd_stream_time_ms %lld\n", (long long)(st == INT64_MIN ? 0 : st));
     metric(b, "gamingd_commits_total", "counter", "State commits to LMDB.");
     gd_buf_printf(b, "gamingd_commits_total %llu\n", (unsigned long long)atomic_load(&c->batches));
-    metric(b, "gamingd_hot_window_bytes", "gauge", "Memory of the open windows kept in memory.");
+    metric(b, "gamingd_hot_window_bytes", "gauge", "Memory of the windows held in memory (the recent ones; older open windows are read back from LMDB).");
     gd_buf_printf(b, "gamingd_hot_window_bytes %llu\n", (unsigned long long)atomic_load(&c->hot_window_bytes));
     metric(b, "gamingd_lmdb_size_bytes", "gauge", "Size of the LMDB data in use.");
     gd_buf_printf(b, "gamingd_lmdb_size_bytes %zu\n", gd_store_size(api->ctx.store));
