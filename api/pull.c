@@ -118,9 +118,12 @@ static gd_value sort_value(result *res, gd_str key, gd_str val)
     return (gd_value){.t = GD_V_NULL};
 }
 
-/* Total order: nulls first, numbers by value, strings bytewise. */
+/* Total order: nulls first, numbers (booleans as 0 and 1) by value, strings
+ * bytewise. */
 static int value_cmp(gd_value a, gd_value b)
 {
+    if (a.t == GD_V_BOOL) a.t = GD_V_INT;
+    if (b.t == GD_V_BOOL) b.t = GD_V_INT;
     if (a.t == GD_V_NULL || b.t == GD_V_NULL) return (a.t != GD_V_NULL) - (b.t != GD_V_NULL);
     if (a.t == GD_V_STR || b.t == GD_V_STR) {
         if (a.t != b.t) return a.t == GD_V_STR ? 1 : -1;

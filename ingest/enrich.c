@@ -2,18 +2,6 @@
  * record as JSON (the field order of schemas/gaming_intelligence.avsc). */
 #include "window.h"
 
-const char *gd_segment_name(gd_segment s)
-{
-    static const char *names[] = {"HIGH_PERFORMER", "MEDIUM_PERFORMER", "CASUAL_PLAYER"};
-    return names[s];
-}
-
-const char *gd_session_type_name(gd_session_type s)
-{
-    static const char *names[] = {"EXTENDED_SESSION", "MEDIUM_SESSION", "SHORT_SESSION"};
-    return names[s];
-}
-
 void gd_enrich(gd_enriched *e, const gd_activity *a, const gd_refs *refs, int64_t now_ms)
 {
     e->a = a;
@@ -47,7 +35,11 @@ static gd_value dbl_value(gd_dbl d)
 
 gd_value gd_enriched_field(const gd_enriched *e, gd_field f)
 {
+    static const gd_str segments[] = {{"HIGH_PERFORMER", 14}, {"MEDIUM_PERFORMER", 16}, {"CASUAL_PLAYER", 13}};
+    static const gd_str session_types[] = {{"EXTENDED_SESSION", 16}, {"MEDIUM_SESSION", 14}, {"SHORT_SESSION", 13}};
     const gd_activity *a = e->a;
+    const gd_game *g = e->game;
+    const gd_player *p = e->player;
     switch (f) {
     case GD_F_NONE:
     case GD_F_COUNT: return (gd_value){.t = GD_V_NULL};
@@ -55,80 +47,76 @@ gd_value gd_enriched_field(const gd_enriched *e, gd_field f)
     case GD_F_PLAYER_ID: return str_value(a->player_id);
     case GD_F_SESSION_ID: return str_value(a->session_id);
     case GD_F_ACTIVITY_TYPE: return str_value(a->activity_type);
+    case GD_F_ACTIVITY_ID: return str_value(a->activity_id);
     case GD_F_SCORE: return int_value(a->score);
     case GD_F_DURATION: return int_value(a->duration_seconds);
     case GD_F_ACHIEVEMENTS: return int_value(a->achievements_unlocked);
     case GD_F_PURCHASES: return dbl_value(a->in_game_purchases);
-    case GD_F_GAME_NAME: return str_value(e->game ? e->game->game_name : GD_STR_NULL);
-    case GD_F_GAME_GENRE: return str_value(e->game ? e->game->genre : GD_STR_NULL);
-    case GD_F_PLAYER_USERNAME: return str_value(e->player ? e->player->username : GD_STR_NULL);
-    case GD_F_PLAYER_SEGMENT: {
-        static const gd_str names[] = {{"HIGH_PERFORMER", 14}, {"MEDIUM_PERFORMER", 16}, {"CASUAL_PLAYER", 13}};
-        return str_value(names[e->segment]);
-    }
+    case GD_F_EVENT_TIMESTAMP: return (gd_value){.t = GD_V_INT, .i = a->activity_timestamp};
+    case GD_F_PROCESSING_TIMESTAMP: return (gd_value){.t = GD_V_INT, .i = e->processing_timestamp};
     case GD_F_LAG_MS:
         return (gd_value){.t = GD_V_INT, .i = e->processing_timestamp - a->activity_timestamp};
+    case GD_F_GAME_NAME: return str_value(g ? g->game_name : GD_STR_NULL);
+    case GD_F_GAME_GENRE: return str_value(g ? g->genre : GD_STR_NULL);
+    case GD_F_GAME_PUBLISHER: return str_value(g ? g->publisher : GD_STR_NULL);
+    case GD_F_GAME_PLATFORM: return str_value(g ? g->platform : GD_STR_NULL);
+    case GD_F_GAME_RATING: return dbl_value(g ? g->rating : (gd_dbl){0});
+    case GD_F_PLAYER_USERNAME: return str_value(p ? p->username : GD_STR_NULL);
+    case GD_F_PLAYER_EMAIL: return str_value(p ? p->email : GD_STR_NULL);
+    case GD_F_PLAYER_LEVEL: return int_value(p ? p->level : (gd_int){0});
+    case GD_F_PLAYER_COUNTRY: return str_value(p ? p->country : GD_STR_NULL);
+    case GD_F_PLAYER_STATUS: return str_value(p ? p->account_status : GD_STR_NULL);
+    case GD_F_PLAYER_SEGMENT: return str_value(segments[e->segment]);
+    case GD_F_SESSION_TYPE: return str_value(session_types[e->session_type]);
+    case GD_F_HAS_PURCHASE: return (gd_value){.t = GD_V_BOOL, .i = e->has_purchase};
+    case GD_F_TOTAL_SESSIONS_1H: return int_value(e->total_sessions_1h);
+    case GD_F_AVG_SCORE_1H: return dbl_value(e->avg_score_1h);
+    case GD_F_ACTIVE_PLAYERS_COUNT: return int_value(e->active_players_count);
     }
     return (gd_value){.t = GD_V_NULL};
 }
 
+/* OUT(name, field): the name, and the name as a JSON key with its colon. */
+#define OUT(n, f) {#n, "\"" #n "\":", sizeof "\"" #n "\":" - 1, f}
+const gd_output_field gd_output_fields[] = {
+    OUT(game_id, GD_F_GAME_ID),
+    OUT(game_name, GD_F_GAME_NAME),
+    OUT(game_genre, GD_F_GAME_GENRE),
+    OUT(player_id, GD_F_PLAYER_ID),
+    OUT(player_username, GD_F_PLAYER_USERNAME),
+    OUT(player_email, GD_F_PLAYER_EMAIL),
+    OUT(player_level, GD_F_PLAYER_LEVEL),
+    OUT(activity_type, GD_F_ACTIVITY_TYPE),
+    OUT(session_id, GD_F_SESSION_ID),
+    OUT(score, GD_F_SCORE),
+    OUT(duration_seconds, GD_F_DURATION),
+    OUT(total_sessions_1h, GD_F_TOTAL_SESSIONS_1H),
+    OUT(avg_score_1h, GD_F_AVG_SCORE_1H),
+    OUT(active_players_count, GD_F_ACTIVE_PLAYERS_COUNT),
+    OUT(event_timestamp, GD_F_EVENT_TIMESTAMP),
+    OUT(processing_timestamp, GD_F_PROCESSING_TIMESTAMP),
+    OUT(activity_id, GD_F_ACTIVITY_ID),
+    OUT(achievements_unlocked, GD_F_ACHIEVEMENTS),
+    OUT(in_game_purchases, GD_F_PURCHASES),
+    OUT(player_country, GD_F_PLAYER_COUNTRY),
+    OUT(player_status, GD_F_PLAYER_STATUS),
+    OUT(game_publisher, GD_F_GAME_PUBLISHER),
+    OUT(game_platform, GD_F_GAME_PLATFORM),
+    OUT(game_rating, GD_F_GAME_RATING),
+    OUT(player_segment, GD_F_PLAYER_SEGMENT),
+    OUT(session_type, GD_F_SESSION_TYPE),
+    OUT(has_purchase, GD_F_HAS_PURCHASE),
+};
+#undef OUT
+const size_t gd_output_field_count = sizeof gd_output_fields / sizeof gd_output_fields[0];
+
 void gd_render_enriched(const gd_enriched *e, gd_buf *b)
 {
-    const gd_activity *a = e->a;
-    const gd_game *g = e->game;
-    const gd_player *p = e->player;
-    gd_buf_puts(b, "{\"game_id\":");
-    gd_json_put_str(b, a->game_id);
-    gd_buf_puts(b, ",\"game_name\":");
-    gd_json_put_str(b, g ? g->game_name : GD_STR_NULL);
-    gd_buf_puts(b, ",\"game_genre\":");
-    gd_json_put_str(b, g ? g->genre : GD_STR_NULL);
-    gd_buf_puts(b, ",\"player_id\":");
-    gd_json_put_str(b, a->player_id);
-    gd_buf_puts(b, ",\"player_username\":");
-    gd_json_put_str(b, p ? p->username : GD_STR_NULL);
-    gd_buf_puts(b, ",\"player_email\":");
-    gd_json_put_str(b, p ? p->email : GD_STR_NULL);
-    gd_buf_puts(b, ",\"player_level\":");
-    gd_json_put_value(b, int_value(p ? p->level : (gd_int){0}));
-    gd_buf_puts(b, ",\"activity_type\":");
-    gd_json_put_str(b, a->activity_type);
-    gd_buf_puts(b, ",\"session_id\":");
-    gd_json_put_str(b, a->session_id);
-    gd_buf_puts(b, ",\"score\":");
-    gd_json_put_value(b, int_value(a->score));
-    gd_buf_puts(b, ",\"duration_seconds\":");
-    gd_json_put_value(b, int_value(a->duration_seconds));
-    gd_buf_puts(b, ",\"total_sessions_1h\":");
-    gd_json_put_value(b, int_value(e->total_sessions_1h));
-    gd_buf_puts(b, ",\"avg_score_1h\":");
-    gd_json_put_value(b, dbl_value(e->avg_score_1h));
-    gd_buf_puts(b, ",\"active_players_count\":");
-    gd_json_put_value(b, int_value(e->active_players_count));
-    gd_buf_puts(b, ",\"event_timestamp\":");
-    gd_json_put_int(b, a->activity_timestamp);
-    gd_buf_puts(b, ",\"processing_timestamp\":");
-    gd_json_put_int(b, e->processing_timestamp);
-    gd_buf_puts(b, ",\"activity_id\":");
-    gd_json_put_str(b, a->activity_id);
-    gd_buf_puts(b, ",\"achievements_unlocked\":");
-    gd_json_put_value(b, int_value(a->achievements_unlocked));
-    gd_buf_puts(b, ",\"in_game_purchases\":");
-    gd_json_put_value(b, dbl_value(a->in_game_purchases));
-    gd_buf_puts(b, ",\"player_country\":");
-    gd_json_put_str(b, p ? p->country : GD_STR_NULL);
-    gd_buf_puts(b, ",\"player_status\":");
-    gd_json_put_str(b, p ? p->account_status : GD_STR_NULL);
-    gd_buf_puts(b, ",\"game_publisher\":");
-    gd_json_put_str(b, g ? g->publisher : GD_STR_NULL);
-    gd_buf_puts(b, ",\"game_platform\":");
-    gd_json_put_str(b, g ? g->platform : GD_STR_NULL);
-    gd_buf_puts(b, ",\"game_rating\":");
-    gd_json_put_value(b, dbl_value(g ? g->rating : (gd_dbl){0}));
-    gd_buf_puts(b, ",\"player_segment\":");
-    gd_json_put_cstr(b, gd_segment_name(e->segment));
-    gd_buf_puts(b, ",\"session_type\":");
-    gd_json_put_cstr(b, gd_session_type_name(e->session_type));
-    gd_buf_puts(b, ",\"has_purchase\":");
-    gd_buf_puts(b, e->has_purchase ? "true}" : "false}");
+    for (size_t i = 0; i < gd_output_field_count; i++) {
+        const gd_output_field *f = &gd_output_fields[i];
+        gd_buf_putc(b, i ? ',' : '{');
+        gd_buf_put(b, f->json_key, f->json_key_len);
+        gd_json_put_value(b, gd_enriched_field(e, f->field));
+    }
+    gd_buf_putc(b, '}');
 }

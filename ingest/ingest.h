@@ -61,6 +61,18 @@ void gd_generator_free(gd_generator *g);
 /* gamingd generate --out FILE: returns a process exit code. */
 int gd_generate_file(const gd_config *cfg);
 
+/* ---- the enriched record ----
+ * Its fields in output order (schemas/gaming_intelligence.avsc): the data
+ * product's 16, then the further enriched ones. */
+typedef struct {
+    const char *name;
+    const char *json_key; /* "\"name\":" */
+    size_t json_key_len;
+    gd_field field;
+} gd_output_field;
+extern const gd_output_field gd_output_fields[];
+extern const size_t gd_output_field_count;
+
 /* ---- decoding (JSON values; Avro comes with the Kafka source) ---- */
 int gd_decode_activity(gd_str value, gd_arena *scratch, gd_activity *out, const char **why);
 int gd_decode_game(gd_str value, gd_arena *scratch, gd_game *out, const char **why);

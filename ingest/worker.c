@@ -5,8 +5,7 @@
  * tables whose rows feed the enriched record (it needs them at once) and hands
  * the others to a worker thread with a gd_windows instance of its own. Nothing
  * is shared while both run: each record is copied into a slot of a
- * single-producer, single-consumer ring, with the strings the tables can read
- * (gd_enriched_field) packed in the slot.
+ * single-producer, single-consumer ring, with its strings packed in the slot.
  *
  * The engine alone writes LMDB. Before a commit it drains the ring, and while
  * the ring is empty the worker does not touch its tables, so the engine can
@@ -20,7 +19,7 @@
 
 #include "window.h"
 
-enum { RING_SLOTS = 4096, SLOT_STRING_BYTES = 496, SPIN_BEFORE_SLEEP = 200 };
+enum { RING_SLOTS = 4096, SLOT_STRING_BYTES = 624, SPIN_BEFORE_SLEEP = 200 };
 
 typedef struct {
     gd_activity a;
@@ -57,29 +56,32 @@ static bool pack(ring_slot *slot, size_t *used, gd_str *s)
     return true;
 }
 
+/* Packs every string field of a decoded struct (fields: its field table). */
+static bool pack_fields(ring_slot *slot, size_t *used, void *row, const gd_fieldspec *fields)
+{
+    for (const gd_fieldspec *f = fields; f->name; f++)
+        if (f->type == GD_FT_STR && !pack(slot, used, (gd_str *)((char *)row + f->offset)))
+            return false;
+    return true;
+}
+
+/* A self-contained copy of e: everything gd_enriched_field can read. */
 static bool fill_slot(ring_slot *slot, const gd_enriched *e, int64_t stream_time)
 {
     size_t used = 0;
     slot->a = *e->a;
     slot->has_game = e->game != NULL;
     slot->has_player = e->player != NULL;
-    memset(&slot->game, 0, sizeof slot->game);
-    memset(&slot->player, 0, sizeof slot->player);
-    /* the reference fields gd_enriched_field reads */
-    if (e->game) {
-        slot->game.game_name = e->game->game_name;
-        slot->game.genre = e->game->genre;
-    }
-    if (e->player) slot->player.username = e->player->username;
+    if (e->game) slot->game = *e->game;
+    if (e->player) slot->player = *e->player;
     slot->has_purchase = e->has_purchase;
     slot->segment = e->segment;
     slot->session_type = e->session_type;
     slot->processing_timestamp = e->processing_timestamp;
     slot->stream_time = stream_time;
-    return pack(slot, &used, &slot->a.activity_id) && pack(slot, &used, &slot->a.player_id) &&
-           pack(slot, &used, &slot->a.game_id) && pack(slot, &used, &slot->a.session_id) &&
-           pack(slot, &used, &slot->a.activity_type) && pack(slot, &used, &slot->game.game_name) &&
-           pack(slot, &used, &slot->game.genre) && pack(slot, &used, &slot->player.username);
+    return pack_fields(slot, &used, &slot->a, gd_activity_fields) &&
+           (!e->game || pack_fields(slot, &used, &slot->game, gd_game_fields)) &&
+           (!e->player || pack_fields(slot, &used, &slot->player, gd_player_fields));
 }
 
 static void apply_slot(gd_worker *wk, const ring_slot *slot)

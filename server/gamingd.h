@@ -103,7 +103,9 @@ typedef struct {
     gd_int active_players_count;
 } gd_enriched;
 
-/* Fields of the enriched record that tables can group by or aggregate. */
+/* Fields of the enriched record: what tables group by and aggregate, what
+ * the output record carries (ingest.h lists it in order), what stream
+ * filters will match. */
 typedef enum {
     GD_F_NONE = 0,
     GD_F_GAME_ID,
@@ -119,14 +121,29 @@ typedef enum {
     GD_F_PLAYER_USERNAME,
     GD_F_PLAYER_SEGMENT,
     GD_F_LAG_MS, /* processing_timestamp - event_timestamp */
+    GD_F_ACTIVITY_ID,
+    GD_F_EVENT_TIMESTAMP,
+    GD_F_PROCESSING_TIMESTAMP,
+    GD_F_PLAYER_EMAIL,
+    GD_F_PLAYER_LEVEL,
+    GD_F_PLAYER_COUNTRY,
+    GD_F_PLAYER_STATUS,
+    GD_F_GAME_PUBLISHER,
+    GD_F_GAME_PLATFORM,
+    GD_F_GAME_RATING,
+    GD_F_SESSION_TYPE,
+    GD_F_HAS_PURCHASE,
+    GD_F_TOTAL_SESSIONS_1H,
+    GD_F_AVG_SCORE_1H,
+    GD_F_ACTIVE_PLAYERS_COUNT,
     GD_F_COUNT
 } gd_field;
 
-typedef enum { GD_V_NULL, GD_V_INT, GD_V_DBL, GD_V_STR } gd_vtype;
+typedef enum { GD_V_NULL, GD_V_INT, GD_V_DBL, GD_V_STR, GD_V_BOOL } gd_vtype;
 typedef struct {
     gd_vtype t;
     union {
-        int64_t i;
+        int64_t i; /* GD_V_INT, and GD_V_BOOL as 0 or 1 */
         double d;
         gd_str s;
     };
@@ -135,8 +152,6 @@ typedef struct {
 /* The value of one field of an enriched record. */
 gd_value gd_enriched_field(const gd_enriched *e, gd_field f);
 
-const char *gd_segment_name(gd_segment s);
-const char *gd_session_type_name(gd_session_type s);
 
 /* Wall clock in epoch milliseconds, and a monotonic clock in nanoseconds. */
 int64_t gd_now_ms(void);

@@ -444,5 +444,6 @@ void gd_json_put_value(gd_buf *b, gd_value v)
     case GD_V_INT: gd_json_put_int(b, v.i); break;
     case GD_V_DBL: gd_json_put_dbl(b, v.d); break;
     case GD_V_STR: gd_json_put_str(b, v.s); break;
+    case GD_V_BOOL: gd_buf_puts(b, v.i ? "true" : "false"); break;
     }
 }
