@@ -5,7 +5,12 @@
  * or in the plain form {"topic":"…","key":"…","value":{…}}. A null payload or
  * value is a tombstone. The file is read in large blocks and split in place;
  * records point into the block until the next call. The position is the byte
- * offset of the next unread line, so a restart seeks straight to it. */
+ * offset of the next unread line, so a restart seeks straight to it.
+ *
+ * The file is followed like `tail -f`: at its end the source reports EOF
+ * (everything applied) and keeps looking for appended lines. A last line
+ * without a newline may be half written: it is taken once the file has
+ * stopped growing for HOLD_MS. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -13,7 +18,7 @@
 
 #include "ingest.h"
 
-enum { BLOCK = 4 << 20 };
+enum { BLOCK = 4 << 20, HOLD_MS = 100 };
 
 typedef struct {
     gd_source base;
@@ -24,6 +29,8 @@ typedef struct {
     size_t cap, len, off; /* buf[off, len) unread */
     uint64_t file_pos;    /* file offset of buf[off] */
     bool eof;
+    size_t held_len; /* a trailing line without newline, seen since held_ns */
+    int64_t held_ns;
     gd_arena scratch;
 } file_source;
 
@@ -63,13 +70,24 @@ static int next_line(file_source *fs, gd_str *line)
             size_t consumed = (size_t)(nl - start) + 1;
             fs->off += consumed;
             fs->file_pos += consumed;
+            fs->held_len = 0;
             return GD_OK;
         }
         if (fs->eof) {
-            if (fs->off == fs->len) return GD_EOF;
-            *line = (gd_str){start, (uint32_t)(fs->len - fs->off)};
-            fs->file_pos += fs->len - fs->off;
+            size_t partial = fs->len - fs->off;
+            fs->eof = false; /* the file may grow: look again next time */
+            clearerr(fs->f);
+            if (!partial) return GD_EOF;
+            int64_t now = gd_mono_ns();
+            if (partial != fs->held_len) {
+                fs->held_len = partial;
+                fs->held_ns = now;
+            }
+            if (now - fs->held_ns < HOLD_MS * 1000000LL) return GD_AGAIN;
+            *line = (gd_str){start, (uint32_t)partial};
+            fs->file_pos += partial;
             fs->off = fs->len;
+            fs->held_len = 0;
             return GD_OK;
         }
         int rc = refill(fs);
