@@ -17,7 +17,7 @@ BUILD   ?= build
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD := gcc make pkg-config liblmdb-dev libmicrohttpd-dev libjansson-dev \
               librdkafka-dev libavro-dev libcurl4-openssl-dev
-DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils
+DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium
 DEPS_BENCH := wrk
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST     := /usr/bin/python3 -m pytest
@@ -73,9 +73,12 @@ asan:
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" test
 
-bench: all
+$(BUILD)/sse_load: tests/bench/sse_load.c
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $<
+
+bench: all $(BUILD)/sse_load
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory deps
-	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd)
+	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd) --sse-load $(abspath $(BUILD)/sse_load)
 
 clean:
 	rm -rf build

@@ -1,9 +1,12 @@
 /* http.c -- the libmicrohttpd server: routing, replies, health and metrics.
  *
  * MHD runs its own thread pool over epoll; each request is answered on the
- * first call of the access handler (GET needs no body), from a reply built in
- * a gd_buf whose memory is handed to MHD. Route handlers are plain functions
- * from (request) to (reply), so they are testable without a socket. */
+ * second call of the access handler (once the body, ignored, is read), from
+ * a reply built in a gd_buf whose memory is handed to MHD. Route handlers
+ * are plain functions from (request) to (reply), so they are testable
+ * without a socket; push streams answer with a callback response instead
+ * (push.c). Every response allows any origin (CORS): the API is read-only
+ * and carries no cookies, and dashboards are served from elsewhere. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -13,14 +16,18 @@
 
 #include "routes.h"
 
-typedef enum { R_HEALTHZ, R_READYZ, R_METRICS, R_TABLES, R_TABLE_ROWS, R_OTHER, R_COUNT } route_id;
-static const char *route_names[] = {"/healthz", "/readyz", "/metrics", "/v1/tables", "/v1/tables/{table}", "other"};
-static const int statuses[] = {200, 400, 404, 405, 500, 503};
+typedef enum {
+    R_HEALTHZ, R_READYZ, R_METRICS, R_TABLES, R_TABLE_ROWS, R_STREAMS, R_STREAM, R_OTHER, R_COUNT
+} route_id;
+static const char *route_names[] = {"/healthz", "/readyz", "/metrics", "/v1/tables", "/v1/tables/{table}",
+                                    "/v1/streams", "/v1/streams/{stream}", "other"};
+static const int statuses[] = {200, 204, 400, 404, 405, 500, 503};
 enum { NSTATUS = sizeof statuses / sizeof statuses[0] };
 
 struct gd_api {
     struct MHD_Daemon *mhd;
     gd_api_ctx ctx;
+    gd_push *push;
     _Atomic uint64_t requests[R_COUNT][NSTATUS];
 };
 
@@ -89,6 +96,8 @@ static void route_metrics(gd_api *api, gd_reply *r)
                   out ? (double)atomic_load(&c->with_game) / (double)out : 0.0);
     gd_buf_printf(b, "gamingd_enrichment_rate{table=\"players\"} %.6f\n",
                   out ? (double)atomic_load(&c->with_player) / (double)out : 0.0);
+    metric(b, "gamingd_ingest_records_per_second", "gauge", "Source records read per second, over the last second or more.");
+    gd_buf_printf(b, "gamingd_ingest_records_per_second %llu\n", (unsigned long long)atomic_load(&c->ingest_rate));
     metric(b, "gamingd_processing_lag_ms", "gauge", "Processing time minus event time of the last record.");
     gd_buf_printf(b, "gamingd_processing_lag_ms %lld\n", (long long)atomic_load(&c->last_lag_ms));
     metric(b, "gamingd_stream_time_ms", "gauge", "Largest activity_timestamp processed.");
@@ -102,6 +111,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_buf_printf(b, "gamingd_lmdb_size_bytes %zu\n", gd_store_size(api->ctx.store));
     metric(b, "gamingd_ready", "gauge", "1 when the store is open and the sources are caught up.");
     gd_buf_printf(b, "gamingd_ready %d\n", atomic_load(&c->ready) ? 1 : 0);
+    gd_push_metrics(api->push, b);
     metric(b, "gamingd_http_requests_total", "counter", "HTTP requests by route and status.");
     for (int rt = 0; rt < R_COUNT; rt++)
         for (int s = 0; s < NSTATUS; s++) {
@@ -111,17 +121,28 @@ static void route_metrics(gd_api *api, gd_reply *r)
         }
 }
 
+static route_id route_of(const char *p)
+{
+    return !strcmp(p, "/healthz")              ? R_HEALTHZ
+           : !strcmp(p, "/readyz")             ? R_READYZ
+           : !strcmp(p, "/metrics")            ? R_METRICS
+           : !strcmp(p, "/v1/tables")          ? R_TABLES
+           : !strncmp(p, "/v1/tables/", 11)    ? R_TABLE_ROWS
+           : !strcmp(p, "/v1/streams")         ? R_STREAMS
+           : !strncmp(p, "/v1/streams/", 12)   ? R_STREAM
+                                               : R_OTHER;
+}
+
 static route_id dispatch(gd_api *api, const char *method, const gd_request *req, gd_reply *r)
 {
     const char *p = req->path;
-    route_id id = !strcmp(p, "/healthz")               ? R_HEALTHZ
-                  : !strcmp(p, "/readyz")              ? R_READYZ
-                  : !strcmp(p, "/metrics")             ? R_METRICS
-                  : !strcmp(p, "/v1/tables")           ? R_TABLES
-                  : !strncmp(p, "/v1/tables/", 11)     ? R_TABLE_ROWS
-                                                       : R_OTHER;
+    route_id id = route_of(p);
     if (id == R_OTHER) {
         gd_reply_error(r, 404, "no such resource: %s", p);
+        return id;
+    }
+    if (!strcmp(method, "OPTIONS")) { /* a CORS preflight */
+        r->status = 204;
         return id;
     }
     if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
@@ -138,6 +159,7 @@ static route_id dispatch(gd_api *api, const char *method, const gd_request *req,
     case R_METRICS: route_metrics(api, r); break;
     case R_TABLES: gd_route_tables_list(&api->ctx, req, r); break;
     case R_TABLE_ROWS: gd_route_table_rows(&api->ctx, req, p + 11, r); break;
+    case R_STREAMS: gd_route_streams_list(&api->ctx, req, r); break;
     default: break;
     }
     return id;
@@ -185,31 +207,50 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     gd_request req = {.path = url};
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_param, &req);
     gd_reply r = {.status = 500, .content_type = "application/json"};
-    route_id id = dispatch(api, method, &req, &r);
+    route_id id = route_of(url);
+    struct MHD_Response *resp = NULL;
+    if (id == R_STREAM && !strcmp(method, "GET") && !req.too_many_params)
+        resp = gd_push_subscribe(api->push, conn, &req, url + 12, &r);
+    else
+        id = dispatch(api, method, &req, &r);
     count_request(api, id, r.status);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r.body.len, r.body.p, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
+    if (resp) {
         gd_buf_free(&r.body);
-        return MHD_NO;
+    } else {
+        resp = MHD_create_response_from_buffer(r.body.len, r.body.p, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            gd_buf_free(&r.body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", r.content_type);
     }
-    MHD_add_response_header(resp, "Content-Type", r.content_type);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    if (r.status == 204) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Accept, Last-Event-ID, Cache-Control");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+    }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
-int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counters *counters)
+int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counters *counters,
+                 gd_hub *hub)
 {
     gd_api *api = calloc(1, sizeof *api);
     if (!api) return GD_ENOMEM;
-    api->ctx = (gd_api_ctx){cfg, store, counters};
+    api->ctx = (gd_api_ctx){cfg, store, counters, hub};
+    if (gd_push_start(&api->push, hub)) {
+        free(api);
+        return GD_ERR;
+    }
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof addr);
     struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     const char *host = cfg->listen_host;
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
@@ -221,6 +262,7 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
         flags |= MHD_USE_IPv6;
     } else {
         gd_error("--listen: '%s' is not an IP address", cfg->listen_host);
+        gd_push_free(api->push);
         free(api);
         return GD_ERR;
     }
@@ -232,6 +274,7 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!api->mhd) {
         gd_error("cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
+        gd_push_free(api->push);
         free(api);
         return GD_ERR;
     }
@@ -242,6 +285,8 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
 void gd_api_stop(gd_api *api)
 {
     if (!api) return;
+    gd_push_close_streams(api->push);
     MHD_stop_daemon(api->mhd);
+    gd_push_free(api->push);
     free(api);
 }

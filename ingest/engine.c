@@ -33,6 +33,7 @@ struct gd_engine {
     gd_store *store;
     gd_source *src;
     gd_counters *pub;
+    gd_hub *hub; /* push streams, or NULL */
     gd_refs refs;
     gd_windows win;        /* the tables feeding the figures, or all of them */
     gd_windows win_worker; /* the other tables, when a worker thread runs them */
@@ -43,6 +44,8 @@ struct gd_engine {
     uint32_t batch_records;
     int64_t batch_start_ns;
     int64_t last_lag_ms;
+    int64_t rate_since_ns; /* the ingest rate is measured from here */
+    uint64_t rate_since_records;
     gd_arena scratch; /* per record */
     FILE *out;
     gd_buf outbuf, tmp;
@@ -84,9 +87,28 @@ static int load_state(gd_engine *e)
     return rc;
 }
 
+static uint64_t records_in_total(const gd_engine *e)
+{
+    uint64_t n = 0;
+    for (int t = 0; t <= GD_TOPIC_COUNT; t++) n += e->n.records_in[t];
+    return n;
+}
+
+/* Records per second over the last second or more. */
+static void measure_rate(gd_engine *e)
+{
+    int64_t now = gd_mono_ns(), span = now - e->rate_since_ns;
+    if (span < 1000000000) return;
+    uint64_t n = records_in_total(e);
+    atomic_store(&e->pub->ingest_rate, (uint64_t)((double)(n - e->rate_since_records) * 1e9 / (double)span));
+    e->rate_since_ns = now;
+    e->rate_since_records = n;
+}
+
 static void publish_counters(gd_engine *e)
 {
     gd_counters *p = e->pub;
+    measure_rate(e);
     for (int t = 0; t <= GD_TOPIC_COUNT; t++) {
         atomic_store(&p->records_in[t], e->n.records_in[t]);
         atomic_store(&p->bad_records[t], e->n.bad_records[t]);
@@ -102,8 +124,22 @@ static void publish_counters(gd_engine *e)
     atomic_fetch_add(&p->batches, 1);
 }
 
+/* Push events before this start are not in the hub's replay buffer. */
+static void set_push_horizons(gd_engine *e)
+{
+    if (!e->hub) return;
+    gd_hub_set_horizon(e->hub, GD_STREAM_ENRICHED, e->n.records_out);
+    for (size_t i = 0; i < gd_table_count; i++) {
+        const gd_tabledef *t = &gd_tables[i];
+        uint64_t last = t->kind == GD_TABLE_GAMES     ? e->n.records_in[GD_TOPIC_GAMES]
+                        : t->kind == GD_TABLE_PLAYERS ? e->n.records_in[GD_TOPIC_PLAYERS]
+                                                      : e->n.records_out;
+        gd_hub_set_horizon(e->hub, gd_table_stream(i), last);
+    }
+}
+
 int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_source *src,
-                   gd_counters *counters)
+                   gd_counters *counters, gd_hub *hub)
 {
     gd_engine *e = calloc(1, sizeof *e);
     if (!e) return GD_ENOMEM;
@@ -111,11 +147,13 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
     e->store = store;
     e->src = src;
     e->pub = counters;
+    e->hub = hub;
     e->stream_time = INT64_MIN;
     gd_refs_init(&e->refs);
     uint32_t mine = cfg->ingest_threads > 1 ? gd_windows_figure_tables() : GD_ALL_TABLES;
     gd_windows_init(&e->win, cfg, mine);
     gd_windows_init(&e->win_worker, cfg, ~mine);
+    e->win.hub = e->win_worker.hub = hub;
     gd_arena_init(&e->scratch);
     if (cfg->output_path[0]) {
         e->out = fopen(cfg->output_path, "a");
@@ -131,6 +169,9 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
         gd_engine_close(e);
         return rc;
     }
+    set_push_horizons(e);
+    e->rate_since_ns = gd_mono_ns();
+    e->rate_since_records = records_in_total(e);
     publish_counters(e);
     *out = e;
     return GD_OK;
@@ -211,6 +252,30 @@ static void count_bad(gd_engine *e, gd_topic topic, const char *why)
                 why ? why : "undecodable");
 }
 
+/* A reference row after its change (row NULL: deleted) to its push stream. */
+static void publish_reference(gd_engine *e, gd_topic topic, gd_str key, const void *row)
+{
+    gd_table_kind kind = topic == GD_TOPIC_GAMES ? GD_TABLE_GAMES : GD_TABLE_PLAYERS;
+    size_t i = 0;
+    while (gd_tables[i].kind != kind) i++;
+    unsigned stream = gd_table_stream(i);
+    uint64_t id = e->n.records_in[topic];
+    if (!e->hub || !gd_hub_wanted(e->hub, stream, id)) return;
+    gd_buf_clear(&e->tmp);
+    if (!row) {
+        gd_buf_putc(&e->tmp, '{');
+        gd_json_put_cstr(&e->tmp, gd_tables[i].keys[0].name);
+        gd_buf_putc(&e->tmp, ':');
+        gd_json_put_str(&e->tmp, key);
+        gd_buf_puts(&e->tmp, ",\"deleted\":true}");
+    } else if (kind == GD_TABLE_GAMES) {
+        gd_render_game(key, row, &e->tmp);
+    } else {
+        gd_render_player(key, row, &e->tmp);
+    }
+    gd_hub_publish(e->hub, stream, id, e->tmp.p, e->tmp.len);
+}
+
 static void process_reference(gd_engine *e, const gd_record *rec)
 {
     const char *why = NULL;
@@ -218,7 +283,7 @@ static void process_reference(gd_engine *e, const gd_record *rec)
     if (!rec->value.p) { /* tombstone */
         if (!key.p || !key.len) return count_bad(e, rec->topic, "tombstone without a key");
         gd_refs_delete(&e->refs, rec->topic, key);
-        return;
+        return publish_reference(e, rec->topic, key, NULL);
     }
     if (rec->topic == GD_TOPIC_GAMES) {
         gd_game g;
@@ -226,12 +291,14 @@ static void process_reference(gd_engine *e, const gd_record *rec)
         if (!key.p || !key.len) key = g.game_id;
         if (!key.p || !key.len) return count_bad(e, rec->topic, "no record key and no game_id");
         gd_refs_put_game(&e->refs, key, &g);
+        publish_reference(e, rec->topic, key, &g);
     } else {
         gd_player p;
         if (gd_decode_player(rec->value, &e->scratch, &p, &why)) return count_bad(e, rec->topic, why);
         if (!key.p || !key.len) key = p.player_id;
         if (!key.p || !key.len) return count_bad(e, rec->topic, "no record key and no player_id");
         gd_refs_put_player(&e->refs, key, &p);
+        publish_reference(e, rec->topic, key, &p);
     }
 }
 
@@ -244,6 +311,7 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     if (a.activity_timestamp > e->stream_time) e->stream_time = a.activity_timestamp;
     gd_enriched en;
     gd_enrich(&en, &a, &e->refs, gd_now_ms());
+    en.seq = e->n.records_out + 1;
     bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn);
     if (e->worker) {
         late = late || gd_windows_late(&e->win_worker, &en, e->stream_time);
@@ -257,9 +325,13 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     e->n.with_player += en.player != NULL;
     e->n.records_out++;
     e->last_lag_ms = en.processing_timestamp - a.activity_timestamp;
-    if (e->out) {
+    bool push = e->hub && gd_hub_wanted(e->hub, GD_STREAM_ENRICHED, en.seq);
+    if (push || e->out) { /* rendered once, for both */
+        size_t at = e->outbuf.len;
         gd_render_enriched(&en, &e->outbuf);
-        gd_buf_putc(&e->outbuf, '\n');
+        if (push) gd_hub_publish(e->hub, GD_STREAM_ENRICHED, en.seq, e->outbuf.p + at, e->outbuf.len - at);
+        if (e->out) gd_buf_putc(&e->outbuf, '\n');
+        else e->outbuf.len = at;
     }
 }
 
@@ -309,6 +381,7 @@ int gd_engine_run(gd_engine *e, const atomic_bool *stop)
                 atomic_store(&e->pub->ready, true);
                 gd_info("source %s applied to its end", e->src->kind);
             }
+            measure_rate(e);
             sleep_ms(got == GD_EOF ? 50 : 1);
             continue;
         } else {

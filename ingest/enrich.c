@@ -120,3 +120,9 @@ void gd_render_enriched(const gd_enriched *e, gd_buf *b)
     }
     gd_buf_putc(b, '}');
 }
+
+const char *gd_stream_name(unsigned stream)
+{
+    if (stream == GD_STREAM_ENRICHED) return GD_ENRICHED_STREAM_NAME;
+    return stream < gd_stream_count() ? gd_tables[stream - 1].name : NULL;
+}

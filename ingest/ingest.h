@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "../server/config.h"
+#include "../server/hub.h"
 #include "../server/json.h"
 #include "../store/store.h"
 
@@ -73,6 +74,18 @@ typedef struct {
 extern const gd_output_field gd_output_fields[];
 extern const size_t gd_output_field_count;
 
+/* ---- push streams (server/hub.h) ----
+ * Stream 0 carries the enriched records, stream 1 + i the rows of
+ * gd_tables[i] after each change. Ids: an enriched record's seq for it and
+ * for the table rows it changed; a reference row's change, the number of
+ * records read from its topic. */
+enum { GD_STREAM_ENRICHED = 0 };
+#define GD_ENRICHED_STREAM_NAME "gaming_real_time_intelligence_platform"
+static inline unsigned gd_table_stream(size_t table_index) { return 1u + (unsigned)table_index; }
+static inline unsigned gd_stream_count(void) { return 1u + (unsigned)gd_table_count; }
+/* NULL past the last stream. */
+const char *gd_stream_name(unsigned stream);
+
 /* ---- decoding (JSON values; Avro comes with the Kafka source) ---- */
 int gd_decode_activity(gd_str value, gd_arena *scratch, gd_activity *out, const char **why);
 int gd_decode_game(gd_str value, gd_arena *scratch, gd_game *out, const char **why);
@@ -90,13 +103,15 @@ typedef struct {
     _Atomic int64_t last_lag_ms;  /* processing - event time of the last record */
     _Atomic int64_t stream_time;
     _Atomic uint64_t hot_window_bytes; /* open windows held in memory */
+    _Atomic uint64_t ingest_rate;      /* records/s over the last second or more */
     _Atomic bool ready;           /* store open and source caught up */
 } gd_counters;
 
 /* ---- the engine ---- */
 typedef struct gd_engine gd_engine;
+/* hub: where changes are pushed, or NULL. */
 int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_source *src,
-                   gd_counters *counters);
+                   gd_counters *counters, gd_hub *hub);
 /* Runs until *stop is set or the source fails; commits before returning. */
 int gd_engine_run(gd_engine *e, const atomic_bool *stop);
 void gd_engine_close(gd_engine *e);

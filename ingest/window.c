@@ -303,6 +303,20 @@ static void set_figures(gd_windows *w, gd_enriched *e, const gd_tabledef *def, c
     }
 }
 
+/* The group's row after a change, to the table's push stream (rows HAVING
+ * hides are no event). */
+static void publish_row(gd_windows *w, size_t table_index, const gd_hot_group *g, uint64_t seq)
+{
+    const gd_tabledef *def = &gd_tables[table_index];
+    unsigned stream = gd_table_stream(table_index);
+    if (!w->hub || !gd_row_visible(def, g->slots) || !gd_hub_wanted(w->hub, stream, seq)) return;
+    gd_str keys[GD_MAX_KEYS];
+    if (gd_groupkey_split(g->key.p, g->key.len, def->nkeys, keys)) return;
+    gd_buf_clear(&w->row);
+    gd_row_render(def, keys, g->window->start, g->slots, &w->row);
+    gd_hub_publish(w->hub, stream, seq, w->row.p, w->row.len);
+}
+
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
                       MDB_txn *txn)
 {
@@ -334,6 +348,7 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
                         &win->arena, &w->dict, &ids);
         mark_dirty(t, g);
         if (figures) set_figures(w, e, def, g->slots);
+        publish_row(w, i, g, e->seq);
     }
     return late_any;
 }

@@ -29,6 +29,7 @@ typedef struct {
     gd_segment segment;
     gd_session_type session_type;
     int64_t processing_timestamp, stream_time;
+    uint64_t seq;
     char strings[SLOT_STRING_BYTES];
 } ring_slot;
 
@@ -78,6 +79,7 @@ static bool fill_slot(ring_slot *slot, const gd_enriched *e, int64_t stream_time
     slot->segment = e->segment;
     slot->session_type = e->session_type;
     slot->processing_timestamp = e->processing_timestamp;
+    slot->seq = e->seq;
     slot->stream_time = stream_time;
     return pack_fields(slot, &used, &slot->a, gd_activity_fields) &&
            (!e->game || pack_fields(slot, &used, &slot->game, gd_game_fields)) &&
@@ -94,6 +96,7 @@ static void apply_slot(gd_worker *wk, const ring_slot *slot)
         .session_type = slot->session_type,
         .has_purchase = slot->has_purchase,
         .processing_timestamp = slot->processing_timestamp,
+        .seq = slot->seq,
     };
     gd_windows_apply(wk->w, &e, slot->stream_time, wk->store, wk->read_txn);
 }

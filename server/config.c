@@ -125,6 +125,13 @@ static int set_ingest_threads(gd_config *cfg, const char *v)
     cfg->ingest_threads = (int)n;
     return GD_OK;
 }
+static int set_push_buffer(gd_config *cfg, const char *v)
+{
+    int64_t n;
+    if (gd_parse_int(v, strlen(v), 16, 1 << 20, &n)) return GD_ERR;
+    cfg->push_buffer = (uint32_t)n;
+    return GD_OK;
+}
 static int set_out(gd_config *cfg, const char *v) { return COPY(out_path); }
 static int set_events(gd_config *cfg, const char *v)
 {
@@ -161,6 +168,7 @@ static const gd_option options[] = {
     {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "state commit interval for live data; ten times it while catching up (default 100ms)", set_commit_interval},
     {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads},
     {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads},
+    {"--push-buffer", "GAMINGD_PUSH_BUFFER", "N", "events each push stream keeps for Last-Event-ID resumption and slow subscribers (default 8192)", set_push_buffer},
     {"--out", NULL, "FILE", "generate: file to write", set_out},
     {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events},
     {"--start", NULL, "MS", "generate: event time of the first activity (default: now minus the span)", set_start},
@@ -194,6 +202,7 @@ static void defaults(gd_config *cfg)
     cfg->grace_ms = -1;
     cfg->retention_ms = 7LL * 24 * 3600 * 1000;
     cfg->rate = 1000;
+    cfg->push_buffer = 8192;
     cfg->seed = (uint64_t)gd_now_ms() ^ (uint64_t)gd_mono_ns();
     strcpy(cfg->topics[GD_TOPIC_GAMES], "gaming_games");
     strcpy(cfg->topics[GD_TOPIC_PLAYERS], "gaming_players");

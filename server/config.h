@@ -40,6 +40,7 @@ typedef struct {
     uint32_t batch_records;
     int http_threads;
     int ingest_threads; /* 2: a worker thread maintains part of the tables */
+    uint32_t push_buffer; /* events each push stream keeps for resumption */
     /* generate */
     char out_path[1024];
     uint64_t events;

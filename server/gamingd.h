@@ -98,6 +98,7 @@ typedef struct {
     gd_session_type session_type;
     bool has_purchase;
     int64_t processing_timestamp;
+    uint64_t seq; /* its number in the enriched stream: the push events' id */
     gd_int total_sessions_1h;
     gd_dbl avg_score_1h;
     gd_int active_players_count;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "../api/api.h"
 
@@ -56,6 +57,20 @@ static int refuse_unbuilt(const gd_config *cfg)
     return GD_ERR;
 }
 
+/* Each push subscriber is a socket: allow as many as the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* A stream keeps being produced this long after its last subscriber left,
+ * so a client that reconnects meanwhile resumes without a gap. */
+#define PUSH_LINGER_MS (5 * 60 * 1000)
+
 static int serve(const gd_config *cfg)
 {
     if (refuse_unbuilt(cfg)) return 2;
@@ -69,10 +84,13 @@ static int serve(const gd_config *cfg)
         gd_store_close(&store);
         return 1;
     }
+    raise_fd_limit();
     gd_engine *engine = NULL;
     gd_api *api = NULL;
-    int rc = gd_engine_open(&engine, cfg, &store, src, &counters);
-    if (!rc) rc = gd_api_start(&api, cfg, &store, &counters);
+    gd_hub *hub = NULL;
+    int rc = gd_hub_open(&hub, gd_stream_count(), cfg->push_buffer, PUSH_LINGER_MS);
+    if (!rc) rc = gd_engine_open(&engine, cfg, &store, src, &counters, hub);
+    if (!rc) rc = gd_api_start(&api, cfg, &store, &counters, hub);
     if (!rc) {
         gd_info("gamingd %s serving on http://%s:%d, source %s, data in %s", GD_VERSION,
                 cfg->listen_host, cfg->listen_port, src->kind, cfg->data_dir);
@@ -81,6 +99,7 @@ static int serve(const gd_config *cfg)
     }
     gd_api_stop(api);
     gd_engine_close(engine);
+    gd_hub_close(hub);
     src->close(src);
     gd_store_close(&store);
     return rc ? 1 : 0;

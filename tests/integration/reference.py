@@ -410,6 +410,7 @@ class Reference:
         self.late_any = 0        # activities late for at least one windowed table
         self.late_all = 0        # activities late for every windowed table
         self.late_by_table = {name: 0 for name in WINDOWED}
+        self.changes = []        # (table, push event id, row after the change), processing order
         self.records = 0         # lines seen
         self.finished = False
 
@@ -442,16 +443,16 @@ class Reference:
             self.bad_by_topic[e.topic] = self.bad_by_topic.get(e.topic, 0) + 1
             return
         self.valid_by_topic[topic] += 1
-        if topic == TOPIC_GAMES:
+        if topic in (TOPIC_GAMES, TOPIC_PLAYERS):
+            name = "gaming_games_table" if topic == TOPIC_GAMES else "gaming_players_table"
+            rows = self.games if topic == TOPIC_GAMES else self.players
+            seq = self.valid_by_topic[topic] + self.bad_by_topic.get(topic, 0)  # records of the topic
             if value is None:
-                self.games.pop(key, None)
+                rows.pop(key, None)
+                self.changes.append((name, seq, {REFERENCE_TABLES[name]["key"]: key, "deleted": True}))
             else:
-                self.games[key] = value
-        elif topic == TOPIC_PLAYERS:
-            if value is None:
-                self.players.pop(key, None)
-            else:
-                self.players[key] = value
+                rows[key] = value
+                self.changes.append((name, seq, self._reference_row(name, key, value)))
         else:
             self._activity(key, value)
 
@@ -511,6 +512,9 @@ class Reference:
                 if grp is None:
                     grp = self.windows[name][gk] = _Group(t["cols"])
                 grp.update(t["cols"], e)
+                row = self._window_row(name, ws, keyvals, grp)
+                if row is not None:  # the event id: the record's place in the output
+                    self.changes.append((name, len(self.outputs) + 1, row))
             # window figures of the enriched record
             if name == "gaming_hourly_player_game_stats":
                 fig = {"total_sessions_1h": None, "avg_score_1h": None}
@@ -547,30 +551,38 @@ class Reference:
         return self
 
     # -- results ---------------------------------------------------------------
+    @staticmethod
+    def _reference_row(name, key, value):
+        spec = REFERENCE_TABLES[name]
+        row = {spec["key"]: key}
+        for f in spec["fields"]:
+            if f != spec["key"]:
+                row[f] = value.get(f)
+        return row
+
+    @staticmethod
+    def _window_row(name, ws, keyvals, grp):
+        """The row of a group as the table shows it; None while HAVING hides it."""
+        t = WINDOWED[name]
+        vals = grp.values(t["cols"])
+        having = t.get("having")
+        if having and not (vals[having[0]] is not None and vals[having[0]] > having[1]):
+            return None
+        row = dict(zip(t["keys"], keyvals))
+        row["window_start"] = ws
+        row["window_end"] = ws + t["window"]
+        row.update(vals)
+        return row
+
     def table_rows(self, name):
         if name in REFERENCE_TABLES:
-            spec = REFERENCE_TABLES[name]
             src = self.games if name == "gaming_games_table" else self.players
-            rows = []
-            for k, v in src.items():
-                row = {spec["key"]: k}
-                for f in spec["fields"]:
-                    if f != spec["key"]:
-                        row[f] = v.get(f)
-                rows.append(row)
-            return rows
-        t = WINDOWED[name]
+            return [self._reference_row(name, k, v) for k, v in src.items()]
         rows = []
         for (ws, keyvals), grp in self.windows[name].items():
-            vals = grp.values(t["cols"])
-            having = t.get("having")
-            if having and not (vals[having[0]] is not None and vals[having[0]] > having[1]):
-                continue
-            row = dict(zip(t["keys"], keyvals))
-            row["window_start"] = ws
-            row["window_end"] = ws + t["window"]
-            row.update(vals)
-            rows.append(row)
+            row = self._window_row(name, ws, keyvals, grp)
+            if row is not None:
+                rows.append(row)
         return rows
 
     def all_tables(self):

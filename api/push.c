@@ -1,0 +1,556 @@
+/* push.c -- push streams: GET /v1/streams and GET /v1/streams/{stream}.
+ *
+ * A subscriber is a position in its stream's ring in the hub
+ * (server/hub.h), some filters and a little output buffer; no thread and
+ * no queue of its own. libmicrohttpd asks for more response bytes when the
+ * socket can take them (its content-reader callback); the reader formats
+ * what the ring holds past the subscriber's position, and when there is
+ * nothing it suspends the connection. One waker thread waits on the hub and
+ * resumes the suspended subscribers whose stream has moved on (or whose
+ * heartbeat is due), at most every PASS_MS so that a busy stream costs one
+ * resume per subscriber per pass, not per event. The producers (ingest)
+ * never wait for any of this: a subscriber that falls a whole replay buffer
+ * behind loses the oldest events and is told how many.
+ *
+ * The kernel send buffer of a stream socket is capped (SNDBUF_BYTES) so that
+ * a stalled client shows as stalled to the ring rather than as megabytes
+ * queued in the kernel, which with thousands of subscribers would be most
+ * of the machine's memory. */
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "routes.h"
+
+enum {
+    PASS_MS = 5,               /* the most often suspended subscribers are looked at */
+    HEARTBEAT_MS = 15000,      /* a comment line on an idle stream */
+    RETRY_MS = 3000,           /* the reconnect delay advised to EventSource */
+    FILL_BYTES = 64 * 1024,    /* formatted ahead per reader call */
+    BLOCK_BYTES = 32 * 1024,   /* libmicrohttpd's buffer per call */
+    SNDBUF_BYTES = 128 * 1024, /* kernel send buffer of a stream socket */
+    MAX_FILTERS = GD_MAX_PARAMS,
+};
+
+typedef struct {
+    const char *value;
+    size_t value_len;
+    char needle[80]; /* "name": as it stands in an event */
+    size_t needle_len;
+    bool is_int, is_num;
+    int64_t i;
+    double d;
+} filter;
+
+typedef struct subscriber subscriber;
+struct subscriber {
+    gd_push *push;
+    struct MHD_Connection *conn;
+    unsigned stream;
+    bool ndjson;
+    _Atomic uint64_t pos;          /* next ring position (written by the reader) */
+    uint64_t after_id;             /* events up to this id were seen already */
+    uint64_t remaining;            /* events left before the stream ends (limit) */
+    uint64_t lost, lost_reported;  /* events lost to the ring */
+    _Atomic int64_t last_write_ms; /* for heartbeats */
+    bool suspended;                /* under push->lock */
+    int nfilters;
+    filter filters[MAX_FILTERS];
+    gd_buf out;     /* formatted, not yet handed to libmicrohttpd */
+    size_t out_off; /* how much of out was handed over */
+    gd_buf event;   /* one event copied out of the ring */
+    gd_arena scratch;
+    char *strings;  /* the filters' names and values */
+    subscriber *prev, *next;
+};
+
+struct gd_push {
+    gd_hub *hub;
+    pthread_mutex_t lock; /* the list and every subscriber's suspended flag */
+    subscriber *subs;
+    size_t nsubs;
+    atomic_bool closing;
+    pthread_t waker;
+    bool waker_started;
+};
+
+/* ---- the waker ---- */
+
+static void resume_waiting(gd_push *p, bool everyone)
+{
+    unsigned n = gd_hub_streams(p->hub);
+    uint64_t heads[n];
+    for (unsigned i = 0; i < n; i++) heads[i] = gd_hub_head(p->hub, i);
+    int64_t now = gd_now_ms();
+    pthread_mutex_lock(&p->lock);
+    for (subscriber *s = p->subs; s; s = s->next) {
+        if (!s->suspended) continue;
+        if (everyone || heads[s->stream] != atomic_load_explicit(&s->pos, memory_order_relaxed) ||
+            now - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
+            s->suspended = false;
+            MHD_resume_connection(s->conn);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *waker_main(void *arg)
+{
+    gd_push *p = arg;
+    while (!atomic_load(&p->closing)) {
+        int64_t pass = gd_now_ms();
+        gd_hub_wait(p->hub, 1000);
+        resume_waiting(p, false);
+        int64_t spent = gd_now_ms() - pass;
+        if (spent < PASS_MS) {
+            struct timespec ts = {0, (long)(PASS_MS - spent) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    resume_waiting(p, true); /* they see closing and end */
+    return NULL;
+}
+
+int gd_push_start(gd_push **out, gd_hub *hub)
+{
+    gd_push *p = calloc(1, sizeof *p);
+    if (!p) return GD_ENOMEM;
+    p->hub = hub;
+    pthread_mutex_init(&p->lock, NULL);
+    if (pthread_create(&p->waker, NULL, waker_main, p)) {
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return GD_ERR;
+    }
+    p->waker_started = true;
+    *out = p;
+    return GD_OK;
+}
+
+void gd_push_close_streams(gd_push *p)
+{
+    if (!p || !p->waker_started) return;
+    atomic_store(&p->closing, true);
+    gd_hub_wake(p->hub);
+    pthread_join(p->waker, NULL);
+    p->waker_started = false;
+    /* libmicrohttpd must not be stopped with suspended connections: wait
+     * (briefly) for the resumed ones to end */
+    for (int i = 0; i < 200; i++) {
+        pthread_mutex_lock(&p->lock);
+        size_t left = p->nsubs;
+        pthread_mutex_unlock(&p->lock);
+        if (!left) break;
+        resume_waiting(p, true);
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void gd_push_free(gd_push *p)
+{
+    if (!p) return;
+    gd_push_close_streams(p);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* ---- one subscriber ---- */
+
+static bool value_matches(const filter *f, const gd_jval *v)
+{
+    switch (v->t) {
+    case GD_J_STR: return v->s.len == f->value_len && !memcmp(v->s.p, f->value, f->value_len);
+    case GD_J_INT: return f->is_int ? f->i == v->i : f->is_num && f->d == v->d;
+    case GD_J_DBL: return f->is_num && f->d == v->d;
+    case GD_J_BOOL: return !strcmp(f->value, v->b ? "true" : "false");
+    case GD_J_NULL: return !strcmp(f->value, "null");
+    default: return false;
+    }
+}
+
+/* Events are flat objects written by gamingd itself: no whitespace, and
+ * inside strings every quote is escaped, so `"name":` right after '{' or ','
+ * can only be that member's key. Finding it directly is several times
+ * cheaper than walking every member, which matters with thousands of
+ * filtered subscribers reading every event. */
+static bool member_value(const filter *f, gd_str text, gd_arena *scratch, gd_jval *v)
+{
+    const char *at = text.p, *end = text.p + text.len;
+    while ((at = memmem(at, (size_t)(end - at), f->needle, f->needle_len))) {
+        if (at > text.p && (at[-1] == '{' || at[-1] == ',')) {
+            gd_json j;
+            gd_json_init(&j, (gd_str){at + f->needle_len, (uint32_t)(end - at - f->needle_len)}, scratch);
+            return gd_json_value(&j, v) == GD_OK;
+        }
+        at++;
+    }
+    return false;
+}
+
+static bool event_matches(subscriber *s, gd_str text)
+{
+    gd_arena_reset(&s->scratch);
+    for (int i = 0; i < s->nfilters; i++) {
+        gd_jval v;
+        if (!member_value(&s->filters[i], text, &s->scratch, &v) || !value_matches(&s->filters[i], &v))
+            return false;
+    }
+    return true;
+}
+
+/* A notice: an SSE event of its own type (no id, so Last-Event-ID keeps
+ * pointing at data), or in ndjson an object with "notice". */
+static void put_notice(subscriber *s, const char *type, const char *json_members)
+{
+    if (s->ndjson) gd_buf_printf(&s->out, "{\"notice\":\"%s\",%s}\n", type, json_members);
+    else gd_buf_printf(&s->out, "event: %s\ndata: {%s}\n\n", type, json_members);
+}
+
+static void report_lost(subscriber *s)
+{
+    uint64_t n = s->lost - s->lost_reported;
+    if (!n) return;
+    gd_hub_count_dropped(s->push->hub, s->stream, n);
+    char members[256];
+    snprintf(members, sizeof members,
+             "\"dropped\":%llu,\"total_dropped\":%llu,\"message\":\"this subscriber fell behind the "
+             "replay buffer and lost its %llu oldest undelivered events\"",
+             (unsigned long long)n, (unsigned long long)s->lost, (unsigned long long)n);
+    put_notice(s, "dropped", members);
+    s->lost_reported = s->lost;
+}
+
+static void put_event(subscriber *s, uint64_t id)
+{
+    if (s->ndjson) {
+        gd_buf_put(&s->out, s->event.p, s->event.len);
+        gd_buf_putc(&s->out, '\n');
+        return;
+    }
+    gd_buf_printf(&s->out, "id: %llu\ndata: ", (unsigned long long)id);
+    gd_buf_put(&s->out, s->event.p, s->event.len);
+    gd_buf_puts(&s->out, "\n\n");
+}
+
+/* Formats events past the subscriber's position into s->out, up to
+ * FILL_BYTES; false when there was nothing new. */
+static bool fill(subscriber *s)
+{
+    bool any = false;
+    uint64_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+    while (s->remaining && s->out.len < FILL_BYTES) {
+        uint64_t id;
+        int rc = gd_hub_read(s->push->hub, s->stream, &pos, &id, &s->event, &s->lost);
+        if (rc == GD_AGAIN) break;
+        any = true;
+        if (rc != GD_OK) continue; /* lost: pos moved on */
+        report_lost(s);
+        if (id <= s->after_id || !event_matches(s, (gd_str){s->event.p, (uint32_t)s->event.len})) continue;
+        put_event(s, id);
+        s->after_id = id;
+        s->remaining--;
+    }
+    report_lost(s);
+    atomic_store_explicit(&s->pos, pos, memory_order_relaxed);
+    return any;
+}
+
+static size_t hand_over(subscriber *s, char *buf, size_t max)
+{
+    size_t n = s->out.len - s->out_off < max ? s->out.len - s->out_off : max;
+    memcpy(buf, s->out.p + s->out_off, n);
+    s->out_off += n;
+    if (s->out_off == s->out.len) {
+        gd_buf_clear(&s->out);
+        s->out_off = 0;
+    }
+    return n;
+}
+
+static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
+{
+    (void)offset;
+    subscriber *s = cls;
+    gd_push *p = s->push;
+    for (;;) {
+        if (s->out.len) {
+            atomic_store_explicit(&s->last_write_ms, gd_now_ms(), memory_order_relaxed);
+            return (ssize_t)hand_over(s, buf, max);
+        }
+        if (!s->remaining || atomic_load(&p->closing)) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (fill(s)) continue;
+        if (gd_now_ms() - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
+            gd_buf_puts(&s->out, s->ndjson ? "\n" : ": keepalive\n\n");
+            continue;
+        }
+        /* Nothing to send: sleep until the waker sees the stream move. The
+         * check and the suspension are one step under the lock the waker
+         * takes, so an event published in between is not slept through. */
+        pthread_mutex_lock(&p->lock);
+        bool moved = gd_hub_head(p->hub, s->stream) != atomic_load_explicit(&s->pos, memory_order_relaxed) ||
+                     atomic_load(&p->closing);
+        if (!moved) {
+            s->suspended = true;
+            MHD_suspend_connection(s->conn);
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (!moved) return 0;
+    }
+}
+
+static void free_subscriber(void *cls)
+{
+    subscriber *s = cls;
+    gd_push *p = s->push;
+    pthread_mutex_lock(&p->lock);
+    if (s->prev) s->prev->next = s->next;
+    else p->subs = s->next;
+    if (s->next) s->next->prev = s->prev;
+    p->nsubs--;
+    pthread_mutex_unlock(&p->lock);
+    gd_hub_subscribed(p->hub, s->stream, -1);
+    gd_buf_free(&s->out);
+    gd_buf_free(&s->event);
+    gd_arena_free(&s->scratch);
+    free(s->strings);
+    free(s);
+}
+
+/* ---- the request ---- */
+
+static unsigned stream_named(const char *name)
+{
+    unsigned n = gd_stream_count();
+    for (unsigned i = 0; i < n; i++)
+        if (!strcmp(gd_stream_name(i), name)) return i;
+    return n;
+}
+
+/* The columns a stream's events carry, as gd_stream_column(stream, i). */
+static const char *stream_column(unsigned stream, int i)
+{
+    if (stream == GD_STREAM_ENRICHED) return (size_t)i < gd_output_field_count ? gd_output_fields[i].name : NULL;
+    const gd_tabledef *t = &gd_tables[stream - 1];
+    if (i < t->nkeys) return t->keys[i].name;
+    i -= t->nkeys;
+    if (t->kind == GD_TABLE_WINDOWED) {
+        if (i < 2) return i ? "window_end" : "window_start";
+        i -= 2;
+    }
+    return i < t->ncols ? t->cols[i].name : NULL;
+}
+
+static bool stream_has_column(unsigned stream, const char *name)
+{
+    const char *c;
+    for (int i = 0; (c = stream_column(stream, i)); i++)
+        if (!strcmp(c, name)) return true;
+    return false;
+}
+
+void gd_route_streams_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
+{
+    if (req->nparams) {
+        gd_reply_error(r, 400, "unknown parameter '%s': /v1/streams takes none", req->params[0].name);
+        return;
+    }
+    r->status = 200;
+    r->content_type = "application/json";
+    gd_buf *b = &r->body;
+    gd_buf_puts(b, "{\"streams\":[");
+    for (unsigned i = 0; i < gd_stream_count(); i++) {
+        gd_hub_stats st = {0};
+        if (ctx->hub) gd_hub_stream_stats(ctx->hub, i, &st);
+        if (i) gd_buf_putc(b, ',');
+        gd_buf_puts(b, "{\"name\":");
+        gd_json_put_cstr(b, gd_stream_name(i));
+        gd_buf_printf(b, ",\"path\":\"/v1/streams/%s\",\"events\":\"%s\",\"columns\":[", gd_stream_name(i),
+                      i == GD_STREAM_ENRICHED ? "enriched records" : "the table's row after each change");
+        const char *c;
+        for (int k = 0; (c = stream_column(i, k)); k++) {
+            if (k) gd_buf_putc(b, ',');
+            gd_json_put_cstr(b, c);
+        }
+        gd_buf_printf(b, "],\"subscribers\":%llu}", (unsigned long long)st.subscribers);
+    }
+    gd_buf_puts(b, "]}");
+}
+
+static bool parse_count(const char *name, const char *v, uint64_t *out, gd_reply *r)
+{
+    int64_t n;
+    if (!v || gd_parse_int(v, strlen(v), 0, INT64_MAX, &n)) {
+        gd_reply_error(r, 400, "%s must be a non-negative integer, not '%s'", name, v ? v : "");
+        return false;
+    }
+    *out = (uint64_t)n;
+    return true;
+}
+
+static void set_filter(filter *f, const char *name, const char *value)
+{
+    f->needle_len = (size_t)snprintf(f->needle, sizeof f->needle, "\"%s\":", name);
+    f->value = value;
+    f->value_len = strlen(value);
+    f->is_int = gd_parse_int(value, f->value_len, INT64_MIN, INT64_MAX, &f->i) == GD_OK;
+    char *end;
+    f->d = strtod(value, &end);
+    f->is_num = f->value_len && !*end;
+}
+
+/* Validates the request into s (filters point into s->strings). */
+static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r, bool *has_after)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < req->nparams; i++)
+        bytes += strlen(req->params[i].name) + 1 + (req->params[i].value ? strlen(req->params[i].value) : 0) + 1;
+    char *at = s->strings = malloc(bytes ? bytes : 1);
+    if (!at) {
+        gd_reply_error(r, 500, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < req->nparams; i++) {
+        const char *name = req->params[i].name, *value = req->params[i].value;
+        for (int k = 0; k < i; k++)
+            if (!strcmp(req->params[k].name, name)) {
+                gd_reply_error(r, 400, "parameter '%s' is given more than once", name);
+                return false;
+            }
+        if (!strcmp(name, "limit")) {
+            if (!parse_count("limit", value, &s->remaining, r)) return false;
+            if (!s->remaining) {
+                gd_reply_error(r, 400, "limit must be at least 1");
+                return false;
+            }
+            continue;
+        }
+        if (!strcmp(name, "last_event_id")) {
+            if (!parse_count("last_event_id", value, &s->after_id, r)) return false;
+            *has_after = true;
+            continue;
+        }
+        if (!stream_has_column(s->stream, name)) {
+            gd_reply_error(r, 400, "unknown parameter '%s': %s has no such column (GET /v1/streams lists them)",
+                           name, gd_stream_name(s->stream));
+            return false;
+        }
+        size_t nl = strlen(name) + 1, vl = value ? strlen(value) + 1 : 1;
+        memcpy(at, name, nl);
+        memcpy(at + nl, value ? value : "", vl);
+        set_filter(&s->filters[s->nfilters++], at, at + nl);
+        at += nl + vl;
+    }
+    return true;
+}
+
+static void start_position(subscriber *s, bool has_after)
+{
+    uint64_t pos, oldest;
+    if (!has_after) {
+        atomic_store(&s->pos, gd_hub_head(s->push->hub, s->stream));
+        return;
+    }
+    if (gd_hub_resume(s->push->hub, s->stream, s->after_id, &pos, &oldest)) {
+        atomic_store(&s->pos, pos);
+        return;
+    }
+    atomic_store(&s->pos, pos); /* the live stream */
+    char members[320];
+    snprintf(members, sizeof members,
+             "\"last_event_id\":%llu,\"oldest_id\":%llu,\"message\":\"events after id %llu are no longer "
+             "in the replay buffer; continuing with live events\"",
+             (unsigned long long)s->after_id, (unsigned long long)oldest, (unsigned long long)s->after_id);
+    put_notice(s, "replay_unavailable", members);
+}
+
+static void cap_send_buffer(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int size = SNDBUF_BYTES;
+    if (ci) setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
+struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
+                                       const char *name, gd_reply *r)
+{
+    unsigned stream = stream_named(name);
+    if (stream == gd_stream_count()) {
+        gd_reply_error(r, 404, "no such stream: %s (GET /v1/streams lists them)", name);
+        return NULL;
+    }
+    if (atomic_load(&p->closing)) {
+        gd_reply_error(r, 503, "shutting down");
+        return NULL;
+    }
+    subscriber *s = calloc(1, sizeof *s);
+    if (!s) {
+        gd_reply_error(r, 500, "out of memory");
+        return NULL;
+    }
+    s->push = p;
+    s->conn = conn;
+    s->stream = stream;
+    s->remaining = UINT64_MAX;
+    gd_arena_init(&s->scratch);
+    bool has_after = false;
+    const char *last = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+    if (last && *last) {
+        if (!parse_count("Last-Event-ID", last, &s->after_id, r)) goto fail;
+        has_after = true;
+    }
+    if (!parse_subscription(s, req, r, &has_after)) goto fail;
+    const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    s->ndjson = accept && strstr(accept, "application/x-ndjson");
+    if (!s->ndjson) gd_buf_printf(&s->out, "retry: %d\n\n", RETRY_MS);
+    gd_hub_subscribed(p->hub, stream, +1); /* before the position: no event slips between */
+    start_position(s, has_after);
+    atomic_store(&s->last_write_ms, gd_now_ms());
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, BLOCK_BYTES, read_stream, s, free_subscriber);
+    if (!resp) {
+        gd_hub_subscribed(p->hub, stream, -1);
+        gd_reply_error(r, 500, "cannot create the stream response");
+        goto fail;
+    }
+    pthread_mutex_lock(&p->lock);
+    s->next = p->subs;
+    if (p->subs) p->subs->prev = s;
+    p->subs = s;
+    p->nsubs++;
+    pthread_mutex_unlock(&p->lock);
+    cap_send_buffer(conn);
+    MHD_add_response_header(resp, "Content-Type", s->ndjson ? "application/x-ndjson" : "text/event-stream");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    r->status = 200;
+    return resp;
+fail:
+    gd_buf_free(&s->out);
+    gd_arena_free(&s->scratch);
+    free(s->strings);
+    free(s);
+    return NULL;
+}
+
+void gd_push_metrics(const gd_push *p, gd_buf *b)
+{
+    unsigned n = gd_hub_streams(p->hub);
+    gd_hub_stats st[n];
+    for (unsigned i = 0; i < n; i++) gd_hub_stream_stats(p->hub, i, &st[i]);
+    static const struct {
+        const char *name, *type, *help;
+    } figures[] = {
+        {"gamingd_stream_subscribers", "gauge", "Push subscribers connected, by stream."},
+        {"gamingd_stream_events_published_total", "counter", "Events published to the push hub, by stream (only while someone listens)."},
+        {"gamingd_stream_events_dropped_total", "counter", "Events slow subscribers lost because they fell a replay buffer behind, by stream."},
+    };
+    for (int f = 0; f < 3; f++) {
+        gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", figures[f].name, figures[f].help, figures[f].name,
+                      figures[f].type);
+        for (unsigned i = 0; i < n; i++)
+            gd_buf_printf(b, "%s{stream=\"%s\"} %llu\n", figures[f].name, gd_stream_name(i),
+                          (unsigned long long)(f == 0 ? st[i].subscribers : f == 1 ? st[i].published : st[i].dropped));
+    }
+}
