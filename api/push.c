@@ -25,7 +25,7 @@
 #include "routes.h"
 
 enum {
-    PASS_MS = 5,               /* the most often suspended subscribers are looked at */
+    PASS_MS = 20,              /* the most often suspended subscribers are looked at */
     HEARTBEAT_MS = 15000,      /* a comment line on an idle stream */
     RETRY_MS = 3000,           /* the reconnect delay advised to EventSource */
     FILL_BYTES = 64 * 1024,    /* formatted ahead per reader call */
@@ -60,7 +60,7 @@ struct subscriber {
     filter filters[MAX_FILTERS];
     gd_buf out;     /* formatted, not yet handed to libmicrohttpd */
     size_t out_off; /* how much of out was handed over */
-    gd_buf event;   /* one event copied out of the ring */
+    gd_buf event;   /* an event that wraps around the ring's end, copied */
     gd_arena scratch;
     char *strings;  /* the filters' names and values */
     subscriber *prev, *next;
@@ -223,15 +223,15 @@ static void report_lost(subscriber *s)
     s->lost_reported = s->lost;
 }
 
-static void put_event(subscriber *s, uint64_t id)
+static void put_event(subscriber *s, uint64_t id, gd_str text)
 {
     if (s->ndjson) {
-        gd_buf_put(&s->out, s->event.p, s->event.len);
+        gd_buf_put(&s->out, text.p, text.len);
         gd_buf_putc(&s->out, '\n');
         return;
     }
     gd_buf_printf(&s->out, "id: %llu\ndata: ", (unsigned long long)id);
-    gd_buf_put(&s->out, s->event.p, s->event.len);
+    gd_buf_put(&s->out, text.p, text.len);
     gd_buf_puts(&s->out, "\n\n");
 }
 
@@ -241,17 +241,25 @@ static bool fill(subscriber *s)
 {
     bool any = false;
     uint64_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+    gd_hub *hub = s->push->hub;
     while (s->remaining && s->out.len < FILL_BYTES) {
-        uint64_t id;
-        int rc = gd_hub_read(s->push->hub, s->stream, &pos, &id, &s->event, &s->lost);
+        gd_hub_event ev;
+        int rc = gd_hub_peek(hub, s->stream, &pos, &ev, &s->event, &s->lost);
         if (rc == GD_AGAIN) break;
         any = true;
         if (rc != GD_OK) continue; /* lost: pos moved on */
         report_lost(s);
-        if (id <= s->after_id || !event_matches(s, (gd_str){s->event.p, (uint32_t)s->event.len})) continue;
-        put_event(s, id);
-        s->after_id = id;
-        s->remaining--;
+        size_t mark = s->out.len;
+        bool wanted = ev.id > s->after_id && event_matches(s, ev.text);
+        if (wanted) put_event(s, ev.id, ev.text);
+        if (!gd_hub_release(hub, s->stream, &pos, &ev, &s->lost)) {
+            s->out.len = mark; /* overwritten while we read it */
+            continue;
+        }
+        if (wanted) {
+            s->after_id = ev.id;
+            s->remaining--;
+        }
     }
     report_lost(s);
     atomic_store_explicit(&s->pos, pos, memory_order_relaxed);

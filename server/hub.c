@@ -5,15 +5,17 @@
  * only grow. The producer never blocks: before writing an event it evicts
  * (advances tail past) every event whose slot or bytes it is about to reuse,
  * announces the bytes it will write (reserved), and only then writes them.
- * A reader copies an event out and afterwards checks, seqlock-style, that
- * neither its slot nor its bytes were reused meanwhile; if they were, the
- * event was lost to that reader, who moves to the tail and counts the loss.
+ * A reader uses an event where it lies (a filter that rejects it costs no
+ * copy) and afterwards checks, seqlock-style, that neither its slot nor its
+ * bytes were reused meanwhile; if they were, whatever it made of the event
+ * is discarded: the event was lost to that reader, who moves to the tail and
+ * counts the loss.
  * Readers therefore cost the producer nothing, however many and however
  * slow they are.
  *
- * The event bytes are copied with memcpy while the producer may be
- * overwriting them; the copy is discarded in that case, which the check
- * after it detects (the classic seqlock pattern). */
+ * Readers may thus read bytes the producer is overwriting; the check after
+ * the use detects it (the classic seqlock pattern), and the bytes always lie
+ * inside the ring, so a torn read is wasted work, never a fault. */
 #include "hub.h"
 
 #include <poll.h>
@@ -201,8 +203,7 @@ static int skip_to_tail(stream *s, uint64_t *pos, uint64_t *lost)
     return GD_ERR;
 }
 
-int gd_hub_read(gd_hub *h, unsigned stream_no, uint64_t *pos, uint64_t *id, gd_buf *out,
-                uint64_t *lost)
+int gd_hub_peek(gd_hub *h, unsigned stream_no, uint64_t *pos, gd_hub_event *ev, gd_buf *wrap, uint64_t *lost)
 {
     stream *s = &h->streams[stream_no];
     uint64_t p = *pos;
@@ -210,20 +211,34 @@ int gd_hub_read(gd_hub *h, unsigned stream_no, uint64_t *pos, uint64_t *id, gd_b
     if (p < atomic_load_explicit(&s->tail, memory_order_acquire)) return skip_to_tail(s, pos, lost);
     slot *sl = &s->slots[p & s->slot_mask];
     if (atomic_load_explicit(&sl->pos1, memory_order_acquire) != p + 1) return skip_to_tail(s, pos, lost);
-    uint64_t ev_id = atomic_load_explicit(&sl->id, memory_order_relaxed);
-    uint64_t off = atomic_load_explicit(&sl->off, memory_order_relaxed);
+    ev->id = atomic_load_explicit(&sl->id, memory_order_relaxed);
+    ev->off = atomic_load_explicit(&sl->off, memory_order_relaxed);
     uint32_t len = atomic_load_explicit(&sl->len, memory_order_relaxed);
-    gd_buf_clear(out);
-    gd_buf_reserve(out, len);
-    ring_copy_out(s, off, out->p, len);
-    atomic_thread_fence(memory_order_acquire); /* the copy above before the checks below */
-    if (atomic_load_explicit(&sl->pos1, memory_order_relaxed) != p + 1 ||
-        atomic_load_explicit(&s->reserved, memory_order_relaxed) - off > s->nbytes)
-        return skip_to_tail(s, pos, lost);
-    out->len = len;
-    *id = ev_id;
-    *pos = p + 1;
+    size_t at = ev->off & (s->nbytes - 1);
+    if (at + len <= s->nbytes) {
+        ev->text = (gd_str){s->bytes + at, len};
+        return GD_OK;
+    }
+    gd_buf_clear(wrap);
+    gd_buf_reserve(wrap, len);
+    ring_copy_out(s, ev->off, wrap->p, len);
+    wrap->len = len;
+    ev->text = (gd_str){wrap->p, len};
     return GD_OK;
+}
+
+bool gd_hub_release(gd_hub *h, unsigned stream_no, uint64_t *pos, const gd_hub_event *ev, uint64_t *lost)
+{
+    stream *s = &h->streams[stream_no];
+    uint64_t p = *pos;
+    atomic_thread_fence(memory_order_acquire); /* the reads of the text before the checks below */
+    if (atomic_load_explicit(&s->slots[p & s->slot_mask].pos1, memory_order_relaxed) != p + 1 ||
+        atomic_load_explicit(&s->reserved, memory_order_relaxed) - ev->off > s->nbytes) {
+        skip_to_tail(s, pos, lost);
+        return false;
+    }
+    *pos = p + 1;
+    return true;
 }
 
 /* The id of the event at pos, or false when it is no longer held. */

@@ -44,12 +44,21 @@ void gd_hub_set_horizon(gd_hub *h, unsigned stream, uint64_t horizon);
 
 /* ---- reader side ---- */
 uint64_t gd_hub_head(const gd_hub *h, unsigned stream); /* next position to be written */
-/* Reads the event at position *pos into out (cleared first) and advances
- * *pos. Returns GD_OK, GD_AGAIN when *pos is the head, or GD_ERR when the
- * event was overwritten: *pos then moves to the oldest event held and
- * *lost grows by the events skipped. */
-int gd_hub_read(gd_hub *h, unsigned stream, uint64_t *pos, uint64_t *id, gd_buf *out,
-                uint64_t *lost);
+/* Reads the event at position *pos in place, without copying it: its text
+ * points into the ring (or, for an event that wraps around the ring's end,
+ * into wrap). Returns GD_OK, GD_AGAIN when *pos is the head, or GD_ERR when
+ * the event was overwritten: *pos then moves to the oldest event held and
+ * *lost grows by the events skipped. The producer may overwrite the text
+ * while it is used, so a GD_OK is followed by gd_hub_release. */
+typedef struct {
+    uint64_t id, off;
+    gd_str text;
+} gd_hub_event;
+int gd_hub_peek(gd_hub *h, unsigned stream, uint64_t *pos, gd_hub_event *ev, gd_buf *wrap, uint64_t *lost);
+/* True, and *pos advanced past it, when ev stayed intact while it was used;
+ * false when it was overwritten meanwhile (whatever was made of it must be
+ * discarded; *pos and *lost as for a GD_ERR peek). */
+bool gd_hub_release(gd_hub *h, unsigned stream, uint64_t *pos, const gd_hub_event *ev, uint64_t *lost);
 /* Where a subscriber that saw every event up to id after_id resumes:
  * returns true and the position of the first event with a larger id, or
  * false when events after after_id may be missing (then *oldest_id is the
