@@ -10,8 +10,16 @@
    64 connections for throughput, 4 connections for latency (p50/p99 as wrk
    measures them). wrk runs on the same two cores as gamingd.
 
+3. Push streams: gamingd with the live generator at 10,000 events/s and
+   tests/bench/sse_load (one epoll thread) holding 1,000 and then 5,000
+   subscriptions to the enriched stream, unfiltered and filtered to one game.
+   Events/s delivered in all, the delay from enrichment to arrival (p50/p99),
+   the events slow subscribers lost, and the ingest rate meanwhile. The load
+   tool shares the two cores with gamingd.
+
 Targets (2 cores): >= 1,000,000 events/s replay, >= 50,000 pull queries/s,
-p99 < 2 ms. They guide the design; nothing here fails on them.
+p99 < 2 ms; push p99 < 50 ms at 1,000 subscribers. They guide the design;
+nothing here fails on them.
 """
 import argparse
 import os
@@ -65,11 +73,43 @@ def wrk(url, seconds, threads, connections):
     return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
 
 
+def push_figures(binary, sse_load, work, seconds):
+    """sse_load runs against a live gamingd; returns [(label, figures dict, ingest/s)]."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(work, "gamingd-push.log"), "w")
+    proc = subprocess.Popen([binary, "--source", "generator", "--rate", "10000", "--seed", "7",
+                             "--data-dir", os.path.join(work, "push-data"), "--listen", f"127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    stream = "/v1/streams/gaming_real_time_intelligence_platform"
+    runs = [("1,000 subscribers, whole stream", stream, 1000),
+            ("5,000 subscribers, whole stream", stream, 5000),
+            ("1,000 subscribers, one game each", stream + "?game_id=game_003", 1000),
+            ("5,000 subscribers, one game each", stream + "?game_id=game_003", 5000)]
+    out = []
+    try:
+        while get(base + "/readyz", timeout=1)[0] != 200:
+            time.sleep(0.05)
+        time.sleep(2)
+        for label, path, n in runs:
+            line = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
+                                  capture_output=True, text=True, check=True).stdout
+            figures = dict(kv.split("=") for kv in line.split())
+            _, metrics = get(base + "/metrics")
+            rate = int(re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics).group(1))
+            out.append((label, figures, rate))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--seconds", type=int, default=8, help="each wrk run")
+    ap.add_argument("--seconds", type=int, default=8, help="each wrk and sse_load run")
+    ap.add_argument("--sse-load", required=True, help="the tests/bench/sse_load binary")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="gamingd-bench-")
@@ -119,6 +159,7 @@ def main():
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+        push = push_figures(args.bin, args.sse_load, work, args.seconds)
 
         print()
         print("gamingd bench (2 cores; targets: >= 1,000,000 events/s, >= 50,000 queries/s, p99 < 2 ms)")
@@ -130,6 +171,10 @@ def main():
         for name, path, rps, p50, p99, errors in results:
             print(f"  pull query         {rps:>9,.0f} req/s (64 conns)  p50 {p50:.3f} ms  p99 {p99:.3f} ms (4 conns)"
                   f"{'  NON-2XX ' + str(errors) if errors else ''}  {name}: {path}")
+        for label, f, rate in push:
+            print(f"  push (SSE)         {float(f['events_per_s']):>9,.0f} events/s delivered "
+                  f"({float(f['per_subscriber_per_s']):,.0f}/subscriber)  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
+                  f"lost {int(f['dropped']):,}  ingest {rate:,}/s  {label}")
         print()
     finally:
         shutil.rmtree(work, ignore_errors=True)

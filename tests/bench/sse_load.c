@@ -1,0 +1,158 @@
+/* sse_load.c -- many SSE subscribers on one thread, for make bench.
+ *
+ *   sse_load PORT PATH CONNECTIONS SECONDS
+ *
+ * Opens CONNECTIONS subscriptions to PATH (HTTP/1.0, so the body is the bare
+ * event stream), waits until every one has its response headers, then counts
+ * for SECONDS: events received, "dropped" notices and the events they
+ * report lost, and per event the delay from the record's
+ * processing_timestamp (when gamingd enriched it, wall clock ms) to its
+ * arrival here. Prints one line of key=value figures. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { LINE_MAX_BYTES = 16384, MAX_DELAY_MS = 60000 };
+
+typedef struct {
+    int fd;
+    int headers_done;
+    size_t len;
+    char line[LINE_MAX_BYTES];
+} conn;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t delays[MAX_DELAY_MS + 1];
+static uint64_t events, drop_notices, dropped;
+static int counting;
+
+static void on_line(const char *p, size_t n)
+{
+    if (!counting || n < 6 || memcmp(p, "data: ", 6)) return;
+    const char *ts = memmem(p, n, "\"processing_timestamp\":", 23);
+    if (ts) {
+        int64_t d = now_ms() - strtoll(ts + 23, NULL, 10);
+        delays[d < 0 ? 0 : d > MAX_DELAY_MS ? MAX_DELAY_MS : d]++;
+        events++;
+        return;
+    }
+    const char *dr = memmem(p, n, "\"dropped\":", 10);
+    if (dr) {
+        drop_notices++;
+        dropped += strtoull(dr + 10, NULL, 10);
+    } else {
+        events++; /* a table row: counted, no timestamp to measure */
+    }
+}
+
+/* Splits received bytes into lines; the first blank line ends the headers. */
+static void on_bytes(conn *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n') {
+            if (c->len < LINE_MAX_BYTES) c->line[c->len++] = p[i];
+            continue;
+        }
+        size_t len = c->len && c->line[c->len - 1] == '\r' ? c->len - 1 : c->len;
+        if (!c->headers_done) {
+            if (!len) c->headers_done = 1;
+        } else {
+            on_line(c->line, len);
+        }
+        c->len = 0;
+    }
+}
+
+static double percentile(double q)
+{
+    uint64_t total = 0, seen = 0;
+    for (int i = 0; i <= MAX_DELAY_MS; i++) total += delays[i];
+    if (!total) return -1;
+    for (int i = 0; i <= MAX_DELAY_MS; i++) {
+        seen += delays[i];
+        if ((double)seen >= q * (double)total) return i;
+    }
+    return MAX_DELAY_MS;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: sse_load PORT PATH CONNECTIONS SECONDS\n");
+        return 2;
+    }
+    int port = atoi(argv[1]), nconn = atoi(argv[3]), seconds = atoi(argv[4]);
+    struct rlimit rl;
+    if (!getrlimit(RLIMIT_NOFILE, &rl)) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    char req[2048];
+    int reqlen = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", argv[2]);
+    int ep = epoll_create1(0);
+    conn *conns = calloc((size_t)nconn, sizeof *conns);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    for (int i = 0; i < nconn; i++) {
+        conn *c = &conns[i];
+        c->fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof a) ||
+            write(c->fd, req, (size_t)reqlen) != reqlen) {
+            fprintf(stderr, "connection %d: %s\n", i, strerror(errno));
+            return 1;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    }
+    static char buf[1 << 16];
+    struct epoll_event evs[256];
+    int64_t start = now_ms(), count_from = 0, end = 0;
+    int open_conns = nconn;
+    for (;;) {
+        int ready = 0;
+        for (int i = 0; i < nconn; i++) ready += conns[i].headers_done;
+        if (!counting && ready == nconn) {
+            counting = 1;
+            count_from = now_ms();
+            end = count_from + (int64_t)seconds * 1000;
+        }
+        if (counting && now_ms() >= end) break;
+        if (!counting && now_ms() - start > 60000) {
+            fprintf(stderr, "only %d of %d subscriptions answered within 60 s\n", ready, nconn);
+            return 1;
+        }
+        int n = epoll_wait(ep, evs, 256, 100);
+        for (int i = 0; i < n; i++) {
+            conn *c = evs[i].data.ptr;
+            ssize_t got = read(c->fd, buf, sizeof buf);
+            if (got > 0) {
+                on_bytes(c, buf, (size_t)got);
+            } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                open_conns--;
+            }
+        }
+    }
+    double span = (double)(now_ms() - count_from) / 1000.0;
+    printf("connections=%d open=%d seconds=%.1f events=%llu events_per_s=%.0f per_subscriber_per_s=%.1f "
+           "p50_ms=%.0f p99_ms=%.0f drop_notices=%llu dropped=%llu\n",
+           nconn, open_conns, span, (unsigned long long)events, (double)events / span,
+           (double)events / span / nconn, percentile(0.50), percentile(0.99),
+           (unsigned long long)drop_notices, (unsigned long long)dropped);
+    return 0;
+}
