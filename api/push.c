@@ -62,7 +62,7 @@ struct subscriber {
     size_t out_off; /* how much of out was handed over */
     gd_buf event;   /* an event that wraps around the ring's end, copied */
     gd_arena scratch;
-    char *strings;  /* the filters' names and values */
+    char *strings;  /* the filters' values */
     subscriber *prev, *next;
 };
 
@@ -370,8 +370,8 @@ void gd_route_streams_list(const gd_api_ctx *ctx, const gd_request *req, gd_repl
     gd_buf *b = &r->body;
     gd_buf_puts(b, "{\"streams\":[");
     for (unsigned i = 0; i < gd_stream_count(); i++) {
-        gd_hub_stats st = {0};
-        if (ctx->hub) gd_hub_stream_stats(ctx->hub, i, &st);
+        gd_hub_stats st;
+        gd_hub_stream_stats(ctx->hub, i, &st);
         if (i) gd_buf_putc(b, ',');
         gd_buf_puts(b, "{\"name\":");
         gd_json_put_cstr(b, gd_stream_name(i));
@@ -409,12 +409,12 @@ static void set_filter(filter *f, const char *name, const char *value)
     f->is_num = f->value_len && !*end;
 }
 
-/* Validates the request into s (filters point into s->strings). */
+/* Validates the request into s (filter values point into s->strings). */
 static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r, bool *has_after)
 {
     size_t bytes = 0;
     for (int i = 0; i < req->nparams; i++)
-        bytes += strlen(req->params[i].name) + 1 + (req->params[i].value ? strlen(req->params[i].value) : 0) + 1;
+        bytes += (req->params[i].value ? strlen(req->params[i].value) : 0) + 1;
     char *at = s->strings = malloc(bytes ? bytes : 1);
     if (!at) {
         gd_reply_error(r, 500, "out of memory");
@@ -445,11 +445,10 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
                            name, gd_stream_name(s->stream));
             return false;
         }
-        size_t nl = strlen(name) + 1, vl = value ? strlen(value) + 1 : 1;
-        memcpy(at, name, nl);
-        memcpy(at + nl, value ? value : "", vl);
-        set_filter(&s->filters[s->nfilters++], at, at + nl);
-        at += nl + vl;
+        size_t vl = value ? strlen(value) + 1 : 1;
+        memcpy(at, value ? value : "", vl);
+        set_filter(&s->filters[s->nfilters++], name, at);
+        at += vl;
     }
     return true;
 }

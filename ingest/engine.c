@@ -255,9 +255,8 @@ static void count_bad(gd_engine *e, gd_topic topic, const char *why)
 /* A reference row after its change (row NULL: deleted) to its push stream. */
 static void publish_reference(gd_engine *e, gd_topic topic, gd_str key, const void *row)
 {
-    gd_table_kind kind = topic == GD_TOPIC_GAMES ? GD_TABLE_GAMES : GD_TABLE_PLAYERS;
-    size_t i = 0;
-    while (gd_tables[i].kind != kind) i++;
+    bool games = topic == GD_TOPIC_GAMES;
+    size_t i = games ? 0 : 1; /* gd_tables: games, players, then the windowed tables */
     unsigned stream = gd_table_stream(i);
     uint64_t id = e->n.records_in[topic];
     if (!e->hub || !gd_hub_wanted(e->hub, stream, id)) return;
@@ -268,7 +267,7 @@ static void publish_reference(gd_engine *e, gd_topic topic, gd_str key, const vo
         gd_buf_putc(&e->tmp, ':');
         gd_json_put_str(&e->tmp, key);
         gd_buf_puts(&e->tmp, ",\"deleted\":true}");
-    } else if (kind == GD_TABLE_GAMES) {
+    } else if (games) {
         gd_render_game(key, row, &e->tmp);
     } else {
         gd_render_player(key, row, &e->tmp);

@@ -92,29 +92,28 @@ def test_generate_rate_and_start(runs):
     assert 0.8 * expect <= span <= 1.2 * expect, "event time spans %d ms, expected ~%d" % (span, expect)
 
 
+def assert_retention_purged(run, nopurge, table, retention_ms):
+    """The scenario purges something (the reference without retention keeps
+    more rows), and the daemon serves no window of table past retention."""
+    purged = sum(len(nopurge.table_rows(t)) - len(run.ref.table_rows(t)) for t in reference.WINDOWED)
+    assert purged > 0, "the scenario purges nothing"
+    rows, _ = run.daemon.fetch_all(table)
+    old = [r for r in rows if r["window_end"] + retention_ms <= run.ref.stream_time]
+    assert not old, "%s windows past retention still served: %r" % (table, old[:3])
+
+
 def test_retention_scenario_purges(runs):
     """Guards the retention scenario itself: windows must have been purged."""
     run = runs("seed55_retention")
     nopurge = reference.reference_for(run.lines, grace_ms=30 * 60 * 1000, retention_ms=None)
-    purged = sum(len(nopurge.table_rows(t)) - len(run.ref.table_rows(t)) for t in reference.WINDOWED)
-    assert purged > 0, "retention scenario purges nothing"
-    # and the daemon's hourly table holds only windows that survive retention
-    rows, _ = run.daemon.fetch_all("gaming_hourly_player_game_stats")
-    st = run.ref.stream_time
-    old = [r for r in rows if r["window_end"] + 2 * 3600 * 1000 <= st]
-    assert not old, "windows past retention still served: %r" % old[:3]
+    assert_retention_purged(run, nopurge, "gaming_hourly_player_game_stats", 2 * 3600 * 1000)
 
 
 def test_default_retention_purges(runs):
     """Guards the multi-day scenario: the default 7-day retention must purge."""
     run = runs("seed66_days")
     nopurge = reference.reference_for(run.lines, retention_ms=10 ** 15)
-    purged = sum(len(nopurge.table_rows(t)) - len(run.ref.table_rows(t)) for t in reference.WINDOWED)
-    assert purged > 0, "multi-day scenario purges nothing"
-    rows, _ = run.daemon.fetch_all("gaming_high_value_players_daily")
-    st = run.ref.stream_time
-    old = [r for r in rows if r["window_end"] + 7 * 86400 * 1000 <= st]
-    assert not old, "daily windows past the 7-day retention still served: %r" % old[:3]
+    assert_retention_purged(run, nopurge, "gaming_high_value_players_daily", 7 * 86400 * 1000)
 
 
 def _to_value_form(line):
