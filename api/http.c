@@ -145,7 +145,8 @@ static route_id dispatch(gd_api *api, const char *method, const gd_request *req,
         r->status = 204;
         return id;
     }
-    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+    /* HEAD has no meaning for a stream: its headers depend on what it sends */
+    if (strcmp(method, "GET") && (strcmp(method, "HEAD") || id == R_STREAM)) {
         gd_reply_error(r, 405, "%s is not allowed on %s; use GET", method, p);
         return id;
     }

@@ -219,6 +219,12 @@ def test_bad_stream_requests(fed, path, params, headers, status):
     assert r.json["error_code"] == status and r.json["message"]
 
 
+@pytest.mark.parametrize("method", ["HEAD", "POST", "DELETE"])
+def test_streams_answer_only_get(fed, method):
+    r = fed.daemon.request("/v1/streams/" + ENRICHED, method=method, timeout=10)
+    assert r.status == 405, r
+
+
 def test_duplicate_filter_is_refused(fed):
     r = fed.daemon.get("/v1/streams/%s?game_id=a&game_id=b" % ENRICHED)
     assert r.status == 400 and "more than once" in r.json["message"]
