@@ -1,5 +1,7 @@
-/* decode.c -- JSON values of the three source topics into gd_activity,
- * gd_game and gd_player, in one pass over the text.
+/* decode.c -- values of the three source topics into gd_activity, gd_game
+ * and gd_player: JSON in one pass over the text, or Avro in the Confluent
+ * wire format (avro.c), told apart by the first byte -- a JSON value never
+ * starts with byte 0 -- so each record may be either (SPEC §3).
  *
  * Each topic's fields are a table of (name, type, offset into the struct);
  * one loop walks the object and stores what the table names. Unknown fields
@@ -83,8 +85,8 @@ static int store_field(const fspec *f, const gd_jval *v, char *base, bool *ts_se
     return GD_EBADREC;
 }
 
-static int decode_object(gd_str value, gd_arena *scratch, const fspec *fields, void *out,
-                         bool *ts_seen, const char **why)
+static int decode_json(gd_str value, gd_arena *scratch, const fspec *fields, void *out,
+                       bool *ts_seen, const char **why)
 {
     gd_json j;
     gd_json_init(&j, value, scratch);
@@ -107,11 +109,19 @@ static int decode_object(gd_str value, gd_arena *scratch, const fspec *fields, v
     return GD_OK;
 }
 
-int gd_decode_activity(gd_str value, gd_arena *scratch, gd_activity *out, const char **why)
+static int decode_value(gd_avro_reader *avro, gd_str value, gd_arena *scratch, const fspec *fields,
+                        void *out, bool *ts_seen, const char **why)
+{
+    if (value.len && value.p[0] == 0) return gd_avro_read(avro, value, fields, out, ts_seen, scratch, why);
+    return decode_json(value, scratch, fields, out, ts_seen, why);
+}
+
+int gd_decode_activity(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_activity *out,
+                       const char **why)
 {
     memset(out, 0, sizeof *out);
     bool ts = false;
-    if (decode_object(value, scratch, gd_activity_fields, out, &ts, why)) return GD_EBADREC;
+    if (decode_value(avro, value, scratch, gd_activity_fields, out, &ts, why)) return GD_EBADREC;
     if (!out->player_id.p) *why = "player_id is missing";
     else if (!out->game_id.p) *why = "game_id is missing";
     else if (!out->activity_type.p) *why = "activity_type is missing";
@@ -122,16 +132,16 @@ int gd_decode_activity(gd_str value, gd_arena *scratch, gd_activity *out, const 
     return GD_EBADREC;
 }
 
-int gd_decode_game(gd_str value, gd_arena *scratch, gd_game *out, const char **why)
+int gd_decode_game(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_game *out, const char **why)
 {
     memset(out, 0, sizeof *out);
     bool unused = false;
-    return decode_object(value, scratch, gd_game_fields, out, &unused, why);
+    return decode_value(avro, value, scratch, gd_game_fields, out, &unused, why);
 }
 
-int gd_decode_player(gd_str value, gd_arena *scratch, gd_player *out, const char **why)
+int gd_decode_player(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_player *out, const char **why)
 {
     memset(out, 0, sizeof *out);
     bool unused = false;
-    return decode_object(value, scratch, gd_player_fields, out, &unused, why);
+    return decode_value(avro, value, scratch, gd_player_fields, out, &unused, why);
 }

@@ -155,11 +155,11 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     gd_arena_reset(&c->scratch);
     if (c->games) {
         gd_game g;
-        if (gd_decode_game(val, &c->scratch, &g, &why) == GD_OK)
+        if (gd_decode_game(NULL, val, &c->scratch, &g, &why) == GD_OK)
             replace(&c->r->games, NULL, key, copy_row(&g, sizeof g, gd_game_fields));
     } else {
         gd_player p;
-        if (gd_decode_player(val, &c->scratch, &p, &why) == GD_OK)
+        if (gd_decode_player(NULL, val, &c->scratch, &p, &why) == GD_OK)
             replace(&c->r->players, NULL, key, copy_row(&p, sizeof p, gd_player_fields));
     }
     return 0;

@@ -17,6 +17,12 @@ typedef struct {
     size_t offset;
 } gd_fieldspec;
 extern const gd_fieldspec gd_activity_fields[], gd_game_fields[], gd_player_fields[];
+/* A field of a decoded row as a value. */
+gd_value gd_fieldspec_value(const gd_fieldspec *f, const void *row);
+/* A Confluent-framed Avro value into the fields of a row (avro.c); strings
+ * are copied to scratch. *ts_seen: the GD_FT_TS field was present. */
+int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, void *out, bool *ts_seen,
+                 gd_arena *scratch, const char **why);
 
 /* ---- reference tables (refs.c) ----
  * The latest games and players, by table key, each row one allocation. Rows

@@ -89,7 +89,7 @@ static void scanner_rejects_malformed_text(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gd_activity act;
         const char *why = NULL;
-        if (gd_decode_activity(gd_str_c(bad[i]), &a, &act, &why) != GD_EBADREC)
+        if (gd_decode_activity(NULL, gd_str_c(bad[i]), &a, &act, &why) != GD_EBADREC)
             fail_msg("accepted malformed JSON: %s", bad[i]);
         assert_non_null(why);
     }
@@ -127,7 +127,7 @@ static void activity_decoding_cases(void **state)
         const decode_case *c = &activity_cases[i];
         gd_activity act;
         const char *why = NULL;
-        int rc = gd_decode_activity(gd_str_c(c->json), &a, &act, &why);
+        int rc = gd_decode_activity(NULL, gd_str_c(c->json), &a, &act, &why);
         if (c->ok && rc != GD_OK) fail_msg("case %zu refused (%s): %s", i, why, c->json);
         if (!c->ok && rc == GD_OK) fail_msg("case %zu accepted: %s", i, c->json);
         if (!c->ok && !strstr(why, c->why)) fail_msg("case %zu: reason '%s' lacks '%s'", i, why, c->why);
@@ -142,14 +142,14 @@ static void nullable_fields_decode_to_null(void **state)
     gd_arena_init(&a);
     gd_player p;
     const char *why;
-    assert_int_equal(gd_decode_player(gd_str_c("{\"player_id\":\"p1\",\"email\":null,\"level\":7}"), &a, &p, &why), GD_OK);
+    assert_int_equal(gd_decode_player(NULL, gd_str_c("{\"player_id\":\"p1\",\"email\":null,\"level\":7}"), &a, &p, &why), GD_OK);
     assert_null(p.email.p);
     assert_null(p.username.p);
     assert_true(p.level.set);
     assert_int_equal(p.level.v, 7);
     assert_false(p.total_playtime_hours.set);
     gd_game g;
-    assert_int_equal(gd_decode_game(gd_str_c("{\"rating\":4}"), &a, &g, &why), GD_OK);
+    assert_int_equal(gd_decode_game(NULL, gd_str_c("{\"rating\":4}"), &a, &g, &why), GD_OK);
     assert_true(g.rating.set && g.rating.v == 4.0); /* an integer is a fine double */
     gd_arena_free(&a);
 }
