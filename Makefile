@@ -7,25 +7,28 @@
 #   make deps    install the Debian packages the targets need (apt-get)
 
 CC      ?= gcc
-PKGS    := liblmdb libmicrohttpd jansson
+PKGS    := liblmdb libmicrohttpd jansson rdkafka avro-c libcurl
 CFLAGS  ?= -O2 -g
 # the project's own flags stay in force when CFLAGS is set on the command line
 GD_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
-LDLIBS  := -llmdb -lmicrohttpd -ljansson -lm -pthread
+LDLIBS  := -llmdb -lmicrohttpd -ljansson -lrdkafka -lavro -lcurl -lm -pthread
 BUILD   ?= build
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD := gcc make pkg-config liblmdb-dev libmicrohttpd-dev libjansson-dev \
               librdkafka-dev libavro-dev libcurl4-openssl-dev
-DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium
+DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium \
+              kcat python3-confluent-kafka python3-avro python3-requests
 DEPS_BENCH := wrk
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST     := /usr/bin/python3 -m pytest
 
 SRCS := $(wildcard server/*.c ingest/*.c store/*.c api/*.c)
 LIB_SRCS := $(filter-out server/main.c,$(SRCS))
-OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o)
-LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# schemas/*.avsc are built in as C strings (gd_schema_<name>)
+AVSC := $(wildcard schemas/*.avsc)
+OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o
+LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
@@ -49,6 +52,18 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
 
+$(BUILD)/gen/schemas.c: $(AVSC)
+	@mkdir -p $(dir $@)
+	@for f in $(AVSC); do \
+	    printf 'const char gd_schema_%s[] =\n' "$$(basename $$f .avsc)"; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $$f; \
+	    printf '    ;\n'; \
+	done > $@
+
+$(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
+
 $(BUILD)/gamingd: $(OBJS)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
@@ -62,8 +77,14 @@ run: all
 unit: deps-check $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-integration: deps-check $(BUILD)/gamingd
-	GAMINGD_BIN=$(abspath $(BUILD)/gamingd) $(PYTEST) -q tests/integration
+# librdkafka's mock cluster as a broker process for the Kafka tests
+$(BUILD)/mock_broker: tests/kafka/mock_broker.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $< $(LDFLAGS) -lrdkafka
+
+integration: deps-check $(BUILD)/gamingd $(BUILD)/mock_broker
+	GAMINGD_BIN=$(abspath $(BUILD)/gamingd) MOCK_BROKER_BIN=$(abspath $(BUILD)/mock_broker) \
+	    $(PYTEST) -q tests/integration
 
 test: unit integration
 

@@ -69,6 +69,36 @@ static void metric(gd_buf *b, const char *name, const char *type, const char *he
     gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Only with --brokers: the consumers' lag and the producer's progress. */
+static void kafka_metrics(const gd_config *cfg, const gd_counters *c, gd_buf *b)
+{
+    bool consuming = cfg->source == GD_SRC_KAFKA;
+    if (consuming) {
+        metric(b, "gamingd_kafka_consumer_lag", "gauge",
+               "Records between the committed position and the high-water marks, by topic (activity: assigned partitions).");
+        for (int t = 0; t < GD_TOPIC_COUNT; t++)
+            gd_buf_printf(b, "gamingd_kafka_consumer_lag{topic=\"%s\"} %lld\n", cfg->topics[t],
+                          (long long)atomic_load(&c->consumer_lag[t]));
+        metric(b, "gamingd_kafka_rebalances_total", "counter", "Activity partitions assigned or revoked.");
+        gd_buf_printf(b, "gamingd_kafka_rebalances_total %llu\n", (unsigned long long)atomic_load(&c->kafka_rebalances));
+    }
+    metric(b, "gamingd_kafka_up", "gauge", "0 while a Kafka client reaches no broker.");
+    gd_buf_printf(b, "gamingd_kafka_up %d\n", atomic_load(&c->kafka_unreachable) ? 0 : 1);
+    metric(b, "gamingd_kafka_errors_total", "counter", "Errors reported by the Kafka clients (they retry by themselves).");
+    gd_buf_printf(b, "gamingd_kafka_errors_total %llu\n", (unsigned long long)atomic_load(&c->kafka_errors));
+    metric(b, "gamingd_kafka_produced_total", "counter", "Enriched records handed to the producer.");
+    gd_buf_printf(b, "gamingd_kafka_produced_total %llu\n", (unsigned long long)atomic_load(&c->kafka_produced));
+    metric(b, "gamingd_kafka_delivered_total", "counter", "Records the brokers acknowledged (output and dead letters).");
+    gd_buf_printf(b, "gamingd_kafka_delivered_total %llu\n", (unsigned long long)atomic_load(&c->kafka_delivered));
+    metric(b, "gamingd_kafka_delivery_failures_total", "counter", "Records the brokers refused for good.");
+    gd_buf_printf(b, "gamingd_kafka_delivery_failures_total %llu\n",
+                  (unsigned long long)atomic_load(&c->kafka_delivery_failed));
+    metric(b, "gamingd_dead_letters_total", "counter", "Bad records written to <topic>.dlq, by source topic.");
+    for (int t = 0; t < GD_TOPIC_COUNT; t++)
+        gd_buf_printf(b, "gamingd_dead_letters_total{topic=\"%s\"} %llu\n", cfg->topics[t],
+                      (unsigned long long)atomic_load(&c->dead_letters[t]));
+}
+
 static void route_metrics(gd_api *api, gd_reply *r)
 {
     const gd_counters *c = api->ctx.counters;
@@ -111,6 +141,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_buf_printf(b, "gamingd_lmdb_size_bytes %zu\n", gd_store_size(api->ctx.store));
     metric(b, "gamingd_ready", "gauge", "1 when the store is open and the sources are caught up.");
     gd_buf_printf(b, "gamingd_ready %d\n", atomic_load(&c->ready) ? 1 : 0);
+    if (cfg->brokers[0]) kafka_metrics(cfg, c, b);
     gd_push_metrics(api->push, b);
     metric(b, "gamingd_http_requests_total", "counter", "HTTP requests by route and status.");
     for (int rt = 0; rt < R_COUNT; rt++)

@@ -6,8 +6,10 @@
  * transaction per batch receives the dirty rows, the source position, the
  * stream time and the counters, and commits them together, so a crash at any
  * point restarts from a cut where state and position agree (SPEC §9). The
- * output is flushed before the commit: after a crash it may repeat records,
- * never miss one (at-least-once).
+ * outputs (the file, the Kafka producer) are flushed before the commit:
+ * after a crash they may repeat records, never miss one (at-least-once).
+ * When the brokers do not acknowledge in time the commit is postponed, not
+ * skipped: state and position stay uncommitted together.
  *
  * A batch ends when the source has nothing more for now and the commit
  * interval has passed (live data: state at most that old), or, while records
@@ -34,6 +36,11 @@ struct gd_engine {
     gd_source *src;
     gd_counters *pub;
     gd_hub *hub; /* push streams, or NULL */
+    const atomic_bool *stop;
+    gd_registry *registry; /* --schema-registry, or NULL */
+    gd_avro_reader *avro;
+    gd_output *kafka_out;  /* output topic and dead letters, or NULL */
+    int failed;            /* an output error that ends the run */
     gd_refs refs;
     gd_windows win;        /* the tables feeding the figures, or all of them */
     gd_windows win_worker; /* the other tables, when a worker thread runs them */
@@ -49,7 +56,7 @@ struct gd_engine {
     gd_arena scratch; /* per record */
     FILE *out;
     gd_buf outbuf, tmp;
-    gd_ratelimit bad_log;
+    gd_ratelimit bad_log, postpone_log;
 };
 
 enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10 };
@@ -138,8 +145,18 @@ static void set_push_horizons(gd_engine *e)
     }
 }
 
+static int open_kafka_parts(gd_engine *e)
+{
+    const gd_config *cfg = e->cfg;
+    int rc = cfg->schema_registry[0] ? gd_registry_open(&e->registry, cfg->schema_registry, cfg->schema_registry_auth)
+                                     : GD_OK;
+    if (!rc) rc = gd_avro_reader_new(&e->avro, e->registry);
+    if (!rc) rc = gd_output_open(&e->kafka_out, cfg, e->pub, e->registry, e->stop);
+    return rc;
+}
+
 int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_source *src,
-                   gd_counters *counters, gd_hub *hub)
+                   gd_counters *counters, gd_hub *hub, const atomic_bool *stop)
 {
     gd_engine *e = calloc(1, sizeof *e);
     if (!e) return GD_ENOMEM;
@@ -148,6 +165,7 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
     e->src = src;
     e->pub = counters;
     e->hub = hub;
+    e->stop = stop;
     e->stream_time = INT64_MIN;
     gd_refs_init(&e->refs);
     uint32_t mine = cfg->ingest_threads > 1 ? gd_windows_figure_tables() : GD_ALL_TABLES;
@@ -163,7 +181,8 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
             return GD_ERR;
         }
     }
-    int rc = load_state(e);
+    int rc = open_kafka_parts(e);
+    if (!rc) rc = load_state(e);
     if (!rc && cfg->ingest_threads > 1) rc = gd_worker_start(&e->worker, &e->win_worker, e->store);
     if (rc) {
         gd_engine_close(e);
@@ -183,6 +202,9 @@ void gd_engine_close(gd_engine *e)
     gd_worker_stop(e->worker);
     if (e->txn) mdb_txn_abort(e->txn);
     if (e->out) fclose(e->out);
+    gd_output_close(e->kafka_out);
+    gd_avro_reader_free(e->avro);
+    gd_registry_close(e->registry);
     gd_refs_free(&e->refs);
     gd_windows_free(&e->win);
     gd_windows_free(&e->win_worker);
@@ -211,9 +233,17 @@ static int begin_batch(gd_engine *e)
     return gd_store_begin_write(e->store, &e->txn);
 }
 
+/* GD_AGAIN: the brokers have not acknowledged the output yet; the batch
+ * stays open and the commit is tried again an interval later. */
 static int commit_batch(gd_engine *e)
 {
     if (!e->txn) return GD_OK;
+    if (gd_output_flush(e->kafka_out)) {
+        if (gd_ratelimit_allow(&e->postpone_log))
+            gd_warn("kafka: output not acknowledged yet; state commit postponed");
+        e->batch_start_ns = gd_mono_ns();
+        return GD_AGAIN;
+    }
     if (e->worker) gd_worker_drain(e->worker); /* its tables are ours until the next push */
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
     if (!rc) rc = gd_windows_flush(&e->win, e->store, e->txn, e->stream_time);
@@ -240,16 +270,20 @@ static int commit_batch(gd_engine *e)
     rc = gd_store_commit(e->txn);
     e->txn = NULL;
     if (!rc && e->worker) rc = gd_worker_renew(e->worker); /* drained: it sees the commit */
+    if (!rc && e->src->committed) e->src->committed(e->src);
     if (!rc) publish_counters(e);
     return rc;
 }
 
-static void count_bad(gd_engine *e, gd_topic topic, const char *why)
+/* Counted, logged (rate limited), sent to the dead-letter topic, skipped. */
+static void count_bad(gd_engine *e, const gd_record *rec, const char *why)
 {
+    gd_topic topic = rec->topic;
+    why = why ? why : "undecodable";
     e->n.bad_records[topic]++;
     if (gd_ratelimit_allow(&e->bad_log))
-        gd_warn("bad record on %s skipped: %s", topic < GD_TOPIC_COUNT ? e->cfg->topics[topic] : "an unknown topic",
-                why ? why : "undecodable");
+        gd_warn("bad record on %s skipped: %s", topic < GD_TOPIC_COUNT ? e->cfg->topics[topic] : "an unknown topic", why);
+    if (gd_output_dead_letter(e->kafka_out, rec, why)) e->failed = GD_ERR;
 }
 
 /* A reference row after its change (row NULL: deleted) to its push stream. */
@@ -280,22 +314,22 @@ static void process_reference(gd_engine *e, const gd_record *rec)
     const char *why = NULL;
     gd_str key = rec->key;
     if (!rec->value.p) { /* tombstone */
-        if (!key.p || !key.len) return count_bad(e, rec->topic, "tombstone without a key");
+        if (!key.p || !key.len) return count_bad(e, rec, "tombstone without a key");
         gd_refs_delete(&e->refs, rec->topic, key);
         return publish_reference(e, rec->topic, key, NULL);
     }
     if (rec->topic == GD_TOPIC_GAMES) {
         gd_game g;
-        if (gd_decode_game(rec->value, &e->scratch, &g, &why)) return count_bad(e, rec->topic, why);
+        if (gd_decode_game(e->avro, rec->value, &e->scratch, &g, &why)) return count_bad(e, rec, why);
         if (!key.p || !key.len) key = g.game_id;
-        if (!key.p || !key.len) return count_bad(e, rec->topic, "no record key and no game_id");
+        if (!key.p || !key.len) return count_bad(e, rec, "no record key and no game_id");
         gd_refs_put_game(&e->refs, key, &g);
         publish_reference(e, rec->topic, key, &g);
     } else {
         gd_player p;
-        if (gd_decode_player(rec->value, &e->scratch, &p, &why)) return count_bad(e, rec->topic, why);
+        if (gd_decode_player(e->avro, rec->value, &e->scratch, &p, &why)) return count_bad(e, rec, why);
         if (!key.p || !key.len) key = p.player_id;
-        if (!key.p || !key.len) return count_bad(e, rec->topic, "no record key and no player_id");
+        if (!key.p || !key.len) return count_bad(e, rec, "no record key and no player_id");
         gd_refs_put_player(&e->refs, key, &p);
         publish_reference(e, rec->topic, key, &p);
     }
@@ -305,8 +339,8 @@ static void process_activity(gd_engine *e, const gd_record *rec)
 {
     const char *why = NULL;
     gd_activity a;
-    if (!rec->value.p) return count_bad(e, rec->topic, "activity tombstone");
-    if (gd_decode_activity(rec->value, &e->scratch, &a, &why)) return count_bad(e, rec->topic, why);
+    if (!rec->value.p) return count_bad(e, rec, "activity tombstone");
+    if (gd_decode_activity(e->avro, rec->value, &e->scratch, &a, &why)) return count_bad(e, rec, why);
     if (a.activity_timestamp > e->stream_time) e->stream_time = a.activity_timestamp;
     gd_enriched en;
     gd_enrich(&en, &a, &e->refs, gd_now_ms());
@@ -325,12 +359,17 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     e->n.records_out++;
     e->last_lag_ms = en.processing_timestamp - a.activity_timestamp;
     bool push = e->hub && gd_hub_wanted(e->hub, GD_STREAM_ENRICHED, en.seq);
-    if (push || e->out) { /* rendered once, for both */
+    gd_str json = GD_STR_NULL;
+    if (push || e->out || gd_output_wants_json(e->kafka_out)) { /* rendered once, for all */
         size_t at = e->outbuf.len;
         gd_render_enriched(&en, &e->outbuf);
-        if (push) gd_hub_publish(e->hub, GD_STREAM_ENRICHED, en.seq, e->outbuf.p + at, e->outbuf.len - at);
+        json = (gd_str){e->outbuf.p + at, (uint32_t)(e->outbuf.len - at)};
+        if (push) gd_hub_publish(e->hub, GD_STREAM_ENRICHED, en.seq, json.p, json.len);
+        if (gd_output_enriched(e->kafka_out, &en, json)) e->failed = GD_ERR;
         if (e->out) gd_buf_putc(&e->outbuf, '\n');
         else e->outbuf.len = at;
+    } else if (gd_output_enriched(e->kafka_out, &en, json)) {
+        e->failed = GD_ERR;
     }
 }
 
@@ -348,14 +387,22 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-int gd_engine_run(gd_engine *e, const atomic_bool *stop)
+/* A commit the brokers postponed is not an error: the run goes on. */
+static int commit_or_postpone(gd_engine *e)
+{
+    int rc = commit_batch(e);
+    return rc == GD_AGAIN ? GD_OK : rc;
+}
+
+int gd_engine_run(gd_engine *e)
 {
     int rc = GD_OK;
-    bool at_end = false;
-    if (e->src->endless) atomic_store(&e->pub->ready, true); /* nothing to catch up to */
-    while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+    bool at_end = false, ready = false;
+    while (!atomic_load_explicit(e->stop, memory_order_relaxed)) {
+        if (!ready && e->src->endless && e->src->caught_up) /* serving live data */
+            atomic_store(&e->pub->ready, ready = true);
         if ((rc = begin_batch(e))) break;
-        gd_record rec;
+        gd_record rec = {.topic = GD_TOPIC_UNKNOWN};
         int got = e->src->next(e->src, &rec);
         if (got == GD_OK) {
             at_end = false;
@@ -364,18 +411,18 @@ int gd_engine_run(gd_engine *e, const atomic_bool *stop)
             if (e->outbuf.len >= OUTBUF_FLUSH && (rc = write_output(e))) break;
         } else if (got == GD_EBADREC) {
             e->n.records_in[rec.topic]++;
-            count_bad(e, rec.topic, e->src->error);
+            count_bad(e, &rec, e->src->error);
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
             bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;
             bool purge = e->win.purge_pending || e->win_worker.purge_pending;
             if ((e->batch_records || purge) && (got == GD_EOF || due)) {
-                if ((rc = commit_batch(e))) break;
+                if ((rc = commit_or_postpone(e))) break;
                 continue;
             }
             if (got == GD_EOF && !at_end) {
                 /* everything applied and committed: caught up */
-                if ((rc = commit_batch(e))) break;
+                if ((rc = commit_or_postpone(e))) break;
                 at_end = true;
                 atomic_store(&e->pub->ready, true);
                 gd_info("source %s applied to its end", e->src->kind);
@@ -387,12 +434,18 @@ int gd_engine_run(gd_engine *e, const atomic_bool *stop)
             rc = got;
             break;
         }
+        if (e->failed) {
+            rc = e->failed;
+            break;
+        }
         if (e->batch_records >= e->cfg->batch_records ||
             (e->batch_records % 256 == 0 &&
              gd_mono_ns() - e->batch_start_ns >= BUSY_COMMIT_FACTOR * e->cfg->commit_interval_ms * 1000000)) {
-            if ((rc = commit_batch(e))) break;
+            if ((rc = commit_or_postpone(e))) break;
         }
     }
-    int crc = commit_batch(e);
-    return rc ? rc : crc;
+    if (rc) return rc; /* uncommitted: read again after a restart */
+    rc = commit_batch(e);
+    if (rc == GD_AGAIN) gd_error("kafka: the brokers did not acknowledge the output; the last records will be read again at restart");
+    return rc;
 }

@@ -64,6 +64,7 @@ gd_generator *gd_generator_new(const gd_generator_opts *o)
 
 void gd_generator_free(gd_generator *g) { free(g); }
 uint64_t gd_generator_count(const gd_generator *g) { return g->records; }
+uint64_t gd_generator_activities(const gd_generator *g) { return g->activities; }
 
 static void field_sep(gd_buf *b)
 {
@@ -257,50 +258,6 @@ bool gd_generator_next(gd_generator *g, gd_topic *topic, gd_buf *key, gd_buf *va
 
 /* ---- gamingd generate --out FILE ---- */
 
-int gd_generate_file(const gd_config *cfg)
-{
-    FILE *f = fopen(cfg->out_path, "w");
-    if (!f) {
-        perror(cfg->out_path);
-        return 1;
-    }
-    int64_t span = (int64_t)((double)cfg->events * 1000.0 / cfg->rate);
-    gd_generator_opts o = {.seed = cfg->seed, .rate = cfg->rate, .bad_ratio = 0.0005,
-                           .start_ms = cfg->start_ms >= 0 ? cfg->start_ms : gd_now_ms() - span};
-    gd_generator *g = gd_generator_new(&o);
-    gd_buf key = {0}, val = {0}, line = {0};
-    uint64_t offsets[GD_TOPIC_COUNT + 1] = {0};
-    while (g->activities < cfg->events) {
-        gd_topic topic;
-        bool present = gd_generator_next(g, &topic, &key, &val);
-        gd_buf_clear(&line);
-        gd_str v = present ? (gd_str){val.p, (uint32_t)val.len} : GD_STR_NULL;
-        bool kcat = (g->records % 10) == 3; /* a tenth as kcat -J envelopes */
-        gd_buf_puts(&line, "{\"topic\":");
-        gd_json_put_cstr(&line, cfg->topics[topic]);
-        if (kcat) gd_buf_printf(&line, ",\"partition\":0,\"offset\":%llu,\"tstype\":\"create\",\"ts\":%lld,\"broker\":1",
-                                (unsigned long long)offsets[topic], (long long)o.start_ms);
-        gd_buf_puts(&line, ",\"key\":");
-        gd_json_put_str(&line, (gd_str){key.p, (uint32_t)key.len});
-        gd_buf_puts(&line, kcat ? ",\"payload\":" : ",\"value\":");
-        if (!v.p) gd_buf_puts(&line, "null");
-        else if (kcat) gd_json_put_str(&line, v);
-        else gd_buf_put(&line, v.p, v.len);
-        gd_buf_puts(&line, "}\n");
-        offsets[topic]++;
-        fwrite(line.p, 1, line.len, f);
-    }
-    gd_buf_free(&key);
-    gd_buf_free(&val);
-    gd_buf_free(&line);
-    gd_generator_free(g);
-    if (fclose(f)) {
-        perror(cfg->out_path);
-        return 1;
-    }
-    return 0;
-}
-
 /* ---- the live source ---- */
 
 typedef struct {
@@ -362,7 +319,7 @@ gd_source *gd_generator_source_open(const gd_config *cfg)
         free(s);
         return NULL;
     }
-    s->base = (gd_source){.kind = "generator", .identity = "generator", .endless = true, .next = gen_next, .position = gen_position,
+    s->base = (gd_source){.kind = "generator", .identity = "generator", .endless = true, .caught_up = true, .next = gen_next, .position = gen_position,
                           .seek = gen_seek, .close = gen_close};
     s->rate = cfg->rate;
     s->t0_ns = gd_mono_ns();

@@ -23,7 +23,8 @@ typedef struct gd_source gd_source;
 struct gd_source {
     const char *kind;
     const char *identity; /* which data: "generator", "file:/abs/path" */
-    bool endless; /* live data with no end to catch up to (the generator) */
+    bool endless;   /* live data with no end of its own (generator, Kafka) */
+    bool caught_up; /* an endless source sets it once it serves live data */
     /* GD_OK with *rec filled (spans valid until the next call), GD_AGAIN when
      * nothing is ready now, GD_EOF when the source is finished, GD_EBADREC
      * for a record it cannot even frame (rec->topic set where known). */
@@ -31,12 +32,17 @@ struct gd_source {
     /* The position after the last record returned. */
     void (*position)(gd_source *src, gd_buf *out);
     int (*seek)(gd_source *src, gd_str position);
+    /* After each LMDB commit of the position, or NULL. */
+    void (*committed)(gd_source *src);
     void (*close)(gd_source *src);
     const char *error; /* why the last GD_EBADREC */
 };
 
 gd_source *gd_file_source_open(const gd_config *cfg, const char *path);
 gd_source *gd_generator_source_open(const gd_config *cfg);
+typedef struct gd_counters gd_counters;
+/* kafka_source.c: counters receive consumer lag, rebalances, reachability. */
+gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters);
 
 /* Topic name -> gd_topic, with the configured names. */
 gd_topic gd_topic_lookup(const gd_config *cfg, gd_str name);
@@ -57,10 +63,12 @@ gd_generator *gd_generator_new(const gd_generator_opts *o);
 /* The next record: its topic, key and JSON value; false for a tombstone.
  * Values of deliberately bad records may not parse at all. */
 bool gd_generator_next(gd_generator *g, gd_topic *topic, gd_buf *key, gd_buf *value);
-uint64_t gd_generator_count(const gd_generator *g);
+uint64_t gd_generator_count(const gd_generator *g);      /* records produced */
+uint64_t gd_generator_activities(const gd_generator *g); /* of them activity */
 void gd_generator_free(gd_generator *g);
-/* gamingd generate --out FILE: returns a process exit code. */
-int gd_generate_file(const gd_config *cfg);
+/* gamingd generate (generate.c): --out FILE as JSON lines, or --brokers LIST
+ * into the three topics as JSON or Avro. Returns a process exit code. */
+int gd_generate(const gd_config *cfg, const atomic_bool *stop);
 
 /* ---- the enriched record ----
  * Its fields in output order (schemas/gaming_intelligence.avsc): the data
@@ -86,13 +94,67 @@ static inline unsigned gd_stream_count(void) { return 1u + (unsigned)gd_table_co
 /* NULL past the last stream. */
 const char *gd_stream_name(unsigned stream);
 
-/* ---- decoding (JSON values; Avro comes with the Kafka source) ---- */
-int gd_decode_activity(gd_str value, gd_arena *scratch, gd_activity *out, const char **why);
-int gd_decode_game(gd_str value, gd_arena *scratch, gd_game *out, const char **why);
-int gd_decode_player(gd_str value, gd_arena *scratch, gd_player *out, const char **why);
+/* ---- the Schema Registry (registry.c) ---- */
+typedef struct gd_registry gd_registry;
+/* auth: "user:secret" or "" */
+int gd_registry_open(gd_registry **out, const char *url, const char *auth);
+void gd_registry_close(gd_registry *r);
+/* The schema with this id, as JSON text. */
+int gd_registry_fetch(gd_registry *r, int32_t id, gd_buf *schema_json);
+/* Registers the schema under the subject (or finds it there); *id its id. */
+int gd_registry_register(gd_registry *r, const char *subject, const char *schema_json, int32_t *id);
+
+/* ---- Avro in the Confluent wire format (avro.c) ---- */
+/* The .avsc files of schemas/, built into the binary. */
+extern const char gd_schema_gaming_intelligence[], gd_schema_gaming_games[], gd_schema_gaming_players[],
+    gd_schema_gaming_player_activity[];
+/* Writes records of a record schema whose fields are found by name among
+ * names[0..n); values are then given in that order. */
+typedef struct gd_avro_writer gd_avro_writer;
+int gd_avro_writer_new(gd_avro_writer **out, const char *schema_json, const char *const *names, size_t n);
+/* Appends byte 0, the id, the record; GD_EBADREC when a value does not fit
+ * its field (null in a required field, say), leaving out as it was. */
+int gd_avro_write(const gd_avro_writer *w, int32_t schema_id, const gd_value *values, gd_buf *out);
+void gd_avro_writer_free(gd_avro_writer *w);
+/* Reads source values, fetching writer schemas from the registry (NULL: an
+ * Avro value is a bad record) and caching them by id. */
+typedef struct gd_avro_reader gd_avro_reader;
+int gd_avro_reader_new(gd_avro_reader **out, gd_registry *registry);
+void gd_avro_reader_free(gd_avro_reader *r);
+
+/* ---- decoding: JSON or Avro, told apart per record ---- */
+int gd_decode_activity(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_activity *out,
+                       const char **why);
+int gd_decode_game(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_game *out, const char **why);
+int gd_decode_player(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_player *out, const char **why);
+
+/* ---- the Kafka producer (kafka_sink.c) ---- */
+typedef struct gd_kafka_sink gd_kafka_sink;
+/* counters may be NULL; stop ends a wait for room in a full queue. */
+int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *counters, const atomic_bool *stop);
+/* Creates the topic when missing; a refusal is a warning, not an error. */
+void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms);
+/* Queues one record (error_header: an `error` header, or NULL). */
+int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header);
+/* GD_OK once every queued record is acknowledged, GD_AGAIN after timeout_ms. */
+int gd_kafka_sink_flush(gd_kafka_sink *s, int timeout_ms);
+void gd_kafka_sink_close(gd_kafka_sink *s);
+
+/* ---- the enriched stream and dead letters to Kafka (output.c) ---- */
+typedef struct gd_output gd_output;
+/* *out stays NULL without --brokers. registry: for Avro output. */
+int gd_output_open(gd_output **out, const gd_config *cfg, gd_counters *counters, gd_registry *registry,
+                   const atomic_bool *stop);
+/* Whether gd_output_enriched wants the record's JSON. */
+bool gd_output_wants_json(const gd_output *o);
+int gd_output_enriched(gd_output *o, const gd_enriched *en, gd_str json);
+int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
+/* Before each LMDB commit: GD_OK once the brokers hold everything produced. */
+int gd_output_flush(gd_output *o);
+void gd_output_close(gd_output *o);
 
 /* ---- counters, read by the HTTP threads ---- */
-typedef struct {
+struct gd_counters {
     _Atomic uint64_t records_in[GD_TOPIC_COUNT + 1];
     _Atomic uint64_t bad_records[GD_TOPIC_COUNT + 1];
     _Atomic uint64_t late_records;
@@ -105,15 +167,21 @@ typedef struct {
     _Atomic uint64_t hot_window_bytes; /* open windows held in memory */
     _Atomic uint64_t ingest_rate;      /* records/s over the last second or more */
     _Atomic bool ready;           /* store open and source caught up */
-} gd_counters;
+    /* Kafka (not persisted: counted since start) */
+    _Atomic int64_t consumer_lag[GD_TOPIC_COUNT]; /* records behind the high-water marks */
+    _Atomic unsigned kafka_unreachable;           /* bit per client: every broker down */
+    _Atomic uint64_t kafka_errors, kafka_rebalances;
+    _Atomic uint64_t kafka_produced, kafka_delivered, kafka_delivery_failed;
+    _Atomic uint64_t dead_letters[GD_TOPIC_COUNT];
+};
 
 /* ---- the engine ---- */
 typedef struct gd_engine gd_engine;
-/* hub: where changes are pushed, or NULL. */
+/* hub: where changes are pushed, or NULL; stop: set to end the run. */
 int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_source *src,
-                   gd_counters *counters, gd_hub *hub);
+                   gd_counters *counters, gd_hub *hub, const atomic_bool *stop);
 /* Runs until *stop is set or the source fails; commits before returning. */
-int gd_engine_run(gd_engine *e, const atomic_bool *stop);
+int gd_engine_run(gd_engine *e);
 void gd_engine_close(gd_engine *e);
 
 #endif

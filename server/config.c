@@ -133,6 +133,10 @@ static int set_push_buffer(gd_config *cfg, const char *v)
     return GD_OK;
 }
 static int set_out(gd_config *cfg, const char *v) { return COPY(out_path); }
+static int set_generate_format(gd_config *cfg, const char *v)
+{
+    return strcmp(v, "avro") && strcmp(v, "json") ? GD_ERR : COPY(generate_format);
+}
 static int set_events(gd_config *cfg, const char *v)
 {
     int64_t n;
@@ -170,6 +174,7 @@ static const gd_option options[] = {
     {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads},
     {"--push-buffer", "GAMINGD_PUSH_BUFFER", "N", "events each push stream keeps for Last-Event-ID resumption and slow subscribers (default 8192)", set_push_buffer},
     {"--out", NULL, "FILE", "generate: file to write", set_out},
+    {"--format", NULL, "json|avro", "generate --brokers: value format (default json; avro needs --schema-registry)", set_generate_format},
     {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events},
     {"--start", NULL, "MS", "generate: event time of the first activity (default: now minus the span)", set_start},
 };
@@ -181,6 +186,8 @@ static void usage(FILE *f)
             "usage: gamingd [serve] [flags]       run the daemon\n"
             "       gamingd generate --out FILE [--events N] [--seed S] [--rate R] [--start MS]\n"
             "                                    write synthetic source records as JSON lines\n"
+            "       gamingd generate --brokers LIST [--format json|avro] [--events N] ...\n"
+            "                                    produce them into the three source topics\n"
             "\nflags (each also read from its environment variable):\n");
     for (int i = 0; i < NOPTIONS; i++) {
         char lhs[64];
@@ -199,6 +206,7 @@ static void defaults(gd_config *cfg)
     cfg->listen_port = 8080;
     strcpy(cfg->data_dir, "./data");
     strcpy(cfg->output_format, "avro");
+    strcpy(cfg->generate_format, "json");
     cfg->grace_ms = -1;
     cfg->retention_ms = 7LL * 24 * 3600 * 1000;
     cfg->rate = 1000;
@@ -271,8 +279,12 @@ int gd_config_parse(gd_config *cfg, int argc, char **argv)
         if (apply(cfg, o, val, "")) return GD_ERR;
     }
     if (cfg->brokers[0] && !cfg->output_path[0]) cfg->output_kafka = true;
-    if (cfg->command == GD_CMD_GENERATE && !cfg->out_path[0]) {
-        fprintf(stderr, "gamingd generate: --out FILE is required\n");
+    if (cfg->output_kafka && !cfg->brokers[0]) {
+        fprintf(stderr, "gamingd: --output kafka needs --brokers LIST\n");
+        return GD_ERR;
+    }
+    if (cfg->command == GD_CMD_GENERATE && !cfg->out_path[0] && !cfg->brokers[0]) {
+        fprintf(stderr, "gamingd generate: --out FILE or --brokers LIST is required\n");
         return GD_ERR;
     }
     return GD_OK;

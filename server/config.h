@@ -43,6 +43,7 @@ typedef struct {
     uint32_t push_buffer; /* events each push stream keeps for resumption */
     /* generate */
     char out_path[1024];
+    char generate_format[16]; /* json | avro, into Kafka */
     uint64_t events;
     int64_t start_ms;
 } gd_config;

@@ -3,7 +3,8 @@
  * serve: open the store, the source and the engine, start the HTTP API, then
  * run ingest on this thread until SIGTERM/SIGINT; then stop taking work,
  * commit, close the API and the store, and exit 0 (SPEC §9).
- * generate: write synthetic source records to a file. */
+ * generate: write synthetic source records to a file or to Kafka. */
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,14 +33,12 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static gd_source *open_source(const gd_config *cfg)
+static gd_source *open_source(const gd_config *cfg, gd_counters *counters)
 {
     switch (cfg->source) {
     case GD_SRC_FILE: return gd_file_source_open(cfg, cfg->source_path);
     case GD_SRC_GENERATOR: return gd_generator_source_open(cfg);
-    case GD_SRC_KAFKA:
-        gd_error("--source kafka is not available in this build yet; use generator or file:PATH");
-        return NULL;
+    case GD_SRC_KAFKA: return gd_kafka_source_open(cfg, counters);
     }
     return NULL;
 }
@@ -48,12 +47,8 @@ static gd_source *open_source(const gd_config *cfg)
  * than ignored: an ignored --api-keys would leave the API open. */
 static int refuse_unbuilt(const gd_config *cfg)
 {
-    const char *flag = cfg->output_kafka ? "--output kafka (or --brokers)"
-                       : cfg->schema_registry[0] ? "--schema-registry"
-                       : cfg->api_keys[0] ? "--api-keys"
-                                          : NULL;
-    if (!flag) return GD_OK;
-    gd_error("%s is not available in this build yet", flag);
+    if (!cfg->api_keys[0]) return GD_OK;
+    gd_error("--api-keys is not available in this build yet");
     return GD_ERR;
 }
 
@@ -79,7 +74,7 @@ static int serve(const gd_config *cfg)
     memset(&counters, 0, sizeof counters);
     atomic_store(&counters.stream_time, INT64_MIN);
     if (gd_store_open(&store, cfg->data_dir, cfg->map_size)) return 1;
-    gd_source *src = open_source(cfg);
+    gd_source *src = open_source(cfg, &counters);
     if (!src) {
         gd_store_close(&store);
         return 1;
@@ -89,12 +84,12 @@ static int serve(const gd_config *cfg)
     gd_api *api = NULL;
     gd_hub *hub = NULL;
     int rc = gd_hub_open(&hub, gd_stream_count(), cfg->push_buffer, PUSH_LINGER_MS);
-    if (!rc) rc = gd_engine_open(&engine, cfg, &store, src, &counters, hub);
+    if (!rc) rc = gd_engine_open(&engine, cfg, &store, src, &counters, hub, &stop_requested);
     if (!rc) rc = gd_api_start(&api, cfg, &store, &counters, hub);
     if (!rc) {
         gd_info("gamingd %s serving on http://%s:%d, source %s, data in %s", GD_VERSION,
                 cfg->listen_host, cfg->listen_port, src->kind, cfg->data_dir);
-        rc = gd_engine_run(engine, &stop_requested);
+        rc = gd_engine_run(engine);
         gd_info(rc ? "ingest stopped on an error" : "stopping: state committed");
     }
     gd_api_stop(api);
@@ -112,7 +107,9 @@ int main(int argc, char **argv)
     if (rc == GD_EOF) return 0;
     if (rc) return 2;
     install_signals();
-    int status = cfg.command == GD_CMD_GENERATE ? gd_generate_file(&cfg) : serve(&cfg);
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: the registry client */
+    int status = cfg.command == GD_CMD_GENERATE ? gd_generate(&cfg, &stop_requested) : serve(&cfg);
+    curl_global_cleanup();
     gd_config_free(&cfg);
     return status;
 }

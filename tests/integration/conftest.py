@@ -79,7 +79,7 @@ class Daemon:
 
     @property
     def cmd(self):
-        source = self.source if self.source == "generator" else "file:" + self.source
+        source = self.source if self.source in ("generator", "kafka") else "file:" + self.source
         return [self.binary, "--source", source, "--data-dir", self.data_dir,
                 "--listen", "127.0.0.1:%d" % self.port, "--output", "file:" + self.output] + self.args
 

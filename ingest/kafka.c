@@ -1,0 +1,72 @@
+/* kafka.c -- configuration and fault reporting shared by every Kafka handle.
+ *
+ * librdkafka retries and reconnects by itself; what gamingd adds is a clear
+ * line when a client loses every broker and another when traffic flows
+ * again, and the same fact as a metric (gamingd_kafka_up). The callbacks run
+ * on librdkafka's threads, so the only state they touch is atomic. */
+#include <stdio.h>
+#include <string.h>
+
+#include "kafka.h"
+
+static const char *role_name(gd_kafka_role r)
+{
+    return r == GD_KAFKA_REFERENCE ? "reference-table consumer"
+           : r == GD_KAFKA_ACTIVITY ? "activity consumer"
+                                    : "producer";
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    gd_kafka_client *c = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        unsigned bit = 1u << c->role;
+        unsigned was = c->counters ? atomic_fetch_or(&c->counters->kafka_unreachable, bit) : 0;
+        if (!(was & bit))
+            gd_warn("kafka %s: every broker is unreachable (%s); retrying, ingest resumes by itself",
+                    role_name(c->role), reason);
+        return;
+    }
+    if (c->counters) atomic_fetch_add(&c->counters->kafka_errors, 1);
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT) return; /* librdkafka logs each disconnect itself */
+    gd_warn("kafka %s: %s: %s", role_name(c->role), rd_kafka_err2name(err), reason);
+}
+
+void gd_kafka_reachable(gd_kafka_client *c)
+{
+    if (!c->counters) return;
+    unsigned bit = 1u << c->role;
+    if (!(atomic_load_explicit(&c->counters->kafka_unreachable, memory_order_relaxed) & bit)) return;
+    if (atomic_fetch_and(&c->counters->kafka_unreachable, ~bit) & bit)
+        gd_info("kafka %s: brokers reachable again", role_name(c->role));
+}
+
+static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, key, value, err, sizeof err) == RD_KAFKA_CONF_OK) return GD_OK;
+    gd_error("kafka property %s=%s: %s", key, value, err);
+    return GD_ERR;
+}
+
+rd_kafka_conf_t *gd_kafka_conf(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int rc = set_prop(conf, "bootstrap.servers", cfg->brokers);
+    if (!rc) rc = set_prop(conf, "client.id", "gamingd");
+    for (int i = 0; !rc && defaults && defaults[i]; i += 2) rc = set_prop(conf, defaults[i], defaults[i + 1]);
+    for (int i = 0; !rc && i < cfg->nkafka_props; i++) {
+        char key[256];
+        const char *eq = strchr(cfg->kafka_props[i], '=');
+        snprintf(key, sizeof key, "%.*s", (int)(eq - cfg->kafka_props[i]), cfg->kafka_props[i]);
+        rc = set_prop(conf, key, eq + 1);
+    }
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, client);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    return conf;
+}

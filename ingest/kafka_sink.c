@@ -1,0 +1,166 @@
+/* kafka_sink.c -- the producer: the enriched stream to its output topic
+ * (SPEC §7), bad records to `<topic>.dlq` (SPEC §9), and the records of
+ * `gamingd generate --brokers`.
+ *
+ * Idempotent, snappy, murmur2 partitioning on the record key (the partition
+ * a Java producer, and so ksqlDB, picks for the same key), and messages
+ * that never time out: while the brokers are away the records wait in
+ * librdkafka's queue, and when that queue is full produce waits for room,
+ * which holds ingest back instead of dropping output. The engine calls
+ * gd_kafka_sink_flush before each LMDB commit: the committed position never
+ * runs ahead of what the brokers acknowledged, so after a crash output may
+ * repeat but never miss a record (at-least-once). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+
+enum { CREATE_TIMEOUT_MS = 10000, QUEUE_FULL_WAIT_MS = 100 };
+
+struct gd_kafka_sink {
+    gd_kafka_client client;
+    rd_kafka_t *rk;
+    const atomic_bool *stop; /* a full queue is waited on until this is set */
+    bool queue_full_logged;
+    gd_ratelimit failure_log;
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    gd_kafka_sink *s = opaque;
+    gd_counters *c = s->client.counters;
+    if (!m->err) {
+        gd_kafka_reachable(&s->client);
+        if (c) atomic_fetch_add(&c->kafka_delivered, 1);
+        return;
+    }
+    if (c) atomic_fetch_add(&c->kafka_delivery_failed, 1);
+    if (gd_ratelimit_allow(&s->failure_log))
+        gd_error("kafka: a record to %s was not delivered: %s", rd_kafka_topic_name(m->rkt),
+                 rd_kafka_err2str(m->err));
+}
+
+int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *counters, const atomic_bool *stop)
+{
+    if (!cfg->brokers[0]) {
+        gd_error("Kafka output needs --brokers LIST");
+        return GD_ERR;
+    }
+    gd_kafka_sink *s = calloc(1, sizeof *s);
+    if (!s) return GD_ENOMEM;
+    s->client = (gd_kafka_client){.role = GD_KAFKA_PRODUCER, .counters = counters};
+    s->stop = stop;
+    static const char *const producer_defaults[] = {
+        "enable.idempotence", "true", "compression.type", "snappy", "partitioner", "murmur2_random",
+        "linger.ms", "5", "message.timeout.ms", "0", "queue.buffering.max.messages", "1000000", NULL};
+    rd_kafka_conf_t *conf = gd_kafka_conf(cfg, &s->client, producer_defaults);
+    if (!conf) {
+        free(s);
+        return GD_ERR;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, s);
+    char err[512];
+    s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!s->rk) {
+        gd_error("kafka: cannot create the producer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        free(s);
+        return GD_ERR;
+    }
+    *out = s;
+    return GD_OK;
+}
+
+/* Does the topic exist? -1: the brokers did not say. */
+static int topic_exists(gd_kafka_sink *s, const char *topic)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int exists = -1;
+    if (!rd_kafka_metadata(s->rk, 0, rkt, &md, CREATE_TIMEOUT_MS) && md->topic_cnt == 1)
+        exists = md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return exists;
+}
+
+void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms)
+{
+    if (topic_exists(s, topic) == 1) return;
+    char err[512], retention[32];
+    snprintf(retention, sizeof retention, "%lld", (long long)retention_ms);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof err);
+    if (retention_ms > 0) rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
+    else snprintf(retention, sizeof retention, "the brokers' default");
+    rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(s->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
+    rd_kafka_CreateTopics(s->rk, &nt, 1, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, CREATE_TIMEOUT_MS + 2000);
+    const char *why = "no answer from the brokers";
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if (ev) {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_event_CreateTopics_result(ev) ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n) : NULL;
+        code = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev) : n ? rd_kafka_topic_result_error(res[0]) : 0;
+        why = rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
+              : n && rd_kafka_topic_result_error_string(res[0]) ? rd_kafka_topic_result_error_string(res[0])
+                                                             : rd_kafka_err2str(code);
+    }
+    if (!code) gd_info("kafka: created topic %s (%d partitions, retention.ms %s)", topic, partitions, retention);
+    else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        gd_warn("kafka: the brokers did not create topic %s (%d partitions, retention.ms %s): %s; "
+                "producing to it anyway -- create it yourself if the brokers do not auto-create topics",
+                topic, partitions, retention, why);
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+}
+
+int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header)
+{
+    for (;;) {
+        rd_kafka_resp_err_t err;
+        if (error_header)
+            err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_KEY(key.p, key.len), RD_KAFKA_V_VALUE((void *)value.p, value.len),
+                                    RD_KAFKA_V_HEADER("error", error_header, -1), RD_KAFKA_V_END);
+        else
+            err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_KEY(key.p, key.len), RD_KAFKA_V_VALUE((void *)value.p, value.len),
+                                    RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(s->rk, 0); /* delivery reports */
+            if (!err) {
+                s->queue_full_logged = false;
+                return GD_OK;
+            }
+            gd_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+            return GD_ERR;
+        }
+        if (s->stop && atomic_load(s->stop)) {
+            gd_warn("kafka: stopping with the producer queue full; the records since the last commit will be read again");
+            return GD_ERR;
+        }
+        if (!s->queue_full_logged) gd_warn("kafka: producer queue full; waiting for the brokers");
+        s->queue_full_logged = true;
+        rd_kafka_poll(s->rk, QUEUE_FULL_WAIT_MS);
+    }
+}
+
+int gd_kafka_sink_flush(gd_kafka_sink *s, int timeout_ms)
+{
+    return rd_kafka_flush(s->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? GD_OK : GD_AGAIN;
+}
+
+void gd_kafka_sink_close(gd_kafka_sink *s)
+{
+    if (!s) return;
+    rd_kafka_destroy(s->rk);
+    free(s);
+}

@@ -1,0 +1,381 @@
+/* kafka_source.c -- the three source topics through librdkafka (SPEC §3).
+ *
+ * Two consumers. The reference consumer reads games and players whole --
+ * every partition, assigned, not in a group -- because every instance needs
+ * the whole tables for the join. The activity consumer reads activity in a
+ * consumer group (group.id, default "gamingd"), so instances share it.
+ *
+ * Phases: first the reference topics' partitions and high-water marks are
+ * looked up (retried while no broker answers), then the reference topics are
+ * read up to those marks -- so early activity is not left unenriched -- and
+ * only then is activity subscribed. From there on the reference consumer is
+ * polled before each activity record, so table updates keep flowing.
+ *
+ * Offsets: the position this source reports is the next offset of every
+ * partition it has read, and the engine commits it in the same LMDB
+ * transaction as the state it produced. On start the engine seeks the source
+ * to that position: reference partitions and assigned activity partitions
+ * start there, not at the group's committed offsets, so a kill -9 neither
+ * loses nor double-counts a record. The group's offsets are still committed
+ * (after each LMDB commit) so the usual lag tools see gamingd's progress. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+
+enum { METADATA_TIMEOUT_MS = 2000, WATERMARK_TIMEOUT_MS = 5000, RETRY_MS = 1000 };
+
+typedef enum { PHASE_DISCOVER, PHASE_LOAD_REFERENCES, PHASE_RUN } phase;
+
+/* Next offset per partition of one topic, -1 where nothing is known. */
+typedef struct {
+    int64_t *next;
+    int32_t n;
+} offsets;
+
+typedef struct {
+    gd_source base;
+    const gd_config *cfg;
+    gd_counters *counters;
+    gd_kafka_client ref_client, act_client;
+    rd_kafka_t *ref, *act;
+    phase phase;
+    int64_t retry_at_ms;
+    offsets pos[GD_TOPIC_COUNT];
+    offsets load_until[GD_TOPIC_COUNT]; /* reference high-water marks at start */
+    rd_kafka_topic_partition_list_t *assigned; /* activity partitions held now */
+    rd_kafka_message_t *held; /* the record last returned; its bytes stay valid until the next */
+    gd_ratelimit err_log;
+    char identity[800];
+} kafka_source;
+
+static int set_offset(offsets *o, int32_t partition, int64_t next)
+{
+    if (partition < 0) return GD_ERR;
+    if (partition >= o->n) {
+        int32_t n = partition + 1;
+        int64_t *grown = realloc(o->next, (size_t)n * sizeof *grown);
+        if (!grown) return GD_ENOMEM;
+        for (int32_t i = o->n; i < n; i++) grown[i] = -1;
+        o->next = grown;
+        o->n = n;
+    }
+    o->next[partition] = next;
+    return GD_OK;
+}
+
+static int64_t get_offset(const offsets *o, int32_t partition)
+{
+    return partition >= 0 && partition < o->n ? o->next[partition] : -1;
+}
+
+static void release_held(kafka_source *ks)
+{
+    if (ks->held) rd_kafka_message_destroy(ks->held);
+    ks->held = NULL;
+}
+
+/* ---- rebalances of the activity group ---- */
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque)
+{
+    gd_kafka_client *client = opaque;
+    kafka_source *ks = (kafka_source *)((char *)client - offsetof(kafka_source, act_client));
+    bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (ks->counters) atomic_fetch_add(&ks->counters->kafka_rebalances, 1);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* start where the committed state stands, else at the group's offset */
+        for (int i = 0; i < parts->cnt; i++) {
+            int64_t next = get_offset(&ks->pos[GD_TOPIC_ACTIVITY], parts->elems[i].partition);
+            parts->elems[i].offset = next >= 0 ? next : RD_KAFKA_OFFSET_STORED;
+        }
+        if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else rd_kafka_assign(rk, parts);
+        if (!cooperative || !ks->assigned) {
+            if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
+            ks->assigned = rd_kafka_topic_partition_list_copy(parts);
+        } else {
+            for (int i = 0; i < parts->cnt; i++)
+                rd_kafka_topic_partition_list_add(ks->assigned, parts->elems[i].topic, parts->elems[i].partition);
+        }
+        gd_info("kafka: %d activity partition(s) assigned to this instance", parts->cnt);
+        ks->base.caught_up = true;
+    } else {
+        if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+        else rd_kafka_assign(rk, NULL);
+        for (int i = 0; ks->assigned && i < parts->cnt; i++)
+            rd_kafka_topic_partition_list_del(ks->assigned, parts->elems[i].topic, parts->elems[i].partition);
+        gd_info("kafka: %d activity partition(s) revoked (%s)", parts->cnt, rd_kafka_err2str(err));
+    }
+}
+
+/* ---- phases ---- */
+
+static int32_t partition_count(kafka_source *ks, const char *topic)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(ks->ref, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(ks->ref, 0, rkt, &md, METADATA_TIMEOUT_MS);
+    int32_t n = -1;
+    if (!err && md->topic_cnt == 1) {
+        if (md->topics[0].err) {
+            gd_warn("kafka: topic %s: %s; its table stays empty until it exists and gamingd restarts", topic,
+                    rd_kafka_err2str(md->topics[0].err));
+            n = 0;
+        } else n = md->topics[0].partition_cnt;
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+static bool references_loaded(const kafka_source *ks)
+{
+    for (int t = GD_TOPIC_GAMES; t <= GD_TOPIC_PLAYERS; t++)
+        for (int32_t p = 0; p < ks->load_until[t].n; p++)
+            if (get_offset(&ks->pos[t], p) < ks->load_until[t].next[p]) return false;
+    return true;
+}
+
+/* Partitions and high-water marks of the reference topics, then read them
+ * from the committed position (or their beginning). GD_AGAIN: no broker yet. */
+static int discover(kafka_source *ks)
+{
+    if (gd_now_ms() < ks->retry_at_ms) return GD_AGAIN;
+    ks->retry_at_ms = gd_now_ms() + RETRY_MS;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(16);
+    int rc = GD_OK;
+    for (int t = GD_TOPIC_GAMES; !rc && t <= GD_TOPIC_PLAYERS; t++) {
+        const char *name = ks->cfg->topics[t];
+        int32_t n = partition_count(ks, name);
+        if (n < 0) {
+            rc = GD_AGAIN;
+            break;
+        }
+        for (int32_t p = 0; !rc && p < n; p++) {
+            int64_t lo, hi;
+            if (rd_kafka_query_watermark_offsets(ks->ref, name, p, &lo, &hi, WATERMARK_TIMEOUT_MS)) rc = GD_AGAIN;
+            else rc = set_offset(&ks->load_until[t], p, hi);
+            int64_t next = get_offset(&ks->pos[t], p);
+            rd_kafka_topic_partition_list_add(parts, name, p)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+        }
+    }
+    if (rc == GD_AGAIN) gd_warn("kafka: waiting for the brokers at %s to describe the reference topics", ks->cfg->brokers);
+    rd_kafka_resp_err_t err = rc ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_assign(ks->ref, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (err) {
+        gd_error("kafka: cannot assign the reference topics: %s", rd_kafka_err2str(err));
+        return GD_ERR;
+    }
+    if (rc) return rc;
+    gd_info("kafka: loading the reference topics %s and %s up to their high-water marks",
+            ks->cfg->topics[GD_TOPIC_GAMES], ks->cfg->topics[GD_TOPIC_PLAYERS]);
+    ks->phase = PHASE_LOAD_REFERENCES;
+    return GD_OK;
+}
+
+static int start_activity(kafka_source *ks)
+{
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, ks->cfg->topics[GD_TOPIC_ACTIVITY], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(ks->act, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        gd_error("kafka: cannot subscribe to %s: %s", ks->cfg->topics[GD_TOPIC_ACTIVITY], rd_kafka_err2str(err));
+        return GD_ERR;
+    }
+    gd_info("kafka: reference tables loaded; reading %s in group %s", ks->cfg->topics[GD_TOPIC_ACTIVITY],
+            ks->act_client.group);
+    ks->phase = PHASE_RUN;
+    return GD_OK;
+}
+
+/* ---- records ---- */
+
+static gd_topic topic_of(const kafka_source *ks, const rd_kafka_message_t *m)
+{
+    const char *name = rd_kafka_topic_name(m->rkt);
+    for (int t = 0; t < GD_TOPIC_COUNT; t++)
+        if (!strcmp(name, ks->cfg->topics[t])) return (gd_topic)t;
+    return GD_TOPIC_UNKNOWN;
+}
+
+/* One message from a consumer, or NULL; errors are logged and skipped. */
+static rd_kafka_message_t *poll_one(kafka_source *ks, rd_kafka_t *rk, gd_kafka_client *client)
+{
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 0);
+    if (!m) return NULL;
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && gd_ratelimit_allow(&ks->err_log))
+            gd_warn("kafka: %s", rd_kafka_message_errstr(m));
+        if (ks->counters && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            atomic_fetch_add(&ks->counters->kafka_errors, 1);
+        rd_kafka_message_destroy(m);
+        return NULL;
+    }
+    gd_kafka_reachable(client);
+    return m;
+}
+
+static int kafka_next(gd_source *src, gd_record *rec)
+{
+    kafka_source *ks = (kafka_source *)src;
+    release_held(ks);
+    if (ks->phase == PHASE_DISCOVER) {
+        int rc = discover(ks);
+        if (rc) return rc;
+    }
+    rd_kafka_message_t *m = poll_one(ks, ks->ref, &ks->ref_client);
+    if (!m && ks->phase == PHASE_LOAD_REFERENCES) {
+        if (!references_loaded(ks)) return GD_AGAIN;
+        int rc = start_activity(ks);
+        if (rc) return rc;
+    }
+    if (!m && ks->phase == PHASE_RUN) m = poll_one(ks, ks->act, &ks->act_client);
+    if (!m) return GD_AGAIN;
+    gd_topic t = topic_of(ks, m);
+    if (t == GD_TOPIC_UNKNOWN || set_offset(&ks->pos[t], m->partition, m->offset + 1)) {
+        rd_kafka_message_destroy(m);
+        return GD_AGAIN;
+    }
+    ks->held = m;
+    rec->topic = t;
+    rec->key = (gd_str){m->key ? (const char *)m->key : "", (uint32_t)m->key_len};
+    rec->value = m->payload ? (gd_str){(const char *)m->payload, (uint32_t)m->len} : GD_STR_NULL;
+    return GD_OK;
+}
+
+/* ---- position ---- */
+
+static int64_t topic_lag(kafka_source *ks, gd_topic t)
+{
+    rd_kafka_t *rk = t == GD_TOPIC_ACTIVITY ? ks->act : ks->ref;
+    int64_t lag = 0;
+    for (int32_t p = 0; p < ks->pos[t].n; p++) {
+        int64_t lo, hi, next = ks->pos[t].next[p];
+        if (t == GD_TOPIC_ACTIVITY && (!ks->assigned || !rd_kafka_topic_partition_list_find(
+                                                            ks->assigned, ks->cfg->topics[t], p)))
+            continue;
+        if (next >= 0 && !rd_kafka_get_watermark_offsets(rk, ks->cfg->topics[t], p, &lo, &hi) && hi > next)
+            lag += hi - next;
+    }
+    return lag;
+}
+
+/* "topic partition next-offset" lines. */
+static void kafka_position(gd_source *src, gd_buf *out)
+{
+    kafka_source *ks = (kafka_source *)src;
+    for (int t = 0; t < GD_TOPIC_COUNT; t++) {
+        for (int32_t p = 0; p < ks->pos[t].n; p++)
+            if (ks->pos[t].next[p] >= 0)
+                gd_buf_printf(out, "%s %d %lld\n", ks->cfg->topics[t], (int)p, (long long)ks->pos[t].next[p]);
+        if (ks->counters) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
+    }
+}
+
+static int kafka_seek(gd_source *src, gd_str position)
+{
+    kafka_source *ks = (kafka_source *)src;
+    char line[600];
+    const char *p = position.p, *end = position.p + position.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+        char name[512];
+        int partition;
+        long long next;
+        if (sscanf(line, "%511s %d %lld", name, &partition, &next) == 3) {
+            gd_topic t = gd_topic_lookup(ks->cfg, gd_str_c(name));
+            if (t != GD_TOPIC_UNKNOWN && set_offset(&ks->pos[t], partition, next)) return GD_ENOMEM;
+        }
+        p += n + 1;
+    }
+    return GD_OK;
+}
+
+/* After an LMDB commit: the group learns where the committed state stands. */
+static void kafka_committed(gd_source *src)
+{
+    kafka_source *ks = (kafka_source *)src;
+    if (ks->phase != PHASE_RUN || !ks->assigned || !ks->assigned->cnt) return;
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(ks->assigned->cnt);
+    for (int i = 0; i < ks->assigned->cnt; i++) {
+        int64_t next = get_offset(&ks->pos[GD_TOPIC_ACTIVITY], ks->assigned->elems[i].partition);
+        if (next >= 0) rd_kafka_topic_partition_list_add(commit, ks->assigned->elems[i].topic,
+                                                         ks->assigned->elems[i].partition)->offset = next;
+    }
+    if (commit->cnt) rd_kafka_commit(ks->act, commit, 1);
+    rd_kafka_topic_partition_list_destroy(commit);
+}
+
+static void kafka_close(gd_source *src)
+{
+    kafka_source *ks = (kafka_source *)src;
+    release_held(ks);
+    if (ks->act) {
+        rd_kafka_consumer_close(ks->act);
+        rd_kafka_destroy(ks->act);
+    }
+    if (ks->ref) {
+        rd_kafka_consumer_close(ks->ref);
+        rd_kafka_destroy(ks->ref);
+    }
+    if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
+    for (int t = 0; t < GD_TOPIC_COUNT; t++) {
+        free(ks->pos[t].next);
+        free(ks->load_until[t].next);
+    }
+    free(ks);
+}
+
+static rd_kafka_t *new_consumer(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = gd_kafka_conf(cfg, client, defaults);
+    if (!conf) return NULL;
+    if (client->role == GD_KAFKA_ACTIVITY) rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    size_t n = sizeof client->group;
+    if (rd_kafka_conf_get(conf, "group.id", client->group, &n) != RD_KAFKA_CONF_OK) client->group[0] = 0;
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) {
+        gd_error("kafka: cannot create a consumer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk); /* errors and rebalances come through consumer_poll */
+    return rk;
+}
+
+gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
+{
+    if (!cfg->brokers[0]) {
+        gd_error("--source kafka needs --brokers LIST");
+        return NULL;
+    }
+    kafka_source *ks = calloc(1, sizeof *ks);
+    if (!ks) return NULL;
+    ks->cfg = cfg;
+    ks->counters = counters;
+    ks->ref_client = (gd_kafka_client){.role = GD_KAFKA_REFERENCE, .counters = counters};
+    ks->act_client = (gd_kafka_client){.role = GD_KAFKA_ACTIVITY, .counters = counters};
+    /* offsets live in LMDB: nothing automatic; a new group starts at the beginning */
+    static const char *const consumer_defaults[] = {
+        "group.id", "gamingd", "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest", "enable.partition.eof", "false", NULL};
+    ks->ref = new_consumer(cfg, &ks->ref_client, consumer_defaults);
+    ks->act = ks->ref ? new_consumer(cfg, &ks->act_client, consumer_defaults) : NULL;
+    snprintf(ks->identity, sizeof ks->identity, "kafka:%s,%s,%s", cfg->topics[GD_TOPIC_GAMES],
+             cfg->topics[GD_TOPIC_PLAYERS], cfg->topics[GD_TOPIC_ACTIVITY]);
+    ks->base = (gd_source){.kind = "kafka", .identity = ks->identity, .endless = true, .next = kafka_next,
+                           .position = kafka_position, .seek = kafka_seek, .committed = kafka_committed,
+                           .close = kafka_close};
+    if (!ks->act) {
+        kafka_close(&ks->base);
+        return NULL;
+    }
+    return &ks->base;
+}
