@@ -97,9 +97,10 @@ asan:
 $(BUILD)/sse_load: tests/bench/sse_load.c
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $<
 
-bench: all $(BUILD)/sse_load
+bench: all $(BUILD)/sse_load $(BUILD)/mock_broker
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory deps
-	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd) --sse-load $(abspath $(BUILD)/sse_load)
+	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd) --sse-load $(abspath $(BUILD)/sse_load) \
+	    --mock-broker $(abspath $(BUILD)/mock_broker)
 
 clean:
 	rm -rf build

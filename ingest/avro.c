@@ -82,9 +82,11 @@ int gd_avro_writer_new(gd_avro_writer **out, const char *schema_json, const char
         wf->value_index = -1;
         for (size_t k = 0; k < n; k++)
             if (!strcmp(names[k], name)) wf->value_index = (int)k;
-        if (plan_writer_field(avro_schema_record_field_get_by_index(schema, (int)i), wf) ||
-            (wf->value_index < 0 && wf->null_branch < 0)) {
+        if (plan_writer_field(avro_schema_record_field_get_by_index(schema, (int)i), wf)) {
             gd_error("Avro schema field %s: gamingd cannot write its type", name);
+            rc = GD_ERR;
+        } else if (wf->value_index < 0 && wf->null_branch < 0) {
+            gd_error("Avro schema field %s is required and gamingd has no value for it", name);
             rc = GD_ERR;
         }
     }

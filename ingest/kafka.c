@@ -1,9 +1,12 @@
 /* kafka.c -- configuration and fault reporting shared by every Kafka handle.
  *
  * librdkafka retries and reconnects by itself; what gamingd adds is a clear
- * line when a client loses every broker and another when traffic flows
- * again, and the same fact as a metric (gamingd_kafka_up). The callbacks run
- * on librdkafka's threads, so the only state they touch is atomic. */
+ * line when a client loses every broker and another when it reaches one
+ * again, and the same fact as a metric (gamingd_kafka_up). Losing them is
+ * librdkafka's ALL_BROKERS_DOWN error; reaching one again is a record
+ * flowing, or a broker in state UP in the client's statistics, which come
+ * every second even when the topics are idle. The callbacks may run on
+ * librdkafka's threads, so the only state they touch is atomic. */
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +45,16 @@ void gd_kafka_reachable(gd_kafka_client *c)
         gd_info("kafka %s: brokers reachable again", role_name(c->role));
 }
 
+/* The statistics JSON names each broker's connection state; only brokers
+ * have upper-case states, so a plain search is enough. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    static const char up[] = "\"state\":\"UP\"";
+    if (memmem(json, len, up, sizeof up - 1)) gd_kafka_reachable(opaque);
+    return 0; /* librdkafka frees json */
+}
+
 static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value)
 {
     char err[512];
@@ -55,6 +68,7 @@ rd_kafka_conf_t *gd_kafka_conf(const gd_config *cfg, gd_kafka_client *client, co
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int rc = set_prop(conf, "bootstrap.servers", cfg->brokers);
     if (!rc) rc = set_prop(conf, "client.id", "gamingd");
+    if (!rc) rc = set_prop(conf, "statistics.interval.ms", "1000");
     for (int i = 0; !rc && defaults && defaults[i]; i += 2) rc = set_prop(conf, defaults[i], defaults[i + 1]);
     for (int i = 0; !rc && i < cfg->nkafka_props; i++) {
         char key[256];
@@ -68,5 +82,6 @@ rd_kafka_conf_t *gd_kafka_conf(const gd_config *cfg, gd_kafka_client *client, co
     }
     rd_kafka_conf_set_opaque(conf, client);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     return conf;
 }

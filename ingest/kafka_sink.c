@@ -16,7 +16,7 @@
 
 #include "kafka.h"
 
-enum { CREATE_TIMEOUT_MS = 10000, QUEUE_FULL_WAIT_MS = 100 };
+enum { CREATE_TIMEOUT_MS = 5000, QUEUE_FULL_WAIT_MS = 100 };
 
 struct gd_kafka_sink {
     gd_kafka_client client;
@@ -29,7 +29,7 @@ struct gd_kafka_sink {
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
-    gd_kafka_sink *s = opaque;
+    gd_kafka_sink *s = (gd_kafka_sink *)((char *)opaque - offsetof(gd_kafka_sink, client));
     gd_counters *c = s->client.counters;
     if (!m->err) {
         gd_kafka_reachable(&s->client);
@@ -60,8 +60,7 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
         free(s);
         return GD_ERR;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, s);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery); /* its opaque is &s->client, as for every callback */
     char err[512];
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!s->rk) {
@@ -74,16 +73,16 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
     return GD_OK;
 }
 
-/* Does the topic exist? -1: the brokers did not say. */
+/* Does the topic exist? -1: the brokers did not say. All topics are asked
+ * for, since asking for one by name makes some brokers auto-create it. */
 static int topic_exists(gd_kafka_sink *s, const char *topic)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
-    int exists = -1;
-    if (!rd_kafka_metadata(s->rk, 0, rkt, &md, CREATE_TIMEOUT_MS) && md->topic_cnt == 1)
-        exists = md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0;
-    if (md) rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
+    if (rd_kafka_metadata(s->rk, 1, NULL, &md, CREATE_TIMEOUT_MS)) return -1;
+    int exists = 0;
+    for (int i = 0; i < md->topic_cnt && !exists; i++)
+        exists = !strcmp(md->topics[i].topic, topic) && !md->topics[i].err && md->topics[i].partition_cnt > 0;
+    rd_kafka_metadata_destroy(md);
     return exists;
 }
 
@@ -98,6 +97,7 @@ void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partiti
     rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(s->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
     rd_kafka_CreateTopics(s->rk, &nt, 1, opt, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, CREATE_TIMEOUT_MS + 2000);
     const char *why = "no answer from the brokers";

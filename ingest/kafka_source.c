@@ -5,10 +5,11 @@
  * the whole tables for the join. The activity consumer reads activity in a
  * consumer group (group.id, default "gamingd"), so instances share it.
  *
- * Phases: first the reference topics' partitions and high-water marks are
- * looked up (retried while no broker answers), then the reference topics are
- * read up to those marks -- so early activity is not left unenriched -- and
- * only then is activity subscribed. From there on the reference consumer is
+ * Phases: first the reference topics' partitions are looked up (retried
+ * while no broker answers), then the reference topics are read until every
+ * partition has reported its end (the high-water mark as the consumer sees
+ * it, past transaction markers too) -- so early activity is not left
+ * unenriched -- and only then is activity subscribed. From there on the reference consumer is
  * polled before each activity record, so table updates keep flowing.
  *
  * Offsets: the position this source reports is the next offset of every
@@ -17,14 +18,16 @@
  * to that position: reference partitions and assigned activity partitions
  * start there, not at the group's committed offsets, so a kill -9 neither
  * loses nor double-counts a record. The group's offsets are still committed
- * (after each LMDB commit) so the usual lag tools see gamingd's progress. */
+ * (after each LMDB commit) so the usual lag tools see gamingd's progress,
+ * and when partitions are revoked, so their next owner starts after what
+ * this instance applied. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kafka.h"
 
-enum { METADATA_TIMEOUT_MS = 2000, WATERMARK_TIMEOUT_MS = 5000, RETRY_MS = 1000 };
+enum { METADATA_TIMEOUT_MS = 2000, RETRY_MS = 1000 };
 
 typedef enum { PHASE_DISCOVER, PHASE_LOAD_REFERENCES, PHASE_RUN } phase;
 
@@ -43,7 +46,7 @@ typedef struct {
     phase phase;
     int64_t retry_at_ms;
     offsets pos[GD_TOPIC_COUNT];
-    offsets load_until[GD_TOPIC_COUNT]; /* reference high-water marks at start */
+    offsets at_end[GD_TOPIC_COUNT]; /* reference partitions: 1 once their end was reached */
     rd_kafka_topic_partition_list_t *assigned; /* activity partitions held now */
     rd_kafka_message_t *held; /* the record last returned; its bytes stay valid until the next */
     gd_ratelimit err_log;
@@ -78,6 +81,18 @@ static void release_held(kafka_source *ks)
 
 /* ---- rebalances of the activity group ---- */
 
+/* Commits to the group the next offset of those of `parts` read so far. */
+static void commit_group_offsets(kafka_source *ks, const rd_kafka_topic_partition_list_t *parts, bool async)
+{
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        int64_t next = get_offset(&ks->pos[GD_TOPIC_ACTIVITY], parts->elems[i].partition);
+        if (next >= 0) rd_kafka_topic_partition_list_add(commit, parts->elems[i].topic, parts->elems[i].partition)->offset = next;
+    }
+    if (commit->cnt) rd_kafka_commit(ks->act, commit, async);
+    rd_kafka_topic_partition_list_destroy(commit);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque)
 {
@@ -103,6 +118,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         gd_info("kafka: %d activity partition(s) assigned to this instance", parts->cnt);
         ks->base.caught_up = true;
     } else {
+        /* the next owner starts after what this instance has applied */
+        commit_group_offsets(ks, parts, false);
         if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else rd_kafka_assign(rk, NULL);
         for (int i = 0; ks->assigned && i < parts->cnt; i++)
@@ -134,13 +151,13 @@ static int32_t partition_count(kafka_source *ks, const char *topic)
 static bool references_loaded(const kafka_source *ks)
 {
     for (int t = GD_TOPIC_GAMES; t <= GD_TOPIC_PLAYERS; t++)
-        for (int32_t p = 0; p < ks->load_until[t].n; p++)
-            if (get_offset(&ks->pos[t], p) < ks->load_until[t].next[p]) return false;
+        for (int32_t p = 0; p < ks->at_end[t].n; p++)
+            if (ks->at_end[t].next[p] == 0) return false;
     return true;
 }
 
-/* Partitions and high-water marks of the reference topics, then read them
- * from the committed position (or their beginning). GD_AGAIN: no broker yet. */
+/* The reference topics' partitions, then read them from the committed
+ * position (or their beginning). GD_AGAIN: no broker answers yet. */
 static int discover(kafka_source *ks)
 {
     if (gd_now_ms() < ks->retry_at_ms) return GD_AGAIN;
@@ -155,9 +172,7 @@ static int discover(kafka_source *ks)
             break;
         }
         for (int32_t p = 0; !rc && p < n; p++) {
-            int64_t lo, hi;
-            if (rd_kafka_query_watermark_offsets(ks->ref, name, p, &lo, &hi, WATERMARK_TIMEOUT_MS)) rc = GD_AGAIN;
-            else rc = set_offset(&ks->load_until[t], p, hi);
+            rc = set_offset(&ks->at_end[t], p, 0);
             int64_t next = get_offset(&ks->pos[t], p);
             rd_kafka_topic_partition_list_add(parts, name, p)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
         }
@@ -170,7 +185,7 @@ static int discover(kafka_source *ks)
         return GD_ERR;
     }
     if (rc) return rc;
-    gd_info("kafka: loading the reference topics %s and %s up to their high-water marks",
+    gd_info("kafka: loading the reference topics %s and %s to their ends",
             ks->cfg->topics[GD_TOPIC_GAMES], ks->cfg->topics[GD_TOPIC_PLAYERS]);
     ks->phase = PHASE_LOAD_REFERENCES;
     return GD_OK;
@@ -202,16 +217,27 @@ static gd_topic topic_of(const kafka_source *ks, const rd_kafka_message_t *m)
     return GD_TOPIC_UNKNOWN;
 }
 
+/* A reference partition reached its end. */
+static void note_end(kafka_source *ks, const rd_kafka_message_t *m)
+{
+    gd_topic t = topic_of(ks, m);
+    if (t != GD_TOPIC_UNKNOWN && get_offset(&ks->at_end[t], m->partition) == 0)
+        set_offset(&ks->at_end[t], m->partition, 1);
+}
+
 /* One message from a consumer, or NULL; errors are logged and skipped. */
 static rd_kafka_message_t *poll_one(kafka_source *ks, rd_kafka_t *rk, gd_kafka_client *client)
 {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 0);
     if (!m) return NULL;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        note_end(ks, m);
+        rd_kafka_message_destroy(m);
+        return NULL;
+    }
     if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && gd_ratelimit_allow(&ks->err_log))
-            gd_warn("kafka: %s", rd_kafka_message_errstr(m));
-        if (ks->counters && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            atomic_fetch_add(&ks->counters->kafka_errors, 1);
+        if (gd_ratelimit_allow(&ks->err_log)) gd_warn("kafka: %s", rd_kafka_message_errstr(m));
+        if (ks->counters) atomic_fetch_add(&ks->counters->kafka_errors, 1);
         rd_kafka_message_destroy(m);
         return NULL;
     }
@@ -302,14 +328,7 @@ static void kafka_committed(gd_source *src)
 {
     kafka_source *ks = (kafka_source *)src;
     if (ks->phase != PHASE_RUN || !ks->assigned || !ks->assigned->cnt) return;
-    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(ks->assigned->cnt);
-    for (int i = 0; i < ks->assigned->cnt; i++) {
-        int64_t next = get_offset(&ks->pos[GD_TOPIC_ACTIVITY], ks->assigned->elems[i].partition);
-        if (next >= 0) rd_kafka_topic_partition_list_add(commit, ks->assigned->elems[i].topic,
-                                                         ks->assigned->elems[i].partition)->offset = next;
-    }
-    if (commit->cnt) rd_kafka_commit(ks->act, commit, 1);
-    rd_kafka_topic_partition_list_destroy(commit);
+    commit_group_offsets(ks, ks->assigned, true);
 }
 
 static void kafka_close(gd_source *src)
@@ -327,7 +346,7 @@ static void kafka_close(gd_source *src)
     if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
     for (int t = 0; t < GD_TOPIC_COUNT; t++) {
         free(ks->pos[t].next);
-        free(ks->load_until[t].next);
+        free(ks->at_end[t].next);
     }
     free(ks);
 }
@@ -366,7 +385,9 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
     static const char *const consumer_defaults[] = {
         "group.id", "gamingd", "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest", "enable.partition.eof", "false", NULL};
-    ks->ref = new_consumer(cfg, &ks->ref_client, consumer_defaults);
+    static const char *const reference_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
+        "group.id", "gamingd", "enable.auto.commit", "false", "enable.auto.offset.store", "false", "enable.partition.eof", "true", NULL};
+    ks->ref = new_consumer(cfg, &ks->ref_client, reference_defaults);
     ks->act = ks->ref ? new_consumer(cfg, &ks->act_client, consumer_defaults) : NULL;
     snprintf(ks->identity, sizeof ks->identity, "kafka:%s,%s,%s", cfg->topics[GD_TOPIC_GAMES],
              cfg->topics[GD_TOPIC_PLAYERS], cfg->topics[GD_TOPIC_ACTIVITY]);

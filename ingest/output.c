@@ -31,7 +31,7 @@ struct gd_output {
 
 static int open_avro_writer(gd_output *o, gd_registry *registry)
 {
-    const char *names[64];
+    const char *names[64] = {0};
     for (size_t i = 0; i < gd_output_field_count; i++) names[i] = gd_output_fields[i].name;
     char subject[300];
     snprintf(subject, sizeof subject, "%s-value", o->cfg->output_topic);

@@ -104,12 +104,77 @@ def push_figures(binary, sse_load, work, seconds):
     return out
 
 
+def metric(metrics_text, name, labels=""):
+    m = re.search(rb"^" + re.escape(name.encode()) + re.escape(labels.encode()) + rb" (\S+)$", metrics_text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def kafka_figures(binary, mock_broker, registry, work, events):
+    """End to end through the mock cluster: `gamingd generate --brokers` fills
+    the source topics, then gamingd reads them and writes Avro to the output
+    topic. Events/s from the first activity record read to the last output
+    record acknowledged; the activity consumer lag sampled every 0.5 s."""
+    broker = subprocess.Popen([mock_broker], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    reg = subprocess.Popen(["/usr/bin/python3", registry], stdout=subprocess.PIPE, text=True)
+    proc = None
+    try:
+        bootstrap = broker.stdout.readline().strip()
+        reg_url = reg.stdout.readline().strip()
+        # the mock keeps 5 MB of batches per partition: enough partitions to hold the feed
+        for topic, n in (("gaming_games", 1), ("gaming_players", 1), ("gaming_player_activity", 64),
+                         ("gaming.real-time-gaming-intelligence-platform", 6)):
+            broker.stdin.write(f"topic {topic} {n}\n")
+            assert broker.stdout.readline().strip() == "ok"
+        t = time.time()
+        subprocess.run([binary, "generate", "--brokers", bootstrap, "--events", str(events), "--seed", "42"],
+                       check=True, stderr=subprocess.DEVNULL)
+        produce_s = time.time() - t
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = open(os.path.join(work, "gamingd-kafka.log"), "w")
+        proc = subprocess.Popen([binary, "--source", "kafka", "--brokers", bootstrap, "--schema-registry", reg_url,
+                                 "--data-dir", os.path.join(work, "data-kafka"), "--listen", f"127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        lag, first, refs = [], None, None
+        while True:
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                sys.exit("gamingd exited during the Kafka run; see " + log.name)
+            try:
+                _, m = get(base + "/metrics")
+            except OSError:
+                continue
+            now = time.time()
+            activity = metric(m, "gamingd_records_in_total", '{topic="gaming_player_activity"}')
+            if refs is None:
+                refs = metric(m, "gamingd_records_in_total", '{topic="gaming_players"}') or None
+            if activity and first is None:
+                first = (now, activity)
+            if first:
+                lag.append((now - first[0], metric(m, "gamingd_kafka_consumer_lag", '{topic="gaming_player_activity"}')))
+            produced = metric(m, "gamingd_kafka_produced_total")
+            if activity >= events and produced and metric(m, "gamingd_kafka_delivered_total") >= produced:
+                break
+        rate = (activity - first[1]) / (now - first[0])
+        return dict(produce_rate=events / produce_s, rate=rate, seconds=now - first[0], lag=lag,
+                    delivered=metric(m, "gamingd_kafka_delivered_total"), rss=peak_rss_mib(proc.pid))
+    finally:
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        broker.stdin.close()
+        broker.wait(timeout=30)
+        reg.kill()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=int, default=8, help="each wrk and sse_load run")
     ap.add_argument("--sse-load", required=True, help="the tests/bench/sse_load binary")
+    ap.add_argument("--mock-broker", required=True, help="the tests/kafka/mock_broker binary")
+    ap.add_argument("--kafka-events", type=int, default=1_000_000)
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="gamingd-bench-")
@@ -160,6 +225,8 @@ def main():
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
         push = push_figures(args.bin, args.sse_load, work, args.seconds)
+        registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka", "registry_standin.py")
+        kafka = kafka_figures(args.bin, args.mock_broker, registry, work, args.kafka_events)
 
         print()
         print("gamingd bench (2 cores; targets: >= 1,000,000 events/s, >= 50,000 queries/s, p99 < 2 ms)")
@@ -175,6 +242,11 @@ def main():
             print(f"  push (SSE)         {float(f['events_per_s']):>9,.0f} events/s delivered "
                   f"({float(f['per_subscriber_per_s']):,.0f}/subscriber)  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
                   f"lost {int(f['dropped']):,}  ingest {rate:,}/s  {label}")
+        print(f"  kafka end to end   {kafka['rate']:>9,.0f} activity events/s source topics -> gamingd -> Avro output topic "
+              f"(target >= 300,000; {args.kafka_events:,} events in {kafka['seconds']:.1f} s, mock cluster, "
+              f"{kafka['delivered']:,.0f} records acknowledged; generate --brokers produced {kafka['produce_rate']:,.0f}/s; "
+              f"peak RSS {kafka['rss']:,.0f} MiB)")
+        print("  kafka consumer lag " + "  ".join(f"{t:.1f}s:{v:,.0f}" for t, v in kafka["lag"]))
         print()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -26,6 +26,9 @@ REGISTRY = os.path.join(REPO_ROOT, "tests", "kafka", "registry_standin.py")
 
 GAMES, PLAYERS, ACTIVITY = reference.TOPIC_GAMES, reference.TOPIC_PLAYERS, reference.TOPIC_ACTIVITY
 OUTPUT_TOPIC = "gaming.real-time-gaming-intelligence-platform"
+# The mock cluster keeps the last 5 MB of record batches per partition:
+# compressed batches keep whole test feeds.
+PRODUCER_CONF = {"linger.ms": 5, "enable.idempotence": True, "compression.type": "lz4"}
 
 
 class MockKafka:
@@ -162,16 +165,24 @@ def as_reference_lines(records, avro_values=None):
     return lines
 
 
-def produce(bootstrap, records):
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
-    for topic, key, value in records:
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.1)
-    left = p.flush(60)
+def produce(bootstrap, records, chunks=1, pause=0.0, at_chunk=None, action=None):
+    """Produces the records, in `chunks` pieces `pause` seconds apart when
+    asked, calling action() once after chunk number at_chunk."""
+    p = Producer(PRODUCER_CONF | {"bootstrap.servers": bootstrap})
+    size = max(1, len(records) // chunks)
+    for i in range(0, len(records), size):
+        for topic, key, value in records[i:i + size]:
+            while True:
+                try:
+                    p.produce(topic, value=value, key=key)
+                    break
+                except BufferError:
+                    p.poll(0.1)
+        p.poll(0)
+        if at_chunk is not None and i // size == at_chunk:
+            action()
+        time.sleep(pause)
+    left = p.flush(120)
     assert left == 0, "%d records not delivered to the mock cluster" % left
 
 

@@ -23,8 +23,8 @@ import reference
 from conftest import BASE_MS, DaemonFactory, read_lines
 from kafka_env import (ACTIVITY, GAMES, OUTPUT_TOPIC, PLAYERS, MockKafka, Registry, as_reference_lines,
                        avro_decode, avro_encode, consume_all, create_source_topics, in_read_order,
-                       in_reference_order, kafka, produce, records_in, records_of_lines, registry,
-                       wait_applied)
+                       in_reference_order, produce, records_in, records_of_lines, wait_applied)
+from kafka_env import kafka, registry  # noqa: F401  (fixtures)
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 SUBJECT = OUTPUT_TOPIC + "-value"
@@ -144,7 +144,7 @@ def test_bad_records_go_to_the_dead_letter_topics(json_run):
         try:
             reference.decode_line({"topic": topic, "key": None if key is None else key.decode(),
                                    "payload": None if value is None else value.decode("utf-8", "surrogateescape")})
-        except reference.BadRecord as e:
+        except reference.BadRecord:
             bad_values.setdefault(topic, []).append(value)
     assert sum(len(v) for v in bad_values.values()) == ref.bad > 0
     m = json_run.daemon.metrics()
@@ -179,3 +179,292 @@ def test_restart_resumes_from_the_committed_offsets(json_run, tmp_path):
     assert records_in(d) == len(json_run.records)
     errs = checks.compare_all_tables(d, json_run.ref)
     checks.fail_if(errs, "tables after a restart differ from the reference")
+
+
+# ---------------------------------------------------------------------------
+# Avro and JSON source values, mixed record by record
+
+# Writer schemas as a producer might have them: other field order, fields
+# gamingd does not know (a nested array, a map), ints widened to long, the
+# null branch second. gamingd must resolve them by name.
+WRITER_SCHEMAS = {
+    GAMES: {"type": "record", "name": "GameV2", "namespace": "producer.side", "fields": [
+        {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []},
+        {"name": "price", "type": ["double", "null"]},
+        {"name": "game_id", "type": ["null", "string"]},
+        {"name": "game_name", "type": ["null", "string"]},
+        {"name": "genre", "type": ["null", "string"]},
+        {"name": "publisher", "type": ["null", "string"]},
+        {"name": "release_date", "type": ["null", "string"]},
+        {"name": "platform", "type": ["null", "string"]},
+        {"name": "rating", "type": ["null", "double"]}]},
+    PLAYERS: {"type": "record", "name": "PlayerV3", "fields": [
+        {"name": "player_id", "type": ["null", "string"]},
+        {"name": "attributes", "type": {"type": "map", "values": "long"}, "default": {}},
+        {"name": "username", "type": ["null", "string"]},
+        {"name": "email", "type": ["null", "string"]},
+        {"name": "created_date", "type": ["null", "string"]},
+        {"name": "country", "type": ["null", "string"]},
+        {"name": "level", "type": ["null", "long"]},
+        {"name": "total_playtime_hours", "type": ["null", "double"]},
+        {"name": "account_status", "type": ["null", "string"]}]},
+    ACTIVITY: {"type": "record", "name": "Activity", "fields": [
+        {"name": "activity_timestamp", "type": "long"},
+        {"name": "player_id", "type": "string"},
+        {"name": "game_id", "type": "string"},
+        {"name": "activity_type", "type": "string"},
+        {"name": "client_version", "type": "string", "default": "1.0"},
+        {"name": "activity_id", "type": ["null", "string"]},
+        {"name": "session_id", "type": ["null", "string"]},
+        {"name": "score", "type": ["null", "long"]},
+        {"name": "duration_seconds", "type": ["null", "long"]},
+        {"name": "achievements_unlocked", "type": ["null", "int"]},
+        {"name": "in_game_purchases", "type": ["null", "double"]}]},
+}
+EXTRAS = {GAMES: {"tags": ["a", "b"]}, PLAYERS: {"attributes": {"x": 1}}, ACTIVITY: {"client_version": "2.3"}}
+
+
+def avro_mixed(records, reg, every=2):
+    """Every `every`-th good record re-encoded as Avro with the writer
+    schemas above, registered in the registry; bad ones stay as they are."""
+    from confluent_kafka.schema_registry import Schema
+    client = reg.client()
+    parsed, ids = {}, {}
+    for topic, schema in WRITER_SCHEMAS.items():
+        ids[topic] = client.register_schema(topic + "-value", Schema(json.dumps(schema), "AVRO"))
+        parsed[topic] = avro.schema.parse(json.dumps(schema))
+    out, n_avro = [], 0
+    for i, (topic, key, value) in enumerate(records):
+        if value is not None and i % every == 0:
+            try:
+                _, _, v = reference.decode_line({"topic": topic, "key": None if key is None else key.decode(),
+                                                 "payload": value.decode()})
+            except (reference.BadRecord, UnicodeDecodeError):
+                v = None
+            if v is not None:
+                rec = {f["name"]: v.get(f["name"]) for f in WRITER_SCHEMAS[topic]["fields"]}
+                rec.update(EXTRAS[topic])
+                value = avro_encode(parsed[topic], ids[topic], rec)
+                n_avro += 1
+        out.append((topic, key, value))
+    return out, n_avro
+
+
+def kcat_json_output(bootstrap, expect, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        r = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", OUTPUT_TOPIC, "-e", "-q", "-f", "%k\t%s\n"],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        lines = [l for l in r.stdout.decode().split("\n") if l]
+        if len(lines) >= expect or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    recs = []
+    for l in lines:
+        key, value = l.split("\t", 1)
+        rec = json.loads(value)
+        assert key == rec["player_id"], "record key %r is not player_id %r" % (key, rec["player_id"])
+        recs.append(rec)
+    return recs
+
+
+def test_avro_and_json_values_mixed_with_registry_auth_and_json_output(tmp_path):
+    run = KafkaRun(str(tmp_path), events=3000, seed=73, args=["--output-format", "json"])
+    try:
+        run.registry.close()
+        run.registry = Registry(auth="tester:s3cret")
+        mixed, n_avro = avro_mixed(run.records, run.registry)
+        assert n_avro > 1000
+        # an Avro value whose schema id the registry does not know: a bad record
+        mixed.append((ACTIVITY, b"unknown-schema", b"\0\0\0\x03\xe7" + b"\x02abc"))
+        ref = reference.reference_for(as_reference_lines(in_read_order(run.records))
+                                      + [{"topic": ACTIVITY, "key": "unknown-schema", "payload": "\0not json"}])
+        produce(run.kafka.bootstrap, mixed)
+        d = run.factory("kafka", args=["--brokers", run.kafka.bootstrap, "--schema-registry", run.registry.url,
+                                       "--schema-registry-auth", "tester:s3cret", "--output", "kafka",
+                                       "--output-format", "json"])
+        t0 = checks.now_ms()
+        wait_applied(d, len(mixed))
+        checks.fail_if(checks.compare_all_tables(d, ref), "tables from mixed Avro/JSON values differ")
+        got = kcat_json_output(run.kafka.bootstrap, len(ref.outputs))
+        assert len(got) == len(ref.outputs)
+        errs = checks.compare_outputs(in_reference_order(got, ref.outputs), ref, ts_bounds=(t0, checks.now_ms()))
+        checks.fail_if(errs, "JSON output differs from the reference")
+        m = d.metrics()
+        assert m[("gamingd_bad_records_total", frozenset({("topic", ACTIVITY)}))] == ref.bad_by_topic.get(ACTIVITY)
+        dlq = consume_all(run.kafka.bootstrap, ACTIVITY + ".dlq", expect=ref.bad_by_topic.get(ACTIVITY))
+        unknown = [msg for msg in dlq if msg.key() == b"unknown-schema"]
+        assert len(unknown) == 1 and b"schema id" in dict(unknown[0].headers())["error"]
+    finally:
+        run.close()
+
+
+def test_wrong_registry_credentials_make_avro_values_bad_not_fatal(tmp_path):
+    run = KafkaRun(str(tmp_path), events=300, seed=74, args=["--output-format", "json"])
+    try:
+        run.registry.close()
+        run.registry = Registry(auth="tester:s3cret")
+        mixed, n_avro = avro_mixed(run.records, run.registry, every=1)
+        produce(run.kafka.bootstrap, mixed)
+        d = run.factory("kafka", args=["--brokers", run.kafka.bootstrap, "--schema-registry", run.registry.url,
+                                       "--schema-registry-auth", "tester:wrong", "--output-format", "json"])
+        wait_applied(d, len(mixed))
+        m = d.metrics()
+        bad = sum(v for (n, _), v in m.items() if n == "gamingd_bad_records_total")
+        assert bad >= n_avro
+        assert "401" in d.log_tail(200000) or "Unauthorized" in d.log_tail(200000)
+    finally:
+        run.close()
+
+
+# ---------------------------------------------------------------------------
+# faults
+
+
+def split_activity(records, share):
+    refs = [r for r in records if r[0] != ACTIVITY]
+    act = [r for r in records if r[0] == ACTIVITY]
+    cut = int(len(act) * share)
+    return refs + act[:cut], act[cut:]
+
+
+def output_activity_ids(bootstrap, registry_url, expect):
+    got = readme_consumer(bootstrap, registry_url, expect)
+    return [r["activity_id"] for r in got]
+
+
+def test_kill9_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path):
+    # a killed member stays in the group until its session times out
+    run = KafkaRun(str(tmp_path), events=40000, seed=75, args=["-X", "session.timeout.ms=6000"])
+    try:
+        first, rest = split_activity(run.records, 0.3)
+        produce(run.kafka.bootstrap, first)
+        d = run.start()
+        wait_applied(d, len(first) // 2)
+        killed = []
+        t = threading.Thread(target=produce,
+                             args=(run.kafka.bootstrap, rest, 40, 0.05, 15, lambda: killed.append(d.kill9())))
+        t.start()
+        t.join(180)
+        assert killed, "gamingd was not killed mid-stream"
+        applied_at_kill = len(read_lines(d.output)) if os.path.exists(d.output) else 0
+        assert 0 < applied_at_kill < len(run.ref.outputs)
+        d.start()
+        wait_applied(d, len(run.records))
+        checks.fail_if(checks.compare_all_tables(d, run.ref), "tables after kill -9 differ from the reference")
+        ids = output_activity_ids(run.kafka.bootstrap, run.registry.url, len(run.ref.outputs))
+        missing = {o["activity_id"] for o in run.ref.outputs} - set(ids)
+        assert not missing, "%d activities missing from the output topic" % len(missing)
+    finally:
+        run.close()
+
+
+def test_broker_outage_mid_stream_is_survived(tmp_path):
+    run = KafkaRun(str(tmp_path), events=20000, seed=76)
+    try:
+        first, rest = split_activity(run.records, 0.3)
+        produce(run.kafka.bootstrap, first)
+        d = run.start()
+        wait_applied(d, len(first))
+        seen_down = []
+
+        def outage():
+            run.kafka.down()
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                if d.metrics().get(("gamingd_kafka_up", frozenset())) == 0:
+                    seen_down.append(True)
+                    break
+                time.sleep(0.2)
+            run.kafka.up()
+
+        produce(run.kafka.bootstrap, rest, 20, 0.05, 5, outage)
+        assert seen_down, "gamingd_kafka_up never showed the outage"
+        wait_applied(d, len(run.records), timeout=180)
+        checks.fail_if(checks.compare_all_tables(d, run.ref), "tables after a broker outage differ from the reference")
+        ids = output_activity_ids(run.kafka.bootstrap, run.registry.url, len(run.ref.outputs))
+        missing = {o["activity_id"] for o in run.ref.outputs} - set(ids)
+        assert not missing, "%d activities missing from the output topic" % len(missing)
+        log = d.log_tail(1000000)
+        assert "unreachable" in log and "reachable again" in log
+        assert d.metrics()[("gamingd_kafka_up", frozenset())] == 1
+    finally:
+        run.close()
+
+
+def test_missing_output_topic_is_created_or_a_clear_warning_given(tmp_path):
+    """The mock cluster has no controller, so it refuses CreateTopics: the
+    daemon warns, names the settings, and produces anyway (auto-create)."""
+    k, reg = MockKafka(), Registry()
+    create_source_topics(k, output_partitions=0)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        d = f("kafka", args=["--brokers", k.bootstrap, "--schema-registry", reg.url, "--output", "kafka",
+                             "--output-topic", "intel.out"])
+        d.wait_ready(timeout=60)
+        log = d.log_tail(100000)
+        assert "intel.out" in log and "6 partitions" in log and "604800000" in log, log
+    finally:
+        f.cleanup()
+        k.close()
+        reg.close()
+
+
+def test_avro_output_without_a_registry_is_refused(tmp_path):
+    k = MockKafka()
+    try:
+        r = subprocess.run([os.environ["GAMINGD_BIN"], "--source", "generator", "--brokers", k.bootstrap,
+                            "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0"],
+                           capture_output=True, timeout=60)
+        assert r.returncode != 0 and b"--schema-registry" in r.stderr, r.stderr
+        r = subprocess.run([os.environ["GAMINGD_BIN"], "--output", "kafka", "--data-dir", str(tmp_path / "d")],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 2 and b"--brokers" in r.stderr, r.stderr
+    finally:
+        k.close()
+
+
+# ---------------------------------------------------------------------------
+# gamingd generate --brokers
+
+
+def test_generate_into_the_topics_as_json_and_as_avro(tmp_path, kafka, registry):
+    """The same seed produced twice, JSON into one set of topics and Avro into
+    another: record for record the keys are equal and every Avro value,
+    decoded by Apache Avro with the schema the registry holds for its id,
+    equals the JSON value; malformed records stay as they are."""
+    b = os.environ["GAMINGD_BIN"]
+    common = ["--events", "1500", "--seed", "5", "--start", str(BASE_MS)]
+    sets = {"json": {t: t for t in (GAMES, PLAYERS, ACTIVITY)},
+            "avro": {t: "avro." + t for t in (GAMES, PLAYERS, ACTIVITY)}}
+    for fmt, names in sets.items():
+        for t in names.values():
+            kafka.create_topic(t, 1)
+        r = subprocess.run([b, "generate", "--brokers", kafka.bootstrap, "--format", fmt,
+                            "--schema-registry", registry.url, "--topic-games", names[GAMES],
+                            "--topic-players", names[PLAYERS], "--topic-activity", names[ACTIVITY]] + common,
+                           capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    client = registry.client()
+    schemas, n_avro = {}, 0
+    for topic in (GAMES, PLAYERS, ACTIVITY):
+        as_json = consume_all(kafka.bootstrap, sets["json"][topic])
+        as_avro = consume_all(kafka.bootstrap, sets["avro"][topic], expect=len(as_json))
+        assert len(as_json) > 0 and len(as_avro) == len(as_json), topic
+        for j, a in zip(as_json, as_avro):
+            assert j.key() == a.key()
+            jv, av = j.value(), a.value()
+            if av is None or av[:1] != b"\0":
+                assert av == jv  # tombstones and malformed values as they are
+                continue
+            sid = int.from_bytes(av[1:5], "big")
+            if sid not in schemas:
+                schemas[sid] = avro.schema.parse(client.get_schema(sid).schema_str)
+            exp = json.loads(jv)
+            _, rec = avro_decode(schemas[sid], av)
+            for field, v in rec.items():
+                assert reference.values_equal(exp.get(field), epoch_ms(v)), (topic, field, exp.get(field), v)
+            n_avro += 1
+    assert n_avro > 1500
+    assert sorted(client.get_subjects()) == sorted(t + "-value" for t in sets["avro"].values())
