@@ -468,3 +468,51 @@ def test_generate_into_the_topics_as_json_and_as_avro(tmp_path, kafka, registry)
             n_avro += 1
     assert n_avro > 1500
     assert sorted(client.get_subjects()) == sorted(t + "-value" for t in sets["avro"].values())
+
+
+# ---------------------------------------------------------------------------
+# a consumer group of two instances
+
+
+def activity_in(daemon):
+    return daemon.metrics()[("gamingd_records_in_total", frozenset({("topic", ACTIVITY)}))]
+
+
+def test_two_instances_share_activity_and_hand_it_over(tmp_path, kafka):
+    """Activity is shared between the members of the group, the reference
+    tables are whole in each; when one leaves, the other takes its
+    partitions from where it stopped: nothing read twice, nothing skipped."""
+    create_source_topics(kafka, activity_partitions=6, output_partitions=0)
+    b = os.environ["GAMINGD_BIN"]
+    path = str(tmp_path / "gen.jsonl")
+    subprocess.run([b, "generate", "--out", path, "--events", "4000", "--seed", "77", "--start", str(BASE_MS)],
+                   check=True, capture_output=True)
+    records = records_of_lines(read_lines(path))
+    first, rest = split_activity(records, 0.5)
+    n_first = sum(1 for r in first if r[0] == ACTIVITY)
+    produce(kafka.bootstrap, first)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "-X", "session.timeout.ms=6000"]
+        d1, d2 = f("kafka", args=args), f("kafka", args=args)
+        d1.wait_ready(timeout=60)
+        d2.wait_ready(timeout=60)
+        deadline = time.time() + 60
+        while activity_in(d1) + activity_in(d2) < n_first and time.time() < deadline:
+            time.sleep(0.2)
+        a1, a2 = activity_in(d1), activity_in(d2)
+        assert a1 + a2 == n_first and a1 > 0 and a2 > 0, (a1, a2)
+        ref = reference.reference_for(as_reference_lines(in_read_order(records)))
+        for d in (d1, d2):  # whole reference tables in each
+            for table in ("gaming_games_table", "gaming_players_table"):
+                checks.fail_if(checks.compare_table(table, d.fetch_all(table)[0], ref.table_rows(table)),
+                               "%s of one member" % table)
+        assert d2.stop() == 0
+        produce(kafka.bootstrap, rest)
+        deadline = time.time() + 60
+        while activity_in(d1) + a2 < n_first + len(rest) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # and no more than that
+        assert activity_in(d1) + a2 == n_first + len(rest)
+    finally:
+        f.cleanup()
