@@ -381,10 +381,12 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
     ks->counters = counters;
     ks->ref_client = (gd_kafka_client){.role = GD_KAFKA_REFERENCE, .counters = counters};
     ks->act_client = (gd_kafka_client){.role = GD_KAFKA_ACTIVITY, .counters = counters};
-    /* offsets live in LMDB: nothing automatic; a new group starts at the beginning */
+    /* offsets live in LMDB: nothing automatic; a new group starts at the beginning;
+     * a deep prefetch keeps ingest fed while catching up (memory stays bounded
+     * by queued.max.messages.kbytes) */
     static const char *const consumer_defaults[] = {
         "group.id", "gamingd", "enable.auto.commit", "false", "enable.auto.offset.store", "false",
-        "auto.offset.reset", "earliest", "enable.partition.eof", "false", NULL};
+        "auto.offset.reset", "earliest", "enable.partition.eof", "false", "queued.min.messages", "1000000", NULL};
     static const char *const reference_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
         "group.id", "gamingd", "enable.auto.commit", "false", "enable.auto.offset.store", "false", "enable.partition.eof", "true", NULL};
     ks->ref = new_consumer(cfg, &ks->ref_client, reference_defaults);
