@@ -428,6 +428,7 @@ int gd_engine_run(gd_engine *e)
                 gd_info("source %s applied to its end", e->src->kind);
             }
             measure_rate(e);
+            gd_output_poll(e->kafka_out);
             sleep_ms(got == GD_EOF ? 50 : 1);
             continue;
         } else {

@@ -136,6 +136,8 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
 void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms);
 /* Queues one record (error_header: an `error` header, or NULL). */
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header);
+/* Serves delivery reports and error events without waiting. */
+void gd_kafka_sink_poll(gd_kafka_sink *s);
 /* GD_OK once every queued record is acknowledged, GD_AGAIN after timeout_ms. */
 int gd_kafka_sink_flush(gd_kafka_sink *s, int timeout_ms);
 void gd_kafka_sink_close(gd_kafka_sink *s);
@@ -151,6 +153,8 @@ int gd_output_enriched(gd_output *o, const gd_enriched *en, gd_str json);
 int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
 /* Before each LMDB commit: GD_OK once the brokers hold everything produced. */
 int gd_output_flush(gd_output *o);
+/* While idle: the producer's reports and errors are served. */
+void gd_output_poll(gd_output *o);
 void gd_output_close(gd_output *o);
 
 /* ---- counters, read by the HTTP threads ---- */

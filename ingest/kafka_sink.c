@@ -88,7 +88,13 @@ static int topic_exists(gd_kafka_sink *s, const char *topic)
 
 void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms)
 {
-    if (topic_exists(s, topic) == 1) return;
+    int exists = topic_exists(s, topic);
+    if (exists == 1) return;
+    if (exists < 0) {
+        gd_warn("kafka: no broker answered; not checking whether topic %s exists (create it with %d partitions "
+                "if the brokers do not)", topic, partitions);
+        return;
+    }
     char err[512], retention[32];
     snprintf(retention, sizeof retention, "%lld", (long long)retention_ms);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof err);
@@ -152,6 +158,8 @@ int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_st
         rd_kafka_poll(s->rk, QUEUE_FULL_WAIT_MS);
     }
 }
+
+void gd_kafka_sink_poll(gd_kafka_sink *s) { rd_kafka_poll(s->rk, 0); }
 
 int gd_kafka_sink_flush(gd_kafka_sink *s, int timeout_ms)
 {

@@ -251,7 +251,10 @@ static int kafka_next(gd_source *src, gd_record *rec)
     release_held(ks);
     if (ks->phase == PHASE_DISCOVER) {
         int rc = discover(ks);
-        if (rc) return rc;
+        if (rc) {
+            poll_one(ks, ks->ref, &ks->ref_client); /* serves its error events meanwhile */
+            return rc;
+        }
     }
     rd_kafka_message_t *m = poll_one(ks, ks->ref, &ks->ref_client);
     if (!m && ks->phase == PHASE_LOAD_REFERENCES) {

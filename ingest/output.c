@@ -107,6 +107,11 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why)
     return rc;
 }
 
+void gd_output_poll(gd_output *o)
+{
+    if (o) gd_kafka_sink_poll(o->sink);
+}
+
 int gd_output_flush(gd_output *o)
 {
     return o ? gd_kafka_sink_flush(o->sink, FLUSH_TIMEOUT_MS) : GD_OK;

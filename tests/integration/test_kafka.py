@@ -516,3 +516,31 @@ def test_two_instances_share_activity_and_hand_it_over(tmp_path, kafka):
         assert activity_in(d1) + a2 == n_first + len(rest)
     finally:
         f.cleanup()
+
+
+def test_brokers_down_at_start_then_up(tmp_path, kafka):
+    """gamingd starts and serves HTTP while no broker answers, says so, and
+    reads everything once the brokers come up."""
+    create_source_topics(kafka)
+    kafka.down()
+    f = DaemonFactory(str(tmp_path))
+    try:
+        d = f("kafka", args=["--brokers", kafka.bootstrap, "--output", "kafka", "--output-format", "json"])
+        assert d.get("/healthz").status == 200
+        time.sleep(3)
+        assert d.readyz().status == 503
+        assert d.metrics()[("gamingd_kafka_up", frozenset())] == 0
+        kafka.up()
+        b = os.environ["GAMINGD_BIN"]
+        path = str(tmp_path / "gen.jsonl")
+        subprocess.run([b, "generate", "--out", path, "--events", "500", "--seed", "78", "--start", str(BASE_MS)],
+                       check=True, capture_output=True)
+        records = records_of_lines(read_lines(path))
+        produce(kafka.bootstrap, records)
+        wait_applied(d, len(records))
+        ref = reference.reference_for(as_reference_lines(in_read_order(records)))
+        checks.fail_if(checks.compare_all_tables(d, ref), "tables after a late broker start differ")
+        assert len(kcat_json_output(kafka.bootstrap, len(ref.outputs))) == len(ref.outputs)
+        assert "unreachable" in d.log_tail(100000)
+    finally:
+        f.cleanup()
