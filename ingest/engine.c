@@ -359,18 +359,17 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     e->n.records_out++;
     e->last_lag_ms = en.processing_timestamp - a.activity_timestamp;
     bool push = e->hub && gd_hub_wanted(e->hub, GD_STREAM_ENRICHED, en.seq);
+    bool render = push || e->out || gd_output_wants_json(e->kafka_out);
+    size_t at = e->outbuf.len;
     gd_str json = GD_STR_NULL;
-    if (push || e->out || gd_output_wants_json(e->kafka_out)) { /* rendered once, for all */
-        size_t at = e->outbuf.len;
+    if (render) { /* rendered once, for all */
         gd_render_enriched(&en, &e->outbuf);
         json = (gd_str){e->outbuf.p + at, (uint32_t)(e->outbuf.len - at)};
         if (push) gd_hub_publish(e->hub, GD_STREAM_ENRICHED, en.seq, json.p, json.len);
-        if (gd_output_enriched(e->kafka_out, &en, json)) e->failed = GD_ERR;
-        if (e->out) gd_buf_putc(&e->outbuf, '\n');
-        else e->outbuf.len = at;
-    } else if (gd_output_enriched(e->kafka_out, &en, json)) {
-        e->failed = GD_ERR;
     }
+    if (gd_output_enriched(e->kafka_out, &en, json)) e->failed = GD_ERR;
+    if (render && e->out) gd_buf_putc(&e->outbuf, '\n'); /* a line for the file, written in batches */
+    else if (render) e->outbuf.len = at;
 }
 
 static void process(gd_engine *e, const gd_record *rec)

@@ -130,16 +130,15 @@ void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partiti
 
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header)
 {
+    rd_kafka_headers_t *headers = NULL; /* the message owns them once produced */
+    if (error_header) {
+        headers = rd_kafka_headers_new(1);
+        rd_kafka_header_add(headers, "error", -1, error_header, -1);
+    }
     for (;;) {
-        rd_kafka_resp_err_t err;
-        if (error_header)
-            err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_KEY(key.p, key.len), RD_KAFKA_V_VALUE((void *)value.p, value.len),
-                                    RD_KAFKA_V_HEADER("error", error_header, -1), RD_KAFKA_V_END);
-        else
-            err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_KEY(key.p, key.len), RD_KAFKA_V_VALUE((void *)value.p, value.len),
-                                    RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.p, key.len),
+            RD_KAFKA_V_VALUE((void *)value.p, value.len), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(s->rk, 0); /* delivery reports */
             if (!err) {
@@ -147,16 +146,18 @@ int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_st
                 return GD_OK;
             }
             gd_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
-            return GD_ERR;
+            break;
         }
         if (s->stop && atomic_load(s->stop)) {
             gd_warn("kafka: stopping with the producer queue full; the records since the last commit will be read again");
-            return GD_ERR;
+            break;
         }
         if (!s->queue_full_logged) gd_warn("kafka: producer queue full; waiting for the brokers");
         s->queue_full_logged = true;
         rd_kafka_poll(s->rk, QUEUE_FULL_WAIT_MS);
     }
+    if (headers) rd_kafka_headers_destroy(headers);
+    return GD_ERR;
 }
 
 void gd_kafka_sink_poll(gd_kafka_sink *s) { rd_kafka_poll(s->rk, 0); }

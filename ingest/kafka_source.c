@@ -262,9 +262,11 @@ static int kafka_next(gd_source *src, gd_record *rec)
         int rc = start_activity(ks);
         if (rc) return rc;
     }
-    if (!m && ks->phase == PHASE_RUN) m = poll_one(ks, ks->act, &ks->act_client);
+    gd_topic t = GD_TOPIC_UNKNOWN;
+    if (m) t = topic_of(ks, m);
+    else if (ks->phase == PHASE_RUN && (m = poll_one(ks, ks->act, &ks->act_client)))
+        t = GD_TOPIC_ACTIVITY; /* the only topic it subscribes to */
     if (!m) return GD_AGAIN;
-    gd_topic t = topic_of(ks, m);
     if (t == GD_TOPIC_UNKNOWN || set_offset(&ks->pos[t], m->partition, m->offset + 1)) {
         rd_kafka_message_destroy(m);
         return GD_AGAIN;
