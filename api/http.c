@@ -10,11 +10,26 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "routes.h"
+
+enum {
+    /* Descriptors kept for everything but HTTP clients: LMDB, Kafka
+     * sockets, the log, files being replayed. */
+    FD_RESERVE = 256,
+    /* Pending connections the kernel holds while the workers accept: a fleet
+     * of dashboards reconnecting at once after a restart is thousands of
+     * SYNs in a burst, and an overflowing queue costs them seconds of SYN
+     * retries or, past the retries, a reset (the kernel caps this at
+     * net.core.somaxconn). */
+    LISTEN_BACKLOG = 4096,
+};
 
 typedef enum {
     R_HEALTHZ, R_READYZ, R_METRICS, R_TABLES, R_TABLE_ROWS, R_STREAMS, R_STREAM, R_OTHER, R_COUNT
@@ -29,6 +44,8 @@ struct gd_api {
     gd_api_ctx ctx;
     gd_push *push;
     _Atomic uint64_t requests[R_COUNT][NSTATUS];
+    pthread_mutex_t log_lock; /* MHD logs from every worker */
+    gd_ratelimit log_limit;
 };
 
 void gd_reply_error(gd_reply *r, int status, const char *fmt, ...)
@@ -268,12 +285,39 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return ret;
 }
 
+/* libmicrohttpd's messages (mostly clients that went away mid-stream, one
+ * per subscriber when a dashboard fleet disconnects) go to the log like
+ * gamingd's own, a few per second at most. */
+static void log_mhd_message(void *cls, const char *fmt, va_list ap)
+{
+    gd_api *api = cls;
+    pthread_mutex_lock(&api->log_lock);
+    bool allowed = gd_ratelimit_allow(&api->log_limit);
+    pthread_mutex_unlock(&api->log_lock);
+    if (!allowed) return;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = 0;
+    gd_warn("http: %s", msg);
+}
+
+/* Every descriptor the process may open, but the reserve, can be a client;
+ * libmicrohttpd splits the limit between its worker threads. */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 10000;
+    return rl.rlim_cur > 2 * FD_RESERVE ? (unsigned)(rl.rlim_cur - FD_RESERVE) : (unsigned)(rl.rlim_cur / 2);
+}
+
 int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counters *counters,
                  gd_hub *hub)
 {
     gd_api *api = calloc(1, sizeof *api);
     if (!api) return GD_ENOMEM;
     api->ctx = (gd_api_ctx){cfg, store, counters, hub};
+    pthread_mutex_init(&api->log_lock, NULL);
     if (gd_push_start(&api->push, hub)) {
         free(api);
         return GD_ERR;
@@ -299,11 +343,12 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
         return GD_ERR;
     }
     api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, handle, api,
+                                MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, api,
                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
+                                MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)LISTEN_BACKLOG, MHD_OPTION_END);
     if (!api->mhd) {
         gd_error("cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
         gd_push_free(api->push);
@@ -320,5 +365,6 @@ void gd_api_stop(gd_api *api)
     gd_push_close_streams(api->push);
     MHD_stop_daemon(api->mhd);
     gd_push_free(api->push);
+    pthread_mutex_destroy(&api->log_lock);
     free(api);
 }

@@ -382,6 +382,20 @@ class DaemonFactory:
                 d.stop(timeout=10)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the end of the log of every gamingd it
+    started, since the daemon's side of a failure is often the whole story."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        daemons = value.daemons if isinstance(value, DaemonFactory) else [value] if isinstance(value, Daemon) else []
+        for d in daemons:
+            report.sections.append(("gamingd log %s" % d.log_path, d.log_tail()))
+
+
 @pytest.fixture
 def gamingd(tmp_path):
     """gamingd(source_path or "generator", args=[...], data_dir=None, output=None) -> started Daemon."""
