@@ -9,7 +9,9 @@
  * outputs (the file, the Kafka producer) are flushed before the commit:
  * after a crash they may repeat records, never miss one (at-least-once).
  * When the brokers do not acknowledge in time the commit is postponed, not
- * skipped: state and position stay uncommitted together.
+ * skipped: state and position stay uncommitted together. With a table worker
+ * and Avro output, the worker produces the enriched records (worker.c); JSON
+ * output is produced here, from the JSON rendered for the file and push.
  *
  * A batch ends when the source has nothing more for now and the commit
  * interval has passed (live data: state at most that old), or, while records
@@ -45,6 +47,7 @@ struct gd_engine {
     gd_windows win;        /* the tables feeding the figures, or all of them */
     gd_windows win_worker; /* the other tables, when a worker thread runs them */
     gd_worker *worker;
+    bool worker_produces; /* the worker sends the enriched records it applies */
     int64_t stream_time; /* INT64_MIN before the first activity */
     persisted_counters n;
     MDB_txn *txn;        /* the open batch, or NULL */
@@ -183,7 +186,10 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
     }
     int rc = open_kafka_parts(e);
     if (!rc) rc = load_state(e);
-    if (!rc && cfg->ingest_threads > 1) rc = gd_worker_start(&e->worker, &e->win_worker, e->store);
+    if (!rc && cfg->ingest_threads > 1) {
+        e->worker_produces = !gd_output_wants_json(e->kafka_out);
+        rc = gd_worker_start(&e->worker, &e->win_worker, e->store, e->worker_produces ? e->kafka_out : NULL);
+    }
     if (rc) {
         gd_engine_close(e);
         return rc;
@@ -238,13 +244,16 @@ static int begin_batch(gd_engine *e)
 static int commit_batch(gd_engine *e)
 {
     if (!e->txn) return GD_OK;
+    if (e->worker) {
+        gd_worker_drain(e->worker); /* its tables are ours, its output produced */
+        if (gd_worker_failed(e->worker)) return GD_ERR; /* a record not produced: commit nothing */
+    }
     if (gd_output_flush(e->kafka_out)) {
         if (gd_ratelimit_allow(&e->postpone_log))
             gd_warn("kafka: output not acknowledged yet; state commit postponed");
         e->batch_start_ns = gd_mono_ns();
         return GD_AGAIN;
     }
-    if (e->worker) gd_worker_drain(e->worker); /* its tables are ours until the next push */
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
     if (!rc) rc = gd_windows_flush(&e->win, e->store, e->txn, e->stream_time);
     if (!rc) rc = gd_windows_flush(&e->win_worker, e->store, e->txn, e->stream_time);
@@ -346,12 +355,15 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     gd_enrich(&en, &a, &e->refs, gd_now_ms());
     en.seq = e->n.records_out + 1;
     bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn);
+    bool queued = false;
     if (e->worker) {
         late = late || gd_windows_late(&e->win_worker, &en, e->stream_time);
-        if (!gd_worker_push(e->worker, &en, e->stream_time)) { /* too big for a ring slot */
+        queued = gd_worker_push(e->worker, &en, e->stream_time);
+        if (!queued) { /* too big for a ring slot */
             gd_worker_drain(e->worker);
             gd_windows_apply(&e->win_worker, &en, e->stream_time, e->store, e->txn);
         }
+        if (gd_worker_failed(e->worker)) e->failed = GD_ERR;
     }
     if (late) e->n.late_records++;
     e->n.with_game += en.game != NULL;
@@ -367,7 +379,7 @@ static void process_activity(gd_engine *e, const gd_record *rec)
         json = (gd_str){e->outbuf.p + at, (uint32_t)(e->outbuf.len - at)};
         if (push) gd_hub_publish(e->hub, GD_STREAM_ENRICHED, en.seq, json.p, json.len);
     }
-    if (gd_output_enriched(e->kafka_out, &en, json)) e->failed = GD_ERR;
+    if (!(queued && e->worker_produces) && gd_output_enriched(e->kafka_out, &en, json)) e->failed = GD_ERR;
     if (render && e->out) gd_buf_putc(&e->outbuf, '\n'); /* a line for the file, written in batches */
     else if (render) e->outbuf.len = at;
 }

@@ -9,7 +9,11 @@
  * which holds ingest back instead of dropping output. The engine calls
  * gd_kafka_sink_flush before each LMDB commit: the committed position never
  * runs ahead of what the brokers acknowledged, so after a crash output may
- * repeat but never miss a record (at-least-once). */
+ * repeat but never miss a record (at-least-once).
+ *
+ * Two threads produce: the table worker the enriched records, the engine the
+ * dead letters; both poll, so delivery reports may be served on either. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +26,18 @@ struct gd_kafka_sink {
     gd_kafka_client client;
     rd_kafka_t *rk;
     const atomic_bool *stop; /* a full queue is waited on until this is set */
-    bool queue_full_logged;
+    atomic_bool queue_full_logged;
+    pthread_mutex_t failure_log_lock;
     gd_ratelimit failure_log;
 };
+
+static bool failure_log_allowed(gd_kafka_sink *s)
+{
+    pthread_mutex_lock(&s->failure_log_lock);
+    bool allowed = gd_ratelimit_allow(&s->failure_log);
+    pthread_mutex_unlock(&s->failure_log_lock);
+    return allowed;
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -37,7 +50,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     }
     if (c) atomic_fetch_add(&c->kafka_delivery_failed, 1);
-    if (gd_ratelimit_allow(&s->failure_log))
+    if (failure_log_allowed(s))
         gd_error("kafka: a record to %s was not delivered: %s", rd_kafka_topic_name(m->rkt),
                  rd_kafka_err2str(m->err));
 }
@@ -62,10 +75,12 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery); /* its opaque is &s->client, as for every callback */
     char err[512];
+    pthread_mutex_init(&s->failure_log_lock, NULL); /* before the first callback can run */
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!s->rk) {
         gd_error("kafka: cannot create the producer: %s", err);
         rd_kafka_conf_destroy(conf);
+        pthread_mutex_destroy(&s->failure_log_lock);
         free(s);
         return GD_ERR;
     }
@@ -142,7 +157,7 @@ int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_st
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(s->rk, 0); /* delivery reports */
             if (!err) {
-                s->queue_full_logged = false;
+                atomic_store_explicit(&s->queue_full_logged, false, memory_order_relaxed);
                 return GD_OK;
             }
             gd_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
@@ -152,8 +167,7 @@ int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_st
             gd_warn("kafka: stopping with the producer queue full; the records since the last commit will be read again");
             break;
         }
-        if (!s->queue_full_logged) gd_warn("kafka: producer queue full; waiting for the brokers");
-        s->queue_full_logged = true;
+        if (!atomic_exchange(&s->queue_full_logged, true)) gd_warn("kafka: producer queue full; waiting for the brokers");
         rd_kafka_poll(s->rk, QUEUE_FULL_WAIT_MS);
     }
     if (headers) rd_kafka_headers_destroy(headers);
@@ -171,5 +185,6 @@ void gd_kafka_sink_close(gd_kafka_sink *s)
 {
     if (!s) return;
     rd_kafka_destroy(s->rk);
+    pthread_mutex_destroy(&s->failure_log_lock);
     free(s);
 }

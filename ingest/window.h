@@ -105,19 +105,23 @@ size_t gd_windows_memory(const gd_windows *w);
 /* ---- the second core (worker.c) ----
  * A worker thread applies records to a gd_windows instance of its own (the
  * tables the engine hands it), so the table work of one record runs on two
- * cores. Records are copied into a ring; the engine never waits for the
- * worker except when the ring is full and before it touches the worker's
- * tables itself (commit), when it drains the ring. */
+ * cores, and produces each record to the output topic when given an output.
+ * Records are copied into a ring; the engine never waits for the worker
+ * except when the ring is full and before it touches the worker's tables
+ * itself or flushes the producer (commit), when it drains the ring. */
 typedef struct gd_worker gd_worker;
 /* The worker reads groups that left memory through its own read
- * transaction of store, renewed at every drain. */
-int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store);
+ * transaction of store, renewed at every drain. output: where the worker
+ * sends each record it applied (gd_output_enriched without JSON), or NULL. */
+int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *output);
 /* Queues e; false when e's strings do not fit a ring slot (the caller then
  * drains and applies e itself). */
 bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time);
 /* Returns once every queued record is applied; until the next push the
  * caller may use the worker's gd_windows. */
 void gd_worker_drain(gd_worker *wk);
+/* Whether producing a record failed (the run should end uncommitted). */
+bool gd_worker_failed(const gd_worker *wk);
 /* After a commit (the worker drained): let the worker see it. */
 int gd_worker_renew(gd_worker *wk);
 void gd_worker_stop(gd_worker *wk);
