@@ -17,7 +17,9 @@
  * applied has been produced). The worker reads groups that left memory
  * through a read transaction the engine renews after each commit. An idle
  * worker sleeps on a condition variable; the engine wakes it when it queues a
- * record. */
+ * record. The engine, when the ring is full or it drains, sleeps too until
+ * the worker is far enough: on two cores shared with the Kafka clients'
+ * threads, spinning would take the very core the worker needs. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -51,9 +53,11 @@ struct gd_worker {
     ring_slot *ring;
     _Atomic uint64_t head; /* records queued (written by the engine) */
     _Atomic uint64_t tail; /* records applied (written by the worker) */
+    _Atomic uint64_t awaited_tail; /* the engine sleeps until tail reaches it; 0: it does not */
     atomic_bool stop, sleeping;
     pthread_mutex_t mu;
-    pthread_cond_t wake;
+    pthread_cond_t wake; /* the worker's: records queued */
+    pthread_cond_t progress; /* the engine's: awaited_tail reached */
     pthread_t thread;
 };
 
@@ -127,7 +131,16 @@ static void *worker_main(void *arg)
         uint64_t t = atomic_load_explicit(&wk->tail, memory_order_relaxed);
         if (t != atomic_load_explicit(&wk->head, memory_order_acquire)) {
             apply_slot(wk, &wk->ring[t % RING_SLOTS]);
-            atomic_store_explicit(&wk->tail, t + 1, memory_order_release);
+            /* seq_cst store, then the awaited check: wait_for_tail stores
+             * awaited_tail, then checks tail, so one of us sees the other */
+            atomic_store(&wk->tail, t + 1);
+            uint64_t awaited = atomic_load(&wk->awaited_tail);
+            if (awaited && t + 1 >= awaited) {
+                pthread_mutex_lock(&wk->mu);
+                atomic_store(&wk->awaited_tail, 0); /* signalled once */
+                pthread_cond_signal(&wk->progress);
+                pthread_mutex_unlock(&wk->mu);
+            }
             idle = 0;
             continue;
         }
@@ -170,6 +183,7 @@ int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *
     wk->out = output;
     pthread_mutex_init(&wk->mu, NULL);
     pthread_cond_init(&wk->wake, NULL);
+    pthread_cond_init(&wk->progress, NULL);
     if (pthread_create(&wk->thread, NULL, worker_main, wk) == 0) {
         pthread_setname_np(wk->thread, "gd-tables");
     } else {
@@ -183,13 +197,25 @@ int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *
     return GD_OK;
 }
 
+/* Sleeps until the worker has applied the records before position target. */
+static void wait_for_tail(gd_worker *wk, uint64_t target)
+{
+    if (atomic_load_explicit(&wk->tail, memory_order_acquire) >= target) return;
+    pthread_mutex_lock(&wk->mu);
+    while (atomic_load(&wk->tail) < target) {
+        atomic_store(&wk->awaited_tail, target);
+        if (atomic_load(&wk->tail) >= target) break;
+        pthread_cond_wait(&wk->progress, &wk->mu);
+    }
+    atomic_store(&wk->awaited_tail, 0);
+    pthread_mutex_unlock(&wk->mu);
+}
+
 bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time)
 {
     uint64_t h = atomic_load_explicit(&wk->head, memory_order_relaxed);
-    while (h - atomic_load_explicit(&wk->tail, memory_order_acquire) == RING_SLOTS) {
-        wake(wk);
-        sched_yield();
-    }
+    if (h - atomic_load_explicit(&wk->tail, memory_order_acquire) == RING_SLOTS)
+        wait_for_tail(wk, h - RING_SLOTS / 2); /* then half the ring is free: fewer wake-ups */
     if (!fill_slot(&wk->ring[h % RING_SLOTS], e, stream_time)) return false;
     /* seq_cst store, then the sleeping check: the worker's store of sleeping
      * and its check of head are seq_cst too, so one of us sees the other */
@@ -200,11 +226,7 @@ bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time)
 
 void gd_worker_drain(gd_worker *wk)
 {
-    uint64_t h = atomic_load_explicit(&wk->head, memory_order_relaxed);
-    while (atomic_load_explicit(&wk->tail, memory_order_acquire) != h) {
-        wake(wk);
-        sched_yield();
-    }
+    wait_for_tail(wk, atomic_load_explicit(&wk->head, memory_order_relaxed));
 }
 
 bool gd_worker_failed(const gd_worker *wk) { return atomic_load_explicit(&wk->failed, memory_order_relaxed); }
@@ -229,6 +251,7 @@ void gd_worker_stop(gd_worker *wk)
     mdb_txn_abort(wk->read_txn);
     pthread_mutex_destroy(&wk->mu);
     pthread_cond_destroy(&wk->wake);
+    pthread_cond_destroy(&wk->progress);
     free(wk->ring);
     free(wk);
 }
