@@ -187,7 +187,7 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
     int rc = open_kafka_parts(e);
     if (!rc) rc = load_state(e);
     if (!rc && cfg->ingest_threads > 1) {
-        e->worker_produces = !gd_output_wants_json(e->kafka_out);
+        e->worker_produces = e->kafka_out && !gd_output_wants_json(e->kafka_out);
         rc = gd_worker_start(&e->worker, &e->win_worker, e->store, e->worker_produces ? e->kafka_out : NULL);
     }
     if (rc) {
