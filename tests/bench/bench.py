@@ -243,7 +243,7 @@ def main():
         for label, f, rate in push:
             print(f"  push (SSE)         {float(f['events_per_s']):>9,.0f} events/s delivered "
                   f"({float(f['per_subscriber_per_s']):,.0f}/subscriber)  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
-                  f"lost {int(f['dropped']):,}  ingest {rate:,}/s  {label}")
+                  f"lost {int(f['dropped']):,}  ingest {rate:,}/s  {label} (all subscribed in {f['subscribed_s']} s)")
         print(f"  kafka end to end   {kafka['rate']:>9,.0f} activity events/s source topics -> gamingd -> Avro output topic "
               f"(target >= 300,000; {args.kafka_events:,} events in {kafka['seconds']:.1f} s, mock cluster, "
               f"{kafka['delivered']:,.0f} records acknowledged; generate --brokers produced {kafka['produce_rate']:,.0f}/s; "
