@@ -211,10 +211,7 @@ static int start_activity(kafka_source *ks)
 
 static gd_topic topic_of(const kafka_source *ks, const rd_kafka_message_t *m)
 {
-    const char *name = rd_kafka_topic_name(m->rkt);
-    for (int t = 0; t < GD_TOPIC_COUNT; t++)
-        if (!strcmp(name, ks->cfg->topics[t])) return (gd_topic)t;
-    return GD_TOPIC_UNKNOWN;
+    return gd_topic_lookup(ks->cfg, gd_str_c(rd_kafka_topic_name(m->rkt)));
 }
 
 /* A reference partition reached its end. */
