@@ -104,10 +104,7 @@ static void *waker_main(void *arg)
         gd_hub_wait(p->hub, 1000);
         resume_waiting(p, false);
         int64_t spent = gd_now_ms() - pass;
-        if (spent < PASS_MS) {
-            struct timespec ts = {0, (long)(PASS_MS - spent) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        if (spent < PASS_MS) gd_sleep_ms(PASS_MS - spent);
     }
     resume_waiting(p, true); /* they see closing and end */
     return NULL;
@@ -144,8 +141,7 @@ void gd_push_close_streams(gd_push *p)
         pthread_mutex_unlock(&p->lock);
         if (!left) break;
         resume_waiting(p, true);
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
+        gd_sleep_ms(10);
     }
 }
 

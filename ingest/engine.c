@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "window.h"
 
@@ -392,12 +391,6 @@ static void process(gd_engine *e, const gd_record *rec)
     else process_reference(e, rec);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* A commit the brokers postponed is not an error: the run goes on. */
 static int commit_or_postpone(gd_engine *e)
 {
@@ -440,7 +433,7 @@ int gd_engine_run(gd_engine *e)
             }
             measure_rate(e);
             gd_output_poll(e->kafka_out);
-            sleep_ms(got == GD_EOF ? 50 : 1);
+            gd_sleep_ms(got == GD_EOF ? 50 : 1);
             continue;
         } else {
             rc = got;

@@ -6,15 +6,15 @@
  * One libcurl handle, reused so the connection stays open; basic auth from
  * --schema-registry-auth. Only the ingest thread (or `gamingd generate`)
  * calls it, and only for a schema it has not seen: the Avro layer caches
- * by id. main() runs curl_global_init before any thread starts. A registry that cannot be reached is retried with a growing pause
- * for up to RETRY_FOR_MS before the call fails: a registry restart should
- * not send good records to the dead-letter topic, a registry that is gone
- * should not stop ingest for ever. */
+ * by id. main() runs curl_global_init before any thread starts. A registry
+ * that cannot be reached is retried with a growing pause for up to
+ * RETRY_FOR_MS before the call fails: a registry restart should not send
+ * good records to the dead-letter topic, a registry that is gone should not
+ * stop ingest for ever. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ingest.h"
 
@@ -97,8 +97,7 @@ static long request(gd_registry *r, const char *path, const char *post)
         request_once(r, path, post, &status);
         if ((status && status < 500) || gd_mono_ns() > give_up) break;
         gd_warn("schema registry unavailable (status %ld); retrying in %d ms", status, pause_ms);
-        struct timespec ts = {pause_ms / 1000, (long)(pause_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        gd_sleep_ms(pause_ms);
     }
     return status;
 }

@@ -157,6 +157,8 @@ gd_value gd_enriched_field(const gd_enriched *e, gd_field f);
 /* Wall clock in epoch milliseconds, and a monotonic clock in nanoseconds. */
 int64_t gd_now_ms(void);
 int64_t gd_mono_ns(void);
+/* Sleeps about ms milliseconds (a signal may cut it short). */
+void gd_sleep_ms(int64_t ms);
 
 /* Logging to stderr with a level tag; gd_log_limited drops repeats of the same
  * call site beyond a few per second (bad records can arrive by the million). */

@@ -37,6 +37,12 @@ int64_t gd_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void gd_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 void gd_log(const char *level, const char *fmt, ...)
 {
     char msg[1024];
