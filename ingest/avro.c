@@ -162,8 +162,7 @@ int gd_avro_write(const gd_avro_writer *w, int32_t schema_id, const gd_value *va
 {
     size_t start = out->len;
     gd_buf_putc(out, 0);
-    gd_buf_reserve(out, 4);
-    for (int s = 24; s >= 0; s -= 8) out->p[out->len++] = (char)((uint32_t)schema_id >> s);
+    gd_buf_put_u32be(out, (uint32_t)schema_id);
     for (size_t i = 0; i < w->nfields; i++) {
         const writer_field *wf = &w->fields[i];
         const gd_value *v = wf->value_index >= 0 ? &values[wf->value_index] : NULL;
@@ -378,9 +377,7 @@ int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, vo
         *why = "Avro value but no --schema-registry to read its schema from";
         return GD_EBADREC;
     }
-    const uint8_t *h = (const uint8_t *)value.p;
-    int32_t id = (int32_t)((uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4]);
-    writer_schema *ws = find_schema(r, id);
+    writer_schema *ws = find_schema(r, (int32_t)gd_get_u32be(value.p + 1));
     if (!ws) {
         *why = "Avro value whose schema id the registry does not give";
         return GD_EBADREC;

@@ -217,6 +217,12 @@ void gd_buf_put_u64be(gd_buf *b, uint64_t v)
     gd_buf_put(b, x, 8);
 }
 
+void gd_buf_put_u32be(gd_buf *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+    gd_buf_put(b, x, 4);
+}
+
 void gd_buf_put_u16be(gd_buf *b, uint16_t v)
 {
     unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
@@ -236,6 +242,12 @@ uint64_t gd_get_u64be(const void *p)
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = v << 8 | x[i];
     return v;
+}
+
+uint32_t gd_get_u32be(const void *p)
+{
+    const unsigned char *x = p;
+    return (uint32_t)x[0] << 24 | (uint32_t)x[1] << 16 | (uint32_t)x[2] << 8 | x[3];
 }
 
 uint16_t gd_get_u16be(const void *p)

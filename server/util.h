@@ -37,11 +37,13 @@ void gd_buf_putc(gd_buf *b, char c);
 void gd_buf_puts(gd_buf *b, const char *s);
 void gd_buf_printf(gd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gd_buf_put_u64be(gd_buf *b, uint64_t v);
+void gd_buf_put_u32be(gd_buf *b, uint32_t v);
 void gd_buf_put_u16be(gd_buf *b, uint16_t v);
 void gd_buf_free(gd_buf *b);
 static inline void gd_buf_clear(gd_buf *b) { b->len = 0; }
 
 uint64_t gd_get_u64be(const void *p);
+uint32_t gd_get_u32be(const void *p);
 uint16_t gd_get_u16be(const void *p);
 
 uint64_t gd_hash(const void *p, size_t n);
