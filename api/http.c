@@ -90,6 +90,24 @@ static void metric(gd_buf *b, const char *name, const char *type, const char *he
     gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric with one value and no labels. */
+static void metric_u64(gd_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    metric(b, name, type, help);
+    gd_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A metric by source topic; with_unknown: a last value for records whose
+ * topic is none of the three. */
+static void metric_by_topic(gd_buf *b, const gd_config *cfg, const char *name, const char *help,
+                            const _Atomic uint64_t *v, bool with_unknown)
+{
+    metric(b, name, "counter", help);
+    for (int t = 0; t < GD_TOPIC_COUNT + with_unknown; t++)
+        gd_buf_printf(b, "%s{topic=\"%s\"} %llu\n", name, t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown",
+                      (unsigned long long)atomic_load(&v[t]));
+}
+
 /* Only with --brokers: the consumers' lag and the producer's progress. */
 static void kafka_metrics(const gd_config *cfg, const gd_counters *c, gd_buf *b)
 {
@@ -100,24 +118,21 @@ static void kafka_metrics(const gd_config *cfg, const gd_counters *c, gd_buf *b)
         for (int t = 0; t < GD_TOPIC_COUNT; t++)
             gd_buf_printf(b, "gamingd_kafka_consumer_lag{topic=\"%s\"} %lld\n", cfg->topics[t],
                           (long long)atomic_load(&c->consumer_lag[t]));
-        metric(b, "gamingd_kafka_rebalances_total", "counter", "Activity partitions assigned or revoked.");
-        gd_buf_printf(b, "gamingd_kafka_rebalances_total %llu\n", (unsigned long long)atomic_load(&c->kafka_rebalances));
+        metric_u64(b, "gamingd_kafka_rebalances_total", "counter", "Activity partitions assigned or revoked.",
+                   atomic_load(&c->kafka_rebalances));
     }
-    metric(b, "gamingd_kafka_up", "gauge", "0 while a Kafka client reaches no broker.");
-    gd_buf_printf(b, "gamingd_kafka_up %d\n", atomic_load(&c->kafka_unreachable) ? 0 : 1);
-    metric(b, "gamingd_kafka_errors_total", "counter", "Errors reported by the Kafka clients (they retry by themselves).");
-    gd_buf_printf(b, "gamingd_kafka_errors_total %llu\n", (unsigned long long)atomic_load(&c->kafka_errors));
-    metric(b, "gamingd_kafka_produced_total", "counter", "Enriched records handed to the producer.");
-    gd_buf_printf(b, "gamingd_kafka_produced_total %llu\n", (unsigned long long)atomic_load(&c->kafka_produced));
-    metric(b, "gamingd_kafka_delivered_total", "counter", "Records the brokers acknowledged (output and dead letters).");
-    gd_buf_printf(b, "gamingd_kafka_delivered_total %llu\n", (unsigned long long)atomic_load(&c->kafka_delivered));
-    metric(b, "gamingd_kafka_delivery_failures_total", "counter", "Records the brokers refused for good.");
-    gd_buf_printf(b, "gamingd_kafka_delivery_failures_total %llu\n",
-                  (unsigned long long)atomic_load(&c->kafka_delivery_failed));
-    metric(b, "gamingd_dead_letters_total", "counter", "Bad records written to <topic>.dlq, by source topic.");
-    for (int t = 0; t < GD_TOPIC_COUNT; t++)
-        gd_buf_printf(b, "gamingd_dead_letters_total{topic=\"%s\"} %llu\n", cfg->topics[t],
-                      (unsigned long long)atomic_load(&c->dead_letters[t]));
+    metric_u64(b, "gamingd_kafka_up", "gauge", "0 while a Kafka client reaches no broker.",
+               atomic_load(&c->kafka_unreachable) ? 0 : 1);
+    metric_u64(b, "gamingd_kafka_errors_total", "counter", "Errors reported by the Kafka clients (they retry by themselves).",
+               atomic_load(&c->kafka_errors));
+    metric_u64(b, "gamingd_kafka_produced_total", "counter", "Enriched records handed to the producer.",
+               atomic_load(&c->kafka_produced));
+    metric_u64(b, "gamingd_kafka_delivered_total", "counter", "Records the brokers acknowledged (output and dead letters).",
+               atomic_load(&c->kafka_delivered));
+    metric_u64(b, "gamingd_kafka_delivery_failures_total", "counter", "Records the brokers refused for good.",
+               atomic_load(&c->kafka_delivery_failed));
+    metric_by_topic(b, cfg, "gamingd_dead_letters_total", "Bad records written to <topic>.dlq, by source topic.",
+                    c->dead_letters, false);
 }
 
 static void route_metrics(gd_api *api, gd_reply *r)
@@ -127,19 +142,12 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_buf *b = &r->body;
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    metric(b, "gamingd_records_in_total", "counter", "Source records read, by topic.");
-    for (int t = 0; t <= GD_TOPIC_COUNT; t++)
-        gd_buf_printf(b, "gamingd_records_in_total{topic=\"%s\"} %llu\n",
-                      t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown",
-                      (unsigned long long)atomic_load(&c->records_in[t]));
-    metric(b, "gamingd_bad_records_total", "counter", "Records that could not be decoded or lacked a required field, by topic.");
-    for (int t = 0; t <= GD_TOPIC_COUNT; t++)
-        gd_buf_printf(b, "gamingd_bad_records_total{topic=\"%s\"} %llu\n",
-                      t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown",
-                      (unsigned long long)atomic_load(&c->bad_records[t]));
+    metric_by_topic(b, cfg, "gamingd_records_in_total", "Source records read, by topic.", c->records_in, true);
+    metric_by_topic(b, cfg, "gamingd_bad_records_total",
+                    "Records that could not be decoded or lacked a required field, by topic.", c->bad_records, true);
     uint64_t out = atomic_load(&c->records_out);
-    metric(b, "gamingd_late_records_total", "counter", "Activity records past their window's grace.");
-    gd_buf_printf(b, "gamingd_late_records_total %llu\n", (unsigned long long)atomic_load(&c->late_records));
+    metric_u64(b, "gamingd_late_records_total", "counter", "Activity records past their window's grace.",
+               atomic_load(&c->late_records));
     metric(b, "gamingd_records_out_total", "counter", "Enriched records emitted, by output topic.");
     gd_buf_printf(b, "gamingd_records_out_total{topic=\"%s\"} %llu\n", cfg->output_topic, (unsigned long long)out);
     metric(b, "gamingd_enrichment_rate", "gauge", "Share of enriched records that found their game or player row.");
@@ -147,21 +155,20 @@ static void route_metrics(gd_api *api, gd_reply *r)
                   out ? (double)atomic_load(&c->with_game) / (double)out : 0.0);
     gd_buf_printf(b, "gamingd_enrichment_rate{table=\"players\"} %.6f\n",
                   out ? (double)atomic_load(&c->with_player) / (double)out : 0.0);
-    metric(b, "gamingd_ingest_records_per_second", "gauge", "Source records read per second, over the last second or more.");
-    gd_buf_printf(b, "gamingd_ingest_records_per_second %llu\n", (unsigned long long)atomic_load(&c->ingest_rate));
+    metric_u64(b, "gamingd_ingest_records_per_second", "gauge", "Source records read per second, over the last second or more.",
+               atomic_load(&c->ingest_rate));
     metric(b, "gamingd_processing_lag_ms", "gauge", "Processing time minus event time of the last record.");
     gd_buf_printf(b, "gamingd_processing_lag_ms %lld\n", (long long)atomic_load(&c->last_lag_ms));
     metric(b, "gamingd_stream_time_ms", "gauge", "Largest activity_timestamp processed.");
     int64_t st = atomic_load(&c->stream_time);
     gd_buf_printf(b, "gamingd_stream_time_ms %lld\n", (long long)(st == INT64_MIN ? 0 : st));
-    metric(b, "gamingd_commits_total", "counter", "State commits to LMDB.");
-    gd_buf_printf(b, "gamingd_commits_total %llu\n", (unsigned long long)atomic_load(&c->batches));
-    metric(b, "gamingd_hot_window_bytes", "gauge", "Memory of the windows held in memory (the recent ones; older open windows are read back from LMDB).");
-    gd_buf_printf(b, "gamingd_hot_window_bytes %llu\n", (unsigned long long)atomic_load(&c->hot_window_bytes));
-    metric(b, "gamingd_lmdb_size_bytes", "gauge", "Size of the LMDB data in use.");
-    gd_buf_printf(b, "gamingd_lmdb_size_bytes %zu\n", gd_store_size(api->ctx.store));
-    metric(b, "gamingd_ready", "gauge", "1 when the store is open and the sources are caught up.");
-    gd_buf_printf(b, "gamingd_ready %d\n", atomic_load(&c->ready) ? 1 : 0);
+    metric_u64(b, "gamingd_commits_total", "counter", "State commits to LMDB.", atomic_load(&c->batches));
+    metric_u64(b, "gamingd_hot_window_bytes", "gauge",
+               "Memory of the windows held in memory (the recent ones; older open windows are read back from LMDB).",
+               atomic_load(&c->hot_window_bytes));
+    metric_u64(b, "gamingd_lmdb_size_bytes", "gauge", "Size of the LMDB data in use.", gd_store_size(api->ctx.store));
+    metric_u64(b, "gamingd_ready", "gauge", "1 when the store is open and the sources are caught up.",
+               atomic_load(&c->ready) ? 1 : 0);
     if (cfg->brokers[0]) kafka_metrics(cfg, c, b);
     gd_push_metrics(api->push, b);
     metric(b, "gamingd_http_requests_total", "counter", "HTTP requests by route and status.");
