@@ -145,6 +145,12 @@ static void route_metrics(gd_api *api, gd_reply *r)
     metric_by_topic(b, cfg, "gamingd_records_in_total", "Source records read, by topic.", c->records_in, true);
     metric_by_topic(b, cfg, "gamingd_bad_records_total",
                     "Records that could not be decoded or lacked a required field, by topic.", c->bad_records, true);
+    metric(b, "gamingd_bad_records_reason_total", "counter",
+           "Records set aside, by reason: invalid (undecodable, a required field missing), future (event time "
+           "beyond --max-future of the wall clock), too_large (beyond --max-record-bytes).");
+    for (int rs = 0; rs < GD_BAD_REASON_COUNT; rs++)
+        gd_buf_printf(b, "gamingd_bad_records_reason_total{reason=\"%s\"} %llu\n", gd_bad_reason_names[rs],
+                      (unsigned long long)atomic_load(&c->bad_by_reason[rs]));
     uint64_t out = atomic_load(&c->records_out);
     metric_u64(b, "gamingd_late_records_total", "counter", "Activity records past their window's grace.",
                atomic_load(&c->late_records));

@@ -24,12 +24,17 @@
 
 #include "window.h"
 
-/* The counters that are state: committed with it, so restarts keep them. */
+/* The counters that are state: committed with it, so restarts keep them.
+ * Fields are only ever appended: a data dir written before a field existed
+ * holds a prefix, and the rest starts at zero. */
 typedef struct {
     uint64_t records_in[GD_TOPIC_COUNT + 1];
     uint64_t bad_records[GD_TOPIC_COUNT + 1];
     uint64_t late_records, records_out, with_game, with_player;
+    uint64_t bad_by_reason[GD_BAD_REASON_COUNT];
 } persisted_counters;
+
+const char *const gd_bad_reason_names[GD_BAD_REASON_COUNT] = {"invalid", "future", "too_large"};
 
 struct gd_engine {
     const gd_config *cfg;
@@ -78,6 +83,52 @@ static int resume_source(gd_engine *e, gd_str committed)
     return e->src->seek(e->src, (gd_str){nul + 1, (uint32_t)(committed.len - idlen - 1)});
 }
 
+/* A stream time beyond --max-future of the wall clock can only come from a
+ * record that is now refused (a data dir written before the bound existed):
+ * windows starting past the bound are deleted, since only such records fed
+ * them, and the stream time is set back to the newest window left. What
+ * that record's stream time already purged stays lost. */
+static int repair_future_stream_time(gd_engine *e)
+{
+    MDB_txn *txn;
+    int rc = gd_store_begin_write(e->store, &txn);
+    if (rc) return rc;
+    gd_str v;
+    int64_t bound = gd_now_ms() + e->cfg->max_future_ms, committed = INT64_MIN;
+    if (gd_store_meta_get(e->store, txn, "stream_time", &v) == GD_OK && v.len == 8)
+        committed = (int64_t)gd_get_u64be(v.p);
+    if (committed <= bound) {
+        mdb_txn_abort(txn);
+        return GD_OK;
+    }
+    int64_t repaired = INT64_MIN;
+    size_t deleted_total = 0;
+    for (size_t i = 0; !rc && i < gd_table_count; i++) {
+        const gd_tabledef *t = &gd_tables[i];
+        if (t->kind != GD_TABLE_WINDOWED) continue;
+        size_t deleted;
+        int64_t newest;
+        rc = gd_store_delete_after(e->store, txn, t, bound, &deleted);
+        deleted_total += deleted;
+        if (!rc && gd_store_newest_window(e->store, txn, t, &newest) == GD_OK && newest > repaired) repaired = newest;
+    }
+    gd_buf b = {0};
+    gd_buf_put_u64be(&b, (uint64_t)repaired);
+    if (!rc) rc = gd_store_meta_put(e->store, txn, "stream_time", b.p, b.len);
+    gd_buf_free(&b);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = gd_store_commit(txn))) return rc;
+    gd_warn("the committed stream time %lld lies %lld s ahead of the wall clock, beyond --max-future: a record "
+            "from the future moved it there before gamingd refused such records. Repaired: %zu rows of windows "
+            "after %lld deleted, stream time set back to %lld (the newest window left)",
+            (long long)committed, (long long)((committed - gd_now_ms()) / 1000), deleted_total, (long long)bound,
+            (long long)repaired);
+    return GD_OK;
+}
+
 static int load_state(gd_engine *e)
 {
     MDB_txn *txn;
@@ -86,8 +137,8 @@ static int load_state(gd_engine *e)
     gd_str v;
     if (gd_store_meta_get(e->store, txn, "stream_time", &v) == GD_OK && v.len == 8)
         e->stream_time = (int64_t)gd_get_u64be(v.p);
-    if (gd_store_meta_get(e->store, txn, "counters", &v) == GD_OK && v.len == sizeof e->n)
-        memcpy(&e->n, v.p, sizeof e->n);
+    if (gd_store_meta_get(e->store, txn, "counters", &v) == GD_OK && v.len <= sizeof e->n && v.len % 8 == 0)
+        memcpy(&e->n, v.p, v.len);
     rc = gd_refs_load(&e->refs, e->store, txn);
     if (!rc) rc = gd_windows_load(&e->win, e->store, txn, e->stream_time);
     if (!rc) rc = gd_windows_load(&e->win_worker, e->store, txn, e->stream_time);
@@ -122,6 +173,7 @@ static void publish_counters(gd_engine *e)
         atomic_store(&p->records_in[t], e->n.records_in[t]);
         atomic_store(&p->bad_records[t], e->n.bad_records[t]);
     }
+    for (int r = 0; r < GD_BAD_REASON_COUNT; r++) atomic_store(&p->bad_by_reason[r], e->n.bad_by_reason[r]);
     atomic_store(&p->late_records, e->n.late_records);
     atomic_store(&p->records_out, e->n.records_out);
     atomic_store(&p->with_game, e->n.with_game);
@@ -184,6 +236,7 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_so
         }
     }
     int rc = open_kafka_parts(e);
+    if (!rc) rc = repair_future_stream_time(e);
     if (!rc) rc = load_state(e);
     if (!rc && cfg->ingest_threads > 1) {
         e->worker_produces = e->kafka_out && !gd_output_wants_json(e->kafka_out);
@@ -254,8 +307,9 @@ static int commit_batch(gd_engine *e)
         return GD_AGAIN;
     }
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
-    if (!rc) rc = gd_windows_flush(&e->win, e->store, e->txn, e->stream_time);
-    if (!rc) rc = gd_windows_flush(&e->win_worker, e->store, e->txn, e->stream_time);
+    int64_t now = gd_now_ms();
+    if (!rc) rc = gd_windows_flush(&e->win, e->store, e->txn, e->stream_time, now);
+    if (!rc) rc = gd_windows_flush(&e->win_worker, e->store, e->txn, e->stream_time, now);
     if (!rc) {
         gd_buf_clear(&e->tmp);
         gd_buf_put(&e->tmp, e->src->identity, strlen(e->src->identity) + 1);
@@ -284,14 +338,20 @@ static int commit_batch(gd_engine *e)
 }
 
 /* Counted, logged (rate limited), sent to the dead-letter topic, skipped. */
-static void count_bad(gd_engine *e, const gd_record *rec, const char *why)
+static void count_bad_for(gd_engine *e, const gd_record *rec, const char *why, gd_bad_reason reason)
 {
     gd_topic topic = rec->topic;
     why = why ? why : "undecodable";
     e->n.bad_records[topic]++;
+    e->n.bad_by_reason[reason]++;
     if (gd_ratelimit_allow(&e->bad_log))
         gd_warn("bad record on %s skipped: %s", topic < GD_TOPIC_COUNT ? e->cfg->topics[topic] : "an unknown topic", why);
     if (gd_output_dead_letter(e->kafka_out, rec, why)) e->failed = GD_ERR;
+}
+
+static void count_bad(gd_engine *e, const gd_record *rec, const char *why)
+{
+    count_bad_for(e, rec, why, GD_BAD_INVALID);
 }
 
 /* A reference row after its change (row NULL: deleted) to its push stream. */
@@ -349,9 +409,16 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     gd_activity a;
     if (!rec->value.p) return count_bad(e, rec, "activity tombstone");
     if (gd_decode_activity(e->avro, rec->value, &e->scratch, &a, &why)) return count_bad(e, rec, why);
+    int64_t now = gd_now_ms();
+    if (a.activity_timestamp > now + e->cfg->max_future_ms) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "activity_timestamp %lld is %lld s ahead of the wall clock (more than --max-future)",
+                 (long long)a.activity_timestamp, (long long)((a.activity_timestamp - now) / 1000));
+        return count_bad_for(e, rec, msg, GD_BAD_FUTURE);
+    }
     if (a.activity_timestamp > e->stream_time) e->stream_time = a.activity_timestamp;
     gd_enriched en;
-    gd_enrich(&en, &a, &e->refs, gd_now_ms());
+    gd_enrich(&en, &a, &e->refs, now);
     en.seq = e->n.records_out + 1;
     bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn);
     bool queued = false;
@@ -415,7 +482,7 @@ int gd_engine_run(gd_engine *e)
             if (e->outbuf.len >= OUTBUF_FLUSH && (rc = write_output(e))) break;
         } else if (got == GD_EBADREC) {
             e->n.records_in[rec.topic]++;
-            count_bad(e, &rec, e->src->error);
+            count_bad_for(e, &rec, e->src->error, e->src->error_reason);
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
             bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;

@@ -19,6 +19,15 @@
 /* ---- sources ----
  * A source yields records in order and can say where it stands, as bytes the
  * engine commits with the state and hands back through seek on restart. */
+/* Why a record was set aside (gamingd_bad_records_reason_total). */
+typedef enum {
+    GD_BAD_INVALID,   /* undecodable, a required field missing or of the wrong type */
+    GD_BAD_FUTURE,    /* event time further ahead of the wall clock than --max-future */
+    GD_BAD_TOO_LARGE, /* larger than --max-record-bytes */
+    GD_BAD_REASON_COUNT
+} gd_bad_reason;
+extern const char *const gd_bad_reason_names[GD_BAD_REASON_COUNT];
+
 typedef struct gd_source gd_source;
 struct gd_source {
     const char *kind;
@@ -36,6 +45,7 @@ struct gd_source {
     void (*committed)(gd_source *src);
     void (*close)(gd_source *src);
     const char *error; /* why the last GD_EBADREC */
+    gd_bad_reason error_reason;
 };
 
 gd_source *gd_file_source_open(const gd_config *cfg, const char *path);
@@ -161,6 +171,7 @@ void gd_output_close(gd_output *o);
 struct gd_counters {
     _Atomic uint64_t records_in[GD_TOPIC_COUNT + 1];
     _Atomic uint64_t bad_records[GD_TOPIC_COUNT + 1];
+    _Atomic uint64_t bad_by_reason[GD_BAD_REASON_COUNT];
     _Atomic uint64_t late_records;
     _Atomic uint64_t records_out;
     _Atomic uint64_t with_game;   /* enriched records that found their game */

@@ -59,7 +59,7 @@ static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, key, value, err, sizeof err) == RD_KAFKA_CONF_OK) return GD_OK;
-    gd_error("kafka property %s=%s: %s", key, value, err);
+    gd_error("kafka property %s=%s: %s", key, gd_kafka_secret_property(key) ? "(secret not shown)" : value, err);
     return GD_ERR;
 }
 

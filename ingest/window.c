@@ -12,7 +12,8 @@
  *
  * Lateness (SPEC §5): a record is late for a table when its window has
  * window_end + grace <= stream time. Retention: a window is purged from
- * LMDB once it is closed and window_end + retention <= stream time. */
+ * LMDB once it is closed and window_end + retention <= stream time, and
+ * never while window_end + retention is still ahead of the wall clock. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -389,8 +390,11 @@ static void evict_cold(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
     }
 }
 
-int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time)
+int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms)
 {
+    /* retention counts from the stream time, but never from past the wall
+     * clock: a record from the future must not age the present out */
+    int64_t retention_time = stream_time < now_ms ? stream_time : now_ms;
     w->purge_pending = false;
     for (size_t i = 0; i < gd_table_count; i++) {
         gd_hot_table *t = &w->tables[i];
@@ -401,7 +405,7 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         evict_cold(t, stream_time, &w->dict);
         /* purge windows that are closed and past retention */
         int64_t size = t->def->window_ms;
-        int64_t expired = stream_time - w->retention_ms - size + 1;
+        int64_t expired = retention_time - w->retention_ms - size + 1;
         int64_t closed = stream_time - t->grace_ms - size + 1;
         size_t deleted;
         rc = gd_store_purge(s, txn, t->def, expired < closed ? expired : closed,

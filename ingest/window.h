@@ -98,8 +98,9 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
  * never changes after init, so any thread may ask about any instance. */
 bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time);
 /* Writes dirty groups, evicts closed windows and purges expired ones (a
- * bounded number of rows per call; purge_pending tells when more remain). */
-int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
+ * bounded number of rows per call; purge_pending tells when more remain).
+ * Retention counts from the earlier of stream_time and now_ms. */
+int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms);
 size_t gd_windows_memory(const gd_windows *w);
 
 /* ---- the second core (worker.c) ----

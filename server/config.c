@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -16,6 +17,8 @@ typedef struct {
     const char *arg;   /* "HOST:PORT", NULL when the flag takes no value */
     const char *help;
     opt_fn set;
+    const char *valid; /* what a good value looks like, for the error; NULL: arg says it */
+    bool secret;       /* the value is a secret: never echoed, scrubbed from argv */
 } gd_option;
 
 static int copy_to(char *dst, size_t cap, const char *v)
@@ -51,11 +54,47 @@ static int set_source(gd_config *cfg, const char *v)
     return GD_OK;
 }
 static int set_brokers(gd_config *cfg, const char *v) { return COPY(brokers); }
-static int set_kafka_prop(gd_config *cfg, const char *v)
+bool gd_kafka_secret_property(const char *prop)
 {
-    if (!strchr(v, '=') || cfg->nkafka_props >= GD_MAX_KAFKA_PROPS) return GD_ERR;
-    cfg->kafka_props[cfg->nkafka_props++] = strdup(v);
+    static const char *const secret_words[] = {"password", "secret", "key.pem", "oauthbearer.config", "jaas", NULL};
+    size_t n = strcspn(prop, "=");
+    for (int i = 0; secret_words[i]; i++) {
+        size_t w = strlen(secret_words[i]);
+        for (size_t at = 0; at + w <= n; at++)
+            if (!strncasecmp(prop + at, secret_words[i], w)) return true;
+    }
+    return false;
+}
+
+static int add_kafka_prop(gd_config *cfg, const char *v, size_t n)
+{
+    const char *eq = memchr(v, '=', n);
+    if (!eq || eq == v || cfg->nkafka_props >= GD_MAX_KAFKA_PROPS) return GD_ERR;
+    cfg->kafka_props[cfg->nkafka_props++] = strndup(v, n);
     return GD_OK;
+}
+static int set_kafka_prop(gd_config *cfg, const char *v) { return add_kafka_prop(cfg, v, strlen(v)); }
+
+/* -F FILE: librdkafka properties, one key=value a line, as kcat reads them;
+ * blank lines and # comments are skipped. The file keeps secrets (SASL
+ * passwords) off the command line, where every local user can read them. */
+static int set_kafka_config(gd_config *cfg, const char *v)
+{
+    FILE *f = fopen(v, "r");
+    if (!f) return GD_ERR;
+    char line[4096];
+    int rc = GD_OK;
+    while (!rc && fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        const char *p = line;
+        while (*p == ' ' || *p == '\t') p++, n--;
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+        if (!n || *p == '#') continue;
+        rc = add_kafka_prop(cfg, p, n);
+    }
+    fclose(f);
+    if (!rc) rc = COPY(kafka_config_file);
+    return rc;
 }
 static int set_registry(gd_config *cfg, const char *v) { return COPY(schema_registry); }
 static int set_registry_auth(gd_config *cfg, const char *v)
@@ -100,13 +139,29 @@ static int set_topic_games(gd_config *cfg, const char *v) { return COPY(topics[G
 static int set_topic_players(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_PLAYERS]); }
 static int set_topic_activity(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_ACTIVITY]); }
 static int set_output_topic(gd_config *cfg, const char *v) { return COPY(output_topic); }
+enum { MIN_MAP_MIB = 16, MAX_MAP_MIB = 1 << 24 };
 static int set_map_size(gd_config *cfg, const char *v)
 {
     int64_t mib;
-    if (gd_parse_int(v, strlen(v), 16, 1 << 24, &mib)) return GD_ERR;
+    if (gd_parse_int(v, strlen(v), MIN_MAP_MIB, MAX_MAP_MIB, &mib)) return GD_ERR;
     cfg->map_size = (size_t)mib << 20;
     return GD_OK;
 }
+static int set_max_future(gd_config *cfg, const char *v) { return gd_parse_duration(v, &cfg->max_future_ms); }
+enum { MIN_RECORD_BYTES = 1024, MAX_RECORD_BYTES = 1 << 30 };
+static int set_max_record_bytes(gd_config *cfg, const char *v)
+{
+    int64_t n;
+    if (gd_parse_int(v, strlen(v), MIN_RECORD_BYTES, MAX_RECORD_BYTES, &n)) return GD_ERR;
+    cfg->max_record_bytes = (uint32_t)n;
+    return GD_OK;
+}
+static int set_shutdown_timeout(gd_config *cfg, const char *v)
+{
+    return gd_parse_duration(v, &cfg->shutdown_timeout_ms) || cfg->shutdown_timeout_ms < 100 ? GD_ERR : GD_OK;
+}
+static int set_cors_origins(gd_config *cfg, const char *v) { return COPY(cors_origins); }
+static int set_allowed_hosts(gd_config *cfg, const char *v) { return COPY(allowed_hosts); }
 static int set_commit_interval(gd_config *cfg, const char *v)
 {
     return gd_parse_duration(v, &cfg->commit_interval_ms) || cfg->commit_interval_ms < 1 ? GD_ERR : GD_OK;
@@ -150,33 +205,39 @@ static int set_start(gd_config *cfg, const char *v)
 }
 
 static const gd_option options[] = {
-    {"--listen", "GAMINGD_LISTEN", "HOST:PORT", "HTTP address (default 127.0.0.1:8080)", set_listen},
-    {"--data-dir", "GAMINGD_DATA_DIR", "DIR", "LMDB environment (default ./data)", set_data_dir},
-    {"--source", "GAMINGD_SOURCE", "generator|file:PATH|kafka", "where records come from (default generator)", set_source},
-    {"--brokers", "GAMINGD_BROKERS", "LIST", "Kafka bootstrap servers", set_brokers},
-    {"-X", NULL, "KEY=VALUE", "any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable)", set_kafka_prop},
-    {"--schema-registry", "GAMINGD_SCHEMA_REGISTRY", "URL", "Confluent Schema Registry", set_registry},
-    {"--schema-registry-auth", "GAMINGD_SCHEMA_REGISTRY_AUTH", "USER:SECRET", "Schema Registry basic auth", set_registry_auth},
-    {"--output", "GAMINGD_OUTPUT", "kafka|file:PATH", "where the enriched stream goes (kafka when --brokers is set)", set_output},
-    {"--output-format", "GAMINGD_OUTPUT_FORMAT", "avro|json", "output record format (default avro)", set_output_format},
-    {"--grace", "GAMINGD_GRACE", "DUR", "window grace (default: window size + grace = 24h)", set_grace},
-    {"--retention", "GAMINGD_RETENTION", "DUR", "how long windows are kept past their end (default 7d)", set_retention},
-    {"--rate", "GAMINGD_RATE", "N", "generator events per second (default 1000)", set_rate},
-    {"--seed", "GAMINGD_SEED", "N", "generator seed (default random)", set_seed},
-    {"--api-keys", "GAMINGD_API_KEYS", "FILE", "turns authentication on", set_api_keys},
-    {"--topic-games", "GAMINGD_TOPIC_GAMES", "NAME", "games topic (default gaming_games)", set_topic_games},
-    {"--topic-players", "GAMINGD_TOPIC_PLAYERS", "NAME", "players topic (default gaming_players)", set_topic_players},
-    {"--topic-activity", "GAMINGD_TOPIC_ACTIVITY", "NAME", "activity topic (default gaming_player_activity)", set_topic_activity},
-    {"--output-topic", "GAMINGD_OUTPUT_TOPIC", "NAME", "output topic (default gaming.real-time-gaming-intelligence-platform)", set_output_topic},
-    {"--map-size", "GAMINGD_MAP_SIZE", "MIB", "largest size of the LMDB data file (default 65536)", set_map_size},
-    {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "state commit interval for live data; ten times it while catching up (default 100ms)", set_commit_interval},
-    {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads},
-    {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads},
-    {"--push-buffer", "GAMINGD_PUSH_BUFFER", "N", "events each push stream keeps for Last-Event-ID resumption and slow subscribers (default 8192)", set_push_buffer},
-    {"--out", NULL, "FILE", "generate: file to write", set_out},
-    {"--format", NULL, "json|avro", "generate --brokers: value format (default json; avro needs --schema-registry)", set_generate_format},
-    {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events},
-    {"--start", NULL, "MS", "generate: event time of the first activity (default: now minus the span)", set_start},
+    {"--listen", "GAMINGD_LISTEN", "HOST:PORT", "HTTP address (default 127.0.0.1:8080)", set_listen, "an IP address and a port 0-65535", false},
+    {"--data-dir", "GAMINGD_DATA_DIR", "DIR", "LMDB environment (default ./data)", set_data_dir, NULL, false},
+    {"--source", "GAMINGD_SOURCE", "generator|file:PATH|kafka", "where records come from (default generator)", set_source, NULL, false},
+    {"--brokers", "GAMINGD_BROKERS", "LIST", "Kafka bootstrap servers", set_brokers, NULL, false},
+    {"-X", NULL, "KEY=VALUE", "any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable; secrets belong in -F)", set_kafka_prop, NULL, false},
+    {"-F", "GAMINGD_KAFKA_CONFIG", "FILE", "librdkafka properties from a file, one KEY=VALUE a line (# comments); for secrets", set_kafka_config, "a readable file of KEY=VALUE lines", false},
+    {"--schema-registry", "GAMINGD_SCHEMA_REGISTRY", "URL", "Confluent Schema Registry", set_registry, NULL, false},
+    {"--schema-registry-auth", "GAMINGD_SCHEMA_REGISTRY_AUTH", "USER:SECRET", "Schema Registry basic auth (give it in the environment, not on the command line)", set_registry_auth, NULL, true},
+    {"--output", "GAMINGD_OUTPUT", "kafka|file:PATH", "where the enriched stream goes (kafka when --brokers is set)", set_output, NULL, false},
+    {"--output-format", "GAMINGD_OUTPUT_FORMAT", "avro|json", "output record format (default avro)", set_output_format, NULL, false},
+    {"--grace", "GAMINGD_GRACE", "DUR", "window grace (default: window size + grace = 24h)", set_grace, NULL, false},
+    {"--retention", "GAMINGD_RETENTION", "DUR", "how long windows are kept past their end (default 7d)", set_retention, "a duration above 0", false},
+    {"--max-future", "GAMINGD_MAX_FUTURE", "DUR", "activity further ahead of the wall clock is a bad record (default 1h)", set_max_future, NULL, false},
+    {"--max-record-bytes", "GAMINGD_MAX_RECORD_BYTES", "N", "larger source records are skipped as bad (default 1048576)", set_max_record_bytes, "bytes, 1024 to 1073741824", false},
+    {"--rate", "GAMINGD_RATE", "N", "generator events per second (default 1000)", set_rate, "a number above 0, at most 1e9", false},
+    {"--seed", "GAMINGD_SEED", "N", "generator seed (default random)", set_seed, NULL, false},
+    {"--api-keys", "GAMINGD_API_KEYS", "FILE", "turns authentication on", set_api_keys, NULL, false},
+    {"--cors-origins", "GAMINGD_CORS_ORIGINS", "LIST", "web origins allowed to call the API from a browser, comma separated, or * (default none)", set_cors_origins, NULL, false},
+    {"--allowed-hosts", "GAMINGD_ALLOWED_HOSTS", "LIST", "Host names served besides the loopback ones, comma separated", set_allowed_hosts, NULL, false},
+    {"--topic-games", "GAMINGD_TOPIC_GAMES", "NAME", "games topic (default gaming_games)", set_topic_games, NULL, false},
+    {"--topic-players", "GAMINGD_TOPIC_PLAYERS", "NAME", "players topic (default gaming_players)", set_topic_players, NULL, false},
+    {"--topic-activity", "GAMINGD_TOPIC_ACTIVITY", "NAME", "activity topic (default gaming_player_activity)", set_topic_activity, NULL, false},
+    {"--output-topic", "GAMINGD_OUTPUT_TOPIC", "NAME", "output topic (default gaming.real-time-gaming-intelligence-platform)", set_output_topic, NULL, false},
+    {"--map-size", "GAMINGD_MAP_SIZE", "MIB", "largest size of the LMDB data file (default 65536)", set_map_size, "MiB, at least 16 and at most 16777216", false},
+    {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "state commit interval for live data; ten times it while catching up (default 100ms)", set_commit_interval, "a duration of 1ms or more", false},
+    {"--shutdown-timeout", "GAMINGD_SHUTDOWN_TIMEOUT", "DUR", "the longest a stop may take, brokers gone or not (default 10s)", set_shutdown_timeout, "a duration of 100ms or more", false},
+    {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads, "1 to 64", false},
+    {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads, NULL, false},
+    {"--push-buffer", "GAMINGD_PUSH_BUFFER", "N", "events each push stream keeps for Last-Event-ID resumption and slow subscribers (default 8192)", set_push_buffer, "16 to 1048576", false},
+    {"--out", NULL, "FILE", "generate: file to write", set_out, NULL, false},
+    {"--format", NULL, "json|avro", "generate --brokers: value format (default json; avro needs --schema-registry)", set_generate_format, NULL, false},
+    {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events, NULL, false},
+    {"--start", NULL, "MS", "generate: event time of the first activity (default: now minus the span)", set_start, NULL, false},
 };
 enum { NOPTIONS = sizeof options / sizeof options[0] };
 
@@ -212,6 +273,9 @@ static void defaults(gd_config *cfg)
     cfg->rate = 1000;
     cfg->push_buffer = 8192;
     cfg->seed = (uint64_t)gd_now_ms() ^ (uint64_t)gd_mono_ns();
+    cfg->max_future_ms = 3600 * 1000;
+    cfg->max_record_bytes = 1 << 20;
+    cfg->shutdown_timeout_ms = 10 * 1000;
     strcpy(cfg->topics[GD_TOPIC_GAMES], "gaming_games");
     strcpy(cfg->topics[GD_TOPIC_PLAYERS], "gaming_players");
     strcpy(cfg->topics[GD_TOPIC_ACTIVITY], "gaming_player_activity");
@@ -228,9 +292,18 @@ static void defaults(gd_config *cfg)
 static int apply(gd_config *cfg, const gd_option *o, const char *v, const char *from)
 {
     if (o->set(cfg, v) == GD_OK) return GD_OK;
-    fprintf(stderr, "gamingd: bad value '%s' for %s%s (expected %s)\n", v, o->flag, from,
-            o->arg ? o->arg : "no value");
+    fprintf(stderr, "gamingd: bad value '%s' for %s%s (expected %s)\n", o->secret ? "(secret not shown)" : v,
+            o->flag, from, o->valid ? o->valid : o->arg ? o->arg : "no value");
     return GD_ERR;
+}
+
+/* A secret given on the command line is readable by every local user (ps,
+ * /proc/PID/cmdline) for as long as the process runs: it is blanked out of
+ * argv once read, and the user is told where it belongs instead. */
+static void scrub_secret(char *value, const char *what, const char *instead)
+{
+    fprintf(stderr, "gamingd: warning: %s on the command line is visible to every local user; %s\n", what, instead);
+    memset(value, '*', strlen(value));
 }
 
 int gd_config_parse(gd_config *cfg, int argc, char **argv)
@@ -277,6 +350,10 @@ int gd_config_parse(gd_config *cfg, int argc, char **argv)
             val = argv[++a];
         }
         if (apply(cfg, o, val, "")) return GD_ERR;
+        char *given = (char *)val; /* inside argv[a]: argv strings are writable */
+        if (o->secret) scrub_secret(given, o->flag, "give it in the environment instead");
+        else if (!strcmp(o->flag, "-X") && gd_kafka_secret_property(val))
+            scrub_secret(strchr(given, '=') + 1, "a secret librdkafka property", "put it in a file given with -F");
     }
     if (cfg->brokers[0] && !cfg->output_path[0]) cfg->output_kafka = true;
     if (cfg->output_kafka && !cfg->brokers[0]) {

@@ -23,6 +23,7 @@ typedef struct {
     char brokers[1024];
     char *kafka_props[GD_MAX_KAFKA_PROPS]; /* "key=value", owned */
     int nkafka_props;
+    char kafka_config_file[1024]; /* -F: the properties read from it come first */
     char schema_registry[1024];
     char schema_registry_auth[256];
     char output_path[1024]; /* --output file:PATH */
@@ -33,6 +34,11 @@ typedef struct {
     double rate;
     uint64_t seed;
     char api_keys[1024];
+    int64_t max_future_ms;     /* activity further ahead of the clock is bad */
+    uint32_t max_record_bytes; /* larger source records are skipped, bad */
+    int64_t shutdown_timeout_ms;
+    char cors_origins[1024];   /* comma list, "*", or "" for none */
+    char allowed_hosts[1024];  /* comma list of extra Host names */
     char topics[3][256]; /* by gd_topic */
     char output_topic[256];
     size_t map_size;
@@ -47,6 +53,10 @@ typedef struct {
     uint64_t events;
     int64_t start_ms;
 } gd_config;
+
+/* Whether a librdkafka property ("key" or "key=value") holds a secret
+ * (passwords, client secrets, private keys): its value is never logged. */
+bool gd_kafka_secret_property(const char *prop);
 
 /* Fills cfg from the environment and argv. Returns GD_OK, GD_EOF when --help
  * or --version was printed (exit 0), GD_ERR after printing the error. */

@@ -189,6 +189,36 @@ int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t wind
     return rc && rc != MDB_NOTFOUND && rc != EINVAL ? lmdb_fail("purge", rc) : GD_OK;
 }
 
+int gd_store_delete_after(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit, size_t *deleted)
+{
+    MDB_cursor *c;
+    *deleted = 0;
+    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    if (rc) return lmdb_fail("cursor", rc);
+    MDB_val k, v;
+    /* from the end, taking the last row afresh after each delete */
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_LAST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_LAST)) {
+        if (k.mv_size < 8 || gd_rowkey_window(k.mv_data) <= window_limit) break;
+        if ((rc = mdb_cursor_del(c, 0))) break;
+        (*deleted)++;
+    }
+    mdb_cursor_close(c);
+    return rc && rc != MDB_NOTFOUND ? lmdb_fail("delete", rc) : GD_OK;
+}
+
+int gd_store_newest_window(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t *window_start)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    if (rc) return lmdb_fail("cursor", rc);
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    if (!rc && k.mv_size >= 8) *window_start = gd_rowkey_window(k.mv_data);
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND || (!rc && k.mv_size < 8)) return GD_EOF;
+    return rc ? lmdb_fail("newest window", rc) : GD_OK;
+}
+
 int gd_store_scan(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str start, gd_row_fn fn,
                   void *ctx)
 {

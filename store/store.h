@@ -52,6 +52,12 @@ int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key
 int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
                    size_t max_rows, size_t *deleted);
 
+/* Deletes every row of windows starting after window_limit (no bound on
+ * their number: for repairs at start, not for the ingest path). */
+int gd_store_delete_after(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit, size_t *deleted);
+/* The start of the newest window with a row; GD_EOF when the table is empty. */
+int gd_store_newest_window(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t *window_start);
+
 /* Calls fn for each row whose key is >= start (every row when start is
  * empty), in key order, until fn returns non-zero. */
 typedef int (*gd_row_fn)(void *ctx, gd_str key, gd_str val);

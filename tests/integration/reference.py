@@ -32,11 +32,13 @@ Interpretations the contract leaves open (kept in one place, see the report):
 
 import json
 import math
+import time
 
 HOUR = 3600 * 1000
 MIN = 60 * 1000
 DAY = 24 * HOUR
 DEFAULT_RETENTION = 7 * DAY
+DEFAULT_MAX_FUTURE = HOUR
 
 TOPIC_GAMES = "gaming_games"
 TOPIC_PLAYERS = "gaming_players"
@@ -395,9 +397,12 @@ class _Group:
 
 
 class Reference:
-    def __init__(self, grace_ms=None, retention_ms=None):
+    def __init__(self, grace_ms=None, retention_ms=None, max_future_ms=None, now_ms=None):
         self.grace_ms = grace_ms
         self.retention_ms = DEFAULT_RETENTION if retention_ms is None else retention_ms
+        # event time is bounded by the wall clock when the record is processed
+        self.max_future_ms = DEFAULT_MAX_FUTURE if max_future_ms is None else max_future_ms
+        self.now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         self.games = {}
         self.players = {}
         self.windows = {name: {} for name in WINDOWED}  # name -> {(ws, keytuple): _Group}
@@ -425,8 +430,9 @@ class Reference:
         return ws + size + self.grace_for(name) <= self.stream_time
 
     def _purgeable(self, name, ws, st):
+        # retention counts from the stream time, never from past the wall clock
         size = WINDOWED[name]["window"]
-        return ws + size + self.retention_ms <= st
+        return ws + size + self.retention_ms <= min(st, self.now_ms)
 
     # -- feeding ---------------------------------------------------------------
     def feed_lines(self, lines):
@@ -438,6 +444,10 @@ class Reference:
         self.records += 1
         try:
             topic, key, value = decode_line(line)
+            if topic == TOPIC_ACTIVITY and value["activity_timestamp"] > self.now_ms + self.max_future_ms:
+                e = BadRecord("activity_timestamp beyond the wall clock and --max-future")
+                e.topic = topic
+                raise e
         except BadRecord as e:
             self.bad += 1
             self.bad_by_topic[e.topic] = self.bad_by_topic.get(e.topic, 0) + 1
@@ -618,8 +628,8 @@ def values_equal(exp, got, typ=None):
     return exp == got
 
 
-def reference_for(lines, grace_ms=None, retention_ms=None):
-    ref = Reference(grace_ms=grace_ms, retention_ms=retention_ms)
+def reference_for(lines, grace_ms=None, retention_ms=None, max_future_ms=None, now_ms=None):
+    ref = Reference(grace_ms=grace_ms, retention_ms=retention_ms, max_future_ms=max_future_ms, now_ms=now_ms)
     ref.feed_lines(lines)
     ref.finish()
     return ref
@@ -636,9 +646,9 @@ def parse_duration(s):
 
 
 def reference_args(args):
-    """grace_ms / retention_ms from a gamingd argument list."""
-    out = {"grace_ms": None, "retention_ms": None}
-    flags = {"--grace": "grace_ms", "--retention": "retention_ms"}
+    """grace_ms / retention_ms / max_future_ms from a gamingd argument list."""
+    out = {"grace_ms": None, "retention_ms": None, "max_future_ms": None}
+    flags = {"--grace": "grace_ms", "--retention": "retention_ms", "--max-future": "max_future_ms"}
     for i, a in enumerate(args):
         if a in flags:
             out[flags[a]] = parse_duration(args[i + 1])

@@ -97,7 +97,7 @@ static gd_enriched apply(fixture *f, act in, bool *late)
 static bool row(fixture *f, const char *name, int64_t window, const char *k1, const char *k2,
                 gd_slot *slots)
 {
-    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time), GD_OK);
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
     const gd_tabledef *t = gd_table_find(name, strlen(name));
     gd_buf g = {0}, key = {0};
     if (k1) gd_groupkey_append(&g, gd_str_c(k1));
@@ -204,7 +204,7 @@ static void late_records_update_nothing_and_carry_figures_as_they_stand(void **s
     /* stream time moves 24 h + 1 h on: the hour at T0 closes (1h + 23h grace) */
     apply(f, (act){"p1", "g1", "s1", T0 + 25 * HOUR, I(1), I(1), {0}}, &late);
     assert_false(late);
-    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time), GD_OK);
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
     gd_enriched e = apply(f, (act){"p1", "g1", "s1", T0 + 2000, I(50), I(1), {0}}, &late);
     assert_true(late);
     assert_int_equal(e.total_sessions_1h.v, 1); /* without the late record */
@@ -239,7 +239,7 @@ static void windows_that_left_memory_are_read_back(void **state)
     /* two hours on: the windows at T0 leave memory (past GD_HOT_MS), still
      * inside their grace */
     apply(f, (act){"p3", "g1", "s3", T0 + 2 * HOUR, I(1), I(1), {0}}, NULL);
-    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time), GD_OK);
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
     bool late;
     gd_enriched e = apply(f, (act){"p1", "g1", "s9", T0 + 3000, I(30), I(60), {0}}, &late);
     assert_false(late);
