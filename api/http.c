@@ -1,12 +1,23 @@
 /* http.c -- the libmicrohttpd server: routing, replies, health and metrics.
  *
  * MHD runs its own thread pool over epoll; each request is answered on the
- * second call of the access handler (once the body, ignored, is read), from
- * a reply built in a gd_buf whose memory is handed to MHD. Route handlers
- * are plain functions from (request) to (reply), so they are testable
- * without a socket; push streams answer with a callback response instead
- * (push.c). Every response allows any origin (CORS): the API is read-only
- * and carries no cookies, and dashboards are served from elsewhere. */
+ * second call of the access handler (once the body is read), from a reply
+ * built in a gd_buf whose memory is handed to MHD. Route handlers are plain
+ * functions from (request) to (reply), so they are testable without a
+ * socket; push streams answer with a callback response instead (push.c).
+ *
+ * Every request gets an answer, as JSON, within a bounded time:
+ *  - The request target is decoded by gamingd (request.c), not by MHD,
+ *    whose per-connection pool (CONNECTION_MEMORY) would otherwise fill with
+ *    a record per parameter: the URI log callback, which MHD calls with the
+ *    raw target before parsing it, decodes it and then hides the query
+ *    string from MHD. Targets over GD_MAX_URI are a 414, header blocks over
+ *    MAX_HEADER_BYTES a 431, bodies over MAX_BODY_BYTES a 413. What does not
+ *    even fit the pool (a request line or header block of tens of KiB) is
+ *    refused by MHD itself, with its own 414/431 status.
+ *  - Connections slow to send a request are ended, and the limit always
+ *    keeps room for health checks (guard.c).
+ *  - Host and Origin are checked before routing (netpolicy.c). */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -33,6 +44,15 @@ enum {
      * 15-19 s instead of 3-6 s to answer 5,000 filtered subscriptions at
      * 10,000 events/s. (The kernel caps this at net.core.somaxconn.) */
     LISTEN_BACKLOG = 2048,
+    /* libmicrohttpd's memory per connection: the request line and headers
+     * gamingd accepts (GD_MAX_URI + MAX_HEADER_BYTES) with room to spare.
+     * MHD zeroes the whole pool at every request on a kept-alive
+     * connection, so it is not made larger than that. */
+    CONNECTION_MEMORY = 64 * 1024,
+    MAX_HEADER_BYTES = 16 * 1024,
+    MAX_HEADERS = 100,
+    MAX_BODY_BYTES = 1 << 20,
+    IDLE_TIMEOUT_S = 120, /* a kept-alive connection with no request */
 };
 
 typedef enum {
@@ -40,13 +60,15 @@ typedef enum {
 } route_id;
 static const char *route_names[] = {"/healthz", "/readyz", "/metrics", "/v1/tables", "/v1/tables/{table}",
                                     "/v1/streams", "/v1/streams/{stream}", "other"};
-static const int statuses[] = {200, 204, 400, 404, 405, 500, 503};
+static const int statuses[] = {200, 204, 400, 403, 404, 405, 408, 413, 414, 431, 500, 503};
 enum { NSTATUS = sizeof statuses / sizeof statuses[0] };
 
 struct gd_api {
     struct MHD_Daemon *mhd;
     gd_api_ctx ctx;
     gd_push *push;
+    gd_guard *guard;
+    gd_netpolicy *netpolicy;
     _Atomic uint64_t requests[R_COUNT][NSTATUS];
     pthread_mutex_t log_lock; /* MHD logs from every worker */
     gd_ratelimit log_limit;
@@ -177,6 +199,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
                atomic_load(&c->ready) ? 1 : 0);
     if (cfg->brokers[0]) kafka_metrics(cfg, c, b);
     gd_push_metrics(api->push, b);
+    gd_guard_metrics(api->guard, b);
     metric(b, "gamingd_http_requests_total", "counter", "HTTP requests by route and status.");
     for (int rt = 0; rt < R_COUNT; rt++)
         for (int s = 0; s < NSTATUS; s++) {
@@ -215,10 +238,6 @@ static route_id dispatch(gd_api *api, const char *method, const gd_request *req,
         gd_reply_error(r, 405, "%s is not allowed on %s; use GET", method, p);
         return id;
     }
-    if (req->too_many_params) {
-        gd_reply_error(r, 400, "too many query parameters (at most %d)", GD_MAX_PARAMS);
-        return id;
-    }
     switch (id) {
     case R_HEALTHZ: reply_json(r, 200, "{\"status\":\"ok\"}"); break;
     case R_READYZ: route_readyz(&api->ctx, r); break;
@@ -231,19 +250,6 @@ static route_id dispatch(gd_api *api, const char *method, const gd_request *req,
     return id;
 }
 
-static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
-{
-    (void)kind;
-    gd_request *req = cls;
-    if (req->nparams == GD_MAX_PARAMS) {
-        req->too_many_params = true;
-        return MHD_NO;
-    }
-    req->params[req->nparams++] = (gd_param){key, value};
-    return MHD_YES;
-}
-
 static void count_request(gd_api *api, route_id id, int status)
 {
     for (int s = 0; s < NSTATUS; s++)
@@ -253,32 +259,146 @@ static void count_request(gd_api *api, route_id id, int status)
         }
 }
 
+/* What the server keeps of one request: made by the URI log callback (the
+ * first sight of a request), freed when the request completes. */
+typedef struct {
+    gd_request req;
+    int refused; /* gd_request_parse's status: 0, 400, 414, 500 */
+    bool announced;
+    bool body_too_large;
+    gd_buf body;
+} request_state;
+
+static gd_guarded *guarded(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void *on_request_line(void *cls, const char *target, struct MHD_Connection *conn)
+{
+    gd_api *api = cls;
+    request_state *rs = calloc(1, sizeof *rs);
+    if (rs) rs->refused = gd_request_parse(&rs->req, target);
+    /* MHD parses the query string into its connection pool after this
+     * call; gamingd has decoded it already, so MHD is shown none. The
+     * target lies in the connection's read buffer, which MHD writes itself. */
+    char *query = strchr(target, '?');
+    if (query) query[1] = 0;
+    gd_guard_line_received(api->guard, guarded(conn));
+    return rs;
+}
+
+static void on_request_done(void *cls, struct MHD_Connection *conn, void **state,
+                            enum MHD_RequestTerminationCode why)
+{
+    (void)why;
+    gd_api *api = cls;
+    request_state *rs = *state;
+    if (rs) {
+        gd_request_free(&rs->req);
+        gd_buf_free(&rs->body);
+        free(rs);
+        *state = NULL;
+    }
+    gd_guard_idle(api->guard, guarded(conn));
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    gd_api *api = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? gd_guard_started(api->guard, ci->connect_fd) : NULL;
+    } else {
+        gd_guard_closed(api->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+typedef struct {
+    size_t bytes, count;
+} header_size;
+
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                       const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)key;
+    (void)value;
+    header_size *hs = cls;
+    hs->bytes += key_size + value_size + 4;
+    hs->count++;
+    return MHD_YES;
+}
+
+/* The checks every request passes before its route: the target, the
+ * header block, the body, Host and Origin. */
+static bool admissible(gd_api *api, struct MHD_Connection *conn, request_state *rs, gd_reply *r,
+                       const char **allow_origin)
+{
+    if (rs->refused) {
+        gd_reply_error(r, rs->refused, "%s", rs->req.error);
+        return false;
+    }
+    header_size hs = {0, 0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, add_header_size, &hs);
+    if (hs.bytes > MAX_HEADER_BYTES || hs.count > MAX_HEADERS) {
+        gd_reply_error(r, 431, "the request's headers take %zu bytes in %zu fields; at most %d bytes and %d fields are accepted",
+                       hs.bytes, hs.count, MAX_HEADER_BYTES, MAX_HEADERS);
+        return false;
+    }
+    if (rs->body_too_large) {
+        gd_reply_error(r, 413, "the request body is larger than %d bytes", MAX_BODY_BYTES);
+        return false;
+    }
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    return gd_netpolicy_check(api->netpolicy, host, origin, r, allow_origin) == GD_OK;
+}
+
+static struct MHD_Response *stream_or_refuse(gd_api *api, struct MHD_Connection *conn, request_state *rs, gd_reply *r)
+{
+    if (!gd_guard_stream_room(api->guard, gd_push_count(api->push))) {
+        gd_reply_error(r, 503, "too many push subscribers for this server's connection limit; try again later");
+        return NULL;
+    }
+    return gd_push_subscribe(api->push, conn, &rs->req, rs->req.path + 12, r);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **state)
 {
+    (void)url;
     (void)version;
-    (void)upload_data;
     gd_api *api = cls;
+    request_state *rs = *state;
+    if (!rs) return MHD_NO; /* out of memory at the request line: close */
     /* The first call only announces the request; answering then makes MHD
-     * close the connection. Answer once the (ignored) body has been read. */
-    if (!*state) {
-        *state = api; /* any non-NULL mark */
+     * close the connection. Answer once the body has been read. */
+    if (!rs->announced) {
+        rs->announced = true;
         return MHD_YES;
     }
     if (*upload_data_size) {
+        if (rs->body.len + *upload_data_size > MAX_BODY_BYTES) rs->body_too_large = true;
+        else gd_buf_put(&rs->body, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
-    gd_request req = {.path = url};
-    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_param, &req);
     gd_reply r = {.status = 500, .content_type = "application/json"};
-    route_id id = route_of(url);
+    const char *allow_origin = NULL;
+    route_id id = rs->refused ? R_OTHER : route_of(rs->req.path);
     struct MHD_Response *resp = NULL;
-    if (id == R_STREAM && !strcmp(method, "GET") && !req.too_many_params)
-        resp = gd_push_subscribe(api->push, conn, &req, url + 12, &r);
-    else
-        id = dispatch(api, method, &req, &r);
+    if (!admissible(api, conn, rs, &r, &allow_origin)) {
+        /* r holds the refusal */
+    } else if (id == R_STREAM && !strcmp(method, "GET")) {
+        resp = stream_or_refuse(api, conn, rs, &r);
+    } else {
+        id = dispatch(api, method, &rs->req, &r);
+    }
     count_request(api, id, r.status);
     if (resp) {
         gd_buf_free(&r.body);
@@ -291,12 +411,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         MHD_add_response_header(resp, "Content-Type", r.content_type);
     }
     MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    if (allow_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow_origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+    }
     if (r.status == 204) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Accept, Last-Event-ID, Cache-Control");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Accept, Content-Type, Last-Event-ID, Cache-Control");
         MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
     }
+    if (r.status == 503) MHD_add_response_header(resp, "Retry-After", "5");
+    gd_guard_answering(api->guard, guarded(conn));
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -328,6 +453,15 @@ static unsigned connection_limit(void)
     return rl.rlim_cur > 2 * FD_RESERVE ? (unsigned)(rl.rlim_cur - FD_RESERVE) : (unsigned)(rl.rlim_cur / 2);
 }
 
+static void api_free(gd_api *api)
+{
+    gd_push_free(api->push);
+    gd_guard_close(api->guard);
+    gd_netpolicy_free(api->netpolicy);
+    pthread_mutex_destroy(&api->log_lock);
+    free(api);
+}
+
 int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counters *counters,
                  gd_hub *hub)
 {
@@ -335,8 +469,10 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
     if (!api) return GD_ENOMEM;
     api->ctx = (gd_api_ctx){cfg, store, counters, hub};
     pthread_mutex_init(&api->log_lock, NULL);
-    if (gd_push_start(&api->push, hub)) {
-        free(api);
+    unsigned limit = connection_limit();
+    if (gd_netpolicy_open(&api->netpolicy, cfg) || gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, false) ||
+        gd_push_start(&api->push, hub)) {
+        api_free(api);
         return GD_ERR;
     }
     struct sockaddr_storage addr;
@@ -355,21 +491,23 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
         flags |= MHD_USE_IPv6;
     } else {
         gd_error("--listen: '%s' is not an IP address", cfg->listen_host);
-        gd_push_free(api->push);
-        free(api);
+        api_free(api);
         return GD_ERR;
     }
     api->mhd = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, handle, api,
                                 MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, api,
                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-                                MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                                MHD_OPTION_CONNECTION_LIMIT, limit,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+                                MHD_OPTION_URI_LOG_CALLBACK, on_request_line, api,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_request_done, api,
+                                MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)LISTEN_BACKLOG, MHD_OPTION_END);
     if (!api->mhd) {
         gd_error("cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
-        gd_push_free(api->push);
-        free(api);
+        api_free(api);
         return GD_ERR;
     }
     *out = api;
@@ -381,7 +519,5 @@ void gd_api_stop(gd_api *api)
     if (!api) return;
     gd_push_close_streams(api->push);
     MHD_stop_daemon(api->mhd);
-    gd_push_free(api->push);
-    pthread_mutex_destroy(&api->log_lock);
-    free(api);
+    api_free(api);
 }

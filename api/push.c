@@ -205,11 +205,17 @@ static void put_notice(subscriber *s, const char *type, const char *json_members
     else gd_buf_printf(&s->out, "event: %s\ndata: {%s}\n\n", type, json_members);
 }
 
-static void report_lost(subscriber *s)
+/* Events lost since the last notice: counted and told. The position moves
+ * with the count, under the lock the metrics take, so the dropped figure
+ * (counted + unreported_loss) never counts an event twice or goes back. */
+static void report_lost(subscriber *s, uint64_t pos)
 {
     uint64_t n = s->lost - s->lost_reported;
     if (!n) return;
+    pthread_mutex_lock(&s->push->lock);
+    atomic_store_explicit(&s->pos, pos, memory_order_relaxed);
     gd_hub_count_dropped(s->push->hub, s->stream, n);
+    pthread_mutex_unlock(&s->push->lock);
     char members[256];
     snprintf(members, sizeof members,
              "\"dropped\":%llu,\"total_dropped\":%llu,\"message\":\"this subscriber fell behind the "
@@ -244,7 +250,7 @@ static bool fill(subscriber *s)
         if (rc == GD_AGAIN) break;
         any = true;
         if (rc != GD_OK) continue; /* lost: pos moved on */
-        report_lost(s);
+        report_lost(s, pos);
         size_t mark = s->out.len;
         bool wanted = ev.id > s->after_id && event_matches(s, ev.text);
         if (wanted) put_event(s, ev.id, ev.text);
@@ -257,7 +263,7 @@ static bool fill(subscriber *s)
             s->remaining--;
         }
     }
-    report_lost(s);
+    report_lost(s, pos);
     atomic_store_explicit(&s->pos, pos, memory_order_relaxed);
     return any;
 }
@@ -305,11 +311,22 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
     }
 }
 
+/* Events a subscriber that has stopped reading has already lost (the ring
+ * moved past them) without having read far enough to be told: counted in
+ * the dropped figure as they happen, not only when the reader wakes up.
+ * Under p->lock. */
+static uint64_t unreported_loss(const subscriber *s)
+{
+    uint64_t tail = gd_hub_tail(s->push->hub, s->stream), pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+    return tail > pos ? tail - pos : 0;
+}
+
 static void free_subscriber(void *cls)
 {
     subscriber *s = cls;
     gd_push *p = s->push;
     pthread_mutex_lock(&p->lock);
+    gd_hub_count_dropped(p->hub, s->stream, unreported_loss(s)); /* lost, and now never told */
     if (s->prev) s->prev->next = s->next;
     else p->subs = s->next;
     if (s->next) s->next->prev = s->prev;
@@ -537,11 +554,22 @@ fail:
     return NULL;
 }
 
-void gd_push_metrics(const gd_push *p, gd_buf *b)
+size_t gd_push_count(gd_push *p)
+{
+    pthread_mutex_lock(&p->lock);
+    size_t n = p->nsubs;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+void gd_push_metrics(gd_push *p, gd_buf *b)
 {
     unsigned n = gd_hub_streams(p->hub);
     gd_hub_stats st[n];
     for (unsigned i = 0; i < n; i++) gd_hub_stream_stats(p->hub, i, &st[i]);
+    pthread_mutex_lock(&p->lock);
+    for (subscriber *s = p->subs; s; s = s->next) st[s->stream].dropped += unreported_loss(s);
+    pthread_mutex_unlock(&p->lock);
     static const struct {
         const char *name, *type, *help;
     } figures[] = {

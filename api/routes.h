@@ -5,18 +5,28 @@
 
 #include "api.h"
 
-enum { GD_MAX_PARAMS = 32 };
+enum {
+    GD_MAX_PARAMS = 32,
+    GD_MAX_URI = 8192, /* bytes of a request target; beyond, a 414 */
+};
 
 typedef struct {
     const char *name, *value; /* value NULL for "?flag" */
 } gd_param;
 
+/* A request target, decoded (request.c): strings live in storage. */
 typedef struct {
     const char *path;
     gd_param params[GD_MAX_PARAMS];
     int nparams;
-    bool too_many_params;
+    char *storage;
+    char error[256]; /* why gd_request_parse refused it */
 } gd_request;
+
+/* Decodes a raw request target ("/path?a=1&b"): GD_OK, or the HTTP status
+ * to refuse it with (400, 414) and req->error saying why. */
+int gd_request_parse(gd_request *req, const char *target);
+void gd_request_free(gd_request *req);
 
 typedef struct {
     int status;
@@ -52,6 +62,32 @@ void gd_route_streams_list(const gd_api_ctx *ctx, const gd_request *req, gd_repl
 /* The response streaming name to this connection, or NULL with an error in r. */
 struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
                                        const char *name, gd_reply *r);
-void gd_push_metrics(const gd_push *p, gd_buf *b);
+void gd_push_metrics(gd_push *p, gd_buf *b);
+size_t gd_push_count(gd_push *p); /* subscribers now */
+
+/* ---- browsers and the network (netpolicy.c) ---- */
+typedef struct gd_netpolicy gd_netpolicy;
+int gd_netpolicy_open(gd_netpolicy **out, const gd_config *cfg);
+void gd_netpolicy_free(gd_netpolicy *np);
+/* Host and Origin of a request (either NULL when absent): GD_OK with
+ * *allow_origin the Access-Control-Allow-Origin to answer with (NULL: none),
+ * or GD_ERR with a 403 in r. */
+int gd_netpolicy_check(const gd_netpolicy *np, const char *host, const char *origin, gd_reply *r,
+                       const char **allow_origin);
+
+/* ---- connections (guard.c) ---- */
+typedef struct gd_guard gd_guard;
+typedef struct gd_guarded gd_guarded; /* one connection */
+int gd_guard_open(gd_guard **out, size_t connection_limit, int64_t request_timeout_ms, bool tls);
+void gd_guard_close(gd_guard *g);
+/* libmicrohttpd's notifications, and what the server sees of a request. */
+gd_guarded *gd_guard_started(gd_guard *g, int fd); /* NULL: not followed */
+void gd_guard_closed(gd_guard *g, gd_guarded *c);
+void gd_guard_line_received(gd_guard *g, gd_guarded *c);
+void gd_guard_answering(gd_guard *g, gd_guarded *c); /* a response is queued */
+void gd_guard_idle(gd_guard *g, gd_guarded *c);      /* the response was sent */
+/* Whether one more push stream leaves room for other requests. */
+bool gd_guard_stream_room(const gd_guard *g, size_t streams);
+void gd_guard_metrics(const gd_guard *g, gd_buf *b);
 
 #endif

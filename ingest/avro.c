@@ -342,6 +342,7 @@ static int store_avro_field(const gd_fieldspec *f, avro_value_t *v, char *base, 
         const char *p;
         size_t size;
         if (t != AVRO_STRING || avro_value_get_string(v, &p, &size)) return GD_EBADREC;
+        if (!gd_utf8_valid(p, size ? size - 1 : 0)) return GD_EBADREC; /* Avro strings are UTF-8 */
         *(gd_str *)dst = gd_arena_strdup(scratch, (gd_str){p, (uint32_t)(size ? size - 1 : 0)});
         return GD_OK;
     }
@@ -393,7 +394,7 @@ int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, vo
         if (plan[i] < 0) continue;
         if (avro_value_get_by_index(&ws->value, (size_t)plan[i], &fv, NULL) ||
             store_avro_field(&fields[i], &fv, out, ts_seen, scratch)) {
-            *why = fields[i].type == GD_FT_STR ? "an Avro string field holds another type"
+            *why = fields[i].type == GD_FT_STR ? "an Avro string field holds another type or invalid UTF-8"
                                                : "an Avro number field holds another type";
             return GD_EBADREC;
         }

@@ -160,6 +160,10 @@ static int set_shutdown_timeout(gd_config *cfg, const char *v)
 {
     return gd_parse_duration(v, &cfg->shutdown_timeout_ms) || cfg->shutdown_timeout_ms < 100 ? GD_ERR : GD_OK;
 }
+static int set_request_timeout(gd_config *cfg, const char *v)
+{
+    return gd_parse_duration(v, &cfg->request_timeout_ms) || cfg->request_timeout_ms < 100 ? GD_ERR : GD_OK;
+}
 static int set_cors_origins(gd_config *cfg, const char *v) { return COPY(cors_origins); }
 static int set_allowed_hosts(gd_config *cfg, const char *v) { return COPY(allowed_hosts); }
 static int set_commit_interval(gd_config *cfg, const char *v)
@@ -231,6 +235,7 @@ static const gd_option options[] = {
     {"--map-size", "GAMINGD_MAP_SIZE", "MIB", "largest size of the LMDB data file (default 65536)", set_map_size, "MiB, at least 16 and at most 16777216", false},
     {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "state commit interval for live data; ten times it while catching up (default 100ms)", set_commit_interval, "a duration of 1ms or more", false},
     {"--shutdown-timeout", "GAMINGD_SHUTDOWN_TIMEOUT", "DUR", "the longest a stop may take, brokers gone or not (default 10s)", set_shutdown_timeout, "a duration of 100ms or more", false},
+    {"--request-timeout", "GAMINGD_REQUEST_TIMEOUT", "DUR", "a client must send a whole request within this, once it starts one (default 15s)", set_request_timeout, "a duration of 100ms or more", false},
     {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads, "1 to 64", false},
     {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads, NULL, false},
     {"--push-buffer", "GAMINGD_PUSH_BUFFER", "N", "events each push stream keeps for Last-Event-ID resumption and slow subscribers (default 8192)", set_push_buffer, "16 to 1048576", false},
@@ -276,6 +281,7 @@ static void defaults(gd_config *cfg)
     cfg->max_future_ms = 3600 * 1000;
     cfg->max_record_bytes = 1 << 20;
     cfg->shutdown_timeout_ms = 10 * 1000;
+    cfg->request_timeout_ms = 15 * 1000;
     strcpy(cfg->topics[GD_TOPIC_GAMES], "gaming_games");
     strcpy(cfg->topics[GD_TOPIC_PLAYERS], "gaming_players");
     strcpy(cfg->topics[GD_TOPIC_ACTIVITY], "gaming_player_activity");

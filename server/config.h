@@ -37,6 +37,7 @@ typedef struct {
     int64_t max_future_ms;     /* activity further ahead of the clock is bad */
     uint32_t max_record_bytes; /* larger source records are skipped, bad */
     int64_t shutdown_timeout_ms;
+    int64_t request_timeout_ms; /* a request not received whole by then is ended */
     char cors_origins[1024];   /* comma list, "*", or "" for none */
     char allowed_hosts[1024];  /* comma list of extra Host names */
     char topics[3][256]; /* by gd_topic */

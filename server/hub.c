@@ -193,6 +193,11 @@ uint64_t gd_hub_head(const gd_hub *h, unsigned stream_no)
     return atomic_load_explicit(&h->streams[stream_no].head, memory_order_acquire);
 }
 
+uint64_t gd_hub_tail(const gd_hub *h, unsigned stream_no)
+{
+    return atomic_load_explicit(&h->streams[stream_no].tail, memory_order_acquire);
+}
+
 /* The reader at *pos fell behind: move it to the oldest event held. */
 static int skip_to_tail(stream *s, uint64_t *pos, uint64_t *lost)
 {

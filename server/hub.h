@@ -44,6 +44,7 @@ void gd_hub_set_horizon(gd_hub *h, unsigned stream, uint64_t horizon);
 
 /* ---- reader side ---- */
 uint64_t gd_hub_head(const gd_hub *h, unsigned stream); /* next position to be written */
+uint64_t gd_hub_tail(const gd_hub *h, unsigned stream); /* oldest position held */
 /* Reads the event at position *pos in place, without copying it: its text
  * points into the ring (or, for an event that wraps around the ring's end,
  * into wrap). Returns GD_OK, GD_AGAIN when *pos is the head, or GD_ERR when

@@ -64,8 +64,9 @@ static char *put_utf8(char *o, unsigned cp)
     return o;
 }
 
-/* Whether none of 8 bytes ends a string, escapes or is a control
- * character, tested a word at a time (the classic "has zero byte" trick). */
+/* Whether none of 8 bytes ends a string, escapes, is a control character
+ * or starts a multi-byte character (which is then checked for valid UTF-8),
+ * tested a word at a time (the classic "has zero byte" trick). */
 static inline bool plain8(const char *p)
 {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
@@ -73,7 +74,7 @@ static inline bool plain8(const char *p)
     memcpy(&x, p, 8);
     uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
     uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
-                       ((x - ones * 0x20) & ~x);
+                       ((x - ones * 0x20) & ~x) | x;
     return !(special & highs);
 }
 
@@ -86,6 +87,12 @@ static int scan_string(gd_json *j, gd_str *out)
     while (j->p < j->end && *j->p != '"') {
         unsigned char c = (unsigned char)*j->p;
         if (c < 0x20) return fail(j, "control character in string");
+        if (c >= 0x80) { /* RFC 8259: JSON text is UTF-8 */
+            size_t len = gd_utf8_seq((const unsigned char *)j->p, (size_t)(j->end - j->p));
+            if (!len) return fail(j, "invalid UTF-8 in string");
+            j->p += len;
+            continue;
+        }
         if (c == '\\') {
             escaped = true;
             j->p++;
@@ -376,6 +383,18 @@ void gd_json_put_str(gd_buf *b, gd_str s)
     *o++ = '"';
     for (uint32_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.p[i];
+        if (c >= 0x80) { /* valid UTF-8 as it is, anything else as U+FFFD */
+            size_t len = gd_utf8_seq((const unsigned char *)s.p + i, s.len - i);
+            if (!len) {
+                memcpy(o, "\\ufffd", 6);
+                o += 6;
+                continue;
+            }
+            memcpy(o, s.p + i, len);
+            o += len;
+            i += (uint32_t)len - 1;
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\') {
             *o++ = (char)c;
             continue;

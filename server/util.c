@@ -57,6 +57,32 @@ void gd_log(const char *level, const char *fmt, ...)
             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, level, msg);
 }
 
+size_t gd_utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    if (c < 0x80) return 1;
+    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+    if (!len || c > 0xF4 || c == 0xC0 || c == 0xC1 || n < len) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && p[1] < 0xA0) return 0; /* overlong */
+    if (c == 0xED && p[1] >= 0xA0) return 0; /* surrogate */
+    if (c == 0xF0 && p[1] < 0x90) return 0; /* overlong */
+    if (c == 0xF4 && p[1] >= 0x90) return 0; /* past U+10FFFF */
+    return len;
+}
+
+bool gd_utf8_valid(const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        size_t len = gd_utf8_seq(u + i, n - i);
+        if (!len) return false;
+        i += len;
+    }
+    return true;
+}
+
 bool gd_ratelimit_allow(gd_ratelimit *rl)
 {
     enum { PER_SECOND = 5 };

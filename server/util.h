@@ -88,6 +88,11 @@ static inline gd_str gd_map_key(const gd_map_slot *s)
     return (gd_str){s->len <= GD_MAP_INLINE_KEY ? s->k.bytes : s->k.ptr, s->len};
 }
 
+/* The length of the UTF-8 sequence starting at p (n bytes available), or 0
+ * when it is not valid UTF-8: overlong, a surrogate, past U+10FFFF, cut. */
+size_t gd_utf8_seq(const unsigned char *p, size_t n);
+bool gd_utf8_valid(const char *p, size_t n);
+
 /* "250ms", "30s", "5m", "2h", "7d" (or a bare number of ms). GD_OK or GD_ERR. */
 int gd_parse_duration(const char *s, int64_t *ms);
 /* Decimal integer, whole string, within [min,max]. */

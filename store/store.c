@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static int lmdb_fail(const char *what, int rc)
@@ -15,6 +16,17 @@ static int lmdb_fail(const char *what, int rc)
     gd_error("lmdb: %s: %s%s", what, mdb_strerror(rc),
              rc == MDB_MAP_FULL ? " (raise --map-size, or shorten --retention)" : "");
     return GD_ERR;
+}
+
+/* A write that fails for want of disk shows as ENOSPC, or as EIO when LMDB
+ * saw a short write; either way the message says what the operator can do. */
+static bool disk_full(MDB_env *env, int rc, unsigned long long *free_bytes)
+{
+    const char *path;
+    struct statvfs st;
+    if ((rc != ENOSPC && rc != EIO) || mdb_env_get_path(env, &path) || statvfs(path, &st)) return false;
+    *free_bytes = (unsigned long long)st.f_bavail * st.f_frsize;
+    return rc == ENOSPC || *free_bytes < (16ULL << 20);
 }
 
 static int lock_data_dir(gd_store *s, const char *dir)
@@ -119,7 +131,17 @@ int gd_store_begin_read(gd_store *s, MDB_txn **txn)
 
 int gd_store_commit(MDB_txn *txn)
 {
+    MDB_env *env = mdb_txn_env(txn);
     int rc = mdb_txn_commit(txn);
+    unsigned long long free_bytes;
+    if (rc && disk_full(env, rc, &free_bytes)) {
+        const char *path = "?";
+        mdb_env_get_path(env, &path);
+        gd_error("lmdb: commit: the disk holding the data dir %s is full (%llu KiB free). Free space there or move "
+                 "--data-dir to a larger disk, then start gamingd again: it resumes from its last commit and loses "
+                 "nothing", path, free_bytes >> 10);
+        return GD_ERR;
+    }
     return rc ? lmdb_fail("commit", rc) : GD_OK;
 }
 

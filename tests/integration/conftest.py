@@ -66,8 +66,9 @@ class HttpResult:
 class Daemon:
     """One gamingd serve process."""
 
-    def __init__(self, source, data_dir, output, args=(), log_path=None):
+    def __init__(self, source, data_dir, output, args=(), log_path=None, nofile=None):
         self.binary = require_binary()
+        self.nofile = nofile  # a descriptor limit (soft and hard) for the process
         self.source = source
         self.data_dir = data_dir
         self.output = output
@@ -91,7 +92,7 @@ class Daemon:
             self.log.write(("\n=== %s\n" % " ".join(self.cmd)).encode())
             self.log.flush()
             self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=self._limits)
             self.returncode = None
             # wait until the HTTP port answers
             deadline = time.time() + 30
@@ -109,6 +110,11 @@ class Daemon:
             self.log.close()
             # maybe the port was taken between free_port() and bind: retry
         pytest.fail("gamingd exited at start (rc %s); log:\n%s" % (self.proc.returncode, self.log_tail()))
+
+    def _limits(self):
+        if self.nofile:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def log_tail(self, n=4000):
         try:
@@ -365,12 +371,12 @@ class DaemonFactory:
         self.daemons = []
         self.n = 0
 
-    def __call__(self, source, args=(), data_dir=None, output=None, start=True):
+    def __call__(self, source, args=(), data_dir=None, output=None, start=True, nofile=None):
         self.n += 1
         data_dir = data_dir or os.path.join(self.tmpdir, "data%d" % self.n)
         output = output or os.path.join(self.tmpdir, "out%d.jsonl" % self.n)
         d = Daemon(source, data_dir, output, args=args,
-                   log_path=os.path.join(self.tmpdir, "gamingd%d.log" % self.n))
+                   log_path=os.path.join(self.tmpdir, "gamingd%d.log" % self.n), nofile=nofile)
         self.daemons.append(d)
         if start:
             d.start()

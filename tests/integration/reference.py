@@ -236,6 +236,18 @@ def _check_fields(value, fields):
             raise BadRecord("field %s has the wrong type" % f)
 
 
+def _has_surrogates(v):
+    """Whether a decoded JSON value holds text that was not valid UTF-8 (read
+    with surrogateescape, or a lone surrogate escape): not JSON (RFC 8259)."""
+    if isinstance(v, str):
+        return any(0xD800 <= ord(ch) <= 0xDFFF for ch in v)
+    if isinstance(v, dict):
+        return any(_has_surrogates(k) or _has_surrogates(x) for k, x in v.items())
+    if isinstance(v, list):
+        return any(_has_surrogates(x) for x in v)
+    return False
+
+
 def decode_line(line):
     """One source line -> (topic, key, value). value None = tombstone.
 
@@ -276,6 +288,8 @@ def decode_line(line):
             raise BadRecord("no value/payload")
         if value is not None and not isinstance(value, dict):
             raise BadRecord("value is not an object")
+        if _has_surrogates(value) or _has_surrogates(key):
+            raise BadRecord("invalid UTF-8")
         if value is not None:
             value = dict(value)  # never modify the caller's objects
         if topic == TOPIC_ACTIVITY:

@@ -2,7 +2,8 @@
 another origin that opens an EventSource on gamingd, counts events, and
 reconnects with Last-Event-ID each time the server ends the response
 (limit=5 ends it after five events). The ids the page saw must run on
-without a gap or a repeat across the reconnections."""
+without a gap or a repeat across the reconnections. The page's origin is
+allowed with --cors-origins; without it the browser gets no event."""
 
 import http.server
 import json
@@ -48,28 +49,48 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make deps`")
-def test_eventsource_in_chromium_resumes_with_last_event_id(gamingd, tmp_path):
-    d = gamingd("generator", args=["--rate", "50", "--seed", "9"])
-    server = PageServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    want = 12
-    stream = "http://127.0.0.1:%d/v1/streams/gaming_real_time_intelligence_platform?limit=5" % d.port
+def run_page(tmp_path, server, stream, want, within):
+    """Loads the page in headless Chromium; returns what it reported."""
     page = "http://127.0.0.1:%d/page?%s" % (server.server_address[1],
-                                            urllib.parse.urlencode({"stream": stream, "want": want}))
+                                            urllib.parse.urlencode({"stream": stream, "want": want,
+                                                                    "within": within}))
     browser = subprocess.Popen(
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", "--user-data-dir=" + str(tmp_path / "profile"), page],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert server.got.wait(90), "the page reported nothing within 90 s"
+        assert server.got.wait(within + 30), "the page reported nothing within %d s" % (within + 30)
     finally:
         browser.kill()
         browser.wait()
         server.shutdown()
-    seen = server.result
+    return server.result
+
+
+def page_server():
+    server = PageServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make deps`")
+def test_eventsource_in_chromium_resumes_with_last_event_id(gamingd, tmp_path):
+    server, origin = page_server()
+    d = gamingd("generator", args=["--rate", "50", "--seed", "9", "--cors-origins", origin])
+    want = 12
+    stream = "http://127.0.0.1:%d/v1/streams/gaming_real_time_intelligence_platform?limit=5" % d.port
+    seen = run_page(tmp_path, server, stream, want, 60)
     ids = [int(i) for i in seen["ids"]]
     assert len(ids) == want and seen["bad_json"] == 0, seen
     assert ids == list(range(ids[0], ids[0] + want)), "ids across reconnections: %s" % ids
     assert seen["opens"] == 3 and seen["errors"] >= 2, seen  # 5 + 5 + 2 events over three connections
     assert "Chrome" in seen["user_agent"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make deps`")
+def test_a_page_of_another_origin_reads_nothing_by_default(gamingd, tmp_path):
+    server, origin = page_server()
+    d = gamingd("generator", args=["--rate", "50", "--seed", "9"])
+    stream = "http://127.0.0.1:%d/v1/streams/gaming_real_time_intelligence_platform" % d.port
+    seen = run_page(tmp_path, server, stream, 5, 4)
+    assert seen["ids"] == [] and seen["errors"] >= 1 and seen["opens"] == 0, seen

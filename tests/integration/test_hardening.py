@@ -4,11 +4,16 @@ reference (reference.py) or are worked out here by hand."""
 
 import json
 import os
+import signal
+import socket
+import subprocess
 import time
+
+import pytest
 
 import checks
 import reference
-from conftest import generate, metric_by_label, metric_sum, read_lines, write_lines
+from conftest import free_port, generate, metric_by_label, metric_sum, read_lines, require_binary, write_lines
 
 ACT = "gaming_player_activity"
 DAY = reference.DAY
@@ -94,3 +99,284 @@ def test_a_data_dir_with_a_future_stream_time_is_repaired_at_start(gamingd, tmp_
     ref = reference.reference_for(read_lines(first), max_future_ms=DAY)
     assert metric_sum(m, "gamingd_late_records_total") == ref.late_any, "on-time records after the repair were late"
     checks.fail_if(checks.compare_all_tables(d2, ref), "tables after the repair")
+
+
+# ---------------------------------------------------------------------------
+# hostile requests: every one gets a status line and a JSON error in time
+
+
+def raw_request(port, data, timeout=10):
+    """Sends bytes as they are; returns (status, headers dict, body bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+    return parse_response(b"".join(chunks))
+
+
+def parse_response(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines and lines[0].startswith("HTTP/1."), "no status line in %r" % raw[:200]
+    status = int(lines[0].split()[1])
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def get(port, target, headers=(), method=b"GET", body=b""):
+    req = method + b" " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    for h in headers:
+        req += h + b"\r\n"
+    if body:
+        req += b"Content-Length: %d\r\n" % len(body)
+    return raw_request(port, req + b"\r\n" + body)
+
+
+def json_error(status, headers, body, want):
+    assert status == want, (status, body[:300])
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    doc = json.loads(body.decode("utf-8"))  # strict UTF-8, valid JSON
+    assert doc["error_code"] == want and doc["message"], doc
+    return doc["message"]
+
+
+@pytest.fixture(scope="module")
+def quiet(module_gamingd):
+    return module_gamingd("generator", args=["--rate", "50", "--seed", "5"])
+
+
+T = b"/v1/tables/gaming_active_players_5min"
+
+
+@pytest.mark.parametrize("target, want, fragment", [
+    (T + b"?" + b"&".join(b"game_id%d=x" % i for i in range(500)), 400, "too many query parameters"),
+    (T + b"?" + b"&" * 3000 + b"game_id=x", 200, None),  # empty parts are nothing
+    (T + b"?game_id=game_003%00x", 400, "NUL"),
+    (T + b"?game_id=game_003%zz", 400, "percent-encoding"),
+    (T + b"?game_id=game_003%4", 400, "percent-encoding"),
+    (T + b"?game_id=%ff%fe", 400, "UTF-8"),
+    (T + b"?game_id=\xc3\x28", 400, "UTF-8"),
+    (b"/v1/tables/\xff\xfe", 400, "UTF-8"),
+    (T + b"?game_id=a%0Ab", 400, "control character"),
+    (T + b"?=x", 400, "no name"),
+    (b"/v1/tables/" + b"a" * 20000, 414, "at most 8192"),
+])
+def test_bad_request_targets_get_a_json_error(quiet, target, want, fragment):
+    status, headers, body = get(quiet.port, target)
+    if fragment is None:
+        assert status == want, body[:300]
+        return
+    assert fragment in json_error(status, headers, body, want)
+
+
+def test_a_header_block_over_the_limit_is_a_431_in_json(quiet):
+    headers = [b"X-Filler-%d: %s" % (i, b"v" * 100) for i in range(150)]
+    assert "headers take" in json_error(*get(quiet.port, b"/healthz", headers), 431)
+    # more fields than accepted, in few bytes
+    headers = [b"X-%d: v" % i for i in range(120)]
+    json_error(*get(quiet.port, b"/healthz", headers), 431)
+
+
+def test_a_body_over_the_limit_is_a_413_in_json(quiet):
+    assert "body is larger" in json_error(*get(quiet.port, b"/v1/tables", method=b"POST", body=b"x" * (1 << 20 + 1)), 413)
+
+
+def test_percent_decoding_gives_the_value(quiet):
+    # game%5F003 is game_003: the same rows as the plain spelling
+    a = quiet.get("/v1/tables/gaming_games_table", {"game_id": "game_003"})
+    status, _, body = get(quiet.port, b"/v1/tables/gaming_games_table?game%5Fid=game%5F003")
+    assert status == 200 and json.loads(body) == a.json
+
+
+def test_error_messages_are_valid_json_whatever_the_request_holds(quiet):
+    # a valid but unusual name comes back escaped, as valid UTF-8 JSON
+    status, headers, body = get(quiet.port, b"/v1/tables/caf%C3%A9%22%5C%01")
+    json_error(status, headers, body, 400)  # %01 is a control character
+    status, headers, body = get(quiet.port, b"/v1/tables/caf%C3%A9%22%5C")
+    assert 'café"\\' in json_error(status, headers, body, 404)
+
+
+def test_slow_clients_are_ended_and_health_checks_keep_room(gamingd):
+    """1,000 connections that trickle a request (slowloris) under a
+    descriptor limit of 1,024: health checks keep being answered, and each
+    slow request is ended within the request timeout."""
+    d = gamingd("generator", args=["--rate", "50", "--request-timeout", "2s"], nofile=1024)
+    slow = []
+    for i in range(1000):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", d.port))
+        except BlockingIOError:
+            pass
+        slow.append(s)
+    started = time.time()
+    # half send their request line whole and then a header now and then,
+    # half the request line a letter at a time
+    worst = 0.0
+    rounds = 0
+    while time.time() - started < 8:
+        for i, s in enumerate(slow):
+            try:
+                s.send((b"GET /healthz HTTP/1.1\r\n" if rounds == 0 else b"X-a: b\r\n") if i % 2 else b"G")
+            except OSError:
+                pass
+        rounds += 1
+        t = time.time()
+        r = d.request("/healthz", timeout=10)
+        assert r.status == 200
+        worst = max(worst, time.time() - t)
+        time.sleep(0.5)
+    got408 = ended = 0
+    for i, s in enumerate(slow):
+        s.setblocking(True)
+        s.settimeout(5)
+        try:
+            data = b""
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                data += b
+        except OSError:
+            data = b""
+        ended += 1
+        if data.startswith(b"HTTP/1.1 408"):
+            got408 += 1
+            assert b'"error_code":408' in data
+        s.close()
+    assert worst < 3.0, "a health check waited %.1f s" % worst
+    assert ended == 1000
+    assert got408 >= 100, "slow requests with a whole request line should get a 408 (%d did)" % got408
+    m = d.metrics()
+    ends = metric_by_label(m, "gamingd_http_connections_ended_total", "reason")
+    assert ends["timeout"] + ends["evicted"] >= 900, ends
+
+
+# ---------------------------------------------------------------------------
+# browsers and the network
+
+
+def header(r, name):
+    return {k.lower(): v for k, v in r.headers.items()}.get(name.lower())
+
+
+def test_no_cross_origin_access_by_default(quiet):
+    r = quiet.request("/v1/tables/gaming_players_table", headers={"Origin": "http://evil.example"})
+    assert r.status == 403 and header(r, "Access-Control-Allow-Origin") is None
+    r = quiet.request("/v1/tables", headers={})
+    assert r.status == 200 and header(r, "Access-Control-Allow-Origin") is None
+    # a page of gamingd's own origin (same Host) is not cross-origin
+    r = quiet.request("/v1/tables", headers={"Origin": "http://127.0.0.1:%d" % quiet.port})
+    assert r.status == 200
+
+
+def test_cors_origins_allows_the_listed_origins(gamingd):
+    d = gamingd("generator", args=["--rate", "20", "--cors-origins", "http://dash.example, https://grafana.example:3000"])
+    for origin in ("http://dash.example", "https://grafana.example:3000"):
+        r = d.request("/v1/tables", headers={"Origin": origin})
+        assert r.status == 200 and header(r, "Access-Control-Allow-Origin") == origin
+        assert header(r, "Vary") == "Origin"
+        r = d.request("/v1/streams/gaming_revenue_analytics", method="OPTIONS",
+                      headers={"Origin": origin, "Access-Control-Request-Headers": "authorization"})
+        assert r.status == 204 and header(r, "Access-Control-Allow-Origin") == origin
+        assert "authorization" in header(r, "Access-Control-Allow-Headers").lower()
+    r = d.request("/v1/tables", headers={"Origin": "http://dash.example.evil.example"})
+    assert r.status == 403
+
+
+def test_cors_origins_star_allows_any(gamingd):
+    d = gamingd("generator", args=["--rate", "20", "--cors-origins", "*"])
+    r = d.request("/v1/tables", headers={"Origin": "http://anywhere.example"})
+    assert r.status == 200 and header(r, "Access-Control-Allow-Origin") == "*"
+
+
+@pytest.mark.parametrize("host, want", [
+    ("localhost", 200), ("localhost:9999", 200), ("LOCALHOST:8080", 200), ("127.0.0.1", 200),
+    ("127.1.2.3:80", 200), ("[::1]:8080", 200), ("[::1]", 200),
+    ("evil.example", 403), ("evil.example:8080", 403), ("127.0.0.1.evil.example", 403),
+    ("localhost.evil.example:80", 403), ("[::2]:8080", 403),
+])
+def test_on_loopback_only_loopback_host_names_are_served(quiet, host, want):
+    r = quiet.request("/healthz", headers={"Host": host})
+    assert r.status == want, (host, r)
+    if want == 403:
+        assert "allowed-hosts" in r.json["message"]
+
+
+def test_allowed_hosts_adds_names(gamingd):
+    d = gamingd("generator", args=["--rate", "20", "--allowed-hosts", "gamingd,dash.internal:8080"])
+    assert d.request("/healthz", headers={"Host": "gamingd:8080"}).status == 200
+    assert d.request("/healthz", headers={"Host": "gamingd"}).status == 200
+    assert d.request("/healthz", headers={"Host": "dash.internal:8080"}).status == 200
+    assert d.request("/healthz", headers={"Host": "dash.internal:9090"}).status == 403
+    assert d.request("/healthz", headers={"Host": "evil.example"}).status == 403
+    assert d.request("/healthz", headers={"Host": "localhost:1"}).status == 200
+
+
+def test_dropped_events_are_counted_while_the_subscriber_stalls(gamingd):
+    d = gamingd("generator", args=["--rate", "5000", "--push-buffer", "1024"])
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", d.port))
+    s.sendall(b"GET /v1/streams/gaming_real_time_intelligence_platform HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    try:
+        time.sleep(4)  # reads nothing: the ring moves past it
+        stalled = metric_by_label(d.metrics(), "gamingd_stream_events_dropped_total", "stream")
+        assert stalled["gaming_real_time_intelligence_platform"] > 5000, stalled
+        # once it reads, it is told of at least as many as the metric counted while it stalled
+        s.settimeout(5)
+        data = b""
+        while b"event: dropped" not in data:
+            data += s.recv(65536)
+        told = int(data.split(b'"total_dropped":')[1].split(b",")[0])
+        after = metric_by_label(d.metrics(), "gamingd_stream_events_dropped_total", "stream")
+        assert told >= stalled["gaming_real_time_intelligence_platform"]
+        assert after["gaming_real_time_intelligence_platform"] >= told
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------
+# signals, a full disk, a bad flag
+
+
+def test_stray_signals_neither_kill_nor_lose_state(gamingd, generated):
+    path = generated(3000, 12)
+    d = gamingd(path)
+    d.wait_ready()
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
+        d.proc.send_signal(sig)
+    time.sleep(0.3)
+    assert d.running() and d.get("/healthz").status == 200
+    assert d.stop() == 0
+    assert "stopping: state committed" in d.log_tail()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_is_named_as_such(tmp_path):
+    mnt = str(tmp_path / "small")
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], check=True)
+    try:
+        r = subprocess.run([require_binary(), "--data-dir", os.path.join(mnt, "data"), "--rate", "20000",
+                            "--listen", "127.0.0.1:%d" % free_port()], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1
+        assert "is full" in r.stderr and "--data-dir" in r.stderr and "resumes from its last commit" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", "-l", mnt])
+
+
+def test_map_size_below_its_minimum_says_the_minimum():
+    r = subprocess.run([require_binary(), "--map-size", "8"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "at least 16" in r.stderr

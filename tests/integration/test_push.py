@@ -118,7 +118,7 @@ def test_stream_headers_and_retry_advice(fed):
     s = fed.subs[ENRICHED]
     assert s.status == 200
     assert s.headers["content-type"].startswith("text/event-stream")
-    assert s.headers.get("access-control-allow-origin") == "*"
+    assert s.headers.get("access-control-allow-origin") is None  # no --cors-origins
     assert s.headers.get("cache-control") == "no-store"
     assert s.retry == 3000
 
@@ -230,14 +230,13 @@ def test_duplicate_filter_is_refused(fed):
     assert r.status == 400 and "more than once" in r.json["message"]
 
 
-def test_cors_preflight(fed):
+def test_cors_preflight_from_an_origin_not_allowed_is_refused(fed):
+    # no --cors-origins: other web pages may not read the streams
     r = fed.daemon.request("/v1/streams/" + ENRICHED, method="OPTIONS",
                            headers={"Origin": "http://elsewhere.example",
                                     "Access-Control-Request-Headers": "last-event-id"})
-    assert r.status == 204
-    h = {k.lower(): v for k, v in r.headers.items()}
-    assert h["access-control-allow-origin"] == "*"
-    assert "last-event-id" in h["access-control-allow-headers"].lower()
+    assert r.status == 403 and "cors-origins" in r.json["message"]
+    assert not any(k.lower() == "access-control-allow-origin" for k in r.headers)
 
 
 def records_out(d):
@@ -339,7 +338,7 @@ def test_thousands_of_subscribers(gamingd):
     n = 5000
     d = gamingd("generator", args=["--rate", "20", "--seed", "5"])
     sel = selectors.DefaultSelector()
-    req = ("GET /v1/streams/gaming_revenue_analytics HTTP/1.1\r\nHost: x\r\n\r\n").encode()
+    req = ("GET /v1/streams/gaming_revenue_analytics HTTP/1.1\r\nHost: localhost\r\n\r\n").encode()
     socks = []
     try:
         for _ in range(n):
