@@ -10,15 +10,23 @@
  * The file is followed like `tail -f`: at its end the source reports EOF
  * (everything applied) and keeps looking for appended lines. A last line
  * without a newline may be half written: it is taken once the file has
- * stopped growing for HOLD_MS. */
+ * stopped growing for HOLD_MS.
+ *
+ * A line longer than --max-record-bytes is never held whole: once the
+ * unread part passes the limit without a newline the source skips to the
+ * next newline a block at a time, and reports the line as a bad record of
+ * that size (its topic read from the start of the line when it is there).
+ * The buffer grows past BLOCK only for a line within a limit set higher
+ * than BLOCK, and shrinks back once the line is read. */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ingest.h"
 
-enum { BLOCK = 4 << 20, HOLD_MS = 100 };
+enum { BLOCK = 4 << 20, HOLD_MS = 100, HEAD_BYTES = 256 };
 
 typedef struct {
     gd_source base;
@@ -31,8 +39,22 @@ typedef struct {
     bool eof;
     size_t held_len; /* a trailing line without newline, seen since held_ns */
     int64_t held_ns;
+    bool skipping;              /* passing over an oversized line */
+    uint64_t skipped;           /* its bytes passed so far, newline included */
+    char head[HEAD_BYTES];      /* the start of the oversized line */
+    size_t head_len;
+    char error[160];
     gd_arena scratch;
 } file_source;
+
+static int resize(file_source *fs, size_t cap)
+{
+    char *nb = realloc(fs->buf, cap);
+    if (!nb) return GD_ENOMEM;
+    fs->buf = nb;
+    fs->cap = cap;
+    return GD_OK;
+}
 
 static int refill(file_source *fs)
 {
@@ -41,12 +63,8 @@ static int refill(file_source *fs)
         fs->len -= fs->off;
         fs->off = 0;
     }
-    if (fs->len == fs->cap) { /* one line longer than the block */
-        fs->cap *= 2;
-        char *nb = realloc(fs->buf, fs->cap);
-        if (!nb) return GD_ENOMEM;
-        fs->buf = nb;
-    }
+    if (fs->cap > BLOCK && fs->len < BLOCK / 2 && resize(fs, BLOCK)) return GD_ENOMEM; /* a long line was read */
+    if (fs->len == fs->cap && resize(fs, fs->cap * 2)) return GD_ENOMEM; /* a line longer than the buffer */
     size_t n = fread(fs->buf + fs->len, 1, fs->cap - fs->len, fs->f);
     fs->len += n;
     if (n == 0) {
@@ -59,12 +77,71 @@ static int refill(file_source *fs)
     return GD_OK;
 }
 
-/* The next line, without its newline; the last line may lack one. */
-static int next_line(file_source *fs, gd_str *line)
+/* The topic named at the start of an oversized line, where it is there
+ * (kcat and gamingd generate write it first). */
+static gd_topic topic_at_start(file_source *fs)
+{
+    static const char key[] = "\"topic\":\"";
+    const char *at = memmem(fs->head, fs->head_len, key, sizeof key - 1);
+    if (!at) return GD_TOPIC_UNKNOWN;
+    at += sizeof key - 1;
+    const char *end = memchr(at, '"', (size_t)(fs->head + fs->head_len - at));
+    return end ? gd_topic_lookup(fs->cfg, (gd_str){at, (uint32_t)(end - at)}) : GD_TOPIC_UNKNOWN;
+}
+
+/* Passes over an oversized line up to its newline, a buffer at a time;
+ * the position stays at the line's start until it is passed, so a restart
+ * meanwhile skips it again. GD_EBADREC once it is passed, GD_AGAIN at the
+ * end of what is written so far. */
+static int skip_oversized(file_source *fs, gd_record *rec)
 {
     for (;;) {
         char *start = fs->buf + fs->off;
         char *nl = memchr(start, '\n', fs->len - fs->off);
+        size_t n = nl ? (size_t)(nl - start) + 1 : fs->len - fs->off;
+        fs->skipped += n;
+        fs->off += n;
+        if (nl) break;
+        if (fs->eof) {
+            fs->eof = false;
+            clearerr(fs->f);
+            return GD_AGAIN;
+        }
+        int rc = refill(fs);
+        if (rc) return rc;
+    }
+    fs->file_pos += fs->skipped;
+    fs->skipping = false;
+    rec->topic = topic_at_start(fs);
+    rec->key = rec->value = GD_STR_NULL;
+    snprintf(fs->error, sizeof fs->error, "a record of %llu bytes, larger than --max-record-bytes %u",
+             (unsigned long long)(fs->skipped - 1), fs->cfg->max_record_bytes);
+    fs->base.error = fs->error;
+    fs->base.error_reason = GD_BAD_TOO_LARGE;
+    return GD_EBADREC;
+}
+
+/* The unread line passed the limit: keep its start (for its topic), skip it. */
+static int start_skipping(file_source *fs, gd_record *rec)
+{
+    fs->head_len = fs->len - fs->off < HEAD_BYTES ? fs->len - fs->off : HEAD_BYTES;
+    memcpy(fs->head, fs->buf + fs->off, fs->head_len);
+    fs->skipping = true;
+    fs->skipped = 0;
+    fs->held_len = 0;
+    return skip_oversized(fs, rec);
+}
+
+/* The next line, without its newline; the last line may lack one.
+ * GD_EBADREC: the line was longer than --max-record-bytes (skipped). */
+static int next_line(file_source *fs, gd_str *line, gd_record *rec)
+{
+    if (fs->skipping) return skip_oversized(fs, rec);
+    for (;;) {
+        char *start = fs->buf + fs->off;
+        char *nl = memchr(start, '\n', fs->len - fs->off);
+        size_t line_len = nl ? (size_t)(nl - start) : fs->len - fs->off;
+        if (line_len > fs->cfg->max_record_bytes) return start_skipping(fs, rec);
         if (nl) {
             *line = (gd_str){start, (uint32_t)(nl - start)};
             size_t consumed = (size_t)(nl - start) + 1;
@@ -154,8 +231,9 @@ static int fs_next(gd_source *src, gd_record *rec)
     file_source *fs = (file_source *)src;
     gd_arena_reset(&fs->scratch);
     gd_str line;
+    fs->base.error_reason = GD_BAD_INVALID;
     do {
-        int rc = next_line(fs, &line);
+        int rc = next_line(fs, &line, rec);
         if (rc) return rc;
     } while (blank(line));
     return parse_envelope(fs, line, rec);
@@ -178,6 +256,7 @@ static int fs_seek(gd_source *src, gd_str pos)
     fs->file_pos = off;
     fs->off = fs->len = 0;
     fs->eof = false;
+    fs->skipping = false;
     return GD_OK;
 }
 

@@ -51,6 +51,7 @@ typedef struct {
     rd_kafka_message_t *held; /* the record last returned; its bytes stay valid until the next */
     gd_ratelimit err_log;
     char identity[800];
+    char error[160];
 } kafka_source;
 
 static int set_offset(offsets *o, int32_t partition, int64_t next)
@@ -272,6 +273,15 @@ static int kafka_next(gd_source *src, gd_record *rec)
     rec->topic = t;
     rec->key = (gd_str){m->key ? (const char *)m->key : "", (uint32_t)m->key_len};
     rec->value = m->payload ? (gd_str){(const char *)m->payload, (uint32_t)m->len} : GD_STR_NULL;
+    if (m->len + m->key_len > ks->cfg->max_record_bytes) { /* dead-lettered by key and size, not its bytes */
+        snprintf(ks->error, sizeof ks->error, "a record of %zu bytes, larger than --max-record-bytes %u",
+                 m->len + m->key_len, ks->cfg->max_record_bytes);
+        rec->value = GD_STR_NULL;
+        if (rec->key.len > 256) rec->key.len = 256;
+        ks->base.error = ks->error;
+        ks->base.error_reason = GD_BAD_TOO_LARGE;
+        return GD_EBADREC;
+    }
     return GD_OK;
 }
 

@@ -168,6 +168,10 @@ void gd_arena_reset(gd_arena *a)
 {
     gd_arena_chunk *c = a->head;
     if (!c) return;
+    if (c->cap > 4 * ARENA_CHUNK) { /* grown for one big record: let it go */
+        gd_arena_free(a);
+        return;
+    }
     gd_arena_chunk *rest = c->next;
     while (rest) {
         gd_arena_chunk *n = rest->next;

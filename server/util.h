@@ -23,7 +23,7 @@ typedef struct {
 void gd_arena_init(gd_arena *a);
 void *gd_arena_alloc(gd_arena *a, size_t n); /* aborts on out of memory */
 gd_str gd_arena_strdup(gd_arena *a, gd_str s);
-void gd_arena_reset(gd_arena *a); /* keeps the first chunk */
+void gd_arena_reset(gd_arena *a); /* keeps the first chunk, unless it grew large */
 void gd_arena_free(gd_arena *a);
 
 typedef struct {

@@ -32,6 +32,7 @@ Interpretations the contract leaves open (kept in one place, see the report):
 
 import json
 import math
+import re
 import time
 
 HOUR = 3600 * 1000
@@ -39,6 +40,7 @@ MIN = 60 * 1000
 DAY = 24 * HOUR
 DEFAULT_RETENTION = 7 * DAY
 DEFAULT_MAX_FUTURE = HOUR
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
 TOPIC_GAMES = "gaming_games"
 TOPIC_PLAYERS = "gaming_players"
@@ -411,12 +413,14 @@ class _Group:
 
 
 class Reference:
-    def __init__(self, grace_ms=None, retention_ms=None, max_future_ms=None, now_ms=None):
+    def __init__(self, grace_ms=None, retention_ms=None, max_future_ms=None, now_ms=None, max_record_bytes=None):
         self.grace_ms = grace_ms
         self.retention_ms = DEFAULT_RETENTION if retention_ms is None else retention_ms
         # event time is bounded by the wall clock when the record is processed
         self.max_future_ms = DEFAULT_MAX_FUTURE if max_future_ms is None else max_future_ms
         self.now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        # a line longer than this is a bad record, counted under the topic its start names
+        self.max_record_bytes = DEFAULT_MAX_RECORD_BYTES if max_record_bytes is None else max_record_bytes
         self.games = {}
         self.players = {}
         self.windows = {name: {} for name in WINDOWED}  # name -> {(ws, keytuple): _Group}
@@ -457,6 +461,11 @@ class Reference:
     def feed(self, line):
         self.records += 1
         try:
+            if isinstance(line, str) and len(line.encode("utf-8", "surrogateescape")) > self.max_record_bytes:
+                e = BadRecord("larger than --max-record-bytes")
+                m = re.search(r'"topic":"([^"]*)"', line[:256])
+                e.topic = m.group(1) if m and m.group(1) in TOPICS else None
+                raise e
             topic, key, value = decode_line(line)
             if topic == TOPIC_ACTIVITY and value["activity_timestamp"] > self.now_ms + self.max_future_ms:
                 e = BadRecord("activity_timestamp beyond the wall clock and --max-future")
@@ -642,8 +651,9 @@ def values_equal(exp, got, typ=None):
     return exp == got
 
 
-def reference_for(lines, grace_ms=None, retention_ms=None, max_future_ms=None, now_ms=None):
-    ref = Reference(grace_ms=grace_ms, retention_ms=retention_ms, max_future_ms=max_future_ms, now_ms=now_ms)
+def reference_for(lines, grace_ms=None, retention_ms=None, max_future_ms=None, now_ms=None, max_record_bytes=None):
+    ref = Reference(grace_ms=grace_ms, retention_ms=retention_ms, max_future_ms=max_future_ms, now_ms=now_ms,
+                    max_record_bytes=max_record_bytes)
     ref.feed_lines(lines)
     ref.finish()
     return ref

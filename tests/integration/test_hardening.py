@@ -380,3 +380,61 @@ def test_a_full_disk_is_named_as_such(tmp_path):
 def test_map_size_below_its_minimum_says_the_minimum():
     r = subprocess.run([require_binary(), "--map-size", "8"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "at least 16" in r.stderr
+
+
+# ---------------------------------------------------------------------------
+# records larger than --max-record-bytes
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_huge_line_is_streamed_past_and_memory_stays_bounded(gamingd, tmp_path, generated):
+    """A 256 MiB line among good ones: counted bad under its topic, the
+    tables as if it were not there, and the daemon never near its size."""
+    lines = read_lines(generated(2000, 31))
+    path = str(tmp_path / "huge.jsonl")
+    with open(path, "w") as f:
+        f.write("\n".join(lines[:1000]) + "\n")
+        f.write('{"topic":"gaming_player_activity","key":"huge","value":{"activity_id":"huge","pad":"')
+        chunk = "x" * (1 << 20)
+        for _ in range(256):
+            f.write(chunk)
+        f.write('"}}\n')
+        f.write("\n".join(lines[1000:]) + "\n")
+    d = gamingd(path)
+    d.wait_ready()
+    peak_mib = vm_hwm_kib(d.proc.pid) / 1024
+    print("peak RSS with a 256 MiB line: %.0f MiB" % peak_mib)
+    # to the reference, the same line only just too large
+    stand_in = '{"topic":"gaming_player_activity","key":"huge","value":{"pad":"%s"}}' % ("x" * (1 << 20))
+    ref = reference.reference_for(lines[:1000] + [stand_in] + lines[1000:])
+    checks.fail_if(checks.compare_all_tables(d, ref), "tables around a huge line")
+    m = d.metrics()
+    assert metric_by_label(m, "gamingd_bad_records_reason_total", "reason")["too_large"] == 1
+    assert metric_sum(m, "gamingd_bad_records_total") == ref.bad
+    assert peak_mib < 120, "peak RSS %.0f MiB for a 256 MiB line" % peak_mib
+    assert "larger than --max-record-bytes" in d.log_tail(20000)
+
+
+def test_max_record_bytes_is_the_limit(gamingd, tmp_path):
+    def act(aid, pad):
+        return json.dumps({"topic": ACT, "key": aid, "value": {
+            "activity_id": aid, "player_id": "p1", "game_id": "g1", "activity_type": "play",
+            "activity_timestamp": 1709251200000, "session_id": pad}})
+    lines = [act("small", "s" * 1500), act("big", "b" * 3000), act("edge", "")]
+    edge_len = len(lines[2])
+    lines[2] = act("edge", "e" * (2048 - edge_len))  # exactly the limit: taken
+    assert len(lines[2]) == 2048
+    src = write_lines(str(tmp_path / "in.jsonl"), lines)
+    d = gamingd(src, args=["--max-record-bytes", "2048"])
+    d.wait_ready()
+    ref = reference.reference_for(read_lines(src), max_record_bytes=2048)
+    assert ref.bad == 1
+    checks.fail_if(checks.compare_all_tables(d, ref), "tables with a 2 KiB record limit")
+    assert metric_by_label(d.metrics(), "gamingd_bad_records_reason_total", "reason")["too_large"] == 1

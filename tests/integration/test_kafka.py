@@ -562,3 +562,30 @@ def test_brokers_down_at_start_then_up(tmp_path, kafka):
         assert "unreachable" in d.log_tail(100000)
     finally:
         f.cleanup()
+
+
+def test_a_record_over_the_size_limit_is_dead_lettered_by_key_and_size(tmp_path, kafka):
+    create_source_topics(kafka)
+
+    def act(aid, pad):
+        return (ACTIVITY, aid.encode(), json.dumps({
+            "activity_id": aid, "player_id": "p1", "game_id": "g1", "activity_type": "play",
+            "activity_timestamp": BASE_MS, "session_id": pad}).encode())
+    records = [act("a1", "s"), act("big", "b" * 3000), act("a2", "s")]
+    produce(kafka.bootstrap, records)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        d = f("kafka", args=["--brokers", kafka.bootstrap, "--output", "kafka", "--output-format", "json",
+                             "--max-record-bytes", "2048"])
+        wait_applied(d, len(records))
+        m = d.metrics()
+        assert m[("gamingd_bad_records_reason_total", frozenset({("reason", "too_large")}))] == 1
+        dlq = consume_all(kafka.bootstrap, ACTIVITY + ".dlq", expect=1, timeout=20)
+        assert len(dlq) == 1 and dlq[0].key() == b"big" and dlq[0].value() is None
+        error = dict(dlq[0].headers())["error"].decode()
+        size = int(error.split(" bytes")[0].rsplit(" ", 1)[1])
+        assert size == len(records[1][1]) + len(records[1][2]) and "--max-record-bytes 2048" in error, error
+        ref = reference.reference_for(as_reference_lines([records[0], records[2]]))
+        checks.fail_if(checks.compare_all_tables(d, ref), "tables without the oversized record")
+    finally:
+        f.cleanup()
