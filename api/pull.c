@@ -9,13 +9,14 @@
  * many match: in key order the scan stops there; sorted, a bounded heap
  * keeps the smallest. Rows are spans into the LMDB map, never copied. */
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../store/query.h"
 #include "routes.h"
 
-enum { DEFAULT_LIMIT = 100, MAX_LIMIT = 10000, CURSOR_VERSION = 1 };
+enum { DEFAULT_LIMIT = 100, MAX_LIMIT = 10000, CURSOR_VERSION = 2 };
 
 void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 {
@@ -204,7 +205,11 @@ static int collect(void *ctx, gd_str key, gd_str val)
     return 0;
 }
 
-/* ---- cursors: hex of [version][pinned flag][pinned window][sort value][key] ---- */
+/* ---- cursors: hex of [version][query fingerprint][pinned flag][pinned window][sort value][key] ----
+ * The fingerprint is a hash of the query the cursor continues (table,
+ * filters, windows, order), so a cursor is refused for any other query;
+ * every other field is checked against the table before use. Cursors are
+ * not secret: a forged one can only page through rows its query shows. */
 
 static void put_hex(gd_buf *b, const unsigned char *p, size_t n)
 {
@@ -215,10 +220,11 @@ static void put_hex(gd_buf *b, const unsigned char *p, size_t n)
     }
 }
 
-static void encode_cursor(gd_buf *out, bool pinned, int64_t window, gd_value v, gd_str key)
+static void encode_cursor(gd_buf *out, uint32_t fingerprint, bool pinned, int64_t window, gd_value v, gd_str key)
 {
     gd_buf raw = {0};
     gd_buf_putc(&raw, CURSOR_VERSION);
+    gd_buf_put_u32be(&raw, fingerprint);
     gd_buf_putc(&raw, pinned);
     gd_buf_put_u64be(&raw, (uint64_t)window);
     gd_buf_putc(&raw, (char)v.t);
@@ -234,6 +240,7 @@ static void encode_cursor(gd_buf *out, bool pinned, int64_t window, gd_value v, 
 }
 
 typedef struct {
+    uint32_t fingerprint;
     bool pinned;
     int64_t window;
     gd_value v;
@@ -256,11 +263,12 @@ static int decode_cursor(const char *text, cursor *c)
         gd_buf_putc(&c->raw, (char)(hi << 4 | lo));
     }
     const char *p = c->raw.p, *end = c->raw.p + c->raw.len;
-    if (end - p < 11 || p[0] != CURSOR_VERSION || (p[1] != 0 && p[1] != 1)) return GD_ERR;
-    c->pinned = p[1];
-    c->window = (int64_t)gd_get_u64be(p + 2);
-    c->v.t = (gd_vtype)p[10];
-    p += 11;
+    if (end - p < 15 || p[0] != CURSOR_VERSION || (p[5] != 0 && p[5] != 1)) return GD_ERR;
+    c->fingerprint = gd_get_u32be(p + 1);
+    c->pinned = p[5];
+    c->window = (int64_t)gd_get_u64be(p + 6);
+    c->v.t = (gd_vtype)p[14];
+    p += 15;
     switch (c->v.t) {
     case GD_V_NULL: break;
     case GD_V_INT:
@@ -424,6 +432,54 @@ static bool resolve_order(const gd_tabledef *t, const char *name, result *res, g
     return false;
 }
 
+/* A hash of what the query asks for, whatever page it is on. */
+static uint32_t query_fingerprint(const table_params *p, const result *res)
+{
+    gd_buf b = {0};
+    gd_buf_puts(&b, p->q.t->name);
+    for (int k = 0; k < GD_MAX_KEYS; k++) {
+        gd_buf_printf(&b, "|%d:", p->q.key_eq[k].p != NULL);
+        if (p->q.key_eq[k].p) gd_buf_put(&b, p->q.key_eq[k].p, p->q.key_eq[k].len);
+    }
+    gd_buf_printf(&b, "|%d:%lld:%lld|%d:%d:%d", (int)p->q.mode, (long long)p->q.from, (long long)p->q.to,
+                  res->order_col, res->order_key, (int)res->desc);
+    uint32_t h = (uint32_t)gd_hash(b.p, b.len);
+    gd_buf_free(&b);
+    return h;
+}
+
+static bool window_fits(const gd_tabledef *t, int64_t w)
+{
+    return w >= 0 && w <= GD_MAX_TIMESTAMP && w % t->window_ms == 0;
+}
+
+/* Whether every field of a decoded cursor can belong to this query. */
+static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res, uint32_t fingerprint)
+{
+    if (c->fingerprint != fingerprint) return false;
+    bool windowed = t->kind == GD_TABLE_WINDOWED;
+    if (c->pinned && (!windowed || !window_fits(t, c->window))) return false;
+    if (windowed) {
+        gd_str keys[GD_MAX_KEYS];
+        if (c->key.len < 8 || !window_fits(t, gd_rowkey_window(c->key.p)) ||
+            gd_groupkey_split(c->key.p + 8, c->key.len - 8, t->nkeys, keys))
+            return false;
+    } else if (c->key.len > 511) {
+        return false;
+    }
+    gd_vtype want;
+    if (res->order_col == ORDER_NONE && res->order_key < 0) want = GD_V_NULL;
+    else if (res->order_key >= 0) want = GD_V_STR;
+    else if (res->order_col < 0) want = GD_V_INT; /* a window bound */
+    else if (!windowed) return c->v.t != GD_V_BOOL && (c->v.t != GD_V_DBL || isfinite(c->v.d)); /* a JSON member */
+    else {
+        gd_coltype ct = t->cols[res->order_col].type;
+        want = ct == GD_T_STRING ? GD_V_STR : ct == GD_T_DOUBLE ? GD_V_DBL : GD_V_INT;
+        if (c->v.t == GD_V_NULL) return true;
+    }
+    return c->v.t == want && (want != GD_V_DBL || isfinite(c->v.d));
+}
+
 static void render_row(const gd_tabledef *t, const row_ref *row, gd_buf *out)
 {
     if (t->kind != GD_TABLE_WINDOWED) {
@@ -453,8 +509,10 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     cursor cur = {0};
     if (!parse_params(t, req, &p, r) || !resolve_order(t, p.order_by, &res, r)) return;
     res.desc = p.desc;
-    if (p.cursor && decode_cursor(p.cursor, &cur)) {
-        gd_reply_error(r, 400, "cursor is not one this server issued");
+    uint32_t fingerprint = query_fingerprint(&p, &res);
+    if (p.cursor && (decode_cursor(p.cursor, &cur) || !cursor_fits(&cur, t, &res, fingerprint))) {
+        gd_reply_error(r, 400, "cursor is not one this server issued for this query (give the same parameters as "
+                               "the page it came from)");
         gd_buf_free(&cur.raw);
         return;
     }
@@ -496,7 +554,7 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
         gd_buf_printf(&r->body, "],\"count\":%zu", shown);
         if (res.n > shown) {
             gd_buf_puts(&r->body, ",\"next_cursor\":\"");
-            encode_cursor(&r->body, pinned, window, res.rows[shown - 1].sort, res.rows[shown - 1].key);
+            encode_cursor(&r->body, fingerprint, pinned, window, res.rows[shown - 1].sort, res.rows[shown - 1].key);
             gd_buf_putc(&r->body, '"');
         }
         gd_buf_putc(&r->body, '}');

@@ -438,3 +438,46 @@ def test_max_record_bytes_is_the_limit(gamingd, tmp_path):
     assert ref.bad == 1
     checks.fail_if(checks.compare_all_tables(d, ref), "tables with a 2 KiB record limit")
     assert metric_by_label(d.metrics(), "gamingd_bad_records_reason_total", "reason")["too_large"] == 1
+
+
+# ---------------------------------------------------------------------------
+# cursors
+
+
+def _first_cursor(d, table, params):
+    r = d.get("/v1/tables/" + table, params)
+    assert r.status == 200 and r.json.get("next_cursor"), r
+    return r.json["next_cursor"]
+
+
+def test_crafted_cursors_are_refused(gamingd, generated):
+    d = gamingd(generated(20000, 21))
+    d.wait_ready()
+    table = "gaming_active_players_5min"
+    latest = [("limit", "2")]
+    cur = _first_cursor(d, table, latest)
+    assert d.get("/v1/tables/" + table, latest + [("cursor", cur)]).status == 200
+    raw = bytes.fromhex(cur)
+    # [version][fingerprint x4][pinned][window x8][type][value][key]
+    crafted = {
+        "the issue's cursor": bytes.fromhex("01017fffffffffffffff0041"),
+        "window at the largest int64": raw[:6] + bytes.fromhex("7fffffffffffffff") + raw[14:],
+        "window not on the window size": raw[:6] + (int.from_bytes(raw[6:14], "big") + 1).to_bytes(8, "big") + raw[14:],
+        "sort value of another type": raw[:14] + b"\x02" + (7).to_bytes(8, "big") + raw[15:],
+        "key cut short": raw[:-3],
+        "another query's fingerprint": raw[:1] + bytes(4) + raw[5:],
+        "unknown version": b"\x09" + raw[1:],
+        "odd hex": None,
+    }
+    for what, c in crafted.items():
+        text = cur[:-1] if c is None else c.hex()
+        r = d.get("/v1/tables/" + table, latest + [("cursor", text)])
+        assert r.status == 400 and "cursor" in r.json["message"], (what, r)
+    # a cursor of one query does not page another
+    r = d.get("/v1/tables/" + table, [("limit", "2"), ("order_by", "total_activities")] + [("cursor", cur)])
+    assert r.status == 400
+    other = _first_cursor(d, table, [("limit", "2"), ("from", "0"), ("order_by", "avg_session_duration"), ("desc", "true")])
+    assert d.get("/v1/tables/" + table, [("limit", "2"), ("from", "0"), ("order_by", "avg_session_duration"),
+                                         ("desc", "true"), ("cursor", other)]).status == 200
+    assert d.get("/v1/tables/" + table, [("limit", "2"), ("from", "0"), ("order_by", "avg_session_duration"),
+                                         ("cursor", other)]).status == 400
