@@ -229,6 +229,7 @@ struct gd_avro_reader {
     writer_schema *schemas;
     size_t nschemas, cap;
     gd_buf json;
+    bool interrupted; /* the last fetch was cut short by a stop */
 };
 
 int gd_avro_reader_new(gd_avro_reader **out, gd_registry *registry)
@@ -269,7 +270,10 @@ static void load_schema(gd_avro_reader *r, writer_schema *ws)
     drop_schema(ws);
     ws->retry_after_ms = gd_now_ms() + NEGATIVE_CACHE_MS;
     memset(ws->planned_for, 0, sizeof ws->planned_for);
-    if (gd_registry_fetch(r->registry, ws->id, &r->json)) return;
+    int rc = gd_registry_fetch(r->registry, ws->id, &r->json);
+    r->interrupted = rc == GD_AGAIN;
+    if (r->interrupted) ws->retry_after_ms = 0; /* no verdict on the id */
+    if (rc) return;
     if (avro_schema_from_json_length(r->json.p, r->json.len, &ws->schema)) {
         gd_warn("schema %d from the registry does not parse: %s", (int)ws->id, avro_strerror());
         return;
@@ -379,6 +383,7 @@ int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, vo
         return GD_EBADREC;
     }
     writer_schema *ws = find_schema(r, (int32_t)gd_get_u32be(value.p + 1));
+    if (!ws && r->interrupted) return GD_AGAIN;
     if (!ws) {
         *why = "Avro value whose schema id the registry does not give";
         return GD_EBADREC;

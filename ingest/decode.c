@@ -121,7 +121,8 @@ int gd_decode_activity(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd
 {
     memset(out, 0, sizeof *out);
     bool ts = false;
-    if (decode_value(avro, value, scratch, gd_activity_fields, out, &ts, why)) return GD_EBADREC;
+    int rc = decode_value(avro, value, scratch, gd_activity_fields, out, &ts, why);
+    if (rc) return rc;
     if (!out->player_id.p) *why = "player_id is missing";
     else if (!out->game_id.p) *why = "game_id is missing";
     else if (!out->activity_type.p) *why = "activity_type is missing";

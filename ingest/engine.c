@@ -202,7 +202,7 @@ static void set_push_horizons(gd_engine *e)
 static int open_kafka_parts(gd_engine *e)
 {
     const gd_config *cfg = e->cfg;
-    int rc = cfg->schema_registry[0] ? gd_registry_open(&e->registry, cfg->schema_registry, cfg->schema_registry_auth)
+    int rc = cfg->schema_registry[0] ? gd_registry_open(&e->registry, cfg->schema_registry, cfg->schema_registry_auth, e->stop)
                                      : GD_OK;
     if (!rc) rc = gd_avro_reader_new(&e->avro, e->registry);
     if (!rc) rc = gd_output_open(&e->kafka_out, cfg, e->pub, e->registry, e->stop);
@@ -388,14 +388,24 @@ static void process_reference(gd_engine *e, const gd_record *rec)
     }
     if (rec->topic == GD_TOPIC_GAMES) {
         gd_game g;
-        if (gd_decode_game(e->avro, rec->value, &e->scratch, &g, &why)) return count_bad(e, rec, why);
+        int rc = gd_decode_game(e->avro, rec->value, &e->scratch, &g, &why);
+        if (rc == GD_AGAIN) {
+            e->failed = GD_AGAIN;
+            return;
+        }
+        if (rc) return count_bad(e, rec, why);
         if (!key.p || !key.len) key = g.game_id;
         if (!key.p || !key.len) return count_bad(e, rec, "no record key and no game_id");
         gd_refs_put_game(&e->refs, key, &g);
         publish_reference(e, rec->topic, key, &g);
     } else {
         gd_player p;
-        if (gd_decode_player(e->avro, rec->value, &e->scratch, &p, &why)) return count_bad(e, rec, why);
+        int rc = gd_decode_player(e->avro, rec->value, &e->scratch, &p, &why);
+        if (rc == GD_AGAIN) {
+            e->failed = GD_AGAIN;
+            return;
+        }
+        if (rc) return count_bad(e, rec, why);
         if (!key.p || !key.len) key = p.player_id;
         if (!key.p || !key.len) return count_bad(e, rec, "no record key and no player_id");
         gd_refs_put_player(&e->refs, key, &p);
@@ -408,7 +418,12 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     const char *why = NULL;
     gd_activity a;
     if (!rec->value.p) return count_bad(e, rec, "activity tombstone");
-    if (gd_decode_activity(e->avro, rec->value, &e->scratch, &a, &why)) return count_bad(e, rec, why);
+    int rc = gd_decode_activity(e->avro, rec->value, &e->scratch, &a, &why);
+    if (rc == GD_AGAIN) { /* stopping: the record is read again at restart */
+        e->failed = GD_AGAIN;
+        return;
+    }
+    if (rc) return count_bad(e, rec, why);
     int64_t now = gd_now_ms();
     if (a.activity_timestamp > now + e->cfg->max_future_ms) {
         char msg[160];
@@ -456,6 +471,26 @@ static void process(gd_engine *e, const gd_record *rec)
     gd_arena_reset(&e->scratch);
     if (rec->topic == GD_TOPIC_ACTIVITY) process_activity(e, rec);
     else process_reference(e, rec);
+}
+
+/* On stop: the last batch is committed once the brokers hold its output,
+ * waited for at most half of --shutdown-timeout (the rest is for closing).
+ * Past that, the state stays at the last commit, which is safe: the output
+ * since then is produced again after the restart reads those records again. */
+static int final_commit(gd_engine *e)
+{
+    int64_t give_up = gd_mono_ns() + e->cfg->shutdown_timeout_ms * 1000000 / 2;
+    for (;;) {
+        int rc = commit_batch(e);
+        if (rc == GD_OK) gd_info("stopping: state committed");
+        if (rc != GD_AGAIN) return rc;
+        if (gd_mono_ns() >= give_up) {
+            gd_warn("stopping: %zu output records were not acknowledged by the brokers within --shutdown-timeout; "
+                    "the state stays at the last commit, and the records since then are read and produced again "
+                    "at restart", gd_output_pending(e->kafka_out));
+            return GD_OK;
+        }
+    }
 }
 
 /* A commit the brokers postponed is not an error: the run goes on. */
@@ -516,8 +551,11 @@ int gd_engine_run(gd_engine *e)
             if ((rc = commit_or_postpone(e))) break;
         }
     }
+    if (rc == GD_AGAIN && atomic_load(e->stop)) {
+        gd_warn("stopping while the schema registry was unreachable: the records since the last commit are read "
+                "again at restart");
+        return GD_OK;
+    }
     if (rc) return rc; /* uncommitted: read again after a restart */
-    rc = commit_batch(e);
-    if (rc == GD_AGAIN) gd_error("kafka: the brokers did not acknowledge the output; the last records will be read again at restart");
-    return rc;
+    return final_commit(e);
 }

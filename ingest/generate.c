@@ -22,6 +22,7 @@ typedef struct {
     gd_arena scratch;
     uint64_t offsets[GD_TOPIC_COUNT];
     int64_t start_ms;
+    const atomic_bool *stop;
 } generate_target;
 
 static const gd_fieldspec *const topic_fields[GD_TOPIC_COUNT] = {gd_game_fields, gd_player_fields,
@@ -106,7 +107,7 @@ static int open_target(generate_target *t, gd_registry **registry, const atomic_
     int rc = gd_kafka_sink_open(&t->sink, cfg, NULL, stop);
     for (int topic = 0; !rc && topic < GD_TOPIC_COUNT; topic++)
         gd_kafka_sink_ensure_topic(t->sink, cfg->topics[topic], SOURCE_PARTITIONS, 0);
-    if (!rc && avro) rc = gd_registry_open(registry, cfg->schema_registry, cfg->schema_registry_auth);
+    if (!rc && avro) rc = gd_registry_open(registry, cfg->schema_registry, cfg->schema_registry_auth, stop);
     if (!rc && avro) rc = open_avro(t, *registry);
     return rc;
 }
@@ -118,7 +119,8 @@ static int close_target(generate_target *t, int rc)
         rc = GD_ERR;
     }
     if (t->sink && !rc) {
-        while ((rc = gd_kafka_sink_flush(t->sink, 1000)) == GD_AGAIN) gd_info("generate: waiting for the brokers");
+        while ((rc = gd_kafka_sink_flush(t->sink, 1000)) == GD_AGAIN && !atomic_load(t->stop))
+            gd_info("generate: waiting for the brokers");
     }
     gd_kafka_sink_close(t->sink);
     for (int topic = 0; topic < GD_TOPIC_COUNT; topic++) gd_avro_writer_free(t->writer[topic]);
@@ -130,7 +132,7 @@ static int close_target(generate_target *t, int rc)
 
 int gd_generate(const gd_config *cfg, const atomic_bool *stop)
 {
-    generate_target t = {.cfg = cfg};
+    generate_target t = {.cfg = cfg, .stop = stop};
     gd_arena_init(&t.scratch);
     int64_t span = (int64_t)((double)cfg->events * 1000.0 / cfg->rate);
     gd_generator_opts o = {.seed = cfg->seed, .rate = cfg->rate, .bad_ratio = 0.0005,

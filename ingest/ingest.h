@@ -106,8 +106,9 @@ const char *gd_stream_name(unsigned stream);
 
 /* ---- the Schema Registry (registry.c) ---- */
 typedef struct gd_registry gd_registry;
-/* auth: "user:secret" or "" */
-int gd_registry_open(gd_registry **out, const char *url, const char *auth);
+/* auth: "user:secret" or ""; stop: set to end a wait for an unreachable
+ * registry, after which fetch and register return GD_AGAIN. */
+int gd_registry_open(gd_registry **out, const char *url, const char *auth, const atomic_bool *stop);
 void gd_registry_close(gd_registry *r);
 /* The schema with this id, as JSON text. */
 int gd_registry_fetch(gd_registry *r, int32_t id, gd_buf *schema_json);
@@ -132,7 +133,9 @@ typedef struct gd_avro_reader gd_avro_reader;
 int gd_avro_reader_new(gd_avro_reader **out, gd_registry *registry);
 void gd_avro_reader_free(gd_avro_reader *r);
 
-/* ---- decoding: JSON or Avro, told apart per record ---- */
+/* ---- decoding: JSON or Avro, told apart per record ----
+ * GD_OK, GD_EBADREC with *why, or GD_AGAIN when the daemon began to stop
+ * while waiting for the registry (the record is neither good nor bad). */
 int gd_decode_activity(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_activity *out,
                        const char **why);
 int gd_decode_game(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_game *out, const char **why);
@@ -150,6 +153,9 @@ int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_st
 void gd_kafka_sink_poll(gd_kafka_sink *s);
 /* GD_OK once every queued record is acknowledged, GD_AGAIN after timeout_ms. */
 int gd_kafka_sink_flush(gd_kafka_sink *s, int timeout_ms);
+size_t gd_kafka_sink_pending(const gd_kafka_sink *s);
+/* Records still unacknowledged are given up (the committed state does not
+ * count them as sent), so closing never waits for brokers that are gone. */
 void gd_kafka_sink_close(gd_kafka_sink *s);
 
 /* ---- the enriched stream and dead letters to Kafka (output.c) ---- */
@@ -165,6 +171,8 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
 int gd_output_flush(gd_output *o);
 /* While idle: the producer's reports and errors are served. */
 void gd_output_poll(gd_output *o);
+/* Records produced and not acknowledged yet. */
+size_t gd_output_pending(const gd_output *o);
 void gd_output_close(gd_output *o);
 
 /* ---- counters, read by the HTTP threads ---- */

@@ -55,6 +55,28 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
+void gd_kafka_client_init(gd_kafka_client *c, gd_kafka_role role, gd_counters *counters)
+{
+    memset(c, 0, sizeof *c);
+    c->role = role;
+    c->counters = counters;
+    pthread_mutex_init(&c->log_lock, NULL);
+}
+
+void gd_kafka_client_destroy(gd_kafka_client *c) { pthread_mutex_destroy(&c->log_lock); }
+
+/* librdkafka's log lines (syslog levels) in gamingd's format, a few per
+ * second per client: a broker that is gone is reported once a retry. */
+static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *line)
+{
+    gd_kafka_client *c = rd_kafka_opaque(rk);
+    if (!c) return;
+    pthread_mutex_lock(&c->log_lock);
+    bool allowed = gd_ratelimit_allow(&c->log_limit);
+    pthread_mutex_unlock(&c->log_lock);
+    if (allowed) gd_log(level <= 3 ? "error" : level == 4 ? "warn" : "info", "kafka %s: %s: %s", role_name(c->role), facility, line);
+}
+
 static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value)
 {
     char err[512];
@@ -81,6 +103,7 @@ rd_kafka_conf_t *gd_kafka_conf(const gd_config *cfg, gd_kafka_client *client, co
         return NULL;
     }
     rd_kafka_conf_set_opaque(conf, client);
+    rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     return conf;

@@ -4,6 +4,7 @@
 #define GD_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 
 #include "ingest.h"
 
@@ -16,13 +17,19 @@ typedef struct {
     gd_kafka_role role;
     gd_counters *counters; /* may be NULL (generate) */
     char group[256];       /* a consumer's group.id, for logs */
+    pthread_mutex_t log_lock; /* librdkafka logs from its own threads */
+    gd_ratelimit log_limit;
 } gd_kafka_client;
 
 /* A configuration with bootstrap.servers, gamingd's defaults for the role
- * (set first) and every -X property (set last, so they win), and callbacks
- * that log broker outages once and track reachability. NULL after logging
- * why (an unknown -X property, say). */
+ * (set first) and every -X/-F property (set last, so they win), and
+ * callbacks that log broker outages once, track reachability and put
+ * librdkafka's own log lines in gamingd's log, rate limited. NULL after
+ * logging why (an unknown -X property, say). The client must have been
+ * through gd_kafka_client_init. */
 rd_kafka_conf_t *gd_kafka_conf(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults);
+void gd_kafka_client_init(gd_kafka_client *client, gd_kafka_role role, gd_counters *counters);
+void gd_kafka_client_destroy(gd_kafka_client *client);
 /* Traffic flowed on this client: clears its unreachable bit, logging the
  * recovery if it was set. */
 void gd_kafka_reachable(gd_kafka_client *client);

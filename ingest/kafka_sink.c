@@ -49,6 +49,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         if (c) atomic_fetch_add(&c->kafka_delivered, 1);
         return;
     }
+    if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        return; /* given up at close: the stop said so, and a restart produces it again */
     if (c) atomic_fetch_add(&c->kafka_delivery_failed, 1);
     if (failure_log_allowed(s))
         gd_error("kafka: a record to %s was not delivered: %s", rd_kafka_topic_name(m->rkt),
@@ -63,13 +65,14 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
     }
     gd_kafka_sink *s = calloc(1, sizeof *s);
     if (!s) return GD_ENOMEM;
-    s->client = (gd_kafka_client){.role = GD_KAFKA_PRODUCER, .counters = counters};
+    gd_kafka_client_init(&s->client, GD_KAFKA_PRODUCER, counters);
     s->stop = stop;
     static const char *const producer_defaults[] = {
         "enable.idempotence", "true", "compression.type", "snappy", "partitioner", "murmur2_random",
         "linger.ms", "5", "message.timeout.ms", "0", "queue.buffering.max.messages", "1000000", NULL};
     rd_kafka_conf_t *conf = gd_kafka_conf(cfg, &s->client, producer_defaults);
     if (!conf) {
+        gd_kafka_client_destroy(&s->client);
         free(s);
         return GD_ERR;
     }
@@ -81,6 +84,7 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
         gd_error("kafka: cannot create the producer: %s", err);
         rd_kafka_conf_destroy(conf);
         pthread_mutex_destroy(&s->failure_log_lock);
+        gd_kafka_client_destroy(&s->client);
         free(s);
         return GD_ERR;
     }
@@ -181,10 +185,17 @@ int gd_kafka_sink_flush(gd_kafka_sink *s, int timeout_ms)
     return rd_kafka_flush(s->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? GD_OK : GD_AGAIN;
 }
 
+size_t gd_kafka_sink_pending(const gd_kafka_sink *s) { return (size_t)rd_kafka_outq_len(s->rk); }
+
 void gd_kafka_sink_close(gd_kafka_sink *s)
 {
     if (!s) return;
+    if (rd_kafka_outq_len(s->rk) > 0) {
+        rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(s->rk, 0); /* their delivery reports: purged */
+    }
     rd_kafka_destroy(s->rk);
     pthread_mutex_destroy(&s->failure_log_lock);
+    gd_kafka_client_destroy(&s->client);
     free(s);
 }

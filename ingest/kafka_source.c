@@ -49,6 +49,7 @@ typedef struct {
     offsets at_end[GD_TOPIC_COUNT]; /* reference partitions: 1 once their end was reached */
     rd_kafka_topic_partition_list_t *assigned; /* activity partitions held now */
     rd_kafka_message_t *held; /* the record last returned; its bytes stay valid until the next */
+    bool closing; /* revoked offsets are committed without waiting: the coordinator may be gone */
     gd_ratelimit err_log;
     char identity[800];
     char error[160];
@@ -120,7 +121,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         ks->base.caught_up = true;
     } else {
         /* the next owner starts after what this instance has applied */
-        commit_group_offsets(ks, parts, false);
+        commit_group_offsets(ks, parts, ks->closing);
         if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else rd_kafka_assign(rk, NULL);
         for (int i = 0; ks->assigned && i < parts->cnt; i++)
@@ -343,18 +344,41 @@ static void kafka_committed(gd_source *src)
     commit_group_offsets(ks, ks->assigned, true);
 }
 
+/* Leaves the group (so its partitions move at once) when the coordinator
+ * answers within `wait_ms`; otherwise the consumer is destroyed without
+ * leaving, and the group notices by its session timeout. Without this, a
+ * stop with the brokers gone waited for the coordinator for ever. */
+static void close_consumer(rd_kafka_t *rk, int64_t wait_ms)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_error_t *err = rd_kafka_consumer_close_queue(rk, q);
+    int64_t give_up = gd_mono_ns() + wait_ms * 1000000;
+    bool closed = !err;
+    if (err) rd_kafka_error_destroy(err);
+    while (closed && !rd_kafka_consumer_closed(rk)) {
+        if (gd_mono_ns() >= give_up) {
+            closed = false;
+            gd_warn("kafka: the group coordinator did not answer within %lld ms; leaving the group to its session "
+                    "timeout", (long long)wait_ms);
+            break;
+        }
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev) rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
 static void kafka_close(gd_source *src)
 {
     kafka_source *ks = (kafka_source *)src;
     release_held(ks);
-    if (ks->act) {
-        rd_kafka_consumer_close(ks->act);
-        rd_kafka_destroy(ks->act);
-    }
-    if (ks->ref) {
-        rd_kafka_consumer_close(ks->ref);
-        rd_kafka_destroy(ks->ref);
-    }
+    int64_t wait_ms = ks->cfg->shutdown_timeout_ms / 4;
+    ks->closing = true;
+    if (ks->act) close_consumer(ks->act, wait_ms);
+    if (ks->ref) close_consumer(ks->ref, wait_ms);
+    gd_kafka_client_destroy(&ks->ref_client);
+    gd_kafka_client_destroy(&ks->act_client);
     if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
     for (int t = 0; t < GD_TOPIC_COUNT; t++) {
         free(ks->pos[t].next);
@@ -391,8 +415,8 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
     if (!ks) return NULL;
     ks->cfg = cfg;
     ks->counters = counters;
-    ks->ref_client = (gd_kafka_client){.role = GD_KAFKA_REFERENCE, .counters = counters};
-    ks->act_client = (gd_kafka_client){.role = GD_KAFKA_ACTIVITY, .counters = counters};
+    gd_kafka_client_init(&ks->ref_client, GD_KAFKA_REFERENCE, counters);
+    gd_kafka_client_init(&ks->act_client, GD_KAFKA_ACTIVITY, counters);
     /* offsets live in LMDB: nothing automatic; a new group starts at the beginning;
      * a deep prefetch keeps ingest fed while catching up (memory stays bounded
      * by queued.max.messages.kbytes) */

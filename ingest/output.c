@@ -112,6 +112,8 @@ void gd_output_poll(gd_output *o)
     if (o) gd_kafka_sink_poll(o->sink);
 }
 
+size_t gd_output_pending(const gd_output *o) { return o ? gd_kafka_sink_pending(o->sink) : 0; }
+
 int gd_output_flush(gd_output *o)
 {
     return o ? gd_kafka_sink_flush(o->sink, FLUSH_TIMEOUT_MS) : GD_OK;

@@ -22,6 +22,7 @@ enum { RETRY_FOR_MS = 30000, TIMEOUT_MS = 10000 };
 
 struct gd_registry {
     CURL *curl;
+    const atomic_bool *stop; /* a retry ends when it is set */
     char url[1024];
     char auth[256];
     gd_buf body;
@@ -33,7 +34,7 @@ static size_t collect(char *p, size_t size, size_t n, void *userdata)
     return size * n;
 }
 
-int gd_registry_open(gd_registry **out, const char *url, const char *auth)
+int gd_registry_open(gd_registry **out, const char *url, const char *auth, const atomic_bool *stop)
 {
     gd_registry *r = calloc(1, sizeof *r);
     if (!r || !(r->curl = curl_easy_init())) {
@@ -44,6 +45,7 @@ int gd_registry_open(gd_registry **out, const char *url, const char *auth)
     while (n && url[n - 1] == '/') n--; /* "http://host:8081/" and without the slash */
     snprintf(r->url, sizeof r->url, "%.*s", (int)n, url);
     snprintf(r->auth, sizeof r->auth, "%s", auth ? auth : "");
+    r->stop = stop;
     *out = r;
     return GD_OK;
 }
@@ -88,7 +90,10 @@ static void request_once(gd_registry *r, const char *path, const char *post, lon
     gd_buf_putc(&r->body, 0);
 }
 
-/* Retries while the registry is unreachable or answers 5xx. */
+static bool stopping(const gd_registry *r) { return r->stop && atomic_load(r->stop); }
+
+/* Retries while the registry is unreachable or answers 5xx; -1 when the
+ * daemon began to stop meanwhile. */
 static long request(gd_registry *r, const char *path, const char *post)
 {
     long status = 0;
@@ -97,7 +102,8 @@ static long request(gd_registry *r, const char *path, const char *post)
         request_once(r, path, post, &status);
         if ((status && status < 500) || gd_mono_ns() > give_up) break;
         gd_warn("schema registry unavailable (status %ld); retrying in %d ms", status, pause_ms);
-        gd_sleep_ms(pause_ms);
+        for (int slept = 0; slept < pause_ms && !stopping(r); slept += 50) gd_sleep_ms(50);
+        if (stopping(r)) return -1;
     }
     return status;
 }
@@ -116,6 +122,7 @@ int gd_registry_fetch(gd_registry *r, int32_t id, gd_buf *schema_json)
     char path[64];
     snprintf(path, sizeof path, "/schemas/ids/%d", (int)id);
     long status = request(r, path, NULL);
+    if (status < 0) return GD_AGAIN;
     json_t *doc = status == 200 ? json_loads(r->body.p, 0, NULL) : NULL;
     const char *schema = json_string_value(json_object_get(doc, "schema"));
     if (!schema) {
@@ -141,6 +148,7 @@ int gd_registry_register(gd_registry *r, const char *subject, const char *schema
     if (!post) return GD_ENOMEM;
     long status = request(r, path, post);
     free(post);
+    if (status < 0) return GD_AGAIN;
     json_t *doc = status == 200 ? json_loads(r->body.p, 0, NULL) : NULL;
     json_t *jid = json_object_get(doc, "id");
     int rc = GD_OK;

@@ -66,6 +66,15 @@ bool gd_kafka_secret_property(const char *prop)
     return false;
 }
 
+/* s without the blanks around it (s is changed). */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    return s;
+}
+
 static int add_kafka_prop(gd_config *cfg, const char *v, size_t n)
 {
     const char *eq = memchr(v, '=', n);
@@ -82,15 +91,20 @@ static int set_kafka_config(gd_config *cfg, const char *v)
 {
     FILE *f = fopen(v, "r");
     if (!f) return GD_ERR;
-    char line[4096];
+    char line[4096], prop[4096];
     int rc = GD_OK;
     while (!rc && fgets(line, sizeof line, f)) {
-        size_t n = strcspn(line, "\r\n");
-        const char *p = line;
-        while (*p == ' ' || *p == '\t') p++, n--;
-        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
-        if (!n || *p == '#') continue;
-        rc = add_kafka_prop(cfg, p, n);
+        line[strcspn(line, "\r\n")] = 0;
+        char *eq = strchr(line, '=');
+        const char *key = trim(line);
+        if (!*key || *key == '#') continue;
+        if (!eq) {
+            rc = GD_ERR;
+            break;
+        }
+        *eq = 0;
+        snprintf(prop, sizeof prop, "%s=%s", trim(line), trim(eq + 1)); /* "key = value" as well */
+        rc = add_kafka_prop(cfg, prop, strlen(prop));
     }
     fclose(f);
     if (!rc) rc = COPY(kafka_config_file);

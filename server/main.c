@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "../api/api.h"
 
@@ -57,6 +59,32 @@ static int refuse_unbuilt(const gd_config *cfg)
     return GD_ERR;
 }
 
+/* However a stop goes -- brokers gone, a registry that does not answer,
+ * a library that waits -- the process ends within --shutdown-timeout of the
+ * stop request. Exiting then is safe: state and source position are only
+ * ever committed together, so a restart goes on from the last commit. */
+typedef struct {
+    int64_t timeout_ms;
+    const atomic_bool *stop;
+} shutdown_watch;
+
+static void *watch_shutdown(void *arg)
+{
+    shutdown_watch *w = arg;
+    while (!atomic_load(w->stop)) gd_sleep_ms(50);
+    gd_sleep_ms(w->timeout_ms);
+    gd_warn("stopping took longer than --shutdown-timeout (%lld ms): exiting now; what was not committed is read "
+            "again at restart", (long long)w->timeout_ms);
+    _exit(0);
+    return NULL;
+}
+
+static void start_shutdown_watch(shutdown_watch *w)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, watch_shutdown, w) == 0) pthread_detach(t);
+}
+
 /* Each push subscriber is a socket: allow as many as the hard limit. */
 static void raise_fd_limit(void)
 {
@@ -74,6 +102,9 @@ static void raise_fd_limit(void)
 static int serve(const gd_config *cfg)
 {
     if (refuse_unbuilt(cfg)) return 2;
+    static shutdown_watch watch; /* lives as long as its detached thread */
+    watch = (shutdown_watch){cfg->shutdown_timeout_ms, &stop_requested};
+    start_shutdown_watch(&watch);
     gd_store store;
     gd_counters counters;
     memset(&counters, 0, sizeof counters);
@@ -95,13 +126,15 @@ static int serve(const gd_config *cfg)
         gd_info("gamingd %s serving on http://%s:%d, source %s, data in %s", GD_VERSION,
                 cfg->listen_host, cfg->listen_port, src->kind, cfg->data_dir);
         rc = gd_engine_run(engine);
-        gd_info(rc ? "ingest stopped on an error" : "stopping: state committed");
+        if (rc) gd_error("ingest stopped on an error");
     }
     gd_api_stop(api);
     gd_engine_close(engine);
     gd_hub_close(hub);
     src->close(src);
     gd_store_close(&store);
+    if (rc == GD_AGAIN && atomic_load(&stop_requested)) rc = GD_OK; /* a wait the stop cut short */
+    if (!rc) gd_info("stopped");
     return rc ? 1 : 0;
 }
 

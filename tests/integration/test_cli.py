@@ -84,3 +84,32 @@ def test_environment_variables_configure_and_flags_override_them(tmp_path):
 def test_a_bad_environment_value_is_refused():
     r = run([], env=dict(os.environ, GAMINGD_RETENTION="forever"))
     assert r.returncode == 2 and "from the environment" in r.stderr
+
+
+def test_secrets_on_the_command_line_are_blanked_and_warned_about(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([require_binary(), "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:%d" % port,
+                             "-X", "sasl.password=hunter2", "--schema-registry-auth", "user:s3cr3t"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_ready(port)
+        with open("/proc/%d/cmdline" % proc.pid, "rb") as f:
+            cmdline = f.read()
+        assert b"hunter2" not in cmdline and b"s3cr3t" not in cmdline, cmdline
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "visible to every local user" in err and "-F" in err
+    assert "hunter2" not in err and "s3cr3t" not in err
+
+
+def test_kafka_properties_from_a_file_and_secrets_never_echoed(tmp_path):
+    conf = tmp_path / "kafka.properties"
+    conf.write_text("# Confluent Cloud\nsecurity.protocol=SASL_SSL\n\n  sasl.password = hunter2  \nno.such.property=1\n")
+    r = run(["--source", "kafka", "--brokers", "127.0.0.1:1", "--data-dir", str(tmp_path / "data"),
+             "--listen", "127.0.0.1:%d" % free_port(), "-F", str(conf)], timeout=30)
+    # the file was read: its unknown property is named; the secret is not shown
+    assert r.returncode != 0 and "no.such.property" in r.stderr, r.stderr
+    assert "hunter2" not in r.stderr
+    r = run(["-F", str(tmp_path / "missing.properties")])
+    assert r.returncode == 2 and "-F" in r.stderr

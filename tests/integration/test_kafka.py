@@ -589,3 +589,49 @@ def test_a_record_over_the_size_limit_is_dead_lettered_by_key_and_size(tmp_path,
         checks.fail_if(checks.compare_all_tables(d, ref), "tables without the oversized record")
     finally:
         f.cleanup()
+
+
+@pytest.mark.parametrize("source", ["kafka", "file"])
+def test_stopping_with_the_brokers_gone_ends_within_the_shutdown_timeout(tmp_path, kafka, source):
+    """SIGTERM while no broker answers: the process ends within
+    --shutdown-timeout with status 0, says what it left, and a restart
+    with the brokers back loses nothing."""
+    create_source_topics(kafka)
+    b = os.environ["GAMINGD_BIN"]
+    path = str(tmp_path / "gen.jsonl")
+    subprocess.run([b, "generate", "--out", path, "--events", "500", "--seed", "79", "--start", str(BASE_MS)],
+                   check=True, capture_output=True)
+    records = records_of_lines(read_lines(path))
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "--output", "kafka", "--output-format", "json", "--shutdown-timeout", "4s"]
+        if source == "kafka":
+            produce(kafka.bootstrap, records)
+            d = f("kafka", args=args)
+            wait_applied(d, len(records))
+            kafka.down()
+        else:  # the output waits in the producer's queue: unacknowledged at the stop
+            kafka.down()
+            d = f(path, args=args)
+            time.sleep(2)  # the file is applied; its output cannot be delivered
+        time.sleep(1)
+        t = time.time()
+        rc = d.stop(timeout=30)
+        took = time.time() - t
+        assert rc == 0, d.log_tail()
+        assert took < 4 + 1.5, "stopping took %.1f s" % took
+        log = d.log_tail(100000)
+        assert "%3|" not in log, "librdkafka's own log format leaked into the log"
+        if source == "file":
+            assert "not acknowledged" in log and "produced again at restart" in log, log
+        kafka.up()
+        d.start()
+        if source == "kafka":
+            wait_applied(d, len(records), timeout=60)
+        else:
+            d.wait_ready(timeout=60)
+        ref = reference.reference_for(as_reference_lines(in_read_order(records)) if source == "kafka"
+                                      else read_lines(path))
+        checks.fail_if(checks.compare_all_tables(d, ref), "tables after a stop with the brokers gone")
+    finally:
+        f.cleanup()
