@@ -4,6 +4,7 @@
 #   make test    unit tests (cmocka) and integration tests (pytest) on the real binary
 #   make asan    the same tests on a build with AddressSanitizer and UBSan
 #   make bench   throughput, memory and pull-query latency figures
+#   make fuzz    libFuzzer over the parsers, FUZZ_SECONDS (20) each
 #   make deps    install the Debian packages the targets need (apt-get)
 
 CC      ?= gcc
@@ -14,12 +15,14 @@ GD_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
 LDLIBS  := -llmdb -lmicrohttpd -ljansson -lrdkafka -lavro -lcurl -lm -pthread
 BUILD   ?= build
 
-# Debian packages: to build, to test, to benchmark.
+# Debian packages: to build, to test, to benchmark, to fuzz. Each target
+# checks only what it needs, so a plain build installs no test tools.
 DEPS_BUILD := gcc make pkg-config liblmdb-dev libmicrohttpd-dev libjansson-dev \
               librdkafka-dev libavro-dev libcurl4-openssl-dev
 DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium \
               kcat python3-confluent-kafka python3-avro python3-requests
 DEPS_BENCH := wrk
+DEPS_FUZZ  := clang libclang-rt-14-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST     := /usr/bin/python3 -m pytest
 
@@ -32,21 +35,25 @@ LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all run test unit integration asan bench deps deps-check clean
-all: deps-check $(BUILD)/gamingd
+.PHONY: all run test unit integration asan bench fuzz deps deps-build deps-test deps-bench deps-fuzz clean
+all: deps-build $(BUILD)/gamingd
 
-# Installs only what is missing; every build target checks first.
+# Installs what is missing of WANT (by default what every target needs).
+WANT ?= $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH) $(DEPS_FUZZ)
 deps:
-	@missing=$$(for p in $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH); do \
-	    dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(WANT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing: $$missing"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all packages present"; fi
 
-deps-check:
-	@for p in $(DEPS_BUILD) $(DEPS_TEST); do dpkg -s $$p >/dev/null 2>&1 || { $(MAKE) --no-print-directory deps; break; }; done
+# Each target's packages, installed when one is missing.
+need = @for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || { $(MAKE) --no-print-directory deps WANT="$(1)"; break; }; done
+deps-build: ; $(call need,$(DEPS_BUILD))
+deps-test: ; $(call need,$(DEPS_BUILD) $(DEPS_TEST))
+deps-bench: ; $(call need,$(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH))
+deps-fuzz: ; $(call need,$(DEPS_BUILD) $(DEPS_FUZZ))
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -65,24 +72,34 @@ $(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
 
 $(BUILD)/gamingd: $(OBJS)
-	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.o,$^) $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+# The fuzz targets without libFuzzer: their seed corpora and the inputs that
+# once crashed (tests/fuzz/regressions/TARGET/) are replayed by `make unit`.
+FUZZ_TARGETS := records avro file_source pull push_filters
+REPLAY_BINS = $(FUZZ_TARGETS:%=$(BUILD)/unit/replay_%)
+$(BUILD)/unit/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS)
 
 run: all
 	$(BUILD)/gamingd --source generator --listen 127.0.0.1:8080 --data-dir ./data
 
-unit: deps-check $(UNIT_BINS)
+unit: deps-test $(UNIT_BINS) $(REPLAY_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    $(BUILD)/unit/replay_$$t tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t; done
 
 # librdkafka's mock cluster as a broker process for the Kafka tests
 $(BUILD)/mock_broker: tests/kafka/mock_broker.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $< $(LDFLAGS) -lrdkafka
 
-integration: deps-check $(BUILD)/gamingd $(BUILD)/mock_broker
+integration: deps-test $(BUILD)/gamingd $(BUILD)/mock_broker
 	GAMINGD_BIN=$(abspath $(BUILD)/gamingd) MOCK_BROKER_BIN=$(abspath $(BUILD)/mock_broker) \
 	    $(PYTEST) -q tests/integration
 
@@ -97,12 +114,41 @@ asan:
 $(BUILD)/sse_load: tests/bench/sse_load.c
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $<
 
-bench: all $(BUILD)/sse_load $(BUILD)/mock_broker
-	@command -v wrk >/dev/null || $(MAKE) --no-print-directory deps
+bench: deps-bench all $(BUILD)/sse_load $(BUILD)/mock_broker
 	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd) --sse-load $(abspath $(BUILD)/sse_load) \
 	    --mock-broker $(abspath $(BUILD)/mock_broker)
+
+# libFuzzer (clang) with ASan and UBSan over the parsers, each target for
+# FUZZ_SECONDS, from its seed corpus in tests/fuzz/corpus/; what it finds
+# goes to build/fuzz/crashes/ (a crash fails the run). New corpus entries
+# stay in build/fuzz/corpus/.
+FUZZ_SECONDS ?= 20
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/gen/schemas.o
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(GD_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(GD_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+.SECONDARY: $(FUZZ_OBJS)
+fuzz: deps-fuzz $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+	@set -e; mkdir -p $(FUZZ_BUILD)/crashes; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -close_fd_mask=3 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t 2>&1 | \
+	        grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY|artifact'; \
+	    test -z "$$(ls $(FUZZ_BUILD)/crashes | grep "^$$t-")"; done
 
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(UNIT_BINS:%=%.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:%=%.d) $(REPLAY_BINS:%=%.d) $(FUZZ_OBJS:.o=.d)

@@ -256,7 +256,7 @@ static int unhex(char c)
 static int decode_cursor(const char *text, cursor *c)
 {
     size_t n = strlen(text);
-    if (n % 2 || n > 4096) return GD_ERR;
+    if (n == 0 || n % 2 || n > 4096) return GD_ERR;
     for (size_t i = 0; i < n; i += 2) {
         int hi = unhex(text[i]), lo = unhex(text[i + 1]);
         if (hi < 0 || lo < 0) return GD_ERR;
@@ -456,7 +456,6 @@ static bool window_fits(const gd_tabledef *t, int64_t w)
 /* Whether every field of a decoded cursor can belong to this query. */
 static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res, uint32_t fingerprint)
 {
-    if (c->fingerprint != fingerprint) return false;
     bool windowed = t->kind == GD_TABLE_WINDOWED;
     if (c->pinned && (!windowed || !window_fits(t, c->window))) return false;
     if (windowed) {
@@ -467,6 +466,7 @@ static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res
     } else if (c->key.len > 511) {
         return false;
     }
+    if (c->fingerprint != fingerprint) return false;
     gd_vtype want;
     if (res->order_col == ORDER_NONE && res->order_key < 0) want = GD_V_NULL;
     else if (res->order_key >= 0) want = GD_V_STR;

@@ -466,6 +466,23 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
     return true;
 }
 
+int gd_push_check_filters(unsigned stream, const gd_request *req, const gd_str *events, size_t n, bool *matched)
+{
+    subscriber *s = calloc(1, sizeof *s);
+    if (!s) return 500;
+    s->stream = stream;
+    gd_arena_init(&s->scratch);
+    gd_reply r = {0};
+    bool has_after = false;
+    int status = parse_subscription(s, req, &r, &has_after) ? 200 : r.status;
+    for (size_t i = 0; status == 200 && i < n; i++) matched[i] = event_matches(s, events[i]);
+    gd_buf_free(&r.body);
+    gd_arena_free(&s->scratch);
+    free(s->strings);
+    free(s);
+    return status;
+}
+
 static void start_position(subscriber *s, bool has_after)
 {
     uint64_t pos, oldest;

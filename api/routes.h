@@ -64,6 +64,10 @@ struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, 
                                        const char *name, gd_reply *r);
 void gd_push_metrics(gd_push *p, gd_buf *b);
 size_t gd_push_count(gd_push *p); /* subscribers now */
+/* A subscription's parameters as gd_push_subscribe reads them, applied to
+ * events without a connection (tests, fuzzing): the status it would answer
+ * with, and when 200, matched[i] for each event text. */
+int gd_push_check_filters(unsigned stream, const gd_request *req, const gd_str *events, size_t n, bool *matched);
 
 /* ---- browsers and the network (netpolicy.c) ---- */
 typedef struct gd_netpolicy gd_netpolicy;

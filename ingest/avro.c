@@ -10,6 +10,13 @@
  * null, as with a reader default. The strings are copied into the record's
  * scratch arena, so a record is decoded once and owns what it points at.
  *
+ * Before avro-c sees a value, value_fits walks it against the writer schema
+ * and checks that every length and count fits in the bytes there are.
+ * avro-c allocates a string as long as its length prefix says before
+ * reading it and leaks the buffer when the bytes then run short, and it
+ * loops as often as an array's count says: a few crafted bytes cost it
+ * gigabytes of address space, a leak per record, or a long loop.
+ *
  * Writing (the output record, `gamingd generate --format avro`): the schema
  * is parsed by avro-c once into a list of (type, nullable, which value);
  * each record is then encoded straight into a buffer -- varints, doubles,
@@ -265,15 +272,9 @@ void gd_avro_reader_free(gd_avro_reader *r)
     free(r);
 }
 
-static void load_schema(gd_avro_reader *r, writer_schema *ws)
+/* Makes ws read values of the schema in r->json. */
+static void use_schema(gd_avro_reader *r, writer_schema *ws)
 {
-    drop_schema(ws);
-    ws->retry_after_ms = gd_now_ms() + NEGATIVE_CACHE_MS;
-    memset(ws->planned_for, 0, sizeof ws->planned_for);
-    int rc = gd_registry_fetch(r->registry, ws->id, &r->json);
-    r->interrupted = rc == GD_AGAIN;
-    if (r->interrupted) ws->retry_after_ms = 0; /* no verdict on the id */
-    if (rc) return;
     if (avro_schema_from_json_length(r->json.p, r->json.len, &ws->schema)) {
         gd_warn("schema %d from the registry does not parse: %s", (int)ws->id, avro_strerror());
         return;
@@ -286,10 +287,23 @@ static void load_schema(gd_avro_reader *r, writer_schema *ws)
         return;
     }
     ws->usable = true;
-    gd_info("schema %d fetched from the registry", (int)ws->id);
 }
 
-static writer_schema *find_schema(gd_avro_reader *r, int32_t id)
+static void load_schema(gd_avro_reader *r, writer_schema *ws)
+{
+    drop_schema(ws);
+    ws->retry_after_ms = gd_now_ms() + NEGATIVE_CACHE_MS;
+    memset(ws->planned_for, 0, sizeof ws->planned_for);
+    int rc = gd_registry_fetch(r->registry, ws->id, &r->json);
+    r->interrupted = rc == GD_AGAIN;
+    if (r->interrupted) ws->retry_after_ms = 0; /* no verdict on the id */
+    if (rc) return;
+    use_schema(r, ws);
+    if (ws->usable) gd_info("schema %d fetched from the registry", (int)ws->id);
+}
+
+/* The cache entry of id, made when missing; NULL when out of memory. */
+static writer_schema *schema_slot(gd_avro_reader *r, int32_t id)
 {
     writer_schema *ws = NULL;
     for (size_t i = 0; i < r->nschemas && !ws; i++)
@@ -306,8 +320,100 @@ static writer_schema *find_schema(gd_avro_reader *r, int32_t id)
         memset(ws, 0, sizeof *ws);
         ws->id = id;
     }
-    if (!ws->usable && gd_now_ms() >= ws->retry_after_ms) load_schema(r, ws);
-    return ws->usable ? ws : NULL;
+    return ws;
+}
+
+static writer_schema *find_schema(gd_avro_reader *r, int32_t id)
+{
+    writer_schema *ws = schema_slot(r, id);
+    if (ws && !ws->usable && gd_now_ms() >= ws->retry_after_ms && r->registry) load_schema(r, ws);
+    return ws && ws->usable ? ws : NULL;
+}
+
+int gd_avro_reader_preload(gd_avro_reader *r, int32_t id, const char *schema_json)
+{
+    writer_schema *ws = schema_slot(r, id);
+    if (!ws) return GD_ENOMEM;
+    drop_schema(ws);
+    memset(ws->planned_for, 0, sizeof ws->planned_for);
+    gd_buf_clear(&r->json);
+    gd_buf_puts(&r->json, schema_json);
+    use_schema(r, ws);
+    return ws->usable ? GD_OK : GD_ERR;
+}
+
+enum { MAX_AVRO_DEPTH = 32 };
+
+/* An Avro long: zigzag varint of at most 10 bytes. */
+static bool read_long(const uint8_t **p, const uint8_t *end, int64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (*p >= end) return false;
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool skip_bytes(const uint8_t **p, const uint8_t *end, int64_t n)
+{
+    if (n < 0 || n > end - *p) return false;
+    *p += n;
+    return true;
+}
+
+/* Whether one value of schema s lies whole in [*p, end); *p moves past it. */
+static bool value_fits(avro_schema_t s, const uint8_t **p, const uint8_t *end, int depth)
+{
+    int64_t n;
+    if (depth > MAX_AVRO_DEPTH) return false;
+    switch (avro_typeof(s)) {
+    case AVRO_NULL: return true;
+    case AVRO_BOOLEAN: return skip_bytes(p, end, 1);
+    case AVRO_INT32:
+    case AVRO_INT64:
+    case AVRO_ENUM: return read_long(p, end, &n);
+    case AVRO_FLOAT: return skip_bytes(p, end, 4);
+    case AVRO_DOUBLE: return skip_bytes(p, end, 8);
+    case AVRO_STRING:
+    case AVRO_BYTES: return read_long(p, end, &n) && skip_bytes(p, end, n);
+    case AVRO_FIXED: return skip_bytes(p, end, avro_schema_fixed_size(s));
+    case AVRO_LINK: return value_fits(avro_schema_link_target(s), p, end, depth + 1);
+    case AVRO_RECORD:
+        for (size_t i = 0; i < avro_schema_record_size(s); i++)
+            if (!value_fits(avro_schema_record_field_get_by_index(s, (int)i), p, end, depth + 1)) return false;
+        return true;
+    case AVRO_UNION:
+        return read_long(p, end, &n) && n >= 0 && (size_t)n < avro_schema_union_size(s) &&
+               value_fits(avro_schema_union_branch(s, (int)n), p, end, depth + 1);
+    case AVRO_ARRAY:
+    case AVRO_MAP:
+        /* blocks of items: a count (negative: followed by the block's size
+         * in bytes), then 0. Each item takes a byte or more in any sane
+         * record, so a count beyond the bytes left is refused. */
+        for (;;) {
+            if (!read_long(p, end, &n)) return false;
+            if (n == 0) return true;
+            if (n < 0) {
+                int64_t size;
+                if (n == INT64_MIN || !read_long(p, end, &size) || size < 0) return false;
+                n = -n;
+            }
+            if (n > end - *p) return false;
+            avro_schema_t item = avro_typeof(s) == AVRO_ARRAY ? avro_schema_array_items(s) : avro_schema_map_values(s);
+            for (int64_t i = 0; i < n; i++) {
+                int64_t klen;
+                if (avro_typeof(s) == AVRO_MAP && !(read_long(p, end, &klen) && skip_bytes(p, end, klen))) return false;
+                if (!value_fits(item, p, end, depth + 1)) return false;
+            }
+        }
+    default: return false;
+    }
 }
 
 static int table_slot(const gd_fieldspec *fields)
@@ -378,7 +484,7 @@ int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, vo
         *why = "Avro value shorter than its 5-byte header";
         return GD_EBADREC;
     }
-    if (!r || !r->registry) {
+    if (!r || (!r->registry && !r->nschemas)) {
         *why = "Avro value but no --schema-registry to read its schema from";
         return GD_EBADREC;
     }
@@ -386,6 +492,11 @@ int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, vo
     if (!ws && r->interrupted) return GD_AGAIN;
     if (!ws) {
         *why = "Avro value whose schema id the registry does not give";
+        return GD_EBADREC;
+    }
+    const uint8_t *body = (const uint8_t *)value.p + 5, *end = (const uint8_t *)value.p + value.len;
+    if (!value_fits(ws->schema, &body, end, 0) || body != end) {
+        *why = "Avro value does not decode with its writer schema";
         return GD_EBADREC;
     }
     avro_reader_memory_set_source(r->in, value.p + 5, (int64_t)(value.len - 5));

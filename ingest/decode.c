@@ -49,7 +49,8 @@ static bool integral(const gd_jval *v, int64_t *out)
         *out = v->i;
         return true;
     }
-    if (v->t == GD_J_DBL && v->d == (double)(int64_t)v->d && v->d > -9.2e18 && v->d < 9.2e18) {
+    /* range first: converting a double outside int64 is undefined */
+    if (v->t == GD_J_DBL && v->d > -9.2e18 && v->d < 9.2e18 && v->d == (double)(int64_t)v->d) {
         *out = (int64_t)v->d;
         return true;
     }

@@ -131,6 +131,8 @@ void gd_avro_writer_free(gd_avro_writer *w);
  * Avro value is a bad record) and caching them by id. */
 typedef struct gd_avro_reader gd_avro_reader;
 int gd_avro_reader_new(gd_avro_reader **out, gd_registry *registry);
+/* A writer schema known without asking the registry (tests, fuzzing). */
+int gd_avro_reader_preload(gd_avro_reader *r, int32_t id, const char *schema_json);
 void gd_avro_reader_free(gd_avro_reader *r);
 
 /* ---- decoding: JSON or Avro, told apart per record ----
