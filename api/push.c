@@ -28,7 +28,6 @@ enum {
     PASS_MS = 20,              /* the most often suspended subscribers are looked at */
     HEARTBEAT_MS = 15000,      /* a comment line on an idle stream */
     RETRY_MS = 3000,           /* the reconnect delay advised to EventSource */
-    FILL_BYTES = 64 * 1024,    /* formatted ahead per reader call */
     BLOCK_BYTES = 32 * 1024,   /* libmicrohttpd's buffer per call */
     SNDBUF_BYTES = 128 * 1024, /* kernel send buffer of a stream socket */
     MAX_FILTERS = GD_MAX_PARAMS,
@@ -238,13 +237,15 @@ static void put_event(subscriber *s, uint64_t id, gd_str text)
 }
 
 /* Formats events past the subscriber's position into s->out, up to
- * FILL_BYTES; false when there was nothing new. */
-static bool fill(subscriber *s)
+ * `want` bytes (what libmicrohttpd takes now, so that a subscriber keeps at
+ * most one event's overflow between calls, whatever it reads); false when
+ * there was nothing new. */
+static bool fill(subscriber *s, size_t want)
 {
     bool any = false;
     uint64_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
     gd_hub *hub = s->push->hub;
-    while (s->remaining && s->out.len < FILL_BYTES) {
+    while (s->remaining && s->out.len < want) {
         gd_hub_event ev;
         int rc = gd_hub_peek(hub, s->stream, &pos, &ev, &s->event, &s->lost);
         if (rc == GD_AGAIN) break;
@@ -291,7 +292,7 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
             return (ssize_t)hand_over(s, buf, max);
         }
         if (!s->remaining || atomic_load(&p->closing)) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (fill(s)) continue;
+        if (fill(s, max)) continue;
         if (gd_now_ms() - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
             gd_buf_puts(&s->out, s->ndjson ? "\n" : ": keepalive\n\n");
             continue;

@@ -50,12 +50,20 @@ def get(url, timeout=2):
         return None, b""
 
 
-def peak_rss_mib(pid):
+def status_mib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def peak_rss_mib(pid):
+    return status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid):
+    return status_mib(pid, "VmRSS")
 
 
 def wrk(url, seconds, threads, connections):
@@ -102,6 +110,35 @@ def push_figures(binary, sse_load, work, seconds):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     return out
+
+
+def stalled_figures(binary, sse_load, work, seconds):
+    """1,000 subscribers that never read while ingest runs at 5,000 events/s:
+    gamingd's memory after `seconds` (current and peak RSS, MiB) and what the
+    subscribers were counted as losing."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(work, "gamingd-stalled.log"), "w")
+    proc = subprocess.Popen([binary, "--source", "generator", "--rate", "5000", "--seed", "7",
+                             "--data-dir", os.path.join(work, "stalled-data"), "--listen", f"127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while get(base + "/readyz", timeout=1)[0] != 200:
+            time.sleep(0.05)
+        before = rss_mib(proc.pid)
+        load = subprocess.Popen([sse_load, str(port), "/v1/streams/gaming_real_time_intelligence_platform", "1000",
+                                 str(seconds), "stall"], stdout=subprocess.PIPE, text=True)
+        load.stdout.readline()  # all subscribed; from now on they read nothing
+        time.sleep(seconds - 1)
+        after = rss_mib(proc.pid)
+        _, metrics = get(base + "/metrics")
+        dropped = metric(metrics, "gamingd_stream_events_dropped_total",
+                         '{stream="gaming_real_time_intelligence_platform"}')
+        load.wait(timeout=seconds + 30)
+        return {"before": before, "after": after, "peak": peak_rss_mib(proc.pid), "dropped": dropped}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def metric(metrics_text, name, labels=""):
@@ -177,6 +214,7 @@ def main():
     ap.add_argument("--sse-load", required=True, help="the tests/bench/sse_load binary")
     ap.add_argument("--mock-broker", required=True, help="the tests/kafka/mock_broker binary")
     ap.add_argument("--kafka-events", type=int, default=1_000_000)
+    ap.add_argument("--stall-seconds", type=int, default=60, help="how long 1,000 subscribers read nothing")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="gamingd-bench-")
@@ -227,6 +265,7 @@ def main():
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
         push = push_figures(args.bin, args.sse_load, work, args.seconds)
+        stalled = stalled_figures(args.bin, args.sse_load, work, args.stall_seconds)
         registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka", "registry_standin.py")
         kafka = kafka_figures(args.bin, args.mock_broker, registry, work, args.kafka_events)
 
@@ -244,6 +283,9 @@ def main():
             print(f"  push (SSE)         {float(f['events_per_s']):>9,.0f} events/s delivered "
                   f"({float(f['per_subscriber_per_s']):,.0f}/subscriber)  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
                   f"lost {int(f['dropped']):,}  ingest {rate:,}/s  {label} (all subscribed in {f['subscribed_s']} s)")
+        print(f"  stalled subscribers RSS {stalled['after']:,.0f} MiB after {args.stall_seconds} s of 1,000 subscribers "
+              f"reading nothing at 5,000 events/s (before them {stalled['before']:,.0f} MiB, peak "
+              f"{stalled['peak']:,.0f} MiB; {stalled['dropped']:,.0f} events counted lost)")
         print(f"  kafka end to end   {kafka['rate']:>9,.0f} activity events/s source topics -> gamingd -> Avro output topic "
               f"(target >= 300,000; {args.kafka_events:,} events in {kafka['seconds']:.1f} s, mock cluster, "
               f"{kafka['delivered']:,.0f} records acknowledged; generate --brokers produced {kafka['produce_rate']:,.0f}/s; "

@@ -1,6 +1,10 @@
 /* sse_load.c -- many SSE subscribers on one thread, for make bench.
  *
- *   sse_load PORT PATH CONNECTIONS SECONDS
+ *   sse_load PORT PATH CONNECTIONS SECONDS [stall]
+ *
+ * With "stall", the subscribers read their response headers and then
+ * nothing for SECONDS (clients that never read: what they cost the server
+ * is measured on the server's side).
  *
  * Opens CONNECTIONS subscriptions to PATH (HTTP/1.0, so the body is the bare
  * event stream), waits until every one has its response headers, then counts
@@ -94,11 +98,12 @@ static double percentile(double q)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: sse_load PORT PATH CONNECTIONS SECONDS\n");
+    if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "stall"))) {
+        fprintf(stderr, "usage: sse_load PORT PATH CONNECTIONS SECONDS [stall]\n");
         return 2;
     }
     int port = atoi(argv[1]), nconn = atoi(argv[3]), seconds = atoi(argv[4]);
+    int stall = argc == 6;
     struct rlimit rl;
     if (!getrlimit(RLIMIT_NOFILE, &rl)) {
         rl.rlim_cur = rl.rlim_max;
@@ -129,6 +134,13 @@ int main(int argc, char **argv)
     for (;;) {
         int ready = 0;
         for (int i = 0; i < nconn; i++) ready += conns[i].headers_done;
+        if (!counting && ready == nconn && stall) {
+            printf("connections=%d subscribed_s=%.2f stalled_s=%d\n", nconn, (double)(now_ms() - opened) / 1000.0,
+                   seconds);
+            fflush(stdout);
+            sleep((unsigned)seconds);
+            return 0;
+        }
         if (!counting && ready == nconn) {
             counting = 1;
             count_from = now_ms();
