@@ -348,7 +348,7 @@ static void kafka_committed(gd_source *src)
  * answers within `wait_ms`; otherwise the consumer is destroyed without
  * leaving, and the group notices by its session timeout. Without this, a
  * stop with the brokers gone waited for the coordinator for ever. */
-static void close_consumer(rd_kafka_t *rk, int64_t wait_ms)
+static void close_consumer(rd_kafka_t *rk, int64_t wait_ms, void *opaque)
 {
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_error_t *err = rd_kafka_consumer_close_queue(rk, q);
@@ -363,6 +363,8 @@ static void close_consumer(rd_kafka_t *rk, int64_t wait_ms)
             break;
         }
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) /* the revoke of leaving */
+            on_rebalance(rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev), opaque);
         if (ev) rd_kafka_event_destroy(ev);
     }
     rd_kafka_queue_destroy(q);
@@ -375,8 +377,8 @@ static void kafka_close(gd_source *src)
     release_held(ks);
     int64_t wait_ms = ks->cfg->shutdown_timeout_ms / 4;
     ks->closing = true;
-    if (ks->act) close_consumer(ks->act, wait_ms);
-    if (ks->ref) close_consumer(ks->ref, wait_ms);
+    if (ks->act) close_consumer(ks->act, wait_ms, &ks->act_client);
+    if (ks->ref) close_consumer(ks->ref, wait_ms, &ks->ref_client);
     gd_kafka_client_destroy(&ks->ref_client);
     gd_kafka_client_destroy(&ks->act_client);
     if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
