@@ -12,13 +12,13 @@ PKGS    := liblmdb libmicrohttpd jansson rdkafka avro-c libcurl
 CFLAGS  ?= -O2 -g
 # the project's own flags stay in force when CFLAGS is set on the command line
 GD_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
-LDLIBS  := -llmdb -lmicrohttpd -ljansson -lrdkafka -lavro -lcurl -lm -pthread
+LDLIBS  := -llmdb -lmicrohttpd -ljansson -lrdkafka -lavro -lcurl -lgnutls -lm -pthread
 BUILD   ?= build
 
 # Debian packages: to build, to test, to benchmark, to fuzz. Each target
 # checks only what it needs, so a plain build installs no test tools.
 DEPS_BUILD := gcc make pkg-config liblmdb-dev libmicrohttpd-dev libjansson-dev \
-              librdkafka-dev libavro-dev libcurl4-openssl-dev
+              librdkafka-dev libavro-dev libcurl4-openssl-dev libgnutls28-dev
 DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium \
               kcat python3-confluent-kafka python3-avro python3-requests
 DEPS_BENCH := wrk
@@ -30,8 +30,9 @@ SRCS := $(wildcard server/*.c ingest/*.c store/*.c api/*.c)
 LIB_SRCS := $(filter-out server/main.c,$(SRCS))
 # schemas/*.avsc are built in as C strings (gd_schema_<name>)
 AVSC := $(wildcard schemas/*.avsc)
-OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o
-LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o
+GEN_OBJS = $(BUILD)/obj/gen/schemas.o $(BUILD)/obj/gen/page.o
+OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o) $(GEN_OBJS)
+LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(GEN_OBJS)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
@@ -50,10 +51,12 @@ deps:
 
 # Each target's packages, installed when one is missing.
 need = @for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || { $(MAKE) --no-print-directory deps WANT="$(1)"; break; }; done
-deps-build: ; $(call need,$(DEPS_BUILD))
-deps-test: ; $(call need,$(DEPS_BUILD) $(DEPS_TEST))
-deps-bench: ; $(call need,$(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH))
-deps-fuzz: ; $(call need,$(DEPS_BUILD) $(DEPS_FUZZ))
+deps-build:
+	$(call need,$(DEPS_BUILD))
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory deps WANT=npm
+deps-test: deps-build ; $(call need,$(DEPS_TEST))
+deps-bench: deps-test ; $(call need,$(DEPS_BENCH))
+deps-fuzz: deps-build ; $(call need,$(DEPS_FUZZ))
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,6 +73,25 @@ $(BUILD)/gen/schemas.c: $(AVSC)
 $(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
+
+# The live page's chart library: uPlot from the npm registry, at the version
+# api/page/package-lock.json pins, fetched once into build/web (any BUILD).
+UPLOT := build/web/node_modules/uplot
+$(UPLOT)/dist/uPlot.iife.min.js: api/page/package.json api/page/package-lock.json
+	@mkdir -p build/web
+	cp api/page/package.json api/page/package-lock.json build/web/
+	cd build/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+PAGE_ASSETS := index.html=api/page/index.html app.js=api/page/app.js style.css=api/page/style.css \
+               uPlot.iife.min.js=$(UPLOT)/dist/uPlot.iife.min.js uPlot.min.css=$(UPLOT)/dist/uPlot.min.css \
+               uPlot.LICENSE=$(UPLOT)/LICENSE
+$(BUILD)/gen/page.c: api/page/embed.sh $(foreach a,$(PAGE_ASSETS),$(lastword $(subst =, ,$(a))))
+	@mkdir -p $(dir $@)
+	api/page/embed.sh $(PAGE_ASSETS) > $@
+
+$(BUILD)/obj/gen/page.o: $(BUILD)/gen/page.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -I. -c $< -o $@
 
 $(BUILD)/gamingd: $(OBJS)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.o,$^) $(LDFLAGS) $(LDLIBS)
@@ -126,15 +148,15 @@ FUZZ_SECONDS ?= 20
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_OBJS = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/gen/schemas.o
+FUZZ_OBJS = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/gen/schemas.o $(FUZZ_BUILD)/obj/gen/page.o
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(GD_CFLAGS) -c $< -o $@
 
-$(FUZZ_BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
+$(FUZZ_BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(GD_CFLAGS) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(GD_CFLAGS) -I. -c $< -o $@
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)

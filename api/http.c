@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #include "routes.h"
@@ -55,12 +56,7 @@ enum {
     IDLE_TIMEOUT_S = 120, /* a kept-alive connection with no request */
 };
 
-typedef enum {
-    R_HEALTHZ, R_READYZ, R_METRICS, R_TABLES, R_TABLE_ROWS, R_STREAMS, R_STREAM, R_OTHER, R_COUNT
-} route_id;
-static const char *route_names[] = {"/healthz", "/readyz", "/metrics", "/v1/tables", "/v1/tables/{table}",
-                                    "/v1/streams", "/v1/streams/{stream}", "other"};
-static const int statuses[] = {200, 204, 400, 403, 404, 405, 408, 413, 414, 431, 500, 503};
+static const int statuses[] = {200, 204, 400, 401, 403, 404, 405, 408, 413, 414, 431, 500, 503};
 enum { NSTATUS = sizeof statuses / sizeof statuses[0] };
 
 struct gd_api {
@@ -69,7 +65,8 @@ struct gd_api {
     gd_push *push;
     gd_guard *guard;
     gd_netpolicy *netpolicy;
-    _Atomic uint64_t requests[R_COUNT][NSTATUS];
+    gd_auth *auth; /* NULL: no --api-keys */
+    _Atomic uint64_t requests[64][NSTATUS]; /* by route (routes[], then "other") and status */
     pthread_mutex_t log_lock; /* MHD logs from every worker */
     gd_ratelimit log_limit;
 };
@@ -157,6 +154,8 @@ static void kafka_metrics(const gd_config *cfg, const gd_counters *c, gd_buf *b)
                     c->dead_letters, false);
 }
 
+static void request_metrics(gd_api *api, gd_buf *b);
+
 static void route_metrics(gd_api *api, gd_reply *r)
 {
     const gd_counters *c = api->ctx.counters;
@@ -200,61 +199,131 @@ static void route_metrics(gd_api *api, gd_reply *r)
     if (cfg->brokers[0]) kafka_metrics(cfg, c, b);
     gd_push_metrics(api->push, b);
     gd_guard_metrics(api->guard, b);
-    metric(b, "gamingd_http_requests_total", "counter", "HTTP requests by route and status.");
-    for (int rt = 0; rt < R_COUNT; rt++)
-        for (int s = 0; s < NSTATUS; s++) {
-            uint64_t n = atomic_load(&api->requests[rt][s]);
+    request_metrics(api, b);
+}
+
+/* ---- routes ----
+ * One row a route: its path (a prefix when it ends in '/' and `prefix`),
+ * the one method it answers (GET routes answer HEAD too, but streams), the
+ * scope a key needs for it (0: open to all), and its handler, which gets the
+ * path past the prefix. */
+typedef void (*route_fn)(gd_api *api, const gd_request *req, const char *rest, gd_reply *r);
+typedef struct {
+    const char *path;
+    bool prefix;
+    const char *method;
+    unsigned scope;
+    route_fn fn; /* NULL: a push stream */
+    const char *label; /* for metrics, when not the path */
+} route;
+
+static void route_healthz(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    (void)api, (void)req, (void)rest;
+    reply_json(r, 200, "{\"status\":\"ok\"}");
+}
+static void route_ready(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    (void)req, (void)rest;
+    route_readyz(&api->ctx, r);
+}
+static void route_prometheus(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    (void)req, (void)rest;
+    route_metrics(api, r);
+}
+static void route_tables(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    (void)rest;
+    gd_route_tables_list(&api->ctx, req, r);
+}
+static void route_rows(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    gd_route_table_rows(&api->ctx, req, rest, r);
+}
+static void route_streams(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    (void)rest;
+    gd_route_streams_list(&api->ctx, req, r);
+}
+
+/* Routes whose handler needs only the context and the request. */
+#define CTX_ROUTE(name, fn)                                                              \
+    static void name(gd_api *api, const gd_request *req, const char *rest, gd_reply *r) \
+    {                                                                                    \
+        (void)rest;                                                                      \
+        fn(&api->ctx, req, r);                                                           \
+    }
+CTX_ROUTE(route_grafana_root, gd_grafana_root)
+CTX_ROUTE(route_grafana_metrics, gd_grafana_metrics)
+CTX_ROUTE(route_grafana_options, gd_grafana_payload_options)
+CTX_ROUTE(route_grafana_query, gd_grafana_query)
+CTX_ROUTE(route_grafana_variable, gd_grafana_variable)
+CTX_ROUTE(route_grafana_tag_keys, gd_grafana_tag_keys)
+CTX_ROUTE(route_grafana_tag_values, gd_grafana_tag_values)
+
+static void route_index(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    (void)api, (void)rest;
+    gd_route_page(req, "index.html", r);
+}
+static void route_asset(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
+{
+    (void)api;
+    gd_route_page(req, rest, r);
+}
+
+static const route routes[] = {
+    {"/", false, "GET", 0, route_index, NULL},
+    {"/assets/", true, "GET", 0, route_asset, "/assets/{file}"},
+    {"/healthz", false, "GET", 0, route_healthz, NULL},
+    {"/readyz", false, "GET", 0, route_ready, NULL},
+    {"/metrics", false, "GET", GD_SCOPE_READ, route_prometheus, NULL},
+    {"/v1/tables", false, "GET", GD_SCOPE_READ, route_tables, NULL},
+    {"/v1/tables/", true, "GET", GD_SCOPE_READ, route_rows, "/v1/tables/{table}"},
+    {"/v1/streams", false, "GET", GD_SCOPE_READ, route_streams, NULL},
+    {"/v1/streams/", true, "GET", GD_SCOPE_READ, NULL, "/v1/streams/{stream}"},
+    {"/grafana", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL},
+    {"/grafana/", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL},
+    {"/grafana/metrics", false, "POST", GD_SCOPE_READ, route_grafana_metrics, NULL},
+    {"/grafana/metric-payload-options", false, "POST", GD_SCOPE_READ, route_grafana_options, NULL},
+    {"/grafana/query", false, "POST", GD_SCOPE_READ, route_grafana_query, NULL},
+    {"/grafana/variable", false, "POST", GD_SCOPE_READ, route_grafana_variable, NULL},
+    {"/grafana/tag-keys", false, "POST", GD_SCOPE_READ, route_grafana_tag_keys, NULL},
+    {"/grafana/tag-values", false, "POST", GD_SCOPE_READ, route_grafana_tag_values, NULL},
+};
+enum { NROUTES = sizeof routes / sizeof routes[0] };
+
+static const char *route_label(const route *rt) { return rt->label ? rt->label : rt->path; }
+
+/* The route of a path, or NULL. */
+static const route *route_of(const char *path)
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        size_t n = strlen(routes[i].path);
+        if (routes[i].prefix ? !strncmp(path, routes[i].path, n) && path[n] : !strcmp(path, routes[i].path))
+            return &routes[i];
+    }
+    return NULL;
+}
+
+static void request_metrics(gd_api *api, gd_buf *b)
+{
+    metric(b, "gamingd_http_requests_total", "counter",
+           "HTTP requests by route and status (401 and 403: refused for want of a key or of a scope).");
+    for (size_t rt = 0; rt <= NROUTES; rt++)
+        for (int st = 0; st < NSTATUS; st++) {
+            uint64_t n = atomic_load(&api->requests[rt][st]);
             if (n) gd_buf_printf(b, "gamingd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                                 route_names[rt], statuses[s], (unsigned long long)n);
+                                 rt < NROUTES ? route_label(&routes[rt]) : "other", statuses[st], (unsigned long long)n);
         }
 }
 
-static route_id route_of(const char *p)
+static void count_request(gd_api *api, size_t route_index, int status)
 {
-    return !strcmp(p, "/healthz")              ? R_HEALTHZ
-           : !strcmp(p, "/readyz")             ? R_READYZ
-           : !strcmp(p, "/metrics")            ? R_METRICS
-           : !strcmp(p, "/v1/tables")          ? R_TABLES
-           : !strncmp(p, "/v1/tables/", 11)    ? R_TABLE_ROWS
-           : !strcmp(p, "/v1/streams")         ? R_STREAMS
-           : !strncmp(p, "/v1/streams/", 12)   ? R_STREAM
-                                               : R_OTHER;
-}
-
-static route_id dispatch(gd_api *api, const char *method, const gd_request *req, gd_reply *r)
-{
-    const char *p = req->path;
-    route_id id = route_of(p);
-    if (id == R_OTHER) {
-        gd_reply_error(r, 404, "no such resource: %s", p);
-        return id;
-    }
-    if (!strcmp(method, "OPTIONS")) { /* a CORS preflight */
-        r->status = 204;
-        return id;
-    }
-    /* HEAD has no meaning for a stream: its headers depend on what it sends */
-    if (strcmp(method, "GET") && (strcmp(method, "HEAD") || id == R_STREAM)) {
-        gd_reply_error(r, 405, "%s is not allowed on %s; use GET", method, p);
-        return id;
-    }
-    switch (id) {
-    case R_HEALTHZ: reply_json(r, 200, "{\"status\":\"ok\"}"); break;
-    case R_READYZ: route_readyz(&api->ctx, r); break;
-    case R_METRICS: route_metrics(api, r); break;
-    case R_TABLES: gd_route_tables_list(&api->ctx, req, r); break;
-    case R_TABLE_ROWS: gd_route_table_rows(&api->ctx, req, p + 11, r); break;
-    case R_STREAMS: gd_route_streams_list(&api->ctx, req, r); break;
-    default: break;
-    }
-    return id;
-}
-
-static void count_request(gd_api *api, route_id id, int status)
-{
-    for (int s = 0; s < NSTATUS; s++)
-        if (statuses[s] == status) {
-            atomic_fetch_add_explicit(&api->requests[id][s], 1, memory_order_relaxed);
+    for (int st = 0; st < NSTATUS; st++)
+        if (statuses[st] == status) {
+            atomic_fetch_add_explicit(&api->requests[route_index][st], 1, memory_order_relaxed);
             return;
         }
 }
@@ -358,13 +427,82 @@ static bool admissible(gd_api *api, struct MHD_Connection *conn, request_state *
     return gd_netpolicy_check(api->netpolicy, host, origin, r, allow_origin) == GD_OK;
 }
 
-static struct MHD_Response *stream_or_refuse(gd_api *api, struct MHD_Connection *conn, request_state *rs, gd_reply *r)
+static struct MHD_Response *stream_or_refuse(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                             const char *stream, gd_reply *r)
 {
     if (!gd_guard_stream_room(api->guard, gd_push_count(api->push))) {
         gd_reply_error(r, 503, "too many push subscribers for this server's connection limit; try again later");
         return NULL;
     }
-    return gd_push_subscribe(api->push, conn, &rs->req, rs->req.path + 12, r);
+    return gd_push_subscribe(api->push, conn, req, stream, r);
+}
+
+/* The key a request presents: `Authorization: Bearer KEY`, or
+ * ?access_token=KEY (a browser's EventSource cannot send headers), which
+ * is taken out of the parameters the route sees. */
+static const char *presented_key(struct MHD_Connection *conn, gd_request *req)
+{
+    const char *key = NULL;
+    for (int i = 0; i < req->nparams; i++)
+        if (!strcmp(req->params[i].name, "access_token")) {
+            key = req->params[i].value ? req->params[i].value : "";
+            memmove(&req->params[i], &req->params[i + 1], sizeof req->params[0] * (size_t)(req->nparams - i - 1));
+            req->nparams--;
+            break;
+        }
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth && !strncasecmp(auth, "Bearer ", 7)) {
+        auth += 7;
+        while (*auth == ' ') auth++;
+        key = auth;
+    }
+    return key;
+}
+
+/* Sets req->scopes; false with a 401 or 403 in r when the route needs a
+ * scope the request's key lacks. */
+static bool authorized(gd_api *api, struct MHD_Connection *conn, const route *rt, gd_request *req, gd_reply *r)
+{
+    const char *key = presented_key(conn, req);
+    if (!api->auth) {
+        req->scopes = GD_SCOPE_ALL;
+        return true;
+    }
+    gd_auth_reload_if_asked(api->auth);
+    req->scopes = gd_auth_scopes(api->auth, key, req->key_digest);
+    if (!rt->scope || (req->scopes & rt->scope) == rt->scope) return true;
+    if (!req->scopes)
+        gd_reply_error(r, 401, key ? "unknown API key"
+                                   : "this route needs an API key: Authorization: Bearer KEY, or ?access_token=KEY");
+    else
+        gd_reply_error(r, 403, "this API key lacks the '%s' scope this route needs",
+                       rt->scope & GD_SCOPE_ADMIN ? "admin" : "read");
+    return false;
+}
+
+/* Routes the request: the reply in r, or a push stream's response. */
+static struct MHD_Response *route_request(gd_api *api, struct MHD_Connection *conn, const char *method,
+                                          gd_request *req, const route *rt, gd_reply *r)
+{
+    if (!rt) {
+        gd_reply_error(r, 404, "no such resource: %s", req->path);
+        return NULL;
+    }
+    if (!strcmp(method, "OPTIONS")) { /* a CORS preflight: browsers send no key with it */
+        r->status = 204;
+        return NULL;
+    }
+    /* HEAD has no meaning for a stream: its headers depend on what it sends */
+    bool head = !strcmp(method, "HEAD") && !strcmp(rt->method, "GET") && rt->fn;
+    if (strcmp(method, rt->method) && !head) {
+        gd_reply_error(r, 405, "%s is not allowed on %s; use %s", method, req->path, rt->method);
+        return NULL;
+    }
+    if (!authorized(api, conn, rt, req, r)) return NULL;
+    const char *rest = req->path + strlen(rt->path);
+    if (!rt->fn) return stream_or_refuse(api, conn, req, rest, r);
+    rt->fn(api, req, rest, r);
+    return NULL;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -390,16 +528,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     gd_reply r = {.status = 500, .content_type = "application/json"};
     const char *allow_origin = NULL;
-    route_id id = rs->refused ? R_OTHER : route_of(rs->req.path);
+    const route *rt = rs->refused ? NULL : route_of(rs->req.path);
     struct MHD_Response *resp = NULL;
-    if (!admissible(api, conn, rs, &r, &allow_origin)) {
-        /* r holds the refusal */
-    } else if (id == R_STREAM && !strcmp(method, "GET")) {
-        resp = stream_or_refuse(api, conn, rs, &r);
-    } else {
-        id = dispatch(api, method, &rs->req, &r);
-    }
-    count_request(api, id, r.status);
+    rs->req.body = rs->body.p;
+    rs->req.body_len = rs->body.len;
+    if (admissible(api, conn, rs, &r, &allow_origin)) resp = route_request(api, conn, method, &rs->req, rt, &r);
+    count_request(api, rt ? (size_t)(rt - routes) : NROUTES, r.status);
     if (resp) {
         gd_buf_free(&r.body);
     } else {
@@ -420,6 +554,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Accept, Content-Type, Last-Event-ID, Cache-Control");
         MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
     }
+    if (r.status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"gamingd\"");
     if (r.status == 503) MHD_add_response_header(resp, "Retry-After", "5");
     gd_guard_answering(api->guard, guarded(conn));
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
@@ -456,22 +591,55 @@ static unsigned connection_limit(void)
 static void api_free(gd_api *api)
 {
     gd_push_free(api->push);
+    gd_auth_free(api->auth);
     gd_guard_close(api->guard);
     gd_netpolicy_free(api->netpolicy);
     pthread_mutex_destroy(&api->log_lock);
     free(api);
 }
 
+/* Reads a whole file (a TLS certificate or key) into a NUL-terminated buffer. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    gd_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) gd_buf_put(&b, chunk, n);
+    fclose(f);
+    gd_buf_putc(&b, 0);
+    return b.p;
+}
+
+static bool loopback_listen(const char *host)
+{
+    return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1");
+}
+
 int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counters *counters,
-                 gd_hub *hub)
+                 gd_hub *hub, const _Atomic unsigned *reloads)
 {
     gd_api *api = calloc(1, sizeof *api);
     if (!api) return GD_ENOMEM;
     api->ctx = (gd_api_ctx){cfg, store, counters, hub};
     pthread_mutex_init(&api->log_lock, NULL);
     unsigned limit = connection_limit();
-    if (gd_netpolicy_open(&api->netpolicy, cfg) || gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, false) ||
-        gd_push_start(&api->push, hub)) {
+    bool tls = cfg->tls_cert[0] != 0;
+    if (gd_auth_open(&api->auth, cfg->api_keys, reloads) || gd_netpolicy_open(&api->netpolicy, cfg) ||
+        gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, tls) ||
+        gd_push_start(&api->push, hub, api->auth)) {
+        api_free(api);
+        return GD_ERR;
+    }
+    if (!api->auth && !loopback_listen(cfg->listen_host))
+        gd_warn("listening on %s without --api-keys: anyone who reaches this port reads every table and stream, "
+                "player emails included", cfg->listen_host);
+    char *cert = tls ? read_file(cfg->tls_cert) : NULL, *key = tls ? read_file(cfg->tls_key) : NULL;
+    if (tls && (!cert || !key)) {
+        gd_error("cannot read %s", cert ? cfg->tls_key : cfg->tls_cert);
+        free(cert);
+        free(key);
         api_free(api);
         return GD_ERR;
     }
@@ -479,7 +647,8 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
     memset(&addr, 0, sizeof addr);
     struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME |
+                     (tls ? MHD_USE_TLS : 0);
     const char *host = cfg->listen_host;
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
@@ -504,7 +673,12 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counter
                                 MHD_OPTION_URI_LOG_CALLBACK, on_request_line, api,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_request_done, api,
                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
-                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)LISTEN_BACKLOG, MHD_OPTION_END);
+                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)LISTEN_BACKLOG,
+                                tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+                                MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+    free(cert); /* MHD keeps its own copy */
+    if (key) explicit_bzero(key, strlen(key));
+    free(key);
     if (!api->mhd) {
         gd_error("cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
         api_free(api);

@@ -480,10 +480,11 @@ static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res
     return c->v.t == want && (want != GD_V_DBL || isfinite(c->v.d));
 }
 
-static void render_row(const gd_tabledef *t, const row_ref *row, gd_buf *out)
+static void render_row(const gd_tabledef *t, const row_ref *row, bool sees_pii, gd_buf *out)
 {
     if (t->kind != GD_TABLE_WINDOWED) {
-        gd_buf_put(out, row->val.p, row->val.len);
+        const char *pii = sees_pii ? NULL : gd_pii_column(t);
+        if (!pii || !gd_mask_json_member(row->val, pii, out)) gd_buf_put(out, row->val.p, row->val.len);
         return;
     }
     gd_str keys[GD_MAX_KEYS];
@@ -508,6 +509,11 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     result res = {.t = t};
     cursor cur = {0};
     if (!parse_params(t, req, &p, r) || !resolve_order(t, p.order_by, &res, r)) return;
+    const char *pii = gd_pii_column(t);
+    if (pii && p.order_by && !strcmp(p.order_by, pii) && !gd_request_sees_pii(req)) {
+        gd_reply_error(r, 403, "ordering on %s needs an API key with the pii scope", pii);
+        return;
+    }
     res.desc = p.desc;
     uint32_t fingerprint = query_fingerprint(&p, &res);
     if (p.cursor && (decode_cursor(p.cursor, &cur) || !cursor_fits(&cur, t, &res, fingerprint))) {
@@ -549,7 +555,7 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
         gd_buf_puts(&r->body, ",\"rows\":[");
         for (size_t i = 0; i < shown; i++) {
             if (i) gd_buf_putc(&r->body, ',');
-            render_row(t, &res.rows[i], &r->body);
+            render_row(t, &res.rows[i], gd_request_sees_pii(req), &r->body);
         }
         gd_buf_printf(&r->body, "],\"count\":%zu", shown);
         if (res.n > shown) {

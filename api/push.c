@@ -31,6 +31,7 @@ enum {
     BLOCK_BYTES = 32 * 1024,   /* libmicrohttpd's buffer per call */
     SNDBUF_BYTES = 128 * 1024, /* kernel send buffer of a stream socket */
     MAX_FILTERS = GD_MAX_PARAMS,
+    MAX_LANES = 16, /* streams in one subscription */
 };
 
 typedef struct {
@@ -43,16 +44,26 @@ typedef struct {
     double d;
 } filter;
 
+/* One stream of a subscription. A subscriber reads one stream, or several
+ * in one connection (a page with many charts: browsers open at most six
+ * connections to a host). */
+typedef struct {
+    unsigned stream;
+    _Atomic uint64_t pos;         /* next ring position (written by the reader) */
+    uint64_t after_id;            /* events up to this id were seen already */
+    uint64_t lost, lost_reported; /* events lost to the ring */
+    const char *pii_member;       /* the stream's email member, or NULL */
+} lane;
+
 typedef struct subscriber subscriber;
 struct subscriber {
     gd_push *push;
     struct MHD_Connection *conn;
-    unsigned stream;
+    lane lanes[MAX_LANES];
+    int nlanes;
+    int next_lane;                 /* where fill starts: round robin */
     bool ndjson;
-    _Atomic uint64_t pos;          /* next ring position (written by the reader) */
-    uint64_t after_id;             /* events up to this id were seen already */
     uint64_t remaining;            /* events left before the stream ends (limit) */
-    uint64_t lost, lost_reported;  /* events lost to the ring */
     _Atomic int64_t last_write_ms; /* for heartbeats */
     bool suspended;                /* under push->lock */
     int nfilters;
@@ -62,11 +73,17 @@ struct subscriber {
     gd_buf event;   /* an event that wraps around the ring's end, copied */
     gd_arena scratch;
     char *strings;  /* the filters' values */
+    _Atomic bool sees_pii;      /* else the lanes' email members are masked */
+    _Atomic bool revoked;       /* its key was removed: the stream ends */
+    unsigned char key_digest[32];
+    gd_buf masked;  /* an event with its email masked */
     subscriber *prev, *next;
 };
 
 struct gd_push {
     gd_hub *hub;
+    gd_auth *auth; /* NULL: no keys */
+    unsigned auth_generation;
     pthread_mutex_t lock; /* the list and every subscriber's suspended flag */
     subscriber *subs;
     size_t nsubs;
@@ -77,17 +94,52 @@ struct gd_push {
 
 /* ---- the waker ---- */
 
+/* Whether a stream of s has events past s's position there. */
+static bool lanes_moved(const subscriber *s, const uint64_t *heads)
+{
+    for (int i = 0; i < s->nlanes; i++)
+        if (heads[s->lanes[i].stream] != atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed)) return true;
+    return false;
+}
+
+static void current_heads(const gd_hub *hub, uint64_t *heads)
+{
+    unsigned n = gd_hub_streams(hub);
+    for (unsigned i = 0; i < n; i++) heads[i] = gd_hub_head(hub, i);
+}
+
 static void resume_waiting(gd_push *p, bool everyone)
 {
-    unsigned n = gd_hub_streams(p->hub);
-    uint64_t heads[n];
-    for (unsigned i = 0; i < n; i++) heads[i] = gd_hub_head(p->hub, i);
+    uint64_t heads[gd_hub_streams(p->hub)];
+    current_heads(p->hub, heads);
     int64_t now = gd_now_ms();
     pthread_mutex_lock(&p->lock);
     for (subscriber *s = p->subs; s; s = s->next) {
         if (!s->suspended) continue;
-        if (everyone || heads[s->stream] != atomic_load_explicit(&s->pos, memory_order_relaxed) ||
+        if (everyone || lanes_moved(s, heads) ||
             now - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
+            s->suspended = false;
+            MHD_resume_connection(s->conn);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* After the keys changed (SIGHUP): streams of a key that went away end,
+ * and what the remaining keys may see is looked at again. */
+static void recheck_keys(gd_push *p)
+{
+    gd_auth_reload_if_asked(p->auth);
+    unsigned generation = gd_auth_generation(p->auth);
+    if (generation == p->auth_generation) return;
+    p->auth_generation = generation;
+    pthread_mutex_lock(&p->lock);
+    for (subscriber *s = p->subs; s; s = s->next) {
+        unsigned scopes = gd_auth_scopes_of_digest(p->auth, s->key_digest);
+        atomic_store(&s->sees_pii, (scopes & GD_SCOPE_PII) != 0);
+        if (scopes & GD_SCOPE_READ) continue;
+        atomic_store(&s->revoked, true);
+        if (s->suspended) {
             s->suspended = false;
             MHD_resume_connection(s->conn);
         }
@@ -100,6 +152,7 @@ static void *waker_main(void *arg)
     gd_push *p = arg;
     while (!atomic_load(&p->closing)) {
         int64_t pass = gd_now_ms();
+        if (p->auth) recheck_keys(p);
         gd_hub_wait(p->hub, 1000);
         resume_waiting(p, false);
         int64_t spent = gd_now_ms() - pass;
@@ -109,11 +162,13 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
-int gd_push_start(gd_push **out, gd_hub *hub)
+int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth)
 {
     gd_push *p = calloc(1, sizeof *p);
     if (!p) return GD_ENOMEM;
     p->hub = hub;
+    p->auth = auth;
+    p->auth_generation = gd_auth_generation(auth);
     pthread_mutex_init(&p->lock, NULL);
     if (pthread_create(&p->waker, NULL, waker_main, p)) {
         pthread_mutex_destroy(&p->lock);
@@ -197,75 +252,107 @@ static bool event_matches(subscriber *s, gd_str text)
 }
 
 /* A notice: an SSE event of its own type (no id, so Last-Event-ID keeps
- * pointing at data), or in ndjson an object with "notice". */
-static void put_notice(subscriber *s, const char *type, const char *json_members)
+ * pointing at data), or in ndjson an object with "notice"; with several
+ * streams, it names the stream. */
+static void put_notice(subscriber *s, const lane *l, const char *type, const char *json_members)
 {
-    if (s->ndjson) gd_buf_printf(&s->out, "{\"notice\":\"%s\",%s}\n", type, json_members);
-    else gd_buf_printf(&s->out, "event: %s\ndata: {%s}\n\n", type, json_members);
+    char stream[160] = "";
+    if (s->nlanes > 1) snprintf(stream, sizeof stream, "\"stream\":\"%s\",", gd_stream_name(l->stream));
+    if (s->ndjson) gd_buf_printf(&s->out, "{\"notice\":\"%s\",%s%s}\n", type, stream, json_members);
+    else gd_buf_printf(&s->out, "event: %s\ndata: {%s%s}\n\n", type, stream, json_members);
 }
 
 /* Events lost since the last notice: counted and told. The position moves
  * with the count, under the lock the metrics take, so the dropped figure
  * (counted + unreported_loss) never counts an event twice or goes back. */
-static void report_lost(subscriber *s, uint64_t pos)
+static void report_lost(subscriber *s, lane *l, uint64_t pos)
 {
-    uint64_t n = s->lost - s->lost_reported;
+    uint64_t n = l->lost - l->lost_reported;
     if (!n) return;
     pthread_mutex_lock(&s->push->lock);
-    atomic_store_explicit(&s->pos, pos, memory_order_relaxed);
-    gd_hub_count_dropped(s->push->hub, s->stream, n);
+    atomic_store_explicit(&l->pos, pos, memory_order_relaxed);
+    gd_hub_count_dropped(s->push->hub, l->stream, n);
     pthread_mutex_unlock(&s->push->lock);
     char members[256];
     snprintf(members, sizeof members,
              "\"dropped\":%llu,\"total_dropped\":%llu,\"message\":\"this subscriber fell behind the "
              "replay buffer and lost its %llu oldest undelivered events\"",
-             (unsigned long long)n, (unsigned long long)s->lost, (unsigned long long)n);
-    put_notice(s, "dropped", members);
-    s->lost_reported = s->lost;
+             (unsigned long long)n, (unsigned long long)l->lost, (unsigned long long)n);
+    put_notice(s, l, "dropped", members);
+    l->lost_reported = l->lost;
 }
 
-static void put_event(subscriber *s, uint64_t id, gd_str text)
+/* An event of lane l. With several streams an SSE event is typed by its
+ * stream's name and its id is every stream's last id, dot separated (what
+ * Last-Event-ID gives back to resume them all); an ndjson line is
+ * {"stream": name, "data": event}. */
+static void put_event(subscriber *s, const lane *l, uint64_t id, gd_str text)
 {
+    if (l->pii_member && !atomic_load_explicit(&s->sees_pii, memory_order_relaxed)) {
+        gd_buf_clear(&s->masked);
+        if (gd_mask_json_member(text, l->pii_member, &s->masked)) text = (gd_str){s->masked.p, (uint32_t)s->masked.len};
+    }
+    bool multi = s->nlanes > 1;
     if (s->ndjson) {
+        if (multi) gd_buf_printf(&s->out, "{\"stream\":\"%s\",\"data\":", gd_stream_name(l->stream));
         gd_buf_put(&s->out, text.p, text.len);
-        gd_buf_putc(&s->out, '\n');
+        gd_buf_puts(&s->out, multi ? "}\n" : "\n");
         return;
     }
-    gd_buf_printf(&s->out, "id: %llu\ndata: ", (unsigned long long)id);
+    if (multi) {
+        gd_buf_printf(&s->out, "event: %s\nid: ", gd_stream_name(l->stream));
+        for (int i = 0; i < s->nlanes; i++)
+            gd_buf_printf(&s->out, "%s%llu", i ? "." : "",
+                          (unsigned long long)(&s->lanes[i] == l ? id : s->lanes[i].after_id));
+        gd_buf_puts(&s->out, "\ndata: ");
+    } else {
+        gd_buf_printf(&s->out, "id: %llu\ndata: ", (unsigned long long)id);
+    }
     gd_buf_put(&s->out, text.p, text.len);
     gd_buf_puts(&s->out, "\n\n");
 }
 
-/* Formats events past the subscriber's position into s->out, up to
- * `want` bytes (what libmicrohttpd takes now, so that a subscriber keeps at
- * most one event's overflow between calls, whatever it reads); false when
- * there was nothing new. */
-static bool fill(subscriber *s, size_t want)
+/* Formats events of lane l past its position into s->out, up to `want`
+ * bytes; false when there was nothing new. */
+static bool fill_lane(subscriber *s, lane *l, size_t want)
 {
     bool any = false;
-    uint64_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+    uint64_t pos = atomic_load_explicit(&l->pos, memory_order_relaxed);
     gd_hub *hub = s->push->hub;
     while (s->remaining && s->out.len < want) {
         gd_hub_event ev;
-        int rc = gd_hub_peek(hub, s->stream, &pos, &ev, &s->event, &s->lost);
+        int rc = gd_hub_peek(hub, l->stream, &pos, &ev, &s->event, &l->lost);
         if (rc == GD_AGAIN) break;
         any = true;
         if (rc != GD_OK) continue; /* lost: pos moved on */
-        report_lost(s, pos);
+        report_lost(s, l, pos);
         size_t mark = s->out.len;
-        bool wanted = ev.id > s->after_id && event_matches(s, ev.text);
-        if (wanted) put_event(s, ev.id, ev.text);
-        if (!gd_hub_release(hub, s->stream, &pos, &ev, &s->lost)) {
+        bool wanted = ev.id > l->after_id && event_matches(s, ev.text);
+        if (wanted) put_event(s, l, ev.id, ev.text);
+        if (!gd_hub_release(hub, l->stream, &pos, &ev, &l->lost)) {
             s->out.len = mark; /* overwritten while we read it */
             continue;
         }
         if (wanted) {
-            s->after_id = ev.id;
+            l->after_id = ev.id;
             s->remaining--;
         }
     }
-    report_lost(s, pos);
-    atomic_store_explicit(&s->pos, pos, memory_order_relaxed);
+    report_lost(s, l, pos);
+    atomic_store_explicit(&l->pos, pos, memory_order_relaxed);
+    return any;
+}
+
+/* Formats events past the subscriber's positions into s->out, up to
+ * `want` bytes (what libmicrohttpd takes now, so that a subscriber keeps at
+ * most one event's overflow between calls, whatever it reads), its streams
+ * taking turns; false when there was nothing new. */
+static bool fill(subscriber *s, size_t want)
+{
+    bool any = false;
+    for (int k = 0; k < s->nlanes && s->remaining && s->out.len < want; k++)
+        any |= fill_lane(s, &s->lanes[(s->next_lane + k) % s->nlanes], want);
+    s->next_lane = (s->next_lane + 1) % s->nlanes;
     return any;
 }
 
@@ -291,7 +378,7 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
             atomic_store_explicit(&s->last_write_ms, gd_now_ms(), memory_order_relaxed);
             return (ssize_t)hand_over(s, buf, max);
         }
-        if (!s->remaining || atomic_load(&p->closing)) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (!s->remaining || atomic_load(&p->closing) || atomic_load(&s->revoked)) return MHD_CONTENT_READER_END_OF_STREAM;
         if (fill(s, max)) continue;
         if (gd_now_ms() - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
             gd_buf_puts(&s->out, s->ndjson ? "\n" : ": keepalive\n\n");
@@ -300,9 +387,10 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
         /* Nothing to send: sleep until the waker sees the stream move. The
          * check and the suspension are one step under the lock the waker
          * takes, so an event published in between is not slept through. */
+        uint64_t heads[gd_hub_streams(p->hub)];
         pthread_mutex_lock(&p->lock);
-        bool moved = gd_hub_head(p->hub, s->stream) != atomic_load_explicit(&s->pos, memory_order_relaxed) ||
-                     atomic_load(&p->closing);
+        current_heads(p->hub, heads);
+        bool moved = lanes_moved(s, heads) || atomic_load(&p->closing);
         if (!moved) {
             s->suspended = true;
             MHD_suspend_connection(s->conn);
@@ -316,9 +404,9 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
  * moved past them) without having read far enough to be told: counted in
  * the dropped figure as they happen, not only when the reader wakes up.
  * Under p->lock. */
-static uint64_t unreported_loss(const subscriber *s)
+static uint64_t unreported_loss(const subscriber *s, const lane *l)
 {
-    uint64_t tail = gd_hub_tail(s->push->hub, s->stream), pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+    uint64_t tail = gd_hub_tail(s->push->hub, l->stream), pos = atomic_load_explicit(&l->pos, memory_order_relaxed);
     return tail > pos ? tail - pos : 0;
 }
 
@@ -327,21 +415,29 @@ static void free_subscriber(void *cls)
     subscriber *s = cls;
     gd_push *p = s->push;
     pthread_mutex_lock(&p->lock);
-    gd_hub_count_dropped(p->hub, s->stream, unreported_loss(s)); /* lost, and now never told */
+    for (int i = 0; i < s->nlanes; i++) /* lost, and now never told */
+        gd_hub_count_dropped(p->hub, s->lanes[i].stream, unreported_loss(s, &s->lanes[i]));
     if (s->prev) s->prev->next = s->next;
     else p->subs = s->next;
     if (s->next) s->next->prev = s->prev;
     p->nsubs--;
     pthread_mutex_unlock(&p->lock);
-    gd_hub_subscribed(p->hub, s->stream, -1);
+    for (int i = 0; i < s->nlanes; i++) gd_hub_subscribed(p->hub, s->lanes[i].stream, -1);
     gd_buf_free(&s->out);
     gd_buf_free(&s->event);
+    gd_buf_free(&s->masked);
     gd_arena_free(&s->scratch);
     free(s->strings);
     free(s);
 }
 
 /* ---- the request ---- */
+
+/* The member of a stream's events that holds an email address, or NULL. */
+static const char *pii_member_of(unsigned stream)
+{
+    return stream == GD_STREAM_ENRICHED ? GD_PII_FIELD : gd_pii_column(&gd_tables[stream - 1]);
+}
 
 static unsigned stream_named(const char *name)
 {
@@ -412,6 +508,32 @@ static bool parse_count(const char *name, const char *v, uint64_t *out, gd_reply
     return true;
 }
 
+/* A Last-Event-ID: one id, or with several streams one id a stream,
+ * dot separated, as put_event writes them. */
+static bool parse_last_ids(subscriber *s, const char *name, const char *v, gd_reply *r)
+{
+    const char *p = v ? v : "";
+    for (int i = 0; i < s->nlanes; i++) {
+        size_t n = strcspn(p, ".");
+        char part[24];
+        int64_t id;
+        if (n == 0 || n >= sizeof part || (i == s->nlanes - 1) != (p[n] == 0)) goto bad;
+        memcpy(part, p, n);
+        part[n] = 0;
+        if (gd_parse_int(part, n, 0, INT64_MAX, &id)) goto bad;
+        s->lanes[i].after_id = (uint64_t)id;
+        p += n + (p[n] == '.');
+    }
+    return true;
+bad:
+    if (s->nlanes > 1)
+        gd_reply_error(r, 400, "%s must be %d event ids separated by dots (one a stream), not '%s'", name, s->nlanes,
+                       v ? v : "");
+    else
+        gd_reply_error(r, 400, "%s must be a non-negative integer, not '%s'", name, v ? v : "");
+    return false;
+}
+
 static void set_filter(filter *f, const char *name, const char *value)
 {
     f->needle_len = (size_t)snprintf(f->needle, sizeof f->needle, "\"%s\":", name);
@@ -450,13 +572,22 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
             continue;
         }
         if (!strcmp(name, "last_event_id")) {
-            if (!parse_count("last_event_id", value, &s->after_id, r)) return false;
+            if (!parse_last_ids(s, "last_event_id", value, r)) return false;
             *has_after = true;
             continue;
         }
-        if (!stream_has_column(s->stream, name)) {
+        if (s->nlanes > 1) {
+            gd_reply_error(r, 400, "filters (here '%s') take a subscription of one stream", name);
+            return false;
+        }
+        if (!stream_has_column(s->lanes[0].stream, name)) {
             gd_reply_error(r, 400, "unknown parameter '%s': %s has no such column (GET /v1/streams lists them)",
-                           name, gd_stream_name(s->stream));
+                           name, gd_stream_name(s->lanes[0].stream));
+            return false;
+        }
+        const char *pii = s->lanes[0].pii_member;
+        if (pii && !strcmp(name, pii) && !gd_request_sees_pii(req)) {
+            gd_reply_error(r, 403, "filtering on %s needs an API key with the pii scope", name);
             return false;
         }
         size_t vl = value ? strlen(value) + 1 : 1;
@@ -471,7 +602,9 @@ int gd_push_check_filters(unsigned stream, const gd_request *req, const gd_str *
 {
     subscriber *s = calloc(1, sizeof *s);
     if (!s) return 500;
-    s->stream = stream;
+    s->nlanes = 1;
+    s->lanes[0].stream = stream;
+    s->lanes[0].pii_member = pii_member_of(stream);
     gd_arena_init(&s->scratch);
     gd_reply r = {0};
     bool has_after = false;
@@ -484,24 +617,52 @@ int gd_push_check_filters(unsigned stream, const gd_request *req, const gd_str *
     return status;
 }
 
-static void start_position(subscriber *s, bool has_after)
+static void start_position(subscriber *s, lane *l, bool has_after)
 {
     uint64_t pos, oldest;
     if (!has_after) {
-        atomic_store(&s->pos, gd_hub_head(s->push->hub, s->stream));
+        atomic_store(&l->pos, gd_hub_head(s->push->hub, l->stream));
         return;
     }
-    if (gd_hub_resume(s->push->hub, s->stream, s->after_id, &pos, &oldest)) {
-        atomic_store(&s->pos, pos);
+    if (gd_hub_resume(s->push->hub, l->stream, l->after_id, &pos, &oldest)) {
+        atomic_store(&l->pos, pos);
         return;
     }
-    atomic_store(&s->pos, pos); /* the live stream */
+    atomic_store(&l->pos, pos); /* the live stream */
     char members[320];
     snprintf(members, sizeof members,
              "\"last_event_id\":%llu,\"oldest_id\":%llu,\"message\":\"events after id %llu are no longer "
              "in the replay buffer; continuing with live events\"",
-             (unsigned long long)s->after_id, (unsigned long long)oldest, (unsigned long long)s->after_id);
-    put_notice(s, "replay_unavailable", members);
+             (unsigned long long)l->after_id, (unsigned long long)oldest, (unsigned long long)l->after_id);
+    put_notice(s, l, "replay_unavailable", members);
+}
+
+/* The subscription's streams: one name, or several, comma separated. */
+static bool parse_streams(subscriber *s, const char *names, gd_reply *r)
+{
+    char name[128];
+    for (const char *p = names; *p;) {
+        size_t n = strcspn(p, ",");
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        unsigned stream = stream_named(name);
+        if (stream == gd_stream_count() || n >= sizeof name) {
+            gd_reply_error(r, 404, "no such stream: %s (GET /v1/streams lists them)", name);
+            return false;
+        }
+        for (int i = 0; i < s->nlanes; i++)
+            if (s->lanes[i].stream == stream) {
+                gd_reply_error(r, 400, "stream %s is named twice", name);
+                return false;
+            }
+        if (s->nlanes == MAX_LANES) {
+            gd_reply_error(r, 400, "at most %d streams in one subscription", MAX_LANES);
+            return false;
+        }
+        s->lanes[s->nlanes++] = (lane){.stream = stream, .pii_member = pii_member_of(stream)};
+        p += n + (p[n] == ',');
+    }
+    if (!s->nlanes) gd_reply_error(r, 404, "no stream named");
+    return s->nlanes > 0;
 }
 
 static void cap_send_buffer(struct MHD_Connection *conn)
@@ -512,13 +673,8 @@ static void cap_send_buffer(struct MHD_Connection *conn)
 }
 
 struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
-                                       const char *name, gd_reply *r)
+                                       const char *names, gd_reply *r)
 {
-    unsigned stream = stream_named(name);
-    if (stream == gd_stream_count()) {
-        gd_reply_error(r, 404, "no such stream: %s (GET /v1/streams lists them)", name);
-        return NULL;
-    }
     if (atomic_load(&p->closing)) {
         gd_reply_error(r, 503, "shutting down");
         return NULL;
@@ -530,26 +686,30 @@ struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, 
     }
     s->push = p;
     s->conn = conn;
-    s->stream = stream;
     s->remaining = UINT64_MAX;
+    atomic_store(&s->sees_pii, gd_request_sees_pii(req));
+    memcpy(s->key_digest, req->key_digest, sizeof s->key_digest);
     gd_arena_init(&s->scratch);
     bool has_after = false;
+    if (!parse_streams(s, names, r)) goto fail;
     const char *last = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
     if (last && *last) {
-        if (!parse_count("Last-Event-ID", last, &s->after_id, r)) goto fail;
+        if (!parse_last_ids(s, "Last-Event-ID", last, r)) goto fail;
         has_after = true;
     }
     if (!parse_subscription(s, req, r, &has_after)) goto fail;
     const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
     s->ndjson = accept && strstr(accept, "application/x-ndjson");
     if (!s->ndjson) gd_buf_printf(&s->out, "retry: %d\n\n", RETRY_MS);
-    gd_hub_subscribed(p->hub, stream, +1); /* before the position: no event slips between */
-    start_position(s, has_after);
+    for (int i = 0; i < s->nlanes; i++) {
+        gd_hub_subscribed(p->hub, s->lanes[i].stream, +1); /* before the position: no event slips between */
+        start_position(s, &s->lanes[i], has_after);
+    }
     atomic_store(&s->last_write_ms, gd_now_ms());
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, BLOCK_BYTES, read_stream, s, free_subscriber);
     if (!resp) {
-        gd_hub_subscribed(p->hub, stream, -1);
+        for (int i = 0; i < s->nlanes; i++) gd_hub_subscribed(p->hub, s->lanes[i].stream, -1);
         gd_reply_error(r, 500, "cannot create the stream response");
         goto fail;
     }
@@ -586,7 +746,8 @@ void gd_push_metrics(gd_push *p, gd_buf *b)
     gd_hub_stats st[n];
     for (unsigned i = 0; i < n; i++) gd_hub_stream_stats(p->hub, i, &st[i]);
     pthread_mutex_lock(&p->lock);
-    for (subscriber *s = p->subs; s; s = s->next) st[s->stream].dropped += unreported_loss(s);
+    for (subscriber *s = p->subs; s; s = s->next)
+        for (int i = 0; i < s->nlanes; i++) st[s->lanes[i].stream].dropped += unreported_loss(s, &s->lanes[i]);
     pthread_mutex_unlock(&p->lock);
     static const struct {
         const char *name, *type, *help;

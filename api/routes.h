@@ -14,14 +14,31 @@ typedef struct {
     const char *name, *value; /* value NULL for "?flag" */
 } gd_param;
 
-/* A request target, decoded (request.c): strings live in storage. */
+typedef struct gd_auth gd_auth;
+
+/* What a key may do (auth.c); without --api-keys every request may all. */
+enum {
+    GD_SCOPE_READ = 1,  /* read data */
+    GD_SCOPE_PII = 2,   /* see personal data unmasked */
+    GD_SCOPE_ADMIN = 4, /* change the server (SQL DDL) */
+    GD_SCOPE_ALL = 7,
+};
+
+/* A request target, decoded (request.c): strings live in storage. The
+ * server adds the body and what the caller's key allows. */
 typedef struct {
     const char *path;
     gd_param params[GD_MAX_PARAMS];
     int nparams;
     char *storage;
     char error[256]; /* why gd_request_parse refused it */
+    const char *body;
+    size_t body_len;
+    unsigned scopes;                  /* GD_SCOPE_* */
+    unsigned char key_digest[32];     /* the key's SHA-256, with --api-keys */
 } gd_request;
+
+static inline bool gd_request_sees_pii(const gd_request *req) { return req->scopes & GD_SCOPE_PII; }
 
 /* Decodes a raw request target ("/path?a=1&b"): GD_OK, or the HTTP status
  * to refuse it with (400, 414) and req->error saying why. */
@@ -49,12 +66,33 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
 void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const char *table,
                          gd_reply *r);
 
+/* ---- the Grafana JSON datasource (grafana.c), under /grafana ---- */
+void gd_grafana_root(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_grafana_metrics(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_grafana_payload_options(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_grafana_variable(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_grafana_tag_keys(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_grafana_tag_values(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+
+/* ---- the built-in page (page.c) ---- */
+typedef struct {
+    const char *name; /* "index.html", "app.js", ... */
+    const unsigned char *data;
+    size_t len;
+} gd_page_asset;
+extern const gd_page_asset gd_page_assets[]; /* built in by api/page/embed.sh */
+extern const size_t gd_page_asset_count;
+/* The asset called name (GET / is "index.html"). */
+void gd_route_page(const gd_request *req, const char *name, gd_reply *r);
+
 /* ---- push streams (push.c) ---- */
 typedef struct gd_push gd_push;
 struct MHD_Connection;
 struct MHD_Response;
 /* Starts the thread that wakes waiting subscribers. */
-int gd_push_start(gd_push **out, gd_hub *hub);
+/* auth: the API keys, or NULL; streams whose key is removed end. */
+int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth);
 /* Ends every stream (before libmicrohttpd stops: none may stay suspended). */
 void gd_push_close_streams(gd_push *p);
 void gd_push_free(gd_push *p);
@@ -68,6 +106,29 @@ size_t gd_push_count(gd_push *p); /* subscribers now */
  * events without a connection (tests, fuzzing): the status it would answer
  * with, and when 200, matched[i] for each event text. */
 int gd_push_check_filters(unsigned stream, const gd_request *req, const gd_str *events, size_t n, bool *matched);
+
+/* ---- keys and personal data (auth.c) ---- */
+/* NULL in *out without a key file (no authentication). reloads: SIGHUPs
+ * received, counted by the signal handler. */
+int gd_auth_open(gd_auth **out, const char *path, const _Atomic unsigned *reloads);
+void gd_auth_free(gd_auth *a);
+/* The scopes of a presented key (0: unknown or none); digest_out, when
+ * given, receives its SHA-256 for gd_auth_scopes_of_digest. */
+unsigned gd_auth_scopes(gd_auth *a, const char *key, unsigned char digest_out[32]);
+unsigned gd_auth_scopes_of_digest(gd_auth *a, const unsigned char digest[32]);
+/* Reloads the key file if a SIGHUP came since the last look. */
+void gd_auth_reload_if_asked(gd_auth *a);
+/* Moves each time the keys in force change. */
+unsigned gd_auth_generation(const gd_auth *a);
+/* The column of a table that holds personal data (an email), or NULL; the
+ * enriched record's is GD_PII_FIELD. */
+const char *gd_pii_column(const gd_tabledef *t);
+#define GD_PII_FIELD "player_email"
+/* An email address as a JSON string, masked: "***@domain", "***", null. */
+void gd_mask_email(gd_str v, gd_buf *out);
+/* Appends the flat JSON object obj to out with the string value of member
+ * masked as an email; false (out untouched) when obj has no such member. */
+bool gd_mask_json_member(gd_str obj, const char *member, gd_buf *out);
 
 /* ---- browsers and the network (netpolicy.c) ---- */
 typedef struct gd_netpolicy gd_netpolicy;

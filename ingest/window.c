@@ -114,6 +114,7 @@ void gd_windows_free(gd_windows *w)
     gd_dict_free(&w->dict);
     gd_buf_free(&w->key);
     gd_buf_free(&w->row);
+    gd_buf_free(&w->sets);
 }
 
 static gd_hot_window *find_window(gd_hot_table *t, int64_t start, bool create)
@@ -152,6 +153,16 @@ static gd_hot_group *find_group(gd_hot_table *t, gd_hot_window *win, gd_str key,
     return g;
 }
 
+/* A stored row and its sets (apart, or inline in rows written before they
+ * were split off) into slots. */
+static int decode_stored(gd_windows *w, const gd_tabledef *def, gd_store *s, MDB_txn *txn, gd_str key, gd_str head,
+                         gd_slot *slots, gd_arena *arena)
+{
+    gd_str sets = GD_STR_NULL;
+    if (gd_table_has_sets(def) && gd_store_sets_get(s, txn, def, key, &sets) != GD_OK) sets = GD_STR_NULL;
+    return gd_row_decode_full(def, head, sets, slots, arena, &w->dict);
+}
+
 /* The group of key in win for an update: in memory, else read back from the
  * store when the window may have left memory, else new. */
 static gd_hot_group *group_for_update(gd_windows *w, gd_hot_table *t, gd_hot_window *win,
@@ -164,7 +175,8 @@ static gd_hot_group *group_for_update(gd_windows *w, gd_hot_table *t, gd_hot_win
     gd_rowkey_encode(&w->row, win->start, key);
     gd_str val;
     int rc = gd_store_row_get(s, txn, t->def, (gd_str){w->row.p, (uint32_t)w->row.len}, &val);
-    if (rc == GD_OK && gd_row_decode_full(t->def, val.p, val.len, g->slots, &win->arena, &w->dict)) {
+    if (rc == GD_OK && decode_stored(w, t->def, s, txn, (gd_str){w->row.p, (uint32_t)w->row.len}, val, g->slots,
+                                     &win->arena)) {
         gd_error("%s: a stored row does not decode; its group starts over", t->def->name);
         release_slots(w, t->def, g->slots);
     }
@@ -359,9 +371,11 @@ static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn
     for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) {
         g->dirty = false;
         gd_rowkey_encode(&w->key, g->window->start, g->key);
-        gd_row_encode(t->def, g->slots, &w->dict, &w->row);
-        int rc = gd_store_row_put(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len},
-                                  (gd_str){w->row.p, (uint32_t)w->row.len});
+        bool sets = gd_table_has_sets(t->def);
+        gd_row_encode(t->def, g->slots, &w->dict, &w->row, sets ? &w->sets : NULL);
+        gd_str key = {w->key.p, (uint32_t)w->key.len};
+        int rc = gd_store_row_put(s, txn, t->def, key, (gd_str){w->row.p, (uint32_t)w->row.len});
+        if (!rc && sets) rc = gd_store_sets_put(s, txn, t->def, key, (gd_str){w->sets.p, (uint32_t)w->sets.len});
         if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
             gd_warn("%s: group key of %zu bytes is too long to store", t->def->name, w->key.len);
             continue;
@@ -420,6 +434,8 @@ typedef struct {
     gd_windows *w;
     gd_hot_table *t;
     int rc;
+    gd_store *s;
+    MDB_txn *txn;
 } load_ctx;
 
 static int load_row(void *ctx, gd_str key, gd_str val)
@@ -429,7 +445,7 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     gd_hot_window *win = find_window(c->t, gd_rowkey_window(key.p), true);
     gd_str gkey = {key.p + 8, key.len - 8};
     gd_hot_group *g = find_group(c->t, win, gkey, true);
-    if (gd_row_decode_full(c->t->def, val.p, val.len, g->slots, &win->arena, &c->w->dict)) {
+    if (decode_stored(c->w, c->t->def, c->s, c->txn, key, val, g->slots, &win->arena)) {
         gd_error("%s: a stored row does not decode; its window is not restored", c->t->def->name);
         c->rc = GD_ERR;
         return 1;
@@ -446,7 +462,7 @@ int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_tim
         int64_t first_hot = gd_window_start(stream_time - t->def->window_ms - kept_ms(t) + 1,
                                             t->def->window_ms);
         gd_rowkey_encode(&w->key, first_hot, (gd_str){"", 0});
-        load_ctx c = {w, t, GD_OK};
+        load_ctx c = {w, t, GD_OK, s, txn};
         int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_row, &c);
         if (rc || c.rc) return rc ? rc : c.rc;
         /* no window after that of the stream time can have rows */

@@ -73,7 +73,7 @@ typedef struct {
     gd_dict dict; /* the values of every distinct set */
     gd_hub *hub;  /* rows are pushed here after each change, or NULL */
     bool purge_pending; /* the last flush left expired rows to purge */
-    gd_buf key, row; /* scratch */
+    gd_buf key, row, sets; /* scratch */
     gd_slot figures[2][GD_MAX_COLS]; /* see gd_windows_apply */
 } gd_windows;
 

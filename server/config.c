@@ -178,6 +178,8 @@ static int set_request_timeout(gd_config *cfg, const char *v)
 {
     return gd_parse_duration(v, &cfg->request_timeout_ms) || cfg->request_timeout_ms < 100 ? GD_ERR : GD_OK;
 }
+static int set_tls_cert(gd_config *cfg, const char *v) { return COPY(tls_cert); }
+static int set_tls_key(gd_config *cfg, const char *v) { return COPY(tls_key); }
 static int set_cors_origins(gd_config *cfg, const char *v) { return COPY(cors_origins); }
 static int set_allowed_hosts(gd_config *cfg, const char *v) { return COPY(allowed_hosts); }
 static int set_commit_interval(gd_config *cfg, const char *v)
@@ -240,6 +242,8 @@ static const gd_option options[] = {
     {"--rate", "GAMINGD_RATE", "N", "generator events per second (default 1000)", set_rate, "a number above 0, at most 1e9", false},
     {"--seed", "GAMINGD_SEED", "N", "generator seed (default random)", set_seed, NULL, false},
     {"--api-keys", "GAMINGD_API_KEYS", "FILE", "turns authentication on", set_api_keys, NULL, false},
+    {"--tls-cert", "GAMINGD_TLS_CERT", "FILE", "serve HTTPS with this PEM certificate (chain)", set_tls_cert, NULL, false},
+    {"--tls-key", "GAMINGD_TLS_KEY", "FILE", "the PEM private key of --tls-cert", set_tls_key, NULL, false},
     {"--cors-origins", "GAMINGD_CORS_ORIGINS", "LIST", "web origins allowed to call the API from a browser, comma separated, or * (default none)", set_cors_origins, NULL, false},
     {"--allowed-hosts", "GAMINGD_ALLOWED_HOSTS", "LIST", "Host names served besides the loopback ones, comma separated", set_allowed_hosts, NULL, false},
     {"--topic-games", "GAMINGD_TOPIC_GAMES", "NAME", "games topic (default gaming_games)", set_topic_games, NULL, false},
@@ -378,6 +382,10 @@ int gd_config_parse(gd_config *cfg, int argc, char **argv)
     if (cfg->brokers[0] && !cfg->output_path[0]) cfg->output_kafka = true;
     if (cfg->output_kafka && !cfg->brokers[0]) {
         fprintf(stderr, "gamingd: --output kafka needs --brokers LIST\n");
+        return GD_ERR;
+    }
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        fprintf(stderr, "gamingd: --tls-cert and --tls-key go together\n");
         return GD_ERR;
     }
     if (cfg->command == GD_CMD_GENERATE && !cfg->out_path[0] && !cfg->brokers[0]) {

@@ -40,6 +40,7 @@ typedef struct {
     int64_t request_timeout_ms; /* a request not received whole by then is ended */
     char cors_origins[1024];   /* comma list, "*", or "" for none */
     char allowed_hosts[1024];  /* comma list of extra Host names */
+    char tls_cert[1024], tls_key[1024]; /* PEM files: HTTPS */
     char topics[3][256]; /* by gd_topic */
     char output_topic[256];
     size_t map_size;

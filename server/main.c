@@ -14,14 +14,22 @@
 
 #include "../api/api.h"
 
-/* Signal handlers cannot be handed state, so the stop flag they set is the
- * one file-scope variable; everything else is passed explicitly. */
+/* Signal handlers cannot be handed state, so what they set -- the stop
+ * flag and the count of reload requests -- are the file-scope variables;
+ * everything else is passed explicitly. */
 static atomic_bool stop_requested;
+static _Atomic unsigned reloads_requested;
 
 static void on_signal(int sig)
 {
     (void)sig;
     atomic_store(&stop_requested, true);
+}
+
+static void on_sighup(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&reloads_requested, 1); /* the API reads its keys again */
 }
 
 static void install_signals(void)
@@ -35,7 +43,8 @@ static void install_signals(void)
     /* by default these end a process without a commit; an operator's or a
      * log rotator's stray signal must not */
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    sa.sa_handler = on_sighup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
 }
@@ -48,15 +57,6 @@ static gd_source *open_source(const gd_config *cfg, gd_counters *counters)
     case GD_SRC_KAFKA: return gd_kafka_source_open(cfg, counters);
     }
     return NULL;
-}
-
-/* Flags of SPEC §2 whose capability is not built yet are refused rather
- * than ignored: an ignored --api-keys would leave the API open. */
-static int refuse_unbuilt(const gd_config *cfg)
-{
-    if (!cfg->api_keys[0]) return GD_OK;
-    gd_error("--api-keys is not available in this build yet");
-    return GD_ERR;
 }
 
 /* However a stop goes -- brokers gone, a registry that does not answer,
@@ -101,7 +101,6 @@ static void raise_fd_limit(void)
 
 static int serve(const gd_config *cfg)
 {
-    if (refuse_unbuilt(cfg)) return 2;
     static shutdown_watch watch; /* lives as long as its detached thread */
     watch = (shutdown_watch){cfg->shutdown_timeout_ms, &stop_requested};
     start_shutdown_watch(&watch);
@@ -121,9 +120,9 @@ static int serve(const gd_config *cfg)
     gd_hub *hub = NULL;
     int rc = gd_hub_open(&hub, gd_stream_count(), cfg->push_buffer, PUSH_LINGER_MS);
     if (!rc) rc = gd_engine_open(&engine, cfg, &store, src, &counters, hub, &stop_requested);
-    if (!rc) rc = gd_api_start(&api, cfg, &store, &counters, hub);
+    if (!rc) rc = gd_api_start(&api, cfg, &store, &counters, hub, &reloads_requested);
     if (!rc) {
-        gd_info("gamingd %s serving on http://%s:%d, source %s, data in %s", GD_VERSION,
+        gd_info("gamingd %s serving on %s://%s:%d, source %s, data in %s", GD_VERSION, cfg->tls_cert[0] ? "https" : "http",
                 cfg->listen_host, cfg->listen_port, src->kind, cfg->data_dir);
         rc = gd_engine_run(engine);
         if (rc) gd_error("ingest stopped on an error");

@@ -66,6 +66,21 @@ static int scan_window(scan *sc, int64_t w, bool emit, size_t *found)
     return rc && rc != MDB_NOTFOUND ? GD_ERR : GD_OK;
 }
 
+/* Range mode without a key prefix: the rows of [from, to) lie together, so
+ * one cursor walks them, with no seek per window. */
+static int scan_range(scan *sc, int64_t from, int64_t to)
+{
+    gd_rowkey_encode(&sc->key, from, (gd_str){"", 0});
+    MDB_val k = {sc->key.len, sc->key.p}, v;
+    int rc = mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(sc->cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 8 || gd_rowkey_window(k.mv_data) >= to) break;
+        if (!row_matches(sc, as_str(k), as_str(v))) continue;
+        if ((sc->stop = sc->fn(sc->ctx, as_str(k), as_str(v)))) break;
+    }
+    return rc && rc != MDB_NOTFOUND ? GD_ERR : GD_OK;
+}
+
 /* The first window start >= from that holds any row; false when none. */
 static bool next_window(scan *sc, int64_t from, int64_t *w)
 {
@@ -114,7 +129,9 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
     int64_t w;
     size_t found = 0;
     rc = GD_OK;
-    if (q->mode == GD_WINDOWS_RANGE) {
+    if (q->mode == GD_WINDOWS_RANGE && !sc.nprefix) {
+        rc = scan_range(&sc, q->from, q->to);
+    } else if (q->mode == GD_WINDOWS_RANGE) {
         for (int64_t from = q->from; !rc && !sc.stop && next_window(&sc, from, &w) && w < q->to;
              from = w + 1)
             rc = scan_window(&sc, w, true, &found);

@@ -92,8 +92,12 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
         return lmdb_fail("txn_begin", rc);
     }
     rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
-    for (size_t i = 0; !rc && i < gd_table_count; i++)
+    for (size_t i = 0; !rc && i < gd_table_count; i++) {
+        char sets[300];
+        snprintf(sets, sizeof sets, "%s/sets", gd_tables[i].name);
         rc = mdb_dbi_open(txn, gd_tables[i].name, MDB_CREATE, &s->tables[i]);
+        if (!rc && gd_table_has_sets(&gd_tables[i])) rc = mdb_dbi_open(txn, sets, MDB_CREATE, &s->sets[i]);
+    }
     if (rc) {
         mdb_txn_abort(txn);
         mdb_env_close(s->env);
@@ -190,12 +194,29 @@ int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key
     return rc && rc != MDB_NOTFOUND ? lmdb_fail("row del", rc) : GD_OK;
 }
 
-int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
-                   size_t max_rows, size_t *deleted)
+int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)
+{
+    MDB_val k = val_of(key.p, key.len), v;
+    int rc = mdb_get(txn, s->sets[gd_table_index(t)], &k, &v);
+    if (rc == MDB_NOTFOUND) return GD_EOF;
+    if (rc) return lmdb_fail("sets get", rc);
+    *val = (gd_str){v.mv_data, (uint32_t)v.mv_size};
+    return GD_OK;
+}
+
+int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
+{
+    if (key.len == 0 || key.len > 511) return GD_EBADREC;
+    MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
+    int rc = mdb_put(txn, s->sets[gd_table_index(t)], &k, &v, 0);
+    return rc ? lmdb_fail("sets put", rc) : GD_OK;
+}
+
+static int purge_dbi(MDB_txn *txn, MDB_dbi dbi, int64_t window_limit, size_t max_rows, size_t *deleted)
 {
     MDB_cursor *c;
     *deleted = 0;
-    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    int rc = mdb_cursor_open(txn, dbi, &c);
     if (rc) return lmdb_fail("cursor", rc);
     MDB_val k, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
@@ -211,11 +232,20 @@ int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t wind
     return rc && rc != MDB_NOTFOUND && rc != EINVAL ? lmdb_fail("purge", rc) : GD_OK;
 }
 
-int gd_store_delete_after(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit, size_t *deleted)
+int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
+                   size_t max_rows, size_t *deleted)
+{
+    size_t i = gd_table_index(t), sets_deleted;
+    int rc = purge_dbi(txn, s->tables[i], window_limit, max_rows, deleted);
+    if (!rc && gd_table_has_sets(t)) rc = purge_dbi(txn, s->sets[i], window_limit, max_rows, &sets_deleted);
+    return rc;
+}
+
+static int delete_after_dbi(MDB_txn *txn, MDB_dbi dbi, int64_t window_limit, size_t *deleted)
 {
     MDB_cursor *c;
     *deleted = 0;
-    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    int rc = mdb_cursor_open(txn, dbi, &c);
     if (rc) return lmdb_fail("cursor", rc);
     MDB_val k, v;
     /* from the end, taking the last row afresh after each delete */
@@ -226,6 +256,14 @@ int gd_store_delete_after(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64
     }
     mdb_cursor_close(c);
     return rc && rc != MDB_NOTFOUND ? lmdb_fail("delete", rc) : GD_OK;
+}
+
+int gd_store_delete_after(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit, size_t *deleted)
+{
+    size_t i = gd_table_index(t), sets_deleted;
+    int rc = delete_after_dbi(txn, s->tables[i], window_limit, deleted);
+    if (!rc && gd_table_has_sets(t)) rc = delete_after_dbi(txn, s->sets[i], window_limit, &sets_deleted);
+    return rc;
 }
 
 int gd_store_newest_window(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t *window_start)

@@ -22,6 +22,7 @@ typedef struct {
     MDB_env *env;
     MDB_dbi meta;
     MDB_dbi tables[16]; /* by gd_table_index */
+    MDB_dbi sets[16];   /* the distinct sets of tables that have them ("<table>/sets") */
     char path[4096];
     int lock_fd; /* holds dir/gamingd.lock: one daemon per data dir */
 } gd_store;
@@ -45,15 +46,19 @@ int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p
 int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val);
 int gd_store_row_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val);
 int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key);
+/* The distinct sets of a row, stored apart from it (tables.h); get: GD_EOF
+ * when absent (a row written before they were split off holds them). */
+int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val);
+int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val);
 
 /* Deletes up to max_rows rows of windows starting before window_limit (the
- * oldest first); *deleted tells how many went. Bounded so that retention
- * never stalls a batch. */
+ * oldest first), and their sets; *deleted tells how many rows went. Bounded
+ * so that retention never stalls a batch. */
 int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
                    size_t max_rows, size_t *deleted);
 
 /* Deletes every row of windows starting after window_limit (no bound on
- * their number: for repairs at start, not for the ingest path). */
+ * their number: for repairs at start, not for the ingest path), sets too. */
 int gd_store_delete_after(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit, size_t *deleted);
 /* The start of the newest window with a row; GD_EOF when the table is empty. */
 int gd_store_newest_window(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t *window_start);

@@ -158,7 +158,14 @@ enum { SLOT_BYTES = 16, NULL_LEN = UINT32_MAX };
 
 static void put_u32(gd_buf *b, uint32_t v) { gd_buf_put(b, &v, 4); }
 
-void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out)
+bool gd_table_has_sets(const gd_tabledef *t)
+{
+    for (int c = 0; c < t->ncols; c++)
+        if (t->cols[c].agg == GD_AGG_COUNT_DISTINCT) return true;
+    return false;
+}
+
+void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out, gd_buf *sets)
 {
     gd_buf_clear(out);
     for (int c = 0; c < t->ncols; c++) {
@@ -170,6 +177,10 @@ void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *di
         gd_str s = slots[c].x.s;
         put_u32(out, s.p ? s.len : NULL_LEN);
         if (s.p) gd_buf_put(out, s.p, s.len);
+    }
+    if (sets) {
+        gd_buf_clear(sets);
+        out = sets;
     }
     for (int c = 0; c < t->ncols; c++) {
         if (t->cols[c].agg != GD_AGG_COUNT_DISTINCT) continue;
@@ -223,11 +234,16 @@ int gd_row_decode(const gd_tabledef *t, const void *p, size_t len, gd_slot *slot
     return decode_head(t, p, (const char *)p + len, slots, &rest);
 }
 
-int gd_row_decode_full(const gd_tabledef *t, const void *p, size_t len, gd_slot *slots,
-                       gd_arena *arena, gd_dict *dict)
+int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *slots, gd_arena *arena,
+                       gd_dict *dict)
 {
-    const char *s, *end = (const char *)p + len;
-    if (decode_head(t, p, end, slots, &s)) return GD_ERR;
+    const char *s, *end = head.p + head.len;
+    if (decode_head(t, head.p, end, slots, &s)) return GD_ERR;
+    if (sets.p) { /* stored apart; else they follow the head */
+        if (s != end) return GD_ERR;
+        s = sets.p;
+        end = sets.p + sets.len;
+    }
     for (int c = 0; c < t->ncols; c++) {
         if (t->cols[c].agg == GD_AGG_LATEST) slots[c].x.s = gd_arena_strdup(arena, slots[c].x.s);
     }

@@ -7,13 +7,17 @@
  * from the same definitions, and so will the SQL endpoint.
  *
  * Aggregate state of one group is an array of gd_slot, one per column. The
- * store keeps it in LMDB as a row value:
+ * store keeps it in LMDB as a row value (the head):
  *   [ncols x 16 bytes: slot n, slot v]  fixed part, host byte order
  *   [each LATEST column: u32 len (UINT32_MAX = null), bytes]
+ * and, for tables with COUNT_DISTINCT columns, the sets apart, under the
+ * same key in a second database:
  *   [each COUNT_DISTINCT column: u32 members, then u32 len + bytes each]
  * (in memory a distinct set holds ids interned in a gd_dict; stored, it holds
- * the strings, so a row needs nothing else to be read back)
- * so a reader that only renders the row never touches the distinct sets.
+ * the strings, so a row needs nothing else to be read back). Queries read
+ * only heads: a week of rows scans a few MB instead of tens, since the exact
+ * sets are most of a row's bytes. Rows written before the split hold their
+ * sets inline after the head, and are read either way.
  *
  * Row keys: u64 big-endian window_start (sign bit flipped, so negative times
  * sort first), then each key column as u16 big-endian length + bytes. Rows of
@@ -104,16 +108,18 @@ int gd_groupkey_split(const void *p, size_t len, int nkeys, gd_str *out);
 /* Appends one key column to a group key being built. */
 void gd_groupkey_append(gd_buf *b, gd_str v);
 
-/* Row value codec. encode: slots (with sets of dict ids) -> bytes. decode:
- * bytes -> slots, LATEST strings pointing into the bytes, sets not read. */
-void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out);
+/* Row value codec. encode: slots (with sets of dict ids) -> the head in
+ * out and the sets in sets (NULL: appended to out). decode: a head ->
+ * slots, LATEST strings pointing into the bytes, sets not read. */
+bool gd_table_has_sets(const gd_tabledef *t);
+void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out, gd_buf *sets);
 int gd_row_decode(const gd_tabledef *t, const void *p, size_t len, gd_slot *slots);
-/* Like decode, and also rebuilds the distinct sets (for loading hot
- * windows): LATEST strings and set headers go to arena, members are interned
- * in dict with a reference each. On failure the sets read so far stay in
- * slots for the caller to release. */
-int gd_row_decode_full(const gd_tabledef *t, const void *p, size_t len, gd_slot *slots,
-                       gd_arena *arena, gd_dict *dict);
+/* Like decode, and also rebuilds the distinct sets from sets (sets.p NULL:
+ * they follow the head), for loading hot windows: LATEST strings and set
+ * headers go to arena, members are interned in dict with a reference each.
+ * On failure the sets read so far stay in slots for the caller to release. */
+int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *slots, gd_arena *arena,
+                       gd_dict *dict);
 
 /* The value of column c as a reader sees it (AVG computed, nulls applied). */
 gd_value gd_row_column(const gd_tabledef *t, const gd_slot *slots, int c);

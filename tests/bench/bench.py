@@ -22,6 +22,7 @@ p99 < 2 ms; push p99 < 50 ms at 1,000 subscribers. They guide the design;
 nothing here fails on them.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -66,9 +67,9 @@ def rss_mib(pid):
     return status_mib(pid, "VmRSS")
 
 
-def wrk(url, seconds, threads, connections):
+def wrk(url, seconds, threads, connections, args=()):
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *args, url],
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -136,6 +137,68 @@ def stalled_figures(binary, sse_load, work, seconds):
                          '{stream="gaming_real_time_intelligence_platform"}')
         load.wait(timeout=seconds + 30)
         return {"before": before, "after": after, "peak": peak_rss_mib(proc.pid), "dropped": dropped}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def start_daemon(binary, work, name, args):
+    port = free_port()
+    log = open(os.path.join(work, name + ".log"), "w")
+    proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}", *args], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    while get(base + "/readyz", timeout=1)[0] != 200:
+        if proc.poll() is not None:
+            sys.exit(f"gamingd exited; see {log.name}")
+        time.sleep(0.05)
+    return proc, base
+
+
+def keyed_figures(binary, work, src, data_dir, path, seconds):
+    """The same pull query on the same data with --api-keys and a Bearer key:
+    what checking keys costs."""
+    keys = os.path.join(work, "bench-keys.txt")
+    with open(keys, "w") as f:
+        f.write("bench-reader-key-3c81 read\n")
+    proc, base = start_daemon(binary, work, "gamingd-keys", ["--source", f"file:{src}", "--data-dir", data_dir,
+                                                             "--api-keys", keys])
+    try:
+        auth = ("-H", "Authorization: Bearer bench-reader-key-3c81")
+        rps, _, _, errors = wrk(base + path, seconds, 2, 64, auth)
+        _, p50, p99, errors_low = wrk(base + path, seconds, 1, 4, auth)
+        return rps, p50, p99, errors + errors_low
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def grafana_figures(binary, work, seconds, events):
+    """/grafana/query for one metric over 7 days for every game: a week of
+    generated activity (5-minute windows: 2,016 a game) replayed, then the
+    query as Grafana sends it, timed by wrk."""
+    src = os.path.join(work, "week.jsonl")
+    week = 7 * 24 * 3600 * 1000
+    start = int(time.time() * 1000) - week + 3600 * 1000
+    subprocess.run([binary, "generate", "--out", src, "--events", str(events), "--seed", "7",
+                    "--rate", "%.4f" % (events / (week / 1000)), "--start", str(start)], check=True,
+                   capture_output=True)
+    proc, base = start_daemon(binary, work, "gamingd-week", ["--source", f"file:{src}", "--data-dir",
+                                                            os.path.join(work, "week-data")])
+    try:
+        body = json.dumps({"range": {"from": start, "to": start + week},
+                           "targets": [{"refId": "A", "target": "gaming_active_players_5min.active_players_count",
+                                        "payload": {}}], "intervalMs": 300000, "maxDataPoints": 2000})
+        req = urllib.request.Request(base + "/grafana/query", data=body.encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            answer = json.loads(r.read())
+        series, points = len(answer), sum(len(s["datapoints"]) for s in answer)
+        script = os.path.join(work, "grafana.lua")
+        with open(script, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n'
+                    % json.dumps(body))
+        rps, _, _, errors = wrk(base + "/grafana/query", seconds, 2, 4, ("-s", script))
+        _, p50, p99, errors_one = wrk(base + "/grafana/query", seconds, 1, 1, ("-s", script))
+        return {"series": series, "points": points, "rps": rps, "p50": p50, "p99": p99, "errors": errors + errors_one}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -215,6 +278,7 @@ def main():
     ap.add_argument("--mock-broker", required=True, help="the tests/kafka/mock_broker binary")
     ap.add_argument("--kafka-events", type=int, default=1_000_000)
     ap.add_argument("--stall-seconds", type=int, default=60, help="how long 1,000 subscribers read nothing")
+    ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="gamingd-bench-")
@@ -264,6 +328,8 @@ def main():
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+        keyed = keyed_figures(args.bin, work, src, os.path.join(work, "data"), queries[0][1], args.seconds)
+        grafana = grafana_figures(args.bin, work, args.seconds, args.week_events)
         push = push_figures(args.bin, args.sse_load, work, args.seconds)
         stalled = stalled_figures(args.bin, args.sse_load, work, args.stall_seconds)
         registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka", "registry_standin.py")
@@ -279,6 +345,14 @@ def main():
         for name, path, rps, p50, p99, errors in results:
             print(f"  pull query         {rps:>9,.0f} req/s (64 conns)  p50 {p50:.3f} ms  p99 {p99:.3f} ms (4 conns)"
                   f"{'  NON-2XX ' + str(errors) if errors else ''}  {name}: {path}")
+        rps, p50, p99, errors = keyed
+        print(f"  pull query, keys on{rps:>9,.0f} req/s (64 conns)  p50 {p50:.3f} ms  p99 {p99:.3f} ms (4 conns)"
+              f"{'  NON-2XX ' + str(errors) if errors else ''}  {queries[0][0]} with --api-keys and a Bearer key "
+              f"({rps / results[0][2] * 100:.0f}% of keys off)")
+        g = grafana
+        print(f"  grafana query      {g['rps']:>9,.0f} req/s (4 conns)  p50 {g['p50']:.2f} ms  p99 {g['p99']:.2f} ms (1 conn)  "
+              f"one metric over 7 days for every game: {g['series']} series, {g['points']:,} points "
+              f"(target p99 < 20 ms){'  NON-2XX ' + str(g['errors']) if g['errors'] else ''}")
         for label, f, rate in push:
             print(f"  push (SSE)         {float(f['events_per_s']):>9,.0f} events/s delivered "
                   f"({float(f['per_subscriber_per_s']):,.0f}/subscriber)  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "

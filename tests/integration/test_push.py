@@ -21,6 +21,7 @@ from sse import Stream
 
 ENRICHED = "gaming_real_time_intelligence_platform"
 STREAMS = [ENRICHED] + reference.ALL_TABLES
+MULTI = ["gaming_active_players_5min", "gaming_players_table", "gaming_revenue_analytics"]
 
 
 def stream_columns(name):
@@ -81,6 +82,7 @@ def fed(module_gamingd, tmp_path_factory):
     game = max(set(o["game_id"] for o in ref.outputs), key=lambda g: sum(o["game_id"] == g for o in ref.outputs))
     flt = {"game_id": game, "activity_type": "purchase"}
     filtered = Stream(daemon.port, ENRICHED, params=flt)
+    multi = Stream(daemon.port, ",".join(MULTI))
     t0 = checks.now_ms()
     append(source, lines)
     got = {}
@@ -91,6 +93,7 @@ def fed(module_gamingd, tmp_path_factory):
                          if o["game_id"] == game and o["activity_type"] == "purchase"]
     got_nd = ndjson.take(len(ref.outputs), deadline_s=60)
     got_filtered = filtered.take(len(expected_filtered), deadline_s=60)
+    got_multi = multi.take(sum(len(reference_changes(ref, t)) for t in MULTI), deadline_s=60, kinds=MULTI)
     t1 = checks.now_ms()
 
     class Fed:
@@ -99,8 +102,9 @@ def fed(module_gamingd, tmp_path_factory):
     f.daemon, f.ref, f.subs, f.got, f.got_nd, f.t = daemon, ref, subs, got, got_nd, (t0, t1)
     f.source, f.lines, f.filtered, f.expected_filtered = source, lines, got_filtered, expected_filtered
     f.filter = flt
+    f.multi = got_multi
     yield f
-    for s in list(subs.values()) + [ndjson, filtered]:
+    for s in list(subs.values()) + [ndjson, filtered, multi]:
         s.close()
 
 
@@ -393,3 +397,44 @@ def test_metrics_parse_with_prometheus_client(fed):
     assert records_in >= fed.ref.records
     routes = {(s.labels["route"], s.labels["status"]) for s in fams["gamingd_http_requests"].samples}
     assert ("/v1/streams/{stream}", "200") in routes
+
+
+def test_several_streams_in_one_subscription(fed):
+    """/v1/streams/A,B,C: each table's events typed by its name, in order,
+    equal to its own stream's; ids are every stream's last id, dotted."""
+    by_stream = {t: [] for t in MULTI}
+    last_ids = [0] * len(MULTI)
+    for ev in fed.multi:
+        ids = [int(x) for x in ev.id.split(".")]
+        assert len(ids) == len(MULTI) and all(a >= b for a, b in zip(ids, last_ids)), ev.id
+        last_ids = ids
+        by_stream[ev.event].append(ev.json)
+    for t in MULTI:
+        errs = compare_rows(t, [row for _, row in reference_changes(fed.ref, t)], by_stream[t])
+        assert not errs, errs
+
+
+def test_several_streams_resume_from_their_dotted_id(fed):
+    middle = len(fed.multi) // 2
+    resume_from = fed.multi[middle - 1]
+    s = Stream(fed.daemon.port, ",".join(MULTI), headers={"Last-Event-ID": resume_from.id})
+    try:
+        rest = s.take(len(fed.multi) - middle, deadline_s=30, kinds=MULTI)
+    finally:
+        s.close()
+    for t in MULTI:
+        got = [e.data for e in rest if e.event == t]
+        want = [e.data for e in fed.multi[middle:] if e.event == t]
+        assert got == want, (t, len(got), len(want), resume_from.id, [e.id for e in rest if e.event == t][:3],
+                             [e.id for e in fed.multi[middle:] if e.event == t][:3])
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/v1/streams/gaming_games_table,gaming_games_table", 400),
+    ("/v1/streams/gaming_games_table,nope", 404),
+    ("/v1/streams/gaming_games_table,gaming_players_table?game_id=g1", 400),
+    ("/v1/streams/gaming_games_table,gaming_players_table?last_event_id=5", 400),
+])
+def test_bad_multi_stream_subscriptions(fed, path, status):
+    r = fed.daemon.get(path)
+    assert r.status == status, r

@@ -149,13 +149,14 @@ static void rows_round_trip_through_the_codec(void **state)
     in[3].n = 2;
     in[3].v.d = 90;
     gd_buf row = {0};
-    gd_row_encode(t, in, &dict, &row);
+    gd_row_encode(t, in, &dict, &row, NULL); /* the sets inline, as rows before the split had them */
     assert_int_equal(gd_row_decode(t, row.p, row.len, out), GD_OK);
     assert_true(gd_str_eq(out[0].x.s, gd_str_c("Neon Arena")));
     assert_int_equal(gd_row_column(t, out, 1).i, 2);
     assert_true(gd_row_column(t, out, 3).d == 45.0);
     /* the full decode brings the distinct set back, as interned ids */
-    assert_int_equal(gd_row_decode_full(t, row.p, row.len, out, &arena, &dict), GD_OK);
+    gd_str whole = {row.p, (uint32_t)row.len};
+    assert_int_equal(gd_row_decode_full(t, whole, GD_STR_NULL, out, &arena, &dict), GD_OK);
     assert_int_equal(out[1].x.set->count, 2);
     assert_true(gd_idset_has(out[1].x.set, p2));
     assert_int_equal(dict.refs[p2], 2); /* both sets hold it */
@@ -163,8 +164,20 @@ static void rows_round_trip_through_the_codec(void **state)
     release(&dict, out[1].x.set);
     /* a truncated row is refused, not misread */
     assert_int_equal(gd_row_decode(t, row.p, 10, out), GD_ERR);
-    assert_int_equal(gd_row_decode_full(t, row.p, row.len - 1, out, &arena, &dict), GD_ERR);
+    assert_int_equal(gd_row_decode_full(t, (gd_str){row.p, (uint32_t)row.len - 1}, GD_STR_NULL, out, &arena, &dict),
+                     GD_ERR);
     release(&dict, out[1].x.set);
+    /* the sets apart from the head, as rows are stored now: the same slots */
+    gd_buf head = {0}, sets = {0};
+    gd_row_encode(t, in, &dict, &head, &sets);
+    assert_true(head.len + sets.len == row.len && !memcmp(head.p, row.p, head.len));
+    assert_int_equal(gd_row_decode_full(t, (gd_str){head.p, (uint32_t)head.len}, (gd_str){sets.p, (uint32_t)sets.len},
+                                        out, &arena, &dict), GD_OK);
+    assert_int_equal(out[1].x.set->count, 2);
+    assert_true(gd_row_column(t, out, 3).d == 45.0);
+    release(&dict, out[1].x.set);
+    gd_buf_free(&head);
+    gd_buf_free(&sets);
     release(&dict, &set);
     assert_int_equal(gd_dict_size(&dict), 1); /* only p3, never referenced, is left */
     gd_buf_free(&row);
@@ -179,7 +192,7 @@ static void null_latest_survives_the_codec(void **state)
     gd_slot in[GD_MAX_COLS], out[GD_MAX_COLS];
     memset(in, 0, sizeof in);
     gd_buf row = {0};
-    gd_row_encode(t, in, NULL, &row);
+    gd_row_encode(t, in, NULL, &row, NULL);
     assert_int_equal(gd_row_decode(t, row.p, row.len, out), GD_OK);
     assert_int_equal(gd_row_column(t, out, 0).t, GD_V_NULL);
     gd_buf_free(&row);

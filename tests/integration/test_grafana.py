@@ -1,0 +1,163 @@
+"""The Grafana JSON datasource (SPEC §8): the plugin's requests, kept as
+data in tests/grafana/ (one file a case), answered for a replayed file and
+compared with grafana_reference.py over the test reference; the shipped
+dashboard's panels sent as Grafana sends them."""
+
+import glob
+import json
+import os
+
+import pytest
+
+import grafana_reference
+import reference
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES = os.path.join(HERE, "..", "grafana")
+DASHBOARD = os.path.join(HERE, "..", "..", "docker", "grafana", "dashboards", "gaming-intelligence.json")
+
+
+def post(d, path, body, headers=None):
+    data = body if isinstance(body, str) else json.dumps(body)
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    conn_headers = h
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    try:
+        conn.request("POST", path, body=data.encode(), headers=conn_headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def run(runs):
+    return runs("seed44_slow")  # ~2.8 h across midnight: several hourly and daily windows
+
+
+def case_files(prefix):
+    return sorted(glob.glob(os.path.join(CASES, prefix + "*.json")))
+
+
+@pytest.mark.parametrize("path", case_files("query_"), ids=lambda p: os.path.basename(p)[:-5])
+def test_query_cases_equal_the_reference(run, path):
+    case = json.load(open(path))
+    status, got = post(run.daemon, case["path"], case["body"])
+    assert status == 200, got
+    want = grafana_reference.expected(run.ref, case["body"])
+    assert want, "the case selects nothing: it tests nothing"
+    errs = grafana_reference.compare(got, want)
+    assert not errs, "%s: %s" % (case["what"], "\n".join(errs[:20]))
+
+
+@pytest.mark.parametrize("path", case_files("bad_"), ids=lambda p: os.path.basename(p)[:-5])
+def test_bad_requests_are_400_with_a_message(run, path):
+    case = json.load(open(path))
+    status, got = post(run.daemon, case["path"], case["body"])
+    assert status == case["status"], got
+    assert case["message"] in got["message"], got
+
+
+def test_save_and_test(run):
+    r = run.daemon.get("/grafana/")
+    assert r.status == 200 and r.json["status"] == "ok"
+
+
+def test_metrics_offer_every_numeric_column_of_every_windowed_table(run):
+    status, got = post(run.daemon, "/grafana/metrics", {})
+    assert status == 200
+    values = {m["value"]: m for m in got}
+    for table, spec in reference.WINDOWED.items():
+        for col in spec["cols"]:
+            name = "%s.%s" % (table, col["name"])
+            if col["type"] == "str":
+                assert name not in values
+                continue
+            m = values[name]
+            assert m["label"] and m["label"] != name
+            payloads = {p["name"]: p for p in m["payloads"]}
+            for k in spec["keys"]:
+                assert payloads[k]["type"] == "multi-select"
+            assert [o["value"] for o in payloads["format"]["options"]] == ["time_series", "table"]
+    for table in reference.REFERENCE_TABLES:
+        assert [o["value"] for o in {p["name"]: p for p in values[table]["payloads"]}["format"]["options"]] == ["table"]
+    # the plugin's reload request carries the current metric and payload
+    status, again = post(run.daemon, "/grafana/metrics", {"metric": "x", "payload": {"game_id": "g"}})
+    assert status == 200 and again == got
+
+
+def test_payload_options_label_games_with_their_names(run):
+    body = {"metric": "gaming_active_players_5min.active_players_count", "payload": {}, "name": "game_id"}
+    status, got = post(run.daemon, "/grafana/metric-payload-options", body)
+    assert status == 200
+    want = {k: v.get("game_name") or k for k, v in run.ref.games.items()}
+    assert {o["value"]: o["label"] for o in got} == want
+    status, fmt = post(run.daemon, "/grafana/metric-payload-options", dict(body, name="format"))
+    assert [o["value"] for o in fmt] == ["time_series", "table"]
+
+
+@pytest.mark.parametrize("target, column", [("game_genre", "genre"), ("gaming_genre_engagement.game_genre", "genre"),
+                                            ("game_id", None), ("player_segment", None), ("player_id", None)])
+def test_variables(run, target, column):
+    status, got = post(run.daemon, "/grafana/variable", {"payload": {"target": target}, "range": {}})
+    assert status == 200
+    values = [v["__value"] for v in got]
+    assert len(values) == len(set(values))
+    if column:
+        assert set(values) == {g[column] for g in run.ref.games.values() if g.get(column)}
+    elif target == "game_id":
+        assert {v["__value"]: v["__text"] for v in got} == {k: g.get("game_name") or k for k, g in run.ref.games.items()}
+    elif target == "player_id":
+        assert set(values) == set(run.ref.players)
+    else:
+        assert set(values) == {"HIGH_PERFORMER", "MEDIUM_PERFORMER", "CASUAL_PLAYER"}
+
+
+def test_tag_keys_and_values(run):
+    status, keys = post(run.daemon, "/grafana/tag-keys", {})
+    assert status == 200
+    texts = {k["text"]: k["type"] for k in keys}
+    assert texts["game_id"] == "string" and texts["total_revenue"] == "number" and texts["window_start"] == "number"
+    status, values = post(run.daemon, "/grafana/tag-values", {"key": "player_segment"})
+    assert sorted(v["text"] for v in values) == ["CASUAL_PLAYER", "HIGH_PERFORMER", "MEDIUM_PERFORMER"]
+
+
+def substitute(payload, variables):
+    """Grafana's template substitution into a payload string, JSON format:
+    a multi-value variable becomes a JSON list."""
+    for name, values in variables.items():
+        payload = payload.replace("$" + name, json.dumps(values))
+    return json.loads(payload) if payload else {}
+
+
+@pytest.mark.parametrize("selection", ["all", "some"])
+def test_the_shipped_dashboard_panels_equal_the_reference(run, selection):
+    dash = json.load(open(DASHBOARD))
+    assert dash["title"] == "Gaming Intelligence"
+    variables = {}
+    for v in dash["templating"]["list"]:
+        status, options = post(run.daemon, "/grafana/variable",
+                               {"payload": json.loads(v["query"]["payload"]), "range": {}})
+        assert status == 200 and options, v["name"]
+        values = sorted(o["__value"] for o in options)
+        variables[v["name"]] = "$__all" if selection == "all" else values[:2]
+    covered = set()
+    for panel in dash["panels"]:
+        targets = [{"refId": t["refId"], "target": t["target"], "payload": substitute(t["payload"], variables),
+                    "datasource": t["datasource"]} for t in panel["targets"]]
+        body = {"panelId": panel["id"], "targets": targets, "intervalMs": 60000, "maxDataPoints": 1000,
+                "range": {"from": "2024-02-29T18:00:00.000Z", "to": "2024-03-01T06:00:00.000Z"}, "adhocFilters": []}
+        status, got = post(run.daemon, "/grafana/query", body)
+        assert status == 200, (panel["title"], got)
+        want = grafana_reference.expected(run.ref, body)
+        wallclock = any(t["target"].split(".", 1)[-1] in ("avg_lag_ms", "max_lag_ms") for t in targets)
+        errs = grafana_reference.compare(got, want, check_values=not wallclock)
+        assert not errs, "panel %r: %s" % (panel["title"], "\n".join(errs[:10]))
+        assert got, "panel %r shows nothing" % panel["title"]
+        covered.update(t["target"].split(".")[0] for t in targets)
+    assert {"gaming_active_players_5min", "gaming_revenue_analytics", "gaming_genre_engagement",
+            "gaming_player_segments_hourly", "gaming_top_performers_hourly", "gaming_high_value_players_daily",
+            "gaming_processing_lag_1min", "gaming_data_quality_5min"} <= covered
