@@ -20,7 +20,8 @@ BUILD   ?= build
 DEPS_BUILD := gcc make pkg-config liblmdb-dev libmicrohttpd-dev libjansson-dev \
               librdkafka-dev libavro-dev libcurl4-openssl-dev libgnutls28-dev
 DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium \
-              kcat python3-confluent-kafka python3-avro python3-requests
+              kcat python3-confluent-kafka python3-avro python3-requests python3-websocket python3-yaml \
+              prometheus openssl
 DEPS_BENCH := wrk
 DEPS_FUZZ  := clang libclang-rt-14-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -53,15 +53,17 @@ scrape_configs:
                              "--web.listen-address=127.0.0.1:%d" % port], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 60
-        up = bad = records = None
+        up = bad = records = refused = None
         while time.time() < deadline:
             try:
                 up = prom_query(port, 'up{job="gamingd"}')
                 bad = prom_query(port, 'up{job="gamingd_wrong_key"}')
                 records = prom_query(port, 'gamingd_records_in_total{job="gamingd"}')
+                # the wrong key's refusals, as the right key's scrape reports them
+                refused = prom_query(port, 'gamingd_http_requests_total{job="gamingd",status="401",route="/metrics"}')
             except OSError:
                 pass
-            if up and bad and records:
+            if up and bad and records and refused:
                 break
             time.sleep(0.5)
         assert up and up[0]["value"][1] == "1", (up, open(str(tmp_path / "prometheus.log")).read()[-2000:])
@@ -69,9 +71,8 @@ scrape_configs:
         by_topic = {r["metric"]["topic"]: float(r["value"][1]) for r in records}
         applied = json.loads(d.get("/readyz").raw)["records_applied"]
         assert sum(by_topic.values()) == applied and by_topic["gaming_player_activity"] > 0
-        # a labelled gauge and a histogram-free counter family come through too
+        assert refused and float(refused[0]["value"][1]) >= 1, refused
         assert prom_query(port, 'gamingd_stream_subscribers{job="gamingd"}')
-        assert prom_query(port, 'gamingd_http_requests_total{job="gamingd",status="401",route="/metrics"}')
     finally:
         prom.terminate()
         prom.wait(timeout=20)
