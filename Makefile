@@ -27,11 +27,11 @@ DEPS_FUZZ  := clang libclang-rt-14-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST     := /usr/bin/python3 -m pytest
 
-SRCS := $(wildcard server/*.c ingest/*.c store/*.c api/*.c)
+SRCS := $(wildcard server/*.c ingest/*.c store/*.c sql/*.c api/*.c)
 LIB_SRCS := $(filter-out server/main.c,$(SRCS))
 # schemas/*.avsc are built in as C strings (gd_schema_<name>)
 AVSC := $(wildcard schemas/*.avsc)
-GEN_OBJS = $(BUILD)/obj/gen/schemas.o $(BUILD)/obj/gen/page.o
+GEN_OBJS = $(BUILD)/obj/gen/schemas.o $(BUILD)/obj/gen/builtin_sql.o $(BUILD)/obj/gen/page.o
 OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o) $(GEN_OBJS)
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(GEN_OBJS)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -70,6 +70,16 @@ $(BUILD)/gen/schemas.c: $(AVSC)
 	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $$f; \
 	    printf '    ;\n'; \
 	done > $@
+
+# sql/builtin.sql is built in as a C string (gd_builtin_sql)
+$(BUILD)/gen/builtin_sql.c: sql/builtin.sql
+	@mkdir -p $(dir $@)
+	@{ printf 'const char gd_builtin_sql[] =\n'; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; printf '    ;\n'; } > $@
+
+$(BUILD)/obj/gen/builtin_sql.o: $(BUILD)/gen/builtin_sql.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
 	@mkdir -p $(dir $@)

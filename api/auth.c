@@ -235,26 +235,13 @@ unsigned gd_auth_scopes_of_digest(gd_auth *a, const unsigned char digest[32])
 
 /* ---- personal data ---- */
 
-const char *gd_pii_column(const gd_tabledef *t) { return t->kind == GD_TABLE_PLAYERS ? "email" : NULL; }
-
-void gd_mask_email(gd_str v, gd_buf *out)
+const char *gd_pii_column(const gd_tabledef *t)
 {
-    if (!v.p) {
-        gd_buf_puts(out, "null");
-        return;
-    }
-    const char *at = NULL;
-    for (uint32_t i = v.len; i > 0; i--)
-        if (v.p[i - 1] == '@') {
-            at = v.p + i - 1;
-            break;
-        }
-    gd_buf *b = out;
-    gd_buf tmp = {0};
-    gd_buf_puts(&tmp, "***");
-    if (at) gd_buf_put(&tmp, at, (size_t)(v.p + v.len - at));
-    gd_json_put_str(b, (gd_str){tmp.p, (uint32_t)tmp.len});
-    gd_buf_free(&tmp);
+    for (int k = 0; k < t->nkeys; k++)
+        if (t->keys[k].pii) return t->keys[k].name;
+    for (int c = 0; c < t->ncols; c++)
+        if (t->cols[c].pii) return t->cols[c].name;
+    return NULL;
 }
 
 bool gd_mask_json_member(gd_str obj, const char *member, gd_buf *out)
@@ -276,7 +263,7 @@ bool gd_mask_json_member(gd_str obj, const char *member, gd_buf *out)
     bool ok = gd_json_value(&j, &v) == GD_OK && (v.t == GD_J_STR || v.t == GD_J_NULL);
     if (ok) {
         gd_buf_put(out, obj.p, (size_t)(value - obj.p));
-        gd_mask_email(v.t == GD_J_STR ? v.s : GD_STR_NULL, out);
+        gd_json_put_masked_email(out, v.t == GD_J_STR ? v.s : GD_STR_NULL);
         gd_buf_put(out, j.p, (size_t)(end - j.p));
     }
     gd_arena_free(&scratch);

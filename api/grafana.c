@@ -124,8 +124,8 @@ static bool find_column(const gd_tabledef *t, const char *name, column *out)
         if (!strcmp(name, t->keys[k].name)) return *out = (column){C_KEY, k}, true;
     for (int c = 0; c < t->ncols; c++)
         if (!strcmp(name, t->cols[c].name)) return *out = (column){C_VALUE, c}, true;
-    if (t->kind == GD_TABLE_WINDOWED && !strcmp(name, "window_start")) return *out = (column){C_WINDOW_START, 0}, true;
-    if (t->kind == GD_TABLE_WINDOWED && !strcmp(name, "window_end")) return *out = (column){C_WINDOW_END, 0}, true;
+    if (gd_table_windowed(t) && !strcmp(name, "window_start")) return *out = (column){C_WINDOW_START, 0}, true;
+    if (gd_table_windowed(t) && !strcmp(name, "window_end")) return *out = (column){C_WINDOW_END, 0}, true;
     return false;
 }
 
@@ -140,15 +140,15 @@ static const char *column_type(const gd_tabledef *t, column c)
 
 /* A metric: "table.column" for a series of a windowed table's numeric
  * column, or a table's name for its rows. */
-static bool resolve_metric(const char *metric, const gd_tabledef **t, int *col)
+static bool resolve_metric(const gd_catalog *cat, const char *metric, const gd_tabledef **t, int *col)
 {
     const char *dot = strrchr(metric, '.');
-    *t = gd_table_find(metric, dot ? (size_t)(dot - metric) : strlen(metric));
+    *t = gd_catalog_tabledef(cat, (gd_str){metric, (uint32_t)(dot ? (size_t)(dot - metric) : strlen(metric))});
     *col = -1;
     if (!*t) return false;
     if (!dot) return true;
     for (int c = 0; c < (*t)->ncols; c++)
-        if (!strcmp(dot + 1, (*t)->cols[c].name) && numeric((*t)->cols[c].type) && (*t)->kind == GD_TABLE_WINDOWED)
+        if (!strcmp(dot + 1, (*t)->cols[c].name) && numeric((*t)->cols[c].type) && gd_table_windowed(*t))
             *col = c;
     return *col >= 0;
 }
@@ -189,16 +189,17 @@ static json_t *payload_defs(const gd_tabledef *t, bool series)
 
 void gd_grafana_metrics(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 {
-    (void)ctx;
     json_t *body = body_object(req, r);
     if (!body) return;
     json_decref(body);
     json_t *list = json_array();
     char label[256], table_label[96];
-    for (size_t i = 0; i < gd_table_count; i++) {
-        const gd_tabledef *t = &gd_tables[i];
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
+        if (!e) continue;
+        const gd_tabledef *t = e->table;
         readable(t->name, table_label, sizeof table_label);
-        if (t->kind != GD_TABLE_WINDOWED) {
+        if (!gd_table_windowed(t)) {
             snprintf(label, sizeof label, "%s (table)", table_label);
             json_array_append_new(list, json_pack("{s:s,s:s,s:o}", "label", label, "value", t->name, "payloads",
                                                   payload_defs(t, false)));
@@ -258,7 +259,7 @@ static int collect_reference(void *ctx, gd_str key, gd_str val)
     gd_str label = rs->label_member ? member_string(row, rs->label_member) : GD_STR_NULL;
     gd_buf masked = {0};
     if (rs->mask && v.p) {
-        gd_mask_email(v, &masked); /* a JSON string: drop the quotes */
+        gd_json_put_masked_email(&masked, v); /* a JSON string: drop the quotes */
         v = (gd_str){masked.p + 1, (uint32_t)masked.len - 2};
     }
     add_choice(rs->ch, v, label);
@@ -271,6 +272,7 @@ typedef struct {
     choices *ch;
     const gd_tabledef *t;
     column col;
+    gd_arena scratch;
 } window_scan;
 
 static int collect_window_values(void *ctx, gd_str key, gd_str val)
@@ -283,7 +285,8 @@ static int collect_window_values(void *ctx, gd_str key, gd_str val)
     } else if (ws->col.kind == C_VALUE) {
         gd_slot slots[GD_MAX_COLS];
         if (gd_row_decode(ws->t, val.p, val.len, slots)) return 0;
-        gd_value v = gd_row_column(ws->t, slots, ws->col.index);
+        gd_arena_reset(&ws->scratch);
+        gd_value v = gd_row_column(ws->t, keys, gd_rowkey_window(key.p), slots, ws->col.index, &ws->scratch);
         gd_buf text = {0};
         if (v.t == GD_V_STR) add_choice(ws->ch, v.s, GD_STR_NULL);
         else if (v.t != GD_V_NULL) {
@@ -295,13 +298,6 @@ static int collect_window_values(void *ctx, gd_str key, gd_str val)
     return json_array_size(ws->ch->list) >= ws->ch->max;
 }
 
-static const gd_tabledef *reference_table(gd_table_kind kind)
-{
-    for (size_t i = 0; i < gd_table_count; i++)
-        if (gd_tables[i].kind == kind) return &gd_tables[i];
-    return NULL;
-}
-
 /* The values of column `name`: games and players (with their names) and
  * genres from the reference tables, segments from their definition, any
  * other column from the newest windows of the tables that have it (of t
@@ -310,7 +306,8 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
                            bool sees_pii, choices *ch)
 {
     ref_scan rs = {.ch = ch};
-    const gd_tabledef *games = reference_table(GD_TABLE_GAMES), *players = reference_table(GD_TABLE_PLAYERS);
+    const gd_tabledef *games = gd_catalog_reference(ctx->cat, GD_TABLE_GAMES),
+                      *players = gd_catalog_reference(ctx->cat, GD_TABLE_PLAYERS);
     gd_query q = {.mode = GD_WINDOWS_LATEST};
     if (!strcmp(name, "game_id") || !strcmp(name, "game_genre") || !strcmp(name, "genre")) {
         rs.value_member = strcmp(name, "game_id") ? "genre" : NULL;
@@ -330,12 +327,16 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         gd_query_run(ctx->store, txn, &q, collect_reference, &rs, NULL);
         return;
     }
-    for (size_t i = 0; i < gd_table_count; i++) {
-        const gd_tabledef *tt = &gd_tables[i];
-        window_scan ws = {ch, tt, {C_KEY, 0}};
-        if ((t && tt != t) || tt->kind != GD_TABLE_WINDOWED || !find_column(tt, name, &ws.col)) continue;
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
+        if (!e) continue;
+        const gd_tabledef *tt = e->table;
+        window_scan ws = {ch, tt, {C_KEY, 0}, {0}};
+        if ((t && tt != t) || !gd_table_aggregates(tt) || !find_column(tt, name, &ws.col)) continue;
+        gd_arena_init(&ws.scratch);
         gd_query wq = {.t = tt, .mode = GD_WINDOWS_LATEST};
         gd_query_run(ctx->store, txn, &wq, collect_window_values, &ws, NULL);
+        gd_arena_free(&ws.scratch);
     }
 }
 
@@ -365,11 +366,11 @@ void gd_grafana_payload_options(const gd_api_ctx *ctx, const gd_request *req, gd
     const char *name = json_string_value(json_object_get(body, "name"));
     const gd_tabledef *t = NULL;
     int col;
-    if (!metric || !name || !resolve_metric(metric, &t, &col)) {
+    if (!metric || !name || !resolve_metric(ctx->cat, metric, &t, &col)) {
         gd_reply_error(r, 400, "metric-payload-options takes {\"metric\": a metric of /grafana/metrics, \"name\": a payload name}");
     } else if (!strcmp(name, "format")) {
         json_t *list = json_array();
-        if (t->kind == GD_TABLE_WINDOWED)
+        if (gd_table_windowed(t))
             json_array_append_new(list, json_pack("{s:s,s:s}", "label", "time series", "value", "time_series"));
         json_array_append_new(list, json_pack("{s:s,s:s}", "label", "table", "value", "table"));
         reply_doc(r, list);
@@ -392,7 +393,7 @@ void gd_grafana_variable(const gd_api_ctx *ctx, const gd_request *req, gd_reply 
     const char *name = target;
     const char *dot = target ? strrchr(target, '.') : NULL;
     if (dot) { /* "table.column" */
-        t = gd_table_find(target, (size_t)(dot - target));
+        t = gd_catalog_tabledef(ctx->cat, (gd_str){target, (uint32_t)(dot - target)});
         name = dot + 1;
     }
     column c;
@@ -407,14 +408,15 @@ void gd_grafana_variable(const gd_api_ctx *ctx, const gd_request *req, gd_reply 
 
 void gd_grafana_tag_keys(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 {
-    (void)ctx;
     json_t *body = body_object(req, r);
     if (!body) return;
     json_decref(body);
     json_t *list = json_array(), *seen = json_object();
-    for (size_t i = 0; i < gd_table_count; i++) {
-        const gd_tabledef *t = &gd_tables[i];
-        int n = t->nkeys + t->ncols + (t->kind == GD_TABLE_WINDOWED ? 2 : 0);
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
+        if (!e) continue;
+        const gd_tabledef *t = e->table;
+        int n = t->nkeys + t->ncols + (gd_table_windowed(t) ? 2 : 0);
         for (int j = 0; j < n; j++) {
             column c = j < t->nkeys ? (column){C_KEY, j}
                        : j < t->nkeys + t->ncols ? (column){C_VALUE, j - t->nkeys}
@@ -554,13 +556,14 @@ static bool parse_filters(target_query *tq, json_t *list, gd_reply *r)
 }
 
 /* A row's value of a column, text for strings and regexes. */
-static gd_value row_value(const gd_tabledef *t, column c, const gd_str *keys, int64_t window, const gd_slot *slots)
+static gd_value row_value(const gd_tabledef *t, column c, const gd_str *keys, int64_t window, const gd_slot *slots,
+                          gd_arena *scratch)
 {
     switch (c.kind) {
     case C_KEY: return (gd_value){.t = GD_V_STR, .s = keys[c.index]};
     case C_WINDOW_START: return (gd_value){.t = GD_V_INT, .i = window};
     case C_WINDOW_END: return (gd_value){.t = GD_V_INT, .i = window + t->window_ms};
-    case C_VALUE: return gd_row_column(t, slots, c.index);
+    case C_VALUE: return gd_row_column(t, keys, window, slots, c.index, scratch);
     }
     return (gd_value){.t = GD_V_NULL};
 }
@@ -671,13 +674,14 @@ static int row_to_series(collector *co, const gd_tabledef *t, const gd_str *keys
     }
     series *s = &co->list[(uintptr_t)slot->val - 1];
     for (int k = 0; k < t->nkeys; k++) { /* the newest name wins */
-        gd_value name = co->name_col[k] >= 0 ? gd_row_column(t, slots, co->name_col[k]) : (gd_value){.t = GD_V_NULL};
+        gd_value name = co->name_col[k] >= 0 ? gd_row_column(t, keys, w, slots, co->name_col[k], &co->names)
+                                              : (gd_value){.t = GD_V_NULL};
         gd_str part = name.t == GD_V_STR ? name.s : keys[k];
         if (!gd_str_eq(part, s->name_parts[k])) s->name_parts[k] = gd_arena_strdup(&co->names, part);
     }
     if (s->points.len) gd_buf_putc(&s->points, ',');
     gd_buf_putc(&s->points, '[');
-    gd_json_put_value(&s->points, gd_row_column(t, slots, co->tq->metric_col));
+    gd_json_put_value(&s->points, gd_row_column(t, keys, w, slots, co->tq->metric_col, &co->names));
     gd_buf_putc(&s->points, ',');
     gd_json_put_int(&s->points, w);
     gd_buf_putc(&s->points, ']');
@@ -699,7 +703,7 @@ static int collect_row(void *ctx, gd_str key, gd_str val)
     for (int k = 0; k < t->nkeys; k++)
         if (!key_allowed(tq->allowed[k], keys[k])) return 0;
     for (int i = 0; i < tq->nfilters; i++)
-        if (!filter_passes(&tq->filters[i], row_value(t, tq->filters[i].col, keys, w, slots))) return 0;
+        if (!filter_passes(&tq->filters[i], row_value(t, tq->filters[i].col, keys, w, slots, &co->names))) return 0;
     if (tq->table_format) return keep_row(co, key, val);
     return row_to_series(co, t, keys, (gd_str){key.p + 8, key.len - 8}, w, slots);
 }
@@ -754,7 +758,7 @@ static void put_series(collector *co, gd_buf *out, bool *first)
 static void put_table(collector *co, gd_buf *out, bool *first)
 {
     const gd_tabledef *t = co->tq->t;
-    bool windowed = t->kind == GD_TABLE_WINDOWED;
+    bool windowed = gd_table_windowed(t), aggregate = gd_table_aggregates(t);
     if (!*first) gd_buf_putc(out, ',');
     *first = false;
     gd_buf_puts(out, "{\"type\":\"table\",\"columns\":[");
@@ -776,6 +780,8 @@ static void put_table(collector *co, gd_buf *out, bool *first)
      * they go newest window first, each window's rows in key order */
     size_t start = co->total_rows - co->nrows, i = co->nrows;
     bool first_row = true;
+    gd_arena scratch; /* strings of expression columns */
+    gd_arena_init(&scratch);
     while (i > 0) {
         size_t end = i; /* [begin, end) is one window */
         int64_t w = windowed ? gd_rowkey_window(co->rows[(start + i - 1) % MAX_TABLE_ROWS][0].p) : 0;
@@ -785,21 +791,30 @@ static void put_table(collector *co, gd_buf *out, bool *first)
             gd_str key = co->rows[(start + k) % MAX_TABLE_ROWS][0], val = co->rows[(start + k) % MAX_TABLE_ROWS][1];
             gd_buf_puts(out, first_row ? "[" : ",[");
             first_row = false;
-            if (windowed) {
+            if (aggregate) {
                 gd_str keys[GD_MAX_KEYS];
                 gd_slot slots[GD_MAX_COLS];
-                gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys);
-                gd_row_decode(t, val.p, val.len, slots);
-                for (int c = 0; c < t->nkeys; c++) {
-                    gd_json_put_str(out, keys[c]);
+                gd_row row;
+                if (gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys) || gd_row_decode(t, val.p, val.len, slots))
+                    memset(slots, 0, sizeof slots);
+                gd_arena_reset(&scratch);
+                gd_row_compute(t, keys, w, slots, &row, &scratch);
+                bool sep = false;
+                for (int c = 0; c < t->nkeys; c++, sep = true) {
+                    gd_json_put_value(out, gd_key_value(t->keys[c].type, keys[c]));
                     gd_buf_putc(out, ',');
                 }
-                gd_json_put_int(out, w);
-                gd_buf_putc(out, ',');
-                gd_json_put_int(out, w + t->window_ms);
-                for (int c = 0; c < t->ncols; c++) {
+                if (windowed) {
+                    gd_json_put_int(out, w);
                     gd_buf_putc(out, ',');
-                    gd_json_put_value(out, gd_row_column(t, slots, c));
+                    gd_json_put_int(out, w + t->window_ms);
+                    sep = true;
+                }
+                for (int c = 0; c < t->ncols; c++, sep = true) {
+                    if (sep) gd_buf_putc(out, ',');
+                    if (pii && !strcmp(t->cols[c].name, pii))
+                        gd_json_put_masked_email(out, row.cols[c].t == GD_V_STR ? row.cols[c].s : GD_STR_NULL);
+                    else gd_json_put_value(out, row.cols[c]);
                 }
             } else {
                 json_t *row = json_loadb(val.p, val.len, 0, NULL);
@@ -808,8 +823,8 @@ static void put_table(collector *co, gd_buf *out, bool *first)
                     gd_buf_putc(out, ',');
                     json_t *m = json_object_get(row, t->cols[c].name);
                     if (pii && !strcmp(t->cols[c].name, pii)) {
-                        gd_mask_email(json_is_string(m) ? (gd_str){json_string_value(m), (uint32_t)json_string_length(m)}
-                                                        : GD_STR_NULL, out);
+                        gd_json_put_masked_email(out, json_is_string(m) ? (gd_str){json_string_value(m), (uint32_t)json_string_length(m)}
+                                                                        : GD_STR_NULL);
                     } else {
                         char *text = m ? json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
                         gd_buf_puts(out, text ? text : "null");
@@ -821,6 +836,7 @@ static void put_table(collector *co, gd_buf *out, bool *first)
             gd_buf_putc(out, ']');
         }
     }
+    gd_arena_free(&scratch);
     gd_buf_puts(out, "]}");
 }
 
@@ -831,7 +847,7 @@ static void put_table(collector *co, gd_buf *out, bool *first)
  * again, the first as many in key order. */
 static int refill_cut_window(const gd_api_ctx *ctx, MDB_txn *txn, collector *co, const gd_query *q)
 {
-    if (co->total_rows <= MAX_TABLE_ROWS || co->tq->t->kind != GD_TABLE_WINDOWED) return GD_OK;
+    if (co->total_rows <= MAX_TABLE_ROWS || !gd_table_windowed(co->tq->t)) return GD_OK;
     size_t start = co->total_rows % MAX_TABLE_ROWS, n = 0;
     int64_t w = gd_rowkey_window(co->rows[start][0].p);
     while (n < MAX_TABLE_ROWS && gd_rowkey_window(co->rows[(start + n) % MAX_TABLE_ROWS][0].p) == w) n++;
@@ -870,7 +886,7 @@ static int run_target(const gd_api_ctx *ctx, MDB_txn *txn, target_query *tq, gd_
             json_t *a = json_array_get(tq->allowed[k], 0);
             q.key_eq[k] = (gd_str){json_string_value(a), (uint32_t)json_string_length(a)};
         }
-    int rc = gd_query_run(ctx->store, txn, &q, tq->t->kind == GD_TABLE_WINDOWED ? collect_row : collect_reference_row,
+    int rc = gd_query_run(ctx->store, txn, &q, gd_table_aggregates(tq->t) ? collect_row : collect_reference_row,
                           &co, NULL);
     if (!rc && tq->table_format) rc = refill_cut_window(ctx, txn, &co, &q);
     if (!rc && tq->table_format) put_table(&co, out, first);
@@ -942,7 +958,7 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
         const char *metric = json_string_value(json_object_get(tj, "target"));
         target_query tq = {.from = from, .to = to, .sees_pii = gd_request_sees_pii(req)};
         if (!metric || !*metric) continue; /* a panel not set up yet */
-        if (!resolve_metric(metric, &tq.t, &tq.metric_col)) {
+        if (!resolve_metric(ctx->cat, metric, &tq.t, &tq.metric_col)) {
             gd_reply_error(r, 400, "unknown metric '%s' (POST /grafana/metrics lists them)", metric);
             ok = false;
             break;

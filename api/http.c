@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 
+#include "../sql/sql.h"
 #include "routes.h"
 
 enum {
@@ -198,6 +199,15 @@ static void route_metrics(gd_api *api, gd_reply *r)
                atomic_load(&c->ready) ? 1 : 0);
     if (cfg->brokers[0]) kafka_metrics(cfg, c, b);
     gd_push_metrics(api->push, b);
+    uint64_t queries, events_in, events_lost, rows_out;
+    gd_sql_runner_metrics(api->ctx.runner, &queries, &events_in, &events_lost, &rows_out);
+    metric_u64(b, "gamingd_push_queries", "gauge", "Push queries (SQL, EMIT CHANGES) running, identical ones counted once.",
+               queries);
+    metric_u64(b, "gamingd_push_query_events_total", "counter", "Records the push queries read from their sources.",
+               events_in);
+    metric_u64(b, "gamingd_push_query_events_lost_total", "counter",
+               "Records the push queries missed because they fell a replay buffer behind their source.", events_lost);
+    metric_u64(b, "gamingd_push_query_rows_total", "counter", "Rows the push queries published.", rows_out);
     gd_guard_metrics(api->guard, b);
     request_metrics(api, b);
 }
@@ -208,12 +218,16 @@ static void route_metrics(gd_api *api, gd_reply *r)
  * scope a key needs for it (0: open to all), and its handler, which gets the
  * path past the prefix. */
 typedef void (*route_fn)(gd_api *api, const gd_request *req, const char *rest, gd_reply *r);
+/* A route that may answer with a stream: the response, or NULL with r set. */
+typedef struct MHD_Response *(*stream_fn)(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                          const char *rest, gd_reply *r);
 typedef struct {
     const char *path;
     bool prefix;
     const char *method;
     unsigned scope;
-    route_fn fn; /* NULL: a push stream */
+    route_fn fn;      /* or: */
+    stream_fn stream; /* a route that streams */
     const char *label; /* for metrics, when not the path */
 } route;
 
@@ -247,6 +261,13 @@ static void route_streams(gd_api *api, const gd_request *req, const char *rest, 
     gd_route_streams_list(&api->ctx, req, r);
 }
 
+static struct MHD_Response *route_push(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                       const char *rest, gd_reply *r);
+static struct MHD_Response *route_query_stream(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                               const char *rest, gd_reply *r);
+static struct MHD_Response *route_query(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                        const char *rest, gd_reply *r);
+
 /* Routes whose handler needs only the context and the request. */
 #define CTX_ROUTE(name, fn)                                                              \
     static void name(gd_api *api, const gd_request *req, const char *rest, gd_reply *r) \
@@ -261,6 +282,10 @@ CTX_ROUTE(route_grafana_query, gd_grafana_query)
 CTX_ROUTE(route_grafana_variable, gd_grafana_variable)
 CTX_ROUTE(route_grafana_tag_keys, gd_grafana_tag_keys)
 CTX_ROUTE(route_grafana_tag_values, gd_grafana_tag_values)
+CTX_ROUTE(route_ksql, gd_ksql_statements)
+CTX_ROUTE(route_close_query, gd_ksql_close_query)
+CTX_ROUTE(route_info, gd_ksql_info)
+CTX_ROUTE(route_healthcheck, gd_ksql_healthcheck)
 
 static void route_index(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
 {
@@ -274,23 +299,30 @@ static void route_asset(gd_api *api, const gd_request *req, const char *rest, gd
 }
 
 static const route routes[] = {
-    {"/", false, "GET", 0, route_index, NULL},
-    {"/assets/", true, "GET", 0, route_asset, "/assets/{file}"},
-    {"/healthz", false, "GET", 0, route_healthz, NULL},
-    {"/readyz", false, "GET", 0, route_ready, NULL},
-    {"/metrics", false, "GET", GD_SCOPE_READ, route_prometheus, NULL},
-    {"/v1/tables", false, "GET", GD_SCOPE_READ, route_tables, NULL},
-    {"/v1/tables/", true, "GET", GD_SCOPE_READ, route_rows, "/v1/tables/{table}"},
-    {"/v1/streams", false, "GET", GD_SCOPE_READ, route_streams, NULL},
-    {"/v1/streams/", true, "GET", GD_SCOPE_READ, NULL, "/v1/streams/{stream}"},
-    {"/grafana", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL},
-    {"/grafana/", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL},
-    {"/grafana/metrics", false, "POST", GD_SCOPE_READ, route_grafana_metrics, NULL},
-    {"/grafana/metric-payload-options", false, "POST", GD_SCOPE_READ, route_grafana_options, NULL},
-    {"/grafana/query", false, "POST", GD_SCOPE_READ, route_grafana_query, NULL},
-    {"/grafana/variable", false, "POST", GD_SCOPE_READ, route_grafana_variable, NULL},
-    {"/grafana/tag-keys", false, "POST", GD_SCOPE_READ, route_grafana_tag_keys, NULL},
-    {"/grafana/tag-values", false, "POST", GD_SCOPE_READ, route_grafana_tag_values, NULL},
+    {"/", false, "GET", 0, route_index, NULL, NULL},
+    {"/assets/", true, "GET", 0, route_asset, NULL, "/assets/{file}"},
+    {"/healthz", false, "GET", 0, route_healthz, NULL, NULL},
+    {"/readyz", false, "GET", 0, route_ready, NULL, NULL},
+    {"/metrics", false, "GET", GD_SCOPE_READ, route_prometheus, NULL, NULL},
+    {"/v1/tables", false, "GET", GD_SCOPE_READ, route_tables, NULL, NULL},
+    {"/v1/tables/", true, "GET", GD_SCOPE_READ, route_rows, NULL, "/v1/tables/{table}"},
+    {"/v1/streams", false, "GET", GD_SCOPE_READ, route_streams, NULL, NULL},
+    {"/v1/streams/", true, "GET", GD_SCOPE_READ, NULL, route_push, "/v1/streams/{stream}"},
+    {"/grafana", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL},
+    {"/grafana/", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL},
+    {"/grafana/metrics", false, "POST", GD_SCOPE_READ, route_grafana_metrics, NULL, NULL},
+    {"/grafana/metric-payload-options", false, "POST", GD_SCOPE_READ, route_grafana_options, NULL, NULL},
+    {"/grafana/query", false, "POST", GD_SCOPE_READ, route_grafana_query, NULL, NULL},
+    {"/grafana/variable", false, "POST", GD_SCOPE_READ, route_grafana_variable, NULL, NULL},
+    {"/grafana/tag-keys", false, "POST", GD_SCOPE_READ, route_grafana_tag_keys, NULL, NULL},
+    {"/grafana/tag-values", false, "POST", GD_SCOPE_READ, route_grafana_tag_values, NULL, NULL},
+    /* ksqlDB's REST API; DDL checks the admin scope per statement */
+    {"/query-stream", false, "POST", GD_SCOPE_READ, NULL, route_query_stream, NULL},
+    {"/query", false, "POST", GD_SCOPE_READ, NULL, route_query, NULL},
+    {"/ksql", false, "POST", GD_SCOPE_READ, route_ksql, NULL, NULL},
+    {"/close-query", false, "POST", GD_SCOPE_READ, route_close_query, NULL, NULL},
+    {"/info", false, "GET", 0, route_info, NULL, NULL},
+    {"/healthcheck", false, "GET", 0, route_healthcheck, NULL, NULL},
 };
 enum { NROUTES = sizeof routes / sizeof routes[0] };
 
@@ -427,14 +459,32 @@ static bool admissible(gd_api *api, struct MHD_Connection *conn, request_state *
     return gd_netpolicy_check(api->netpolicy, host, origin, r, allow_origin) == GD_OK;
 }
 
-static struct MHD_Response *stream_or_refuse(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
-                                             const char *stream, gd_reply *r)
+/* Whether one more stream leaves room for other requests (else a 503). */
+static bool stream_room(gd_api *api, gd_reply *r)
 {
-    if (!gd_guard_stream_room(api->guard, gd_push_count(api->push))) {
-        gd_reply_error(r, 503, "too many push subscribers for this server's connection limit; try again later");
-        return NULL;
-    }
-    return gd_push_subscribe(api->push, conn, req, stream, r);
+    if (gd_guard_stream_room(api->guard, gd_push_count(api->push))) return true;
+    gd_reply_error(r, 503, "too many push subscribers for this server's connection limit; try again later");
+    return false;
+}
+
+static struct MHD_Response *route_push(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                       const char *rest, gd_reply *r)
+{
+    return stream_room(api, r) ? gd_push_subscribe(api->push, conn, req, rest, r) : NULL;
+}
+
+static struct MHD_Response *route_query_stream(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                               const char *rest, gd_reply *r)
+{
+    (void)rest;
+    return stream_room(api, r) ? gd_ksql_query_stream(&api->ctx, conn, req, r) : NULL;
+}
+
+static struct MHD_Response *route_query(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
+                                        const char *rest, gd_reply *r)
+{
+    (void)rest;
+    return stream_room(api, r) ? gd_ksql_query(&api->ctx, conn, req, r) : NULL;
 }
 
 /* The key a request presents: `Authorization: Bearer KEY`, or
@@ -500,7 +550,7 @@ static struct MHD_Response *route_request(gd_api *api, struct MHD_Connection *co
     }
     if (!authorized(api, conn, rt, req, r)) return NULL;
     const char *rest = req->path + strlen(rt->path);
-    if (!rt->fn) return stream_or_refuse(api, conn, req, rest, r);
+    if (rt->stream) return rt->stream(api, conn, req, rest, r);
     rt->fn(api, req, rest, r);
     return NULL;
 }
@@ -591,6 +641,7 @@ static unsigned connection_limit(void)
 static void api_free(gd_api *api)
 {
     gd_push_free(api->push);
+    gd_sql_runner_stop(api->ctx.runner);
     gd_auth_free(api->auth);
     gd_guard_close(api->guard);
     gd_netpolicy_free(api->netpolicy);
@@ -617,21 +668,22 @@ static bool loopback_listen(const char *host)
     return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1");
 }
 
-int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_counters *counters,
+int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_catalog *cat, gd_counters *counters,
                  gd_hub *hub, const _Atomic unsigned *reloads)
 {
     gd_api *api = calloc(1, sizeof *api);
     if (!api) return GD_ENOMEM;
-    api->ctx = (gd_api_ctx){cfg, store, counters, hub};
+    api->ctx = (gd_api_ctx){.cfg = cfg, .store = store, .cat = cat, .counters = counters, .hub = hub};
     pthread_mutex_init(&api->log_lock, NULL);
     unsigned limit = connection_limit();
     bool tls = cfg->tls_cert[0] != 0;
     if (gd_auth_open(&api->auth, cfg->api_keys, reloads) || gd_netpolicy_open(&api->netpolicy, cfg) ||
         gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, tls) ||
-        gd_push_start(&api->push, hub, api->auth)) {
+        gd_push_start(&api->push, hub, api->auth, cat) || gd_sql_runner_start(&api->ctx.runner, hub, cat)) {
         api_free(api);
         return GD_ERR;
     }
+    api->ctx.push = api->push;
     if (!api->auth && !loopback_listen(cfg->listen_host))
         gd_warn("listening on %s without --api-keys: anyone who reaches this port reads every table and stream, "
                 "player emails included", cfg->listen_host);

@@ -20,14 +20,15 @@ enum { DEFAULT_LIMIT = 100, MAX_LIMIT = 10000, CURSOR_VERSION = 2 };
 
 void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 {
-    (void)ctx;
     if (req->nparams) {
         gd_reply_error(r, 400, "unknown parameter '%s': /v1/tables takes none", req->params[0].name);
         return;
     }
     json_t *tables = json_array();
-    for (size_t i = 0; i < gd_table_count; i++) {
-        const gd_tabledef *t = &gd_tables[i];
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
+        if (!e) continue;
+        const gd_tabledef *t = e->table;
         json_t *keys = json_array(), *cols = json_array();
         for (int k = 0; k < t->nkeys; k++)
             json_array_append_new(keys, json_pack("{s:s,s:s}", "name", t->keys[k].name, "type",
@@ -106,15 +107,15 @@ static gd_value sort_value(result *res, gd_str key, gd_str val)
     int64_t w = gd_rowkey_window(key.p);
     if (res->order_col == ORDER_WINDOW_START) return (gd_value){.t = GD_V_INT, .i = w};
     if (res->order_col == ORDER_WINDOW_END) return (gd_value){.t = GD_V_INT, .i = w + t->window_ms};
-    if (res->order_key >= 0) {
-        gd_str keys[GD_MAX_KEYS];
-        if (gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return (gd_value){.t = GD_V_NULL};
-        return (gd_value){.t = GD_V_STR, .s = keys[res->order_key]};
-    }
+    gd_str keys[GD_MAX_KEYS];
+    if (gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return (gd_value){.t = GD_V_NULL};
+    if (res->order_key >= 0) return gd_key_value(t->keys[res->order_key].type, keys[res->order_key]);
     if (res->order_col >= 0) {
         gd_slot slots[GD_MAX_COLS];
-        if (gd_row_decode(t, val.p, val.len, slots)) return (gd_value){.t = GD_V_NULL};
-        return gd_row_column(t, slots, res->order_col);
+        gd_row row;
+        if (gd_row_decode(t, val.p, val.len, slots) || !gd_row_compute(t, keys, w, slots, &row, &res->strings))
+            return (gd_value){.t = GD_V_NULL};
+        return row.cols[res->order_col];
     }
     return (gd_value){.t = GD_V_NULL};
 }
@@ -339,7 +340,7 @@ static bool parse_params(const gd_tabledef *t, const gd_request *req, table_para
         int key = -1;
         for (int k = 0; k < t->nkeys; k++)
             if (!strcmp(name, t->keys[k].name)) key = k;
-        bool windowed = t->kind == GD_TABLE_WINDOWED;
+        bool windowed = gd_table_windowed(t);
         if (key >= 0) {
             if (!v || !*v) {
                 gd_reply_error(r, 400, "filter %s needs a value", name);
@@ -420,11 +421,11 @@ static bool resolve_order(const gd_tabledef *t, const char *name, result *res, g
             res->order_col = c;
             return true;
         }
-    if (t->kind == GD_TABLE_WINDOWED && !strcmp(name, "window_start")) {
+    if (gd_table_windowed(t) && !strcmp(name, "window_start")) {
         res->order_col = ORDER_WINDOW_START;
         return true;
     }
-    if (t->kind == GD_TABLE_WINDOWED && !strcmp(name, "window_end")) {
+    if (gd_table_windowed(t) && !strcmp(name, "window_end")) {
         res->order_col = ORDER_WINDOW_END;
         return true;
     }
@@ -450,13 +451,20 @@ static uint32_t query_fingerprint(const table_params *p, const result *res)
 
 static bool window_fits(const gd_tabledef *t, int64_t w)
 {
+    if (!t->window_ms) return w == 0; /* a table without windows has one, at 0 */
     return w >= 0 && w <= GD_MAX_TIMESTAMP && w % t->window_ms == 0;
+}
+
+/* The value type a column's values have. */
+static gd_vtype vtype_of(gd_coltype ct)
+{
+    return ct == GD_T_STRING ? GD_V_STR : ct == GD_T_DOUBLE ? GD_V_DBL : ct == GD_T_BOOLEAN ? GD_V_BOOL : GD_V_INT;
 }
 
 /* Whether every field of a decoded cursor can belong to this query. */
 static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res, uint32_t fingerprint)
 {
-    bool windowed = t->kind == GD_TABLE_WINDOWED;
+    bool windowed = gd_table_aggregates(t);
     if (c->pinned && (!windowed || !window_fits(t, c->window))) return false;
     if (windowed) {
         gd_str keys[GD_MAX_KEYS];
@@ -469,38 +477,43 @@ static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res
     if (c->fingerprint != fingerprint) return false;
     gd_vtype want;
     if (res->order_col == ORDER_NONE && res->order_key < 0) want = GD_V_NULL;
-    else if (res->order_key >= 0) want = GD_V_STR;
+    else if (res->order_key >= 0) want = vtype_of(t->keys[res->order_key].type);
     else if (res->order_col < 0) want = GD_V_INT; /* a window bound */
     else if (!windowed) return c->v.t != GD_V_BOOL && (c->v.t != GD_V_DBL || isfinite(c->v.d)); /* a JSON member */
     else {
-        gd_coltype ct = t->cols[res->order_col].type;
-        want = ct == GD_T_STRING ? GD_V_STR : ct == GD_T_DOUBLE ? GD_V_DBL : GD_V_INT;
+        want = vtype_of(t->cols[res->order_col].type);
         if (c->v.t == GD_V_NULL) return true;
     }
     return c->v.t == want && (want != GD_V_DBL || isfinite(c->v.d));
 }
 
-static void render_row(const gd_tabledef *t, const row_ref *row, bool sees_pii, gd_buf *out)
+static void render_row(const gd_tabledef *t, const row_ref *row, bool sees_pii, gd_buf *out, gd_arena *scratch)
 {
+    const char *pii = sees_pii ? NULL : gd_pii_column(t);
     if (t->kind != GD_TABLE_WINDOWED) {
-        const char *pii = sees_pii ? NULL : gd_pii_column(t);
         if (!pii || !gd_mask_json_member(row->val, pii, out)) gd_buf_put(out, row->val.p, row->val.len);
         return;
     }
     gd_str keys[GD_MAX_KEYS];
     gd_slot slots[GD_MAX_COLS];
+    gd_row r;
     if (gd_groupkey_split(row->key.p + 8, row->key.len - 8, t->nkeys, keys) ||
-        gd_row_decode(t, row->val.p, row->val.len, slots)) {
+        gd_row_decode(t, row->val.p, row->val.len, slots) ||
+        !gd_row_compute(t, keys, gd_rowkey_window(row->key.p), slots, &r, scratch)) {
         gd_buf_puts(out, "null");
         return;
     }
-    gd_row_render(t, keys, gd_rowkey_window(row->key.p), slots, out);
+    if (!pii) return gd_row_render(t, &r, out);
+    gd_buf obj = {0};
+    gd_row_render(t, &r, &obj);
+    if (!gd_mask_json_member((gd_str){obj.p, (uint32_t)obj.len}, pii, out)) gd_buf_put(out, obj.p, obj.len);
+    gd_buf_free(&obj);
 }
 
 void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const char *name,
                          gd_reply *r)
 {
-    const gd_tabledef *t = gd_table_find(name, strlen(name));
+    const gd_tabledef *t = gd_catalog_tabledef(ctx->cat, gd_str_c(name));
     if (!t) {
         gd_reply_error(r, 404, "no table named '%s' (GET /v1/tables lists them)", name);
         return;
@@ -555,7 +568,7 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
         gd_buf_puts(&r->body, ",\"rows\":[");
         for (size_t i = 0; i < shown; i++) {
             if (i) gd_buf_putc(&r->body, ',');
-            render_row(t, &res.rows[i], gd_request_sees_pii(req), &r->body);
+            render_row(t, &res.rows[i], gd_request_sees_pii(req), &r->body, &res.strings);
         }
         gd_buf_printf(&r->body, "],\"count\":%zu", shown);
         if (res.n > shown) {

@@ -48,11 +48,13 @@ typedef struct {
  * in one connection (a page with many charts: browsers open at most six
  * connections to a host). */
 typedef struct {
-    unsigned stream;
+    unsigned stream;              /* in the hub */
+    const char *name;             /* the stream's, for events and notices */
     _Atomic uint64_t pos;         /* next ring position (written by the reader) */
     uint64_t after_id;            /* events up to this id were seen already */
     uint64_t lost, lost_reported; /* events lost to the ring */
     const char *pii_member;       /* the stream's email member, or NULL */
+    const gd_catalog_entry *entry; /* what it streams */
 } lane;
 
 typedef struct subscriber subscriber;
@@ -62,8 +64,13 @@ struct subscriber {
     lane lanes[MAX_LANES];
     int nlanes;
     int next_lane;                 /* where fill starts: round robin */
-    bool ndjson;
+    gd_push_format format;
     uint64_t remaining;            /* events left before the stream ends (limit) */
+    bool limited;                  /* ended by its limit (a push query says so at its end) */
+    bool finished;                 /* the epilogue is written: the response ends */
+    char *query_id;                /* a push query's: POST /close-query ends it */
+    void (*on_close)(void *ctx);   /* a push query's client leaving */
+    void *on_close_ctx;
     _Atomic int64_t last_write_ms; /* for heartbeats */
     bool suspended;                /* under push->lock */
     int nfilters;
@@ -82,6 +89,7 @@ struct subscriber {
 
 struct gd_push {
     gd_hub *hub;
+    const gd_catalog *cat;
     gd_auth *auth; /* NULL: no keys */
     unsigned auth_generation;
     pthread_mutex_t lock; /* the list and every subscriber's suspended flag */
@@ -162,11 +170,12 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
-int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth)
+int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat)
 {
     gd_push *p = calloc(1, sizeof *p);
     if (!p) return GD_ENOMEM;
     p->hub = hub;
+    p->cat = cat;
     p->auth = auth;
     p->auth_generation = gd_auth_generation(auth);
     pthread_mutex_init(&p->lock, NULL);
@@ -254,11 +263,34 @@ static bool event_matches(subscriber *s, gd_str text)
 /* A notice: an SSE event of its own type (no id, so Last-Event-ID keeps
  * pointing at data), or in ndjson an object with "notice"; with several
  * streams, it names the stream. */
+static bool ksql_format(const subscriber *s) { return s->format >= GD_PUSH_KSQL_DELIMITED; }
+
+/* A push query's notice among its rows: an object where rows are arrays. */
+static void put_query_notice(subscriber *s, gd_str object)
+{
+    switch (s->format) {
+    case GD_PUSH_KSQL_JSON: gd_buf_putc(&s->out, ','); /* fall through */
+    case GD_PUSH_KSQL_DELIMITED:
+        gd_buf_put(&s->out, object.p, object.len);
+        gd_buf_putc(&s->out, '\n');
+        break;
+    default: /* v1: an error message the stream goes on after */
+        gd_buf_puts(&s->out, "{\"errorMessage\":");
+        gd_buf_put(&s->out, object.p, object.len);
+        gd_buf_puts(&s->out, "},\n");
+        break;
+    }
+}
+
 static void put_notice(subscriber *s, const lane *l, const char *type, const char *json_members)
 {
     char stream[160] = "";
-    if (s->nlanes > 1) snprintf(stream, sizeof stream, "\"stream\":\"%s\",", gd_stream_name(l->stream));
-    if (s->ndjson) gd_buf_printf(&s->out, "{\"notice\":\"%s\",%s%s}\n", type, stream, json_members);
+    if (s->nlanes > 1) snprintf(stream, sizeof stream, "\"stream\":\"%s\",", l->name);
+    if (ksql_format(s)) {
+        char object[600];
+        int n = snprintf(object, sizeof object, "{\"@type\":\"%s\",%s}", type, json_members);
+        put_query_notice(s, (gd_str){object, (uint32_t)(n < (int)sizeof object ? n : (int)sizeof object - 1)});
+    } else if (s->format == GD_PUSH_NDJSON) gd_buf_printf(&s->out, "{\"notice\":\"%s\",%s%s}\n", type, stream, json_members);
     else gd_buf_printf(&s->out, "event: %s\ndata: {%s%s}\n\n", type, stream, json_members);
 }
 
@@ -286,21 +318,48 @@ static void report_lost(subscriber *s, lane *l, uint64_t pos)
  * stream's name and its id is every stream's last id, dot separated (what
  * Last-Event-ID gives back to resume them all); an ndjson line is
  * {"stream": name, "data": event}. */
+static void put_query_row(subscriber *s, gd_str row)
+{
+    switch (s->format) {
+    case GD_PUSH_KSQL_DELIMITED:
+        gd_buf_put(&s->out, row.p, row.len);
+        gd_buf_putc(&s->out, '\n');
+        break;
+    case GD_PUSH_KSQL_JSON:
+        gd_buf_putc(&s->out, ',');
+        gd_buf_put(&s->out, row.p, row.len);
+        break;
+    default: /* v1: each element ends with ",\n" but the final message */
+        gd_buf_puts(&s->out, "{\"row\":{\"columns\":");
+        gd_buf_put(&s->out, row.p, row.len);
+        gd_buf_puts(&s->out, "}},\n");
+        break;
+    }
+}
+
+/* Whether an event of a push query's stream is a row (else a notice). */
+static bool is_row(const subscriber *s, gd_str text) { return !ksql_format(s) || (text.len && text.p[0] == '['); }
+
 static void put_event(subscriber *s, const lane *l, uint64_t id, gd_str text)
 {
+    if (ksql_format(s)) { /* a push query's rows are masked by the runner */
+        if (is_row(s, text)) put_query_row(s, text);
+        else put_query_notice(s, text);
+        return;
+    }
     if (l->pii_member && !atomic_load_explicit(&s->sees_pii, memory_order_relaxed)) {
         gd_buf_clear(&s->masked);
         if (gd_mask_json_member(text, l->pii_member, &s->masked)) text = (gd_str){s->masked.p, (uint32_t)s->masked.len};
     }
     bool multi = s->nlanes > 1;
-    if (s->ndjson) {
-        if (multi) gd_buf_printf(&s->out, "{\"stream\":\"%s\",\"data\":", gd_stream_name(l->stream));
+    if (s->format == GD_PUSH_NDJSON) {
+        if (multi) gd_buf_printf(&s->out, "{\"stream\":\"%s\",\"data\":", l->name);
         gd_buf_put(&s->out, text.p, text.len);
         gd_buf_puts(&s->out, multi ? "}\n" : "\n");
         return;
     }
     if (multi) {
-        gd_buf_printf(&s->out, "event: %s\nid: ", gd_stream_name(l->stream));
+        gd_buf_printf(&s->out, "event: %s\nid: ", l->name);
         for (int i = 0; i < s->nlanes; i++)
             gd_buf_printf(&s->out, "%s%llu", i ? "." : "",
                           (unsigned long long)(&s->lanes[i] == l ? id : s->lanes[i].after_id));
@@ -335,7 +394,7 @@ static bool fill_lane(subscriber *s, lane *l, size_t want)
         }
         if (wanted) {
             l->after_id = ev.id;
-            s->remaining--;
+            if (is_row(s, ev.text) && !--s->remaining) s->limited = true;
         }
     }
     report_lost(s, l, pos);
@@ -368,6 +427,15 @@ static size_t hand_over(subscriber *s, char *buf, size_t max)
     return n;
 }
 
+/* A push query's response ends with what closes its JSON: the array,
+ * and for the v1 format why it ended. */
+static void put_epilogue(subscriber *s)
+{
+    if (s->format == GD_PUSH_KSQL_JSON) gd_buf_putc(&s->out, ']');
+    else if (s->format == GD_PUSH_KSQL_V1)
+        gd_buf_puts(&s->out, s->limited ? "{\"finalMessage\":\"Limit Reached\"}]" : "{\"finalMessage\":\"Query Completed\"}]");
+}
+
 static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
 {
     (void)offset;
@@ -378,10 +446,16 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
             atomic_store_explicit(&s->last_write_ms, gd_now_ms(), memory_order_relaxed);
             return (ssize_t)hand_over(s, buf, max);
         }
-        if (!s->remaining || atomic_load(&p->closing) || atomic_load(&s->revoked)) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (s->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (!s->remaining || atomic_load(&p->closing) || atomic_load(&s->revoked)) {
+            s->finished = true;
+            put_epilogue(s);
+            continue;
+        }
         if (fill(s, max)) continue;
-        if (gd_now_ms() - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
-            gd_buf_puts(&s->out, s->ndjson ? "\n" : ": keepalive\n\n");
+        if (!ksql_format(s) &&
+            gd_now_ms() - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
+            gd_buf_puts(&s->out, s->format == GD_PUSH_NDJSON ? "\n" : ": keepalive\n\n");
             continue;
         }
         /* Nothing to send: sleep until the waker sees the stream move. The
@@ -423,50 +497,77 @@ static void free_subscriber(void *cls)
     p->nsubs--;
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < s->nlanes; i++) gd_hub_subscribed(p->hub, s->lanes[i].stream, -1);
+    if (s->on_close) s->on_close(s->on_close_ctx);
     gd_buf_free(&s->out);
     gd_buf_free(&s->event);
     gd_buf_free(&s->masked);
     gd_arena_free(&s->scratch);
     free(s->strings);
+    free(s->query_id);
     free(s);
 }
 
 /* ---- the request ---- */
 
-/* The member of a stream's events that holds an email address, or NULL. */
-static const char *pii_member_of(unsigned stream)
+/* The member of an entry's events that holds an email address, or NULL. */
+static const char *pii_member_of(const gd_catalog_entry *e)
 {
-    return stream == GD_STREAM_ENRICHED ? GD_PII_FIELD : gd_pii_column(&gd_tables[stream - 1]);
+    if (e->is_table) return gd_pii_column(e->table);
+    for (int c = 0; c < e->ncols; c++)
+        if (e->cols[c].pii) return e->cols[c].name;
+    return NULL;
 }
 
-static unsigned stream_named(const char *name)
-{
-    unsigned n = gd_stream_count();
-    for (unsigned i = 0; i < n; i++)
-        if (!strcmp(gd_stream_name(i), name)) return i;
-    return n;
-}
+static unsigned hub_stream_of(const gd_catalog_entry *e) { return e->is_table ? gd_table_hub(e->slot) : gd_stream_hub(e->slot); }
 
-/* The columns a stream's events carry, as gd_stream_column(stream, i). */
-static const char *stream_column(unsigned stream, int i)
+/* The members an entry's events carry, as stream_column(e, i). */
+static const char *stream_column(const gd_catalog_entry *e, int i)
 {
-    if (stream == GD_STREAM_ENRICHED) return (size_t)i < gd_output_field_count ? gd_output_fields[i].name : NULL;
-    const gd_tabledef *t = &gd_tables[stream - 1];
+    if (!e->is_table) return i < e->ncols ? e->cols[i].name : NULL;
+    const gd_tabledef *t = e->table;
     if (i < t->nkeys) return t->keys[i].name;
     i -= t->nkeys;
-    if (t->kind == GD_TABLE_WINDOWED) {
+    if (gd_table_windowed(t)) {
         if (i < 2) return i ? "window_end" : "window_start";
         i -= 2;
     }
     return i < t->ncols ? t->cols[i].name : NULL;
 }
 
-static bool stream_has_column(unsigned stream, const char *name)
+static bool stream_has_column(const gd_catalog_entry *e, const char *name)
 {
     const char *c;
-    for (int i = 0; (c = stream_column(stream, i)); i++)
+    for (int i = 0; (c = stream_column(e, i)); i++)
         if (!strcmp(c, name)) return true;
     return false;
+}
+
+/* What an entry's push stream carries, for the listing. */
+static const char *events_of(const gd_catalog_entry *e)
+{
+    if (e->is_table) return "the table's row after each change";
+    switch (e->kind) {
+    case GD_SRC_ENRICHED: return "enriched records";
+    case GD_SRC_DERIVED: return "the records of the stream it derives from that pass its WHERE, projected";
+    default: return "the source topic's records as decoded";
+    }
+}
+
+static void list_entry(const gd_api_ctx *ctx, const gd_catalog_entry *e, bool *first, gd_buf *b)
+{
+    gd_hub_stats st;
+    gd_hub_stream_stats(ctx->hub, hub_stream_of(e), &st);
+    if (!*first) gd_buf_putc(b, ',');
+    *first = false;
+    gd_buf_puts(b, "{\"name\":");
+    gd_json_put_cstr(b, e->name);
+    gd_buf_printf(b, ",\"path\":\"/v1/streams/%s\",\"events\":\"%s\",\"columns\":[", e->name, events_of(e));
+    const char *c;
+    for (int k = 0; (c = stream_column(e, k)); k++) {
+        if (k) gd_buf_putc(b, ',');
+        gd_json_put_cstr(b, c);
+    }
+    gd_buf_printf(b, "],\"subscribers\":%llu}", (unsigned long long)st.subscribers);
 }
 
 void gd_route_streams_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
@@ -478,21 +579,15 @@ void gd_route_streams_list(const gd_api_ctx *ctx, const gd_request *req, gd_repl
     r->status = 200;
     r->content_type = "application/json";
     gd_buf *b = &r->body;
+    bool first = true;
     gd_buf_puts(b, "{\"streams\":[");
-    for (unsigned i = 0; i < gd_stream_count(); i++) {
-        gd_hub_stats st;
-        gd_hub_stream_stats(ctx->hub, i, &st);
-        if (i) gd_buf_putc(b, ',');
-        gd_buf_puts(b, "{\"name\":");
-        gd_json_put_cstr(b, gd_stream_name(i));
-        gd_buf_printf(b, ",\"path\":\"/v1/streams/%s\",\"events\":\"%s\",\"columns\":[", gd_stream_name(i),
-                      i == GD_STREAM_ENRICHED ? "enriched records" : "the table's row after each change");
-        const char *c;
-        for (int k = 0; (c = stream_column(i, k)); k++) {
-            if (k) gd_buf_putc(b, ',');
-            gd_json_put_cstr(b, c);
-        }
-        gd_buf_printf(b, "],\"subscribers\":%llu}", (unsigned long long)st.subscribers);
+    for (unsigned i = 0; i < GD_MAX_STREAMS; i++) {
+        const gd_catalog_entry *e = gd_catalog_stream(ctx->cat, i);
+        if (e) list_entry(ctx, e, &first, b);
+    }
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
+        if (e) list_entry(ctx, e, &first, b);
     }
     gd_buf_puts(b, "]}");
 }
@@ -580,9 +675,9 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
             gd_reply_error(r, 400, "filters (here '%s') take a subscription of one stream", name);
             return false;
         }
-        if (!stream_has_column(s->lanes[0].stream, name)) {
+        if (!stream_has_column(s->lanes[0].entry, name)) {
             gd_reply_error(r, 400, "unknown parameter '%s': %s has no such column (GET /v1/streams lists them)",
-                           name, gd_stream_name(s->lanes[0].stream));
+                           name, s->lanes[0].name);
             return false;
         }
         const char *pii = s->lanes[0].pii_member;
@@ -598,13 +693,18 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
     return true;
 }
 
-int gd_push_check_filters(unsigned stream, const gd_request *req, const gd_str *events, size_t n, bool *matched)
+static lane lane_of(const gd_catalog_entry *e)
+{
+    return (lane){.stream = hub_stream_of(e), .name = e->name, .pii_member = pii_member_of(e), .entry = e};
+}
+
+int gd_push_check_filters(const gd_catalog_entry *e, const gd_request *req, const gd_str *events, size_t n,
+                          bool *matched)
 {
     subscriber *s = calloc(1, sizeof *s);
     if (!s) return 500;
     s->nlanes = 1;
-    s->lanes[0].stream = stream;
-    s->lanes[0].pii_member = pii_member_of(stream);
+    s->lanes[0] = lane_of(e);
     gd_arena_init(&s->scratch);
     gd_reply r = {0};
     bool has_after = false;
@@ -644,13 +744,13 @@ static bool parse_streams(subscriber *s, const char *names, gd_reply *r)
     for (const char *p = names; *p;) {
         size_t n = strcspn(p, ",");
         snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
-        unsigned stream = stream_named(name);
-        if (stream == gd_stream_count() || n >= sizeof name) {
+        const gd_catalog_entry *e = n < sizeof name ? gd_catalog_find(s->push->cat, gd_str_c(name)) : NULL;
+        if (!e) {
             gd_reply_error(r, 404, "no such stream: %s (GET /v1/streams lists them)", name);
             return false;
         }
         for (int i = 0; i < s->nlanes; i++)
-            if (s->lanes[i].stream == stream) {
+            if (s->lanes[i].entry == e) {
                 gd_reply_error(r, 400, "stream %s is named twice", name);
                 return false;
             }
@@ -658,7 +758,7 @@ static bool parse_streams(subscriber *s, const char *names, gd_reply *r)
             gd_reply_error(r, 400, "at most %d streams in one subscription", MAX_LANES);
             return false;
         }
-        s->lanes[s->nlanes++] = (lane){.stream = stream, .pii_member = pii_member_of(stream)};
+        s->lanes[s->nlanes++] = lane_of(e);
         p += n + (p[n] == ',');
     }
     if (!s->nlanes) gd_reply_error(r, 404, "no stream named");
@@ -672,8 +772,49 @@ static void cap_send_buffer(struct MHD_Connection *conn)
     if (ci) setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
 }
 
-struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
-                                       const char *names, gd_reply *r)
+/* A subscription that was never started. */
+static void discard(subscriber *s)
+{
+    gd_buf_free(&s->out);
+    gd_arena_free(&s->scratch);
+    free(s->strings);
+    free(s->query_id);
+    free(s);
+}
+
+/* Starts the response streaming s: its lanes counted as listening and
+ * placed, it joins the subscribers the waker looks after. NULL (r set) when
+ * libmicrohttpd has no response for it; s is then the caller's. */
+static struct MHD_Response *start_response(gd_push *p, subscriber *s, bool has_after, const char *content_type,
+                                           gd_reply *r)
+{
+    for (int i = 0; i < s->nlanes; i++) {
+        gd_hub_subscribed(p->hub, s->lanes[i].stream, +1); /* before the position: no event slips between */
+        start_position(s, &s->lanes[i], has_after);
+    }
+    atomic_store(&s->last_write_ms, gd_now_ms());
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, BLOCK_BYTES, read_stream, s, free_subscriber);
+    if (!resp) {
+        for (int i = 0; i < s->nlanes; i++) gd_hub_subscribed(p->hub, s->lanes[i].stream, -1);
+        gd_reply_error(r, 500, "cannot create the stream response");
+        return NULL;
+    }
+    pthread_mutex_lock(&p->lock);
+    s->next = p->subs;
+    if (p->subs) p->subs->prev = s;
+    p->subs = s;
+    p->nsubs++;
+    pthread_mutex_unlock(&p->lock);
+    cap_send_buffer(s->conn);
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    r->status = 200;
+    return resp;
+}
+
+/* A subscriber for the request's key, or NULL with r set. */
+static subscriber *new_subscriber(gd_push *p, struct MHD_Connection *conn, const gd_request *req, gd_reply *r)
 {
     if (atomic_load(&p->closing)) {
         gd_reply_error(r, 503, "shutting down");
@@ -690,6 +831,14 @@ struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, 
     atomic_store(&s->sees_pii, gd_request_sees_pii(req));
     memcpy(s->key_digest, req->key_digest, sizeof s->key_digest);
     gd_arena_init(&s->scratch);
+    return s;
+}
+
+struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
+                                       const char *names, gd_reply *r)
+{
+    subscriber *s = new_subscriber(p, conn, req, r);
+    if (!s) return NULL;
     bool has_after = false;
     if (!parse_streams(s, names, r)) goto fail;
     const char *last = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
@@ -699,38 +848,71 @@ struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, 
     }
     if (!parse_subscription(s, req, r, &has_after)) goto fail;
     const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-    s->ndjson = accept && strstr(accept, "application/x-ndjson");
-    if (!s->ndjson) gd_buf_printf(&s->out, "retry: %d\n\n", RETRY_MS);
-    for (int i = 0; i < s->nlanes; i++) {
-        gd_hub_subscribed(p->hub, s->lanes[i].stream, +1); /* before the position: no event slips between */
-        start_position(s, &s->lanes[i], has_after);
-    }
-    atomic_store(&s->last_write_ms, gd_now_ms());
+    s->format = accept && strstr(accept, "application/x-ndjson") ? GD_PUSH_NDJSON : GD_PUSH_SSE;
+    if (s->format == GD_PUSH_SSE) gd_buf_printf(&s->out, "retry: %d\n\n", RETRY_MS);
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, BLOCK_BYTES, read_stream, s, free_subscriber);
-    if (!resp) {
-        for (int i = 0; i < s->nlanes; i++) gd_hub_subscribed(p->hub, s->lanes[i].stream, -1);
-        gd_reply_error(r, 500, "cannot create the stream response");
-        goto fail;
-    }
-    pthread_mutex_lock(&p->lock);
-    s->next = p->subs;
-    if (p->subs) p->subs->prev = s;
-    p->subs = s;
-    p->nsubs++;
-    pthread_mutex_unlock(&p->lock);
-    cap_send_buffer(conn);
-    MHD_add_response_header(resp, "Content-Type", s->ndjson ? "application/x-ndjson" : "text/event-stream");
-    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    r->status = 200;
-    return resp;
+        start_response(p, s, has_after, s->format == GD_PUSH_NDJSON ? "application/x-ndjson" : "text/event-stream", r);
+    if (resp) return resp;
 fail:
-    gd_buf_free(&s->out);
-    gd_arena_free(&s->scratch);
-    free(s->strings);
-    free(s);
+    discard(s);
     return NULL;
 }
+
+struct MHD_Response *gd_push_subscribe_query(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
+                                             const gd_push_query_stream *qs, gd_reply *r)
+{
+    subscriber *s = new_subscriber(p, conn, req, r);
+    if (!s) return NULL;
+    if (!(s->query_id = strdup(qs->query_id))) {
+        discard(s);
+        gd_reply_error(r, 500, "out of memory");
+        return NULL;
+    }
+    if (qs->limit) s->remaining = qs->limit;
+    s->format = qs->format;
+    s->nlanes = 1;
+    s->lanes[0] = (lane){.stream = qs->hub_stream, .name = qs->name};
+    gd_buf_put(&s->out, qs->prologue.p, qs->prologue.len);
+    struct MHD_Response *resp = start_response(p, s, false, qs->content_type, r);
+    if (!resp) {
+        discard(s);
+        return NULL;
+    }
+    s->on_close = qs->on_close; /* from now on the subscriber is the one that leaves */
+    s->on_close_ctx = qs->on_close_ctx;
+    return resp;
+}
+
+/* Ends the subscribers for which ends(s) holds; how many. */
+static int end_subscribers(gd_push *p, bool (*ends)(const subscriber *s, const void *ctx), const void *ctx)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (subscriber *s = p->subs; s; s = s->next) {
+        if (!ends(s, ctx)) continue;
+        atomic_store(&s->revoked, true);
+        n++;
+        if (s->suspended) {
+            s->suspended = false;
+            MHD_resume_connection(s->conn);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+static bool of_query(const subscriber *s, const void *id) { return s->query_id && !strcmp(s->query_id, id); }
+
+int gd_push_close_query(gd_push *p, const char *query_id) { return end_subscribers(p, of_query, query_id); }
+
+static bool reads_stream(const subscriber *s, const void *stream)
+{
+    for (int i = 0; i < s->nlanes; i++)
+        if (s->lanes[i].stream == *(const unsigned *)stream) return true;
+    return false;
+}
+
+void gd_push_end_stream(gd_push *p, unsigned hub_stream) { end_subscribers(p, reads_stream, &hub_stream); }
 
 size_t gd_push_count(gd_push *p)
 {
@@ -759,8 +941,11 @@ void gd_push_metrics(gd_push *p, gd_buf *b)
     for (int f = 0; f < 3; f++) {
         gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", figures[f].name, figures[f].help, figures[f].name,
                       figures[f].type);
-        for (unsigned i = 0; i < n; i++)
-            gd_buf_printf(b, "%s{stream=\"%s\"} %llu\n", figures[f].name, gd_stream_name(i),
+        for (unsigned i = 0; i < n; i++) {
+            const gd_catalog_entry *e = gd_catalog_hub_entry(p->cat, i);
+            if (!e) continue;
+            gd_buf_printf(b, "%s{stream=\"%s\"} %llu\n", figures[f].name, e->name,
                           (unsigned long long)(f == 0 ? st[i].subscribers : f == 1 ? st[i].published : st[i].dropped));
+        }
     }
 }

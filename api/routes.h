@@ -51,9 +51,15 @@ typedef struct {
     gd_buf body;
 } gd_reply;
 
+typedef struct gd_push gd_push;
+typedef struct gd_sql_runner gd_sql_runner;
+
 typedef struct {
     const gd_config *cfg;
     gd_store *store;
+    gd_catalog *cat;
+    gd_push *push;
+    gd_sql_runner *runner;
     gd_counters *counters;
     gd_hub *hub;
 } gd_api_ctx;
@@ -75,6 +81,18 @@ void gd_grafana_variable(const gd_api_ctx *ctx, const gd_request *req, gd_reply 
 void gd_grafana_tag_keys(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
 void gd_grafana_tag_values(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
 
+/* ---- ksqlDB's REST API (ksql.c) ---- */
+struct MHD_Connection;
+struct MHD_Response;
+struct MHD_Response *gd_ksql_query_stream(const gd_api_ctx *ctx, struct MHD_Connection *conn, const gd_request *req,
+                                          gd_reply *r);
+struct MHD_Response *gd_ksql_query(const gd_api_ctx *ctx, struct MHD_Connection *conn, const gd_request *req,
+                                   gd_reply *r);
+void gd_ksql_statements(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_ksql_close_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_ksql_info(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+void gd_ksql_healthcheck(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+
 /* ---- the built-in page (page.c) ---- */
 typedef struct {
     const char *name; /* "index.html", "app.js", ... */
@@ -87,12 +105,11 @@ extern const size_t gd_page_asset_count;
 void gd_route_page(const gd_request *req, const char *name, gd_reply *r);
 
 /* ---- push streams (push.c) ---- */
-typedef struct gd_push gd_push;
 struct MHD_Connection;
 struct MHD_Response;
 /* Starts the thread that wakes waiting subscribers. */
 /* auth: the API keys, or NULL; streams whose key is removed end. */
-int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth);
+int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat);
 /* Ends every stream (before libmicrohttpd stops: none may stay suspended). */
 void gd_push_close_streams(gd_push *p);
 void gd_push_free(gd_push *p);
@@ -100,12 +117,36 @@ void gd_route_streams_list(const gd_api_ctx *ctx, const gd_request *req, gd_repl
 /* The response streaming name to this connection, or NULL with an error in r. */
 struct MHD_Response *gd_push_subscribe(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
                                        const char *name, gd_reply *r);
+/* A push query's clients read its rows (JSON arrays) from its hub stream
+ * in one of ksqlDB's formats, after a prologue (the header); limit: rows
+ * before the response ends (0: none). on_close is called when the client
+ * is gone (never when NULL is returned). */
+typedef enum { GD_PUSH_SSE, GD_PUSH_NDJSON, GD_PUSH_KSQL_DELIMITED, GD_PUSH_KSQL_JSON, GD_PUSH_KSQL_V1 } gd_push_format;
+typedef struct {
+    gd_push_format format;
+    const char *content_type;
+    unsigned hub_stream;
+    const char *name;     /* the stream's, for notices */
+    gd_str prologue;
+    uint64_t limit;
+    const char *query_id; /* POST /close-query ends it */
+    void (*on_close)(void *ctx);
+    void *on_close_ctx;
+} gd_push_query_stream;
+struct MHD_Response *gd_push_subscribe_query(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
+                                             const gd_push_query_stream *qs, gd_reply *r);
+/* Ends the responses of a push query; how many there were. */
+int gd_push_close_query(gd_push *p, const char *query_id);
+/* Ends the subscriptions that read a hub stream (its table or stream was
+ * dropped). */
+void gd_push_end_stream(gd_push *p, unsigned hub_stream);
 void gd_push_metrics(gd_push *p, gd_buf *b);
 size_t gd_push_count(gd_push *p); /* subscribers now */
 /* A subscription's parameters as gd_push_subscribe reads them, applied to
  * events without a connection (tests, fuzzing): the status it would answer
  * with, and when 200, matched[i] for each event text. */
-int gd_push_check_filters(unsigned stream, const gd_request *req, const gd_str *events, size_t n, bool *matched);
+int gd_push_check_filters(const gd_catalog_entry *e, const gd_request *req, const gd_str *events, size_t n,
+                          bool *matched);
 
 /* ---- keys and personal data (auth.c) ---- */
 /* NULL in *out without a key file (no authentication). reloads: SIGHUPs
@@ -124,8 +165,6 @@ unsigned gd_auth_generation(const gd_auth *a);
  * enriched record's is GD_PII_FIELD. */
 const char *gd_pii_column(const gd_tabledef *t);
 #define GD_PII_FIELD "player_email"
-/* An email address as a JSON string, masked: "***@domain", "***", null. */
-void gd_mask_email(gd_str v, gd_buf *out);
 /* Appends the flat JSON object obj to out with the string value of member
  * masked as an email; false (out untouched) when obj has no such member. */
 bool gd_mask_json_member(gd_str obj, const char *member, gd_buf *out);

@@ -39,6 +39,7 @@ const char *const gd_bad_reason_names[GD_BAD_REASON_COUNT] = {"invalid", "future
 struct gd_engine {
     const gd_config *cfg;
     gd_store *store;
+    gd_catalog *cat;
     gd_source *src;
     gd_counters *pub;
     gd_hub *hub; /* push streams, or NULL */
@@ -64,6 +65,8 @@ struct gd_engine {
     FILE *out;
     gd_buf outbuf, tmp;
     gd_ratelimit bad_log, postpone_log;
+    const gd_catalog_entry *derived[GD_MAX_STREAMS]; /* the derived streams, published when wanted */
+    int nderived;
 };
 
 enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10 };
@@ -103,9 +106,10 @@ static int repair_future_stream_time(gd_engine *e)
     }
     int64_t repaired = INT64_MIN;
     size_t deleted_total = 0;
-    for (size_t i = 0; !rc && i < gd_table_count; i++) {
-        const gd_tabledef *t = &gd_tables[i];
-        if (t->kind != GD_TABLE_WINDOWED) continue;
+    for (unsigned i = 0; !rc && i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *entry = gd_catalog_table(e->cat, i);
+        if (!entry || !gd_table_windowed(entry->table)) continue;
+        const gd_tabledef *t = entry->table;
         size_t deleted;
         int64_t newest;
         rc = gd_store_delete_after(e->store, txn, t, bound, &deleted);
@@ -185,17 +189,38 @@ static void publish_counters(gd_engine *e)
     atomic_fetch_add(&p->batches, 1);
 }
 
+/* The id of the last event of an entry's push stream before this start. */
+static uint64_t last_event_id(const gd_engine *e, const gd_catalog_entry *entry)
+{
+    gd_table_kind table = entry->is_table ? entry->table->kind : GD_TABLE_WINDOWED;
+    if (table == GD_TABLE_GAMES || (!entry->is_table && entry->kind == GD_SRC_GAMES)) return e->n.records_in[GD_TOPIC_GAMES];
+    if (table == GD_TABLE_PLAYERS || (!entry->is_table && entry->kind == GD_SRC_PLAYERS))
+        return e->n.records_in[GD_TOPIC_PLAYERS];
+    if (!entry->is_table && entry->kind == GD_SRC_ACTIVITY) return e->n.records_in[GD_TOPIC_ACTIVITY];
+    return e->n.records_out;
+}
+
 /* Push events before this start are not in the hub's replay buffer. */
 static void set_push_horizons(gd_engine *e)
 {
     if (!e->hub) return;
-    gd_hub_set_horizon(e->hub, GD_STREAM_ENRICHED, e->n.records_out);
-    for (size_t i = 0; i < gd_table_count; i++) {
-        const gd_tabledef *t = &gd_tables[i];
-        uint64_t last = t->kind == GD_TABLE_GAMES     ? e->n.records_in[GD_TOPIC_GAMES]
-                        : t->kind == GD_TABLE_PLAYERS ? e->n.records_in[GD_TOPIC_PLAYERS]
-                                                      : e->n.records_out;
-        gd_hub_set_horizon(e->hub, gd_table_stream(i), last);
+    for (unsigned i = 0; i < GD_MAX_STREAMS; i++) {
+        const gd_catalog_entry *entry = gd_catalog_stream(e->cat, i);
+        if (entry) gd_hub_set_horizon(e->hub, gd_stream_hub(i), last_event_id(e, entry));
+    }
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *entry = gd_catalog_table(e->cat, i);
+        if (entry) gd_hub_set_horizon(e->hub, gd_table_hub(i), last_event_id(e, entry));
+    }
+}
+
+/* The derived streams, for publishing; after every change of the catalog. */
+static void list_derived(gd_engine *e)
+{
+    e->nderived = 0;
+    for (unsigned i = 0; i < GD_MAX_STREAMS; i++) {
+        const gd_catalog_entry *entry = gd_catalog_stream(e->cat, i);
+        if (entry && entry->kind == GD_SRC_DERIVED) e->derived[e->nderived++] = entry;
     }
 }
 
@@ -209,22 +234,24 @@ static int open_kafka_parts(gd_engine *e)
     return rc;
 }
 
-int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_source *src,
+int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_catalog *cat, gd_source *src,
                    gd_counters *counters, gd_hub *hub, const atomic_bool *stop)
 {
     gd_engine *e = calloc(1, sizeof *e);
     if (!e) return GD_ENOMEM;
     e->cfg = cfg;
     e->store = store;
+    e->cat = cat;
     e->src = src;
     e->pub = counters;
     e->hub = hub;
     e->stop = stop;
     e->stream_time = INT64_MIN;
-    gd_refs_init(&e->refs);
-    uint32_t mine = cfg->ingest_threads > 1 ? gd_windows_figure_tables() : GD_ALL_TABLES;
-    gd_windows_init(&e->win, cfg, mine);
-    gd_windows_init(&e->win_worker, cfg, ~mine);
+    gd_refs_init(&e->refs, cat);
+    uint64_t mine = cfg->ingest_threads > 1 ? gd_windows_figure_tables(cat) : GD_ALL_TABLES;
+    gd_windows_init(&e->win, cfg, cat, mine);
+    gd_windows_init(&e->win_worker, cfg, cat, ~mine);
+    list_derived(e);
     e->win.hub = e->win_worker.hub = hub;
     gd_arena_init(&e->scratch);
     if (cfg->output_path[0]) {
@@ -291,6 +318,73 @@ static int begin_batch(gd_engine *e)
     return gd_store_begin_write(e->store, &e->txn);
 }
 
+/* ---- DDL ----
+ * A change of the catalog waits for a commit: the ingest thread takes one
+ * command per batch, writes what it changes in the store (a new table's
+ * databases, a dropped table's rows gone, the user's definitions in meta)
+ * into the batch's transaction, and publishes the change once that is
+ * committed -- so a reader finds a new table's databases, and a restart
+ * finds what was answered as done. */
+
+/* Refuses what cannot be applied; else writes the change into the txn. */
+static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_len)
+{
+    gd_cmd_op op = gd_catalog_cmd_op(cmd);
+    gd_catalog_entry *entry = gd_catalog_cmd_entry(cmd);
+    const gd_catalog_entry *add = NULL, *drop = NULL;
+    if (op == GD_CMD_CREATE) {
+        if (gd_catalog_find(e->cat, gd_str_c(entry->name))) {
+            snprintf(why, why_len, "a table or stream named %s exists", entry->name);
+            return GD_ERR;
+        }
+        if (!gd_catalog_has_room(e->cat, entry)) {
+            snprintf(why, why_len, "no room for another %s: drop one first", entry->is_table ? "table" : "stream");
+            return GD_ERR;
+        }
+        entry->uid = gd_catalog_next_uid(e->cat);
+        if (entry->is_table && gd_store_open_table(e->store, e->txn, entry->table, entry->uid)) {
+            snprintf(why, why_len, "the store could not create the table's databases");
+            return GD_ERR;
+        }
+        add = entry;
+    } else if (op == GD_CMD_DROP) {
+        if (entry->is_table && gd_store_empty_table(e->store, e->txn, entry->table)) {
+            snprintf(why, why_len, "the store could not delete the table's rows");
+            return GD_ERR;
+        }
+        drop = entry;
+    }
+    gd_catalog_encode(e->cat, add, drop, op == GD_CMD_TERMINATE ? entry : NULL, &e->tmp);
+    if (gd_store_meta_put(e->store, e->txn, "catalog", e->tmp.p, e->tmp.len)) {
+        snprintf(why, why_len, "the store could not record the change");
+        return GD_ERR;
+    }
+    return GD_OK;
+}
+
+/* Makes a committed change visible: the catalog, and the windows kept. */
+static void publish_ddl(gd_engine *e, gd_catalog_cmd *cmd)
+{
+    gd_cmd_op op = gd_catalog_cmd_op(cmd);
+    gd_catalog_entry *entry = gd_catalog_cmd_entry(cmd);
+    gd_windows *w = e->worker ? &e->win_worker : &e->win;
+    if (op == GD_CMD_CREATE) {
+        const char *why;
+        if (gd_catalog_add(e->cat, entry, &why)) gd_error("catalog: %s: %s", entry->name, why); /* checked before */
+        else if (entry->is_table) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
+        gd_info("created %s %s", entry->is_table ? "table" : "stream", entry->name);
+    } else {
+        if (entry->is_table) {
+            gd_windows_remove(&e->win, entry->slot);
+            gd_windows_remove(&e->win_worker, entry->slot);
+        }
+        if (op == GD_CMD_DROP) gd_catalog_remove(e->cat, entry);
+        else atomic_store(&entry->terminated, true);
+        gd_info("%s %s", op == GD_CMD_DROP ? "dropped" : "terminated the query of", entry->name);
+    }
+    list_derived(e);
+}
+
 /* GD_AGAIN: the brokers have not acknowledged the output yet; the batch
  * stays open and the commit is tried again an interval later. */
 static int commit_batch(gd_engine *e)
@@ -322,15 +416,22 @@ static int commit_batch(gd_engine *e)
         rc = gd_store_meta_put(e->store, e->txn, "stream_time", e->tmp.p, e->tmp.len);
     }
     if (!rc) rc = gd_store_meta_put(e->store, e->txn, "counters", &e->n, sizeof e->n);
+    gd_catalog_cmd *ddl = !rc && gd_catalog_pending(e->cat) ? gd_catalog_take(e->cat) : NULL;
+    char why[256] = "";
+    if (ddl && prepare_ddl(e, ddl, why, sizeof why)) { /* refused: nothing of it was written */
+        gd_catalog_finish(e->cat, ddl, GD_ERR, why);
+        ddl = NULL;
+    }
     if (!rc) rc = write_output(e);
     if (!rc && e->out && fflush(e->out)) rc = GD_ERR;
-    if (rc) {
-        mdb_txn_abort(e->txn);
-        e->txn = NULL;
-        return rc;
-    }
-    rc = gd_store_commit(e->txn);
+    if (!rc) rc = gd_store_commit(e->txn);
+    else mdb_txn_abort(e->txn);
     e->txn = NULL;
+    if (ddl) {
+        if (!rc) publish_ddl(e, ddl);
+        gd_catalog_finish(e->cat, ddl, rc ? GD_ERR : GD_OK, rc ? "the store could not commit the change" : NULL);
+    }
+    if (rc) return rc;
     if (!rc && e->worker) rc = gd_worker_renew(e->worker); /* drained: it sees the commit */
     if (!rc && e->src->committed) e->src->committed(e->src);
     if (!rc) publish_counters(e);
@@ -354,18 +455,19 @@ static void count_bad(gd_engine *e, const gd_record *rec, const char *why)
     count_bad_for(e, rec, why, GD_BAD_INVALID);
 }
 
-/* A reference row after its change (row NULL: deleted) to its push stream. */
+/* A reference row after its change (row NULL: deleted) to its table's
+ * push stream. */
 static void publish_reference(gd_engine *e, gd_topic topic, gd_str key, const void *row)
 {
     bool games = topic == GD_TOPIC_GAMES;
-    size_t i = games ? 0 : 1; /* gd_tables: games, players, then the windowed tables */
-    unsigned stream = gd_table_stream(i);
+    const gd_tabledef *t = games ? e->refs.games_table : e->refs.players_table;
+    unsigned stream = gd_table_hub(t->slot);
     uint64_t id = e->n.records_in[topic];
     if (!e->hub || !gd_hub_wanted(e->hub, stream, id)) return;
     gd_buf_clear(&e->tmp);
     if (!row) {
         gd_buf_putc(&e->tmp, '{');
-        gd_json_put_cstr(&e->tmp, gd_tables[i].keys[0].name);
+        gd_json_put_cstr(&e->tmp, t->keys[0].name);
         gd_buf_putc(&e->tmp, ':');
         gd_json_put_str(&e->tmp, key);
         gd_buf_puts(&e->tmp, ",\"deleted\":true}");
@@ -375,6 +477,39 @@ static void publish_reference(gd_engine *e, gd_topic topic, gd_str key, const vo
         gd_render_player(key, row, &e->tmp);
     }
     gd_hub_publish(e->hub, stream, id, e->tmp.p, e->tmp.len);
+}
+
+/* A source record as decoded, to its topic's push stream. */
+static void publish_source(gd_engine *e, unsigned slot, gd_topic topic, const gd_fieldspec *fields, const void *row)
+{
+    uint64_t id = e->n.records_in[topic];
+    if (!e->hub || !gd_hub_wanted(e->hub, gd_stream_hub(slot), id)) return;
+    gd_buf_clear(&e->tmp);
+    gd_render_fields(fields, row, &e->tmp);
+    gd_hub_publish(e->hub, gd_stream_hub(slot), id, e->tmp.p, e->tmp.len);
+}
+
+static gd_value enriched_column(const void *row, int index) { return gd_enriched_field(row, (gd_field)index); }
+
+/* The enriched record to the derived streams someone listens to. */
+static void publish_derived(gd_engine *e, const gd_enriched *en)
+{
+    if (!e->hub) return;
+    gd_eval ctx = {.column = enriched_column, .row = en, .now_ms = en->processing_timestamp, .scratch = &e->scratch};
+    for (int d = 0; d < e->nderived; d++) {
+        const gd_catalog_entry *ds = e->derived[d];
+        unsigned stream = gd_stream_hub(ds->slot);
+        if (!gd_hub_wanted(e->hub, stream, en->seq) || (ds->where && !gd_expr_true(ds->where, &ctx))) continue;
+        gd_buf_clear(&e->tmp);
+        for (int c = 0; c < ds->ncols; c++) {
+            gd_buf_putc(&e->tmp, c ? ',' : '{');
+            gd_json_put_cstr(&e->tmp, ds->cols[c].name);
+            gd_buf_putc(&e->tmp, ':');
+            gd_json_put_value(&e->tmp, gd_expr_eval(ds->proj[c], &ctx));
+        }
+        gd_buf_putc(&e->tmp, '}');
+        gd_hub_publish(e->hub, stream, en->seq, e->tmp.p, e->tmp.len);
+    }
 }
 
 static void process_reference(gd_engine *e, const gd_record *rec)
@@ -398,6 +533,7 @@ static void process_reference(gd_engine *e, const gd_record *rec)
         if (!key.p || !key.len) return count_bad(e, rec, "no record key and no game_id");
         gd_refs_put_game(&e->refs, key, &g);
         publish_reference(e, rec->topic, key, &g);
+        publish_source(e, GD_STREAM_GAMES, GD_TOPIC_GAMES, gd_game_fields, &g);
     } else {
         gd_player p;
         int rc = gd_decode_player(e->avro, rec->value, &e->scratch, &p, &why);
@@ -410,6 +546,7 @@ static void process_reference(gd_engine *e, const gd_record *rec)
         if (!key.p || !key.len) return count_bad(e, rec, "no record key and no player_id");
         gd_refs_put_player(&e->refs, key, &p);
         publish_reference(e, rec->topic, key, &p);
+        publish_source(e, GD_STREAM_PLAYERS, GD_TOPIC_PLAYERS, gd_player_fields, &p);
     }
 }
 
@@ -431,6 +568,7 @@ static void process_activity(gd_engine *e, const gd_record *rec)
                  (long long)a.activity_timestamp, (long long)((a.activity_timestamp - now) / 1000));
         return count_bad_for(e, rec, msg, GD_BAD_FUTURE);
     }
+    publish_source(e, GD_STREAM_ACTIVITY, GD_TOPIC_ACTIVITY, gd_activity_fields, &a);
     if (a.activity_timestamp > e->stream_time) e->stream_time = a.activity_timestamp;
     gd_enriched en;
     gd_enrich(&en, &a, &e->refs, now);
@@ -438,7 +576,7 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn);
     bool queued = false;
     if (e->worker) {
-        late = late || gd_windows_late(&e->win_worker, &en, e->stream_time);
+        late = late || gd_windows_late(&e->win_worker, &en, e->stream_time, &e->scratch);
         queued = gd_worker_push(e->worker, &en, e->stream_time);
         if (!queued) { /* too big for a ring slot */
             gd_worker_drain(e->worker);
@@ -451,6 +589,7 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     e->n.with_player += en.player != NULL;
     e->n.records_out++;
     e->last_lag_ms = en.processing_timestamp - a.activity_timestamp;
+    publish_derived(e, &en);
     bool push = e->hub && gd_hub_wanted(e->hub, GD_STREAM_ENRICHED, en.seq);
     bool render = push || e->out || gd_output_wants_json(e->kafka_out);
     size_t at = e->outbuf.len;
@@ -521,7 +660,7 @@ int gd_engine_run(gd_engine *e)
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
             bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;
-            bool purge = e->win.purge_pending || e->win_worker.purge_pending;
+            bool purge = e->win.purge_pending || e->win_worker.purge_pending || gd_catalog_pending(e->cat);
             if ((e->batch_records || purge) && (got == GD_EOF || due)) {
                 if ((rc = commit_or_postpone(e))) break;
                 continue;

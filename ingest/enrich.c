@@ -76,36 +76,36 @@ gd_value gd_enriched_field(const gd_enriched *e, gd_field f)
     return (gd_value){.t = GD_V_NULL};
 }
 
-/* OUT(name, field): the name, and the name as a JSON key with its colon. */
-#define OUT(n, f) {#n, "\"" #n "\":", sizeof "\"" #n "\":" - 1, f}
+/* OUT(name, field, type): the name, and the name as a JSON key with its colon. */
+#define OUT(n, f, t) {#n, "\"" #n "\":", sizeof "\"" #n "\":" - 1, f, GD_T_##t}
 const gd_output_field gd_output_fields[] = {
-    OUT(game_id, GD_F_GAME_ID),
-    OUT(game_name, GD_F_GAME_NAME),
-    OUT(game_genre, GD_F_GAME_GENRE),
-    OUT(player_id, GD_F_PLAYER_ID),
-    OUT(player_username, GD_F_PLAYER_USERNAME),
-    OUT(player_email, GD_F_PLAYER_EMAIL),
-    OUT(player_level, GD_F_PLAYER_LEVEL),
-    OUT(activity_type, GD_F_ACTIVITY_TYPE),
-    OUT(session_id, GD_F_SESSION_ID),
-    OUT(score, GD_F_SCORE),
-    OUT(duration_seconds, GD_F_DURATION),
-    OUT(total_sessions_1h, GD_F_TOTAL_SESSIONS_1H),
-    OUT(avg_score_1h, GD_F_AVG_SCORE_1H),
-    OUT(active_players_count, GD_F_ACTIVE_PLAYERS_COUNT),
-    OUT(event_timestamp, GD_F_EVENT_TIMESTAMP),
-    OUT(processing_timestamp, GD_F_PROCESSING_TIMESTAMP),
-    OUT(activity_id, GD_F_ACTIVITY_ID),
-    OUT(achievements_unlocked, GD_F_ACHIEVEMENTS),
-    OUT(in_game_purchases, GD_F_PURCHASES),
-    OUT(player_country, GD_F_PLAYER_COUNTRY),
-    OUT(player_status, GD_F_PLAYER_STATUS),
-    OUT(game_publisher, GD_F_GAME_PUBLISHER),
-    OUT(game_platform, GD_F_GAME_PLATFORM),
-    OUT(game_rating, GD_F_GAME_RATING),
-    OUT(player_segment, GD_F_PLAYER_SEGMENT),
-    OUT(session_type, GD_F_SESSION_TYPE),
-    OUT(has_purchase, GD_F_HAS_PURCHASE),
+    OUT(game_id, GD_F_GAME_ID, STRING),
+    OUT(game_name, GD_F_GAME_NAME, STRING),
+    OUT(game_genre, GD_F_GAME_GENRE, STRING),
+    OUT(player_id, GD_F_PLAYER_ID, STRING),
+    OUT(player_username, GD_F_PLAYER_USERNAME, STRING),
+    OUT(player_email, GD_F_PLAYER_EMAIL, STRING),
+    OUT(player_level, GD_F_PLAYER_LEVEL, INTEGER),
+    OUT(activity_type, GD_F_ACTIVITY_TYPE, STRING),
+    OUT(session_id, GD_F_SESSION_ID, STRING),
+    OUT(score, GD_F_SCORE, BIGINT),
+    OUT(duration_seconds, GD_F_DURATION, INTEGER),
+    OUT(total_sessions_1h, GD_F_TOTAL_SESSIONS_1H, BIGINT),
+    OUT(avg_score_1h, GD_F_AVG_SCORE_1H, DOUBLE),
+    OUT(active_players_count, GD_F_ACTIVE_PLAYERS_COUNT, BIGINT),
+    OUT(event_timestamp, GD_F_EVENT_TIMESTAMP, BIGINT),
+    OUT(processing_timestamp, GD_F_PROCESSING_TIMESTAMP, BIGINT),
+    OUT(activity_id, GD_F_ACTIVITY_ID, STRING),
+    OUT(achievements_unlocked, GD_F_ACHIEVEMENTS, INTEGER),
+    OUT(in_game_purchases, GD_F_PURCHASES, DOUBLE),
+    OUT(player_country, GD_F_PLAYER_COUNTRY, STRING),
+    OUT(player_status, GD_F_PLAYER_STATUS, STRING),
+    OUT(game_publisher, GD_F_GAME_PUBLISHER, STRING),
+    OUT(game_platform, GD_F_GAME_PLATFORM, STRING),
+    OUT(game_rating, GD_F_GAME_RATING, DOUBLE),
+    OUT(player_segment, GD_F_PLAYER_SEGMENT, STRING),
+    OUT(session_type, GD_F_SESSION_TYPE, STRING),
+    OUT(has_purchase, GD_F_HAS_PURCHASE, BOOLEAN),
 };
 #undef OUT
 const size_t gd_output_field_count = sizeof gd_output_fields / sizeof gd_output_fields[0];
@@ -119,10 +119,4 @@ void gd_render_enriched(const gd_enriched *e, gd_buf *b)
         gd_json_put_value(b, gd_enriched_field(e, f->field));
     }
     gd_buf_putc(b, '}');
-}
-
-const char *gd_stream_name(unsigned stream)
-{
-    if (stream == GD_STREAM_ENRICHED) return GD_ENRICHED_STREAM_NAME;
-    return stream < gd_stream_count() ? gd_tables[stream - 1].name : NULL;
 }

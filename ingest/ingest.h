@@ -80,6 +80,20 @@ void gd_generator_free(gd_generator *g);
  * into the three topics as JSON or Avro. Returns a process exit code. */
 int gd_generate(const gd_config *cfg, const atomic_bool *stop);
 
+/* ---- the fields of each source value (decode.c) ----
+ * One table per topic names each field, its type and its place in the struct;
+ * decoding, copying and rendering rows all walk these tables. */
+typedef enum { GD_FT_STR, GD_FT_INT, GD_FT_DBL, GD_FT_TS } gd_ftype; /* TS: required int */
+typedef struct {
+    const char *name;
+    uint8_t name_len;
+    gd_ftype type;
+    size_t offset;
+} gd_fieldspec;
+extern const gd_fieldspec gd_activity_fields[], gd_game_fields[], gd_player_fields[];
+/* A field of a decoded row as a value. */
+gd_value gd_fieldspec_value(const gd_fieldspec *f, const void *row);
+
 /* ---- the enriched record ----
  * Its fields in output order (schemas/gaming_intelligence.avsc): the data
  * product's 16, then the further enriched ones. */
@@ -88,21 +102,18 @@ typedef struct {
     const char *json_key; /* "\"name\":" */
     size_t json_key_len;
     gd_field field;
+    gd_coltype type; /* as SQL sees it */
 } gd_output_field;
 extern const gd_output_field gd_output_fields[];
 extern const size_t gd_output_field_count;
 
 /* ---- push streams (server/hub.h) ----
- * Stream 0 carries the enriched records, stream 1 + i the rows of
- * gd_tables[i] after each change. Ids: an enriched record's seq for it and
- * for the table rows it changed; a reference row's change, the number of
- * records read from its topic. */
-enum { GD_STREAM_ENRICHED = 0 };
+ * Each catalog entry has its stream (store/catalog.h numbers them): the
+ * enriched records, a source topic's records as decoded, a derived
+ * stream's records, a table's row after each change. Ids: an enriched
+ * record's seq for it, for its derived streams and for the table rows it
+ * changed; a source record, the number of records read from its topic. */
 #define GD_ENRICHED_STREAM_NAME "gaming_real_time_intelligence_platform"
-static inline unsigned gd_table_stream(size_t table_index) { return 1u + (unsigned)table_index; }
-static inline unsigned gd_stream_count(void) { return 1u + (unsigned)gd_table_count; }
-/* NULL past the last stream. */
-const char *gd_stream_name(unsigned stream);
 
 /* ---- the Schema Registry (registry.c) ---- */
 typedef struct gd_registry gd_registry;
@@ -202,8 +213,9 @@ struct gd_counters {
 
 /* ---- the engine ---- */
 typedef struct gd_engine gd_engine;
-/* hub: where changes are pushed, or NULL; stop: set to end the run. */
-int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_source *src,
+/* cat: the tables to maintain, and DDL to apply between batches; hub:
+ * where changes are pushed, or NULL; stop: set to end the run. */
+int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_catalog *cat, gd_source *src,
                    gd_counters *counters, gd_hub *hub, const atomic_bool *stop);
 /* Runs until *stop is set or the source fails; commits before returning. */
 int gd_engine_run(gd_engine *e);

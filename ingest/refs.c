@@ -33,8 +33,10 @@ static void *copy_row(const void *src, size_t size, const gd_fieldspec *fields)
     return block;
 }
 
-void gd_refs_init(gd_refs *r)
+void gd_refs_init(gd_refs *r, const gd_catalog *cat)
 {
+    r->games_table = gd_catalog_reference(cat, GD_TABLE_GAMES);
+    r->players_table = gd_catalog_reference(cat, GD_TABLE_PLAYERS);
     gd_map_init(&r->games, NULL);
     gd_map_init(&r->players, NULL);
     gd_map_init(&r->dirty_games, NULL);
@@ -104,13 +106,24 @@ static void render_row(gd_str key, const void *row, const gd_fieldspec *fields, 
     gd_buf_putc(out, '}');
 }
 
+void gd_render_fields(const gd_fieldspec *fields, const void *row, gd_buf *out)
+{
+    for (const gd_fieldspec *f = fields; f->name; f++) {
+        gd_buf_putc(out, f == fields ? '{' : ',');
+        gd_json_put_cstr(out, f->name);
+        gd_buf_putc(out, ':');
+        gd_json_put_value(out, gd_fieldspec_value(f, row));
+    }
+    gd_buf_putc(out, '}');
+}
+
 void gd_render_game(gd_str key, const gd_game *g, gd_buf *out) { render_row(key, g, gd_game_fields, out); }
 void gd_render_player(gd_str key, const gd_player *p, gd_buf *out) { render_row(key, p, gd_player_fields, out); }
 
-static int flush_table(gd_map *rows, gd_map *dirty, bool games, gd_store *s, MDB_txn *txn,
+static int flush_table(const gd_refs *r, gd_map *rows, gd_map *dirty, bool games, gd_store *s, MDB_txn *txn,
                        gd_buf *buf)
 {
-    const gd_tabledef *t = &gd_tables[games ? 0 : 1];
+    const gd_tabledef *t = games ? r->games_table : r->players_table;
     for (size_t i = 0; i < dirty->cap; i++) {
         if (!gd_map_live(&dirty->slots[i])) continue;
         gd_str key = gd_map_key(&dirty->slots[i]);
@@ -137,8 +150,8 @@ static int flush_table(gd_map *rows, gd_map *dirty, bool games, gd_store *s, MDB
 
 int gd_refs_flush(gd_refs *r, gd_store *s, MDB_txn *txn, gd_buf *scratch)
 {
-    int rc = flush_table(&r->games, &r->dirty_games, true, s, txn, scratch);
-    return rc ? rc : flush_table(&r->players, &r->dirty_players, false, s, txn, scratch);
+    int rc = flush_table(r, &r->games, &r->dirty_games, true, s, txn, scratch);
+    return rc ? rc : flush_table(r, &r->players, &r->dirty_players, false, s, txn, scratch);
 }
 
 typedef struct {
@@ -171,7 +184,7 @@ int gd_refs_load(gd_refs *r, gd_store *s, MDB_txn *txn)
     for (int games = 1; games >= 0 && rc == GD_OK; games--) {
         load_ctx c = {.r = r, .games = games};
         gd_arena_init(&c.scratch);
-        rc = gd_store_scan(s, txn, &gd_tables[games ? 0 : 1], (gd_str){"", 0}, load_row, &c);
+        rc = gd_store_scan(s, txn, games ? r->games_table : r->players_table, (gd_str){"", 0}, load_row, &c);
         gd_arena_free(&c.scratch);
     }
     return rc;

@@ -35,57 +35,84 @@ struct gd_hot_window {
     gd_hot_window *next;
 };
 
-enum { PURGE_ROWS_PER_COMMIT = 20000, DAY_MS = 24 * 3600 * 1000 };
+enum { PURGE_ROWS_PER_COMMIT = 20000 };
 
-static bool owns(const gd_windows *w, size_t i)
+static bool owns(const gd_windows *w, size_t i) { return w->tables[i].def != NULL; }
+
+bool gd_windows_maintains(const gd_windows *w, unsigned slot) { return slot < GD_MAX_TABLES && owns(w, slot); }
+
+/* The figures of the enriched record (SPEC §4), bound to their tables'
+ * columns by name. */
+static const gd_figure figure_sources[GD_FIG_COUNT] = {
+    [GD_FIG_SESSIONS] = {"gaming_hourly_player_game_stats", "total_sessions_1h", -1, -1},
+    [GD_FIG_AVG_SCORE] = {"gaming_hourly_player_game_stats", "avg_score_1h", -1, -1},
+    [GD_FIG_ACTIVE_PLAYERS] = {"gaming_active_players_5min", "active_players_count", -1, -1},
+};
+
+/* A figure's table and column; false when the catalog has no such column
+ * kept in a slot. */
+static bool find_figure(const gd_catalog *cat, const gd_figure *f, int *slot, int *col)
 {
-    return gd_tables[i].kind == GD_TABLE_WINDOWED && (w->mask >> i & 1);
+    const gd_tabledef *t = gd_catalog_tabledef(cat, gd_str_c(f->table));
+    if (!t) return false;
+    *col = gd_table_col(t, f->column);
+    *slot = (int)t->slot;
+    return *col >= 0 && t->cols[*col].agg != GD_AGG_EXPR;
 }
 
-/* The tables whose rows give the enriched record its figures (SPEC §4). */
-#define HOURLY_STATS "gaming_hourly_player_game_stats"
-#define ACTIVE_PLAYERS "gaming_active_players_5min"
-
-static const gd_tabledef *table_named(const char *name) { return gd_table_find(name, strlen(name)); }
-
-uint32_t gd_windows_figure_tables(void)
+uint64_t gd_windows_figure_tables(const gd_catalog *cat)
 {
-    return 1u << gd_table_index(table_named(HOURLY_STATS)) |
-           1u << gd_table_index(table_named(ACTIVE_PLAYERS));
+    uint64_t mask = 0;
+    for (int f = 0; f < GD_FIG_COUNT; f++) {
+        int slot, col;
+        if (find_figure(cat, &figure_sources[f], &slot, &col)) mask |= 1ULL << slot;
+    }
+    return mask;
 }
 
-void gd_windows_init(gd_windows *w, const gd_config *cfg, uint32_t mask)
+static void bind_figures(gd_windows *w)
 {
-    memset(w, 0, sizeof *w);
-    w->mask = mask;
-    gd_dict_init(&w->dict);
-    w->retention_ms = cfg->retention_ms;
-    w->hourly_stats = table_named(HOURLY_STATS);
-    w->active_players = table_named(ACTIVE_PLAYERS);
-    for (size_t i = 0; i < gd_table_count; i++) {
-        const gd_tabledef *def = &gd_tables[i];
-        w->tables[i].def = def;
-        w->tables[i].newest_start = INT64_MIN;
-        /* ksqlDB's default: window size plus grace is 24 hours */
-        w->tables[i].grace_ms = cfg->grace_ms >= 0 ? cfg->grace_ms
-                                : def->window_ms < DAY_MS ? DAY_MS - def->window_ms : 0;
+    for (int f = 0; f < GD_FIG_COUNT; f++) {
+        gd_figure *fig = &w->figures[f];
+        *fig = figure_sources[f];
+        if (!find_figure(w->cat, fig, &fig->slot, &fig->col)) {
+            fig->slot = fig->col = -1;
+            gd_warn("the enriched record's %s comes from %s.%s, which is not a kept aggregate: it stays null",
+                    fig->column, fig->table, fig->column);
+        } else if (!owns(w, (size_t)fig->slot)) fig->slot = -1; /* another instance's */
     }
 }
 
-static void release_set(gd_dict *dict, gd_idset *set)
+static void set_table(gd_windows *w, const gd_tabledef *def)
 {
-    if (!set) return;
-    for (uint32_t i = 0; i < set->cap; i++)
-        if (set->slots[i]) gd_dict_unref(dict, set->slots[i] - 1);
-    gd_idset_free(set);
+    gd_hot_table *t = &w->tables[def->slot];
+    memset(t, 0, sizeof *t);
+    t->def = def;
+    t->newest_start = INT64_MIN;
+    t->grace_ms = gd_catalog_grace(w->cat, def);
+}
+
+void gd_windows_init(gd_windows *w, const gd_config *cfg, const gd_catalog *cat, uint64_t mask)
+{
+    memset(w, 0, sizeof *w);
+    w->cat = cat;
+    gd_dict_init(&w->dict);
+    gd_interner_init(&w->interner, &w->dict);
+    gd_arena_init(&w->scratch);
+    w->retention_ms = cfg->retention_ms;
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(cat, i);
+        if (e && gd_table_aggregates(e->table) && !atomic_load(&e->terminated) && (mask >> i & 1))
+            set_table(w, e->table);
+    }
+    bind_figures(w);
 }
 
 /* Lets go of a group's distinct sets and zeroes its slots. */
 static void release_slots(gd_windows *w, const gd_tabledef *def, gd_slot *slots)
 {
-    for (int c = 0; c < def->ncols; c++)
-        if (def->cols[c].agg == GD_AGG_COUNT_DISTINCT) release_set(&w->dict, slots[c].x.set);
-    memset(slots, 0, sizeof(gd_slot) * def->ncols);
+    gd_slots_release(def, slots, &w->dict);
+    memset(slots, 0, sizeof(gd_slot) * def->nslots);
 }
 
 static void free_window(const gd_tabledef *def, gd_hot_window *win, gd_dict *dict)
@@ -93,28 +120,43 @@ static void free_window(const gd_tabledef *def, gd_hot_window *win, gd_dict *dic
     for (size_t i = 0; i < win->groups.cap; i++) {
         if (!gd_map_live(&win->groups.slots[i])) continue;
         gd_hot_group *g = win->groups.slots[i].val;
-        for (int c = 0; c < def->ncols; c++)
-            if (def->cols[c].agg == GD_AGG_COUNT_DISTINCT) release_set(dict, g->slots[c].x.set);
+        gd_slots_release(def, g->slots, dict);
     }
     gd_map_free(&win->groups);
     gd_arena_free(&win->arena);
     free(win);
 }
 
+static void free_windows(gd_windows *w, gd_hot_table *t)
+{
+    while (t->windows) {
+        gd_hot_window *next = t->windows->next;
+        free_window(t->def, t->windows, &w->dict);
+        t->windows = next;
+    }
+}
+
+void gd_windows_remove(gd_windows *w, unsigned slot)
+{
+    gd_hot_table *t = &w->tables[slot];
+    if (!t->def) return;
+    free_windows(w, t);
+    memset(t, 0, sizeof *t);
+    for (int f = 0; f < GD_FIG_COUNT; f++)
+        if (w->figures[f].slot == (int)slot) w->figures[f].slot = -1;
+}
+
 void gd_windows_free(gd_windows *w)
 {
-    for (size_t i = 0; i < gd_table_count; i++) {
-        gd_hot_table *t = &w->tables[i];
-        while (t->windows) {
-            gd_hot_window *next = t->windows->next;
-            free_window(t->def, t->windows, &w->dict);
-            t->windows = next;
-        }
-    }
+    for (size_t i = 0; i < GD_MAX_TABLES; i++)
+        if (owns(w, i)) free_windows(w, &w->tables[i]);
     gd_dict_free(&w->dict);
+    gd_interner_free(&w->interner);
     gd_buf_free(&w->key);
     gd_buf_free(&w->row);
     gd_buf_free(&w->sets);
+    gd_buf_free(&w->text);
+    gd_arena_free(&w->scratch);
 }
 
 static gd_hot_window *find_window(gd_hot_table *t, int64_t start, bool create)
@@ -144,7 +186,7 @@ static gd_hot_group *find_group(gd_hot_table *t, gd_hot_window *win, gd_str key,
     bool created;
     gd_map_slot *s = gd_map_upsert(&win->groups, key, &created);
     if (!created) return s->val;
-    size_t size = sizeof(gd_hot_group) + sizeof(gd_slot) * t->def->ncols;
+    size_t size = sizeof(gd_hot_group) + sizeof(gd_slot) * t->def->nslots;
     gd_hot_group *g = gd_arena_alloc(&win->arena, size);
     memset(g, 0, size);
     g->window = win;
@@ -192,95 +234,65 @@ static void mark_dirty(gd_hot_table *t, gd_hot_group *g)
     t->dirty_count++;
 }
 
-/* Ids of the distinct values of one record, interned at most once each. */
-typedef struct {
-    uint32_t id[GD_F_COUNT];
-    bool have[GD_F_COUNT];
-} record_ids;
+static gd_value enriched_column(const void *row, int index) { return gd_enriched_field(row, (gd_field)index); }
 
-static uint32_t value_id(gd_dict *dict, record_ids *ids, gd_field f, gd_str v)
+static gd_eval eval_on(const gd_enriched *e, gd_arena *scratch)
 {
-    if (!ids->have[f]) {
-        ids->id[f] = gd_dict_intern(dict, v);
-        ids->have[f] = true;
-    }
-    return ids->id[f];
+    return (gd_eval){.column = enriched_column, .row = e, .now_ms = e->processing_timestamp, .scratch = scratch};
 }
 
-static void update_slot(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena,
-                        gd_dict *dict, record_ids *ids)
+/* A column's argument for this record. */
+static gd_value argument(const gd_coldef *c, const gd_enriched *e, const gd_eval *ctx)
 {
-    switch (c->agg) {
-    case GD_AGG_COUNT_STAR: s->n++; break;
-    case GD_AGG_COUNT:
-        if (v.t != GD_V_NULL) s->n++;
-        break;
-    case GD_AGG_SUM_INT:
-        if (v.t == GD_V_INT) s->v.i += v.i;
-        break;
-    case GD_AGG_SUM_DBL:
-        if (v.t == GD_V_DBL) s->v.d += v.d;
-        else if (v.t == GD_V_INT) s->v.d += (double)v.i;
-        break;
-    case GD_AGG_AVG:
-        if (v.t == GD_V_NULL || v.t == GD_V_STR) break;
-        s->n++;
-        s->v.d += v.t == GD_V_INT ? (double)v.i : v.d;
-        break;
-    case GD_AGG_MAX_INT:
-        if (v.t != GD_V_INT) break;
-        if (!s->n || v.i > s->v.i) s->v.i = v.i;
-        s->n = 1;
-        break;
-    case GD_AGG_COUNT_DISTINCT: {
-        if (v.t != GD_V_STR) break;
-        if (!s->x.set) {
-            s->x.set = gd_arena_alloc(arena, sizeof(gd_idset));
-            memset(s->x.set, 0, sizeof(gd_idset));
-        }
-        uint32_t id = value_id(dict, ids, c->field, v.s);
-        if (gd_idset_add(s->x.set, id)) {
-            gd_dict_ref(dict, id);
-            s->n++;
-        }
-        break;
-    }
-    case GD_AGG_LATEST:
-        if (v.t == GD_V_STR && !gd_str_eq(s->x.s, v.s)) s->x.s = gd_arena_strdup(arena, v.s);
-        break;
-    case GD_AGG_PERCENT: break; /* derived when read */
-    }
+    if (c->field >= 0) return gd_enriched_field(e, (gd_field)c->field);
+    return c->arg ? gd_expr_eval(c->arg, ctx) : (gd_value){.t = GD_V_NULL};
 }
 
-/* Whether e goes into table def: its filter holds and no key column is null
+/* A key column's value for this record. */
+static gd_value key_value(const gd_keydef *k, const gd_enriched *e, const gd_eval *ctx)
+{
+    return k->field >= 0 ? gd_enriched_field(e, (gd_field)k->field) : gd_expr_eval(k->expr, ctx);
+}
+
+/* Whether e goes into table def: its WHERE holds and no key column is null
  * (a group whose key is null is skipped). */
-static bool belongs(const gd_tabledef *def, const gd_enriched *e)
+static bool belongs(const gd_tabledef *def, const gd_enriched *e, const gd_eval *ctx)
 {
-    if (def->purchases_only && !e->has_purchase) return false;
+    if (def->where && !gd_expr_true(def->where, ctx)) return false;
     for (int k = 0; k < def->nkeys; k++)
-        if (gd_enriched_field(e, def->keys[k].field).t != GD_V_STR) return false;
+        if (key_value(&def->keys[k], e, ctx).t == GD_V_NULL) return false;
     return true;
 }
 
-/* The group key of e in table def (which e belongs to) into b. */
-static void build_group_key(const gd_tabledef *def, const gd_enriched *e, gd_buf *b)
+/* The group key of e in table def (which e belongs to) into w->key. */
+static void build_group_key(gd_windows *w, const gd_tabledef *def, const gd_enriched *e, const gd_eval *ctx)
 {
-    gd_buf_clear(b);
-    for (int k = 0; k < def->nkeys; k++)
-        gd_groupkey_append(b, gd_enriched_field(e, def->keys[k].field).s);
+    gd_buf_clear(&w->key);
+    for (int k = 0; k < def->nkeys; k++) {
+        gd_value v = key_value(&def->keys[k], e, ctx);
+        if (v.t == GD_V_STR) {
+            gd_groupkey_append(&w->key, v.s);
+            continue;
+        }
+        gd_buf_clear(&w->text);
+        gd_key_text(v, &w->text);
+        gd_groupkey_append(&w->key, (gd_str){w->text.p, (uint32_t)w->text.len});
+    }
 }
 
 static bool is_late(const gd_hot_table *t, int64_t ts, int64_t stream_time)
 {
+    if (!t->def->window_ms) return false; /* one window for all time */
     int64_t start = gd_window_start(ts, t->def->window_ms);
     return start + t->def->window_ms + t->grace_ms <= stream_time;
 }
 
-bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time)
+bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch)
 {
-    for (size_t i = 0; i < gd_table_count; i++)
-        if (owns(w, i) && belongs(w->tables[i].def, e) &&
-            is_late(&w->tables[i], e->a->activity_timestamp, stream_time))
+    gd_eval ctx = eval_on(e, scratch);
+    for (size_t i = 0; i < GD_MAX_TABLES; i++)
+        if (owns(w, i) && is_late(&w->tables[i], e->a->activity_timestamp, stream_time) &&
+            belongs(w->tables[i].def, e, &ctx))
             return true;
     return false;
 }
@@ -292,7 +304,7 @@ static bool lookup_slots(gd_hot_table *t, int64_t start, gd_str key,
     gd_hot_window *win = find_window(t, start, false);
     gd_hot_group *g = win ? find_group(t, win, key, false) : NULL;
     if (g) {
-        memcpy(out, g->slots, sizeof(gd_slot) * t->def->ncols);
+        memcpy(out, g->slots, sizeof(gd_slot) * t->def->nslots);
         return true;
     }
     if (win && !win->partial) return false;
@@ -305,28 +317,44 @@ static bool lookup_slots(gd_hot_table *t, int64_t start, gd_str key,
     return found;
 }
 
-static void set_figures(gd_windows *w, gd_enriched *e, const gd_tabledef *def, const gd_slot *slots)
+/* The figures e takes from table slot: slots NULL when the group has no
+ * row (or none yet). */
+static void set_figures(gd_windows *w, gd_enriched *e, unsigned slot, const gd_slot *slots)
 {
-    if (def == w->hourly_stats) {
-        e->total_sessions_1h = slots ? (gd_int){true, gd_row_column(def, slots, 0).i} : (gd_int){0};
-        gd_value avg = slots ? gd_row_column(def, slots, 2) : (gd_value){.t = GD_V_NULL};
-        e->avg_score_1h = avg.t == GD_V_DBL ? (gd_dbl){true, avg.d} : (gd_dbl){0};
-    } else {
-        e->active_players_count = slots ? (gd_int){true, gd_row_column(def, slots, 1).i} : (gd_int){0};
+    for (int f = 0; f < GD_FIG_COUNT; f++) {
+        const gd_figure *fig = &w->figures[f];
+        if (fig->slot != (int)slot) continue;
+        const gd_tabledef *def = w->tables[slot].def;
+        gd_value v = slots ? gd_slot_value(&def->cols[fig->col], &slots[fig->col]) : (gd_value){.t = GD_V_NULL};
+        if (f == GD_FIG_AVG_SCORE) e->avg_score_1h = v.t == GD_V_DBL ? (gd_dbl){true, v.d} : (gd_dbl){0};
+        else {
+            gd_int n = v.t == GD_V_INT ? (gd_int){true, v.i} : (gd_int){0};
+            if (f == GD_FIG_SESSIONS) e->total_sessions_1h = n;
+            else e->active_players_count = n;
+        }
     }
+}
+
+static bool feeds_figures(const gd_windows *w, unsigned slot)
+{
+    for (int f = 0; f < GD_FIG_COUNT; f++)
+        if (w->figures[f].slot == (int)slot) return true;
+    return false;
 }
 
 /* The group's row after a change, to the table's push stream (rows HAVING
  * hides are no event). */
-static void publish_row(gd_windows *w, size_t table_index, const gd_hot_group *g, uint64_t seq)
+static void publish_row(gd_windows *w, const gd_tabledef *def, const gd_hot_group *g, uint64_t seq)
 {
-    const gd_tabledef *def = &gd_tables[table_index];
-    unsigned stream = gd_table_stream(table_index);
-    if (!w->hub || !gd_row_visible(def, g->slots) || !gd_hub_wanted(w->hub, stream, seq)) return;
+    unsigned stream = gd_table_hub(def->slot);
+    if (!w->hub || !gd_hub_wanted(w->hub, stream, seq)) return;
     gd_str keys[GD_MAX_KEYS];
-    if (gd_groupkey_split(g->key.p, g->key.len, def->nkeys, keys)) return;
+    gd_row r;
+    if (gd_groupkey_split(g->key.p, g->key.len, def->nkeys, keys) ||
+        !gd_row_compute(def, keys, g->window->start, g->slots, &r, &w->scratch))
+        return;
     gd_buf_clear(&w->row);
-    gd_row_render(def, keys, g->window->start, g->slots, &w->row);
+    gd_row_render(def, &r, &w->row);
     gd_hub_publish(w->hub, stream, seq, w->row.p, w->row.len);
 }
 
@@ -335,33 +363,33 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
 {
     bool late_any = false;
     int64_t ts = e->a->activity_timestamp;
-    record_ids ids;
-    memset(ids.have, 0, sizeof ids.have);
-    const gd_tabledef *hs = w->hourly_stats, *ap = w->active_players;
-    for (size_t i = 0; i < gd_table_count; i++) {
+    gd_interner_next_record(&w->interner);
+    gd_arena_reset(&w->scratch);
+    gd_eval ctx = eval_on(e, &w->scratch);
+    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
         gd_hot_table *t = &w->tables[i];
         const gd_tabledef *def = t->def;
-        if (!owns(w, i) || !belongs(def, e)) continue;
-        build_group_key(def, e, &w->key);
+        if (!def || !belongs(def, e, &ctx)) continue;
+        build_group_key(w, def, e, &ctx);
         gd_str key = {w->key.p, (uint32_t)w->key.len};
         int64_t start = gd_window_start(ts, def->window_ms);
-        bool figures = def == hs || def == ap;
+        bool figures = feeds_figures(w, (unsigned)i);
         if (is_late(t, ts, stream_time)) {
             late_any = true;
             if (figures) {
-                gd_slot *slots = w->figures[def == hs ? 0 : 1];
-                set_figures(w, e, def, lookup_slots(t, start, key, slots, s, txn) ? slots : NULL);
+                gd_slot *slots = w->figure_slots;
+                set_figures(w, e, (unsigned)i, lookup_slots(t, start, key, slots, s, txn) ? slots : NULL);
             }
             continue;
         }
         gd_hot_window *win = find_window(t, start, true);
         gd_hot_group *g = group_for_update(w, t, win, key, s, txn);
-        for (int c = 0; c < def->ncols; c++)
-            update_slot(&def->cols[c], &g->slots[c], gd_enriched_field(e, def->cols[c].field),
-                        &win->arena, &w->dict, &ids);
+        for (int c = 0; c < def->nslots; c++)
+            if (def->cols[c].agg != GD_AGG_EXPR)
+                gd_slot_update(&def->cols[c], &g->slots[c], argument(&def->cols[c], e, &ctx), &win->arena, &w->interner);
         mark_dirty(t, g);
-        if (figures) set_figures(w, e, def, g->slots);
-        publish_row(w, i, g, e->seq);
+        if (figures) set_figures(w, e, (unsigned)i, g->slots);
+        publish_row(w, def, g, e->seq);
     }
     return late_any;
 }
@@ -388,8 +416,13 @@ static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn
 }
 
 /* How long past its end a window stays in memory: until its grace is over,
- * or GD_HOT_MS, whichever is shorter. */
-static int64_t kept_ms(const gd_hot_table *t) { return t->grace_ms < GD_HOT_MS ? t->grace_ms : GD_HOT_MS; }
+ * or GD_HOT_MS, whichever is shorter; a table without windows keeps its
+ * one window for good. */
+static int64_t kept_ms(const gd_hot_table *t)
+{
+    if (!t->def->window_ms) return INT64_MAX / 4;
+    return t->grace_ms < GD_HOT_MS ? t->grace_ms : GD_HOT_MS;
+}
 
 /* Windows past their time in memory leave it (they were just written). */
 static void evict_cold(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
@@ -410,12 +443,12 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
      * clock: a record from the future must not age the present out */
     int64_t retention_time = stream_time < now_ms ? stream_time : now_ms;
     w->purge_pending = false;
-    for (size_t i = 0; i < gd_table_count; i++) {
+    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
         gd_hot_table *t = &w->tables[i];
         if (!owns(w, i)) continue;
         int rc = write_dirty(w, t, s, txn);
         if (rc) return rc;
-        if (stream_time == INT64_MIN) continue;
+        if (stream_time == INT64_MIN || !t->def->window_ms) continue;
         evict_cold(t, stream_time, &w->dict);
         /* purge windows that are closed and past retention */
         int64_t size = t->def->window_ms;
@@ -453,29 +486,41 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     return 0;
 }
 
-int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time)
+static int load_table(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn, int64_t stream_time)
 {
     if (stream_time == INT64_MIN) return GD_OK;
-    for (size_t i = 0; i < gd_table_count; i++) {
-        gd_hot_table *t = &w->tables[i];
+    int64_t size = t->def->window_ms;
+    int64_t first_hot = size ? gd_window_start(stream_time - size - kept_ms(t) + 1, size) : 0;
+    gd_rowkey_encode(&w->key, first_hot, (gd_str){"", 0});
+    load_ctx c = {w, t, GD_OK, s, txn};
+    int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_row, &c);
+    if (rc || c.rc) return rc ? rc : c.rc;
+    /* no window after that of the stream time can have rows */
+    int64_t newest = gd_window_start(stream_time, size);
+    if (newest > t->newest_start) t->newest_start = newest;
+    return GD_OK;
+}
+
+int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time)
+{
+    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
         if (!owns(w, i)) continue;
-        int64_t first_hot = gd_window_start(stream_time - t->def->window_ms - kept_ms(t) + 1,
-                                            t->def->window_ms);
-        gd_rowkey_encode(&w->key, first_hot, (gd_str){"", 0});
-        load_ctx c = {w, t, GD_OK, s, txn};
-        int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_row, &c);
-        if (rc || c.rc) return rc ? rc : c.rc;
-        /* no window after that of the stream time can have rows */
-        int64_t newest = gd_window_start(stream_time, t->def->window_ms);
-        if (newest > t->newest_start) t->newest_start = newest;
+        int rc = load_table(w, &w->tables[i], s, txn, stream_time);
+        if (rc) return rc;
     }
     return GD_OK;
+}
+
+int gd_windows_add(gd_windows *w, const gd_tabledef *def, gd_store *s, MDB_txn *txn, int64_t stream_time)
+{
+    set_table(w, def);
+    return load_table(w, &w->tables[def->slot], s, txn, stream_time);
 }
 
 size_t gd_windows_memory(const gd_windows *w)
 {
     size_t total = 0;
-    for (size_t i = 0; i < gd_table_count; i++)
+    for (size_t i = 0; i < GD_MAX_TABLES; i++)
         for (const gd_hot_window *win = w->tables[i].windows; win; win = win->next)
             total += win->arena.used_bytes + win->groups.cap * sizeof(gd_map_slot);
     return total + w->dict.ids.cap * sizeof(gd_map_slot);

@@ -6,19 +6,6 @@
 
 #include "ingest.h"
 
-/* ---- the fields of each source value (decode.c) ----
- * One table per topic names each field, its type and its place in the struct;
- * decoding, copying and rendering rows all walk these tables. */
-typedef enum { GD_FT_STR, GD_FT_INT, GD_FT_DBL, GD_FT_TS } gd_ftype; /* TS: required int */
-typedef struct {
-    const char *name;
-    uint8_t name_len;
-    gd_ftype type;
-    size_t offset;
-} gd_fieldspec;
-extern const gd_fieldspec gd_activity_fields[], gd_game_fields[], gd_player_fields[];
-/* A field of a decoded row as a value. */
-gd_value gd_fieldspec_value(const gd_fieldspec *f, const void *row);
 /* A Confluent-framed Avro value into the fields of a row (avro.c); strings
  * are copied to scratch. *ts_seen: the GD_FT_TS field was present. */
 int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, void *out, bool *ts_seen,
@@ -30,9 +17,10 @@ int gd_avro_read(gd_avro_reader *r, gd_str value, const gd_fieldspec *fields, vo
 typedef struct {
     gd_map games, players;           /* key -> row */
     gd_map dirty_games, dirty_players; /* keys changed this batch */
+    const gd_tabledef *games_table, *players_table; /* where they are stored */
 } gd_refs;
 
-void gd_refs_init(gd_refs *r);
+void gd_refs_init(gd_refs *r, const gd_catalog *cat);
 void gd_refs_free(gd_refs *r);
 const gd_game *gd_refs_game(const gd_refs *r, gd_str game_id);
 const gd_player *gd_refs_player(const gd_refs *r, gd_str player_id);
@@ -43,6 +31,8 @@ int gd_refs_load(gd_refs *r, gd_store *s, MDB_txn *txn);
 int gd_refs_flush(gd_refs *r, gd_store *s, MDB_txn *txn, gd_buf *scratch);
 /* The row as the API shows it, a JSON object. */
 void gd_render_game(gd_str key, const gd_game *g, gd_buf *out);
+/* A decoded source value as a JSON object, its fields in order. */
+void gd_render_fields(const gd_fieldspec *fields, const void *row, gd_buf *out);
 void gd_render_player(gd_str key, const gd_player *p, gd_buf *out);
 
 /* ---- hot windows (window.c) ----
@@ -57,7 +47,7 @@ typedef struct gd_hot_group gd_hot_group;
 typedef struct gd_hot_window gd_hot_window;
 
 typedef struct {
-    const gd_tabledef *def;
+    const gd_tabledef *def; /* NULL: a slot this instance does not maintain */
     int64_t grace_ms;
     gd_hot_window *windows; /* newest first */
     int64_t newest_start;   /* no window after it has rows in the store */
@@ -65,24 +55,41 @@ typedef struct {
     size_t dirty_count;
 } gd_hot_table;
 
+/* Where the enriched record's figures come from (SPEC §4): a table and a
+ * column, bound by name. */
 typedef struct {
-    gd_hot_table tables[16]; /* by gd_table_index; reference tables unused */
-    uint32_t mask;           /* bit i: this instance maintains gd_tables[i] */
+    const char *table, *column;
+    int slot, col; /* -1: not maintained here */
+} gd_figure;
+enum { GD_FIG_SESSIONS, GD_FIG_AVG_SCORE, GD_FIG_ACTIVE_PLAYERS, GD_FIG_COUNT };
+
+typedef struct {
+    gd_hot_table tables[GD_MAX_TABLES]; /* by catalog slot */
+    const gd_catalog *cat;
     int64_t retention_ms;
-    const gd_tabledef *hourly_stats, *active_players; /* the figures of SPEC §4 */
+    gd_figure figures[GD_FIG_COUNT];
     gd_dict dict; /* the values of every distinct set */
+    gd_interner interner;
     gd_hub *hub;  /* rows are pushed here after each change, or NULL */
     bool purge_pending; /* the last flush left expired rows to purge */
-    gd_buf key, row, sets; /* scratch */
-    gd_slot figures[2][GD_MAX_COLS]; /* see gd_windows_apply */
+    gd_buf key, row, sets, text; /* scratch */
+    gd_arena scratch;            /* per record: strings expressions make */
+    gd_slot figure_slots[GD_MAX_COLS]; /* see gd_windows_apply */
 } gd_windows;
 
-/* The windowed tables in mask (bit per gd_table_index) are maintained by
- * this instance; tables can be split between instances on two threads. */
-#define GD_ALL_TABLES UINT32_MAX
-void gd_windows_init(gd_windows *w, const gd_config *cfg, uint32_t mask);
+/* The aggregating tables in mask (bit per catalog slot) are maintained by
+ * this instance; tables can be split between instances on two threads. A
+ * table whose persistent query was terminated is not maintained. */
+#define GD_ALL_TABLES UINT64_MAX
+void gd_windows_init(gd_windows *w, const gd_config *cfg, const gd_catalog *cat, uint64_t mask);
 /* The tables whose rows feed the enriched record's figures. */
-uint32_t gd_windows_figure_tables(void);
+uint64_t gd_windows_figure_tables(const gd_catalog *cat);
+/* A table created (or loaded) while running: maintained from the next
+ * record on, its open windows read from the store (txn). */
+int gd_windows_add(gd_windows *w, const gd_tabledef *def, gd_store *s, MDB_txn *txn, int64_t stream_time);
+/* A table dropped or terminated: its windows leave memory unwritten. */
+void gd_windows_remove(gd_windows *w, unsigned slot);
+bool gd_windows_maintains(const gd_windows *w, unsigned slot);
 void gd_windows_free(gd_windows *w);
 /* Loads every window still open at stream_time from the store. */
 int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
@@ -94,9 +101,10 @@ int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_tim
  * Returns true when the record was late for some table. */
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
                       MDB_txn *txn);
-/* Whether e is late for a table of w it belongs to; reads only what
- * never changes after init, so any thread may ask about any instance. */
-bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time);
+/* Whether e is late for a table of w it belongs to. Reads only what
+ * changes between drains (the definitions), so the engine may ask about
+ * the worker's instance while the worker runs; scratch: the caller's. */
+bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch);
 /* Writes dirty groups, evicts closed windows and purges expired ones (a
  * bounded number of rows per call; purge_pending tells when more remain).
  * Retention counts from the earlier of stream_time and now_ms. */

@@ -200,13 +200,16 @@ static int set_ingest_threads(gd_config *cfg, const char *v)
     cfg->ingest_threads = (int)n;
     return GD_OK;
 }
-static int set_push_buffer(gd_config *cfg, const char *v)
+/* A ring's size in events: 16 to 2^20. */
+static int parse_ring(const char *v, uint32_t *out)
 {
     int64_t n;
     if (gd_parse_int(v, strlen(v), 16, 1 << 20, &n)) return GD_ERR;
-    cfg->push_buffer = (uint32_t)n;
+    *out = (uint32_t)n;
     return GD_OK;
 }
+static int set_push_buffer(gd_config *cfg, const char *v) { return parse_ring(v, &cfg->push_buffer); }
+static int set_push_query_buffer(gd_config *cfg, const char *v) { return parse_ring(v, &cfg->push_query_buffer); }
 static int set_out(gd_config *cfg, const char *v) { return COPY(out_path); }
 static int set_generate_format(gd_config *cfg, const char *v)
 {
@@ -257,6 +260,7 @@ static const gd_option options[] = {
     {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads, "1 to 64", false},
     {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads, NULL, false},
     {"--push-buffer", "GAMINGD_PUSH_BUFFER", "N", "events each push stream keeps for Last-Event-ID resumption and slow subscribers (default 8192)", set_push_buffer, "16 to 1048576", false},
+    {"--push-query-buffer", "GAMINGD_PUSH_QUERY_BUFFER", "N", "rows a SQL push query keeps for its slowest client (default 4096)", set_push_query_buffer, "16 to 1048576", false},
     {"--out", NULL, "FILE", "generate: file to write", set_out, NULL, false},
     {"--format", NULL, "json|avro", "generate --brokers: value format (default json; avro needs --schema-registry)", set_generate_format, NULL, false},
     {"--events", NULL, "N", "generate: number of activity events (default 100000)", set_events, NULL, false},
@@ -295,6 +299,7 @@ static void defaults(gd_config *cfg)
     cfg->retention_ms = 7LL * 24 * 3600 * 1000;
     cfg->rate = 1000;
     cfg->push_buffer = 8192;
+    cfg->push_query_buffer = 4096;
     cfg->seed = (uint64_t)gd_now_ms() ^ (uint64_t)gd_mono_ns();
     cfg->max_future_ms = 3600 * 1000;
     cfg->max_record_bytes = 1 << 20;

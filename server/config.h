@@ -49,6 +49,7 @@ typedef struct {
     int http_threads;
     int ingest_threads; /* 2: a worker thread maintains part of the tables */
     uint32_t push_buffer; /* events each push stream keeps for resumption */
+    uint32_t push_query_buffer; /* rows each SQL push query keeps for its clients */
     /* generate */
     char out_path[1024];
     char generate_format[16]; /* json | avro, into Kafka */

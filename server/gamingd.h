@@ -35,6 +35,7 @@ typedef struct {
 #define GD_STR_NULL ((gd_str){NULL, 0})
 static inline bool gd_str_null(gd_str s) { return s.p == NULL; }
 bool gd_str_eq(gd_str a, gd_str b);
+bool gd_str_eq_nocase(gd_str a, gd_str b); /* ASCII case-insensitive */
 gd_str gd_str_c(const char *cstr);
 
 typedef enum {

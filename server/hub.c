@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct {
@@ -62,7 +63,14 @@ static uint64_t pow2_at_least(uint64_t n)
     return p;
 }
 
-int gd_hub_open(gd_hub **out, unsigned nstreams, uint32_t events, int64_t linger_ms)
+static void *map_zeroed(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int gd_hub_open(gd_hub **out, unsigned nstreams, unsigned nlarge, uint32_t events, uint32_t small_events,
+                int64_t linger_ms)
 {
     gd_hub *h = calloc(1, sizeof *h);
     if (!h) return GD_ENOMEM;
@@ -74,15 +82,16 @@ int gd_hub_open(gd_hub **out, unsigned nstreams, uint32_t events, int64_t linger
         gd_hub_close(h);
         return GD_ENOMEM;
     }
-    uint64_t nslots = pow2_at_least(events ? events : 1);
     for (unsigned i = 0; i < nstreams; i++) {
+        uint32_t n = i < nlarge ? events : small_events;
+        uint64_t nslots = pow2_at_least(n ? n : 1);
         stream *s = &h->streams[i];
         s->slot_mask = nslots - 1;
         s->nbytes = nslots * GD_HUB_BYTES_PER_EVENT;
-        /* calloc of this size maps zero pages: a stream no one reads costs
-         * address space, not memory */
-        s->slots = calloc(nslots, sizeof *s->slots);
-        s->bytes = calloc(1, s->nbytes);
+        /* mapped zero pages: a stream no one reads (most of the push
+         * queries' streams, at any time) costs address space, not memory */
+        s->slots = map_zeroed(nslots * sizeof *s->slots);
+        s->bytes = map_zeroed(s->nbytes);
         if (!s->slots || !s->bytes) {
             gd_hub_close(h);
             return GD_ENOMEM;
@@ -96,8 +105,9 @@ void gd_hub_close(gd_hub *h)
 {
     if (!h) return;
     for (unsigned i = 0; h->streams && i < h->nstreams; i++) {
-        free(h->streams[i].slots);
-        free(h->streams[i].bytes);
+        stream *s = &h->streams[i];
+        if (s->slots) munmap(s->slots, (s->slot_mask + 1) * sizeof *s->slots);
+        if (s->bytes) munmap(s->bytes, s->nbytes);
     }
     free(h->streams);
     if (h->wake_fd >= 0) close(h->wake_fd);
@@ -105,6 +115,15 @@ void gd_hub_close(gd_hub *h)
 }
 
 unsigned gd_hub_streams(const gd_hub *h) { return h->nstreams; }
+
+void gd_hub_discard(gd_hub *h, unsigned stream_no)
+{
+    stream *s = &h->streams[stream_no];
+    /* the pages read as zeros again: no event held (pos1 0), nothing kept */
+    madvise(s->slots, (s->slot_mask + 1) * sizeof *s->slots, MADV_DONTNEED);
+    madvise(s->bytes, s->nbytes, MADV_DONTNEED);
+    atomic_store(&s->tail, atomic_load(&s->head));
+}
 
 static void raise_horizon(stream *s, uint64_t id)
 {

@@ -27,11 +27,16 @@ enum { GD_HUB_BYTES_PER_EVENT = 1024 };
 
 typedef struct gd_hub gd_hub;
 
-/* A stream keeps being produced for linger_ms after its last subscriber left,
+/* Streams [0, nlarge) hold `events` events, the others `small_events`. A
+ * stream keeps being produced for linger_ms after its last subscriber left,
  * so a client that reconnects within that time resumes without a gap. */
-int gd_hub_open(gd_hub **out, unsigned nstreams, uint32_t events, int64_t linger_ms);
+int gd_hub_open(gd_hub **out, unsigned nstreams, unsigned nlarge, uint32_t events, uint32_t small_events,
+                int64_t linger_ms);
 void gd_hub_close(gd_hub *h);
 unsigned gd_hub_streams(const gd_hub *h);
+/* Gives a stream's memory back (its events are dropped); only when no one
+ * reads or writes it (a push query's stream between two queries). */
+void gd_hub_discard(gd_hub *h, unsigned stream);
 
 /* ---- producer side (the stream's one producer thread) ---- */
 /* Whether events of stream should be published now (someone listens or

@@ -466,3 +466,19 @@ void gd_json_put_value(gd_buf *b, gd_value v)
     case GD_V_BOOL: gd_buf_puts(b, v.i ? "true" : "false"); break;
     }
 }
+
+void gd_json_put_masked_email(gd_buf *b, gd_str v)
+{
+    if (!v.p) {
+        gd_buf_puts(b, "null");
+        return;
+    }
+    const char *at = NULL;
+    for (uint32_t i = v.len; i > 0 && !at; i--)
+        if (v.p[i - 1] == '@') at = v.p + i - 1;
+    gd_buf masked = {0};
+    gd_buf_puts(&masked, "***");
+    if (at) gd_buf_put(&masked, at, (size_t)(v.p + v.len - at));
+    gd_json_put_str(b, (gd_str){masked.p, (uint32_t)masked.len});
+    gd_buf_free(&masked);
+}

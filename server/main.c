@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../api/api.h"
+#include "../sql/sql.h"
 
 /* Signal handlers cannot be handed state, so what they set -- the stop
  * flag and the count of reload requests -- are the file-scope variables;
@@ -108,7 +109,18 @@ static int serve(const gd_config *cfg)
     gd_counters counters;
     memset(&counters, 0, sizeof counters);
     atomic_store(&counters.stream_time, INT64_MIN);
+    static gd_catalog cat; /* outlives the threads that read it */
+    gd_catalog_init(&cat, cfg->grace_ms);
+    gd_sql_error err = {0};
+    if (gd_sql_load_builtin(&cat, &err)) {
+        gd_error("the built-in definitions do not compile: %s", err.message);
+        return 1;
+    }
     if (gd_store_open(&store, cfg->data_dir, cfg->map_size)) return 1;
+    if (gd_sql_load_user(&cat, &store) || gd_store_open_tables(&store, &cat)) {
+        gd_store_close(&store);
+        return 1;
+    }
     gd_source *src = open_source(cfg, &counters);
     if (!src) {
         gd_store_close(&store);
@@ -118,9 +130,9 @@ static int serve(const gd_config *cfg)
     gd_engine *engine = NULL;
     gd_api *api = NULL;
     gd_hub *hub = NULL;
-    int rc = gd_hub_open(&hub, gd_stream_count(), cfg->push_buffer, PUSH_LINGER_MS);
-    if (!rc) rc = gd_engine_open(&engine, cfg, &store, src, &counters, hub, &stop_requested);
-    if (!rc) rc = gd_api_start(&api, cfg, &store, &counters, hub, &reloads_requested);
+    int rc = gd_hub_open(&hub, GD_HUB_STREAMS, gd_query_hub(0), cfg->push_buffer, cfg->push_query_buffer, PUSH_LINGER_MS);
+    if (!rc) rc = gd_engine_open(&engine, cfg, &store, &cat, src, &counters, hub, &stop_requested);
+    if (!rc) rc = gd_api_start(&api, cfg, &store, &cat, &counters, hub, &reloads_requested);
     if (!rc) {
         gd_info("gamingd %s serving on %s://%s:%d, source %s, data in %s", GD_VERSION, cfg->tls_cert[0] ? "https" : "http",
                 cfg->listen_host, cfg->listen_port, src->kind, cfg->data_dir);
@@ -132,6 +144,7 @@ static int serve(const gd_config *cfg)
     gd_hub_close(hub);
     src->close(src);
     gd_store_close(&store);
+    gd_catalog_free(&cat);
     if (rc == GD_AGAIN && atomic_load(&stop_requested)) rc = GD_OK; /* a wait the stop cut short */
     if (!rc) gd_info("stopped");
     return rc ? 1 : 0;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -16,6 +17,11 @@ bool gd_str_eq(gd_str a, gd_str b)
 {
     if (!a.p || !b.p) return a.p == b.p;
     return a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
+}
+
+bool gd_str_eq_nocase(gd_str a, gd_str b)
+{
+    return a.len == b.len && (a.len == 0 || !strncasecmp(a.p, b.p, a.len));
 }
 
 gd_str gd_str_c(const char *cstr)

@@ -9,6 +9,7 @@ typedef struct {
     MDB_cursor *cur;
     gd_buf key;   /* scratch for seek keys */
     gd_buf prefix; /* encoded equality prefix of the leading key columns */
+    gd_arena scratch; /* HAVING's strings */
     int nprefix;  /* how many leading key columns the prefix covers */
     gd_query_fn fn;
     void *ctx;
@@ -34,16 +35,20 @@ static int run_reference(scan *sc, MDB_txn *txn)
 
 /* Does a windowed row pass the filters that the prefix does not cover, and
  * HAVING? */
-static bool row_matches(const scan *sc, gd_str key, gd_str val)
+static bool row_matches(scan *sc, gd_str key, gd_str val)
 {
     const gd_tabledef *t = sc->q->t;
     gd_str keys[GD_MAX_KEYS];
     if (key.len < 8 || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return false;
     for (int k = sc->nprefix; k < t->nkeys; k++)
         if (sc->q->key_eq[k].p && !gd_str_eq(sc->q->key_eq[k], keys[k])) return false;
-    if (t->having_col >= 0) {
+    if (t->having) {
         gd_slot slots[GD_MAX_COLS];
-        if (gd_row_decode(t, val.p, val.len, slots) || !gd_row_visible(t, slots)) return false;
+        gd_row r;
+        gd_arena_reset(&sc->scratch);
+        if (gd_row_decode(t, val.p, val.len, slots) ||
+            !gd_row_compute(t, keys, gd_rowkey_window(key.p), slots, &r, &sc->scratch))
+            return false;
     }
     return true;
 }
@@ -115,15 +120,21 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
                  int64_t *window_out)
 {
     scan sc = {.s = s, .q = q, .fn = fn, .ctx = ctx};
+    gd_arena_init(&sc.scratch);
     if (window_out) *window_out = INT64_MIN;
-    if (q->t->kind != GD_TABLE_WINDOWED) return run_reference(&sc, txn);
+    if (q->t->kind != GD_TABLE_WINDOWED) {
+        gd_arena_free(&sc.scratch);
+        return run_reference(&sc, txn);
+    }
     for (int k = 0; k < q->t->nkeys && q->key_eq[k].p; k++) {
         gd_groupkey_append(&sc.prefix, q->key_eq[k]);
         sc.nprefix++;
     }
-    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(q->t)], &sc.cur);
+    int rc = mdb_cursor_open(txn, q->t->dbi_rows, &sc.cur);
     if (rc) {
         gd_error("lmdb: cursor: %s", mdb_strerror(rc));
+        gd_buf_free(&sc.prefix);
+        gd_arena_free(&sc.scratch);
         return GD_ERR;
     }
     int64_t w;
@@ -150,5 +161,6 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
     mdb_cursor_close(sc.cur);
     gd_buf_free(&sc.key);
     gd_buf_free(&sc.prefix);
+    gd_arena_free(&sc.scratch);
     return rc;
 }

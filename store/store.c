@@ -11,6 +11,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+/* Named databases: meta, and a table's rows and sets. Tables created and
+ * dropped while the daemon runs each open new ones (their handles cannot
+ * be closed while readers may use them), hence the room. */
+enum { MAX_DBS = 2048 };
+
 static int lmdb_fail(const char *what, int rc)
 {
     gd_error("lmdb: %s: %s%s", what, mdb_strerror(rc),
@@ -68,7 +73,7 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
         unlock_data_dir(s);
         return lmdb_fail("env_create", rc);
     }
-    if ((rc = mdb_env_set_maxdbs(s->env, 32)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
+    if ((rc = mdb_env_set_maxdbs(s->env, MAX_DBS)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
         (rc = mdb_env_set_maxreaders(s->env, 1024))) {
         mdb_env_close(s->env);
         unlock_data_dir(s);
@@ -92,12 +97,6 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
         return lmdb_fail("txn_begin", rc);
     }
     rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
-    for (size_t i = 0; !rc && i < gd_table_count; i++) {
-        char sets[300];
-        snprintf(sets, sizeof sets, "%s/sets", gd_tables[i].name);
-        rc = mdb_dbi_open(txn, gd_tables[i].name, MDB_CREATE, &s->tables[i]);
-        if (!rc && gd_table_has_sets(&gd_tables[i])) rc = mdb_dbi_open(txn, sets, MDB_CREATE, &s->sets[i]);
-    }
     if (rc) {
         mdb_txn_abort(txn);
         mdb_env_close(s->env);
@@ -110,6 +109,55 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
         return lmdb_fail("commit", rc);
     }
     return GD_OK;
+}
+
+/* A table's databases are named after it; a user's table also carries its
+ * creation number, so that a table dropped and created again in one run
+ * gets databases (and handles) of its own. */
+static void db_name(const gd_tabledef *t, uint64_t uid, const char *suffix, char *out, size_t n)
+{
+    if (uid) snprintf(out, n, "%s@%llu%s", t->name, (unsigned long long)uid, suffix);
+    else snprintf(out, n, "%s%s", t->name, suffix);
+}
+
+int gd_store_open_table(gd_store *s, MDB_txn *txn, gd_tabledef *t, uint64_t uid)
+{
+    char name[600];
+    db_name(t, uid, "", name, sizeof name);
+    MDB_dbi rows, sets = 0;
+    int rc = mdb_dbi_open(txn, name, MDB_CREATE, &rows);
+    if (!rc && gd_table_has_sets(t)) {
+        db_name(t, uid, "/sets", name, sizeof name);
+        rc = mdb_dbi_open(txn, name, MDB_CREATE, &sets);
+    }
+    if (rc) return lmdb_fail(name, rc);
+    (void)s;
+    t->dbi_rows = rows;
+    t->dbi_sets = sets;
+    return GD_OK;
+}
+
+int gd_store_open_tables(gd_store *s, gd_catalog *cat)
+{
+    MDB_txn *txn;
+    int rc = gd_store_begin_write(s, &txn);
+    for (unsigned i = 0; !rc && i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(cat, i);
+        if (e) rc = gd_store_open_table(s, txn, e->table, e->uid);
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return gd_store_commit(txn);
+}
+
+int gd_store_empty_table(gd_store *s, MDB_txn *txn, const gd_tabledef *t)
+{
+    (void)s;
+    int rc = mdb_drop(txn, t->dbi_rows, 0);
+    if (!rc && gd_table_has_sets(t)) rc = mdb_drop(txn, t->dbi_sets, 0);
+    return rc ? lmdb_fail("empty a dropped table", rc) : GD_OK;
 }
 
 void gd_store_close(gd_store *s)
@@ -170,8 +218,9 @@ int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p
 
 int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)
 {
+    (void)s; /* tables carry their own handles */
     MDB_val k = val_of(key.p, key.len), v;
-    int rc = mdb_get(txn, s->tables[gd_table_index(t)], &k, &v);
+    int rc = mdb_get(txn, t->dbi_rows, &k, &v);
     if (rc == MDB_NOTFOUND) return GD_EOF;
     if (rc) return lmdb_fail("row get", rc);
     *val = (gd_str){v.mv_data, (uint32_t)v.mv_size};
@@ -180,24 +229,27 @@ int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key
 
 int gd_store_row_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
 {
+    (void)s; /* tables carry their own handles */
     if (key.len == 0 || key.len > 511) return GD_EBADREC; /* LMDB's key size limit */
     MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
-    int rc = mdb_put(txn, s->tables[gd_table_index(t)], &k, &v, 0);
+    int rc = mdb_put(txn, t->dbi_rows, &k, &v, 0);
     return rc ? lmdb_fail("row put", rc) : GD_OK;
 }
 
 int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key)
 {
+    (void)s; /* tables carry their own handles */
     if (key.len == 0 || key.len > 511) return GD_OK;
     MDB_val k = val_of(key.p, key.len);
-    int rc = mdb_del(txn, s->tables[gd_table_index(t)], &k, NULL);
+    int rc = mdb_del(txn, t->dbi_rows, &k, NULL);
     return rc && rc != MDB_NOTFOUND ? lmdb_fail("row del", rc) : GD_OK;
 }
 
 int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)
 {
+    (void)s; /* tables carry their own handles */
     MDB_val k = val_of(key.p, key.len), v;
-    int rc = mdb_get(txn, s->sets[gd_table_index(t)], &k, &v);
+    int rc = mdb_get(txn, t->dbi_sets, &k, &v);
     if (rc == MDB_NOTFOUND) return GD_EOF;
     if (rc) return lmdb_fail("sets get", rc);
     *val = (gd_str){v.mv_data, (uint32_t)v.mv_size};
@@ -206,9 +258,10 @@ int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str ke
 
 int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
 {
+    (void)s; /* tables carry their own handles */
     if (key.len == 0 || key.len > 511) return GD_EBADREC;
     MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
-    int rc = mdb_put(txn, s->sets[gd_table_index(t)], &k, &v, 0);
+    int rc = mdb_put(txn, t->dbi_sets, &k, &v, 0);
     return rc ? lmdb_fail("sets put", rc) : GD_OK;
 }
 
@@ -235,9 +288,10 @@ static int purge_dbi(MDB_txn *txn, MDB_dbi dbi, int64_t window_limit, size_t max
 int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
                    size_t max_rows, size_t *deleted)
 {
-    size_t i = gd_table_index(t), sets_deleted;
-    int rc = purge_dbi(txn, s->tables[i], window_limit, max_rows, deleted);
-    if (!rc && gd_table_has_sets(t)) rc = purge_dbi(txn, s->sets[i], window_limit, max_rows, &sets_deleted);
+    (void)s;
+    size_t sets_deleted;
+    int rc = purge_dbi(txn, t->dbi_rows, window_limit, max_rows, deleted);
+    if (!rc && gd_table_has_sets(t)) rc = purge_dbi(txn, t->dbi_sets, window_limit, max_rows, &sets_deleted);
     return rc;
 }
 
@@ -260,16 +314,18 @@ static int delete_after_dbi(MDB_txn *txn, MDB_dbi dbi, int64_t window_limit, siz
 
 int gd_store_delete_after(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit, size_t *deleted)
 {
-    size_t i = gd_table_index(t), sets_deleted;
-    int rc = delete_after_dbi(txn, s->tables[i], window_limit, deleted);
-    if (!rc && gd_table_has_sets(t)) rc = delete_after_dbi(txn, s->sets[i], window_limit, &sets_deleted);
+    (void)s;
+    size_t sets_deleted;
+    int rc = delete_after_dbi(txn, t->dbi_rows, window_limit, deleted);
+    if (!rc && gd_table_has_sets(t)) rc = delete_after_dbi(txn, t->dbi_sets, window_limit, &sets_deleted);
     return rc;
 }
 
 int gd_store_newest_window(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t *window_start)
 {
+    (void)s; /* tables carry their own handles */
     MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    int rc = mdb_cursor_open(txn, t->dbi_rows, &c);
     if (rc) return lmdb_fail("cursor", rc);
     MDB_val k, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
@@ -282,8 +338,9 @@ int gd_store_newest_window(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int6
 int gd_store_scan(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str start, gd_row_fn fn,
                   void *ctx)
 {
+    (void)s; /* tables carry their own handles */
     MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, s->tables[gd_table_index(t)], &c);
+    int rc = mdb_cursor_open(txn, t->dbi_rows, &c);
     if (rc) return lmdb_fail("cursor", rc);
     MDB_val k = val_of(start.p, start.len), v;
     int stop = 0;

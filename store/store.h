@@ -2,8 +2,10 @@
  *
  * One LMDB environment in --data-dir holds:
  *   "meta"            source position, stream time, counters (see below)
- *   one db per table  named as the table (store/tables.h gives key and row
- *                     formats; reference tables hold key -> JSON row)
+ *   one db per table  named as the table, "<name>@<uid>" for a user's table
+ *                     (store/tables.h gives key and row formats; reference
+ *                     tables hold key -> JSON row), and "<db>/sets" for the
+ *                     distinct sets of a table that has them
  *
  * Only the ingest thread writes: it keeps one write transaction per batch and
  * commits the batch's table rows together with the source position, so a
@@ -16,13 +18,11 @@
 
 #include <lmdb.h>
 
-#include "tables.h"
+#include "catalog.h"
 
 typedef struct {
     MDB_env *env;
     MDB_dbi meta;
-    MDB_dbi tables[16]; /* by gd_table_index */
-    MDB_dbi sets[16];   /* the distinct sets of tables that have them ("<table>/sets") */
     char path[4096];
     int lock_fd; /* holds dir/gamingd.lock: one daemon per data dir */
 } gd_store;
@@ -32,6 +32,15 @@ typedef struct {
  * let both write, and two writers would interleave their batches. */
 int gd_store_open(gd_store *s, const char *dir, size_t map_size);
 void gd_store_close(gd_store *s);
+/* Opens (creating) the databases of every table of cat, setting each
+ * definition's handles; before any reader or writer uses them. */
+int gd_store_open_tables(gd_store *s, gd_catalog *cat);
+/* The same for one table, in the write transaction that creates it (its
+ * handles are usable once txn commits). uid: 0 for a built-in table. */
+int gd_store_open_table(gd_store *s, MDB_txn *txn, gd_tabledef *t, uint64_t uid);
+/* Deletes every row of a dropped table (its databases stay, empty: their
+ * handles may still be in a reader's hands). */
+int gd_store_empty_table(gd_store *s, MDB_txn *txn, const gd_tabledef *t);
 
 int gd_store_begin_write(gd_store *s, MDB_txn **txn);
 int gd_store_begin_read(gd_store *s, MDB_txn **txn);

@@ -1,123 +1,28 @@
-/* tables.c -- definitions of the tables of SPEC §6 and the codecs of their
- * keys and rows. Adding a windowed table is adding an entry here. */
+/* tables.c -- the codecs of table keys and rows, and a group's row as
+ * readers see it. The definitions themselves are SQL (sql/builtin.sql). */
 #include "tables.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "../server/json.h"
 
-#include <string.h>
-
-#define KEY(n, f) {n, f, GD_T_STRING}
-#define COL(n, a, f, t) {n, a, f, t, 0, 0}
-#define REF(n, t) {n, GD_AGG_LATEST, GD_F_NONE, t, 0, 0}
-#define NO_HAVING .having_col = -1
-
-enum { MIN = 60 * 1000, HOUR = 60 * MIN, DAY = 24 * HOUR };
-
-const gd_tabledef gd_tables[] = {
-    {.name = "gaming_games_table", .kind = GD_TABLE_GAMES, .nkeys = 1,
-     .keys = {KEY("game_id", GD_F_NONE)}, .ncols = 7,
-     .cols = {REF("game_name", GD_T_STRING), REF("genre", GD_T_STRING),
-              REF("publisher", GD_T_STRING), REF("release_date", GD_T_STRING),
-              REF("platform", GD_T_STRING), REF("rating", GD_T_DOUBLE),
-              REF("price", GD_T_DOUBLE)},
-     NO_HAVING},
-    {.name = "gaming_players_table", .kind = GD_TABLE_PLAYERS, .nkeys = 1,
-     .keys = {KEY("player_id", GD_F_NONE)}, .ncols = 7,
-     .cols = {REF("username", GD_T_STRING), REF("email", GD_T_STRING),
-              REF("created_date", GD_T_STRING), REF("country", GD_T_STRING),
-              REF("level", GD_T_INTEGER), REF("total_playtime_hours", GD_T_DOUBLE),
-              REF("account_status", GD_T_STRING)},
-     NO_HAVING},
-    {.name = "gaming_hourly_player_game_stats", .window_ms = HOUR, .nkeys = 2,
-     .keys = {KEY("player_id", GD_F_PLAYER_ID), KEY("game_id", GD_F_GAME_ID)}, .ncols = 7,
-     .cols = {COL("total_sessions_1h", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT),
-              COL("total_duration_1h", GD_AGG_SUM_INT, GD_F_DURATION, GD_T_BIGINT),
-              COL("avg_score_1h", GD_AGG_AVG, GD_F_SCORE, GD_T_DOUBLE),
-              COL("max_score_1h", GD_AGG_MAX_INT, GD_F_SCORE, GD_T_BIGINT),
-              COL("total_achievements_1h", GD_AGG_SUM_INT, GD_F_ACHIEVEMENTS, GD_T_BIGINT),
-              COL("total_purchases_1h", GD_AGG_SUM_DBL, GD_F_PURCHASES, GD_T_DOUBLE),
-              COL("unique_sessions_1h", GD_AGG_COUNT_DISTINCT, GD_F_SESSION_ID, GD_T_BIGINT)},
-     NO_HAVING},
-    {.name = "gaming_active_players_5min", .window_ms = 5 * MIN, .nkeys = 1,
-     .keys = {KEY("game_id", GD_F_GAME_ID)}, .ncols = 4,
-     .cols = {COL("game_name", GD_AGG_LATEST, GD_F_GAME_NAME, GD_T_STRING),
-              COL("active_players_count", GD_AGG_COUNT_DISTINCT, GD_F_PLAYER_ID, GD_T_BIGINT),
-              COL("total_activities", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT),
-              COL("avg_session_duration", GD_AGG_AVG, GD_F_DURATION, GD_T_DOUBLE)},
-     NO_HAVING},
-    {.name = "gaming_top_performers_hourly", .window_ms = HOUR, .nkeys = 2,
-     .keys = {KEY("game_id", GD_F_GAME_ID), KEY("player_id", GD_F_PLAYER_ID)}, .ncols = 4,
-     .cols = {COL("player_username", GD_AGG_LATEST, GD_F_PLAYER_USERNAME, GD_T_STRING),
-              COL("total_score", GD_AGG_SUM_INT, GD_F_SCORE, GD_T_BIGINT),
-              COL("activity_count", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT),
-              COL("best_score", GD_AGG_MAX_INT, GD_F_SCORE, GD_T_BIGINT)},
-     .having_col = 1, .having_gt = 1000},
-    {.name = "gaming_revenue_analytics", .window_ms = HOUR, .nkeys = 1,
-     .keys = {KEY("game_id", GD_F_GAME_ID)}, .purchases_only = true, .ncols = 5,
-     .cols = {COL("game_name", GD_AGG_LATEST, GD_F_GAME_NAME, GD_T_STRING),
-              COL("unique_paying_users", GD_AGG_COUNT_DISTINCT, GD_F_PLAYER_ID, GD_T_BIGINT),
-              COL("total_revenue", GD_AGG_SUM_DBL, GD_F_PURCHASES, GD_T_DOUBLE),
-              COL("avg_purchase_value", GD_AGG_AVG, GD_F_PURCHASES, GD_T_DOUBLE),
-              COL("total_purchase_events", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT)},
-     NO_HAVING},
-    {.name = "gaming_genre_engagement", .window_ms = HOUR, .nkeys = 1,
-     .keys = {KEY("game_genre", GD_F_GAME_GENRE)}, .ncols = 4,
-     .cols = {COL("unique_players", GD_AGG_COUNT_DISTINCT, GD_F_PLAYER_ID, GD_T_BIGINT),
-              COL("total_activities", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT),
-              COL("avg_session_duration", GD_AGG_AVG, GD_F_DURATION, GD_T_DOUBLE),
-              COL("total_achievements", GD_AGG_SUM_INT, GD_F_ACHIEVEMENTS, GD_T_BIGINT)},
-     NO_HAVING},
-    {.name = "gaming_player_segments_hourly", .window_ms = HOUR, .nkeys = 1,
-     .keys = {KEY("player_segment", GD_F_PLAYER_SEGMENT)}, .ncols = 3,
-     .cols = {COL("player_count", GD_AGG_COUNT_DISTINCT, GD_F_PLAYER_ID, GD_T_BIGINT),
-              COL("avg_score", GD_AGG_AVG, GD_F_SCORE, GD_T_DOUBLE),
-              COL("avg_session_duration", GD_AGG_AVG, GD_F_DURATION, GD_T_DOUBLE)},
-     NO_HAVING},
-    {.name = "gaming_high_value_players_daily", .window_ms = DAY, .nkeys = 2,
-     .keys = {KEY("player_id", GD_F_PLAYER_ID), KEY("game_id", GD_F_GAME_ID)},
-     .purchases_only = true, .ncols = 4,
-     .cols = {COL("player_username", GD_AGG_LATEST, GD_F_PLAYER_USERNAME, GD_T_STRING),
-              COL("game_name", GD_AGG_LATEST, GD_F_GAME_NAME, GD_T_STRING),
-              COL("total_spent", GD_AGG_SUM_DBL, GD_F_PURCHASES, GD_T_DOUBLE),
-              COL("purchase_count", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT)},
-     NO_HAVING},
-    {.name = "gaming_processing_lag_1min", .window_ms = MIN, .nkeys = 1,
-     .keys = {KEY("game_id", GD_F_GAME_ID)}, .ncols = 4,
-     .cols = {COL("game_name", GD_AGG_LATEST, GD_F_GAME_NAME, GD_T_STRING),
-              COL("event_count", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT),
-              COL("max_lag_ms", GD_AGG_MAX_INT, GD_F_LAG_MS, GD_T_BIGINT),
-              COL("avg_lag_ms", GD_AGG_AVG, GD_F_LAG_MS, GD_T_DOUBLE)},
-     NO_HAVING},
-    {.name = "gaming_data_quality_5min", .window_ms = 5 * MIN, .nkeys = 0, .ncols = 5,
-     .cols = {COL("total_records", GD_AGG_COUNT_STAR, GD_F_NONE, GD_T_BIGINT),
-              COL("records_with_game_name", GD_AGG_COUNT, GD_F_GAME_NAME, GD_T_BIGINT),
-              COL("records_with_username", GD_AGG_COUNT, GD_F_PLAYER_USERNAME, GD_T_BIGINT),
-              {"game_enrichment_rate", GD_AGG_PERCENT, GD_F_NONE, GD_T_DOUBLE, 1, 0},
-              {"player_enrichment_rate", GD_AGG_PERCENT, GD_F_NONE, GD_T_DOUBLE, 2, 0}},
-     NO_HAVING},
-};
-const size_t gd_table_count = sizeof gd_tables / sizeof gd_tables[0];
-
-const gd_tabledef *gd_table_find(const char *name, size_t len)
+bool gd_pii_column_of(const gd_tabledef *t, const char *name)
 {
-    for (size_t i = 0; i < gd_table_count; i++)
-        if (strlen(gd_tables[i].name) == len && !memcmp(gd_tables[i].name, name, len))
-            return &gd_tables[i];
-    return NULL;
+    for (int k = 0; k < t->nkeys; k++)
+        if (t->keys[k].pii && !strcasecmp(t->keys[k].name, name)) return true;
+    for (int c = 0; c < t->ncols; c++)
+        if (t->cols[c].pii && !strcasecmp(t->cols[c].name, name)) return true;
+    return false;
 }
 
-size_t gd_table_index(const gd_tabledef *t) { return (size_t)(t - gd_tables); }
-
-const char *gd_coltype_name(gd_coltype t)
+int gd_table_col(const gd_tabledef *t, const char *name)
 {
-    switch (t) {
-    case GD_T_STRING: return "STRING";
-    case GD_T_BIGINT: return "BIGINT";
-    case GD_T_INTEGER: return "INTEGER";
-    case GD_T_DOUBLE: return "DOUBLE";
-    case GD_T_BOOLEAN: return "BOOLEAN";
-    }
-    return "STRING";
+    for (int c = 0; c < t->ncols; c++)
+        if (!strcasecmp(t->cols[c].name, name)) return c;
+    return -1;
 }
 
 /* ---- keys ---- */
@@ -160,7 +65,7 @@ static void put_u32(gd_buf *b, uint32_t v) { gd_buf_put(b, &v, 4); }
 
 bool gd_table_has_sets(const gd_tabledef *t)
 {
-    for (int c = 0; c < t->ncols; c++)
+    for (int c = 0; c < t->nslots; c++)
         if (t->cols[c].agg == GD_AGG_COUNT_DISTINCT) return true;
     return false;
 }
@@ -168,11 +73,11 @@ bool gd_table_has_sets(const gd_tabledef *t)
 void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out, gd_buf *sets)
 {
     gd_buf_clear(out);
-    for (int c = 0; c < t->ncols; c++) {
+    for (int c = 0; c < t->nslots; c++) {
         gd_buf_put(out, &slots[c].n, 8);
         gd_buf_put(out, &slots[c].v, 8);
     }
-    for (int c = 0; c < t->ncols; c++) {
+    for (int c = 0; c < t->nslots; c++) {
         if (t->cols[c].agg != GD_AGG_LATEST) continue;
         gd_str s = slots[c].x.s;
         put_u32(out, s.p ? s.len : NULL_LEN);
@@ -182,7 +87,7 @@ void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *di
         gd_buf_clear(sets);
         out = sets;
     }
-    for (int c = 0; c < t->ncols; c++) {
+    for (int c = 0; c < t->nslots; c++) {
         if (t->cols[c].agg != GD_AGG_COUNT_DISTINCT) continue;
         const gd_idset *set = slots[c].x.set;
         put_u32(out, set ? set->count : 0);
@@ -208,14 +113,14 @@ static int get_u32(const char **s, const char *end, uint32_t *v)
 static int decode_head(const gd_tabledef *t, const char *s, const char *end, gd_slot *slots,
                        const char **rest)
 {
-    if ((size_t)(end - s) < (size_t)t->ncols * SLOT_BYTES) return GD_ERR;
-    for (int c = 0; c < t->ncols; c++) {
+    if ((size_t)(end - s) < (size_t)t->nslots * SLOT_BYTES) return GD_ERR;
+    for (int c = 0; c < t->nslots; c++) {
         memcpy(&slots[c].n, s, 8);
         memcpy(&slots[c].v, s + 8, 8);
         slots[c].x.s = GD_STR_NULL;
         s += SLOT_BYTES;
     }
-    for (int c = 0; c < t->ncols; c++) {
+    for (int c = 0; c < t->nslots; c++) {
         if (t->cols[c].agg != GD_AGG_LATEST) continue;
         uint32_t n;
         if (get_u32(&s, end, &n)) return GD_ERR;
@@ -244,10 +149,10 @@ int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *
         s = sets.p;
         end = sets.p + sets.len;
     }
-    for (int c = 0; c < t->ncols; c++) {
+    for (int c = 0; c < t->nslots; c++) {
         if (t->cols[c].agg == GD_AGG_LATEST) slots[c].x.s = gd_arena_strdup(arena, slots[c].x.s);
     }
-    for (int c = 0; c < t->ncols; c++) {
+    for (int c = 0; c < t->nslots; c++) {
         if (t->cols[c].agg != GD_AGG_COUNT_DISTINCT) continue;
         gd_idset *set = gd_arena_alloc(arena, sizeof *set);
         memset(set, 0, sizeof *set);
@@ -265,58 +170,181 @@ int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *
     return s == end ? GD_OK : GD_ERR;
 }
 
-gd_value gd_row_column(const gd_tabledef *t, const gd_slot *slots, int c)
+/* ---- aggregating ---- */
+
+void gd_interner_init(gd_interner *in, gd_dict *dict)
 {
-    const gd_coldef *col = &t->cols[c];
-    const gd_slot *s = &slots[c];
+    memset(in, 0, sizeof *in);
+    in->dict = dict;
+}
+
+void gd_interner_next_record(gd_interner *in) { memset(in->have, 0, sizeof in->have); }
+
+void gd_interner_free(gd_interner *in) { gd_buf_free(&in->text); }
+
+static uint32_t intern_value(gd_interner *in, int field, gd_value v)
+{
+    bool cacheable = field >= 0 && field < GD_INTERN_CACHE;
+    if (cacheable && in->have[field]) return in->id[field];
+    gd_str s = v.s;
+    if (v.t != GD_V_STR) { /* a number's distinct values as text */
+        gd_buf_clear(&in->text);
+        gd_value_text(v, &in->text);
+        s = (gd_str){in->text.p, (uint32_t)in->text.len};
+    }
+    uint32_t id = gd_dict_intern(in->dict, s);
+    if (cacheable) {
+        in->id[field] = id;
+        in->have[field] = true;
+    }
+    return id;
+}
+
+static bool is_number(gd_value v) { return v.t == GD_V_INT || v.t == GD_V_DBL; }
+static double number(gd_value v) { return v.t == GD_V_INT ? (double)v.i : v.d; }
+
+void gd_slot_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena, gd_interner *in)
+{
+    switch (c->agg) {
+    case GD_AGG_COUNT_STAR: s->n++; break;
+    case GD_AGG_COUNT:
+        if (v.t != GD_V_NULL) s->n++;
+        break;
+    case GD_AGG_SUM_INT:
+        if (v.t == GD_V_INT) s->v.i += v.i;
+        break;
+    case GD_AGG_SUM_DBL:
+        if (is_number(v)) s->v.d += number(v);
+        break;
+    case GD_AGG_AVG:
+        if (!is_number(v)) break;
+        s->n++;
+        s->v.d += number(v);
+        break;
+    case GD_AGG_MAX_INT:
+    case GD_AGG_MIN_INT:
+        if (v.t != GD_V_INT) break;
+        if (!s->n || (c->agg == GD_AGG_MAX_INT ? v.i > s->v.i : v.i < s->v.i)) s->v.i = v.i;
+        s->n = 1;
+        break;
+    case GD_AGG_MAX_DBL:
+    case GD_AGG_MIN_DBL:
+        if (!is_number(v)) break;
+        if (!s->n || (c->agg == GD_AGG_MAX_DBL ? number(v) > s->v.d : number(v) < s->v.d)) s->v.d = number(v);
+        s->n = 1;
+        break;
+    case GD_AGG_COUNT_DISTINCT: {
+        if (v.t == GD_V_NULL) break;
+        if (!s->x.set) {
+            s->x.set = gd_arena_alloc(arena, sizeof(gd_idset));
+            memset(s->x.set, 0, sizeof(gd_idset));
+        }
+        uint32_t id = intern_value(in, c->field, v);
+        if (gd_idset_add(s->x.set, id)) {
+            gd_dict_ref(in->dict, id);
+            s->n++;
+        }
+        break;
+    }
+    case GD_AGG_LATEST:
+        if (v.t == GD_V_STR && !gd_str_eq(s->x.s, v.s)) s->x.s = gd_arena_strdup(arena, v.s);
+        break;
+    case GD_AGG_LATEST_NUM:
+        if (v.t == GD_V_NULL || v.t == GD_V_STR) break;
+        s->n = 1;
+        if (c->type == GD_T_DOUBLE) s->v.d = number(v);
+        else s->v.i = v.i;
+        break;
+    case GD_AGG_EXPR: break; /* computed when read */
+    }
+}
+
+void gd_slots_release(const gd_tabledef *t, gd_slot *slots, gd_dict *dict)
+{
+    for (int c = 0; c < t->nslots; c++) {
+        gd_idset *set = t->cols[c].agg == GD_AGG_COUNT_DISTINCT ? slots[c].x.set : NULL;
+        if (!set) continue;
+        for (uint32_t i = 0; i < set->cap; i++)
+            if (set->slots[i]) gd_dict_unref(dict, set->slots[i] - 1);
+        gd_idset_free(set);
+        slots[c].x.set = NULL;
+    }
+}
+
+void gd_key_text(gd_value v, gd_buf *b) { gd_value_text(v, b); }
+
+gd_value gd_key_value(gd_coltype type, gd_str text)
+{
+    if (type == GD_T_STRING) return (gd_value){.t = GD_V_STR, .s = text};
+    return gd_value_cast((gd_value){.t = GD_V_STR, .s = text}, type, NULL);
+}
+
+gd_value gd_slot_value(const gd_coldef *col, const gd_slot *s)
+{
+    static const gd_value null = {.t = GD_V_NULL};
     switch (col->agg) {
     case GD_AGG_COUNT_STAR:
     case GD_AGG_COUNT:
     case GD_AGG_COUNT_DISTINCT: return (gd_value){.t = GD_V_INT, .i = s->n};
     case GD_AGG_SUM_INT: return (gd_value){.t = GD_V_INT, .i = s->v.i};
     case GD_AGG_SUM_DBL: return (gd_value){.t = GD_V_DBL, .d = s->v.d};
-    case GD_AGG_AVG:
-        return s->n ? (gd_value){.t = GD_V_DBL, .d = s->v.d / (double)s->n}
-                    : (gd_value){.t = GD_V_NULL};
+    case GD_AGG_AVG: return s->n ? (gd_value){.t = GD_V_DBL, .d = s->v.d / (double)s->n} : null;
     case GD_AGG_MAX_INT:
-        return s->n ? (gd_value){.t = GD_V_INT, .i = s->v.i} : (gd_value){.t = GD_V_NULL};
-    case GD_AGG_LATEST:
-        return s->x.s.p ? (gd_value){.t = GD_V_STR, .s = s->x.s} : (gd_value){.t = GD_V_NULL};
-    case GD_AGG_PERCENT: {
-        int64_t den = slots[col->den].n;
-        return den ? (gd_value){.t = GD_V_DBL, .d = (double)slots[col->num].n * 100.0 / (double)den}
-                   : (gd_value){.t = GD_V_NULL};
+    case GD_AGG_MIN_INT: return s->n ? (gd_value){.t = GD_V_INT, .i = s->v.i} : null;
+    case GD_AGG_MAX_DBL:
+    case GD_AGG_MIN_DBL: return s->n ? (gd_value){.t = GD_V_DBL, .d = s->v.d} : null;
+    case GD_AGG_LATEST: return s->x.s.p ? (gd_value){.t = GD_V_STR, .s = s->x.s} : null;
+    case GD_AGG_LATEST_NUM:
+        if (!s->n) return null;
+        if (col->type == GD_T_DOUBLE) return (gd_value){.t = GD_V_DBL, .d = s->v.d};
+        return (gd_value){.t = col->type == GD_T_BOOLEAN ? GD_V_BOOL : GD_V_INT, .i = s->v.i};
+    case GD_AGG_EXPR: return null;
     }
-    }
-    return (gd_value){.t = GD_V_NULL};
+    return null;
 }
 
-bool gd_row_visible(const gd_tabledef *t, const gd_slot *slots)
+bool gd_row_compute(const gd_tabledef *t, const gd_str *keys, int64_t window_start, const gd_slot *slots,
+                    gd_row *r, gd_arena *scratch)
 {
-    if (t->having_col < 0) return true;
-    gd_value v = gd_row_column(t, slots, t->having_col);
-    return v.t == GD_V_INT && v.i > t->having_gt;
+    for (int k = 0; k < t->nkeys; k++) r->keys[k] = gd_key_value(t->keys[k].type, keys[k]);
+    r->window_start = window_start;
+    r->window_end = window_start + t->window_ms;
+    for (int c = 0; c < t->nslots; c++) r->aggs[c] = gd_slot_value(&t->cols[c], &slots[c]);
+    gd_eval ctx = {.aggs = r->aggs, .keys = r->keys, .window_start = r->window_start,
+                   .window_end = r->window_end, .now_ms = gd_now_ms(), .scratch = scratch};
+    if (t->having && !gd_expr_true(t->having, &ctx)) return false;
+    for (int c = 0; c < t->ncols; c++)
+        r->cols[c] = t->cols[c].agg == GD_AGG_EXPR ? gd_expr_eval(t->cols[c].expr, &ctx) : r->aggs[c];
+    return true;
 }
 
-void gd_row_render(const gd_tabledef *t, const gd_str *keys, int64_t window_start,
-                   const gd_slot *slots, gd_buf *out)
+gd_value gd_row_column(const gd_tabledef *t, const gd_str *keys, int64_t window_start, const gd_slot *slots, int c,
+                       gd_arena *scratch)
 {
+    if (t->cols[c].agg != GD_AGG_EXPR) return gd_slot_value(&t->cols[c], &slots[c]);
+    gd_row r;
+    gd_row_compute(t, keys, window_start, slots, &r, scratch);
+    return r.cols[c];
+}
+
+static void put_member(gd_buf *out, bool *first, const char *name, gd_value v)
+{
+    if (!*first) gd_buf_putc(out, ',');
+    *first = false;
+    gd_json_put_cstr(out, name);
+    gd_buf_putc(out, ':');
+    gd_json_put_value(out, v);
+}
+
+void gd_row_render(const gd_tabledef *t, const gd_row *r, gd_buf *out)
+{
+    bool first = true;
     gd_buf_putc(out, '{');
-    for (int k = 0; k < t->nkeys; k++) {
-        gd_json_put_cstr(out, t->keys[k].name);
-        gd_buf_putc(out, ':');
-        gd_json_put_str(out, keys[k]);
-        gd_buf_putc(out, ',');
+    for (int k = 0; k < t->nkeys; k++) put_member(out, &first, t->keys[k].name, r->keys[k]);
+    if (gd_table_windowed(t)) {
+        put_member(out, &first, "window_start", (gd_value){.t = GD_V_INT, .i = r->window_start});
+        put_member(out, &first, "window_end", (gd_value){.t = GD_V_INT, .i = r->window_end});
     }
-    gd_buf_puts(out, "\"window_start\":");
-    gd_json_put_int(out, window_start);
-    gd_buf_puts(out, ",\"window_end\":");
-    gd_json_put_int(out, window_start + t->window_ms);
-    for (int c = 0; c < t->ncols; c++) {
-        gd_buf_putc(out, ',');
-        gd_json_put_cstr(out, t->cols[c].name);
-        gd_buf_putc(out, ':');
-        gd_json_put_value(out, gd_row_column(t, slots, c));
-    }
+    for (int c = 0; c < t->ncols; c++) put_member(out, &first, t->cols[c].name, r->cols[c]);
     gd_buf_putc(out, '}');
 }

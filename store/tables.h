@@ -1,14 +1,21 @@
-/* tables.h -- the materialized tables of SPEC §6 as data.
+/* tables.h -- a materialized table as data, and its rows' codecs.
  *
- * Every windowed table is one gd_tabledef: its window size, the enriched
- * fields it groups by, an optional record filter (has_purchase), and its value
- * columns, each an aggregate over one field. One piece of code (ingest/window.c)
- * maintains them all from these definitions; the API lists and renders them
- * from the same definitions, and so will the SQL endpoint.
+ * Every table the engine maintains is one gd_tabledef, compiled from SQL
+ * (sql/plan.c: the built-in tables from sql/builtin.sql, the user's from
+ * CREATE TABLE AS SELECT): its window, the expressions it groups by, a
+ * record filter (WHERE), its value columns and a HAVING. One piece of code
+ * (ingest/window.c) maintains them all; the API lists and renders them from
+ * the same definitions.
  *
- * Aggregate state of one group is an array of gd_slot, one per column. The
+ * A value column is an aggregate kept in a slot (COUNT, SUM, ...) over an
+ * input column or expression, or an expression over the group's keys and
+ * slots (COUNT(game_name) * 100.0 / COUNT(*)), whose slot is unused.
+ * Aggregates that only such expressions or HAVING read get hidden slots
+ * after the visible columns (nslots >= ncols).
+ *
+ * Aggregate state of one group is an array of gd_slot, one per slot. The
  * store keeps it in LMDB as a row value (the head):
- *   [ncols x 16 bytes: slot n, slot v]  fixed part, host byte order
+ *   [nslots x 16 bytes: slot n, slot v]  fixed part, host byte order
  *   [each LATEST column: u32 len (UINT32_MAX = null), bytes]
  * and, for tables with COUNT_DISTINCT columns, the sets apart, under the
  * same key in a second database:
@@ -20,64 +27,74 @@
  * sets inline after the head, and are read either way.
  *
  * Row keys: u64 big-endian window_start (sign bit flipped, so negative times
- * sort first), then each key column as u16 big-endian length + bytes. Rows of
- * one window are contiguous and windows sort by time. */
+ * sort first; 0 for a table without windows), then each key column's value
+ * as text (gd_key_text) with a u16 big-endian length. Rows of one window are
+ * contiguous and windows sort by time. */
 #ifndef GD_TABLES_H
 #define GD_TABLES_H
 
 #include "../server/intern.h"
-
-typedef enum { GD_T_STRING, GD_T_BIGINT, GD_T_INTEGER, GD_T_DOUBLE, GD_T_BOOLEAN } gd_coltype;
+#include "expr.h"
 
 typedef enum {
     GD_AGG_COUNT_STAR,     /* COUNT(*): n */
-    GD_AGG_COUNT,          /* COUNT(field): n = non-null values */
+    GD_AGG_COUNT,          /* COUNT(x): n = non-null values */
     GD_AGG_SUM_INT,        /* v.i, 0 when no value */
     GD_AGG_SUM_DBL,        /* v.d, 0 when no value */
     GD_AGG_AVG,            /* n non-null values, v.d their sum; null when n == 0 */
     GD_AGG_MAX_INT,        /* n > 0 when set, v.i */
+    GD_AGG_MIN_INT,
+    GD_AGG_MAX_DBL,        /* n > 0 when set, v.d */
+    GD_AGG_MIN_DBL,
     GD_AGG_COUNT_DISTINCT, /* n members, the set beside the slot */
     GD_AGG_LATEST,         /* latest non-null string */
-    GD_AGG_PERCENT,        /* derived: 100.0 * col[num].n / col[den].n */
+    GD_AGG_LATEST_NUM,     /* latest non-null number or boolean: n > 0 when set, v */
+    GD_AGG_EXPR,           /* expr over the keys and the other slots; no state */
 } gd_agg;
 
 typedef struct {
-    const char *name;
+    const char *name; /* NULL: a hidden slot */
     gd_agg agg;
-    gd_field field;
     gd_coltype type;
-    uint8_t num, den; /* GD_AGG_PERCENT operands (column indexes) */
+    int field;           /* the argument: an input column id; -1: arg, or none */
+    const gd_expr *arg;  /* the argument when it is an expression */
+    const gd_expr *expr; /* GD_AGG_EXPR */
+    bool pii;            /* holds email addresses (masked for keys without the pii scope) */
 } gd_coldef;
 
 typedef struct {
     const char *name;
-    gd_field field;
     gd_coltype type;
+    int field;           /* an input column id; -1: expr */
+    const gd_expr *expr;
+    bool pii;
 } gd_keydef;
 
 typedef enum { GD_TABLE_WINDOWED, GD_TABLE_GAMES, GD_TABLE_PLAYERS } gd_table_kind;
 
-enum { GD_MAX_KEYS = 2, GD_MAX_COLS = 8 };
+enum { GD_MAX_KEYS = 8, GD_MAX_COLS = 48 };
 
 typedef struct {
     const char *name;
-    gd_table_kind kind;
-    int64_t window_ms; /* 0 for the reference tables */
+    gd_table_kind kind; /* GD_TABLE_WINDOWED: an aggregation (windowed or not) */
+    unsigned slot;      /* in the catalog */
+    unsigned dbi_rows, dbi_sets; /* the store's LMDB handles (store.c) */
+    int64_t window_ms;  /* 0: not windowed (one window, start 0, for all time) */
+    int64_t grace_ms;   /* -1: the daemon's --grace */
     uint8_t nkeys;
     gd_keydef keys[GD_MAX_KEYS];
-    bool purchases_only; /* WHERE has_purchase */
-    uint8_t ncols;
+    const gd_expr *where; /* over the input record, or NULL */
+    uint8_t ncols, nslots;
     gd_coldef cols[GD_MAX_COLS];
-    int8_t having_col; /* -1: none; else the row exists only while col > having_gt */
-    int64_t having_gt;
+    const gd_expr *having; /* over keys and slots, or NULL */
 } gd_tabledef;
 
-/* All tables, reference tables first. */
-extern const gd_tabledef gd_tables[];
-extern const size_t gd_table_count;
-const gd_tabledef *gd_table_find(const char *name, size_t len);
-size_t gd_table_index(const gd_tabledef *t);
-const char *gd_coltype_name(gd_coltype t);
+static inline bool gd_table_aggregates(const gd_tabledef *t) { return t->kind == GD_TABLE_WINDOWED; }
+static inline bool gd_table_windowed(const gd_tabledef *t) { return t->kind == GD_TABLE_WINDOWED && t->window_ms > 0; }
+/* A column by name (case-insensitive): its index, or -1. */
+int gd_table_col(const gd_tabledef *t, const char *name);
+/* Whether the key or value column called name holds email addresses. */
+bool gd_pii_column_of(const gd_tabledef *t, const char *name);
 
 typedef struct {
     int64_t n;
@@ -91,9 +108,10 @@ typedef struct {
     } x;
 } gd_slot;
 
-/* Window arithmetic of SPEC §5. */
+/* Window arithmetic of SPEC §5; a table without windows has one, at 0. */
 static inline int64_t gd_window_start(int64_t ts, int64_t size)
 {
+    if (size <= 0) return 0;
     int64_t q = ts / size;
     if (ts % size != 0 && ts < 0) q--; /* floor for negative times */
     return q * size;
@@ -121,12 +139,50 @@ int gd_row_decode(const gd_tabledef *t, const void *p, size_t len, gd_slot *slot
 int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *slots, gd_arena *arena,
                        gd_dict *dict);
 
-/* The value of column c as a reader sees it (AVG computed, nulls applied). */
-gd_value gd_row_column(const gd_tabledef *t, const gd_slot *slots, int c);
-/* HAVING holds for this state. */
-bool gd_row_visible(const gd_tabledef *t, const gd_slot *slots);
-/* Appends the row as a JSON object: key columns, window bounds, values. */
-void gd_row_render(const gd_tabledef *t, const gd_str *keys, int64_t window_start,
-                   const gd_slot *slots, gd_buf *out);
+/* ---- aggregating ----
+ * One record's values into a group's slots: the same code for the engine's
+ * tables and a push query's transient ones. Distinct values are interned
+ * in dict once per record and input column (gd_interner caches the ids of
+ * the columns below GD_INTERN_CACHE). */
+enum { GD_INTERN_CACHE = 64 };
+typedef struct {
+    gd_dict *dict;
+    gd_buf text; /* a number's text, interned as its distinct value */
+    uint32_t id[GD_INTERN_CACHE];
+    bool have[GD_INTERN_CACHE];
+} gd_interner;
+void gd_interner_init(gd_interner *in, gd_dict *dict);
+void gd_interner_next_record(gd_interner *in);
+void gd_interner_free(gd_interner *in);
+/* Adds value v (the column's argument for this record) to slot s. */
+void gd_slot_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena, gd_interner *in);
+/* Lets go of a group's distinct sets (the ids they hold in dict). */
+void gd_slots_release(const gd_tabledef *t, gd_slot *slots, gd_dict *dict);
+
+/* A key column's value as the row key holds it (text), and back. */
+void gd_key_text(gd_value v, gd_buf *b);
+gd_value gd_key_value(gd_coltype type, gd_str text);
+
+/* The value of slot c as expressions read it (E_AGG): AVG computed, nulls
+ * applied; NULL for an expression column's unused slot. */
+gd_value gd_slot_value(const gd_coldef *c, const gd_slot *s);
+
+/* A group's row as readers see it. */
+typedef struct {
+    gd_value keys[GD_MAX_KEYS];
+    int64_t window_start, window_end;
+    gd_value aggs[GD_MAX_COLS]; /* each slot's value */
+    gd_value cols[GD_MAX_COLS]; /* the visible columns */
+} gd_row;
+/* Computes the row of a group (keys as stored); false when HAVING hides
+ * it. Strings that expressions make go to scratch. */
+bool gd_row_compute(const gd_tabledef *t, const gd_str *keys, int64_t window_start, const gd_slot *slots,
+                    gd_row *out, gd_arena *scratch);
+/* One value column of a group's row (an expression column computed). */
+gd_value gd_row_column(const gd_tabledef *t, const gd_str *keys, int64_t window_start, const gd_slot *slots, int c,
+                       gd_arena *scratch);
+/* Appends the row as a JSON object: key columns, window bounds (windowed
+ * tables), values. */
+void gd_row_render(const gd_tabledef *t, const gd_row *r, gd_buf *out);
 
 #endif

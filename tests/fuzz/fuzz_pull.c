@@ -11,10 +11,12 @@
 
 #include "../../api/routes.h"
 #include "../../ingest/window.h"
+#include "../../sql/sql.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static gd_config cfg;
+static gd_catalog cat;
 static gd_store store;
 
 /* Activity over two hours and three games, some with purchases. */
@@ -22,11 +24,15 @@ static void fill_store(void)
 {
     char dir[] = "/tmp/gamingd-fuzz-pull-XXXXXX";
     char *argv[] = {"gamingd", NULL};
-    if (!mkdtemp(dir) || gd_config_parse(&cfg, 1, argv) || gd_store_open(&store, dir, 64 << 20)) abort();
+    gd_sql_error err;
+    if (!mkdtemp(dir) || gd_config_parse(&cfg, 1, argv)) abort();
+    gd_catalog_init(&cat, cfg.grace_ms);
+    if (gd_sql_load_builtin(&cat, &err) || gd_store_open(&store, dir, 64 << 20) || gd_store_open_tables(&store, &cat))
+        abort();
     gd_refs refs;
     gd_windows win;
-    gd_refs_init(&refs);
-    gd_windows_init(&win, &cfg, GD_ALL_TABLES);
+    gd_refs_init(&refs, &cat);
+    gd_windows_init(&win, &cfg, &cat, GD_ALL_TABLES);
     gd_game g = {.game_id = gd_str_c("g1"), .game_name = gd_str_c("Neon \"Arena\""), .genre = gd_str_c("Action")};
     gd_refs_put_game(&refs, gd_str_c("g1"), &g);
     gd_player p = {.player_id = gd_str_c("p1"), .username = gd_str_c("ann"), .email = gd_str_c("ann@example.com")};
@@ -70,7 +76,7 @@ static char *run(const char *target, const char *table)
     char *next = NULL;
     if (gd_request_parse(&req, target) == GD_OK) {
         req.scopes = GD_SCOPE_READ;
-        gd_api_ctx ctx = {.cfg = &cfg, .store = &store};
+        gd_api_ctx ctx = {.cfg = &cfg, .store = &store, .cat = &cat};
         gd_reply r = {0};
         gd_route_table_rows(&ctx, &req, table, &r);
         if (r.status != 200 && r.status != 400 && r.status != 403 && r.status != 404) __builtin_trap();
@@ -87,7 +93,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!store.env) fill_store();
     if (size < 1 || size > 9000 || memchr(data, 0, size)) return 0;
-    const char *table = gd_tables[data[0] % gd_table_count].name;
+    const gd_catalog_entry *e = NULL;
+    for (unsigned i = data[0]; !e; i++) e = gd_catalog_table(&cat, i % GD_MAX_TABLES);
+    const char *table = e->name;
     char target[9300];
     snprintf(target, sizeof target, "/v1/tables/%s?%.*s", table, (int)(size - 1), (const char *)data + 1);
     char *next = run(target, table);

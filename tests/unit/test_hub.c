@@ -30,7 +30,7 @@ static int read_event(gd_hub *h, unsigned stream, uint64_t *pos, uint64_t *id, g
 static gd_hub *open_hub(uint32_t events)
 {
     gd_hub *h = NULL;
-    assert_int_equal(gd_hub_open(&h, 2, events, 60000), GD_OK);
+    assert_int_equal(gd_hub_open(&h, 2, 2, events, events, 60000), GD_OK);
     return h;
 }
 

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../ingest/window.h"
+#include "../../sql/sql.h"
 
 enum { MIN = 60000, HOUR = 60 * MIN };
 static const int64_t T0 = 1700000000000 - 1700000000000 % HOUR; /* an hour boundary */
@@ -18,11 +19,13 @@ static const int64_t T0 = 1700000000000 - 1700000000000 % HOUR; /* an hour bound
 typedef struct {
     char dir[64];
     gd_config cfg;
+    gd_catalog cat;
     gd_store store;
     gd_refs refs;
     gd_windows win;
     MDB_txn *txn;
     int64_t stream_time;
+    gd_arena scratch;
 } fixture;
 
 static int setup(void **state)
@@ -32,9 +35,12 @@ static int setup(void **state)
     if (!mkdtemp(f->dir)) return -1;
     char *argv[] = {"gamingd", NULL};
     if (gd_config_parse(&f->cfg, 1, argv)) return -1;
-    if (gd_store_open(&f->store, f->dir, 64 << 20)) return -1;
-    gd_refs_init(&f->refs);
-    gd_windows_init(&f->win, &f->cfg, GD_ALL_TABLES);
+    gd_catalog_init(&f->cat, f->cfg.grace_ms);
+    gd_sql_error err = {0};
+    if (gd_sql_load_builtin(&f->cat, &err)) return -1;
+    if (gd_store_open(&f->store, f->dir, 64 << 20) || gd_store_open_tables(&f->store, &f->cat)) return -1;
+    gd_refs_init(&f->refs, &f->cat);
+    gd_windows_init(&f->win, &f->cfg, &f->cat, GD_ALL_TABLES);
     f->stream_time = INT64_MIN;
     if (gd_store_begin_write(&f->store, &f->txn)) return -1;
     gd_game g = {.game_id = gd_str_c("g1"), .game_name = gd_str_c("Neon Arena"), .genre = gd_str_c("Action")};
@@ -54,6 +60,8 @@ static int teardown(void **state)
     gd_windows_free(&f->win);
     gd_refs_free(&f->refs);
     gd_store_close(&f->store);
+    gd_catalog_free(&f->cat);
+    gd_arena_free(&f->scratch);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
     if (system(cmd)) return -1;
@@ -98,24 +106,27 @@ static bool row(fixture *f, const char *name, int64_t window, const char *k1, co
                 gd_slot *slots)
 {
     assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
-    const gd_tabledef *t = gd_table_find(name, strlen(name));
+    const gd_tabledef *t = gd_catalog_tabledef(&f->cat, gd_str_c(name));
     gd_buf g = {0}, key = {0};
     if (k1) gd_groupkey_append(&g, gd_str_c(k1));
     if (k2) gd_groupkey_append(&g, gd_str_c(k2));
     gd_rowkey_encode(&key, window, (gd_str){g.p, (uint32_t)g.len});
-    gd_str val;
+    gd_str val, keys[GD_MAX_KEYS] = {gd_str_c(k1 ? k1 : ""), gd_str_c(k2 ? k2 : "")};
+    gd_row r;
     bool found = gd_store_row_get(&f->store, f->txn, t, (gd_str){key.p, (uint32_t)key.len}, &val) == GD_OK &&
-                 gd_row_decode(t, val.p, val.len, slots) == GD_OK && gd_row_visible(t, slots);
+                 gd_row_decode(t, val.p, val.len, slots) == GD_OK &&
+                 gd_row_compute(t, keys, window, slots, &r, &f->scratch);
     gd_buf_free(&g);
     gd_buf_free(&key);
     return found;
 }
 
-static gd_value col(const char *table, const gd_slot *slots, const char *name)
+static gd_value col(fixture *f, const char *table, const gd_slot *slots, const char *name)
 {
-    const gd_tabledef *t = gd_table_find(table, strlen(table));
+    const gd_tabledef *t = gd_catalog_tabledef(&f->cat, gd_str_c(table));
+    static const gd_str keys[GD_MAX_KEYS] = {{"k", 1}, {"k", 1}};
     for (int c = 0; c < t->ncols; c++)
-        if (!strcmp(t->cols[c].name, name)) return gd_row_column(t, slots, c);
+        if (!strcmp(t->cols[c].name, name)) return gd_row_column(t, keys, 0, slots, c, &f->scratch);
     fail_msg("no column %s", name);
     return (gd_value){0};
 }
@@ -134,11 +145,11 @@ static void hourly_stats_aggregate_and_feed_the_enriched_record(void **state)
     gd_slot s[GD_MAX_COLS];
     const char *t = "gaming_hourly_player_game_stats";
     assert_true(row(f, t, T0, "p1", "g1", s));
-    assert_int_equal(col(t, s, "total_sessions_1h").i, 3);
-    assert_int_equal(col(t, s, "total_duration_1h").i, 90);
-    assert_int_equal(col(t, s, "max_score_1h").i, 300);
-    assert_true(col(t, s, "total_purchases_1h").d == 4.5);
-    assert_int_equal(col(t, s, "unique_sessions_1h").i, 2);
+    assert_int_equal(col(f, t, s, "total_sessions_1h").i, 3);
+    assert_int_equal(col(f, t, s, "total_duration_1h").i, 90);
+    assert_int_equal(col(f, t, s, "max_score_1h").i, 300);
+    assert_true(col(f, t, s, "total_purchases_1h").d == 4.5);
+    assert_int_equal(col(f, t, s, "unique_sessions_1h").i, 2);
 }
 
 static void distinct_counts_are_exact_and_latest_keeps_last_non_null(void **state)
@@ -154,14 +165,14 @@ static void distinct_counts_are_exact_and_latest_keeps_last_non_null(void **stat
     gd_slot s[GD_MAX_COLS];
     const char *t = "gaming_active_players_5min";
     assert_true(row(f, t, T0, "g1", NULL, s));
-    assert_int_equal(col(t, s, "active_players_count").i, 3);
-    assert_int_equal(col(t, s, "total_activities").i, 4);
-    gd_value name = col(t, s, "game_name");
+    assert_int_equal(col(f, t, s, "active_players_count").i, 3);
+    assert_int_equal(col(f, t, s, "total_activities").i, 4);
+    gd_value name = col(f, t, s, "game_name");
     assert_int_equal(name.t, GD_V_STR);
     assert_true(gd_str_eq(name.s, gd_str_c("Neon Arena")));
     /* the null session is not a distinct value */
     assert_true(row(f, "gaming_hourly_player_game_stats", T0, "p3", "g1", s));
-    assert_int_equal(col("gaming_hourly_player_game_stats", s, "unique_sessions_1h").i, 0);
+    assert_int_equal(col(f, "gaming_hourly_player_game_stats", s, "unique_sessions_1h").i, 0);
 }
 
 static void purchases_only_tables_skip_records_without_purchase(void **state)
@@ -175,10 +186,10 @@ static void purchases_only_tables_skip_records_without_purchase(void **state)
     apply(f, (act){"p1", "g1", "s1", T0 + 4000, I(1), I(1), D(1.5)}, NULL);
     const char *t = "gaming_revenue_analytics";
     assert_true(row(f, t, T0, "g1", NULL, s));
-    assert_int_equal(col(t, s, "total_purchase_events").i, 2);
-    assert_true(col(t, s, "total_revenue").d == 4.0);
-    assert_true(col(t, s, "avg_purchase_value").d == 2.0);
-    assert_int_equal(col(t, s, "unique_paying_users").i, 1);
+    assert_int_equal(col(f, t, s, "total_purchase_events").i, 2);
+    assert_true(col(f, t, s, "total_revenue").d == 4.0);
+    assert_true(col(f, t, s, "avg_purchase_value").d == 2.0);
+    assert_int_equal(col(f, t, s, "unique_paying_users").i, 1);
 }
 
 static void null_group_keys_are_skipped(void **state)
@@ -191,9 +202,9 @@ static void null_group_keys_are_skipped(void **state)
     /* the data quality row counts both, and neither enrichment of gx */
     const char *t = "gaming_data_quality_5min";
     assert_true(row(f, t, T0, NULL, NULL, s));
-    assert_int_equal(col(t, s, "total_records").i, 2);
-    assert_int_equal(col(t, s, "records_with_game_name").i, 1);
-    assert_true(col(t, s, "game_enrichment_rate").d == 50.0);
+    assert_int_equal(col(f, t, s, "total_records").i, 2);
+    assert_int_equal(col(f, t, s, "records_with_game_name").i, 1);
+    assert_true(col(f, t, s, "game_enrichment_rate").d == 50.0);
 }
 
 static void late_records_update_nothing_and_carry_figures_as_they_stand(void **state)
@@ -211,7 +222,7 @@ static void late_records_update_nothing_and_carry_figures_as_they_stand(void **s
     assert_true(e.avg_score_1h.v == 10.0);
     gd_slot s[GD_MAX_COLS];
     assert_true(row(f, "gaming_hourly_player_game_stats", T0, "p1", "g1", s));
-    assert_int_equal(col("gaming_hourly_player_game_stats", s, "total_sessions_1h").i, 1);
+    assert_int_equal(col(f, "gaming_hourly_player_game_stats", s, "total_sessions_1h").i, 1);
     /* a late record for a group that never existed carries nulls */
     e = apply(f, (act){"p9", "g1", "s1", T0 + 2000, I(50), I(1), {0}}, &late);
     assert_true(late);
@@ -249,11 +260,11 @@ static void windows_that_left_memory_are_read_back(void **state)
     gd_slot s[GD_MAX_COLS];
     const char *t = "gaming_hourly_player_game_stats";
     assert_true(row(f, t, T0, "p1", "g1", s));
-    assert_int_equal(col(t, s, "total_sessions_1h").i, 2);
-    assert_int_equal(col(t, s, "unique_sessions_1h").i, 2); /* s1 from the store, s9 */
+    assert_int_equal(col(f, t, s, "total_sessions_1h").i, 2);
+    assert_int_equal(col(f, t, s, "unique_sessions_1h").i, 2); /* s1 from the store, s9 */
     assert_true(row(f, "gaming_active_players_5min", T0, "g1", NULL, s));
-    assert_int_equal(col("gaming_active_players_5min", s, "total_activities").i, 3);
-    assert_int_equal(col("gaming_active_players_5min", s, "active_players_count").i, 2);
+    assert_int_equal(col(f, "gaming_active_players_5min", s, "total_activities").i, 3);
+    assert_int_equal(col(f, "gaming_active_players_5min", s, "active_players_count").i, 2);
 }
 
 int main(void)

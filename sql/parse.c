@@ -1,0 +1,870 @@
+/* parse.c -- the grammar of gamingd's SQL, by recursive descent.
+ *
+ * The grammar, all of it (keywords in capitals are case-insensitive; [x]
+ * optional, {x} repeated, a | b alternatives):
+ *
+ *   script     = statement {';' statement} [';']
+ *   statement  = query
+ *              | CREATE (TABLE|STREAM) [IF NOT EXISTS] name [with] AS query
+ *              | CREATE (TABLE|STREAM) [IF NOT EXISTS] name '(' coldecl {',' coldecl} ')' [with]
+ *              | DROP (TABLE|STREAM) [IF EXISTS] name [DELETE TOPIC]
+ *              | (SHOW|LIST) (STREAMS|TABLES|QUERIES|PROPERTIES) [EXTENDED]
+ *              | DESCRIBE [EXTENDED] name
+ *              | TERMINATE (name | ALL)
+ *   with       = WITH '(' name '=' literal {',' name '=' literal} ')'
+ *   coldecl    = name type [PRIMARY KEY | KEY]
+ *   type       = STRING | VARCHAR | INT | INTEGER | BIGINT | DOUBLE | BOOLEAN
+ *   query      = SELECT item {',' item} FROM name [[AS] name] {clause}
+ *   clause     = WINDOW TUMBLING '(' SIZE duration [',' GRACE PERIOD duration] ')'
+ *              | WHERE expr | GROUP BY expr {',' expr} | HAVING expr
+ *              | EMIT (CHANGES|FINAL) | ORDER BY expr [ASC|DESC] {',' ...} | LIMIT integer
+ *                (each at most once, in any order: ksqlDB puts WINDOW before
+ *                WHERE, the data product's README the other way round)
+ *   duration   = integer (MILLISECOND|SECOND|MINUTE|HOUR|DAY)[S]
+ *   item       = '*' | name '.' '*' | expr [[AS] name]
+ *   expr       = and {OR and}
+ *   and        = not {AND not}
+ *   not        = NOT not | predicate
+ *   predicate  = sum [ cmp sum | [NOT] BETWEEN sum AND sum | [NOT] IN '(' expr {',' expr} ')'
+ *                    | [NOT] LIKE sum | IS [NOT] NULL ]
+ *   cmp        = '=' | '!=' | '<>' | '<' | '<=' | '>' | '>='
+ *   sum        = product {('+'|'-'|'||') product}
+ *   product    = unary {('*'|'/'|'%') unary}
+ *   unary      = ('-'|'+') unary | primary
+ *   primary    = literal | '(' expr ')' | CASE [expr] WHEN expr THEN expr {WHEN ...} [ELSE expr] END
+ *              | CAST '(' expr AS type ')' | name '(' [DISTINCT] ['*' | expr {',' expr}] ')'
+ *              | name ['.' name]
+ *   literal    = integer | decimal | 'string' | TRUE | FALSE | NULL
+ *
+ * What ksqlDB has and gamingd does not (joins, other windows, PARTITION BY,
+ * INSERT, PRINT, ...) is recognised where it starts and refused by name.
+ * The parser builds gd_expr trees with names unbound; plan.c binds them. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sql.h"
+
+typedef struct {
+    gd_lexer lx;
+    gd_token tok;  /* the current token */
+    gd_token prev; /* the one before */
+    gd_arena *arena;
+    gd_sql_error *err;
+    bool failed;
+} parser;
+
+int gd_sql_fail(gd_sql_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    err->code = code;
+    if (!err->http_status) err->http_status = code / 100;
+    return GD_ERR;
+}
+
+int gd_sql_fail_at(gd_sql_error *err, uint32_t line, uint32_t col, const char *fmt, va_list ap)
+{
+    char msg[420];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (line) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "line %u:%u: %s", line, col, msg);
+    return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "%s", msg);
+}
+
+static void next(parser *p)
+{
+    p->prev = p->tok;
+    p->tok = gd_lexer_next(&p->lx);
+}
+
+/* Records the first error, at the current token. */
+static void fail_at(parser *p, const gd_token *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail_at(parser *p, const gd_token *t, const char *fmt, ...)
+{
+    if (p->failed) return;
+    p->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    gd_sql_fail_at(p->err, t->line, t->col, fmt, ap);
+    va_end(ap);
+}
+
+/* "'text'" of a token for messages. */
+static const char *shown(const gd_token *t, char *buf, size_t n)
+{
+    if (t->type == GD_TK_EOF) return "end of input";
+    if (t->type == GD_TK_ERROR) return "an invalid token";
+    snprintf(buf, n, "'%.*s'", (int)(t->text.len > 40 ? 40 : t->text.len), t->text.p);
+    return buf;
+}
+
+static void syntax_error(parser *p, const char *expected)
+{
+    char buf[64];
+    if (p->tok.type == GD_TK_ERROR) fail_at(p, &p->tok, "%.*s", (int)p->tok.text.len, p->tok.text.p);
+    else fail_at(p, &p->tok, "syntax error at %s: expected %s", shown(&p->tok, buf, sizeof buf), expected);
+}
+
+static bool is_kw(const gd_token *t, const char *kw)
+{
+    return t->type == GD_TK_IDENT && strlen(kw) == t->text.len && !strncasecmp(t->text.p, kw, t->text.len);
+}
+
+static bool accept_kw(parser *p, const char *kw)
+{
+    if (!is_kw(&p->tok, kw)) return false;
+    next(p);
+    return true;
+}
+
+static bool expect_kw(parser *p, const char *kw)
+{
+    if (accept_kw(p, kw)) return true;
+    syntax_error(p, kw);
+    return false;
+}
+
+static bool is_sym(const gd_token *t, const char *sym)
+{
+    return t->type == GD_TK_SYMBOL && strlen(sym) == t->text.len && !memcmp(t->text.p, sym, t->text.len);
+}
+
+static bool accept_sym(parser *p, const char *sym)
+{
+    if (!is_sym(&p->tok, sym)) return false;
+    next(p);
+    return true;
+}
+
+static bool expect_sym(parser *p, const char *sym)
+{
+    if (accept_sym(p, sym)) return true;
+    char want[8];
+    snprintf(want, sizeof want, "'%s'", sym);
+    syntax_error(p, want);
+    return false;
+}
+
+/* Words that cannot be names without quotes. */
+static bool reserved(const gd_token *t)
+{
+    static const char *const words[] = {
+        "SELECT", "FROM", "WHERE", "GROUP", "BY",   "HAVING", "WINDOW", "EMIT",  "LIMIT", "ORDER",   "AND",
+        "OR",     "NOT",  "IS",    "NULL",  "IN",   "BETWEEN", "LIKE",  "CASE",  "WHEN",  "THEN",    "ELSE",
+        "END",    "CAST", "AS",    "TRUE",  "FALSE", "JOIN",  "ON",     "LEFT",  "RIGHT", "INNER",   "FULL",
+        "OUTER",  "PARTITION", "WITHIN", "ASC", "DESC"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (is_kw(t, words[i])) return true;
+    return false;
+}
+
+static bool is_name(const gd_token *t) { return t->type == GD_TK_QIDENT || (t->type == GD_TK_IDENT && !reserved(t)); }
+
+static bool name(parser *p, gd_str *out, const char *what)
+{
+    if (!is_name(&p->tok)) {
+        syntax_error(p, what);
+        return false;
+    }
+    *out = p->tok.text;
+    next(p);
+    return true;
+}
+
+static gd_expr *node(parser *p, gd_expr_op op, int nargs, const gd_token *at)
+{
+    gd_expr *e = gd_arena_alloc(p->arena, sizeof *e);
+    memset(e, 0, sizeof *e);
+    e->op = op;
+    e->nargs = (uint16_t)nargs;
+    e->args = nargs ? gd_arena_alloc(p->arena, sizeof(gd_expr *) * (size_t)nargs) : NULL;
+    e->line = at->line;
+    e->col = at->col;
+    e->index = -1;
+    return e;
+}
+
+/* Room for element n of an arena array of `size`-byte elements: *arr is
+ * moved to a twice larger one when full (the old one stays in the arena). */
+static void *grow(gd_arena *arena, void *arr, int n, int *cap, size_t size)
+{
+    if (n < *cap) return arr;
+    int bigger = *cap ? *cap * 2 : 4;
+    void *more = gd_arena_alloc(arena, size * (size_t)bigger);
+    if (n) memcpy(more, arr, size * (size_t)n);
+    *cap = bigger;
+    return more;
+}
+
+/* A growable array of expressions in the arena. */
+typedef struct {
+    gd_expr **v;
+    int n, cap;
+} expr_list;
+
+static void list_push(parser *p, expr_list *l, gd_expr *e)
+{
+    l->v = grow(p->arena, l->v, l->n, &l->cap, sizeof *l->v);
+    l->v[l->n++] = e;
+}
+
+static gd_expr *from_list(parser *p, gd_expr_op op, const expr_list *l, const gd_token *at)
+{
+    gd_expr *e = node(p, op, l->n, at);
+    if (l->n) memcpy(e->args, l->v, sizeof *l->v * (size_t)l->n);
+    return e;
+}
+
+static gd_expr *expr(parser *p);
+
+/* ---- types and literals ---- */
+
+static bool type_name(parser *p, gd_coltype *out)
+{
+    static const struct {
+        const char *name;
+        gd_coltype type;
+    } types[] = {{"STRING", GD_T_STRING},   {"VARCHAR", GD_T_STRING}, {"INT", GD_T_INTEGER},
+                 {"INTEGER", GD_T_INTEGER}, {"BIGINT", GD_T_BIGINT},  {"DOUBLE", GD_T_DOUBLE},
+                 {"BOOLEAN", GD_T_BOOLEAN}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (accept_kw(p, types[i].name)) {
+            *out = types[i].type;
+            return true;
+        }
+    if (p->tok.type == GD_TK_IDENT)
+        fail_at(p, &p->tok, "type %.*s is not supported (STRING, INTEGER, BIGINT, DOUBLE, BOOLEAN are)",
+                (int)p->tok.text.len, p->tok.text.p);
+    else syntax_error(p, "a type");
+    return false;
+}
+
+static gd_expr *literal(parser *p)
+{
+    gd_token t = p->tok;
+    gd_expr *e = node(p, GD_E_LIT, 0, &t);
+    char buf[64];
+    if (t.type == GD_TK_INTEGER) {
+        int64_t v;
+        snprintf(buf, sizeof buf, "%.*s", (int)(t.text.len < 63 ? t.text.len : 63), t.text.p);
+        if (t.text.len > 19 || gd_parse_int(buf, strlen(buf), 0, INT64_MAX, &v)) {
+            fail_at(p, &t, "number %s is out of range", shown(&t, buf, sizeof buf));
+            return NULL;
+        }
+        e->lit = (gd_value){.t = GD_V_INT, .i = v};
+        e->type = v <= INT32_MAX ? GD_T_INTEGER : GD_T_BIGINT;
+    } else if (t.type == GD_TK_DECIMAL) {
+        snprintf(buf, sizeof buf, "%.*s", (int)(t.text.len < 63 ? t.text.len : 63), t.text.p);
+        e->lit = (gd_value){.t = GD_V_DBL, .d = strtod(buf, NULL)};
+        e->type = GD_T_DOUBLE;
+    } else if (t.type == GD_TK_STRING) {
+        e->lit = (gd_value){.t = GD_V_STR, .s = t.text};
+        e->type = GD_T_STRING;
+    } else if (is_kw(&t, "TRUE") || is_kw(&t, "FALSE")) {
+        e->lit = (gd_value){.t = GD_V_BOOL, .i = is_kw(&t, "TRUE")};
+        e->type = GD_T_BOOLEAN;
+    } else if (is_kw(&t, "NULL")) {
+        e->lit = (gd_value){.t = GD_V_NULL};
+        e->type = GD_T_NULL;
+    } else return NULL;
+    next(p);
+    return e;
+}
+
+/* ---- expressions ---- */
+
+static gd_expr *case_expr(parser *p, const gd_token *at)
+{
+    expr_list l = {0};
+    gd_expr *operand = NULL;
+    if (!is_kw(&p->tok, "WHEN")) operand = expr(p); /* CASE x WHEN v THEN ...: x = v */
+    while (!p->failed && accept_kw(p, "WHEN")) {
+        gd_token when_at = p->prev;
+        gd_expr *cond = expr(p);
+        if (!cond || !expect_kw(p, "THEN")) return NULL;
+        if (operand) {
+            gd_expr *eq = node(p, GD_E_EQ, 2, &when_at);
+            eq->args[0] = operand;
+            eq->args[1] = cond;
+            cond = eq;
+        }
+        list_push(p, &l, cond);
+        gd_expr *then = expr(p);
+        if (!then) return NULL;
+        list_push(p, &l, then);
+    }
+    if (!l.n) {
+        syntax_error(p, "WHEN");
+        return NULL;
+    }
+    bool has_else = accept_kw(p, "ELSE");
+    if (has_else) {
+        gd_expr *e = expr(p);
+        if (!e) return NULL;
+        list_push(p, &l, e);
+    }
+    if (!expect_kw(p, "END")) return NULL;
+    gd_expr *e = from_list(p, GD_E_CASE, &l, at);
+    e->has_else = has_else;
+    return e;
+}
+
+static gd_expr *call_expr(parser *p, gd_token fn)
+{
+    gd_expr *e = node(p, GD_E_CALL, 0, &fn);
+    e->name = fn.text;
+    if (accept_kw(p, "DISTINCT")) e->distinct = true;
+    expr_list l = {0};
+    if (accept_sym(p, "*")) e->star = true;
+    else if (!is_sym(&p->tok, ")")) {
+        do {
+            gd_expr *a = expr(p);
+            if (!a) return NULL;
+            list_push(p, &l, a);
+        } while (accept_sym(p, ","));
+    }
+    if (!expect_sym(p, ")")) return NULL;
+    e->nargs = (uint16_t)l.n;
+    e->args = l.v;
+    return e;
+}
+
+static gd_expr *primary(parser *p)
+{
+    gd_token t = p->tok;
+    gd_expr *lit = literal(p);
+    if (lit || p->failed) return lit;
+    if (accept_sym(p, "(")) {
+        gd_expr *e = expr(p);
+        return e && expect_sym(p, ")") ? e : NULL;
+    }
+    if (accept_kw(p, "CASE")) return case_expr(p, &t);
+    if (accept_kw(p, "CAST")) {
+        gd_expr *e = node(p, GD_E_CAST, 1, &t);
+        if (!expect_sym(p, "(") || !(e->args[0] = expr(p)) || !expect_kw(p, "AS") || !type_name(p, &e->type) ||
+            !expect_sym(p, ")"))
+            return NULL;
+        return e;
+    }
+    if (is_name(&t)) {
+        next(p);
+        if (t.type == GD_TK_IDENT && accept_sym(p, "(")) return call_expr(p, t);
+        gd_expr *e = node(p, GD_E_NAME, 0, &t);
+        e->name = t.text;
+        if (accept_sym(p, ".")) { /* alias.column */
+            e->qualifier = t.text;
+            gd_token c = p->tok;
+            if (!name(p, &e->name, "a column name")) return NULL;
+            e->line = c.line;
+            e->col = c.col;
+        }
+        return e;
+    }
+    syntax_error(p, "an expression");
+    return NULL;
+}
+
+static gd_expr *unary(parser *p)
+{
+    gd_token t = p->tok;
+    if (accept_sym(p, "-")) {
+        gd_expr *a = unary(p);
+        if (!a) return NULL;
+        if (a->op == GD_E_LIT && a->lit.t == GD_V_INT) { /* -2147483648 stays an INTEGER */
+            a->lit.i = -a->lit.i;
+            a->type = a->lit.i >= INT32_MIN ? GD_T_INTEGER : GD_T_BIGINT;
+            return a;
+        }
+        if (a->op == GD_E_LIT && a->lit.t == GD_V_DBL) {
+            a->lit.d = -a->lit.d;
+            return a;
+        }
+        gd_expr *e = node(p, GD_E_NEG, 1, &t);
+        e->args[0] = a;
+        return e;
+    }
+    if (accept_sym(p, "+")) return unary(p);
+    return primary(p);
+}
+
+static gd_expr *binary(parser *p, gd_expr_op op, gd_expr *l, gd_expr *r, const gd_token *at)
+{
+    if (!l || !r) return NULL;
+    gd_expr *e = node(p, op, 2, at);
+    e->args[0] = l;
+    e->args[1] = r;
+    return e;
+}
+
+static gd_expr *product(parser *p)
+{
+    gd_expr *e = unary(p);
+    while (e) {
+        gd_token t = p->tok;
+        gd_expr_op op = accept_sym(p, "*") ? GD_E_MUL : accept_sym(p, "/") ? GD_E_DIV : accept_sym(p, "%") ? GD_E_MOD : GD_E_LIT;
+        if (op == GD_E_LIT) break;
+        e = binary(p, op, e, unary(p), &t);
+    }
+    return e;
+}
+
+static gd_expr *sum(parser *p)
+{
+    gd_expr *e = product(p);
+    while (e) {
+        gd_token t = p->tok;
+        gd_expr_op op = accept_sym(p, "+") || accept_sym(p, "||") ? GD_E_ADD : accept_sym(p, "-") ? GD_E_SUB : GD_E_LIT;
+        if (op == GD_E_LIT) break;
+        e = binary(p, op, e, product(p), &t);
+    }
+    return e;
+}
+
+static gd_expr *predicate(parser *p)
+{
+    gd_expr *e = sum(p);
+    if (!e) return NULL;
+    gd_token t = p->tok;
+    static const struct {
+        const char *sym;
+        gd_expr_op op;
+    } cmps[] = {{"=", GD_E_EQ}, {"!=", GD_E_NE}, {"<>", GD_E_NE}, {"<", GD_E_LT},
+                {"<=", GD_E_LE}, {">", GD_E_GT}, {">=", GD_E_GE}};
+    for (size_t i = 0; i < sizeof cmps / sizeof cmps[0]; i++)
+        if (accept_sym(p, cmps[i].sym)) return binary(p, cmps[i].op, e, sum(p), &t);
+    if (accept_kw(p, "IS")) {
+        gd_expr *n = node(p, GD_E_IS_NULL, 1, &t);
+        n->negated = accept_kw(p, "NOT");
+        n->args[0] = e;
+        return expect_kw(p, "NULL") ? n : NULL;
+    }
+    bool negated = accept_kw(p, "NOT");
+    if (accept_kw(p, "BETWEEN")) {
+        gd_expr *n = node(p, GD_E_BETWEEN, 3, &t);
+        n->negated = negated;
+        n->args[0] = e;
+        if (!(n->args[1] = sum(p)) || !expect_kw(p, "AND") || !(n->args[2] = sum(p))) return NULL;
+        return n;
+    }
+    if (accept_kw(p, "IN")) {
+        expr_list l = {0};
+        list_push(p, &l, e);
+        if (!expect_sym(p, "(")) return NULL;
+        do {
+            gd_expr *v = expr(p);
+            if (!v) return NULL;
+            list_push(p, &l, v);
+        } while (accept_sym(p, ","));
+        if (!expect_sym(p, ")")) return NULL;
+        gd_expr *n = from_list(p, GD_E_IN, &l, &t);
+        n->negated = negated;
+        return n;
+    }
+    if (accept_kw(p, "LIKE")) {
+        gd_expr *n = binary(p, GD_E_LIKE, e, sum(p), &t);
+        if (n) n->negated = negated;
+        return n;
+    }
+    if (negated) {
+        syntax_error(p, "BETWEEN, IN or LIKE");
+        return NULL;
+    }
+    return e;
+}
+
+static gd_expr *not_expr(parser *p)
+{
+    gd_token t = p->tok;
+    if (accept_kw(p, "NOT")) {
+        gd_expr *a = not_expr(p);
+        if (!a) return NULL;
+        gd_expr *e = node(p, GD_E_NOT, 1, &t);
+        e->args[0] = a;
+        return e;
+    }
+    return predicate(p);
+}
+
+static gd_expr *and_expr(parser *p)
+{
+    gd_expr *e = not_expr(p);
+    while (e) {
+        gd_token t = p->tok;
+        if (!accept_kw(p, "AND")) break;
+        e = binary(p, GD_E_AND, e, not_expr(p), &t);
+    }
+    return e;
+}
+
+static gd_expr *expr(parser *p)
+{
+    if (p->failed) return NULL;
+    gd_expr *e = and_expr(p);
+    while (e) {
+        gd_token t = p->tok;
+        if (!accept_kw(p, "OR")) break;
+        e = binary(p, GD_E_OR, e, and_expr(p), &t);
+    }
+    return e;
+}
+
+/* ---- queries ---- */
+
+static bool duration(parser *p, int64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"MILLISECOND", 1}, {"SECOND", 1000}, {"MINUTE", 60000}, {"HOUR", 3600000}, {"DAY", 86400000}};
+    gd_token t = p->tok;
+    if (t.type != GD_TK_INTEGER) {
+        syntax_error(p, "a whole number");
+        return false;
+    }
+    gd_expr *n = literal(p);
+    if (!n) return false;
+    gd_token u = p->tok;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        size_t len = strlen(units[i].unit);
+        if (u.type == GD_TK_IDENT && (u.text.len == len || (u.text.len == len + 1 && (u.text.p[len] | 32) == 's')) &&
+            !strncasecmp(u.text.p, units[i].unit, len)) {
+            next(p);
+            if (n->lit.i > GD_MAX_TIMESTAMP / units[i].ms || n->lit.i == 0) {
+                fail_at(p, &t, "a window duration must be positive and at most 9999 years");
+                return false;
+            }
+            *ms = n->lit.i * units[i].ms;
+            return true;
+        }
+    }
+    syntax_error(p, "a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)");
+    return false;
+}
+
+static bool window_clause(parser *p, gd_sql_select *q)
+{
+    if (is_kw(&p->tok, "HOPPING") || is_kw(&p->tok, "SESSION")) {
+        fail_at(p, &p->tok, "%.*s windows are not supported: gamingd keeps TUMBLING windows", (int)p->tok.text.len,
+                p->tok.text.p);
+        return false;
+    }
+    if (!expect_kw(p, "TUMBLING") || !expect_sym(p, "(") || !expect_kw(p, "SIZE") || !duration(p, &q->window_ms))
+        return false;
+    q->windowed = true;
+    while (accept_sym(p, ",")) {
+        if (accept_kw(p, "GRACE")) {
+            if (!expect_kw(p, "PERIOD") || !duration(p, &q->grace_ms)) return false;
+        } else if (is_kw(&p->tok, "RETENTION")) {
+            fail_at(p, &p->tok, "RETENTION is not supported: every table keeps its windows for --retention");
+            return false;
+        } else {
+            syntax_error(p, "GRACE PERIOD");
+            return false;
+        }
+    }
+    return expect_sym(p, ")");
+}
+
+static bool select_items(parser *p, gd_sql_select *q)
+{
+    int cap = 0;
+    do {
+        q->items = grow(p->arena, q->items, q->nitems, &cap, sizeof *q->items);
+        gd_sql_item *it = &q->items[q->nitems++];
+        memset(it, 0, sizeof *it);
+        gd_token t = p->tok;
+        if (accept_sym(p, "*")) {
+            it->expr = node(p, GD_E_STAR, 0, &t);
+            continue;
+        }
+        if (is_name(&t)) { /* alias.* */
+            gd_lexer save = p->lx;
+            gd_token save_tok = p->tok, save_prev = p->prev;
+            next(p);
+            if (accept_sym(p, ".") && accept_sym(p, "*")) {
+                it->expr = node(p, GD_E_STAR, 0, &t);
+                it->expr->qualifier = t.text;
+                continue;
+            }
+            p->lx = save;
+            p->tok = save_tok;
+            p->prev = save_prev;
+        }
+        if (!(it->expr = expr(p))) return false;
+        if (accept_kw(p, "AS")) {
+            if (!name(p, &it->alias, "a column alias")) return false;
+        } else if (is_name(&p->tok) && !is_kw(&p->tok, "FROM")) {
+            it->alias = p->tok.text;
+            next(p);
+        }
+    } while (accept_sym(p, ","));
+    return true;
+}
+
+static bool expr_list_clause(parser *p, gd_expr ***out, int *n)
+{
+    expr_list l = {0};
+    do {
+        gd_expr *e = expr(p);
+        if (!e) return false;
+        list_push(p, &l, e);
+    } while (accept_sym(p, ","));
+    *out = l.v;
+    *n = l.n;
+    return true;
+}
+
+static bool order_clause(parser *p, gd_sql_select *q)
+{
+    int cap = 0;
+    do {
+        q->order = grow(p->arena, q->order, q->norder, &cap, sizeof *q->order);
+        gd_sql_order *o = &q->order[q->norder++];
+        if (!(o->expr = expr(p))) return false;
+        o->desc = accept_kw(p, "DESC");
+        if (!o->desc) accept_kw(p, "ASC");
+    } while (accept_sym(p, ","));
+    return true;
+}
+
+/* A clause keyword seen twice. */
+static bool once(parser *p, bool *seen, const gd_token *at)
+{
+    if (*seen) {
+        fail_at(p, at, "%.*s is given twice", (int)at->text.len, at->text.p);
+        return false;
+    }
+    return *seen = true;
+}
+
+static bool clauses(parser *p, gd_sql_select *q)
+{
+    bool window = false, where = false, group = false, having = false, emit = false, order = false, limit = false;
+    for (;;) {
+        gd_token t = p->tok;
+        if (accept_kw(p, "WINDOW")) {
+            if (!once(p, &window, &t) || !window_clause(p, q)) return false;
+        } else if (accept_kw(p, "WHERE")) {
+            if (!once(p, &where, &t) || !(q->where = expr(p))) return false;
+        } else if (accept_kw(p, "GROUP")) {
+            if (!once(p, &group, &t) || !expect_kw(p, "BY") || !expr_list_clause(p, &q->group_by, &q->ngroup))
+                return false;
+        } else if (accept_kw(p, "HAVING")) {
+            if (!once(p, &having, &t) || !(q->having = expr(p))) return false;
+        } else if (accept_kw(p, "EMIT")) {
+            if (!once(p, &emit, &t)) return false;
+            if (accept_kw(p, "CHANGES")) q->emit = GD_EMIT_CHANGES;
+            else if (accept_kw(p, "FINAL")) q->emit = GD_EMIT_FINAL;
+            else {
+                syntax_error(p, "CHANGES or FINAL");
+                return false;
+            }
+        } else if (accept_kw(p, "ORDER")) {
+            if (!once(p, &order, &t) || !expect_kw(p, "BY") || !order_clause(p, q)) return false;
+        } else if (accept_kw(p, "LIMIT")) {
+            if (!once(p, &limit, &t)) return false;
+            gd_token n = p->tok;
+            if (n.type != GD_TK_INTEGER) {
+                syntax_error(p, "a whole number");
+                return false;
+            }
+            gd_expr *v = literal(p);
+            if (!v) return false;
+            q->limit = v->lit.i;
+        } else if (accept_kw(p, "PARTITION")) {
+            fail_at(p, &t, "PARTITION BY is not supported");
+            return false;
+        } else return true;
+    }
+}
+
+static bool query(parser *p, gd_sql_select *q)
+{
+    q->limit = -1;
+    q->grace_ms = -1;
+    if (!expect_kw(p, "SELECT") || !select_items(p, q) || !expect_kw(p, "FROM")) return false;
+    q->from_line = p->tok.line;
+    q->from_col = p->tok.col;
+    if (!name(p, &q->from, "a stream or table name")) return false;
+    if (accept_kw(p, "AS")) {
+        if (!name(p, &q->from_alias, "an alias")) return false;
+    } else if (is_name(&p->tok) && !is_kw(&p->tok, "EMIT") && !is_kw(&p->tok, "LIMIT")) {
+        q->from_alias = p->tok.text;
+        next(p);
+    }
+    static const char *const joins[] = {"JOIN", "LEFT", "RIGHT", "INNER", "FULL", "OUTER"};
+    for (size_t i = 0; i < sizeof joins / sizeof joins[0]; i++)
+        if (is_kw(&p->tok, joins[i])) {
+            fail_at(p, &p->tok, "JOIN is not supported: a gamingd query reads one stream or table (the enriched "
+                                "stream already holds the joined game and player fields)");
+            return false;
+        }
+    if (is_sym(&p->tok, ",")) {
+        fail_at(p, &p->tok, "a second source in FROM is not supported: a query reads one stream or table");
+        return false;
+    }
+    return clauses(p, q);
+}
+
+/* ---- statements ---- */
+
+static bool with_clause(parser *p, gd_sql_stmt *st)
+{
+    if (!accept_kw(p, "WITH")) return true;
+    if (!expect_sym(p, "(")) return false;
+    int cap = 8;
+    st->props = gd_arena_alloc(p->arena, sizeof *st->props * (size_t)cap);
+    do {
+        if (st->nprops == cap) {
+            fail_at(p, &p->tok, "too many properties");
+            return false;
+        }
+        gd_sql_prop *pr = &st->props[st->nprops++];
+        if (!name(p, &pr->name, "a property name") || !expect_sym(p, "=")) return false;
+        if (p->tok.type != GD_TK_STRING && p->tok.type != GD_TK_INTEGER && p->tok.type != GD_TK_IDENT) {
+            syntax_error(p, "a property value");
+            return false;
+        }
+        pr->value = p->tok.text;
+        next(p);
+    } while (accept_sym(p, ","));
+    return expect_sym(p, ")");
+}
+
+static bool column_decls(parser *p, gd_sql_stmt *st)
+{
+    int cap = 0;
+    do {
+        st->cols = grow(p->arena, st->cols, st->ncols, &cap, sizeof *st->cols);
+        gd_sql_coldecl *c = &st->cols[st->ncols++];
+        memset(c, 0, sizeof *c);
+        if (!name(p, &c->name, "a column name") || !type_name(p, &c->type)) return false;
+        if (accept_kw(p, "PRIMARY")) {
+            if (!expect_kw(p, "KEY")) return false;
+            c->key = true;
+        } else if (accept_kw(p, "KEY")) c->key = true;
+    } while (accept_sym(p, ","));
+    return expect_sym(p, ")");
+}
+
+static bool create(parser *p, gd_sql_stmt *st)
+{
+    if (accept_kw(p, "OR")) {
+        fail_at(p, &p->prev, "CREATE OR REPLACE is not supported: DROP the table or stream, then CREATE it");
+        return false;
+    }
+    if (accept_kw(p, "TABLE")) st->is_table = true;
+    else if (!accept_kw(p, "STREAM")) {
+        if (p->tok.type == GD_TK_IDENT)
+            fail_at(p, &p->tok, "CREATE %.*s is not supported (CREATE TABLE and CREATE STREAM are)",
+                    (int)p->tok.text.len, p->tok.text.p);
+        else syntax_error(p, "TABLE or STREAM");
+        return false;
+    }
+    if (accept_kw(p, "IF")) {
+        if (!expect_kw(p, "NOT") || !expect_kw(p, "EXISTS")) return false;
+        st->if_not_exists = true;
+    }
+    if (!name(p, &st->name, "a name")) return false;
+    if (accept_sym(p, "(")) {
+        st->kind = GD_SQL_CREATE_SOURCE;
+        return column_decls(p, st) && with_clause(p, st);
+    }
+    st->kind = GD_SQL_CREATE_AS;
+    return with_clause(p, st) && expect_kw(p, "AS") && query(p, &st->select);
+}
+
+static bool statement(parser *p, gd_sql_stmt *st)
+{
+    gd_token t = p->tok;
+    if (is_kw(&t, "SELECT")) {
+        st->kind = GD_SQL_SELECT;
+        return query(p, &st->select);
+    }
+    if (accept_kw(p, "CREATE")) return create(p, st);
+    if (accept_kw(p, "DROP")) {
+        st->kind = GD_SQL_DROP;
+        if (accept_kw(p, "TABLE")) st->is_table = true;
+        else if (!accept_kw(p, "STREAM")) {
+            syntax_error(p, "TABLE or STREAM");
+            return false;
+        }
+        if (accept_kw(p, "IF")) {
+            if (!expect_kw(p, "EXISTS")) return false;
+            st->if_exists = true;
+        }
+        if (!name(p, &st->name, "a name")) return false;
+        if (accept_kw(p, "DELETE") && !expect_kw(p, "TOPIC")) return false;
+        return true;
+    }
+    if (accept_kw(p, "SHOW") || accept_kw(p, "LIST")) {
+        st->kind = GD_SQL_SHOW;
+        if (accept_kw(p, "STREAMS")) st->show = GD_SHOW_STREAMS;
+        else if (accept_kw(p, "TABLES")) st->show = GD_SHOW_TABLES, st->is_table = true;
+        else if (accept_kw(p, "QUERIES")) st->show = GD_SHOW_QUERIES;
+        else if (accept_kw(p, "PROPERTIES")) st->show = GD_SHOW_PROPERTIES;
+        else {
+            if (p->tok.type == GD_TK_IDENT)
+                fail_at(p, &p->tok, "SHOW %.*s is not supported (STREAMS, TABLES, QUERIES, PROPERTIES are)",
+                        (int)p->tok.text.len, p->tok.text.p);
+            else syntax_error(p, "STREAMS, TABLES, QUERIES or PROPERTIES");
+            return false;
+        }
+        st->extended = accept_kw(p, "EXTENDED");
+        return true;
+    }
+    if (accept_kw(p, "DESCRIBE")) {
+        st->kind = GD_SQL_DESCRIBE;
+        st->extended = accept_kw(p, "EXTENDED");
+        if (is_kw(&p->tok, "FUNCTION") || is_kw(&p->tok, "CONNECTOR")) {
+            fail_at(p, &p->tok, "DESCRIBE %.*s is not supported", (int)p->tok.text.len, p->tok.text.p);
+            return false;
+        }
+        return name(p, &st->name, "a stream or table name");
+    }
+    if (accept_kw(p, "TERMINATE")) {
+        st->kind = GD_SQL_TERMINATE;
+        if (accept_kw(p, "ALL")) {
+            st->all = true;
+            return true;
+        }
+        return name(p, &st->name, "a query id");
+    }
+    if (t.type == GD_TK_IDENT) {
+        fail_at(p, &t, "'%.*s' statements are not supported by gamingd (SELECT, CREATE ... AS SELECT, DROP, SHOW, "
+                       "LIST, DESCRIBE and TERMINATE are)",
+                (int)t.text.len, t.text.p);
+        return false;
+    }
+    syntax_error(p, "a statement");
+    return false;
+}
+
+int gd_sql_parse(gd_str text, gd_arena *arena, gd_sql_stmt **stmts, int *nstmts, gd_sql_error *err)
+{
+    parser p = {.arena = arena, .err = err};
+    gd_lexer_init(&p.lx, text, arena);
+    next(&p);
+    int cap = 0, n = 0;
+    gd_sql_stmt *out = NULL;
+    while (p.tok.type != GD_TK_EOF && !p.failed) {
+        if (accept_sym(&p, ";")) continue; /* empty statement */
+        out = grow(arena, out, n, &cap, sizeof *out);
+        gd_sql_stmt *st = &out[n++];
+        memset(st, 0, sizeof *st);
+        uint32_t from = p.tok.offset;
+        if (!statement(&p, st)) break;
+        st->text = (gd_str){text.p + from, p.tok.offset - from};
+        while (st->text.len && strchr(" \t\r\n", st->text.p[st->text.len - 1])) st->text.len--;
+        if (p.tok.type != GD_TK_EOF && !accept_sym(&p, ";")) syntax_error(&p, "';' or the end of the statement");
+    }
+    if (p.failed) return GD_ERR;
+    if (!n) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "no statement given");
+    *stmts = out;
+    *nstmts = n;
+    return GD_OK;
+}

@@ -1,0 +1,1226 @@
+/* plan.c -- statements into what runs: names bound to the catalog, types
+ * checked, aggregations compiled into table definitions.
+ *
+ * A SELECT reads one source. Its names are bound in a scope: the source's
+ * columns, each an expression over the rows the query will really read --
+ * a column of a stream (E_COL by the column's id), a column of a table row
+ * (E_COL by its place: keys, WINDOWSTART, WINDOWEND, values), or, for a
+ * derived stream, the expression that defines the column over the stream
+ * it derives from. A derived stream is thus inlined: a query, a table or
+ * another derived stream over it reads its base, with its WHERE added.
+ *
+ * An aggregation (GROUP BY, or an aggregate in the select list) compiles
+ * into a gd_tabledef, whatever runs it -- the engine for CREATE TABLE AS
+ * SELECT and the built-in tables, the push-query runner for a transient
+ * one: GROUP BY expressions become keys; a select item that is a single
+ * aggregate becomes a column with a slot; any other item an expression
+ * over keys and slots, reusing the slot of an identical aggregate or a
+ * hidden one. The output of a push aggregation is then a projection of
+ * that table's rows. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../ingest/ingest.h"
+#include "sql.h"
+
+/* ---- scope ---- */
+
+typedef struct {
+    const gd_catalog_entry *entry; /* as named in FROM */
+    const gd_catalog_entry *reads; /* what rows are really read (the base of a derived stream) */
+    gd_str alias;
+    int ncols;
+    const char **names;
+    gd_coltype *types;
+    gd_expr **exprs; /* each column over the rows read */
+    bool table;
+    int windowed_at; /* a table's WINDOWSTART position, -1 */
+} scope;
+
+typedef struct {
+    const gd_catalog *cat;
+    gd_arena *arena;
+    gd_sql_error *err;
+    bool failed;
+    scope sc;
+    /* binding the output of an aggregation */
+    gd_tabledef *def;
+    gd_expr *key_exprs[GD_MAX_KEYS]; /* bound over the input */
+    gd_expr *agg_exprs[GD_MAX_COLS]; /* each slot's aggregate call, bound, for reuse */
+    bool in_aggregate;               /* binding an aggregate's argument */
+    bool pii;                        /* an email column was referenced */
+    bool pii_plain;                  /* ... only as a bare column (maskable) */
+} binder;
+
+static void *alloc(binder *b, size_t n)
+{
+    void *p = gd_arena_alloc(b->arena, n);
+    memset(p, 0, n);
+    return p;
+}
+
+static char *lower_dup(gd_arena *a, gd_str s)
+{
+    char *p = gd_arena_alloc(a, s.len + 1);
+    for (uint32_t i = 0; i < s.len; i++) p[i] = (char)(s.p[i] >= 'A' && s.p[i] <= 'Z' ? s.p[i] + 32 : s.p[i]);
+    p[s.len] = 0;
+    return p;
+}
+
+static bool fail(binder *b, const gd_expr *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(binder *b, const gd_expr *at, const char *fmt, ...)
+{
+    if (b->failed) return false;
+    b->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    gd_sql_fail_at(b->err, at ? at->line : 0, at ? at->col : 0, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+void gd_sql_upper(const char *name, gd_buf *out)
+{
+    for (const char *p = name; *p; p++) gd_buf_putc(out, *p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+}
+
+static const char *upper_dup(gd_arena *a, const char *name)
+{
+    gd_buf b = {0};
+    gd_sql_upper(name, &b);
+    gd_str s = gd_arena_strdup(a, (gd_str){b.p ? b.p : "", (uint32_t)b.len});
+    gd_buf_free(&b);
+    char *z = gd_arena_alloc(a, s.len + 1);
+    memcpy(z, s.p, s.len);
+    z[s.len] = 0;
+    return z;
+}
+
+static bool is_email_column(const gd_catalog_entry *e, const char *name)
+{
+    if (!e->is_table && e->kind == GD_SRC_DERIVED) {
+        for (int i = 0; i < e->ncols; i++)
+            if (!strcmp(e->cols[i].name, name)) return e->cols[i].pii;
+        return false;
+    }
+    if (!strcmp(name, GD_PII_COLUMN)) return true;
+    bool players = e->is_table ? e->table->kind == GD_TABLE_PLAYERS : e->kind == GD_SRC_PLAYERS;
+    if (players && !strcmp(name, "email")) return true;
+    return e->is_table && gd_pii_column_of(e->table, name);
+}
+
+int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max)
+{
+    int n = 0;
+#define PUT(nm, ty, k, w)                                                                                              \
+    do {                                                                                                               \
+        if (n < max) out[n] = (gd_sql_column){nm, ty, k, w};                                                           \
+        n++;                                                                                                           \
+    } while (0)
+    if (!e->is_table) {
+        for (int i = 0; i < e->ncols; i++) PUT(e->cols[i].name, e->cols[i].type, false, false);
+        return n;
+    }
+    const gd_tabledef *t = e->table;
+    for (int k = 0; k < t->nkeys; k++) PUT(t->keys[k].name, t->keys[k].type, true, false);
+    if (gd_table_windowed(t)) {
+        PUT("windowstart", GD_T_BIGINT, false, true);
+        PUT("windowend", GD_T_BIGINT, false, true);
+    }
+    for (int c = 0; c < t->ncols; c++) PUT(t->cols[c].name, t->cols[c].type, false, false);
+#undef PUT
+    return n;
+}
+
+static gd_expr *new_col(binder *b, int index, gd_coltype type)
+{
+    gd_expr *e = alloc(b, sizeof *e);
+    e->op = GD_E_COL;
+    e->index = index;
+    e->type = type;
+    return e;
+}
+
+static bool open_scope(binder *b, const gd_sql_select *q)
+{
+    const gd_catalog_entry *e = gd_catalog_find(b->cat, q->from);
+    if (!e) {
+        b->failed = true;
+        gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "line %u:%u: %.*s does not exist (SHOW STREAMS and SHOW TABLES list what does)",
+                    q->from_line, q->from_col, (int)q->from.len, q->from.p);
+        return false;
+    }
+    scope *s = &b->sc;
+    s->entry = s->reads = e;
+    s->alias = q->from_alias;
+    s->windowed_at = -1;
+    gd_sql_column cols[GD_MAX_KEYS + 2 + GD_MAX_COLS + 64];
+    int n = gd_sql_columns(e, cols, (int)(sizeof cols / sizeof cols[0]));
+    s->ncols = n;
+    s->names = alloc(b, sizeof *s->names * (size_t)n);
+    s->types = alloc(b, sizeof *s->types * (size_t)n);
+    s->exprs = alloc(b, sizeof *s->exprs * (size_t)n);
+    s->table = e->is_table;
+    for (int i = 0; i < n; i++) {
+        s->names[i] = cols[i].name;
+        s->types[i] = cols[i].type;
+        if (cols[i].window && s->windowed_at < 0) s->windowed_at = i;
+        if (e->is_table) s->exprs[i] = new_col(b, i, cols[i].type);
+        else if (e->kind == GD_SRC_DERIVED) s->exprs[i] = e->proj[i];
+        else s->exprs[i] = new_col(b, e->cols[i].id, cols[i].type);
+    }
+    if (!e->is_table && e->kind == GD_SRC_DERIVED) s->reads = e->base;
+    return true;
+}
+
+/* ---- binding ---- */
+
+static bool names_eq(gd_str a, const char *b) { return strlen(b) == a.len && !strncasecmp(a.p, b, a.len); }
+
+static bool expr_equal(const gd_expr *a, const gd_expr *b)
+{
+    if (a == b) return true;
+    if (!a || !b || a->op != b->op || a->nargs != b->nargs || a->index != b->index || a->negated != b->negated ||
+        a->has_else != b->has_else || a->star != b->star || a->distinct != b->distinct)
+        return false;
+    if (a->op == GD_E_CAST && a->type != b->type) return false;
+    if (a->op == GD_E_LIT) {
+        if (a->lit.t != b->lit.t) return false;
+        if (a->lit.t == GD_V_STR) return gd_str_eq(a->lit.s, b->lit.s);
+        if (a->lit.t == GD_V_DBL) return a->lit.d == b->lit.d;
+        return a->lit.t == GD_V_NULL || a->lit.i == b->lit.i;
+    }
+    if ((a->op == GD_E_NAME || a->op == GD_E_CALL) && !gd_str_eq_nocase(a->name, b->name)) return false;
+    for (int i = 0; i < a->nargs; i++)
+        if (!expr_equal(a->args[i], b->args[i])) return false;
+    return true;
+}
+
+/* A node of a bound tree, in the binder's arena (the definition's, which
+ * outlives the statement's text): names are not kept, literals' strings
+ * are copied. */
+static gd_expr *copy_node(binder *b, const gd_expr *e)
+{
+    gd_expr *c = alloc(b, sizeof *c);
+    *c = *e;
+    c->name = c->qualifier = (gd_str){"", 0};
+    c->args = e->nargs ? alloc(b, sizeof *c->args * e->nargs) : NULL;
+    if (e->op == GD_E_LIT && e->lit.t == GD_V_STR) c->lit.s = gd_arena_strdup(b->arena, e->lit.s);
+    return c;
+}
+
+static const char *type_name(gd_coltype t) { return gd_coltype_name(t); }
+
+/* The common type of two for comparison, CASE, COALESCE; false when none. */
+static bool unify(gd_coltype a, gd_coltype b, gd_coltype *out)
+{
+    if (a == GD_T_NULL) return *out = b, true;
+    if (b == GD_T_NULL || a == b) return *out = a, true;
+    if (gd_coltype_numeric(a) && gd_coltype_numeric(b)) {
+        *out = a == GD_T_DOUBLE || b == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
+        return true;
+    }
+    return false;
+}
+
+static bool want_type(binder *b, const gd_expr *e, bool ok, const char *what)
+{
+    if (ok || e->type == GD_T_NULL) return true;
+    return fail(b, e, "%s, not %s", what, type_name(e->type));
+}
+
+static bool check_function(binder *b, gd_expr *e)
+{
+    gd_expr **a = e->args;
+    int n = e->nargs;
+    gd_func f = (gd_func)e->index;
+    static const struct {
+        int min, max;
+    } arity[GD_FN_COUNT] = {{1, 1}, {1, 1}, {1, 1}, {1, 64}, {2, 3}, {1, 1}, {1, 2}, {1, 1}, {1, 1}, {1, 64}, {2, 2}, {2, 3}};
+    if (n < arity[f].min || n > arity[f].max)
+        return fail(b, e, "%s takes %d%s argument%s, not %d", gd_func_name(f), arity[f].min,
+                    arity[f].max > arity[f].min ? " or more" : "", arity[f].min == 1 && arity[f].max == 1 ? "" : "s", n);
+    switch (f) {
+    case GD_FN_UCASE:
+    case GD_FN_LCASE:
+        e->type = GD_T_STRING;
+        return want_type(b, a[0], a[0]->type == GD_T_STRING, "UCASE and LCASE take a STRING");
+    case GD_FN_LEN:
+        e->type = GD_T_INTEGER;
+        return want_type(b, a[0], a[0]->type == GD_T_STRING, "LEN takes a STRING");
+    case GD_FN_CONCAT: e->type = GD_T_STRING; return true;
+    case GD_FN_SUBSTRING:
+        e->type = GD_T_STRING;
+        return want_type(b, a[0], a[0]->type == GD_T_STRING, "SUBSTRING takes a STRING") &&
+               want_type(b, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT, "a position is a whole number") &&
+               (n < 3 || want_type(b, a[2], a[2]->type == GD_T_INTEGER || a[2]->type == GD_T_BIGINT,
+                                   "a length is a whole number"));
+    case GD_FN_ABS:
+    case GD_FN_FLOOR:
+    case GD_FN_CEIL:
+        e->type = a[0]->type == GD_T_NULL ? GD_T_DOUBLE : a[0]->type;
+        return want_type(b, a[0], gd_coltype_numeric(a[0]->type), "a number is needed");
+    case GD_FN_ROUND:
+        e->type = n > 1 ? GD_T_DOUBLE : a[0]->type == GD_T_DOUBLE ? GD_T_BIGINT : a[0]->type;
+        if (n > 1 && a[0]->type != GD_T_DOUBLE) e->type = a[0]->type;
+        return want_type(b, a[0], gd_coltype_numeric(a[0]->type), "ROUND takes a number") &&
+               (n < 2 || want_type(b, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT,
+                                   "a scale is a whole number"));
+    case GD_FN_COALESCE:
+    case GD_FN_IFNULL: {
+        gd_coltype t = GD_T_NULL;
+        for (int i = 0; i < n; i++)
+            if (!unify(t, a[i]->type, &t))
+                return fail(b, a[i], "%s arguments must share a type (%s and %s do not)", gd_func_name(f),
+                            type_name(t), type_name(a[i]->type));
+        e->type = t;
+        return true;
+    }
+    case GD_FN_TIMESTAMPTOSTRING: {
+        e->type = GD_T_STRING;
+        if (!want_type(b, a[0], a[0]->type == GD_T_BIGINT || a[0]->type == GD_T_INTEGER,
+                       "TIMESTAMPTOSTRING takes epoch milliseconds (BIGINT)") ||
+            !want_type(b, a[1], a[1]->type == GD_T_STRING, "a format is a STRING"))
+            return false;
+        int offset;
+        if (n > 2 && a[2]->op == GD_E_LIT && a[2]->lit.t == GD_V_STR && !gd_timezone_offset(a[2]->lit.s, &offset))
+            return fail(b, a[2], "time zone '%.*s' is not supported: use UTC or an offset such as +02:00",
+                        (int)a[2]->lit.s.len, a[2]->lit.s.p);
+        return true;
+    }
+    default: return fail(b, e, "unknown function");
+    }
+}
+
+/* Sets e's type from its bound arguments; false (and an error) when they
+ * do not fit. */
+static bool check_node(binder *b, gd_expr *e)
+{
+    gd_expr **a = e->args;
+    switch (e->op) {
+    case GD_E_NEG:
+        e->type = a[0]->type;
+        return want_type(b, a[0], gd_coltype_numeric(a[0]->type), "'-' takes a number");
+    case GD_E_NOT:
+        e->type = GD_T_BOOLEAN;
+        return want_type(b, a[0], a[0]->type == GD_T_BOOLEAN, "NOT takes a BOOLEAN");
+    case GD_E_AND:
+    case GD_E_OR:
+        e->type = GD_T_BOOLEAN;
+        return want_type(b, a[0], a[0]->type == GD_T_BOOLEAN, "AND and OR take BOOLEANs") &&
+               want_type(b, a[1], a[1]->type == GD_T_BOOLEAN, "AND and OR take BOOLEANs");
+    case GD_E_ADD:
+        if (a[0]->type == GD_T_STRING && a[1]->type == GD_T_STRING) {
+            e->type = GD_T_STRING;
+            return true;
+        }
+        /* fall through */
+    case GD_E_SUB:
+    case GD_E_MUL:
+    case GD_E_DIV:
+    case GD_E_MOD: {
+        if (!want_type(b, a[0], gd_coltype_numeric(a[0]->type), "arithmetic takes numbers") ||
+            !want_type(b, a[1], gd_coltype_numeric(a[1]->type), "arithmetic takes numbers"))
+            return false;
+        gd_coltype x = a[0]->type == GD_T_NULL ? a[1]->type : a[0]->type, y = a[1]->type == GD_T_NULL ? x : a[1]->type;
+        e->type = x == GD_T_DOUBLE || y == GD_T_DOUBLE ? GD_T_DOUBLE
+                  : x == GD_T_BIGINT || y == GD_T_BIGINT ? GD_T_BIGINT
+                  : x == GD_T_NULL                       ? GD_T_NULL
+                                                         : GD_T_INTEGER;
+        return true;
+    }
+    case GD_E_EQ:
+    case GD_E_NE:
+    case GD_E_LT:
+    case GD_E_LE:
+    case GD_E_GT:
+    case GD_E_GE:
+    case GD_E_LIKE:
+    case GD_E_BETWEEN:
+    case GD_E_IN: {
+        e->type = GD_T_BOOLEAN;
+        gd_coltype t = a[0]->type;
+        for (int i = 1; i < e->nargs; i++)
+            if (!unify(t, a[i]->type, &t))
+                return fail(b, a[i], "cannot compare %s with %s", type_name(a[0]->type), type_name(a[i]->type));
+        if (e->op == GD_E_LIKE) return want_type(b, a[0], a[0]->type == GD_T_STRING, "LIKE takes STRINGs");
+        return true;
+    }
+    case GD_E_IS_NULL: e->type = GD_T_BOOLEAN; return true;
+    case GD_E_CASE: {
+        int pairs = (e->nargs - e->has_else) / 2;
+        gd_coltype t = GD_T_NULL;
+        for (int i = 0; i < pairs; i++) {
+            if (!want_type(b, a[2 * i], a[2 * i]->type == GD_T_BOOLEAN, "WHEN takes a BOOLEAN condition")) return false;
+            if (!unify(t, a[2 * i + 1]->type, &t))
+                return fail(b, a[2 * i + 1], "CASE results must share a type (%s and %s do not)", type_name(t),
+                            type_name(a[2 * i + 1]->type));
+        }
+        if (e->has_else && !unify(t, a[e->nargs - 1]->type, &t))
+            return fail(b, a[e->nargs - 1], "CASE results must share a type (%s and %s do not)", type_name(t),
+                        type_name(a[e->nargs - 1]->type));
+        e->type = t;
+        return true;
+    }
+    case GD_E_CAST: {
+        gd_coltype from = a[0]->type, to = e->type;
+        bool ok = from == GD_T_NULL || to == GD_T_STRING || from == to ||
+                  (gd_coltype_numeric(to) && (gd_coltype_numeric(from) || from == GD_T_STRING)) ||
+                  (to == GD_T_BOOLEAN && from == GD_T_STRING);
+        return ok || fail(b, e, "cannot CAST %s AS %s", type_name(from), type_name(to));
+    }
+    case GD_E_CALL: return check_function(b, e);
+    default: return true;
+    }
+}
+
+static gd_expr *bind_input(binder *b, const gd_expr *e);
+
+/* An operator (or function `index`) with its arguments bound by bind,
+ * checked. */
+static gd_expr *bind_operator(binder *b, const gd_expr *e, gd_expr *(*bind)(binder *, const gd_expr *), int index)
+{
+    gd_expr *c = copy_node(b, e);
+    c->index = index;
+    for (int i = 0; i < e->nargs; i++)
+        if (!(c->args[i] = bind(b, e->args[i]))) return NULL;
+    return check_node(b, c) ? c : NULL;
+}
+
+/* A name in the scope: the column's expression. */
+static gd_expr *resolve(binder *b, const gd_expr *e)
+{
+    scope *s = &b->sc;
+    if (e->qualifier.p && !(s->alias.p && gd_str_eq_nocase(e->qualifier, s->alias)) &&
+        !names_eq(e->qualifier, s->entry->name)) {
+        fail(b, e, "'%.*s' is not the source of this query (%s%s%.*s is)", (int)e->qualifier.len, e->qualifier.p,
+             s->entry->name, s->alias.p ? " AS " : "", (int)s->alias.len, s->alias.p ? s->alias.p : "");
+        return NULL;
+    }
+    for (int i = 0; i < s->ncols; i++)
+        if (names_eq(e->name, s->names[i])) {
+            if (is_email_column(s->entry, s->names[i])) b->pii = true;
+            return s->exprs[i];
+        }
+    if (!s->table && (names_eq(e->name, "ROWTIME"))) { /* the record's time: its event time */
+        for (int i = 0; i < s->ncols; i++)
+            if (!strcmp(s->names[i], "event_timestamp") || !strcmp(s->names[i], "activity_timestamp"))
+                return s->exprs[i];
+    }
+    if (names_eq(e->name, "WINDOWSTART") || names_eq(e->name, "WINDOWEND")) {
+        fail(b, e, "%.*s exists only in windowed aggregations and windowed tables", (int)e->name.len, e->name.p);
+        return NULL;
+    }
+    gd_buf list = {0};
+    for (int i = 0; i < s->ncols && list.len < 300; i++) gd_buf_printf(&list, "%s%s", i ? ", " : "", s->names[i]);
+    fail(b, e, "column '%.*s' cannot be resolved: %s has %.*s", (int)e->name.len, e->name.p, s->entry->name,
+         (int)list.len, list.p ? list.p : "no columns");
+    gd_buf_free(&list);
+    return NULL;
+}
+
+typedef enum { AGG_NONE, AGG_COUNT, AGG_COUNT_DISTINCT, AGG_SUM, AGG_AVG, AGG_MIN, AGG_MAX, AGG_LATEST } agg_kind;
+
+static agg_kind aggregate_named(gd_str name)
+{
+    static const struct {
+        const char *name;
+        agg_kind kind;
+    } aggs[] = {{"COUNT", AGG_COUNT}, {"COUNT_DISTINCT", AGG_COUNT_DISTINCT}, {"SUM", AGG_SUM}, {"AVG", AGG_AVG},
+                {"MIN", AGG_MIN},     {"MAX", AGG_MAX},   {"LATEST_BY_OFFSET", AGG_LATEST}};
+    for (size_t i = 0; i < sizeof aggs / sizeof aggs[0]; i++)
+        if (names_eq(name, aggs[i].name)) return aggs[i].kind;
+    return AGG_NONE;
+}
+
+/* ksqlDB aggregates gamingd does not have, to name them in the error. */
+static bool other_aggregate(gd_str name)
+{
+    static const char *const names[] = {"EARLIEST_BY_OFFSET", "TOPK", "TOPKDISTINCT", "COLLECT_LIST", "COLLECT_SET",
+                                        "HISTOGRAM", "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION", "ATTR"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names_eq(name, names[i])) return true;
+    return false;
+}
+
+static bool has_aggregate_fn(const gd_expr *e, void *ctx)
+{
+    (void)ctx;
+    return e->op == GD_E_CALL && (aggregate_named(e->name) != AGG_NONE || other_aggregate(e->name));
+}
+static bool has_aggregate(const gd_expr *e) { return gd_expr_any(e, has_aggregate_fn, NULL); }
+
+static bool is_column_ref(const gd_expr *e, void *ctx)
+{
+    (void)ctx;
+    return e->op == GD_E_NAME;
+}
+
+/* Binds a scalar function call's arguments and checks it. */
+static gd_expr *bind_call(binder *b, const gd_expr *e, gd_expr *(*bind)(binder *, const gd_expr *))
+{
+    if (aggregate_named(e->name) != AGG_NONE || other_aggregate(e->name)) {
+        fail(b, e, "aggregate %.*s is not allowed here", (int)e->name.len, e->name.p);
+        return NULL;
+    }
+    if (names_eq(e->name, "UNIX_TIMESTAMP")) {
+        if (e->nargs) {
+            fail(b, e, "UNIX_TIMESTAMP takes no argument here (epoch milliseconds are BIGINTs already)");
+            return NULL;
+        }
+        gd_expr *c = copy_node(b, e);
+        c->op = GD_E_NOW;
+        c->type = GD_T_BIGINT;
+        return c;
+    }
+    gd_func f = gd_func_lookup(e->name);
+    if (f == GD_FN_COUNT) {
+        fail(b, e, "function %.*s is not supported by gamingd", (int)e->name.len, e->name.p);
+        return NULL;
+    }
+    if (e->star || e->distinct) {
+        fail(b, e, "%s takes no %s", gd_func_name(f), e->star ? "*" : "DISTINCT");
+        return NULL;
+    }
+    return bind_operator(b, e, bind, (int)f);
+}
+
+/* Binds e over the input rows (no aggregates). */
+static gd_expr *bind_input(binder *b, const gd_expr *e)
+{
+    if (b->failed) return NULL;
+    switch (e->op) {
+    case GD_E_LIT: return copy_node(b, e);
+    case GD_E_NAME: return resolve(b, e);
+    case GD_E_STAR: fail(b, e, "* is not allowed here"); return NULL;
+    case GD_E_CALL: return bind_call(b, e, bind_input);
+    default: return bind_operator(b, e, bind_input, e->index);
+    }
+}
+
+/* ---- aggregations ---- */
+
+static gd_agg slot_kind(agg_kind k, gd_coltype arg, gd_coltype *out)
+{
+    switch (k) {
+    case AGG_COUNT: *out = GD_T_BIGINT; return GD_AGG_COUNT;
+    case AGG_COUNT_DISTINCT: *out = GD_T_BIGINT; return GD_AGG_COUNT_DISTINCT;
+    case AGG_SUM: /* gamingd sums whole numbers as BIGINT: no overflow at 2^31 */
+        *out = arg == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
+        return arg == GD_T_DOUBLE ? GD_AGG_SUM_DBL : GD_AGG_SUM_INT;
+    case AGG_AVG: *out = GD_T_DOUBLE; return GD_AGG_AVG;
+    case AGG_MIN: *out = arg; return arg == GD_T_DOUBLE ? GD_AGG_MIN_DBL : GD_AGG_MIN_INT;
+    case AGG_MAX: *out = arg; return arg == GD_T_DOUBLE ? GD_AGG_MAX_DBL : GD_AGG_MAX_INT;
+    case AGG_LATEST: *out = arg; return arg == GD_T_STRING ? GD_AGG_LATEST : GD_AGG_LATEST_NUM;
+    default: return GD_AGG_COUNT_STAR;
+    }
+}
+
+/* Fills slot c of def from an aggregate call; false on a bad call. */
+static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
+{
+    agg_kind k = aggregate_named(call->name);
+    if (k == AGG_NONE) return fail(b, call, "aggregate %.*s is not supported by gamingd", (int)call->name.len, call->name.p);
+    if (k == AGG_COUNT && call->distinct) k = AGG_COUNT_DISTINCT;
+    else if (call->distinct) return fail(b, call, "DISTINCT is only supported in COUNT(DISTINCT x)");
+    if (call->star) {
+        if (k != AGG_COUNT) return fail(b, call, "only COUNT takes *");
+        col->agg = GD_AGG_COUNT_STAR;
+        col->type = GD_T_BIGINT;
+        col->field = -1;
+        return true;
+    }
+    if (call->nargs != 1) return fail(b, call, "%.*s takes one argument", (int)call->name.len, call->name.p);
+    if (has_aggregate(call->args[0])) return fail(b, call->args[0], "aggregates cannot be nested");
+    bool was = b->pii;
+    b->pii = false;
+    gd_expr *arg = bind_input(b, call->args[0]);
+    if (!arg) return false;
+    col->pii = b->pii && k == AGG_LATEST && arg->op == GD_E_COL; /* the latest email is an email */
+    b->pii = was || b->pii;
+    gd_coltype t = arg->type;
+    if ((k == AGG_SUM || k == AGG_AVG || k == AGG_MIN || k == AGG_MAX) && !gd_coltype_numeric(t))
+        return fail(b, call, "%.*s takes a number, not %s", (int)call->name.len, call->name.p, type_name(t));
+    if (t == GD_T_NULL) return fail(b, call, "%.*s of NULL has no type", (int)call->name.len, call->name.p);
+    col->agg = slot_kind(k, t, &col->type);
+    col->field = arg->op == GD_E_COL ? arg->index : -1;
+    col->arg = arg->op == GD_E_COL ? NULL : arg;
+    return true;
+}
+
+/* The slot holding an identical aggregate, or a new hidden one. */
+static int slot_for(binder *b, const gd_expr *call)
+{
+    gd_tabledef *t = b->def;
+    for (int c = 0; c < t->nslots; c++)
+        if (b->agg_exprs[c] && expr_equal(b->agg_exprs[c], call)) return c;
+    if (t->nslots == GD_MAX_COLS) {
+        fail(b, call, "too many columns and aggregates (%d at most)", GD_MAX_COLS);
+        return -1;
+    }
+    int c = t->nslots;
+    if (!make_slot(b, call, &t->cols[c])) return -1;
+    b->agg_exprs[c] = (gd_expr *)call;
+    t->nslots++;
+    return c;
+}
+
+/* Binds e over a group: aggregates become slots (E_AGG), sub-expressions
+ * equal to a GROUP BY expression the key (E_KEY), window bounds E_W*. */
+static gd_expr *bind_group(binder *b, const gd_expr *e)
+{
+    if (b->failed) return NULL;
+    if (e->op == GD_E_CALL && aggregate_named(e->name) != AGG_NONE) {
+        int c = slot_for(b, e);
+        if (c < 0) return NULL;
+        gd_expr *a = copy_node(b, e);
+        a->op = GD_E_AGG;
+        a->nargs = 0;
+        a->index = c;
+        a->type = b->def->cols[c].type;
+        return a;
+    }
+    if (e->op == GD_E_CALL && other_aggregate(e->name)) {
+        fail(b, e, "aggregate %.*s is not supported by gamingd", (int)e->name.len, e->name.p);
+        return NULL;
+    }
+    if (e->op == GD_E_NAME && (names_eq(e->name, "WINDOWSTART") || names_eq(e->name, "WINDOWEND"))) {
+        if (!b->def->window_ms) {
+            fail(b, e, "%.*s exists only in windowed aggregations", (int)e->name.len, e->name.p);
+            return NULL;
+        }
+        gd_expr *w = copy_node(b, e);
+        w->op = names_eq(e->name, "WINDOWSTART") ? GD_E_WSTART : GD_E_WEND;
+        w->type = GD_T_BIGINT;
+        return w;
+    }
+    if (!has_aggregate(e) && gd_expr_any(e, is_column_ref, NULL)) {
+        gd_expr *in = bind_input(b, e);
+        if (!in) return NULL;
+        for (int k = 0; k < b->def->nkeys; k++)
+            if (expr_equal(in, b->key_exprs[k])) {
+                gd_expr *key = copy_node(b, e);
+                key->op = GD_E_KEY;
+                key->nargs = 0;
+                key->index = k;
+                key->type = b->def->keys[k].type;
+                return key;
+            }
+        if (e->op == GD_E_NAME) {
+            fail(b, e, "column '%.*s' is neither in GROUP BY nor inside an aggregate", (int)e->name.len, e->name.p);
+            return NULL;
+        }
+    }
+    switch (e->op) {
+    case GD_E_LIT: return copy_node(b, e);
+    case GD_E_STAR: fail(b, e, "* cannot be selected in an aggregation"); return NULL;
+    case GD_E_CALL: return bind_call(b, e, bind_group);
+    default: return bind_operator(b, e, bind_group, e->index);
+    }
+}
+
+static bool is_constant(const gd_expr *e) { return !gd_expr_any(e, is_column_ref, NULL) && !has_aggregate(e); }
+
+/* The name ksqlDB gives an unnamed select item: the column's, else KSQL_COL_n. */
+static const char *item_name(binder *b, const gd_sql_item *it, int *generated)
+{
+    if (it->alias.p) return lower_dup(b->arena, it->alias);
+    if (it->expr->op == GD_E_NAME) return lower_dup(b->arena, it->expr->name);
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "ksql_col_%d", (*generated)++);
+    return lower_dup(b->arena, gd_str_c(tmp));
+}
+
+static bool unique_names(binder *b, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcasecmp(names[i], names[j]))
+                return fail(b, NULL, "column name '%s' is used twice: give one an alias (AS)", names[i]);
+    return true;
+}
+
+/* Where a select item lands in the row of an aggregation's table. */
+typedef struct {
+    int key;    /* >= 0: the key column */
+    int window; /* 0 start, 1 end, -1 */
+    int col;    /* >= 0: the value column */
+} landing;
+
+/* Compiles an aggregating SELECT into b->def; lands[i] says where item i is. */
+static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *lands)
+{
+    gd_tabledef *t = b->def;
+    t->kind = GD_TABLE_WINDOWED;
+    t->window_ms = q->windowed ? q->window_ms : 0;
+    t->grace_ms = q->grace_ms;
+    if (q->where) {
+        if (has_aggregate(q->where)) return fail(b, q->where, "aggregates are not allowed in WHERE (use HAVING)");
+        if (!(t->where = bind_input(b, q->where))) return false;
+        if (!want_type(b, t->where, t->where->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition")) return false;
+    }
+    int generated = 0;
+    gd_expr *key_src[GD_MAX_KEYS];
+    /* keys: GROUP BY expressions; constants (GROUP BY 1) group nothing */
+    for (int g = 0; g < q->ngroup; g++) {
+        gd_expr *ge = q->group_by[g];
+        if (is_constant(ge)) continue;
+        if (has_aggregate(ge)) return fail(b, ge, "aggregates are not allowed in GROUP BY");
+        if (t->nkeys == GD_MAX_KEYS) return fail(b, ge, "at most %d GROUP BY expressions", GD_MAX_KEYS);
+        b->pii = false;
+        gd_expr *k = bind_input(b, ge);
+        if (!k) return false;
+        bool key_pii = b->pii && k->op == GD_E_COL;
+        for (int j = 0; j < t->nkeys; j++)
+            if (expr_equal(k, b->key_exprs[j])) return fail(b, ge, "GROUP BY names this expression twice");
+        gd_keydef *kd = &t->keys[t->nkeys];
+        key_src[t->nkeys] = ge;
+        b->key_exprs[t->nkeys++] = k;
+        kd->type = k->type == GD_T_NULL ? GD_T_STRING : k->type;
+        kd->field = k->op == GD_E_COL ? k->index : -1;
+        kd->expr = k->op == GD_E_COL ? NULL : k;
+        kd->name = NULL;
+        kd->pii = key_pii;
+    }
+    /* items: a key, a window bound, an aggregate with a slot, or an expression */
+    int ncols = 0;
+    for (int i = 0; i < q->nitems; i++) {
+        const gd_sql_item *it = &q->items[i];
+        lands[i] = (landing){-1, -1, -1};
+        if (it->expr->op == GD_E_STAR) return fail(b, it->expr, "* cannot be selected in an aggregation");
+        if (it->expr->op == GD_E_NAME && (names_eq(it->expr->name, "WINDOWSTART") || names_eq(it->expr->name, "WINDOWEND"))) {
+            if (!t->window_ms) return fail(b, it->expr, "WINDOWSTART and WINDOWEND exist only in windowed aggregations");
+            lands[i].window = names_eq(it->expr->name, "WINDOWEND");
+            continue;
+        }
+        if (!has_aggregate(it->expr) && !is_constant(it->expr)) {
+            gd_expr *in = bind_input(b, it->expr);
+            if (!in) return false;
+            for (int k = 0; k < t->nkeys; k++)
+                if (expr_equal(in, b->key_exprs[k])) {
+                    lands[i].key = k;
+                    if (!t->keys[k].name) t->keys[k].name = item_name(b, it, &generated);
+                    break;
+                }
+            if (lands[i].key >= 0) continue;
+        }
+        if (ncols == GD_MAX_COLS) return fail(b, it->expr, "too many columns (%d at most)", GD_MAX_COLS);
+        lands[i].col = ncols++;
+    }
+    t->ncols = t->nslots = (uint8_t)ncols;
+    /* the visible aggregate columns take their slots first, so that
+     * expressions and HAVING reuse them */
+    for (int i = 0; i < q->nitems; i++) {
+        const gd_expr *e = q->items[i].expr;
+        int c = lands[i].col;
+        if (c < 0) continue;
+        if (e->op == GD_E_CALL && aggregate_named(e->name) != AGG_NONE) {
+            if (!make_slot(b, e, &t->cols[c])) return false;
+            b->agg_exprs[c] = (gd_expr *)e;
+        } else {
+            t->cols[c].agg = GD_AGG_EXPR;
+            t->cols[c].field = -1;
+        }
+    }
+    for (int i = 0; i < q->nitems; i++) {
+        int c = lands[i].col;
+        if (c < 0) continue;
+        t->cols[c].name = item_name(b, &q->items[i], &generated);
+        if (t->cols[c].agg != GD_AGG_EXPR) continue;
+        gd_expr *x = bind_group(b, q->items[i].expr);
+        if (!x) return false;
+        t->cols[c].expr = x;
+        t->cols[c].type = x->type == GD_T_NULL ? GD_T_STRING : x->type;
+    }
+    for (int k = 0; k < t->nkeys; k++) /* keys not selected: named as ksqlDB would */
+        if (!t->keys[k].name) {
+            gd_sql_item named = {.expr = key_src[k]};
+            t->keys[k].name = item_name(b, &named, &generated);
+        }
+    if (q->having) {
+        gd_expr *h = bind_group(b, q->having);
+        if (!h || !want_type(b, h, h->type == GD_T_BOOLEAN, "HAVING takes a BOOLEAN condition")) return false;
+        t->having = h;
+    }
+    const char *names[GD_MAX_KEYS + GD_MAX_COLS + 2];
+    int n = 0;
+    for (int k = 0; k < t->nkeys; k++) names[n++] = t->keys[k].name;
+    if (t->window_ms) names[n++] = "windowstart", names[n++] = "windowend";
+    for (int c = 0; c < t->ncols; c++) names[n++] = t->cols[c].name;
+    return !b->failed && unique_names(b, names, n);
+}
+
+static bool selects_aggregation(const gd_sql_select *q)
+{
+    if (q->ngroup) return true;
+    for (int i = 0; i < q->nitems; i++)
+        if (q->items[i].expr->op != GD_E_STAR && has_aggregate(q->items[i].expr)) return true;
+    return false;
+}
+
+/* ---- CREATE ---- */
+
+/* A built-in source's columns must be fields its decoder knows. */
+typedef struct {
+    const char *name;
+    gd_stream_kind kind;     /* streams */
+    gd_table_kind table;     /* tables */
+    bool is_table;
+    const gd_fieldspec *fields;
+} builtin_source;
+
+static const builtin_source builtin_sources[] = {
+    {"gaming_real_time_intelligence_platform", GD_SRC_ENRICHED, 0, false, NULL},
+    {"gaming_player_activity_stream", GD_SRC_ACTIVITY, 0, false, gd_activity_fields},
+    {"gaming_games_stream", GD_SRC_GAMES, 0, false, gd_game_fields},
+    {"gaming_players_stream", GD_SRC_PLAYERS, 0, false, gd_player_fields},
+    {"gaming_games_table", 0, GD_TABLE_GAMES, true, gd_game_fields},
+    {"gaming_players_table", 0, GD_TABLE_PLAYERS, true, gd_player_fields},
+};
+
+/* The id of a declared column of a built-in source, or -1. */
+static int builtin_column_id(const builtin_source *bs, const char *name, gd_coltype type)
+{
+    if (bs->kind == GD_SRC_ENRICHED && !bs->is_table) {
+        for (size_t i = 0; i < gd_output_field_count; i++)
+            if (!strcmp(gd_output_fields[i].name, name)) return gd_output_fields[i].type == type ? (int)gd_output_fields[i].field : -1;
+        return -1;
+    }
+    for (int i = 0; bs->fields[i].name; i++) {
+        const gd_fieldspec *f = &bs->fields[i];
+        if (strcmp(f->name, name)) continue;
+        bool fits = f->type == GD_FT_STR ? type == GD_T_STRING
+                    : f->type == GD_FT_DBL ? type == GD_T_DOUBLE
+                                           : type == GD_T_INTEGER || type == GD_T_BIGINT;
+        if (!fits) return -1;
+        if (bs->kind != GD_SRC_ACTIVITY || bs->is_table) return i;
+        /* activity columns are enriched fields (the engine reads them there) */
+        const char *as = !strcmp(name, "activity_timestamp") ? "event_timestamp" : name;
+        for (size_t o = 0; o < gd_output_field_count; o++)
+            if (!strcmp(gd_output_fields[o].name, as)) return (int)gd_output_fields[o].field;
+        return -1;
+    }
+    return -1;
+}
+
+static const char *prop(const gd_sql_stmt *st, const char *name, gd_arena *a)
+{
+    for (int i = 0; i < st->nprops; i++)
+        if (names_eq(st->props[i].name, name)) return lower_dup(a, st->props[i].value);
+    return NULL;
+}
+
+static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
+{
+    const builtin_source *bs = NULL;
+    for (size_t i = 0; i < sizeof builtin_sources / sizeof builtin_sources[0]; i++)
+        if (names_eq(st->name, builtin_sources[i].name) && builtin_sources[i].is_table == st->is_table) bs = &builtin_sources[i];
+    if (!bs) return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%.*s is not a source gamingd reads", (int)st->name.len, st->name.p);
+    e->topic = prop(st, "KAFKA_TOPIC", &e->arena);
+    if (!bs->is_table) {
+        e->kind = bs->kind;
+        e->ncols = st->ncols;
+        e->cols = alloc(b, sizeof *e->cols * (size_t)st->ncols);
+        for (int i = 0; i < st->ncols; i++) {
+            const char *name = lower_dup(b->arena, st->cols[i].name);
+            int id = builtin_column_id(bs, name, st->cols[i].type);
+            if (id < 0)
+                return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: column %s %s is not a field of its records",
+                                   bs->name, name, type_name(st->cols[i].type));
+            e->cols[i] = (gd_column){name, st->cols[i].type, id, false};
+            e->cols[i].pii = is_email_column(e, name);
+            if (id + 1 > e->width) e->width = id + 1;
+        }
+        return GD_OK;
+    }
+    gd_tabledef *t = e->table = alloc(b, sizeof *t);
+    t->name = e->name;
+    t->kind = bs->table;
+    t->grace_ms = -1;
+    for (int i = 0; i < st->ncols; i++) {
+        const char *name = lower_dup(b->arena, st->cols[i].name);
+        if (builtin_column_id(bs, name, st->cols[i].type) < 0)
+            return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: column %s %s is not a field of its records",
+                               bs->name, name, type_name(st->cols[i].type));
+        if (st->cols[i].key) {
+            if (t->nkeys || i != 0)
+                return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: the PRIMARY KEY is its first column, its id", bs->name);
+            t->keys[t->nkeys++] = (gd_keydef){name, st->cols[i].type, -1, NULL, false};
+        } else {
+            if (t->ncols == GD_MAX_COLS) return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "too many columns");
+            t->cols[t->ncols++] = (gd_coldef){name, GD_AGG_LATEST, st->cols[i].type, -1, NULL, NULL,
+                                              is_email_column(e, name)};
+        }
+    }
+    t->nslots = t->ncols;
+    if (t->nkeys != 1) return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s needs its PRIMARY KEY", bs->name);
+    return GD_OK;
+}
+
+/* CREATE STREAM name AS SELECT cols FROM stream [WHERE ...] */
+static int derive_stream(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
+{
+    const gd_catalog_entry *src = b->sc.entry;
+    if (src->is_table)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "CREATE STREAM AS SELECT reads a stream; %s is a table", src->name);
+    if (selects_aggregation(q))
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "an aggregation makes a table: CREATE TABLE ... AS SELECT");
+    if (q->windowed || q->having || q->norder || q->limit >= 0 || q->emit == GD_EMIT_FINAL)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
+                           "CREATE STREAM AS SELECT takes a select list and WHERE (no WINDOW, HAVING, ORDER BY, LIMIT, EMIT FINAL)");
+    e->kind = GD_SRC_DERIVED;
+    e->base = b->sc.reads;
+    gd_expr *where = src->kind == GD_SRC_DERIVED ? src->where : NULL;
+    if (q->where) {
+        gd_expr *w = bind_input(b, q->where);
+        if (!w || !want_type(b, w, w->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition")) return GD_ERR;
+        if (where) {
+            gd_expr *both = alloc(b, sizeof *both);
+            both->op = GD_E_AND;
+            both->type = GD_T_BOOLEAN;
+            both->nargs = 2;
+            both->args = alloc(b, sizeof(gd_expr *) * 2);
+            both->args[0] = where;
+            both->args[1] = w;
+            where = both;
+        } else where = w;
+    }
+    e->where = where;
+    int n = 0, cap = 0, generated = 0;
+    for (int i = 0; i < q->nitems; i++) cap += q->items[i].expr->op == GD_E_STAR ? b->sc.ncols : 1;
+    e->cols = alloc(b, sizeof *e->cols * (size_t)cap);
+    e->proj = alloc(b, sizeof *e->proj * (size_t)cap);
+    const char **names = alloc(b, sizeof *names * (size_t)cap);
+    for (int i = 0; i < q->nitems; i++) {
+        const gd_sql_item *it = &q->items[i];
+        if (it->expr->op == GD_E_STAR) {
+            for (int c = 0; c < b->sc.ncols; c++) {
+                e->proj[n] = b->sc.exprs[c];
+                e->cols[n] = (gd_column){b->sc.names[c], b->sc.types[c], n, is_email_column(b->sc.entry, b->sc.names[c])};
+                names[n] = b->sc.names[c];
+                n++;
+            }
+            continue;
+        }
+        b->pii = false;
+        gd_expr *x = bind_input(b, it->expr);
+        if (!x) return GD_ERR;
+        e->proj[n] = x;
+        e->cols[n] = (gd_column){item_name(b, it, &generated), x->type == GD_T_NULL ? GD_T_STRING : x->type, n,
+                                 b->pii && it->expr->op == GD_E_NAME};
+        names[n] = e->cols[n].name;
+        n++;
+    }
+    e->ncols = e->width = n;
+    return unique_names(b, names, n) ? GD_OK : GD_ERR;
+}
+
+static int create_table(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
+{
+    const gd_catalog_entry *src = b->sc.entry;
+    if (src->is_table)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "CREATE TABLE AS SELECT aggregates a stream; %s is a table", src->name);
+    if (b->sc.reads->kind != GD_SRC_ENRICHED && b->sc.reads->kind != GD_SRC_ACTIVITY)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
+                           "tables are kept over the activity records (the enriched stream or the activity stream), not %s",
+                           src->name);
+    if (!selects_aggregation(q))
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
+                           "CREATE TABLE AS SELECT needs an aggregation (GROUP BY, or an aggregate such as COUNT(*))");
+    if (q->norder || q->limit >= 0)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "CREATE TABLE AS SELECT takes no ORDER BY or LIMIT");
+    if (q->emit == GD_EMIT_FINAL)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "a table keeps every change: EMIT FINAL is for push queries");
+    gd_tabledef *t = b->def = e->table = alloc(b, sizeof *t);
+    landing *lands = alloc(b, sizeof *lands * (size_t)q->nitems);
+    if (!compile_aggregation(b, q, lands)) return GD_ERR;
+    if (src->kind == GD_SRC_DERIVED && src->where) { /* the derived stream's filter, and the query's */
+        if (t->where) {
+            gd_expr *both = alloc(b, sizeof *both);
+            *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2};
+            both->args = alloc(b, sizeof(gd_expr *) * 2);
+            both->args[0] = src->where;
+            both->args[1] = (gd_expr *)t->where;
+            t->where = both;
+        } else t->where = src->where;
+    }
+    t->name = e->name;
+    return GD_OK;
+}
+
+int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builtin, gd_catalog_entry **out,
+                       gd_sql_error *err)
+{
+    gd_catalog_entry *e = gd_catalog_entry_new();
+    if (!e) return gd_sql_fail(err, GD_SQL_SERVER_ERROR, "out of memory");
+    binder b = {.cat = cat, .arena = &e->arena, .err = err};
+    e->name = lower_dup(&e->arena, st->name);
+    e->is_table = st->is_table;
+    e->builtin = builtin;
+    gd_str text = gd_arena_strdup(&e->arena, st->text);
+    char *sql = gd_arena_alloc(&e->arena, text.len + 1);
+    memcpy(sql, text.p, text.len);
+    sql[text.len] = 0;
+    e->sql = sql;
+    int rc;
+    if (st->kind == GD_SQL_CREATE_SOURCE) {
+        rc = builtin ? declare_source(&b, st, e)
+                     : gd_sql_fail(err, GD_SQL_BAD_STATEMENT,
+                                   "gamingd reads its source topics itself: declaring a stream or table over a topic "
+                                   "is not supported (CREATE ... AS SELECT is)");
+    } else if (!open_scope(&b, &st->select)) {
+        rc = GD_ERR;
+    } else {
+        rc = st->is_table ? create_table(&b, &st->select, e) : derive_stream(&b, &st->select, e);
+        if (!rc && b.failed) rc = GD_ERR;
+        if (!rc && !st->is_table && e->base->kind != GD_SRC_ENRICHED)
+            rc = gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "derived streams are kept over the enriched stream, not %s",
+                             e->base->name);
+    }
+    if (rc) {
+        gd_catalog_entry_free(e);
+        return GD_ERR;
+    }
+    *out = e;
+    return GD_OK;
+}
+
+/* ---- queries ---- */
+
+/* Conjuncts of a WHERE: the parts joined by AND. */
+static void conjuncts(gd_expr *e, gd_expr **out, int *n, int max)
+{
+    if (e->op == GD_E_AND) {
+        conjuncts(e->args[0], out, n, max);
+        conjuncts(e->args[1], out, n, max);
+    } else if (*n < max) out[(*n)++] = e;
+}
+
+static bool literal_value(const gd_expr *e, gd_value *v)
+{
+    if (e->op != GD_E_LIT || e->lit.t == GD_V_NULL) return false;
+    *v = e->lit;
+    return true;
+}
+
+/* Narrows a pull query's scan from the conjuncts of its WHERE: a key
+ * column = v or IN (v, ...), WINDOWSTART / WINDOWEND bounds. The WHERE
+ * stays whole as the rows' filter, so narrowing only saves reading. */
+static void narrow_scan(binder *b, gd_query_plan *plan, gd_expr *where)
+{
+    const gd_tabledef *t = plan->source->table;
+    plan->window_from = INT64_MIN;
+    plan->window_to = INT64_MAX;
+    if (!where) return;
+    gd_expr *parts[64];
+    int n = 0;
+    conjuncts(where, parts, &n, 64);
+    int64_t size = t->window_ms;
+    for (int i = 0; i < n; i++) {
+        gd_expr *p = parts[i];
+        if (p->nargs < 2 || p->args[0]->op != GD_E_COL) continue;
+        int col = p->args[0]->index;
+        if (col < t->nkeys && (p->op == GD_E_EQ || (p->op == GD_E_IN && !p->negated))) {
+            int m = p->nargs - 1;
+            if (m > GD_PLAN_MAX_IN || plan->nkey_values[col]) continue;
+            gd_value *vals = alloc(b, sizeof *vals * (size_t)m);
+            bool all = true;
+            for (int j = 0; j < m && all; j++) all = literal_value(p->args[1 + j], &vals[j]);
+            if (!all) continue;
+            plan->key_values[col] = vals;
+            plan->nkey_values[col] = m;
+            continue;
+        }
+        int ws = b->sc.windowed_at;
+        if (ws < 0 || (col != ws && col != ws + 1)) continue;
+        int64_t shift = col == ws ? 0 : size; /* WINDOWEND = WINDOWSTART + size */
+        gd_value lo, hi;
+        if (p->op == GD_E_BETWEEN && !p->negated && literal_value(p->args[1], &lo) && literal_value(p->args[2], &hi) &&
+            lo.t == GD_V_INT && hi.t == GD_V_INT) {
+            if (lo.i - shift > plan->window_from) plan->window_from = lo.i - shift;
+            if (hi.i - shift + 1 < plan->window_to) plan->window_to = hi.i - shift + 1;
+            continue;
+        }
+        gd_value v;
+        if (!literal_value(p->args[1], &v) || v.t != GD_V_INT || v.i < -GD_MAX_TIMESTAMP || v.i > GD_MAX_TIMESTAMP) continue;
+        int64_t x = v.i - shift;
+        switch (p->op) {
+        case GD_E_EQ:
+            if (x > plan->window_from) plan->window_from = x;
+            if (x + 1 < plan->window_to) plan->window_to = x + 1;
+            break;
+        case GD_E_GE: if (x > plan->window_from) plan->window_from = x; break;
+        case GD_E_GT: if (x + 1 > plan->window_from) plan->window_from = x + 1; break;
+        case GD_E_LE: if (x + 1 < plan->window_to) plan->window_to = x + 1; break;
+        case GD_E_LT: if (x < plan->window_to) plan->window_to = x; break;
+        default: break;
+        }
+    }
+}
+
+/* The select list over the scope: each item an expression and a name. */
+static bool project(binder *b, const gd_sql_select *q, gd_query_plan *plan)
+{
+    int cap = 0;
+    for (int i = 0; i < q->nitems; i++) cap += q->items[i].expr->op == GD_E_STAR ? b->sc.ncols : 1;
+    plan->names = alloc(b, sizeof *plan->names * (size_t)cap);
+    plan->types = alloc(b, sizeof *plan->types * (size_t)cap);
+    plan->proj = alloc(b, sizeof *plan->proj * (size_t)cap);
+    plan->masked = alloc(b, sizeof *plan->masked * (size_t)cap);
+    int n = 0, generated = 0;
+    const char **lower = alloc(b, sizeof *lower * (size_t)cap);
+    for (int i = 0; i < q->nitems; i++) {
+        const gd_sql_item *it = &q->items[i];
+        if (it->expr->op == GD_E_STAR) {
+            if (it->expr->qualifier.p && !(b->sc.alias.p && gd_str_eq_nocase(it->expr->qualifier, b->sc.alias)) &&
+                !names_eq(it->expr->qualifier, b->sc.entry->name))
+                return fail(b, it->expr, "'%.*s' is not the source of this query", (int)it->expr->qualifier.len,
+                            it->expr->qualifier.p);
+            for (int c = 0; c < b->sc.ncols; c++) {
+                plan->proj[n] = b->sc.exprs[c];
+                plan->types[n] = b->sc.types[c];
+                plan->masked[n] = is_email_column(b->sc.entry, b->sc.names[c]);
+                lower[n++] = b->sc.names[c];
+            }
+            continue;
+        }
+        bool was = b->pii;
+        b->pii = false;
+        gd_expr *x = bind_input(b, it->expr);
+        if (!x) return false;
+        if (b->pii) {
+            if (it->expr->op == GD_E_NAME) plan->masked[n] = true; /* shown masked without the pii scope */
+            else plan->filters_pii = true;                         /* computed from it: needs the scope */
+        }
+        b->pii = was || b->pii;
+        plan->proj[n] = x;
+        plan->types[n] = x->type == GD_T_NULL ? GD_T_STRING : x->type;
+        lower[n++] = item_name(b, it, &generated);
+    }
+    plan->ncols = n;
+    for (int i = 0; i < n; i++) plan->names[i] = upper_dup(b->arena, lower[i]);
+    return unique_names(b, lower, n);
+}
+
+/* ORDER BY names selected columns: by name, alias or position. */
+static bool bind_order(binder *b, const gd_sql_select *q, gd_query_plan *plan)
+{
+    plan->norder = q->norder;
+    plan->order = q->order;
+    plan->order_cols = alloc(b, sizeof *plan->order_cols * (size_t)(q->norder ? q->norder : 1));
+    for (int i = 0; i < q->norder; i++) {
+        const gd_expr *e = q->order[i].expr;
+        int col = -1;
+        if (e->op == GD_E_LIT && e->lit.t == GD_V_INT && e->lit.i >= 1 && e->lit.i <= plan->ncols) col = (int)e->lit.i - 1;
+        else if (e->op == GD_E_NAME)
+            for (int c = 0; c < plan->ncols && col < 0; c++)
+                if (names_eq(e->name, plan->names[c])) col = c;
+        if (col < 0) return fail(b, e, "ORDER BY names a selected column (by name, alias or position)");
+        if (plan->masked[col]) plan->filters_pii = true;
+        plan->order_cols[i] = col;
+    }
+    return true;
+}
+
+int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *arena, gd_query_plan *plan,
+                      gd_sql_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    binder b = {.cat = cat, .arena = arena, .err = err};
+    const gd_sql_select *q = &st->select;
+    plan->limit = q->limit;
+    if (!open_scope(&b, q)) return GD_ERR;
+    const gd_catalog_entry *src = b.sc.entry;
+    bool push = q->emit != GD_EMIT_NONE;
+    if (selects_aggregation(q)) {
+        if (src->is_table)
+            return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "aggregating a table is not supported: aggregate a stream");
+        if (!push)
+            return gd_sql_fail(err, GD_SQL_BAD_STATEMENT,
+                               "an aggregation over the stream %s is a push query: add EMIT CHANGES (or EMIT FINAL), or "
+                               "keep it as a table with CREATE TABLE ... AS SELECT",
+                               src->name);
+        if (q->emit == GD_EMIT_FINAL && !q->windowed)
+            return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "EMIT FINAL needs a WINDOW: a window is final once its grace has passed");
+        if (q->norder) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "ORDER BY is for pull queries");
+        gd_tabledef *t = b.def = alloc(&b, sizeof *t);
+        t->name = "transient";
+        landing *lands = alloc(&b, sizeof *lands * (size_t)q->nitems);
+        if (!compile_aggregation(&b, q, lands)) return GD_ERR;
+        if (src->kind == GD_SRC_DERIVED && src->where) {
+            if (t->where) {
+                gd_expr *both = alloc(&b, sizeof *both);
+                *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2};
+                both->args = alloc(&b, sizeof(gd_expr *) * 2);
+                both->args[0] = src->where;
+                both->args[1] = (gd_expr *)t->where;
+                t->where = both;
+            } else t->where = src->where;
+        }
+        plan->kind = GD_PLAN_PUSH_AGGREGATE;
+        plan->source = b.sc.reads;
+        plan->aggregate = t;
+        plan->emit_final = q->emit == GD_EMIT_FINAL;
+        plan->filters_pii = b.pii;
+        /* output: items over the transient table's row (keys, window bounds, columns) */
+        int width = t->nkeys + (t->window_ms ? 2 : 0);
+        plan->ncols = q->nitems;
+        plan->names = alloc(&b, sizeof *plan->names * (size_t)q->nitems);
+        plan->types = alloc(&b, sizeof *plan->types * (size_t)q->nitems);
+        plan->proj = alloc(&b, sizeof *plan->proj * (size_t)q->nitems);
+        plan->masked = alloc(&b, sizeof *plan->masked * (size_t)q->nitems);
+        for (int i = 0; i < q->nitems; i++) {
+            int at;
+            gd_coltype type;
+            const char *name;
+            if (lands[i].key >= 0) at = lands[i].key, type = t->keys[at].type, name = t->keys[at].name;
+            else if (lands[i].window >= 0) at = t->nkeys + lands[i].window, type = GD_T_BIGINT,
+                                          name = lands[i].window ? "windowend" : "windowstart";
+            else at = width + lands[i].col, type = t->cols[lands[i].col].type, name = t->cols[lands[i].col].name;
+            plan->proj[i] = new_col(&b, at, type);
+            plan->types[i] = type;
+            plan->names[i] = upper_dup(arena, name);
+        }
+        plan->row_width = width + t->ncols;
+        return b.failed ? GD_ERR : GD_OK;
+    }
+    if (q->windowed) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "WINDOW needs an aggregation (GROUP BY)");
+    if (q->having) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "HAVING needs an aggregation (GROUP BY)");
+    if (q->emit == GD_EMIT_FINAL) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "EMIT FINAL is for windowed aggregations");
+    if (!src->is_table && !push)
+        return gd_sql_fail(err, GD_SQL_BAD_STATEMENT,
+                           "pull queries read tables; %s is a stream: add EMIT CHANGES to read its records as they arrive",
+                           src->name);
+    if (push && q->norder) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "ORDER BY is for pull queries");
+    if (!project(&b, q, plan)) return GD_ERR;
+    if (q->where) {
+        bool was = b.pii;
+        b.pii = false;
+        plan->where = bind_input(&b, q->where);
+        if (!plan->where || !want_type(&b, plan->where, plan->where->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition"))
+            return GD_ERR;
+        if (b.pii) plan->filters_pii = true;
+        b.pii = was;
+    }
+    if (src->kind == GD_SRC_DERIVED && !src->is_table && src->where) {
+        if (plan->where) {
+            gd_expr *both = alloc(&b, sizeof *both);
+            *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2};
+            both->args = alloc(&b, sizeof(gd_expr *) * 2);
+            both->args[0] = src->where;
+            both->args[1] = plan->where;
+            plan->where = both;
+        } else plan->where = src->where;
+    }
+    plan->source = b.sc.reads;
+    plan->row_width = src->is_table ? b.sc.ncols : b.sc.reads->width;
+    if (src->is_table && !push) {
+        plan->kind = GD_PLAN_PULL_TABLE;
+        if (!bind_order(&b, q, plan)) return GD_ERR;
+        narrow_scan(&b, plan, plan->where);
+    } else plan->kind = src->is_table ? GD_PLAN_PUSH_TABLE : GD_PLAN_PUSH_STREAM;
+    return b.failed ? GD_ERR : GD_OK;
+}

@@ -1,0 +1,250 @@
+/* sql.h -- ksqlDB's SQL for gamingd: the interface of the sql/ layer.
+ *
+ * As in SQLite, one file a stage, each with one job:
+ *   tokenize.c  text -> tokens
+ *   parse.c     tokens -> statements (the grammar, all of it, at its top)
+ *   plan.c      statements -> definitions the engine runs (a table, a
+ *               derived stream) or a query plan, names bound against the
+ *               catalog (store/catalog.h), types checked
+ *   exec.c      pull queries: a plan over LMDB read transactions
+ *   run.c       push queries: the thread that evaluates them on the hub's
+ *               streams and publishes their rows
+ *   builtin.sql the built-in tables and streams, compiled at start by
+ *               builtin.c through the same planner as a user's statements
+ *
+ * Errors carry ksqlDB's error code and a message; a syntax error names the
+ * line and column ("line 1:8: ..."). Nothing here writes to the store: DDL
+ * becomes a catalog command that the ingest thread applies. */
+#ifndef GD_SQL_H
+#define GD_SQL_H
+
+#include <stdarg.h>
+
+#include "../server/hub.h"
+#include "../store/catalog.h"
+#include "../store/query.h"
+
+/* ksqlDB's error codes (its Errors class). */
+enum {
+    GD_SQL_BAD_REQUEST = 40000,
+    GD_SQL_BAD_STATEMENT = 40001,
+    GD_SQL_QUERY_ENDPOINT = 40002,
+    GD_SQL_UNAUTHORIZED = 40100,
+    GD_SQL_FORBIDDEN = 40300,
+    GD_SQL_NOT_FOUND = 40400,
+    GD_SQL_SERVER_ERROR = 50000,
+    GD_SQL_UNAVAILABLE = 50300,
+};
+
+typedef struct {
+    int code; /* GD_SQL_*; 0: no error */
+    int http_status;
+    char message[512];
+} gd_sql_error;
+
+/* Sets err (http_status 400 unless told) and returns GD_ERR. */
+int gd_sql_fail(gd_sql_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A statement error at a place in it ("line L:C: ..."; line 0: none). */
+int gd_sql_fail_at(gd_sql_error *err, uint32_t line, uint32_t col, const char *fmt, va_list ap);
+
+/* ---- tokens (tokenize.c) ---- */
+typedef enum {
+    GD_TK_EOF,
+    GD_TK_IDENT,   /* name, keyword */
+    GD_TK_QIDENT,  /* `name` or "name": text is the name unquoted */
+    GD_TK_STRING,  /* 'text': text unquoted ('' -> ') */
+    GD_TK_INTEGER,
+    GD_TK_DECIMAL, /* 1.5, 1e3 */
+    GD_TK_SYMBOL,  /* ( ) , ; . * + - / % = != <> < <= > >= || */
+    GD_TK_ERROR,   /* text: why */
+} gd_token_type;
+
+typedef struct {
+    gd_token_type type;
+    gd_str text;
+    uint32_t line, col, offset;
+} gd_token;
+
+typedef struct {
+    const char *start, *p, *end;
+    uint32_t line;
+    const char *line_start;
+    gd_arena *arena; /* unquoted strings with escapes */
+} gd_lexer;
+
+void gd_lexer_init(gd_lexer *lx, gd_str text, gd_arena *arena);
+gd_token gd_lexer_next(gd_lexer *lx);
+
+/* ---- statements (parse.c) ---- */
+typedef enum {
+    GD_SQL_SELECT,
+    GD_SQL_CREATE_AS,     /* CREATE TABLE|STREAM name AS SELECT */
+    GD_SQL_CREATE_SOURCE, /* CREATE TABLE|STREAM name (columns) WITH (...) */
+    GD_SQL_DROP,
+    GD_SQL_SHOW,
+    GD_SQL_DESCRIBE,
+    GD_SQL_TERMINATE,
+} gd_sql_kind;
+
+typedef enum { GD_SHOW_STREAMS, GD_SHOW_TABLES, GD_SHOW_QUERIES, GD_SHOW_PROPERTIES } gd_sql_show;
+typedef enum { GD_EMIT_NONE, GD_EMIT_CHANGES, GD_EMIT_FINAL } gd_sql_emit;
+
+typedef struct {
+    gd_expr *expr;
+    gd_str alias; /* p NULL: none */
+} gd_sql_item;
+
+typedef struct {
+    gd_expr *expr;
+    bool desc;
+} gd_sql_order;
+
+typedef struct {
+    gd_sql_item *items;
+    int nitems;
+    gd_str from, from_alias;
+    uint32_t from_line, from_col;
+    gd_expr *where;
+    bool windowed;
+    int64_t window_ms, grace_ms; /* grace_ms -1: not given */
+    gd_expr **group_by;
+    int ngroup;
+    gd_expr *having;
+    gd_sql_emit emit;
+    gd_sql_order *order;
+    int norder;
+    int64_t limit; /* -1: none */
+} gd_sql_select;
+
+typedef struct {
+    gd_str name;
+    gd_coltype type;
+    bool key;
+} gd_sql_coldecl;
+
+typedef struct {
+    gd_str name, value;
+} gd_sql_prop;
+
+typedef struct {
+    gd_sql_kind kind;
+    gd_str text;   /* the statement as written, without its ';' */
+    bool is_table; /* TABLE (else STREAM) in CREATE, DROP, SHOW */
+    gd_str name;   /* created, dropped, described, terminated */
+    bool if_not_exists, if_exists, extended, all;
+    gd_sql_show show;
+    gd_sql_select select;
+    gd_sql_coldecl *cols;
+    int ncols;
+    gd_sql_prop *props;
+    int nprops;
+} gd_sql_stmt;
+
+/* Parses a script of statements separated by ';' into arena. */
+int gd_sql_parse(gd_str text, gd_arena *arena, gd_sql_stmt **stmts, int *nstmts, gd_sql_error *err);
+
+/* ---- planning (plan.c) ---- */
+
+/* A table or stream definition from CREATE ... AS SELECT (or, for the
+ * built-in file only, a source declaration). The definition and everything
+ * it points to live in its own arena; the catalog takes it. builtin: the
+ * statement comes from builtin.sql (source declarations allowed). */
+int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builtin, gd_catalog_entry **out,
+                       gd_sql_error *err);
+
+typedef enum {
+    GD_PLAN_PULL_TABLE, /* rows of a table, now */
+    GD_PLAN_PUSH_STREAM, /* a stream's records from now on */
+    GD_PLAN_PUSH_TABLE,  /* a table's rows after each change */
+    GD_PLAN_PUSH_AGGREGATE, /* a transient aggregation of a stream */
+} gd_plan_kind;
+
+enum { GD_PLAN_MAX_IN = 256 }; /* key values a pull query looks up */
+
+/* A SELECT, bound. Rows flow as arrays of values: the input row of the
+ * source (a stream's columns by id, or a table's row: keys, window bounds,
+ * value columns), filtered by where, projected by proj into the output. */
+typedef struct {
+    gd_plan_kind kind;
+    const gd_catalog_entry *source; /* the table or the stream read (its base when derived) */
+    int ncols;
+    const char **names;  /* output column names as ksqlDB gives them */
+    gd_coltype *types;
+    gd_expr **proj;      /* over the input row (for an aggregate: the transient table's row) */
+    gd_expr *where;      /* over the input row, or NULL */
+    int64_t limit;       /* -1: none */
+    /* pull: the keys and windows to read, and the order */
+    int nkey_values[GD_MAX_KEYS]; /* 0: any value of that key column */
+    gd_value *key_values[GD_MAX_KEYS];
+    int64_t window_from, window_to; /* window starts in [from, to) */
+    gd_sql_order *order; /* over the output row, by output column */
+    int norder;
+    int *order_cols;
+    /* push aggregate: the transient table it keeps */
+    gd_tabledef *aggregate;
+    bool emit_final;
+    bool *masked;        /* output column i is an email column: masked without the pii scope */
+    bool filters_pii;    /* filters, groups, orders or computes on one: needs the pii scope */
+    int row_width;       /* values in an input row */
+} gd_query_plan;
+
+/* Binds a SELECT. now_ms: UNIX_TIMESTAMP() of a pull query. The plan lives
+ * in arena. */
+int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *arena, gd_query_plan *out,
+                      gd_sql_error *err);
+
+/* The schema of an entry's rows as SQL shows it. */
+typedef struct {
+    const char *name;
+    gd_coltype type;
+    bool key;       /* a key column (PRIMARY KEY / KEY) */
+    bool window;    /* WINDOWSTART, WINDOWEND */
+} gd_sql_column;
+int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max);
+/* A name as ksqlDB shows it: upper case. */
+void gd_sql_upper(const char *name, gd_buf *out);
+
+/* ---- pull queries (exec.c) ---- */
+/* Calls fn for each output row (values valid during the call) until it
+ * returns non-zero; ORDER BY sorts and LIMIT cuts first. */
+typedef int (*gd_sql_row_fn)(void *ctx, const gd_value *row, int ncols);
+int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, gd_sql_row_fn fn, void *ctx,
+                gd_sql_error *err);
+
+/* The input row of a stored row of table t: keys, window bounds, value
+ * columns (reference tables: key, then value fields). Strings point into
+ * key/val or scratch. */
+int gd_sql_table_row(const gd_tabledef *t, gd_str key, gd_str val, gd_value *row, gd_arena *scratch);
+/* The input row of a JSON event of an entry's hub stream (a table's row
+ * after a change, a source or derived stream's record), by column name;
+ * false when it is not such an event (a deleted reference row). */
+bool gd_sql_event_row(const gd_catalog_entry *e, gd_str json, gd_value *row, int width, gd_arena *scratch);
+
+/* ---- push queries (run.c) ---- */
+typedef struct gd_sql_runner gd_sql_runner;
+typedef struct gd_push_query gd_push_query;
+/* Starts the thread that runs push queries on hub's streams. */
+int gd_sql_runner_start(gd_sql_runner **out, gd_hub *hub, const gd_catalog *cat);
+void gd_sql_runner_stop(gd_sql_runner *r);
+/* Joins the running query of statement sql (a push SELECT), starting it
+ * when none runs: *hub_stream is where its rows are published (JSON
+ * arrays; a JSON object there is a notice). Leave once per join. */
+int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push_query **out, unsigned *hub_stream,
+                       gd_sql_error *err);
+void gd_sql_runner_leave(gd_sql_runner *r, gd_push_query *q);
+const char *gd_push_query_id(const gd_push_query *q);
+const gd_query_plan *gd_push_query_plan(const gd_push_query *q);
+/* Each running query: its id, statement, and how many clients read it. */
+typedef void (*gd_sql_query_fn)(void *ctx, const char *id, const char *sql, int clients);
+void gd_sql_runner_list(gd_sql_runner *r, gd_sql_query_fn fn, void *ctx);
+void gd_sql_runner_metrics(gd_sql_runner *r, uint64_t *queries, uint64_t *events_in, uint64_t *events_lost,
+                           uint64_t *rows_out);
+
+/* ---- built-in definitions (builtin.c) ---- */
+/* Compiles builtin.sql into cat. */
+int gd_sql_load_builtin(gd_catalog *cat, gd_sql_error *err);
+/* Compiles the user definitions the store holds into cat (a definition
+ * that no longer compiles is logged and left out). */
+int gd_sql_load_user(gd_catalog *cat, gd_store *store);
+
+#endif

@@ -1,0 +1,134 @@
+/* expr.h -- SQL expressions as trees, and their evaluation.
+ *
+ * The SQL layer (sql/) parses an expression into a gd_expr tree and binds
+ * its names; what runs it -- the engine maintaining a table, a pull query,
+ * the push-query runner -- only calls gd_expr_eval. Evaluation reads three
+ * things through a gd_eval context:
+ *   - the input row: a column by its id, through the context's accessor
+ *     (an enriched record read in place, or an array of values);
+ *   - a group's aggregates and key values (HAVING, columns computed from
+ *     aggregates such as COUNT(game_name) * 100.0 / COUNT(*));
+ *   - the window bounds, and the clock for UNIX_TIMESTAMP().
+ *
+ * Values follow SQL: any operation on NULL is NULL (except IS NULL, AND and
+ * OR's three-valued logic, COALESCE, IFNULL, CONCAT which skips them); a
+ * division by zero, an overflow or a non-finite result is NULL, as ksqlDB
+ * gives NULL for an expression that fails on one row. Integers are 64-bit
+ * whatever their declared type (INTEGER is a type for the header only).
+ * Strings a function makes are allocated in the context's scratch arena. */
+#ifndef GD_EXPR_H
+#define GD_EXPR_H
+
+#include "../server/util.h"
+
+typedef enum { GD_T_STRING, GD_T_BIGINT, GD_T_INTEGER, GD_T_DOUBLE, GD_T_BOOLEAN, GD_T_NULL } gd_coltype;
+const char *gd_coltype_name(gd_coltype t);
+static inline bool gd_coltype_numeric(gd_coltype t)
+{
+    return t == GD_T_BIGINT || t == GD_T_INTEGER || t == GD_T_DOUBLE;
+}
+
+typedef enum {
+    /* leaves */
+    GD_E_LIT,    /* lit */
+    GD_E_COL,    /* input column `index` */
+    GD_E_AGG,    /* the group's aggregate `index` */
+    GD_E_KEY,    /* the group's key column `index` */
+    GD_E_WSTART, /* the group's window bounds */
+    GD_E_WEND,
+    GD_E_NOW, /* UNIX_TIMESTAMP() */
+    /* operators: args[0..nargs) */
+    GD_E_NEG,
+    GD_E_NOT,
+    GD_E_ADD,
+    GD_E_SUB,
+    GD_E_MUL,
+    GD_E_DIV,
+    GD_E_MOD,
+    GD_E_EQ,
+    GD_E_NE,
+    GD_E_LT,
+    GD_E_LE,
+    GD_E_GT,
+    GD_E_GE,
+    GD_E_AND,
+    GD_E_OR,
+    GD_E_IS_NULL,  /* `negated`: IS NOT NULL */
+    GD_E_IN,       /* args[0] IN (args[1..]); `negated` */
+    GD_E_BETWEEN,  /* args[0] BETWEEN args[1] AND args[2]; `negated` */
+    GD_E_LIKE,     /* args[0] LIKE args[1]; `negated` */
+    GD_E_CASE,     /* WHEN args[2i] THEN args[2i+1] ..., ELSE args[n-1] when `has_else` */
+    GD_E_CAST,     /* args[0] to `type` */
+    GD_E_CALL,     /* scalar function `index` (gd_func) */
+    /* before binding (parser output only) */
+    GD_E_NAME,     /* a column by name: `name`, qualified by `qualifier` */
+    GD_E_AGGCALL,  /* an aggregate by name (`name`), args or `star` */
+    GD_E_STAR,     /* * or alias.* in a select list */
+} gd_expr_op;
+
+/* The scalar functions. */
+typedef enum {
+    GD_FN_UCASE,
+    GD_FN_LCASE,
+    GD_FN_LEN,
+    GD_FN_CONCAT,
+    GD_FN_SUBSTRING,
+    GD_FN_ABS,
+    GD_FN_ROUND,
+    GD_FN_FLOOR,
+    GD_FN_CEIL,
+    GD_FN_COALESCE,
+    GD_FN_IFNULL,
+    GD_FN_TIMESTAMPTOSTRING,
+    GD_FN_COUNT
+} gd_func;
+
+typedef struct gd_expr gd_expr;
+struct gd_expr {
+    gd_expr_op op;
+    gd_coltype type; /* of the result, set when bound */
+    bool negated, has_else, star, distinct;
+    int index;
+    uint16_t nargs;
+    gd_expr **args;
+    gd_value lit;
+    gd_str name, qualifier;
+    uint32_t line, col; /* where it starts in the statement (1-based) */
+};
+
+/* What an expression reads. */
+typedef struct {
+    gd_value (*column)(const void *row, int index);
+    const void *row;
+    const gd_value *aggs, *keys;
+    int64_t window_start, window_end;
+    int64_t now_ms;
+    gd_arena *scratch;
+} gd_eval;
+
+/* An accessor for rows held as an array of values. */
+gd_value gd_value_array_column(const void *row, int index);
+
+gd_value gd_expr_eval(const gd_expr *e, const gd_eval *ctx);
+/* A predicate: true only when it evaluates to TRUE (NULL is not). */
+bool gd_expr_true(const gd_expr *e, const gd_eval *ctx);
+
+/* The function named name (case-insensitive), or GD_FN_COUNT. */
+gd_func gd_func_lookup(gd_str name);
+const char *gd_func_name(gd_func f);
+
+/* Comparison of two non-null values of comparable types: <0, 0, >0. */
+int gd_value_cmp(gd_value a, gd_value b);
+/* Value to type as CAST does (NULL when it does not convert). */
+gd_value gd_value_cast(gd_value v, gd_coltype to, gd_arena *scratch);
+/* A value as text, as CAST(v AS STRING) gives it (appended to b). */
+void gd_value_text(gd_value v, gd_buf *b);
+
+/* A TIMESTAMPTOSTRING time zone: UTC, GMT, Z, or an offset (+05:30,
+ * UTC-08, +0100); false for others (gamingd carries no zone database). */
+bool gd_timezone_offset(gd_str tz, int *offset_s);
+
+/* Walks e depth first, calling fn on every node until it returns true. */
+bool gd_expr_any(const gd_expr *e, bool (*fn)(const gd_expr *e, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,385 @@
+"""ksqlDB's REST API as its clients use it: the wire formats of /query-stream,
+/query, /ksql, /close-query, /info and /healthcheck; tables and streams
+created, terminated and dropped by SQL, kept across a restart and kill -9;
+API key scopes; EMIT FINAL; shared and slow push queries.
+
+Expected rows are worked by hand or computed here from the records the test
+writes; formats follow ksqlDB 0.29's entity classes."""
+import http.client
+import json
+import os
+import time
+
+import pytest
+
+from conftest import BASE_MS, write_lines
+
+ENRICHED = "gaming_real_time_intelligence_platform"
+
+
+def post(port, path, body, headers=None, timeout=30):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request("POST", path, body=json.dumps(body) if not isinstance(body, (bytes, str)) else body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, r.getheader("Content-Type"), data
+
+
+def ksql(port, text, headers=None):
+    status, _, body = post(port, "/ksql", {"ksql": text, "streamsProperties": {}}, headers)
+    return status, json.loads(body)
+
+
+def query(port, sql, headers=None):
+    status, ctype, body = post(port, "/query-stream", {"sql": sql, "properties": {}}, headers)
+    if status != 200:
+        return status, json.loads(body), None
+    lines = [json.loads(l) for l in body.decode().split("\n") if l]
+    return status, lines[0], lines[1:]
+
+
+def activity(i, game, player, ts, score=100, purchase=0.0):
+    return {"topic": "gaming_player_activity", "key": "a%d" % i, "value": {
+        "activity_id": "a%d" % i, "player_id": player, "game_id": game, "activity_type": "play",
+        "activity_timestamp": ts, "score": score, "in_game_purchases": purchase}}
+
+
+def reference_lines():
+    return [{"topic": "gaming_games", "key": g, "value": {"game_id": g, "game_name": "Game " + g, "genre": "Action"}}
+            for g in ("g1", "g2")] + [
+        {"topic": "gaming_players", "key": p, "value": {"player_id": p, "username": "u-" + p, "email": p + "@example.com"}}
+        for p in ("p1", "p2", "p3")]
+
+
+def records_applied(d):
+    return d.readyz().json["records_applied"]
+
+
+def wait_applied(d, n, timeout=60):
+    deadline = time.time() + timeout
+    while records_applied(d) < n:
+        assert time.time() < deadline, "not applied: %d of %d" % (records_applied(d), n)
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def fed(module_gamingd, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("ksql") / "src.jsonl")
+    lines = reference_lines() + [activity(i, "g%d" % (1 + i % 2), "p%d" % (1 + i % 3), BASE_MS + i * 1000, score=1000 + i)
+                                 for i in range(30)]
+    write_lines(path, lines)
+    d = module_gamingd(path, args=["--grace", "3650d"])
+    wait_applied(d, len(lines))
+    return d
+
+
+# ---- formats ----
+
+def test_info_and_healthcheck(fed):
+    info = fed.get("/info").json["KsqlServerInfo"]
+    assert set(info) == {"version", "kafkaClusterId", "ksqlServiceId", "serverStatus"}
+    assert info["serverStatus"] == "RUNNING"
+    h = fed.get("/healthcheck")
+    assert h.status == 200 and h.json["isHealthy"] is True
+    assert list(h.json["details"]) == ["metastore", "kafka", "commandRunner"]
+
+
+def test_pull_query_stream_delimited_and_json(fed):
+    status, header, rows = query(fed.port, "SELECT game_id, total_activities FROM gaming_active_players_5min "
+                                           "WHERE game_id = 'g1' AND WINDOWSTART = %d;" % BASE_MS)
+    assert status == 200
+    assert header["queryId"].startswith("query_")
+    assert header["columnNames"] == ["GAME_ID", "TOTAL_ACTIVITIES"]
+    assert header["columnTypes"] == ["STRING", "BIGINT"]
+    assert rows == [["g1", 15]]  # 30 records over 30 s, every other one g1: one 5-minute window
+    status, ctype, body = post(fed.port, "/query-stream", {"sql": "SELECT game_id FROM gaming_games_table;"},
+                               {"Accept": "application/json"})
+    assert status == 200 and ctype == "application/json"
+    doc = json.loads(body)
+    assert doc[0]["columnNames"] == ["GAME_ID"] and sorted(doc[1:]) == [["g1"], ["g2"]]
+
+
+def test_query_v1_format(fed):
+    status, ctype, body = post(fed.port, "/query", {"ksql": "SELECT * FROM gaming_games_table WHERE game_id = 'g2';"})
+    assert status == 200 and ctype == "application/vnd.ksql.v1+json"
+    text = body.decode()
+    assert text.startswith('[{"header":{"queryId":"query_') and text.endswith("]")
+    doc = json.loads(text)
+    assert doc[0]["header"]["schema"].startswith("`GAME_ID` STRING KEY, `GAME_NAME` STRING")
+    assert doc[1] == {"row": {"columns": ["g2", "Game g2", "Action", None, None, None, None, None]}}
+    assert len(doc) == 2
+
+
+def test_push_query_v1_ends_with_limit_reached(fed):
+    c = http.client.HTTPConnection("127.0.0.1", fed.port, timeout=30)
+    c.request("POST", "/query", body=json.dumps({"ksql": "SELECT player_id FROM %s EMIT CHANGES LIMIT 2;" % ENRICHED}))
+    r = c.getresponse()
+    assert r.status == 200
+    header = r.readline()
+    assert header.startswith(b'[{"header":{"queryId":"transient_GAMING_REAL_TIME_INTELLIGENCE_PLATFORM_')
+    with open(fed.source, "a") as f:  # two more records arrive
+        for i in (100, 101):
+            f.write(json.dumps(activity(i, "g1", "p2", BASE_MS + 7200000 + i)) + "\n")  # windows no other test reads
+    rest = r.read().decode()
+    assert header.endswith(b"}},\n")
+    assert rest == '{"row":{"columns":["p2"]}},\n{"row":{"columns":["p2"]}},\n{"finalMessage":"Limit Reached"}]'
+    json.loads(header.decode() + rest)  # one JSON document
+
+
+def test_close_query_ends_a_push_query(fed):
+    c = http.client.HTTPConnection("127.0.0.1", fed.port, timeout=30)
+    c.request("POST", "/query-stream", body=json.dumps({"sql": "SELECT game_id FROM gaming_games_stream EMIT CHANGES;"}))
+    r = c.getresponse()
+    header = json.loads(r.readline())
+    status, _, body = post(fed.port, "/close-query", {"queryId": header["queryId"]})
+    assert status == 200 and body == b""
+    assert r.read() == b""  # the response ended
+    status, _, body = post(fed.port, "/close-query", {"queryId": header["queryId"]})
+    assert status == 400 and json.loads(body)["@type"] == "generic_error"
+
+
+def test_show_streams_tables_queries(fed):
+    status, doc = ksql(fed.port, "SHOW STREAMS; LIST TABLES; SHOW QUERIES;")
+    assert status == 200 and [e["@type"] for e in doc] == ["streams", "tables", "queries"]
+    streams = {s["name"]: s for s in doc[0]["streams"]}
+    assert set(streams) == {"GAMING_REAL_TIME_INTELLIGENCE_PLATFORM", "GAMING_ACTIVITY_ENRICHED",
+                            "GAMING_PLAYER_ACTIVITY_STREAM", "GAMING_GAMES_STREAM", "GAMING_PLAYERS_STREAM"}
+    assert streams["GAMING_REAL_TIME_INTELLIGENCE_PLATFORM"] == {
+        "type": "STREAM", "name": "GAMING_REAL_TIME_INTELLIGENCE_PLATFORM",
+        "topic": "gaming.real-time-gaming-intelligence-platform", "keyFormat": "KAFKA", "valueFormat": "AVRO",
+        "isWindowed": False}
+    tables = {t["name"]: t for t in doc[1]["tables"]}
+    assert len(tables) == 11 and tables["GAMING_DATA_QUALITY_5MIN"]["isWindowed"] is True
+    assert tables["GAMING_GAMES_TABLE"]["isWindowed"] is False
+    ids = {q["id"] for q in doc[2]["queries"]}
+    assert "CTAS_GAMING_HOURLY_PLAYER_GAME_STATS_0" in ids and "CSAS_GAMING_ACTIVITY_ENRICHED_0" in ids
+    assert doc[0]["statementText"] == "SHOW STREAMS;"
+
+
+def test_describe_a_windowed_table(fed):
+    status, doc = ksql(fed.port, "DESCRIBE gaming_top_performers_hourly;")
+    assert status == 200
+    sd = doc[0]["sourceDescription"]
+    assert sd["type"] == "TABLE" and sd["windowType"] == "TUMBLING"
+    assert sd["fields"][0] == {"name": "GAME_ID", "schema": {"type": "STRING", "fields": None, "memberSchema": None},
+                               "type": "KEY"}
+    assert sd["fields"][2] == {"name": "PLAYER_USERNAME",
+                               "schema": {"type": "STRING", "fields": None, "memberSchema": None}}
+    assert "HAVING SUM(score) > 1000" in sd["statement"]
+    assert sd["writeQueries"][0]["id"] == "CTAS_GAMING_TOP_PERFORMERS_HOURLY_0"
+
+
+def test_statement_errors(fed):
+    status, doc = ksql(fed.port, "SELECT * FROM gaming_games_table;")
+    assert status == 400 and doc["error_code"] == 40002
+    status, doc = ksql(fed.port, "SHOW TABLES; DESCRIBE nothing_here;")
+    assert status == 400 and doc["@type"] == "statement_error" and doc["error_code"] == 40001
+    assert doc["statementText"] == "DESCRIBE nothing_here;"
+    assert [e["@type"] for e in doc["entities"]] == ["tables"]  # what ran before it
+    status, _, body = post(fed.port, "/query-stream", b"{not json")
+    assert status == 400 and json.loads(body)["error_code"] == 40000
+    status, doc = ksql(fed.port, "DROP TABLE gaming_games_table;")
+    assert status == 400 and "built in" in doc["message"]
+
+
+# ---- DDL ----
+
+def table_rows(port, name):
+    status, header, rows = query(port, "SELECT * FROM %s;" % name)
+    assert status == 200, header
+    return header["columnNames"], rows
+
+
+def test_create_terminate_drop(gamingd, tmp_path):
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--grace", "3650d"])
+    wait_applied(d, 5)
+    status, doc = ksql(d.port, "CREATE TABLE per_game AS SELECT game_id, COUNT(*) AS n, MAX(score) AS best "
+                                "FROM %s GROUP BY game_id EMIT CHANGES;" % ENRICHED)
+    assert status == 200, doc
+    cs = doc[0]
+    assert cs["@type"] == "currentStatus" and cs["commandId"] == "table/`PER_GAME`/create"
+    assert cs["commandStatus"]["status"] == "SUCCESS" and cs["commandStatus"]["queryId"].startswith("CTAS_PER_GAME_")
+    status, doc = ksql(d.port, "CREATE STREAM big_scores AS SELECT player_id, score FROM %s WHERE score > 1005;" % ENRICHED)
+    assert status == 200 and doc[0]["commandStatus"]["queryId"].startswith("CSAS_BIG_SCORES_")
+    assert ksql(d.port, "CREATE TABLE per_game AS SELECT game_id, COUNT(*) FROM %s GROUP BY game_id;" % ENRICHED)[0] == 400
+    assert ksql(d.port, "CREATE TABLE IF NOT EXISTS per_game AS SELECT game_id, COUNT(*) FROM %s GROUP BY game_id;"
+                % ENRICHED)[0] == 200
+    assert "per_game" in [t["name"] for t in d.get("/v1/tables").json["tables"]]
+    assert "big_scores" in [s["name"] for s in d.get("/v1/streams").json["streams"]]
+    with open(src, "a") as f:
+        for i in range(10):
+            f.write(json.dumps(activity(i, "g1", "p1", BASE_MS + i * 1000, score=1000 + i)) + "\n")
+    wait_applied(d, 15)
+    assert table_rows(d.port, "per_game") == (["GAME_ID", "N", "BEST"], [["g1", 10, 1009]])
+    assert d.get("/v1/tables/per_game").json["rows"] == [{"game_id": "g1", "n": 10, "best": 1009}]
+    qid = cs["commandStatus"]["queryId"]
+    status, doc = ksql(d.port, "TERMINATE %s;" % qid)
+    assert status == 200 and doc[0]["commandStatus"]["message"] == "Query terminated."
+    with open(src, "a") as f:
+        f.write(json.dumps(activity(50, "g1", "p1", BASE_MS + 60000, score=5000)) + "\n")
+    wait_applied(d, 16)
+    time.sleep(0.3)
+    assert table_rows(d.port, "per_game")[1] == [["g1", 10, 1009]]  # no longer maintained, still readable
+    queries = {q["id"]: q for q in ksql(d.port, "SHOW QUERIES;")[1][0]["queries"]}
+    assert queries[qid]["state"] == "TERMINATED"
+    status, doc = ksql(d.port, "DROP TABLE per_game; DROP STREAM big_scores; DROP TABLE IF EXISTS per_game;")
+    assert status == 200, doc
+    assert doc[0]["commandStatus"]["message"] == "Source `PER_GAME` (topic: PER_GAME) was dropped."
+    assert doc[0]["commandId"] == "table/PER_GAME/drop"
+    assert "per_game" not in [t["name"] for t in d.get("/v1/tables").json["tables"]]
+    status, doc, _ = query(d.port, "SELECT * FROM per_game;")
+    assert status == 400 and "does not exist" in doc["message"]
+    # the name can be taken again: a new table, empty
+    assert ksql(d.port, "CREATE TABLE per_game AS SELECT game_id, COUNT(*) AS n FROM %s GROUP BY game_id;" % ENRICHED)[0] == 200
+    assert table_rows(d.port, "per_game")[1] == []
+
+
+def test_user_tables_survive_restart_and_kill9(gamingd, tmp_path):
+    """A table keeps its definition and rows across a clean restart and a
+    kill -9; its rows are those one uninterrupted run gives."""
+    src = str(tmp_path / "src.jsonl")
+    data = str(tmp_path / "data")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--grace", "3650d"], data_dir=data)
+    wait_applied(d, 5)
+    assert ksql(d.port, "CREATE TABLE per_player AS SELECT player_id, COUNT(*) AS n, SUM(score) AS total, "
+                         "COUNT_DISTINCT(game_id) AS games FROM %s WINDOW TUMBLING (SIZE 1 MINUTE) "
+                         "GROUP BY player_id;" % ENRICHED)[0] == 200
+    recs = [activity(i, "g%d" % (1 + i % 2), "p%d" % (1 + i % 3), BASE_MS + i * 500, score=i) for i in range(3000)]
+    with open(src, "a") as f:
+        for r in recs[:1000]:
+            f.write(json.dumps(r) + "\n")
+    wait_applied(d, 1005)
+    d.stop()
+    d = gamingd(src, args=["--grace", "3650d"], data_dir=data)
+    with open(src, "a") as f:
+        for r in recs[1000:]:
+            f.write(json.dumps(r) + "\n")
+    time.sleep(0.2)
+    d.kill9()  # somewhere in the middle, or after
+    d = gamingd(src, args=["--grace", "3650d"], data_dir=data)
+    wait_applied(d, 3005)
+    want = {}
+    for r in recs:
+        v = r["value"]
+        k = (v["player_id"], v["activity_timestamp"] // 60000 * 60000)
+        n, total, games = want.get(k, (0, 0, set()))
+        want[k] = (n + 1, total + v["score"], games | {v["game_id"]})
+    names, rows = table_rows(d.port, "per_player")
+    assert names == ["PLAYER_ID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL", "GAMES"]
+    assert sorted(rows) == sorted([[p, ws, ws + 60000, n, t, len(g)] for (p, ws), (n, t, g) in want.items()])
+
+
+# ---- keys and personal data ----
+
+def test_scopes_and_masking(gamingd, tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("reader-1 read\nanalyst-1 read,pii\nadmin-1 admin\n")
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--api-keys", str(keys)])
+    wait_applied(d, 5)
+    reader, analyst, admin = ({"Authorization": "Bearer " + k} for k in ("reader-1", "analyst-1", "admin-1"))
+    assert post(d.port, "/query-stream", {"sql": "SELECT * FROM gaming_games_table;"})[0] == 401
+    status, header, rows = query(d.port, "SELECT player_id, email FROM gaming_players_table WHERE player_id = 'p1';", reader)
+    assert status == 200 and rows == [["p1", "***@example.com"]]
+    status, header, rows = query(d.port, "SELECT player_id, email FROM gaming_players_table WHERE player_id = 'p1';", analyst)
+    assert rows == [["p1", "p1@example.com"]]
+    status, doc, _ = query(d.port, "SELECT player_id FROM gaming_players_table WHERE email LIKE 'p1%';", reader)
+    assert status == 403 and doc["error_code"] == 40300
+    status, doc = ksql(d.port, "CREATE TABLE t AS SELECT game_id, COUNT(*) FROM %s GROUP BY game_id;" % ENRICHED, analyst)
+    assert status == 403 and doc["@type"] == "statement_error"
+    assert ksql(d.port, "CREATE TABLE t AS SELECT game_id, COUNT(*) AS n FROM %s GROUP BY game_id;" % ENRICHED, admin)[0] == 200
+    assert ksql(d.port, "SHOW TABLES;", reader)[0] == 200
+    assert d.get("/info").status == 200  # open, as /healthz
+
+
+# ---- push queries ----
+
+def test_emit_final_emits_each_window_once_past_its_grace(gamingd, tmp_path):
+    """10-second windows with a 5-second grace, worked by hand: a window is
+    final when the stream time reaches its end + 5 s."""
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src)
+    wait_applied(d, 5)
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    c.request("POST", "/query-stream", body=json.dumps({"sql":
+              "SELECT game_id, WINDOWSTART AS ws, COUNT(*) AS n, SUM(score) AS total FROM %s "
+              "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY game_id EMIT FINAL;" % ENRICHED}))
+    r = c.getresponse()
+    json.loads(r.readline())
+    t = BASE_MS
+    events = [(0, "g1", 1), (3000, "g1", 2), (4000, "g2", 4), (9999, "g1", 8),  # window [0, 10 s)
+              (12000, "g1", 16),          # window [10, 20 s); stream time 12 s: [0, 10) not final yet
+              (14000, "g2", 32),          # 14 s: still not (10 + 5 > 14)
+              (8000, "g1", 64),           # late? no: 10 + 5 > 14, counts in [0, 10)
+              (15000, "g1", 128),         # 15 s: [0, 10) is final now
+              (9000, "g2", 256),          # late for [0, 10): skipped
+              (31000, "g2", 512)]         # 31 s: [10, 20) final too ([30, 40) is not)
+    with open(src, "a") as f:
+        for i, (dt, g, s) in enumerate(events):
+            f.write(json.dumps(activity(i, g, "p1", t + dt, score=s)) + "\n")
+    rows = [json.loads(r.readline()) for _ in range(4)]
+    c.close()
+    assert sorted(rows) == sorted([["g1", t, 4, 1 + 2 + 8 + 64], ["g2", t, 1, 4],
+                                   ["g1", t + 10000, 2, 16 + 128], ["g2", t + 10000, 1, 32]])
+
+
+def test_identical_push_queries_share_one_evaluation(fed):
+    sql = "SELECT game_id, COUNT(*) AS n FROM %s GROUP BY game_id EMIT CHANGES;" % ENRICHED
+    before = fed.metrics()[("gamingd_push_queries", frozenset())]
+    conns = []
+    for _ in range(3):
+        c = http.client.HTTPConnection("127.0.0.1", fed.port, timeout=30)
+        c.request("POST", "/query-stream", body=json.dumps({"sql": sql}))
+        r = c.getresponse()
+        conns.append((c, r, json.loads(r.readline())))
+    assert len({h["queryId"] for _, _, h in conns}) == 1
+    pushes = [q for q in ksql(fed.port, "SHOW QUERIES;")[1][0]["queries"]
+              if q["queryType"] == "PUSH" and q["queryString"] == sql.rstrip(";")]
+    assert len(pushes) == 1
+    assert fed.metrics()[("gamingd_push_queries", frozenset())] == before + 1
+    for c, _, _ in conns:
+        c.close()
+
+
+def test_a_slow_push_client_loses_its_oldest_rows_and_is_told(gamingd, tmp_path):
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--push-query-buffer", "16", "--push-buffer", "65536"])
+    wait_applied(d, 5)
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    c.request("POST", "/query-stream", body=json.dumps({"sql": "SELECT activity_id, player_id FROM %s EMIT CHANGES;"
+                                                                  % ENRICHED}))
+    r = c.getresponse()
+    json.loads(r.readline())
+    c.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+    with open(src, "a") as f:  # far more rows than the client's ring and socket hold, while it reads nothing
+        for i in range(20000):
+            f.write(json.dumps(activity(i, "g1", "p" + "x" * 200, BASE_MS + i)) + "\n")
+    wait_applied(d, 20005)
+    time.sleep(0.5)
+    seen, notices = 0, []
+    c.sock.settimeout(3)
+    try:
+        while True:
+            line = r.readline()
+            if not line:
+                break
+            v = json.loads(line)
+            if isinstance(v, dict):
+                notices.append(v)
+            else:
+                seen += 1
+    except OSError:
+        pass
+    c.close()
+    # rows this client lost to its ring (and records the query itself missed, if any)
+    assert any(n["@type"] == "dropped" and n["dropped"] > 0 for n in notices), notices[:3]
+    assert seen + sum(n["dropped"] for n in notices) == 20000
