@@ -113,7 +113,7 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS)
 
 # The fuzz targets without libFuzzer: their seed corpora and the inputs that
 # once crashed (tests/fuzz/regressions/TARGET/) are replayed by `make unit`.
-FUZZ_TARGETS := records avro file_source pull push_filters
+FUZZ_TARGETS := records avro file_source pull push_filters sql
 REPLAY_BINS = $(FUZZ_TARGETS:%=$(BUILD)/unit/replay_%)
 $(BUILD)/unit/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -149,7 +149,7 @@ $(BUILD)/sse_load: tests/bench/sse_load.c
 
 bench: deps-bench all $(BUILD)/sse_load $(BUILD)/mock_broker
 	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd) --sse-load $(abspath $(BUILD)/sse_load) \
-	    --mock-broker $(abspath $(BUILD)/mock_broker)
+	    --mock-broker $(abspath $(BUILD)/mock_broker) $(if $(BASELINE),--baseline $(abspath $(BASELINE)))
 
 # libFuzzer (clang) with ASan and UBSan over the parsers, each target for
 # FUZZ_SECONDS, from its seed corpus in tests/fuzz/corpus/; what it finds
@@ -159,7 +159,7 @@ FUZZ_SECONDS ?= 20
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_OBJS = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/gen/schemas.o $(FUZZ_BUILD)/obj/gen/page.o
+FUZZ_OBJS = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(patsubst $(BUILD)/obj/gen/%,$(FUZZ_BUILD)/obj/gen/%,$(GEN_OBJS))
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

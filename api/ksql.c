@@ -661,6 +661,15 @@ static bool drop(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_stmt
         snprintf(msg, sizeof msg, "%s is built in (sql/builtin.sql) and cannot be dropped", e->name);
         statement_error(r, 400, GD_SQL_BAD_STATEMENT, msg, st->text);
         return false;
+    } else if (gd_catalog_reader_of(ctx->cat, e)) {
+        gd_buf id = {0};
+        persistent_id(gd_catalog_reader_of(ctx->cat, e), &id);
+        gd_buf_putc(&id, 0);
+        snprintf(msg, sizeof msg, "Cannot drop %s: the query %s reads from it; drop what it created first", e->name,
+                 id.p);
+        gd_buf_free(&id);
+        statement_error(r, 400, GD_SQL_BAD_STATEMENT, msg, st->text);
+        return false;
     } else {
         if (!change(ctx, st, GD_CMD_DROP, e, r)) return false;
         gd_buf up = {0};

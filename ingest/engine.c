@@ -220,7 +220,8 @@ static void list_derived(gd_engine *e)
     e->nderived = 0;
     for (unsigned i = 0; i < GD_MAX_STREAMS; i++) {
         const gd_catalog_entry *entry = gd_catalog_stream(e->cat, i);
-        if (entry && entry->kind == GD_SRC_DERIVED) e->derived[e->nderived++] = entry;
+        if (entry && entry->kind == GD_SRC_DERIVED && !atomic_load(&entry->terminated))
+            e->derived[e->nderived++] = entry;
     }
 }
 
@@ -348,6 +349,11 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
         }
         add = entry;
     } else if (op == GD_CMD_DROP) {
+        const gd_catalog_entry *reader = gd_catalog_reader_of(e->cat, entry);
+        if (reader) { /* created since the request was checked */
+            snprintf(why, why_len, "Cannot drop %s: %s reads from it", entry->name, reader->name);
+            return GD_ERR;
+        }
         if (entry->is_table && gd_store_empty_table(e->store, e->txn, entry->table)) {
             snprintf(why, why_len, "the store could not delete the table's rows");
             return GD_ERR;

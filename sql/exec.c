@@ -244,7 +244,7 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, gd_s
         if (!rc) rc = p.rc;
     }
     if (!rc && plan->norder) {
-        qsort_r(p.rows, p.nrows, sizeof *p.rows * (size_t)plan->ncols, compare_rows, (void *)plan);
+        if (p.nrows > 1) qsort_r(p.rows, p.nrows, sizeof *p.rows * (size_t)plan->ncols, compare_rows, (void *)plan);
         for (size_t i = 0; i < p.nrows && !emit(&p, &p.rows[i * (size_t)plan->ncols]); i++) {}
     }
     if (txn) mdb_txn_abort(txn);

@@ -47,8 +47,13 @@
 
 #include "sql.h"
 
+/* How deep expressions may nest: the parser, the planner and evaluation
+ * all recurse on them. */
+enum { MAX_DEPTH = 200 };
+
 typedef struct {
     gd_lexer lx;
+    int depth;     /* of the expression being parsed */
     gd_token tok;  /* the current token */
     gd_token prev; /* the one before */
     gd_arena *arena;
@@ -368,7 +373,24 @@ static gd_expr *primary(parser *p)
     return NULL;
 }
 
+/* Counts a level of nesting; false (and an error) past MAX_DEPTH. */
+static bool deeper(parser *p)
+{
+    if (++p->depth <= MAX_DEPTH) return true;
+    fail_at(p, &p->tok, "expression nested more than %d deep", MAX_DEPTH);
+    return false;
+}
+
+static gd_expr *unary_inner(parser *p);
+
 static gd_expr *unary(parser *p)
+{
+    gd_expr *e = deeper(p) ? unary_inner(p) : NULL;
+    p->depth--;
+    return e;
+}
+
+static gd_expr *unary_inner(parser *p)
 {
     gd_token t = p->tok;
     if (accept_sym(p, "-")) {
@@ -480,7 +502,8 @@ static gd_expr *not_expr(parser *p)
 {
     gd_token t = p->tok;
     if (accept_kw(p, "NOT")) {
-        gd_expr *a = not_expr(p);
+        gd_expr *a = deeper(p) ? not_expr(p) : NULL;
+        p->depth--;
         if (!a) return NULL;
         gd_expr *e = node(p, GD_E_NOT, 1, &t);
         e->args[0] = a;
@@ -500,9 +523,17 @@ static gd_expr *and_expr(parser *p)
     return e;
 }
 
+static gd_expr *expr_inner(parser *p);
+
 static gd_expr *expr(parser *p)
 {
-    if (p->failed) return NULL;
+    gd_expr *e = !p->failed && deeper(p) ? expr_inner(p) : NULL;
+    p->depth--;
+    return e;
+}
+
+static gd_expr *expr_inner(parser *p)
+{
     gd_expr *e = and_expr(p);
     while (e) {
         gd_token t = p->tok;

@@ -52,6 +52,7 @@ typedef struct {
     gd_expr *agg_exprs[GD_MAX_COLS]; /* each slot's aggregate call, bound, for reuse */
     bool in_aggregate;               /* binding an aggregate's argument */
     bool pii;                        /* an email column was referenced */
+    const gd_expr *at;               /* the statement's node being bound: where errors point */
     bool pii_plain;                  /* ... only as a bare column (maskable) */
 } binder;
 
@@ -75,6 +76,7 @@ static bool fail(binder *b, const gd_expr *at, const char *fmt, ...)
 {
     if (b->failed) return false;
     b->failed = true;
+    if (!at || !at->line) at = b->at; /* a bound column has no place of its own */
     va_list ap;
     va_start(ap, fmt);
     gd_sql_fail_at(b->err, at ? at->line : 0, at ? at->col : 0, fmt, ap);
@@ -226,10 +228,12 @@ static bool unify(gd_coltype a, gd_coltype b, gd_coltype *out)
     return false;
 }
 
-static bool want_type(binder *b, const gd_expr *e, bool ok, const char *what)
+/* An argument e of node parent must fit (ok); errors point at e, or at
+ * parent when e is a bound column with no place of its own. */
+static bool want_type(binder *b, const gd_expr *parent, const gd_expr *e, bool ok, const char *what)
 {
     if (ok || e->type == GD_T_NULL) return true;
-    return fail(b, e, "%s, not %s", what, type_name(e->type));
+    return fail(b, e->line ? e : parent, "%s, not %s", what, type_name(e->type));
 }
 
 static bool check_function(binder *b, gd_expr *e)
@@ -247,43 +251,43 @@ static bool check_function(binder *b, gd_expr *e)
     case GD_FN_UCASE:
     case GD_FN_LCASE:
         e->type = GD_T_STRING;
-        return want_type(b, a[0], a[0]->type == GD_T_STRING, "UCASE and LCASE take a STRING");
+        return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "UCASE and LCASE take a STRING");
     case GD_FN_LEN:
         e->type = GD_T_INTEGER;
-        return want_type(b, a[0], a[0]->type == GD_T_STRING, "LEN takes a STRING");
+        return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "LEN takes a STRING");
     case GD_FN_CONCAT: e->type = GD_T_STRING; return true;
     case GD_FN_SUBSTRING:
         e->type = GD_T_STRING;
-        return want_type(b, a[0], a[0]->type == GD_T_STRING, "SUBSTRING takes a STRING") &&
-               want_type(b, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT, "a position is a whole number") &&
-               (n < 3 || want_type(b, a[2], a[2]->type == GD_T_INTEGER || a[2]->type == GD_T_BIGINT,
+        return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "SUBSTRING takes a STRING") &&
+               want_type(b, e, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT, "a position is a whole number") &&
+               (n < 3 || want_type(b, e, a[2], a[2]->type == GD_T_INTEGER || a[2]->type == GD_T_BIGINT,
                                    "a length is a whole number"));
     case GD_FN_ABS:
     case GD_FN_FLOOR:
     case GD_FN_CEIL:
         e->type = a[0]->type == GD_T_NULL ? GD_T_DOUBLE : a[0]->type;
-        return want_type(b, a[0], gd_coltype_numeric(a[0]->type), "a number is needed");
+        return want_type(b, e, a[0], gd_coltype_numeric(a[0]->type), "a number is needed");
     case GD_FN_ROUND:
         e->type = n > 1 ? GD_T_DOUBLE : a[0]->type == GD_T_DOUBLE ? GD_T_BIGINT : a[0]->type;
         if (n > 1 && a[0]->type != GD_T_DOUBLE) e->type = a[0]->type;
-        return want_type(b, a[0], gd_coltype_numeric(a[0]->type), "ROUND takes a number") &&
-               (n < 2 || want_type(b, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT,
+        return want_type(b, e, a[0], gd_coltype_numeric(a[0]->type), "ROUND takes a number") &&
+               (n < 2 || want_type(b, e, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT,
                                    "a scale is a whole number"));
     case GD_FN_COALESCE:
     case GD_FN_IFNULL: {
         gd_coltype t = GD_T_NULL;
         for (int i = 0; i < n; i++)
             if (!unify(t, a[i]->type, &t))
-                return fail(b, a[i], "%s arguments must share a type (%s and %s do not)", gd_func_name(f),
+                return fail(b, a[i]->line ? a[i] : e, "%s arguments must share a type (%s and %s do not)", gd_func_name(f),
                             type_name(t), type_name(a[i]->type));
         e->type = t;
         return true;
     }
     case GD_FN_TIMESTAMPTOSTRING: {
         e->type = GD_T_STRING;
-        if (!want_type(b, a[0], a[0]->type == GD_T_BIGINT || a[0]->type == GD_T_INTEGER,
+        if (!want_type(b, e, a[0], a[0]->type == GD_T_BIGINT || a[0]->type == GD_T_INTEGER,
                        "TIMESTAMPTOSTRING takes epoch milliseconds (BIGINT)") ||
-            !want_type(b, a[1], a[1]->type == GD_T_STRING, "a format is a STRING"))
+            !want_type(b, e, a[1], a[1]->type == GD_T_STRING, "a format is a STRING"))
             return false;
         int offset;
         if (n > 2 && a[2]->op == GD_E_LIT && a[2]->lit.t == GD_V_STR && !gd_timezone_offset(a[2]->lit.s, &offset))
@@ -303,15 +307,15 @@ static bool check_node(binder *b, gd_expr *e)
     switch (e->op) {
     case GD_E_NEG:
         e->type = a[0]->type;
-        return want_type(b, a[0], gd_coltype_numeric(a[0]->type), "'-' takes a number");
+        return want_type(b, e, a[0], gd_coltype_numeric(a[0]->type), "'-' takes a number");
     case GD_E_NOT:
         e->type = GD_T_BOOLEAN;
-        return want_type(b, a[0], a[0]->type == GD_T_BOOLEAN, "NOT takes a BOOLEAN");
+        return want_type(b, e, a[0], a[0]->type == GD_T_BOOLEAN, "NOT takes a BOOLEAN");
     case GD_E_AND:
     case GD_E_OR:
         e->type = GD_T_BOOLEAN;
-        return want_type(b, a[0], a[0]->type == GD_T_BOOLEAN, "AND and OR take BOOLEANs") &&
-               want_type(b, a[1], a[1]->type == GD_T_BOOLEAN, "AND and OR take BOOLEANs");
+        return want_type(b, e, a[0], a[0]->type == GD_T_BOOLEAN, "AND and OR take BOOLEANs") &&
+               want_type(b, e, a[1], a[1]->type == GD_T_BOOLEAN, "AND and OR take BOOLEANs");
     case GD_E_ADD:
         if (a[0]->type == GD_T_STRING && a[1]->type == GD_T_STRING) {
             e->type = GD_T_STRING;
@@ -322,8 +326,8 @@ static bool check_node(binder *b, gd_expr *e)
     case GD_E_MUL:
     case GD_E_DIV:
     case GD_E_MOD: {
-        if (!want_type(b, a[0], gd_coltype_numeric(a[0]->type), "arithmetic takes numbers") ||
-            !want_type(b, a[1], gd_coltype_numeric(a[1]->type), "arithmetic takes numbers"))
+        if (!want_type(b, e, a[0], gd_coltype_numeric(a[0]->type), "arithmetic takes numbers") ||
+            !want_type(b, e, a[1], gd_coltype_numeric(a[1]->type), "arithmetic takes numbers"))
             return false;
         gd_coltype x = a[0]->type == GD_T_NULL ? a[1]->type : a[0]->type, y = a[1]->type == GD_T_NULL ? x : a[1]->type;
         e->type = x == GD_T_DOUBLE || y == GD_T_DOUBLE ? GD_T_DOUBLE
@@ -346,7 +350,7 @@ static bool check_node(binder *b, gd_expr *e)
         for (int i = 1; i < e->nargs; i++)
             if (!unify(t, a[i]->type, &t))
                 return fail(b, a[i], "cannot compare %s with %s", type_name(a[0]->type), type_name(a[i]->type));
-        if (e->op == GD_E_LIKE) return want_type(b, a[0], a[0]->type == GD_T_STRING, "LIKE takes STRINGs");
+        if (e->op == GD_E_LIKE) return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "LIKE takes STRINGs");
         return true;
     }
     case GD_E_IS_NULL: e->type = GD_T_BOOLEAN; return true;
@@ -354,7 +358,7 @@ static bool check_node(binder *b, gd_expr *e)
         int pairs = (e->nargs - e->has_else) / 2;
         gd_coltype t = GD_T_NULL;
         for (int i = 0; i < pairs; i++) {
-            if (!want_type(b, a[2 * i], a[2 * i]->type == GD_T_BOOLEAN, "WHEN takes a BOOLEAN condition")) return false;
+            if (!want_type(b, e, a[2 * i], a[2 * i]->type == GD_T_BOOLEAN, "WHEN takes a BOOLEAN condition")) return false;
             if (!unify(t, a[2 * i + 1]->type, &t))
                 return fail(b, a[2 * i + 1], "CASE results must share a type (%s and %s do not)", type_name(t),
                             type_name(a[2 * i + 1]->type));
@@ -492,6 +496,7 @@ static gd_expr *bind_call(binder *b, const gd_expr *e, gd_expr *(*bind)(binder *
 static gd_expr *bind_input(binder *b, const gd_expr *e)
 {
     if (b->failed) return NULL;
+    b->at = e;
     switch (e->op) {
     case GD_E_LIT: return copy_node(b, e);
     case GD_E_NAME: return resolve(b, e);
@@ -573,6 +578,7 @@ static int slot_for(binder *b, const gd_expr *call)
 static gd_expr *bind_group(binder *b, const gd_expr *e)
 {
     if (b->failed) return NULL;
+    b->at = e;
     if (e->op == GD_E_CALL && aggregate_named(e->name) != AGG_NONE) {
         int c = slot_for(b, e);
         if (c < 0) return NULL;
@@ -660,7 +666,7 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
     if (q->where) {
         if (has_aggregate(q->where)) return fail(b, q->where, "aggregates are not allowed in WHERE (use HAVING)");
         if (!(t->where = bind_input(b, q->where))) return false;
-        if (!want_type(b, t->where, t->where->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition")) return false;
+        if (!want_type(b, t->where, t->where, t->where->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition")) return false;
     }
     int generated = 0;
     gd_expr *key_src[GD_MAX_KEYS];
@@ -742,7 +748,7 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
         }
     if (q->having) {
         gd_expr *h = bind_group(b, q->having);
-        if (!h || !want_type(b, h, h->type == GD_T_BOOLEAN, "HAVING takes a BOOLEAN condition")) return false;
+        if (!h || !want_type(b, h, h, h->type == GD_T_BOOLEAN, "HAVING takes a BOOLEAN condition")) return false;
         t->having = h;
     }
     const char *names[GD_MAX_KEYS + GD_MAX_COLS + 2];
@@ -876,7 +882,7 @@ static int derive_stream(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
     gd_expr *where = src->kind == GD_SRC_DERIVED ? src->where : NULL;
     if (q->where) {
         gd_expr *w = bind_input(b, q->where);
-        if (!w || !want_type(b, w, w->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition")) return GD_ERR;
+        if (!w || !want_type(b, w, w, w->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition")) return GD_ERR;
         if (where) {
             gd_expr *both = alloc(b, sizeof *both);
             both->op = GD_E_AND;
@@ -974,6 +980,7 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
     } else if (!open_scope(&b, &st->select)) {
         rc = GD_ERR;
     } else {
+        e->reads = b.sc.entry->name; /* the catalog keeps entries for as long as e */
         rc = st->is_table ? create_table(&b, &st->select, e) : derive_stream(&b, &st->select, e);
         if (!rc && b.failed) rc = GD_ERR;
         if (!rc && !st->is_table && e->base->kind != GD_SRC_ENRICHED)
@@ -1200,7 +1207,7 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
         bool was = b.pii;
         b.pii = false;
         plan->where = bind_input(&b, q->where);
-        if (!plan->where || !want_type(&b, plan->where, plan->where->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition"))
+        if (!plan->where || !want_type(&b, plan->where, plan->where, plan->where->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition"))
             return GD_ERR;
         if (b.pii) plan->filters_pii = true;
         b.pii = was;

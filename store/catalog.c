@@ -242,21 +242,46 @@ static void encode_entry(const gd_catalog_entry *e, bool terminated, gd_buf *out
     gd_buf_puts(out, e->sql);
 }
 
+static int by_uid(const void *a, const void *b)
+{
+    uint64_t x = (*(const gd_catalog_entry *const *)a)->uid, y = (*(const gd_catalog_entry *const *)b)->uid;
+    return (x > y) - (x < y);
+}
+
 void gd_catalog_encode(const gd_catalog *c, const gd_catalog_entry *add, const gd_catalog_entry *drop,
                        const gd_catalog_entry *terminate, gd_buf *out)
 {
+    /* in the order they were created: a definition names only what existed
+     * before it, so they compile again in this order */
+    const gd_catalog_entry *list[GD_MAX_TABLES + GD_MAX_STREAMS + 1];
+    size_t n = 0;
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(c, i);
+        if (e && !e->builtin && e != drop) list[n++] = e;
+    }
+    for (unsigned i = 0; i < GD_MAX_STREAMS; i++) {
+        const gd_catalog_entry *e = gd_catalog_stream(c, i);
+        if (e && !e->builtin && e != drop) list[n++] = e;
+    }
+    if (add) list[n++] = add;
+    qsort(list, n, sizeof *list, by_uid);
     gd_buf_clear(out);
     uint64_t next = c->next_uid;
     if (add && add->uid >= next) next = add->uid + 1;
     gd_buf_put_u64be(out, next);
+    for (size_t i = 0; i < n; i++) encode_entry(list[i], atomic_load(&list[i]->terminated) || list[i] == terminate, out);
+}
+
+const gd_catalog_entry *gd_catalog_reader_of(const gd_catalog *c, const gd_catalog_entry *source)
+{
     for (int table = 1; table >= 0; table--) {
         unsigned n = table ? GD_MAX_TABLES : GD_MAX_STREAMS;
         for (unsigned i = 0; i < n; i++) {
             const gd_catalog_entry *e = table ? gd_catalog_table(c, i) : gd_catalog_stream(c, i);
-            if (e && !e->builtin && e != drop) encode_entry(e, atomic_load(&e->terminated) || e == terminate, out);
+            if (e && e != source && e->reads && !strcmp(e->reads, source->name)) return e;
         }
     }
-    if (add) encode_entry(add, false, out);
+    return NULL;
 }
 
 bool gd_catalog_has_room(const gd_catalog *c, const gd_catalog_entry *e)

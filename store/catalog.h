@@ -69,6 +69,7 @@ struct gd_catalog_entry {
     uint64_t uid;    /* 0 when built in; else its creation number (names its databases) */
     const char *sql; /* the statement that defined it */
     const char *topic; /* the Kafka topic it stands for, or NULL */
+    const char *reads; /* the table or stream its statement reads (by name), or NULL */
     _Atomic bool terminated; /* its persistent query was terminated: no longer maintained */
     gd_arena arena;  /* what the definition points to */
     /* tables */
@@ -140,6 +141,9 @@ gd_cmd_op gd_catalog_cmd_op(const gd_catalog_cmd *cmd);
 gd_catalog_entry *gd_catalog_cmd_entry(const gd_catalog_cmd *cmd);
 void gd_catalog_finish(gd_catalog *c, gd_catalog_cmd *cmd, int rc, const char *why);
 
+/* An entry whose statement reads source (which cannot be dropped while it
+ * stands: the entry would not compile again), or NULL. */
+const gd_catalog_entry *gd_catalog_reader_of(const gd_catalog *c, const gd_catalog_entry *source);
 /* Whether a slot is free for e; the uid the next created entry takes. */
 bool gd_catalog_has_room(const gd_catalog *c, const gd_catalog_entry *e);
 uint64_t gd_catalog_next_uid(const gd_catalog *c);

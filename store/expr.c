@@ -278,11 +278,13 @@ bool gd_timezone_offset(gd_str tz, int *offset_s)
     return true;
 }
 
+/* v in decimal, zero-padded to width (at most 20 digits: a longer run of
+ * a pattern letter pads no further). */
 static void put_num(gd_buf *b, int64_t v, int width)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%0*lld", width, (long long)v);
-    gd_buf_put(b, tmp, (size_t)n);
+    char tmp[48];
+    int n = snprintf(tmp, sizeof tmp, "%0*lld", width < 20 ? width : 20, (long long)v);
+    gd_buf_put(b, tmp, (size_t)(n < (int)sizeof tmp ? n : (int)sizeof tmp - 1));
 }
 
 /* Formats ms with a java.time.format.DateTimeFormatter pattern (the letters

@@ -204,6 +204,87 @@ def grafana_figures(binary, work, seconds, events):
         proc.wait(timeout=30)
 
 
+def post_script(work, name, body):
+    """A wrk script that POSTs body as JSON."""
+    script = os.path.join(work, name + ".lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n'
+                % json.dumps(body))
+    return script
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def push_query_figures(binary, sse_load, work, seconds, connections=1000):
+    """1,000 SQL push queries with aggregation, 58 distinct statements (a
+    game's per-minute figures, for each of 29 games, in two forms), while the
+    generator ingests 10,000 events/s: what the clients get, and whether
+    ingest kept its pace (its rate, lag and CPU against the same seconds with
+    no query)."""
+    queries = os.path.join(work, "push-queries.sql")
+    with open(queries, "w") as f:
+        for g in range(1, 30):
+            f.write("SELECT game_id, COUNT(*) AS n, AVG(score) AS avg_score, COUNT_DISTINCT(player_id) AS players, "
+                    "MAX(processing_timestamp) AS last FROM gaming_real_time_intelligence_platform "
+                    f"WINDOW TUMBLING (SIZE 1 MINUTE) WHERE game_id = 'game_{g:03d}' GROUP BY game_id EMIT CHANGES;\n")
+            f.write("SELECT player_segment, SUM(in_game_purchases) AS spent, MAX(processing_timestamp) AS last "
+                    f"FROM gaming_real_time_intelligence_platform WHERE game_id = 'game_{g:03d}' "
+                    "GROUP BY player_segment EMIT CHANGES;\n")
+    proc, base = start_daemon(binary, work, "gamingd-pushq", ["--source", "generator", "--rate", "10000", "--seed", "7",
+                                                             "--data-dir", os.path.join(work, "pushq-data")])
+    try:
+        time.sleep(2)
+
+        def sample(span):
+            c0, t0 = cpu_seconds(proc.pid), time.time()
+            time.sleep(span)
+            cpu = (cpu_seconds(proc.pid) - c0) / (time.time() - t0)
+            _, m = get(base + "/metrics")
+            return cpu, metric(m, "gamingd_ingest_records_per_second"), metric(m, "gamingd_processing_lag_ms")
+
+        idle = sample(seconds)
+        load = subprocess.Popen([sse_load, base.rsplit(":", 1)[1], "/query-stream", str(connections), str(seconds),
+                                 "query", queries], stdout=subprocess.PIPE, text=True)
+        time.sleep(2)  # connected, counting
+        busy = sample(seconds - 2)
+        out = load.communicate(timeout=seconds + 120)[0]
+        figures = dict(kv.split("=") for kv in out.split())
+        _, m = get(base + "/metrics")
+        return {"figures": figures, "idle": idle, "busy": busy,
+                "queries": metric(m, "gamingd_push_queries"),
+                "lost": metric(m, "gamingd_push_query_events_lost_total"),
+                "rss": rss_mib(proc.pid)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def replay_rate(binary, src, work, name):
+    """Activity events/s replaying src into a fresh data dir."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(work, name + ".log"), "w")
+    start = time.time()
+    proc = subprocess.Popen([binary, "--source", f"file:{src}", "--data-dir", os.path.join(work, name),
+                             "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while get(base + "/readyz", timeout=1)[0] != 200:
+            if proc.poll() is not None:
+                sys.exit(f"gamingd exited during the replay; see {log.name}")
+            time.sleep(0.01)
+        seconds = time.time() - start
+        _, m = get(base + "/metrics")
+        return metric(m, "gamingd_records_in_total", '{topic="gaming_player_activity"}') / seconds
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+
+
 def metric(metrics_text, name, labels=""):
     m = re.search(rb"^" + re.escape(name.encode()) + re.escape(labels.encode()) + rb" (\S+)$", metrics_text, re.M)
     return float(m.group(1)) if m else 0.0
@@ -279,6 +360,8 @@ def main():
     ap.add_argument("--kafka-events", type=int, default=1_000_000)
     ap.add_argument("--stall-seconds", type=int, default=60, help="how long 1,000 subscribers read nothing")
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
+    ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
+    ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="gamingd-bench-")
@@ -325,12 +408,27 @@ def main():
                 rps, _, _, errors = wrk(base + path, args.seconds, 2, 64)
                 _, p50, p99, errors_low = wrk(base + path, args.seconds, 1, 4)
                 results.append((name, path, rps, p50, p99, errors + errors_low))
+            sql_results = []
+            for name, sql in [
+                    ("two keys", "SELECT * FROM gaming_hourly_player_game_stats WHERE player_id = 'player_00007' "
+                                 "AND game_id = 'game_002';"),
+                    ("one key, every window", "SELECT * FROM gaming_active_players_5min WHERE game_id = 'game_003';")]:
+                script = post_script(work, "sql-" + str(len(sql_results)), {"sql": sql})
+                rps, _, _, errors = wrk(base + "/query-stream", args.seconds, 2, 64, ("-s", script))
+                _, p50, p99, errors_low = wrk(base + "/query-stream", args.seconds, 1, 4, ("-s", script))
+                sql_results.append((name, sql, rps, p50, p99, errors + errors_low))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
         keyed = keyed_figures(args.bin, work, src, os.path.join(work, "data"), queries[0][1], args.seconds)
         grafana = grafana_figures(args.bin, work, args.seconds, args.week_events)
         push = push_figures(args.bin, args.sse_load, work, args.seconds)
+        pushq = push_query_figures(args.bin, args.sse_load, work, max(args.seconds, 10))
+        rounds = []
+        if args.baseline:
+            for r in range(args.rounds):  # interleaved, so drift in the machine hits both alike
+                rounds.append((replay_rate(args.bin, src, work, "replay-new"),
+                               replay_rate(args.baseline, src, work, "replay-baseline")))
         stalled = stalled_figures(args.bin, args.sse_load, work, args.stall_seconds)
         registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka", "registry_standin.py")
         kafka = kafka_figures(args.bin, args.mock_broker, registry, work, args.kafka_events)
@@ -345,6 +443,10 @@ def main():
         for name, path, rps, p50, p99, errors in results:
             print(f"  pull query         {rps:>9,.0f} req/s (64 conns)  p50 {p50:.3f} ms  p99 {p99:.3f} ms (4 conns)"
                   f"{'  NON-2XX ' + str(errors) if errors else ''}  {name}: {path}")
+        for name, sql, rps, p50, p99, errors in sql_results:
+            print(f"  SQL pull query     {rps:>9,.0f} req/s (64 conns)  p50 {p50:.3f} ms  p99 {p99:.3f} ms (4 conns)"
+                  f"{'  NON-2XX ' + str(errors) if errors else ''}  POST /query-stream, {name}: {sql} "
+                  f"(target >= 30,000 req/s, p99 < 2 ms)")
         rps, p50, p99, errors = keyed
         print(f"  pull query, keys on{rps:>9,.0f} req/s (64 conns)  p50 {p50:.3f} ms  p99 {p99:.3f} ms (4 conns)"
               f"{'  NON-2XX ' + str(errors) if errors else ''}  {queries[0][0]} with --api-keys and a Bearer key "
@@ -357,6 +459,19 @@ def main():
             print(f"  push (SSE)         {float(f['events_per_s']):>9,.0f} events/s delivered "
                   f"({float(f['per_subscriber_per_s']):,.0f}/subscriber)  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
                   f"lost {int(f['dropped']):,}  ingest {rate:,}/s  {label} (all subscribed in {f['subscribed_s']} s)")
+        f, (icpu, irate, ilag), (bcpu, brate, blag) = pushq["figures"], pushq["idle"], pushq["busy"]
+        print(f"  SQL push queries   {int(f['connections']):,} clients, {pushq['queries']:.0f} distinct aggregations, "
+              f"generator at 10,000 events/s: {float(f['events_per_s']):,.0f} rows/s delivered, p50 {f['p50_ms']} ms "
+              f"p99 {f['p99_ms']} ms from processing to client, {pushq['lost']:.0f} records missed, "
+              f"{int(f['dropped']):,} rows dropped; ingest {brate:,.0f}/s lag {blag:.0f} ms (none running: "
+              f"{irate:,.0f}/s lag {ilag:.0f} ms); gamingd CPU {bcpu * 100:.0f}% (none running: {icpu * 100:.0f}%), "
+              f"RSS {pushq['rss']:,.0f} MiB")
+        if rounds:
+            new = sorted(r[0] for r in rounds)
+            old = sorted(r[1] for r in rounds)
+            print(f"  replay vs baseline {new[len(new) // 2]:>9,.0f} activity events/s this binary, "
+                  f"{old[len(old) // 2]:,.0f} the baseline (medians of {len(rounds)} interleaved rounds: "
+                  f"{', '.join(f'{a:,.0f}/{b:,.0f}' for a, b in rounds)})")
         print(f"  stalled subscribers RSS {stalled['after']:,.0f} MiB after {args.stall_seconds} s of 1,000 subscribers "
               f"reading nothing at 5,000 events/s (before them {stalled['before']:,.0f} MiB, peak "
               f"{stalled['peak']:,.0f} MiB; {stalled['dropped']:,.0f} events counted lost)")

@@ -1,10 +1,14 @@
 /* sse_load.c -- many SSE subscribers on one thread, for make bench.
  *
  *   sse_load PORT PATH CONNECTIONS SECONDS [stall]
+ *   sse_load PORT PATH CONNECTIONS SECONDS query FILE
  *
  * With "stall", the subscribers read their response headers and then
  * nothing for SECONDS (clients that never read: what they cost the server
- * is measured on the server's side).
+ * is measured on the server's side). With "query", each connection POSTs
+ * a push query to PATH (/query-stream): connection i the i-th line of FILE,
+ * round robin; a row is a line that starts with '[', and its last column,
+ * when a number, is the processing_timestamp its delay is measured from.
  *
  * Opens CONNECTIONS subscriptions to PATH (HTTP/1.0, so the body is the bare
  * event stream), waits until every one has its response headers, then counts
@@ -45,15 +49,35 @@ static int64_t now_ms(void)
 
 static uint64_t delays[MAX_DELAY_MS + 1];
 static uint64_t events, drop_notices, dropped;
-static int counting;
+static int counting, query_rows;
+
+static void count_delay(int64_t processed_ms)
+{
+    int64_t d = now_ms() - processed_ms;
+    delays[d < 0 ? 0 : d > MAX_DELAY_MS ? MAX_DELAY_MS : d]++;
+}
+
+/* A push query's row: ["...", 3, 1795900000000] */
+static void on_row(const char *p, size_t n)
+{
+    const char *last = p + n;
+    while (last > p && last[-1] != ',') last--;
+    if (last > p && *last >= '0' && *last <= '9') count_delay(strtoll(last, NULL, 10));
+    events++;
+}
 
 static void on_line(const char *p, size_t n)
 {
+    if (counting && query_rows && n && p[0] == '[') return on_row(p, n);
+    if (counting && query_rows && n && p[0] == '{' && memmem(p, n, "\"dropped\":", 10)) {
+        drop_notices++;
+        dropped += strtoull((const char *)memmem(p, n, "\"dropped\":", 10) + 10, NULL, 10);
+        return;
+    }
     if (!counting || n < 6 || memcmp(p, "data: ", 6)) return;
     const char *ts = memmem(p, n, "\"processing_timestamp\":", 23);
     if (ts) {
-        int64_t d = now_ms() - strtoll(ts + 23, NULL, 10);
-        delays[d < 0 ? 0 : d > MAX_DELAY_MS ? MAX_DELAY_MS : d]++;
+        count_delay(strtoll(ts + 23, NULL, 10));
         events++;
         return;
     }
@@ -98,18 +122,32 @@ static double percentile(double q)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "stall"))) {
-        fprintf(stderr, "usage: sse_load PORT PATH CONNECTIONS SECONDS [stall]\n");
+    if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "stall")) && !(argc == 7 && !strcmp(argv[5], "query"))) {
+        fprintf(stderr, "usage: sse_load PORT PATH CONNECTIONS SECONDS [stall | query FILE]\n");
         return 2;
     }
     int port = atoi(argv[1]), nconn = atoi(argv[3]), seconds = atoi(argv[4]);
     int stall = argc == 6;
+    query_rows = argc == 7;
+    char *queries[1024];
+    int nqueries = 0;
+    if (query_rows) {
+        FILE *f = fopen(argv[6], "r");
+        char line[4096];
+        while (f && nqueries < 1024 && fgets(line, sizeof line, f))
+            if (line[0] != '\n') queries[nqueries++] = strdup(line);
+        if (f) fclose(f);
+        if (!nqueries) {
+            fprintf(stderr, "no queries in %s\n", argv[6]);
+            return 2;
+        }
+    }
     struct rlimit rl;
     if (!getrlimit(RLIMIT_NOFILE, &rl)) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    char req[2048];
+    char req[8192];
     int reqlen = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", argv[2]);
     int ep = epoll_create1(0);
     conn *conns = calloc((size_t)nconn, sizeof *conns);
@@ -118,6 +156,15 @@ int main(int argc, char **argv)
     int64_t opened = now_ms();
     for (int i = 0; i < nconn; i++) {
         conn *c = &conns[i];
+        if (query_rows) { /* {"sql": the line} -- the lines hold no quote or backslash */
+            char body[4200];
+            int bl = snprintf(body, sizeof body, "{\"sql\":\"%.*s\"}", (int)strcspn(queries[i % nqueries], "\n"),
+                              queries[i % nqueries]);
+            reqlen = snprintf(req, sizeof req,
+                              "POST %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              "Content-Length: %d\r\n\r\n%s",
+                              argv[2], bl, body);
+        }
         c->fd = socket(AF_INET, SOCK_STREAM, 0);
         if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof a) ||
             write(c->fd, req, (size_t)reqlen) != reqlen) {

@@ -227,7 +227,13 @@ def test_create_terminate_drop(gamingd, tmp_path):
     assert table_rows(d.port, "per_game")[1] == [["g1", 10, 1009]]  # no longer maintained, still readable
     queries = {q["id"]: q for q in ksql(d.port, "SHOW QUERIES;")[1][0]["queries"]}
     assert queries[qid]["state"] == "TERMINATED"
-    status, doc = ksql(d.port, "DROP TABLE per_game; DROP STREAM big_scores; DROP TABLE IF EXISTS per_game;")
+    status, doc = ksql(d.port, "CREATE TABLE big_by_player AS SELECT player_id, COUNT(*) AS n FROM big_scores "
+                                "GROUP BY player_id;")
+    assert status == 200, doc
+    status, doc = ksql(d.port, "DROP STREAM big_scores;")  # a table's statement reads it
+    assert status == 400 and "CTAS_BIG_BY_PLAYER_" in doc["message"], doc
+    status, doc = ksql(d.port, "DROP TABLE per_game; DROP TABLE big_by_player; DROP STREAM big_scores; "
+                                "DROP TABLE IF EXISTS per_game;")
     assert status == 200, doc
     assert doc[0]["commandStatus"]["message"] == "Source `PER_GAME` (topic: PER_GAME) was dropped."
     assert doc[0]["commandId"] == "table/PER_GAME/drop"
@@ -250,6 +256,9 @@ def test_user_tables_survive_restart_and_kill9(gamingd, tmp_path):
     assert ksql(d.port, "CREATE TABLE per_player AS SELECT player_id, COUNT(*) AS n, SUM(score) AS total, "
                          "COUNT_DISTINCT(game_id) AS games FROM %s WINDOW TUMBLING (SIZE 1 MINUTE) "
                          "GROUP BY player_id;" % ENRICHED)[0] == 200
+    # a table over a derived stream: at start, definitions compile again in the order they were made
+    assert ksql(d.port, "CREATE STREAM high AS SELECT game_id, score FROM %s WHERE score > 2990;" % ENRICHED)[0] == 200
+    assert ksql(d.port, "CREATE TABLE high_count AS SELECT game_id, COUNT(*) AS n FROM high GROUP BY game_id;")[0] == 200
     recs = [activity(i, "g%d" % (1 + i % 2), "p%d" % (1 + i % 3), BASE_MS + i * 500, score=i) for i in range(3000)]
     with open(src, "a") as f:
         for r in recs[:1000]:
@@ -273,6 +282,11 @@ def test_user_tables_survive_restart_and_kill9(gamingd, tmp_path):
     names, rows = table_rows(d.port, "per_player")
     assert names == ["PLAYER_ID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL", "GAMES"]
     assert sorted(rows) == sorted([[p, ws, ws + 60000, n, t, len(g)] for (p, ws), (n, t, g) in want.items()])
+    high = {}
+    for r in recs:
+        if r["value"]["score"] > 2990:
+            high[r["value"]["game_id"]] = high.get(r["value"]["game_id"], 0) + 1
+    assert sorted(table_rows(d.port, "high_count")[1]) == sorted([[g, n] for g, n in high.items()])
 
 
 # ---- keys and personal data ----
