@@ -115,7 +115,7 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS)
 # once crashed (tests/fuzz/regressions/TARGET/) are replayed by `make unit`.
 FUZZ_TARGETS := records avro file_source pull push_filters sql
 REPLAY_BINS = $(FUZZ_TARGETS:%=$(BUILD)/unit/replay_%)
-$(BUILD)/unit/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJS)
+$(BUILD)/unit/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/store_fixture.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS)
 
@@ -169,7 +169,7 @@ $(FUZZ_BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(GD_CFLAGS) -I. -c $< -o $@
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/store_fixture.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 .SECONDARY: $(FUZZ_OBJS)
