@@ -292,19 +292,23 @@ def test_slow_subscriber_loses_oldest_events_and_is_told(gamingd, tmp_path, gene
     open(source, "w").close()
     d = gamingd(source, args=["--push-buffer", "1024"])
     d.wait_ready()
-    slow = Stream(d.port, ENRICHED, rcvbuf=4096)
+    # A receive window far below the 1,024-event buffer, yet not below the
+    # loopback segment size: with a window smaller than a segment the kernel
+    # sends only on its persist timer, whose backoff under load left the
+    # reader waiting longer than its timeout for bytes the server had queued.
+    slow = Stream(d.port, ENRICHED, rcvbuf=65536)
     fast = Stream(d.port, ENRICHED)
 
-    def feed():  # ~10,000 records/s, which a reader that keeps reading keeps up with
+    def feed():  # ~5,000 records/s, which a reader that keeps reading keeps up with on a loaded machine
         for i in range(0, len(lines), 500):
             append(source, lines[i:i + 500])
-            time.sleep(0.05)
+            time.sleep(0.1)
     writer = threading.Thread(target=feed)
     writer.start()
     fast_events = fast.take(n, deadline_s=120)  # meanwhile the slow one reads nothing
     writer.join()
     received, dropped = [], 0
-    slow.set_timeout(5)
+    slow.set_timeout(15)
     try:
         for ev in slow.events():
             if ev.event == "dropped":
