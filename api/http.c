@@ -198,6 +198,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
     metric_u64(b, "gamingd_ready", "gauge", "1 when the store is open and the sources are caught up.",
                atomic_load(&c->ready) ? 1 : 0);
     if (cfg->brokers[0]) kafka_metrics(cfg, c, b);
+    gd_cluster_metrics(&api->ctx, b);
     gd_push_metrics(api->push, b);
     uint64_t queries, events_in, events_lost, rows_out;
     gd_sql_runner_metrics(api->ctx.runner, &queries, &events_in, &events_lost, &rows_out);
@@ -229,6 +230,7 @@ typedef struct {
     route_fn fn;      /* or: */
     stream_fn stream; /* a route that streams */
     const char *label; /* for metrics, when not the path */
+    bool data;         /* answers from the activity: refused while this instance holds part of it */
 } route;
 
 static void route_healthz(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
@@ -251,8 +253,11 @@ static void route_tables(gd_api *api, const gd_request *req, const char *rest, g
     (void)rest;
     gd_route_tables_list(&api->ctx, req, r);
 }
+/* The reference tables are read whole by every instance: served always. */
 static void route_rows(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
 {
+    const gd_tabledef *t = gd_catalog_tabledef(api->ctx.cat, gd_str_c(rest));
+    if ((!t || t->kind == GD_TABLE_WINDOWED) && gd_cluster_refuse_partial(&api->ctx, r)) return;
     gd_route_table_rows(&api->ctx, req, rest, r);
 }
 static void route_streams(gd_api *api, const gd_request *req, const char *rest, gd_reply *r)
@@ -282,6 +287,7 @@ CTX_ROUTE(route_grafana_query, gd_grafana_query)
 CTX_ROUTE(route_grafana_variable, gd_grafana_variable)
 CTX_ROUTE(route_grafana_tag_keys, gd_grafana_tag_keys)
 CTX_ROUTE(route_grafana_tag_values, gd_grafana_tag_values)
+CTX_ROUTE(route_cluster, gd_route_cluster)
 CTX_ROUTE(route_ksql, gd_ksql_statements)
 CTX_ROUTE(route_close_query, gd_ksql_close_query)
 CTX_ROUTE(route_info, gd_ksql_info)
@@ -299,30 +305,31 @@ static void route_asset(gd_api *api, const gd_request *req, const char *rest, gd
 }
 
 static const route routes[] = {
-    {"/", false, "GET", 0, route_index, NULL, NULL},
-    {"/assets/", true, "GET", 0, route_asset, NULL, "/assets/{file}"},
-    {"/healthz", false, "GET", 0, route_healthz, NULL, NULL},
-    {"/readyz", false, "GET", 0, route_ready, NULL, NULL},
-    {"/metrics", false, "GET", GD_SCOPE_READ, route_prometheus, NULL, NULL},
-    {"/v1/tables", false, "GET", GD_SCOPE_READ, route_tables, NULL, NULL},
-    {"/v1/tables/", true, "GET", GD_SCOPE_READ, route_rows, NULL, "/v1/tables/{table}"},
-    {"/v1/streams", false, "GET", GD_SCOPE_READ, route_streams, NULL, NULL},
-    {"/v1/streams/", true, "GET", GD_SCOPE_READ, NULL, route_push, "/v1/streams/{stream}"},
-    {"/grafana", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL},
-    {"/grafana/", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL},
-    {"/grafana/metrics", false, "POST", GD_SCOPE_READ, route_grafana_metrics, NULL, NULL},
-    {"/grafana/metric-payload-options", false, "POST", GD_SCOPE_READ, route_grafana_options, NULL, NULL},
-    {"/grafana/query", false, "POST", GD_SCOPE_READ, route_grafana_query, NULL, NULL},
-    {"/grafana/variable", false, "POST", GD_SCOPE_READ, route_grafana_variable, NULL, NULL},
-    {"/grafana/tag-keys", false, "POST", GD_SCOPE_READ, route_grafana_tag_keys, NULL, NULL},
-    {"/grafana/tag-values", false, "POST", GD_SCOPE_READ, route_grafana_tag_values, NULL, NULL},
+    {"/", false, "GET", 0, route_index, NULL, NULL, false},
+    {"/assets/", true, "GET", 0, route_asset, NULL, "/assets/{file}", false},
+    {"/healthz", false, "GET", 0, route_healthz, NULL, NULL, false},
+    {"/readyz", false, "GET", 0, route_ready, NULL, NULL, false},
+    {"/metrics", false, "GET", GD_SCOPE_READ, route_prometheus, NULL, NULL, false},
+    {"/v1/tables", false, "GET", GD_SCOPE_READ, route_tables, NULL, NULL, false},
+    {"/v1/tables/", true, "GET", GD_SCOPE_READ, route_rows, NULL, "/v1/tables/{table}", false},
+    {"/v1/streams", false, "GET", GD_SCOPE_READ, route_streams, NULL, NULL, false},
+    {"/v1/streams/", true, "GET", GD_SCOPE_READ, NULL, route_push, "/v1/streams/{stream}", true},
+    {"/v1/cluster", false, "GET", GD_SCOPE_READ, route_cluster, NULL, NULL, false},
+    {"/grafana", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL, false},
+    {"/grafana/", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL, false},
+    {"/grafana/metrics", false, "POST", GD_SCOPE_READ, route_grafana_metrics, NULL, NULL, false},
+    {"/grafana/metric-payload-options", false, "POST", GD_SCOPE_READ, route_grafana_options, NULL, NULL, false},
+    {"/grafana/query", false, "POST", GD_SCOPE_READ, route_grafana_query, NULL, NULL, true},
+    {"/grafana/variable", false, "POST", GD_SCOPE_READ, route_grafana_variable, NULL, NULL, true},
+    {"/grafana/tag-keys", false, "POST", GD_SCOPE_READ, route_grafana_tag_keys, NULL, NULL, false},
+    {"/grafana/tag-values", false, "POST", GD_SCOPE_READ, route_grafana_tag_values, NULL, NULL, true},
     /* ksqlDB's REST API; DDL checks the admin scope per statement */
-    {"/query-stream", false, "POST", GD_SCOPE_READ, NULL, route_query_stream, NULL},
-    {"/query", false, "POST", GD_SCOPE_READ, NULL, route_query, NULL},
-    {"/ksql", false, "POST", GD_SCOPE_READ, route_ksql, NULL, NULL},
-    {"/close-query", false, "POST", GD_SCOPE_READ, route_close_query, NULL, NULL},
-    {"/info", false, "GET", 0, route_info, NULL, NULL},
-    {"/healthcheck", false, "GET", 0, route_healthcheck, NULL, NULL},
+    {"/query-stream", false, "POST", GD_SCOPE_READ, NULL, route_query_stream, NULL, true},
+    {"/query", false, "POST", GD_SCOPE_READ, NULL, route_query, NULL, true},
+    {"/ksql", false, "POST", GD_SCOPE_READ, route_ksql, NULL, NULL, false},
+    {"/close-query", false, "POST", GD_SCOPE_READ, route_close_query, NULL, NULL, false},
+    {"/info", false, "GET", 0, route_info, NULL, NULL, false},
+    {"/healthcheck", false, "GET", 0, route_healthcheck, NULL, NULL, false},
 };
 enum { NROUTES = sizeof routes / sizeof routes[0] };
 
@@ -549,6 +556,7 @@ static struct MHD_Response *route_request(gd_api *api, struct MHD_Connection *co
         return NULL;
     }
     if (!authorized(api, conn, rt, req, r)) return NULL;
+    if (rt->data && gd_cluster_refuse_partial(&api->ctx, r)) return NULL;
     const char *rest = req->path + strlen(rt->path);
     if (rt->stream) return rt->stream(api, conn, req, rest, r);
     rt->fn(api, req, rest, r);

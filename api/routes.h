@@ -72,6 +72,12 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
 void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const char *table,
                          gd_reply *r);
 
+/* ---- what this instance holds (cluster.c) ---- */
+void gd_route_cluster(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
+/* true, with a 503 in r, while this instance holds part of the activity. */
+bool gd_cluster_refuse_partial(const gd_api_ctx *ctx, gd_reply *r);
+void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b);
+
 /* ---- the Grafana JSON datasource (grafana.c), under /grafana ---- */
 void gd_grafana_root(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
 void gd_grafana_metrics(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);

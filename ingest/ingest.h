@@ -51,7 +51,9 @@ struct gd_source {
 gd_source *gd_file_source_open(const gd_config *cfg, const char *path);
 gd_source *gd_generator_source_open(const gd_config *cfg);
 typedef struct gd_counters gd_counters;
-/* kafka_source.c: counters receive consumer lag, rebalances, reachability. */
+/* kafka_source.c: counters receive consumer lag, rebalances, reachability
+ * and what this instance holds (counters->cluster), whose instance_id (the
+ * data dir's own, gd_store_instance_id) names its consumer group. */
 gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters);
 
 /* Topic name -> gd_topic, with the configured names. */
@@ -188,6 +190,39 @@ void gd_output_poll(gd_output *o);
 size_t gd_output_pending(const gd_output *o);
 void gd_output_close(gd_output *o);
 
+/* ---- what this instance holds (SPEC §11), read by the HTTP threads ----
+ * By default an instance reads activity in a consumer group of its own
+ * (<application id>-<instance id>), so it holds everything: a replica.
+ * When -X group.id names a group, instances may share it, each then holding
+ * the records of its own partitions only: "partial", and data queries are
+ * answered 503 rather than with part of the answer. */
+typedef enum {
+    GD_CLUSTER_STARTING,    /* no broker has answered yet */
+    GD_CLUSTER_LOADING,     /* reading the reference topics, or the file */
+    GD_CLUSTER_REBALANCING, /* activity not assigned (yet) */
+    GD_CLUSTER_RUNNING,     /* every record of the sources is in this instance's state */
+    GD_CLUSTER_PARTIAL,     /* a shared group: other instances hold some of the records */
+    GD_CLUSTER_STATE_COUNT
+} gd_cluster_state;
+extern const char *const gd_cluster_state_names[GD_CLUSTER_STATE_COUNT];
+
+enum { GD_MAX_PARTITIONS = 1024 }; /* activity partitions shown; more are read, not listed */
+
+typedef struct {
+    _Atomic int state;                    /* gd_cluster_state */
+    _Atomic int32_t partitions[GD_TOPIC_COUNT]; /* each topic's partition count, 0 unknown */
+    _Atomic uint64_t owned[GD_MAX_PARTITIONS / 64]; /* activity partitions held, a bit each */
+    _Atomic uint64_t rebalance_ms_total, last_rebalance_ms;
+    _Atomic int32_t missed; /* partitions whose earlier records another member applied */
+    bool shared_group;          /* set before the HTTP threads start */
+    char group[256], instance_id[32];
+} gd_cluster_view;
+
+/* Whether data queries may be answered: false while this instance holds
+ * part of the activity (GD_CLUSTER_PARTIAL, or a shared group rebalancing),
+ * or misses records another member of a shared group applied. */
+bool gd_cluster_whole(const gd_cluster_view *v);
+
 /* ---- counters, read by the HTTP threads ---- */
 struct gd_counters {
     _Atomic uint64_t records_in[GD_TOPIC_COUNT + 1];
@@ -209,6 +244,7 @@ struct gd_counters {
     _Atomic uint64_t kafka_errors, kafka_rebalances;
     _Atomic uint64_t kafka_produced, kafka_delivered, kafka_delivery_failed;
     _Atomic uint64_t dead_letters[GD_TOPIC_COUNT];
+    gd_cluster_view cluster;
 };
 
 /* ---- the engine ---- */

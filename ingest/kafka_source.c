@@ -3,7 +3,14 @@
  * Two consumers. The reference consumer reads games and players whole --
  * every partition, assigned, not in a group -- because every instance needs
  * the whole tables for the join. The activity consumer reads activity in a
- * consumer group (group.id, default "gamingd"), so instances share it.
+ * consumer group: by default one of this instance's own,
+ * <application id>-<instance id>, so every instance holds every record (a
+ * replica, SPEC §11). A group named with -X group.id may be shared: each
+ * member then holds its own partitions' records only, and says so
+ * (counters->cluster: "partial"), so queries get a 503, not part of the
+ * answer. A member that took a partition over from another starts at the
+ * group's offset and misses what that one applied: it stays partial, and
+ * remembers it in its committed position ("#missing P" lines).
  *
  * Phases: first the reference topics' partitions are looked up (retried
  * while no broker answers), then the reference topics are read until every
@@ -48,6 +55,9 @@ typedef struct {
     offsets pos[GD_TOPIC_COUNT];
     offsets at_end[GD_TOPIC_COUNT]; /* reference partitions: 1 once their end was reached */
     rd_kafka_topic_partition_list_t *assigned; /* activity partitions held now */
+    offsets unchecked; /* activity partitions of a shared group where it is not known yet whether they miss records: 1 */
+    offsets missing;   /* activity partitions whose earlier records another instance applied: 1 */
+    int64_t rebalance_started_ms; /* 0: not rebalancing */
     rd_kafka_message_t *held; /* the record last returned; its bytes stay valid until the next */
     bool closing; /* revoked offsets are committed without waiting: the coordinator may be gone */
     gd_ratelimit err_log;
@@ -81,6 +91,131 @@ static void release_held(kafka_source *ks)
     ks->held = NULL;
 }
 
+static int32_t partition_count(kafka_source *ks, const char *topic);
+
+/* ---- what this instance holds ---- */
+
+const char *const gd_cluster_state_names[GD_CLUSTER_STATE_COUNT] = {"starting", "loading", "rebalancing", "running",
+                                                                     "partial"};
+
+bool gd_cluster_whole(const gd_cluster_view *v)
+{
+    if (atomic_load(&v->missed)) return false;
+    return !v->shared_group || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
+}
+
+static void set_state(kafka_source *ks, gd_cluster_state st)
+{
+    if (ks->counters) atomic_store(&ks->counters->cluster.state, (int)st);
+}
+
+static int32_t count_set(const offsets *o)
+{
+    int32_t n = 0;
+    for (int32_t p = 0; p < o->n; p++) n += o->next[p] == 1;
+    return n;
+}
+
+static bool any_set(const offsets *o)
+{
+    for (int32_t p = 0; p < o->n; p++)
+        if (o->next[p] == 1) return true;
+    return false;
+}
+
+/* After the assignment changed: which partitions are held, and whether that
+ * is all of the activity (a group of its own always is: no one else reads). */
+static void publish_ownership(kafka_source *ks, int32_t activity_partitions)
+{
+    if (!ks->counters) return;
+    gd_cluster_view *v = &ks->counters->cluster;
+    uint64_t owned[GD_MAX_PARTITIONS / 64] = {0};
+    int held = ks->assigned ? ks->assigned->cnt : 0;
+    for (int i = 0; i < held; i++) {
+        int32_t p = ks->assigned->elems[i].partition;
+        if (p >= 0 && p < GD_MAX_PARTITIONS) owned[p / 64] |= 1ULL << (p % 64);
+    }
+    for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) atomic_store(&v->owned[w], owned[w]);
+    int32_t missed = count_set(&ks->missing);
+    atomic_store(&v->missed, missed);
+    if (activity_partitions >= 0) atomic_store(&v->partitions[GD_TOPIC_ACTIVITY], activity_partitions);
+    if (!held) {
+        set_state(ks, GD_CLUSTER_REBALANCING);
+        return;
+    }
+    bool whole = held >= atomic_load(&v->partitions[GD_TOPIC_ACTIVITY]) && !missed &&
+                 !any_set(&ks->unchecked);
+    /* a replica reads every partition; one that was in a shared group once
+     * may still miss what another member applied */
+    set_state(ks, whole || (!v->shared_group && !missed) ? GD_CLUSTER_RUNNING : GD_CLUSTER_PARTIAL);
+}
+
+static void rebalance_begins(kafka_source *ks)
+{
+    if (!ks->rebalance_started_ms) ks->rebalance_started_ms = gd_now_ms();
+}
+
+static void rebalance_ends(kafka_source *ks)
+{
+    if (!ks->rebalance_started_ms || !ks->counters) return;
+    uint64_t took = (uint64_t)(gd_now_ms() - ks->rebalance_started_ms);
+    ks->rebalance_started_ms = 0;
+    atomic_store(&ks->counters->cluster.last_rebalance_ms, took);
+    atomic_fetch_add(&ks->counters->cluster.rebalance_ms_total, took);
+}
+
+/* Partition p of activity starts at `start`: when records before it are
+ * still in the log (lo), another member of the group applied them. */
+static void note_start(kafka_source *ks, int32_t p, int64_t start, int64_t lo)
+{
+    set_offset(&ks->unchecked, p, 0);
+    if (start <= lo) return;
+    gd_warn("kafka: activity partition %d starts at the group's offset %lld, past the log's start %lld: another "
+            "instance of group %s applied the records before it, so this instance's tables miss them (partial)",
+            (int)p, (long long)start, (long long)lo, ks->act_client.group);
+    set_offset(&ks->missing, p, 1);
+}
+
+/* Partitions assigned with no position of ours start at the group's
+ * committed offset: looked up now, so that the state says "partial" before
+ * a query can see it. Where the brokers do not tell, the partition stays
+ * unchecked (partial) until its first record says where it starts. */
+static void check_starts(kafka_source *ks, const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *fresh = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+        if (get_offset(&ks->pos[GD_TOPIC_ACTIVITY], parts->elems[i].partition) < 0) {
+            rd_kafka_topic_partition_list_add(fresh, parts->elems[i].topic, parts->elems[i].partition);
+            set_offset(&ks->unchecked, parts->elems[i].partition, 1);
+        }
+    if (fresh->cnt && !rd_kafka_committed(ks->act, fresh, METADATA_TIMEOUT_MS)) {
+        for (int i = 0; i < fresh->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &fresh->elems[i];
+            int64_t lo = -1, hi = -1;
+            if (tp->err) continue;
+            if (tp->offset < 0) { /* nothing committed: it starts at the beginning */
+                set_offset(&ks->unchecked, tp->partition, 0);
+                continue;
+            }
+            if (!rd_kafka_query_watermark_offsets(ks->act, tp->topic, tp->partition, &lo, &hi, METADATA_TIMEOUT_MS))
+                note_start(ks, tp->partition, tp->offset, lo);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(fresh);
+}
+
+/* The first record of a partition the brokers did not tell about. */
+static void check_first_record(kafka_source *ks, const rd_kafka_message_t *m)
+{
+    if (get_offset(&ks->unchecked, m->partition) != 1) return;
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(ks->act, rd_kafka_topic_name(m->rkt), m->partition, &lo, &hi) || lo < 0)
+        rd_kafka_query_watermark_offsets(ks->act, rd_kafka_topic_name(m->rkt), m->partition, &lo, &hi,
+                                         METADATA_TIMEOUT_MS);
+    note_start(ks, m->partition, m->offset, lo < 0 ? m->offset : lo);
+    publish_ownership(ks, -1);
+}
+
 /* ---- rebalances of the activity group ---- */
 
 /* Commits to the group the next offset of those of `parts` read so far. */
@@ -108,6 +243,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             int64_t next = get_offset(&ks->pos[GD_TOPIC_ACTIVITY], parts->elems[i].partition);
             parts->elems[i].offset = next >= 0 ? next : RD_KAFKA_OFFSET_STORED;
         }
+        if (ks->counters && ks->counters->cluster.shared_group) check_starts(ks, parts);
         if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else rd_kafka_assign(rk, parts);
         if (!cooperative || !ks->assigned) {
@@ -119,6 +255,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         }
         gd_info("kafka: %d activity partition(s) assigned to this instance", parts->cnt);
         ks->base.caught_up = true;
+        rebalance_ends(ks);
+        publish_ownership(ks, partition_count(ks, ks->cfg->topics[GD_TOPIC_ACTIVITY]));
     } else {
         /* the next owner starts after what this instance has applied */
         commit_group_offsets(ks, parts, ks->closing);
@@ -127,6 +265,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         for (int i = 0; ks->assigned && i < parts->cnt; i++)
             rd_kafka_topic_partition_list_del(ks->assigned, parts->elems[i].topic, parts->elems[i].partition);
         gd_info("kafka: %d activity partition(s) revoked (%s)", parts->cnt, rd_kafka_err2str(err));
+        if (!ks->assigned || !ks->assigned->cnt) rebalance_begins(ks);
+        publish_ownership(ks, -1);
     }
 }
 
@@ -173,6 +313,7 @@ static int discover(kafka_source *ks)
             rc = GD_AGAIN;
             break;
         }
+        if (ks->counters) atomic_store(&ks->counters->cluster.partitions[t], n);
         for (int32_t p = 0; !rc && p < n; p++) {
             rc = set_offset(&ks->at_end[t], p, 0);
             int64_t next = get_offset(&ks->pos[t], p);
@@ -190,6 +331,7 @@ static int discover(kafka_source *ks)
     gd_info("kafka: loading the reference topics %s and %s to their ends",
             ks->cfg->topics[GD_TOPIC_GAMES], ks->cfg->topics[GD_TOPIC_PLAYERS]);
     ks->phase = PHASE_LOAD_REFERENCES;
+    set_state(ks, GD_CLUSTER_LOADING);
     return GD_OK;
 }
 
@@ -206,6 +348,8 @@ static int start_activity(kafka_source *ks)
     gd_info("kafka: reference tables loaded; reading %s in group %s", ks->cfg->topics[GD_TOPIC_ACTIVITY],
             ks->act_client.group);
     ks->phase = PHASE_RUN;
+    set_state(ks, GD_CLUSTER_REBALANCING);
+    rebalance_begins(ks);
     return GD_OK;
 }
 
@@ -263,8 +407,10 @@ static int kafka_next(gd_source *src, gd_record *rec)
     }
     gd_topic t = GD_TOPIC_UNKNOWN;
     if (m) t = topic_of(ks, m);
-    else if (ks->phase == PHASE_RUN && (m = poll_one(ks, ks->act, &ks->act_client)))
+    else if (ks->phase == PHASE_RUN && (m = poll_one(ks, ks->act, &ks->act_client))) {
         t = GD_TOPIC_ACTIVITY; /* the only topic it subscribes to */
+        check_first_record(ks, m);
+    }
     if (!m) return GD_AGAIN;
     if (t == GD_TOPIC_UNKNOWN || set_offset(&ks->pos[t], m->partition, m->offset + 1)) {
         rd_kafka_message_destroy(m);
@@ -307,6 +453,8 @@ static int64_t topic_lag(kafka_source *ks, gd_topic t)
 static void kafka_position(gd_source *src, gd_buf *out)
 {
     kafka_source *ks = (kafka_source *)src;
+    for (int32_t p = 0; p < ks->missing.n; p++) /* '#' is in no topic name */
+        if (ks->missing.next[p] == 1) gd_buf_printf(out, "#missing %d\n", (int)p);
     for (int t = 0; t < GD_TOPIC_COUNT; t++) {
         for (int32_t p = 0; p < ks->pos[t].n; p++)
             if (ks->pos[t].next[p] >= 0)
@@ -327,7 +475,9 @@ static int kafka_seek(gd_source *src, gd_str position)
         char name[512];
         int partition;
         long long next;
-        if (sscanf(line, "%511s %d %lld", name, &partition, &next) == 3) {
+        if (sscanf(line, "#missing %d", &partition) == 1) {
+            if (set_offset(&ks->missing, partition, 1)) return GD_ENOMEM;
+        } else if (sscanf(line, "%511s %d %lld", name, &partition, &next) == 3) {
             gd_topic t = gd_topic_lookup(ks->cfg, gd_str_c(name));
             if (t != GD_TOPIC_UNKNOWN && set_offset(&ks->pos[t], partition, next)) return GD_ENOMEM;
         }
@@ -386,6 +536,8 @@ static void kafka_close(gd_source *src)
         free(ks->pos[t].next);
         free(ks->at_end[t].next);
     }
+    free(ks->unchecked.next);
+    free(ks->missing.next);
     free(ks);
 }
 
@@ -422,13 +574,20 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
     /* offsets live in LMDB: nothing automatic; a new group starts at the beginning;
      * a deep prefetch keeps ingest fed while catching up (memory stays bounded
      * by queued.max.messages.kbytes) */
-    static const char *const consumer_defaults[] = {
-        "group.id", "gamingd", "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+    char own_group[sizeof cfg->application_id + 32];
+    snprintf(own_group, sizeof own_group, "%s-%s", cfg->application_id, counters->cluster.instance_id);
+    const char *const consumer_defaults[] = {
+        "group.id", own_group, "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest", "enable.partition.eof", "false", "queued.min.messages", "1000000", NULL};
-    static const char *const reference_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
-        "group.id", "gamingd", "enable.auto.commit", "false", "enable.auto.offset.store", "false", "enable.partition.eof", "true", NULL};
+    const char *const reference_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
+        "group.id", own_group, "enable.auto.commit", "false", "enable.auto.offset.store", "false", "enable.partition.eof", "true", NULL};
     ks->ref = new_consumer(cfg, &ks->ref_client, reference_defaults);
     ks->act = ks->ref ? new_consumer(cfg, &ks->act_client, consumer_defaults) : NULL;
+    if (counters) {
+        gd_cluster_view *v = &counters->cluster;
+        v->shared_group = strcmp(ks->act_client.group, own_group) != 0;
+        snprintf(v->group, sizeof v->group, "%s", ks->act_client.group);
+    }
     snprintf(ks->identity, sizeof ks->identity, "kafka:%s,%s,%s", cfg->topics[GD_TOPIC_GAMES],
              cfg->topics[GD_TOPIC_PLAYERS], cfg->topics[GD_TOPIC_ACTIVITY]);
     ks->base = (gd_source){.kind = "kafka", .identity = ks->identity, .endless = true, .next = kafka_next,

@@ -54,6 +54,18 @@ static int set_source(gd_config *cfg, const char *v)
     return GD_OK;
 }
 static int set_brokers(gd_config *cfg, const char *v) { return COPY(brokers); }
+/* A consumer group and topic prefix: Kafka's legal name characters. */
+static int set_application_id(gd_config *cfg, const char *v)
+{
+    if (!*v || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(v))
+        return GD_ERR;
+    return COPY(application_id);
+}
+static int set_advertised_url(gd_config *cfg, const char *v)
+{
+    bool web = !strncmp(v, "http://", 7) || !strncmp(v, "https://", 8);
+    return web && !strpbrk(v, " \t\"<>\\") ? COPY(advertised_url) : GD_ERR;
+}
 bool gd_kafka_secret_property(const char *prop)
 {
     static const char *const secret_words[] = {"password", "secret", "key.pem", "oauthbearer.config", "jaas", NULL};
@@ -232,6 +244,8 @@ static const gd_option options[] = {
     {"--data-dir", "GAMINGD_DATA_DIR", "DIR", "LMDB environment (default ./data)", set_data_dir, NULL, false},
     {"--source", "GAMINGD_SOURCE", "generator|file:PATH|kafka", "where records come from (default generator)", set_source, NULL, false},
     {"--brokers", "GAMINGD_BROKERS", "LIST", "Kafka bootstrap servers", set_brokers, NULL, false},
+    {"--application-id", "GAMINGD_APPLICATION_ID", "ID", "names this instance's consumer group, <ID>-<instance id> (default gaming-intelligence-gamingd)", set_application_id, "letters, digits, '.', '_' and '-'", false},
+    {"--advertised-url", "GAMINGD_ADVERTISED_URL", "URL", "how clients and other instances reach this one (default from --listen)", set_advertised_url, "an http:// or https:// URL", false},
     {"-X", NULL, "KEY=VALUE", "any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable; secrets belong in -F)", set_kafka_prop, NULL, false},
     {"-F", "GAMINGD_KAFKA_CONFIG", "FILE", "librdkafka properties from a file, one KEY=VALUE a line (# comments); for secrets", set_kafka_config, "a readable file of KEY=VALUE lines", false},
     {"--schema-registry", "GAMINGD_SCHEMA_REGISTRY", "URL", "Confluent Schema Registry", set_registry, NULL, false},
@@ -293,6 +307,7 @@ static void defaults(gd_config *cfg)
     strcpy(cfg->listen_host, "127.0.0.1");
     cfg->listen_port = 8080;
     strcpy(cfg->data_dir, "./data");
+    strcpy(cfg->application_id, "gaming-intelligence-gamingd");
     strcpy(cfg->output_format, "avro");
     strcpy(cfg->generate_format, "json");
     cfg->grace_ms = -1;
@@ -398,6 +413,33 @@ int gd_config_parse(gd_config *cfg, int argc, char **argv)
         return GD_ERR;
     }
     return GD_OK;
+}
+
+void gd_config_advertised_url(const gd_config *cfg, char *out, size_t n)
+{
+    if (cfg->advertised_url[0]) {
+        snprintf(out, n, "%s", cfg->advertised_url);
+        return;
+    }
+    char host[256];
+    const char *h = cfg->listen_host;
+    if (!*h || !strcmp(h, "0.0.0.0") || !strcmp(h, "::") || !strcmp(h, "[::]")) {
+        if (gethostname(host, sizeof host)) strcpy(host, "localhost");
+        host[sizeof host - 1] = 0;
+        h = host;
+    }
+    bool v6 = strchr(h, ':') && h[0] != '[';
+    snprintf(out, n, "%s://%s%s%s:%d", cfg->tls_cert[0] ? "https" : "http", v6 ? "[" : "", h, v6 ? "]" : "",
+             cfg->listen_port);
+}
+
+const char *gd_config_kafka_prop(const gd_config *cfg, const char *key)
+{
+    const char *found = NULL; /* the last one given wins, as librdkafka sets them in order */
+    size_t n = strlen(key);
+    for (int i = 0; i < cfg->nkafka_props; i++)
+        if (!strncmp(cfg->kafka_props[i], key, n) && cfg->kafka_props[i][n] == '=') found = cfg->kafka_props[i] + n + 1;
+    return found;
 }
 
 void gd_config_free(gd_config *cfg)

@@ -21,6 +21,8 @@ typedef struct {
     gd_source_kind source;
     char source_path[1024];
     char brokers[1024];
+    char application_id[200]; /* names this instance's consumer group (SPEC §11) */
+    char advertised_url[1024]; /* how other instances and clients reach this one; "" from --listen */
     char *kafka_props[GD_MAX_KAFKA_PROPS]; /* "key=value", owned */
     int nkafka_props;
     char kafka_config_file[1024]; /* -F: the properties read from it come first */
@@ -56,6 +58,13 @@ typedef struct {
     uint64_t events;
     int64_t start_ms;
 } gd_config;
+
+/* The URL this instance is reached at: --advertised-url, else built from
+ * --listen (a wildcard address replaced by the host name). */
+void gd_config_advertised_url(const gd_config *cfg, char *out, size_t n);
+
+/* The value of a librdkafka property given with -X or -F, or NULL. */
+const char *gd_config_kafka_prop(const gd_config *cfg, const char *key);
 
 /* Whether a librdkafka property ("key" or "key=value") holds a secret
  * (passwords, client secrets, private keys): its value is never logged. */

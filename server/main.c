@@ -121,7 +121,8 @@ static int serve(const gd_config *cfg)
         gd_store_close(&store);
         return 1;
     }
-    gd_source *src = open_source(cfg, &counters);
+    gd_source *src = NULL;
+    if (!gd_store_instance_id(&store, counters.cluster.instance_id)) src = open_source(cfg, &counters);
     if (!src) {
         gd_store_close(&store);
         return 1;

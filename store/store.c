@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -214,6 +215,30 @@ int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p
     MDB_val k = val_of(name, strlen(name)), v = val_of(p, n);
     int rc = mdb_put(txn, s->meta, &k, &v, 0);
     return rc ? lmdb_fail("meta put", rc) : GD_OK;
+}
+
+int gd_store_instance_id(gd_store *s, char out[17])
+{
+    MDB_txn *txn;
+    gd_str v;
+    int rc = gd_store_begin_write(s, &txn);
+    if (rc) return rc;
+    rc = gd_store_meta_get(s, txn, "instance_id", &v);
+    if (rc == GD_OK && v.len == 16) {
+        memcpy(out, v.p, 16);
+        out[16] = 0;
+        mdb_txn_abort(txn);
+        return GD_OK;
+    }
+    uint64_t r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) r = (uint64_t)gd_now_ms() ^ gd_mono_ns() ^ (uint64_t)getpid() << 32;
+    snprintf(out, 17, "%016llx", (unsigned long long)r);
+    rc = gd_store_meta_put(s, txn, "instance_id", out, 16);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return gd_store_commit(txn);
 }
 
 int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)

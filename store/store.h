@@ -50,6 +50,11 @@ int gd_store_commit(MDB_txn *txn); /* aborts the txn on failure */
 int gd_store_meta_get(gd_store *s, MDB_txn *txn, const char *name, gd_str *out);
 int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p, size_t n);
 
+/* This data dir's instance id (16 hex digits, in out[17]): made at random
+ * the first time and kept in meta "instance_id", so it lives as long as the
+ * state does. Opens its own write transaction: call before the engine runs. */
+int gd_store_instance_id(gd_store *s, char out[17]);
+
 /* Table rows; key/value bytes as tables.h describes. get: GD_EOF when absent;
  * the value points into the map and is valid until the txn ends. */
 int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val);

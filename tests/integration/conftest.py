@@ -125,17 +125,16 @@ class Daemon:
             return "(no log)"
 
     # -- HTTP ---------------------------------------------------------------
-    def request(self, path, params=None, timeout=30, method="GET", headers=None):
+    def request(self, path, params=None, timeout=30, method="GET", headers=None, body=None):
         if params:
             if isinstance(params, dict):
                 params = list(params.items())
             path = path + "?" + urllib.parse.urlencode(params)
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
-            body = resp.read()
-            return HttpResult(resp.status, body, dict(resp.getheaders()))
+            return HttpResult(resp.status, resp.read(), dict(resp.getheaders()))
         finally:
             conn.close()
 

@@ -20,7 +20,7 @@ def test_openapi_lists_every_route(gamingd):
     # what the server answers: each documented path exists, and each route family is documented
     for route in ("/v1/tables", "/v1/tables/{table}", "/v1/streams", "/v1/streams/{stream}", "/grafana/",
                   "/grafana/metrics", "/grafana/metric-payload-options", "/grafana/query", "/grafana/variable",
-                  "/grafana/tag-keys", "/grafana/tag-values", "/", "/assets/{file}", "/healthz", "/readyz", "/metrics",
+                  "/grafana/tag-keys", "/grafana/tag-values", "/", "/assets/{file}", "/healthz", "/readyz", "/metrics", "/v1/cluster",
                   "/query-stream", "/query", "/ksql", "/close-query", "/info", "/healthcheck"):
         assert route in paths, route
     for path, ops in doc["paths"].items():

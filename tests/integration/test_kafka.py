@@ -497,8 +497,8 @@ def activity_in(daemon):
 
 
 def test_two_instances_share_activity_and_hand_it_over(tmp_path, kafka):
-    """Activity is shared between the members of the group, the reference
-    tables are whole in each; when one leaves, the other takes its
+    """Activity is shared between the members of a group named with -X
+    group.id, the reference tables are whole in each; when one leaves, the other takes its
     partitions from where it stopped: nothing read twice, nothing skipped."""
     create_source_topics(kafka, activity_partitions=6, output_partitions=0)
     b = os.environ["GAMINGD_BIN"]
@@ -511,7 +511,7 @@ def test_two_instances_share_activity_and_hand_it_over(tmp_path, kafka):
     produce(kafka.bootstrap, first)
     f = DaemonFactory(str(tmp_path))
     try:
-        args = ["--brokers", kafka.bootstrap, "-X", "session.timeout.ms=6000"]
+        args = ["--brokers", kafka.bootstrap, "-X", "session.timeout.ms=6000", "-X", "group.id=gaming-intelligence-two"]
         d1, d2 = f("kafka", args=args), f("kafka", args=args)
         d1.wait_ready(timeout=60)
         d2.wait_ready(timeout=60)

@@ -1,0 +1,182 @@
+"""Several instances on one Kafka cluster (SPEC §11), on the mock cluster.
+
+Replicas: each instance reads activity in a consumer group of its own, so
+each holds every record; its tables must equal the independent reference,
+and losing one (kill -9) leaves the others answering in full. A group
+named with -X group.id is shared: its members hold part of the records and
+must say so -- /v1/cluster "partial", data queries 503 -- never answer with
+part of the data (the reference tables, which every instance reads whole,
+are served).
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import checks
+import reference
+from conftest import BASE_MS, DaemonFactory, read_lines
+from kafka_env import (ACTIVITY, GAMES, PLAYERS, as_reference_lines, create_source_topics, in_read_order, produce,
+                       records_of_lines, wait_applied)
+from kafka_env import kafka  # noqa: F401  (fixture)
+
+PARTITIONS = 4
+DEFAULT_GROUP_PREFIX = "gaming-intelligence-gamingd-"
+
+
+def generated_records(tmp_path, events, seed):
+    path = str(tmp_path / "gen.jsonl")
+    subprocess.run([os.environ["GAMINGD_BIN"], "generate", "--out", path, "--events", str(events), "--seed",
+                    str(seed), "--start", str(BASE_MS)], check=True, capture_output=True)
+    return records_of_lines(read_lines(path))
+
+
+def split(records, share):
+    refs = [r for r in records if r[0] != ACTIVITY]
+    act = [r for r in records if r[0] == ACTIVITY]
+    cut = int(len(act) * share)
+    return refs + act[:cut], act[cut:]
+
+
+def reference_of(records):
+    return reference.reference_for(as_reference_lines(in_read_order(records)))
+
+
+def cluster(d):
+    res = d.get("/v1/cluster")
+    assert res.status == 200, res
+    return res.json
+
+
+def wait_state(d, states, timeout=60):
+    deadline = time.time() + timeout
+    c = cluster(d)
+    while c["instances"][0]["state"] not in states and time.time() < deadline:
+        time.sleep(0.2)
+        c = cluster(d)
+    assert c["instances"][0]["state"] in states, c
+    return c
+
+
+def test_replicas_each_hold_everything_and_one_killed_loses_nothing(tmp_path, kafka):
+    create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=0)
+    records = generated_records(tmp_path, 6000, 81)
+    first, rest = split(records, 0.5)
+    produce(kafka.bootstrap, first)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "-X", "session.timeout.ms=6000"]
+        d1, d2 = f("kafka", args=args), f("kafka", args=args)
+        ref_first = reference_of(first)
+        views = []
+        for d in (d1, d2):
+            wait_applied(d, len(first))
+            checks.fail_if(checks.compare_all_tables(d, ref_first), "a replica's tables after the first half")
+            c = wait_state(d, ("running",))
+            assert c["mode"] == "replica" and c["application_id"] == "gaming-intelligence-gamingd", c
+            me = c["instances"][0]
+            assert me["self"] is True and me["url"] == "http://127.0.0.1:%d" % d.port, me
+            assert me["partitions"] == {GAMES: [0], PLAYERS: [0], ACTIVITY: list(range(PARTITIONS))}, me
+            assert c["group"] == DEFAULT_GROUP_PREFIX + me["instance_id"], c
+            m = d.metrics()
+            assert m[("gamingd_owned_partitions", frozenset({("topic", ACTIVITY)}))] == PARTITIONS
+            assert m[("gamingd_cluster_state", frozenset({("state", "running")}))] == 1
+            views.append(c)
+        assert views[0]["group"] != views[1]["group"], "two replicas in one group"
+
+        # one replica killed mid-stream: the other goes on and holds everything
+        d1.kill9()
+        produce(kafka.bootstrap, rest)
+        ref_all = reference_of(records)
+        wait_applied(d2, len(records))
+        checks.fail_if(checks.compare_all_tables(d2, ref_all), "the surviving replica's tables")
+
+        # the killed one restarts on its data dir: same group, catches up exactly
+        d1.start()
+        wait_applied(d1, len(records))
+        checks.fail_if(checks.compare_all_tables(d1, ref_all), "the restarted replica's tables")
+        assert cluster(d1)["group"] == views[0]["group"], "the instance id did not survive the restart"
+    finally:
+        f.cleanup()
+
+
+def test_a_shared_group_is_partial_and_refuses_data_queries(tmp_path, kafka):
+    """Members of one named group each hold some partitions: they say so and
+    answer data queries 503 with Retry-After. One left alone holds every
+    partition but not every record: it still says so."""
+    create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=0)
+    records = generated_records(tmp_path, 4000, 83)
+    produce(kafka.bootstrap, records)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "-X", "session.timeout.ms=6000",
+                "-X", "group.id=gaming-intelligence-shared"]
+        d1, d2 = f("kafka", args=args), f("kafka", args=args)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            states = [cluster(d)["instances"][0] for d in (d1, d2)]
+            if all(s["state"] == "partial" and s["partitions"][ACTIVITY] for s in states):
+                break
+            time.sleep(0.2)
+        parts = [set(s["partitions"][ACTIVITY]) for s in states]
+        assert all(s["state"] == "partial" for s in states), states
+        assert parts[0].isdisjoint(parts[1]) and parts[0] | parts[1] == set(range(PARTITIONS)), parts
+        for d in (d1, d2):
+            c = cluster(d)
+            assert c["mode"] == "shared-group" and c["group"] == "gaming-intelligence-shared", c
+            for path in ("/v1/tables/gaming_active_players_5min", "/v1/streams/gaming_real_time_intelligence_platform"):
+                res = d.get(path)
+                assert res.status == 503 and res.headers.get("Retry-After"), (path, res)
+                assert "gaming-intelligence-shared" in res.json["message"], res
+            res = d.request("/query-stream", method="POST",
+                            body=json.dumps({"sql": "SELECT * FROM gaming_active_players_5min;"}))
+            assert res.status == 503, res
+            assert d.get("/v1/tables").status == 200  # what is served stays listed
+            assert d.get("/v1/tables/gaming_games_table").status == 200  # every instance reads it whole
+            assert d.metrics()[("gamingd_cluster_state", frozenset({("state", "partial")}))] == 1
+
+        # one member leaves: the other takes every partition, but starts those
+        # it never read at the offsets the leaver committed, so it misses the
+        # records before them -- it stays partial, also across a restart
+        assert d2.stop() == 0
+        deadline = time.time() + 60
+        while time.time() < deadline and len(cluster(d1)["instances"][0]["partitions"][ACTIVITY]) < PARTITIONS:
+            time.sleep(0.2)
+        c = wait_state(d1, ("partial",))
+        assert sorted(c["instances"][0]["partitions"][ACTIVITY]) == list(range(PARTITIONS)), c
+        time.sleep(1)  # past the checks of the partitions taken over
+        res = d1.get("/v1/tables/gaming_active_players_5min")
+        assert res.status == 503 and "misses" in res.json["message"], res.json
+        d1.stop()
+        d1.start()
+        c = wait_state(d1, ("partial",))
+        deadline = time.time() + 60
+        while time.time() < deadline and len(cluster(d1)["instances"][0]["partitions"][ACTIVITY]) < PARTITIONS:
+            time.sleep(0.2)
+        time.sleep(1)
+        assert cluster(d1)["instances"][0]["state"] == "partial"
+        assert d1.get("/v1/tables/gaming_active_players_5min").status == 503
+        assert d1.metrics()[("gamingd_missed_partitions", frozenset())] > 0
+
+        # back in a group of its own, its data dir still misses those records
+        d1.stop()
+        d1.args = args[:-2]  # without -X group.id=
+        d1.start()
+        c = wait_state(d1, ("partial",))
+        assert c["mode"] == "replica", c
+        assert d1.get("/v1/tables/gaming_active_players_5min").status == 503
+    finally:
+        f.cleanup()
+
+
+def test_cluster_of_a_standalone_instance(gamingd, generated):
+    d = gamingd(generated(500, 85), args=["--advertised-url", "https://gamingd.example:8443", "--application-id", "team-a"])
+    d.wait_ready()
+    c = cluster(d)
+    assert c == {"instances": [{"url": "https://gamingd.example:8443", "self": True,
+                                "instance_id": c["instances"][0]["instance_id"], "partitions": {},
+                                "state": "running"}],
+                 "mode": "standalone", "application_id": "team-a", "group": None}, c
+    assert len(c["instances"][0]["instance_id"]) == 16
+    assert d.get("/v1/tables/gaming_active_players_5min").status == 200
