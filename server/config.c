@@ -133,6 +133,10 @@ static int set_output(gd_config *cfg, const char *v)
         cfg->output_kafka = true;
         return GD_OK;
     }
+    if (!strcmp(v, "none")) { /* a replica that leaves the output topic to another */
+        cfg->output_none = true;
+        return GD_OK;
+    }
     if (!strncmp(v, "file:", 5) && v[5]) return copy_to(cfg->output_path, sizeof cfg->output_path, v + 5);
     return GD_ERR;
 }
@@ -250,7 +254,7 @@ static const gd_option options[] = {
     {"-F", "GAMINGD_KAFKA_CONFIG", "FILE", "librdkafka properties from a file, one KEY=VALUE a line (# comments); for secrets", set_kafka_config, "a readable file of KEY=VALUE lines", false},
     {"--schema-registry", "GAMINGD_SCHEMA_REGISTRY", "URL", "Confluent Schema Registry", set_registry, NULL, false},
     {"--schema-registry-auth", "GAMINGD_SCHEMA_REGISTRY_AUTH", "USER:SECRET", "Schema Registry basic auth (give it in the environment, not on the command line)", set_registry_auth, NULL, true},
-    {"--output", "GAMINGD_OUTPUT", "kafka|file:PATH", "where the enriched stream goes (kafka when --brokers is set)", set_output, NULL, false},
+    {"--output", "GAMINGD_OUTPUT", "kafka|file:PATH|none", "where the enriched stream goes (kafka when --brokers is set)", set_output, NULL, false},
     {"--output-format", "GAMINGD_OUTPUT_FORMAT", "avro|json", "output record format (default avro)", set_output_format, NULL, false},
     {"--grace", "GAMINGD_GRACE", "DUR", "window grace (default: window size + grace = 24h)", set_grace, NULL, false},
     {"--retention", "GAMINGD_RETENTION", "DUR", "how long windows are kept past their end (default 7d)", set_retention, "a duration above 0", false},
@@ -399,7 +403,11 @@ int gd_config_parse(gd_config *cfg, int argc, char **argv)
         else if (!strcmp(o->flag, "-X") && gd_kafka_secret_property(val))
             scrub_secret(strchr(given, '=') + 1, "a secret librdkafka property", "put it in a file given with -F");
     }
-    if (cfg->brokers[0] && !cfg->output_path[0]) cfg->output_kafka = true;
+    if (cfg->output_none && (cfg->output_kafka || cfg->output_path[0])) {
+        fprintf(stderr, "gamingd: --output none goes with no other --output\n");
+        return GD_ERR;
+    }
+    if (cfg->brokers[0] && !cfg->output_path[0] && !cfg->output_none) cfg->output_kafka = true;
     if (cfg->output_kafka && !cfg->brokers[0]) {
         fprintf(stderr, "gamingd: --output kafka needs --brokers LIST\n");
         return GD_ERR;

@@ -81,8 +81,9 @@ class Daemon:
     @property
     def cmd(self):
         source = self.source if self.source in ("generator", "kafka") else "file:" + self.source
+        output = [] if "none" in self.args else ["--output", "file:" + self.output]  # --output none
         return [self.binary, "--source", source, "--data-dir", self.data_dir,
-                "--listen", "127.0.0.1:%d" % self.port, "--output", "file:" + self.output] + self.args
+                "--listen", "127.0.0.1:%d" % self.port] + output + self.args
 
     def start(self):
         os.makedirs(self.data_dir, exist_ok=True)

@@ -41,6 +41,9 @@ def test_help_lists_every_flag_with_its_environment_variable():
     (["--rate", "-5"], "--rate"),
     (["--data-dir"], "needs a value"),
     (["generate"], "--out"),
+    (["--output", "none", "--output", "file:/tmp/x"], "--output none"),
+    (["--application-id", "team a"], "--application-id"),
+    (["--advertised-url", "gamingd:8080"], "--advertised-url"),
 ])
 def test_bad_flags_are_refused_with_a_message(args, fragment):
     r = run(args)

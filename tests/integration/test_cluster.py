@@ -20,6 +20,7 @@ from conftest import BASE_MS, DaemonFactory, read_lines
 from kafka_env import (ACTIVITY, GAMES, PLAYERS, as_reference_lines, create_source_topics, in_read_order, produce,
                        records_of_lines, wait_applied)
 from kafka_env import kafka  # noqa: F401  (fixture)
+from test_kafka import kcat_json_output
 
 PARTITIONS = 4
 DEFAULT_GROUP_PREFIX = "gaming-intelligence-gamingd-"
@@ -60,14 +61,16 @@ def wait_state(d, states, timeout=60):
 
 
 def test_replicas_each_hold_everything_and_one_killed_loses_nothing(tmp_path, kafka):
-    create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=0)
+    create_source_topics(kafka, activity_partitions=PARTITIONS)
     records = generated_records(tmp_path, 6000, 81)
     first, rest = split(records, 0.5)
     produce(kafka.bootstrap, first)
     f = DaemonFactory(str(tmp_path))
     try:
         args = ["--brokers", kafka.bootstrap, "-X", "session.timeout.ms=6000"]
-        d1, d2 = f("kafka", args=args), f("kafka", args=args)
+        # one replica writes the output topic, the other leaves it alone
+        d1 = f("kafka", args=args + ["--output", "kafka", "--output-format", "json"])
+        d2 = f("kafka", args=args + ["--output", "none"])
         ref_first = reference_of(first)
         views = []
         for d in (d1, d2):
@@ -84,6 +87,9 @@ def test_replicas_each_hold_everything_and_one_killed_loses_nothing(tmp_path, ka
             assert m[("gamingd_cluster_state", frozenset({("state", "running")}))] == 1
             views.append(c)
         assert views[0]["group"] != views[1]["group"], "two replicas in one group"
+        out = kcat_json_output(kafka.bootstrap, len(ref_first.outputs) + 1, timeout=5)
+        assert sorted(r["activity_id"] for r in out) == sorted(o["activity_id"] for o in ref_first.outputs), \
+            "the output topic holds each enriched record once"
 
         # one replica killed mid-stream: the other goes on and holds everything
         d1.kill9()
