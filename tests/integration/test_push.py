@@ -290,19 +290,21 @@ def test_slow_subscriber_loses_oldest_events_and_is_told(gamingd, tmp_path, gene
     n = len(ref.outputs)
     source = str(tmp_path / "source.jsonl")
     open(source, "w").close()
-    d = gamingd(source, args=["--push-buffer", "1024"])
+    # a buffer of 4,096 events: a reader that keeps reading stays well within
+    # it on a loaded machine, the one that reads nothing falls far past it
+    d = gamingd(source, args=["--push-buffer", "4096"])
     d.wait_ready()
-    # A receive window far below the 1,024-event buffer, yet not below the
-    # loopback segment size: with a window smaller than a segment the kernel
-    # sends only on its persist timer, whose backoff under load left the
-    # reader waiting longer than its timeout for bytes the server had queued.
+    # A receive window far below the buffer, yet not below the loopback
+    # segment size: with a window smaller than a segment the kernel sends
+    # only on its persist timer, whose backoff under load left the reader
+    # waiting longer than its timeout for bytes the server had queued.
     slow = Stream(d.port, ENRICHED, rcvbuf=65536)
     fast = Stream(d.port, ENRICHED)
 
-    def feed():  # ~5,000 records/s, which a reader that keeps reading keeps up with on a loaded machine
-        for i in range(0, len(lines), 500):
-            append(source, lines[i:i + 500])
-            time.sleep(0.1)
+    def feed():  # ~5,000 records/s in small steps
+        for i in range(0, len(lines), 250):
+            append(source, lines[i:i + 250])
+            time.sleep(0.05)
     writer = threading.Thread(target=feed)
     writer.start()
     fast_events = fast.take(n, deadline_s=120)  # meanwhile the slow one reads nothing
