@@ -215,8 +215,25 @@ typedef struct {
     _Atomic uint64_t rebalance_ms_total, last_rebalance_ms;
     _Atomic int32_t missed; /* partitions whose earlier records another member applied */
     bool shared_group;          /* set before the HTTP threads start */
+    struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;
+
+/* roster.c: what an instance holds, and the other instances of its
+ * application id as they announce themselves on `<application id>-instances`. */
+typedef struct gd_roster gd_roster;
+int32_t gd_cluster_owned(const gd_cluster_view *v); /* activity partitions held */
+gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c);
+/* This instance as GET /v1/cluster lists it (self: as it sees itself). */
+void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bool self);
+/* Starts announcing this instance and following the others (a Kafka
+ * source only; *out stays NULL otherwise). Before the HTTP threads start. */
+int gd_roster_start(gd_roster **out, const gd_config *cfg, gd_counters *counters);
+/* The live others' announcements, each preceded by a comma; r may be NULL. */
+void gd_roster_put_others(gd_roster *r, gd_buf *b);
+int gd_roster_count(gd_roster *r); /* live instances, this one included */
+/* Says this instance is leaving, then stops. */
+void gd_roster_stop(gd_roster *r);
 
 /* Whether data queries may be answered: false while this instance holds
  * part of the activity (GD_CLUSTER_PARTIAL, or a shared group rebalancing),

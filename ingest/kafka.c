@@ -6,17 +6,21 @@
  * librdkafka's ALL_BROKERS_DOWN error; reaching one again is a record
  * flowing, or a broker in state UP in the client's statistics, which come
  * every second even when the topics are idle. The callbacks may run on
- * librdkafka's threads, so the only state they touch is atomic. */
+ * librdkafka's threads, so the only state they touch is atomic. Also the
+ * creation of the topics gamingd writes. */
 #include <stdio.h>
 #include <string.h>
 
 #include "kafka.h"
 
+enum { CREATE_TIMEOUT_MS = 5000 };
+
 static const char *role_name(gd_kafka_role r)
 {
     return r == GD_KAFKA_REFERENCE ? "reference-table consumer"
            : r == GD_KAFKA_ACTIVITY ? "activity consumer"
-                                    : "producer";
+           : r == GD_KAFKA_PRODUCER ? "producer"
+                                    : "roster";
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -107,4 +111,61 @@ rd_kafka_conf_t *gd_kafka_conf(const gd_config *cfg, gd_kafka_client *client, co
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     return conf;
+}
+
+/* Does the topic exist? -1: the brokers did not say. All topics are asked
+ * for, since asking for one by name makes some brokers auto-create it. */
+static int topic_exists(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, CREATE_TIMEOUT_MS)) return -1;
+    int exists = 0;
+    for (int i = 0; i < md->topic_cnt && !exists; i++)
+        exists = !strcmp(md->topics[i].topic, topic) && !md->topics[i].err && md->topics[i].partition_cnt > 0;
+    rd_kafka_metadata_destroy(md);
+    return exists;
+}
+
+void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *config, const char *value)
+{
+    int exists = topic_exists(rk, topic);
+    if (exists == 1) return;
+    if (exists < 0) {
+        gd_warn("kafka: no broker answered; not checking whether topic %s exists (create it with %d partitions "
+                "if the brokers do not)", topic, partitions);
+        return;
+    }
+    char err[512], settings[160];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof err);
+    if (config) {
+        rd_kafka_NewTopic_set_config(nt, config, value);
+        snprintf(settings, sizeof settings, "partitions %d, %s %s", partitions, config, value);
+    } else {
+        snprintf(settings, sizeof settings, "partitions %d", partitions);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
+    rd_kafka_CreateTopics(rk, &nt, 1, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, CREATE_TIMEOUT_MS + 2000);
+    const char *why = "no answer from the brokers";
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if (ev) {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_event_CreateTopics_result(ev) ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n) : NULL;
+        code = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev) : n ? rd_kafka_topic_result_error(res[0]) : 0;
+        why = rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
+              : n && rd_kafka_topic_result_error_string(res[0]) ? rd_kafka_topic_result_error_string(res[0])
+                                                             : rd_kafka_err2str(code);
+    }
+    if (!code) gd_info("kafka: created topic %s (%s)", topic, settings);
+    else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        gd_warn("kafka: the brokers did not create topic %s (%s): %s; producing to it anyway -- create it yourself "
+                "if the brokers do not auto-create topics", topic, settings, why);
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
 }

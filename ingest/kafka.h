@@ -10,7 +10,7 @@
 
 /* Which client a handle is, for logs and the reachability bits of
  * gd_counters.kafka_unreachable. */
-typedef enum { GD_KAFKA_REFERENCE = 0, GD_KAFKA_ACTIVITY, GD_KAFKA_PRODUCER } gd_kafka_role;
+typedef enum { GD_KAFKA_REFERENCE = 0, GD_KAFKA_ACTIVITY, GD_KAFKA_PRODUCER, GD_KAFKA_ROSTER } gd_kafka_role;
 
 /* What every handle's callbacks are given. */
 typedef struct {
@@ -33,5 +33,8 @@ void gd_kafka_client_destroy(gd_kafka_client *client);
 /* Traffic flowed on this client: clears its unreachable bit, logging the
  * recovery if it was set. */
 void gd_kafka_reachable(gd_kafka_client *client);
+/* Creates the topic unless it exists (config: one topic setting, or NULL),
+ * warning when the brokers do not and going on: they may auto-create it. */
+void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *config, const char *value);
 
 #endif

@@ -20,7 +20,7 @@
 
 #include "kafka.h"
 
-enum { CREATE_TIMEOUT_MS = 5000, QUEUE_FULL_WAIT_MS = 100 };
+enum { QUEUE_FULL_WAIT_MS = 100 };
 
 struct gd_kafka_sink {
     gd_kafka_client client;
@@ -92,59 +92,11 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
     return GD_OK;
 }
 
-/* Does the topic exist? -1: the brokers did not say. All topics are asked
- * for, since asking for one by name makes some brokers auto-create it. */
-static int topic_exists(gd_kafka_sink *s, const char *topic)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(s->rk, 1, NULL, &md, CREATE_TIMEOUT_MS)) return -1;
-    int exists = 0;
-    for (int i = 0; i < md->topic_cnt && !exists; i++)
-        exists = !strcmp(md->topics[i].topic, topic) && !md->topics[i].err && md->topics[i].partition_cnt > 0;
-    rd_kafka_metadata_destroy(md);
-    return exists;
-}
-
 void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms)
 {
-    int exists = topic_exists(s, topic);
-    if (exists == 1) return;
-    if (exists < 0) {
-        gd_warn("kafka: no broker answered; not checking whether topic %s exists (create it with %d partitions "
-                "if the brokers do not)", topic, partitions);
-        return;
-    }
-    char err[512], retention[32];
+    char retention[32];
     snprintf(retention, sizeof retention, "%lld", (long long)retention_ms);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof err);
-    if (retention_ms > 0) rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
-    else snprintf(retention, sizeof retention, "the brokers' default");
-    rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(s->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
-    rd_kafka_AdminOptions_set_request_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
-    rd_kafka_CreateTopics(s->rk, &nt, 1, opt, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, CREATE_TIMEOUT_MS + 2000);
-    const char *why = "no answer from the brokers";
-    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (ev) {
-        size_t n = 0;
-        const rd_kafka_topic_result_t **res =
-            rd_kafka_event_CreateTopics_result(ev) ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n) : NULL;
-        code = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev) : n ? rd_kafka_topic_result_error(res[0]) : 0;
-        why = rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
-              : n && rd_kafka_topic_result_error_string(res[0]) ? rd_kafka_topic_result_error_string(res[0])
-                                                             : rd_kafka_err2str(code);
-    }
-    if (!code) gd_info("kafka: created topic %s (%d partitions, retention.ms %s)", topic, partitions, retention);
-    else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-        gd_warn("kafka: the brokers did not create topic %s (%d partitions, retention.ms %s): %s; "
-                "producing to it anyway -- create it yourself if the brokers do not auto-create topics",
-                topic, partitions, retention, why);
-    if (ev) rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(opt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
+    gd_kafka_ensure_topic(s->rk, topic, partitions, retention_ms > 0 ? "retention.ms" : NULL, retention);
 }
 
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header)

@@ -133,6 +133,9 @@ static int serve(const gd_config *cfg)
     gd_hub *hub = NULL;
     int rc = gd_hub_open(&hub, GD_HUB_STREAMS, gd_query_hub(0), cfg->push_buffer, cfg->push_query_buffer, PUSH_LINGER_MS);
     if (!rc) rc = gd_engine_open(&engine, cfg, &store, &cat, src, &counters, hub, &stop_requested);
+    gd_roster *roster = NULL;
+    if (!rc) rc = gd_roster_start(&roster, cfg, &counters);
+    counters.cluster.roster = roster;
     if (!rc) rc = gd_api_start(&api, cfg, &store, &cat, &counters, hub, &reloads_requested);
     if (!rc) {
         gd_info("gamingd %s serving on %s://%s:%d, source %s, data in %s", GD_VERSION, cfg->tls_cert[0] ? "https" : "http",
@@ -141,6 +144,7 @@ static int serve(const gd_config *cfg)
         if (rc) gd_error("ingest stopped on an error");
     }
     gd_api_stop(api);
+    gd_roster_stop(roster);
     gd_engine_close(engine);
     gd_hub_close(hub);
     src->close(src);

@@ -60,6 +60,17 @@ def wait_state(d, states, timeout=60):
     return c
 
 
+def wait_instances(d, n, timeout=30):
+    """Until d lists n instances (itself and those announcing themselves)."""
+    deadline = time.time() + timeout
+    c = cluster(d)
+    while len(c["instances"]) != n and time.time() < deadline:
+        time.sleep(0.2)
+        c = cluster(d)
+    assert len(c["instances"]) == n, c
+    return c
+
+
 def test_replicas_each_hold_everything_and_one_killed_loses_nothing(tmp_path, kafka):
     create_source_topics(kafka, activity_partitions=PARTITIONS)
     records = generated_records(tmp_path, 6000, 81)
@@ -87,16 +98,23 @@ def test_replicas_each_hold_everything_and_one_killed_loses_nothing(tmp_path, ka
             assert m[("gamingd_cluster_state", frozenset({("state", "running")}))] == 1
             views.append(c)
         assert views[0]["group"] != views[1]["group"], "two replicas in one group"
+        for d, other, view in ((d1, d2, views[1]), (d2, d1, views[0])):  # each lists the other, through Kafka
+            c = wait_instances(d, 2)
+            assert [i["self"] for i in c["instances"]] == [True, False], c
+            assert c["instances"][1] == dict(view["instances"][0], self=False), c
         out = kcat_json_output(kafka.bootstrap, len(ref_first.outputs) + 1, timeout=5)
         assert sorted(r["activity_id"] for r in out) == sorted(o["activity_id"] for o in ref_first.outputs), \
             "the output topic holds each enriched record once"
 
-        # one replica killed mid-stream: the other goes on and holds everything
+        # one replica killed mid-stream: the other goes on and holds everything;
+        # the killed one's announcements stop, and it is dropped from the list
         d1.kill9()
         produce(kafka.bootstrap, rest)
         ref_all = reference_of(records)
         wait_applied(d2, len(records))
         checks.fail_if(checks.compare_all_tables(d2, ref_all), "the surviving replica's tables")
+        assert wait_instances(d2, 1)["instances"][0]["self"] is True
+        assert d2.metrics()[("gamingd_cluster_instances", frozenset())] == 1
 
         # the killed one restarts on its data dir: same group, catches up exactly
         d1.start()
@@ -126,6 +144,9 @@ def test_a_shared_group_is_partial_and_refuses_data_queries(tmp_path, kafka):
                 break
             time.sleep(0.2)
         parts = [set(s["partitions"][ACTIVITY]) for s in states]
+        listed = wait_instances(d1, 2)["instances"]  # what each holds, seen from one
+        assert {i["instance_id"]: set(i["partitions"][ACTIVITY]) for i in listed} == \
+            {s["instance_id"]: p for s, p in zip(states, parts)}, listed
         assert all(s["state"] == "partial" for s in states), states
         assert parts[0].isdisjoint(parts[1]) and parts[0] | parts[1] == set(range(PARTITIONS)), parts
         for d in (d1, d2):
@@ -146,6 +167,7 @@ def test_a_shared_group_is_partial_and_refuses_data_queries(tmp_path, kafka):
         # it never read at the offsets the leaver committed, so it misses the
         # records before them -- it stays partial, also across a restart
         assert d2.stop() == 0
+        wait_instances(d1, 1, timeout=4)  # it said it was leaving: sooner than an announcement goes stale
         deadline = time.time() + 60
         while time.time() < deadline and len(cluster(d1)["instances"][0]["partitions"][ACTIVITY]) < PARTITIONS:
             time.sleep(0.2)

@@ -1,0 +1,330 @@
+/* roster.c -- the instances of one application id, known through Kafka
+ * (SPEC §11), and what each holds as GET /v1/cluster shows it.
+ *
+ * Every instance announces itself every ANNOUNCE_MS on the topic
+ * `<application id>-instances` (created compacted, one partition; keyed by
+ * instance id): its URL, instance id, state and the partitions it reads --
+ * the object /v1/cluster lists. Each reads the others' announcements from
+ * the topic's end, so within one interval of starting it knows every live
+ * instance. Nothing of its own for membership: an announcement older than
+ * STALE_MS is an instance gone (kill -9 leaves nothing else), and a clean
+ * stop writes a tombstone so that the others drop it at once.
+ *
+ * A thread of its own with its own two clients, so that neither ingest nor
+ * an HTTP request ever waits on the brokers for this; the HTTP threads copy
+ * the others' announcements under a mutex. What others announce is parsed
+ * and checked before it is kept: the topic is writable by whoever the
+ * brokers allow, not only by gamingd. */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+
+enum {
+    ANNOUNCE_MS = 2000,
+    STALE_MS = 10000,
+    POLL_MS = 200,
+    MAX_OTHERS = 256,
+    MAX_ANNOUNCEMENT_BYTES = 64 * 1024,
+    METADATA_TIMEOUT_MS = 5000,
+};
+
+typedef struct {
+    char id[32];
+    int64_t seen_ms; /* when its last announcement arrived */
+    char *json;      /* that announcement, as /v1/cluster lists it */
+} other_instance;
+
+struct gd_roster {
+    const gd_config *cfg;
+    gd_counters *counters;
+    gd_kafka_client producer_client, consumer_client;
+    rd_kafka_t *producer, *consumer;
+    char topic[sizeof ((gd_config *)0)->application_id + 16];
+    pthread_t thread;
+    atomic_bool stop;
+    gd_ratelimit warn_limit;
+    pthread_mutex_t lock; /* others, nothers */
+    other_instance others[MAX_OTHERS];
+    int nothers;
+};
+
+/* ---- what an instance holds ---- */
+
+int32_t gd_cluster_owned(const gd_cluster_view *v)
+{
+    int32_t n = 0;
+    for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) n += __builtin_popcountll(atomic_load(&v->owned[w]));
+    return n;
+}
+
+gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c)
+{
+    if (cfg->source == GD_SRC_KAFKA) return (gd_cluster_state)atomic_load(&c->cluster.state);
+    return atomic_load(&c->ready) ? GD_CLUSTER_RUNNING : GD_CLUSTER_LOADING;
+}
+
+/* The partitions of topic t this instance reads: the assigned activity
+ * ones, every reference one. */
+static void put_partitions(gd_buf *b, const gd_cluster_view *v, gd_topic t)
+{
+    gd_buf_puts(b, "[");
+    int32_t n = atomic_load(&v->partitions[t]);
+    bool first = true;
+    for (int32_t p = 0; p < (t == GD_TOPIC_ACTIVITY ? GD_MAX_PARTITIONS : n); p++) {
+        if (t == GD_TOPIC_ACTIVITY && !(atomic_load(&v->owned[p / 64]) >> (p % 64) & 1)) continue;
+        gd_buf_printf(b, "%s%d", first ? "" : ",", (int)p);
+        first = false;
+    }
+    gd_buf_puts(b, "]");
+}
+
+void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bool self)
+{
+    const gd_cluster_view *v = &c->cluster;
+    char url[1100];
+    gd_config_advertised_url(cfg, url, sizeof url);
+    gd_buf_puts(b, "{\"url\":");
+    gd_json_put_cstr(b, url);
+    gd_buf_puts(b, self ? ",\"self\":true" : ",\"self\":false");
+    gd_buf_puts(b, ",\"instance_id\":");
+    gd_json_put_cstr(b, v->instance_id);
+    gd_buf_puts(b, ",\"partitions\":{");
+    for (int t = 0; cfg->source == GD_SRC_KAFKA && t < GD_TOPIC_COUNT; t++) {
+        gd_buf_puts(b, t ? "," : "");
+        gd_json_put_cstr(b, cfg->topics[t]);
+        gd_buf_puts(b, ":");
+        put_partitions(b, v, (gd_topic)t);
+    }
+    gd_buf_puts(b, "},\"state\":");
+    gd_json_put_cstr(b, gd_cluster_state_names[gd_cluster_state_of(cfg, c)]);
+    gd_buf_puts(b, "}");
+}
+
+/* ---- the others ---- */
+
+static void drop_other(gd_roster *r, int i)
+{
+    free(r->others[i].json);
+    r->others[i] = r->others[--r->nothers];
+}
+
+static void forget_stale(gd_roster *r, int64_t now)
+{
+    for (int i = r->nothers - 1; i >= 0; i--)
+        if (now - r->others[i].seen_ms > STALE_MS) drop_other(r, i);
+}
+
+static int find_other(const gd_roster *r, const char *id)
+{
+    for (int i = 0; i < r->nothers; i++)
+        if (!strcmp(r->others[i].id, id)) return i;
+    return -1;
+}
+
+static bool is_instance_id(const char *s, size_t n)
+{
+    if (n == 0 || n >= sizeof ((other_instance *)0)->id) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
+}
+
+/* An announcement as /v1/cluster lists it, or NULL when it is not one. */
+static char *checked_announcement(const char *id, const void *value, size_t len)
+{
+    json_t *o = json_loadb(value, len, JSON_REJECT_DUPLICATES, NULL);
+    char *out = NULL;
+    json_t *aid = json_object_get(o, "instance_id");
+    if (json_is_object(o) && json_is_string(json_object_get(o, "url")) &&
+        json_is_string(json_object_get(o, "state")) && json_is_object(json_object_get(o, "partitions")) &&
+        json_is_string(aid) && !strcmp(json_string_value(aid), id)) {
+        json_object_set_new(o, "self", json_false());
+        out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    }
+    json_decref(o);
+    return out;
+}
+
+static void take_announcement(gd_roster *r, const rd_kafka_message_t *m)
+{
+    char id[32];
+    if (!m->key || !is_instance_id(m->key, m->key_len)) return;
+    memcpy(id, m->key, m->key_len);
+    id[m->key_len] = 0;
+    if (!strcmp(id, r->counters->cluster.instance_id)) return;
+    int64_t now = gd_now_ms();
+    int64_t at = rd_kafka_message_timestamp(m, NULL);
+    char *json = NULL;
+    if (m->payload) {
+        if (m->len > MAX_ANNOUNCEMENT_BYTES || (at >= 0 && now - at > STALE_MS)) return;
+        if (!(json = checked_announcement(id, m->payload, m->len))) return;
+    }
+    pthread_mutex_lock(&r->lock);
+    int i = find_other(r, id);
+    if (!json) { /* a tombstone: it stopped */
+        if (i >= 0) drop_other(r, i);
+    } else if (i >= 0 || r->nothers < MAX_OTHERS) {
+        if (i < 0) {
+            i = r->nothers++;
+            snprintf(r->others[i].id, sizeof r->others[i].id, "%s", id);
+        } else {
+            free(r->others[i].json);
+        }
+        r->others[i].json = json;
+        r->others[i].seen_ms = now;
+        json = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    free(json);
+}
+
+void gd_roster_put_others(gd_roster *r, gd_buf *b)
+{
+    if (!r) return;
+    pthread_mutex_lock(&r->lock);
+    forget_stale(r, gd_now_ms());
+    for (int i = 0; i < r->nothers; i++) {
+        gd_buf_puts(b, ",");
+        gd_buf_puts(b, r->others[i].json);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+int gd_roster_count(gd_roster *r)
+{
+    if (!r) return 1;
+    pthread_mutex_lock(&r->lock);
+    forget_stale(r, gd_now_ms());
+    int n = 1 + r->nothers;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+/* ---- the thread ---- */
+
+static void announce(gd_roster *r, bool leaving)
+{
+    gd_buf b = {0};
+    if (!leaving) gd_cluster_put_instance(&b, r->cfg, r->counters, false);
+    const char *id = r->counters->cluster.instance_id;
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(id, strlen(id)),
+        RD_KAFKA_V_VALUE(leaving ? NULL : b.p, leaving ? 0 : b.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
+    if (err && gd_ratelimit_allow(&r->warn_limit))
+        gd_warn("kafka: cannot announce this instance on %s: %s", r->topic, rd_kafka_err2str(err));
+    gd_buf_free(&b);
+}
+
+/* Reads every partition of the topic from its end: announcements repeat,
+ * so the others are known within one interval. */
+static int follow_topic(gd_roster *r)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(r->consumer, 1, NULL, &md, METADATA_TIMEOUT_MS)) return GD_AGAIN;
+    int partitions = 0;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (!strcmp(md->topics[i].topic, r->topic) && !md->topics[i].err) partitions = md->topics[i].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    if (!partitions) return GD_AGAIN;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(parts, r->topic, p)->offset = RD_KAFKA_OFFSET_END;
+    rd_kafka_resp_err_t err = rd_kafka_assign(r->consumer, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    return err ? GD_ERR : GD_OK;
+}
+
+static void *roster_main(void *arg)
+{
+    gd_roster *r = arg;
+    gd_kafka_ensure_topic(r->producer, r->topic, 1, "cleanup.policy", "compact");
+    bool following = false;
+    int64_t next_announce = 0, next_follow = 0;
+    while (!atomic_load(&r->stop)) {
+        int64_t now = gd_now_ms();
+        if (now >= next_announce) {
+            announce(r, false);
+            next_announce = now + ANNOUNCE_MS;
+        }
+        if (!following && now >= next_follow) {
+            following = follow_topic(r) == GD_OK;
+            next_follow = now + ANNOUNCE_MS;
+        }
+        rd_kafka_poll(r->producer, 0);
+        rd_kafka_message_t *m = following ? rd_kafka_consumer_poll(r->consumer, POLL_MS) : NULL;
+        if (!following) gd_sleep_ms(POLL_MS);
+        if (!m) continue;
+        if (!m->err) take_announcement(r, m);
+        rd_kafka_message_destroy(m);
+    }
+    announce(r, true);
+    rd_kafka_flush(r->producer, 1000);
+    return NULL;
+}
+
+static rd_kafka_t *new_client(const gd_config *cfg, gd_kafka_client *client, rd_kafka_type_t type,
+                              const char *const *defaults)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = gd_kafka_conf(cfg, client, defaults);
+    if (!conf) return NULL;
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
+    if (!rk) {
+        gd_error("kafka: cannot create the roster's %s: %s", type == RD_KAFKA_PRODUCER ? "producer" : "consumer", err);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+static void free_roster(gd_roster *r)
+{
+    if (r->consumer) {
+        rd_kafka_consumer_close(r->consumer);
+        rd_kafka_destroy(r->consumer);
+    }
+    if (r->producer) rd_kafka_destroy(r->producer);
+    gd_kafka_client_destroy(&r->producer_client);
+    gd_kafka_client_destroy(&r->consumer_client);
+    for (int i = 0; i < r->nothers; i++) free(r->others[i].json);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+int gd_roster_start(gd_roster **out, const gd_config *cfg, gd_counters *counters)
+{
+    *out = NULL;
+    if (cfg->source != GD_SRC_KAFKA) return GD_OK;
+    gd_roster *r = calloc(1, sizeof *r);
+    if (!r) return GD_ENOMEM;
+    r->cfg = cfg;
+    r->counters = counters;
+    pthread_mutex_init(&r->lock, NULL);
+    snprintf(r->topic, sizeof r->topic, "%s-instances", cfg->application_id);
+    gd_kafka_client_init(&r->producer_client, GD_KAFKA_ROSTER, counters);
+    gd_kafka_client_init(&r->consumer_client, GD_KAFKA_ROSTER, counters);
+    static const char *const producer_defaults[] = {"linger.ms", "0", NULL};
+    char own_group[sizeof cfg->application_id + 32]; /* assigned, never in a group, but librdkafka wants an id */
+    snprintf(own_group, sizeof own_group, "%s-%s", cfg->application_id, counters->cluster.instance_id);
+    const char *const consumer_defaults[] = {
+        "group.id", own_group, "enable.auto.commit", "false", "enable.auto.offset.store", "false", NULL};
+    r->producer = new_client(cfg, &r->producer_client, RD_KAFKA_PRODUCER, producer_defaults);
+    r->consumer = r->producer ? new_client(cfg, &r->consumer_client, RD_KAFKA_CONSUMER, consumer_defaults) : NULL;
+    if (!r->consumer || pthread_create(&r->thread, NULL, roster_main, r)) {
+        free_roster(r);
+        return GD_ERR;
+    }
+    *out = r;
+    return GD_OK;
+}
+
+void gd_roster_stop(gd_roster *r)
+{
+    if (!r) return;
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    free_roster(r);
+}
