@@ -430,8 +430,8 @@ class Reference:
         self.bad = 0
         self.bad_by_topic = {}   # topic (None = unknown) -> count
         self.valid_by_topic = {t: 0 for t in TOPICS}
-        self.late_any = 0        # activities late for at least one windowed table
-        self.late_all = 0        # activities late for every windowed table
+        self.late_any = 0        # activities late for at least one windowed table they count in
+        self.late_all = 0        # activities late for every windowed table they count in
         self.late_by_table = {name: 0 for name in WINDOWED}
         self.changes = []        # (table, push event id, row after the change), processing order
         self.records = 0         # lines seen
@@ -527,18 +527,19 @@ class Reference:
             "has_purchase": purchases is not None and purchases > 0,
         }
         alts = {}
-        late_count = 0
+        late_count = counted_in = 0
         for name, t in WINDOWED.items():
             ws = window_start(ts, t["window"])
             late = self._is_late(name, ws)
-            if late:
-                late_count += 1
-                self.late_by_table[name] += 1
             if t["purchases_only"] and not e["has_purchase"]:
                 continue
             keyvals = tuple(e[k] for k in t["keys"])
             if any(v is None for v in keyvals):
                 continue  # a group whose key is null is skipped
+            counted_in += 1
+            if late:  # late for a table only where it would count (SPEC §5)
+                late_count += 1
+                self.late_by_table[name] += 1
             gk = (ws, keyvals)
             grp = self.windows[name].get(gk)
             if not late:
@@ -565,7 +566,7 @@ class Reference:
                     alts["active_players_count"] = [None]
         if late_count:
             self.late_any += 1
-        if late_count == len(WINDOWED):
+        if late_count and late_count == counted_in:
             self.late_all += 1
         self.outputs.append(e)
         self.output_alts.append(alts)

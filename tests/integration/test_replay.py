@@ -8,7 +8,7 @@ import pytest
 
 import checks
 import reference
-from conftest import SCENARIOS, read_output, write_lines
+from conftest import SCENARIOS, metric_sum, read_lines, read_output, write_lines
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -178,3 +178,19 @@ def test_other_envelope_form_same_result(runs, gamingd, tmp_path, form):
         time.sleep(0.1)
     errs = checks.compare_outputs(recs, run.ref, ts_bounds=(t0, t1))
     checks.fail_if(errs, "output after %s-form replay differs" % form)
+
+
+def test_lateness_across_a_day_boundary_counts_only_where_a_record_counts(gamingd, generated):
+    """Data straddling midnight UTC (yesterday's, inside retention): the
+    out-of-order records from before it are late for the daily table alone,
+    and only those that table takes (purchases) are late at all."""
+    day = 86400 * 1000
+    midnight = int(time.time() * 1000) // day * day - day
+    path = generated(20000, 7, start=midnight - 10000)
+    d = gamingd(path)
+    d.wait_ready()
+    ref = reference.reference_for(read_lines(path))
+    daily = ref.late_by_table["gaming_high_value_players_daily"]
+    assert daily > ref.late_by_table["gaming_hourly_player_game_stats"], "no record late for the daily table alone"
+    assert metric_sum(d.metrics(), "gamingd_late_records_total") == ref.late_any
+    checks.fail_if(checks.compare_all_tables(d, ref), "tables across a day boundary")
