@@ -139,9 +139,10 @@ void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, co
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof err);
     if (config) {
         rd_kafka_NewTopic_set_config(nt, config, value);
-        snprintf(settings, sizeof settings, "partitions %d, %s %s", partitions, config, value);
+        snprintf(settings, sizeof settings, "%d partition%s, %s %s", partitions, partitions == 1 ? "" : "s", config,
+                 value);
     } else {
-        snprintf(settings, sizeof settings, "partitions %d", partitions);
+        snprintf(settings, sizeof settings, "%d partition%s", partitions, partitions == 1 ? "" : "s");
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
