@@ -336,8 +336,14 @@ def kafka_figures(binary, mock_broker, registry, work, events):
             if activity >= events and produced and metric(m, "gamingd_kafka_delivered_total") >= produced:
                 break
         rate = (activity - first[1]) / (now - first[0])
-        return dict(produce_rate=events / produce_s, rate=rate, seconds=now - first[0], lag=lag,
-                    delivered=metric(m, "gamingd_kafka_delivered_total"), rss=peak_rss_mib(proc.pid))
+        result = dict(produce_rate=events / produce_s, rate=rate, seconds=now - first[0], lag=lag,
+                      delivered=metric(m, "gamingd_kafka_delivered_total"), rss=peak_rss_mib(proc.pid))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc = None
+        result["value_bytes"] = activity_value_bytes(bootstrap)
+        result["replicas"] = [replica_figures(binary, bootstrap, reg_url, work, events, n) for n in (1, 2, 3)]
+        return result
     finally:
         if proc:
             proc.send_signal(signal.SIGTERM)
@@ -345,6 +351,50 @@ def kafka_figures(binary, mock_broker, registry, work, events):
         broker.stdin.close()
         broker.wait(timeout=30)
         reg.kill()
+
+
+def activity_value_bytes(bootstrap):
+    """The activity topic's value bytes, as a consumer receives them."""
+    r = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", "gaming_player_activity", "-e", "-q", "-f", "%S\\n"],
+                       capture_output=True, check=True, timeout=300)
+    return sum(int(x) for x in r.stdout.split())
+
+
+def replica_figures(binary, bootstrap, reg_url, work, events, n):
+    """n replicas (each in a consumer group of its own, none writing the
+    output topic) read the same activity topic at once: how long until each
+    holds every record, and the CPU they spent together, per source event."""
+    procs, bases = [], []
+    try:
+        for i in range(n):
+            port = free_port()
+            log = open(os.path.join(work, f"gamingd-replica{n}-{i}.log"), "w")
+            procs.append(subprocess.Popen([binary, "--source", "kafka", "--brokers", bootstrap, "--schema-registry",
+                                           reg_url, "--output", "none", "--data-dir",
+                                           os.path.join(work, f"data-replica{n}-{i}"), "--listen", f"127.0.0.1:{port}"],
+                                          stdout=log, stderr=subprocess.STDOUT))
+            bases.append(f"http://127.0.0.1:{port}")
+        start, done, cpu = time.time(), [None] * n, [0.0] * n
+        while not all(done):
+            time.sleep(0.1)
+            for i, base in enumerate(bases):
+                if done[i]:
+                    continue
+                if procs[i].poll() is not None:
+                    sys.exit(f"a replica exited; see {work}/gamingd-replica{n}-{i}.log")
+                try:
+                    _, m = get(base + "/metrics")
+                except OSError:
+                    continue
+                if metric(m, "gamingd_records_in_total", '{topic="gaming_player_activity"}') >= events:
+                    done[i], cpu[i] = time.time() - start, cpu_seconds(procs[i].pid)
+        return dict(n=n, slowest=max(done), rate_each=events / max(done), cpu_per_event_us=sum(cpu) / events * 1e6,
+                    rss=sum(peak_rss_mib(p.pid) for p in procs))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
 
 
 def main():
@@ -478,6 +528,12 @@ def main():
               f"{kafka['delivered']:,.0f} records acknowledged; generate --brokers produced {kafka['produce_rate']:,.0f}/s; "
               f"peak RSS {kafka['rss']:,.0f} MiB)")
         print("  kafka consumer lag " + "  ".join(f"{t:.1f}s:{v:,.0f}" for t, v in kafka["lag"]))
+        per_event = kafka["value_bytes"] / args.kafka_events
+        for r in kafka["replicas"]:
+            print(f"  replicas x{r['n']}        {r['rate_each']:>9,.0f} activity events/s each, all {r['n']} holding every "
+                  f"record after {r['slowest']:.1f} s from start; CPU {r['cpu_per_event_us']:.2f} us per source event "
+                  f"(all replicas together); Kafka reads {r['n'] * per_event:,.0f} value bytes per event; "
+                  f"RSS {r['rss']:,.0f} MiB together")
         print()
     finally:
         shutil.rmtree(work, ignore_errors=True)
