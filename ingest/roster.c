@@ -132,17 +132,20 @@ static bool is_instance_id(const char *s, size_t n)
     return true;
 }
 
-/* An announcement as /v1/cluster lists it, or NULL when it is not one. */
+/* An announcement as /v1/cluster lists it -- its known members only -- or
+ * NULL when it is not one. */
 static char *checked_announcement(const char *id, const void *value, size_t len)
 {
     json_t *o = json_loadb(value, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *url = json_object_get(o, "url"), *aid = json_object_get(o, "instance_id");
+    json_t *parts = json_object_get(o, "partitions"), *state = json_object_get(o, "state");
     char *out = NULL;
-    json_t *aid = json_object_get(o, "instance_id");
-    if (json_is_object(o) && json_is_string(json_object_get(o, "url")) &&
-        json_is_string(json_object_get(o, "state")) && json_is_object(json_object_get(o, "partitions")) &&
-        json_is_string(aid) && !strcmp(json_string_value(aid), id)) {
-        json_object_set_new(o, "self", json_false());
-        out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (json_is_string(url) && json_is_string(state) && json_is_object(parts) && json_is_string(aid) &&
+        !strcmp(json_string_value(aid), id)) {
+        json_t *kept = json_pack("{sOsbsOsOsO}", "url", url, "self", 0, "instance_id", aid, "partitions", parts,
+                                 "state", state);
+        out = kept ? json_dumps(kept, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(kept);
     }
     json_decref(o);
     return out;

@@ -208,3 +208,29 @@ def test_cluster_of_a_standalone_instance(gamingd, generated):
                  "mode": "standalone", "application_id": "team-a", "group": None}, c
     assert len(c["instances"][0]["instance_id"]) == 16
     assert d.get("/v1/tables/gaming_active_players_5min").status == 200
+
+
+def test_announcements_on_the_instances_topic_are_checked(tmp_path, kafka):
+    """The instances topic is writable by whoever the brokers allow: what is
+    not an announcement is ignored, and of one only its known members are
+    listed, until it goes stale."""
+    create_source_topics(kafka, output_partitions=0)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        d = f("kafka", args=["--brokers", kafka.bootstrap])
+        wait_state(d, ("running",))
+        topic = "gaming-intelligence-gamingd-instances"
+        good = {"url": "http://other:8080", "state": "running", "partitions": {ACTIVITY: [0]}, "instance_id": "0d0d"}
+        time.sleep(3)  # it follows the topic from its end
+        produce(kafka.bootstrap, [
+            (topic, b"0a0a", b"{not json"),
+            (topic, b"0b0b", json.dumps(dict(good, instance_id="0c0c")).encode()),  # not its key
+            (topic, b"ZZZZ", json.dumps(dict(good, instance_id="ZZZZ")).encode()),  # not an instance id
+            (topic, b"0e0e", json.dumps(dict(good, instance_id="0e0e", url="x" * 70000)).encode()),  # too big
+            (topic, b"0d0d", json.dumps(dict(good, script="<b>", state="running")).encode()),
+        ])
+        c = wait_instances(d, 2)
+        assert c["instances"][1] == dict(good, self=False), c
+        wait_instances(d, 1, timeout=20)  # no more announcements: stale after 10 s
+    finally:
+        f.cleanup()
