@@ -221,15 +221,20 @@ def test_announcements_on_the_instances_topic_are_checked(tmp_path, kafka):
         wait_state(d, ("running",))
         topic = "gaming-intelligence-gamingd-instances"
         good = {"url": "http://other:8080", "state": "running", "partitions": {ACTIVITY: [0]}, "instance_id": "0d0d"}
-        time.sleep(3)  # it follows the topic from its end
-        produce(kafka.bootstrap, [
+        batch = [
             (topic, b"0a0a", b"{not json"),
             (topic, b"0b0b", json.dumps(dict(good, instance_id="0c0c")).encode()),  # not its key
             (topic, b"ZZZZ", json.dumps(dict(good, instance_id="ZZZZ")).encode()),  # not an instance id
             (topic, b"0e0e", json.dumps(dict(good, instance_id="0e0e", url="x" * 70000)).encode()),  # too big
             (topic, b"0d0d", json.dumps(dict(good, script="<b>", state="running")).encode()),
-        ])
-        c = wait_instances(d, 2)
+        ]
+        # announced again and again, as instances do: it reads the topic from
+        # its end once it follows it, which may be a few seconds after start
+        deadline = time.time() + 30
+        while len(cluster(d)["instances"]) < 2 and time.time() < deadline:
+            produce(kafka.bootstrap, batch)
+            time.sleep(1)
+        c = wait_instances(d, 2, timeout=1)
         assert c["instances"][1] == dict(good, self=False), c
         wait_instances(d, 1, timeout=20)  # no more announcements: stale after 10 s
     finally:
