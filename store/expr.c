@@ -255,6 +255,10 @@ static gd_value round_to(gd_value v, const gd_value *scale)
 
 bool gd_timezone_offset(gd_str tz, int *offset_s)
 {
+    if (!tz.len) { /* as UTC; and an empty string may have no bytes at all */
+        *offset_s = 0;
+        return true;
+    }
     const char *p = tz.p, *end = tz.p + tz.len;
     if ((tz.len >= 3 && (!strncasecmp(p, "UTC", 3) || !strncasecmp(p, "GMT", 3)))) p += 3;
     else if (tz.len == 1 && (*p == 'Z' || *p == 'z')) p++;
