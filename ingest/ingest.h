@@ -227,7 +227,8 @@ gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c);
 /* This instance as GET /v1/cluster lists it (self: as it sees itself). */
 void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bool self);
 /* Starts announcing this instance and following the others (a Kafka
- * source only; *out stays NULL otherwise). Before the HTTP threads start. */
+ * source only; *out stays NULL otherwise). After gd_kafka_source_open, which
+ * fills counters->cluster, and before the HTTP threads start. */
 int gd_roster_start(gd_roster **out, const gd_config *cfg, gd_counters *counters);
 /* The live others' announcements, each preceded by a comma; r may be NULL. */
 void gd_roster_put_others(gd_roster *r, gd_buf *b);

@@ -95,15 +95,6 @@ static int32_t partition_count(kafka_source *ks, const char *topic);
 
 /* ---- what this instance holds ---- */
 
-const char *const gd_cluster_state_names[GD_CLUSTER_STATE_COUNT] = {"starting", "loading", "rebalancing", "running",
-                                                                     "partial"};
-
-bool gd_cluster_whole(const gd_cluster_view *v)
-{
-    if (atomic_load(&v->missed)) return false;
-    return !v->shared_group || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
-}
-
 static void set_state(kafka_source *ks, gd_cluster_state st)
 {
     if (ks->counters) atomic_store(&ks->counters->cluster.state, (int)st);
@@ -114,13 +105,6 @@ static int32_t count_set(const offsets *o)
     int32_t n = 0;
     for (int32_t p = 0; p < o->n; p++) n += o->next[p] == 1;
     return n;
-}
-
-static bool any_set(const offsets *o)
-{
-    for (int32_t p = 0; p < o->n; p++)
-        if (o->next[p] == 1) return true;
-    return false;
 }
 
 /* After the assignment changed: which partitions are held, and whether that
@@ -143,8 +127,7 @@ static void publish_ownership(kafka_source *ks, int32_t activity_partitions)
         set_state(ks, GD_CLUSTER_REBALANCING);
         return;
     }
-    bool whole = held >= atomic_load(&v->partitions[GD_TOPIC_ACTIVITY]) && !missed &&
-                 !any_set(&ks->unchecked);
+    bool whole = held >= atomic_load(&v->partitions[GD_TOPIC_ACTIVITY]) && !missed && !count_set(&ks->unchecked);
     /* a replica reads every partition; one that was in a shared group once
      * may still miss what another member applied */
     set_state(ks, whole || (!v->shared_group && !missed) ? GD_CLUSTER_RUNNING : GD_CLUSTER_PARTIAL);

@@ -53,6 +53,15 @@ struct gd_roster {
 
 /* ---- what an instance holds ---- */
 
+const char *const gd_cluster_state_names[GD_CLUSTER_STATE_COUNT] = {"starting", "loading", "rebalancing", "running",
+                                                                     "partial"};
+
+bool gd_cluster_whole(const gd_cluster_view *v)
+{
+    if (atomic_load(&v->missed)) return false;
+    return !v->shared_group || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
+}
+
 int32_t gd_cluster_owned(const gd_cluster_view *v)
 {
     int32_t n = 0;
@@ -310,10 +319,8 @@ int gd_roster_start(gd_roster **out, const gd_config *cfg, gd_counters *counters
     gd_kafka_client_init(&r->producer_client, GD_KAFKA_ROSTER, counters);
     gd_kafka_client_init(&r->consumer_client, GD_KAFKA_ROSTER, counters);
     static const char *const producer_defaults[] = {"linger.ms", "0", NULL};
-    char own_group[sizeof cfg->application_id + 32]; /* assigned, never in a group, but librdkafka wants an id */
-    snprintf(own_group, sizeof own_group, "%s-%s", cfg->application_id, counters->cluster.instance_id);
-    const char *const consumer_defaults[] = {
-        "group.id", own_group, "enable.auto.commit", "false", "enable.auto.offset.store", "false", NULL};
+    const char *const consumer_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
+        "group.id", counters->cluster.group, "enable.auto.commit", "false", "enable.auto.offset.store", "false", NULL};
     r->producer = new_client(cfg, &r->producer_client, RD_KAFKA_PRODUCER, producer_defaults);
     r->consumer = r->producer ? new_client(cfg, &r->consumer_client, RD_KAFKA_CONSUMER, consumer_defaults) : NULL;
     if (!r->consumer || pthread_create(&r->thread, NULL, roster_main, r)) {
