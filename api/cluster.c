@@ -16,6 +16,7 @@
 static const char *mode_of(const gd_api_ctx *ctx)
 {
     if (ctx->cfg->source != GD_SRC_KAFKA) return "standalone";
+    if (ctx->cfg->partitioned) return "partitioned";
     return ctx->counters->cluster.shared_group ? "shared-group" : "replica";
 }
 
@@ -44,6 +45,12 @@ bool gd_cluster_refuse_partial(const gd_api_ctx *ctx, gd_reply *r)
     if (gd_cluster_whole(v)) return false;
     int32_t held = gd_cluster_owned(v), total = atomic_load(&v->partitions[GD_TOPIC_ACTIVITY]), missed = atomic_load(&v->missed);
     const char *topic = ctx->cfg->topics[GD_TOPIC_ACTIVITY];
+    if (ctx->cfg->partitioned) {
+        gd_reply_error(r, 503, "this instance of consumer group %s is %s: the state of the partitions it is "
+                               "taking over is being restored from the changelog",
+                       v->group, gd_cluster_state_names[gd_cluster_state_of(ctx->cfg, ctx->counters)]);
+        return true;
+    }
     const char *advice = "run each instance in a group of its own (leave group.id unset, and give an instance that "
                          "was in a shared group a new data dir) to have every one answer for all of the records";
     if (missed)

@@ -67,9 +67,30 @@ struct gd_engine {
     gd_ratelimit bad_log, postpone_log;
     const gd_catalog_entry *derived[GD_MAX_STREAMS]; /* the derived streams, published when wanted */
     int nderived;
+    /* partitioned mode (route.c): route 0's tables are win's, the others' here */
+    bool partitioned;
+    gd_routes routes;
+    gd_windows route_win[GD_MAX_ROUTES - 1];
+    gd_map applied;          /* "route partition source-partition" -> next source offset (int64_t *) */
+    gd_arena applied_arena;
+    gd_map pending;          /* another instance's changelog records since its last mark (gd_buf *) */
+    gd_arena pending_arena;
+    char instance_id[GD_INSTANCE_ID_LEN + 1];
+    gd_buf route_key, route_text, route_val;
+    bool moved; /* records of held partitions applied since the last mark */
 };
 
 enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10 };
+
+/* Every gd_windows of this engine: the engine's, the worker's, and in
+ * partitioned mode each further route's. */
+static int windows_count(const gd_engine *e) { return 2 + (e->partitioned ? e->routes.n - 1 : 0); }
+static gd_windows *windows_at(gd_engine *e, int i)
+{
+    return i == 0 ? &e->win : i == 1 ? &e->win_worker : &e->route_win[i - 2];
+}
+/* The tables of route r. */
+static gd_windows *route_windows(gd_engine *e, int r) { return r == 0 ? &e->win : &e->route_win[r - 1]; }
 
 /* The committed position is the source's identity, a NUL, then the source's
  * own position bytes; a position of other data is not sought to. */
@@ -133,6 +154,203 @@ static int repair_future_stream_time(gd_engine *e)
     return GD_OK;
 }
 
+/* ---- partitioned mode: what crosses the internal topics (route.c) ---- */
+
+static int commit_batch(gd_engine *e);
+static int begin_batch(gd_engine *e);
+
+/* Where route partition (r, q) stands with the records of source partition
+ * src: the next source offset it expects; an earlier one was sent twice. */
+static int64_t *applied_offset(gd_engine *e, int r, int32_t q, int32_t src)
+{
+    char k[48];
+    int n = snprintf(k, sizeof k, "%d %d %d", r, (int)q, (int)src);
+    bool created;
+    gd_map_slot *slot = gd_map_upsert(&e->applied, (gd_str){k, (uint32_t)n}, &created);
+    if (created) {
+        int64_t *next = gd_arena_alloc(&e->applied_arena, sizeof *next);
+        *next = 0;
+        slot->val = next;
+    }
+    return slot->val;
+}
+
+/* "#applied R Q S NEXT" lines (a mark's, or the committed ones): the later
+ * offset wins. Other lines are positions, not ours to read here. */
+static void note_applied_lines(gd_engine *e, gd_str lines)
+{
+    const char *p = lines.p, *end = lines.p + lines.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        char line[96];
+        int r, q, src;
+        long long next;
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+        if (sscanf(line, "#applied %d %d %d %lld", &r, &q, &src, &next) == 4 && r >= 0 && r < e->routes.n) {
+            int64_t *at = applied_offset(e, r, q, src);
+            if (next > *at) *at = next;
+        }
+        p += n + 1;
+    }
+}
+
+static void put_applied_lines(const gd_engine *e, gd_buf *out)
+{
+    for (size_t i = 0; i < e->applied.cap; i++) {
+        const gd_map_slot *slot = &e->applied.slots[i];
+        if (!gd_map_live(slot)) continue;
+        gd_str k = gd_map_key(slot);
+        gd_buf_printf(out, "#applied %.*s %lld\n", (int)k.len, k.p, (long long)*(const int64_t *)slot->val);
+    }
+}
+
+/* The store's tap while this instance writes its tables: each row also to
+ * the changelog, for the other instances. */
+static int changelog_row(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val)
+{
+    gd_engine *e = ctx;
+    e->moved = true;
+    gd_changelog_encode(&e->route_val, e->instance_id, (gd_changelog_kind)kind, t->name, key, val);
+    gd_buf_clear(&e->route_key); /* compaction keeps the latest value of each row */
+    gd_buf_putc(&e->route_key, kind == GD_CL_SETS ? 'S' : 'R');
+    gd_buf_puts(&e->route_key, t->name);
+    gd_buf_putc(&e->route_key, 0);
+    gd_buf_put(&e->route_key, key.p, key.len);
+    return gd_output_internal(e->kafka_out, e->routes.changelog, 0, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
+                              (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
+}
+
+/* After this commit's rows: the mark saying where the partitions held here
+ * stand, so whoever takes one over starts where these rows end. */
+static int changelog_mark(gd_engine *e)
+{
+    gd_buf_clear(&e->tmp);
+    e->src->held_position(e->src, &e->tmp);
+    put_applied_lines(e, &e->tmp);
+    gd_changelog_encode(&e->route_val, e->instance_id, GD_CL_MARK, NULL, GD_STR_NULL,
+                        (gd_str){e->tmp.p, (uint32_t)e->tmp.len});
+    gd_buf_clear(&e->route_key);
+    gd_buf_putc(&e->route_key, 'M');
+    gd_buf_puts(&e->route_key, e->instance_id);
+    return gd_output_internal(e->kafka_out, e->routes.changelog, 0, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
+                              (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
+}
+
+/* One of another instance's rows into the store. */
+static int apply_changelog_row(gd_engine *e, const gd_changelog_record *c)
+{
+    const gd_tabledef *t = gd_catalog_tabledef(e->cat, c->table);
+    if (!t || !gd_table_aggregates(t)) return GD_OK; /* a table this instance does not have */
+    if (c->kind == GD_CL_ROW) return gd_store_row_put(e->store, e->txn, t, c->key, c->value);
+    if (c->kind == GD_CL_SETS) return gd_store_sets_put(e->store, e->txn, t, c->key, c->value);
+    return gd_store_row_del(e->store, e->txn, t, c->key);
+}
+
+/* Another instance's rows wait for its mark: rows with no mark after them
+ * belong to a commit that never happened. At the mark they are applied,
+ * and the positions it names are where those partitions' next owner
+ * starts. */
+static int process_changelog(gd_engine *e, const gd_record *rec)
+{
+    gd_changelog_record c;
+    if (!rec->value.p || gd_changelog_decode(rec->value, &c)) return GD_OK; /* not ours: compaction tombstones */
+    if (!memcmp(c.producer.p, e->instance_id, GD_INSTANCE_ID_LEN)) return GD_OK; /* in the store already */
+    bool created;
+    gd_map_slot *slot = gd_map_upsert(&e->pending, c.producer, &created);
+    if (created) slot->val = gd_arena_alloc(&e->pending_arena, sizeof(gd_buf)), memset(slot->val, 0, sizeof(gd_buf));
+    gd_buf *held = slot->val;
+    if (c.kind != GD_CL_MARK) {
+        gd_buf_put_u32be(held, rec->value.len);
+        gd_buf_put(held, rec->value.p, rec->value.len);
+        return GD_OK;
+    }
+    int rc = GD_OK;
+    for (size_t at = 0; !rc && at + 4 <= held->len;) {
+        uint32_t len = gd_get_u32be(held->p + at);
+        gd_changelog_record row;
+        if (!gd_changelog_decode((gd_str){held->p + at + 4, len}, &row)) rc = apply_changelog_row(e, &row);
+        at += 4 + len;
+    }
+    gd_buf_clear(held);
+    if (rc) return rc;
+    note_applied_lines(e, c.value);
+    return e->src->seek(e->src, c.value);
+}
+
+/* A record of this instance's activity partitions: checked and enriched
+ * here, then sent to each route it travels on. */
+static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched *en)
+{
+    e->moved = true;
+    gd_route_encode(&e->route_val, en, rec->partition, rec->offset);
+    gd_str value = {e->route_val.p, (uint32_t)e->route_val.len};
+    for (int r = 0; r < e->routes.n; r++) {
+        if (!gd_route_key(&e->routes.r[r], en, &e->scratch, &e->route_key, &e->route_text)) continue;
+        int rc = gd_output_internal(e->kafka_out, e->routes.r[r].topic, -1,
+                                    (gd_str){e->route_key.p, (uint32_t)e->route_key.len}, value);
+        if (rc) return rc;
+    }
+    return GD_OK;
+}
+
+/* Before partitions are taken away: what was applied is committed (rows and
+ * mark in the changelog), so their next owner starts from it. */
+static void commit_before_revoke(void *ctx)
+{
+    gd_engine *e = ctx;
+    if (!e->txn) return;
+    int64_t give_up = gd_mono_ns() + e->cfg->shutdown_timeout_ms * 1000000 / 2;
+    int rc;
+    while ((rc = commit_batch(e)) == GD_AGAIN && gd_mono_ns() < give_up) continue;
+    if (rc) gd_warn("partitions revoked before the state was committed; their next owner starts at the last mark");
+    if (!e->txn && begin_batch(e)) e->failed = GD_ERR;
+}
+
+/* Partitions newly held: their groups were written by another instance and
+ * are in the store now (the changelog), so the hot windows are read again. */
+static void reload_windows(void *ctx)
+{
+    gd_engine *e = ctx;
+    for (int r = 0; r < e->routes.n; r++) {
+        gd_windows *w = route_windows(e, r);
+        gd_windows_free(w);
+        gd_windows_init(w, e->cfg, e->cat, e->routes.r[r].tables);
+        w->hub = e->hub;
+        if (gd_windows_load(w, e->store, e->txn, e->stream_time)) e->failed = GD_ERR;
+    }
+}
+
+/* Partitioned mode's set-up: the routes from the catalog, their topics, and
+ * the source told to read them. */
+static int open_partitioned(gd_engine *e)
+{
+    int rc = gd_routes_plan(&e->routes, e->cfg, e->cat);
+    if (rc) return rc;
+    if (!e->kafka_out || !e->src->use_internal) {
+        gd_error("partitioned mode needs Kafka");
+        return GD_ERR;
+    }
+    if ((rc = gd_store_instance_id(e->store, e->instance_id))) return rc;
+    const char *topics[GD_MAX_ROUTES];
+    for (int r = 0; r < e->routes.n; r++) topics[r] = e->routes.r[r].topic;
+    if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->routes.changelog))) return rc;
+    if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->routes.changelog))) return rc;
+    gd_windows_free(&e->win);
+    gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);
+    for (int r = 1; r < e->routes.n; r++) gd_windows_init(&e->route_win[r - 1], e->cfg, e->cat, e->routes.r[r].tables);
+    for (int r = 0; r < e->routes.n; r++) route_windows(e, r)->hub = e->hub;
+    gd_map_init(&e->applied, NULL);
+    gd_arena_init(&e->applied_arena);
+    gd_map_init(&e->pending, NULL);
+    gd_arena_init(&e->pending_arena);
+    e->src->on_revoke = commit_before_revoke;
+    e->src->on_assigned = reload_windows;
+    e->src->hook_ctx = e;
+    gd_info("partitioned mode: %d route(s), changelog %s", e->routes.n, e->routes.changelog);
+    return GD_OK;
+}
+
 static int load_state(gd_engine *e)
 {
     MDB_txn *txn;
@@ -144,9 +362,9 @@ static int load_state(gd_engine *e)
     if (gd_store_meta_get(e->store, txn, "counters", &v) == GD_OK && v.len <= sizeof e->n && v.len % 8 == 0)
         memcpy(&e->n, v.p, v.len);
     rc = gd_refs_load(&e->refs, e->store, txn);
-    if (!rc) rc = gd_windows_load(&e->win, e->store, txn, e->stream_time);
-    if (!rc) rc = gd_windows_load(&e->win_worker, e->store, txn, e->stream_time);
+    for (int i = 0; !rc && i < windows_count(e); i++) rc = gd_windows_load(windows_at(e, i), e->store, txn, e->stream_time);
     if (!rc && gd_store_meta_get(e->store, txn, "position", &v) == GD_OK) rc = resume_source(e, v);
+    if (!rc && e->partitioned && gd_store_meta_get(e->store, txn, "applied", &v) == GD_OK) note_applied_lines(e, v);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -185,7 +403,9 @@ static void publish_counters(gd_engine *e)
     atomic_store(&p->last_lag_ms, e->last_lag_ms);
     atomic_store(&p->stream_time, e->stream_time);
     /* the worker is drained at every commit, so its windows may be read */
-    atomic_store(&p->hot_window_bytes, gd_windows_memory(&e->win) + gd_windows_memory(&e->win_worker));
+    size_t hot = 0;
+    for (int i = 0; i < windows_count(e); i++) hot += gd_windows_memory(windows_at(e, i));
+    atomic_store(&p->hot_window_bytes, hot);
     atomic_fetch_add(&p->batches, 1);
 }
 
@@ -264,6 +484,10 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
         }
     }
     int rc = open_kafka_parts(e);
+    if (!rc && cfg->partitioned) {
+        e->partitioned = true;
+        rc = open_partitioned(e);
+    }
     if (!rc) rc = repair_future_stream_time(e);
     if (!rc) rc = load_state(e);
     if (!rc && cfg->ingest_threads > 1) {
@@ -287,6 +511,19 @@ void gd_engine_close(gd_engine *e)
     if (!e) return;
     gd_worker_stop(e->worker);
     if (e->txn) mdb_txn_abort(e->txn);
+    if (e->partitioned) {
+        e->src->on_revoke = e->src->on_assigned = NULL; /* the source may outlive the engine */
+        for (int r = 1; r < e->routes.n; r++) gd_windows_free(&e->route_win[r - 1]);
+        for (size_t i = 0; i < e->pending.cap; i++)
+            if (gd_map_live(&e->pending.slots[i])) gd_buf_free(e->pending.slots[i].val);
+        gd_map_free(&e->applied);
+        gd_arena_free(&e->applied_arena);
+        gd_map_free(&e->pending);
+        gd_arena_free(&e->pending_arena);
+        gd_buf_free(&e->route_key);
+        gd_buf_free(&e->route_text);
+        gd_buf_free(&e->route_val);
+    }
     if (e->out) fclose(e->out);
     gd_output_close(e->kafka_out);
     gd_avro_reader_free(e->avro);
@@ -334,6 +571,10 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
     gd_catalog_entry *entry = gd_catalog_cmd_entry(cmd);
     const gd_catalog_entry *add = NULL, *drop = NULL;
     if (op == GD_CMD_CREATE) {
+        if (e->partitioned) { /* the routes are planned at start, and every instance must know a table */
+            snprintf(why, why_len, "CREATE is not supported in partitioned mode yet: run it on a replica");
+            return GD_ERR;
+        }
         if (gd_catalog_find(e->cat, gd_str_c(entry->name))) {
             snprintf(why, why_len, "a table or stream named %s exists", entry->name);
             return GD_ERR;
@@ -408,8 +649,24 @@ static int commit_batch(gd_engine *e)
     }
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
     int64_t now = gd_now_ms();
-    if (!rc) rc = gd_windows_flush(&e->win, e->store, e->txn, e->stream_time, now);
-    if (!rc) rc = gd_windows_flush(&e->win_worker, e->store, e->txn, e->stream_time, now);
+    if (e->partitioned) { /* the rows written go to the changelog too, then the mark */
+        e->store->tap = changelog_row;
+        e->store->tap_ctx = e;
+    }
+    for (int i = 0; !rc && i < windows_count(e); i++)
+        rc = gd_windows_flush(windows_at(e, i), e->store, e->txn, e->stream_time, now);
+    e->store->tap = NULL;
+    if (!rc && e->partitioned && e->moved) { /* no mark without news: instances would echo each other's */
+        rc = changelog_mark(e);
+        if (!rc && gd_output_flush(e->kafka_out)) { /* the txn stays open with them; tried again later */
+            e->batch_start_ns = gd_mono_ns();
+            return GD_AGAIN;
+        }
+        gd_buf_clear(&e->tmp);
+        put_applied_lines(e, &e->tmp);
+        if (!rc) rc = gd_store_meta_put(e->store, e->txn, "applied", e->tmp.p, e->tmp.len);
+        e->moved = false;
+    }
     if (!rc) {
         gd_buf_clear(&e->tmp);
         gd_buf_put(&e->tmp, e->src->identity, strlen(e->src->identity) + 1);
@@ -556,6 +813,8 @@ static void process_reference(gd_engine *e, const gd_record *rec)
     }
 }
 
+static void apply_enriched(gd_engine *e, gd_enriched *en);
+
 static void process_activity(gd_engine *e, const gd_record *rec)
 {
     const char *why = NULL;
@@ -575,9 +834,43 @@ static void process_activity(gd_engine *e, const gd_record *rec)
         return count_bad_for(e, rec, msg, GD_BAD_FUTURE);
     }
     publish_source(e, GD_STREAM_ACTIVITY, GD_TOPIC_ACTIVITY, gd_activity_fields, &a);
-    if (a.activity_timestamp > e->stream_time) e->stream_time = a.activity_timestamp;
     gd_enriched en;
     gd_enrich(&en, &a, &e->refs, now);
+    if (e->partitioned) { /* its tables are kept where its routes lead */
+        if (route_activity(e, rec, &en)) e->failed = GD_ERR;
+        return;
+    }
+    apply_enriched(e, &en);
+}
+
+/* A record of route r: its tables here, and on route 0 the figures and the
+ * enriched record out, unless it was applied before (sent twice). */
+static void process_route(gd_engine *e, const gd_record *rec)
+{
+    gd_route_record rr;
+    if (rec->route >= e->routes.n || !rec->value.p || gd_route_decode(rec->value, &rr)) {
+        if (gd_ratelimit_allow(&e->bad_log)) gd_warn("an undecodable record on a route topic skipped");
+        return;
+    }
+    int64_t *applied = applied_offset(e, rec->route, rec->partition, rr.src_partition);
+    e->moved = true;
+    if (rr.src_offset < *applied) return; /* sent twice */
+    *applied = rr.src_offset + 1;
+    gd_enriched en;
+    gd_enrich_with(&en, &rr.a, rr.has_game ? &rr.game : NULL, rr.has_player ? &rr.player : NULL,
+                   rr.processing_timestamp);
+    if (rec->route == 0) return apply_enriched(e, &en);
+    if (rr.a.activity_timestamp > e->stream_time) e->stream_time = rr.a.activity_timestamp;
+    gd_windows_apply(route_windows(e, rec->route), &en, e->stream_time, e->store, e->txn);
+}
+
+/* An enriched record into the tables (in partitioned mode, route 0's), its
+ * figures from them, then out: the output, the push streams. */
+static void apply_enriched(gd_engine *e, gd_enriched *enp)
+{
+    gd_enriched en = *enp;
+    const gd_activity *ap = en.a;
+    if (ap->activity_timestamp > e->stream_time) e->stream_time = ap->activity_timestamp;
     en.seq = e->n.records_out + 1;
     bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn);
     bool queued = false;
@@ -594,7 +887,7 @@ static void process_activity(gd_engine *e, const gd_record *rec)
     e->n.with_game += en.game != NULL;
     e->n.with_player += en.player != NULL;
     e->n.records_out++;
-    e->last_lag_ms = en.processing_timestamp - a.activity_timestamp;
+    e->last_lag_ms = en.processing_timestamp - ap->activity_timestamp;
     publish_derived(e, &en);
     bool push = e->hub && gd_hub_wanted(e->hub, GD_STREAM_ENRICHED, en.seq);
     bool render = push || e->out || gd_output_wants_json(e->kafka_out);
@@ -612,8 +905,13 @@ static void process_activity(gd_engine *e, const gd_record *rec)
 
 static void process(gd_engine *e, const gd_record *rec)
 {
-    e->n.records_in[rec->topic]++;
     gd_arena_reset(&e->scratch);
+    if (rec->kind == GD_REC_CHANGELOG) {
+        if (process_changelog(e, rec)) e->failed = GD_ERR;
+        return;
+    }
+    if (rec->kind == GD_REC_ROUTE) return process_route(e, rec);
+    e->n.records_in[rec->topic]++;
     if (rec->topic == GD_TOPIC_ACTIVITY) process_activity(e, rec);
     else process_reference(e, rec);
 }
@@ -666,7 +964,8 @@ int gd_engine_run(gd_engine *e)
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
             bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;
-            bool purge = e->win.purge_pending || e->win_worker.purge_pending || gd_catalog_pending(e->cat);
+            bool purge = gd_catalog_pending(e->cat);
+            for (int i = 0; i < windows_count(e); i++) purge = purge || windows_at(e, i)->purge_pending;
             if ((e->batch_records || purge) && (got == GD_EOF || due)) {
                 if ((rc = commit_or_postpone(e))) break;
                 continue;

@@ -4,9 +4,14 @@
 
 void gd_enrich(gd_enriched *e, const gd_activity *a, const gd_refs *refs, int64_t now_ms)
 {
+    gd_enrich_with(e, a, gd_refs_game(refs, a->game_id), gd_refs_player(refs, a->player_id), now_ms);
+}
+
+void gd_enrich_with(gd_enriched *e, const gd_activity *a, const gd_game *game, const gd_player *player, int64_t now_ms)
+{
     e->a = a;
-    e->player = gd_refs_player(refs, a->player_id);
-    e->game = gd_refs_game(refs, a->game_id);
+    e->player = player;
+    e->game = game;
     e->segment = a->score.set && a->score.v > 10000  ? GD_SEG_HIGH
                  : a->score.set && a->score.v > 5000 ? GD_SEG_MEDIUM
                                                      : GD_SEG_CASUAL;

@@ -106,7 +106,7 @@ static int open_target(generate_target *t, gd_registry **registry, const atomic_
     }
     int rc = gd_kafka_sink_open(&t->sink, cfg, NULL, stop);
     for (int topic = 0; !rc && topic < GD_TOPIC_COUNT; topic++)
-        gd_kafka_sink_ensure_topic(t->sink, cfg->topics[topic], SOURCE_PARTITIONS, 0);
+        gd_kafka_sink_ensure_topic(t->sink, cfg->topics[topic], SOURCE_PARTITIONS, 0, NULL);
     if (!rc && avro) rc = gd_registry_open(registry, cfg->schema_registry, cfg->schema_registry_auth, stop);
     if (!rc && avro) rc = open_avro(t, *registry);
     return rc;

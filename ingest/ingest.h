@@ -28,6 +28,7 @@ typedef enum {
 } gd_bad_reason;
 extern const char *const gd_bad_reason_names[GD_BAD_REASON_COUNT];
 
+enum { GD_MAX_ROUTES = 16 }; /* partitioned mode's internal topics (route.c) */
 typedef struct gd_source gd_source;
 struct gd_source {
     const char *kind;
@@ -43,6 +44,17 @@ struct gd_source {
     int (*seek)(gd_source *src, gd_str position);
     /* After each LMDB commit of the position, or NULL. */
     void (*committed)(gd_source *src);
+    /* Partitioned mode (Kafka only, else NULL; ingest/route.c): also read
+     * the route topics in the group and the changelog whole. */
+    int (*use_internal)(gd_source *src, const char *const *routes, int nroutes, const char *changelog);
+    /* The position of the partitions assigned now, as `position` writes it. */
+    void (*held_position)(gd_source *src, gd_buf *out);
+    /* Set by the engine: called before partitions are taken away (the state
+     * so far is committed), and once newly assigned ones are restored (the
+     * changelog applied to its end as it stood at the assignment). */
+    void (*on_revoke)(void *ctx);
+    void (*on_assigned)(void *ctx);
+    void *hook_ctx;
     void (*close)(gd_source *src);
     const char *error; /* why the last GD_EBADREC */
     gd_bad_reason error_reason;
@@ -160,10 +172,17 @@ int gd_decode_player(gd_avro_reader *avro, gd_str value, gd_arena *scratch, gd_p
 typedef struct gd_kafka_sink gd_kafka_sink;
 /* counters may be NULL; stop ends a wait for room in a full queue. */
 int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *counters, const atomic_bool *stop);
-/* Creates the topic when missing; a refusal is a warning, not an error. */
-void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms);
+/* Creates the topic when missing; a refusal is a warning, not an error.
+ * cleanup_policy: "compact", or NULL for deletion after retention_ms. */
+void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms,
+                                const char *cleanup_policy);
+/* The topic's partition count, or -1 (no such topic, no broker). */
+int32_t gd_kafka_sink_partitions(gd_kafka_sink *s, const char *topic);
 /* Queues one record (error_header: an `error` header, or NULL). */
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header);
+/* The same to one partition (-1: by the key). */
+int gd_kafka_sink_produce_to(gd_kafka_sink *s, const char *topic, int32_t partition, gd_str key, gd_str value,
+                             const char *error_header);
 /* Serves delivery reports and error events without waiting. */
 void gd_kafka_sink_poll(gd_kafka_sink *s);
 /* GD_OK once every queued record is acknowledged, GD_AGAIN after timeout_ms. */
@@ -182,6 +201,11 @@ int gd_output_open(gd_output **out, const gd_config *cfg, gd_counters *counters,
 bool gd_output_wants_json(const gd_output *o);
 int gd_output_enriched(gd_output *o, const gd_enriched *en, gd_str json);
 int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
+/* Partitioned mode: creates the route topics (as many partitions as the
+ * activity topic) and the compacted one-partition changelog. */
+int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog);
+/* partition: -1 for the one the key picks. */
+int gd_output_internal(gd_output *o, const char *topic, int32_t partition, gd_str key, gd_str value);
 /* Before each LMDB commit: GD_OK once the brokers hold everything produced. */
 int gd_output_flush(gd_output *o);
 /* While idle: the producer's reports and errors are served. */
@@ -215,6 +239,7 @@ typedef struct {
     _Atomic uint64_t rebalance_ms_total, last_rebalance_ms;
     _Atomic int32_t missed; /* partitions whose earlier records another member applied */
     bool shared_group;          /* set before the HTTP threads start */
+    bool partitioned;           /* --mode partitioned: whole once restored (route.c) */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;

@@ -20,7 +20,7 @@
 
 #include "kafka.h"
 
-enum { QUEUE_FULL_WAIT_MS = 100 };
+enum { QUEUE_FULL_WAIT_MS = 100, METADATA_TIMEOUT_MS = 5000 };
 
 struct gd_kafka_sink {
     gd_kafka_client client;
@@ -92,14 +92,34 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
     return GD_OK;
 }
 
-void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms)
+void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partitions, int64_t retention_ms,
+                                const char *cleanup_policy)
 {
     char retention[32];
     snprintf(retention, sizeof retention, "%lld", (long long)retention_ms);
-    gd_kafka_ensure_topic(s->rk, topic, partitions, retention_ms > 0 ? "retention.ms" : NULL, retention);
+    if (cleanup_policy) gd_kafka_ensure_topic(s->rk, topic, partitions, "cleanup.policy", cleanup_policy);
+    else gd_kafka_ensure_topic(s->rk, topic, partitions, retention_ms > 0 ? "retention.ms" : NULL, retention);
+}
+
+int32_t gd_kafka_sink_partitions(gd_kafka_sink *s, const char *topic)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int32_t n = -1;
+    if (!rd_kafka_metadata(s->rk, 0, rkt, &md, METADATA_TIMEOUT_MS) && md->topic_cnt == 1 && !md->topics[0].err)
+        n = md->topics[0].partition_cnt;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
 }
 
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header)
+{
+    return gd_kafka_sink_produce_to(s, topic, RD_KAFKA_PARTITION_UA, key, value, error_header);
+}
+
+int gd_kafka_sink_produce_to(gd_kafka_sink *s, const char *topic, int32_t partition, gd_str key, gd_str value,
+                             const char *error_header)
 {
     rd_kafka_headers_t *headers = NULL; /* the message owns them once produced */
     if (error_header) {
@@ -108,7 +128,8 @@ int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_st
     }
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.p, key.len),
+            s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key.p, key.len),
             RD_KAFKA_V_VALUE((void *)value.p, value.len), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(s->rk, 0); /* delivery reports */

@@ -12,6 +12,13 @@
  * group's offset and misses what that one applied: it stays partial, and
  * remembers it in its committed position ("#missing P" lines).
  *
+ * Partitioned mode (--mode partitioned, route.c): the group is the
+ * application id's, shared; it also holds the route topics, and the
+ * changelog is read whole beside the reference topics. An assignment is
+ * taken only once the changelog is read to where it stood at the assignment,
+ * so the state other instances left for those partitions is in the store
+ * first; their positions then come from the changelog's marks.
+ *
  * Phases: first the reference topics' partitions are looked up (retried
  * while no broker answers), then the reference topics are read until every
  * partition has reported its end (the high-water mark as the consumer sees
@@ -38,6 +45,10 @@ enum { METADATA_TIMEOUT_MS = 2000, RETRY_MS = 1000 };
 
 typedef enum { PHASE_DISCOVER, PHASE_LOAD_REFERENCES, PHASE_RUN } phase;
 
+/* Offsets are kept per topic slot: the three sources by gd_topic, then in
+ * partitioned mode the changelog and the routes. */
+enum { SLOT_CHANGELOG = GD_TOPIC_COUNT, SLOT_ROUTES, SLOT_COUNT = SLOT_ROUTES + GD_MAX_ROUTES, SLOT_UNKNOWN = -1 };
+
 /* Next offset per partition of one topic, -1 where nothing is known. */
 typedef struct {
     int64_t *next;
@@ -52,9 +63,17 @@ typedef struct {
     rd_kafka_t *ref, *act;
     phase phase;
     int64_t retry_at_ms;
-    offsets pos[GD_TOPIC_COUNT];
-    offsets at_end[GD_TOPIC_COUNT]; /* reference partitions: 1 once their end was reached */
-    rd_kafka_topic_partition_list_t *assigned; /* activity partitions held now */
+    offsets pos[SLOT_COUNT];
+    offsets at_end[SLOT_COUNT]; /* partitions read whole: 1 once their end was reached */
+    rd_kafka_topic_partition_list_t *assigned; /* activity (and route) partitions held now */
+    /* partitioned mode: the internal topics, and an assignment waiting
+     * until the changelog is applied up to `restore_to` */
+    char internal[1 + GD_MAX_ROUTES][300]; /* the changelog, then the routes */
+    int nroutes;
+    bool partitioned;
+    rd_kafka_topic_partition_list_t *pending;
+    int64_t restore_to;
+    bool group_turn; /* which consumer kafka_next polls first */
     offsets unchecked; /* activity partitions of a shared group where it is not known yet whether they miss records: 1 */
     offsets missing;   /* activity partitions whose earlier records another instance applied: 1 */
     int64_t rebalance_started_ms; /* 0: not rebalancing */
@@ -83,6 +102,21 @@ static int set_offset(offsets *o, int32_t partition, int64_t next)
 static int64_t get_offset(const offsets *o, int32_t partition)
 {
     return partition >= 0 && partition < o->n ? o->next[partition] : -1;
+}
+
+static const char *slot_name(const kafka_source *ks, int slot)
+{
+    return slot < GD_TOPIC_COUNT ? ks->cfg->topics[slot] : ks->internal[slot - SLOT_CHANGELOG];
+}
+
+static int slot_of(const kafka_source *ks, const char *name)
+{
+    gd_topic t = gd_topic_lookup(ks->cfg, gd_str_c(name));
+    if (t != GD_TOPIC_UNKNOWN) return (int)t;
+    if (!ks->partitioned) return SLOT_UNKNOWN;
+    for (int i = 0; i <= ks->nroutes; i++)
+        if (!strcmp(name, ks->internal[i])) return SLOT_CHANGELOG + i;
+    return SLOT_UNKNOWN;
 }
 
 static void release_held(kafka_source *ks)
@@ -117,12 +151,17 @@ static void publish_ownership(kafka_source *ks, int32_t activity_partitions)
     int held = ks->assigned ? ks->assigned->cnt : 0;
     for (int i = 0; i < held; i++) {
         int32_t p = ks->assigned->elems[i].partition;
+        if (strcmp(ks->assigned->elems[i].topic, ks->cfg->topics[GD_TOPIC_ACTIVITY])) continue;
         if (p >= 0 && p < GD_MAX_PARTITIONS) owned[p / 64] |= 1ULL << (p % 64);
     }
     for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) atomic_store(&v->owned[w], owned[w]);
     int32_t missed = count_set(&ks->missing);
     atomic_store(&v->missed, missed);
     if (activity_partitions >= 0) atomic_store(&v->partitions[GD_TOPIC_ACTIVITY], activity_partitions);
+    if (ks->partitioned) { /* every group's state is in the store, through the changelog */
+        set_state(ks, ks->pending || ks->phase != PHASE_RUN ? GD_CLUSTER_REBALANCING : GD_CLUSTER_RUNNING);
+        return;
+    }
     if (!held) {
         set_state(ks, GD_CLUSTER_REBALANCING);
         return;
@@ -206,11 +245,71 @@ static void commit_group_offsets(kafka_source *ks, const rd_kafka_topic_partitio
 {
     rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
-        int64_t next = get_offset(&ks->pos[GD_TOPIC_ACTIVITY], parts->elems[i].partition);
+        int slot = slot_of(ks, parts->elems[i].topic);
+        int64_t next = slot == SLOT_UNKNOWN ? -1 : get_offset(&ks->pos[slot], parts->elems[i].partition);
         if (next >= 0) rd_kafka_topic_partition_list_add(commit, parts->elems[i].topic, parts->elems[i].partition)->offset = next;
     }
     if (commit->cnt) rd_kafka_commit(ks->act, commit, async);
     rd_kafka_topic_partition_list_destroy(commit);
+}
+
+/* Takes parts (offsets set) as the consumer's assignment. */
+static void take_assignment(kafka_source *ks, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, bool cooperative)
+{
+    if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+    else rd_kafka_assign(rk, parts);
+    if (!cooperative || !ks->assigned) {
+        if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
+        ks->assigned = rd_kafka_topic_partition_list_copy(parts);
+    } else {
+        for (int i = 0; i < parts->cnt; i++)
+            rd_kafka_topic_partition_list_add(ks->assigned, parts->elems[i].topic, parts->elems[i].partition);
+    }
+    gd_info("kafka: %d partition(s) assigned to this instance", parts->cnt);
+    ks->base.caught_up = true;
+    rebalance_ends(ks);
+    publish_ownership(ks, partition_count(ks, ks->cfg->topics[GD_TOPIC_ACTIVITY]));
+}
+
+/* Each partition starts where the committed state stands, else at the
+ * group's offset. */
+static void set_start_offsets(kafka_source *ks, rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        int slot = slot_of(ks, parts->elems[i].topic);
+        int64_t next = slot == SLOT_UNKNOWN ? -1 : get_offset(&ks->pos[slot], parts->elems[i].partition);
+        parts->elems[i].offset = next >= 0 ? next : RD_KAFKA_OFFSET_STORED;
+    }
+}
+
+/* Partitioned mode: an assignment waits until the changelog is applied as
+ * far as it reached now, so that the state and position another instance
+ * left for these partitions are in the store before their records are read. */
+static void defer_assignment(kafka_source *ks, const rd_kafka_topic_partition_list_t *parts)
+{
+    if (!ks->pending) ks->pending = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+        rd_kafka_topic_partition_list_add(ks->pending, parts->elems[i].topic, parts->elems[i].partition);
+    ks->restore_to = -1; /* asked for at the next read */
+    gd_info("kafka: %d partition(s) assigned; restoring their state from %s first", parts->cnt, ks->internal[0]);
+    publish_ownership(ks, -1);
+}
+
+/* The deferred assignment, once the changelog is applied far enough. */
+static void finish_restore(kafka_source *ks)
+{
+    int64_t lo = -1, hi = -1;
+    if (ks->restore_to < 0) {
+        if (rd_kafka_query_watermark_offsets(ks->ref, ks->internal[0], 0, &lo, &hi, METADATA_TIMEOUT_MS)) return;
+        ks->restore_to = hi;
+    }
+    if (ks->restore_to > 0 && get_offset(&ks->pos[SLOT_CHANGELOG], 0) < ks->restore_to) return;
+    rd_kafka_topic_partition_list_t *parts = ks->pending;
+    ks->pending = NULL;
+    set_start_offsets(ks, parts);
+    if (ks->base.on_assigned) ks->base.on_assigned(ks->base.hook_ctx);
+    take_assignment(ks, ks->act, parts, !strcmp(rd_kafka_rebalance_protocol(ks->act), "COOPERATIVE"));
+    rd_kafka_topic_partition_list_destroy(parts);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
@@ -221,33 +320,25 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (ks->counters) atomic_fetch_add(&ks->counters->kafka_rebalances, 1);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        /* start where the committed state stands, else at the group's offset */
-        for (int i = 0; i < parts->cnt; i++) {
-            int64_t next = get_offset(&ks->pos[GD_TOPIC_ACTIVITY], parts->elems[i].partition);
-            parts->elems[i].offset = next >= 0 ? next : RD_KAFKA_OFFSET_STORED;
-        }
+        if (ks->partitioned) return defer_assignment(ks, parts);
+        set_start_offsets(ks, parts);
         if (ks->counters && ks->counters->cluster.shared_group) check_starts(ks, parts);
-        if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
-        else rd_kafka_assign(rk, parts);
-        if (!cooperative || !ks->assigned) {
-            if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
-            ks->assigned = rd_kafka_topic_partition_list_copy(parts);
-        } else {
-            for (int i = 0; i < parts->cnt; i++)
-                rd_kafka_topic_partition_list_add(ks->assigned, parts->elems[i].topic, parts->elems[i].partition);
-        }
-        gd_info("kafka: %d activity partition(s) assigned to this instance", parts->cnt);
-        ks->base.caught_up = true;
-        rebalance_ends(ks);
-        publish_ownership(ks, partition_count(ks, ks->cfg->topics[GD_TOPIC_ACTIVITY]));
+        take_assignment(ks, rk, parts, cooperative);
     } else {
         /* the next owner starts after what this instance has applied */
+        if (ks->base.on_revoke) ks->base.on_revoke(ks->base.hook_ctx);
         commit_group_offsets(ks, parts, ks->closing);
         if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else rd_kafka_assign(rk, NULL);
-        for (int i = 0; ks->assigned && i < parts->cnt; i++)
-            rd_kafka_topic_partition_list_del(ks->assigned, parts->elems[i].topic, parts->elems[i].partition);
-        gd_info("kafka: %d activity partition(s) revoked (%s)", parts->cnt, rd_kafka_err2str(err));
+        for (int i = 0; i < parts->cnt; i++) {
+            if (ks->assigned) rd_kafka_topic_partition_list_del(ks->assigned, parts->elems[i].topic, parts->elems[i].partition);
+            if (ks->pending) rd_kafka_topic_partition_list_del(ks->pending, parts->elems[i].topic, parts->elems[i].partition);
+        }
+        if (ks->pending && (!cooperative || !ks->pending->cnt)) {
+            rd_kafka_topic_partition_list_destroy(ks->pending);
+            ks->pending = NULL;
+        }
+        gd_info("kafka: %d partition(s) revoked (%s)", parts->cnt, rd_kafka_err2str(err));
         if (!ks->assigned || !ks->assigned->cnt) rebalance_begins(ks);
         publish_ownership(ks, -1);
     }
@@ -275,7 +366,7 @@ static int32_t partition_count(kafka_source *ks, const char *topic)
 
 static bool references_loaded(const kafka_source *ks)
 {
-    for (int t = GD_TOPIC_GAMES; t <= GD_TOPIC_PLAYERS; t++)
+    for (int t = GD_TOPIC_GAMES; t <= SLOT_CHANGELOG; t++)
         for (int32_t p = 0; p < ks->at_end[t].n; p++)
             if (ks->at_end[t].next[p] == 0) return false;
     return true;
@@ -304,6 +395,11 @@ static int discover(kafka_source *ks)
         }
     }
     if (rc == GD_AGAIN) gd_warn("kafka: waiting for the brokers at %s to describe the reference topics", ks->cfg->brokers);
+    if (!rc && ks->partitioned) { /* one partition: its order is total (route.c) */
+        rc = set_offset(&ks->at_end[SLOT_CHANGELOG], 0, 0);
+        int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
+        rd_kafka_topic_partition_list_add(parts, ks->internal[0], 0)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+    }
     rd_kafka_resp_err_t err = rc ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_assign(ks->ref, parts);
     rd_kafka_topic_partition_list_destroy(parts);
     if (err) {
@@ -322,6 +418,8 @@ static int start_activity(kafka_source *ks)
 {
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, ks->cfg->topics[GD_TOPIC_ACTIVITY], RD_KAFKA_PARTITION_UA);
+    for (int r = 0; ks->partitioned && r < ks->nroutes; r++)
+        rd_kafka_topic_partition_list_add(topics, ks->internal[1 + r], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(ks->act, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err) {
@@ -338,16 +436,16 @@ static int start_activity(kafka_source *ks)
 
 /* ---- records ---- */
 
-static gd_topic topic_of(const kafka_source *ks, const rd_kafka_message_t *m)
+static int slot_of_message(const kafka_source *ks, const rd_kafka_message_t *m)
 {
-    return gd_topic_lookup(ks->cfg, gd_str_c(rd_kafka_topic_name(m->rkt)));
+    return slot_of(ks, rd_kafka_topic_name(m->rkt));
 }
 
 /* A reference partition reached its end. */
 static void note_end(kafka_source *ks, const rd_kafka_message_t *m)
 {
-    gd_topic t = topic_of(ks, m);
-    if (t != GD_TOPIC_UNKNOWN && get_offset(&ks->at_end[t], m->partition) == 0)
+    int t = slot_of_message(ks, m);
+    if (t != SLOT_UNKNOWN && get_offset(&ks->at_end[t], m->partition) == 0)
         set_offset(&ks->at_end[t], m->partition, 1);
 }
 
@@ -382,27 +480,37 @@ static int kafka_next(gd_source *src, gd_record *rec)
             return rc;
         }
     }
-    rd_kafka_message_t *m = poll_one(ks, ks->ref, &ks->ref_client);
+    /* the group's consumer is polled at least every other call: its
+     * rebalances are served there, and a busy changelog must not starve it */
+    rd_kafka_message_t *m = NULL;
+    bool group_first = ks->phase == PHASE_RUN && (ks->group_turn = !ks->group_turn);
+    if (group_first) m = poll_one(ks, ks->act, &ks->act_client);
+    if (!m) m = poll_one(ks, ks->ref, &ks->ref_client);
+    else group_first = false; /* m is the group's */
     if (!m && ks->phase == PHASE_LOAD_REFERENCES) {
         if (!references_loaded(ks)) return GD_AGAIN;
         int rc = start_activity(ks);
         if (rc) return rc;
     }
-    gd_topic t = GD_TOPIC_UNKNOWN;
-    if (m) t = topic_of(ks, m);
-    else if (ks->phase == PHASE_RUN && (m = poll_one(ks, ks->act, &ks->act_client))) {
-        t = GD_TOPIC_ACTIVITY; /* the only topic it subscribes to */
-        check_first_record(ks, m);
-    }
+    if (ks->pending && ks->phase == PHASE_RUN) finish_restore(ks);
+    int t = SLOT_UNKNOWN;
+    if (!m && ks->phase == PHASE_RUN && !group_first) m = poll_one(ks, ks->act, &ks->act_client);
+    if (m) t = slot_of_message(ks, m);
+    if (m && t == GD_TOPIC_ACTIVITY && !ks->partitioned) check_first_record(ks, m);
     if (!m) return GD_AGAIN;
-    if (t == GD_TOPIC_UNKNOWN || set_offset(&ks->pos[t], m->partition, m->offset + 1)) {
+    if (t == SLOT_UNKNOWN || set_offset(&ks->pos[t], m->partition, m->offset + 1)) {
         rd_kafka_message_destroy(m);
         return GD_AGAIN;
     }
     ks->held = m;
-    rec->topic = t;
+    rec->topic = t < GD_TOPIC_COUNT ? (gd_topic)t : GD_TOPIC_UNKNOWN;
+    rec->kind = t < GD_TOPIC_COUNT ? GD_REC_SOURCE : t == SLOT_CHANGELOG ? GD_REC_CHANGELOG : GD_REC_ROUTE;
+    rec->route = t >= SLOT_ROUTES ? (uint8_t)(t - SLOT_ROUTES) : 0;
+    rec->partition = m->partition;
+    rec->offset = m->offset;
     rec->key = (gd_str){m->key ? (const char *)m->key : "", (uint32_t)m->key_len};
     rec->value = m->payload ? (gd_str){(const char *)m->payload, (uint32_t)m->len} : GD_STR_NULL;
+    if (rec->kind != GD_REC_SOURCE) return GD_OK; /* written by gamingd, within its bounds */
     if (m->len + m->key_len > ks->cfg->max_record_bytes) { /* dead-lettered by key and size, not its bytes */
         snprintf(ks->error, sizeof ks->error, "a record of %zu bytes, larger than --max-record-bytes %u",
                  m->len + m->key_len, ks->cfg->max_record_bytes);
@@ -438,11 +546,22 @@ static void kafka_position(gd_source *src, gd_buf *out)
     kafka_source *ks = (kafka_source *)src;
     for (int32_t p = 0; p < ks->missing.n; p++) /* '#' is in no topic name */
         if (ks->missing.next[p] == 1) gd_buf_printf(out, "#missing %d\n", (int)p);
-    for (int t = 0; t < GD_TOPIC_COUNT; t++) {
+    for (int t = 0; t < SLOT_COUNT; t++) {
         for (int32_t p = 0; p < ks->pos[t].n; p++)
             if (ks->pos[t].next[p] >= 0)
-                gd_buf_printf(out, "%s %d %lld\n", ks->cfg->topics[t], (int)p, (long long)ks->pos[t].next[p]);
-        if (ks->counters) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
+                gd_buf_printf(out, "%s %d %lld\n", slot_name(ks, t), (int)p, (long long)ks->pos[t].next[p]);
+        if (ks->counters && t < GD_TOPIC_COUNT) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
+    }
+}
+
+static void kafka_held_position(gd_source *src, gd_buf *out)
+{
+    kafka_source *ks = (kafka_source *)src;
+    for (int i = 0; ks->assigned && i < ks->assigned->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &ks->assigned->elems[i];
+        int slot = slot_of(ks, tp->topic);
+        int64_t next = slot == SLOT_UNKNOWN ? -1 : get_offset(&ks->pos[slot], tp->partition);
+        if (next >= 0) gd_buf_printf(out, "%s %d %lld\n", tp->topic, (int)tp->partition, (long long)next);
     }
 }
 
@@ -461,8 +580,11 @@ static int kafka_seek(gd_source *src, gd_str position)
         if (sscanf(line, "#missing %d", &partition) == 1) {
             if (set_offset(&ks->missing, partition, 1)) return GD_ENOMEM;
         } else if (sscanf(line, "%511s %d %lld", name, &partition, &next) == 3) {
-            gd_topic t = gd_topic_lookup(ks->cfg, gd_str_c(name));
-            if (t != GD_TOPIC_UNKNOWN && set_offset(&ks->pos[t], partition, next)) return GD_ENOMEM;
+            int t = slot_of(ks, name);
+            /* what another instance says of a partition held here is old news */
+            bool held = ks->phase == PHASE_RUN && ks->assigned &&
+                        rd_kafka_topic_partition_list_find(ks->assigned, name, partition);
+            if (t != SLOT_UNKNOWN && !held && set_offset(&ks->pos[t], partition, next)) return GD_ENOMEM;
         }
         p += n + 1;
     }
@@ -515,13 +637,25 @@ static void kafka_close(gd_source *src)
     gd_kafka_client_destroy(&ks->ref_client);
     gd_kafka_client_destroy(&ks->act_client);
     if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
-    for (int t = 0; t < GD_TOPIC_COUNT; t++) {
+    if (ks->pending) rd_kafka_topic_partition_list_destroy(ks->pending);
+    for (int t = 0; t < SLOT_COUNT; t++) {
         free(ks->pos[t].next);
         free(ks->at_end[t].next);
     }
     free(ks->unchecked.next);
     free(ks->missing.next);
     free(ks);
+}
+
+static int kafka_use_internal(gd_source *src, const char *const *routes, int nroutes, const char *changelog)
+{
+    kafka_source *ks = (kafka_source *)src;
+    if (nroutes > GD_MAX_ROUTES) return GD_ERR;
+    ks->partitioned = true;
+    ks->nroutes = nroutes;
+    snprintf(ks->internal[0], sizeof ks->internal[0], "%s", changelog);
+    for (int r = 0; r < nroutes; r++) snprintf(ks->internal[1 + r], sizeof ks->internal[1 + r], "%s", routes[r]);
+    return GD_OK;
 }
 
 static rd_kafka_t *new_consumer(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults)
@@ -558,7 +692,8 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
      * a deep prefetch keeps ingest fed while catching up (memory stays bounded
      * by queued.max.messages.kbytes) */
     char own_group[sizeof cfg->application_id + 32];
-    snprintf(own_group, sizeof own_group, "%s-%s", cfg->application_id, counters->cluster.instance_id);
+    if (cfg->partitioned) snprintf(own_group, sizeof own_group, "%s", cfg->application_id); /* shared */
+    else snprintf(own_group, sizeof own_group, "%s-%s", cfg->application_id, counters->cluster.instance_id);
     const char *const consumer_defaults[] = {
         "group.id", own_group, "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest", "enable.partition.eof", "false", "queued.min.messages", "1000000", NULL};
@@ -568,13 +703,15 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
     ks->act = ks->ref ? new_consumer(cfg, &ks->act_client, consumer_defaults) : NULL;
     if (counters) {
         gd_cluster_view *v = &counters->cluster;
-        v->shared_group = strcmp(ks->act_client.group, own_group) != 0;
+        v->shared_group = !cfg->partitioned && strcmp(ks->act_client.group, own_group) != 0;
+        v->partitioned = cfg->partitioned;
         snprintf(v->group, sizeof v->group, "%s", ks->act_client.group);
     }
     snprintf(ks->identity, sizeof ks->identity, "kafka:%s,%s,%s", cfg->topics[GD_TOPIC_GAMES],
              cfg->topics[GD_TOPIC_PLAYERS], cfg->topics[GD_TOPIC_ACTIVITY]);
     ks->base = (gd_source){.kind = "kafka", .identity = ks->identity, .endless = true, .next = kafka_next,
                            .position = kafka_position, .seek = kafka_seek, .committed = kafka_committed,
+                           .use_internal = kafka_use_internal, .held_position = kafka_held_position,
                            .close = kafka_close};
     if (!ks->act) {
         kafka_close(&ks->base);

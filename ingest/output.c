@@ -15,6 +15,8 @@
 
 enum { OUTPUT_PARTITIONS = 6, FLUSH_TIMEOUT_MS = 1000 };
 #define OUTPUT_RETENTION_MS (7LL * 24 * 3600 * 1000)
+/* route records are read within moments; a day covers an instance down that long */
+#define ROUTE_RETENTION_MS (24LL * 3600 * 1000)
 
 struct gd_output {
     const gd_config *cfg;
@@ -61,7 +63,7 @@ int gd_output_open(gd_output **out, const gd_config *cfg, gd_counters *counters,
     int rc = gd_kafka_sink_open(&o->sink, cfg, counters, stop);
     if (!rc && o->enriched_to_kafka && !o->json) rc = open_avro_writer(o, registry);
     if (!rc && o->enriched_to_kafka)
-        gd_kafka_sink_ensure_topic(o->sink, cfg->output_topic, OUTPUT_PARTITIONS, OUTPUT_RETENTION_MS);
+        gd_kafka_sink_ensure_topic(o->sink, cfg->output_topic, OUTPUT_PARTITIONS, OUTPUT_RETENTION_MS, NULL);
     if (rc) {
         gd_output_close(o);
         return rc;
@@ -105,6 +107,24 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why)
     int rc = gd_kafka_sink_produce(o->sink, o->dlq[rec->topic], rec->key, rec->value, why);
     if (!rc) atomic_fetch_add(&o->counters->dead_letters[rec->topic], 1);
     return rc;
+}
+
+int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog)
+{
+    int32_t n = gd_kafka_sink_partitions(o->sink, o->cfg->topics[GD_TOPIC_ACTIVITY]);
+    if (n <= 0) {
+        gd_error("partitioned mode: the activity topic %s must exist first (its partition count is the routes')",
+                 o->cfg->topics[GD_TOPIC_ACTIVITY]);
+        return GD_ERR;
+    }
+    for (int r = 0; r < nroutes; r++) gd_kafka_sink_ensure_topic(o->sink, routes[r], n, ROUTE_RETENTION_MS, NULL);
+    gd_kafka_sink_ensure_topic(o->sink, changelog, 1, 0, "compact");
+    return GD_OK;
+}
+
+int gd_output_internal(gd_output *o, const char *topic, int32_t partition, gd_str key, gd_str value)
+{
+    return gd_kafka_sink_produce_to(o->sink, topic, partition, key, value, NULL);
 }
 
 void gd_output_poll(gd_output *o)

@@ -59,7 +59,7 @@ const char *const gd_cluster_state_names[GD_CLUSTER_STATE_COUNT] = {"starting", 
 bool gd_cluster_whole(const gd_cluster_view *v)
 {
     if (atomic_load(&v->missed)) return false;
-    return !v->shared_group || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
+    return !(v->shared_group || v->partitioned) || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
 }
 
 int32_t gd_cluster_owned(const gd_cluster_view *v)

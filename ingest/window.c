@@ -264,20 +264,30 @@ static bool belongs(const gd_tabledef *def, const gd_enriched *e, const gd_eval 
     return true;
 }
 
-/* The group key of e in table def (which e belongs to) into w->key. */
-static void build_group_key(gd_windows *w, const gd_tabledef *def, const gd_enriched *e, const gd_eval *ctx)
+/* The group key of e in table def (which e belongs to) into key; text:
+ * scratch for keys that are not strings. */
+static void build_group_key(const gd_tabledef *def, const gd_enriched *e, const gd_eval *ctx, gd_buf *key,
+                            gd_buf *text)
 {
-    gd_buf_clear(&w->key);
+    gd_buf_clear(key);
     for (int k = 0; k < def->nkeys; k++) {
         gd_value v = key_value(&def->keys[k], e, ctx);
         if (v.t == GD_V_STR) {
-            gd_groupkey_append(&w->key, v.s);
+            gd_groupkey_append(key, v.s);
             continue;
         }
-        gd_buf_clear(&w->text);
-        gd_key_text(v, &w->text);
-        gd_groupkey_append(&w->key, (gd_str){w->text.p, (uint32_t)w->text.len});
+        gd_buf_clear(text);
+        gd_key_text(v, text);
+        gd_groupkey_append(key, (gd_str){text->p, (uint32_t)text->len});
     }
+}
+
+bool gd_table_group_key(const gd_tabledef *def, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text)
+{
+    gd_eval ctx = eval_on(e, scratch);
+    if (!belongs(def, e, &ctx)) return false;
+    build_group_key(def, e, &ctx, key, text);
+    return true;
 }
 
 static bool is_late(const gd_hot_table *t, int64_t ts, int64_t stream_time)
@@ -370,7 +380,7 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
         gd_hot_table *t = &w->tables[i];
         const gd_tabledef *def = t->def;
         if (!def || !belongs(def, e, &ctx)) continue;
-        build_group_key(w, def, e, &ctx);
+        build_group_key(def, e, &ctx, &w->key, &w->text);
         gd_str key = {w->key.p, (uint32_t)w->key.len};
         int64_t start = gd_window_start(ts, def->window_ms);
         bool figures = feeds_figures(w, (unsigned)i);

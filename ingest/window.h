@@ -110,6 +110,9 @@ bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_t
  * Retention counts from the earlier of stream_time and now_ms. */
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms);
 size_t gd_windows_memory(const gd_windows *w);
+/* The group key of e in table def into key (text, scratch: the caller's
+ * scratch); false when e does not go into def (WHERE, a null key). */
+bool gd_table_group_key(const gd_tabledef *def, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text);
 
 /* ---- the second core (worker.c) ----
  * A worker thread applies records to a gd_windows instance of its own (the
@@ -137,7 +140,55 @@ void gd_worker_stop(gd_worker *wk);
 
 /* ---- enrichment (enrich.c) ---- */
 void gd_enrich(gd_enriched *e, const gd_activity *a, const gd_refs *refs, int64_t now_ms);
+/* The same with the rows the join found (NULL: none), as a route record
+ * carries them. */
+void gd_enrich_with(gd_enriched *e, const gd_activity *a, const gd_game *game, const gd_player *player, int64_t now_ms);
 /* The enriched record as one JSON object (SPEC §7 field order). */
 void gd_render_enriched(const gd_enriched *e, gd_buf *out);
+
+/* ---- partitioned mode (route.c) ----
+ * Route 0 is keyed by game_id and carries every record: the tables grouping
+ * by game_id, the figures, the enriched output. Each other table has a route
+ * keyed by its group key, carrying the records that go into it. */
+enum { GD_INSTANCE_ID_LEN = 16 };
+typedef struct {
+    char topic[300];
+    uint64_t tables;               /* the catalog slots kept from its records */
+    const gd_tabledef *keyed_by;   /* NULL: game_id */
+} gd_route;
+typedef struct {
+    gd_route r[GD_MAX_ROUTES];
+    int n;
+    char changelog[300];
+} gd_routes;
+int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat);
+/* The route whose topic is this, or -1. */
+int gd_routes_find(const gd_routes *rt, gd_str topic);
+/* The Kafka key of e on route r; false: e does not travel on r. */
+bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text);
+
+typedef struct {
+    gd_activity a;
+    gd_game game;
+    gd_player player;
+    bool has_game, has_player;
+    int64_t processing_timestamp;
+    int32_t src_partition;
+    int64_t src_offset;
+} gd_route_record;
+/* e as a route record into b (cleared first). */
+void gd_route_encode(gd_buf *b, const gd_enriched *e, int32_t src_partition, int64_t src_offset);
+/* The record's strings point into in. */
+int gd_route_decode(gd_str in, gd_route_record *out);
+
+typedef enum { GD_CL_ROW = 'R', GD_CL_SETS = 'S', GD_CL_DELETE = 'D', GD_CL_MARK = 'M' } gd_changelog_kind;
+typedef struct {
+    gd_str producer; /* instance id */
+    gd_changelog_kind kind;
+    gd_str table, key, value; /* a mark: value holds its position lines */
+} gd_changelog_record;
+void gd_changelog_encode(gd_buf *b, const char *producer, gd_changelog_kind kind, const char *table, gd_str key,
+                         gd_str value);
+int gd_changelog_decode(gd_str in, gd_changelog_record *out);
 
 #endif

@@ -140,6 +140,12 @@ static int set_output(gd_config *cfg, const char *v)
     if (!strncmp(v, "file:", 5) && v[5]) return copy_to(cfg->output_path, sizeof cfg->output_path, v + 5);
     return GD_ERR;
 }
+static int set_mode(gd_config *cfg, const char *v)
+{
+    if (strcmp(v, "replica") && strcmp(v, "partitioned")) return GD_ERR;
+    cfg->partitioned = !strcmp(v, "partitioned");
+    return GD_OK;
+}
 static int set_output_format(gd_config *cfg, const char *v)
 {
     return strcmp(v, "avro") && strcmp(v, "json") ? GD_ERR : COPY(output_format);
@@ -249,6 +255,7 @@ static const gd_option options[] = {
     {"--source", "GAMINGD_SOURCE", "generator|file:PATH|kafka", "where records come from (default generator)", set_source, NULL, false},
     {"--brokers", "GAMINGD_BROKERS", "LIST", "Kafka bootstrap servers", set_brokers, NULL, false},
     {"--application-id", "GAMINGD_APPLICATION_ID", "ID", "names this instance's consumer group, <ID>-<instance id> (default gaming-intelligence-gamingd)", set_application_id, "letters, digits, '.', '_' and '-'", false},
+    {"--mode", "GAMINGD_MODE", "replica|partitioned", "replica: this instance holds everything; partitioned: the instances of one --application-id share the work (default replica)", set_mode, NULL, false},
     {"--advertised-url", "GAMINGD_ADVERTISED_URL", "URL", "how clients and other instances reach this one (default from --listen)", set_advertised_url, "an http:// or https:// URL", false},
     {"-X", NULL, "KEY=VALUE", "any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable; secrets belong in -F)", set_kafka_prop, NULL, false},
     {"-F", "GAMINGD_KAFKA_CONFIG", "FILE", "librdkafka properties from a file, one KEY=VALUE a line (# comments); for secrets", set_kafka_config, "a readable file of KEY=VALUE lines", false},
@@ -412,6 +419,11 @@ int gd_config_parse(gd_config *cfg, int argc, char **argv)
         fprintf(stderr, "gamingd: --output kafka needs --brokers LIST\n");
         return GD_ERR;
     }
+    if (cfg->partitioned && cfg->source != GD_SRC_KAFKA) {
+        fprintf(stderr, "gamingd: --mode partitioned needs --source kafka (the instances share its topics)\n");
+        return GD_ERR;
+    }
+    if (cfg->partitioned) cfg->ingest_threads = 1; /* the routes divide the tables among instances instead */
     if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
         fprintf(stderr, "gamingd: --tls-cert and --tls-key go together\n");
         return GD_ERR;

@@ -30,6 +30,7 @@ typedef struct {
     char schema_registry_auth[256];
     char output_path[1024]; /* --output file:PATH */
     bool output_kafka;
+    bool partitioned; /* --mode partitioned: instances of one application id share the work (ingest/route.c) */
     bool output_none; /* --output none: the enriched stream goes to push streams only */
     char output_format[16]; /* avro | json */
     int64_t grace_ms;       /* -1: per table, size + grace = 24 h */

@@ -48,10 +48,17 @@ typedef enum {
 
 /* One record as a source hands it over: which topic, the record key, and the
  * value bytes (value.p == NULL is a tombstone). */
+typedef enum { GD_REC_SOURCE = 0, GD_REC_ROUTE, GD_REC_CHANGELOG } gd_record_kind;
 typedef struct {
     gd_topic topic;
     gd_str key;
     gd_str value;
+    /* Kafka: where it was read, and in partitioned mode (ingest/route.c)
+     * whether it comes from an internal topic (topic is then unknown) */
+    int32_t partition;
+    int64_t offset;
+    gd_record_kind kind;
+    uint8_t route; /* GD_REC_ROUTE: which */
 } gd_record;
 
 /* Event times beyond year 9999 are refused, so window arithmetic never

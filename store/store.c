@@ -254,20 +254,20 @@ int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key
 
 int gd_store_row_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
 {
-    (void)s; /* tables carry their own handles */
     if (key.len == 0 || key.len > 511) return GD_EBADREC; /* LMDB's key size limit */
     MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
     int rc = mdb_put(txn, t->dbi_rows, &k, &v, 0);
-    return rc ? lmdb_fail("row put", rc) : GD_OK;
+    if (rc) return lmdb_fail("row put", rc);
+    return s->tap ? s->tap(s->tap_ctx, 'R', t, key, val) : GD_OK;
 }
 
 int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key)
 {
-    (void)s; /* tables carry their own handles */
     if (key.len == 0 || key.len > 511) return GD_OK;
     MDB_val k = val_of(key.p, key.len);
     int rc = mdb_del(txn, t->dbi_rows, &k, NULL);
-    return rc && rc != MDB_NOTFOUND ? lmdb_fail("row del", rc) : GD_OK;
+    if (rc && rc != MDB_NOTFOUND) return lmdb_fail("row del", rc);
+    return s->tap ? s->tap(s->tap_ctx, 'D', t, key, GD_STR_NULL) : GD_OK;
 }
 
 int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)
@@ -283,11 +283,11 @@ int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str ke
 
 int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
 {
-    (void)s; /* tables carry their own handles */
     if (key.len == 0 || key.len > 511) return GD_EBADREC;
     MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
     int rc = mdb_put(txn, t->dbi_sets, &k, &v, 0);
-    return rc ? lmdb_fail("sets put", rc) : GD_OK;
+    if (rc) return lmdb_fail("sets put", rc);
+    return s->tap ? s->tap(s->tap_ctx, 'S', t, key, val) : GD_OK;
 }
 
 static int purge_dbi(MDB_txn *txn, MDB_dbi dbi, int64_t window_limit, size_t max_rows, size_t *deleted)

@@ -20,11 +20,18 @@
 
 #include "catalog.h"
 
+/* A writer's view of every row written to a table: kind is 'R' (row put),
+ * 'S' (sets put) or 'D' (row deleted, val empty). Partitioned mode sends
+ * them to the changelog (ingest/route.c). A non-OK return fails the write. */
+typedef int (*gd_store_tap_fn)(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val);
+
 typedef struct {
     MDB_env *env;
     MDB_dbi meta;
     char path[4096];
     int lock_fd; /* holds dir/gamingd.lock: one daemon per data dir */
+    gd_store_tap_fn tap; /* NULL, or set by the writer around the writes it wants seen */
+    void *tap_ctx;
 } gd_store;
 
 /* Opens (creating) the environment in dir; map_size is the largest the data

@@ -250,3 +250,55 @@ def test_announcements_on_the_instances_topic_are_checked(tmp_path, kafka):
         wait_instances(d, 1, timeout=20)  # no more announcements: stale after 10 s
     finally:
         f.cleanup()
+
+
+def wait_tables(d, ref, what, timeout=90):
+    """Until d's tables equal the reference (rows from other instances come
+    through the changelog, a commit interval or two behind)."""
+    deadline = time.time() + timeout
+    errs = checks.compare_all_tables(d, ref)
+    while errs and time.time() < deadline:
+        if not d.running():
+            raise AssertionError("gamingd exited; log:\n" + d.log_tail())
+        time.sleep(0.5)
+        errs = checks.compare_all_tables(d, ref)
+    checks.fail_if(errs[:3] + (["log:\n" + d.log_tail()] if errs else []), what)
+
+
+def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path, kafka):
+    """--mode partitioned: three instances of one application id split the
+    activity partitions and every table by its key (routes), and each holds
+    the others' rows through the changelog: every table, asked of any of
+    them, equals the single-instance reference."""
+    create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=0)
+    records = generated_records(tmp_path, 6000, 87)
+    refs = [r for r in records if r[0] != ACTIVITY]
+    produce(kafka.bootstrap, refs)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "-X", "session.timeout.ms=6000",
+                "--output", "none"]
+        ds = [f("kafka", args=args) for _ in range(3)]
+        deadline = time.time() + 90  # the group settles: each holds a share
+        while time.time() < deadline:
+            views = [cluster(d)["instances"][0] for d in ds]
+            if all(v["state"] == "running" and v["partitions"][ACTIVITY] for v in views):
+                break
+            time.sleep(0.5)
+        held = [set(v["partitions"][ACTIVITY]) for v in views]
+        assert sum(len(h) for h in held) == PARTITIONS and set.union(*held) == set(range(PARTITIONS)), views
+        assert all(v["state"] == "running" for v in views), views
+        produce(kafka.bootstrap, [r for r in records if r[0] == ACTIVITY])
+        ref = reference_of(records)
+        for i, d in enumerate(ds):
+            wait_tables(d, ref, "instance %d's tables" % i)
+        d = ds[1]
+        assert cluster(d)["mode"] == "partitioned" and cluster(d)["group"] == "gaming-intelligence-gamingd"
+        # not built yet, so refused rather than served in part
+        res = d.get("/v1/streams/gaming_real_time_intelligence_platform")
+        assert res.status == 503 and "partitioned" in res.json["message"], res
+        res = d.request("/ksql", method="POST", body=json.dumps(
+            {"ksql": "CREATE TABLE t AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched GROUP BY game_id;"}))
+        assert res.status == 400 and "partitioned" in json.dumps(res.json), res.json
+    finally:
+        f.cleanup()

@@ -1,0 +1,252 @@
+/* route.c -- partitioned mode (--partitioned, SPEC §11): what crosses Kafka
+ * between the instances that share an application id.
+ *
+ * Kafka Streams' shape, on gamingd's tables. The activity topic is read in
+ * one consumer group shared by the instances; whoever holds a partition
+ * decodes, checks and enriches its records (every instance holds the whole
+ * reference tables) and sends each one to the repartition topics, keyed so
+ * that every group of every table is kept by exactly one instance:
+ *
+ *  - one route keyed by game_id carries every record, for every table that
+ *    groups by game_id among other keys (a group then never spans two
+ *    partitions), the enriched record's figures (they come from two such
+ *    tables) and the enriched output;
+ *  - each other table has a route of its own, keyed by its group key, and
+ *    carrying only the records that go into it.
+ *
+ * A route record carries the activity as decoded, the game and player rows
+ * it was joined with and its processing time, so the instance that keeps the
+ * table sees exactly what the routing instance saw (joining again there could
+ * put a record under a genre whose partition another instance keeps); and
+ * the source partition and offset, so a record sent twice (the router died
+ * after sending and before committing) is recognised and skipped.
+ *
+ * The changelog (one partition, so its order is total) carries every row
+ * an instance writes to its windowed tables, and after the rows of each
+ * commit a mark with the positions that commit reached. Every instance
+ * applies the others' rows to its own LMDB, a commit at a time (rows after
+ * a producer's last mark are not applied: that commit never happened), so
+ * any instance answers every query from its own store; and an instance that
+ * takes a partition over finds the state and position of its previous owner
+ * there, restored from Kafka, not from the other's disk. */
+#include <string.h>
+
+#include "window.h"
+
+static bool groups_by_game(const gd_tabledef *def)
+{
+    for (int k = 0; k < def->nkeys; k++)
+        if (def->keys[k].field == GD_F_GAME_ID) return true;
+    return false;
+}
+
+int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->n = 1;
+    snprintf(rt->r[0].topic, sizeof rt->r[0].topic, "%s-repartition-game_id", cfg->application_id);
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(cat, i);
+        if (!e || !gd_table_aggregates(e->table)) continue;
+        if (groups_by_game(e->table)) {
+            rt->r[0].tables |= 1ULL << i;
+            continue;
+        }
+        if (rt->n == GD_MAX_ROUTES) {
+            gd_error("partitioned mode: more than %d tables that do not group by game_id", GD_MAX_ROUTES - 1);
+            return GD_ERR;
+        }
+        gd_route *r = &rt->r[rt->n++];
+        r->keyed_by = e->table;
+        r->tables = 1ULL << i;
+        snprintf(r->topic, sizeof r->topic, "%s-repartition-%s", cfg->application_id, e->table->name);
+    }
+    snprintf(rt->changelog, sizeof rt->changelog, "%s-changelog", cfg->application_id);
+    return GD_OK;
+}
+
+int gd_routes_find(const gd_routes *rt, gd_str topic)
+{
+    for (int i = 0; i < rt->n; i++)
+        if (gd_str_eq(topic, gd_str_c(rt->r[i].topic))) return i;
+    return -1;
+}
+
+bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text)
+{
+    if (!r->keyed_by) {
+        gd_buf_clear(key);
+        if (!e->a->game_id.p) gd_buf_puts(key, "\x01"); /* no game: one partition keeps them all */
+        else gd_buf_put(key, e->a->game_id.p, e->a->game_id.len);
+        return true;
+    }
+    if (!gd_table_group_key(r->keyed_by, e, scratch, text, key)) return false;
+    /* the table's name first: a key is never empty, and tables sharing a
+     * key value still spread over partitions independently */
+    gd_buf_clear(key);
+    gd_buf_puts(key, r->keyed_by->name);
+    gd_buf_putc(key, 0);
+    gd_buf_put(key, text->p, text->len);
+    return true;
+}
+
+/* ---- route records ----
+ * 'R', the source partition (4 bytes) and offset (8), the processing time
+ * (8), the activity's fields, then the game's and the player's (a byte 1
+ * before each row present, 0 when the join found none). A string is its
+ * length (4 bytes, all ones: null) and bytes; a number a byte (set) and 8. */
+
+enum { ROUTE_MAGIC = 'R', NULL_LEN = 0xffffffffu };
+
+static void put_row(gd_buf *b, const gd_fieldspec *fields, const void *row)
+{
+    for (const gd_fieldspec *f = fields; f->name; f++) {
+        const char *at = (const char *)row + f->offset;
+        if (f->type == GD_FT_STR) {
+            const gd_str *s = (const gd_str *)at;
+            gd_buf_put_u32be(b, s->p ? s->len : NULL_LEN);
+            if (s->p) gd_buf_put(b, s->p, s->len);
+        } else if (f->type == GD_FT_TS) {
+            gd_buf_put_u64be(b, (uint64_t)*(const int64_t *)at);
+        } else if (f->type == GD_FT_INT) {
+            const gd_int *i = (const gd_int *)at;
+            gd_buf_putc(b, i->set);
+            gd_buf_put_u64be(b, (uint64_t)i->v);
+        } else {
+            const gd_dbl *d = (const gd_dbl *)at;
+            uint64_t bits;
+            memcpy(&bits, &d->v, 8);
+            gd_buf_putc(b, d->set);
+            gd_buf_put_u64be(b, bits);
+        }
+    }
+}
+
+void gd_route_encode(gd_buf *b, const gd_enriched *e, int32_t src_partition, int64_t src_offset)
+{
+    gd_buf_clear(b);
+    gd_buf_putc(b, ROUTE_MAGIC);
+    gd_buf_put_u32be(b, (uint32_t)src_partition);
+    gd_buf_put_u64be(b, (uint64_t)src_offset);
+    gd_buf_put_u64be(b, (uint64_t)e->processing_timestamp);
+    put_row(b, gd_activity_fields, e->a);
+    gd_buf_putc(b, e->game != NULL);
+    if (e->game) put_row(b, gd_game_fields, e->game);
+    gd_buf_putc(b, e->player != NULL);
+    if (e->player) put_row(b, gd_player_fields, e->player);
+}
+
+typedef struct {
+    const unsigned char *p, *end;
+} reader;
+
+static bool take(reader *r, size_t n) { return (size_t)(r->end - r->p) >= n; }
+
+static bool get_u64(reader *r, uint64_t *out)
+{
+    if (!take(r, 8)) return false;
+    *out = gd_get_u64be((const char *)r->p);
+    r->p += 8;
+    return true;
+}
+
+static bool get_row(reader *r, const gd_fieldspec *fields, void *row)
+{
+    for (const gd_fieldspec *f = fields; f->name; f++) {
+        char *at = (char *)row + f->offset;
+        uint64_t v;
+        if (f->type == GD_FT_STR) {
+            if (!take(r, 4)) return false;
+            uint32_t len = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
+            r->p += 4;
+            gd_str *s = (gd_str *)at;
+            if (len == NULL_LEN) {
+                *s = GD_STR_NULL;
+                continue;
+            }
+            if (!take(r, len)) return false;
+            *s = (gd_str){(const char *)r->p, len};
+            r->p += len;
+        } else if (f->type == GD_FT_TS) {
+            if (!get_u64(r, &v)) return false;
+            *(int64_t *)at = (int64_t)v;
+        } else {
+            if (!take(r, 1)) return false;
+            bool set = *r->p++ != 0;
+            if (!get_u64(r, &v)) return false;
+            if (f->type == GD_FT_INT) *(gd_int *)at = (gd_int){set, (int64_t)v};
+            else {
+                double d;
+                memcpy(&d, &v, 8);
+                *(gd_dbl *)at = (gd_dbl){set, d};
+            }
+        }
+    }
+    return true;
+}
+
+int gd_route_decode(gd_str in, gd_route_record *out)
+{
+    memset(out, 0, sizeof *out);
+    reader r = {(const unsigned char *)in.p, (const unsigned char *)in.p + in.len};
+    uint64_t v;
+    if (!take(&r, 5) || *r.p++ != ROUTE_MAGIC) return GD_ERR;
+    out->src_partition = (int32_t)((uint32_t)r.p[0] << 24 | (uint32_t)r.p[1] << 16 | (uint32_t)r.p[2] << 8 | r.p[3]);
+    r.p += 4;
+    if (!get_u64(&r, &v)) return GD_ERR;
+    out->src_offset = (int64_t)v;
+    if (!get_u64(&r, &v)) return GD_ERR;
+    out->processing_timestamp = (int64_t)v;
+    if (!get_row(&r, gd_activity_fields, &out->a) || !take(&r, 1)) return GD_ERR;
+    out->has_game = *r.p++ != 0;
+    if (out->has_game && !get_row(&r, gd_game_fields, &out->game)) return GD_ERR;
+    if (!take(&r, 1)) return GD_ERR;
+    out->has_player = *r.p++ != 0;
+    if (out->has_player && !get_row(&r, gd_player_fields, &out->player)) return GD_ERR;
+    return r.p == r.end ? GD_OK : GD_ERR;
+}
+
+/* ---- changelog records ----
+ * Value: the producing instance's id (16 hex digits), a kind byte, then for
+ * rows the table's name, a NUL, the LMDB key's length (4 bytes), the key and
+ * the stored value (none for a deletion); for a mark, its position lines. */
+
+void gd_changelog_encode(gd_buf *b, const char *producer, gd_changelog_kind kind, const char *table, gd_str key,
+                         gd_str value)
+{
+    gd_buf_clear(b);
+    gd_buf_put(b, producer, GD_INSTANCE_ID_LEN);
+    gd_buf_putc(b, (char)kind);
+    if (kind == GD_CL_MARK) {
+        gd_buf_put(b, value.p, value.len);
+        return;
+    }
+    gd_buf_puts(b, table);
+    gd_buf_putc(b, 0);
+    gd_buf_put_u32be(b, key.len);
+    gd_buf_put(b, key.p, key.len);
+    if (value.p) gd_buf_put(b, value.p, value.len);
+}
+
+int gd_changelog_decode(gd_str in, gd_changelog_record *out)
+{
+    memset(out, 0, sizeof *out);
+    if (in.len < GD_INSTANCE_ID_LEN + 1) return GD_ERR;
+    out->producer = (gd_str){in.p, GD_INSTANCE_ID_LEN};
+    out->kind = (gd_changelog_kind)in.p[GD_INSTANCE_ID_LEN];
+    const char *p = in.p + GD_INSTANCE_ID_LEN + 1, *end = in.p + in.len;
+    if (out->kind == GD_CL_MARK) {
+        out->value = (gd_str){p, (uint32_t)(end - p)};
+        return GD_OK;
+    }
+    if (out->kind != GD_CL_ROW && out->kind != GD_CL_SETS && out->kind != GD_CL_DELETE) return GD_ERR;
+    const char *nul = memchr(p, 0, (size_t)(end - p));
+    if (!nul || end - nul < 5) return GD_ERR;
+    out->table = (gd_str){p, (uint32_t)(nul - p)};
+    uint32_t klen = (uint32_t)gd_get_u32be(nul + 1);
+    p = nul + 5;
+    if ((size_t)(end - p) < klen) return GD_ERR;
+    out->key = (gd_str){p, klen};
+    out->value = (gd_str){p + klen, (uint32_t)(end - p - klen)};
+    return GD_OK;
+}
