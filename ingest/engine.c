@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "window.h"
 
@@ -73,9 +74,9 @@ struct gd_engine {
     gd_windows route_win[GD_MAX_ROUTES - 1];
     gd_map applied;          /* "route partition source-partition" -> next source offset (int64_t *) */
     gd_arena applied_arena;
-    gd_map pending;          /* another instance's changelog records since its last mark (gd_buf *) */
+    gd_map pending;          /* producer -> its changelog rows since its last mark (pending_rows *) */
     gd_arena pending_arena;
-    char instance_id[GD_INSTANCE_ID_LEN + 1];
+    char producer[GD_PRODUCER_LEN + 1]; /* this instance's id, then this run's */
     gd_buf route_key, route_text, route_val;
     bool moved; /* records of held partitions applied since the last mark */
 };
@@ -211,7 +212,7 @@ static int changelog_row(void *ctx, char kind, const gd_tabledef *t, gd_str key,
 {
     gd_engine *e = ctx;
     e->moved = true;
-    gd_changelog_encode(&e->route_val, e->instance_id, (gd_changelog_kind)kind, t->name, key, val);
+    gd_changelog_encode(&e->route_val, e->producer, (gd_changelog_kind)kind, t->name, key, val);
     gd_buf_clear(&e->route_key); /* compaction keeps the latest value of each row */
     gd_buf_putc(&e->route_key, kind == GD_CL_SETS ? 'S' : 'R');
     gd_buf_puts(&e->route_key, t->name);
@@ -228,11 +229,11 @@ static int changelog_mark(gd_engine *e)
     gd_buf_clear(&e->tmp);
     e->src->held_position(e->src, &e->tmp);
     put_applied_lines(e, &e->tmp);
-    gd_changelog_encode(&e->route_val, e->instance_id, GD_CL_MARK, NULL, GD_STR_NULL,
+    gd_changelog_encode(&e->route_val, e->producer, GD_CL_MARK, NULL, GD_STR_NULL,
                         (gd_str){e->tmp.p, (uint32_t)e->tmp.len});
     gd_buf_clear(&e->route_key);
     gd_buf_putc(&e->route_key, 'M');
-    gd_buf_puts(&e->route_key, e->instance_id);
+    gd_buf_put(&e->route_key, e->producer, GD_INSTANCE_ID_LEN);
     return gd_output_internal(e->kafka_out, e->routes.changelog, 0, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
                               (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
 }
@@ -247,32 +248,63 @@ static int apply_changelog_row(gd_engine *e, const gd_changelog_record *c)
     return gd_store_row_del(e->store, e->txn, t, c->key);
 }
 
-/* Another instance's rows wait for its mark: rows with no mark after them
+/* Another producer's rows since its last mark, and the changelog offset of
+ * the first: the committed changelog position never passes it, so a restart
+ * reads them again rather than lose them before their mark. */
+typedef struct {
+    gd_buf rows; /* each a 4-byte length, then the record's value */
+    int64_t first;
+} pending_rows;
+
+/* The changelog offset to resume from: before every producer's unmarked
+ * rows, or -1 when none wait. */
+static int64_t changelog_resume(const gd_engine *e)
+{
+    int64_t first = -1;
+    for (size_t i = 0; i < e->pending.cap; i++) {
+        const pending_rows *p = e->pending.slots[i].val;
+        if (gd_map_live(&e->pending.slots[i]) && p->rows.len && (first < 0 || p->first < first)) first = p->first;
+    }
+    return first;
+}
+
+/* Another producer's rows wait for its mark: rows with no mark after them
  * belong to a commit that never happened. At the mark they are applied,
  * and the positions it names are where those partitions' next owner
- * starts. */
+ * starts. An earlier run of this instance is another producer: its marked
+ * rows are state its LMDB may not have committed. */
 static int process_changelog(gd_engine *e, const gd_record *rec)
 {
     gd_changelog_record c;
     if (!rec->value.p || gd_changelog_decode(rec->value, &c)) return GD_OK; /* not ours: compaction tombstones */
-    if (!memcmp(c.producer.p, e->instance_id, GD_INSTANCE_ID_LEN)) return GD_OK; /* in the store already */
+    if (!memcmp(c.producer.p, e->producer, GD_PRODUCER_LEN)) return GD_OK; /* this run's: in the store already */
     bool created;
     gd_map_slot *slot = gd_map_upsert(&e->pending, c.producer, &created);
-    if (created) slot->val = gd_arena_alloc(&e->pending_arena, sizeof(gd_buf)), memset(slot->val, 0, sizeof(gd_buf));
-    gd_buf *held = slot->val;
+    if (created) {
+        slot->val = gd_arena_alloc(&e->pending_arena, sizeof(pending_rows));
+        memset(slot->val, 0, sizeof(pending_rows));
+    }
+    pending_rows *held = slot->val;
     if (c.kind != GD_CL_MARK) {
-        gd_buf_put_u32be(held, rec->value.len);
-        gd_buf_put(held, rec->value.p, rec->value.len);
+        if (!held->rows.len) held->first = rec->offset;
+        gd_buf_put_u32be(&held->rows, rec->value.len);
+        gd_buf_put(&held->rows, rec->value.p, rec->value.len);
         return GD_OK;
     }
     int rc = GD_OK;
-    for (size_t at = 0; !rc && at + 4 <= held->len;) {
-        uint32_t len = gd_get_u32be(held->p + at);
+    for (size_t at = 0; !rc && at + 4 <= held->rows.len;) {
+        uint32_t len = gd_get_u32be(held->rows.p + at);
         gd_changelog_record row;
-        if (!gd_changelog_decode((gd_str){held->p + at + 4, len}, &row)) rc = apply_changelog_row(e, &row);
+        if (!gd_changelog_decode((gd_str){held->rows.p + at + 4, len}, &row)) rc = apply_changelog_row(e, &row);
         at += 4 + len;
     }
-    gd_buf_clear(held);
+    gd_buf_clear(&held->rows);
+    for (size_t i = 0; i < e->pending.cap; i++) { /* an earlier run's unmarked rows never will be */
+        gd_map_slot *other = &e->pending.slots[i];
+        gd_str k = gd_map_key(other);
+        if (gd_map_live(other) && !memcmp(k.p, c.producer.p, GD_INSTANCE_ID_LEN) && !gd_str_eq(k, c.producer))
+            gd_buf_free(&((pending_rows *)other->val)->rows);
+    }
     if (rc) return rc;
     note_applied_lines(e, c.value);
     return e->src->seek(e->src, c.value);
@@ -317,7 +349,8 @@ static void reload_windows(void *ctx)
         gd_windows_free(w);
         gd_windows_init(w, e->cfg, e->cat, e->routes.r[r].tables);
         w->hub = e->hub;
-        if (gd_windows_load(w, e->store, e->txn, e->stream_time)) e->failed = GD_ERR;
+        if (gd_windows_load(w, e->store, e->txn, e->stream_time) || gd_windows_note_stored(w, e->store, e->txn))
+            e->failed = GD_ERR;
     }
 }
 
@@ -331,7 +364,9 @@ static int open_partitioned(gd_engine *e)
         gd_error("partitioned mode needs Kafka");
         return GD_ERR;
     }
-    if ((rc = gd_store_instance_id(e->store, e->instance_id))) return rc;
+    char id[GD_INSTANCE_ID_LEN + 1];
+    if ((rc = gd_store_instance_id(e->store, id))) return rc;
+    snprintf(e->producer, sizeof e->producer, "%s%08x", id, (unsigned)(gd_mono_ns() ^ gd_now_ms() ^ getpid()));
     const char *topics[GD_MAX_ROUTES];
     for (int r = 0; r < e->routes.n; r++) topics[r] = e->routes.r[r].topic;
     if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->routes.changelog))) return rc;
@@ -515,7 +550,7 @@ void gd_engine_close(gd_engine *e)
         e->src->on_revoke = e->src->on_assigned = NULL; /* the source may outlive the engine */
         for (int r = 1; r < e->routes.n; r++) gd_windows_free(&e->route_win[r - 1]);
         for (size_t i = 0; i < e->pending.cap; i++)
-            if (gd_map_live(&e->pending.slots[i])) gd_buf_free(e->pending.slots[i].val);
+            if (gd_map_live(&e->pending.slots[i])) gd_buf_free(&((pending_rows *)e->pending.slots[i].val)->rows);
         gd_map_free(&e->applied);
         gd_arena_free(&e->applied_arena);
         gd_map_free(&e->pending);
@@ -671,6 +706,9 @@ static int commit_batch(gd_engine *e)
         gd_buf_clear(&e->tmp);
         gd_buf_put(&e->tmp, e->src->identity, strlen(e->src->identity) + 1);
         e->src->position(e->src, &e->tmp);
+        int64_t resume = e->partitioned ? changelog_resume(e) : -1;
+        if (resume >= 0) /* a later line wins: unmarked rows are read again after a restart */
+            gd_buf_printf(&e->tmp, "%s 0 %lld\n", e->routes.changelog, (long long)resume);
         rc = gd_store_meta_put(e->store, e->txn, "position", e->tmp.p, e->tmp.len);
     }
     if (!rc) {

@@ -207,7 +207,7 @@ int gd_route_decode(gd_str in, gd_route_record *out)
 }
 
 /* ---- changelog records ----
- * Value: the producing instance's id (16 hex digits), a kind byte, then for
+ * Value: the producer (the instance's id and its run's, 24 hex digits), a kind byte, then for
  * rows the table's name, a NUL, the LMDB key's length (4 bytes), the key and
  * the stored value (none for a deletion); for a mark, its position lines. */
 
@@ -215,7 +215,7 @@ void gd_changelog_encode(gd_buf *b, const char *producer, gd_changelog_kind kind
                          gd_str value)
 {
     gd_buf_clear(b);
-    gd_buf_put(b, producer, GD_INSTANCE_ID_LEN);
+    gd_buf_put(b, producer, GD_PRODUCER_LEN);
     gd_buf_putc(b, (char)kind);
     if (kind == GD_CL_MARK) {
         gd_buf_put(b, value.p, value.len);
@@ -231,10 +231,10 @@ void gd_changelog_encode(gd_buf *b, const char *producer, gd_changelog_kind kind
 int gd_changelog_decode(gd_str in, gd_changelog_record *out)
 {
     memset(out, 0, sizeof *out);
-    if (in.len < GD_INSTANCE_ID_LEN + 1) return GD_ERR;
-    out->producer = (gd_str){in.p, GD_INSTANCE_ID_LEN};
-    out->kind = (gd_changelog_kind)in.p[GD_INSTANCE_ID_LEN];
-    const char *p = in.p + GD_INSTANCE_ID_LEN + 1, *end = in.p + in.len;
+    if (in.len < GD_PRODUCER_LEN + 1) return GD_ERR;
+    out->producer = (gd_str){in.p, GD_PRODUCER_LEN};
+    out->kind = (gd_changelog_kind)in.p[GD_PRODUCER_LEN];
+    const char *p = in.p + GD_PRODUCER_LEN + 1, *end = in.p + in.len;
     if (out->kind == GD_CL_MARK) {
         out->value = (gd_str){p, (uint32_t)(end - p)};
         return GD_OK;

@@ -521,6 +521,19 @@ int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_tim
     return GD_OK;
 }
 
+int gd_windows_note_stored(gd_windows *w, gd_store *s, MDB_txn *txn)
+{
+    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
+        if (!owns(w, i)) continue;
+        gd_hot_table *t = &w->tables[i];
+        int64_t newest;
+        int rc = gd_store_newest_window(s, txn, t->def, &newest);
+        if (rc == GD_OK && newest > t->newest_start) t->newest_start = newest;
+        else if (rc != GD_OK && rc != GD_EOF) return rc;
+    }
+    return GD_OK;
+}
+
 int gd_windows_add(gd_windows *w, const gd_tabledef *def, gd_store *s, MDB_txn *txn, int64_t stream_time)
 {
     set_table(w, def);

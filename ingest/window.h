@@ -93,6 +93,10 @@ bool gd_windows_maintains(const gd_windows *w, unsigned slot);
 void gd_windows_free(gd_windows *w);
 /* Loads every window still open at stream_time from the store. */
 int gd_windows_load(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time);
+/* After rows were written to the store by others (partitioned mode): every
+ * window up to the newest stored one may have groups memory lacks, so
+ * they are read from the store when first touched. */
+int gd_windows_note_stored(gd_windows *w, gd_store *s, MDB_txn *txn);
 /* Applies an enriched record to every table it belongs to (stream_time
  * already includes it). Fills e's window figures from the hourly player/game
  * stats and 5-minute active players rows; for a late record, from the rows as
@@ -150,7 +154,10 @@ void gd_render_enriched(const gd_enriched *e, gd_buf *out);
  * Route 0 is keyed by game_id and carries every record: the tables grouping
  * by game_id, the figures, the enriched output. Each other table has a route
  * keyed by its group key, carrying the records that go into it. */
-enum { GD_INSTANCE_ID_LEN = 16 };
+/* A changelog record names its producer: the instance id, then 8 hex digits
+ * new at every start -- rows a run wrote and never marked stay unapplied
+ * when the instance starts again. */
+enum { GD_INSTANCE_ID_LEN = 16, GD_PRODUCER_LEN = GD_INSTANCE_ID_LEN + 8 };
 typedef struct {
     char topic[300];
     uint64_t tables;               /* the catalog slots kept from its records */
@@ -183,7 +190,7 @@ int gd_route_decode(gd_str in, gd_route_record *out);
 
 typedef enum { GD_CL_ROW = 'R', GD_CL_SETS = 'S', GD_CL_DELETE = 'D', GD_CL_MARK = 'M' } gd_changelog_kind;
 typedef struct {
-    gd_str producer; /* instance id */
+    gd_str producer; /* GD_PRODUCER_LEN: instance id and run */
     gd_changelog_kind kind;
     gd_str table, key, value; /* a mark: value holds its position lines */
 } gd_changelog_record;

@@ -327,7 +327,7 @@ static gd_map_slot *map_find(const gd_map *m, gd_str key, uint64_t h)
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         gd_map_slot *s = &m->slots[i];
         if (!s->used) return NULL;
-        if (s->hash == h && s->len == key.len && memcmp(gd_map_key(s).p, key.p, key.len) == 0)
+        if (s->hash == h && s->len == key.len && (!key.len || memcmp(gd_map_key(s).p, key.p, key.len) == 0))
             return s;
     }
 }
