@@ -100,4 +100,17 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
                   "gamingd_missed_partitions %d\n",
                   (double)atomic_load(&v->rebalance_ms_total) / 1000, (double)atomic_load(&v->last_rebalance_ms) / 1000,
                   (int)atomic_load(&v->missed));
+    if (!ctx->cfg->partitioned) return;
+    gd_buf_printf(b,
+                  "# HELP gamingd_changelog_lag Changelog records not read yet: how far this instance's copy of the "
+                  "other instances' rows is behind.\n# TYPE gamingd_changelog_lag gauge\ngamingd_changelog_lag %lld\n"
+                  "# HELP gamingd_restore_remaining Changelog records still to apply before the partitions just "
+                  "assigned are taken (0: none waiting).\n# TYPE gamingd_restore_remaining gauge\n"
+                  "gamingd_restore_remaining %lld\n"
+                  "# HELP gamingd_internal_bytes_total Value bytes this instance produced to the internal topics.\n"
+                  "# TYPE gamingd_internal_bytes_total counter\n"
+                  "gamingd_internal_bytes_total{topic=\"routes\"} %llu\n"
+                  "gamingd_internal_bytes_total{topic=\"changelog\"} %llu\n",
+                  (long long)atomic_load(&v->changelog_lag), (long long)atomic_load(&v->restore_remaining),
+                  (unsigned long long)atomic_load(&v->route_bytes), (unsigned long long)atomic_load(&v->changelog_bytes));
 }

@@ -206,6 +206,14 @@ static void put_applied_lines(const gd_engine *e, gd_buf *out)
     }
 }
 
+/* route_key and route_val, as made, to the changelog's one partition. */
+static int produce_changelog(gd_engine *e)
+{
+    atomic_fetch_add(&e->pub->cluster.changelog_bytes, e->route_val.len);
+    return gd_output_internal(e->kafka_out, e->routes.changelog, 0, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
+                              (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
+}
+
 /* The store's tap while this instance writes its tables: each row also to
  * the changelog, for the other instances. */
 static int changelog_row(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val)
@@ -218,8 +226,7 @@ static int changelog_row(void *ctx, char kind, const gd_tabledef *t, gd_str key,
     gd_buf_puts(&e->route_key, t->name);
     gd_buf_putc(&e->route_key, 0);
     gd_buf_put(&e->route_key, key.p, key.len);
-    return gd_output_internal(e->kafka_out, e->routes.changelog, 0, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
-                              (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
+    return produce_changelog(e);
 }
 
 /* After this commit's rows: the mark saying where the partitions held here
@@ -234,8 +241,7 @@ static int changelog_mark(gd_engine *e)
     gd_buf_clear(&e->route_key);
     gd_buf_putc(&e->route_key, 'M');
     gd_buf_put(&e->route_key, e->producer, GD_INSTANCE_ID_LEN);
-    return gd_output_internal(e->kafka_out, e->routes.changelog, 0, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
-                              (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
+    return produce_changelog(e);
 }
 
 /* One of another instance's rows into the store. */
@@ -322,6 +328,7 @@ static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched 
         int rc = gd_output_internal(e->kafka_out, e->routes.r[r].topic, -1,
                                     (gd_str){e->route_key.p, (uint32_t)e->route_key.len}, value);
         if (rc) return rc;
+        atomic_fetch_add(&e->pub->cluster.route_bytes, value.len);
     }
     return GD_OK;
 }

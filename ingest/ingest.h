@@ -240,6 +240,8 @@ typedef struct {
     _Atomic int32_t missed; /* partitions whose earlier records another member applied */
     bool shared_group;          /* set before the HTTP threads start */
     bool partitioned;           /* --mode partitioned: whole once restored (route.c) */
+    _Atomic int64_t changelog_lag, restore_remaining; /* partitioned mode, in changelog records */
+    _Atomic uint64_t route_bytes, changelog_bytes;      /* partitioned mode: value bytes produced */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;

@@ -303,7 +303,10 @@ static void finish_restore(kafka_source *ks)
         if (rd_kafka_query_watermark_offsets(ks->ref, ks->internal[0], 0, &lo, &hi, METADATA_TIMEOUT_MS)) return;
         ks->restore_to = hi;
     }
-    if (ks->restore_to > 0 && get_offset(&ks->pos[SLOT_CHANGELOG], 0) < ks->restore_to) return;
+    int64_t read = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
+    if (ks->counters) atomic_store(&ks->counters->cluster.restore_remaining, ks->restore_to - (read < 0 ? 0 : read));
+    if (ks->restore_to > 0 && read < ks->restore_to) return;
+    if (ks->counters) atomic_store(&ks->counters->cluster.restore_remaining, 0);
     rd_kafka_topic_partition_list_t *parts = ks->pending;
     ks->pending = NULL;
     set_start_offsets(ks, parts);
@@ -552,6 +555,9 @@ static void kafka_position(gd_source *src, gd_buf *out)
                 gd_buf_printf(out, "%s %d %lld\n", slot_name(ks, t), (int)p, (long long)ks->pos[t].next[p]);
         if (ks->counters && t < GD_TOPIC_COUNT) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
     }
+    int64_t lo, hi, next = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
+    if (ks->partitioned && ks->counters && !rd_kafka_get_watermark_offsets(ks->ref, ks->internal[0], 0, &lo, &hi))
+        atomic_store(&ks->counters->cluster.changelog_lag, hi > next ? hi - (next < 0 ? lo : next) : 0);
 }
 
 static void kafka_held_position(gd_source *src, gd_buf *out)

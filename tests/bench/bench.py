@@ -341,8 +341,17 @@ def kafka_figures(binary, mock_broker, registry, work, events):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         proc = None
-        result["value_bytes"] = activity_value_bytes(bootstrap)
+        result["value_bytes"] = value_bytes(bootstrap)
         result["replicas"] = [replica_figures(binary, bootstrap, reg_url, work, events, n) for n in (1, 2, 3)]
+        # the first 200,000 events only: a route of few keys (one, for the data quality table) puts its
+        # records in few partitions, of which the mock keeps ~5 MB each
+        part_events = min(events, 200_000)
+        broker.stdin.write(f"topic {PARTITIONED_ACTIVITY} 64\n")
+        assert broker.stdout.readline().strip() == "ok"
+        subprocess.run([binary, "generate", "--brokers", bootstrap, "--events", str(part_events), "--seed", "43",
+                        "--topic-activity", PARTITIONED_ACTIVITY], check=True, stderr=subprocess.DEVNULL)
+        result["partitioned"] = [partitioned_figures(binary, broker, bootstrap, reg_url, work, part_events, n)
+                                 for n in (1, 2, 3)]
         return result
     finally:
         if proc:
@@ -353,11 +362,31 @@ def kafka_figures(binary, mock_broker, registry, work, events):
         reg.kill()
 
 
-def activity_value_bytes(bootstrap):
-    """The activity topic's value bytes, as a consumer receives them."""
-    r = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", "gaming_player_activity", "-e", "-q", "-f", "%S\\n"],
+def value_bytes(bootstrap, topic="gaming_player_activity"):
+    """A topic's value bytes, as a consumer receives them."""
+    r = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%S\\n"],
                        capture_output=True, check=True, timeout=300)
     return sum(int(x) for x in r.stdout.split())
+
+
+def start_instances(binary, bootstrap, reg_url, work, name, n, args, procs, bases):
+    """n instances on the Kafka source, none writing the output topic, each
+    with a data dir, a port and a log of its own (work/gamingd-NAME-I.log);
+    appended to procs and bases as they start, so the caller stops them."""
+    for i in range(n):
+        port = free_port()
+        log = open(os.path.join(work, f"gamingd-{name}-{i}.log"), "w")
+        procs.append(subprocess.Popen([binary, "--source", "kafka", "--brokers", bootstrap, "--schema-registry", reg_url,
+                                       "--output", "none", "--data-dir", os.path.join(work, f"data-{name}-{i}"),
+                                       "--listen", f"127.0.0.1:{port}"] + args, stdout=log, stderr=subprocess.STDOUT))
+        bases.append(f"http://127.0.0.1:{port}")
+
+
+def stop_instances(procs):
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=30)
 
 
 def replica_figures(binary, bootstrap, reg_url, work, events, n):
@@ -366,14 +395,7 @@ def replica_figures(binary, bootstrap, reg_url, work, events, n):
     holds every record, and the CPU they spent together, per source event."""
     procs, bases = [], []
     try:
-        for i in range(n):
-            port = free_port()
-            log = open(os.path.join(work, f"gamingd-replica{n}-{i}.log"), "w")
-            procs.append(subprocess.Popen([binary, "--source", "kafka", "--brokers", bootstrap, "--schema-registry",
-                                           reg_url, "--output", "none", "--data-dir",
-                                           os.path.join(work, f"data-replica{n}-{i}"), "--listen", f"127.0.0.1:{port}"],
-                                          stdout=log, stderr=subprocess.STDOUT))
-            bases.append(f"http://127.0.0.1:{port}")
+        start_instances(binary, bootstrap, reg_url, work, f"replica{n}", n, [], procs, bases)
         start, done, cpu = time.time(), [None] * n, [0.0] * n
         while not all(done):
             time.sleep(0.1)
@@ -391,10 +413,59 @@ def replica_figures(binary, bootstrap, reg_url, work, events, n):
         return dict(n=n, slowest=max(done), rate_each=events / max(done), cpu_per_event_us=sum(cpu) / events * 1e6,
                     rss=sum(peak_rss_mib(p.pid) for p in procs))
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
+        stop_instances(procs)
+
+
+PARTITIONED_ACTIVITY = "gaming_player_activity_partitioned"
+PARTITIONED_ROUTES = ("game_id", "gaming_genre_engagement", "gaming_player_segments_hourly", "gaming_data_quality_5min")
+
+
+def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n):
+    """n instances in --mode partitioned (an application id of their own per
+    run) share the activity topic: how long until every record has been
+    applied on its game_id route (the figures' and output's route), the CPU
+    they spent together per source event, and the value bytes the internal
+    topics (routes and changelog) carried per event."""
+    app = f"bench-part{n}"
+    topics = [f"{app}-repartition-{r}" for r in PARTITIONED_ROUTES]
+    for topic, parts in [(t, 64) for t in topics] + [(f"{app}-changelog", 1)]:
+        broker.stdin.write(f"topic {topic} {parts}\n")
+        assert broker.stdout.readline().strip() == "ok"
+    procs, bases = [], []
+    try:
+        start_instances(binary, bootstrap, reg_url, work, f"part{n}", n,
+                        ["--mode", "partitioned", "--application-id", app, "--topic-activity", PARTITIONED_ACTIVITY],
+                        procs, bases)
+        start = time.time()
+        while True:
+            time.sleep(0.2)
+            routed = applied = bad = 0.0
+            for i, base in enumerate(bases):
+                if procs[i].poll() is not None:
+                    sys.exit(f"a partitioned instance exited; see {work}/gamingd-part{n}-{i}.log")
+                try:
+                    _, m = get(base + "/metrics")
+                except OSError:
+                    continue
+                routed += metric(m, "gamingd_records_in_total", f'{{topic="{PARTITIONED_ACTIVITY}"}}')
+                bad += metric(m, "gamingd_bad_records_total", f'{{topic="{PARTITIONED_ACTIVITY}"}}')
+                applied += metric(m, "gamingd_records_out_total",
+                                  '{topic="gaming.real-time-gaming-intelligence-platform"}')
+            if routed >= events and applied + bad >= events:
+                break
+        took = time.time() - start
+        cpu = sum(cpu_seconds(p.pid) for p in procs)
+        # as produced (the mock keeps ~5 MB a partition, and a route of few keys fills few partitions)
+        routes = changelog = 0.0
+        for base in bases:
+            _, m = get(base + "/metrics")
+            routes += metric(m, "gamingd_internal_bytes_total", '{topic="routes"}')
+            changelog += metric(m, "gamingd_internal_bytes_total", '{topic="changelog"}')
+        return dict(n=n, events=events, seconds=took, rate=events / took, cpu_per_event_us=cpu / events * 1e6,
+                    route_bytes=routes / events, changelog_bytes=changelog / events,
+                    rss=sum(peak_rss_mib(p.pid) for p in procs))
+    finally:
+        stop_instances(procs)
 
 
 def main():
@@ -534,6 +605,12 @@ def main():
                   f"record after {r['slowest']:.1f} s from start; CPU {r['cpu_per_event_us']:.2f} us per source event "
                   f"(all replicas together); Kafka reads {r['n'] * per_event:,.0f} value bytes per event; "
                   f"RSS {r['rss']:,.0f} MiB together")
+        print(f"  partitioned: {kafka['partitioned'][0]['events']:,} events of a topic of their own")
+        for r in kafka["partitioned"]:
+            print(f"  partitioned x{r['n']}     {r['rate']:>9,.0f} activity events/s all together, every record applied "
+                  f"{r['seconds']:.1f} s from start; CPU {r['cpu_per_event_us']:.2f} us per source event (all "
+                  f"instances); per event the routes carry {r['route_bytes']:,.0f} value bytes (read by their owner), "
+                  f"the changelog {r['changelog_bytes']:,.0f} (read by every instance); RSS {r['rss']:,.0f} MiB together")
         print()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -339,6 +339,8 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         ref_all = reference_of(records)
         for i, d in enumerate(ds):
             wait_tables(d, ref_all, "instance %d's tables at the end" % i)
+        m = ds[1].metrics()
+        assert m[("gamingd_restore_remaining", frozenset())] == 0 and ("gamingd_changelog_lag", frozenset()) in m
         # every enriched record went out exactly once, with figures equal to
         # a single instance's where no rebalance moved its group mid-way
         out = kcat_json_output(kafka.bootstrap, len(ref_all.outputs), timeout=20)
