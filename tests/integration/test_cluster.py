@@ -323,6 +323,9 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         # not built yet, so refused rather than served in part
         res = d.get("/v1/streams/gaming_real_time_intelligence_platform")
         assert res.status == 503 and "partitioned" in res.json["message"], res
+        res = d.request("/query-stream", method="POST", body=json.dumps(
+            {"sql": "SELECT * FROM gaming_activity_enriched EMIT CHANGES;"}))
+        assert res.status == 503 and "partitioned" in json.dumps(res.json), res
         res = d.request("/ksql", method="POST", body=json.dumps(
             {"ksql": "CREATE TABLE t AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched GROUP BY game_id;"}))
         assert res.status == 400 and "partitioned" in json.dumps(res.json), res.json
