@@ -171,7 +171,7 @@ static bool get_row(reader *r, const gd_fieldspec *fields, void *row)
             if (!get_u64(r, &v)) return false;
             *(int64_t *)at = (int64_t)v;
         } else {
-            if (!take(r, 1)) return false;
+            if (!take(r, 1) || *r->p > 1) return false;
             bool set = *r->p++ != 0;
             if (!get_u64(r, &v)) return false;
             if (f->type == GD_FT_INT) *(gd_int *)at = (gd_int){set, (int64_t)v};
@@ -197,13 +197,21 @@ int gd_route_decode(gd_str in, gd_route_record *out)
     out->src_offset = (int64_t)v;
     if (!get_u64(&r, &v)) return GD_ERR;
     out->processing_timestamp = (int64_t)v;
-    if (!get_row(&r, gd_activity_fields, &out->a) || !take(&r, 1)) return GD_ERR;
+    if (!get_row(&r, gd_activity_fields, &out->a) || !take(&r, 1) || *r.p > 1) return GD_ERR;
     out->has_game = *r.p++ != 0;
     if (out->has_game && !get_row(&r, gd_game_fields, &out->game)) return GD_ERR;
-    if (!take(&r, 1)) return GD_ERR;
+    if (!take(&r, 1) || *r.p > 1) return GD_ERR;
     out->has_player = *r.p++ != 0;
     if (out->has_player && !get_row(&r, gd_player_fields, &out->player)) return GD_ERR;
-    return r.p == r.end ? GD_OK : GD_ERR;
+    if (r.p != r.end) return GD_ERR;
+    /* what the source decoders require, so that window arithmetic and lags stay in range
+     * whoever wrote the topic */
+    const gd_activity *a = &out->a;
+    if (!a->player_id.p || !a->game_id.p || !a->activity_type.p || a->activity_timestamp < 0 ||
+        a->activity_timestamp > GD_MAX_TIMESTAMP || out->processing_timestamp < 0 ||
+        out->processing_timestamp > GD_MAX_TIMESTAMP)
+        return GD_ERR;
+    return GD_OK;
 }
 
 /* ---- changelog records ----
