@@ -1,9 +1,28 @@
 /* store_fixture.c -- see store_fixture.h. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "../../sql/sql.h"
 #include "store_fixture.h"
+
+/* The data dir goes at once: LMDB works on through its open descriptors
+ * and map, and a fuzzer stopped by its time limit leaves nothing in /tmp. */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    if (d) closedir(d);
+    rmdir(dir);
+}
 
 void gd_fuzz_fill_store(gd_config *cfg, gd_catalog *cat, gd_store *store)
 {
@@ -14,6 +33,7 @@ void gd_fuzz_fill_store(gd_config *cfg, gd_catalog *cat, gd_store *store)
     gd_catalog_init(cat, cfg->grace_ms);
     if (gd_sql_load_builtin(cat, &err) || gd_store_open(store, dir, 64 << 20) || gd_store_open_tables(store, cat))
         abort();
+    remove_dir(dir);
     gd_refs refs;
     gd_windows win;
     gd_refs_init(&refs, cat);

@@ -21,7 +21,8 @@ class Chromium:
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--remote-debugging-port=0", "--remote-allow-origins=*",
              "--window-size=%d,%d" % (width, height), "--user-data-dir=" + profile_dir, "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, TMPDIR=os.path.dirname(profile_dir)))  # its scratch dirs go with the test's, not to /tmp
         port_file = os.path.join(profile_dir, "DevToolsActivePort")
         deadline = time.time() + 30
         while not os.path.exists(port_file) or not open(port_file).read().strip():

@@ -57,7 +57,8 @@ def run_page(tmp_path, server, stream, want, within):
     browser = subprocess.Popen(
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", "--user-data-dir=" + str(tmp_path / "profile"), page],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TMPDIR=str(tmp_path)))  # its scratch dirs go with the test's, not to /tmp
     try:
         assert server.got.wait(within + 30), "the page reported nothing within %d s" % (within + 30)
     finally:
