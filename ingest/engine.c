@@ -162,12 +162,15 @@ static int begin_batch(gd_engine *e);
 
 /* Where route partition (r, q) stands with the records of source partition
  * src: the next source offset it expects; an earlier one was sent twice. */
+typedef struct {
+    int32_t route, partition, src;
+} applied_key; /* the map's key, as bytes: no formatting per record */
+
 static int64_t *applied_offset(gd_engine *e, int r, int32_t q, int32_t src)
 {
-    char k[48];
-    int n = snprintf(k, sizeof k, "%d %d %d", r, (int)q, (int)src);
+    applied_key k = {r, q, src};
     bool created;
-    gd_map_slot *slot = gd_map_upsert(&e->applied, (gd_str){k, (uint32_t)n}, &created);
+    gd_map_slot *slot = gd_map_upsert(&e->applied, (gd_str){(const char *)&k, sizeof k}, &created);
     if (created) {
         int64_t *next = gd_arena_alloc(&e->applied_arena, sizeof *next);
         *next = 0;
@@ -201,8 +204,10 @@ static void put_applied_lines(const gd_engine *e, gd_buf *out)
     for (size_t i = 0; i < e->applied.cap; i++) {
         const gd_map_slot *slot = &e->applied.slots[i];
         if (!gd_map_live(slot)) continue;
-        gd_str k = gd_map_key(slot);
-        gd_buf_printf(out, "#applied %.*s %lld\n", (int)k.len, k.p, (long long)*(const int64_t *)slot->val);
+        applied_key k;
+        memcpy(&k, gd_map_key(slot).p, sizeof k);
+        gd_buf_printf(out, "#applied %d %d %d %lld\n", (int)k.route, (int)k.partition, (int)k.src,
+                      (long long)*(const int64_t *)slot->val);
     }
 }
 

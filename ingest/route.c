@@ -157,7 +157,7 @@ static bool get_row(reader *r, const gd_fieldspec *fields, void *row)
         uint64_t v;
         if (f->type == GD_FT_STR) {
             if (!take(r, 4)) return false;
-            uint32_t len = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
+            uint32_t len = gd_get_u32be(r->p);
             r->p += 4;
             gd_str *s = (gd_str *)at;
             if (len == NULL_LEN) {
@@ -191,7 +191,7 @@ int gd_route_decode(gd_str in, gd_route_record *out)
     reader r = {(const unsigned char *)in.p, (const unsigned char *)in.p + in.len};
     uint64_t v;
     if (!take(&r, 5) || *r.p++ != ROUTE_MAGIC) return GD_ERR;
-    out->src_partition = (int32_t)((uint32_t)r.p[0] << 24 | (uint32_t)r.p[1] << 16 | (uint32_t)r.p[2] << 8 | r.p[3]);
+    out->src_partition = (int32_t)gd_get_u32be(r.p);
     r.p += 4;
     if (!get_u64(&r, &v)) return GD_ERR;
     out->src_offset = (int64_t)v;
