@@ -110,7 +110,9 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
                   "# HELP gamingd_internal_bytes_total Value bytes this instance produced to the internal topics.\n"
                   "# TYPE gamingd_internal_bytes_total counter\n"
                   "gamingd_internal_bytes_total{topic=\"routes\"} %llu\n"
-                  "gamingd_internal_bytes_total{topic=\"changelog\"} %llu\n",
+                  "gamingd_internal_bytes_total{topic=\"changelog\"} %llu\n"
+                  "gamingd_internal_bytes_total{topic=\"push\"} %llu\n",
                   (long long)atomic_load(&v->changelog_lag), (long long)atomic_load(&v->restore_remaining),
-                  (unsigned long long)atomic_load(&v->route_bytes), (unsigned long long)atomic_load(&v->changelog_bytes));
+                  (unsigned long long)atomic_load(&v->route_bytes), (unsigned long long)atomic_load(&v->changelog_bytes),
+                  (unsigned long long)atomic_load(&v->push_bytes));
 }

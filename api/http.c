@@ -477,11 +477,6 @@ static bool stream_room(gd_api *api, gd_reply *r)
 static struct MHD_Response *route_push(gd_api *api, struct MHD_Connection *conn, const gd_request *req,
                                        const char *rest, gd_reply *r)
 {
-    if (api->ctx.cfg->partitioned) { /* each instance has only its own routes' records to push */
-        gd_reply_error(r, 503, "push streams are not served in partitioned mode yet: subscribe to a replica "
-                               "(--mode replica), or read the output topic");
-        return NULL;
-    }
     return stream_room(api, r) ? gd_push_subscribe(api->push, conn, req, rest, r) : NULL;
 }
 

@@ -261,11 +261,6 @@ static void leave_query(void *ctx)
 static struct MHD_Response *run_push(const gd_api_ctx *ctx, struct MHD_Connection *conn, const gd_request *req,
                                      const gd_query_plan *plan, gd_push_format f, gd_str stmt, gd_reply *r)
 {
-    if (ctx->cfg->partitioned) { /* each instance has only its own routes' records to push */
-        generic_error(r, 503, GD_SQL_SERVER_ERROR, "push queries are not served in partitioned mode yet: run them "
-                                                   "on a replica (--mode replica)");
-        return NULL;
-    }
     char *sql = strndup(stmt.p, stmt.len);
     leaving *l = calloc(1, sizeof *l);
     unsigned hub_stream;

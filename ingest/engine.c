@@ -44,6 +44,7 @@ struct gd_engine {
     gd_source *src;
     gd_counters *pub;
     gd_hub *hub; /* push streams, or NULL */
+    gd_push_sink push; /* where push events go: the hub, or through the relay */
     const atomic_bool *stop;
     gd_registry *registry; /* --schema-registry, or NULL */
     gd_avro_reader *avro;
@@ -360,7 +361,7 @@ static void reload_windows(void *ctx)
         gd_windows *w = route_windows(e, r);
         gd_windows_free(w);
         gd_windows_init(w, e->cfg, e->cat, e->routes.r[r].tables);
-        w->hub = e->hub;
+        w->push = &e->push;
         if (gd_windows_load(w, e->store, e->txn, e->stream_time) || gd_windows_note_stored(w, e->store, e->txn))
             e->failed = GD_ERR;
     }
@@ -381,12 +382,14 @@ static int open_partitioned(gd_engine *e)
     snprintf(e->producer, sizeof e->producer, "%s%08x", id, (unsigned)(gd_mono_ns() ^ gd_now_ms() ^ getpid()));
     const char *topics[GD_MAX_ROUTES];
     for (int r = 0; r < e->routes.n; r++) topics[r] = e->routes.r[r].topic;
-    if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->routes.changelog))) return rc;
-    if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->routes.changelog))) return rc;
+    if ((rc = gd_relay_open(&e->push.relay, e->cfg, e->cat, e->hub, e->kafka_out, e->pub, id))) return rc;
+    const char *push = gd_relay_topic(e->push.relay);
+    if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->routes.changelog, push))) return rc;
+    if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->routes.changelog, push))) return rc;
     gd_windows_free(&e->win);
     gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);
     for (int r = 1; r < e->routes.n; r++) gd_windows_init(&e->route_win[r - 1], e->cfg, e->cat, e->routes.r[r].tables);
-    for (int r = 0; r < e->routes.n; r++) route_windows(e, r)->hub = e->hub;
+    for (int r = 0; r < e->routes.n; r++) route_windows(e, r)->push = &e->push;
     gd_map_init(&e->applied, NULL);
     gd_arena_init(&e->applied_arena);
     gd_map_init(&e->pending, NULL);
@@ -467,17 +470,15 @@ static uint64_t last_event_id(const gd_engine *e, const gd_catalog_entry *entry)
     return e->n.records_out;
 }
 
-/* Push events before this start are not in the hub's replay buffer. */
+/* Push events before this start are not in the hub's replay buffer (the
+ * relay's streams number their events by the push topic: relay.c). */
 static void set_push_horizons(gd_engine *e)
 {
     if (!e->hub) return;
-    for (unsigned i = 0; i < GD_MAX_STREAMS; i++) {
-        const gd_catalog_entry *entry = gd_catalog_stream(e->cat, i);
-        if (entry) gd_hub_set_horizon(e->hub, gd_stream_hub(i), last_event_id(e, entry));
-    }
-    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
-        const gd_catalog_entry *entry = gd_catalog_table(e->cat, i);
-        if (entry) gd_hub_set_horizon(e->hub, gd_table_hub(i), last_event_id(e, entry));
+    for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++) {
+        const gd_catalog_entry *entry = gd_catalog_hub_entry(e->cat, n);
+        if (entry && !(e->push.relay && gd_relay_carries(e->push.relay, n)))
+            gd_hub_set_horizon(e->hub, n, last_event_id(e, entry));
     }
 }
 
@@ -520,7 +521,8 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
     gd_windows_init(&e->win, cfg, cat, mine);
     gd_windows_init(&e->win_worker, cfg, cat, ~mine);
     list_derived(e);
-    e->win.hub = e->win_worker.hub = hub;
+    e->push.hub = hub;
+    e->win.push = e->win_worker.push = &e->push;
     gd_arena_init(&e->scratch);
     if (cfg->output_path[0]) {
         e->out = fopen(cfg->output_path, "a");
@@ -561,6 +563,7 @@ void gd_engine_close(gd_engine *e)
     if (e->partitioned) {
         e->src->on_revoke = e->src->on_assigned = NULL; /* the source may outlive the engine */
         for (int r = 1; r < e->routes.n; r++) gd_windows_free(&e->route_win[r - 1]);
+        gd_relay_close(e->push.relay);
         for (size_t i = 0; i < e->pending.cap; i++)
             if (gd_map_live(&e->pending.slots[i])) gd_buf_free(&((pending_rows *)e->pending.slots[i].val)->rows);
         gd_map_free(&e->applied);
@@ -776,7 +779,7 @@ static void publish_reference(gd_engine *e, gd_topic topic, gd_str key, const vo
     const gd_tabledef *t = games ? e->refs.games_table : e->refs.players_table;
     unsigned stream = gd_table_hub(t->slot);
     uint64_t id = e->n.records_in[topic];
-    if (!e->hub || !gd_hub_wanted(e->hub, stream, id)) return;
+    if (!gd_push_sink_wanted(&e->push, stream, id)) return;
     gd_buf_clear(&e->tmp);
     if (!row) {
         gd_buf_putc(&e->tmp, '{');
@@ -789,17 +792,17 @@ static void publish_reference(gd_engine *e, gd_topic topic, gd_str key, const vo
     } else {
         gd_render_player(key, row, &e->tmp);
     }
-    gd_hub_publish(e->hub, stream, id, e->tmp.p, e->tmp.len);
+    gd_push_sink_publish(&e->push, stream, id, e->tmp.p, e->tmp.len);
 }
 
 /* A source record as decoded, to its topic's push stream. */
 static void publish_source(gd_engine *e, unsigned slot, gd_topic topic, const gd_fieldspec *fields, const void *row)
 {
     uint64_t id = e->n.records_in[topic];
-    if (!e->hub || !gd_hub_wanted(e->hub, gd_stream_hub(slot), id)) return;
+    if (!gd_push_sink_wanted(&e->push, gd_stream_hub(slot), id)) return;
     gd_buf_clear(&e->tmp);
     gd_render_fields(fields, row, &e->tmp);
-    gd_hub_publish(e->hub, gd_stream_hub(slot), id, e->tmp.p, e->tmp.len);
+    gd_push_sink_publish(&e->push, gd_stream_hub(slot), id, e->tmp.p, e->tmp.len);
 }
 
 static gd_value enriched_column(const void *row, int index) { return gd_enriched_field(row, (gd_field)index); }
@@ -807,12 +810,11 @@ static gd_value enriched_column(const void *row, int index) { return gd_enriched
 /* The enriched record to the derived streams someone listens to. */
 static void publish_derived(gd_engine *e, const gd_enriched *en)
 {
-    if (!e->hub) return;
     gd_eval ctx = {.column = enriched_column, .row = en, .now_ms = en->processing_timestamp, .scratch = &e->scratch};
     for (int d = 0; d < e->nderived; d++) {
         const gd_catalog_entry *ds = e->derived[d];
         unsigned stream = gd_stream_hub(ds->slot);
-        if (!gd_hub_wanted(e->hub, stream, en->seq) || (ds->where && !gd_expr_true(ds->where, &ctx))) continue;
+        if (!gd_push_sink_wanted(&e->push, stream, en->seq) || (ds->where && !gd_expr_true(ds->where, &ctx))) continue;
         gd_buf_clear(&e->tmp);
         for (int c = 0; c < ds->ncols; c++) {
             gd_buf_putc(&e->tmp, c ? ',' : '{');
@@ -821,7 +823,7 @@ static void publish_derived(gd_engine *e, const gd_enriched *en)
             gd_json_put_value(&e->tmp, gd_expr_eval(ds->proj[c], &ctx));
         }
         gd_buf_putc(&e->tmp, '}');
-        gd_hub_publish(e->hub, stream, en->seq, e->tmp.p, e->tmp.len);
+        gd_push_sink_publish(&e->push, stream, en->seq, e->tmp.p, e->tmp.len);
     }
 }
 
@@ -939,14 +941,14 @@ static void apply_enriched(gd_engine *e, gd_enriched *enp)
     e->n.records_out++;
     e->last_lag_ms = en.processing_timestamp - ap->activity_timestamp;
     publish_derived(e, &en);
-    bool push = e->hub && gd_hub_wanted(e->hub, GD_STREAM_ENRICHED, en.seq);
+    bool push = gd_push_sink_wanted(&e->push, GD_STREAM_ENRICHED, en.seq);
     bool render = push || e->out || gd_output_wants_json(e->kafka_out);
     size_t at = e->outbuf.len;
     gd_str json = GD_STR_NULL;
     if (render) { /* rendered once, for all */
         gd_render_enriched(&en, &e->outbuf);
         json = (gd_str){e->outbuf.p + at, (uint32_t)(e->outbuf.len - at)};
-        if (push) gd_hub_publish(e->hub, GD_STREAM_ENRICHED, en.seq, json.p, json.len);
+        if (push) gd_push_sink_publish(&e->push, GD_STREAM_ENRICHED, en.seq, json.p, json.len);
     }
     if (!(queued && e->worker_produces) && gd_output_enriched(e->kafka_out, &en, json)) e->failed = GD_ERR;
     if (render && e->out) gd_buf_putc(&e->outbuf, '\n'); /* a line for the file, written in batches */
@@ -961,6 +963,7 @@ static void process(gd_engine *e, const gd_record *rec)
         return;
     }
     if (rec->kind == GD_REC_ROUTE) return process_route(e, rec);
+    if (rec->kind == GD_REC_PUSH) return gd_relay_receive(e->push.relay, rec);
     e->n.records_in[rec->topic]++;
     if (rec->topic == GD_TOPIC_ACTIVITY) process_activity(e, rec);
     else process_reference(e, rec);
@@ -1001,6 +1004,7 @@ int gd_engine_run(gd_engine *e)
         if (!ready && e->src->endless && e->src->caught_up) /* serving live data */
             atomic_store(&e->pub->ready, ready = true);
         if ((rc = begin_batch(e))) break;
+        if (e->push.relay && (rc = gd_relay_tick(e->push.relay))) break;
         gd_record rec = {.topic = GD_TOPIC_UNKNOWN};
         int got = e->src->next(e->src, &rec);
         if (got == GD_OK) {
@@ -1035,8 +1039,8 @@ int gd_engine_run(gd_engine *e)
             rc = got;
             break;
         }
-        if (e->failed) {
-            rc = e->failed;
+        if (e->failed || e->push.failed) {
+            rc = e->failed ? e->failed : GD_ERR;
             break;
         }
         if (e->batch_records >= e->cfg->batch_records ||

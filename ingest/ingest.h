@@ -45,8 +45,10 @@ struct gd_source {
     /* After each LMDB commit of the position, or NULL. */
     void (*committed)(gd_source *src);
     /* Partitioned mode (Kafka only, else NULL; ingest/route.c): also read
-     * the route topics in the group and the changelog whole. */
-    int (*use_internal)(gd_source *src, const char *const *routes, int nroutes, const char *changelog);
+     * the route topics in the group, the changelog whole and the push topic
+     * (relay.c) from its end. */
+    int (*use_internal)(gd_source *src, const char *const *routes, int nroutes, const char *changelog,
+                        const char *push);
     /* The position of the partitions assigned now, as `position` writes it. */
     void (*held_position)(gd_source *src, gd_buf *out);
     /* Set by the engine: called before partitions are taken away (the state
@@ -202,8 +204,10 @@ bool gd_output_wants_json(const gd_output *o);
 int gd_output_enriched(gd_output *o, const gd_enriched *en, gd_str json);
 int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
 /* Partitioned mode: creates the route topics (as many partitions as the
- * activity topic) and the compacted one-partition changelog. */
-int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog);
+ * activity topic), the compacted one-partition changelog and the
+ * one-partition push topic. */
+int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog,
+                              const char *push);
 /* partition: -1 for the one the key picks. */
 int gd_output_internal(gd_output *o, const char *topic, int32_t partition, gd_str key, gd_str value);
 /* Before each LMDB commit: GD_OK once the brokers hold everything produced. */
@@ -213,6 +217,33 @@ void gd_output_poll(gd_output *o);
 /* Records produced and not acknowledged yet. */
 size_t gd_output_pending(const gd_output *o);
 void gd_output_close(gd_output *o);
+
+/* ---- where push events go (relay.c) ----
+ * To the hub; in partitioned mode, the streams made from activity go to the
+ * internal topic `<application id>-push` instead, which every instance reads
+ * back into its hub (gd_relay_receive), so each pushes every event. */
+typedef struct gd_relay gd_relay;
+int gd_relay_open(gd_relay **out, const gd_config *cfg, const gd_catalog *cat, gd_hub *hub, gd_output *output,
+                  gd_counters *counters, const char *instance_id);
+void gd_relay_close(gd_relay *r);
+const char *gd_relay_topic(const gd_relay *r);
+/* Whether the relay carries hub stream `stream` (else it is the hub's). */
+bool gd_relay_carries(const gd_relay *r, unsigned stream);
+/* Whether some instance listens to that stream now. */
+bool gd_relay_wanted(const gd_relay *r, unsigned stream);
+int gd_relay_send(gd_relay *r, unsigned stream, const char *text, size_t len);
+/* Often, on the ingest thread: says which streams this instance listens to. */
+int gd_relay_tick(gd_relay *r);
+/* A record of the push topic (GD_REC_PUSH) into the hub. */
+void gd_relay_receive(gd_relay *r, const gd_record *rec);
+
+typedef struct {
+    gd_hub *hub;     /* NULL: no push streams */
+    gd_relay *relay; /* partitioned mode, else NULL */
+    bool failed;     /* producing to the relay failed: the run ends */
+} gd_push_sink;
+bool gd_push_sink_wanted(gd_push_sink *p, unsigned stream, uint64_t id);
+void gd_push_sink_publish(gd_push_sink *p, unsigned stream, uint64_t id, const char *text, size_t len);
 
 /* ---- what this instance holds (SPEC §11), read by the HTTP threads ----
  * By default an instance reads activity in a consumer group of its own
@@ -241,7 +272,7 @@ typedef struct {
     bool shared_group;          /* set before the HTTP threads start */
     bool partitioned;           /* --mode partitioned: whole once restored (route.c) */
     _Atomic int64_t changelog_lag, restore_remaining; /* partitioned mode, in changelog records */
-    _Atomic uint64_t route_bytes, changelog_bytes;      /* partitioned mode: value bytes produced */
+    _Atomic uint64_t route_bytes, changelog_bytes, push_bytes; /* partitioned mode: value bytes produced */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;

@@ -46,8 +46,15 @@ enum { METADATA_TIMEOUT_MS = 2000, RETRY_MS = 1000 };
 typedef enum { PHASE_DISCOVER, PHASE_LOAD_REFERENCES, PHASE_RUN } phase;
 
 /* Offsets are kept per topic slot: the three sources by gd_topic, then in
- * partitioned mode the changelog and the routes. */
-enum { SLOT_CHANGELOG = GD_TOPIC_COUNT, SLOT_ROUTES, SLOT_COUNT = SLOT_ROUTES + GD_MAX_ROUTES, SLOT_UNKNOWN = -1 };
+ * partitioned mode the changelog, the routes and the push topic (read from
+ * its end at every start, so never part of the position). */
+enum {
+    SLOT_CHANGELOG = GD_TOPIC_COUNT,
+    SLOT_ROUTES,
+    SLOT_PUSH = SLOT_ROUTES + GD_MAX_ROUTES,
+    SLOT_COUNT,
+    SLOT_UNKNOWN = -1
+};
 
 /* Next offset per partition of one topic, -1 where nothing is known. */
 typedef struct {
@@ -68,7 +75,7 @@ typedef struct {
     rd_kafka_topic_partition_list_t *assigned; /* activity (and route) partitions held now */
     /* partitioned mode: the internal topics, and an assignment waiting
      * until the changelog is applied up to `restore_to` */
-    char internal[1 + GD_MAX_ROUTES][300]; /* the changelog, then the routes */
+    char internal[2 + GD_MAX_ROUTES][300]; /* the changelog, the routes, the push topic */
     int nroutes;
     bool partitioned;
     rd_kafka_topic_partition_list_t *pending;
@@ -116,6 +123,7 @@ static int slot_of(const kafka_source *ks, const char *name)
     if (!ks->partitioned) return SLOT_UNKNOWN;
     for (int i = 0; i <= ks->nroutes; i++)
         if (!strcmp(name, ks->internal[i])) return SLOT_CHANGELOG + i;
+    if (!strcmp(name, ks->internal[SLOT_PUSH - SLOT_CHANGELOG])) return SLOT_PUSH;
     return SLOT_UNKNOWN;
 }
 
@@ -402,6 +410,8 @@ static int discover(kafka_source *ks)
         rc = set_offset(&ks->at_end[SLOT_CHANGELOG], 0, 0);
         int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
         rd_kafka_topic_partition_list_add(parts, ks->internal[0], 0)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(parts, ks->internal[SLOT_PUSH - SLOT_CHANGELOG], 0)->offset =
+            RD_KAFKA_OFFSET_END; /* events from now on (relay.c) */
     }
     rd_kafka_resp_err_t err = rc ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_assign(ks->ref, parts);
     rd_kafka_topic_partition_list_destroy(parts);
@@ -507,8 +517,11 @@ static int kafka_next(gd_source *src, gd_record *rec)
     }
     ks->held = m;
     rec->topic = t < GD_TOPIC_COUNT ? (gd_topic)t : GD_TOPIC_UNKNOWN;
-    rec->kind = t < GD_TOPIC_COUNT ? GD_REC_SOURCE : t == SLOT_CHANGELOG ? GD_REC_CHANGELOG : GD_REC_ROUTE;
-    rec->route = t >= SLOT_ROUTES ? (uint8_t)(t - SLOT_ROUTES) : 0;
+    rec->kind = t < GD_TOPIC_COUNT    ? GD_REC_SOURCE
+                : t == SLOT_CHANGELOG ? GD_REC_CHANGELOG
+                : t == SLOT_PUSH      ? GD_REC_PUSH
+                                      : GD_REC_ROUTE;
+    rec->route = rec->kind == GD_REC_ROUTE ? (uint8_t)(t - SLOT_ROUTES) : 0;
     rec->partition = m->partition;
     rec->offset = m->offset;
     rec->key = (gd_str){m->key ? (const char *)m->key : "", (uint32_t)m->key_len};
@@ -549,7 +562,7 @@ static void kafka_position(gd_source *src, gd_buf *out)
     kafka_source *ks = (kafka_source *)src;
     for (int32_t p = 0; p < ks->missing.n; p++) /* '#' is in no topic name */
         if (ks->missing.next[p] == 1) gd_buf_printf(out, "#missing %d\n", (int)p);
-    for (int t = 0; t < SLOT_COUNT; t++) {
+    for (int t = 0; t < SLOT_PUSH; t++) {
         for (int32_t p = 0; p < ks->pos[t].n; p++)
             if (ks->pos[t].next[p] >= 0)
                 gd_buf_printf(out, "%s %d %lld\n", slot_name(ks, t), (int)p, (long long)ks->pos[t].next[p]);
@@ -653,7 +666,8 @@ static void kafka_close(gd_source *src)
     free(ks);
 }
 
-static int kafka_use_internal(gd_source *src, const char *const *routes, int nroutes, const char *changelog)
+static int kafka_use_internal(gd_source *src, const char *const *routes, int nroutes, const char *changelog,
+                              const char *push)
 {
     kafka_source *ks = (kafka_source *)src;
     if (nroutes > GD_MAX_ROUTES) return GD_ERR;
@@ -661,6 +675,7 @@ static int kafka_use_internal(gd_source *src, const char *const *routes, int nro
     ks->nroutes = nroutes;
     snprintf(ks->internal[0], sizeof ks->internal[0], "%s", changelog);
     for (int r = 0; r < nroutes; r++) snprintf(ks->internal[1 + r], sizeof ks->internal[1 + r], "%s", routes[r]);
+    snprintf(ks->internal[SLOT_PUSH - SLOT_CHANGELOG], sizeof ks->internal[0], "%s", push);
     return GD_OK;
 }
 

@@ -17,6 +17,8 @@ enum { OUTPUT_PARTITIONS = 6, FLUSH_TIMEOUT_MS = 1000 };
 #define OUTPUT_RETENTION_MS (7LL * 24 * 3600 * 1000)
 /* route records are read within moments; a day covers an instance down that long */
 #define ROUTE_RETENTION_MS (24LL * 3600 * 1000)
+/* push events are read live, from the topic's end */
+#define PUSH_RETENTION_MS (3600LL * 1000)
 
 struct gd_output {
     const gd_config *cfg;
@@ -109,7 +111,8 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why)
     return rc;
 }
 
-int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog)
+int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog,
+                              const char *push)
 {
     int32_t n = gd_kafka_sink_partitions(o->sink, o->cfg->topics[GD_TOPIC_ACTIVITY]);
     if (n <= 0) {
@@ -119,6 +122,7 @@ int gd_output_internal_topics(gd_output *o, const char *const *routes, int nrout
     }
     for (int r = 0; r < nroutes; r++) gd_kafka_sink_ensure_topic(o->sink, routes[r], n, ROUTE_RETENTION_MS, NULL);
     gd_kafka_sink_ensure_topic(o->sink, changelog, 1, 0, "compact");
+    gd_kafka_sink_ensure_topic(o->sink, push, 1, PUSH_RETENTION_MS, NULL); /* read live only */
     return GD_OK;
 }
 

@@ -357,7 +357,7 @@ static bool feeds_figures(const gd_windows *w, unsigned slot)
 static void publish_row(gd_windows *w, const gd_tabledef *def, const gd_hot_group *g, uint64_t seq)
 {
     unsigned stream = gd_table_hub(def->slot);
-    if (!w->hub || !gd_hub_wanted(w->hub, stream, seq)) return;
+    if (!w->push || !gd_push_sink_wanted(w->push, stream, seq)) return;
     gd_str keys[GD_MAX_KEYS];
     gd_row r;
     if (gd_groupkey_split(g->key.p, g->key.len, def->nkeys, keys) ||
@@ -365,7 +365,7 @@ static void publish_row(gd_windows *w, const gd_tabledef *def, const gd_hot_grou
         return;
     gd_buf_clear(&w->row);
     gd_row_render(def, &r, &w->row);
-    gd_hub_publish(w->hub, stream, seq, w->row.p, w->row.len);
+    gd_push_sink_publish(w->push, stream, seq, w->row.p, w->row.len);
 }
 
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,

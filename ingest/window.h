@@ -70,7 +70,7 @@ typedef struct {
     gd_figure figures[GD_FIG_COUNT];
     gd_dict dict; /* the values of every distinct set */
     gd_interner interner;
-    gd_hub *hub;  /* rows are pushed here after each change, or NULL */
+    gd_push_sink *push; /* rows are pushed here after each change, or NULL */
     bool purge_pending; /* the last flush left expired rows to purge */
     gd_buf key, row, sets, text; /* scratch */
     gd_arena scratch;            /* per record: strings expressions make */

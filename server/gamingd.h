@@ -48,7 +48,7 @@ typedef enum {
 
 /* One record as a source hands it over: which topic, the record key, and the
  * value bytes (value.p == NULL is a tombstone). */
-typedef enum { GD_REC_SOURCE = 0, GD_REC_ROUTE, GD_REC_CHANGELOG } gd_record_kind;
+typedef enum { GD_REC_SOURCE = 0, GD_REC_ROUTE, GD_REC_CHANGELOG, GD_REC_PUSH } gd_record_kind;
 typedef struct {
     gd_topic topic;
     gd_str key;

@@ -100,14 +100,15 @@ class Stream:
             elif name == "retry":
                 self.retry = int(value)
 
-    def take(self, n, deadline_s=60, kinds=("message",)):
+    def take(self, n, deadline_s=60, kinds=("message",), silence_s=5):
         """The next n events of the given kinds (others are collected in
-        self.notices)."""
+        self.notices), giving up at the deadline or after silence_s without
+        a byte (a socket that timed out cannot be read again)."""
         self.notices = getattr(self, "notices", [])
         out = []
         end = time.time() + deadline_s
         # heartbeats keep the socket busy: the deadline is checked per line
-        self.set_timeout(max(0.1, min(deadline_s, 5)))
+        self.set_timeout(max(0.1, min(deadline_s, silence_s)))
         try:
             for ev in self.events(comments=True):
                 if ev.event in kinds:

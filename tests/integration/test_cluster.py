@@ -9,9 +9,11 @@ part of the data (the reference tables, which every instance reads whole,
 are served).
 """
 
+import http.client
 import json
 import os
 import subprocess
+import threading
 import time
 
 import checks
@@ -20,6 +22,7 @@ from conftest import BASE_MS, DaemonFactory, read_lines
 from kafka_env import (ACTIVITY, GAMES, PLAYERS, as_reference_lines, create_source_topics, in_read_order, produce,
                        records_of_lines, wait_applied)
 from kafka_env import kafka  # noqa: F401  (fixture)
+from sse import Stream
 from test_kafka import kcat_json_output
 
 PARTITIONS = 4
@@ -295,6 +298,28 @@ def settled(ds, timeout=90):
     return views
 
 
+def create_internal_topics(kafka, app="gaming-intelligence-gamingd"):
+    """The internal topics of partitioned mode, as an operator whose brokers
+    do not let applications create topics would (the mock cluster answers no
+    CreateTopics, so gamingd would wait out its timeout for each)."""
+    for route in ("game_id", "gaming_genre_engagement", "gaming_player_segments_hourly",
+                  "gaming_data_quality_5min"):
+        kafka.create_topic("%s-repartition-%s" % (app, route), PARTITIONS)
+    kafka.create_topic(app + "-changelog", 1)
+    kafka.create_topic(app + "-push", 1)
+
+
+def partitioned_feed(kafka, tmp_path, events, seed):
+    """The topics of partitioned mode, and generated records of which the
+    reference topics' are produced now, the activity left to the test."""
+    create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=4)
+    create_internal_topics(kafka)
+    records = generated_records(tmp_path, events, seed)
+    refs = [r for r in records if r[0] != ACTIVITY]
+    produce(kafka.bootstrap, refs)
+    return records, refs, [r for r in records if r[0] == ACTIVITY]
+
+
 def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path, kafka):
     """--mode partitioned: three instances of one application id split the
     activity partitions and every table by its key (routes), and each holds
@@ -303,11 +328,7 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
     the survivors take its partitions over, their state restored from the
     changelog, and still equal the reference after the rest of the records;
     a fourth joins, and the killed one comes back, each answering in full."""
-    create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=4)
-    records = generated_records(tmp_path, 6000, 87)
-    refs = [r for r in records if r[0] != ACTIVITY]
-    act = [r for r in records if r[0] == ACTIVITY]
-    produce(kafka.bootstrap, refs)
+    records, refs, act = partitioned_feed(kafka, tmp_path, 6000, 87)
     f = DaemonFactory(str(tmp_path))
     try:
         args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "-X", "session.timeout.ms=6000",
@@ -321,11 +342,6 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         d = ds[1]
         assert cluster(d)["mode"] == "partitioned" and cluster(d)["group"] == "gaming-intelligence-gamingd"
         # not built yet, so refused rather than served in part
-        res = d.get("/v1/streams/gaming_real_time_intelligence_platform")
-        assert res.status == 503 and "partitioned" in res.json["message"], res
-        res = d.request("/query-stream", method="POST", body=json.dumps(
-            {"sql": "SELECT * FROM gaming_activity_enriched EMIT CHANGES;"}))
-        assert res.status == 503 and "partitioned" in json.dumps(res.json), res
         res = d.request("/ksql", method="POST", body=json.dumps(
             {"ksql": "CREATE TABLE t AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched GROUP BY game_id;"}))
         assert res.status == 400 and "partitioned" in json.dumps(res.json), res.json
@@ -349,5 +365,123 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         out = kcat_json_output(kafka.bootstrap, len(ref_all.outputs), timeout=20)
         got = sorted(o["activity_id"] for o in out)
         assert len(set(got)) == len(ref_all.outputs) and set(got) == {o["activity_id"] for o in ref_all.outputs}
+    finally:
+        f.cleanup()
+
+
+ENRICHED = "gaming_real_time_intelligence_platform"
+
+
+def query_stream_rows(port, sql, n, timeout=60):
+    """The first n rows of a SQL push query (/query-stream, delimited)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request("POST", "/query-stream", body=json.dumps({"sql": sql}))
+    r = c.getresponse()
+    assert r.status == 200, (r.status, r.read())
+    header = json.loads(r.readline())
+    rows = [json.loads(r.readline()) for _ in range(n)]
+    c.close()
+    return header, rows
+
+
+def take_all(stream, n, deadline_s, kinds=("message",)):
+    """n events, waiting up to deadline_s, through silences as long as a
+    rebalance (which pauses the events of the partitions it moves)."""
+    return stream.take(n, deadline_s=deadline_s, kinds=kinds, silence_s=deadline_s)
+
+
+def last_change_per_group(table, events):
+    """Each group's row after its last change, and how many changes it had."""
+    last, counts = {}, {}
+    for ev in events:
+        row = ev.json
+        ident = reference.row_identity(table, row)
+        last[ident] = row
+        counts[ident] = counts.get(ident, 0) + 1
+    return list(last.values()), counts
+
+
+def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_path, kafka):
+    """--mode partitioned: each instance makes the push events of its own
+    partitions, and every instance pushes all of them, with the same ids:
+    the enriched records, the activity records, each windowed table's row
+    after each change, and SQL push queries over them -- whichever instance
+    a subscriber asks, and a Last-Event-ID from one resumes on another."""
+    records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 89)
+    ref = reference_of(records)
+    n = len(ref.outputs)
+    windowed = [t for t in reference.ALL_TABLES if reference.is_windowed(t)]
+    # where HAVING hides a row until its total passes a bound, how many
+    # changes show depends on the order the records came in; the others'
+    # changes per group are exact
+    exact = [t for t in windowed if not reference.WINDOWED[t].get("having")]
+    [having] = [t for t in windowed if t not in exact]
+    f = DaemonFactory(str(tmp_path))
+    try:
+        # the default session timeout: no instance is killed here, and a short one lets a busy
+        # moment on two cores look like a lost member (a rebalance, which only delays events)
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "--output", "none", "--push-buffer", "65536"]
+        a, b = f("kafka", args=args), f("kafka", args=args)
+        settled([a, b])
+        a_enriched = Stream(a.port, ENRICHED)
+        a_tables = Stream(a.port, ",".join(exact))
+        b_having = Stream(b.port, having)
+        b_enriched = Stream(b.port, ENRICHED)
+        b_activity = Stream(b.port, "gaming_player_activity_stream")
+        assert all(s.status == 200 for s in (a_enriched, a_tables, b_having, b_enriched, b_activity))
+        # each says what it listens to on the push topic; the other produces from then on
+        time.sleep(3)
+        done = {}
+        sql = threading.Thread(target=lambda: done.update(q=query_stream_rows(
+            b.port, "SELECT activity_id, game_id FROM gaming_activity_enriched EMIT CHANGES;", n)))
+        sql.start()
+        time.sleep(3)
+        produce(kafka.bootstrap, act)
+        got_a = take_all(a_enriched, n, 90)
+        got_b = take_all(b_enriched, n, 30)
+        ids = [o["activity_id"] for o in ref.outputs]
+        for what, got in (("instance a", got_a), ("instance b", got_b)):
+            mine = [e.json["activity_id"] for e in got]
+            assert len(mine) == n and sorted(mine) == sorted(ids), (what, len(mine), n)
+        a_ids = [int(e.id) for e in got_a]
+        assert a_ids == sorted(a_ids) and len(set(a_ids)) == n
+        assert [int(e.id) for e in got_b] == a_ids, "both instances push the same events with the same ids"
+        activity = take_all(b_activity, n, 30)
+        assert sorted(e.json["activity_id"] for e in activity) == sorted(ids)
+
+        expected_changes = sum(1 for t, _, _ in ref.changes if t in exact)
+        changes = take_all(a_tables, expected_changes, 60, kinds=exact)
+        by_table = {t: [e for e in changes if e.event == t] for t in exact}
+        # all records are applied by now: the rest of these come at once
+        by_table[having] = b_having.take(10 ** 6, deadline_s=30, silence_s=5)
+        errs = []
+        for t in windowed:
+            evs = by_table[t]
+            rows, counts = last_change_per_group(t, evs)
+            errs += checks.compare_table(t, rows, ref.table_rows(t), check_wallclock=False)
+            exp_counts = {}
+            for name, _, row in ref.changes:
+                if name == t:
+                    ident = reference.row_identity(t, row)
+                    exp_counts[ident] = exp_counts.get(ident, 0) + 1
+            if counts != exp_counts and t in exact:
+                errs.append("%s: changes per group differ from the reference's" % t)
+        checks.fail_if(errs, "the windowed tables' push streams")
+
+        sql.join(60)
+        header, rows = done["q"]
+        assert header["columnNames"] == ["ACTIVITY_ID", "GAME_ID"]
+        assert sorted(r[0] for r in rows) == sorted(ids)
+
+        # a Last-Event-ID from instance a resumes on instance b
+        b_enriched.close()
+        k = n // 2
+        resumed = Stream(b.port, ENRICHED, headers={"Last-Event-ID": str(a_ids[k])})
+        more = take_all(resumed, n - k - 1, 30)
+        assert [int(e.id) for e in more] == a_ids[k + 1:]
+        assert [e.data for e in more] == [e.data for e in got_a[k + 1:]]
+        for s in (a_enriched, a_tables, b_having, b_activity, resumed):
+            s.close()
+        assert b.metrics()[("gamingd_internal_bytes_total", frozenset({("topic", "push")}))] > 0
     finally:
         f.cleanup()

@@ -1,0 +1,224 @@
+/* relay.c -- push streams in partitioned mode (SPEC §11): every instance
+ * serves every stream whole, though each makes the events of its own
+ * partitions only.
+ *
+ * The streams made from activity -- the enriched records, the activity
+ * records, the derived streams, each windowed table's rows after each change
+ * -- are made where the records are applied, spread over the instances.
+ * Their events are therefore not published to the local hub but produced to
+ * one more internal topic, `<application id>-push` (one partition), and
+ * every instance reads that topic from its end into its own hub. So each
+ * instance pushes the same events in the same order with the same ids -- an
+ * event's id is its offset + 1 -- and a client may resume with Last-Event-ID
+ * on any instance, behind any load balancer. The reference streams (games,
+ * players, their tables) are made by every instance itself, as in a single
+ * instance: every instance reads the reference topics whole.
+ *
+ * Nothing crosses Kafka for a stream nobody listens to. Each instance says
+ * which of these streams it listens to (has subscribers, or had them within
+ * the hub's linger) with a `W` record on the same topic, again every
+ * ANNOUNCE_MS while it listens; every instance produces a stream's events
+ * while an announcement naming it is younger than WANT_TTL_MS. A
+ * subscriber's first events may therefore come within a moment of its
+ * joining, not at once; a resumption is never told "no gap" falsely: while
+ * an instance does not listen to a stream, every record it reads raises
+ * that stream's horizon (hub.h), so a Last-Event-ID from before is told
+ * that events may be missing.
+ *
+ * Records: `E<stream name>\n<event text>` and `W<instance id>\n<name>\n...`.
+ * The topic is writable by whoever the brokers allow, so what is read is
+ * checked: an unknown stream, a stream this topic does not carry, or text
+ * that is not one line of UTF-8 JSON object is skipped. The ingest thread
+ * does all of this: it is the one producer of every hub stream. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../store/catalog.h"
+#include "ingest.h"
+
+enum {
+    ANNOUNCE_MS = 2000,
+    WANT_TTL_MS = 10000,
+    TICK_MS = 50,
+    MAX_EVENT_BYTES = 64 * 1024,
+};
+
+struct gd_relay {
+    gd_hub *hub;
+    gd_output *out;
+    const gd_catalog *cat;
+    gd_counters *counters;
+    char topic[sizeof ((gd_config *)0)->application_id + 8];
+    char instance[32];
+    bool carries[GD_MAX_STREAMS + GD_MAX_TABLES];
+    int64_t wanted_until[GD_MAX_STREAMS + GD_MAX_TABLES]; /* by anyone, as announced */
+    bool listening[GD_MAX_STREAMS + GD_MAX_TABLES];       /* here, at the last tick */
+    int64_t now_ms, announced_ms, ticked_ns;
+    uint64_t last_id; /* of the last record read: its offset + 1 */
+    bool reading;     /* a record was read: the horizon is set */
+    gd_buf val;
+};
+
+/* The streams made from activity (see the top). */
+static bool made_from_activity(const gd_catalog_entry *entry, unsigned n)
+{
+    if (entry->is_table) return gd_table_aggregates(entry->table);
+    return n != gd_stream_hub(GD_STREAM_GAMES) && n != gd_stream_hub(GD_STREAM_PLAYERS);
+}
+
+int gd_relay_open(gd_relay **out, const gd_config *cfg, const gd_catalog *cat, gd_hub *hub, gd_output *output,
+                  gd_counters *counters, const char *instance_id)
+{
+    gd_relay *r = calloc(1, sizeof *r);
+    if (!r) return GD_ENOMEM;
+    r->hub = hub;
+    r->out = output;
+    r->cat = cat;
+    r->counters = counters;
+    snprintf(r->topic, sizeof r->topic, "%s-push", cfg->application_id);
+    snprintf(r->instance, sizeof r->instance, "%s", instance_id);
+    for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++) {
+        const gd_catalog_entry *entry = gd_catalog_hub_entry(cat, n);
+        r->carries[n] = entry && made_from_activity(entry, n);
+    }
+    r->now_ms = gd_now_ms();
+    *out = r;
+    return GD_OK;
+}
+
+void gd_relay_close(gd_relay *r)
+{
+    if (!r) return;
+    gd_buf_free(&r->val);
+    free(r);
+}
+
+const char *gd_relay_topic(const gd_relay *r) { return r->topic; }
+
+bool gd_relay_carries(const gd_relay *r, unsigned stream)
+{
+    return stream < GD_MAX_STREAMS + GD_MAX_TABLES && r->carries[stream];
+}
+
+bool gd_relay_wanted(const gd_relay *r, unsigned stream) { return r->wanted_until[stream] > r->now_ms; }
+
+static int produce(gd_relay *r)
+{
+    gd_str value = {r->val.p, (uint32_t)r->val.len};
+    int rc = gd_output_internal(r->out, r->topic, 0, GD_STR_NULL, value);
+    if (!rc && r->counters) atomic_fetch_add(&r->counters->cluster.push_bytes, value.len);
+    return rc;
+}
+
+int gd_relay_send(gd_relay *r, unsigned stream, const char *text, size_t len)
+{
+    const gd_catalog_entry *entry = gd_catalog_hub_entry(r->cat, stream);
+    if (!entry || len > MAX_EVENT_BYTES) return GD_OK; /* a hub would not keep it either */
+    gd_buf_clear(&r->val);
+    gd_buf_putc(&r->val, 'E');
+    gd_buf_puts(&r->val, entry->name);
+    gd_buf_putc(&r->val, '\n');
+    gd_buf_put(&r->val, text, len);
+    return produce(r);
+}
+
+/* The streams listened to here, announced when one is new or the last
+ * announcement ages; every stream's horizon raised where no one listens. */
+int gd_relay_tick(gd_relay *r)
+{
+    int64_t mono = gd_mono_ns();
+    if (mono - r->ticked_ns < (int64_t)TICK_MS * 1000000) return GD_OK;
+    r->ticked_ns = mono;
+    r->now_ms = gd_now_ms();
+    bool any = false, new_one = false;
+    gd_buf_clear(&r->val);
+    gd_buf_putc(&r->val, 'W');
+    gd_buf_puts(&r->val, r->instance);
+    for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++) {
+        if (!r->carries[n]) continue;
+        bool listening = r->hub && gd_hub_wanted(r->hub, n, r->last_id);
+        new_one = new_one || (listening && !r->listening[n]);
+        r->listening[n] = listening;
+        if (!listening) continue;
+        any = true;
+        r->wanted_until[n] = r->now_ms + WANT_TTL_MS; /* here at once; the others by the announcement */
+        gd_buf_putc(&r->val, '\n');
+        gd_buf_puts(&r->val, gd_catalog_hub_entry(r->cat, n)->name);
+    }
+    if (!any || (!new_one && r->now_ms - r->announced_ms < ANNOUNCE_MS)) return GD_OK;
+    r->announced_ms = r->now_ms;
+    return produce(r);
+}
+
+/* The carried stream named name, or -1. */
+static int carried_stream(const gd_relay *r, gd_str name)
+{
+    const gd_catalog_entry *entry = gd_catalog_find(r->cat, name);
+    if (!entry) return -1;
+    unsigned n = entry->is_table ? gd_table_hub(entry->slot) : gd_stream_hub(entry->slot);
+    return gd_relay_carries(r, n) ? (int)n : -1;
+}
+
+static bool one_json_object(gd_str t)
+{
+    return t.len >= 2 && t.len <= MAX_EVENT_BYTES && t.p[0] == '{' && t.p[t.len - 1] == '}' &&
+           !memchr(t.p, '\n', t.len) && !memchr(t.p, '\r', t.len) && !memchr(t.p, '\0', t.len) &&
+           gd_utf8_valid(t.p, t.len);
+}
+
+/* Splits "line\nrest" off s; false when s has no newline. */
+static bool next_line(gd_str *s, gd_str *line)
+{
+    const char *nl = memchr(s->p, '\n', s->len);
+    if (!nl) return false;
+    *line = (gd_str){s->p, (uint32_t)(nl - s->p)};
+    *s = (gd_str){nl + 1, (uint32_t)(s->len - line->len - 1)};
+    return true;
+}
+
+static void take_wants(gd_relay *r, gd_str rest)
+{
+    gd_str line;
+    if (!next_line(&rest, &line)) return; /* an instance listening to nothing */
+    for (bool more = true; more;) {
+        more = next_line(&rest, &line);
+        if (!more) line = rest;
+        int n = carried_stream(r, line);
+        if (n >= 0) r->wanted_until[n] = r->now_ms + WANT_TTL_MS;
+    }
+}
+
+void gd_relay_receive(gd_relay *r, const gd_record *rec)
+{
+    if (!r->reading) { /* what came before this instance read the topic is not in its hub */
+        for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++)
+            if (r->carries[n] && r->hub) gd_hub_set_horizon(r->hub, n, (uint64_t)rec->offset);
+        r->reading = true;
+    }
+    r->last_id = (uint64_t)rec->offset + 1;
+    gd_str v = rec->value;
+    if (!v.p || !v.len) return;
+    gd_str rest = {v.p + 1, v.len - 1}, name;
+    if (v.p[0] == 'W') return take_wants(r, rest);
+    if (v.p[0] != 'E' || !next_line(&rest, &name)) return;
+    int n = carried_stream(r, name);
+    if (n < 0 || !r->hub || !one_json_object(rest)) return;
+    if (gd_hub_wanted(r->hub, (unsigned)n, r->last_id)) gd_hub_publish(r->hub, (unsigned)n, r->last_id, rest.p, rest.len);
+}
+
+/* ---- where push events go ---- */
+
+bool gd_push_sink_wanted(gd_push_sink *p, unsigned stream, uint64_t id)
+{
+    if (p->relay && gd_relay_carries(p->relay, stream)) return gd_relay_wanted(p->relay, stream);
+    return p->hub && gd_hub_wanted(p->hub, stream, id);
+}
+
+void gd_push_sink_publish(gd_push_sink *p, unsigned stream, uint64_t id, const char *text, size_t len)
+{
+    if (p->relay && gd_relay_carries(p->relay, stream)) {
+        if (gd_relay_send(p->relay, stream, text, len)) p->failed = true;
+        return;
+    }
+    gd_hub_publish(p->hub, stream, id, text, len);
+}
