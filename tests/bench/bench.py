@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -352,6 +353,10 @@ def kafka_figures(binary, mock_broker, registry, work, events):
                         "--topic-activity", PARTITIONED_ACTIVITY], check=True, stderr=subprocess.DEVNULL)
         result["partitioned"] = [partitioned_figures(binary, broker, bootstrap, reg_url, work, part_events, n)
                                  for n in (1, 2, 3)]
+        result["takeover"] = [takeover_figures(binary, broker, bootstrap, reg_url, work, part_events, ms)
+                              for ms in (3000, 6000)]
+        result["partitioned_push"] = partitioned_push_figures(binary, broker, bootstrap, reg_url, work,
+                                                              min(events, 20_000))
         return result
     finally:
         if proc:
@@ -420,6 +425,128 @@ PARTITIONED_ACTIVITY = "gaming_player_activity_partitioned"
 PARTITIONED_ROUTES = ("game_id", "gaming_genre_engagement", "gaming_player_segments_hourly", "gaming_data_quality_5min")
 
 
+def create_internal_topics(broker, app):
+    """Partitioned mode's topics, made in the mock beforehand: it answers no
+    CreateTopics, so gamingd would wait out its timeout for each."""
+    topics = [(f"{app}-repartition-{r}", 64) for r in PARTITIONED_ROUTES]
+    for topic, parts in topics + [(f"{app}-changelog", 1), (f"{app}-push", 1)]:
+        broker.stdin.write(f"topic {topic} {parts}\n")
+        assert broker.stdout.readline().strip() == "ok"
+
+
+class StreamCounter:
+    """An SSE subscriber on a thread of its own, counting its events."""
+
+    def __init__(self, base, streams):
+        host, port = base.split("//")[1].split(":")
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.sendall(f"GET /v1/streams/{streams} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        self.events = 0
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        rest = b""
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            rest += chunk
+            self.events += rest.count(b"\nid: ") + rest.startswith(b"id: ")
+            rest = rest[-8:]
+
+    def close(self):
+        self.sock.close()
+
+
+def settled_instance(base, topic):
+    """Whether the instance runs and holds partitions of topic."""
+    status, body = get(base + "/v1/cluster")
+    me = json.loads(body)["instances"][0] if status == 200 else {}
+    return me.get("state") == "running" and bool(me.get("partitions", {}).get(topic))
+
+
+def partitioned_push_figures(binary, broker, bootstrap, reg_url, work, events):
+    """Two partitioned instances, a subscriber on instance 0 to the enriched
+    stream and every windowed table before any record comes: the value bytes
+    the push topic carries per source event (every instance reads them), and
+    the CPU per event with them."""
+    app, topic = "bench-push", PARTITIONED_ACTIVITY + "_push"
+    create_internal_topics(broker, app)
+    broker.stdin.write(f"topic {topic} 64\n")
+    assert broker.stdout.readline().strip() == "ok"
+    procs, bases = [], []
+    try:
+        start_instances(binary, bootstrap, reg_url, work, "push", 2,
+                        ["--mode", "partitioned", "--application-id", app, "--topic-activity", topic], procs, bases)
+        while not all(settled_instance(base, topic) for base in bases):
+            time.sleep(0.2)
+        windowed = [t["name"] for t in json.loads(get(bases[0] + "/v1/tables")[1])["tables"] if t.get("window_ms")]
+        sub = StreamCounter(bases[0], ",".join(["gaming_real_time_intelligence_platform"] + windowed))
+        time.sleep(3)  # its announcement reaches the other instance
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        subprocess.run([binary, "generate", "--brokers", bootstrap, "--events", str(events), "--seed", "44",
+                        "--topic-activity", topic], check=True, stderr=subprocess.DEVNULL)
+        start, applied = time.time(), 0.0
+        while applied < events and time.time() - start < 300:
+            time.sleep(0.2)
+            applied = sum(metric(get(base + "/metrics")[1], "gamingd_records_out_total",
+                                 '{topic="gaming.real-time-gaming-intelligence-platform"}') for base in bases)
+        time.sleep(2)
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        push = sum(metric(get(base + "/metrics")[1], "gamingd_internal_bytes_total", '{topic="push"}')
+                   for base in bases)
+        _, m = get(bases[0] + "/metrics")
+        published, dropped = (sum(float(v) for v in re.findall(rb"^" + name + rb"\{[^}]*\} (\S+)$", m, re.M))
+                              for name in (rb"gamingd_stream_events_published_total",
+                                           rb"gamingd_stream_events_dropped_total"))
+        sub.close()
+        return dict(events=events, push_bytes=push / events, published=published / events, received=sub.events,
+                    dropped=dropped, cpu_per_event_us=cpu / events * 1e6)
+    finally:
+        stop_instances(procs)
+
+
+def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_ms):
+    """Two partitioned instances apply the topic, then one is killed with -9:
+    how long until the survivor holds every partition again and answers a
+    table query (200, not 503), and how much of that was the group noticing
+    (the session timeout) and how much the restore."""
+    app = f"bench-takeover{session_ms}"
+    create_internal_topics(broker, app)
+    procs, bases = [], []
+    try:
+        start_instances(binary, bootstrap, reg_url, work, f"takeover{session_ms}", 2,
+                        ["--mode", "partitioned", "--application-id", app, "--topic-activity", PARTITIONED_ACTIVITY,
+                         "-X", f"session.timeout.ms={session_ms}"], procs, bases)
+        start = time.time()
+        while time.time() - start < 300:
+            time.sleep(0.2)
+            applied = sum(metric(get(base + "/metrics")[1], "gamingd_records_out_total",
+                                 '{topic="gaming.real-time-gaming-intelligence-platform"}') for base in bases)
+            if applied >= events and all(settled_instance(base, PARTITIONED_ACTIVITY) for base in bases):
+                break
+        procs[1].kill()
+        killed = time.time()
+        noticed = None
+        while time.time() - killed < 300:
+            time.sleep(0.05)
+            status, body = get(bases[0] + "/v1/cluster")
+            me = json.loads(body)["instances"][0] if status == 200 else {}
+            if noticed is None and me.get("state") == "rebalancing":
+                noticed = time.time() - killed
+            held = len(me.get("partitions", {}).get(PARTITIONED_ACTIVITY, []))
+            if held == 64 and get(bases[0] + "/v1/tables/gaming_active_players_5min")[0] == 200:
+                break
+        took = time.time() - killed
+        return dict(session_ms=session_ms, seconds=took, noticed=noticed if noticed is not None else took)
+    finally:
+        stop_instances(procs)
+
+
 def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n):
     """n instances in --mode partitioned (an application id of their own per
     run) share the activity topic: how long until every record has been
@@ -428,9 +555,7 @@ def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n):
     topics (routes and changelog) carried per event."""
     app = f"bench-part{n}"
     topics = [f"{app}-repartition-{r}" for r in PARTITIONED_ROUTES]
-    for topic, parts in [(t, 64) for t in topics] + [(f"{app}-changelog", 1)]:
-        broker.stdin.write(f"topic {topic} {parts}\n")
-        assert broker.stdout.readline().strip() == "ok"
+    create_internal_topics(broker, app)
     procs, bases = [], []
     try:
         start_instances(binary, bootstrap, reg_url, work, f"part{n}", n,
@@ -611,6 +736,17 @@ def main():
                   f"{r['seconds']:.1f} s from start; CPU {r['cpu_per_event_us']:.2f} us per source event (all "
                   f"instances); per event the routes carry {r['route_bytes']:,.0f} value bytes (read by their owner), "
                   f"the changelog {r['changelog_bytes']:,.0f} (read by every instance); RSS {r['rss']:,.0f} MiB together")
+        for t in kafka["takeover"]:
+            print(f"  take-over x2 -> x1  session.timeout.ms={t['session_ms']}: after kill -9 the survivor held "
+                  f"every partition and answered again in {t['seconds']:.1f} s (rebalancing from "
+                  f"{t['noticed']:.1f} s: the group noticing the loss, the rest restoring); every instance "
+                  f"holds all the state, so there are no standbys to add")
+        p = kafka["partitioned_push"]
+        print(f"  partitioned x2 + push  a subscriber to the enriched stream and every windowed table: the push "
+              f"topic carries {p['push_bytes']:,.0f} value bytes per source event (read by every instance), "
+              f"{p['published']:.1f} events per source event pushed, {p['received']:,} received and "
+              f"{p['dropped']:,.0f} dropped by the subscriber; CPU {p['cpu_per_event_us']:.2f} us per source event, "
+              f"both instances ({p['events']:,} events)")
         print()
     finally:
         shutil.rmtree(work, ignore_errors=True)
