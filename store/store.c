@@ -217,23 +217,50 @@ int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p
     return rc ? lmdb_fail("meta put", rc) : GD_OK;
 }
 
+/* Which file the data dir's LMDB is (device and inode): a copy of the dir
+ * is another file, and must not keep the id -- two replicas with one id
+ * would share a consumer group, each holding part of the records. */
+static void lmdb_file_identity(const gd_store *s, uint64_t identity[2])
+{
+    char path[sizeof s->path + 16];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", s->path);
+    identity[0] = identity[1] = 0;
+    if (stat(path, &st) == 0) {
+        identity[0] = (uint64_t)st.st_dev;
+        identity[1] = (uint64_t)st.st_ino;
+    }
+}
+
 int gd_store_instance_id(gd_store *s, char out[17])
 {
     MDB_txn *txn;
-    gd_str v;
+    gd_str id, home;
+    uint64_t identity[2];
+    lmdb_file_identity(s, identity);
     int rc = gd_store_begin_write(s, &txn);
     if (rc) return rc;
-    rc = gd_store_meta_get(s, txn, "instance_id", &v);
-    if (rc == GD_OK && v.len == 16) {
-        memcpy(out, v.p, 16);
+    bool have_id = gd_store_meta_get(s, txn, "instance_id", &id) == GD_OK && id.len == 16;
+    bool have_home = gd_store_meta_get(s, txn, "instance_home", &home) == GD_OK && home.len == sizeof identity;
+    bool copied = have_id && have_home && memcmp(home.p, identity, sizeof identity) != 0;
+    if (have_id && !copied) {
+        memcpy(out, id.p, 16);
         out[16] = 0;
-        mdb_txn_abort(txn);
-        return GD_OK;
+        if (have_home) { /* a data dir of an earlier version learns its file below */
+            mdb_txn_abort(txn);
+            return GD_OK;
+        }
+    } else {
+        uint64_t r;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            r = (uint64_t)gd_now_ms() ^ gd_mono_ns() ^ (uint64_t)getpid() << 32;
+        if (copied)
+            gd_info("data dir %s is a copy of instance %.16s's (another LMDB file): it gets an id of its own", s->path,
+                    id.p);
+        snprintf(out, 17, "%016llx", (unsigned long long)r);
+        rc = gd_store_meta_put(s, txn, "instance_id", out, 16);
     }
-    uint64_t r;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) r = (uint64_t)gd_now_ms() ^ gd_mono_ns() ^ (uint64_t)getpid() << 32;
-    snprintf(out, 17, "%016llx", (unsigned long long)r);
-    rc = gd_store_meta_put(s, txn, "instance_id", out, 16);
+    if (!rc) rc = gd_store_meta_put(s, txn, "instance_home", identity, sizeof identity);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;

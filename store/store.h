@@ -59,7 +59,9 @@ int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p
 
 /* This data dir's instance id (16 hex digits, in out[17]): made at random
  * the first time and kept in meta "instance_id", so it lives as long as the
- * state does. Opens its own write transaction: call before the engine runs. */
+ * state does -- and made anew when the LMDB file is not the one it was made
+ * in (a copy of the data dir: a new replica started from another's state).
+ * Opens its own write transaction: call before the engine runs. */
 int gd_store_instance_id(gd_store *s, char out[17]);
 
 /* Table rows; key/value bytes as tables.h describes. get: GD_EOF when absent;

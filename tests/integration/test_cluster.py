@@ -12,6 +12,7 @@ are served).
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -129,6 +130,19 @@ def test_replicas_each_hold_everything_and_one_killed_loses_nothing(tmp_path, ka
         wait_applied(d1, len(records))
         checks.fail_if(checks.compare_all_tables(d1, ref_all), "the restarted replica's tables")
         assert cluster(d1)["group"] == views[0]["group"], "the instance id did not survive the restart"
+
+        # a new replica started from a copy of another's data dir gets an id
+        # (and a group) of its own, and goes on from the copied state
+        d2.stop()
+        copy = os.path.join(str(tmp_path), "copy-of-data2")
+        shutil.copytree(d2.data_dir, copy, ignore=shutil.ignore_patterns("gamingd.lock"))
+        d3 = f("kafka", args=args + ["--output", "none"], data_dir=copy)
+        d2.start()
+        wait_applied(d3, len(records))
+        checks.fail_if(checks.compare_all_tables(d3, ref_all), "the tables of the replica started from a copy")
+        groups = [cluster(d)["group"] for d in (d1, d2, d3)]
+        assert groups[1] == views[1]["group"] and len(set(groups)) == 3, groups
+        assert "is a copy of instance" in open(d3.log_path, errors="replace").read()
     finally:
         f.cleanup()
 
