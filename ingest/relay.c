@@ -20,10 +20,12 @@
  * ANNOUNCE_MS while it listens; every instance produces a stream's events
  * while an announcement naming it is younger than WANT_TTL_MS. A
  * subscriber's first events may therefore come within a moment of its
- * joining, not at once; a resumption is never told "no gap" falsely: while
- * an instance does not listen to a stream, every record it reads raises
- * that stream's horizon (hub.h), so a Last-Event-ID from before is told
- * that events may be missing.
+ * joining, not at once. Every instance keeps every event it reads in its
+ * hub, whether it listens itself or not, so a client that fails over to
+ * another instance resumes there without a gap. A resumption is never told
+ * "no gap" falsely: once no announcement has named a stream for a while,
+ * every tick raises the stream's horizon (hub.h) to the topic's position, so
+ * a Last-Event-ID from before is told that events may be missing.
  *
  * Records: `E<stream name>\n<event text>` and `W<instance id>\n<name>\n...`.
  * The topic is writable by whoever the brokers allow, so what is read is
@@ -123,7 +125,8 @@ int gd_relay_send(gd_relay *r, unsigned stream, const char *text, size_t len)
 }
 
 /* The streams listened to here, announced when one is new or the last
- * announcement ages; every stream's horizon raised where no one listens. */
+ * announcement ages; the horizon of every stream no one has named for a
+ * while raised to here (its producers stop within a tick of each other). */
 int gd_relay_tick(gd_relay *r)
 {
     int64_t mono = gd_mono_ns();
@@ -136,7 +139,8 @@ int gd_relay_tick(gd_relay *r)
     gd_buf_puts(&r->val, r->instance);
     for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++) {
         if (!r->carries[n]) continue;
-        bool listening = r->hub && gd_hub_wanted(r->hub, n, r->last_id);
+        if (r->hub && r->wanted_until[n] - ANNOUNCE_MS <= r->now_ms) gd_hub_set_horizon(r->hub, n, r->last_id);
+        bool listening = r->hub && gd_hub_listened(r->hub, n);
         new_one = new_one || (listening && !r->listening[n]);
         r->listening[n] = listening;
         if (!listening) continue;
@@ -203,7 +207,7 @@ void gd_relay_receive(gd_relay *r, const gd_record *rec)
     if (v.p[0] != 'E' || !next_line(&rest, &name)) return;
     int n = carried_stream(r, name);
     if (n < 0 || !r->hub || !one_json_object(rest)) return;
-    if (gd_hub_wanted(r->hub, (unsigned)n, r->last_id)) gd_hub_publish(r->hub, (unsigned)n, r->last_id, rest.p, rest.len);
+    gd_hub_publish(r->hub, (unsigned)n, r->last_id, rest.p, rest.len); /* kept whoever listens: see the top */
 }
 
 /* ---- where push events go ---- */

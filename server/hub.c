@@ -136,6 +136,14 @@ void gd_hub_set_horizon(gd_hub *h, unsigned stream_no, uint64_t horizon)
     raise_horizon(&h->streams[stream_no], horizon);
 }
 
+bool gd_hub_listened(const gd_hub *h, unsigned stream_no)
+{
+    const stream *s = &h->streams[stream_no];
+    if (atomic_load_explicit(&s->subscribers, memory_order_relaxed) > 0) return true;
+    int64_t left = atomic_load_explicit(&s->last_left_ms, memory_order_relaxed);
+    return left && gd_now_ms() - left < h->linger_ms;
+}
+
 bool gd_hub_wanted(gd_hub *h, unsigned stream_no, uint64_t id)
 {
     stream *s = &h->streams[stream_no];

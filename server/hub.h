@@ -44,6 +44,9 @@ void gd_hub_discard(gd_hub *h, unsigned stream);
  * for resumption, so call it once per would-be event. */
 bool gd_hub_wanted(gd_hub *h, unsigned stream, uint64_t id);
 void gd_hub_publish(gd_hub *h, unsigned stream, uint64_t id, const char *text, size_t len);
+/* Whether someone listens to the stream, or did within the linger; unlike
+ * gd_hub_wanted it counts nothing missing, and any thread may ask. */
+bool gd_hub_listened(const gd_hub *h, unsigned stream);
 /* Events with id <= horizon may be missing (ids before a restart). */
 void gd_hub_set_horizon(gd_hub *h, unsigned stream, uint64_t horizon);
 

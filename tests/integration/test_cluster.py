@@ -420,7 +420,8 @@ def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_p
     partitions, and every instance pushes all of them, with the same ids:
     the enriched records, the activity records, each windowed table's row
     after each change, and SQL push queries over them -- whichever instance
-    a subscriber asks, and a Last-Event-ID from one resumes on another."""
+    a subscriber asks; and a Last-Event-ID from one resumes on another that
+    had no subscriber of that stream (a client failing over)."""
     records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 89)
     ref = reference_of(records)
     n = len(ref.outputs)
@@ -440,9 +441,8 @@ def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_p
         a_enriched = Stream(a.port, ENRICHED)
         a_tables = Stream(a.port, ",".join(exact))
         b_having = Stream(b.port, having)
-        b_enriched = Stream(b.port, ENRICHED)
         b_activity = Stream(b.port, "gaming_player_activity_stream")
-        assert all(s.status == 200 for s in (a_enriched, a_tables, b_having, b_enriched, b_activity))
+        assert all(s.status == 200 for s in (a_enriched, a_tables, b_having, b_activity))
         # each says what it listens to on the push topic; the other produces from then on
         time.sleep(3)
         done = {}
@@ -452,14 +452,11 @@ def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_p
         time.sleep(3)
         produce(kafka.bootstrap, act)
         got_a = take_all(a_enriched, n, 90)
-        got_b = take_all(b_enriched, n, 30)
         ids = [o["activity_id"] for o in ref.outputs]
-        for what, got in (("instance a", got_a), ("instance b", got_b)):
-            mine = [e.json["activity_id"] for e in got]
-            assert len(mine) == n and sorted(mine) == sorted(ids), (what, len(mine), n)
+        mine = [e.json["activity_id"] for e in got_a]
+        assert len(mine) == n and sorted(mine) == sorted(ids), (len(mine), n)
         a_ids = [int(e.id) for e in got_a]
         assert a_ids == sorted(a_ids) and len(set(a_ids)) == n
-        assert [int(e.id) for e in got_b] == a_ids, "both instances push the same events with the same ids"
         activity = take_all(b_activity, n, 30)
         assert sorted(e.json["activity_id"] for e in activity) == sorted(ids)
 
@@ -487,8 +484,8 @@ def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_p
         assert header["columnNames"] == ["ACTIVITY_ID", "GAME_ID"]
         assert sorted(r[0] for r in rows) == sorted(ids)
 
-        # a Last-Event-ID from instance a resumes on instance b
-        b_enriched.close()
+        # a Last-Event-ID from instance a resumes on instance b, which no one
+        # subscribed to the enriched stream on: the same events, the same ids
         k = n // 2
         resumed = Stream(b.port, ENRICHED, headers={"Last-Event-ID": str(a_ids[k])})
         more = take_all(resumed, n - k - 1, 30)
