@@ -1,9 +1,12 @@
 """The documents that ship with gamingd say what the server does: the
-OpenAPI document lists every route the server answers, and the compose file
-runs Grafana and Prometheus against gamingd with keys."""
+OpenAPI document lists every route the server answers, the compose file
+runs Grafana and Prometheus against gamingd with keys, and the compose files
+set only settings gamingd has."""
 
 import json
 import os
+import re
+import subprocess
 
 import yaml
 
@@ -44,3 +47,24 @@ def test_compose_runs_grafana_and_prometheus_with_keys():
     assert src["secureJsonData"]["httpHeaderValue1"].startswith("Bearer ")
     dash = json.load(open(os.path.join(REPO_ROOT, "docker", "grafana", "dashboards", "gaming-intelligence.json")))
     assert all(p["datasource"]["uid"] == src["uid"] for p in dash["panels"])
+
+
+def test_docker_files_set_only_settings_gamingd_has():
+    """Every GAMINGD_* variable the compose files set for gamingd is one it reads (a
+    misspelt one would be ignored silently), and the partitioned recipe runs
+    its instances partitioned, each announcing the URL it is reached at."""
+    helptext = subprocess.run([os.environ["GAMINGD_BIN"], "--help"], capture_output=True, text=True).stdout
+    known = set(re.findall(r"GAMINGD_[A-Z_]+", helptext))
+    docker = os.path.join(REPO_ROOT, "docker")
+    for name in sorted(n for n in os.listdir(docker) if n.endswith(".yaml")):
+        for service, spec in yaml.safe_load(open(os.path.join(docker, name)))["services"].items():
+            if not service.startswith("gamingd"):
+                continue  # others pass keys through GAMINGD_* names of their own
+            unknown = {k for k in (spec.get("environment") or {}) if k.startswith("GAMINGD_")} - known
+            assert not unknown, (name, service, unknown)
+    services = yaml.safe_load(open(os.path.join(docker, "partitioned.yaml")))["services"]
+    instances = [s for s in services if s.startswith("gamingd")]
+    assert len(instances) == 3
+    for s in instances:
+        env = services[s]["environment"]
+        assert env["GAMINGD_MODE"] == "partitioned" and env["GAMINGD_ADVERTISED_URL"] == "http://%s:8080" % s
