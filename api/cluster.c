@@ -111,8 +111,11 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
                   "# TYPE gamingd_internal_bytes_total counter\n"
                   "gamingd_internal_bytes_total{topic=\"routes\"} %llu\n"
                   "gamingd_internal_bytes_total{topic=\"changelog\"} %llu\n"
-                  "gamingd_internal_bytes_total{topic=\"push\"} %llu\n",
+                  "gamingd_internal_bytes_total{topic=\"push\"} %llu\n"
+                  "# HELP gamingd_push_missed_total Push topic records gone (past its retention) before this "
+                  "instance read them: their events are missing from its push streams.\n"
+                  "# TYPE gamingd_push_missed_total counter\ngamingd_push_missed_total %llu\n",
                   (long long)atomic_load(&v->changelog_lag), (long long)atomic_load(&v->restore_remaining),
                   (unsigned long long)atomic_load(&v->route_bytes), (unsigned long long)atomic_load(&v->changelog_bytes),
-                  (unsigned long long)atomic_load(&v->push_bytes));
+                  (unsigned long long)atomic_load(&v->push_bytes), (unsigned long long)atomic_load(&v->push_missed));
 }

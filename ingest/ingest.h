@@ -273,6 +273,7 @@ typedef struct {
     bool partitioned;           /* --mode partitioned: whole once restored (route.c) */
     _Atomic int64_t changelog_lag, restore_remaining; /* partitioned mode, in changelog records */
     _Atomic uint64_t route_bytes, changelog_bytes, push_bytes; /* partitioned mode: value bytes produced */
+    _Atomic uint64_t push_missed; /* push topic records gone before this instance read them */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;

@@ -58,6 +58,7 @@ struct gd_relay {
     int64_t now_ms, announced_ms, ticked_ns;
     uint64_t last_id; /* of the last record read: its offset + 1 */
     bool reading;     /* a record was read: the horizon is set */
+    gd_ratelimit gap_log;
     gd_buf val;
 };
 
@@ -194,7 +195,16 @@ static void take_wants(gd_relay *r, gd_str rest)
 
 void gd_relay_receive(gd_relay *r, const gd_record *rec)
 {
-    if (!r->reading) { /* what came before this instance read the topic is not in its hub */
+    /* What came before this instance read the topic is not in its hub, nor
+     * what it skipped: a reader that fell further behind than the topic's
+     * retention starts again at its end. */
+    if (!r->reading || (uint64_t)rec->offset != r->last_id) {
+        if (r->reading) {
+            if (gd_ratelimit_allow(&r->gap_log))
+                gd_warn("%s: records %llu to %lld were gone before this instance read them: their push events "
+                        "are missing here", r->topic, (unsigned long long)r->last_id, (long long)rec->offset - 1);
+            if (r->counters) atomic_fetch_add(&r->counters->cluster.push_missed, (uint64_t)rec->offset - r->last_id);
+        }
         for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++)
             if (r->carries[n] && r->hub) gd_hub_set_horizon(r->hub, n, (uint64_t)rec->offset);
         r->reading = true;
