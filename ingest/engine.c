@@ -44,6 +44,7 @@ struct gd_engine {
     gd_source *src;
     gd_counters *pub;
     gd_hub *hub; /* push streams, or NULL */
+    gd_catalog_cmd *ddl; /* the catalog change prepared in the open batch, published at its commit */
     gd_push_sink push; /* where push events go: the hub, or through the relay */
     const atomic_bool *stop;
     gd_registry *registry; /* --schema-registry, or NULL */
@@ -78,6 +79,7 @@ struct gd_engine {
     gd_map pending;          /* producer -> its changelog rows since its last mark (pending_rows *) */
     gd_arena pending_arena;
     char producer[GD_PRODUCER_LEN + 1]; /* this instance's id, then this run's */
+    gd_catalog_entry *adopted; /* a table or stream another instance made, published at the next commit */
     gd_buf route_key, route_text, route_val;
     bool moved; /* records of held partitions applied since the last mark */
 };
@@ -250,9 +252,12 @@ static int changelog_mark(gd_engine *e)
     return produce_changelog(e);
 }
 
+static int adopt_definition(gd_engine *e, const gd_changelog_record *c);
+
 /* One of another instance's rows into the store. */
 static int apply_changelog_row(gd_engine *e, const gd_changelog_record *c)
 {
+    if (c->kind == GD_CL_CREATE) return adopt_definition(e, c);
     const gd_tabledef *t = gd_catalog_tabledef(e->cat, c->table);
     if (!t || !gd_table_aggregates(t)) return GD_OK; /* a table this instance does not have */
     if (c->kind == GD_CL_ROW) return gd_store_row_put(e->store, e->txn, t, c->key, c->value);
@@ -558,6 +563,8 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
 void gd_engine_close(gd_engine *e)
 {
     if (!e) return;
+    if (e->ddl) gd_catalog_finish(e->cat, e->ddl, GD_ERR, "stopping before the change was committed");
+    gd_catalog_entry_free(e->adopted);
     gd_worker_stop(e->worker);
     if (e->txn) mdb_txn_abort(e->txn);
     if (e->partitioned) {
@@ -612,7 +619,10 @@ static int begin_batch(gd_engine *e)
  * databases, a dropped table's rows gone, the user's definitions in meta)
  * into the batch's transaction, and publishes the change once that is
  * committed -- so a reader finds a new table's databases, and a restart
- * finds what was answered as done. */
+ * finds what was answered as done. In partitioned mode a CREATE also goes
+ * into the changelog ahead of the commit's mark; every other instance makes
+ * the same table or stream when it applies that commit (adopt_definition),
+ * and commits at once, so the rows its owners write next find it. */
 
 /* Refuses what cannot be applied; else writes the change into the txn. */
 static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_len)
@@ -620,11 +630,18 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
     gd_cmd_op op = gd_catalog_cmd_op(cmd);
     gd_catalog_entry *entry = gd_catalog_cmd_entry(cmd);
     const gd_catalog_entry *add = NULL, *drop = NULL;
+    if (e->partitioned && op != GD_CMD_CREATE) {
+        snprintf(why, why_len, "DROP and TERMINATE are not supported in partitioned mode yet: every instance "
+                               "would have to apply them at one point of the stream");
+        return GD_ERR;
+    }
+    if (e->partitioned && entry->is_table && !gd_routes_fit(entry->table)) {
+        snprintf(why, why_len, "in partitioned mode a table made while running must GROUP BY game_id (among "
+                               "other keys): the route that carries every record by game_id serves it, while "
+                               "another grouping needs a route of its own, planned at start");
+        return GD_ERR;
+    }
     if (op == GD_CMD_CREATE) {
-        if (e->partitioned) { /* the routes are planned at start, and every instance must know a table */
-            snprintf(why, why_len, "CREATE is not supported in partitioned mode yet: run it on a replica");
-            return GD_ERR;
-        }
         if (gd_catalog_find(e->cat, gd_str_c(entry->name))) {
             snprintf(why, why_len, "a table or stream named %s exists", entry->name);
             return GD_ERR;
@@ -651,12 +668,78 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
         }
         drop = entry;
     }
-    gd_catalog_encode(e->cat, add, drop, op == GD_CMD_TERMINATE ? entry : NULL, &e->tmp);
+    gd_catalog_encode(e->cat, &add, add != NULL, drop, op == GD_CMD_TERMINATE ? entry : NULL, &e->tmp);
     if (gd_store_meta_put(e->store, e->txn, "catalog", e->tmp.p, e->tmp.len)) {
         snprintf(why, why_len, "the store could not record the change");
         return GD_ERR;
     }
+    if (e->partitioned) { /* the others make it when they read it, before this commit's mark */
+        gd_changelog_encode(&e->route_val, e->producer, GD_CL_CREATE, add->name,
+                            gd_str_c(add->is_table ? "T" : "S"), gd_str_c(add->sql));
+        gd_buf_clear(&e->route_key);
+        gd_buf_putc(&e->route_key, 'C');
+        gd_buf_puts(&e->route_key, add->name);
+        e->moved = true;
+        if (produce_changelog(e)) {
+            snprintf(why, why_len, "the change could not be sent to the changelog");
+            return GD_ERR;
+        }
+    }
     return GD_OK;
+}
+
+/* A table or stream another instance made (partitioned mode): compiled
+ * here, its databases opened in the batch, published at its commit (which
+ * follows at once: the rows its owners write next must find it). */
+static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
+{
+    char name[128], why[256];
+    snprintf(name, sizeof name, "%.*s", (int)c->table.len, c->table.p);
+    if (gd_catalog_find(e->cat, c->table) || (e->adopted && !strcmp(e->adopted->name, name))) return GD_OK;
+    gd_catalog_entry *entry = e->cat->compile ? e->cat->compile(e->cat, c->key.len == 1 && c->key.p[0] == 'T',
+                                                                c->value, why, sizeof why)
+                                              : NULL;
+    const gd_catalog_entry *mine = e->ddl ? gd_catalog_cmd_entry(e->ddl) : NULL;
+    if (entry && (strcmp(entry->name, name) || !gd_catalog_has_room(e->cat, entry) || e->adopted ||
+                  (mine && !strcmp(mine->name, name)))) {
+        snprintf(why, sizeof why, "its name does not match, there is no room, or another change is pending");
+        gd_catalog_entry_free(entry);
+        entry = NULL;
+    }
+    if (!entry) {
+        gd_warn("partitioned mode: %s, made by another instance, is left out here: %s", name, why);
+        return GD_OK;
+    }
+    entry->uid = gd_catalog_next_uid(e->cat);
+    if (mine && mine->uid >= entry->uid) entry->uid = mine->uid + 1; /* made here in this batch too */
+    const gd_catalog_entry *adds[2] = {entry, mine};
+    gd_catalog_encode(e->cat, adds, mine ? 2 : 1, NULL, NULL, &e->tmp);
+    int rc = entry->is_table ? gd_store_open_table(e->store, e->txn, entry->table, entry->uid) : GD_OK;
+    if (!rc) rc = gd_store_meta_put(e->store, e->txn, "catalog", e->tmp.p, e->tmp.len);
+    if (rc) {
+        gd_catalog_entry_free(entry);
+        return rc;
+    }
+    e->adopted = entry;
+    return GD_OK;
+}
+
+/* A committed new table or stream made visible: in the catalog, and kept
+ * (in partitioned mode on the route that carries every record, and pushed
+ * through the relay). */
+static void publish_created(gd_engine *e, gd_catalog_entry *entry)
+{
+    gd_windows *w = e->worker ? &e->win_worker : &e->win;
+    const char *why;
+    if (gd_catalog_add(e->cat, entry, &why)) {
+        gd_error("catalog: %s: %s", entry->name, why); /* checked before */
+        return;
+    }
+    if (entry->is_table) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
+    if (e->partitioned && entry->is_table) e->routes.r[0].tables |= 1ULL << entry->slot;
+    if (e->push.relay) gd_relay_catalog_changed(e->push.relay);
+    list_derived(e);
+    gd_info("created %s %s", entry->is_table ? "table" : "stream", entry->name);
 }
 
 /* Makes a committed change visible: the catalog, and the windows kept. */
@@ -664,12 +747,8 @@ static void publish_ddl(gd_engine *e, gd_catalog_cmd *cmd)
 {
     gd_cmd_op op = gd_catalog_cmd_op(cmd);
     gd_catalog_entry *entry = gd_catalog_cmd_entry(cmd);
-    gd_windows *w = e->worker ? &e->win_worker : &e->win;
     if (op == GD_CMD_CREATE) {
-        const char *why;
-        if (gd_catalog_add(e->cat, entry, &why)) gd_error("catalog: %s: %s", entry->name, why); /* checked before */
-        else if (entry->is_table) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
-        gd_info("created %s %s", entry->is_table ? "table" : "stream", entry->name);
+        publish_created(e, entry);
     } else {
         if (entry->is_table) {
             gd_windows_remove(&e->win, entry->slot);
@@ -680,6 +759,17 @@ static void publish_ddl(gd_engine *e, gd_catalog_cmd *cmd)
         gd_info("%s %s", op == GD_CMD_DROP ? "dropped" : "terminated the query of", entry->name);
     }
     list_derived(e);
+}
+
+/* The next catalog change asked for, prepared in the open batch (e->ddl)
+ * or refused; one change per commit, another instance's included. */
+static void take_ddl(gd_engine *e)
+{
+    if (e->ddl || e->adopted || !gd_catalog_pending(e->cat)) return;
+    gd_catalog_cmd *ddl = gd_catalog_take(e->cat);
+    char why[256] = "";
+    if (prepare_ddl(e, ddl, why, sizeof why)) gd_catalog_finish(e->cat, ddl, GD_ERR, why); /* nothing written */
+    else e->ddl = ddl;
 }
 
 /* GD_AGAIN: the brokers have not acknowledged the output yet; the batch
@@ -698,6 +788,7 @@ static int commit_batch(gd_engine *e)
         return GD_AGAIN;
     }
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
+    if (!rc && e->partitioned) take_ddl(e); /* its changelog record goes before this commit's mark */
     int64_t now = gd_now_ms();
     if (e->partitioned) { /* the rows written go to the changelog too, then the mark */
         e->store->tap = changelog_row;
@@ -732,21 +823,22 @@ static int commit_batch(gd_engine *e)
         rc = gd_store_meta_put(e->store, e->txn, "stream_time", e->tmp.p, e->tmp.len);
     }
     if (!rc) rc = gd_store_meta_put(e->store, e->txn, "counters", &e->n, sizeof e->n);
-    gd_catalog_cmd *ddl = !rc && gd_catalog_pending(e->cat) ? gd_catalog_take(e->cat) : NULL;
-    char why[256] = "";
-    if (ddl && prepare_ddl(e, ddl, why, sizeof why)) { /* refused: nothing of it was written */
-        gd_catalog_finish(e->cat, ddl, GD_ERR, why);
-        ddl = NULL;
-    }
+    if (!rc && !e->partitioned) take_ddl(e);
     if (!rc) rc = write_output(e);
     if (!rc && e->out && fflush(e->out)) rc = GD_ERR;
     if (!rc) rc = gd_store_commit(e->txn);
     else mdb_txn_abort(e->txn);
     e->txn = NULL;
+    gd_catalog_cmd *ddl = e->ddl;
+    gd_catalog_entry *adopted = e->adopted;
+    e->ddl = NULL;
+    e->adopted = NULL;
     if (ddl) {
         if (!rc) publish_ddl(e, ddl);
         gd_catalog_finish(e->cat, ddl, rc ? GD_ERR : GD_OK, rc ? "the store could not commit the change" : NULL);
     }
+    if (adopted && !rc) publish_created(e, adopted);
+    else if (adopted) gd_catalog_entry_free(adopted);
     if (rc) return rc;
     if (!rc && e->worker) rc = gd_worker_renew(e->worker); /* drained: it sees the commit */
     if (!rc && e->src->committed) e->src->committed(e->src);
@@ -1043,7 +1135,7 @@ int gd_engine_run(gd_engine *e)
             rc = e->failed ? e->failed : GD_ERR;
             break;
         }
-        if (e->batch_records >= e->cfg->batch_records ||
+        if (e->adopted || e->batch_records >= e->cfg->batch_records || /* another instance's table: at once */
             (e->batch_records % 256 == 0 &&
              gd_mono_ns() - e->batch_start_ns >= BUSY_COMMIT_FACTOR * e->cfg->commit_interval_ms * 1000000)) {
             if ((rc = commit_or_postpone(e))) break;

@@ -226,6 +226,8 @@ typedef struct gd_relay gd_relay;
 int gd_relay_open(gd_relay **out, const gd_config *cfg, const gd_catalog *cat, gd_hub *hub, gd_output *output,
                   gd_counters *counters, const char *instance_id);
 void gd_relay_close(gd_relay *r);
+/* After a table or stream was added: which streams the relay carries. */
+void gd_relay_catalog_changed(gd_relay *r);
 const char *gd_relay_topic(const gd_relay *r);
 /* Whether the relay carries hub stream `stream` (else it is the hub's). */
 bool gd_relay_carries(const gd_relay *r, unsigned stream);

@@ -80,13 +80,18 @@ int gd_relay_open(gd_relay **out, const gd_config *cfg, const gd_catalog *cat, g
     r->counters = counters;
     snprintf(r->topic, sizeof r->topic, "%s-push", cfg->application_id);
     snprintf(r->instance, sizeof r->instance, "%s", instance_id);
-    for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++) {
-        const gd_catalog_entry *entry = gd_catalog_hub_entry(cat, n);
-        r->carries[n] = entry && made_from_activity(entry, n);
-    }
+    gd_relay_catalog_changed(r);
     r->now_ms = gd_now_ms();
     *out = r;
     return GD_OK;
+}
+
+void gd_relay_catalog_changed(gd_relay *r)
+{
+    for (unsigned n = 0; n < GD_MAX_STREAMS + GD_MAX_TABLES; n++) {
+        const gd_catalog_entry *entry = gd_catalog_hub_entry(r->cat, n);
+        r->carries[n] = entry && made_from_activity(entry, n);
+    }
 }
 
 void gd_relay_close(gd_relay *r)

@@ -28,7 +28,10 @@
  * a producer's last mark are not applied: that commit never happened), so
  * any instance answers every query from its own store; and an instance that
  * takes a partition over finds the state and position of its previous owner
- * there, restored from Kafka, not from the other's disk. */
+ * there, restored from Kafka, not from the other's disk. A table or stream
+ * made while running travels in the changelog too (GD_CL_CREATE), so every
+ * instance makes it at the same point of that order; a table must then fit
+ * the routes planned at start (gd_routes_fit). */
 #include <string.h>
 
 #include "window.h"
@@ -64,6 +67,8 @@ int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
     snprintf(rt->changelog, sizeof rt->changelog, "%s-changelog", cfg->application_id);
     return GD_OK;
 }
+
+bool gd_routes_fit(const gd_tabledef *def) { return groups_by_game(def); }
 
 int gd_routes_find(const gd_routes *rt, gd_str topic)
 {
@@ -247,7 +252,8 @@ int gd_changelog_decode(gd_str in, gd_changelog_record *out)
         out->value = (gd_str){p, (uint32_t)(end - p)};
         return GD_OK;
     }
-    if (out->kind != GD_CL_ROW && out->kind != GD_CL_SETS && out->kind != GD_CL_DELETE) return GD_ERR;
+    if (out->kind != GD_CL_ROW && out->kind != GD_CL_SETS && out->kind != GD_CL_DELETE && out->kind != GD_CL_CREATE)
+        return GD_ERR;
     const char *nul = memchr(p, 0, (size_t)(end - p));
     if (!nul || end - nul < 5) return GD_ERR;
     out->table = (gd_str){p, (uint32_t)(nul - p)};

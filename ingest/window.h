@@ -171,6 +171,9 @@ typedef struct {
 int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat);
 /* The route whose topic is this, or -1. */
 int gd_routes_find(const gd_routes *rt, gd_str topic);
+/* Whether a table made while running fits the routes planned at start: it
+ * groups by game_id, so the route that carries every record serves it. */
+bool gd_routes_fit(const gd_tabledef *def);
 /* The Kafka key of e on route r; false: e does not travel on r. */
 bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text);
 
@@ -188,7 +191,15 @@ void gd_route_encode(gd_buf *b, const gd_enriched *e, int32_t src_partition, int
 /* The record's strings point into in. */
 int gd_route_decode(gd_str in, gd_route_record *out);
 
-typedef enum { GD_CL_ROW = 'R', GD_CL_SETS = 'S', GD_CL_DELETE = 'D', GD_CL_MARK = 'M' } gd_changelog_kind;
+/* CREATE: a table or stream made on one instance, for the others (table:
+ * its name, key: "T" or "S", value: the statement). */
+typedef enum {
+    GD_CL_ROW = 'R',
+    GD_CL_SETS = 'S',
+    GD_CL_DELETE = 'D',
+    GD_CL_MARK = 'M',
+    GD_CL_CREATE = 'C'
+} gd_changelog_kind;
 typedef struct {
     gd_str producer; /* GD_PRODUCER_LEN: instance id and run */
     gd_changelog_kind kind;

@@ -1,12 +1,17 @@
 /* builtin.c -- the catalog at start: builtin.sql (built into the binary by
  * the Makefile as gd_builtin_sql), then the user's definitions the store
  * holds, each compiled by the planner like a statement just received. */
+#include <stdio.h>
+
 #include "sql.h"
 
 extern const char gd_builtin_sql[];
 
+static gd_catalog_entry *compile_definition(gd_catalog *cat, bool is_table, gd_str sql, char *why, size_t why_len);
+
 int gd_sql_load_builtin(gd_catalog *cat, gd_sql_error *err)
 {
+    cat->compile = compile_definition;
     gd_arena arena;
     gd_arena_init(&arena);
     gd_sql_stmt *stmts;
@@ -25,6 +30,27 @@ int gd_sql_load_builtin(gd_catalog *cat, gd_sql_error *err)
     return rc;
 }
 
+/* A user's statement, as stored or as another instance made it, into an
+ * entry of cat (not added). */
+static gd_catalog_entry *compile_definition(gd_catalog *cat, bool is_table, gd_str sql, char *why, size_t why_len)
+{
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_sql_error err = {0};
+    gd_sql_stmt *stmts;
+    int n;
+    gd_catalog_entry *e = NULL;
+    if (gd_sql_parse(sql, &arena, &stmts, &n, &err) == GD_OK) {
+        if (n != 1 || stmts[0].kind != GD_SQL_CREATE_AS || stmts[0].is_table != is_table)
+            gd_sql_fail(&err, GD_SQL_SERVER_ERROR, "not one CREATE %s AS SELECT", is_table ? "TABLE" : "STREAM");
+        else
+            gd_sql_plan_create(cat, &stmts[0], false, &e, &err);
+    }
+    if (!e) snprintf(why, why_len, "%s", err.message);
+    gd_arena_free(&arena);
+    return e;
+}
+
 typedef struct {
     gd_catalog *cat;
     int loaded, failed;
@@ -33,15 +59,10 @@ typedef struct {
 static int load_definition(void *ctx, uint64_t uid, bool is_table, bool terminated, gd_str sql)
 {
     load_ctx *c = ctx;
-    gd_arena arena;
-    gd_arena_init(&arena);
-    gd_sql_error err = {0};
-    gd_sql_stmt *stmts;
-    int n;
-    gd_catalog_entry *e = NULL;
-    const char *why = NULL;
-    if (gd_sql_parse(sql, &arena, &stmts, &n, &err) == GD_OK && n == 1 && stmts[0].kind == GD_SQL_CREATE_AS &&
-        stmts[0].is_table == is_table && gd_sql_plan_create(c->cat, &stmts[0], false, &e, &err) == GD_OK) {
+    char why_buf[256];
+    const char *why = why_buf;
+    gd_catalog_entry *e = compile_definition(c->cat, is_table, sql, why_buf, sizeof why_buf);
+    if (e) {
         e->uid = uid;
         atomic_store(&e->terminated, terminated);
         if (gd_catalog_add(c->cat, e, &why)) {
@@ -53,9 +74,8 @@ static int load_definition(void *ctx, uint64_t uid, bool is_table, bool terminat
     else {
         c->failed++;
         gd_error("a stored definition no longer compiles and is left out (its data stays in the store): %.*s: %s",
-                 (int)sql.len, sql.p, why ? why : err.message);
+                 (int)sql.len, sql.p, why);
     }
-    gd_arena_free(&arena);
     return GD_OK;
 }
 

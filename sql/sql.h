@@ -241,7 +241,8 @@ void gd_sql_runner_metrics(gd_sql_runner *r, uint64_t *queries, uint64_t *events
                            uint64_t *rows_out);
 
 /* ---- built-in definitions (builtin.c) ---- */
-/* Compiles builtin.sql into cat. */
+/* Compiles builtin.sql into cat, and gives cat the compiler of user
+ * definitions (gd_catalog.compile). */
 int gd_sql_load_builtin(gd_catalog *cat, gd_sql_error *err);
 /* Compiles the user definitions the store holds into cat (a definition
  * that no longer compiles is logged and left out). */

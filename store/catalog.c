@@ -248,12 +248,12 @@ static int by_uid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void gd_catalog_encode(const gd_catalog *c, const gd_catalog_entry *add, const gd_catalog_entry *drop,
-                       const gd_catalog_entry *terminate, gd_buf *out)
+void gd_catalog_encode(const gd_catalog *c, const gd_catalog_entry *const *adds, int nadds,
+                       const gd_catalog_entry *drop, const gd_catalog_entry *terminate, gd_buf *out)
 {
     /* in the order they were created: a definition names only what existed
      * before it, so they compile again in this order */
-    const gd_catalog_entry *list[GD_MAX_TABLES + GD_MAX_STREAMS + 1];
+    const gd_catalog_entry *list[GD_MAX_TABLES + GD_MAX_STREAMS + 2];
     size_t n = 0;
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
         const gd_catalog_entry *e = gd_catalog_table(c, i);
@@ -263,11 +263,13 @@ void gd_catalog_encode(const gd_catalog *c, const gd_catalog_entry *add, const g
         const gd_catalog_entry *e = gd_catalog_stream(c, i);
         if (e && !e->builtin && e != drop) list[n++] = e;
     }
-    if (add) list[n++] = add;
+    uint64_t next = c->next_uid;
+    for (int i = 0; i < nadds && i < 2; i++) {
+        list[n++] = adds[i];
+        if (adds[i]->uid >= next) next = adds[i]->uid + 1;
+    }
     qsort(list, n, sizeof *list, by_uid);
     gd_buf_clear(out);
-    uint64_t next = c->next_uid;
-    if (add && add->uid >= next) next = add->uid + 1;
     gd_buf_put_u64be(out, next);
     for (size_t i = 0; i < n; i++) encode_entry(list[i], atomic_load(&list[i]->terminated) || list[i] == terminate, out);
 }

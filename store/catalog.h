@@ -89,7 +89,12 @@ struct gd_catalog_entry {
 typedef enum { GD_CMD_CREATE, GD_CMD_DROP, GD_CMD_TERMINATE } gd_cmd_op;
 typedef struct gd_catalog_cmd gd_catalog_cmd;
 
-typedef struct {
+typedef struct gd_catalog gd_catalog;
+/* A statement (CREATE TABLE|STREAM ... AS SELECT) into an entry, not added;
+ * NULL, and why in why[why_len], when it does not compile. */
+typedef gd_catalog_entry *(*gd_catalog_compile_fn)(gd_catalog *c, bool is_table, gd_str sql, char *why,
+                                                   size_t why_len);
+struct gd_catalog {
     _Atomic(gd_catalog_entry *) tables[GD_MAX_TABLES];
     _Atomic(gd_catalog_entry *) streams[GD_MAX_STREAMS];
     _Atomic unsigned version; /* moves with every change */
@@ -100,7 +105,11 @@ typedef struct {
     gd_catalog_entry *retired;
     uint64_t next_uid;
     int64_t grace_ms; /* --grace; -1: ksqlDB's default (window + grace = 24 h) */
-} gd_catalog;
+    /* set by the SQL layer (gd_sql_load_builtin), which the layers below
+     * may not call directly: for definitions other instances made
+     * (partitioned mode) */
+    gd_catalog_compile_fn compile;
+};
 
 void gd_catalog_init(gd_catalog *c, int64_t grace_ms);
 void gd_catalog_free(gd_catalog *c);
@@ -150,11 +159,12 @@ uint64_t gd_catalog_next_uid(const gd_catalog *c);
 
 /* ---- the user's definitions in the store's meta database ----
  * encode: every user entry (uid, table or stream, terminated, statement)
- * and the next uid, as they will be once add is added, drop dropped and
- * terminate terminated (each may be NULL). decode: calls fn for each
+ * and the next uid, as they will be once adds (at most two: one made here,
+ * one another instance made, in partitioned mode) are added, drop dropped
+ * and terminate terminated (each may be NULL). decode: calls fn for each
  * stored definition. */
-void gd_catalog_encode(const gd_catalog *c, const gd_catalog_entry *add, const gd_catalog_entry *drop,
-                       const gd_catalog_entry *terminate, gd_buf *out);
+void gd_catalog_encode(const gd_catalog *c, const gd_catalog_entry *const *adds, int nadds,
+                       const gd_catalog_entry *drop, const gd_catalog_entry *terminate, gd_buf *out);
 typedef int (*gd_catalog_def_fn)(void *ctx, uint64_t uid, bool is_table, bool terminated, gd_str sql);
 int gd_catalog_decode(gd_catalog *c, gd_str stored, gd_catalog_def_fn fn, void *ctx);
 

@@ -355,10 +355,11 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
             wait_tables(d, ref_first, "instance %d's tables" % i)
         d = ds[1]
         assert cluster(d)["mode"] == "partitioned" and cluster(d)["group"] == "gaming-intelligence-gamingd"
-        # not built yet, so refused rather than served in part
-        res = d.request("/ksql", method="POST", body=json.dumps(
-            {"ksql": "CREATE TABLE t AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched GROUP BY game_id;"}))
-        assert res.status == 400 and "partitioned" in json.dumps(res.json), res.json
+        # a table made mid-stream: it counts from about here, the same on every instance, through
+        # the kill -9 and for the instances that join later
+        status, doc = ksql(d, "CREATE TABLE t AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched "
+                              "GROUP BY game_id;")
+        assert status == 200, doc
 
         ds[0].kill9()
         produce(kafka.bootstrap, act[3000:4500])
@@ -374,6 +375,8 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
             wait_tables(d, ref_all, "instance %d's tables at the end" % i)
         m = ds[1].metrics()
         assert m[("gamingd_restore_remaining", frozenset())] == 0 and ("gamingd_changelog_lag", frozenset()) in m
+        t_rows = [sorted((r["game_id"], r["n"]) for r in d.fetch_all("t")[0]) for d in ds]
+        assert t_rows[0] and all(rows == t_rows[0] for rows in t_rows), t_rows
         # every enriched record went out exactly once, with figures equal to
         # a single instance's where no rebalance moved its group mid-way
         out = kcat_json_output(kafka.bootstrap, len(ref_all.outputs), timeout=20)
@@ -494,5 +497,85 @@ def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_p
         for s in (a_enriched, a_tables, b_having, b_activity, resumed):
             s.close()
         assert b.metrics()[("gamingd_internal_bytes_total", frozenset({("topic", "push")}))] > 0
+    finally:
+        f.cleanup()
+
+
+COUNTS_SQL = ("CREATE TABLE game_counts AS SELECT game_id, COUNT(*) AS total_activities "
+              "FROM gaming_real_time_intelligence_platform WINDOW TUMBLING (SIZE 5 MINUTES) GROUP BY game_id "
+              "EMIT CHANGES;")
+PURCHASES_SQL = ("CREATE STREAM purchases AS SELECT activity_id, game_id FROM gaming_real_time_intelligence_platform "
+                 "WHERE activity_type = 'purchase' EMIT CHANGES;")
+
+
+def ksql(d, text):
+    res = d.request("/ksql", method="POST", body=json.dumps({"ksql": text}))
+    return res.status, res.json
+
+
+def listed(d, table, stream):
+    tables = {t["name"] for t in d.get("/v1/tables").json["tables"]}
+    streams = {s["name"] for s in d.get("/v1/streams").json["streams"]}
+    return table in tables and stream in streams
+
+
+def game_counts(d):
+    """game_counts as {(game_id, window_start): total}, or None while d
+    answers 503 (restoring)."""
+    res = d.get("/v1/tables/game_counts", [("from", "0"), ("to", "9999999999999"), ("limit", "10000")])
+    if res.status == 503:
+        return None
+    assert res.status == 200 and "next_cursor" not in res.json, res
+    return {(r["game_id"], r["window_start"]): r["total_activities"] for r in res.json["rows"]}
+
+
+def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tmp_path, kafka):
+    """--mode partitioned: a table (grouped by game_id) created on one
+    instance and a stream created on another are made by every instance,
+    through the changelog, and kept where the records are applied: each
+    instance answers the table in full, equal to the same figures of a
+    built-in table the reference computes, and pushes the stream whole. A
+    third instance joining later makes both from the changelog alone. What
+    the routes cannot serve -- another grouping, DROP -- is refused."""
+    records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 93)
+    ref = reference_of(records)
+    expected = {(r["game_id"], r["window_start"]): r["total_activities"]
+                for r in ref.table_rows("gaming_active_players_5min")}
+    purchases = sorted(o["activity_id"] for o in ref.outputs if o["activity_type"] == "purchase")
+    f = DaemonFactory(str(tmp_path))
+    try:
+        # a short session timeout: the mock cluster's rebalance when the third joins waits for it
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "--output", "none", "-X",
+                "session.timeout.ms=6000"]
+        a, b = f("kafka", args=args), f("kafka", args=args)
+        settled([a, b])
+        status, doc = ksql(a, COUNTS_SQL)
+        assert status == 200, doc
+        status, doc = ksql(b, PURCHASES_SQL)
+        assert status == 200, doc
+        status, doc = ksql(a, "CREATE TABLE by_player AS SELECT player_id, COUNT(*) AS n "
+                              "FROM gaming_real_time_intelligence_platform GROUP BY player_id EMIT CHANGES;")
+        assert status == 400 and "GROUP BY game_id" in json.dumps(doc), doc
+        status, doc = ksql(b, "DROP STREAM purchases;")
+        assert status == 400 and "partitioned" in json.dumps(doc), doc
+        deadline = time.time() + 30
+        while not all(listed(d, "game_counts", "purchases") for d in (a, b)) and time.time() < deadline:
+            time.sleep(0.2)
+        assert all(listed(d, "game_counts", "purchases") for d in (a, b))
+        pushed = Stream(a.port, "purchases")
+        time.sleep(3)  # the subscription is announced on the push topic
+        produce(kafka.bootstrap, act)
+        got = pushed.take(len(purchases), deadline_s=90)
+        assert sorted(e.json["activity_id"] for e in got) == purchases
+        pushed.close()
+        c = f("kafka", args=args)  # joins later: the definitions come from the changelog
+        for d in (a, b, c):
+            deadline = time.time() + 90
+            counts = game_counts(d) if listed(d, "game_counts", "purchases") else None
+            while counts != expected and time.time() < deadline:
+                time.sleep(0.5)
+                counts = game_counts(d) if listed(d, "game_counts", "purchases") else None
+            assert counts == expected, (d.port, counts and len(counts), len(expected), d.log_tail())
+        assert "created table game_counts" in open(c.log_path, errors="replace").read()
     finally:
         f.cleanup()
