@@ -727,19 +727,20 @@ static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
 /* A committed new table or stream made visible: in the catalog, and kept
  * (in partitioned mode on the route that carries every record, and pushed
  * through the relay). */
-static void publish_created(gd_engine *e, gd_catalog_entry *entry)
+static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
 {
     gd_windows *w = e->worker ? &e->win_worker : &e->win;
     const char *why;
     if (gd_catalog_add(e->cat, entry, &why)) {
         gd_error("catalog: %s: %s", entry->name, why); /* checked before */
-        return;
+        return false;
     }
     if (entry->is_table) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
     if (e->partitioned && entry->is_table) e->routes.r[0].tables |= 1ULL << entry->slot;
     if (e->push.relay) gd_relay_catalog_changed(e->push.relay);
     list_derived(e);
     gd_info("created %s %s", entry->is_table ? "table" : "stream", entry->name);
+    return true;
 }
 
 /* Makes a committed change visible: the catalog, and the windows kept. */
@@ -837,8 +838,7 @@ static int commit_batch(gd_engine *e)
         if (!rc) publish_ddl(e, ddl);
         gd_catalog_finish(e->cat, ddl, rc ? GD_ERR : GD_OK, rc ? "the store could not commit the change" : NULL);
     }
-    if (adopted && !rc) publish_created(e, adopted);
-    else if (adopted) gd_catalog_entry_free(adopted);
+    if (adopted && (rc || !publish_created(e, adopted))) gd_catalog_entry_free(adopted);
     if (rc) return rc;
     if (!rc && e->worker) rc = gd_worker_renew(e->worker); /* drained: it sees the commit */
     if (!rc && e->src->committed) e->src->committed(e->src);
