@@ -693,7 +693,7 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
  * follows at once: the rows its owners write next must find it). */
 static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
 {
-    char name[128], why[256];
+    char name[128], why[256] = "no SQL compiler";
     snprintf(name, sizeof name, "%.*s", (int)c->table.len, c->table.p);
     if (gd_catalog_find(e->cat, c->table) || (e->adopted && !strcmp(e->adopted->name, name))) return GD_OK;
     gd_catalog_entry *entry = e->cat->compile ? e->cat->compile(e->cat, c->key.len == 1 && c->key.p[0] == 'T',
@@ -757,9 +757,9 @@ static void publish_ddl(gd_engine *e, gd_catalog_cmd *cmd)
         }
         if (op == GD_CMD_DROP) gd_catalog_remove(e->cat, entry);
         else atomic_store(&entry->terminated, true);
+        list_derived(e);
         gd_info("%s %s", op == GD_CMD_DROP ? "dropped" : "terminated the query of", entry->name);
     }
-    list_derived(e);
 }
 
 /* The next catalog change asked for, prepared in the open batch (e->ddl)
@@ -789,7 +789,6 @@ static int commit_batch(gd_engine *e)
         return GD_AGAIN;
     }
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
-    if (!rc && e->partitioned) take_ddl(e); /* its changelog record goes before this commit's mark */
     int64_t now = gd_now_ms();
     if (e->partitioned) { /* the rows written go to the changelog too, then the mark */
         e->store->tap = changelog_row;
@@ -798,6 +797,7 @@ static int commit_batch(gd_engine *e)
     for (int i = 0; !rc && i < windows_count(e); i++)
         rc = gd_windows_flush(windows_at(e, i), e->store, e->txn, e->stream_time, now);
     e->store->tap = NULL;
+    if (!rc) take_ddl(e); /* after the rows (a drop's are gone for good), before the mark (a create's record) */
     if (!rc && e->partitioned && e->moved) { /* no mark without news: instances would echo each other's */
         rc = changelog_mark(e);
         if (!rc && gd_output_flush(e->kafka_out)) { /* the txn stays open with them; tried again later */
@@ -824,7 +824,6 @@ static int commit_batch(gd_engine *e)
         rc = gd_store_meta_put(e->store, e->txn, "stream_time", e->tmp.p, e->tmp.len);
     }
     if (!rc) rc = gd_store_meta_put(e->store, e->txn, "counters", &e->n, sizeof e->n);
-    if (!rc && !e->partitioned) take_ddl(e);
     if (!rc) rc = write_output(e);
     if (!rc && e->out && fflush(e->out)) rc = GD_ERR;
     if (!rc) rc = gd_store_commit(e->txn);

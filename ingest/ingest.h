@@ -231,9 +231,6 @@ void gd_relay_catalog_changed(gd_relay *r);
 const char *gd_relay_topic(const gd_relay *r);
 /* Whether the relay carries hub stream `stream` (else it is the hub's). */
 bool gd_relay_carries(const gd_relay *r, unsigned stream);
-/* Whether some instance listens to that stream now. */
-bool gd_relay_wanted(const gd_relay *r, unsigned stream);
-int gd_relay_send(gd_relay *r, unsigned stream, const char *text, size_t len);
 /* Often, on the ingest thread: says which streams this instance listens to. */
 int gd_relay_tick(gd_relay *r);
 /* A record of the push topic (GD_REC_PUSH) into the hub. */

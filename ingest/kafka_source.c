@@ -123,7 +123,7 @@ static int slot_of(const kafka_source *ks, const char *name)
     if (!ks->partitioned) return SLOT_UNKNOWN;
     for (int i = 0; i <= ks->nroutes; i++)
         if (!strcmp(name, ks->internal[i])) return SLOT_CHANGELOG + i;
-    if (!strcmp(name, ks->internal[SLOT_PUSH - SLOT_CHANGELOG])) return SLOT_PUSH;
+    if (!strcmp(name, slot_name(ks, SLOT_PUSH))) return SLOT_PUSH;
     return SLOT_UNKNOWN;
 }
 
@@ -410,7 +410,7 @@ static int discover(kafka_source *ks)
         rc = set_offset(&ks->at_end[SLOT_CHANGELOG], 0, 0);
         int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
         rd_kafka_topic_partition_list_add(parts, ks->internal[0], 0)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
-        rd_kafka_topic_partition_list_add(parts, ks->internal[SLOT_PUSH - SLOT_CHANGELOG], 0)->offset =
+        rd_kafka_topic_partition_list_add(parts, slot_name(ks, SLOT_PUSH), 0)->offset =
             RD_KAFKA_OFFSET_END; /* events from now on (relay.c) */
     }
     rd_kafka_resp_err_t err = rc ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_assign(ks->ref, parts);

@@ -108,7 +108,8 @@ bool gd_relay_carries(const gd_relay *r, unsigned stream)
     return stream < GD_MAX_STREAMS + GD_MAX_TABLES && r->carries[stream];
 }
 
-bool gd_relay_wanted(const gd_relay *r, unsigned stream) { return r->wanted_until[stream] > r->now_ms; }
+/* Whether some instance listens to the stream now. */
+static bool relay_wanted(const gd_relay *r, unsigned stream) { return r->wanted_until[stream] > r->now_ms; }
 
 static int produce(gd_relay *r)
 {
@@ -118,7 +119,7 @@ static int produce(gd_relay *r)
     return rc;
 }
 
-int gd_relay_send(gd_relay *r, unsigned stream, const char *text, size_t len)
+static int relay_send(gd_relay *r, unsigned stream, const char *text, size_t len)
 {
     const gd_catalog_entry *entry = gd_catalog_hub_entry(r->cat, stream);
     if (!entry || len > MAX_EVENT_BYTES) return GD_OK; /* a hub would not keep it either */
@@ -229,14 +230,14 @@ void gd_relay_receive(gd_relay *r, const gd_record *rec)
 
 bool gd_push_sink_wanted(gd_push_sink *p, unsigned stream, uint64_t id)
 {
-    if (p->relay && gd_relay_carries(p->relay, stream)) return gd_relay_wanted(p->relay, stream);
+    if (p->relay && gd_relay_carries(p->relay, stream)) return relay_wanted(p->relay, stream);
     return p->hub && gd_hub_wanted(p->hub, stream, id);
 }
 
 void gd_push_sink_publish(gd_push_sink *p, unsigned stream, uint64_t id, const char *text, size_t len)
 {
     if (p->relay && gd_relay_carries(p->relay, stream)) {
-        if (gd_relay_send(p->relay, stream, text, len)) p->failed = true;
+        if (relay_send(p->relay, stream, text, len)) p->failed = true;
         return;
     }
     gd_hub_publish(p->hub, stream, id, text, len);

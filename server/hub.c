@@ -136,22 +136,25 @@ void gd_hub_set_horizon(gd_hub *h, unsigned stream_no, uint64_t horizon)
     raise_horizon(&h->streams[stream_no], horizon);
 }
 
+/* Whether the stream's last subscriber left within the linger. */
+static bool left_lately(const gd_hub *h, const stream *s)
+{
+    int64_t left = atomic_load_explicit(&s->last_left_ms, memory_order_relaxed);
+    return left && gd_now_ms() - left < h->linger_ms;
+}
+
+static bool has_subscribers(const stream *s) { return atomic_load_explicit(&s->subscribers, memory_order_relaxed) > 0; }
+
 bool gd_hub_listened(const gd_hub *h, unsigned stream_no)
 {
     const stream *s = &h->streams[stream_no];
-    if (atomic_load_explicit(&s->subscribers, memory_order_relaxed) > 0) return true;
-    int64_t left = atomic_load_explicit(&s->last_left_ms, memory_order_relaxed);
-    return left && gd_now_ms() - left < h->linger_ms;
+    return has_subscribers(s) || left_lately(h, s);
 }
 
 bool gd_hub_wanted(gd_hub *h, unsigned stream_no, uint64_t id)
 {
     stream *s = &h->streams[stream_no];
-    bool wanted = atomic_load_explicit(&s->subscribers, memory_order_relaxed) > 0;
-    if (!wanted && s->lingered) {
-        int64_t left = atomic_load_explicit(&s->last_left_ms, memory_order_relaxed);
-        wanted = gd_now_ms() - left < h->linger_ms;
-    }
+    bool wanted = has_subscribers(s) || (s->lingered && left_lately(h, s));
     s->lingered = wanted;
     if (!wanted) raise_horizon(s, id);
     return wanted;
