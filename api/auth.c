@@ -14,12 +14,12 @@
  * says why; the generation number moves only when the keys change, which
  * is how push streams learn to end those whose key went away.
  *
- * Personal data: without the pii scope, player_email (and the players
- * table's email) is shown as ***@domain -- the local part hidden, the
- * domain kept, a value without @ as ***, null as null -- in every response
- * and stream. The masking works on the flat JSON objects gamingd itself
- * writes (rows, events), where `"name":` after '{' or ',' can only be that
- * member's key. */
+ * Personal data: without the pii scope, every column the catalog marks
+ * personal (gd_catalog_column_pii: PII in builtin.sql, and whatever is
+ * computed from such a column) is masked in every response and stream --
+ * a copy of an email as ***@domain, anything derived as ***, null as null
+ * (gd_json_put_masked). Rows and events that gamingd writes as JSON
+ * objects are masked member by member (gd_mask_json_object). */
 #include <ctype.h>
 #include <gnutls/crypto.h>
 #include <pthread.h>
@@ -235,37 +235,59 @@ unsigned gd_auth_scopes_of_digest(gd_auth *a, const unsigned char digest[32])
 
 /* ---- personal data ---- */
 
-const char *gd_pii_column(const gd_tabledef *t)
+/* The value of a member as gd_json_put_masked takes it. */
+static gd_value member_value(const gd_jval *v)
 {
-    for (int k = 0; k < t->nkeys; k++)
-        if (t->keys[k].pii) return t->keys[k].name;
-    for (int c = 0; c < t->ncols; c++)
-        if (t->cols[c].pii) return t->cols[c].name;
-    return NULL;
+    switch (v->t) {
+    case GD_J_STR: return (gd_value){.t = GD_V_STR, .s = v->s};
+    case GD_J_INT: return (gd_value){.t = GD_V_INT, .i = v->i};
+    case GD_J_DBL: return (gd_value){.t = GD_V_DBL, .d = v->d};
+    case GD_J_BOOL: return (gd_value){.t = GD_V_BOOL, .i = v->b};
+    case GD_J_NULL: return (gd_value){.t = GD_V_NULL};
+    default: return (gd_value){.t = GD_V_STR, .s = v->raw}; /* masked whole */
+    }
 }
 
-bool gd_mask_json_member(gd_str obj, const char *member, gd_buf *out)
+void gd_mask_json_object(const gd_catalog_entry *e, gd_str obj, gd_buf *out)
 {
-    char needle[80];
-    size_t nl = (size_t)snprintf(needle, sizeof needle, "\"%s\":", member);
-    const char *at = obj.p, *end = obj.p + obj.len;
-    while ((at = memmem(at, (size_t)(end - at), needle, nl))) {
-        if (at > obj.p && (at[-1] == '{' || at[-1] == ',')) break;
-        at++;
-    }
-    if (!at) return false;
-    const char *value = at + nl;
     gd_arena scratch;
     gd_arena_init(&scratch);
+    size_t start = out->len;
+    const char *copied = obj.p;
     gd_json j;
-    gd_json_init(&j, (gd_str){value, (uint32_t)(end - value)}, &scratch);
+    gd_json_init(&j, obj, &scratch);
+    gd_str key;
     gd_jval v;
-    bool ok = gd_json_value(&j, &v) == GD_OK && (v.t == GD_J_STR || v.t == GD_J_NULL);
-    if (ok) {
-        gd_buf_put(out, obj.p, (size_t)(value - obj.p));
-        gd_json_put_masked_email(out, v.t == GD_J_STR ? v.s : GD_STR_NULL);
-        gd_buf_put(out, j.p, (size_t)(end - j.p));
+    int more = gd_json_object_begin(&j) == GD_OK ? 1 : -1;
+    while (more == 1 && (more = gd_json_next_key(&j, &key)) == 1) {
+        if (gd_json_value(&j, &v)) {
+            more = -1;
+            break;
+        }
+        char name[256];
+        if (key.len >= sizeof name) continue; /* no column has such a name */
+        memcpy(name, key.p, key.len);
+        name[key.len] = 0;
+        gd_pii pii = gd_catalog_column_pii(e, name);
+        if (!pii) continue;
+        gd_buf_put(out, copied, (size_t)(v.raw.p - copied));
+        gd_json_put_masked(out, pii, member_value(&v));
+        copied = v.raw.p + v.raw.len;
+    }
+    if (more < 0) { /* not an object gamingd wrote: show nothing of it */
+        out->len = start;
+        gd_buf_puts(out, "null");
+    } else {
+        gd_buf_put(out, copied, (size_t)(obj.p + obj.len - copied));
     }
     gd_arena_free(&scratch);
-    return ok;
+}
+
+bool gd_pii_may_use(const gd_catalog_entry *e, const char *column, const char *how, const gd_request *req, gd_reply *r)
+{
+    if (gd_request_sees_pii(req) || !gd_catalog_column_pii(e, column)) return true;
+    char msg[256];
+    gd_pii_refusal((gd_pii_use){column, how}, msg, sizeof msg);
+    gd_reply_error(r, 403, "%s", msg);
+    return false;
 }

@@ -21,6 +21,10 @@
  * older plugins) apply to the tables that have their column and are ignored
  * by the others, since Grafana sends dashboard-wide filters to every panel.
  *
+ * Personal data: without the pii scope every personal column (the catalog
+ * says which) is masked in rows, series names, variables and payload
+ * options, and a payload or ad hoc filter on one is a 403 (gd_pii_may_use).
+ *
  * Request bodies are read with jansson, answers written straight into the
  * reply buffer: a week of 5-minute windows for every game is tens of
  * thousands of points. Unknown request fields are ignored. */
@@ -223,26 +227,38 @@ void gd_grafana_metrics(const gd_api_ctx *ctx, const gd_request *req, gd_reply *
 typedef struct {
     json_t *list;  /* [{label, value}] or [{__text, __value}] */
     bool variable; /* the second form */
+    bool sees_pii;
     gd_map seen;
     size_t max;
 } choices;
 
-static void add_choice(choices *ch, gd_str value, gd_str label)
+/* A value of a column whose personal-data attribute is pii (masked for a
+ * reader without the scope), labelled (label NULL: the value). */
+static void add_choice(choices *ch, gd_pii pii, gd_str value, gd_str label)
 {
     if (!value.p || json_array_size(ch->list) >= ch->max) return;
+    gd_buf masked = {0};
+    if (pii && !ch->sees_pii) {
+        gd_masked_text(&masked, pii, (gd_value){.t = GD_V_STR, .s = value});
+        value = (gd_str){masked.p, (uint32_t)masked.len};
+    }
     bool created;
     gd_map_slot *slot = gd_map_upsert(&ch->seen, value, &created);
-    if (!created) return;
+    if (!created) {
+        gd_buf_free(&masked);
+        return;
+    }
     slot->val = ch;
     json_t *v = json_stringn(value.p, value.len), *l = label.p ? json_stringn(label.p, label.len) : json_incref(v);
     json_array_append_new(ch->list, ch->variable ? json_pack("{s:o,s:o}", "__text", l, "__value", v)
                                                  : json_pack("{s:o,s:o}", "label", l, "value", v));
+    gd_buf_free(&masked);
 }
 
 typedef struct {
     choices *ch;
     const char *value_member, *label_member; /* of a reference row; NULL label: the value */
-    bool mask;
+    gd_pii value_pii;
 } ref_scan;
 
 static gd_str member_string(json_t *row, const char *name)
@@ -257,13 +273,7 @@ static int collect_reference(void *ctx, gd_str key, gd_str val)
     json_t *row = json_loadb(val.p, val.len, 0, NULL);
     gd_str v = rs->value_member ? member_string(row, rs->value_member) : key;
     gd_str label = rs->label_member ? member_string(row, rs->label_member) : GD_STR_NULL;
-    gd_buf masked = {0};
-    if (rs->mask && v.p) {
-        gd_json_put_masked_email(&masked, v); /* a JSON string: drop the quotes */
-        v = (gd_str){masked.p + 1, (uint32_t)masked.len - 2};
-    }
-    add_choice(rs->ch, v, label);
-    gd_buf_free(&masked);
+    add_choice(rs->ch, rs->value_pii, v, label);
     json_decref(row);
     return json_array_size(rs->ch->list) >= rs->ch->max;
 }
@@ -272,6 +282,7 @@ typedef struct {
     choices *ch;
     const gd_tabledef *t;
     column col;
+    gd_pii pii;
     gd_arena scratch;
 } window_scan;
 
@@ -281,17 +292,17 @@ static int collect_window_values(void *ctx, gd_str key, gd_str val)
     gd_str keys[GD_MAX_KEYS];
     if (gd_groupkey_split(key.p + 8, key.len - 8, ws->t->nkeys, keys)) return 0;
     if (ws->col.kind == C_KEY) {
-        add_choice(ws->ch, keys[ws->col.index], GD_STR_NULL);
+        add_choice(ws->ch, ws->pii, keys[ws->col.index], GD_STR_NULL);
     } else if (ws->col.kind == C_VALUE) {
         gd_slot slots[GD_MAX_COLS];
         if (gd_row_decode(ws->t, val.p, val.len, slots)) return 0;
         gd_arena_reset(&ws->scratch);
         gd_value v = gd_row_column(ws->t, keys, gd_rowkey_window(key.p), slots, ws->col.index, &ws->scratch);
         gd_buf text = {0};
-        if (v.t == GD_V_STR) add_choice(ws->ch, v.s, GD_STR_NULL);
+        if (v.t == GD_V_STR) add_choice(ws->ch, ws->pii, v.s, GD_STR_NULL);
         else if (v.t != GD_V_NULL) {
             gd_json_put_value(&text, v);
-            add_choice(ws->ch, (gd_str){text.p, (uint32_t)text.len}, GD_STR_NULL);
+            add_choice(ws->ch, ws->pii, (gd_str){text.p, (uint32_t)text.len}, GD_STR_NULL);
         }
         gd_buf_free(&text);
     }
@@ -303,7 +314,7 @@ static int collect_window_values(void *ctx, gd_str key, gd_str val)
  * other column from the newest windows of the tables that have it (of t
  * only, when t is given). */
 static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tabledef *t, const char *name,
-                           bool sees_pii, choices *ch)
+                           choices *ch)
 {
     ref_scan rs = {.ch = ch};
     const gd_tabledef *games = gd_catalog_reference(ctx->cat, GD_TABLE_GAMES),
@@ -313,14 +324,15 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         rs.value_member = strcmp(name, "game_id") ? "genre" : NULL;
         rs.label_member = strcmp(name, "game_id") ? NULL : "game_name";
         q.t = games;
-    } else if (!strcmp(name, "player_id") || !strcmp(name, "email") || !strcmp(name, GD_PII_FIELD)) {
+    } else if (!strcmp(name, "player_id") || !strcmp(name, "email") || !strcmp(name, "player_email")) {
         rs.value_member = strcmp(name, "player_id") ? "email" : NULL;
         rs.label_member = strcmp(name, "player_id") ? NULL : "username";
-        rs.mask = rs.value_member && !sees_pii;
+        const gd_catalog_entry *pe = gd_catalog_find(ctx->cat, gd_str_c(players->name));
+        rs.value_pii = rs.value_member && pe ? gd_catalog_column_pii(pe, "email") : GD_PII_NONE;
         q.t = players;
     } else if (!strcmp(name, "player_segment")) {
         static const char *const segments[] = {"HIGH_PERFORMER", "MEDIUM_PERFORMER", "CASUAL_PLAYER"};
-        for (int i = 0; i < 3; i++) add_choice(ch, gd_str_c(segments[i]), GD_STR_NULL);
+        for (int i = 0; i < 3; i++) add_choice(ch, GD_PII_NONE, gd_str_c(segments[i]), GD_STR_NULL);
         return;
     }
     if (q.t) {
@@ -331,7 +343,7 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
         if (!e) continue;
         const gd_tabledef *tt = e->table;
-        window_scan ws = {ch, tt, {C_KEY, 0}, {0}};
+        window_scan ws = {ch, tt, {C_KEY, 0}, gd_catalog_column_pii(e, name), {0}};
         if ((t && tt != t) || !gd_table_aggregates(tt) || !find_column(tt, name, &ws.col)) continue;
         gd_arena_init(&ws.scratch);
         gd_query wq = {.t = tt, .mode = GD_WINDOWS_LATEST};
@@ -343,7 +355,7 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
 static void reply_choices(const gd_api_ctx *ctx, const gd_tabledef *t, const char *name, bool variable,
                           bool sees_pii, gd_reply *r)
 {
-    choices ch = {.list = json_array(), .variable = variable, .max = MAX_CHOICES};
+    choices ch = {.list = json_array(), .variable = variable, .sees_pii = sees_pii, .max = MAX_CHOICES};
     gd_map_init(&ch.seen, NULL);
     MDB_txn *txn;
     if (gd_store_begin_read(ctx->store, &txn)) {
@@ -352,7 +364,7 @@ static void reply_choices(const gd_api_ctx *ctx, const gd_tabledef *t, const cha
         gd_reply_error(r, 500, "the store cannot be read");
         return;
     }
-    column_choices(ctx, txn, t, name, sees_pii, &ch);
+    column_choices(ctx, txn, t, name, &ch);
     mdb_txn_abort(txn);
     gd_map_free(&ch.seen);
     reply_doc(r, ch.list);
@@ -443,11 +455,11 @@ void gd_grafana_tag_values(const gd_api_ctx *ctx, const gd_request *req, gd_repl
     if (!key) {
         gd_reply_error(r, 400, "tag-values takes {\"key\": a column of /grafana/tag-keys}");
     } else {
-        choices ch = {.list = json_array(), .max = MAX_TAG_VALUES};
+        choices ch = {.list = json_array(), .sees_pii = gd_request_sees_pii(req), .max = MAX_TAG_VALUES};
         gd_map_init(&ch.seen, NULL);
         MDB_txn *txn;
         if (!gd_store_begin_read(ctx->store, &txn)) {
-            column_choices(ctx, txn, NULL, key, gd_request_sees_pii(req), &ch);
+            column_choices(ctx, txn, NULL, key, &ch);
             mdb_txn_abort(txn);
         }
         /* tag-values answers [{text}] */
@@ -476,7 +488,8 @@ typedef struct {
 } filter;
 
 typedef struct {
-    const gd_tabledef *t;
+    const gd_catalog_entry *e;
+    const gd_tabledef *t; /* e's */
     int metric_col; /* value column of a series; -1: rows (table format) */
     bool table_format;
     bool sees_pii;
@@ -494,7 +507,7 @@ static void free_filters(target_query *tq)
 }
 
 /* The ad hoc filters that apply to tq->t. */
-static bool parse_filters(target_query *tq, json_t *list, gd_reply *r)
+static bool parse_filters(target_query *tq, json_t *list, const gd_request *req, gd_reply *r)
 {
     size_t i;
     json_t *f;
@@ -514,11 +527,7 @@ static bool parse_filters(target_query *tq, json_t *list, gd_reply *r)
         }
         column c;
         if (!find_column(tq->t, key, &c)) continue; /* a dashboard-wide filter for other tables */
-        const char *pii = gd_pii_column(tq->t);
-        if (pii && !strcmp(key, pii) && !tq->sees_pii) {
-            gd_reply_error(r, 403, "filtering on %s needs an API key with the pii scope", key);
-            return false;
-        }
+        if (!gd_pii_may_use(tq->e, key, "filtering on", req, r)) return false;
         if (tq->nfilters == MAX_FILTERS) {
             gd_reply_error(r, 400, "at most %d ad hoc filters", MAX_FILTERS);
             return false;
@@ -565,6 +574,16 @@ static gd_value row_value(const gd_tabledef *t, column c, const gd_str *keys, in
     case C_WINDOW_END: return (gd_value){.t = GD_V_INT, .i = window + t->window_ms};
     case C_VALUE: return gd_row_column(t, keys, window, slots, c.index, scratch);
     }
+    return (gd_value){.t = GD_V_NULL};
+}
+
+/* A member of a reference row (JSON) as a value; strings point into m. */
+static gd_value json_value_of(json_t *m)
+{
+    if (json_is_string(m)) return (gd_value){.t = GD_V_STR, .s = {json_string_value(m), (uint32_t)json_string_length(m)}};
+    if (json_is_integer(m)) return (gd_value){.t = GD_V_INT, .i = json_integer_value(m)};
+    if (json_is_real(m)) return (gd_value){.t = GD_V_DBL, .d = json_real_value(m)};
+    if (json_is_boolean(m)) return (gd_value){.t = GD_V_BOOL, .i = json_is_true(m)};
     return (gd_value){.t = GD_V_NULL};
 }
 
@@ -720,12 +739,7 @@ static int collect_reference_row(void *ctx, gd_str key, gd_str val)
         for (int i = 0; pass && i < tq->nfilters; i++) {
             const filter *f = &tq->filters[i];
             const char *name = f->col.kind == C_KEY ? tq->t->keys[0].name : tq->t->cols[f->col.index].name;
-            json_t *m = json_object_get(row, name);
-            gd_value v = json_is_string(m)    ? (gd_value){.t = GD_V_STR, .s = {json_string_value(m), (uint32_t)json_string_length(m)}}
-                         : json_is_integer(m) ? (gd_value){.t = GD_V_INT, .i = json_integer_value(m)}
-                         : json_is_real(m)    ? (gd_value){.t = GD_V_DBL, .d = json_real_value(m)}
-                                              : (gd_value){.t = GD_V_NULL};
-            pass = filter_passes(f, v);
+            pass = filter_passes(f, json_value_of(json_object_get(row, name)));
         }
         json_decref(row);
         if (!pass) return 0;
@@ -755,6 +769,15 @@ static void put_series(collector *co, gd_buf *out, bool *first)
     }
 }
 
+/* A value of column name of the target's table, masked when personal and
+ * the reader lacks the pii scope. */
+static void put_cell(gd_buf *out, const target_query *tq, const char *name, gd_value v)
+{
+    gd_pii pii = tq->sees_pii ? GD_PII_NONE : gd_catalog_column_pii(tq->e, name);
+    if (pii) gd_json_put_masked(out, pii, v);
+    else gd_json_put_value(out, v);
+}
+
 static void put_table(collector *co, gd_buf *out, bool *first)
 {
     const gd_tabledef *t = co->tq->t;
@@ -775,7 +798,6 @@ static void put_table(collector *co, gd_buf *out, bool *first)
         gd_buf_printf(out, ",\"type\":\"%s\"}", column_type(t, c));
     }
     gd_buf_puts(out, "],\"rows\":[");
-    const char *pii = co->tq->sees_pii ? NULL : gd_pii_column(t);
     /* the ring holds the newest rows in scan order (windows ascending): out
      * they go newest window first, each window's rows in key order */
     size_t start = co->total_rows - co->nrows, i = co->nrows;
@@ -801,7 +823,7 @@ static void put_table(collector *co, gd_buf *out, bool *first)
                 gd_row_compute(t, keys, w, slots, &row, &scratch);
                 bool sep = false;
                 for (int c = 0; c < t->nkeys; c++, sep = true) {
-                    gd_json_put_value(out, gd_key_value(t->keys[c].type, keys[c]));
+                    put_cell(out, co->tq, t->keys[c].name, gd_key_value(t->keys[c].type, keys[c]));
                     gd_buf_putc(out, ',');
                 }
                 if (windowed) {
@@ -812,24 +834,14 @@ static void put_table(collector *co, gd_buf *out, bool *first)
                 }
                 for (int c = 0; c < t->ncols; c++, sep = true) {
                     if (sep) gd_buf_putc(out, ',');
-                    if (pii && !strcmp(t->cols[c].name, pii))
-                        gd_json_put_masked_email(out, row.cols[c].t == GD_V_STR ? row.cols[c].s : GD_STR_NULL);
-                    else gd_json_put_value(out, row.cols[c]);
+                    put_cell(out, co->tq, t->cols[c].name, row.cols[c]);
                 }
             } else {
                 json_t *row = json_loadb(val.p, val.len, 0, NULL);
-                gd_json_put_str(out, key);
+                put_cell(out, co->tq, t->keys[0].name, (gd_value){.t = GD_V_STR, .s = key});
                 for (int c = 0; c < t->ncols; c++) {
                     gd_buf_putc(out, ',');
-                    json_t *m = json_object_get(row, t->cols[c].name);
-                    if (pii && !strcmp(t->cols[c].name, pii)) {
-                        gd_json_put_masked_email(out, json_is_string(m) ? (gd_str){json_string_value(m), (uint32_t)json_string_length(m)}
-                                                                        : GD_STR_NULL);
-                    } else {
-                        char *text = m ? json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-                        gd_buf_puts(out, text ? text : "null");
-                        free(text);
-                    }
+                    put_cell(out, co->tq, t->cols[c].name, json_value_of(json_object_get(row, t->cols[c].name)));
                 }
                 json_decref(row);
             }
@@ -963,6 +975,7 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
             ok = false;
             break;
         }
+        tq.e = gd_catalog_find(ctx->cat, gd_str_c(tq.t->name));
         json_t *payload = json_object_get(tj, "payload");
         const char *format = json_string_value(json_object_get(payload, "format"));
         tq.table_format = tq.metric_col < 0 || (format && !strcmp(format, "table"));
@@ -970,8 +983,10 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
             if (!payload_values(json_object_get(payload, tq.t->keys[k].name), &tq.allowed[k])) {
                 gd_reply_error(r, 400, "payload %s must be a string or an array of strings", tq.t->keys[k].name);
                 ok = false;
+            } else if (tq.allowed[k] && !gd_pii_may_use(tq.e, tq.t->keys[k].name, "filtering on", req, r)) {
+                ok = false;
             }
-        if (ok && json_is_array(filters)) ok = parse_filters(&tq, filters, r);
+        if (ok && json_is_array(filters)) ok = parse_filters(&tq, filters, req, r);
         if (ok && run_target(ctx, txn, &tq, &out, &first)) {
             gd_reply_error(r, 500, "reading %s failed", tq.t->name);
             ok = false;

@@ -162,17 +162,6 @@ static void put_v1_header(gd_buf *b, const char *query_id, const gd_query_plan *
     gd_buf_free(&schema);
 }
 
-static void put_row(gd_buf *b, const gd_value *row, int n, const bool *masked, bool sees_pii)
-{
-    gd_buf_putc(b, '[');
-    for (int i = 0; i < n; i++) {
-        if (i) gd_buf_putc(b, ',');
-        if (masked[i] && !sees_pii) gd_json_put_masked_email(b, row[i].t == GD_V_STR ? row[i].s : GD_STR_NULL);
-        else gd_json_put_value(b, row[i]);
-    }
-    gd_buf_putc(b, ']');
-}
-
 typedef struct {
     gd_push_format format;
     const gd_query_plan *plan;
@@ -183,18 +172,19 @@ typedef struct {
 static int put_pull_row(void *ctx, const gd_value *row, int n)
 {
     pull_out *po = ctx;
+    (void)n; /* the plan's columns */
     switch (po->format) {
     case GD_PUSH_KSQL_DELIMITED:
-        put_row(po->out, row, n, po->plan->masked, po->sees_pii);
+        gd_sql_put_row(po->out, po->plan, row, po->sees_pii);
         gd_buf_putc(po->out, '\n');
         break;
     case GD_PUSH_KSQL_JSON:
         gd_buf_putc(po->out, ',');
-        put_row(po->out, row, n, po->plan->masked, po->sees_pii);
+        gd_sql_put_row(po->out, po->plan, row, po->sees_pii);
         break;
     default:
         gd_buf_puts(po->out, ",\n{\"row\":{\"columns\":");
-        put_row(po->out, row, n, po->plan->masked, po->sees_pii);
+        gd_sql_put_row(po->out, po->plan, row, po->sees_pii);
         gd_buf_puts(po->out, "}}");
         break;
     }
@@ -336,11 +326,10 @@ static struct MHD_Response *run_query(const gd_api_ctx *ctx, struct MHD_Connecti
         generic_error(r, 400, GD_SQL_BAD_REQUEST, "this endpoint runs SELECT statements; the others run on /ksql");
     } else if (gd_sql_plan_query(ctx->cat, &stmts[0], &arena, &plan, &err)) {
         sql_error(r, &err, stmts[0].text);
-    } else if (plan.filters_pii && !gd_request_sees_pii(req)) {
-        statement_error(r, 403, GD_SQL_FORBIDDEN,
-                        "this query filters, groups, orders or computes on personal data (an email column): that "
-                        "needs an API key with the pii scope (selected as it is, the column is shown masked)",
-                        stmts[0].text);
+    } else if (plan.pii_use.column && !gd_request_sees_pii(req)) {
+        char msg[256];
+        gd_pii_refusal(plan.pii_use, msg, sizeof msg);
+        statement_error(r, 403, GD_SQL_FORBIDDEN, msg, stmts[0].text);
     } else {
         gd_push_format f = format_asked(conn, v1);
         if (plan.kind == GD_PLAN_PULL_TABLE) run_pull(ctx, req, &plan, f, stmts[0].text, r);

@@ -31,11 +31,11 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
         const gd_tabledef *t = e->table;
         json_t *keys = json_array(), *cols = json_array();
         for (int k = 0; k < t->nkeys; k++)
-            json_array_append_new(keys, json_pack("{s:s,s:s}", "name", t->keys[k].name, "type",
-                                                  gd_coltype_name(t->keys[k].type)));
+            json_array_append_new(keys, json_pack("{s:s,s:s,s:b}", "name", t->keys[k].name, "type",
+                                                  gd_coltype_name(t->keys[k].type), "pii", t->keys[k].pii != GD_PII_NONE));
         for (int c = 0; c < t->ncols; c++)
-            json_array_append_new(cols, json_pack("{s:s,s:s}", "name", t->cols[c].name, "type",
-                                                  gd_coltype_name(t->cols[c].type)));
+            json_array_append_new(cols, json_pack("{s:s,s:s,s:b}", "name", t->cols[c].name, "type",
+                                                  gd_coltype_name(t->cols[c].type), "pii", t->cols[c].pii != GD_PII_NONE));
         json_t *window = t->window_ms ? json_integer(t->window_ms) : json_null();
         json_array_append_new(tables, json_pack("{s:s,s:o,s:o,s:o}", "name", t->name,
                                                 "key_columns", keys, "value_columns", cols,
@@ -487,11 +487,13 @@ static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res
     return c->v.t == want && (want != GD_V_DBL || isfinite(c->v.d));
 }
 
-static void render_row(const gd_tabledef *t, const row_ref *row, bool sees_pii, gd_buf *out, gd_arena *scratch)
+/* A row as a JSON object, personal columns masked when mask is set. */
+static void render_row(const gd_catalog_entry *e, const row_ref *row, bool mask, gd_buf *out, gd_arena *scratch)
 {
-    const char *pii = sees_pii ? NULL : gd_pii_column(t);
+    const gd_tabledef *t = e->table;
     if (t->kind != GD_TABLE_WINDOWED) {
-        if (!pii || !gd_mask_json_member(row->val, pii, out)) gd_buf_put(out, row->val.p, row->val.len);
+        if (mask) gd_mask_json_object(e, row->val, out);
+        else gd_buf_put(out, row->val.p, row->val.len);
         return;
     }
     gd_str keys[GD_MAX_KEYS];
@@ -503,30 +505,29 @@ static void render_row(const gd_tabledef *t, const row_ref *row, bool sees_pii, 
         gd_buf_puts(out, "null");
         return;
     }
-    if (!pii) return gd_row_render(t, &r, out);
+    if (!mask) return gd_row_render(t, &r, out);
     gd_buf obj = {0};
     gd_row_render(t, &r, &obj);
-    if (!gd_mask_json_member((gd_str){obj.p, (uint32_t)obj.len}, pii, out)) gd_buf_put(out, obj.p, obj.len);
+    gd_mask_json_object(e, (gd_str){obj.p, (uint32_t)obj.len}, out);
     gd_buf_free(&obj);
 }
 
 void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const char *name,
                          gd_reply *r)
 {
-    const gd_tabledef *t = gd_catalog_tabledef(ctx->cat, gd_str_c(name));
-    if (!t) {
+    const gd_catalog_entry *e = gd_catalog_find(ctx->cat, gd_str_c(name));
+    if (!e || !e->is_table) {
         gd_reply_error(r, 404, "no table named '%s' (GET /v1/tables lists them)", name);
         return;
     }
+    const gd_tabledef *t = e->table;
     table_params p;
     result res = {.t = t};
     cursor cur = {0};
     if (!parse_params(t, req, &p, r) || !resolve_order(t, p.order_by, &res, r)) return;
-    const char *pii = gd_pii_column(t);
-    if (pii && p.order_by && !strcmp(p.order_by, pii) && !gd_request_sees_pii(req)) {
-        gd_reply_error(r, 403, "ordering on %s needs an API key with the pii scope", pii);
-        return;
-    }
+    if (p.order_by && !gd_pii_may_use(e, p.order_by, "ordering by", req, r)) return;
+    for (int k = 0; k < t->nkeys; k++) /* an equality filter is a comparison, as in SQL */
+        if (p.q.key_eq[k].p && !gd_pii_may_use(e, t->keys[k].name, "filtering on", req, r)) return;
     res.desc = p.desc;
     uint32_t fingerprint = query_fingerprint(&p, &res);
     if (p.cursor && (decode_cursor(p.cursor, &cur) || !cursor_fits(&cur, t, &res, fingerprint))) {
@@ -561,6 +562,7 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     } else {
         if (!res.key_order && res.n > 1) qsort_r(res.rows, res.n, sizeof *res.rows, row_cmp, &res.desc);
         size_t shown = res.n < (size_t)p.limit ? res.n : (size_t)p.limit;
+        bool mask = !gd_request_sees_pii(req) && gd_catalog_has_pii(e);
         r->status = 200;
         r->content_type = "application/json";
         gd_buf_puts(&r->body, "{\"table\":");
@@ -568,7 +570,7 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
         gd_buf_puts(&r->body, ",\"rows\":[");
         for (size_t i = 0; i < shown; i++) {
             if (i) gd_buf_putc(&r->body, ',');
-            render_row(t, &res.rows[i], gd_request_sees_pii(req), &r->body, &res.strings);
+            render_row(e, &res.rows[i], mask, &r->body, &res.strings);
         }
         gd_buf_printf(&r->body, "],\"count\":%zu", shown);
         if (res.n > shown) {

@@ -53,7 +53,7 @@ typedef struct {
     _Atomic uint64_t pos;         /* next ring position (written by the reader) */
     uint64_t after_id;            /* events up to this id were seen already */
     uint64_t lost, lost_reported; /* events lost to the ring */
-    const char *pii_member;       /* the stream's email member, or NULL */
+    bool personal;                /* some member is personal data */
     const gd_catalog_entry *entry; /* what it streams */
 } lane;
 
@@ -347,9 +347,10 @@ static void put_event(subscriber *s, const lane *l, uint64_t id, gd_str text)
         else put_query_notice(s, text);
         return;
     }
-    if (l->pii_member && !atomic_load_explicit(&s->sees_pii, memory_order_relaxed)) {
+    if (l->personal && !atomic_load_explicit(&s->sees_pii, memory_order_relaxed)) {
         gd_buf_clear(&s->masked);
-        if (gd_mask_json_member(text, l->pii_member, &s->masked)) text = (gd_str){s->masked.p, (uint32_t)s->masked.len};
+        gd_mask_json_object(l->entry, text, &s->masked);
+        text = (gd_str){s->masked.p, (uint32_t)s->masked.len};
     }
     bool multi = s->nlanes > 1;
     if (s->format == GD_PUSH_NDJSON) {
@@ -509,15 +510,6 @@ static void free_subscriber(void *cls)
 
 /* ---- the request ---- */
 
-/* The member of an entry's events that holds an email address, or NULL. */
-static const char *pii_member_of(const gd_catalog_entry *e)
-{
-    if (e->is_table) return gd_pii_column(e->table);
-    for (int c = 0; c < e->ncols; c++)
-        if (e->cols[c].pii) return e->cols[c].name;
-    return NULL;
-}
-
 static unsigned hub_stream_of(const gd_catalog_entry *e) { return e->is_table ? gd_table_hub(e->slot) : gd_stream_hub(e->slot); }
 
 /* The members an entry's events carry, as stream_column(e, i). */
@@ -565,6 +557,14 @@ static void list_entry(const gd_api_ctx *ctx, const gd_catalog_entry *e, bool *f
     const char *c;
     for (int k = 0; (c = stream_column(e, k)); k++) {
         if (k) gd_buf_putc(b, ',');
+        gd_json_put_cstr(b, c);
+    }
+    gd_buf_puts(b, "],\"personal_columns\":[");
+    bool none = true;
+    for (int k = 0; (c = stream_column(e, k)); k++) {
+        if (!gd_catalog_column_pii(e, c)) continue;
+        if (!none) gd_buf_putc(b, ',');
+        none = false;
         gd_json_put_cstr(b, c);
     }
     gd_buf_printf(b, "],\"subscribers\":%llu}", (unsigned long long)st.subscribers);
@@ -680,11 +680,7 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
                            name, s->lanes[0].name);
             return false;
         }
-        const char *pii = s->lanes[0].pii_member;
-        if (pii && !strcmp(name, pii) && !gd_request_sees_pii(req)) {
-            gd_reply_error(r, 403, "filtering on %s needs an API key with the pii scope", name);
-            return false;
-        }
+        if (!gd_pii_may_use(s->lanes[0].entry, name, "filtering on", req, r)) return false;
         size_t vl = value ? strlen(value) + 1 : 1;
         memcpy(at, value ? value : "", vl);
         set_filter(&s->filters[s->nfilters++], name, at);
@@ -695,7 +691,7 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
 
 static lane lane_of(const gd_catalog_entry *e)
 {
-    return (lane){.stream = hub_stream_of(e), .name = e->name, .pii_member = pii_member_of(e), .entry = e};
+    return (lane){.stream = hub_stream_of(e), .name = e->name, .personal = gd_catalog_has_pii(e), .entry = e};
 }
 
 int gd_push_check_filters(const gd_catalog_entry *e, const gd_request *req, const gd_str *events, size_t n,

@@ -167,13 +167,14 @@ unsigned gd_auth_scopes_of_digest(gd_auth *a, const unsigned char digest[32]);
 void gd_auth_reload_if_asked(gd_auth *a);
 /* Moves each time the keys in force change. */
 unsigned gd_auth_generation(const gd_auth *a);
-/* The column of a table that holds personal data (an email), or NULL; the
- * enriched record's is GD_PII_FIELD. */
-const char *gd_pii_column(const gd_tabledef *t);
-#define GD_PII_FIELD "player_email"
-/* Appends the flat JSON object obj to out with the string value of member
- * masked as an email; false (out untouched) when obj has no such member. */
-bool gd_mask_json_member(gd_str obj, const char *member, gd_buf *out);
+/* Appends obj, a JSON object gamingd wrote for a row or event of e, to out
+ * with every member that is personal in e masked (gd_json_put_masked);
+ * "null" when obj is not such an object. */
+void gd_mask_json_object(const gd_catalog_entry *e, gd_str obj, gd_buf *out);
+/* The policy every read path applies to a column it is asked to filter,
+ * order or group on: false, with a 403 naming the column in r, when the
+ * column is personal and the request lacks the pii scope. */
+bool gd_pii_may_use(const gd_catalog_entry *e, const char *column, const char *how, const gd_request *req, gd_reply *r);
 
 /* ---- browsers and the network (netpolicy.c) ---- */
 typedef struct gd_netpolicy gd_netpolicy;

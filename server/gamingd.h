@@ -158,6 +158,19 @@ typedef struct {
     };
 } gd_value;
 
+/* Personal data is an attribute of a column, declared on the source
+ * columns (PII in sql/builtin.sql) and carried through every expression
+ * the planner binds: a column copied from a personal one holds the same
+ * values, one computed from it (a function, CASE, an aggregate, a group
+ * key made of an expression) holds values derived from them. Readers
+ * without the pii scope see a copy masked as ***@domain, a derived value
+ * as ***, and may not filter, order, group or compare on either. */
+typedef enum {
+    GD_PII_NONE = 0,
+    GD_PII_COPY,    /* the personal values themselves (an email address) */
+    GD_PII_DERIVED, /* computed from personal values */
+} gd_pii;
+
 /* The value of one field of an enriched record. */
 gd_value gd_enriched_field(const gd_enriched *e, gd_field f);
 

@@ -467,18 +467,25 @@ void gd_json_put_value(gd_buf *b, gd_value v)
     }
 }
 
-void gd_json_put_masked_email(gd_buf *b, gd_str v)
+void gd_masked_text(gd_buf *b, gd_pii kind, gd_value v)
 {
-    if (!v.p) {
+    gd_buf_puts(b, "***");
+    if (kind != GD_PII_COPY || v.t != GD_V_STR) return;
+    for (uint32_t i = v.s.len; i > 0; i--) /* the domain after the last @ is not personal */
+        if (v.s.p[i - 1] == '@') {
+            gd_buf_put(b, v.s.p + i - 1, v.s.len - (i - 1));
+            return;
+        }
+}
+
+void gd_json_put_masked(gd_buf *b, gd_pii kind, gd_value v)
+{
+    if (v.t == GD_V_NULL) {
         gd_buf_puts(b, "null");
         return;
     }
-    const char *at = NULL;
-    for (uint32_t i = v.len; i > 0 && !at; i--)
-        if (v.p[i - 1] == '@') at = v.p + i - 1;
     gd_buf masked = {0};
-    gd_buf_puts(&masked, "***");
-    if (at) gd_buf_put(&masked, at, (size_t)(v.p + v.len - at));
+    gd_masked_text(&masked, kind, v);
     gd_json_put_str(b, (gd_str){masked.p, (uint32_t)masked.len});
     gd_buf_free(&masked);
 }

@@ -51,8 +51,11 @@ void gd_json_put_cstr(gd_buf *b, const char *s);
 void gd_json_put_int(gd_buf *b, int64_t v);
 void gd_json_put_dbl(gd_buf *b, double v); /* non-finite -> null */
 void gd_json_put_value(gd_buf *b, gd_value v);
-/* An email address masked for a reader without the right to see personal
- * data: "***@domain", "***" without an @, null for null. */
-void gd_json_put_masked_email(gd_buf *b, gd_str v);
+/* A personal value as a reader without the right to see personal data
+ * sees it: a copy (an email address) as "***@domain" ("***" without an @),
+ * a derived value as "***", null as null. */
+void gd_json_put_masked(gd_buf *b, gd_pii kind, gd_value v);
+/* The same masked value as plain text (a non-null value): "***@domain", "***". */
+void gd_masked_text(gd_buf *b, gd_pii kind, gd_value v);
 
 #endif

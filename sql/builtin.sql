@@ -10,6 +10,12 @@
 -- decoders know. The enrichment (the left joins and derived fields of SPEC
 -- §4) is built into gamingd; the enriched stream is declared by its columns,
 -- in the order of the output's Avro schema.
+--
+-- PII marks a column that holds personal data; it is the one place that
+-- says so. Everything computed from such a column is personal too (the
+-- planner carries the mark through every expression, into the tables and
+-- streams defined over it), and is masked for API keys without the pii
+-- scope. The Avro schemas tag the same fields "confluent:tags": ["PII"].
 
 CREATE STREAM gaming_player_activity_stream (
     activity_id STRING KEY, player_id STRING, game_id STRING, session_id STRING, activity_type STRING,
@@ -23,7 +29,7 @@ CREATE STREAM gaming_games_stream (
 ) WITH (KAFKA_TOPIC = 'gaming_games', VALUE_FORMAT = 'JSON');
 
 CREATE STREAM gaming_players_stream (
-    player_id STRING KEY, username STRING, email STRING, created_date STRING, country STRING, level INTEGER,
+    player_id STRING KEY, username STRING, email STRING PII, created_date STRING, country STRING, level INTEGER,
     total_playtime_hours DOUBLE, account_status STRING
 ) WITH (KAFKA_TOPIC = 'gaming_players', VALUE_FORMAT = 'JSON');
 
@@ -33,13 +39,13 @@ CREATE TABLE gaming_games_table (
 ) WITH (KAFKA_TOPIC = 'gaming_games', VALUE_FORMAT = 'JSON');
 
 CREATE TABLE gaming_players_table (
-    player_id STRING PRIMARY KEY, username STRING, email STRING, created_date STRING, country STRING,
+    player_id STRING PRIMARY KEY, username STRING, email STRING PII, created_date STRING, country STRING,
     level INTEGER, total_playtime_hours DOUBLE, account_status STRING
 ) WITH (KAFKA_TOPIC = 'gaming_players', VALUE_FORMAT = 'JSON');
 
 CREATE STREAM gaming_real_time_intelligence_platform (
     game_id STRING, game_name STRING, game_genre STRING, player_id STRING KEY, player_username STRING,
-    player_email STRING, player_level INTEGER, activity_type STRING, session_id STRING, score BIGINT,
+    player_email STRING PII, player_level INTEGER, activity_type STRING, session_id STRING, score BIGINT,
     duration_seconds INTEGER, total_sessions_1h BIGINT, avg_score_1h DOUBLE, active_players_count BIGINT,
     event_timestamp BIGINT, processing_timestamp BIGINT, activity_id STRING, achievements_unlocked INTEGER,
     in_game_purchases DOUBLE, player_country STRING, player_status STRING, game_publisher STRING,

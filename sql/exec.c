@@ -229,6 +229,17 @@ static int scan_keys(gd_store *store, MDB_txn *txn, pull *p)
     return rc;
 }
 
+void gd_sql_put_row(gd_buf *out, const gd_query_plan *plan, const gd_value *row, bool sees_pii)
+{
+    gd_buf_putc(out, '[');
+    for (int i = 0; i < plan->ncols; i++) {
+        if (i) gd_buf_putc(out, ',');
+        if (plan->pii[i] && !sees_pii) gd_json_put_masked(out, plan->pii[i], row[i]);
+        else gd_json_put_value(out, row[i]);
+    }
+    gd_buf_putc(out, ']');
+}
+
 int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, gd_sql_row_fn fn, void *ctx,
                 gd_sql_error *err)
 {

@@ -12,7 +12,7 @@
  *              | DESCRIBE [EXTENDED] name
  *              | TERMINATE (name | ALL)
  *   with       = WITH '(' name '=' literal {',' name '=' literal} ')'
- *   coldecl    = name type [PRIMARY KEY | KEY]
+ *   coldecl    = name type [PRIMARY KEY | KEY] [PII]
  *   type       = STRING | VARCHAR | INT | INTEGER | BIGINT | DOUBLE | BOOLEAN
  *   query      = SELECT item {',' item} FROM name [[AS] name] {clause}
  *   clause     = WINDOW TUMBLING '(' SIZE duration [',' GRACE PERIOD duration] ')'
@@ -778,6 +778,7 @@ static bool column_decls(parser *p, gd_sql_stmt *st)
             if (!expect_kw(p, "KEY")) return false;
             c->key = true;
         } else if (accept_kw(p, "KEY")) c->key = true;
+        c->pii = accept_kw(p, "PII");
     } while (accept_sym(p, ","));
     return expect_sym(p, ")");
 }

@@ -16,7 +16,20 @@
  * aggregate becomes a column with a slot; any other item an expression
  * over keys and slots, reusing the slot of an identical aggregate or a
  * hidden one. The output of a push aggregation is then a projection of
- * that table's rows. */
+ * that table's rows.
+ *
+ * Personal data is carried as the binder goes: a scope column holds the
+ * attribute its entry declares (PII on a source column, or what its own
+ * definition computed), a node computed from a personal argument is
+ * personal (GD_PII_DERIVED), LATEST_BY_OFFSET of a copy is a copy, any
+ * other aggregate of personal data derived. The output columns, a table's
+ * keys and values and a derived stream's columns take the attribute of
+ * their expressions, so it is kept with every definition and recomputed
+ * from builtin.sql at each start. A statement that uses personal data to
+ * decide something -- a BOOLEAN computed from it (every comparison, LIKE,
+ * IN, IS NULL, a WHERE, a HAVING, a WHEN), a GROUP BY key, an ORDER BY
+ * column -- records the first such use in the plan; the API refuses it to
+ * a reader without the pii scope. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +49,7 @@ typedef struct {
     const char **names;
     gd_coltype *types;
     gd_expr **exprs; /* each column over the rows read */
+    gd_pii *pii;     /* each column's personal-data attribute */
     bool table;
     int windowed_at; /* a table's WINDOWSTART position, -1 */
 } scope;
@@ -50,10 +64,10 @@ typedef struct {
     gd_tabledef *def;
     gd_expr *key_exprs[GD_MAX_KEYS]; /* bound over the input */
     gd_expr *agg_exprs[GD_MAX_COLS]; /* each slot's aggregate call, bound, for reuse */
+    const char *slot_pii_from[GD_MAX_COLS]; /* the personal column each slot reads */
     bool in_aggregate;               /* binding an aggregate's argument */
-    bool pii;                        /* an email column was referenced */
     const gd_expr *at;               /* the statement's node being bound: where errors point */
-    bool pii_plain;                  /* ... only as a bare column (maskable) */
+    gd_pii_use pii_use;              /* the first use of personal data to decide something */
 } binder;
 
 static void *alloc(binder *b, size_t n)
@@ -101,17 +115,11 @@ static const char *upper_dup(gd_arena *a, const char *name)
     return z;
 }
 
-static bool is_email_column(const gd_catalog_entry *e, const char *name)
+/* Records the first use of personal data x to decide something (how:
+ * "filtering or comparing on", ...). */
+static void note_pii_use(binder *b, const gd_expr *x, const char *how)
 {
-    if (!e->is_table && e->kind == GD_SRC_DERIVED) {
-        for (int i = 0; i < e->ncols; i++)
-            if (!strcmp(e->cols[i].name, name)) return e->cols[i].pii;
-        return false;
-    }
-    if (!strcmp(name, GD_PII_COLUMN)) return true;
-    bool players = e->is_table ? e->table->kind == GD_TABLE_PLAYERS : e->kind == GD_SRC_PLAYERS;
-    if (players && !strcmp(name, "email")) return true;
-    return e->is_table && gd_pii_column_of(e->table, name);
+    if (x->pii && !b->pii_use.column) b->pii_use = (gd_pii_use){x->pii_from, how};
 }
 
 int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max)
@@ -165,11 +173,13 @@ static bool open_scope(binder *b, const gd_sql_select *q)
     s->names = alloc(b, sizeof *s->names * (size_t)n);
     s->types = alloc(b, sizeof *s->types * (size_t)n);
     s->exprs = alloc(b, sizeof *s->exprs * (size_t)n);
+    s->pii = alloc(b, sizeof *s->pii * (size_t)n);
     s->table = e->is_table;
     for (int i = 0; i < n; i++) {
         s->names[i] = cols[i].name;
         s->types[i] = cols[i].type;
         if (cols[i].window && s->windowed_at < 0) s->windowed_at = i;
+        else s->pii[i] = gd_catalog_column_pii(e, cols[i].name);
         if (e->is_table) s->exprs[i] = new_col(b, i, cols[i].type);
         else if (e->kind == GD_SRC_DERIVED) s->exprs[i] = e->proj[i];
         else s->exprs[i] = new_col(b, e->cols[i].id, cols[i].type);
@@ -389,9 +399,13 @@ static gd_expr *bind_operator(binder *b, const gd_expr *e, gd_expr *(*bind)(bind
 {
     gd_expr *c = copy_node(b, e);
     c->index = index;
-    for (int i = 0; i < e->nargs; i++)
+    for (int i = 0; i < e->nargs; i++) {
         if (!(c->args[i] = bind(b, e->args[i]))) return NULL;
-    return check_node(b, c) ? c : NULL;
+        if (c->args[i]->pii && !c->pii) c->pii = GD_PII_DERIVED, c->pii_from = c->args[i]->pii_from;
+    }
+    if (!check_node(b, c)) return NULL;
+    if (c->type == GD_T_BOOLEAN) note_pii_use(b, c, "filtering or comparing on");
+    return c;
 }
 
 /* A name in the scope: the column's expression. */
@@ -406,8 +420,12 @@ static gd_expr *resolve(binder *b, const gd_expr *e)
     }
     for (int i = 0; i < s->ncols; i++)
         if (names_eq(e->name, s->names[i])) {
-            if (is_email_column(s->entry, s->names[i])) b->pii = true;
-            return s->exprs[i];
+            if (!s->pii[i]) return s->exprs[i];
+            gd_expr *x = alloc(b, sizeof *x); /* the column's expression, marked */
+            *x = *s->exprs[i];
+            x->pii = s->pii[i];
+            x->pii_from = s->names[i];
+            return x;
         }
     if (!s->table && (names_eq(e->name, "ROWTIME"))) { /* the record's time: its event time */
         for (int i = 0; i < s->ncols; i++)
@@ -540,12 +558,10 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
     }
     if (call->nargs != 1) return fail(b, call, "%.*s takes one argument", (int)call->name.len, call->name.p);
     if (has_aggregate(call->args[0])) return fail(b, call->args[0], "aggregates cannot be nested");
-    bool was = b->pii;
-    b->pii = false;
     gd_expr *arg = bind_input(b, call->args[0]);
     if (!arg) return false;
-    col->pii = b->pii && k == AGG_LATEST && arg->op == GD_E_COL; /* the latest email is an email */
-    b->pii = was || b->pii;
+    col->pii = !arg->pii ? GD_PII_NONE : k == AGG_LATEST ? arg->pii : GD_PII_DERIVED; /* the latest email is an email */
+    b->slot_pii_from[col - b->def->cols] = arg->pii_from;
     gd_coltype t = arg->type;
     if ((k == AGG_SUM || k == AGG_AVG || k == AGG_MIN || k == AGG_MAX) && !gd_coltype_numeric(t))
         return fail(b, call, "%.*s takes a number, not %s", (int)call->name.len, call->name.p, type_name(t));
@@ -587,6 +603,8 @@ static gd_expr *bind_group(binder *b, const gd_expr *e)
         a->nargs = 0;
         a->index = c;
         a->type = b->def->cols[c].type;
+        a->pii = b->def->cols[c].pii;
+        a->pii_from = b->slot_pii_from[c];
         return a;
     }
     if (e->op == GD_E_CALL && other_aggregate(e->name)) {
@@ -613,6 +631,8 @@ static gd_expr *bind_group(binder *b, const gd_expr *e)
                 key->nargs = 0;
                 key->index = k;
                 key->type = b->def->keys[k].type;
+                key->pii = b->def->keys[k].pii;
+                key->pii_from = b->key_exprs[k]->pii_from;
                 return key;
             }
         if (e->op == GD_E_NAME) {
@@ -676,10 +696,9 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
         if (is_constant(ge)) continue;
         if (has_aggregate(ge)) return fail(b, ge, "aggregates are not allowed in GROUP BY");
         if (t->nkeys == GD_MAX_KEYS) return fail(b, ge, "at most %d GROUP BY expressions", GD_MAX_KEYS);
-        b->pii = false;
         gd_expr *k = bind_input(b, ge);
         if (!k) return false;
-        bool key_pii = b->pii && k->op == GD_E_COL;
+        note_pii_use(b, k, "grouping by");
         for (int j = 0; j < t->nkeys; j++)
             if (expr_equal(k, b->key_exprs[j])) return fail(b, ge, "GROUP BY names this expression twice");
         gd_keydef *kd = &t->keys[t->nkeys];
@@ -689,7 +708,7 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
         kd->field = k->op == GD_E_COL ? k->index : -1;
         kd->expr = k->op == GD_E_COL ? NULL : k;
         kd->name = NULL;
-        kd->pii = key_pii;
+        kd->pii = k->pii;
     }
     /* items: a key, a window bound, an aggregate with a slot, or an expression */
     int ncols = 0;
@@ -740,6 +759,7 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
         if (!x) return false;
         t->cols[c].expr = x;
         t->cols[c].type = x->type == GD_T_NULL ? GD_T_STRING : x->type;
+        t->cols[c].pii = x->pii;
     }
     for (int k = 0; k < t->nkeys; k++) /* keys not selected: named as ksqlDB would */
         if (!t->keys[k].name) {
@@ -836,8 +856,7 @@ static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
             if (id < 0)
                 return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: column %s %s is not a field of its records",
                                    bs->name, name, type_name(st->cols[i].type));
-            e->cols[i] = (gd_column){name, st->cols[i].type, id, false};
-            e->cols[i].pii = is_email_column(e, name);
+            e->cols[i] = (gd_column){name, st->cols[i].type, id, st->cols[i].pii ? GD_PII_COPY : GD_PII_NONE};
             if (id + 1 > e->width) e->width = id + 1;
         }
         return GD_OK;
@@ -854,11 +873,11 @@ static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
         if (st->cols[i].key) {
             if (t->nkeys || i != 0)
                 return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: the PRIMARY KEY is its first column, its id", bs->name);
-            t->keys[t->nkeys++] = (gd_keydef){name, st->cols[i].type, -1, NULL, false};
+            t->keys[t->nkeys++] = (gd_keydef){name, st->cols[i].type, -1, NULL, st->cols[i].pii ? GD_PII_COPY : GD_PII_NONE};
         } else {
             if (t->ncols == GD_MAX_COLS) return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "too many columns");
             t->cols[t->ncols++] = (gd_coldef){name, GD_AGG_LATEST, st->cols[i].type, -1, NULL, NULL,
-                                              is_email_column(e, name)};
+                                              st->cols[i].pii ? GD_PII_COPY : GD_PII_NONE};
         }
     }
     t->nslots = t->ncols;
@@ -905,18 +924,16 @@ static int derive_stream(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
         if (it->expr->op == GD_E_STAR) {
             for (int c = 0; c < b->sc.ncols; c++) {
                 e->proj[n] = b->sc.exprs[c];
-                e->cols[n] = (gd_column){b->sc.names[c], b->sc.types[c], n, is_email_column(b->sc.entry, b->sc.names[c])};
+                e->cols[n] = (gd_column){b->sc.names[c], b->sc.types[c], n, b->sc.pii[c]};
                 names[n] = b->sc.names[c];
                 n++;
             }
             continue;
         }
-        b->pii = false;
         gd_expr *x = bind_input(b, it->expr);
         if (!x) return GD_ERR;
         e->proj[n] = x;
-        e->cols[n] = (gd_column){item_name(b, it, &generated), x->type == GD_T_NULL ? GD_T_STRING : x->type, n,
-                                 b->pii && it->expr->op == GD_E_NAME};
+        e->cols[n] = (gd_column){item_name(b, it, &generated), x->type == GD_T_NULL ? GD_T_STRING : x->type, n, x->pii};
         names[n] = e->cols[n].name;
         n++;
     }
@@ -1076,7 +1093,7 @@ static bool project(binder *b, const gd_sql_select *q, gd_query_plan *plan)
     plan->names = alloc(b, sizeof *plan->names * (size_t)cap);
     plan->types = alloc(b, sizeof *plan->types * (size_t)cap);
     plan->proj = alloc(b, sizeof *plan->proj * (size_t)cap);
-    plan->masked = alloc(b, sizeof *plan->masked * (size_t)cap);
+    plan->pii = alloc(b, sizeof *plan->pii * (size_t)cap);
     int n = 0, generated = 0;
     const char **lower = alloc(b, sizeof *lower * (size_t)cap);
     for (int i = 0; i < q->nitems; i++) {
@@ -1089,20 +1106,14 @@ static bool project(binder *b, const gd_sql_select *q, gd_query_plan *plan)
             for (int c = 0; c < b->sc.ncols; c++) {
                 plan->proj[n] = b->sc.exprs[c];
                 plan->types[n] = b->sc.types[c];
-                plan->masked[n] = is_email_column(b->sc.entry, b->sc.names[c]);
+                plan->pii[n] = b->sc.pii[c];
                 lower[n++] = b->sc.names[c];
             }
             continue;
         }
-        bool was = b->pii;
-        b->pii = false;
         gd_expr *x = bind_input(b, it->expr);
         if (!x) return false;
-        if (b->pii) {
-            if (it->expr->op == GD_E_NAME) plan->masked[n] = true; /* shown masked without the pii scope */
-            else plan->filters_pii = true;                         /* computed from it: needs the scope */
-        }
-        b->pii = was || b->pii;
+        plan->pii[n] = x->pii;
         plan->proj[n] = x;
         plan->types[n] = x->type == GD_T_NULL ? GD_T_STRING : x->type;
         lower[n++] = item_name(b, it, &generated);
@@ -1126,7 +1137,7 @@ static bool bind_order(binder *b, const gd_sql_select *q, gd_query_plan *plan)
             for (int c = 0; c < plan->ncols && col < 0; c++)
                 if (names_eq(e->name, plan->names[c])) col = c;
         if (col < 0) return fail(b, e, "ORDER BY names a selected column (by name, alias or position)");
-        if (plan->masked[col]) plan->filters_pii = true;
+        if (plan->pii[col]) note_pii_use(b, plan->proj[col], "ordering by");
         plan->order_cols[i] = col;
     }
     return true;
@@ -1171,27 +1182,30 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
         plan->source = b.sc.reads;
         plan->aggregate = t;
         plan->emit_final = q->emit == GD_EMIT_FINAL;
-        plan->filters_pii = b.pii;
         /* output: items over the transient table's row (keys, window bounds, columns) */
         int width = t->nkeys + (t->window_ms ? 2 : 0);
         plan->ncols = q->nitems;
         plan->names = alloc(&b, sizeof *plan->names * (size_t)q->nitems);
         plan->types = alloc(&b, sizeof *plan->types * (size_t)q->nitems);
         plan->proj = alloc(&b, sizeof *plan->proj * (size_t)q->nitems);
-        plan->masked = alloc(&b, sizeof *plan->masked * (size_t)q->nitems);
+        plan->pii = alloc(&b, sizeof *plan->pii * (size_t)q->nitems);
         for (int i = 0; i < q->nitems; i++) {
             int at;
             gd_coltype type;
             const char *name;
-            if (lands[i].key >= 0) at = lands[i].key, type = t->keys[at].type, name = t->keys[at].name;
+            gd_pii pii = GD_PII_NONE;
+            if (lands[i].key >= 0) at = lands[i].key, type = t->keys[at].type, name = t->keys[at].name, pii = t->keys[at].pii;
             else if (lands[i].window >= 0) at = t->nkeys + lands[i].window, type = GD_T_BIGINT,
                                           name = lands[i].window ? "windowend" : "windowstart";
-            else at = width + lands[i].col, type = t->cols[lands[i].col].type, name = t->cols[lands[i].col].name;
+            else at = width + lands[i].col, type = t->cols[lands[i].col].type, name = t->cols[lands[i].col].name,
+                 pii = t->cols[lands[i].col].pii;
+            plan->pii[i] = pii;
             plan->proj[i] = new_col(&b, at, type);
             plan->types[i] = type;
             plan->names[i] = upper_dup(arena, name);
         }
         plan->row_width = width + t->ncols;
+        plan->pii_use = b.pii_use;
         return b.failed ? GD_ERR : GD_OK;
     }
     if (q->windowed) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "WINDOW needs an aggregation (GROUP BY)");
@@ -1204,13 +1218,9 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
     if (push && q->norder) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "ORDER BY is for pull queries");
     if (!project(&b, q, plan)) return GD_ERR;
     if (q->where) {
-        bool was = b.pii;
-        b.pii = false;
         plan->where = bind_input(&b, q->where);
         if (!plan->where || !want_type(&b, plan->where, plan->where, plan->where->type == GD_T_BOOLEAN, "WHERE takes a BOOLEAN condition"))
             return GD_ERR;
-        if (b.pii) plan->filters_pii = true;
-        b.pii = was;
     }
     if (src->kind == GD_SRC_DERIVED && !src->is_table && src->where) {
         if (plan->where) {
@@ -1229,5 +1239,6 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
         if (!bind_order(&b, q, plan)) return GD_ERR;
         narrow_scan(&b, plan, plan->where);
     } else plan->kind = src->is_table ? GD_PLAN_PUSH_TABLE : GD_PLAN_PUSH_STREAM;
+    plan->pii_use = b.pii_use;
     return b.failed ? GD_ERR : GD_OK;
 }

@@ -92,16 +92,9 @@ struct gd_sql_runner {
 
 /* ---- output ---- */
 
-/* A row as a JSON array, email columns masked for a client without pii. */
 static void put_row(const gd_push_query *q, const gd_value *vals, gd_buf *out)
 {
-    gd_buf_putc(out, '[');
-    for (int i = 0; i < q->plan.ncols; i++) {
-        if (i) gd_buf_putc(out, ',');
-        if (q->plan.masked[i] && !q->sees_pii) gd_json_put_masked_email(out, vals[i].t == GD_V_STR ? vals[i].s : GD_STR_NULL);
-        else gd_json_put_value(out, vals[i]);
-    }
-    gd_buf_putc(out, ']');
+    gd_sql_put_row(out, &q->plan, vals, q->sees_pii);
 }
 
 static void publish(gd_sql_runner *r, gd_push_query *q, gd_buf *text)

@@ -120,6 +120,7 @@ typedef struct {
     gd_str name;
     gd_coltype type;
     bool key;
+    bool pii; /* PII: the column holds personal data */
 } gd_sql_coldecl;
 
 typedef struct {
@@ -183,8 +184,8 @@ typedef struct {
     /* push aggregate: the transient table it keeps */
     gd_tabledef *aggregate;
     bool emit_final;
-    bool *masked;        /* output column i is an email column: masked without the pii scope */
-    bool filters_pii;    /* filters, groups, orders or computes on one: needs the pii scope */
+    gd_pii *pii;         /* output column i is personal data: masked without the pii scope */
+    gd_pii_use pii_use;  /* personal data used to decide something: refused without the pii scope */
     int row_width;       /* values in an input row */
 } gd_query_plan;
 
@@ -210,6 +211,10 @@ void gd_sql_upper(const char *name, gd_buf *out);
 typedef int (*gd_sql_row_fn)(void *ctx, const gd_value *row, int ncols);
 int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, gd_sql_row_fn fn, void *ctx,
                 gd_sql_error *err);
+
+/* An output row as a JSON array, personal columns masked for a reader
+ * without the pii scope: what every SQL reply and push query writes. */
+void gd_sql_put_row(gd_buf *out, const gd_query_plan *plan, const gd_value *row, bool sees_pii);
 
 /* The input row of a stored row of table t: keys, window bounds, value
  * columns (reference tables: key, then value fields). Strings point into

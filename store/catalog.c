@@ -108,6 +108,42 @@ const gd_tabledef *gd_catalog_reference(const gd_catalog *c, gd_table_kind kind)
     return NULL;
 }
 
+gd_pii gd_catalog_column_pii(const gd_catalog_entry *e, const char *name)
+{
+    if (!e->is_table) {
+        for (int i = 0; i < e->ncols; i++)
+            if (!strcasecmp(e->cols[i].name, name)) return e->cols[i].pii;
+        return GD_PII_NONE;
+    }
+    const gd_tabledef *t = e->table;
+    for (int k = 0; k < t->nkeys; k++)
+        if (!strcasecmp(t->keys[k].name, name)) return t->keys[k].pii;
+    for (int c = 0; c < t->ncols; c++)
+        if (!strcasecmp(t->cols[c].name, name)) return t->cols[c].pii;
+    return GD_PII_NONE;
+}
+
+void gd_pii_refusal(gd_pii_use use, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s %s needs an API key with the pii scope: %s is personal data (selected, it is shown masked)",
+             use.how, use.column, use.column);
+}
+
+bool gd_catalog_has_pii(const gd_catalog_entry *e)
+{
+    if (!e->is_table) {
+        for (int i = 0; i < e->ncols; i++)
+            if (e->cols[i].pii) return true;
+        return false;
+    }
+    const gd_tabledef *t = e->table;
+    for (int k = 0; k < t->nkeys; k++)
+        if (t->keys[k].pii) return true;
+    for (int c = 0; c < t->ncols; c++)
+        if (t->cols[c].pii) return true;
+    return false;
+}
+
 const gd_catalog_entry *gd_catalog_hub_entry(const gd_catalog *c, unsigned n)
 {
     if (n < GD_MAX_STREAMS) return gd_catalog_stream(c, n);

@@ -35,10 +35,6 @@ static inline unsigned gd_stream_hub(unsigned slot) { return slot; }
 static inline unsigned gd_table_hub(unsigned slot) { return GD_MAX_STREAMS + slot; }
 static inline unsigned gd_query_hub(unsigned q) { return GD_MAX_STREAMS + GD_MAX_TABLES + q; }
 
-/* The column that holds personal data (an email address) in the enriched
- * records; the players table's is "email". */
-#define GD_PII_COLUMN "player_email"
-
 /* The built-in streams' slots. */
 enum { GD_STREAM_ENRICHED = 0, GD_STREAM_ACTIVITY, GD_STREAM_GAMES, GD_STREAM_PLAYERS, GD_STREAM_BUILTIN_COUNT };
 
@@ -57,7 +53,7 @@ typedef struct {
     const char *name;
     gd_coltype type;
     int id;
-    bool pii; /* holds email addresses */
+    gd_pii pii; /* personal data (PII in builtin.sql, or computed from such a column) */
 } gd_column;
 
 typedef struct gd_catalog_entry gd_catalog_entry;
@@ -131,6 +127,19 @@ const gd_catalog_entry *gd_catalog_stream(const gd_catalog *c, unsigned slot);
 const gd_tabledef *gd_catalog_tabledef(const gd_catalog *c, gd_str name);
 /* The reference table of kind GD_TABLE_GAMES or GD_TABLE_PLAYERS. */
 const gd_tabledef *gd_catalog_reference(const gd_catalog *c, gd_table_kind kind);
+/* A use of personal data to decide something (filter, compare, group,
+ * order): the column used, as the request named it, and how. */
+typedef struct {
+    const char *column; /* NULL: none */
+    const char *how;    /* "filtering or comparing on", "grouping by", ... */
+} gd_pii_use;
+/* The 403 message every read path gives a reader without the pii scope. */
+void gd_pii_refusal(gd_pii_use use, char *out, size_t cap);
+/* Whether column name (case-insensitive) of a table (key or value column)
+ * or stream is personal data: the one answer every read path asks. */
+gd_pii gd_catalog_column_pii(const gd_catalog_entry *e, const char *name);
+/* Whether any column of e is personal data. */
+bool gd_catalog_has_pii(const gd_catalog_entry *e);
 /* The entry whose push stream is hub stream n (NULL for push queries). */
 const gd_catalog_entry *gd_catalog_hub_entry(const gd_catalog *c, unsigned n);
 /* The grace a table's windows get. */

@@ -94,6 +94,10 @@ struct gd_expr {
     gd_value lit;
     gd_str name, qualifier;
     uint32_t line, col; /* where it starts in the statement (1-based) */
+    /* set when bound: whether the value is personal data, and the column
+     * of the statement it comes from (named in refusals) */
+    gd_pii pii;
+    const char *pii_from;
 };
 
 /* What an expression reads. */

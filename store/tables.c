@@ -9,15 +9,6 @@
 
 #include "../server/json.h"
 
-bool gd_pii_column_of(const gd_tabledef *t, const char *name)
-{
-    for (int k = 0; k < t->nkeys; k++)
-        if (t->keys[k].pii && !strcasecmp(t->keys[k].name, name)) return true;
-    for (int c = 0; c < t->ncols; c++)
-        if (t->cols[c].pii && !strcasecmp(t->cols[c].name, name)) return true;
-    return false;
-}
-
 int gd_table_col(const gd_tabledef *t, const char *name)
 {
     for (int c = 0; c < t->ncols; c++)

@@ -59,7 +59,7 @@ typedef struct {
     int field;           /* the argument: an input column id; -1: arg, or none */
     const gd_expr *arg;  /* the argument when it is an expression */
     const gd_expr *expr; /* GD_AGG_EXPR */
-    bool pii;            /* holds email addresses (masked for keys without the pii scope) */
+    gd_pii pii;          /* personal data (masked for keys without the pii scope) */
 } gd_coldef;
 
 typedef struct {
@@ -67,7 +67,7 @@ typedef struct {
     gd_coltype type;
     int field;           /* an input column id; -1: expr */
     const gd_expr *expr;
-    bool pii;
+    gd_pii pii;
 } gd_keydef;
 
 typedef enum { GD_TABLE_WINDOWED, GD_TABLE_GAMES, GD_TABLE_PLAYERS } gd_table_kind;
@@ -93,8 +93,6 @@ static inline bool gd_table_aggregates(const gd_tabledef *t) { return t->kind ==
 static inline bool gd_table_windowed(const gd_tabledef *t) { return t->kind == GD_TABLE_WINDOWED && t->window_ms > 0; }
 /* A column by name (case-insensitive): its index, or -1. */
 int gd_table_col(const gd_tabledef *t, const char *name);
-/* Whether the key or value column called name holds email addresses. */
-bool gd_pii_column_of(const gd_tabledef *t, const char *name);
 
 typedef struct {
     int64_t n;
