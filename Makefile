@@ -87,16 +87,22 @@ $(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
 
 # The live page's chart library: uPlot from the npm registry, at the version
 # api/page/package-lock.json pins, fetched once into build/web (any BUILD).
+# One npm step makes several files, so it touches a stamp, and each file the
+# page takes from node_modules is made by that stamp: make -j then never asks
+# for one of them without running the npm step first, and runs it once.
 UPLOT := build/web/node_modules/uplot
-$(UPLOT)/dist/uPlot.iife.min.js: api/page/package.json api/page/package-lock.json
+NPM_STAMP := build/web/npm-ci.stamp
+UPLOT_FILES := $(UPLOT)/dist/uPlot.iife.min.js $(UPLOT)/dist/uPlot.min.css $(UPLOT)/LICENSE
+$(NPM_STAMP): api/page/package.json api/page/package-lock.json
 	@mkdir -p build/web
 	cp api/page/package.json api/page/package-lock.json build/web/
 	cd build/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
+$(UPLOT_FILES): $(NPM_STAMP) ;
 PAGE_ASSETS := index.html=api/page/index.html app.js=api/page/app.js style.css=api/page/style.css \
                uPlot.iife.min.js=$(UPLOT)/dist/uPlot.iife.min.js uPlot.min.css=$(UPLOT)/dist/uPlot.min.css \
                uPlot.LICENSE=$(UPLOT)/LICENSE
-$(BUILD)/gen/page.c: api/page/embed.sh $(foreach a,$(PAGE_ASSETS),$(lastword $(subst =, ,$(a))))
+$(BUILD)/gen/page.c: api/page/embed.sh $(NPM_STAMP) $(foreach a,$(PAGE_ASSETS),$(lastword $(subst =, ,$(a))))
 	@mkdir -p $(dir $@)
 	api/page/embed.sh $(PAGE_ASSETS) > $@
 
