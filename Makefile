@@ -50,7 +50,9 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all packages present"; fi
 
-# Each target's packages, installed when one is missing.
+# Each target's packages, installed when one is missing. Whatever compiles
+# or fetches waits for them (order-only prerequisites), so make -j does not
+# start a compiler while apt-get is still installing the headers it needs.
 need = @for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || { $(MAKE) --no-print-directory deps WANT="$(1)"; break; }; done
 deps-build:
 	$(call need,$(DEPS_BUILD))
@@ -59,7 +61,7 @@ deps-test: deps-build ; $(call need,$(DEPS_TEST))
 deps-bench: deps-test ; $(call need,$(DEPS_BENCH))
 deps-fuzz: deps-build ; $(call need,$(DEPS_FUZZ))
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
 
@@ -77,37 +79,43 @@ $(BUILD)/gen/builtin_sql.c: sql/builtin.sql
 	@{ printf 'const char gd_builtin_sql[] =\n'; \
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; printf '    ;\n'; } > $@
 
-$(BUILD)/obj/gen/builtin_sql.o: $(BUILD)/gen/builtin_sql.c
+$(BUILD)/obj/gen/builtin_sql.o: $(BUILD)/gen/builtin_sql.c | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
+$(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -c $< -o $@
 
 # The live page's chart library: uPlot from the npm registry, at the version
 # api/page/package-lock.json pins, fetched once into build/web (any BUILD).
+# One npm step makes several files, so it touches a stamp, and each file the
+# page takes from node_modules is made by that stamp: make -j then never asks
+# for one of them without running the npm step first, and runs it once.
 UPLOT := build/web/node_modules/uplot
-$(UPLOT)/dist/uPlot.iife.min.js: api/page/package.json api/page/package-lock.json
+NPM_STAMP := build/web/npm-ci.stamp
+UPLOT_FILES := $(UPLOT)/dist/uPlot.iife.min.js $(UPLOT)/dist/uPlot.min.css $(UPLOT)/LICENSE
+$(NPM_STAMP): api/page/package.json api/page/package-lock.json | deps-build
 	@mkdir -p build/web
 	cp api/page/package.json api/page/package-lock.json build/web/
 	cd build/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
+$(UPLOT_FILES): $(NPM_STAMP) ;
 PAGE_ASSETS := index.html=api/page/index.html app.js=api/page/app.js style.css=api/page/style.css \
                uPlot.iife.min.js=$(UPLOT)/dist/uPlot.iife.min.js uPlot.min.css=$(UPLOT)/dist/uPlot.min.css \
                uPlot.LICENSE=$(UPLOT)/LICENSE
-$(BUILD)/gen/page.c: api/page/embed.sh $(foreach a,$(PAGE_ASSETS),$(lastword $(subst =, ,$(a))))
+$(BUILD)/gen/page.c: api/page/embed.sh $(NPM_STAMP) $(foreach a,$(PAGE_ASSETS),$(lastword $(subst =, ,$(a))))
 	@mkdir -p $(dir $@)
 	api/page/embed.sh $(PAGE_ASSETS) > $@
 
-$(BUILD)/obj/gen/page.o: $(BUILD)/gen/page.c
+$(BUILD)/obj/gen/page.o: $(BUILD)/gen/page.c | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -I. -c $< -o $@
 
 $(BUILD)/gamingd: $(OBJS)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.o,$^) $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS)
+$(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS) | deps-test
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
 
@@ -115,7 +123,7 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS)
 # once crashed (tests/fuzz/regressions/TARGET/) are replayed by `make unit`.
 FUZZ_TARGETS := records avro file_source pull push_filters sql route
 REPLAY_BINS = $(FUZZ_TARGETS:%=$(BUILD)/unit/replay_%)
-$(BUILD)/unit/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/store_fixture.c $(LIB_OBJS)
+$(BUILD)/unit/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/store_fixture.c $(LIB_OBJS) | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS)
 
@@ -128,7 +136,7 @@ unit: deps-test $(UNIT_BINS) $(REPLAY_BINS)
 	    $(BUILD)/unit/replay_$$t tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t; done
 
 # librdkafka's mock cluster as a broker process for the Kafka tests
-$(BUILD)/mock_broker: tests/kafka/mock_broker.c
+$(BUILD)/mock_broker: tests/kafka/mock_broker.c | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(GD_CFLAGS) -o $@ $< $(LDFLAGS) -lrdkafka
 
@@ -161,11 +169,11 @@ FUZZ_BUILD   := build/fuzz
 FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_OBJS = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(patsubst $(BUILD)/obj/gen/%,$(FUZZ_BUILD)/obj/gen/%,$(GEN_OBJS))
 
-$(FUZZ_BUILD)/obj/%.o: %.c
+$(FUZZ_BUILD)/obj/%.o: %.c | deps-fuzz
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(GD_CFLAGS) -c $< -o $@
 
-$(FUZZ_BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+$(FUZZ_BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | deps-fuzz
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(GD_CFLAGS) -I. -c $< -o $@
 

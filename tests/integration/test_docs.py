@@ -1,7 +1,9 @@
 """The documents that ship with gamingd say what the server does: the
-OpenAPI document lists every route the server answers, the compose file
-runs Grafana and Prometheus against gamingd with keys, and the compose files
-set only settings gamingd has."""
+OpenAPI document lists every route the server answers, docs/flags.md every
+flag and environment variable `gamingd --help` prints, the README and docs/
+link only to files and headings that exist (and the README to every
+document), the compose file runs Grafana and Prometheus against gamingd with
+keys, and the compose files set only settings gamingd has."""
 
 import json
 import os
@@ -14,6 +16,13 @@ from conftest import REPO_ROOT
 
 OPENAPI = os.path.join(REPO_ROOT, "schemas", "openapi.yaml")
 COMPOSE = os.path.join(REPO_ROOT, "docker", "compose.yaml")
+README = os.path.join(REPO_ROOT, "README.md")
+DOCS = os.path.join(REPO_ROOT, "docs")
+FLAGS_DOC = os.path.join(DOCS, "flags.md")
+
+
+def help_text():
+    return subprocess.run([os.environ["GAMINGD_BIN"], "--help"], capture_output=True, text=True).stdout
 
 
 def test_openapi_lists_every_route(gamingd):
@@ -53,8 +62,7 @@ def test_docker_files_set_only_settings_gamingd_has():
     """Every GAMINGD_* variable the compose files set for gamingd is one it reads (a
     misspelt one would be ignored silently), and the partitioned recipe runs
     its instances partitioned, each announcing the URL it is reached at."""
-    helptext = subprocess.run([os.environ["GAMINGD_BIN"], "--help"], capture_output=True, text=True).stdout
-    known = set(re.findall(r"GAMINGD_[A-Z_]+", helptext))
+    known = set(re.findall(r"GAMINGD_[A-Z_]+", help_text()))
     docker = os.path.join(REPO_ROOT, "docker")
     for name in sorted(n for n in os.listdir(docker) if n.endswith(".yaml")):
         for service, spec in yaml.safe_load(open(os.path.join(docker, name)))["services"].items():
@@ -68,3 +76,55 @@ def test_docker_files_set_only_settings_gamingd_has():
     for s in instances:
         env = services[s]["environment"]
         assert env["GAMINGD_MODE"] == "partitioned" and env["GAMINGD_ADVERTISED_URL"] == "http://%s:8080" % s
+
+
+def test_every_flag_and_variable_is_documented():
+    """Each flag `gamingd --help` lists is in docs/flags.md, and so is its
+    environment variable unless the flag's name gives it (--data-dir is
+    GAMINGD_DATA_DIR, as the document says)."""
+    doc = open(FLAGS_DOC).read()
+    documented = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[A-Z])\b", doc))
+    flags = 0
+    for line in help_text().splitlines():
+        m = re.match(r"\s+(--[a-z][a-z-]*|-[A-Z])\b", line)
+        if not m:
+            continue
+        flags += 1
+        flag = m.group(1)
+        assert flag in documented, flag
+        var = re.search(r"\[(GAMINGD_[A-Z_]+)\]", line)
+        if var and var.group(1) != "GAMINGD_" + flag.lstrip("-").replace("-", "_").upper():
+            assert var.group(1) in doc, (flag, var.group(1))
+    assert flags > 30  # the help text was read, not an error message
+
+
+def headings(path):
+    """The anchors GitHub makes of a Markdown file's headings (outside code blocks)."""
+    anchors, fenced = set(), False
+    for line in open(path):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_documents_link_to_what_exists():
+    docs = sorted(os.path.join(DOCS, n) for n in os.listdir(DOCS) if n.endswith(".md"))
+    assert {"flags.md", "http-api.md", "sql.md", "grafana.md", "scaling.md", "figures.md", "testing.md"} <= \
+        {os.path.basename(d) for d in docs}
+    linked_from_readme = set()
+    for path in [README] + docs:
+        text = re.sub(r"```.*?```", "", open(path).read(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            file, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+            assert os.path.exists(dest), (path, target)
+            if anchor:
+                assert anchor in headings(dest), (path, target)
+            if path == README:
+                linked_from_readme.add(dest)
+    assert set(docs) <= linked_from_readme
