@@ -756,9 +756,13 @@ static void put_series(collector *co, gd_buf *out, bool *first)
         *first = false;
         gd_buf_puts(out, "{\"target\":");
         gd_buf name = {0};
-        for (int k = 0; k < co->tq->t->nkeys; k++) {
+        const target_query *tq = co->tq;
+        for (int k = 0; k < tq->t->nkeys; k++) {
             if (k) gd_buf_puts(&name, " / ");
-            gd_buf_put(&name, s->name_parts[k].p, s->name_parts[k].len);
+            const char *from = co->name_col[k] >= 0 ? tq->t->cols[co->name_col[k]].name : tq->t->keys[k].name;
+            gd_pii pii = tq->sees_pii ? GD_PII_NONE : gd_catalog_column_pii(tq->e, from);
+            if (pii) gd_masked_text(&name, pii, (gd_value){.t = GD_V_STR, .s = s->name_parts[k]});
+            else gd_buf_put(&name, s->name_parts[k].p, s->name_parts[k].len);
         }
         if (!co->tq->t->nkeys) gd_buf_puts(&name, co->tq->t->cols[co->tq->metric_col].name);
         gd_json_put_str(out, (gd_str){name.p ? name.p : "", (uint32_t)name.len});

@@ -1137,7 +1137,7 @@ static bool bind_order(binder *b, const gd_sql_select *q, gd_query_plan *plan)
             for (int c = 0; c < plan->ncols && col < 0; c++)
                 if (names_eq(e->name, plan->names[c])) col = c;
         if (col < 0) return fail(b, e, "ORDER BY names a selected column (by name, alias or position)");
-        if (plan->pii[col]) note_pii_use(b, plan->proj[col], "ordering by");
+        if (plan->pii[col] && !b->pii_use.column) b->pii_use = (gd_pii_use){plan->names[col], "ordering by"};
         plan->order_cols[i] = col;
     }
     return true;
