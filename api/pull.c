@@ -216,7 +216,9 @@ static int collect(void *ctx, gd_str key, gd_str val)
  * value may be an email address), and one changed in any bit, made for
  * another query or another table (one dropped and made again under the
  * same name included) or by a daemon on another data dir does not open: a
- * 400. What opens is still checked against the table before use. SIV rather
+ * 400. What opens is still checked against the table before use, so that
+ * reading it safely never rests on the key alone (whoever reads the data
+ * dir has it; a copy of the data dir keeps it). SIV rather
  * than GCM: the key lives as long as the data dir, and under SIV a random
  * 96-bit nonce that repeats after billions of cursors reveals no more than
  * that two cursors are equal. */
@@ -480,13 +482,13 @@ static bool resolve_order(const gd_tabledef *t, const char *name, result *res, g
 }
 
 /* What the query asks for, whatever page it is on, as a cursor's associated
- * data: the version of the cursor format, the table (name and uid: one
- * dropped and made again is another), filters, windows and order. */
+ * data: the version of the cursor format, the table (name, uid -- one
+ * dropped and made again is another -- and statement), filters, windows and
+ * order. */
 static void query_identity(const gd_catalog_entry *e, const table_params *p, const result *res, gd_buf *out)
 {
     gd_buf_putc(out, CURSOR_VERSION);
-    gd_buf_puts(out, e->name);
-    gd_buf_printf(out, "|%llu", (unsigned long long)e->uid);
+    gd_buf_printf(out, "%s|%llu|%zu:%s", e->name, (unsigned long long)e->uid, strlen(e->sql), e->sql);
     for (int k = 0; k < GD_MAX_KEYS; k++) {
         if (!p->q.key_eq[k].p) {
             gd_buf_puts(out, "|-");
