@@ -5,9 +5,11 @@
  * transaction. Rows are paged with keyset cursors: a cursor holds the sort
  * value and row key of the last row returned (and, for "the latest window",
  * which window that was), so pages neither repeat nor skip rows while ingest
- * goes on. A page never holds more than limit + 1 rows in memory, however
+ * goes on; it is sealed with a key of the data dir, so a client can neither
+ * read it nor forge one (see "cursors" below). A page never holds more than limit + 1 rows in memory, however
  * many match: in key order the scan stops there; sorted, a bounded heap
  * keeps the smallest. Rows are spans into the LMDB map, never copied. */
+#include <gnutls/crypto.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@
 #include "../store/query.h"
 #include "routes.h"
 
-enum { DEFAULT_LIMIT = 100, MAX_LIMIT = 10000, CURSOR_VERSION = 2 };
+enum { DEFAULT_LIMIT = 100, MAX_LIMIT = 10000, CURSOR_VERSION = 3 };
 
 void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 {
@@ -206,11 +208,22 @@ static int collect(void *ctx, gd_str key, gd_str val)
     return 0;
 }
 
-/* ---- cursors: hex of [version][query fingerprint][pinned flag][pinned window][sort value][key] ----
- * The fingerprint is a hash of the query the cursor continues (table,
- * filters, windows, order), so a cursor is refused for any other query;
- * every other field is checked against the table before use. Cursors are
- * not secret: a forged one can only page through rows its query shows. */
+/* ---- cursors ----
+ * A cursor is the hex of [version][nonce][sealed [pinned flag][pinned
+ * window][sort value][key]], sealed by AES-256-SIV with the data dir's
+ * cursor key (gd_store_secret) over associated data naming the query it
+ * continues (query_identity). So it tells a client nothing (a key or sort
+ * value may be an email address), and one changed in any bit, made for
+ * another query or another table (one dropped and made again under the
+ * same name included) or by a daemon on another data dir does not open: a
+ * 400. What opens is still checked against the table before use, so that
+ * reading it safely never rests on the key alone (whoever reads the data
+ * dir has it; a copy of the data dir keeps it). SIV rather
+ * than GCM: the key lives as long as the data dir, and under SIV a random
+ * 96-bit nonce that repeats after billions of cursors reveals no more than
+ * that two cursors are equal. */
+
+enum { CURSOR_NONCE = 12, CURSOR_TAG = 16, CURSOR_HEAD = 1 + CURSOR_NONCE + CURSOR_TAG, MAX_CURSOR_HEX = 4096 };
 
 static void put_hex(gd_buf *b, const unsigned char *p, size_t n)
 {
@@ -221,11 +234,17 @@ static void put_hex(gd_buf *b, const unsigned char *p, size_t n)
     }
 }
 
-static void encode_cursor(gd_buf *out, uint32_t fingerprint, bool pinned, int64_t window, gd_value v, gd_str key)
+static int cursor_cipher(const unsigned char key[GD_CURSOR_KEY_BYTES], gnutls_aead_cipher_hd_t *h)
 {
-    gd_buf raw = {0};
-    gd_buf_putc(&raw, CURSOR_VERSION);
-    gd_buf_put_u32be(&raw, fingerprint);
+    gnutls_datum_t k = {(unsigned char *)key, GD_CURSOR_KEY_BYTES};
+    return gnutls_aead_cipher_init(h, GNUTLS_CIPHER_AES_256_SIV, &k) ? GD_ERR : GD_OK;
+}
+
+/* Appends the cursor to out; GD_ERR when it cannot be sealed. */
+static int encode_cursor(const unsigned char key[GD_CURSOR_KEY_BYTES], const gd_buf *query, bool pinned,
+                         int64_t window, gd_value v, gd_str rowkey, gd_buf *out)
+{
+    gd_buf raw = {0}, sealed = {0};
     gd_buf_putc(&raw, pinned);
     gd_buf_put_u64be(&raw, (uint64_t)window);
     gd_buf_putc(&raw, (char)v.t);
@@ -235,13 +254,25 @@ static void encode_cursor(gd_buf *out, uint32_t fingerprint, bool pinned, int64_
         gd_buf_put_u16be(&raw, (uint16_t)v.s.len);
         gd_buf_put(&raw, v.s.p, v.s.len);
     }
-    gd_buf_put(&raw, key.p, key.len);
-    put_hex(out, (const unsigned char *)raw.p, raw.len);
+    gd_buf_put(&raw, rowkey.p, rowkey.len);
+    gd_buf_putc(&sealed, CURSOR_VERSION);
+    gd_buf_reserve(&sealed, CURSOR_NONCE + raw.len + CURSOR_TAG);
+    unsigned char *nonce = (unsigned char *)sealed.p + 1;
+    size_t n = sealed.cap - 1 - CURSOR_NONCE;
+    gnutls_aead_cipher_hd_t h;
+    int rc = gnutls_rnd(GNUTLS_RND_NONCE, nonce, CURSOR_NONCE) || cursor_cipher(key, &h) ? GD_ERR : GD_OK;
+    if (!rc) {
+        rc = gnutls_aead_cipher_encrypt(h, nonce, CURSOR_NONCE, query->p, query->len, CURSOR_TAG, raw.p, raw.len,
+                                        nonce + CURSOR_NONCE, &n) ? GD_ERR : GD_OK;
+        gnutls_aead_cipher_deinit(h);
+    }
+    if (!rc) put_hex(out, (const unsigned char *)sealed.p, 1 + CURSOR_NONCE + n);
     gd_buf_free(&raw);
+    gd_buf_free(&sealed);
+    return rc;
 }
 
 typedef struct {
-    uint32_t fingerprint;
     bool pinned;
     int64_t window;
     gd_value v;
@@ -254,22 +285,39 @@ static int unhex(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static int decode_cursor(const char *text, cursor *c)
+/* Opens text into c: GD_ERR unless it is a cursor sealed with key for query. */
+static int open_cursor(const unsigned char key[GD_CURSOR_KEY_BYTES], const gd_buf *query, const char *text, cursor *c)
 {
     size_t n = strlen(text);
-    if (n == 0 || n % 2 || n > 4096) return GD_ERR;
+    if (n % 2 || n < 2 * CURSOR_HEAD || n > MAX_CURSOR_HEX) return GD_ERR;
+    unsigned char sealed[MAX_CURSOR_HEX / 2];
     for (size_t i = 0; i < n; i += 2) {
         int hi = unhex(text[i]), lo = unhex(text[i + 1]);
         if (hi < 0 || lo < 0) return GD_ERR;
-        gd_buf_putc(&c->raw, (char)(hi << 4 | lo));
+        sealed[i / 2] = (unsigned char)(hi << 4 | lo);
     }
+    if (sealed[0] != CURSOR_VERSION) return GD_ERR;
+    gd_buf_reserve(&c->raw, n / 2);
+    size_t len = c->raw.cap;
+    gnutls_aead_cipher_hd_t h;
+    if (cursor_cipher(key, &h)) return GD_ERR;
+    int rc = gnutls_aead_cipher_decrypt(h, sealed + 1, CURSOR_NONCE, query->p, query->len, CURSOR_TAG,
+                                        sealed + 1 + CURSOR_NONCE, n / 2 - 1 - CURSOR_NONCE, c->raw.p, &len);
+    gnutls_aead_cipher_deinit(h);
+    if (rc) return GD_ERR;
+    c->raw.len = len;
+    return GD_OK;
+}
+
+/* Reads the fields of an opened cursor. */
+static int decode_cursor(cursor *c)
+{
     const char *p = c->raw.p, *end = c->raw.p + c->raw.len;
-    if (end - p < 15 || p[0] != CURSOR_VERSION || (p[5] != 0 && p[5] != 1)) return GD_ERR;
-    c->fingerprint = gd_get_u32be(p + 1);
-    c->pinned = p[5];
-    c->window = (int64_t)gd_get_u64be(p + 6);
-    c->v.t = (gd_vtype)p[14];
-    p += 15;
+    if (end - p < 10 || (p[0] != 0 && p[0] != 1)) return GD_ERR;
+    c->pinned = p[0];
+    c->window = (int64_t)gd_get_u64be(p + 1);
+    c->v.t = (gd_vtype)p[9];
+    p += 10;
     switch (c->v.t) {
     case GD_V_NULL: break;
     case GD_V_INT:
@@ -433,20 +481,24 @@ static bool resolve_order(const gd_tabledef *t, const char *name, result *res, g
     return false;
 }
 
-/* A hash of what the query asks for, whatever page it is on. */
-static uint32_t query_fingerprint(const table_params *p, const result *res)
+/* What the query asks for, whatever page it is on, as a cursor's associated
+ * data: the version of the cursor format, the table (name, uid -- one
+ * dropped and made again is another -- and statement), filters, windows and
+ * order. */
+static void query_identity(const gd_catalog_entry *e, const table_params *p, const result *res, gd_buf *out)
 {
-    gd_buf b = {0};
-    gd_buf_puts(&b, p->q.t->name);
+    gd_buf_putc(out, CURSOR_VERSION);
+    gd_buf_printf(out, "%s|%llu|%zu:%s", e->name, (unsigned long long)e->uid, strlen(e->sql), e->sql);
     for (int k = 0; k < GD_MAX_KEYS; k++) {
-        gd_buf_printf(&b, "|%d:", p->q.key_eq[k].p != NULL);
-        if (p->q.key_eq[k].p) gd_buf_put(&b, p->q.key_eq[k].p, p->q.key_eq[k].len);
+        if (!p->q.key_eq[k].p) {
+            gd_buf_puts(out, "|-");
+            continue;
+        }
+        gd_buf_printf(out, "|%u:", (unsigned)p->q.key_eq[k].len);
+        gd_buf_put(out, p->q.key_eq[k].p, p->q.key_eq[k].len);
     }
-    gd_buf_printf(&b, "|%d:%lld:%lld|%d:%d:%d", (int)p->q.mode, (long long)p->q.from, (long long)p->q.to,
+    gd_buf_printf(out, "|%d:%lld:%lld|%d:%d:%d", (int)p->q.mode, (long long)p->q.from, (long long)p->q.to,
                   res->order_col, res->order_key, (int)res->desc);
-    uint32_t h = (uint32_t)gd_hash(b.p, b.len);
-    gd_buf_free(&b);
-    return h;
 }
 
 static bool window_fits(const gd_tabledef *t, int64_t w)
@@ -462,7 +514,7 @@ static gd_vtype vtype_of(gd_coltype ct)
 }
 
 /* Whether every field of a decoded cursor can belong to this query. */
-static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res, uint32_t fingerprint)
+static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res)
 {
     bool windowed = gd_table_aggregates(t);
     if (c->pinned && (!windowed || !window_fits(t, c->window))) return false;
@@ -474,7 +526,6 @@ static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res
     } else if (c->key.len > 511) {
         return false;
     }
-    if (c->fingerprint != fingerprint) return false;
     gd_vtype want;
     if (res->order_col == ORDER_NONE && res->order_key < 0) want = GD_V_NULL;
     else if (res->order_key >= 0) want = vtype_of(t->keys[res->order_key].type);
@@ -529,10 +580,13 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     for (int k = 0; k < t->nkeys; k++) /* an equality filter is a comparison, as in SQL */
         if (p.q.key_eq[k].p && !gd_pii_may_use(e, t->keys[k].name, "filtering on", req, r)) return;
     res.desc = p.desc;
-    uint32_t fingerprint = query_fingerprint(&p, &res);
-    if (p.cursor && (decode_cursor(p.cursor, &cur) || !cursor_fits(&cur, t, &res, fingerprint))) {
+    gd_buf query = {0};
+    query_identity(e, &p, &res, &query);
+    if (p.cursor && (open_cursor(ctx->cursor_key, &query, p.cursor, &cur) || decode_cursor(&cur) ||
+                     !cursor_fits(&cur, t, &res))) {
         gd_reply_error(r, 400, "cursor is not one this server issued for this query (give the same parameters as "
                                "the page it came from)");
+        gd_buf_free(&query);
         gd_buf_free(&cur.raw);
         return;
     }
@@ -544,6 +598,7 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     MDB_txn *txn;
     if (gd_store_begin_read(ctx->store, &txn)) {
         gd_reply_error(r, 500, "the store cannot be read");
+        gd_buf_free(&query);
         gd_buf_free(&cur.raw);
         return;
     }
@@ -575,13 +630,16 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
         gd_buf_printf(&r->body, "],\"count\":%zu", shown);
         if (res.n > shown) {
             gd_buf_puts(&r->body, ",\"next_cursor\":\"");
-            encode_cursor(&r->body, fingerprint, pinned, window, res.rows[shown - 1].sort, res.rows[shown - 1].key);
-            gd_buf_putc(&r->body, '"');
+            if (encode_cursor(ctx->cursor_key, &query, pinned, window, res.rows[shown - 1].sort,
+                              res.rows[shown - 1].key, &r->body))
+                gd_reply_error(r, 500, "the next page's cursor cannot be sealed");
+            else gd_buf_putc(&r->body, '"');
         }
-        gd_buf_putc(&r->body, '}');
+        if (r->status == 200) gd_buf_putc(&r->body, '}');
     }
     mdb_txn_abort(txn);
     free(res.rows);
     gd_arena_free(&res.strings);
+    gd_buf_free(&query);
     gd_buf_free(&cur.raw);
 }

@@ -54,6 +54,8 @@ typedef struct {
 typedef struct gd_push gd_push;
 typedef struct gd_sql_runner gd_sql_runner;
 
+enum { GD_CURSOR_KEY_BYTES = 64 }; /* AES-256-SIV: two AES-256 keys */
+
 typedef struct {
     const gd_config *cfg;
     gd_store *store;
@@ -62,6 +64,7 @@ typedef struct {
     gd_sql_runner *runner;
     gd_counters *counters;
     gd_hub *hub;
+    unsigned char cursor_key[GD_CURSOR_KEY_BYTES]; /* seals pull cursors (pull.c); the data dir's */
 } gd_api_ctx;
 
 /* Sets an error reply: {"error_code": status, "message": "..."}. */

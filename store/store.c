@@ -268,6 +268,29 @@ int gd_store_instance_id(gd_store *s, char out[17])
     return gd_store_commit(txn);
 }
 
+int gd_store_secret(gd_store *s, const char *name, void *out, size_t n)
+{
+    MDB_txn *txn;
+    gd_str kept;
+    int rc = gd_store_begin_write(s, &txn);
+    if (rc) return rc;
+    if (gd_store_meta_get(s, txn, name, &kept) == GD_OK && kept.len == n) {
+        memcpy(out, kept.p, n);
+        mdb_txn_abort(txn);
+        return GD_OK;
+    }
+    if (getrandom(out, n, 0) != (ssize_t)n) {
+        gd_error("no random bytes for the %s: %s", name, strerror(errno));
+        mdb_txn_abort(txn);
+        return GD_ERR;
+    }
+    if ((rc = gd_store_meta_put(s, txn, name, out, n))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return gd_store_commit(txn);
+}
+
 int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)
 {
     (void)s; /* tables carry their own handles */

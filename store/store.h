@@ -1,7 +1,8 @@
 /* store.h -- the LMDB layout of gamingd.
  *
  * One LMDB environment in --data-dir holds:
- *   "meta"            source position, stream time, counters (see below)
+ *   "meta"            source position, stream time, counters, the instance
+ *                     id, secrets (see below)
  *   one db per table  named as the table, "<name>@<uid>" for a user's table
  *                     (store/tables.h gives key and row formats; reference
  *                     tables hold key -> JSON row), and "<db>/sets" for the
@@ -63,6 +64,15 @@ int gd_store_meta_put(gd_store *s, MDB_txn *txn, const char *name, const void *p
  * in (a copy of the data dir: a new replica started from another's state).
  * Opens its own write transaction: call before the engine runs. */
 int gd_store_instance_id(gd_store *s, char out[17]);
+
+/* A secret of n random bytes (from getrandom) made the first time and kept
+ * in meta under name; one of another length is made anew. Unlike the
+ * instance id, a copy of the data dir keeps it: what it seals (pull-query
+ * cursors) is then accepted by both, as a client behind a load balancer
+ * over replicas started from one state wants. GD_ERR when the kernel gives
+ * no randomness: a secret is never made of guessable bytes. Opens its own
+ * write transaction: call before the engine runs. */
+int gd_store_secret(gd_store *s, const char *name, void *out, size_t n);
 
 /* Table rows; key/value bytes as tables.h describes. get: GD_EOF when absent;
  * the value points into the map and is valid until the txn ends. */

@@ -2,6 +2,8 @@
 records, hostile requests (SPEC §8, §9). Expectations come from the
 reference (reference.py) or are worked out here by hand."""
 
+import base64
+import collections
 import json
 import os
 import signal
@@ -458,19 +460,22 @@ def test_crafted_cursors_are_refused(gamingd, generated):
     cur = _first_cursor(d, table, latest)
     assert d.get("/v1/tables/" + table, latest + [("cursor", cur)]).status == 200
     raw = bytes.fromhex(cur)
-    # [version][fingerprint x4][pinned][window x8][type][value][key]
+    # [version][nonce x12][tag x16][sealed fields]: any change fails the seal
+    flip = lambda i: raw[:i] + bytes([raw[i] ^ 1]) + raw[i + 1:]  # noqa: E731
     crafted = {
-        "the issue's cursor": bytes.fromhex("01017fffffffffffffff0041"),
-        "window at the largest int64": raw[:6] + bytes.fromhex("7fffffffffffffff") + raw[14:],
-        "window not on the window size": raw[:6] + (int.from_bytes(raw[6:14], "big") + 1).to_bytes(8, "big") + raw[14:],
-        "sort value of another type": raw[:14] + b"\x02" + (7).to_bytes(8, "big") + raw[15:],
-        "key cut short": raw[:-3],
-        "another query's fingerprint": raw[:1] + bytes(4) + raw[5:],
-        "unknown version": b"\x09" + raw[1:],
+        "an old version's cursor": bytes.fromhex("01017fffffffffffffff0041"),
+        "another version": flip(0),
+        "another nonce": flip(5),
+        "another tag": flip(20),
+        "other sealed bytes": flip(len(raw) - 1),
+        "cut short": raw[:-3],
+        "only the header": raw[:29],
+        "longer": raw + b"\0",
         "odd hex": None,
+        "upper-case hex": "upper",
     }
     for what, c in crafted.items():
-        text = cur[:-1] if c is None else c.hex()
+        text = cur[:-1] if c is None else cur.upper() if c == "upper" else c.hex()
         r = d.get("/v1/tables/" + table, latest + [("cursor", text)])
         assert r.status == 400 and "cursor" in r.json["message"], (what, r)
     # a cursor of one query does not page another
@@ -481,3 +486,108 @@ def test_crafted_cursors_are_refused(gamingd, generated):
                                          ("desc", "true"), ("cursor", other)]).status == 200
     assert d.get("/v1/tables/" + table, [("limit", "2"), ("from", "0"), ("order_by", "avg_session_duration"),
                                          ("cursor", other)]).status == 400
+    assert d.get("/v1/tables/" + table, [("limit", "2"), ("from", "1"), ("order_by", "avg_session_duration"),
+                                         ("desc", "true"), ("cursor", other)]).status == 400
+    games = sorted({r["game_id"] for r in d.get("/v1/tables/" + table, [("from", "0")]).json["rows"]})
+    filtered = [("limit", "1"), ("from", "0"), ("game_id", games[0])]
+    cur = _first_cursor(d, table, filtered)
+    assert d.get("/v1/tables/" + table, filtered + [("cursor", cur)]).status == 200
+    assert d.get("/v1/tables/" + table, filtered[:2] + [("game_id", games[1]), ("cursor", cur)]).status == 400
+
+
+BY_MAIL_SQL = ("CREATE TABLE %s AS SELECT player_email, COUNT(*) AS c FROM gaming_real_time_intelligence_platform "
+               "GROUP BY player_email EMIT CHANGES;")
+
+
+def _ksql(d, text):
+    r = d.request("/ksql", method="POST", body=json.dumps({"ksql": text}))
+    assert r.status == 200, (text, r)
+
+
+def _fed_by_mail(gamingd, tmp_path, lines, data_dir=None):
+    """A daemon whose tables by_mail and by_mail_too (one definition) count
+    the records of each player email, made before the records arrive."""
+    feed = str(tmp_path / ("feed-%d.jsonl" % len(os.listdir(str(tmp_path)))))
+    open(feed, "w").close()
+    d = gamingd(feed, data_dir=data_dir)
+    for name in ("by_mail", "by_mail_too"):
+        _ksql(d, BY_MAIL_SQL % name)
+    write_lines(feed, lines)
+    deadline = time.time() + 120
+    while d.readyz().json.get("records_applied", 0) < len(lines):
+        assert time.time() < deadline, d.log_tail()
+        time.sleep(0.05)
+    return d
+
+
+def _encodings(text):
+    """How bytes of text could show in a cursor: as they are, in hex, and in
+    base64 (standard and URL-safe) at each of the three alignments."""
+    b = text.encode()
+    out = {text, b.hex(), b.hex().upper()}
+    for k in range(3):
+        for enc in (base64.b64encode, base64.urlsafe_b64encode):
+            e = enc(bytes(k) + b).decode().rstrip("=")
+            out.add(e[(4 if k else 0):-4])  # the characters only the text's bytes decide
+    return out
+
+
+def test_cursors_do_not_carry_key_bytes(gamingd, generated, tmp_path):
+    """Issue 17: a table keyed (or ordered) by an email gave cursors that were
+    the email in hex. Cursors are sealed: no encoding of any email shows in
+    them, paging still gives every row once in order, and a cursor is refused
+    when changed, on another table (one of the same definition, or one
+    dropped and made again under its name) and by a daemon on another data
+    dir, but not by the same data dir after a restart."""
+    lines = read_lines(generated(3000, 17))
+    ref = reference.reference_for(lines)
+    expected = collections.Counter(e["player_email"] for e in ref.outputs if e.get("player_email") is not None)
+    assert len(expected) > 20, "the scenario should have many players"
+    forms = {email: _encodings(email) for email in expected}
+    d = _fed_by_mail(gamingd, tmp_path, lines)
+    for extra in ([], [("order_by", "player_email")], [("order_by", "c"), ("desc", "true")]):
+        whole = d.get("/v1/tables/by_mail", [("limit", "10000")] + extra)
+        assert whole.status == 200 and "next_cursor" not in whole.json, whole
+        assert {r["player_email"]: r["c"] for r in whole.json["rows"]} == dict(expected)
+        rows, pages = d.fetch_pages("by_mail", [("limit", "1")] + extra)
+        assert rows == whole.json["rows"], "paged one by one (%r): not every row once in order" % (extra,)
+        if extra and extra[0][1] == "player_email":
+            assert [r["player_email"] for r in rows] == sorted(expected, key=str.encode)
+        cursors = [p["next_cursor"] for p in pages[:-1]]
+        assert len(cursors) == len(expected) - 1 and len(set(cursors)) == len(cursors)
+        for cur in cursors:
+            assert len(cur) <= 300, "cursor of %d characters" % len(cur)
+            for email, encs in forms.items():
+                shown = [e for e in encs if e and e in cur]
+                assert not shown, "cursor %s shows %s as %r" % (cur, email, shown)
+    first = d.get("/v1/tables/by_mail", [("limit", "1")]).json
+    cur = first["next_cursor"]
+    second = d.get("/v1/tables/by_mail", [("limit", "1"), ("cursor", cur)])
+    assert second.status == 200 and second.json["rows"] != first["rows"], second
+
+    def refused(table, text, why):
+        r = d.get("/v1/tables/" + table, [("limit", "1"), ("cursor", text)])
+        assert r.status == 400 and "cursor" in r.json["message"], (why, r)
+
+    for i in range(0, len(cur), 7):  # a digit changed anywhere
+        refused("by_mail", cur[:i] + ("1" if cur[i] != "1" else "2") + cur[i + 1:], "digit %d changed" % i)
+    refused("by_mail_too", cur, "a cursor of by_mail on by_mail_too")
+    too = d.get("/v1/tables/by_mail_too", [("limit", "1")]).json["next_cursor"]
+    assert d.get("/v1/tables/by_mail_too", [("limit", "1"), ("cursor", too)]).status == 200
+    _ksql(d, "DROP TABLE by_mail_too;")
+    _ksql(d, BY_MAIL_SQL % "by_mail_too")
+    refused("by_mail_too", too, "a cursor of the dropped by_mail_too on the new one")
+
+    # the same data dir after a restart takes it
+    d.stop()
+    d.start()
+    d.wait_ready()
+    again = d.get("/v1/tables/by_mail", [("limit", "1"), ("cursor", cur)])
+    assert again.status == 200 and again.json["rows"] == second.json["rows"], again
+
+    # a daemon on another data dir, with the same tables (same names, same
+    # uids) and rows, does not
+    other = _fed_by_mail(gamingd, tmp_path, lines)
+    assert other.get("/v1/tables/by_mail", [("limit", "1")]).json["rows"] == first["rows"]
+    r = other.get("/v1/tables/by_mail", [("limit", "1"), ("cursor", cur)])
+    assert r.status == 400 and "cursor" in r.json["message"], r

@@ -52,6 +52,11 @@ PERSONAL = {
 RANGE = {"from": "2024-03-01T00:00:00Z", "to": "2024-03-02T00:00:00Z"}
 
 
+def player_lines():
+    return [{"topic": "gaming_players", "key": pid, "value": {"player_id": pid, "username": "u-" + pid, "email": email}}
+            for pid, email in PLAYERS.items()]
+
+
 def source_lines(start, n):
     lines = []
     for i in range(start, start + n):
@@ -80,9 +85,7 @@ def daemon(module_gamingd, tmp_path_factory):
     keys.write_text("%s read\n%s read,pii\n%s admin\n" % (READ, PII, ADMIN))
     src = str(d / "in.jsonl")
     lines = [{"topic": "gaming_games", "key": "g1", "value": {"game_id": "g1", "game_name": "Neon", "genre": "Action"}}]
-    for pid, email in PLAYERS.items():
-        lines.append({"topic": "gaming_players", "key": pid,
-                      "value": {"player_id": pid, "username": "u-" + pid, "email": email}})
+    lines += player_lines()
     with open(src, "w") as f:
         f.write("".join(json.dumps(l) + "\n" for l in lines))
     g = module_gamingd(src, args=["--api-keys", str(keys)])
@@ -198,19 +201,23 @@ def sql_push(d, key, name, info, col):
 
     def run():
         c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
-        c.request("POST", "/query-stream", body=json.dumps({"sql": "SELECT * FROM %s EMIT CHANGES LIMIT 4;" % name}),
-                  headers={"Authorization": "Bearer " + key})
-        r = c.getresponse()
-        out["status"] = r.status
-        out["body"] = r.read().decode()
-        c.close()
+        try:
+            c.request("POST", "/query-stream", body=json.dumps({"sql": "SELECT * FROM %s EMIT CHANGES LIMIT 4;" % name}),
+                      headers={"Authorization": "Bearer " + key})
+            r = c.getresponse()
+            out["status"] = r.status
+            out["body"] = r.read().decode()
+        except OSError as e:
+            out["body"] = "no rows: %r" % e
+        finally:
+            c.close()
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
     time.sleep(0.5)
     with open(d.src, "a") as f:
         start = int(time.time() * 1000) % 1000000 + 1000
-        f.write("".join(json.dumps(l) + "\n" for l in source_lines(start, 8)))
+        f.write("".join(json.dumps(l) + "\n" for l in player_lines() + source_lines(start, 8)))
     t.join(15)
     return out.get("status", 0), out.get("body", "")
 
