@@ -3,7 +3,8 @@
 #   make run     install what is missing, build, start gamingd with the generator
 #   make test    unit tests (cmocka) and integration tests (pytest) on the real binary
 #   make asan    the same tests on a build with AddressSanitizer and UBSan
-#   make bench   throughput, memory and pull-query latency figures
+#   make bench   throughput, memory and pull-query latency figures; BASELINE=binary
+#                compares with another build, interleaved (ONLY=pull: pull queries alone)
 #   make fuzz    libFuzzer over the parsers, FUZZ_SECONDS (20) each
 #   make deps    install the Debian packages the targets need (apt-get)
 
@@ -157,7 +158,8 @@ $(BUILD)/sse_load: tests/bench/sse_load.c
 
 bench: deps-bench all $(BUILD)/sse_load $(BUILD)/mock_broker
 	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd) --sse-load $(abspath $(BUILD)/sse_load) \
-	    --mock-broker $(abspath $(BUILD)/mock_broker) $(if $(BASELINE),--baseline $(abspath $(BASELINE)))
+	    --mock-broker $(abspath $(BUILD)/mock_broker) $(if $(BASELINE),--baseline $(abspath $(BASELINE))) \
+	    $(if $(ONLY),--only $(ONLY))
 
 # libFuzzer (clang) with ASan and UBSan over the parsers, each target for
 # FUZZ_SECONDS, from its seed corpus in tests/fuzz/corpus/; what it finds

@@ -283,6 +283,47 @@ def replay_rate(binary, src, work, name):
         shutil.rmtree(os.path.join(work, name), ignore_errors=True)
 
 
+PULL_QUERIES = [
+    ("REST keyed, latest window", "/v1/tables/gaming_active_players_5min?game_id=game_003", None),
+    ("REST two keys", "/v1/tables/gaming_hourly_player_game_stats?player_id=player_00007&game_id=game_002", None),
+    ("SQL two keys", "/query-stream", "SELECT * FROM gaming_hourly_player_game_stats WHERE player_id = 'player_00007' "
+                                      "AND game_id = 'game_002';"),
+    ("SQL one key, every window", "/query-stream", "SELECT * FROM gaming_active_players_5min WHERE game_id = 'game_003';"),
+]
+
+
+def pull_compare(binary, baseline, src, work, seconds, rounds):
+    """REST and SQL pull queries/s of this binary and a baseline on the same
+    data, run alternately round by round so that drift in the machine hits
+    both alike: {query name: ([this binary's], [the baseline's])}."""
+    procs, bases = [], []
+    for i, b in enumerate([binary, baseline]):
+        proc, base = start_daemon(b, work, "pull-%d" % i, ["--source", f"file:{src}",
+                                                          "--data-dir", os.path.join(work, "pull-data-%d" % i)])
+        procs.append(proc)
+        bases.append(base)
+    try:
+        out = {name: ([], []) for name, _, _ in PULL_QUERIES}
+        for r in range(rounds):
+            for name, path, sql in PULL_QUERIES:
+                extra = ("-s", post_script(work, "cmp-%d" % len(out), json.dumps({"sql": sql}))) if sql else ()
+                for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    rps, _, _, errors = wrk(bases[i] + path, seconds, 2, 64, extra)
+                    out[name][i].append(rps if not errors else 0)
+        return out
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+
+
+def print_pull_compare(cmp):
+    for name, (new, old) in cmp.items():
+        mid = lambda v: sorted(v)[len(v) // 2]
+        print(f"  pull vs baseline   {mid(new):>9,.0f} req/s this binary, {mid(old):,.0f} the baseline "
+              f"({mid(new) / mid(old) * 100:.0f}%; medians of {len(new)} interleaved rounds, 64 conns)  {name}")
+
+
 def metric(metrics_text, name, labels=""):
     m = re.search(rb"^" + re.escape(name.encode()) + re.escape(labels.encode()) + rb" (\S+)$", metrics_text, re.M)
     return float(m.group(1)) if m else 0.0
@@ -606,7 +647,20 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
+    ap.add_argument("--only", choices=["pull"], help="pull: only REST and SQL pull queries against --baseline")
     args = ap.parse_args()
+    if args.only == "pull":
+        if not args.baseline:
+            sys.exit("--only pull compares with a --baseline binary")
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            src = os.path.join(work, "source.jsonl")
+            subprocess.run([args.bin, "generate", "--out", src, "--events", str(min(args.events, 200_000)),
+                            "--seed", "42", "--rate", "1000"], check=True)
+            print_pull_compare(pull_compare(args.bin, args.baseline, src, work, args.seconds, max(args.rounds, 3)))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     work = tempfile.mkdtemp(prefix="gamingd-bench-")
     try:
@@ -711,6 +765,8 @@ def main():
               f"generator is paced by the ingest thread, so a slower ingest shows here); gamingd CPU {bcpu * 100:.0f}% "
               f"(none running: {icpu * 100:.0f}%), "
               f"RSS {pushq['rss']:,.0f} MiB")
+        if args.baseline:
+            print_pull_compare(pull_compare(args.bin, args.baseline, src, work, args.seconds, args.rounds))
         if rounds:
             new = sorted(r[0] for r in rounds)
             old = sorted(r[1] for r in rounds)
