@@ -81,36 +81,37 @@ gd_value gd_enriched_field(const gd_enriched *e, gd_field f)
     return (gd_value){.t = GD_V_NULL};
 }
 
-/* OUT(name, field, type): the name, and the name as a JSON key with its colon. */
-#define OUT(n, f, t) {#n, "\"" #n "\":", sizeof "\"" #n "\":" - 1, f, GD_T_##t}
+/* OUT(name, field, type, topic, source field): the name, the name as a JSON
+ * key with its colon, and the source field it copies (NULL: computed). */
+#define OUT(n, f, t, topic, from) {#n, "\"" #n "\":", sizeof "\"" #n "\":" - 1, f, GD_T_##t, GD_TOPIC_##topic, from}
 const gd_output_field gd_output_fields[] = {
-    OUT(game_id, GD_F_GAME_ID, STRING),
-    OUT(game_name, GD_F_GAME_NAME, STRING),
-    OUT(game_genre, GD_F_GAME_GENRE, STRING),
-    OUT(player_id, GD_F_PLAYER_ID, STRING),
-    OUT(player_username, GD_F_PLAYER_USERNAME, STRING),
-    OUT(player_email, GD_F_PLAYER_EMAIL, STRING),
-    OUT(player_level, GD_F_PLAYER_LEVEL, INTEGER),
-    OUT(activity_type, GD_F_ACTIVITY_TYPE, STRING),
-    OUT(session_id, GD_F_SESSION_ID, STRING),
-    OUT(score, GD_F_SCORE, BIGINT),
-    OUT(duration_seconds, GD_F_DURATION, INTEGER),
-    OUT(total_sessions_1h, GD_F_TOTAL_SESSIONS_1H, BIGINT),
-    OUT(avg_score_1h, GD_F_AVG_SCORE_1H, DOUBLE),
-    OUT(active_players_count, GD_F_ACTIVE_PLAYERS_COUNT, BIGINT),
-    OUT(event_timestamp, GD_F_EVENT_TIMESTAMP, BIGINT),
-    OUT(processing_timestamp, GD_F_PROCESSING_TIMESTAMP, BIGINT),
-    OUT(activity_id, GD_F_ACTIVITY_ID, STRING),
-    OUT(achievements_unlocked, GD_F_ACHIEVEMENTS, INTEGER),
-    OUT(in_game_purchases, GD_F_PURCHASES, DOUBLE),
-    OUT(player_country, GD_F_PLAYER_COUNTRY, STRING),
-    OUT(player_status, GD_F_PLAYER_STATUS, STRING),
-    OUT(game_publisher, GD_F_GAME_PUBLISHER, STRING),
-    OUT(game_platform, GD_F_GAME_PLATFORM, STRING),
-    OUT(game_rating, GD_F_GAME_RATING, DOUBLE),
-    OUT(player_segment, GD_F_PLAYER_SEGMENT, STRING),
-    OUT(session_type, GD_F_SESSION_TYPE, STRING),
-    OUT(has_purchase, GD_F_HAS_PURCHASE, BOOLEAN),
+    OUT(game_id, GD_F_GAME_ID, STRING, ACTIVITY, "game_id"),
+    OUT(game_name, GD_F_GAME_NAME, STRING, GAMES, "game_name"),
+    OUT(game_genre, GD_F_GAME_GENRE, STRING, GAMES, "genre"),
+    OUT(player_id, GD_F_PLAYER_ID, STRING, ACTIVITY, "player_id"),
+    OUT(player_username, GD_F_PLAYER_USERNAME, STRING, PLAYERS, "username"),
+    OUT(player_email, GD_F_PLAYER_EMAIL, STRING, PLAYERS, "email"),
+    OUT(player_level, GD_F_PLAYER_LEVEL, INTEGER, PLAYERS, "level"),
+    OUT(activity_type, GD_F_ACTIVITY_TYPE, STRING, ACTIVITY, "activity_type"),
+    OUT(session_id, GD_F_SESSION_ID, STRING, ACTIVITY, "session_id"),
+    OUT(score, GD_F_SCORE, BIGINT, ACTIVITY, "score"),
+    OUT(duration_seconds, GD_F_DURATION, INTEGER, ACTIVITY, "duration_seconds"),
+    OUT(total_sessions_1h, GD_F_TOTAL_SESSIONS_1H, BIGINT, UNKNOWN, NULL),
+    OUT(avg_score_1h, GD_F_AVG_SCORE_1H, DOUBLE, UNKNOWN, NULL),
+    OUT(active_players_count, GD_F_ACTIVE_PLAYERS_COUNT, BIGINT, UNKNOWN, NULL),
+    OUT(event_timestamp, GD_F_EVENT_TIMESTAMP, BIGINT, ACTIVITY, "activity_timestamp"),
+    OUT(processing_timestamp, GD_F_PROCESSING_TIMESTAMP, BIGINT, UNKNOWN, NULL),
+    OUT(activity_id, GD_F_ACTIVITY_ID, STRING, ACTIVITY, "activity_id"),
+    OUT(achievements_unlocked, GD_F_ACHIEVEMENTS, INTEGER, ACTIVITY, "achievements_unlocked"),
+    OUT(in_game_purchases, GD_F_PURCHASES, DOUBLE, ACTIVITY, "in_game_purchases"),
+    OUT(player_country, GD_F_PLAYER_COUNTRY, STRING, PLAYERS, "country"),
+    OUT(player_status, GD_F_PLAYER_STATUS, STRING, PLAYERS, "account_status"),
+    OUT(game_publisher, GD_F_GAME_PUBLISHER, STRING, GAMES, "publisher"),
+    OUT(game_platform, GD_F_GAME_PLATFORM, STRING, GAMES, "platform"),
+    OUT(game_rating, GD_F_GAME_RATING, DOUBLE, GAMES, "rating"),
+    OUT(player_segment, GD_F_PLAYER_SEGMENT, STRING, UNKNOWN, NULL),
+    OUT(session_type, GD_F_SESSION_TYPE, STRING, UNKNOWN, NULL),
+    OUT(has_purchase, GD_F_HAS_PURCHASE, BOOLEAN, UNKNOWN, NULL),
 };
 #undef OUT
 const size_t gd_output_field_count = sizeof gd_output_fields / sizeof gd_output_fields[0];

@@ -119,6 +119,10 @@ typedef struct {
     size_t json_key_len;
     gd_field field;
     gd_coltype type; /* as SQL sees it */
+    /* the source field it is copied from (topic GD_TOPIC_UNKNOWN: computed
+     * by the enrichment), which says whether it is personal data */
+    gd_topic from_topic;
+    const char *from_field;
 } gd_output_field;
 extern const gd_output_field gd_output_fields[];
 extern const size_t gd_output_field_count;
@@ -139,6 +143,11 @@ int gd_registry_open(gd_registry **out, const char *url, const char *auth, const
 void gd_registry_close(gd_registry *r);
 /* The schema with this id, as JSON text. */
 int gd_registry_fetch(gd_registry *r, int32_t id, gd_buf *schema_json);
+/* Calls fn for each field of the subject's latest schema that is tagged
+ * PII ("confluent:tags": ["PII"], Confluent's data-contract convention).
+ * One try, no retries (it is asked at start): GD_OK, also when the subject
+ * has no schema; GD_ERR when the registry did not answer. */
+int gd_registry_pii_fields(gd_registry *r, const char *subject, void (*fn)(void *ctx, const char *field), void *ctx);
 /* Registers the schema under the subject (or finds it there); *id its id. */
 int gd_registry_register(gd_registry *r, const char *subject, const char *schema_json, int32_t *id);
 

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ingest.h"
 
@@ -133,6 +134,42 @@ int gd_registry_fetch(gd_registry *r, int32_t id, gd_buf *schema_json)
     gd_buf_clear(schema_json);
     gd_buf_puts(schema_json, schema);
     json_decref(doc);
+    return GD_OK;
+}
+
+static bool tagged_pii(json_t *field)
+{
+    size_t i;
+    json_t *tag;
+    json_array_foreach(json_object_get(field, "confluent:tags"), i, tag)
+        if (json_is_string(tag) && !strcasecmp(json_string_value(tag), "PII")) return true;
+    return false;
+}
+
+int gd_registry_pii_fields(gd_registry *r, const char *subject, void (*fn)(void *ctx, const char *field), void *ctx)
+{
+    char path[600];
+    char *escaped = curl_easy_escape(r->curl, subject, 0);
+    snprintf(path, sizeof path, "/subjects/%s/versions/latest", escaped ? escaped : subject);
+    curl_free(escaped);
+    long status;
+    request_once(r, path, NULL, &status);
+    if (status == 404) return GD_OK; /* no schema: nothing tagged */
+    json_t *doc = status == 200 ? json_loads(r->body.p, 0, NULL) : NULL;
+    const char *text = json_string_value(json_object_get(doc, "schema"));
+    json_t *schema = text ? json_loads(text, 0, NULL) : NULL;
+    json_decref(doc);
+    if (!schema) {
+        log_failure(r, path, status);
+        return GD_ERR;
+    }
+    size_t i;
+    json_t *field;
+    json_array_foreach(json_object_get(schema, "fields"), i, field) {
+        const char *name = json_string_value(json_object_get(field, "name"));
+        if (name && tagged_pii(field)) fn(ctx, name);
+    }
+    json_decref(schema);
     return GD_OK;
 }
 

@@ -96,6 +96,36 @@ static void raise_fd_limit(void)
     }
 }
 
+typedef struct {
+    gd_catalog *cat;
+    const gd_config *cfg;
+    gd_topic topic;
+} pii_tagging;
+
+static void tag_pii(void *ctx, const char *field)
+{
+    pii_tagging *pt = ctx;
+    if (gd_catalog_tag_pii(pt->cat, pt->topic, field)) gd_warn("too many fields tagged PII: %s left out", field);
+    else gd_info("schema registry: %s-value tags field %s PII: personal data", pt->cfg->topics[pt->topic], field);
+}
+
+/* The source topics' fields the registry's schemas tag PII, one try each:
+ * a registry that is down leaves builtin.sql's PII columns alone. */
+static void read_pii_tags(const gd_config *cfg, gd_catalog *cat)
+{
+    gd_registry *reg;
+    if (!cfg->schema_registry[0] || gd_registry_open(&reg, cfg->schema_registry, cfg->schema_registry_auth, &stop_requested))
+        return;
+    for (gd_topic t = 0; t < GD_TOPIC_COUNT; t++) {
+        char subject[300];
+        snprintf(subject, sizeof subject, "%s-value", cfg->topics[t]);
+        pii_tagging pt = {cat, cfg, t};
+        if (gd_registry_pii_fields(reg, subject, tag_pii, &pt))
+            gd_warn("schema registry: the %s schema's PII tags could not be read; builtin.sql's PII columns stand", subject);
+    }
+    gd_registry_close(reg);
+}
+
 /* A stream keeps being produced this long after its last subscriber left,
  * so a client that reconnects meanwhile resumes without a gap. */
 #define PUSH_LINGER_MS (5 * 60 * 1000)
@@ -112,6 +142,7 @@ static int serve(const gd_config *cfg)
     static gd_catalog cat; /* outlives the threads that read it */
     gd_catalog_init(&cat, cfg->grace_ms);
     gd_sql_error err = {0};
+    read_pii_tags(cfg, &cat);
     if (gd_sql_load_builtin(&cat, &err)) {
         gd_error("the built-in definitions do not compile: %s", err.message);
         return 1;

@@ -796,16 +796,32 @@ typedef struct {
     gd_table_kind table;     /* tables */
     bool is_table;
     const gd_fieldspec *fields;
+    gd_topic topic; /* whose fields they are (the enriched record: each its own, gd_output_fields) */
 } builtin_source;
 
 static const builtin_source builtin_sources[] = {
-    {"gaming_real_time_intelligence_platform", GD_SRC_ENRICHED, 0, false, NULL},
-    {"gaming_player_activity_stream", GD_SRC_ACTIVITY, 0, false, gd_activity_fields},
-    {"gaming_games_stream", GD_SRC_GAMES, 0, false, gd_game_fields},
-    {"gaming_players_stream", GD_SRC_PLAYERS, 0, false, gd_player_fields},
-    {"gaming_games_table", 0, GD_TABLE_GAMES, true, gd_game_fields},
-    {"gaming_players_table", 0, GD_TABLE_PLAYERS, true, gd_player_fields},
+    {"gaming_real_time_intelligence_platform", GD_SRC_ENRICHED, 0, false, NULL, GD_TOPIC_UNKNOWN},
+    {"gaming_player_activity_stream", GD_SRC_ACTIVITY, 0, false, gd_activity_fields, GD_TOPIC_ACTIVITY},
+    {"gaming_games_stream", GD_SRC_GAMES, 0, false, gd_game_fields, GD_TOPIC_GAMES},
+    {"gaming_players_stream", GD_SRC_PLAYERS, 0, false, gd_player_fields, GD_TOPIC_PLAYERS},
+    {"gaming_games_table", 0, GD_TABLE_GAMES, true, gd_game_fields, GD_TOPIC_GAMES},
+    {"gaming_players_table", 0, GD_TABLE_PLAYERS, true, gd_player_fields, GD_TOPIC_PLAYERS},
 };
+
+/* Whether a declared column of a built-in source is personal data: PII in
+ * its declaration, or its source field tagged PII in the registry. */
+static gd_pii declared_pii(binder *b, const builtin_source *bs, const gd_sql_coldecl *c, const char *name)
+{
+    if (c->pii) return GD_PII_COPY;
+    gd_topic topic = bs->topic;
+    const char *field = name;
+    if (bs->kind == GD_SRC_ENRICHED && !bs->is_table) {
+        topic = GD_TOPIC_UNKNOWN;
+        for (size_t i = 0; i < gd_output_field_count; i++)
+            if (!strcmp(gd_output_fields[i].name, name)) topic = gd_output_fields[i].from_topic, field = gd_output_fields[i].from_field;
+    }
+    return gd_catalog_tagged_pii(b->cat, topic, field) ? GD_PII_COPY : GD_PII_NONE;
+}
 
 /* The id of a declared column of a built-in source, or -1. */
 static int builtin_column_id(const builtin_source *bs, const char *name, gd_coltype type)
@@ -856,7 +872,7 @@ static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
             if (id < 0)
                 return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: column %s %s is not a field of its records",
                                    bs->name, name, type_name(st->cols[i].type));
-            e->cols[i] = (gd_column){name, st->cols[i].type, id, st->cols[i].pii ? GD_PII_COPY : GD_PII_NONE};
+            e->cols[i] = (gd_column){name, st->cols[i].type, id, declared_pii(b, bs, &st->cols[i], name)};
             if (id + 1 > e->width) e->width = id + 1;
         }
         return GD_OK;
@@ -873,11 +889,11 @@ static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
         if (st->cols[i].key) {
             if (t->nkeys || i != 0)
                 return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: the PRIMARY KEY is its first column, its id", bs->name);
-            t->keys[t->nkeys++] = (gd_keydef){name, st->cols[i].type, -1, NULL, st->cols[i].pii ? GD_PII_COPY : GD_PII_NONE};
+            t->keys[t->nkeys++] = (gd_keydef){name, st->cols[i].type, -1, NULL, declared_pii(b, bs, &st->cols[i], name)};
         } else {
             if (t->ncols == GD_MAX_COLS) return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "too many columns");
             t->cols[t->ncols++] = (gd_coldef){name, GD_AGG_LATEST, st->cols[i].type, -1, NULL, NULL,
-                                              st->cols[i].pii ? GD_PII_COPY : GD_PII_NONE};
+                                              declared_pii(b, bs, &st->cols[i], name)};
         }
     }
     t->nslots = t->ncols;

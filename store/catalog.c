@@ -123,6 +123,22 @@ gd_pii gd_catalog_column_pii(const gd_catalog_entry *e, const char *name)
     return GD_PII_NONE;
 }
 
+int gd_catalog_tag_pii(gd_catalog *c, gd_topic topic, const char *field)
+{
+    if (gd_catalog_tagged_pii(c, topic, field)) return GD_OK;
+    if (c->npii_tags == GD_MAX_PII_TAGS || strlen(field) >= sizeof c->pii_tags[0].field) return GD_ERR;
+    c->pii_tags[c->npii_tags].topic = topic;
+    strcpy(c->pii_tags[c->npii_tags++].field, field);
+    return GD_OK;
+}
+
+bool gd_catalog_tagged_pii(const gd_catalog *c, gd_topic topic, const char *field)
+{
+    for (int i = 0; field && i < c->npii_tags; i++)
+        if (c->pii_tags[i].topic == topic && !strcmp(c->pii_tags[i].field, field)) return true;
+    return false;
+}
+
 void gd_pii_refusal(gd_pii_use use, char *out, size_t cap)
 {
     snprintf(out, cap, "%s %s needs an API key with the pii scope: %s is personal data (selected, it is shown masked)",

@@ -28,6 +28,7 @@ enum {
     GD_MAX_STREAMS = 32,
     GD_MAX_QUERY_STREAMS = 1024, /* push queries running at once (distinct ones) */
     GD_HUB_STREAMS = GD_MAX_STREAMS + GD_MAX_TABLES + GD_MAX_QUERY_STREAMS,
+    GD_MAX_PII_TAGS = 64,
 };
 
 /* Hub stream numbers: streams by slot, then tables, then push queries. */
@@ -105,6 +106,13 @@ struct gd_catalog {
      * may not call directly: for definitions other instances made
      * (partitioned mode) */
     gd_catalog_compile_fn compile;
+    /* source fields the topics' schemas in the registry tag PII
+     * ("confluent:tags"), read at start before builtin.sql compiles */
+    struct {
+        gd_topic topic;
+        char field[64];
+    } pii_tags[GD_MAX_PII_TAGS];
+    int npii_tags;
 };
 
 void gd_catalog_init(gd_catalog *c, int64_t grace_ms);
@@ -127,6 +135,12 @@ const gd_catalog_entry *gd_catalog_stream(const gd_catalog *c, unsigned slot);
 const gd_tabledef *gd_catalog_tabledef(const gd_catalog *c, gd_str name);
 /* The reference table of kind GD_TABLE_GAMES or GD_TABLE_PLAYERS. */
 const gd_tabledef *gd_catalog_reference(const gd_catalog *c, gd_table_kind kind);
+/* Source field `field` of topic is personal data, as the topic's schema in
+ * the registry tags it; before gd_sql_load_builtin (which reads the tags
+ * with gd_catalog_tagged_pii). GD_ERR when the table of tags is full. */
+int gd_catalog_tag_pii(gd_catalog *c, gd_topic topic, const char *field);
+bool gd_catalog_tagged_pii(const gd_catalog *c, gd_topic topic, const char *field);
+
 /* A use of personal data to decide something (filter, compare, group,
  * order): the column used, as the request named it, and how. */
 typedef struct {

@@ -13,6 +13,7 @@ function or definition is one line of DEFINITIONS."""
 
 import http.client
 import json
+import os
 import threading
 import time
 
@@ -401,3 +402,54 @@ def test_a_cursor_holds_no_key_bytes(daemon):
     status, body = call(daemon, "GET", "/v1/tables/pii_by_mail?limit=1", PII)
     cursor = json.loads(body)["next_cursor"]
     assert not leaks(cursor) and "corp-" not in cursor and "corp-".encode().hex() not in cursor
+
+
+# ---- where the attribute comes from ----
+
+def test_a_field_the_registry_tags_pii_is_personal_down_to_the_enriched_stream(gamingd, tmp_path):
+    """The players topic's schema in the registry tags username PII: the
+    players table and stream, the enriched record's player_username and a
+    table over it are then personal, as email is by builtin.sql."""
+    import urllib.request
+    from kafka_env import Registry
+    reg = Registry()
+    try:
+        schema = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "schemas", "gaming_players.avsc")))
+        for f in schema["fields"]:
+            if f["name"] == "username":
+                f["confluent:tags"] = ["PII"]
+        req = urllib.request.Request(reg.url + "/subjects/gaming_players-value/versions", method="POST",
+                                     data=json.dumps({"schema": json.dumps(schema)}).encode(),
+                                     headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        urllib.request.urlopen(req).read()
+        keys = tmp_path / "keys.txt"
+        keys.write_text("%s read\n%s admin\n" % (READ, ADMIN))
+        src = tmp_path / "in.jsonl"
+        src.write_text("".join(json.dumps(l) + "\n" for l in player_lines() + source_lines(0, 8)))
+        d = gamingd(str(src), args=["--api-keys", str(keys), "--schema-registry", reg.url])
+        assert "tags field username PII" in d.log_tail()
+        cat = catalog(d)
+        assert cat["gaming_players_table"][2]["username"] and cat["gaming_players_table"][2]["email"]
+        assert cat["gaming_players_stream"][2]["username"]
+        assert cat["gaming_real_time_intelligence_platform"][2]["player_username"]
+        assert not cat["gaming_real_time_intelligence_platform"][2]["player_country"]
+        status, body = call(d, "GET", "/v1/tables/gaming_players_table", READ)
+        assert status == 200 and {r["username"] for r in json.loads(body)["rows"]} == {"***"}
+        status, body = call(d, "GET", "/v1/tables/gaming_players_table?order_by=username", READ)
+        assert status == 403 and "username" in body
+    finally:
+        reg.close()
+
+
+def test_the_avro_schemas_tag_what_builtin_sql_marks_pii():
+    """One definition: builtin.sql's PII columns and the shipped schemas' tags agree."""
+    import re
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    sql = open(os.path.join(root, "sql", "builtin.sql")).read()
+    marked = set(re.findall(r"(\w+) STRING(?: PRIMARY KEY| KEY)? PII", sql))
+    tagged = set()
+    for name in sorted(n for n in os.listdir(os.path.join(root, "schemas")) if n.endswith(".avsc")):
+        for f in json.load(open(os.path.join(root, "schemas", name)))["fields"]:
+            if "PII" in f.get("confluent:tags", []):
+                tagged.add(f["name"])
+    assert marked == tagged == {"email", "player_email"}
