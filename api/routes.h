@@ -141,8 +141,11 @@ typedef struct {
 } gd_push_query_stream;
 struct MHD_Response *gd_push_subscribe_query(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
                                              const gd_push_query_stream *qs, gd_reply *r);
-/* Ends the responses of a push query; how many there were. */
-int gd_push_close_query(gd_push *p, const char *query_id);
+/* Ends the responses of a push query that req may end (those of its key;
+ * any with the admin scope); how many there were. */
+int gd_push_close_query(gd_push *p, const char *query_id, const gd_request *req);
+/* Whether req may see that push query (one of its responses is req's). */
+bool gd_push_query_visible(gd_push *p, const char *query_id, const gd_request *req);
 /* Ends the subscriptions that read a hub stream (its table or stream was
  * dropped). */
 void gd_push_end_stream(gd_push *p, unsigned hub_stream);
