@@ -105,16 +105,11 @@ static void route_readyz(const gd_api_ctx *ctx, gd_reply *r)
                   (unsigned long long)applied);
 }
 
-static void metric(gd_buf *b, const char *name, const char *type, const char *help)
-{
-    gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 /* A metric with one value and no labels. */
 static void metric_u64(gd_buf *b, const char *name, const char *type, const char *help, uint64_t v)
 {
-    metric(b, name, type, help);
-    gd_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+    gd_prom_family(b, name, type, help);
+    gd_prom_sample(b, name, NULL, "%llu", (unsigned long long)v);
 }
 
 /* A metric by source topic; with_unknown: a last value for records whose
@@ -122,10 +117,10 @@ static void metric_u64(gd_buf *b, const char *name, const char *type, const char
 static void metric_by_topic(gd_buf *b, const gd_config *cfg, const char *name, const char *help,
                             const _Atomic uint64_t *v, bool with_unknown)
 {
-    metric(b, name, "counter", help);
+    gd_prom_family(b, name, "counter", help);
     for (int t = 0; t < GD_TOPIC_COUNT + with_unknown; t++)
-        gd_buf_printf(b, "%s{topic=\"%s\"} %llu\n", name, t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown",
-                      (unsigned long long)atomic_load(&v[t]));
+        gd_prom_sample(b, name, GD_PROM_LABELS("topic", t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown"), "%llu",
+                       (unsigned long long)atomic_load(&v[t]));
 }
 
 /* Only with --brokers: the consumers' lag and the producer's progress. */
@@ -133,11 +128,11 @@ static void kafka_metrics(const gd_config *cfg, const gd_counters *c, gd_buf *b)
 {
     bool consuming = cfg->source == GD_SRC_KAFKA;
     if (consuming) {
-        metric(b, "gamingd_kafka_consumer_lag", "gauge",
-               "Records between the committed position and the high-water marks, by topic (activity: assigned partitions).");
+        gd_prom_family(b, "gamingd_kafka_consumer_lag", "gauge",
+                       "Records between the committed position and the high-water marks, by topic (activity: assigned partitions).");
         for (int t = 0; t < GD_TOPIC_COUNT; t++)
-            gd_buf_printf(b, "gamingd_kafka_consumer_lag{topic=\"%s\"} %lld\n", cfg->topics[t],
-                          (long long)atomic_load(&c->consumer_lag[t]));
+            gd_prom_sample(b, "gamingd_kafka_consumer_lag", GD_PROM_LABELS("topic", cfg->topics[t]), "%lld",
+                           (long long)atomic_load(&c->consumer_lag[t]));
         metric_u64(b, "gamingd_kafka_rebalances_total", "counter", "Activity partitions assigned or revoked.",
                    atomic_load(&c->kafka_rebalances));
     }
@@ -167,29 +162,30 @@ static void route_metrics(gd_api *api, gd_reply *r)
     metric_by_topic(b, cfg, "gamingd_records_in_total", "Source records read, by topic.", c->records_in, true);
     metric_by_topic(b, cfg, "gamingd_bad_records_total",
                     "Records that could not be decoded or lacked a required field, by topic.", c->bad_records, true);
-    metric(b, "gamingd_bad_records_reason_total", "counter",
-           "Records set aside, by reason: invalid (undecodable, a required field missing), future (event time "
-           "beyond --max-future of the wall clock), too_large (beyond --max-record-bytes).");
+    gd_prom_family(b, "gamingd_bad_records_reason_total", "counter",
+                   "Records set aside, by reason: invalid (undecodable, a required field missing), future (event time "
+                   "beyond --max-future of the wall clock), too_large (beyond --max-record-bytes).");
     for (int rs = 0; rs < GD_BAD_REASON_COUNT; rs++)
-        gd_buf_printf(b, "gamingd_bad_records_reason_total{reason=\"%s\"} %llu\n", gd_bad_reason_names[rs],
-                      (unsigned long long)atomic_load(&c->bad_by_reason[rs]));
+        gd_prom_sample(b, "gamingd_bad_records_reason_total", GD_PROM_LABELS("reason", gd_bad_reason_names[rs]), "%llu",
+                       (unsigned long long)atomic_load(&c->bad_by_reason[rs]));
     uint64_t out = atomic_load(&c->records_out);
     metric_u64(b, "gamingd_late_records_total", "counter", "Activity records past their window's grace.",
                atomic_load(&c->late_records));
-    metric(b, "gamingd_records_out_total", "counter", "Enriched records emitted, by output topic.");
-    gd_buf_printf(b, "gamingd_records_out_total{topic=\"%s\"} %llu\n", cfg->output_topic, (unsigned long long)out);
-    metric(b, "gamingd_enrichment_rate", "gauge", "Share of enriched records that found their game or player row.");
-    gd_buf_printf(b, "gamingd_enrichment_rate{table=\"games\"} %.6f\n",
-                  out ? (double)atomic_load(&c->with_game) / (double)out : 0.0);
-    gd_buf_printf(b, "gamingd_enrichment_rate{table=\"players\"} %.6f\n",
-                  out ? (double)atomic_load(&c->with_player) / (double)out : 0.0);
+    gd_prom_family(b, "gamingd_records_out_total", "counter", "Enriched records emitted, by output topic.");
+    gd_prom_sample(b, "gamingd_records_out_total", GD_PROM_LABELS("topic", cfg->output_topic), "%llu",
+                   (unsigned long long)out);
+    gd_prom_family(b, "gamingd_enrichment_rate", "gauge", "Share of enriched records that found their game or player row.");
+    gd_prom_sample(b, "gamingd_enrichment_rate", GD_PROM_LABELS("table", "games"), "%.6f",
+                   out ? (double)atomic_load(&c->with_game) / (double)out : 0.0);
+    gd_prom_sample(b, "gamingd_enrichment_rate", GD_PROM_LABELS("table", "players"), "%.6f",
+                   out ? (double)atomic_load(&c->with_player) / (double)out : 0.0);
     metric_u64(b, "gamingd_ingest_records_per_second", "gauge", "Source records read per second, over the last second or more.",
                atomic_load(&c->ingest_rate));
-    metric(b, "gamingd_processing_lag_ms", "gauge", "Processing time minus event time of the last record.");
-    gd_buf_printf(b, "gamingd_processing_lag_ms %lld\n", (long long)atomic_load(&c->last_lag_ms));
-    metric(b, "gamingd_stream_time_ms", "gauge", "Largest activity_timestamp processed.");
+    gd_prom_family(b, "gamingd_processing_lag_ms", "gauge", "Processing time minus event time of the last record.");
+    gd_prom_sample(b, "gamingd_processing_lag_ms", NULL, "%lld", (long long)atomic_load(&c->last_lag_ms));
+    gd_prom_family(b, "gamingd_stream_time_ms", "gauge", "Largest activity_timestamp processed.");
     int64_t st = atomic_load(&c->stream_time);
-    gd_buf_printf(b, "gamingd_stream_time_ms %lld\n", (long long)(st == INT64_MIN ? 0 : st));
+    gd_prom_sample(b, "gamingd_stream_time_ms", NULL, "%lld", (long long)(st == INT64_MIN ? 0 : st));
     metric_u64(b, "gamingd_commits_total", "counter", "State commits to LMDB.", atomic_load(&c->batches));
     metric_u64(b, "gamingd_hot_window_bytes", "gauge",
                "Memory of the windows held in memory (the recent ones; older open windows are read back from LMDB).",
@@ -348,13 +344,17 @@ static const route *route_of(const char *path)
 
 static void request_metrics(gd_api *api, gd_buf *b)
 {
-    metric(b, "gamingd_http_requests_total", "counter",
-           "HTTP requests by route and status (401 and 403: refused for want of a key or of a scope).");
+    gd_prom_family(b, "gamingd_http_requests_total", "counter",
+                   "HTTP requests by route and status (401 and 403: refused for want of a key or of a scope).");
     for (size_t rt = 0; rt <= NROUTES; rt++)
         for (int st = 0; st < NSTATUS; st++) {
             uint64_t n = atomic_load(&api->requests[rt][st]);
-            if (n) gd_buf_printf(b, "gamingd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                                 rt < NROUTES ? route_label(&routes[rt]) : "other", statuses[st], (unsigned long long)n);
+            if (!n) continue;
+            char status[8];
+            snprintf(status, sizeof status, "%d", statuses[st]);
+            gd_prom_sample(b, "gamingd_http_requests_total",
+                           GD_PROM_LABELS("route", rt < NROUTES ? route_label(&routes[rt]) : "other", "status", status),
+                           "%llu", (unsigned long long)n);
         }
 }
 

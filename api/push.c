@@ -964,13 +964,12 @@ void gd_push_metrics(gd_push *p, gd_buf *b)
         {"gamingd_stream_events_dropped_total", "counter", "Events slow subscribers lost because they fell a replay buffer behind, by stream."},
     };
     for (int f = 0; f < 3; f++) {
-        gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", figures[f].name, figures[f].help, figures[f].name,
-                      figures[f].type);
+        gd_prom_family(b, figures[f].name, figures[f].type, figures[f].help);
         for (unsigned i = 0; i < n; i++) {
             const gd_catalog_entry *e = gd_catalog_hub_entry(p->cat, i);
             if (!e) continue;
-            gd_buf_printf(b, "%s{stream=\"%s\"} %llu\n", figures[f].name, e->name,
-                          (unsigned long long)(f == 0 ? st[i].subscribers : f == 1 ? st[i].published : st[i].dropped));
+            gd_prom_sample(b, figures[f].name, GD_PROM_LABELS("stream", e->name), "%llu",
+                           (unsigned long long)(f == 0 ? st[i].subscribers : f == 1 ? st[i].published : st[i].dropped));
         }
     }
 }

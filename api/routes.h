@@ -51,6 +51,16 @@ typedef struct {
     gd_buf body;
 } gd_reply;
 
+/* ---- Prometheus's text format (prom.c): every /metrics line ---- */
+/* A family's # HELP and # TYPE lines. */
+void gd_prom_family(gd_buf *b, const char *name, const char *type, const char *help);
+/* One sample, `name{label="value",...} VALUE`: labels are name, value pairs
+ * ended by NULL (GD_PROM_LABELS; NULL: none), the values escaped; fmt
+ * formats the value. */
+void gd_prom_sample(gd_buf *b, const char *name, const char *const *labels, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define GD_PROM_LABELS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
 typedef struct gd_push gd_push;
 typedef struct gd_sql_runner gd_sql_runner;
 
