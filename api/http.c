@@ -17,7 +17,8 @@
  *    refused by MHD itself, with its own 414/431 status.
  *  - Connections slow to send a request are ended, and the limit always
  *    keeps room for health checks (guard.c).
- *  - Host and Origin are checked before routing (netpolicy.c). */
+ *  - Host and Origin are checked before routing (netpolicy.c).
+ * With --tls-cert, HTTPS offers TLS 1.2 and 1.3 only. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -56,6 +57,10 @@ enum {
     MAX_BODY_BYTES = 1 << 20,
     IDLE_TIMEOUT_S = 120, /* a kept-alive connection with no request */
 };
+
+/* GnuTLS's defaults, but TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated
+ * (RFC 8996) and GnuTLS's NORMAL still offers them. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 static const int statuses[] = {200, 204, 400, 401, 403, 404, 405, 408, 413, 414, 431, 500, 503};
 enum { NSTATUS = sizeof statuses / sizeof statuses[0] };
@@ -735,7 +740,8 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_catalog
                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)LISTEN_BACKLOG,
                                 tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
-                                MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+                                MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+                                MHD_OPTION_END);
     free(cert); /* MHD keeps its own copy */
     if (key) explicit_bzero(key, strlen(key));
     free(key);
