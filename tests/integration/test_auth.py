@@ -80,7 +80,8 @@ def request(d, method, path, key=None, body=None, token=None):
         conn.close()
 
 
-OPEN = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("GET", "/assets/app.js")]
+OPEN = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("GET", "/assets/app.js"), ("GET", "/info"),
+        ("GET", "/healthcheck")]
 NEEDS_READ = [("GET", "/metrics"), ("GET", "/v1/tables"), ("GET", "/v1/tables/gaming_games_table"),
               ("GET", "/v1/tables/gaming_active_players_5min?game_id=g1"), ("GET", "/v1/streams"),
               ("GET", "/v1/streams/gaming_revenue_analytics?limit=1&last_event_id=0"),
@@ -111,6 +112,29 @@ def test_every_route_with_every_kind_of_key(keyed, method, path, who, key, token
         assert json.loads(body)["error_code"] == 401
     if status == 403:
         assert "read" in json.loads(body)["message"]
+
+
+def test_the_routes_open_without_a_key_are_the_documented_ones(keyed):
+    """The README's list of routes that need no key, the OpenAPI document's (security: []) and the
+    server's behaviour agree; every other documented route is a 401 without a key."""
+    import re
+    import yaml
+    from conftest import REPO_ROOT
+    readme = open(os.path.join(REPO_ROOT, "README.md")).read()
+    sentence = re.search(r"Every route but (.*?) needs a key", readme, re.S).group(1)
+    documented = set(re.findall(r"`(/[^`]*)`", sentence))
+    doc = yaml.safe_load(open(os.path.join(REPO_ROOT, "schemas", "openapi.yaml")))
+    open_in_openapi = {p for p, ops in doc["paths"].items() if any(op.get("security") == [] for op in ops.values())}
+    assert documented == open_in_openapi
+    for path, ops in doc["paths"].items():
+        concrete = path.replace("{table}", "gaming_games_table").replace("{file}", "app.js") \
+            .replace("{stream}", "gaming_real_time_intelligence_platform?limit=1&last_event_id=0")
+        for method in ops:
+            status, _, body = request(keyed, method.upper(), concrete, body={} if method == "post" else None)
+            if path in documented:
+                assert status == 200, (method, path, status, body[:200])
+            else:
+                assert status == 401, (method, path, status, body[:200])
 
 
 def rows(d, key, table, params=""):
