@@ -70,52 +70,46 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
 {
     const gd_cluster_view *v = &ctx->counters->cluster;
     gd_cluster_state st = gd_cluster_state_of(ctx->cfg, ctx->counters);
-    gd_buf_puts(b, "# HELP gamingd_cluster_state 1 for this instance's state: what it holds of the sources (SPEC §11).\n"
-                   "# TYPE gamingd_cluster_state gauge\n");
+    gd_prom_family(b, "gamingd_cluster_state", "gauge", "1 for this instance's state: what it holds of the sources (SPEC §11).");
     for (int s = 0; s < GD_CLUSTER_STATE_COUNT; s++)
-        gd_buf_printf(b, "gamingd_cluster_state{state=\"%s\"} %d\n", gd_cluster_state_names[s], s == (int)st);
+        gd_prom_sample(b, "gamingd_cluster_state", GD_PROM_LABELS("state", gd_cluster_state_names[s]), "%d", s == (int)st);
     if (ctx->cfg->source != GD_SRC_KAFKA) return;
-    gd_buf_printf(b, "# HELP gamingd_cluster_instances Live instances of this application id, this one included.\n"
-                     "# TYPE gamingd_cluster_instances gauge\ngamingd_cluster_instances %d\n",
-                  gd_roster_count(ctx->counters->cluster.roster));
-    gd_buf_puts(b, "# HELP gamingd_owned_partitions Partitions this instance reads, by topic.\n"
-                   "# TYPE gamingd_owned_partitions gauge\n");
+    gd_prom_family(b, "gamingd_cluster_instances", "gauge", "Live instances of this application id, this one included.");
+    gd_prom_sample(b, "gamingd_cluster_instances", NULL, "%d", gd_roster_count(ctx->counters->cluster.roster));
+    gd_prom_family(b, "gamingd_owned_partitions", "gauge", "Partitions this instance reads, by topic.");
     for (int t = 0; t < GD_TOPIC_COUNT; t++)
-        gd_buf_printf(b, "gamingd_owned_partitions{topic=\"%s\"} %d\n", ctx->cfg->topics[t],
-                      (int)(t == GD_TOPIC_ACTIVITY ? gd_cluster_owned(v) : atomic_load(&v->partitions[t])));
-    gd_buf_puts(b, "# HELP gamingd_topic_partitions Partitions of each source topic, as last seen.\n"
-                   "# TYPE gamingd_topic_partitions gauge\n");
+        gd_prom_sample(b, "gamingd_owned_partitions", GD_PROM_LABELS("topic", ctx->cfg->topics[t]), "%d",
+                       (int)(t == GD_TOPIC_ACTIVITY ? gd_cluster_owned(v) : atomic_load(&v->partitions[t])));
+    gd_prom_family(b, "gamingd_topic_partitions", "gauge", "Partitions of each source topic, as last seen.");
     for (int t = 0; t < GD_TOPIC_COUNT; t++)
-        gd_buf_printf(b, "gamingd_topic_partitions{topic=\"%s\"} %d\n", ctx->cfg->topics[t],
-                      (int)atomic_load(&v->partitions[t]));
-    gd_buf_printf(b,
-                  "# HELP gamingd_rebalance_seconds_total Time without activity partitions: from joining or a "
-                  "revoke to the next assignment.\n# TYPE gamingd_rebalance_seconds_total counter\n"
-                  "gamingd_rebalance_seconds_total %.3f\n"
-                  "# HELP gamingd_last_rebalance_seconds How long the last rebalance left this instance without "
-                  "activity partitions.\n# TYPE gamingd_last_rebalance_seconds gauge\n"
-                  "gamingd_last_rebalance_seconds %.3f\n"
-                  "# HELP gamingd_missed_partitions Activity partitions whose earlier records another member of a "
-                  "shared group applied: this instance's tables miss them.\n# TYPE gamingd_missed_partitions gauge\n"
-                  "gamingd_missed_partitions %d\n",
-                  (double)atomic_load(&v->rebalance_ms_total) / 1000, (double)atomic_load(&v->last_rebalance_ms) / 1000,
-                  (int)atomic_load(&v->missed));
+        gd_prom_sample(b, "gamingd_topic_partitions", GD_PROM_LABELS("topic", ctx->cfg->topics[t]), "%d",
+                       (int)atomic_load(&v->partitions[t]));
+    gd_prom_family(b, "gamingd_rebalance_seconds_total", "counter",
+                   "Time without activity partitions: from joining or a revoke to the next assignment.");
+    gd_prom_sample(b, "gamingd_rebalance_seconds_total", NULL, "%.3f", (double)atomic_load(&v->rebalance_ms_total) / 1000);
+    gd_prom_family(b, "gamingd_last_rebalance_seconds", "gauge",
+                   "How long the last rebalance left this instance without activity partitions.");
+    gd_prom_sample(b, "gamingd_last_rebalance_seconds", NULL, "%.3f", (double)atomic_load(&v->last_rebalance_ms) / 1000);
+    gd_prom_family(b, "gamingd_missed_partitions", "gauge",
+                   "Activity partitions whose earlier records another member of a shared group applied: this "
+                   "instance's tables miss them.");
+    gd_prom_sample(b, "gamingd_missed_partitions", NULL, "%d", (int)atomic_load(&v->missed));
     if (!ctx->cfg->partitioned) return;
-    gd_buf_printf(b,
-                  "# HELP gamingd_changelog_lag Changelog records not read yet: how far this instance's copy of the "
-                  "other instances' rows is behind.\n# TYPE gamingd_changelog_lag gauge\ngamingd_changelog_lag %lld\n"
-                  "# HELP gamingd_restore_remaining Changelog records still to apply before the partitions just "
-                  "assigned are taken (0: none waiting).\n# TYPE gamingd_restore_remaining gauge\n"
-                  "gamingd_restore_remaining %lld\n"
-                  "# HELP gamingd_internal_bytes_total Value bytes this instance produced to the internal topics.\n"
-                  "# TYPE gamingd_internal_bytes_total counter\n"
-                  "gamingd_internal_bytes_total{topic=\"routes\"} %llu\n"
-                  "gamingd_internal_bytes_total{topic=\"changelog\"} %llu\n"
-                  "gamingd_internal_bytes_total{topic=\"push\"} %llu\n"
-                  "# HELP gamingd_push_missed_total Push topic records gone (past its retention) before this "
-                  "instance read them: their events are missing from its push streams.\n"
-                  "# TYPE gamingd_push_missed_total counter\ngamingd_push_missed_total %llu\n",
-                  (long long)atomic_load(&v->changelog_lag), (long long)atomic_load(&v->restore_remaining),
-                  (unsigned long long)atomic_load(&v->route_bytes), (unsigned long long)atomic_load(&v->changelog_bytes),
-                  (unsigned long long)atomic_load(&v->push_bytes), (unsigned long long)atomic_load(&v->push_missed));
+    gd_prom_family(b, "gamingd_changelog_lag", "gauge",
+                   "Changelog records not read yet: how far this instance's copy of the other instances' rows is behind.");
+    gd_prom_sample(b, "gamingd_changelog_lag", NULL, "%lld", (long long)atomic_load(&v->changelog_lag));
+    gd_prom_family(b, "gamingd_restore_remaining", "gauge",
+                   "Changelog records still to apply before the partitions just assigned are taken (0: none waiting).");
+    gd_prom_sample(b, "gamingd_restore_remaining", NULL, "%lld", (long long)atomic_load(&v->restore_remaining));
+    gd_prom_family(b, "gamingd_internal_bytes_total", "counter", "Value bytes this instance produced to the internal topics.");
+    gd_prom_sample(b, "gamingd_internal_bytes_total", GD_PROM_LABELS("topic", "routes"), "%llu",
+                   (unsigned long long)atomic_load(&v->route_bytes));
+    gd_prom_sample(b, "gamingd_internal_bytes_total", GD_PROM_LABELS("topic", "changelog"), "%llu",
+                   (unsigned long long)atomic_load(&v->changelog_bytes));
+    gd_prom_sample(b, "gamingd_internal_bytes_total", GD_PROM_LABELS("topic", "push"), "%llu",
+                   (unsigned long long)atomic_load(&v->push_bytes));
+    gd_prom_family(b, "gamingd_push_missed_total", "counter",
+                   "Push topic records gone (past its retention) before this instance read them: their events are "
+                   "missing from its push streams.");
+    gd_prom_sample(b, "gamingd_push_missed_total", NULL, "%llu", (unsigned long long)atomic_load(&v->push_missed));
 }

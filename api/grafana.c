@@ -19,7 +19,10 @@
  * table has those. `format: table` gives the rows themselves, newest windows
  * first, at most MAX_TABLE_ROWS. Filters (`filters`, and `adhocFilters` of
  * older plugins) apply to the tables that have their column and are ignored
- * by the others, since Grafana sends dashboard-wide filters to every panel.
+ * by the others, since Grafana sends dashboard-wide filters to every panel;
+ * an unknown operator is refused whatever the table. A table without
+ * windows (created without WINDOW) has one window for all time: its table
+ * format shows it whatever the range.
  *
  * Personal data: without the pii scope every personal column (the catalog
  * says which) is masked in rows, series names, variables and payload
@@ -309,10 +312,32 @@ static int collect_window_values(void *ctx, gd_str key, gd_str val)
     return json_array_size(ws->ch->list) >= ws->ch->max;
 }
 
+static int by_value(const void *a, const void *b)
+{
+    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    const char *vx = json_string_value(json_object_get(x, "value")), *vy = json_string_value(json_object_get(y, "value"));
+    if (!vx) vx = json_string_value(json_object_get(x, "__value")), vy = json_string_value(json_object_get(y, "__value"));
+    return strcmp(vx ? vx : "", vy ? vy : "");
+}
+
+/* Values gathered from several tables, in one order: by value. */
+static void sort_choices(choices *ch)
+{
+    size_t n = json_array_size(ch->list);
+    json_t **items = malloc(sizeof *items * (n ? n : 1));
+    if (!items) return;
+    for (size_t i = 0; i < n; i++) items[i] = json_incref(json_array_get(ch->list, i));
+    qsort(items, n, sizeof *items, by_value);
+    json_array_clear(ch->list);
+    for (size_t i = 0; i < n; i++) json_array_append_new(ch->list, items[i]);
+    free(items);
+}
+
 /* The values of column `name`: games and players (with their names) and
  * genres from the reference tables, segments from their definition, any
  * other column from the newest windows of the tables that have it (of t
- * only, when t is given). */
+ * only, when t is given) -- game ids from both, since activity may name a
+ * game before (or without) its games row. Values from windows come sorted. */
 static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tabledef *t, const char *name,
                            choices *ch)
 {
@@ -337,7 +362,8 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
     }
     if (q.t) {
         gd_query_run(ctx->store, txn, &q, collect_reference, &rs, NULL);
-        return;
+        if (strcmp(name, "game_id")) return;
+        /* and the games with activity but no games row (yet): from the windows */
     }
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
         const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
@@ -350,6 +376,7 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         gd_query_run(ctx->store, txn, &wq, collect_window_values, &ws, NULL);
         gd_arena_free(&ws.scratch);
     }
+    sort_choices(ch);
 }
 
 static void reply_choices(const gd_api_ctx *ctx, const gd_tabledef *t, const char *name, bool variable,
@@ -525,6 +552,14 @@ static bool parse_filters(target_query *tq, json_t *list, const gd_request *req,
             gd_reply_error(r, 400, "an ad hoc filter is {\"key\", \"operator\", \"value\"}");
             return false;
         }
+        static const char *const ops[] = {"=", "!=", "<", ">", "=~", "!~"};
+        int o = -1;
+        for (int k = 0; k < 6; k++)
+            if (!strcmp(op, ops[k])) o = k;
+        if (o < 0) { /* whatever the table: a filter of another table's column is still a mistake */
+            gd_reply_error(r, 400, "unknown filter operator '%s' (=, !=, <, >, =~, !~)", op);
+            return false;
+        }
         column c;
         if (!find_column(tq->t, key, &c)) continue; /* a dashboard-wide filter for other tables */
         if (!gd_pii_may_use(tq->e, key, "filtering on", req, r)) return false;
@@ -533,14 +568,6 @@ static bool parse_filters(target_query *tq, json_t *list, const gd_request *req,
             return false;
         }
         filter *fl = &tq->filters[tq->nfilters];
-        static const char *const ops[] = {"=", "!=", "<", ">", "=~", "!~"};
-        int o = -1;
-        for (int k = 0; k < 6; k++)
-            if (!strcmp(op, ops[k])) o = k;
-        if (o < 0) {
-            gd_reply_error(r, 400, "unknown filter operator '%s' (=, !=, <, >, =~, !~)", op);
-            return false;
-        }
         *fl = (filter){.col = c, .op = (filter_op)o, .value = value};
         char *end;
         fl->num = strtod(value, &end);
@@ -827,10 +854,11 @@ static void put_table(collector *co, gd_buf *out, bool *first)
                 gd_row_compute(t, keys, w, slots, &row, &scratch);
                 bool sep = false;
                 for (int c = 0; c < t->nkeys; c++, sep = true) {
+                    if (sep) gd_buf_putc(out, ',');
                     put_cell(out, co->tq, t->keys[c].name, gd_key_value(t->keys[c].type, keys[c]));
-                    gd_buf_putc(out, ',');
                 }
                 if (windowed) {
+                    if (sep) gd_buf_putc(out, ',');
                     gd_json_put_int(out, w);
                     gd_buf_putc(out, ',');
                     gd_json_put_int(out, w + t->window_ms);
@@ -897,6 +925,8 @@ static int run_target(const gd_api_ctx *ctx, MDB_txn *txn, target_query *tq, gd_
     }
     if (tq->table_format && !(co.rows = malloc(sizeof *co.rows * MAX_TABLE_ROWS))) return GD_ENOMEM;
     gd_query q = {.t = tq->t, .mode = GD_WINDOWS_RANGE, .from = tq->from, .to = tq->to + 1};
+    if (gd_table_aggregates(tq->t) && !gd_table_windowed(tq->t))
+        q.mode = GD_WINDOWS_LATEST; /* one window for all time, whatever the range */
     for (int k = 0; k < tq->t->nkeys; k++) /* a single value is a seek, not a filter */
         if (tq->allowed[k] && json_array_size(tq->allowed[k]) == 1) {
             json_t *a = json_array_get(tq->allowed[k], 0);

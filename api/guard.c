@@ -247,11 +247,10 @@ bool gd_guard_stream_room(const gd_guard *g, size_t streams) { return streams + 
 
 void gd_guard_metrics(const gd_guard *g, gd_buf *b)
 {
-    gd_buf_printf(b,
-                  "# HELP gamingd_http_connections_ended_total Connections gamingd ended: timeout (a request not "
-                  "completed within --request-timeout), evicted (waiting the longest when the connection limit "
-                  "came near).\n# TYPE gamingd_http_connections_ended_total counter\n"
-                  "gamingd_http_connections_ended_total{reason=\"timeout\"} %llu\n"
-                  "gamingd_http_connections_ended_total{reason=\"evicted\"} %llu\n",
-                  (unsigned long long)atomic_load(&g->timed_out), (unsigned long long)atomic_load(&g->evicted));
+    const char *name = "gamingd_http_connections_ended_total";
+    gd_prom_family(b, name, "counter",
+                   "Connections gamingd ended: timeout (a request not completed within --request-timeout), evicted "
+                   "(waiting the longest when the connection limit came near).");
+    gd_prom_sample(b, name, GD_PROM_LABELS("reason", "timeout"), "%llu", (unsigned long long)atomic_load(&g->timed_out));
+    gd_prom_sample(b, name, GD_PROM_LABELS("reason", "evicted"), "%llu", (unsigned long long)atomic_load(&g->evicted));
 }

@@ -17,7 +17,8 @@
  *    refused by MHD itself, with its own 414/431 status.
  *  - Connections slow to send a request are ended, and the limit always
  *    keeps room for health checks (guard.c).
- *  - Host and Origin are checked before routing (netpolicy.c). */
+ *  - Host and Origin are checked before routing (netpolicy.c).
+ * With --tls-cert, HTTPS offers TLS 1.2 and 1.3 only. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -56,6 +57,10 @@ enum {
     MAX_BODY_BYTES = 1 << 20,
     IDLE_TIMEOUT_S = 120, /* a kept-alive connection with no request */
 };
+
+/* GnuTLS's defaults, but TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated
+ * (RFC 8996) and GnuTLS's NORMAL still offers them. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 static const int statuses[] = {200, 204, 400, 401, 403, 404, 405, 408, 413, 414, 431, 500, 503};
 enum { NSTATUS = sizeof statuses / sizeof statuses[0] };
@@ -105,16 +110,11 @@ static void route_readyz(const gd_api_ctx *ctx, gd_reply *r)
                   (unsigned long long)applied);
 }
 
-static void metric(gd_buf *b, const char *name, const char *type, const char *help)
-{
-    gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 /* A metric with one value and no labels. */
 static void metric_u64(gd_buf *b, const char *name, const char *type, const char *help, uint64_t v)
 {
-    metric(b, name, type, help);
-    gd_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+    gd_prom_family(b, name, type, help);
+    gd_prom_sample(b, name, NULL, "%llu", (unsigned long long)v);
 }
 
 /* A metric by source topic; with_unknown: a last value for records whose
@@ -122,10 +122,10 @@ static void metric_u64(gd_buf *b, const char *name, const char *type, const char
 static void metric_by_topic(gd_buf *b, const gd_config *cfg, const char *name, const char *help,
                             const _Atomic uint64_t *v, bool with_unknown)
 {
-    metric(b, name, "counter", help);
+    gd_prom_family(b, name, "counter", help);
     for (int t = 0; t < GD_TOPIC_COUNT + with_unknown; t++)
-        gd_buf_printf(b, "%s{topic=\"%s\"} %llu\n", name, t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown",
-                      (unsigned long long)atomic_load(&v[t]));
+        gd_prom_sample(b, name, GD_PROM_LABELS("topic", t < GD_TOPIC_COUNT ? cfg->topics[t] : "unknown"), "%llu",
+                       (unsigned long long)atomic_load(&v[t]));
 }
 
 /* Only with --brokers: the consumers' lag and the producer's progress. */
@@ -133,11 +133,11 @@ static void kafka_metrics(const gd_config *cfg, const gd_counters *c, gd_buf *b)
 {
     bool consuming = cfg->source == GD_SRC_KAFKA;
     if (consuming) {
-        metric(b, "gamingd_kafka_consumer_lag", "gauge",
-               "Records between the committed position and the high-water marks, by topic (activity: assigned partitions).");
+        gd_prom_family(b, "gamingd_kafka_consumer_lag", "gauge",
+                       "Records between the committed position and the high-water marks, by topic (activity: assigned partitions).");
         for (int t = 0; t < GD_TOPIC_COUNT; t++)
-            gd_buf_printf(b, "gamingd_kafka_consumer_lag{topic=\"%s\"} %lld\n", cfg->topics[t],
-                          (long long)atomic_load(&c->consumer_lag[t]));
+            gd_prom_sample(b, "gamingd_kafka_consumer_lag", GD_PROM_LABELS("topic", cfg->topics[t]), "%lld",
+                           (long long)atomic_load(&c->consumer_lag[t]));
         metric_u64(b, "gamingd_kafka_rebalances_total", "counter", "Activity partitions assigned or revoked.",
                    atomic_load(&c->kafka_rebalances));
     }
@@ -167,29 +167,30 @@ static void route_metrics(gd_api *api, gd_reply *r)
     metric_by_topic(b, cfg, "gamingd_records_in_total", "Source records read, by topic.", c->records_in, true);
     metric_by_topic(b, cfg, "gamingd_bad_records_total",
                     "Records that could not be decoded or lacked a required field, by topic.", c->bad_records, true);
-    metric(b, "gamingd_bad_records_reason_total", "counter",
-           "Records set aside, by reason: invalid (undecodable, a required field missing), future (event time "
-           "beyond --max-future of the wall clock), too_large (beyond --max-record-bytes).");
+    gd_prom_family(b, "gamingd_bad_records_reason_total", "counter",
+                   "Records set aside, by reason: invalid (undecodable, a required field missing), future (event time "
+                   "beyond --max-future of the wall clock), too_large (beyond --max-record-bytes).");
     for (int rs = 0; rs < GD_BAD_REASON_COUNT; rs++)
-        gd_buf_printf(b, "gamingd_bad_records_reason_total{reason=\"%s\"} %llu\n", gd_bad_reason_names[rs],
-                      (unsigned long long)atomic_load(&c->bad_by_reason[rs]));
+        gd_prom_sample(b, "gamingd_bad_records_reason_total", GD_PROM_LABELS("reason", gd_bad_reason_names[rs]), "%llu",
+                       (unsigned long long)atomic_load(&c->bad_by_reason[rs]));
     uint64_t out = atomic_load(&c->records_out);
     metric_u64(b, "gamingd_late_records_total", "counter", "Activity records past their window's grace.",
                atomic_load(&c->late_records));
-    metric(b, "gamingd_records_out_total", "counter", "Enriched records emitted, by output topic.");
-    gd_buf_printf(b, "gamingd_records_out_total{topic=\"%s\"} %llu\n", cfg->output_topic, (unsigned long long)out);
-    metric(b, "gamingd_enrichment_rate", "gauge", "Share of enriched records that found their game or player row.");
-    gd_buf_printf(b, "gamingd_enrichment_rate{table=\"games\"} %.6f\n",
-                  out ? (double)atomic_load(&c->with_game) / (double)out : 0.0);
-    gd_buf_printf(b, "gamingd_enrichment_rate{table=\"players\"} %.6f\n",
-                  out ? (double)atomic_load(&c->with_player) / (double)out : 0.0);
+    gd_prom_family(b, "gamingd_records_out_total", "counter", "Enriched records emitted, by output topic.");
+    gd_prom_sample(b, "gamingd_records_out_total", GD_PROM_LABELS("topic", cfg->output_topic), "%llu",
+                   (unsigned long long)out);
+    gd_prom_family(b, "gamingd_enrichment_rate", "gauge", "Share of enriched records that found their game or player row.");
+    gd_prom_sample(b, "gamingd_enrichment_rate", GD_PROM_LABELS("table", "games"), "%.6f",
+                   out ? (double)atomic_load(&c->with_game) / (double)out : 0.0);
+    gd_prom_sample(b, "gamingd_enrichment_rate", GD_PROM_LABELS("table", "players"), "%.6f",
+                   out ? (double)atomic_load(&c->with_player) / (double)out : 0.0);
     metric_u64(b, "gamingd_ingest_records_per_second", "gauge", "Source records read per second, over the last second or more.",
                atomic_load(&c->ingest_rate));
-    metric(b, "gamingd_processing_lag_ms", "gauge", "Processing time minus event time of the last record.");
-    gd_buf_printf(b, "gamingd_processing_lag_ms %lld\n", (long long)atomic_load(&c->last_lag_ms));
-    metric(b, "gamingd_stream_time_ms", "gauge", "Largest activity_timestamp processed.");
+    gd_prom_family(b, "gamingd_processing_lag_ms", "gauge", "Processing time minus event time of the last record.");
+    gd_prom_sample(b, "gamingd_processing_lag_ms", NULL, "%lld", (long long)atomic_load(&c->last_lag_ms));
+    gd_prom_family(b, "gamingd_stream_time_ms", "gauge", "Largest activity_timestamp processed.");
     int64_t st = atomic_load(&c->stream_time);
-    gd_buf_printf(b, "gamingd_stream_time_ms %lld\n", (long long)(st == INT64_MIN ? 0 : st));
+    gd_prom_sample(b, "gamingd_stream_time_ms", NULL, "%lld", (long long)(st == INT64_MIN ? 0 : st));
     metric_u64(b, "gamingd_commits_total", "counter", "State commits to LMDB.", atomic_load(&c->batches));
     metric_u64(b, "gamingd_hot_window_bytes", "gauge",
                "Memory of the windows held in memory (the recent ones; older open windows are read back from LMDB).",
@@ -348,13 +349,17 @@ static const route *route_of(const char *path)
 
 static void request_metrics(gd_api *api, gd_buf *b)
 {
-    metric(b, "gamingd_http_requests_total", "counter",
-           "HTTP requests by route and status (401 and 403: refused for want of a key or of a scope).");
+    gd_prom_family(b, "gamingd_http_requests_total", "counter",
+                   "HTTP requests by route and status (401 and 403: refused for want of a key or of a scope).");
     for (size_t rt = 0; rt <= NROUTES; rt++)
         for (int st = 0; st < NSTATUS; st++) {
             uint64_t n = atomic_load(&api->requests[rt][st]);
-            if (n) gd_buf_printf(b, "gamingd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                                 rt < NROUTES ? route_label(&routes[rt]) : "other", statuses[st], (unsigned long long)n);
+            if (!n) continue;
+            char status[8];
+            snprintf(status, sizeof status, "%d", statuses[st]);
+            gd_prom_sample(b, "gamingd_http_requests_total",
+                           GD_PROM_LABELS("route", rt < NROUTES ? route_label(&routes[rt]) : "other", "status", status),
+                           "%llu", (unsigned long long)n);
         }
 }
 
@@ -736,7 +741,8 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_catalog
                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)LISTEN_BACKLOG,
                                 tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
-                                MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+                                MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+                                MHD_OPTION_END);
     free(cert); /* MHD keeps its own copy */
     if (key) explicit_bzero(key, strlen(key));
     free(key);

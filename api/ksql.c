@@ -356,7 +356,7 @@ void gd_ksql_close_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply 
 {
     char *id;
     if (!body_text(req, "queryId", &id, r)) return;
-    if (gd_push_close_query(ctx->push, id)) {
+    if (gd_push_close_query(ctx->push, id, req)) { /* another key's query: as unknown */
         r->status = 200;
         r->content_type = "application/json";
     } else {
@@ -448,14 +448,18 @@ static void put_running_query(gd_buf *b, const gd_catalog_entry *e)
 }
 
 typedef struct {
+    const gd_api_ctx *ctx;
+    const gd_request *req;
     gd_buf *b;
     bool *first;
 } transient_list;
 
+/* A push query, listed only to a caller that may end it. */
 static void put_transient(void *ctx, const char *id, const char *sql, int clients)
 {
     transient_list *tl = ctx;
     (void)clients;
+    if (!gd_push_query_visible(tl->ctx->push, id, tl->req)) return;
     if (!*tl->first) gd_buf_putc(tl->b, ',');
     *tl->first = false;
     gd_buf_puts(tl->b, "{\"queryString\":");
@@ -465,7 +469,7 @@ static void put_transient(void *ctx, const char *id, const char *sql, int client
     gd_buf_puts(tl->b, ",\"statusCount\":{\"RUNNING\":1},\"queryType\":\"PUSH\",\"state\":\"RUNNING\"}");
 }
 
-static void show_queries(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf *b)
+static void show_queries(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_stmt *st, gd_buf *b)
 {
     gd_buf_puts(b, "{\"@type\":\"queries\",\"statementText\":");
     put_statement(b, st->text);
@@ -481,7 +485,7 @@ static void show_queries(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf *b
             put_running_query(b, e);
         }
     }
-    transient_list tl = {b, &first};
+    transient_list tl = {ctx, req, b, &first};
     gd_sql_runner_list(ctx->runner, put_transient, &tl);
     gd_buf_puts(b, "],\"warnings\":[]}");
 }
@@ -713,7 +717,7 @@ static bool terminate(const gd_api_ctx *ctx, const gd_request *req, const gd_sql
     snprintf(id, sizeof id, "%.*s", (int)(st->name.len < 150 ? st->name.len : 150), st->name.p);
     const gd_catalog_entry *e = entry_of_query(ctx, st->name);
     if (!e) { /* a push query's */
-        if (!gd_push_close_query(ctx->push, id)) {
+        if (!gd_push_close_query(ctx->push, id, req)) {
             char msg[220];
             snprintf(msg, sizeof msg, "Failed to terminate query with query ID: '%s'", id);
             generic_error(r, 400, GD_SQL_BAD_REQUEST, msg);
@@ -749,7 +753,7 @@ static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd
                         st->text);
         return false;
     case GD_SQL_SHOW:
-        if (st->show == GD_SHOW_QUERIES) show_queries(ctx, st, b);
+        if (st->show == GD_SHOW_QUERIES) show_queries(ctx, req, st, b);
         else if (st->show == GD_SHOW_PROPERTIES) show_properties(ctx, st, b);
         else show_sources(ctx, st, b);
         return true;

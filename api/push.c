@@ -897,9 +897,34 @@ static int end_subscribers(gd_push *p, bool (*ends)(const subscriber *s, const v
     return n;
 }
 
-static bool of_query(const subscriber *s, const void *id) { return s->query_id && !strcmp(s->query_id, id); }
+/* A push query's responses that a caller may end or see: those whose
+ * request used its key, or any with the admin scope. */
+typedef struct {
+    const char *id;
+    const gd_request *req;
+} query_of_caller;
 
-int gd_push_close_query(gd_push *p, const char *query_id) { return end_subscribers(p, of_query, query_id); }
+static bool of_query(const subscriber *s, const void *ctx)
+{
+    const query_of_caller *q = ctx;
+    return s->query_id && !strcmp(s->query_id, q->id) &&
+           ((q->req->scopes & GD_SCOPE_ADMIN) || !memcmp(s->key_digest, q->req->key_digest, sizeof s->key_digest));
+}
+
+int gd_push_close_query(gd_push *p, const char *query_id, const gd_request *req)
+{
+    return end_subscribers(p, of_query, &(query_of_caller){query_id, req});
+}
+
+bool gd_push_query_visible(gd_push *p, const char *query_id, const gd_request *req)
+{
+    query_of_caller q = {query_id, req};
+    pthread_mutex_lock(&p->lock);
+    const subscriber *s = p->subs;
+    while (s && !of_query(s, &q)) s = s->next;
+    pthread_mutex_unlock(&p->lock);
+    return s != NULL;
+}
 
 static bool reads_stream(const subscriber *s, const void *stream)
 {
@@ -935,13 +960,12 @@ void gd_push_metrics(gd_push *p, gd_buf *b)
         {"gamingd_stream_events_dropped_total", "counter", "Events slow subscribers lost because they fell a replay buffer behind, by stream."},
     };
     for (int f = 0; f < 3; f++) {
-        gd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", figures[f].name, figures[f].help, figures[f].name,
-                      figures[f].type);
+        gd_prom_family(b, figures[f].name, figures[f].type, figures[f].help);
         for (unsigned i = 0; i < n; i++) {
             const gd_catalog_entry *e = gd_catalog_hub_entry(p->cat, i);
             if (!e) continue;
-            gd_buf_printf(b, "%s{stream=\"%s\"} %llu\n", figures[f].name, e->name,
-                          (unsigned long long)(f == 0 ? st[i].subscribers : f == 1 ? st[i].published : st[i].dropped));
+            gd_prom_sample(b, figures[f].name, GD_PROM_LABELS("stream", e->name), "%llu",
+                           (unsigned long long)(f == 0 ? st[i].subscribers : f == 1 ? st[i].published : st[i].dropped));
         }
     }
 }

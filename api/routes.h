@@ -51,6 +51,16 @@ typedef struct {
     gd_buf body;
 } gd_reply;
 
+/* ---- Prometheus's text format (prom.c): every /metrics line ---- */
+/* A family's # HELP and # TYPE lines. */
+void gd_prom_family(gd_buf *b, const char *name, const char *type, const char *help);
+/* One sample, `name{label="value",...} VALUE`: labels are name, value pairs
+ * ended by NULL (GD_PROM_LABELS; NULL: none), the values escaped; fmt
+ * formats the value. */
+void gd_prom_sample(gd_buf *b, const char *name, const char *const *labels, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define GD_PROM_LABELS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
 typedef struct gd_push gd_push;
 typedef struct gd_sql_runner gd_sql_runner;
 
@@ -144,8 +154,11 @@ typedef struct {
 } gd_push_query_stream;
 struct MHD_Response *gd_push_subscribe_query(gd_push *p, struct MHD_Connection *conn, const gd_request *req,
                                              const gd_push_query_stream *qs, gd_reply *r);
-/* Ends the responses of a push query; how many there were. */
-int gd_push_close_query(gd_push *p, const char *query_id);
+/* Ends the responses of a push query that req may end (those of its key;
+ * any with the admin scope); how many there were. */
+int gd_push_close_query(gd_push *p, const char *query_id, const gd_request *req);
+/* Whether req may see that push query (one of its responses is req's). */
+bool gd_push_query_visible(gd_push *p, const char *query_id, const gd_request *req);
 /* Ends the subscriptions that read a hub stream (its table or stream was
  * dropped). */
 void gd_push_end_stream(gd_push *p, unsigned hub_stream);

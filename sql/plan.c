@@ -650,6 +650,57 @@ static gd_expr *bind_group(binder *b, const gd_expr *e)
 
 static bool is_constant(const gd_expr *e) { return !gd_expr_any(e, is_column_ref, NULL) && !has_aggregate(e); }
 
+/* Whether a name a user gives (a table's, a stream's, a column alias) can be
+ * written as it is wherever gamingd writes names: JSON keys, SSE event
+ * names, Prometheus labels, URL paths, ksqlDB's `quoted` schema strings.
+ * Printable ASCII without a quote, backslash or backtick, at most
+ * MAX_NAME bytes: refused once at CREATE or SELECT rather than escaped in
+ * every writer. */
+enum { MAX_NAME = 100 };
+static bool plain_name(gd_str s)
+{
+    if (!s.len || s.len > MAX_NAME) return false;
+    for (uint32_t i = 0; i < s.len; i++)
+        if (s.p[i] < 0x20 || s.p[i] > 0x7e || s.p[i] == '"' || s.p[i] == '\\' || s.p[i] == '`') return false;
+    return true;
+}
+
+static bool name_allowed(binder *b, const gd_expr *at, gd_str s, const char *what)
+{
+    if (plain_name(s)) return true;
+    return fail(b, at,
+                "%s name '%.*s' is not allowed: names are 1 to %d printable ASCII characters without \", \\ or `",
+                what, (int)(s.len > MAX_NAME ? MAX_NAME : s.len), s.p, MAX_NAME);
+}
+
+/* The window bounds' names (the keys of a windowed row's JSON, ksqlDB's
+ * pseudo-columns), which a column alias may not take. */
+static bool reserved_name(gd_str s)
+{
+    return names_eq(s, "window_start") || names_eq(s, "window_end") || names_eq(s, "windowstart") ||
+           names_eq(s, "windowend");
+}
+
+/* A SELECT's aliases: plain names, and never a reserved one but for the
+ * column itself (WINDOWSTART AS WINDOWSTART), as ksqlDB has it. */
+static bool aliases_allowed(binder *b, const gd_sql_select *q)
+{
+    for (int i = 0; i < q->nitems; i++) {
+        const gd_sql_item *it = &q->items[i];
+        if (!it->alias.p) continue;
+        if (!name_allowed(b, it->expr, it->alias, "column")) return false;
+        if (reserved_name(it->alias) && !(it->expr->op == GD_E_NAME && gd_str_eq_nocase(it->expr->name, it->alias))) {
+            gd_buf up = {0};
+            gd_sql_upper(lower_dup(b->arena, it->alias), &up);
+            fail(b, it->expr, "`%.*s` is a reserved column name. You cannot use it as an alias for a column.",
+                 (int)up.len, up.p);
+            gd_buf_free(&up);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The name ksqlDB gives an unnamed select item: the column's, else KSQL_COL_n. */
 static const char *item_name(binder *b, const gd_sql_item *it, int *generated)
 {
@@ -1010,7 +1061,8 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
                      : gd_sql_fail(err, GD_SQL_BAD_STATEMENT,
                                    "gamingd reads its source topics itself: declaring a stream or table over a topic "
                                    "is not supported (CREATE ... AS SELECT is)");
-    } else if (!open_scope(&b, &st->select)) {
+    } else if (!name_allowed(&b, NULL, st->name, st->is_table ? "table" : "stream") ||
+               !aliases_allowed(&b, &st->select) || !open_scope(&b, &st->select)) {
         rc = GD_ERR;
     } else {
         e->reads = b.sc.entry->name; /* the catalog keeps entries for as long as e */
@@ -1166,7 +1218,7 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
     binder b = {.cat = cat, .arena = arena, .err = err};
     const gd_sql_select *q = &st->select;
     plan->limit = q->limit;
-    if (!open_scope(&b, q)) return GD_ERR;
+    if (!aliases_allowed(&b, q) || !open_scope(&b, q)) return GD_ERR;
     const gd_catalog_entry *src = b.sc.entry;
     bool push = q->emit != GD_EMIT_NONE;
     if (selects_aggregation(q)) {

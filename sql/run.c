@@ -14,7 +14,9 @@
  *
  * Identical statements running at once (same text, same right to see
  * personal data) share one query: its rows are computed once for all of
- * them. A client that joins a running aggregation sees its groups as they
+ * them (and its id: /close-query ends only the responses of the caller's
+ * key, api/push.c, so the id is not a capability; it is random all the
+ * same, so that no one learns how many queries ran). A client that joins a running aggregation sees its groups as they
  * stand, counted since the query started -- more of the stream, never
  * less. The engine never waits for this thread: when it falls behind a
  * source's ring, the events it lost are counted and its queries' clients
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #include "../server/json.h"
 #include "sql.h"
@@ -51,7 +54,7 @@ typedef struct {
 
 struct gd_push_query {
     char key[4096];    /* what makes two queries the same: pii flag, statement */
-    char id[64];       /* the queryId clients see */
+    char id[160];      /* the queryId clients see: random, so not guessed */
     gd_arena arena;    /* the plan */
     gd_query_plan plan;
     unsigned slot;     /* its stream: gd_query_hub(slot) */
@@ -80,7 +83,6 @@ struct gd_sql_runner {
     pthread_mutex_t lock; /* the list, refs, slots */
     gd_push_query *queries;
     bool slot_used[GD_MAX_QUERY_STREAMS];
-    uint64_t started; /* queries ever started: their ids */
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
@@ -472,6 +474,16 @@ static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii
     return q;
 }
 
+/* transient_SOURCE_HEX, as ksqlDB names them (the source upper-cased, a
+ * random number), 128 random bits in hex. */
+static void set_query_id(gd_push_query *q, const unsigned char nonce[16])
+{
+    int n = snprintf(q->id, sizeof q->id, "transient_%.100s_", q->plan.source->name);
+    for (char *p = q->id + 10; *p; p++)
+        if (*p >= 'a' && *p <= 'z') *p -= 32;
+    for (int i = 0; i < 16; i++) n += snprintf(q->id + n, sizeof q->id - (size_t)n, "%02x", nonce[i]);
+}
+
 int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push_query **out, unsigned *hub_stream,
                        gd_sql_error *err)
 {
@@ -487,6 +499,9 @@ int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push
             return GD_OK;
         }
     pthread_mutex_unlock(&r->lock);
+    unsigned char nonce[16];
+    if (getrandom(nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
+        return gd_sql_fail(err, GD_SQL_SERVER_ERROR, "no random bytes for the query's id");
     gd_push_query *q = new_query(r, sql, sees_pii, err);
     if (!q) return GD_ERR;
     memcpy(q->key, key, sizeof key);
@@ -503,9 +518,7 @@ int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push
     r->slot_used[slot] = true;
     q->slot = slot;
     q->refs = 1;
-    snprintf(q->id, sizeof q->id, "transient_%s_%llu", q->plan.source->name, (unsigned long long)++r->started);
-    for (char *p = q->id + 10; *p; p++) /* the source's name upper-cased, as ksqlDB names them */
-        if (*p >= 'a' && *p <= 'z') *p -= 32;
+    set_query_id(q, nonce);
     /* its rows start after what the stream's last user left in it */
     q->next_id = gd_hub_head(r->hub, gd_query_hub(slot)) + 1;
     q->next = r->queries;

@@ -16,14 +16,16 @@ from conftest import BASE_MS, free_port, metric_by_label, require_binary, write_
 from sse import Stream
 
 READ, PII, BOTH, ADMIN, HASHED = "reader-key-7f3a9", "pii-only-key-81c2", "analyst-key-55e0", "admin-key-c09d", "hashed-key-4b1e"
+READ2 = "second-reader-key-3d21"
 KEYS_FILE = """# API keys of the tests
 {read} read
+{read2} read
 {pii} pii
 {both}   read,pii
 {admin} admin
 
 sha256:{hashed} read
-""".format(read=READ, pii=PII, both=BOTH, admin=ADMIN, hashed=hashlib.sha256(HASHED.encode()).hexdigest())
+""".format(read=READ, read2=READ2, pii=PII, both=BOTH, admin=ADMIN, hashed=hashlib.sha256(HASHED.encode()).hexdigest())
 
 PLAYERS = [("p1", "ann.smith@example.com"), ("p2", "plainname"), ("p3", None)]
 
@@ -78,7 +80,8 @@ def request(d, method, path, key=None, body=None, token=None):
         conn.close()
 
 
-OPEN = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("GET", "/assets/app.js")]
+OPEN = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("GET", "/assets/app.js"), ("GET", "/info"),
+        ("GET", "/healthcheck")]
 NEEDS_READ = [("GET", "/metrics"), ("GET", "/v1/tables"), ("GET", "/v1/tables/gaming_games_table"),
               ("GET", "/v1/tables/gaming_active_players_5min?game_id=g1"), ("GET", "/v1/streams"),
               ("GET", "/v1/streams/gaming_revenue_analytics?limit=1&last_event_id=0"),
@@ -109,6 +112,29 @@ def test_every_route_with_every_kind_of_key(keyed, method, path, who, key, token
         assert json.loads(body)["error_code"] == 401
     if status == 403:
         assert "read" in json.loads(body)["message"]
+
+
+def test_the_routes_open_without_a_key_are_the_documented_ones(keyed):
+    """The HTTP API document's list of routes that need no key, the OpenAPI document's (security: [])
+    and the server's behaviour agree; every other documented route is a 401 without a key."""
+    import re
+    import yaml
+    from conftest import REPO_ROOT
+    text = open(os.path.join(REPO_ROOT, "docs", "http-api.md")).read()
+    sentence = re.search(r"Every route but (.*?) needs a key", text, re.S).group(1)
+    documented = set(re.findall(r"`(/[^`]*)`", sentence))
+    doc = yaml.safe_load(open(os.path.join(REPO_ROOT, "schemas", "openapi.yaml")))
+    open_in_openapi = {p for p, ops in doc["paths"].items() if any(op.get("security") == [] for op in ops.values())}
+    assert documented == open_in_openapi
+    for path, ops in doc["paths"].items():
+        concrete = path.replace("{table}", "gaming_games_table").replace("{file}", "app.js") \
+            .replace("{stream}", "gaming_real_time_intelligence_platform?limit=1&last_event_id=0")
+        for method in ops:
+            status, _, body = request(keyed, method.upper(), concrete, body={} if method == "post" else None)
+            if path in documented:
+                assert status == 200, (method, path, status, body[:200])
+            else:
+                assert status == 401, (method, path, status, body[:200])
 
 
 def rows(d, key, table, params=""):
@@ -204,6 +230,62 @@ def test_a_malformed_key_file_is_refused_naming_the_line(tmp_path, content, frag
                         "--listen", "127.0.0.1:%d" % free_port()], capture_output=True, text=True, timeout=20)
     assert r.returncode != 0 and fragment in r.stderr, r.stderr
     assert "good-key" not in r.stderr and "k1" not in r.stderr
+
+
+def open_push_query(d, key, sql):
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    c.request("POST", "/query-stream", body=json.dumps({"sql": sql}), headers={"Authorization": "Bearer " + key})
+    r = c.getresponse()
+    assert r.status == 200
+    return c, r, json.loads(r.readline())["queryId"]
+
+
+def still_open(c):
+    """True when the push response sends nothing within a second: no rows arrive (nothing is fed), and an
+    ended response would send its last chunk."""
+    import select
+    return select.select([c.sock], [], [], 1)[0] == []
+
+
+def transient_ids(d, key):
+    status, _, body = request(d, "POST", "/ksql", key=key, body={"ksql": "SHOW QUERIES;"})
+    assert status == 200
+    return {q["id"] for q in json.loads(body)[0]["queries"] if q["queryType"] == "PUSH"}
+
+
+def test_close_query_ends_only_the_callers_own_push_queries(keyed):
+    import re
+    shared = "SELECT game_id FROM gaming_games_stream EMIT CHANGES;"
+    own = "SELECT player_id FROM gaming_players_stream EMIT CHANGES;"
+    c1, r1, id1 = open_push_query(keyed, READ, own)
+    c2, r2, id2 = open_push_query(keyed, READ2, shared)
+    c3, r3, id3 = open_push_query(keyed, READ, shared)
+    # ids are 128 random bits, not a counter
+    assert re.fullmatch(r"transient_GAMING_PLAYERS_STREAM_[0-9a-f]{32}", id1), id1
+    assert re.fullmatch(r"transient_GAMING_GAMES_STREAM_[0-9a-f]{32}", id2), id2
+    # a read key lists only its own push queries; admin lists them all
+    assert transient_ids(keyed, READ2) == {id2} and transient_ids(keyed, READ) == {id1, id3}
+    assert {id1, id2} <= transient_ids(keyed, ADMIN)
+    # another key's query id gets the unknown id's answer, and the query goes on
+    unknown = "transient_GAMING_PLAYERS_STREAM_" + "0" * 32
+    status_u, _, body_u = request(keyed, "POST", "/close-query", key=READ2, body={"queryId": unknown})
+    status, _, body = request(keyed, "POST", "/close-query", key=READ2, body={"queryId": id1})
+    assert status == status_u == 400 and json.loads(body)["@type"] == json.loads(body_u)["@type"] == "generic_error"
+    assert json.loads(body)["message"].replace(id1, "ID") == json.loads(body_u)["message"].replace(unknown, "ID")
+    assert still_open(c1)
+    # a query two keys run: each ends only its own response
+    status, _, body = request(keyed, "POST", "/close-query", key=READ, body={"queryId": id3})
+    assert status == 200 and r3.read() == b""
+    assert still_open(c2)
+    # a read key cannot TERMINATE it either; the owner and admin can close theirs
+    status, _, _ = request(keyed, "POST", "/ksql", key=READ, body={"ksql": "TERMINATE %s;" % id2})
+    assert status == 403 and still_open(c2)
+    status, _, _ = request(keyed, "POST", "/close-query", key=ADMIN, body={"queryId": id2})
+    assert status == 200 and r2.read() == b""
+    status, _, _ = request(keyed, "POST", "/close-query", key=READ, body={"queryId": id1})
+    assert status == 200 and r1.read() == b""
+    for c in (c1, c2, c3):
+        c.close()
 
 
 def test_sighup_reloads_keys_and_ends_the_streams_of_removed_ones(gamingd, tmp_path):

@@ -89,12 +89,28 @@ def test_metrics_offer_every_numeric_column_of_every_windowed_table(run):
     assert status == 200 and again == got
 
 
+def game_choices(ref, table=None):
+    """game_id's values: the games table's, labelled with their names, and the game ids of the newest
+    window of each windowed table with a game_id column (of `table` only, when given): a game can
+    have activity before or without its games row."""
+    want = {k: v.get("game_name") or k for k, v in ref.games.items()}
+    for name in reference.WINDOWED if table is None else [table]:
+        rows = [r for r in ref.table_rows(name) if r.get("game_id") is not None]
+        newest = max((r["window_start"] for r in rows), default=None)
+        for r in rows:
+            if r["window_start"] == newest:
+                want.setdefault(r["game_id"], r["game_id"])
+    return want
+
+
 def test_payload_options_label_games_with_their_names(run):
     body = {"metric": "gaming_active_players_5min.active_players_count", "payload": {}, "name": "game_id"}
     status, got = post(run.daemon, "/grafana/metric-payload-options", body)
     assert status == 200
-    want = {k: v.get("game_name") or k for k, v in run.ref.games.items()}
+    want = game_choices(run.ref, "gaming_active_players_5min")
+    assert len(want) > len(run.ref.games)  # the data has activity of games without a games row
     assert {o["value"]: o["label"] for o in got} == want
+    assert [o["value"] for o in got] == sorted(want)
     status, fmt = post(run.daemon, "/grafana/metric-payload-options", dict(body, name="format"))
     assert [o["value"] for o in fmt] == ["time_series", "table"]
 
@@ -109,7 +125,8 @@ def test_variables(run, target, column):
     if column:
         assert set(values) == {g[column] for g in run.ref.games.values() if g.get(column)}
     elif target == "game_id":
-        assert {v["__value"]: v["__text"] for v in got} == {k: g.get("game_name") or k for k, g in run.ref.games.items()}
+        assert {v["__value"]: v["__text"] for v in got} == game_choices(run.ref)
+        assert values == sorted(values)
     elif target == "player_id":
         assert set(values) == set(run.ref.players)
     else:
@@ -161,3 +178,41 @@ def test_the_shipped_dashboard_panels_equal_the_reference(run, selection):
     assert {"gaming_active_players_5min", "gaming_revenue_analytics", "gaming_genre_engagement",
             "gaming_player_segments_hourly", "gaming_top_performers_hourly", "gaming_high_value_players_daily",
             "gaming_processing_lag_1min", "gaming_data_quality_5min"} <= covered
+
+
+def test_a_table_without_windows_and_games_known_only_by_activity(gamingd, tmp_path):
+    """A user table without WINDOW comes out in the table format, and the game_id variable and tag
+    values list a game that has activity but no games row. Worked by hand."""
+    import time
+    from conftest import BASE_MS, write_lines
+    src = str(tmp_path / "in.jsonl")
+    write_lines(src, [{"topic": "gaming_games", "key": "g1", "value": {"game_id": "g1", "game_name": "Game g1",
+                                                                       "genre": "Action"}},
+                      {"topic": "gaming_players", "key": "p1", "value": {"player_id": "p1", "username": "u1",
+                                                                         "email": "p1@example.com"}}])
+    d = gamingd(src)
+    d.wait_ready()
+    status, got = post(d, "/ksql", {"ksql": "CREATE TABLE per_game_total AS SELECT game_id, COUNT(*) AS plays, "
+                                            "SUM(score) AS total FROM gaming_real_time_intelligence_platform "
+                                            "GROUP BY game_id EMIT CHANGES;"})
+    assert status == 200, got
+    records = [("g1", 1), ("g1", 2), ("g9", 8), ("g1", 4)]  # g9 has no games row
+    with open(src, "a") as f:
+        for i, (g, score) in enumerate(records):
+            f.write(json.dumps({"topic": "gaming_player_activity", "key": "a%d" % i, "value": {
+                "activity_id": "a%d" % i, "player_id": "p1", "game_id": g, "activity_type": "play",
+                "activity_timestamp": BASE_MS + i * 1000, "score": score, "in_game_purchases": 0.0}}) + "\n")
+    deadline = time.time() + 30
+    while d.readyz().json["records_applied"] < 2 + len(records):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    body = {"range": {"from": "2024-03-01T00:00:00Z", "to": "2024-03-01T01:00:00Z"},
+            "targets": [{"refId": "A", "target": "per_game_total", "payload": {"format": "table"}}]}
+    status, got = post(d, "/grafana/query", body)
+    assert status == 200, got
+    assert [c["text"] for c in got[0]["columns"]] == ["game_id", "plays", "total"]
+    assert sorted(got[0]["rows"]) == [["g1", 3, 7], ["g9", 1, 8]]
+    status, got = post(d, "/grafana/variable", {"payload": {"target": "game_id"}})
+    assert status == 200 and got == [{"__text": "Game g1", "__value": "g1"}, {"__text": "g9", "__value": "g9"}]
+    status, got = post(d, "/grafana/tag-values", {"key": "game_id"})
+    assert status == 200 and got == [{"text": "Game g1"}, {"text": "g9"}]

@@ -77,3 +77,26 @@ scrape_configs:
         prom.terminate()
         prom.wait(timeout=20)
         log.close()
+
+
+# Names whose quote, backslash or newline would end a label value early and
+# write a series of their own if gamingd did not escape them.
+EVIL_TOPIC = 'out"} 1\nevil_injected_total{x="y'
+EVIL_GAMES = 'ga\\mes\\'
+
+
+def test_label_values_are_escaped_so_the_scrape_parses_whole(gamingd, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+    src = tmp_path / "in.jsonl"
+    src.write_text("")
+    d = gamingd(str(src), args=["--output-topic", EVIL_TOPIC, "--topic-games", EVIL_GAMES])
+    d.wait_ready()
+    r = d.get("/metrics")
+    assert r.status == 200
+    fams = list(text_string_to_metric_families(r.raw.decode()))  # raises on a malformed line
+    names = {s.name for f in fams for s in f.samples}
+    assert not any("evil" in n for n in names), sorted(n for n in names if "evil" in n)
+    out = [s.labels["topic"] for f in fams for s in f.samples if s.name == "gamingd_records_out_total"]
+    assert out == [EVIL_TOPIC]
+    games = [s.labels["topic"] for f in fams for s in f.samples if s.name == "gamingd_records_in_total"]
+    assert EVIL_GAMES in games

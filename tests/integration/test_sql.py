@@ -352,3 +352,26 @@ def test_every_statement_of_the_data_products_readme_is_a_case():
     assert len(kept) == 15
     missing = [s for s in kept if s not in squash]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("statement, message", [
+    ('CREATE TABLE "ev""il\nname" AS SELECT game_id, COUNT(*) AS n FROM gaming_real_time_intelligence_platform '
+     'GROUP BY game_id EMIT CHANGES;', "table name 'ev\"il\nname' is not allowed"),
+    ('CREATE STREAM "back\\slash" AS SELECT game_id FROM gaming_real_time_intelligence_platform EMIT CHANGES;',
+     "stream name 'back\\slash' is not allowed"),
+    ('CREATE STREAM tick AS SELECT game_id AS "tick`" FROM gaming_real_time_intelligence_platform EMIT CHANGES;',
+     "column name 'tick`' is not allowed"),
+    ('CREATE TABLE w AS SELECT game_id, MAX(activity_timestamp) AS window_end FROM '
+     'gaming_real_time_intelligence_platform WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY game_id EMIT CHANGES;',
+     "`WINDOW_END` is a reserved column name"),
+    ('CREATE STREAM ws AS SELECT game_id AS WindowStart FROM gaming_real_time_intelligence_platform EMIT CHANGES;',
+     "`WINDOWSTART` is a reserved column name"),
+])
+def test_create_refuses_names_that_would_break_json_sse_or_prometheus(pulled, statement, message):
+    status, _, body = post(pulled.port, "/ksql", {"ksql": statement})
+    err = json.loads(body)
+    assert status == 400 and err["@type"] == "statement_error" and err["error_code"] == 40001, err
+    assert message in err["message"], err
+    status, _, body = post(pulled.port, "/ksql", {"ksql": "LIST TABLES; LIST STREAMS;"})
+    names = [s["name"] for doc in json.loads(body) for s in doc.get("tables", []) + doc.get("streams", [])]
+    assert not any(n in names for n in ('EV"IL\nNAME', "BACK\\SLASH", "TICK", "W", "WS"))
