@@ -149,6 +149,14 @@ static gd_expr *new_col(binder *b, int index, gd_coltype type)
 static bool open_scope(binder *b, const gd_sql_select *q)
 {
     const gd_catalog_entry *e = gd_catalog_find(b->cat, q->from);
+    const gd_catalog_entry *quarantined = e ? NULL : gd_catalog_find_quarantined(b->cat, q->from);
+    if (quarantined) {
+        b->failed = true;
+        gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
+                    "line %u:%u: %s is in ERROR: its stored definition did not compile at start (%s); DROP it",
+                    q->from_line, q->from_col, quarantined->name, quarantined->error);
+        return false;
+    }
     if (!e) {
         b->failed = true;
         gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "line %u:%u: %.*s does not exist (SHOW STREAMS and SHOW TABLES list what does)",
