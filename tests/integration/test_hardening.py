@@ -619,13 +619,18 @@ def test_a_stored_definition_that_no_longer_compiles_is_quarantined_until_droppe
     assert status == 400 and "exists" in doc["message"], doc
     # the other tables go on
     assert d.get("/v1/tables/gaming_hourly_player_game_stats").status == 200
-    # DROP removes it and its databases
+    # DROP removes it and its databases; the other stays quarantined, stored
     assert ksql(d, "DROP TABLE qt;")[0] == 200
-    assert ksql(d, "DROP STREAM qs;")[0] == 200
     status, doc = ksql(d, "SHOW TABLES;")
     assert "QT" not in [t["name"] for t in doc[0]["tables"]]
     assert d.stop() == 0
     assert not {db for db in _databases(d.data_dir) if db.startswith("qt@")}, _databases(d.data_dir)
+    d.start()
+    d.wait_ready()
+    status, doc = ksql(d, "SHOW STREAMS;")
+    assert [s["state"] for s in doc[0]["streams"] if s["name"] == "QS"] == ["ERROR"], doc
+    assert ksql(d, "DROP STREAM qs;")[0] == 200
+    assert d.stop() == 0
     # a clean start: nothing quarantined, the name free again
     d.start()
     d.wait_ready()
@@ -636,4 +641,4 @@ def test_a_stored_definition_that_no_longer_compiles_is_quarantined_until_droppe
     assert d.stop() == 0
     with open(d.log_path) as f:
         log = f.read()
-    assert log.count("quarantined") == 2, log[-3000:]
+    assert log.count("is quarantined") == 3, log[-3000:]  # qt and qs, then qs
