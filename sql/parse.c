@@ -198,7 +198,8 @@ static bool count_nodes(parser *p, int n, const gd_token *at)
 {
     if (p->failed) return false;
     if ((p->nodes += n) <= GD_EXPR_MAX_NODES) return true;
-    fail_at(p, at, "the statement is too large: its expressions have more than %d parts (operators, names and values) in all", GD_EXPR_MAX_NODES);
+    fail_at(p, at, "the statement is too large: its expressions have more than %d parts (operators, names and values) in all",
+            GD_EXPR_MAX_NODES);
     return false;
 }
 
