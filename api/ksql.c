@@ -15,7 +15,12 @@
  *
  * Errors are ksqlDB's objects: {"@type":"statement_error","error_code":
  * 40001,"message","statementText","entities":[]} for a statement that
- * cannot run, with the HTTP status of its code. */
+ * cannot run, with the HTTP status of its code.
+ *
+ * A quarantined definition (store/catalog.h) is shown as ksqlDB shows a
+ * persistent query that failed: its query "state":"ERROR" (in SHOW
+ * QUERIES and DESCRIBE), its source with "state":"ERROR" and the
+ * "errorMessage" (SHOW TABLES / STREAMS, DESCRIBE); DROP removes it. */
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
@@ -380,7 +385,22 @@ static void persistent_id(const gd_catalog_entry *e, gd_buf *b)
 /* Whether e was made by a query (and has one, in SHOW QUERIES). */
 static bool has_query(const gd_catalog_entry *e)
 {
+    if (e->error) return true; /* quarantined: a CREATE ... AS SELECT, in ERROR */
     return e->is_table ? gd_table_aggregates(e->table) : e->kind == GD_SRC_DERIVED;
+}
+
+/* A table or stream by name, quarantined or not. */
+static const gd_catalog_entry *find_any(const gd_api_ctx *ctx, gd_str name)
+{
+    const gd_catalog_entry *e = gd_catalog_find(ctx->cat, name);
+    return e ? e : gd_catalog_find_quarantined(ctx->cat, name);
+}
+
+/* ,"state":"ERROR","errorMessage":"..." of a quarantined entry. */
+static void put_error_state(gd_buf *b, const gd_catalog_entry *e)
+{
+    gd_buf_puts(b, ",\"state\":\"ERROR\",\"errorMessage\":");
+    gd_json_put_cstr(b, e->error);
 }
 
 static void put_upper(gd_buf *b, const char *name)
@@ -409,8 +429,10 @@ static void put_source_info(gd_buf *b, const gd_catalog_entry *e)
     put_upper(b, e->name);
     gd_buf_puts(b, ",\"topic\":");
     put_topic(b, e);
-    gd_buf_printf(b, ",\"keyFormat\":\"KAFKA\",\"valueFormat\":\"%s\",\"isWindowed\":%s}", value_format(e),
-                  e->is_table && gd_table_windowed(e->table) ? "true" : "false");
+    gd_buf_printf(b, ",\"keyFormat\":\"KAFKA\",\"valueFormat\":\"%s\",\"isWindowed\":%s", value_format(e),
+                  e->is_table && !e->error && gd_table_windowed(e->table) ? "true" : "false");
+    if (e->error) put_error_state(b, e);
+    gd_buf_putc(b, '}');
 }
 
 static void show_sources(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf *b)
@@ -428,6 +450,13 @@ static void show_sources(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf *b
         first = false;
         put_source_info(b, e);
     }
+    for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) {
+        const gd_catalog_entry *e = gd_catalog_quarantined(ctx->cat, i);
+        if (!e || e->is_table != tables) continue;
+        if (!first) gd_buf_putc(b, ',');
+        first = false;
+        put_source_info(b, e);
+    }
     gd_buf_puts(b, "],\"warnings\":[]}");
 }
 
@@ -435,6 +464,7 @@ static void show_sources(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf *b
 static void put_running_query(gd_buf *b, const gd_catalog_entry *e)
 {
     bool running = !atomic_load(&e->terminated);
+    const char *state = e->error ? "ERROR" : running ? "RUNNING" : "TERMINATED";
     gd_buf_puts(b, "{\"queryString\":");
     gd_json_put_cstr(b, e->sql);
     gd_buf_puts(b, ",\"sinks\":[");
@@ -443,8 +473,12 @@ static void put_running_query(gd_buf *b, const gd_catalog_entry *e)
     put_topic(b, e);
     gd_buf_puts(b, "],\"id\":\"");
     persistent_id(e, b);
-    gd_buf_printf(b, "\",\"statusCount\":{\"%s\":1},\"queryType\":\"PERSISTENT\",\"state\":\"%s\"}",
-                  running ? "RUNNING" : "TERMINATED", running ? "RUNNING" : "TERMINATED");
+    gd_buf_printf(b, "\",\"statusCount\":{\"%s\":1},\"queryType\":\"PERSISTENT\",\"state\":\"%s\"", state, state);
+    if (e->error) {
+        gd_buf_puts(b, ",\"errorMessage\":");
+        gd_json_put_cstr(b, e->error);
+    }
+    gd_buf_putc(b, '}');
 }
 
 typedef struct {
@@ -485,6 +519,13 @@ static void show_queries(const gd_api_ctx *ctx, const gd_request *req, const gd_
             put_running_query(b, e);
         }
     }
+    for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) {
+        const gd_catalog_entry *e = gd_catalog_quarantined(ctx->cat, i);
+        if (!e) continue;
+        if (!first) gd_buf_putc(b, ',');
+        first = false;
+        put_running_query(b, e);
+    }
     transient_list tl = {ctx, req, b, &first};
     gd_sql_runner_list(ctx->runner, put_transient, &tl);
     gd_buf_puts(b, "],\"warnings\":[]}");
@@ -505,12 +546,13 @@ static void show_properties(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf
 static void describe(const gd_api_ctx *ctx, const gd_sql_stmt *st, const gd_catalog_entry *e, gd_buf *b)
 {
     gd_sql_column cols[GD_MAX_KEYS + 2 + GD_MAX_COLS + 64];
-    int n = gd_sql_columns(e, cols, (int)(sizeof cols / sizeof cols[0]));
+    int n = e->error ? 0 : gd_sql_columns(e, cols, (int)(sizeof cols / sizeof cols[0])); /* quarantined: none known */
     gd_buf_puts(b, "{\"@type\":\"sourceDescription\",\"statementText\":");
     put_statement(b, st->text);
     gd_buf_puts(b, ",\"sourceDescription\":{\"name\":");
     put_upper(b, e->name);
-    bool windowed = e->is_table && gd_table_windowed(e->table);
+    if (e->error) put_error_state(b, e);
+    bool windowed = e->is_table && !e->error && gd_table_windowed(e->table);
     gd_buf_printf(b, ",\"windowType\":%s,\"readQueries\":[],\"writeQueries\":[", windowed ? "\"TUMBLING\"" : "null");
     if (has_query(e)) put_running_query(b, e);
     gd_buf_puts(b, "],\"fields\":[");
@@ -573,7 +615,7 @@ static bool create(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_st
 {
     if (!admin(req, st, r)) return false;
     gd_buf cmd = {0}, msg = {0};
-    const gd_catalog_entry *exists = gd_catalog_find(ctx->cat, st->name);
+    const gd_catalog_entry *exists = find_any(ctx, st->name);
     if (exists && st->if_not_exists) {
         command_id(st, exists->name, "create", &cmd);
         gd_buf_printf(&msg, "Cannot add %s %s: one with the same name already exists.", st->is_table ? "table" : "stream",
@@ -623,7 +665,7 @@ static bool change(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_cmd_op op, c
                         st->text);
         return false;
     }
-    if (op == GD_CMD_DROP) /* its push stream has no more events: its subscribers are let go */
+    if (op == GD_CMD_DROP && !e->error) /* its push stream has no more events: its subscribers are let go */
         gd_push_end_stream(ctx->push, e->is_table ? gd_table_hub(e->slot) : gd_stream_hub(e->slot));
     return true;
 }
@@ -631,7 +673,7 @@ static bool change(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_cmd_op op, c
 static bool drop(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_stmt *st, gd_buf *b, gd_reply *r)
 {
     if (!admin(req, st, r)) return false;
-    const gd_catalog_entry *e = gd_catalog_find(ctx->cat, st->name);
+    const gd_catalog_entry *e = find_any(ctx, st->name);
     char msg[300];
     gd_buf cmd = {0};
     if (!e || e->is_table != st->is_table) {
@@ -758,7 +800,7 @@ static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd
         else show_sources(ctx, st, b);
         return true;
     case GD_SQL_DESCRIBE: {
-        const gd_catalog_entry *e = gd_catalog_find(ctx->cat, st->name);
+        const gd_catalog_entry *e = find_any(ctx, st->name);
         if (!e) {
             char msg[200];
             snprintf(msg, sizeof msg, "Could not find STREAM/TABLE '%.*s' in the Metastore", (int)st->name.len, st->name.p);

@@ -43,6 +43,12 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
                                                 "key_columns", keys, "value_columns", cols,
                                                 "window_ms", window));
     }
+    for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) { /* listed with their error until dropped */
+        const gd_catalog_entry *e = gd_catalog_quarantined(ctx->cat, i);
+        if (e && e->is_table)
+            json_array_append_new(tables, json_pack("{s:s,s:[],s:[],s:n,s:s,s:s}", "name", e->name, "key_columns",
+                                                    "value_columns", "window_ms", "state", "ERROR", "error", e->error));
+    }
     json_t *doc = json_pack("{s:o}", "tables", tables);
     char *text = json_dumps(doc, JSON_COMPACT);
     r->status = 200;
@@ -567,6 +573,13 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
                          gd_reply *r)
 {
     const gd_catalog_entry *e = gd_catalog_find(ctx->cat, gd_str_c(name));
+    const gd_catalog_entry *quarantined = e ? NULL : gd_catalog_find_quarantined(ctx->cat, gd_str_c(name));
+    if (quarantined && quarantined->is_table) {
+        gd_reply_error(r, 404, "table '%s' is in ERROR: its stored definition did not compile at start (%s); "
+                               "DROP TABLE removes it",
+                       quarantined->name, quarantined->error);
+        return;
+    }
     if (!e || !e->is_table) {
         gd_reply_error(r, 404, "no table named '%s' (GET /v1/tables lists them)", name);
         return;

@@ -642,7 +642,7 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
         return GD_ERR;
     }
     if (op == GD_CMD_CREATE) {
-        if (gd_catalog_find(e->cat, gd_str_c(entry->name))) {
+        if (gd_catalog_name_taken(e->cat, gd_str_c(entry->name))) {
             snprintf(why, why_len, "a table or stream named %s exists", entry->name);
             return GD_ERR;
         }
@@ -662,7 +662,8 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
             snprintf(why, why_len, "Cannot drop %s: %s reads from it", entry->name, reader->name);
             return GD_ERR;
         }
-        if (entry->is_table && gd_store_empty_table(e->store, e->txn, entry->table)) {
+        if (entry->is_table && (entry->error ? gd_store_delete_table(e->store, e->txn, entry->name, entry->uid)
+                                             : gd_store_empty_table(e->store, e->txn, entry->table))) {
             snprintf(why, why_len, "the store could not delete the table's rows");
             return GD_ERR;
         }
@@ -695,7 +696,7 @@ static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
 {
     char name[128], why[256] = "no SQL compiler";
     snprintf(name, sizeof name, "%.*s", (int)c->table.len, c->table.p);
-    if (gd_catalog_find(e->cat, c->table) || (e->adopted && !strcmp(e->adopted->name, name))) return GD_OK;
+    if (gd_catalog_name_taken(e->cat, c->table) || (e->adopted && !strcmp(e->adopted->name, name))) return GD_OK;
     gd_catalog_entry *entry = e->cat->compile ? e->cat->compile(e->cat, c->key.len == 1 && c->key.p[0] == 'T',
                                                                 c->value, why, sizeof why)
                                               : NULL;
@@ -751,7 +752,7 @@ static void publish_ddl(gd_engine *e, gd_catalog_cmd *cmd)
     if (op == GD_CMD_CREATE) {
         publish_created(e, entry);
     } else {
-        if (entry->is_table) {
+        if (entry->is_table && !entry->error) { /* a quarantined table has no windows */
             gd_windows_remove(&e->win, entry->slot);
             gd_windows_remove(&e->win_worker, entry->slot);
         }

@@ -476,11 +476,14 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
 typedef struct {
     gd_windows *w;
     gd_hot_table *t;
-    int rc;
+    size_t undecoded; /* stored rows that did not decode */
     gd_store *s;
     MDB_txn *txn;
 } load_ctx;
 
+/* A stored row that does not decode starts its group over, as when it is
+ * read back for an update (group_for_update): failing would stop the
+ * daemon at every start on what its store holds. */
 static int load_row(void *ctx, gd_str key, gd_str val)
 {
     load_ctx *c = ctx;
@@ -489,9 +492,8 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     gd_str gkey = {key.p + 8, key.len - 8};
     gd_hot_group *g = find_group(c->t, win, gkey, true);
     if (decode_stored(c->w, c->t->def, c->s, c->txn, key, val, g->slots, &win->arena)) {
-        gd_error("%s: a stored row does not decode; its window is not restored", c->t->def->name);
-        c->rc = GD_ERR;
-        return 1;
+        release_slots(c->w, c->t->def, g->slots);
+        c->undecoded++;
     }
     return 0;
 }
@@ -502,9 +504,12 @@ static int load_table(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn,
     int64_t size = t->def->window_ms;
     int64_t first_hot = size ? gd_window_start(stream_time - size - kept_ms(t) + 1, size) : 0;
     gd_rowkey_encode(&w->key, first_hot, (gd_str){"", 0});
-    load_ctx c = {w, t, GD_OK, s, txn};
+    load_ctx c = {w, t, 0, s, txn};
     int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_row, &c);
-    if (rc || c.rc) return rc ? rc : c.rc;
+    if (c.undecoded)
+        gd_error("%s: %zu stored row%s did not decode; %s over", t->def->name, c.undecoded,
+                 c.undecoded == 1 ? "" : "s", c.undecoded == 1 ? "its group starts" : "their groups start");
+    if (rc) return rc;
     /* no window after that of the stream time can have rows */
     int64_t newest = gd_window_start(stream_time, size);
     if (newest > t->newest_start) t->newest_start = newest;

@@ -1,7 +1,14 @@
 /* builtin.c -- the catalog at start: builtin.sql (built into the binary by
  * the Makefile as gd_builtin_sql), then the user's definitions the store
- * holds, each compiled by the planner like a statement just received. */
+ * holds, each compiled by the planner like a statement just received.
+ *
+ * A stored definition that no longer compiles (a bound it predates, a
+ * column gone from what it reads, an edited store) or finds no slot is
+ * quarantined (store/catalog.h), never fatal: a daemon that refused to
+ * start, or crashed, on what its store holds would do so at every start. */
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "sql.h"
 
@@ -56,10 +63,66 @@ typedef struct {
     int loaded, failed;
 } load_ctx;
 
+static bool is_word(const gd_token *t, const char *w)
+{
+    return t->type == GD_TK_IDENT && t->text.len == strlen(w) && !strncasecmp(t->text.p, w, t->text.len);
+}
+
+/* The name CREATE TABLE|STREAM [IF NOT EXISTS] name ... gives, lower case
+ * as the planner keeps it, from the statement's first tokens alone (it
+ * may no longer parse); "definition_UID" when it gives none. */
+static char *created_name(gd_arena *arena, gd_str sql, uint64_t uid)
+{
+    gd_lexer lx;
+    gd_lexer_init(&lx, sql, arena);
+    gd_token t = gd_lexer_next(&lx);
+    gd_str name = {NULL, 0};
+    if (is_word(&t, "CREATE") && (t = gd_lexer_next(&lx), is_word(&t, "TABLE") || is_word(&t, "STREAM"))) {
+        t = gd_lexer_next(&lx);
+        if (is_word(&t, "IF")) {
+            for (int i = 0; i < 3; i++) t = gd_lexer_next(&lx); /* NOT EXISTS name */
+        }
+        if ((t.type == GD_TK_IDENT || t.type == GD_TK_QIDENT) && t.text.len && t.text.len < 128) name = t.text;
+    }
+    char *out = gd_arena_alloc(arena, name.len + 32);
+    if (!name.p) snprintf(out, name.len + 32, "definition_%llu", (unsigned long long)uid);
+    else {
+        for (uint32_t i = 0; i < name.len; i++)
+            out[i] = (char)(name.p[i] >= 'A' && name.p[i] <= 'Z' ? name.p[i] + 32 : name.p[i]);
+        out[name.len] = 0;
+    }
+    return out;
+}
+
+/* A stored definition that did not compile (why) into the quarantine;
+ * false when there is no room there either. */
+static bool quarantine(gd_catalog *cat, uint64_t uid, bool is_table, bool terminated, gd_str sql, const char *why)
+{
+    gd_catalog_entry *e = gd_catalog_entry_new();
+    if (!e) return false;
+    e->uid = uid;
+    e->is_table = is_table;
+    e->kind = GD_SRC_DERIVED; /* what a stored stream is */
+    atomic_store(&e->terminated, terminated);
+    e->name = created_name(&e->arena, sql, uid);
+    char *text = gd_arena_alloc(&e->arena, sql.len + 1);
+    memcpy(text, sql.p, sql.len);
+    text[sql.len] = 0;
+    e->sql = text;
+    char *error = gd_arena_alloc(&e->arena, strlen(why) + 1);
+    memcpy(error, why, strlen(why) + 1);
+    e->error = error;
+    if (gd_catalog_name_taken(cat, gd_str_c(e->name)) || gd_catalog_quarantine(cat, e)) {
+        gd_catalog_entry_free(e);
+        return false;
+    }
+    return true;
+}
+
 static int load_definition(void *ctx, uint64_t uid, bool is_table, bool terminated, gd_str sql)
 {
     load_ctx *c = ctx;
-    char why_buf[256];
+    char why_buf[sizeof ((gd_sql_error *)0)->message];
     const char *why = why_buf;
     gd_catalog_entry *e = compile_definition(c->cat, is_table, sql, why_buf, sizeof why_buf);
     if (e) {
@@ -71,10 +134,16 @@ static int load_definition(void *ctx, uint64_t uid, bool is_table, bool terminat
         }
     }
     if (e) c->loaded++;
-    else {
+    else if (quarantine(c->cat, uid, is_table, terminated, sql, why)) {
         c->failed++;
-        gd_error("a stored definition no longer compiles and is left out (its data stays in the store): %.*s: %s",
-                 (int)sql.len, sql.p, why);
+        gd_error("a stored definition no longer compiles and is quarantined (listed with this error until DROP; its "
+                 "data stays in the store): %.*s: %s",
+                 (int)(sql.len < 2000 ? sql.len : 2000), sql.p, why);
+    } else {
+        c->failed++;
+        gd_error("a stored definition no longer compiles and is left out (no room to quarantine it, or its name is "
+                 "taken): %.*s: %s",
+                 (int)(sql.len < 2000 ? sql.len : 2000), sql.p, why);
     }
     return GD_OK;
 }

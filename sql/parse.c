@@ -38,7 +38,18 @@
  *
  * What ksqlDB has and gamingd does not (joins, other windows, PARTITION BY,
  * INSERT, PRINT, ...) is recognised where it starts and refused by name.
- * The parser builds gd_expr trees with names unbound; plan.c binds them. */
+ * The parser builds gd_expr trees with names unbound; plan.c binds them.
+ *
+ * Every request is bounded here, before anything recurses on what it
+ * wrote (store/expr.h says why): an expression may nest at most
+ * GD_EXPR_MAX_DEPTH levels, counted both in the text (parentheses,
+ * arguments, prefix operators: the parser's own recursion) and in the tree
+ * it builds (each node's height, so that a chain 1+1+...+1, which the
+ * grammar reads in a loop, counts a level an operator); a statement holds
+ * at most GD_EXPR_MAX_NODES expression nodes in all (a CASE's operand
+ * counted again for each WHEN it is compared in); a script holds at most
+ * MAX_STATEMENTS statements. Past any of them the statement is refused
+ * with its line and column, as a syntax error is. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,13 +58,14 @@
 
 #include "sql.h"
 
-/* How deep expressions may nest: the parser, the planner and evaluation
- * all recurse on them. */
-enum { MAX_DEPTH = 200 };
+/* Statements in one script: each /ksql statement is answered in one
+ * reply, so this bounds a request's work and its answer. */
+enum { MAX_STATEMENTS = 64 };
 
 typedef struct {
     gd_lexer lx;
-    int depth;     /* of the expression being parsed */
+    int depth;     /* of the expression being parsed, in the text */
+    int nodes;     /* expression nodes in the statement being parsed */
     gd_token tok;  /* the current token */
     gd_token prev; /* the one before */
     gd_arena *arena;
@@ -180,8 +192,21 @@ static bool name(parser *p, gd_str *out, const char *what)
     return true;
 }
 
+/* Counts n more nodes in the statement; false (and an error at `at`)
+ * past GD_EXPR_MAX_NODES. */
+static bool count_nodes(parser *p, int n, const gd_token *at)
+{
+    if (p->failed) return false;
+    if ((p->nodes += n) <= GD_EXPR_MAX_NODES) return true;
+    fail_at(p, at, "the statement is too large: its expressions have more than %d parts (operators, names and values) in all",
+            GD_EXPR_MAX_NODES);
+    return false;
+}
+
+/* A new node (args to be filled, then sealed), or NULL past the limit. */
 static gd_expr *node(parser *p, gd_expr_op op, int nargs, const gd_token *at)
 {
+    if (!count_nodes(p, 1, at)) return NULL;
     gd_expr *e = gd_arena_alloc(p->arena, sizeof *e);
     memset(e, 0, sizeof *e);
     e->op = op;
@@ -190,6 +215,25 @@ static gd_expr *node(parser *p, gd_expr_op op, int nargs, const gd_token *at)
     e->line = at->line;
     e->col = at->col;
     e->index = -1;
+    e->height = 1;
+    return e;
+}
+
+/* A node whose arguments are all there: its height counted, NULL (and an
+ * error at it) past GD_EXPR_MAX_DEPTH. */
+static gd_expr *sealed(parser *p, gd_expr *e)
+{
+    if (!e) return NULL;
+    int h = 0;
+    for (int i = 0; i < e->nargs; i++)
+        if (e->args[i]->height > h) h = e->args[i]->height;
+    if (h >= GD_EXPR_MAX_DEPTH) {
+        gd_token at = {.line = e->line, .col = e->col};
+        fail_at(p, &at, "expression nested more than %d levels deep (each operator of a chain such as a + b + c "
+                        "is a level)", GD_EXPR_MAX_DEPTH);
+        return NULL;
+    }
+    e->height = (uint16_t)(h + 1);
     return e;
 }
 
@@ -220,8 +264,8 @@ static void list_push(parser *p, expr_list *l, gd_expr *e)
 static gd_expr *from_list(parser *p, gd_expr_op op, const expr_list *l, const gd_token *at)
 {
     gd_expr *e = node(p, op, l->n, at);
-    if (l->n) memcpy(e->args, l->v, sizeof *l->v * (size_t)l->n);
-    return e;
+    if (e && l->n) memcpy(e->args, l->v, sizeof *l->v * (size_t)l->n);
+    return sealed(p, e);
 }
 
 static gd_expr *expr(parser *p);
@@ -251,7 +295,11 @@ static bool type_name(parser *p, gd_coltype *out)
 static gd_expr *literal(parser *p)
 {
     gd_token t = p->tok;
+    if (t.type != GD_TK_INTEGER && t.type != GD_TK_DECIMAL && t.type != GD_TK_STRING && !is_kw(&t, "TRUE") &&
+        !is_kw(&t, "FALSE") && !is_kw(&t, "NULL"))
+        return NULL;
     gd_expr *e = node(p, GD_E_LIT, 0, &t);
+    if (!e) return NULL;
     char buf[64];
     if (t.type == GD_TK_INTEGER) {
         int64_t v;
@@ -272,10 +320,10 @@ static gd_expr *literal(parser *p)
     } else if (is_kw(&t, "TRUE") || is_kw(&t, "FALSE")) {
         e->lit = (gd_value){.t = GD_V_BOOL, .i = is_kw(&t, "TRUE")};
         e->type = GD_T_BOOLEAN;
-    } else if (is_kw(&t, "NULL")) {
+    } else {
         e->lit = (gd_value){.t = GD_V_NULL};
         e->type = GD_T_NULL;
-    } else return NULL;
+    }
     next(p);
     return e;
 }
@@ -286,16 +334,21 @@ static gd_expr *case_expr(parser *p, const gd_token *at)
 {
     expr_list l = {0};
     gd_expr *operand = NULL;
-    if (!is_kw(&p->tok, "WHEN")) operand = expr(p); /* CASE x WHEN v THEN ...: x = v */
+    int before = p->nodes;
+    if (!is_kw(&p->tok, "WHEN")) { /* CASE x WHEN v THEN ...: x = v, x walked once a WHEN */
+        if (!(operand = expr(p))) return NULL;
+    }
+    int operand_nodes = p->nodes - before;
     while (!p->failed && accept_kw(p, "WHEN")) {
         gd_token when_at = p->prev;
         gd_expr *cond = expr(p);
         if (!cond || !expect_kw(p, "THEN")) return NULL;
         if (operand) {
-            gd_expr *eq = node(p, GD_E_EQ, 2, &when_at);
+            gd_expr *eq = l.n && !count_nodes(p, operand_nodes, &when_at) ? NULL : node(p, GD_E_EQ, 2, &when_at);
+            if (!eq) return NULL;
             eq->args[0] = operand;
             eq->args[1] = cond;
-            cond = eq;
+            if (!(cond = sealed(p, eq))) return NULL;
         }
         list_push(p, &l, cond);
         gd_expr *then = expr(p);
@@ -321,6 +374,7 @@ static gd_expr *case_expr(parser *p, const gd_token *at)
 static gd_expr *call_expr(parser *p, gd_token fn)
 {
     gd_expr *e = node(p, GD_E_CALL, 0, &fn);
+    if (!e) return NULL;
     e->name = fn.text;
     if (accept_kw(p, "DISTINCT")) e->distinct = true;
     expr_list l = {0};
@@ -335,7 +389,7 @@ static gd_expr *call_expr(parser *p, gd_token fn)
     if (!expect_sym(p, ")")) return NULL;
     e->nargs = (uint16_t)l.n;
     e->args = l.v;
-    return e;
+    return sealed(p, e);
 }
 
 static gd_expr *primary(parser *p)
@@ -350,15 +404,16 @@ static gd_expr *primary(parser *p)
     if (accept_kw(p, "CASE")) return case_expr(p, &t);
     if (accept_kw(p, "CAST")) {
         gd_expr *e = node(p, GD_E_CAST, 1, &t);
-        if (!expect_sym(p, "(") || !(e->args[0] = expr(p)) || !expect_kw(p, "AS") || !type_name(p, &e->type) ||
+        if (!e || !expect_sym(p, "(") || !(e->args[0] = expr(p)) || !expect_kw(p, "AS") || !type_name(p, &e->type) ||
             !expect_sym(p, ")"))
             return NULL;
-        return e;
+        return sealed(p, e);
     }
     if (is_name(&t)) {
         next(p);
         if (t.type == GD_TK_IDENT && accept_sym(p, "(")) return call_expr(p, t);
         gd_expr *e = node(p, GD_E_NAME, 0, &t);
+        if (!e) return NULL;
         e->name = t.text;
         if (accept_sym(p, ".")) { /* alias.column */
             e->qualifier = t.text;
@@ -373,28 +428,30 @@ static gd_expr *primary(parser *p)
     return NULL;
 }
 
-/* Counts a level of nesting; false (and an error) past MAX_DEPTH. */
+/* Counts a level of nesting in the text; false (and an error) past
+ * GD_EXPR_MAX_DEPTH. */
 static bool deeper(parser *p)
 {
-    if (++p->depth <= MAX_DEPTH) return true;
-    fail_at(p, &p->tok, "expression nested more than %d deep", MAX_DEPTH);
+    if (++p->depth <= GD_EXPR_MAX_DEPTH) return true;
+    fail_at(p, &p->tok, "expression nested more than %d levels deep", GD_EXPR_MAX_DEPTH);
     return false;
 }
 
-static gd_expr *unary_inner(parser *p);
+static gd_expr *unary(parser *p);
 
-static gd_expr *unary(parser *p)
+/* The operand of a prefix operator, a level deeper. */
+static gd_expr *prefixed(parser *p)
 {
-    gd_expr *e = deeper(p) ? unary_inner(p) : NULL;
+    gd_expr *e = !p->failed && deeper(p) ? unary(p) : NULL;
     p->depth--;
     return e;
 }
 
-static gd_expr *unary_inner(parser *p)
+static gd_expr *unary(parser *p)
 {
     gd_token t = p->tok;
     if (accept_sym(p, "-")) {
-        gd_expr *a = unary(p);
+        gd_expr *a = prefixed(p);
         if (!a) return NULL;
         if (a->op == GD_E_LIT && a->lit.t == GD_V_INT) { /* -2147483648 stays an INTEGER */
             a->lit.i = -a->lit.i;
@@ -406,10 +463,11 @@ static gd_expr *unary_inner(parser *p)
             return a;
         }
         gd_expr *e = node(p, GD_E_NEG, 1, &t);
+        if (!e) return NULL;
         e->args[0] = a;
-        return e;
+        return sealed(p, e);
     }
-    if (accept_sym(p, "+")) return unary(p);
+    if (accept_sym(p, "+")) return prefixed(p);
     return primary(p);
 }
 
@@ -417,9 +475,10 @@ static gd_expr *binary(parser *p, gd_expr_op op, gd_expr *l, gd_expr *r, const g
 {
     if (!l || !r) return NULL;
     gd_expr *e = node(p, op, 2, at);
+    if (!e) return NULL;
     e->args[0] = l;
     e->args[1] = r;
-    return e;
+    return sealed(p, e);
 }
 
 static gd_expr *product(parser *p)
@@ -460,17 +519,19 @@ static gd_expr *predicate(parser *p)
         if (accept_sym(p, cmps[i].sym)) return binary(p, cmps[i].op, e, sum(p), &t);
     if (accept_kw(p, "IS")) {
         gd_expr *n = node(p, GD_E_IS_NULL, 1, &t);
+        if (!n) return NULL;
         n->negated = accept_kw(p, "NOT");
         n->args[0] = e;
-        return expect_kw(p, "NULL") ? n : NULL;
+        return expect_kw(p, "NULL") ? sealed(p, n) : NULL;
     }
     bool negated = accept_kw(p, "NOT");
     if (accept_kw(p, "BETWEEN")) {
         gd_expr *n = node(p, GD_E_BETWEEN, 3, &t);
+        if (!n) return NULL;
         n->negated = negated;
         n->args[0] = e;
         if (!(n->args[1] = sum(p)) || !expect_kw(p, "AND") || !(n->args[2] = sum(p))) return NULL;
-        return n;
+        return sealed(p, n);
     }
     if (accept_kw(p, "IN")) {
         expr_list l = {0};
@@ -483,7 +544,7 @@ static gd_expr *predicate(parser *p)
         } while (accept_sym(p, ","));
         if (!expect_sym(p, ")")) return NULL;
         gd_expr *n = from_list(p, GD_E_IN, &l, &t);
-        n->negated = negated;
+        if (n) n->negated = negated;
         return n;
     }
     if (accept_kw(p, "LIKE")) {
@@ -502,12 +563,13 @@ static gd_expr *not_expr(parser *p)
 {
     gd_token t = p->tok;
     if (accept_kw(p, "NOT")) {
-        gd_expr *a = deeper(p) ? not_expr(p) : NULL;
+        gd_expr *a = !p->failed && deeper(p) ? not_expr(p) : NULL;
         p->depth--;
         if (!a) return NULL;
         gd_expr *e = node(p, GD_E_NOT, 1, &t);
+        if (!e) return NULL;
         e->args[0] = a;
-        return e;
+        return sealed(p, e);
     }
     return predicate(p);
 }
@@ -609,7 +671,7 @@ static bool select_items(parser *p, gd_sql_select *q)
         memset(it, 0, sizeof *it);
         gd_token t = p->tok;
         if (accept_sym(p, "*")) {
-            it->expr = node(p, GD_E_STAR, 0, &t);
+            if (!(it->expr = node(p, GD_E_STAR, 0, &t))) return false;
             continue;
         }
         if (is_name(&t)) { /* alias.* */
@@ -617,7 +679,7 @@ static bool select_items(parser *p, gd_sql_select *q)
             gd_token save_tok = p->tok, save_prev = p->prev;
             next(p);
             if (accept_sym(p, ".") && accept_sym(p, "*")) {
-                it->expr = node(p, GD_E_STAR, 0, &t);
+                if (!(it->expr = node(p, GD_E_STAR, 0, &t))) return false;
                 it->expr->qualifier = t.text;
                 continue;
             }
@@ -885,6 +947,11 @@ int gd_sql_parse(gd_str text, gd_arena *arena, gd_sql_stmt **stmts, int *nstmts,
     gd_sql_stmt *out = NULL;
     while (p.tok.type != GD_TK_EOF && !p.failed) {
         if (accept_sym(&p, ";")) continue; /* empty statement */
+        if (n == MAX_STATEMENTS) {
+            fail_at(&p, &p.tok, "more than %d statements in one request", MAX_STATEMENTS);
+            break;
+        }
+        p.nodes = 0;
         out = grow(arena, out, n, &cap, sizeof *out);
         gd_sql_stmt *st = &out[n++];
         memset(st, 0, sizeof *st);

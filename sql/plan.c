@@ -157,6 +157,14 @@ static gd_expr *new_col(binder *b, int index, gd_coltype type)
 static bool open_scope(binder *b, const gd_sql_select *q)
 {
     const gd_catalog_entry *e = gd_catalog_find(b->cat, q->from);
+    const gd_catalog_entry *quarantined = e ? NULL : gd_catalog_find_quarantined(b->cat, q->from);
+    if (quarantined) {
+        b->failed = true;
+        gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
+                    "line %u:%u: %s is in ERROR: its stored definition did not compile at start (%s); DROP it",
+                    q->from_line, q->from_col, quarantined->name, quarantined->error);
+        return false;
+    }
     if (!e) {
         b->failed = true;
         gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "line %u:%u: %.*s does not exist (SHOW STREAMS and SHOW TABLES list what does)",
@@ -1041,6 +1049,44 @@ static int create_table(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
     return GD_OK;
 }
 
+/* ---- size ----
+ * Binding copies the parser's trees node for node, save that a derived
+ * stream's columns are put in where they are named (and its WHERE joined
+ * to the query's): a stream over a stream over a stream could so grow
+ * trees past what the parser allows. Each statement's bound trees are
+ * held to the same bounds (store/expr.h), each use of a shared subtree
+ * counted, as evaluation will walk it. */
+
+typedef struct {
+    int budget; /* nodes left for the statement */
+    bool fits;
+} size_check;
+
+static void size_of(size_check *c, const gd_expr *e)
+{
+    if (c->fits && !gd_expr_fits(e, GD_EXPR_MAX_DEPTH, &c->budget)) c->fits = false;
+}
+
+static void size_of_table(size_check *c, const gd_tabledef *t)
+{
+    size_of(c, t->where);
+    size_of(c, t->having);
+    for (int k = 0; k < t->nkeys; k++) size_of(c, t->keys[k].expr);
+    for (int i = 0; i < t->nslots; i++) {
+        size_of(c, t->cols[i].arg);
+        size_of(c, t->cols[i].expr);
+    }
+}
+
+static int too_large(const gd_sql_select *q, const size_check *c, gd_sql_error *err)
+{
+    if (c->fits) return GD_OK;
+    return gd_sql_fail(err, GD_SQL_BAD_STATEMENT,
+                       "line %u:%u: the statement is too large once the columns of %.*s are put in: its expressions "
+                       "would nest more than %d levels deep or have more than %d parts in all",
+                       q->from_line, q->from_col, (int)q->from.len, q->from.p, GD_EXPR_MAX_DEPTH, GD_EXPR_MAX_NODES);
+}
+
 int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builtin, gd_catalog_entry **out,
                        gd_sql_error *err)
 {
@@ -1071,6 +1117,11 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
         if (!rc && !st->is_table && e->base->kind != GD_SRC_ENRICHED)
             rc = gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "derived streams are kept over the enriched stream, not %s",
                              e->base->name);
+        size_check size = {GD_EXPR_MAX_NODES, true};
+        if (!rc && st->is_table) size_of_table(&size, e->table);
+        for (int i = 0; !rc && !st->is_table && i < e->ncols; i++) size_of(&size, e->proj[i]);
+        if (!rc && !st->is_table) size_of(&size, e->where);
+        if (!rc) rc = too_large(&st->select, &size, err);
     }
     if (rc) {
         gd_catalog_entry_free(e);
@@ -1274,7 +1325,9 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
         }
         plan->row_width = width + t->ncols;
         plan->pii_use = b.pii_use;
-        return b.failed ? GD_ERR : GD_OK;
+        size_check size = {GD_EXPR_MAX_NODES, true};
+        size_of_table(&size, t);
+        return b.failed || too_large(q, &size, err) ? GD_ERR : GD_OK;
     }
     if (q->windowed) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "WINDOW needs an aggregation (GROUP BY)");
     if (q->having) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "HAVING needs an aggregation (GROUP BY)");
@@ -1302,6 +1355,10 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
     }
     plan->source = b.sc.reads;
     plan->row_width = src->is_table ? b.sc.ncols : b.sc.reads->width;
+    size_check size = {GD_EXPR_MAX_NODES, true};
+    for (int i = 0; i < plan->ncols; i++) size_of(&size, plan->proj[i]);
+    size_of(&size, plan->where);
+    if (too_large(q, &size, err)) return GD_ERR;
     if (src->is_table && !push) {
         plan->kind = GD_PLAN_PULL_TABLE;
         if (!bind_order(&b, q, plan)) return GD_ERR;

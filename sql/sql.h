@@ -249,8 +249,8 @@ void gd_sql_runner_metrics(gd_sql_runner *r, uint64_t *queries, uint64_t *events
 /* Compiles builtin.sql into cat, and gives cat the compiler of user
  * definitions (gd_catalog.compile). */
 int gd_sql_load_builtin(gd_catalog *cat, gd_sql_error *err);
-/* Compiles the user definitions the store holds into cat (a definition
- * that no longer compiles is logged and left out). */
+/* Compiles the user definitions the store holds into cat; one that no
+ * longer compiles is quarantined (listed with its error until dropped). */
 int gd_sql_load_user(gd_catalog *cat, gd_store *store);
 
 #endif

@@ -1,6 +1,7 @@
-/* catalog.c -- the slots of tables and streams, the DDL command queue
- * between HTTP threads and the ingest thread, and the stored form of the
- * user's definitions (catalog.h). */
+/* catalog.c -- the slots of tables and streams, the quarantine of stored
+ * definitions that no longer compile, the DDL command queue between HTTP
+ * threads and the ingest thread, and the stored form of the user's
+ * definitions, quarantined ones included (catalog.h). */
 #include "catalog.h"
 
 #include <errno.h>
@@ -51,6 +52,7 @@ void gd_catalog_free(gd_catalog *c)
 {
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) gd_catalog_entry_free(atomic_load(&c->tables[i]));
     for (unsigned i = 0; i < GD_MAX_STREAMS; i++) gd_catalog_entry_free(atomic_load(&c->streams[i]));
+    for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) gd_catalog_entry_free(atomic_load(&c->quarantined[i]));
     while (c->retired) {
         gd_catalog_entry *next = c->retired->next_retired;
         gd_catalog_entry_free(c->retired);
@@ -91,6 +93,25 @@ const gd_catalog_entry *gd_catalog_find(const gd_catalog *c, gd_str name)
         if (name_is(e, name)) return e;
     }
     return NULL;
+}
+
+const gd_catalog_entry *gd_catalog_quarantined(const gd_catalog *c, unsigned i)
+{
+    return i < GD_MAX_QUARANTINED ? slot_load((_Atomic(gd_catalog_entry *) *)&c->quarantined[i]) : NULL;
+}
+
+const gd_catalog_entry *gd_catalog_find_quarantined(const gd_catalog *c, gd_str name)
+{
+    for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) {
+        const gd_catalog_entry *e = gd_catalog_quarantined(c, i);
+        if (name_is(e, name)) return e;
+    }
+    return NULL;
+}
+
+bool gd_catalog_name_taken(const gd_catalog *c, gd_str name)
+{
+    return gd_catalog_find(c, name) || gd_catalog_find_quarantined(c, name);
 }
 
 const gd_tabledef *gd_catalog_tabledef(const gd_catalog *c, gd_str name)
@@ -178,7 +199,7 @@ int64_t gd_catalog_grace(const gd_catalog *c, const gd_tabledef *t)
 
 int gd_catalog_add(gd_catalog *c, gd_catalog_entry *e, const char **why)
 {
-    if (gd_catalog_find(c, gd_str_c(e->name))) {
+    if (gd_catalog_name_taken(c, gd_str_c(e->name))) {
         *why = "a table or stream of that name exists";
         return GD_ERR;
     }
@@ -200,9 +221,21 @@ int gd_catalog_add(gd_catalog *c, gd_catalog_entry *e, const char **why)
     return GD_OK;
 }
 
+int gd_catalog_quarantine(gd_catalog *c, gd_catalog_entry *e)
+{
+    unsigned i = 0;
+    while (i < GD_MAX_QUARANTINED && slot_load(&c->quarantined[i])) i++;
+    if (i == GD_MAX_QUARANTINED) return GD_ERR;
+    e->slot = i;
+    if (e->uid >= c->next_uid) c->next_uid = e->uid + 1;
+    atomic_store_explicit(&c->quarantined[i], e, memory_order_release);
+    atomic_fetch_add(&c->version, 1);
+    return GD_OK;
+}
+
 void gd_catalog_remove(gd_catalog *c, gd_catalog_entry *e)
 {
-    _Atomic(gd_catalog_entry *) *slots = e->is_table ? c->tables : c->streams;
+    _Atomic(gd_catalog_entry *) *slots = e->error ? c->quarantined : e->is_table ? c->tables : c->streams;
     atomic_store_explicit(&slots[e->slot], NULL, memory_order_release);
     atomic_fetch_add(&c->version, 1);
     pthread_mutex_lock(&c->lock);
@@ -305,8 +338,12 @@ void gd_catalog_encode(const gd_catalog *c, const gd_catalog_entry *const *adds,
 {
     /* in the order they were created: a definition names only what existed
      * before it, so they compile again in this order */
-    const gd_catalog_entry *list[GD_MAX_TABLES + GD_MAX_STREAMS + 2];
+    const gd_catalog_entry *list[GD_MAX_TABLES + GD_MAX_STREAMS + GD_MAX_QUARANTINED + 2];
     size_t n = 0;
+    for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) { /* kept as stored until dropped */
+        const gd_catalog_entry *e = gd_catalog_quarantined(c, i);
+        if (e && e != drop) list[n++] = e;
+    }
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
         const gd_catalog_entry *e = gd_catalog_table(c, i);
         if (e && !e->builtin && e != drop) list[n++] = e;

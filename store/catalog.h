@@ -14,7 +14,14 @@
  * databases appear together after the commit. Any thread reads: slots are
  * atomic pointers, and an entry, once published, never changes and is
  * never freed while the daemon runs (a dropped one is retired: a reader
- * that still holds it reads its emptied databases). */
+ * that still holds it reads its emptied databases).
+ *
+ * A user's stored definition that no longer compiles at start (or finds
+ * no slot) is quarantined rather than left out or fatal: an entry with its
+ * error and no definition, in a list of its own -- no slot, so nothing
+ * maintains, streams or queries it -- kept in the store, listed with its
+ * error, its name taken, until DROP removes it and its databases. The
+ * daemon starts whatever its store holds. */
 #ifndef GD_CATALOG_H
 #define GD_CATALOG_H
 
@@ -29,6 +36,7 @@ enum {
     GD_MAX_QUERY_STREAMS = 1024, /* push queries running at once (distinct ones) */
     GD_HUB_STREAMS = GD_MAX_STREAMS + GD_MAX_TABLES + GD_MAX_QUERY_STREAMS,
     GD_MAX_PII_TAGS = 64,
+    GD_MAX_QUARANTINED = GD_MAX_TABLES + GD_MAX_STREAMS,
 };
 
 /* Hub stream numbers: streams by slot, then tables, then push queries. */
@@ -68,6 +76,7 @@ struct gd_catalog_entry {
     const char *topic; /* the Kafka topic it stands for, or NULL */
     const char *reads; /* the table or stream its statement reads (by name), or NULL */
     _Atomic bool terminated; /* its persistent query was terminated: no longer maintained */
+    const char *error; /* quarantined: why its stored definition did not compile (nothing below is set) */
     gd_arena arena;  /* what the definition points to */
     /* tables */
     gd_tabledef *table;
@@ -94,6 +103,7 @@ typedef gd_catalog_entry *(*gd_catalog_compile_fn)(gd_catalog *c, bool is_table,
 struct gd_catalog {
     _Atomic(gd_catalog_entry *) tables[GD_MAX_TABLES];
     _Atomic(gd_catalog_entry *) streams[GD_MAX_STREAMS];
+    _Atomic(gd_catalog_entry *) quarantined[GD_MAX_QUARANTINED];
     _Atomic unsigned version; /* moves with every change */
     pthread_mutex_t lock;     /* the command queue, retired entries, slot choice */
     pthread_cond_t applied;
@@ -125,8 +135,19 @@ void gd_catalog_entry_free(gd_catalog_entry *e);
 /* Puts e in a free slot: GD_OK, or GD_ERR when the name is taken or no
  * slot is free (why in *why). Ingest thread (or before it starts). */
 int gd_catalog_add(gd_catalog *c, gd_catalog_entry *e, const char **why);
-/* Takes e out of its slot and keeps it until gd_catalog_free. */
+/* Takes e out of its slot (or the quarantine) and keeps it until
+ * gd_catalog_free. */
 void gd_catalog_remove(gd_catalog *c, gd_catalog_entry *e);
+/* A stored definition that did not compile at start, as an entry (name,
+ * uid, is_table, terminated, sql; error set) put in quarantine; GD_ERR when
+ * there is no room. Before the ingest thread starts. */
+int gd_catalog_quarantine(gd_catalog *c, gd_catalog_entry *e);
+/* The quarantined entry at i (< GD_MAX_QUARANTINED), or NULL; any thread. */
+const gd_catalog_entry *gd_catalog_quarantined(const gd_catalog *c, unsigned i);
+/* The quarantined entry of that name, or NULL. */
+const gd_catalog_entry *gd_catalog_find_quarantined(const gd_catalog *c, gd_str name);
+/* Whether a table or stream, quarantined or not, has that name. */
+bool gd_catalog_name_taken(const gd_catalog *c, gd_str name);
 
 /* Lookups, any thread. find: a table or stream by name, case-insensitive. */
 const gd_catalog_entry *gd_catalog_find(const gd_catalog *c, gd_str name);

@@ -160,29 +160,32 @@ static size_t char_len(const char *p, const char *end)
     return n ? n : 1;
 }
 
+/* Without recursion, so that a pattern from the data (s LIKE column) of
+ * many %s cannot exhaust the stack: on a mismatch the last % takes one
+ * more character and the pattern resumes after it -- O(len(s) * len(p)),
+ * where trying each % in turn is exponential. */
 static bool like(const char *s, const char *se, const char *p, const char *pe)
 {
-    while (p < pe) {
-        if (*p == '%') {
+    const char *star = NULL, *taken = NULL; /* after the last %, and where its run ends in s */
+    while (s < se) {
+        if (p < pe && *p == '%') {
             while (p < pe && *p == '%') p++;
-            if (p == pe) return true;
-            for (const char *t = s; t <= se; t += t < se ? char_len(t, se) : 1) {
-                if (like(t, se, p, pe)) return true;
-                if (t == se) break;
-            }
-            return false;
-        }
-        if (s == se) return false;
-        if (*p == '_') {
+            star = p;
+            taken = s;
+        } else if (p < pe && *p == '_') {
             s += char_len(s, se);
             p++;
-            continue;
-        }
-        if (*p != *s) return false;
-        p++;
-        s++;
+        } else if (p < pe && *p == *s) {
+            p++;
+            s++;
+        } else if (star) {
+            taken += char_len(taken, se);
+            s = taken;
+            p = star;
+        } else return false;
     }
-    return s == se;
+    while (p < pe && *p == '%') p++;
+    return p == pe;
 }
 
 /* ---- functions ---- */
@@ -545,4 +548,13 @@ bool gd_expr_any(const gd_expr *e, bool (*fn)(const gd_expr *e, void *ctx), void
     for (int i = 0; i < e->nargs; i++)
         if (gd_expr_any(e->args[i], fn, ctx)) return true;
     return false;
+}
+
+bool gd_expr_fits(const gd_expr *e, int depth, int *budget)
+{
+    if (!e) return true;
+    if (depth < 1 || --*budget < 0) return false;
+    for (int i = 0; i < e->nargs; i++)
+        if (!gd_expr_fits(e->args[i], depth - 1, budget)) return false;
+    return true;
 }

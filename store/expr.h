@@ -83,6 +83,15 @@ typedef enum {
     GD_FN_COUNT
 } gd_func;
 
+/* The size of the trees the SQL layer builds: sql/parse.c refuses a
+ * statement whose expressions nest deeper (in the text or in the tree,
+ * where a chain a + b + c is a level an operator) or hold more nodes in
+ * all; sql/plan.c refuses a bound tree past them (a derived stream's
+ * columns put in where they are named, each use counted). Every walk of a
+ * tree -- gd_expr_eval, gd_expr_any, the planner's -- recurses on it, and
+ * these bounds are what keeps that within any thread's stack. */
+enum { GD_EXPR_MAX_DEPTH = 64, GD_EXPR_MAX_NODES = 2048 };
+
 typedef struct gd_expr gd_expr;
 struct gd_expr {
     gd_expr_op op;
@@ -90,6 +99,7 @@ struct gd_expr {
     bool negated, has_else, star, distinct;
     int index;
     uint16_t nargs;
+    uint16_t height; /* levels from here down, as parsed (a leaf is 1) */
     gd_expr **args;
     gd_value lit;
     gd_str name, qualifier;
@@ -134,5 +144,11 @@ bool gd_timezone_offset(gd_str tz, int *offset_s);
 
 /* Walks e depth first, calling fn on every node until it returns true. */
 bool gd_expr_any(const gd_expr *e, bool (*fn)(const gd_expr *e, void *ctx), void *ctx);
+
+/* Whether e is at most `depth` levels deep and its walk visits at most
+ * *budget nodes (a subtree shared by several parents counts once a use);
+ * *budget is decreased by what was visited. Stops at the first excess, so
+ * it costs at most the budget and the depth. */
+bool gd_expr_fits(const gd_expr *e, int depth, int *budget);
 
 #endif

@@ -115,20 +115,20 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
 /* A table's databases are named after it; a user's table also carries its
  * creation number, so that a table dropped and created again in one run
  * gets databases (and handles) of its own. */
-static void db_name(const gd_tabledef *t, uint64_t uid, const char *suffix, char *out, size_t n)
+static void db_name(const char *table, uint64_t uid, const char *suffix, char *out, size_t n)
 {
-    if (uid) snprintf(out, n, "%s@%llu%s", t->name, (unsigned long long)uid, suffix);
-    else snprintf(out, n, "%s%s", t->name, suffix);
+    if (uid) snprintf(out, n, "%s@%llu%s", table, (unsigned long long)uid, suffix);
+    else snprintf(out, n, "%s%s", table, suffix);
 }
 
 int gd_store_open_table(gd_store *s, MDB_txn *txn, gd_tabledef *t, uint64_t uid)
 {
     char name[600];
-    db_name(t, uid, "", name, sizeof name);
+    db_name(t->name, uid, "", name, sizeof name);
     MDB_dbi rows, sets = 0;
     int rc = mdb_dbi_open(txn, name, MDB_CREATE, &rows);
     if (!rc && gd_table_has_sets(t)) {
-        db_name(t, uid, "/sets", name, sizeof name);
+        db_name(t->name, uid, "/sets", name, sizeof name);
         rc = mdb_dbi_open(txn, name, MDB_CREATE, &sets);
     }
     if (rc) return lmdb_fail(name, rc);
@@ -159,6 +159,22 @@ int gd_store_empty_table(gd_store *s, MDB_txn *txn, const gd_tabledef *t)
     int rc = mdb_drop(txn, t->dbi_rows, 0);
     if (!rc && gd_table_has_sets(t)) rc = mdb_drop(txn, t->dbi_sets, 0);
     return rc ? lmdb_fail("empty a dropped table", rc) : GD_OK;
+}
+
+int gd_store_delete_table(gd_store *s, MDB_txn *txn, const char *table, uint64_t uid)
+{
+    (void)s;
+    static const char *const suffixes[] = {"", "/sets"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char name[600];
+        db_name(table, uid, suffixes[i], name, sizeof name);
+        MDB_dbi dbi;
+        int rc = mdb_dbi_open(txn, name, 0, &dbi);
+        if (rc == MDB_NOTFOUND) continue;
+        if (!rc) rc = mdb_drop(txn, dbi, 1);
+        if (rc) return lmdb_fail(name, rc);
+    }
+    return GD_OK;
 }
 
 void gd_store_close(gd_store *s)

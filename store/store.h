@@ -49,6 +49,10 @@ int gd_store_open_table(gd_store *s, MDB_txn *txn, gd_tabledef *t, uint64_t uid)
 /* Deletes every row of a dropped table (its databases stay, empty: their
  * handles may still be in a reader's hands). */
 int gd_store_empty_table(gd_store *s, MDB_txn *txn, const gd_tabledef *t);
+/* Deletes the databases of a user's table none of whose handles was
+ * opened (a quarantined one, dropped), by its name and uid; those that do
+ * not exist are no error. */
+int gd_store_delete_table(gd_store *s, MDB_txn *txn, const char *name, uint64_t uid);
 
 int gd_store_begin_write(gd_store *s, MDB_txn **txn);
 int gd_store_begin_read(gd_store *s, MDB_txn **txn);

@@ -591,3 +591,166 @@ def test_cursors_do_not_carry_key_bytes(gamingd, generated, tmp_path):
     assert other.get("/v1/tables/by_mail", [("limit", "1")]).json["rows"] == first["rows"]
     r = other.get("/v1/tables/by_mail", [("limit", "1"), ("cursor", cur)])
     assert r.status == 400 and "cursor" in r.json["message"], r
+
+
+
+
+# ---------------------------------------------------------------------------
+# statements of any size: refused at parse time, never a crash (issue 17)
+
+READ_KEY, ADMIN_KEY = "reader-key-31b7", "admin-key-9e02"
+CHAIN = "+".join(["1"] * 12000)  # a left-deep tree 12,000 levels high, 24 KB
+
+
+def post_json(port, path, doc, key=None, timeout=30):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    c.request("POST", path, body=json.dumps(doc), headers=headers)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
+
+
+def ksql(d, text, key=None):
+    status, body = post_json(d.port, "/ksql", {"ksql": text, "streamsProperties": {}}, key)
+    return status, json.loads(body)
+
+
+def test_a_read_key_cannot_crash_the_daemon_with_a_long_operator_chain(gamingd, tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("%s read\n%s admin\n" % (READ_KEY, ADMIN_KEY))
+    d = gamingd("generator", args=["--rate", "50", "--seed", "5", "--api-keys", str(keys)])
+    d.wait_ready()
+    select = "SELECT %s AS x FROM gaming_games_table;" % CHAIN
+    for path, field in (("/query-stream", "sql"), ("/query", "ksql"), ("/ksql", "ksql")):
+        status, body = post_json(d.port, path, {field: select, "properties": {}}, READ_KEY)
+        assert status == 400, (path, status, body[:300])
+        doc = json.loads(body)
+        # the 64th '+' would make the 65th level: column 7 + 2 * 64
+        assert doc["error_code"] == 40001 and "line 1:135: expression nested more than 64 levels deep" in doc["message"], doc
+    status, doc = ksql(d, "CREATE TABLE chain AS SELECT game_id, COUNT(*) + %s AS n FROM gaming_activity_enriched "
+                          "GROUP BY game_id;" % CHAIN, ADMIN_KEY)
+    assert status == 400 and "expression nested more than 64 levels deep" in doc["message"], doc
+    status, doc = ksql(d, "SHOW TABLES;", READ_KEY)
+    assert status == 200 and "CHAIN" not in [t["name"] for t in doc[0]["tables"]]
+    status, doc = ksql(d, "SHOW TABLES;" * 65, READ_KEY)
+    assert status == 400 and "more than 64 statements in one request" in doc["message"], doc
+    assert d.running() and d.get("/healthz").status == 200
+    assert d.stop() == 0
+
+
+def _edit_catalog(data_dir, edit):
+    """Rewrites the stored definitions (meta "catalog": [u64 next uid] then
+    [u64 uid][u8 table][u8 terminated][u32 length][statement] each) through
+    lmdb-utils' mdb_dump and mdb_load, as an operator could; edit(list of
+    [uid, table, terminated, sql]) changes them in place."""
+    import struct
+    dump = subprocess.run(["mdb_dump", "-s", "meta", data_dir], check=True, capture_output=True, text=True).stdout
+    lines = dump.split("\n")
+    start = lines.index("HEADER=END") + 1
+    end = lines.index("DATA=END")
+    pairs = [(lines[i], lines[i + 1]) for i in range(start, end, 2)]
+    out = []
+    for k, v in pairs:
+        if bytes.fromhex(k.strip()) == b"catalog":
+            raw = bytes.fromhex(v.strip())
+            defs, p = [], 8
+            while p < len(raw):
+                uid, table, term, n = struct.unpack(">QBBI", raw[p:p + 14])
+                defs.append([uid, table, term, raw[p + 14:p + 14 + n].decode()])
+                p += 14 + n
+            edit(defs)
+            raw = raw[:8] + b"".join(struct.pack(">QBBI", u, t, x, len(s.encode())) + s.encode() for u, t, x, s in defs)
+            v = " " + raw.hex()
+        out += [k, v]
+    text = "\n".join(lines[:start] + out + lines[end:])
+    subprocess.run(["mdb_load", "-s", "meta", data_dir], input=text, check=True, text=True)
+
+
+def _databases(data_dir):
+    """The names of the LMDB named databases of a data dir."""
+    dump = subprocess.run(["mdb_dump", "-l", data_dir], check=True, capture_output=True, text=True).stdout
+    return set(dump.split())
+
+
+def test_a_stored_definition_that_no_longer_compiles_is_quarantined_until_dropped(gamingd, tmp_path):
+    """A data dir from before the bounds: a table stored with the 12,000-term
+    chain (which crashed ingest at its first record, at every start) and a
+    stream naming a column its source no longer has."""
+    src = str(tmp_path / "in.jsonl")
+    write_lines(src, [json.dumps({"topic": ACT, "key": "a%d" % i, "value": {
+        "activity_id": "a%d" % i, "player_id": "p1", "game_id": "g1", "activity_type": "play",
+        "activity_timestamp": 1700000000000 + i, "score": 1, "in_game_purchases": 0.0}}) for i in range(5)])
+    d = gamingd(src)
+    d.wait_ready()
+    assert ksql(d, "CREATE TABLE qt AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched GROUP BY game_id;")[0] == 200
+    assert ksql(d, "CREATE STREAM qs AS SELECT game_id, player_id FROM gaming_activity_enriched;")[0] == 200
+    assert ksql(d, "CREATE STREAM ok_stream AS SELECT game_id FROM gaming_activity_enriched;")[0] == 200
+    deadline = time.time() + 30
+    while time.time() < deadline and not d.get("/v1/tables/qt").json["rows"]:
+        time.sleep(0.05)
+    assert d.stop() == 0
+    assert {db for db in _databases(d.data_dir) if db.startswith("qt@")}, _databases(d.data_dir)
+
+    def edit(defs):
+        for dfn in defs:
+            if dfn[3].startswith("CREATE TABLE qt"):
+                dfn[3] = ("CREATE TABLE qt AS SELECT game_id, COUNT(*) + %s AS n FROM gaming_activity_enriched "
+                          "GROUP BY game_id" % CHAIN)
+            elif dfn[3].startswith("CREATE STREAM qs"):
+                dfn[3] = "CREATE STREAM qs AS SELECT game_id, player_shoe_size FROM gaming_activity_enriched"
+    _edit_catalog(d.data_dir, edit)
+
+    d.start()
+    d.wait_ready()
+    status, doc = ksql(d, "SHOW TABLES;")
+    qt = [t for t in doc[0]["tables"] if t["name"] == "QT"]
+    assert status == 200 and len(qt) == 1 and qt[0]["state"] == "ERROR", doc
+    assert "expression nested more than 64 levels deep" in qt[0]["errorMessage"], qt
+    status, doc = ksql(d, "SHOW STREAMS;")
+    qs = [s for s in doc[0]["streams"] if s["name"] == "QS"]
+    assert len(qs) == 1 and qs[0]["state"] == "ERROR" and "player_shoe_size" in qs[0]["errorMessage"], doc
+    assert [s for s in doc[0]["streams"] if s["name"] == "OK_STREAM" and "state" not in s], doc
+    status, doc = ksql(d, "SHOW QUERIES;")
+    states = {q["id"].rsplit("_", 1)[0]: q["state"] for q in doc[0]["queries"]}
+    assert states["CTAS_QT"] == "ERROR" and states["CSAS_QS"] == "ERROR" and states["CSAS_OK_STREAM"] == "RUNNING"
+    status, doc = ksql(d, "DESCRIBE qt;")
+    assert status == 200 and doc[0]["sourceDescription"]["state"] == "ERROR", doc
+    listed = [t for t in d.get("/v1/tables").json["tables"] if t["name"] == "qt"]
+    assert listed and listed[0]["state"] == "ERROR" and "nested" in listed[0]["error"], listed
+    r = d.get("/v1/tables/qt")
+    assert r.status == 404 and "ERROR" in r.json["message"], r
+    status, body = post_json(d.port, "/query-stream", {"sql": "SELECT * FROM qt;"})
+    assert status == 400 and b"ERROR" in body, body
+    # its name stays taken
+    status, doc = ksql(d, "CREATE TABLE qt AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched GROUP BY game_id;")
+    assert status == 400 and "exists" in doc["message"], doc
+    # the other tables go on
+    assert d.get("/v1/tables/gaming_hourly_player_game_stats").status == 200
+    # DROP removes it and its databases; the other stays quarantined, stored
+    assert ksql(d, "DROP TABLE qt;")[0] == 200
+    status, doc = ksql(d, "SHOW TABLES;")
+    assert "QT" not in [t["name"] for t in doc[0]["tables"]]
+    assert d.stop() == 0
+    assert not {db for db in _databases(d.data_dir) if db.startswith("qt@")}, _databases(d.data_dir)
+    d.start()
+    d.wait_ready()
+    status, doc = ksql(d, "SHOW STREAMS;")
+    assert [s["state"] for s in doc[0]["streams"] if s["name"] == "QS"] == ["ERROR"], doc
+    assert ksql(d, "DROP STREAM qs;")[0] == 200
+    assert d.stop() == 0
+    # a clean start: nothing quarantined, the name free again
+    d.start()
+    d.wait_ready()
+    status, doc = ksql(d, "SHOW STREAMS;")
+    assert [s["name"] for s in doc[0]["streams"] if "state" in s or s["name"] == "QS"] == []
+    assert "OK_STREAM" in [s["name"] for s in doc[0]["streams"]]
+    assert ksql(d, "CREATE TABLE qt AS SELECT game_id, COUNT(*) AS n FROM gaming_activity_enriched GROUP BY game_id;")[0] == 200
+    assert d.stop() == 0
+    with open(d.log_path) as f:
+        log = f.read()
+    assert log.count("is quarantined") == 3, log[-3000:]  # qt and qs, then qs

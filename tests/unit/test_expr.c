@@ -1,10 +1,13 @@
 /* Unit tests: SQL expressions, parsed and bound by sql/ and evaluated by
  * store/expr.c over one row of the games table -- NULL semantics, the
- * operators and the scalar functions. Expectations are worked by hand. */
+ * operators and the scalar functions; and the bounds on a statement's
+ * size (store/expr.h), each just inside and just past. Expectations are
+ * worked by hand. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -186,6 +189,178 @@ static void refusals(void **state)
     EXPECT("COUNT(*)", "error: aggregating a table is not supported: aggregate a stream");
 }
 
+/* `head`, then `n` times `rep`, then `mid`, then `n` times `close`, then
+ * `tail`: a statement of any size (the caller frees it). */
+static char *repeated(const char *head, const char *rep, int n, const char *mid, const char *close, const char *tail)
+{
+    gd_buf b = {0};
+    gd_buf_puts(&b, head);
+    for (int i = 0; i < n; i++) gd_buf_puts(&b, rep);
+    gd_buf_puts(&b, mid);
+    for (int i = 0; i < n; i++) gd_buf_puts(&b, close);
+    gd_buf_puts(&b, tail);
+    gd_buf_putc(&b, 0);
+    return b.p;
+}
+
+/* The error parsing sql (and planning its first statement, a SELECT) gives, or "ok". */
+static const char *refusal(char *sql)
+{
+    static char out[600];
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_sql_error err = {0};
+    gd_sql_stmt *st;
+    int n;
+    gd_query_plan plan;
+    if (gd_sql_parse(gd_str_c(sql), &arena, &st, &n, &err) ||
+        (st[0].kind == GD_SQL_SELECT && gd_sql_plan_query(&catalog, &st[0], &arena, &plan, &err)))
+        snprintf(out, sizeof out, "%s", err.message);
+    else snprintf(out, sizeof out, "ok");
+    gd_arena_free(&arena);
+    free(sql);
+    return out;
+}
+
+#define DEEP "expression nested more than 64 levels deep"
+#define LARGE "the statement is too large: its expressions have more than 2048 parts"
+
+static void oversized_expressions_are_refused(void **state)
+{
+    (void)state;
+    /* a chain of n ones is a left-deep tree n levels high: 64 fit; the 64th
+     * '+' of 12,000 (column 7 + 2 * 64) would make the 65th level */
+    char *sql = repeated("SELECT 1", "+1", 63, "", "", " AS x FROM gaming_games_table;");
+    assert_string_equal(refusal(sql), "ok");
+    sql = repeated("SELECT 1", "+1", 11999, "", "", " AS x FROM gaming_games_table;");
+    assert_string_equal(refusal(sql), "line 1:135: " DEEP " (each operator of a chain such as a + b + c is a level)");
+    sql = repeated("SELECT rating", " * 2 - 1", 6000, "", "", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+    sql = repeated("SELECT true", " OR false AND true", 6000, "", "", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+    sql = repeated("SELECT ", "(", 63, "1", ")", " AS x FROM gaming_games_table;");
+    assert_string_equal(refusal(sql), "ok");
+    sql = repeated("SELECT ", "(", 100000, "1", ")", " FROM gaming_games_table;");
+    assert_string_equal(refusal(sql), "line 1:72: " DEEP);
+    sql = repeated("SELECT ", "NOT ", 100000, "true", "", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+    sql = repeated("SELECT ", "- ", 100000, "rating", "", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+    sql = repeated("SELECT ", "+ ", 100000, "rating", "", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+    sql = repeated("SELECT ", "CASE WHEN true THEN ", 5000, "1", " END", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+    sql = repeated("SELECT ", "ABS(", 5000, "1", ")", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+    sql = repeated("SELECT ", "COALESCE(1, ", 5000, "1", ")", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), DEEP));
+}
+
+static void oversized_statements_are_refused(void **state)
+{
+    (void)state;
+    /* the selected game_id, game_id IN, 2,045 values: 2,048 parts; one more is too many */
+    char *sql = repeated("SELECT game_id FROM gaming_games_table WHERE game_id IN ('a'", ",'a'", 2044, "", "", ");");
+    assert_string_equal(refusal(sql), "ok");
+    sql = repeated("SELECT game_id FROM gaming_games_table WHERE game_id IN ('a'", ",'a'", 2045, "", "", ");");
+    assert_non_null(strstr(refusal(sql), LARGE));
+    sql = repeated("SELECT game_id FROM gaming_games_table WHERE game_id IN ('a'", ",'a'", 70000, "", "", ");");
+    assert_non_null(strstr(refusal(sql), LARGE));
+    sql = repeated("SELECT 1", ", 1", 5000, "", "", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), LARGE));
+    sql = repeated("SELECT CONCAT(''", ", ''", 70000, "", ")", " FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), LARGE));
+    /* a CASE's operand (19 parts) is compared at each WHEN: counted again
+     * each time, 80 WHENs are 1 + 19 + 80 * 3 + 79 * 19 = 1,761 parts, 300 are too many */
+    sql = repeated("SELECT CASE (1+1+1+1+1+1+1+1+1+1)", " WHEN 1 THEN 1", 300, "", "", " END FROM gaming_games_table;");
+    assert_non_null(strstr(refusal(sql), LARGE));
+    sql = repeated("SELECT CASE (1+1+1+1+1+1+1+1+1+1)", " WHEN 1 THEN 1", 80, "", "", " END AS x FROM gaming_games_table;");
+    assert_string_equal(refusal(sql), "ok");
+    /* 64 statements in a script, not 65 */
+    sql = repeated("", "SHOW TABLES;", 64, "", "", "");
+    assert_string_equal(refusal(sql), "ok");
+    sql = repeated("", "SHOW TABLES;", 65, "", "", "");
+    assert_string_equal(refusal(sql), "line 1:769: more than 64 statements in one request");
+}
+
+/* CREATE STREAM name AS SELECT x || x || ... (n terms) AS x FROM source, added to the catalog. */
+static const char *derive(const char *name, const char *source, const char *column, int n)
+{
+    static char out[600];
+    gd_buf b = {0};
+    gd_buf_printf(&b, "CREATE STREAM %s AS SELECT %s", name, column);
+    for (int i = 1; i < n; i++) gd_buf_printf(&b, " || %s", column);
+    gd_buf_printf(&b, " AS x FROM %s;", source);
+    gd_buf_putc(&b, 0);
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_sql_error err = {0};
+    gd_sql_stmt *st;
+    int nst;
+    gd_catalog_entry *e = NULL;
+    const char *why = NULL;
+    if (gd_sql_parse(gd_str_c(b.p), &arena, &st, &nst, &err) || gd_sql_plan_create(&catalog, &st[0], false, &e, &err))
+        snprintf(out, sizeof out, "%s", err.message);
+    else if (gd_catalog_add(&catalog, e, &why)) {
+        snprintf(out, sizeof out, "%s", why);
+        gd_catalog_entry_free(e);
+    } else snprintf(out, sizeof out, "ok");
+    gd_arena_free(&arena);
+    gd_buf_free(&b);
+    return out;
+}
+
+static void derived_streams_cannot_grow_past_the_bounds(void **state)
+{
+    (void)state;
+    /* each stream's column names the one below 40 times: put in, a tree of
+     * 40 * 40 leaves and 80 levels, though each statement is small; the
+     * error points at FROM's source (27 + 1 + 39 * 5 + 11 + 1) */
+    assert_string_equal(derive("d1", "gaming_activity_enriched", "game_id", 40), "ok");
+    assert_string_equal(derive("d2", "d1", "x", 40),
+                        "line 1:235: the statement is too large once the columns of d1 are put in: its expressions "
+                        "would nest more than 64 levels deep or have more than 2048 parts in all");
+    /* 20 * 20 = 400 uses of game_id under 39 levels fit; a third stream
+     * over them does not (58 levels, 8,000 leaves; FROM at 27 + 1 + 19 * 5 + 11 + 1) */
+    assert_string_equal(derive("d3", "gaming_activity_enriched", "game_id", 20), "ok");
+    assert_string_equal(derive("d4", "d3", "x", 20), "ok");
+    assert_string_equal(derive("d5", "d4", "x", 20), "line 1:135: the statement is too large once the columns of d4 "
+                                                     "are put in: its expressions would nest more than 64 levels deep "
+                                                     "or have more than 2048 parts in all");
+    assert_non_null(strstr(refusal(repeated("SELECT x", " || x", 5, "", "", " FROM d4 EMIT CHANGES;")), "too large once"));
+    assert_string_equal(refusal(repeated("SELECT x", "", 0, "", "", " FROM d4 EMIT CHANGES;")), "ok");
+}
+
+static void like_patterns_of_many_percents_take_no_stack(void **state)
+{
+    (void)state;
+    EXPECT("'abcabd' LIKE '%ab_'", "true BOOLEAN");
+    EXPECT("'abcabd' LIKE '%a%c%d'", "true BOOLEAN");
+    EXPECT("'abcabd' LIKE 'a%c'", "false BOOLEAN");
+    EXPECT("'' LIKE '%%'", "true BOOLEAN");
+    EXPECT("'' LIKE '_'", "false BOOLEAN");
+    EXPECT("'\xc3\x9f' LIKE '_'", "true BOOLEAN");
+    /* 200,000 '%a' against 200,000 'a' and a 'b': true, and false with a
+     * trailing 'c' -- no recursion on the %s, and not exponential */
+    int n = 200000;
+    char *s = malloc((size_t)n + 2), *pat = malloc((size_t)n * 2 + 3);
+    memset(s, 'a', (size_t)n);
+    s[n] = 'b';
+    for (int i = 0; i < n; i++) pat[2 * i] = '%', pat[2 * i + 1] = 'a';
+    pat[2 * n] = '%';
+    pat[2 * n + 1] = 'b';
+    gd_expr lit_s = {.op = GD_E_LIT, .lit = {.t = GD_V_STR, .s = {s, (uint32_t)n + 1}}};
+    gd_expr lit_p = {.op = GD_E_LIT, .lit = {.t = GD_V_STR, .s = {pat, (uint32_t)n * 2 + 2}}};
+    gd_expr *args[2] = {&lit_s, &lit_p};
+    gd_expr like = {.op = GD_E_LIKE, .nargs = 2, .args = args};
+    gd_eval ev = {0};
+    assert_true(gd_expr_true(&like, &ev));
+    pat[2 * n + 1] = 'c';
+    assert_false(gd_expr_true(&like, &ev));
+    free(s);
+    free(pat);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +372,10 @@ int main(void)
         cmocka_unit_test(number_functions),
         cmocka_unit_test(time_functions),
         cmocka_unit_test(refusals),
+        cmocka_unit_test(oversized_expressions_are_refused),
+        cmocka_unit_test(oversized_statements_are_refused),
+        cmocka_unit_test(derived_streams_cannot_grow_past_the_bounds),
+        cmocka_unit_test(like_patterns_of_many_percents_take_no_stack),
     };
     return cmocka_run_group_tests(tests, load, unload);
 }

@@ -267,6 +267,35 @@ static void windows_that_left_memory_are_read_back(void **state)
     assert_int_equal(col(f, "gaming_active_players_5min", s, "active_players_count").i, 2);
 }
 
+static void a_stored_row_that_does_not_decode_starts_its_group_over_at_start(void **state)
+{
+    fixture *f = *state;
+    apply(f, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, NULL);
+    apply(f, (act){"p2", "g1", "s2", T0 + 1000, I(10), I(60), {0}}, NULL);
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
+    /* p1's row damaged in the store; the windows read back as at a start */
+    const gd_tabledef *t = gd_catalog_tabledef(&f->cat, gd_str_c("gaming_hourly_player_game_stats"));
+    gd_buf g = {0}, key = {0};
+    gd_groupkey_append(&g, gd_str_c("p1"));
+    gd_groupkey_append(&g, gd_str_c("g1"));
+    gd_rowkey_encode(&key, T0, (gd_str){g.p, (uint32_t)g.len});
+    assert_int_equal(gd_store_row_put(&f->store, f->txn, t, (gd_str){key.p, (uint32_t)key.len}, gd_str_c("x")), GD_OK);
+    gd_buf_free(&g);
+    gd_buf_free(&key);
+    gd_windows_free(&f->win);
+    gd_windows_init(&f->win, &f->cfg, &f->cat, GD_ALL_TABLES);
+    assert_int_equal(gd_windows_load(&f->win, &f->store, f->txn, f->stream_time), GD_OK);
+    /* p1's group starts over: this record is its first; p2's is intact */
+    gd_enriched e = apply(f, (act){"p1", "g1", "s3", T0 + 2000, I(30), I(60), {0}}, NULL);
+    assert_int_equal(e.total_sessions_1h.v, 1);
+    gd_slot s[GD_MAX_COLS];
+    const char *name = "gaming_hourly_player_game_stats";
+    assert_true(row(f, name, T0, "p1", "g1", s));
+    assert_int_equal(col(f, name, s, "total_sessions_1h").i, 1);
+    assert_true(row(f, name, T0, "p2", "g1", s));
+    assert_int_equal(col(f, name, s, "total_sessions_1h").i, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +306,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(late_records_update_nothing_and_carry_figures_as_they_stand, setup, teardown),
         cmocka_unit_test_setup_teardown(records_just_inside_the_grace_still_count, setup, teardown),
         cmocka_unit_test_setup_teardown(windows_that_left_memory_are_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_stored_row_that_does_not_decode_starts_its_group_over_at_start, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
