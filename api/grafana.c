@@ -25,12 +25,12 @@
  * reply buffer: a week of 5-minute windows for every game is tens of
  * thousands of points. Unknown request fields are ignored. */
 #include <jansson.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../server/regex.h"
 #include "../store/query.h"
 #include "routes.h"
 
@@ -472,7 +472,7 @@ typedef struct {
     const char *value;
     double num;
     bool is_num;
-    regex_t re;
+    gd_regex *re; /* =~, !~ */
 } filter;
 
 typedef struct {
@@ -488,8 +488,7 @@ typedef struct {
 
 static void free_filters(target_query *tq)
 {
-    for (int i = 0; i < tq->nfilters; i++)
-        if (tq->filters[i].op == OP_RE || tq->filters[i].op == OP_NRE) regfree(&tq->filters[i].re);
+    for (int i = 0; i < tq->nfilters; i++) gd_regex_free(tq->filters[i].re);
     tq->nfilters = 0;
 }
 
@@ -536,17 +535,10 @@ static bool parse_filters(target_query *tq, json_t *list, gd_reply *r)
         char *end;
         fl->num = strtod(value, &end);
         fl->is_num = *value && !*end;
-        if (fl->op == OP_RE || fl->op == OP_NRE) {
-            /* the whole value, as Grafana's Prometheus filters match */
-            size_t n = strlen(value) + 5;
-            char *anchored = malloc(n);
-            snprintf(anchored, n, "^(%s)$", value);
-            int rc = regcomp(&fl->re, anchored, REG_EXTENDED | REG_NOSUB);
-            free(anchored);
-            if (rc) {
-                char msg[128];
-                regerror(rc, &fl->re, msg, sizeof msg);
-                gd_reply_error(r, 400, "filter %s %s: not a POSIX extended regular expression: %s", key, op, msg);
+        if (fl->op == OP_RE || fl->op == OP_NRE) { /* matching the whole value, bounded (server/regex.h) */
+            char why[256];
+            if (gd_regex_compile(&fl->re, value, strlen(value), why, sizeof why)) {
+                gd_reply_error(r, 400, "filter %s %s: the regular expression is refused: %s", key, op, why);
                 return false;
             }
         }
@@ -601,12 +593,7 @@ static bool filter_passes(const filter *f, gd_value v)
         return f->op == OP_LT ? c < 0 : c > 0;
     }
     case OP_RE:
-    case OP_NRE: {
-        char *z = strndup(s.p, s.len);
-        bool m = z && !regexec(&f->re, z, 0, NULL, 0);
-        free(z);
-        return m == (f->op == OP_RE);
-    }
+    case OP_NRE: return gd_regex_match(f->re, s.p, s.len) == (f->op == OP_RE);
     }
     return false;
 }
