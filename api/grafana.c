@@ -484,6 +484,7 @@ typedef struct {
     filter filters[MAX_FILTERS];
     int nfilters;
     int64_t from, to;
+    int64_t deadline_ms; /* the request's */
 } target_query;
 
 static void free_filters(target_query *tq)
@@ -867,7 +868,7 @@ static int run_target(const gd_api_ctx *ctx, MDB_txn *txn, target_query *tq, gd_
             if (!strcmp(tq->t->cols[c].name, want)) co.name_col[k] = c;
     }
     if (tq->table_format && !(co.rows = malloc(sizeof *co.rows * MAX_TABLE_ROWS))) return GD_ENOMEM;
-    gd_query q = {.t = tq->t, .mode = GD_WINDOWS_RANGE, .from = tq->from, .to = tq->to + 1};
+    gd_query q = {.t = tq->t, .mode = GD_WINDOWS_RANGE, .from = tq->from, .to = tq->to + 1, .deadline_ms = tq->deadline_ms};
     for (int k = 0; k < tq->t->nkeys; k++) /* a single value is a seek, not a filter */
         if (tq->allowed[k] && json_array_size(tq->allowed[k]) == 1) {
             json_t *a = json_array_get(tq->allowed[k], 0);
@@ -943,7 +944,7 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
         if (!ok) break;
         if (json_is_true(json_object_get(tj, "hide"))) continue;
         const char *metric = json_string_value(json_object_get(tj, "target"));
-        target_query tq = {.from = from, .to = to, .sees_pii = gd_request_sees_pii(req)};
+        target_query tq = {.from = from, .to = to, .sees_pii = gd_request_sees_pii(req), .deadline_ms = req->deadline_ms};
         if (!metric || !*metric) continue; /* a panel not set up yet */
         if (!resolve_metric(ctx->cat, metric, &tq.t, &tq.metric_col)) {
             gd_reply_error(r, 400, "unknown metric '%s' (POST /grafana/metrics lists them)", metric);
@@ -959,10 +960,10 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
                 ok = false;
             }
         if (ok && json_is_array(filters)) ok = parse_filters(&tq, filters, r);
-        if (ok && run_target(ctx, txn, &tq, &out, &first)) {
-            gd_reply_error(r, 500, "reading %s failed", tq.t->name);
-            ok = false;
-        }
+        int rc = ok ? run_target(ctx, txn, &tq, &out, &first) : GD_OK;
+        if (rc == GD_ETIMEDOUT) gd_reply_timed_out(ctx, r);
+        else if (rc) gd_reply_error(r, 500, "reading %s failed", tq.t->name);
+        ok = ok && !rc;
         free_filters(&tq);
         for (int k = 0; k < GD_MAX_KEYS; k++) json_decref(tq.allowed[k]);
     }
