@@ -160,29 +160,36 @@ static size_t char_len(const char *p, const char *end)
     return n ? n : 1;
 }
 
+/* Greedy, with one point to come back to: the text after the last '%' seen
+ * is tried from one character later each time the rest fails. Whatever a
+ * later '%' can match, an earlier one need not take back, so this is
+ * O(text x pattern) -- trying every split at every '%' recursively was
+ * exponential in the number of '%' ('%a%a%a%a%b' over a long value). */
 static bool like(const char *s, const char *se, const char *p, const char *pe)
 {
-    while (p < pe) {
-        if (*p == '%') {
+    const char *retry_p = NULL, *retry_s = NULL;
+    while (s < se) {
+        if (p < pe && *p == '%') {
             while (p < pe && *p == '%') p++;
             if (p == pe) return true;
-            for (const char *t = s; t <= se; t += t < se ? char_len(t, se) : 1) {
-                if (like(t, se, p, pe)) return true;
-                if (t == se) break;
-            }
-            return false;
-        }
-        if (s == se) return false;
-        if (*p == '_') {
+            retry_p = p;
+            retry_s = s;
+        } else if (p < pe && *p == '_') {
             s += char_len(s, se);
             p++;
-            continue;
+        } else if (p < pe && *p == *s) {
+            p++;
+            s++;
+        } else if (retry_p) {
+            retry_s += char_len(retry_s, se);
+            s = retry_s;
+            p = retry_p;
+        } else {
+            return false;
         }
-        if (*p != *s) return false;
-        p++;
-        s++;
     }
-    return s == se;
+    while (p < pe && *p == '%') p++;
+    return p == pe;
 }
 
 /* ---- functions ---- */
