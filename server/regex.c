@@ -76,7 +76,10 @@ static bool grow(parser *ps, void **list, int *cap, int n, size_t size)
     if (n < *cap) return true;
     int ncap = *cap ? *cap * 2 : 64;
     void *grown = realloc(*list, (size_t)ncap * size);
-    if (!grown) return fail(ps, "out of memory"), false;
+    if (!grown) {
+        fail(ps, "out of memory");
+        return false;
+    }
     *list = grown;
     *cap = ncap;
     return true;
@@ -178,19 +181,19 @@ static const struct {
     {"print", isprint}, {"graph", isgraph},
 };
 
-/* `[:name:]` at ps->pos inside brackets, added to set. */
-static bool parse_named_class(parser *ps, byteset set)
+/* `[:name:]` at ps->pos inside brackets, added to set: 256, or -1. */
+static int parse_named_class(parser *ps, byteset set)
 {
     const char *start = ps->p + ps->pos + 2;
     const char *end = memmem(start, ps->len - ps->pos - 2, ":]", 2);
-    if (!end) return fail(ps, "'[:' at byte %zu has no ':]'", ps->pos), false;
+    if (!end) return fail(ps, "'[:' at byte %zu has no ':]'", ps->pos);
     for (size_t i = 0; i < sizeof named_classes / sizeof named_classes[0]; i++)
         if (strlen(named_classes[i].name) == (size_t)(end - start) && !memcmp(named_classes[i].name, start, end - start)) {
             add_ctype(set, named_classes[i].is, false);
             ps->pos = (size_t)(end + 2 - ps->p);
-            return true;
+            return 256;
         }
-    return fail(ps, "[:%.*s:] is not a character class", (int)(end - start), start), false;
+    return fail(ps, "[:%.*s:] is not a character class", (int)(end - start), start);
 }
 
 /* One member of a bracket class: a byte (returned), or a class added to
@@ -199,7 +202,7 @@ static int class_member(parser *ps, byteset set)
 {
     if (ps->p[ps->pos] == '\\') return parse_escape(ps, set);
     if (ps->p[ps->pos] == '[' && ps->pos + 1 < ps->len && ps->p[ps->pos + 1] == ':')
-        return parse_named_class(ps, set) ? 256 : -1;
+        return parse_named_class(ps, set);
     return (unsigned char)ps->p[ps->pos++];
 }
 
