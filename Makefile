@@ -122,7 +122,7 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS) | deps-test
 
 # The fuzz targets without libFuzzer: their seed corpora and the inputs that
 # once crashed (tests/fuzz/regressions/TARGET/) are replayed by `make unit`.
-FUZZ_TARGETS := records avro file_source pull push_filters sql route
+FUZZ_TARGETS := records avro file_source pull push_filters sql route regex
 REPLAY_BINS = $(FUZZ_TARGETS:%=$(BUILD)/unit/replay_%)
 $(BUILD)/unit/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/store_fixture.c $(LIB_OBJS) | deps-build
 	@mkdir -p $(dir $@)

@@ -32,12 +32,12 @@
  * reply buffer: a week of 5-minute windows for every game is tens of
  * thousands of points. Unknown request fields are ignored. */
 #include <jansson.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../server/regex.h"
 #include "../store/query.h"
 #include "routes.h"
 
@@ -233,6 +233,8 @@ typedef struct {
     bool sees_pii;
     gd_map seen;
     size_t max;
+    int64_t deadline_ms; /* the request's: scans stop there */
+    bool timed_out;
 } choices;
 
 /* A value of a column whose personal-data attribute is pii (masked for a
@@ -344,7 +346,7 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
     ref_scan rs = {.ch = ch};
     const gd_tabledef *games = gd_catalog_reference(ctx->cat, GD_TABLE_GAMES),
                       *players = gd_catalog_reference(ctx->cat, GD_TABLE_PLAYERS);
-    gd_query q = {.mode = GD_WINDOWS_LATEST};
+    gd_query q = {.mode = GD_WINDOWS_LATEST, .deadline_ms = ch->deadline_ms};
     if (!strcmp(name, "game_id") || !strcmp(name, "game_genre") || !strcmp(name, "genre")) {
         rs.value_member = strcmp(name, "game_id") ? "genre" : NULL;
         rs.label_member = strcmp(name, "game_id") ? NULL : "game_name";
@@ -361,8 +363,8 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         return;
     }
     if (q.t) {
-        gd_query_run(ctx->store, txn, &q, collect_reference, &rs, NULL);
-        if (strcmp(name, "game_id")) return;
+        if (gd_query_run(ctx->store, txn, &q, collect_reference, &rs, NULL) == GD_ETIMEDOUT) ch->timed_out = true;
+        if (strcmp(name, "game_id") || ch->timed_out) return;
         /* and the games with activity but no games row (yet): from the windows */
     }
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
@@ -372,17 +374,18 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         window_scan ws = {ch, tt, {C_KEY, 0}, gd_catalog_column_pii(e, name), {0}};
         if ((t && tt != t) || !gd_table_aggregates(tt) || !find_column(tt, name, &ws.col)) continue;
         gd_arena_init(&ws.scratch);
-        gd_query wq = {.t = tt, .mode = GD_WINDOWS_LATEST};
-        gd_query_run(ctx->store, txn, &wq, collect_window_values, &ws, NULL);
+        gd_query wq = {.t = tt, .mode = GD_WINDOWS_LATEST, .deadline_ms = ch->deadline_ms};
+        if (gd_query_run(ctx->store, txn, &wq, collect_window_values, &ws, NULL) == GD_ETIMEDOUT) ch->timed_out = true;
         gd_arena_free(&ws.scratch);
     }
     sort_choices(ch);
 }
 
 static void reply_choices(const gd_api_ctx *ctx, const gd_tabledef *t, const char *name, bool variable,
-                          bool sees_pii, gd_reply *r)
+                          const gd_request *req, gd_reply *r)
 {
-    choices ch = {.list = json_array(), .variable = variable, .sees_pii = sees_pii, .max = MAX_CHOICES};
+    choices ch = {.list = json_array(), .variable = variable, .sees_pii = gd_request_sees_pii(req), .max = MAX_CHOICES,
+                  .deadline_ms = req->deadline_ms};
     gd_map_init(&ch.seen, NULL);
     MDB_txn *txn;
     if (gd_store_begin_read(ctx->store, &txn)) {
@@ -394,7 +397,12 @@ static void reply_choices(const gd_api_ctx *ctx, const gd_tabledef *t, const cha
     column_choices(ctx, txn, t, name, &ch);
     mdb_txn_abort(txn);
     gd_map_free(&ch.seen);
-    reply_doc(r, ch.list);
+    if (ch.timed_out) {
+        json_decref(ch.list);
+        gd_reply_timed_out(ctx, r);
+    } else {
+        reply_doc(r, ch.list);
+    }
 }
 
 void gd_grafana_payload_options(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
@@ -416,7 +424,7 @@ void gd_grafana_payload_options(const gd_api_ctx *ctx, const gd_request *req, gd
     } else {
         column c;
         if (!find_column(t, name, &c) || c.kind != C_KEY) gd_reply_error(r, 400, "%s has no key column '%s'", t->name, name);
-        else reply_choices(ctx, t, name, false, gd_request_sees_pii(req), r);
+        else reply_choices(ctx, t, name, false, req, r);
     }
     json_decref(body);
 }
@@ -440,7 +448,7 @@ void gd_grafana_variable(const gd_api_ctx *ctx, const gd_request *req, gd_reply 
     if (!known) {
         gd_reply_error(r, 400, "variable takes {\"payload\": {\"target\": COLUMN or TABLE.COLUMN}}");
     } else {
-        reply_choices(ctx, t, name, true, gd_request_sees_pii(req), r);
+        reply_choices(ctx, t, name, true, req, r);
     }
     json_decref(body);
 }
@@ -482,12 +490,20 @@ void gd_grafana_tag_values(const gd_api_ctx *ctx, const gd_request *req, gd_repl
     if (!key) {
         gd_reply_error(r, 400, "tag-values takes {\"key\": a column of /grafana/tag-keys}");
     } else {
-        choices ch = {.list = json_array(), .sees_pii = gd_request_sees_pii(req), .max = MAX_TAG_VALUES};
+        choices ch = {.list = json_array(), .sees_pii = gd_request_sees_pii(req), .max = MAX_TAG_VALUES,
+                      .deadline_ms = req->deadline_ms};
         gd_map_init(&ch.seen, NULL);
         MDB_txn *txn;
         if (!gd_store_begin_read(ctx->store, &txn)) {
             column_choices(ctx, txn, NULL, key, &ch);
             mdb_txn_abort(txn);
+        }
+        if (ch.timed_out) {
+            json_decref(ch.list);
+            gd_map_free(&ch.seen);
+            gd_reply_timed_out(ctx, r);
+            json_decref(body);
+            return;
         }
         /* tag-values answers [{text}] */
         json_t *list = json_array();
@@ -511,7 +527,7 @@ typedef struct {
     const char *value;
     double num;
     bool is_num;
-    regex_t re;
+    gd_regex *re; /* =~, !~ */
 } filter;
 
 typedef struct {
@@ -524,12 +540,12 @@ typedef struct {
     filter filters[MAX_FILTERS];
     int nfilters;
     int64_t from, to;
+    int64_t deadline_ms; /* the request's */
 } target_query;
 
 static void free_filters(target_query *tq)
 {
-    for (int i = 0; i < tq->nfilters; i++)
-        if (tq->filters[i].op == OP_RE || tq->filters[i].op == OP_NRE) regfree(&tq->filters[i].re);
+    for (int i = 0; i < tq->nfilters; i++) gd_regex_free(tq->filters[i].re);
     tq->nfilters = 0;
 }
 
@@ -572,17 +588,10 @@ static bool parse_filters(target_query *tq, json_t *list, const gd_request *req,
         char *end;
         fl->num = strtod(value, &end);
         fl->is_num = *value && !*end;
-        if (fl->op == OP_RE || fl->op == OP_NRE) {
-            /* the whole value, as Grafana's Prometheus filters match */
-            size_t n = strlen(value) + 5;
-            char *anchored = malloc(n);
-            snprintf(anchored, n, "^(%s)$", value);
-            int rc = regcomp(&fl->re, anchored, REG_EXTENDED | REG_NOSUB);
-            free(anchored);
-            if (rc) {
-                char msg[128];
-                regerror(rc, &fl->re, msg, sizeof msg);
-                gd_reply_error(r, 400, "filter %s %s: not a POSIX extended regular expression: %s", key, op, msg);
+        if (fl->op == OP_RE || fl->op == OP_NRE) { /* matching the whole value, bounded (server/regex.h) */
+            char why[256];
+            if (gd_regex_compile(&fl->re, value, strlen(value), why, sizeof why)) {
+                gd_reply_error(r, 400, "filter %s %s: the regular expression is refused: %s", key, op, why);
                 return false;
             }
         }
@@ -647,12 +656,7 @@ static bool filter_passes(const filter *f, gd_value v)
         return f->op == OP_LT ? c < 0 : c > 0;
     }
     case OP_RE:
-    case OP_NRE: {
-        char *z = strndup(s.p, s.len);
-        bool m = z && !regexec(&f->re, z, 0, NULL, 0);
-        free(z);
-        return m == (f->op == OP_RE);
-    }
+    case OP_NRE: return gd_regex_match(f->re, s.p, s.len) == (f->op == OP_RE);
     }
     return false;
 }
@@ -924,7 +928,7 @@ static int run_target(const gd_api_ctx *ctx, MDB_txn *txn, target_query *tq, gd_
             if (!strcmp(tq->t->cols[c].name, want)) co.name_col[k] = c;
     }
     if (tq->table_format && !(co.rows = malloc(sizeof *co.rows * MAX_TABLE_ROWS))) return GD_ENOMEM;
-    gd_query q = {.t = tq->t, .mode = GD_WINDOWS_RANGE, .from = tq->from, .to = tq->to + 1};
+    gd_query q = {.t = tq->t, .mode = GD_WINDOWS_RANGE, .from = tq->from, .to = tq->to + 1, .deadline_ms = tq->deadline_ms};
     if (gd_table_aggregates(tq->t) && !gd_table_windowed(tq->t))
         q.mode = GD_WINDOWS_LATEST; /* one window for all time, whatever the range */
     for (int k = 0; k < tq->t->nkeys; k++) /* a single value is a seek, not a filter */
@@ -1002,7 +1006,7 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
         if (!ok) break;
         if (json_is_true(json_object_get(tj, "hide"))) continue;
         const char *metric = json_string_value(json_object_get(tj, "target"));
-        target_query tq = {.from = from, .to = to, .sees_pii = gd_request_sees_pii(req)};
+        target_query tq = {.from = from, .to = to, .sees_pii = gd_request_sees_pii(req), .deadline_ms = req->deadline_ms};
         if (!metric || !*metric) continue; /* a panel not set up yet */
         if (!resolve_metric(ctx->cat, metric, &tq.t, &tq.metric_col)) {
             gd_reply_error(r, 400, "unknown metric '%s' (POST /grafana/metrics lists them)", metric);
@@ -1021,10 +1025,10 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
                 ok = false;
             }
         if (ok && json_is_array(filters)) ok = parse_filters(&tq, filters, req, r);
-        if (ok && run_target(ctx, txn, &tq, &out, &first)) {
-            gd_reply_error(r, 500, "reading %s failed", tq.t->name);
-            ok = false;
-        }
+        int rc = ok ? run_target(ctx, txn, &tq, &out, &first) : GD_OK;
+        if (rc == GD_ETIMEDOUT) gd_reply_timed_out(ctx, r);
+        else if (rc) gd_reply_error(r, 500, "reading %s failed", tq.t->name);
+        ok = ok && !rc;
         free_filters(&tq);
         for (int k = 0; k < GD_MAX_KEYS; k++) json_decref(tq.allowed[k]);
     }

@@ -16,7 +16,10 @@
  *    even fit the pool (a request line or header block of tens of KiB) is
  *    refused by MHD itself, with its own 414/431 status.
  *  - Connections slow to send a request are ended, and the limit always
- *    keeps room for health checks (guard.c).
+ *    keeps room for health checks (guard.c). A request's work has the same
+ *    time: req.deadline_ms is --request-timeout after its request line, and
+ *    scans stop past it (store/query.h), so a worker thread is never kept
+ *    by a request whose client was already told 408.
  *  - Host and Origin are checked before routing (netpolicy.c).
  * With --tls-cert, HTTPS offers TLS 1.2 and 1.3 only. */
 #include <arpa/inet.h>
@@ -90,6 +93,12 @@ void gd_reply_error(gd_reply *r, int status, const char *fmt, ...)
     gd_buf_printf(&r->body, "{\"error_code\":%d,\"message\":", status);
     gd_json_put_cstr(&r->body, msg);
     gd_buf_putc(&r->body, '}');
+}
+
+void gd_reply_timed_out(const gd_api_ctx *ctx, gd_reply *r)
+{
+    gd_reply_error(r, 408, "the request's work took longer than --request-timeout (%lld ms) and was stopped; "
+                           "narrow its range or filters", (long long)ctx->cfg->request_timeout_ms);
 }
 
 static void reply_json(gd_reply *r, int status, const char *text)
@@ -392,7 +401,10 @@ static void *on_request_line(void *cls, const char *target, struct MHD_Connectio
 {
     gd_api *api = cls;
     request_state *rs = calloc(1, sizeof *rs);
-    if (rs) rs->refused = gd_request_parse(&rs->req, target);
+    if (rs) {
+        rs->refused = gd_request_parse(&rs->req, target);
+        rs->req.deadline_ms = gd_mono_ns() / 1000000 + api->ctx.cfg->request_timeout_ms;
+    }
     /* MHD parses the query string into its connection pool after this
      * call; gamingd has decoded it already, so MHD is shown none. The
      * target lies in the connection's read buffer, which MHD writes itself. */

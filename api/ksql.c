@@ -227,7 +227,7 @@ static void run_pull(const gd_api_ctx *ctx, const gd_request *req, const gd_quer
     put_prologue(&body, f, id, plan);
     pull_out po = {f, plan, gd_request_sees_pii(req), &body};
     gd_sql_error err = {0};
-    if (gd_sql_pull(ctx->store, plan, gd_now_ms(), put_pull_row, &po, &err)) {
+    if (gd_sql_pull(ctx->store, plan, gd_now_ms(), req->deadline_ms, put_pull_row, &po, &err)) {
         gd_buf_free(&body);
         sql_error(r, &err, stmt);
         return;

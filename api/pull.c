@@ -622,10 +622,13 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     res.after_sort = cur.v;
     res.after_key = cur.key;
     res.rows = malloc(res.keep * sizeof *res.rows);
+    p.q.deadline_ms = req->deadline_ms;
     int rc = res.rows ? gd_query_run(ctx->store, txn, &p.q, collect, &res, &latest) : GD_ENOMEM;
     bool pinned = cur.pinned || (p.q.mode == GD_WINDOWS_LATEST && latest != INT64_MIN);
     int64_t window = cur.pinned ? cur.window : latest;
-    if (rc) {
+    if (rc == GD_ETIMEDOUT) {
+        gd_reply_timed_out(ctx, r);
+    } else if (rc) {
         gd_reply_error(r, 500, "reading %s failed", t->name);
     } else {
         if (!res.key_order && res.n > 1) qsort_r(res.rows, res.n, sizeof *res.rows, row_cmp, &res.desc);

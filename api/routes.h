@@ -36,6 +36,7 @@ typedef struct {
     size_t body_len;
     unsigned scopes;                  /* GD_SCOPE_* */
     unsigned char key_digest[32];     /* the key's SHA-256, with --api-keys */
+    int64_t deadline_ms;              /* gd_mono_ns() / 1000000: --request-timeout after its request line */
 } gd_request;
 
 static inline bool gd_request_sees_pii(const gd_request *req) { return req->scopes & GD_SCOPE_PII; }
@@ -80,6 +81,9 @@ typedef struct {
 /* Sets an error reply: {"error_code": status, "message": "..."}. */
 void gd_reply_error(gd_reply *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The error of a request whose work passed req->deadline_ms (GD_ETIMEDOUT):
+ * a 408, as the guard answers a request that is not completed in time. */
+void gd_reply_timed_out(const gd_api_ctx *ctx, gd_reply *r);
 
 void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
 void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const char *table,

@@ -25,6 +25,7 @@ enum {
     GD_AGAIN = -3,    /* source has no record right now; try later */
     GD_EBADREC = -4,  /* the record cannot be decoded or lacks a field */
     GD_ENOMEM = -5,
+    GD_ETIMEDOUT = -6, /* a request's work passed its deadline and was stopped */
 };
 
 typedef struct {

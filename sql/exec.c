@@ -6,7 +6,8 @@
  * and the select list projects. Without ORDER BY rows stream out as they
  * are read and LIMIT stops the scan; with it they are gathered, sorted,
  * and cut. Strings point into the transaction's pages or the query's
- * arena, both alive until the last row is handed over. */
+ * arena, both alive until the last row is handed over. The scans stop at
+ * the request's deadline (store/query.h), and the query is then an error. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,7 @@ int gd_sql_table_row(const gd_tabledef *t, gd_str key, gd_str val, gd_value *row
 typedef struct {
     const gd_query_plan *plan;
     int64_t now_ms;
+    int64_t deadline_ms; /* of the scans; 0: none */
     gd_sql_row_fn fn;
     void *ctx;
     gd_arena arena; /* strings of rows kept for sorting */
@@ -189,7 +191,8 @@ static int compare_rows(const void *a, const void *b, void *ctx)
 static int scan(gd_store *store, MDB_txn *txn, pull *p, const gd_str *prefix, int nprefix)
 {
     const gd_query_plan *plan = p->plan;
-    gd_query q = {.t = plan->source->table, .mode = GD_WINDOWS_RANGE, .from = plan->window_from, .to = plan->window_to};
+    gd_query q = {.t = plan->source->table, .mode = GD_WINDOWS_RANGE, .from = plan->window_from, .to = plan->window_to,
+                  .deadline_ms = p->deadline_ms};
     for (int k = 0; k < nprefix; k++) q.key_eq[k] = prefix[k];
     return gd_query_run(store, txn, &q, visit_row, p, NULL);
 }
@@ -240,10 +243,10 @@ void gd_sql_put_row(gd_buf *out, const gd_query_plan *plan, const gd_value *row,
     gd_buf_putc(out, ']');
 }
 
-int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, gd_sql_row_fn fn, void *ctx,
-                gd_sql_error *err)
+int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int64_t deadline_ms, gd_sql_row_fn fn,
+                void *ctx, gd_sql_error *err)
 {
-    pull p = {.plan = plan, .now_ms = now_ms, .fn = fn, .ctx = ctx, .err = err};
+    pull p = {.plan = plan, .now_ms = now_ms, .deadline_ms = deadline_ms, .fn = fn, .ctx = ctx, .err = err};
     gd_arena_init(&p.arena);
     p.in = calloc((size_t)plan->row_width + 1, sizeof *p.in);
     p.out = calloc((size_t)plan->ncols + 1, sizeof *p.out);
@@ -251,7 +254,11 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, gd_s
     int rc = !p.in || !p.out ? gd_sql_fail(err, GD_SQL_SERVER_ERROR, "out of memory") : GD_OK;
     if (!rc && gd_store_begin_read(store, &txn)) rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "the store cannot be read");
     if (!rc && plan->window_from < plan->window_to) {
-        if (scan_keys(store, txn, &p)) rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "reading the table failed");
+        int scanned = scan_keys(store, txn, &p);
+        if (scanned == GD_ETIMEDOUT)
+            rc = gd_sql_fail(err, GD_SQL_TIMED_OUT, "the query took longer than --request-timeout and was stopped");
+        else if (scanned)
+            rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "reading the table failed");
         if (!rc) rc = p.rc;
     }
     if (!rc && plan->norder) {

@@ -34,6 +34,7 @@ enum {
     GD_SQL_NOT_FOUND = 40400,
     GD_SQL_SERVER_ERROR = 50000,
     GD_SQL_UNAVAILABLE = 50300,
+    GD_SQL_TIMED_OUT = 40800, /* gamingd's: the query's work passed --request-timeout */
 };
 
 typedef struct {
@@ -207,10 +208,12 @@ void gd_sql_upper(const char *name, gd_buf *out);
 
 /* ---- pull queries (exec.c) ---- */
 /* Calls fn for each output row (values valid during the call) until it
- * returns non-zero; ORDER BY sorts and LIMIT cuts first. */
+ * returns non-zero; ORDER BY sorts and LIMIT cuts first. A scan still
+ * running at deadline_ms (gd_mono_ns() / 1000000; 0: none) is stopped, a
+ * GD_SQL_TIMED_OUT error (408). */
 typedef int (*gd_sql_row_fn)(void *ctx, const gd_value *row, int ncols);
-int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, gd_sql_row_fn fn, void *ctx,
-                gd_sql_error *err);
+int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int64_t deadline_ms, gd_sql_row_fn fn,
+                void *ctx, gd_sql_error *err);
 
 /* An output row as a JSON array, personal columns masked for a reader
  * without the pii scope: what every SQL reply and push query writes. */

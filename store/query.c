@@ -3,6 +3,10 @@
 
 #include <string.h>
 
+/* Rows read between looks at the clock: a row can cost milliseconds (Grafana
+ * regex filters of 10,000 instructions each), the clock tens of ns. */
+enum { DEADLINE_EVERY = 16 };
+
 typedef struct {
     gd_store *s;
     const gd_query *q;
@@ -14,9 +18,27 @@ typedef struct {
     gd_query_fn fn;
     void *ctx;
     int stop;
+    uint64_t read;  /* rows read, matching or not */
+    bool timed_out; /* past q->deadline_ms: stop */
 } scan;
 
 static gd_str as_str(MDB_val v) { return (gd_str){v.mv_data, (uint32_t)v.mv_size}; }
+
+/* Counts a row read; true (and the scan stops) once the deadline passed. */
+static bool out_of_time(scan *sc)
+{
+    if (sc->timed_out) return true;
+    if (!sc->q->deadline_ms || ++sc->read % DEADLINE_EVERY) return false;
+    if (gd_mono_ns() / 1000000 < sc->q->deadline_ms) return false;
+    sc->stop = 1;
+    return sc->timed_out = true;
+}
+
+static int visit_reference(void *ctx, gd_str key, gd_str val)
+{
+    scan *sc = ctx;
+    return out_of_time(sc) ? 1 : (sc->stop = sc->fn(sc->ctx, key, val));
+}
 
 /* Reference tables: a point get, or every row. */
 static int run_reference(scan *sc, MDB_txn *txn)
@@ -30,7 +52,7 @@ static int run_reference(scan *sc, MDB_txn *txn)
         sc->fn(sc->ctx, q->key_eq[0], val);
         return GD_OK;
     }
-    return gd_store_scan(sc->s, txn, q->t, (gd_str){"", 0}, sc->fn, sc->ctx);
+    return gd_store_scan(sc->s, txn, q->t, (gd_str){"", 0}, visit_reference, sc);
 }
 
 /* Does a windowed row pass the filters that the prefix does not cover, and
@@ -62,7 +84,7 @@ static int scan_window(scan *sc, int64_t w, bool emit, size_t *found)
     MDB_val k = {sc->key.len, sc->key.p}, v;
     int rc = mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(sc->cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < plen || memcmp(k.mv_data, sc->key.p, plen)) break;
+        if (k.mv_size < plen || memcmp(k.mv_data, sc->key.p, plen) || out_of_time(sc)) break;
         if (!row_matches(sc, as_str(k), as_str(v))) continue;
         (*found)++;
         if (!emit) return GD_OK;
@@ -79,7 +101,7 @@ static int scan_range(scan *sc, int64_t from, int64_t to)
     MDB_val k = {sc->key.len, sc->key.p}, v;
     int rc = mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(sc->cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < 8 || gd_rowkey_window(k.mv_data) >= to) break;
+        if (k.mv_size < 8 || gd_rowkey_window(k.mv_data) >= to || out_of_time(sc)) break;
         if (!row_matches(sc, as_str(k), as_str(v))) continue;
         if ((sc->stop = sc->fn(sc->ctx, as_str(k), as_str(v)))) break;
     }
@@ -124,7 +146,8 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
     if (window_out) *window_out = INT64_MIN;
     if (q->t->kind != GD_TABLE_WINDOWED) {
         gd_arena_free(&sc.scratch);
-        return run_reference(&sc, txn);
+        int rc = run_reference(&sc, txn);
+        return sc.timed_out ? GD_ETIMEDOUT : rc;
     }
     for (int k = 0; k < q->t->nkeys && q->key_eq[k].p; k++) {
         gd_groupkey_append(&sc.prefix, q->key_eq[k]);
@@ -148,7 +171,7 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
             rc = scan_window(&sc, w, true, &found);
     } else {
         bool first = true;
-        for (int64_t before = 0; !rc && prev_window(&sc, before, first, &w); before = w, first = false) {
+        for (int64_t before = 0; !rc && !sc.timed_out && prev_window(&sc, before, first, &w); before = w, first = false) {
             rc = scan_window(&sc, w, false, &found);
             if (found) {
                 if (window_out) *window_out = w;
@@ -162,5 +185,5 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
     gd_buf_free(&sc.key);
     gd_buf_free(&sc.prefix);
     gd_arena_free(&sc.scratch);
-    return rc;
+    return sc.timed_out ? GD_ETIMEDOUT : rc;
 }

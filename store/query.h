@@ -5,7 +5,9 @@
  * that has a matching row. The scan uses the key layout of tables.h: rows of
  * a window are contiguous, so a filter on the leading key column is a prefix
  * seek inside each window, and a filter on every key column is a point get.
- * Rows hidden by HAVING are not returned. */
+ * Rows hidden by HAVING are not returned. A scan given a deadline looks at
+ * the clock every DEADLINE_EVERY rows it reads (query.c) and stops past it,
+ * so a request's work ends with its time, not only its answer. */
 #ifndef GD_QUERY_H
 #define GD_QUERY_H
 
@@ -18,13 +20,15 @@ typedef struct {
     gd_str key_eq[GD_MAX_KEYS]; /* .p NULL: no filter on that column */
     gd_window_mode mode;
     int64_t from, to; /* GD_WINDOWS_RANGE: window starts in [from, to) */
+    int64_t deadline_ms; /* gd_mono_ns() / 1000000 past which the scan stops; 0: none */
 } gd_query;
 
 /* Called per matching row with its LMDB key and value (valid for the txn). */
 typedef int (*gd_query_fn)(void *ctx, gd_str key, gd_str val);
 
 /* Runs q; for GD_WINDOWS_LATEST, *window_out tells which window was chosen
- * (INT64_MIN when none matched), so the next page can pin it. */
+ * (INT64_MIN when none matched), so the next page can pin it. GD_ETIMEDOUT
+ * when q's deadline passed: fn has then seen only part of the rows. */
 int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx,
                  int64_t *window_out);
 

@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (gd_sql_plan_query(&cat, &stmts[i], &arena, &plan, &err)) continue;
                 if (plan.kind == GD_PLAN_PULL_TABLE) {
                     int rows = 0;
-                    gd_sql_pull(&store, &plan, 1, count_row, &rows, &err);
+                    gd_sql_pull(&store, &plan, 1, 0, count_row, &rows, &err);
                 } else run_push(&plan);
             } else if (stmts[i].kind == GD_SQL_CREATE_AS || stmts[i].kind == GD_SQL_CREATE_SOURCE) {
                 gd_catalog_entry *e;

@@ -11,7 +11,7 @@ daemon:
     or [] mean every value) restrict the groups;
   * ad hoc filters (`filters`, else `adhocFilters`) apply to tables that have
     their column: =, != (numbers by value), <, > (numbers by value, strings
-    by bytes), =~, !~ (POSIX ERE matching the whole value);
+    by bytes), =~, !~ (a regex matching the whole value: re.fullmatch);
   * a series is named by its key values joined with " / ", a game id by the
     game_name and a player id by the player_username of the group's newest
     row where the table has those columns.

@@ -119,6 +119,12 @@ static void comparisons_like_between_case(void **state)
     EXPECT("publisher LIKE '_tudio'", "true BOOLEAN"); /* _ is one character, two bytes here */
     EXPECT("game_name LIKE 'neon%'", "false BOOLEAN");
     EXPECT("game_name NOT LIKE '%x%'", "true BOOLEAN");
+    EXPECT("game_name LIKE '%n%a'", "true BOOLEAN"); /* the first n is not the one */
+    EXPECT("'ab\xc3\x9f' LIKE '%_\xc3\x9f%'", "true BOOLEAN");
+    /* each % tried at every place for every other took C(400, 7) steps, ~10^14 */
+    char like[480];
+    snprintf(like, sizeof like, "'%0400d' LIKE '%%0%%0%%0%%0%%0%%0%%0%%1'", 0);
+    EXPECT(like, "false BOOLEAN");
     EXPECT("CASE WHEN rating > 4 THEN 'good' WHEN rating > 2 THEN 'ok' ELSE 'bad' END", "'good' STRING");
     EXPECT("CASE platform WHEN 'XBOX' THEN 1 WHEN 'PC' THEN 2 END", "2 INTEGER");
     EXPECT("CASE WHEN genre = 'x' THEN 1 END", "NULL INTEGER");
