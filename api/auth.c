@@ -19,7 +19,10 @@
  * computed from such a column) is masked in every response and stream --
  * a copy of an email as ***@domain, anything derived as ***, null as null
  * (gd_json_put_masked). Rows and events that gamingd writes as JSON
- * objects are masked member by member (gd_mask_json_object). */
+ * objects are masked member by member (gd_mask_json_object), each personal
+ * member found by search: in the flat objects gamingd writes, `"name":`
+ * after '{' or ',' can only be that member's key, so an event costs a
+ * search per personal column, not a parse of every member. */
 #include <ctype.h>
 #include <gnutls/crypto.h>
 #include <pthread.h>
@@ -248,36 +251,82 @@ static gd_value member_value(const gd_jval *v)
     }
 }
 
+/* A personal member of an object: where its value stands, and what it is. */
+typedef struct {
+    const char *at, *end;
+    gd_pii pii;
+    gd_value v;
+} personal_member;
+
+/* Finds member `name` of obj (a flat object gamingd wrote: `"name":` after
+ * '{' or ',' can only be that member's key, since quotes inside strings are
+ * escaped): 1 and *m set, 0 when absent, -1 when its value does not parse. */
+static int find_member(gd_str obj, const char *name, gd_pii pii, gd_arena *scratch, personal_member *m)
+{
+    char needle[300];
+    size_t nl = (size_t)snprintf(needle, sizeof needle, "\"%s\":", name);
+    if (nl >= sizeof needle) return 0;
+    const char *at = obj.p, *end = obj.p + obj.len;
+    while ((at = memmem(at, (size_t)(end - at), needle, nl))) {
+        if (at > obj.p && (at[-1] == '{' || at[-1] == ',')) break;
+        at++;
+    }
+    if (!at) return 0;
+    gd_json j;
+    gd_json_init(&j, (gd_str){at + nl, (uint32_t)(end - at - nl)}, scratch);
+    gd_jval v;
+    if (gd_json_value(&j, &v)) return -1;
+    *m = (personal_member){v.raw.p, v.raw.p + v.raw.len, pii, member_value(&v)};
+    return 1;
+}
+
+/* Column i of e (a table's keys, then its values): false past the last. */
+static bool entry_column(const gd_catalog_entry *e, int i, const char **name, gd_pii *pii)
+{
+    if (!e->is_table) {
+        if (i >= e->ncols) return false;
+        return *name = e->cols[i].name, *pii = e->cols[i].pii, true;
+    }
+    const gd_tabledef *t = e->table;
+    if (i < t->nkeys) return *name = t->keys[i].name, *pii = t->keys[i].pii, true;
+    i -= t->nkeys;
+    if (i >= t->ncols) return false;
+    return *name = t->cols[i].name, *pii = t->cols[i].pii, true;
+}
+
+enum { MAX_PERSONAL_MEMBERS = 64 };
+
 void gd_mask_json_object(const gd_catalog_entry *e, gd_str obj, gd_buf *out)
 {
     gd_arena scratch;
     gd_arena_init(&scratch);
-    size_t start = out->len;
-    const char *copied = obj.p;
+    personal_member found[MAX_PERSONAL_MEMBERS];
+    int nfound = 0;
+    bool bad = false;
+    const char *name;
+    gd_pii pii;
+    for (int i = 0; !bad && entry_column(e, i, &name, &pii); i++) {
+        if (!pii) continue;
+        personal_member m;
+        int rc = find_member(obj, name, pii, &scratch, &m);
+        if (rc < 0 || (rc && nfound == MAX_PERSONAL_MEMBERS)) bad = true;
+        else if (rc) { /* kept in the order they stand */
+            int at = nfound++;
+            for (; at > 0 && found[at - 1].at > m.at; at--) found[at] = found[at - 1];
+            found[at] = m;
+        }
+    }
     gd_json j;
     gd_json_init(&j, obj, &scratch);
-    gd_str key;
-    gd_jval v;
-    int more = gd_json_object_begin(&j) == GD_OK ? 1 : -1;
-    while (more == 1 && (more = gd_json_next_key(&j, &key)) == 1) {
-        if (gd_json_value(&j, &v)) {
-            more = -1;
-            break;
-        }
-        char name[256];
-        if (key.len >= sizeof name) continue; /* no column has such a name */
-        memcpy(name, key.p, key.len);
-        name[key.len] = 0;
-        gd_pii pii = gd_catalog_column_pii(e, name);
-        if (!pii) continue;
-        gd_buf_put(out, copied, (size_t)(v.raw.p - copied));
-        gd_json_put_masked(out, pii, member_value(&v));
-        copied = v.raw.p + v.raw.len;
-    }
-    if (more < 0) { /* not an object gamingd wrote: show nothing of it */
-        out->len = start;
-        gd_buf_puts(out, "null");
+    if (bad || gd_json_object_begin(&j)) {
+        gd_buf_puts(out, "null"); /* not an object gamingd wrote: show nothing of it */
     } else {
+        const char *copied = obj.p;
+        for (int i = 0; i < nfound; i++) {
+            gd_buf_put(out, copied, (size_t)(found[i].at - copied));
+            gd_json_put_masked(out, found[i].pii, found[i].v);
+            copied = found[i].end;
+        }
         gd_buf_put(out, copied, (size_t)(obj.p + obj.len - copied));
     }
     gd_arena_free(&scratch);
