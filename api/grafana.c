@@ -263,7 +263,7 @@ static void add_choice(choices *ch, gd_pii pii, gd_str value, gd_str label)
 typedef struct {
     choices *ch;
     const char *value_member, *label_member; /* of a reference row; NULL label: the value */
-    gd_pii value_pii;
+    gd_pii value_pii, label_pii;
 } ref_scan;
 
 static gd_str member_string(json_t *row, const char *name)
@@ -278,7 +278,13 @@ static int collect_reference(void *ctx, gd_str key, gd_str val)
     json_t *row = json_loadb(val.p, val.len, 0, NULL);
     gd_str v = rs->value_member ? member_string(row, rs->value_member) : key;
     gd_str label = rs->label_member ? member_string(row, rs->label_member) : GD_STR_NULL;
+    gd_buf masked = {0};
+    if (rs->label_pii && !rs->ch->sees_pii && label.p) {
+        gd_masked_text(&masked, rs->label_pii, (gd_value){.t = GD_V_STR, .s = label});
+        label = (gd_str){masked.p, (uint32_t)masked.len};
+    }
     add_choice(rs->ch, rs->value_pii, v, label);
+    gd_buf_free(&masked);
     json_decref(row);
     return json_array_size(rs->ch->list) >= rs->ch->max;
 }
@@ -354,15 +360,16 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
     } else if (!strcmp(name, "player_id") || !strcmp(name, "email") || !strcmp(name, "player_email")) {
         rs.value_member = strcmp(name, "player_id") ? "email" : NULL;
         rs.label_member = strcmp(name, "player_id") ? NULL : "username";
-        const gd_catalog_entry *pe = gd_catalog_find(ctx->cat, gd_str_c(players->name));
-        rs.value_pii = rs.value_member && pe ? gd_catalog_column_pii(pe, "email") : GD_PII_NONE;
         q.t = players;
     } else if (!strcmp(name, "player_segment")) {
         static const char *const segments[] = {"HIGH_PERFORMER", "MEDIUM_PERFORMER", "CASUAL_PLAYER"};
         for (int i = 0; i < 3; i++) add_choice(ch, GD_PII_NONE, gd_str_c(segments[i]), GD_STR_NULL);
         return;
     }
-    if (q.t) {
+    if (q.t) { /* values and labels masked as the reference table's columns are */
+        const gd_catalog_entry *re = gd_catalog_find(ctx->cat, gd_str_c(q.t->name));
+        rs.value_pii = re ? gd_catalog_column_pii(re, rs.value_member ? rs.value_member : q.t->keys[0].name) : GD_PII_NONE;
+        rs.label_pii = re && rs.label_member ? gd_catalog_column_pii(re, rs.label_member) : GD_PII_NONE;
         if (gd_query_run(ctx->store, txn, &q, collect_reference, &rs, NULL) == GD_ETIMEDOUT) ch->timed_out = true;
         if (strcmp(name, "game_id") || ch->timed_out) return;
         /* and the games with activity but no games row (yet): from the windows */

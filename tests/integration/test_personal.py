@@ -437,6 +437,11 @@ def test_a_field_the_registry_tags_pii_is_personal_down_to_the_enriched_stream(g
         assert status == 200 and {r["username"] for r in json.loads(body)["rows"]} == {"***"}
         status, body = call(d, "GET", "/v1/tables/gaming_players_table?order_by=username", READ)
         assert status == 403 and "username" in body
+        # Grafana labels players by username: masked as well
+        status, body = call(d, "POST", "/grafana/variable", READ, {"payload": {"target": "player_id"}})
+        assert status == 200 and {v["__text"] for v in json.loads(body)} == {"***"}
+        status, body = call(d, "POST", "/grafana/variable", ADMIN, {"payload": {"target": "player_id"}})
+        assert {v["__text"] for v in json.loads(body)} == {"u-p1", "u-p2", "u-p3", "u-p4"}
     finally:
         reg.close()
 
