@@ -25,11 +25,13 @@
  * other aggregate of personal data derived. The output columns, a table's
  * keys and values and a derived stream's columns take the attribute of
  * their expressions, so it is kept with every definition and recomputed
- * from builtin.sql at each start. A statement that uses personal data to
- * decide something -- a BOOLEAN computed from it (every comparison, LIKE,
- * IN, IS NULL, a WHERE, a HAVING, a WHEN), a GROUP BY key, an ORDER BY
+ * from builtin.sql at each start. A statement that computes on personal
+ * data or uses it to decide something -- a function or operator over it
+ * (every comparison, LIKE, IN, IS NULL, so every WHERE, HAVING and WHEN),
+ * an aggregate other than LATEST_BY_OFFSET, a GROUP BY key, an ORDER BY
  * column -- records the first such use in the plan; the API refuses it to
- * a reader without the pii scope. */
+ * a reader without the pii scope, who may only select personal columns as
+ * they are (masked). What a stored definition computed is such a column. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,7 +414,7 @@ static gd_expr *bind_operator(binder *b, const gd_expr *e, gd_expr *(*bind)(bind
         if (c->args[i]->pii && !c->pii) c->pii = GD_PII_DERIVED, c->pii_from = c->args[i]->pii_from;
     }
     if (!check_node(b, c)) return NULL;
-    if (c->type == GD_T_BOOLEAN) note_pii_use(b, c, "filtering or comparing on");
+    note_pii_use(b, c, c->type == GD_T_BOOLEAN ? "filtering or comparing on" : "computing on");
     return c;
 }
 
@@ -569,6 +571,7 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
     gd_expr *arg = bind_input(b, call->args[0]);
     if (!arg) return false;
     col->pii = !arg->pii ? GD_PII_NONE : k == AGG_LATEST ? arg->pii : GD_PII_DERIVED; /* the latest email is an email */
+    if (k != AGG_LATEST) note_pii_use(b, arg, "aggregating");
     b->slot_pii_from[col - b->def->cols] = arg->pii_from;
     gd_coltype t = arg->type;
     if ((k == AGG_SUM || k == AGG_AVG || k == AGG_MIN || k == AGG_MAX) && !gd_coltype_numeric(t))

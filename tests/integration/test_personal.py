@@ -271,7 +271,7 @@ def test_a_pii_key_sees_the_values_in_clear(daemon):
     assert set(counts) == {"p1", "p2", "p3", "p4"} and len(set(counts.values())) == 1 and counts["p1"] >= 10
 
 
-# ---- uses: filtering, comparing, grouping, ordering ----
+# ---- uses: computing, filtering, comparing, grouping, ordering ----
 
 def rest_filter(d, key, name, info, col):
     if not info[0] or col not in info[1]:
@@ -321,6 +321,18 @@ def sql_case(d, key, name, info, col):
     return sql_status(d, key, "SELECT CASE WHEN %s IS NULL THEN 1 ELSE 0 END AS n FROM %s%s;" % (col, name, emit))
 
 
+def sql_compute(d, key, name, info, col):
+    emit = "" if info[0] else " EMIT CHANGES LIMIT 1"
+    return sql_status(d, key, "SELECT UCASE(CAST(%s AS STRING)) AS u FROM %s%s;" % (col, name, emit))
+
+
+def sql_aggregate(d, key, name, info, col):
+    if info[0]:
+        return None
+    return sql_status(d, key, "SELECT COUNT_DISTINCT(%s) AS n FROM %s GROUP BY player_id EMIT CHANGES LIMIT 1;"
+                      % (col, name))
+
+
 def sql_order(d, key, name, info, col):
     return sql_status(d, key, "SELECT * FROM %s ORDER BY %s;" % (name, col)) if info[0] else None
 
@@ -354,7 +366,7 @@ def sql_status(d, key, sql):
 
 
 USES = [rest_filter, rest_order, sse_filter, grafana_adhoc, grafana_payload, sql_where, sql_where_computed, sql_case,
-        sql_order, sql_group, sql_where_then_group]
+        sql_compute, sql_aggregate, sql_order, sql_group, sql_where_then_group]
 
 
 @pytest.mark.parametrize("use", USES, ids=lambda f: f.__name__)
