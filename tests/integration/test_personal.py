@@ -440,6 +440,9 @@ def test_a_field_the_registry_tags_pii_is_personal_down_to_the_enriched_stream(g
         src.write_text("".join(json.dumps(l) + "\n" for l in player_lines() + source_lines(0, 8)))
         d = gamingd(str(src), args=["--api-keys", str(keys), "--schema-registry", reg.url])
         assert "tags field username PII" in d.log_tail()
+        deadline = time.time() + 30
+        while time.time() < deadline and json.loads(call(d, "GET", "/readyz", READ)[1])["records_applied"] < 12:
+            time.sleep(0.05)
         cat = catalog(d)
         assert cat["gaming_players_table"][2]["username"] and cat["gaming_players_table"][2]["email"]
         assert cat["gaming_players_stream"][2]["username"]
