@@ -187,11 +187,14 @@ typedef struct {
     size_t n, cap;
 } pull;
 
+/* Hands a row over; non-zero when no more are wanted (LIMIT reached: the
+ * scan stops at once). */
 static int emit(pull *p, const gd_value *row, const gd_sql_pos *pos)
 {
-    if (p->plan->limit >= 0 && p->emitted >= p->plan->limit) return 1;
+    int64_t limit = p->plan->limit;
+    if (limit >= 0 && p->emitted >= limit) return 1;
     p->emitted++;
-    return p->fn(p->ctx, row, p->plan->ncols, pos);
+    return p->fn(p->ctx, row, p->plan->ncols, pos) || (limit >= 0 && p->emitted >= limit);
 }
 
 static int kept_cmp(const void *x, const void *y, void *ctx)
