@@ -308,7 +308,7 @@ static int scan(gd_store *store, MDB_txn *txn, pull *p, const gd_str *key_eq)
     gd_query q = {.t = plan->source->table, .mode = plan->window_latest ? GD_WINDOWS_LATEST : GD_WINDOWS_RANGE,
                   .from = plan->window_from, .to = plan->window_to, .deadline_ms = p->deadline_ms};
     memcpy(q.key_eq, key_eq, sizeof q.key_eq);
-    return gd_query_run(store, txn, &q, visit_row, p, NULL);
+    return gd_query_run(store, txn, &q, visit_row, p);
 }
 
 /* The key values to seek: the cartesian product of the values given for
