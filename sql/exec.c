@@ -197,17 +197,23 @@ static int emit(pull *p, const gd_value *row, const gd_sql_pos *pos)
     return p->fn(p->ctx, row, p->plan->ncols, pos) || (limit >= 0 && p->emitted >= limit);
 }
 
-static int kept_cmp(const void *x, const void *y, void *ctx)
+/* Two rows in the order: their values and row keys. */
+static int rows_cmp(const gd_query_plan *plan, const gd_value *u, gd_str ukey, const gd_value *v, gd_str vkey)
 {
-    const pull *p = ctx;
-    const gd_query_plan *plan = p->plan;
-    const kept *a = x, *b = y;
-    const gd_value *u = &p->rows[a->slot * (size_t)plan->ncols], *v = &p->rows[b->slot * (size_t)plan->ncols];
     for (int i = 0; i < plan->norder; i++) {
         int c = column_order(plan, i, u[plan->order_cols[i]], v[plan->order_cols[i]]);
         if (c) return c;
     }
-    return key_order(plan, a->pos.key, b->pos.key);
+    return key_order(plan, ukey, vkey);
+}
+
+static const gd_value *kept_row(const pull *p, const kept *k) { return &p->rows[k->slot * (size_t)p->plan->ncols]; }
+
+static int kept_cmp(const void *x, const void *y, void *ctx)
+{
+    const pull *p = ctx;
+    const kept *a = x, *b = y;
+    return rows_cmp(p->plan, kept_row(p, a), a->pos.key, kept_row(p, b), b->pos.key);
 }
 
 static void swap_kept(pull *p, size_t i, size_t j)
@@ -234,8 +240,7 @@ static void sift_down(pull *p, size_t i)
     }
 }
 
-/* Room for one more kept row (and a spare one to compare a candidate in);
- * false (the query failed) when there is none. */
+/* Room for one more kept row; false (the query failed) when there is none. */
 static bool make_room(pull *p)
 {
     if (p->n < p->cap) return true;
@@ -248,7 +253,7 @@ static bool make_room(pull *p)
     if (p->plan->limit >= 0 && cap > (size_t)p->plan->limit) cap = (size_t)p->plan->limit;
     kept *heap = realloc(p->heap, sizeof *heap * cap);
     if (heap) p->heap = heap;
-    gd_value *rows = heap ? realloc(p->rows, sizeof *rows * (size_t)p->plan->ncols * (cap + 1)) : NULL;
+    gd_value *rows = heap ? realloc(p->rows, sizeof *rows * (size_t)p->plan->ncols * cap) : NULL;
     if (!rows) {
         p->rc = gd_sql_fail(p->err, GD_SQL_SERVER_ERROR, "out of memory sorting rows");
         return false;
@@ -272,13 +277,10 @@ static bool keep(pull *p, const gd_value *row, const gd_sql_pos *pos)
         sift_up(p, p->n++);
         return true;
     }
-    size_t slot = p->n; /* the spare slot past the heap's rows */
-    memcpy(&p->rows[slot * w], row, sizeof *row * w);
-    kept cand = {*pos, slot};
-    if (kept_cmp(&cand, &p->heap[0], p) >= 0) return true;
-    cand.slot = p->heap[0].slot;
-    memcpy(&p->rows[cand.slot * w], row, sizeof *row * w);
-    p->heap[0] = cand;
+    kept *top = &p->heap[0]; /* the last of the rows kept */
+    if (rows_cmp(plan, row, pos->key, kept_row(p, top), top->pos.key) >= 0) return true;
+    top->pos = *pos;
+    memcpy(&p->rows[top->slot * w], row, sizeof *row * w);
     sift_down(p, 0);
     return true;
 }
@@ -294,7 +296,10 @@ static int visit_row(void *ctx, gd_str key, gd_str val)
     if (rc) return 0; /* a row that does not decode is not an answer */
     gd_eval ev = {.column = gd_value_array_column, .row = p->in, .now_ms = p->now_ms, .scratch = &p->arena};
     if (plan->where && !gd_expr_true(plan->where, &ev)) return 0;
-    for (int c = 0; c < plan->ncols; c++) p->out[c] = gd_expr_eval(plan->proj[c], &ev);
+    for (int c = 0; c < plan->ncols; c++) { /* a column as it is (SELECT *) needs no evaluation */
+        const gd_expr *x = plan->proj[c];
+        p->out[c] = x->op == GD_E_COL ? p->in[x->index] : gd_expr_eval(x, &ev);
+    }
     gd_sql_pos pos = {plan->norder ? p->out[plan->order_cols[0]] : (gd_value){.t = GD_V_NULL}, key, val};
     if (plan->after && !after_start(plan, &pos)) return 0;
     if (sorting) return keep(p, p->out, &pos) ? 0 : (p->stop = 1);
@@ -334,9 +339,13 @@ static int scan_keys(gd_store *store, MDB_txn *txn, pull *p)
         for (int k = 0; k < t->nkeys; k++) {
             if (!sought[k]) continue;
             gd_value v = plan->key_values[k][idx[k]];
-            gd_buf_clear(&text[k]);
             if (t->keys[k].type == GD_T_STRING && v.t != GD_V_STR) fits = false;
             if (t->keys[k].type != GD_T_STRING && v.t == GD_V_STR) fits = false;
+            if (v.t == GD_V_STR) { /* a string key's text is the string */
+                key_eq[k] = v.s.p ? v.s : (gd_str){"", 0};
+                continue;
+            }
+            gd_buf_clear(&text[k]);
             gd_key_text(t->keys[k].type == GD_T_DOUBLE ? gd_value_cast(v, GD_T_DOUBLE, NULL) : v, &text[k]);
             key_eq[k] = (gd_str){text[k].p ? text[k].p : "", (uint32_t)text[k].len};
         }
@@ -367,8 +376,8 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
 {
     pull p = {.plan = plan, .now_ms = now_ms, .deadline_ms = deadline_ms, .fn = fn, .ctx = ctx, .err = err};
     gd_arena_init(&p.arena);
-    p.in = calloc((size_t)plan->row_width + 1, sizeof *p.in);
-    p.out = calloc((size_t)plan->ncols + 1, sizeof *p.out);
+    p.in = calloc((size_t)plan->row_width + 1 + (size_t)plan->ncols + 1, sizeof *p.in); /* the input row, the output row */
+    p.out = p.in ? p.in + plan->row_width + 1 : NULL;
     MDB_txn *txn = NULL;
     int rc = !p.in || !p.out ? gd_sql_fail(err, GD_SQL_SERVER_ERROR, "out of memory") : GD_OK;
     if (!rc && gd_store_begin_read(store, &txn)) rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "the store cannot be read");
@@ -390,7 +399,6 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
     free(p.heap);
     free(p.rows);
     free(p.in);
-    free(p.out);
     gd_arena_free(&p.arena);
     return rc;
 }

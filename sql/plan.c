@@ -127,22 +127,22 @@ static void note_pii_use(binder *b, const gd_expr *x, const char *how)
 int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max)
 {
     int n = 0;
-#define PUT(nm, ty, k, w)                                                                                              \
+#define PUT(nm, ty, k, w, pii)                                                                                         \
     do {                                                                                                               \
-        if (n < max) out[n] = (gd_sql_column){nm, ty, k, w};                                                           \
+        if (n < max) out[n] = (gd_sql_column){nm, ty, k, w, pii};                                                      \
         n++;                                                                                                           \
     } while (0)
     if (!e->is_table) {
-        for (int i = 0; i < e->ncols; i++) PUT(e->cols[i].name, e->cols[i].type, false, false);
+        for (int i = 0; i < e->ncols; i++) PUT(e->cols[i].name, e->cols[i].type, false, false, e->cols[i].pii);
         return n;
     }
     const gd_tabledef *t = e->table;
-    for (int k = 0; k < t->nkeys; k++) PUT(t->keys[k].name, t->keys[k].type, true, false);
+    for (int k = 0; k < t->nkeys; k++) PUT(t->keys[k].name, t->keys[k].type, true, false, t->keys[k].pii);
     if (gd_table_windowed(t)) {
-        PUT("windowstart", GD_T_BIGINT, false, true);
-        PUT("windowend", GD_T_BIGINT, false, true);
+        PUT("windowstart", GD_T_BIGINT, false, true, GD_PII_NONE);
+        PUT("windowend", GD_T_BIGINT, false, true, GD_PII_NONE);
     }
-    for (int c = 0; c < t->ncols; c++) PUT(t->cols[c].name, t->cols[c].type, false, false);
+    for (int c = 0; c < t->ncols; c++) PUT(t->cols[c].name, t->cols[c].type, false, false, t->cols[c].pii);
 #undef PUT
     return n;
 }
@@ -189,7 +189,7 @@ static bool open_scope(binder *b, const gd_sql_select *q)
         s->names[i] = cols[i].name;
         s->types[i] = cols[i].type;
         if (cols[i].window && s->windowed_at < 0) s->windowed_at = i;
-        else s->pii[i] = gd_catalog_column_pii(e, cols[i].name);
+        s->pii[i] = cols[i].pii;
         if (e->is_table) s->exprs[i] = new_col(b, i, cols[i].type);
         else if (e->kind == GD_SRC_DERIVED) s->exprs[i] = e->proj[i];
         else s->exprs[i] = new_col(b, e->cols[i].id, cols[i].type);

@@ -224,6 +224,7 @@ typedef struct {
     gd_coltype type;
     bool key;       /* a key column (PRIMARY KEY / KEY) */
     bool window;    /* WINDOWSTART, WINDOWEND */
+    gd_pii pii;     /* as gd_catalog_column_pii answers for it */
 } gd_sql_column;
 int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max);
 /* A name as ksqlDB shows it: upper case. */
