@@ -180,8 +180,8 @@ typedef struct {
     int stop;
     int rc;
     gd_sql_error *err;
-    /* sorted: the rows kept, a max-heap of the first in the order when
-     * there is a LIMIT */
+    /* sorted: the rows kept -- with a LIMIT, a max-heap of the first
+     * LIMIT in the order; without, all of them, as they came */
     kept *heap;
     gd_value *rows;
     size_t n, cap;
@@ -274,7 +274,8 @@ static bool keep(pull *p, const gd_value *row, const gd_sql_pos *pos)
         if (!make_room(p)) return false;
         p->heap[p->n] = (kept){*pos, p->n};
         memcpy(&p->rows[p->n * w], row, sizeof *row * w);
-        sift_up(p, p->n++);
+        if (plan->limit >= 0) sift_up(p, p->n);
+        p->n++;
         return true;
     }
     kept *top = &p->heap[0]; /* the last of the rows kept */
