@@ -370,7 +370,7 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         const gd_catalog_entry *re = gd_catalog_find(ctx->cat, gd_str_c(q.t->name));
         rs.value_pii = re ? gd_catalog_column_pii(re, rs.value_member ? rs.value_member : q.t->keys[0].name) : GD_PII_NONE;
         rs.label_pii = re && rs.label_member ? gd_catalog_column_pii(re, rs.label_member) : GD_PII_NONE;
-        if (gd_query_run(ctx->store, txn, &q, collect_reference, &rs, NULL) == GD_ETIMEDOUT) ch->timed_out = true;
+        if (gd_query_run(ctx->store, txn, &q, collect_reference, &rs) == GD_ETIMEDOUT) ch->timed_out = true;
         if (strcmp(name, "game_id") || ch->timed_out) return;
         /* and the games with activity but no games row (yet): from the windows */
     }
@@ -382,7 +382,7 @@ static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tablede
         if ((t && tt != t) || !gd_table_aggregates(tt) || !find_column(tt, name, &ws.col)) continue;
         gd_arena_init(&ws.scratch);
         gd_query wq = {.t = tt, .mode = GD_WINDOWS_LATEST, .deadline_ms = ch->deadline_ms};
-        if (gd_query_run(ctx->store, txn, &wq, collect_window_values, &ws, NULL) == GD_ETIMEDOUT) ch->timed_out = true;
+        if (gd_query_run(ctx->store, txn, &wq, collect_window_values, &ws) == GD_ETIMEDOUT) ch->timed_out = true;
         gd_arena_free(&ws.scratch);
     }
     sort_choices(ch);
@@ -911,7 +911,7 @@ static int refill_cut_window(const gd_api_ctx *ctx, MDB_txn *txn, collector *co,
     gd_query one = *q;
     one.from = w;
     one.to = w + 1;
-    int rc = gd_query_run(ctx->store, txn, &one, collect_row, &first, NULL);
+    int rc = gd_query_run(ctx->store, txn, &one, collect_row, &first);
     for (size_t i = 0; !rc && i < first.nrows; i++) {
         co->rows[(start + i) % MAX_TABLE_ROWS][0] = first.rows[i][0];
         co->rows[(start + i) % MAX_TABLE_ROWS][1] = first.rows[i][1];
@@ -944,7 +944,7 @@ static int run_target(const gd_api_ctx *ctx, MDB_txn *txn, target_query *tq, gd_
             q.key_eq[k] = (gd_str){json_string_value(a), (uint32_t)json_string_length(a)};
         }
     int rc = gd_query_run(ctx->store, txn, &q, gd_table_aggregates(tq->t) ? collect_row : collect_reference_row,
-                          &co, NULL);
+                          &co);
     if (!rc && tq->table_format) rc = refill_cut_window(ctx, txn, &co, &q);
     if (!rc && tq->table_format) put_table(&co, out, first);
     else if (!rc) put_series(&co, out, first);

@@ -174,10 +174,10 @@ typedef struct {
     gd_buf *out;
 } pull_out;
 
-static int put_pull_row(void *ctx, const gd_value *row, int n)
+static int put_pull_row(void *ctx, const gd_value *row, int n, const gd_sql_pos *pos)
 {
     pull_out *po = ctx;
-    (void)n; /* the plan's columns */
+    (void)n, (void)pos; /* the plan's columns; a SQL reply has no cursor */
     switch (po->format) {
     case GD_PUSH_KSQL_DELIMITED:
         gd_sql_put_row(po->out, po->plan, row, po->sees_pii);

@@ -1,21 +1,28 @@
 /* pull.c -- pull queries: GET /v1/tables and GET /v1/tables/{table}.
  *
- * A request is validated whole before any read (every parameter known, each
- * once, each well-formed), then run as a store query in one read
- * transaction. Rows are paged with keyset cursors: a cursor holds the sort
- * value and row key of the last row returned (and, for "the latest window",
- * which window that was), so pages neither repeat nor skip rows while ingest
- * goes on; it is sealed with a key of the data dir, so a client can neither
- * read it nor forge one (see "cursors" below). A page never holds more than limit + 1 rows in memory, however
- * many match: in key order the scan stops there; sorted, a bounded heap
- * keeps the smallest. Rows are spans into the LMDB map, never copied. */
+ * A protocol adapter over the SQL executor: a request is validated whole
+ * before any read (every parameter known, each once, each well-formed),
+ * turned into a query plan by gd_sql_plan_rows (the planner that binds SQL,
+ * so the columns, the personal-data checks -- plan->pii_use refused with
+ * SQL's 403, plan->pii masked -- and the order are SQL's), and run by
+ * gd_sql_pull in one read transaction, the one read path of both; rows come
+ * back in order and are written here as JSON objects. Rows are paged with
+ * keyset cursors: a cursor holds the place in the order of the last row
+ * returned (sort value and row key, which the executor hands over with each
+ * row and takes back as plan->after) and, for "the latest window", which
+ * window that was, so pages neither repeat nor skip rows while ingest goes
+ * on; it is sealed with a key of the data dir, so a client can neither
+ * read it nor forge one (see "cursors" below). The plan asks for limit + 1
+ * rows, so a page never holds more in memory however many match (the
+ * executor stops a scan in key order there, and keeps a bounded heap when
+ * sorting), and the last tells whether a next page exists. */
 #include <gnutls/crypto.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../store/query.h"
+#include "../sql/sql.h"
 #include "routes.h"
 
 enum { DEFAULT_LIMIT = 100, MAX_LIMIT = 10000, CURSOR_VERSION = 3 };
@@ -56,162 +63,6 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
     gd_buf_puts(&r->body, text);
     free(text);
     json_decref(doc);
-}
-
-/* ---- one row as the query sees it ---- */
-
-typedef struct {
-    gd_str key, val;
-    gd_value sort; /* the order_by value, or null */
-} row_ref;
-
-typedef struct {
-    const gd_tabledef *t;
-    int order_col;  /* -1: key order; -2 window_start; -3 window_end; else value column; */
-    int order_key;  /* >= 0: order by this key column */
-    bool desc;
-    bool key_order; /* rows arrive in the order asked for (no order_by, no desc) */
-    bool has_after; /* a cursor: only rows after (after_sort, after_key) */
-    gd_value after_sort;
-    gd_str after_key;
-    size_t keep;    /* the page size plus one, to know whether more rows follow */
-    row_ref *rows;  /* key_order: the first rows; else a max-heap of the smallest */
-    size_t n;
-    gd_arena strings; /* unescaped sort values of reference rows */
-} result;
-
-enum { ORDER_NONE = -1, ORDER_WINDOW_START = -2, ORDER_WINDOW_END = -3 };
-
-/* The value of a named member of a reference row (JSON object); unescaped
- * strings are decoded into arena. */
-static gd_value json_member(gd_str row, const char *name, gd_arena *arena)
-{
-    gd_json j;
-    gd_json_init(&j, row, arena);
-    gd_value out = {.t = GD_V_NULL};
-    gd_str k;
-    if (gd_json_object_begin(&j) == GD_OK) {
-        while (gd_json_next_key(&j, &k) == 1) {
-            gd_jval v;
-            if (gd_json_value(&j, &v)) break;
-            if (k.len != strlen(name) || memcmp(k.p, name, k.len)) continue;
-            if (v.t == GD_J_INT) out = (gd_value){.t = GD_V_INT, .i = v.i};
-            else if (v.t == GD_J_DBL) out = (gd_value){.t = GD_V_DBL, .d = v.d};
-            else if (v.t == GD_J_STR) out = (gd_value){.t = GD_V_STR, .s = v.s};
-            break;
-        }
-    }
-    return out;
-}
-
-static gd_value sort_value(result *res, gd_str key, gd_str val)
-{
-    const gd_tabledef *t = res->t;
-    if (t->kind != GD_TABLE_WINDOWED) {
-        if (res->order_key >= 0) return (gd_value){.t = GD_V_STR, .s = key};
-        if (res->order_col >= 0) return json_member(val, t->cols[res->order_col].name, &res->strings);
-        return (gd_value){.t = GD_V_NULL};
-    }
-    int64_t w = gd_rowkey_window(key.p);
-    if (res->order_col == ORDER_WINDOW_START) return (gd_value){.t = GD_V_INT, .i = w};
-    if (res->order_col == ORDER_WINDOW_END) return (gd_value){.t = GD_V_INT, .i = w + t->window_ms};
-    gd_str keys[GD_MAX_KEYS];
-    if (gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return (gd_value){.t = GD_V_NULL};
-    if (res->order_key >= 0) return gd_key_value(t->keys[res->order_key].type, keys[res->order_key]);
-    if (res->order_col >= 0) {
-        gd_slot slots[GD_MAX_COLS];
-        gd_row row;
-        if (gd_row_decode(t, val.p, val.len, slots) || !gd_row_compute(t, keys, w, slots, &row, &res->strings))
-            return (gd_value){.t = GD_V_NULL};
-        return row.cols[res->order_col];
-    }
-    return (gd_value){.t = GD_V_NULL};
-}
-
-/* Total order: nulls first, numbers (booleans as 0 and 1) by value, strings
- * bytewise. */
-static int value_cmp(gd_value a, gd_value b)
-{
-    if (a.t == GD_V_BOOL) a.t = GD_V_INT;
-    if (b.t == GD_V_BOOL) b.t = GD_V_INT;
-    if (a.t == GD_V_NULL || b.t == GD_V_NULL) return (a.t != GD_V_NULL) - (b.t != GD_V_NULL);
-    if (a.t == GD_V_STR || b.t == GD_V_STR) {
-        if (a.t != b.t) return a.t == GD_V_STR ? 1 : -1;
-        uint32_t n = a.s.len < b.s.len ? a.s.len : b.s.len;
-        int c = memcmp(a.s.p, b.s.p, n);
-        return c ? c : (a.s.len > b.s.len) - (a.s.len < b.s.len);
-    }
-    if (a.t == GD_V_INT && b.t == GD_V_INT) return (a.i > b.i) - (a.i < b.i);
-    double x = a.t == GD_V_INT ? (double)a.i : a.d, y = b.t == GD_V_INT ? (double)b.i : b.d;
-    return (x > y) - (x < y);
-}
-
-static int key_cmp(gd_str a, gd_str b)
-{
-    uint32_t n = a.len < b.len ? a.len : b.len;
-    int c = memcmp(a.p, b.p, n);
-    return c ? c : (a.len > b.len) - (a.len < b.len);
-}
-
-static int row_order(gd_value av, gd_str ak, gd_value bv, gd_str bk, bool desc)
-{
-    int c = value_cmp(av, bv);
-    if (!c) c = key_cmp(ak, bk);
-    return desc ? -c : c;
-}
-
-static int row_cmp(const void *x, const void *y, void *desc)
-{
-    const row_ref *a = x, *b = y;
-    return row_order(a->sort, a->key, b->sort, b->key, *(bool *)desc);
-}
-
-static int ref_order(const result *res, const row_ref *a, const row_ref *b)
-{
-    return row_order(a->sort, a->key, b->sort, b->key, res->desc);
-}
-
-static void sift_down(result *res, size_t i)
-{
-    for (;;) {
-        size_t big = i, l = 2 * i + 1, r = l + 1;
-        if (l < res->n && ref_order(res, &res->rows[l], &res->rows[big]) > 0) big = l;
-        if (r < res->n && ref_order(res, &res->rows[r], &res->rows[big]) > 0) big = r;
-        if (big == i) return;
-        row_ref tmp = res->rows[i];
-        res->rows[i] = res->rows[big];
-        res->rows[big] = tmp;
-        i = big;
-    }
-}
-
-static void sift_up(result *res, size_t i)
-{
-    while (i > 0 && ref_order(res, &res->rows[(i - 1) / 2], &res->rows[i]) < 0) {
-        row_ref tmp = res->rows[i];
-        res->rows[i] = res->rows[(i - 1) / 2];
-        res->rows[(i - 1) / 2] = tmp;
-        i = (i - 1) / 2;
-    }
-}
-
-/* Keeps at most res->keep rows, whatever the table's size: in key order the
- * first ones (and stops the scan), sorted the smallest (a bounded max-heap). */
-static int collect(void *ctx, gd_str key, gd_str val)
-{
-    result *res = ctx;
-    row_ref row = {key, val, sort_value(res, key, val)};
-    if (res->has_after && row_order(row.sort, row.key, res->after_sort, res->after_key, res->desc) <= 0)
-        return 0;
-    if (res->n < res->keep) {
-        res->rows[res->n++] = row;
-        if (res->key_order) return res->n == res->keep;
-        sift_up(res, res->n - 1);
-    } else if (ref_order(res, &row, &res->rows[0]) < 0) {
-        res->rows[0] = row;
-        sift_down(res, 0);
-    }
-    return 0;
 }
 
 /* ---- cursors ----
@@ -459,39 +310,11 @@ static bool parse_params(const gd_tabledef *t, const gd_request *req, table_para
     return true;
 }
 
-/* Resolves order_by to a key column, a window bound or a value column. */
-static bool resolve_order(const gd_tabledef *t, const char *name, result *res, gd_reply *r)
-{
-    res->order_col = ORDER_NONE;
-    res->order_key = -1;
-    if (!name) return true;
-    for (int k = 0; k < t->nkeys; k++)
-        if (!strcmp(name, t->keys[k].name)) {
-            res->order_key = k;
-            return true;
-        }
-    for (int c = 0; c < t->ncols; c++)
-        if (!strcmp(name, t->cols[c].name)) {
-            res->order_col = c;
-            return true;
-        }
-    if (gd_table_windowed(t) && !strcmp(name, "window_start")) {
-        res->order_col = ORDER_WINDOW_START;
-        return true;
-    }
-    if (gd_table_windowed(t) && !strcmp(name, "window_end")) {
-        res->order_col = ORDER_WINDOW_END;
-        return true;
-    }
-    gd_reply_error(r, 400, "order_by: %s has no column '%s'", t->name, name);
-    return false;
-}
-
 /* What the query asks for, whatever page it is on, as a cursor's associated
  * data: the version of the cursor format, the table (name, uid -- one
  * dropped and made again is another -- and statement), filters, windows and
- * order. */
-static void query_identity(const gd_catalog_entry *e, const table_params *p, const result *res, gd_buf *out)
+ * order (the plan's order column, -1 for the row key, and direction). */
+static void query_identity(const gd_catalog_entry *e, const table_params *p, const gd_query_plan *plan, gd_buf *out)
 {
     gd_buf_putc(out, CURSOR_VERSION);
     gd_buf_printf(out, "%s|%llu|%zu:%s", e->name, (unsigned long long)e->uid, strlen(e->sql), e->sql);
@@ -503,8 +326,8 @@ static void query_identity(const gd_catalog_entry *e, const table_params *p, con
         gd_buf_printf(out, "|%u:", (unsigned)p->q.key_eq[k].len);
         gd_buf_put(out, p->q.key_eq[k].p, p->q.key_eq[k].len);
     }
-    gd_buf_printf(out, "|%d:%lld:%lld|%d:%d:%d", (int)p->q.mode, (long long)p->q.from, (long long)p->q.to,
-                  res->order_col, res->order_key, (int)res->desc);
+    gd_buf_printf(out, "|%d:%lld:%lld|%d:%d", (int)p->q.mode, (long long)p->q.from, (long long)p->q.to,
+                  plan->norder ? plan->order_cols[0] : -1, (int)p->desc);
 }
 
 static bool window_fits(const gd_tabledef *t, int64_t w)
@@ -520,7 +343,7 @@ static gd_vtype vtype_of(gd_coltype ct)
 }
 
 /* Whether every field of a decoded cursor can belong to this query. */
-static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res)
+static bool cursor_fits(const cursor *c, const gd_tabledef *t, const gd_query_plan *plan)
 {
     bool windowed = gd_table_aggregates(t);
     if (c->pinned && (!windowed || !window_fits(t, c->window))) return false;
@@ -532,41 +355,99 @@ static bool cursor_fits(const cursor *c, const gd_tabledef *t, const result *res
     } else if (c->key.len > 511) {
         return false;
     }
-    gd_vtype want;
-    if (res->order_col == ORDER_NONE && res->order_key < 0) want = GD_V_NULL;
-    else if (res->order_key >= 0) want = vtype_of(t->keys[res->order_key].type);
-    else if (res->order_col < 0) want = GD_V_INT; /* a window bound */
-    else if (!windowed) return c->v.t != GD_V_BOOL && (c->v.t != GD_V_DBL || isfinite(c->v.d)); /* a JSON member */
-    else {
-        want = vtype_of(t->cols[res->order_col].type);
-        if (c->v.t == GD_V_NULL) return true;
-    }
+    int col = plan->norder ? plan->order_cols[0] : -1; /* keys, window bounds, value columns */
+    bool value_col = col >= t->nkeys + (gd_table_windowed(t) ? 2 : 0);
+    gd_vtype want = col < 0 ? GD_V_NULL : vtype_of(plan->types[col]);
+    if (!windowed && value_col) return c->v.t != GD_V_BOOL && (c->v.t != GD_V_DBL || isfinite(c->v.d)); /* a JSON member */
+    if (value_col && c->v.t == GD_V_NULL) return true;
     return c->v.t == want && (want != GD_V_DBL || isfinite(c->v.d));
 }
 
-/* A row as a JSON object, personal columns masked when mask is set. */
-static void render_row(const gd_catalog_entry *e, const row_ref *row, bool mask, gd_buf *out, gd_arena *scratch)
+/* ---- the rows ---- */
+
+/* A page being written: rows rendered as they come from the executor, in
+ * order; the place of the last one shown, copied, for the next cursor. */
+typedef struct {
+    const gd_query_plan *plan;
+    bool mask;      /* personal columns masked */
+    size_t limit, n;
+    gd_buf *out;
+    gd_value last_sort;
+    gd_buf last_sort_text, last_key; /* own the bytes of the last row shown */
+} page;
+
+/* A row as a JSON object, personal columns masked when the page masks: a
+ * reference row as stored, an aggregate's row from its values. */
+static void put_object(const page *pg, const gd_value *row, const gd_sql_pos *pos)
 {
-    const gd_tabledef *t = e->table;
-    if (t->kind != GD_TABLE_WINDOWED) {
-        if (mask) gd_mask_json_object(e, row->val, out);
-        else gd_buf_put(out, row->val.p, row->val.len);
+    const gd_query_plan *plan = pg->plan;
+    if (!gd_table_aggregates(plan->source->table)) {
+        if (pg->mask) gd_mask_json_object(plan->source, pos->val, pg->out);
+        else gd_buf_put(pg->out, pos->val.p, pos->val.len);
         return;
     }
-    gd_str keys[GD_MAX_KEYS];
-    gd_slot slots[GD_MAX_COLS];
-    gd_row r;
-    if (gd_groupkey_split(row->key.p + 8, row->key.len - 8, t->nkeys, keys) ||
-        gd_row_decode(t, row->val.p, row->val.len, slots) ||
-        !gd_row_compute(t, keys, gd_rowkey_window(row->key.p), slots, &r, scratch)) {
-        gd_buf_puts(out, "null");
-        return;
+    gd_buf_putc(pg->out, '{');
+    for (int i = 0; i < plan->ncols; i++) {
+        if (i) gd_buf_putc(pg->out, ',');
+        gd_json_put_cstr(pg->out, plan->names[i]);
+        gd_buf_putc(pg->out, ':');
+        if (pg->mask && plan->pii[i]) gd_json_put_masked(pg->out, plan->pii[i], row[i]);
+        else gd_json_put_value(pg->out, row[i]);
     }
-    if (!mask) return gd_row_render(t, &r, out);
-    gd_buf obj = {0};
-    gd_row_render(t, &r, &obj);
-    gd_mask_json_object(e, (gd_str){obj.p, (uint32_t)obj.len}, out);
-    gd_buf_free(&obj);
+    gd_buf_putc(pg->out, '}');
+}
+
+/* The plan asks for limit + 1 rows: the last tells that more follow. */
+static int put_row(void *ctx, const gd_value *row, int ncols, const gd_sql_pos *pos)
+{
+    page *pg = ctx;
+    (void)ncols;
+    if (pg->n++ >= pg->limit) return 1;
+    if (pg->n > 1) gd_buf_putc(pg->out, ',');
+    put_object(pg, row, pos);
+    if (pg->n == pg->limit) {
+        pg->last_sort = pos->sort;
+        if (pos->sort.t == GD_V_STR) {
+            gd_buf_put(&pg->last_sort_text, pos->sort.s.p, pos->sort.s.len);
+            pg->last_sort.s = (gd_str){pg->last_sort_text.p, pos->sort.s.len};
+        }
+        gd_buf_put(&pg->last_key, pos->key.p, pos->key.len);
+    }
+    return 0;
+}
+
+/* Reads a page of a plan into r; the cursor of the next page, if any, is
+ * sealed for query (pinned: to the window of the rows shown, or window). */
+static void read_page(const gd_api_ctx *ctx, const gd_request *req, const gd_catalog_entry *e,
+                      const gd_query_plan *plan, size_t limit, const gd_buf *query, const cursor *cur, gd_reply *r)
+{
+    page pg = {.plan = plan, .mask = !gd_request_sees_pii(req) && gd_catalog_has_pii(e), .limit = limit,
+               .out = &r->body};
+    gd_sql_error err = {0};
+    r->status = 200;
+    r->content_type = "application/json";
+    gd_buf_puts(&r->body, "{\"table\":");
+    gd_json_put_cstr(&r->body, e->name);
+    gd_buf_puts(&r->body, ",\"rows\":[");
+    if (gd_sql_pull(ctx->store, plan, gd_now_ms(), req->deadline_ms, put_row, &pg, &err)) {
+        if (err.code == GD_SQL_TIMED_OUT) gd_reply_timed_out(ctx, r);
+        else gd_reply_error(r, 500, "reading %s failed", e->name);
+    } else {
+        size_t shown = pg.n < limit ? pg.n : limit;
+        gd_buf_printf(&r->body, "],\"count\":%zu", shown);
+        if (pg.n > shown) {
+            gd_str key = {pg.last_key.p, (uint32_t)pg.last_key.len};
+            bool pinned = cur->pinned || (plan->window_latest && gd_table_aggregates(e->table));
+            int64_t window = cur->pinned ? cur->window : pinned ? gd_rowkey_window(key.p) : INT64_MIN;
+            gd_buf_puts(&r->body, ",\"next_cursor\":\"");
+            if (encode_cursor(ctx->cursor_key, query, pinned, window, pg.last_sort, key, &r->body))
+                gd_reply_error(r, 500, "the next page's cursor cannot be sealed");
+            else gd_buf_putc(&r->body, '"');
+        }
+        if (r->status == 200) gd_buf_putc(&r->body, '}');
+    }
+    gd_buf_free(&pg.last_sort_text);
+    gd_buf_free(&pg.last_key);
 }
 
 void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const char *name,
@@ -586,76 +467,37 @@ void gd_route_table_rows(const gd_api_ctx *ctx, const gd_request *req, const cha
     }
     const gd_tabledef *t = e->table;
     table_params p;
-    result res = {.t = t};
-    cursor cur = {0};
-    if (!parse_params(t, req, &p, r) || !resolve_order(t, p.order_by, &res, r)) return;
-    if (p.order_by && !gd_pii_may_use(e, p.order_by, "ordering by", req, r)) return;
-    for (int k = 0; k < t->nkeys; k++) /* an equality filter is a comparison, as in SQL */
-        if (p.q.key_eq[k].p && !gd_pii_may_use(e, t->keys[k].name, "filtering on", req, r)) return;
-    res.desc = p.desc;
+    if (!parse_params(t, req, &p, r)) return;
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_query_plan plan;
+    gd_sql_error err = {0};
     gd_buf query = {0};
-    query_identity(e, &p, &res, &query);
-    if (p.cursor && (open_cursor(ctx->cursor_key, &query, p.cursor, &cur) || decode_cursor(&cur) ||
-                     !cursor_fits(&cur, t, &res))) {
-        gd_reply_error(r, 400, "cursor is not one this server issued for this query (give the same parameters as "
-                               "the page it came from)");
-        gd_buf_free(&query);
-        gd_buf_free(&cur.raw);
-        return;
-    }
-    if (cur.pinned) { /* the latest window as the first page saw it */
-        p.q.mode = GD_WINDOWS_RANGE;
-        p.q.from = cur.window;
-        p.q.to = cur.window + 1;
-    }
-    MDB_txn *txn;
-    if (gd_store_begin_read(ctx->store, &txn)) {
-        gd_reply_error(r, 500, "the store cannot be read");
-        gd_buf_free(&query);
-        gd_buf_free(&cur.raw);
-        return;
-    }
-    int64_t latest = INT64_MIN;
-    res.keep = (size_t)p.limit + 1;
-    res.key_order = res.order_col == ORDER_NONE && res.order_key < 0 && !res.desc;
-    res.has_after = p.cursor != NULL;
-    res.after_sort = cur.v;
-    res.after_key = cur.key;
-    res.rows = malloc(res.keep * sizeof *res.rows);
-    p.q.deadline_ms = req->deadline_ms;
-    int rc = res.rows ? gd_query_run(ctx->store, txn, &p.q, collect, &res, &latest) : GD_ENOMEM;
-    bool pinned = cur.pinned || (p.q.mode == GD_WINDOWS_LATEST && latest != INT64_MIN);
-    int64_t window = cur.pinned ? cur.window : latest;
-    if (rc == GD_ETIMEDOUT) {
-        gd_reply_timed_out(ctx, r);
-    } else if (rc) {
-        gd_reply_error(r, 500, "reading %s failed", t->name);
+    cursor cur = {0};
+    char msg[256];
+    if (gd_sql_plan_rows(ctx->cat, &p.q, p.order_by, p.desc, p.limit + 1, &arena, &plan, &err)) {
+        gd_reply_error(r, 400, "%s", err.message);
+    } else if (plan.pii_use.column && !gd_request_sees_pii(req)) {
+        gd_pii_refusal(plan.pii_use, msg, sizeof msg);
+        gd_reply_error(r, 403, "%s", msg);
     } else {
-        if (!res.key_order && res.n > 1) qsort_r(res.rows, res.n, sizeof *res.rows, row_cmp, &res.desc);
-        size_t shown = res.n < (size_t)p.limit ? res.n : (size_t)p.limit;
-        bool mask = !gd_request_sees_pii(req) && gd_catalog_has_pii(e);
-        r->status = 200;
-        r->content_type = "application/json";
-        gd_buf_puts(&r->body, "{\"table\":");
-        gd_json_put_cstr(&r->body, t->name);
-        gd_buf_puts(&r->body, ",\"rows\":[");
-        for (size_t i = 0; i < shown; i++) {
-            if (i) gd_buf_putc(&r->body, ',');
-            render_row(e, &res.rows[i], mask, &r->body, &res.strings);
+        query_identity(e, &p, &plan, &query);
+        if (p.cursor && (open_cursor(ctx->cursor_key, &query, p.cursor, &cur) || decode_cursor(&cur) ||
+                         !cursor_fits(&cur, t, &plan))) {
+            gd_reply_error(r, 400, "cursor is not one this server issued for this query (give the same parameters "
+                                   "as the page it came from)");
+        } else {
+            gd_sql_pos after = {cur.v, cur.key, {0}};
+            if (p.cursor) plan.after = &after;
+            if (cur.pinned) { /* the latest window as the first page saw it */
+                plan.window_latest = false;
+                plan.window_from = cur.window;
+                plan.window_to = cur.window + 1;
+            }
+            read_page(ctx, req, e, &plan, (size_t)p.limit, &query, &cur, r);
         }
-        gd_buf_printf(&r->body, "],\"count\":%zu", shown);
-        if (res.n > shown) {
-            gd_buf_puts(&r->body, ",\"next_cursor\":\"");
-            if (encode_cursor(ctx->cursor_key, &query, pinned, window, res.rows[shown - 1].sort,
-                              res.rows[shown - 1].key, &r->body))
-                gd_reply_error(r, 500, "the next page's cursor cannot be sealed");
-            else gd_buf_putc(&r->body, '"');
-        }
-        if (r->status == 200) gd_buf_putc(&r->body, '}');
     }
-    mdb_txn_abort(txn);
-    free(res.rows);
-    gd_arena_free(&res.strings);
+    gd_arena_free(&arena);
     gd_buf_free(&query);
     gd_buf_free(&cur.raw);
 }

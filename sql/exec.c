@@ -1,13 +1,21 @@
-/* exec.c -- pull queries: a plan over one LMDB read transaction.
+/* exec.c -- pull queries: a plan over one LMDB read transaction; the one
+ * read path of SQL's pull queries (api/ksql.c) and REST's (api/pull.c,
+ * whose plan gd_sql_plan_rows makes).
  *
  * The plan narrows the scan (key values, window starts: store/query.c
- * seeks to them); every row read becomes the table's row of values
- * (keys, WINDOWSTART, WINDOWEND, value columns), which the WHERE filters
- * and the select list projects. Without ORDER BY rows stream out as they
- * are read and LIMIT stops the scan; with it they are gathered, sorted,
- * and cut. Strings point into the transaction's pages or the query's
- * arena, both alive until the last row is handed over. The scans stop at
- * the request's deadline (store/query.h), and the query is then an error. */
+ * seeks to them; or only the newest window holding a row sought); every
+ * row read becomes the table's row of values (keys, WINDOWSTART, WINDOWEND,
+ * value columns), which the WHERE filters and the select list projects.
+ * The order is total: the ORDER BY columns, then the LMDB row key, so a
+ * row's place (its first order value and its key, gd_sql_pos) is where
+ * the next page starts -- rows at or before plan->after are skipped (keyset
+ * paging). Without an order rows stream out as they are read and LIMIT
+ * stops the scan; with one they are kept -- with a LIMIT in a bounded
+ * max-heap of that many, however many match; without, all of them up to
+ * MAX_SORTED_ROWS -- then sorted and handed over. Strings point into the
+ * transaction's pages or the query's arena, both alive until the last row
+ * is handed over. The scans stop at the request's deadline
+ * (store/query.h), and the query is then an error. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,7 +116,57 @@ int gd_sql_table_row(const gd_tabledef *t, gd_str key, gd_str val, gd_value *row
     return GD_OK;
 }
 
+/* ---- the order ---- */
+
+/* Total order of values: nulls below all, numbers (booleans as 0 and 1) by
+ * value, strings bytewise and above numbers (a reference row's member may
+ * hold either). */
+static int value_cmp(gd_value a, gd_value b)
+{
+    if (a.t == GD_V_BOOL) a.t = GD_V_INT;
+    if (b.t == GD_V_BOOL) b.t = GD_V_INT;
+    if (a.t == GD_V_NULL || b.t == GD_V_NULL) return (a.t != GD_V_NULL) - (b.t != GD_V_NULL);
+    if (a.t == GD_V_STR || b.t == GD_V_STR) {
+        if (a.t != b.t) return a.t == GD_V_STR ? 1 : -1;
+        return gd_value_cmp(a, b);
+    }
+    if (a.t == GD_V_INT && b.t == GD_V_INT) return (a.i > b.i) - (a.i < b.i);
+    double x = a.t == GD_V_INT ? (double)a.i : a.d, y = b.t == GD_V_INT ? (double)b.i : b.d;
+    return (x > y) - (x < y);
+}
+
+/* Order column i of two rows: nulls first ascending and last descending
+ * with nulls_low, else last either way. */
+static int column_order(const gd_query_plan *plan, int i, gd_value a, gd_value b)
+{
+    bool null_a = a.t == GD_V_NULL, null_b = b.t == GD_V_NULL;
+    if ((null_a || null_b) && !plan->nulls_low) return null_a - null_b;
+    int c = value_cmp(a, b);
+    return plan->order[i].desc ? -c : c;
+}
+
+/* The row key: the last tie-break, so that the order is total. */
+static int key_order(const gd_query_plan *plan, gd_str a, gd_str b)
+{
+    uint32_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    if (!c) c = (a.len > b.len) - (a.len < b.len);
+    return plan->key_desc ? -c : c;
+}
+
+/* Whether a row at pos comes after plan->after (norder <= 1). */
+static bool after_start(const gd_query_plan *plan, const gd_sql_pos *pos)
+{
+    int c = plan->norder ? column_order(plan, 0, pos->sort, plan->after->sort) : 0;
+    return (c ? c : key_order(plan, pos->key, plan->after->key)) > 0;
+}
+
 /* ---- the scan ---- */
+
+typedef struct {
+    gd_sql_pos pos;
+    size_t slot; /* its values: rows[slot * ncols] */
+} kept;
 
 typedef struct {
     const gd_query_plan *plan;
@@ -122,37 +180,109 @@ typedef struct {
     int stop;
     int rc;
     gd_sql_error *err;
-    /* ORDER BY: rows gathered */
+    /* sorted: the rows kept -- with a LIMIT, a max-heap of the first
+     * LIMIT in the order; without, all of them, as they came */
+    kept *heap;
     gd_value *rows;
-    size_t nrows, cap;
+    size_t n, cap;
 } pull;
 
-static int emit(pull *p, const gd_value *row)
+/* Hands a row over; non-zero when no more are wanted (LIMIT reached: the
+ * scan stops at once). */
+static int emit(pull *p, const gd_value *row, const gd_sql_pos *pos)
 {
-    if (p->plan->limit >= 0 && p->emitted >= p->plan->limit) return 1;
+    int64_t limit = p->plan->limit;
+    if (limit >= 0 && p->emitted >= limit) return 1;
     p->emitted++;
-    return p->fn(p->ctx, row, p->plan->ncols);
+    return p->fn(p->ctx, row, p->plan->ncols, pos) || (limit >= 0 && p->emitted >= limit);
 }
 
-static bool gather(pull *p, const gd_value *row)
+/* Two rows in the order: their values and row keys. */
+static int rows_cmp(const gd_query_plan *plan, const gd_value *u, gd_str ukey, const gd_value *v, gd_str vkey)
 {
-    size_t w = (size_t)p->plan->ncols;
-    if (p->nrows == p->cap) {
-        if (p->cap >= MAX_SORTED_ROWS) {
-            p->rc = gd_sql_fail(p->err, GD_SQL_BAD_STATEMENT,
-                                "ORDER BY over more than %d rows: narrow the query with WHERE", MAX_SORTED_ROWS);
-            return false;
-        }
-        size_t cap = p->cap ? p->cap * 2 : 256;
-        gd_value *rows = realloc(p->rows, sizeof *rows * w * cap);
-        if (!rows) {
-            p->rc = gd_sql_fail(p->err, GD_SQL_SERVER_ERROR, "out of memory sorting rows");
-            return false;
-        }
-        p->rows = rows;
-        p->cap = cap;
+    for (int i = 0; i < plan->norder; i++) {
+        int c = column_order(plan, i, u[plan->order_cols[i]], v[plan->order_cols[i]]);
+        if (c) return c;
     }
-    memcpy(&p->rows[p->nrows++ * w], row, sizeof *row * w);
+    return key_order(plan, ukey, vkey);
+}
+
+static const gd_value *kept_row(const pull *p, const kept *k) { return &p->rows[k->slot * (size_t)p->plan->ncols]; }
+
+static int kept_cmp(const void *x, const void *y, void *ctx)
+{
+    const pull *p = ctx;
+    const kept *a = x, *b = y;
+    return rows_cmp(p->plan, kept_row(p, a), a->pos.key, kept_row(p, b), b->pos.key);
+}
+
+static void swap_kept(pull *p, size_t i, size_t j)
+{
+    kept tmp = p->heap[i];
+    p->heap[i] = p->heap[j];
+    p->heap[j] = tmp;
+}
+
+static void sift_up(pull *p, size_t i)
+{
+    for (; i > 0 && kept_cmp(&p->heap[(i - 1) / 2], &p->heap[i], p) < 0; i = (i - 1) / 2) swap_kept(p, i, (i - 1) / 2);
+}
+
+static void sift_down(pull *p, size_t i)
+{
+    for (;;) {
+        size_t big = i, l = 2 * i + 1, r = l + 1;
+        if (l < p->n && kept_cmp(&p->heap[l], &p->heap[big], p) > 0) big = l;
+        if (r < p->n && kept_cmp(&p->heap[r], &p->heap[big], p) > 0) big = r;
+        if (big == i) return;
+        swap_kept(p, i, big);
+        i = big;
+    }
+}
+
+/* Room for one more kept row; false (the query failed) when there is none. */
+static bool make_room(pull *p)
+{
+    if (p->n < p->cap) return true;
+    if (p->cap >= MAX_SORTED_ROWS) {
+        p->rc = gd_sql_fail(p->err, GD_SQL_BAD_STATEMENT,
+                            "ORDER BY over more than %d rows: narrow the query with WHERE or LIMIT", MAX_SORTED_ROWS);
+        return false;
+    }
+    size_t cap = p->cap ? p->cap * 2 : 256;
+    if (p->plan->limit >= 0 && cap > (size_t)p->plan->limit) cap = (size_t)p->plan->limit;
+    kept *heap = realloc(p->heap, sizeof *heap * cap);
+    if (heap) p->heap = heap;
+    gd_value *rows = heap ? realloc(p->rows, sizeof *rows * (size_t)p->plan->ncols * cap) : NULL;
+    if (!rows) {
+        p->rc = gd_sql_fail(p->err, GD_SQL_SERVER_ERROR, "out of memory sorting rows");
+        return false;
+    }
+    p->rows = rows;
+    p->cap = cap;
+    return true;
+}
+
+/* Keeps a row to sort: every row without LIMIT; with it, the first LIMIT
+ * in the order (a bounded max-heap), however many match. */
+static bool keep(pull *p, const gd_value *row, const gd_sql_pos *pos)
+{
+    const gd_query_plan *plan = p->plan;
+    size_t w = (size_t)plan->ncols;
+    if (plan->limit == 0) return true;
+    if (plan->limit < 0 || p->n < (size_t)plan->limit) {
+        if (!make_room(p)) return false;
+        p->heap[p->n] = (kept){*pos, p->n};
+        memcpy(&p->rows[p->n * w], row, sizeof *row * w);
+        if (plan->limit >= 0) sift_up(p, p->n);
+        p->n++;
+        return true;
+    }
+    kept *top = &p->heap[0]; /* the last of the rows kept */
+    if (rows_cmp(plan, row, pos->key, kept_row(p, top), top->pos.key) >= 0) return true;
+    top->pos = *pos;
+    memcpy(&p->rows[top->slot * w], row, sizeof *row * w);
+    sift_down(p, 0);
     return true;
 }
 
@@ -160,75 +290,74 @@ static int visit_row(void *ctx, gd_str key, gd_str val)
 {
     pull *p = ctx;
     const gd_query_plan *plan = p->plan;
-    bool sorting = plan->norder > 0;
+    bool sorting = plan->norder > 0 || plan->key_desc;
     if (!sorting) gd_arena_reset(&p->arena);
     int rc = gd_sql_table_row(plan->source->table, key, val, p->in, &p->arena);
     if (rc == GD_EOF) return 0;
     if (rc) return 0; /* a row that does not decode is not an answer */
     gd_eval ev = {.column = gd_value_array_column, .row = p->in, .now_ms = p->now_ms, .scratch = &p->arena};
     if (plan->where && !gd_expr_true(plan->where, &ev)) return 0;
-    for (int c = 0; c < plan->ncols; c++) p->out[c] = gd_expr_eval(plan->proj[c], &ev);
-    if (sorting) return gather(p, p->out) ? 0 : (p->stop = 1);
-    return p->stop = emit(p, p->out);
-}
-
-static int compare_rows(const void *a, const void *b, void *ctx)
-{
-    const gd_query_plan *plan = ctx;
-    const gd_value *x = a, *y = b;
-    for (int i = 0; i < plan->norder; i++) {
-        int c = plan->order_cols[i];
-        gd_value u = x[c], v = y[c];
-        int d;
-        if (u.t == GD_V_NULL || v.t == GD_V_NULL) d = (u.t == GD_V_NULL) - (v.t == GD_V_NULL); /* nulls last */
-        else d = gd_value_cmp(u, v) * (plan->order[i].desc ? -1 : 1);
-        if (d) return d;
+    for (int c = 0; c < plan->ncols; c++) { /* a column as it is (SELECT *) needs no evaluation */
+        const gd_expr *x = plan->proj[c];
+        p->out[c] = x->op == GD_E_COL ? p->in[x->index] : gd_expr_eval(x, &ev);
     }
-    return 0;
+    gd_sql_pos pos = {plan->norder ? p->out[plan->order_cols[0]] : (gd_value){.t = GD_V_NULL}, key, val};
+    if (plan->after && !after_start(plan, &pos)) return 0;
+    if (sorting) return keep(p, p->out, &pos) ? 0 : (p->stop = 1);
+    return p->stop = emit(p, p->out, &pos);
 }
 
-/* Runs the scan for one combination of leading key values. */
-static int scan(gd_store *store, MDB_txn *txn, pull *p, const gd_str *prefix, int nprefix)
+/* Runs the scan for one combination of the key values sought. */
+static int scan(gd_store *store, MDB_txn *txn, pull *p, const gd_str *key_eq)
 {
     const gd_query_plan *plan = p->plan;
-    gd_query q = {.t = plan->source->table, .mode = GD_WINDOWS_RANGE, .from = plan->window_from, .to = plan->window_to,
-                  .deadline_ms = p->deadline_ms};
-    for (int k = 0; k < nprefix; k++) q.key_eq[k] = prefix[k];
-    return gd_query_run(store, txn, &q, visit_row, p, NULL);
+    gd_query q = {.t = plan->source->table, .mode = plan->window_latest ? GD_WINDOWS_LATEST : GD_WINDOWS_RANGE,
+                  .from = plan->window_from, .to = plan->window_to, .deadline_ms = p->deadline_ms};
+    memcpy(q.key_eq, key_eq, sizeof q.key_eq);
+    return gd_query_run(store, txn, &q, visit_row, p);
 }
 
 /* The key values to seek: the cartesian product of the values given for
- * the leading key columns (the rest are left to the WHERE). */
+ * the key columns, as many columns as keep it within MAX_KEY_COMBINATIONS
+ * (the rest are left to the WHERE). */
 static int scan_keys(gd_store *store, MDB_txn *txn, pull *p)
 {
     const gd_query_plan *plan = p->plan;
     const gd_tabledef *t = plan->source->table;
-    int lead = 0;
+    bool sought[GD_MAX_KEYS] = {0};
     size_t combos = 1;
-    while (lead < t->nkeys && plan->nkey_values[lead] && combos * (size_t)plan->nkey_values[lead] <= MAX_KEY_COMBINATIONS)
-        combos *= (size_t)plan->nkey_values[lead++];
-    if (!lead) return scan(store, txn, p, NULL, 0);
+    for (int k = 0; k < t->nkeys; k++)
+        if (plan->nkey_values[k] && combos * (size_t)plan->nkey_values[k] <= MAX_KEY_COMBINATIONS) {
+            combos *= (size_t)plan->nkey_values[k];
+            sought[k] = true;
+        }
     gd_buf text[GD_MAX_KEYS] = {{0}};
     int idx[GD_MAX_KEYS] = {0};
     int rc = GD_OK;
     for (size_t n = 0; n < combos && !rc && !p->stop; n++) {
-        gd_str prefix[GD_MAX_KEYS];
+        gd_str key_eq[GD_MAX_KEYS] = {{0}};
         bool fits = true;
-        for (int k = 0; k < lead; k++) {
+        for (int k = 0; k < t->nkeys; k++) {
+            if (!sought[k]) continue;
             gd_value v = plan->key_values[k][idx[k]];
-            gd_buf_clear(&text[k]);
             if (t->keys[k].type == GD_T_STRING && v.t != GD_V_STR) fits = false;
             if (t->keys[k].type != GD_T_STRING && v.t == GD_V_STR) fits = false;
+            if (v.t == GD_V_STR) { /* a string key's text is the string */
+                key_eq[k] = v.s.p ? v.s : (gd_str){"", 0};
+                continue;
+            }
+            gd_buf_clear(&text[k]);
             gd_key_text(t->keys[k].type == GD_T_DOUBLE ? gd_value_cast(v, GD_T_DOUBLE, NULL) : v, &text[k]);
-            prefix[k] = (gd_str){text[k].p ? text[k].p : "", (uint32_t)text[k].len};
+            key_eq[k] = (gd_str){text[k].p ? text[k].p : "", (uint32_t)text[k].len};
         }
-        if (fits) rc = scan(store, txn, p, prefix, lead);
-        for (int k = lead - 1; k >= 0; k--) { /* next combination */
+        if (fits) rc = scan(store, txn, p, key_eq);
+        for (int k = t->nkeys - 1; k >= 0; k--) { /* next combination */
+            if (!sought[k]) continue;
             if (++idx[k] < plan->nkey_values[k]) break;
             idx[k] = 0;
         }
     }
-    for (int k = 0; k < lead; k++) gd_buf_free(&text[k]);
+    for (int k = 0; k < t->nkeys; k++) gd_buf_free(&text[k]);
     return rc;
 }
 
@@ -248,11 +377,13 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
 {
     pull p = {.plan = plan, .now_ms = now_ms, .deadline_ms = deadline_ms, .fn = fn, .ctx = ctx, .err = err};
     gd_arena_init(&p.arena);
-    p.in = calloc((size_t)plan->row_width + 1, sizeof *p.in);
-    p.out = calloc((size_t)plan->ncols + 1, sizeof *p.out);
+    p.in = calloc((size_t)plan->row_width + 1 + (size_t)plan->ncols + 1, sizeof *p.in); /* the input row, the output row */
+    p.out = p.in ? p.in + plan->row_width + 1 : NULL;
     MDB_txn *txn = NULL;
     int rc = !p.in || !p.out ? gd_sql_fail(err, GD_SQL_SERVER_ERROR, "out of memory") : GD_OK;
     if (!rc && gd_store_begin_read(store, &txn)) rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "the store cannot be read");
+    if (!rc && plan->after && plan->norder > 1)
+        rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "a place to start after is for an order by one column");
     if (!rc && plan->window_from < plan->window_to) {
         int scanned = scan_keys(store, txn, &p);
         if (scanned == GD_ETIMEDOUT)
@@ -261,14 +392,14 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
             rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "reading the table failed");
         if (!rc) rc = p.rc;
     }
-    if (!rc && plan->norder) {
-        if (p.nrows > 1) qsort_r(p.rows, p.nrows, sizeof *p.rows * (size_t)plan->ncols, compare_rows, (void *)plan);
-        for (size_t i = 0; i < p.nrows && !emit(&p, &p.rows[i * (size_t)plan->ncols]); i++) {}
+    if (!rc) { /* the rows kept, in order */
+        if (p.n > 1) qsort_r(p.heap, p.n, sizeof *p.heap, kept_cmp, &p);
+        for (size_t i = 0; i < p.n && !emit(&p, &p.rows[p.heap[i].slot * (size_t)plan->ncols], &p.heap[i].pos); i++) {}
     }
     if (txn) mdb_txn_abort(txn);
+    free(p.heap);
     free(p.rows);
     free(p.in);
-    free(p.out);
     gd_arena_free(&p.arena);
     return rc;
 }

@@ -8,6 +8,8 @@
  * derived stream, the expression that defines the column over the stream
  * it derives from. A derived stream is thus inlined: a query, a table or
  * another derived stream over it reads its base, with its WHERE added.
+ * A REST pull (gd_sql_plan_rows) is planned over the same scope from its
+ * parameters rather than from a statement, so it runs in exec.c like SQL's.
  *
  * An aggregation (GROUP BY, or an aggregate in the select list) compiles
  * into a gd_tabledef, whatever runs it -- the engine for CREATE TABLE AS
@@ -127,22 +129,22 @@ static void note_pii_use(binder *b, const gd_expr *x, const char *how)
 int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max)
 {
     int n = 0;
-#define PUT(nm, ty, k, w)                                                                                              \
+#define PUT(nm, ty, k, w, pii)                                                                                         \
     do {                                                                                                               \
-        if (n < max) out[n] = (gd_sql_column){nm, ty, k, w};                                                           \
+        if (n < max) out[n] = (gd_sql_column){nm, ty, k, w, pii};                                                      \
         n++;                                                                                                           \
     } while (0)
     if (!e->is_table) {
-        for (int i = 0; i < e->ncols; i++) PUT(e->cols[i].name, e->cols[i].type, false, false);
+        for (int i = 0; i < e->ncols; i++) PUT(e->cols[i].name, e->cols[i].type, false, false, e->cols[i].pii);
         return n;
     }
     const gd_tabledef *t = e->table;
-    for (int k = 0; k < t->nkeys; k++) PUT(t->keys[k].name, t->keys[k].type, true, false);
+    for (int k = 0; k < t->nkeys; k++) PUT(t->keys[k].name, t->keys[k].type, true, false, t->keys[k].pii);
     if (gd_table_windowed(t)) {
-        PUT("windowstart", GD_T_BIGINT, false, true);
-        PUT("windowend", GD_T_BIGINT, false, true);
+        PUT("windowstart", GD_T_BIGINT, false, true, GD_PII_NONE);
+        PUT("windowend", GD_T_BIGINT, false, true, GD_PII_NONE);
     }
-    for (int c = 0; c < t->ncols; c++) PUT(t->cols[c].name, t->cols[c].type, false, false);
+    for (int c = 0; c < t->ncols; c++) PUT(t->cols[c].name, t->cols[c].type, false, false, t->cols[c].pii);
 #undef PUT
     return n;
 }
@@ -189,7 +191,7 @@ static bool open_scope(binder *b, const gd_sql_select *q)
         s->names[i] = cols[i].name;
         s->types[i] = cols[i].type;
         if (cols[i].window && s->windowed_at < 0) s->windowed_at = i;
-        else s->pii[i] = gd_catalog_column_pii(e, cols[i].name);
+        s->pii[i] = cols[i].pii;
         if (e->is_table) s->exprs[i] = new_col(b, i, cols[i].type);
         else if (e->kind == GD_SRC_DERIVED) s->exprs[i] = e->proj[i];
         else s->exprs[i] = new_col(b, e->cols[i].id, cols[i].type);
@@ -1369,4 +1371,68 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
     } else plan->kind = src->is_table ? GD_PLAN_PUSH_TABLE : GD_PLAN_PUSH_STREAM;
     plan->pii_use = b.pii_use;
     return b.failed ? GD_ERR : GD_OK;
+}
+
+/* A key filter's text as a value of the key column's type; text no value
+ * of that type renders as (not a key gamingd writes) stays text, which
+ * matches no row of a column that is not a STRING. */
+static gd_value key_filter_value(binder *b, gd_coltype type, gd_str text)
+{
+    text = gd_arena_strdup(b->arena, text);
+    gd_value v = gd_key_value(type, text);
+    if (type == GD_T_STRING) return v;
+    gd_buf shown = {0};
+    gd_key_text(v, &shown);
+    bool same = shown.len == text.len && (!text.len || !memcmp(shown.p, text.p, text.len));
+    gd_buf_free(&shown);
+    return same ? v : (gd_value){.t = GD_V_STR, .s = text};
+}
+
+int gd_sql_plan_rows(const gd_catalog *cat, const gd_query *q, const char *order_by, bool desc, int64_t limit,
+                     gd_arena *arena, gd_query_plan *plan, gd_sql_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    binder b = {.cat = cat, .arena = arena, .err = err};
+    const gd_tabledef *t = q->t;
+    gd_sql_select from = {.from = gd_str_c(t->name)};
+    if (!open_scope(&b, &from)) return GD_ERR;
+    if (!b.sc.entry->is_table || b.sc.entry->table != t)
+        return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "%s is not the table asked for", t->name);
+    scope *s = &b.sc;
+    plan->kind = GD_PLAN_PULL_TABLE;
+    plan->source = s->entry;
+    plan->ncols = plan->row_width = s->ncols;
+    plan->names = alloc(&b, sizeof *plan->names * (size_t)s->ncols);
+    for (int i = 0; i < s->ncols; i++)
+        plan->names[i] = i == s->windowed_at ? "window_start" : s->windowed_at >= 0 && i == s->windowed_at + 1 ? "window_end"
+                                                                                                                : s->names[i];
+    plan->types = s->types;
+    plan->proj = s->exprs;
+    plan->pii = s->pii;
+    plan->limit = limit;
+    plan->nulls_low = true;
+    plan->key_desc = desc;
+    plan->order_cols = alloc(&b, sizeof *plan->order_cols);
+    if (order_by) {
+        int col = -1;
+        for (int i = 0; i < plan->ncols && col < 0; i++)
+            if (!strcmp(order_by, plan->names[i])) col = i;
+        if (col < 0) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "order_by: %s has no column '%s'", t->name, order_by);
+        plan->order = alloc(&b, sizeof *plan->order);
+        plan->order->desc = desc;
+        plan->order_cols[0] = col;
+        plan->norder = 1;
+        if (plan->pii[col]) plan->pii_use = (gd_pii_use){plan->names[col], "ordering by"};
+    }
+    for (int k = 0; k < t->nkeys; k++) { /* keys come first in the row */
+        if (!q->key_eq[k].p) continue;
+        plan->key_values[k] = alloc(&b, sizeof *plan->key_values[k]);
+        plan->key_values[k][0] = key_filter_value(&b, t->keys[k].type, q->key_eq[k]);
+        plan->nkey_values[k] = 1;
+        if (plan->pii[k] && !plan->pii_use.column) plan->pii_use = (gd_pii_use){plan->names[k], "filtering on"};
+    }
+    plan->window_latest = q->mode == GD_WINDOWS_LATEST;
+    plan->window_from = plan->window_latest ? INT64_MIN : q->from;
+    plan->window_to = plan->window_latest ? INT64_MAX : q->to;
+    return GD_OK;
 }

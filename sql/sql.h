@@ -6,7 +6,9 @@
  *   plan.c      statements -> definitions the engine runs (a table, a
  *               derived stream) or a query plan, names bound against the
  *               catalog (store/catalog.h), types checked
- *   exec.c      pull queries: a plan over LMDB read transactions
+ *   exec.c      pull queries: a plan over LMDB read transactions -- the one
+ *               read path of SQL's and REST's pull queries (REST's plan is
+ *               made by gd_sql_plan_rows)
  *   run.c       push queries: the thread that evaluates them on the hub's
  *               streams and publishes their rows
  *   builtin.sql the built-in tables and streams, compiled at start by
@@ -163,6 +165,14 @@ typedef enum {
 
 enum { GD_PLAN_MAX_IN = 256 }; /* key values a pull query looks up */
 
+/* A row's place in a pull's order: the value of its (first) order column,
+ * null without ORDER BY, and its LMDB row; with the key, the order is total,
+ * so a place is where the next page starts (keyset paging). */
+typedef struct gd_sql_pos {
+    gd_value sort;
+    gd_str key, val;
+} gd_sql_pos;
+
 /* A SELECT, bound. Rows flow as arrays of values: the input row of the
  * source (a stream's columns by id, or a table's row: keys, window bounds,
  * value columns), filtered by where, projected by proj into the output. */
@@ -179,9 +189,13 @@ typedef struct {
     int nkey_values[GD_MAX_KEYS]; /* 0: any value of that key column */
     gd_value *key_values[GD_MAX_KEYS];
     int64_t window_from, window_to; /* window starts in [from, to) */
+    bool window_latest;  /* of those, only the newest holding a row sought (per combination of key values) */
     gd_sql_order *order; /* over the output row, by output column */
     int norder;
     int *order_cols;
+    bool nulls_low;      /* nulls sort below every value (first ascending); else last either way */
+    bool key_desc;       /* the row key, the order's last tie-break, descending (alone: rows by key, descending) */
+    const struct gd_sql_pos *after; /* keyset paging: only rows after this place in the order (norder <= 1); NULL: all */
     /* push aggregate: the transient table it keeps */
     gd_tabledef *aggregate;
     bool emit_final;
@@ -195,23 +209,35 @@ typedef struct {
 int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *arena, gd_query_plan *out,
                       gd_sql_error *err);
 
+/* The plan of a REST pull (GET /v1/tables/{table}, api/pull.c): every
+ * column of q's table under the table's own names (window_start,
+ * window_end), q's key filters (texts) and windows (GD_WINDOWS_LATEST: the
+ * newest window holding a row sought), ordered by order_by (a column; NULL:
+ * the row key) either way with nulls first ascending, ties by row key, at
+ * most limit rows. Personal data used is plan->pii_use, as for SQL. */
+int gd_sql_plan_rows(const gd_catalog *cat, const gd_query *q, const char *order_by, bool desc, int64_t limit,
+                     gd_arena *arena, gd_query_plan *out, gd_sql_error *err);
+
 /* The schema of an entry's rows as SQL shows it. */
 typedef struct {
     const char *name;
     gd_coltype type;
     bool key;       /* a key column (PRIMARY KEY / KEY) */
     bool window;    /* WINDOWSTART, WINDOWEND */
+    gd_pii pii;     /* as gd_catalog_column_pii answers for it */
 } gd_sql_column;
 int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max);
 /* A name as ksqlDB shows it: upper case. */
 void gd_sql_upper(const char *name, gd_buf *out);
 
 /* ---- pull queries (exec.c) ---- */
-/* Calls fn for each output row (values valid during the call) until it
- * returns non-zero; ORDER BY sorts and LIMIT cuts first. A scan still
- * running at deadline_ms (gd_mono_ns() / 1000000; 0: none) is stopped, a
+/* Calls fn for each output row and its place in the order (both valid
+ * during the call) until it returns non-zero; rows after plan->after only;
+ * ORDER BY sorts and LIMIT cuts first -- with a LIMIT, only that many rows
+ * are kept to sort, however many match. A scan still running at
+ * deadline_ms (gd_mono_ns() / 1000000; 0: none) is stopped, a
  * GD_SQL_TIMED_OUT error (408). */
-typedef int (*gd_sql_row_fn)(void *ctx, const gd_value *row, int ncols);
+typedef int (*gd_sql_row_fn)(void *ctx, const gd_value *row, int ncols, const gd_sql_pos *pos);
 int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int64_t deadline_ms, gd_sql_row_fn fn,
                 void *ctx, gd_sql_error *err);
 

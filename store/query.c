@@ -138,12 +138,10 @@ static bool prev_window(scan *sc, int64_t before, bool first, int64_t *w)
     return true;
 }
 
-int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx,
-                 int64_t *window_out)
+int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx)
 {
     scan sc = {.s = s, .q = q, .fn = fn, .ctx = ctx};
     gd_arena_init(&sc.scratch);
-    if (window_out) *window_out = INT64_MIN;
     if (q->t->kind != GD_TABLE_WINDOWED) {
         gd_arena_free(&sc.scratch);
         int rc = run_reference(&sc, txn);
@@ -174,7 +172,6 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
         for (int64_t before = 0; !rc && !sc.timed_out && prev_window(&sc, before, first, &w); before = w, first = false) {
             rc = scan_window(&sc, w, false, &found);
             if (found) {
-                if (window_out) *window_out = w;
                 found = 0;
                 rc = scan_window(&sc, w, true, &found);
                 break;

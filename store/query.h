@@ -26,10 +26,9 @@ typedef struct {
 /* Called per matching row with its LMDB key and value (valid for the txn). */
 typedef int (*gd_query_fn)(void *ctx, gd_str key, gd_str val);
 
-/* Runs q; for GD_WINDOWS_LATEST, *window_out tells which window was chosen
- * (INT64_MIN when none matched), so the next page can pin it. GD_ETIMEDOUT
- * when q's deadline passed: fn has then seen only part of the rows. */
-int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx,
-                 int64_t *window_out);
+/* Runs q (for GD_WINDOWS_LATEST, the rows' keys tell which window was
+ * chosen). GD_ETIMEDOUT when q's deadline passed: fn has then seen only
+ * part of the rows. */
+int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx);
 
 #endif

@@ -29,9 +29,9 @@ static const char *const events[] = {
     "{\"game_id\":\"g2\",\"window_start\":0,\"window_end\":60000,\"player_id\":\"%\"}",
 };
 
-static int count_row(void *ctx, const gd_value *row, int n)
+static int count_row(void *ctx, const gd_value *row, int n, const gd_sql_pos *pos)
 {
-    (void)row, (void)n;
+    (void)row, (void)n, (void)pos;
     return ++*(int *)ctx >= 1000;
 }
 
