@@ -306,49 +306,30 @@ def grafana_payload(d, key, name, info, col):
         {"refId": "A", "target": name, "payload": {"format": "table", col: "x"}}]})[0]
 
 
-def sql_where(d, key, name, info, col):
-    emit = "" if info[0] else " EMIT CHANGES LIMIT 1"
-    return sql_status(d, key, "SELECT * FROM %s WHERE CAST(%s AS STRING) LIKE 'z%%'%s;" % (name, col, emit))
+# Statements that use column {c} of source {t}, as data: (name, for tables, for streams;
+# None where the statement does not apply). {emit} ends a statement over a stream.
+SQL_USES = [
+    ("sql_where", "SELECT * FROM {t} WHERE CAST({c} AS STRING) LIKE 'z%'", "same"),
+    ("sql_where_computed", "SELECT * FROM {t} WHERE LEN(CAST({c} AS STRING)) > 3", "same"),
+    ("sql_case", "SELECT CASE WHEN {c} IS NULL THEN 1 ELSE 0 END AS n FROM {t}", "same"),
+    ("sql_compute", "SELECT UCASE(CAST({c} AS STRING)) AS u FROM {t}", "same"),
+    ("sql_aggregate", None, "SELECT COUNT_DISTINCT({c}) AS n FROM {t} GROUP BY player_id"),
+    ("sql_order", "SELECT * FROM {t} ORDER BY {c}", None),
+    ("sql_group", None, "SELECT {c}, COUNT(*) AS c FROM {t} GROUP BY {c}"),
+    # the WHERE of a push aggregation stays checked once a GROUP BY follows it
+    ("sql_where_then_group", None,
+     "SELECT player_id, COUNT(*) AS c FROM {t} WHERE CAST({c} AS STRING) LIKE 'zx%' GROUP BY player_id"),
+]
 
 
-def sql_where_computed(d, key, name, info, col):
-    emit = "" if info[0] else " EMIT CHANGES LIMIT 1"
-    return sql_status(d, key, "SELECT * FROM %s WHERE LEN(CAST(%s AS STRING)) > 3%s;" % (name, col, emit))
-
-
-def sql_case(d, key, name, info, col):
-    emit = "" if info[0] else " EMIT CHANGES LIMIT 1"
-    return sql_status(d, key, "SELECT CASE WHEN %s IS NULL THEN 1 ELSE 0 END AS n FROM %s%s;" % (col, name, emit))
-
-
-def sql_compute(d, key, name, info, col):
-    emit = "" if info[0] else " EMIT CHANGES LIMIT 1"
-    return sql_status(d, key, "SELECT UCASE(CAST(%s AS STRING)) AS u FROM %s%s;" % (col, name, emit))
-
-
-def sql_aggregate(d, key, name, info, col):
-    if info[0]:
-        return None
-    return sql_status(d, key, "SELECT COUNT_DISTINCT(%s) AS n FROM %s GROUP BY player_id EMIT CHANGES LIMIT 1;"
-                      % (col, name))
-
-
-def sql_order(d, key, name, info, col):
-    return sql_status(d, key, "SELECT * FROM %s ORDER BY %s;" % (name, col)) if info[0] else None
-
-
-def sql_group(d, key, name, info, col):
-    if info[0]:
-        return None
-    return sql_status(d, key, "SELECT %s, COUNT(*) AS c FROM %s GROUP BY %s EMIT CHANGES LIMIT 1;" % (col, name, col))
-
-
-def sql_where_then_group(d, key, name, info, col):
-    """The WHERE of a push aggregation stays checked once a GROUP BY follows it."""
-    if info[0]:
-        return None
-    return sql_status(d, key, "SELECT player_id, COUNT(*) AS c FROM %s WHERE CAST(%s AS STRING) LIKE 'zx%%' "
-                              "GROUP BY player_id EMIT CHANGES LIMIT 1;" % (name, col))
+def sql_use(name, for_tables, for_streams):
+    def use(d, key, table, info, col):
+        text = for_tables if info[0] else (for_tables if for_streams == "same" else for_streams)
+        if text is None:
+            return None
+        return sql_status(d, key, text.format(t=table, c=col) + ("" if info[0] else " EMIT CHANGES LIMIT 1") + ";")
+    use.__name__ = name
+    return use
 
 
 def sql_status(d, key, sql):
@@ -365,8 +346,7 @@ def sql_status(d, key, sql):
         c.close()
 
 
-USES = [rest_filter, rest_order, sse_filter, grafana_adhoc, grafana_payload, sql_where, sql_where_computed, sql_case,
-        sql_compute, sql_aggregate, sql_order, sql_group, sql_where_then_group]
+USES = [rest_filter, rest_order, sse_filter, grafana_adhoc, grafana_payload] + [sql_use(*u) for u in SQL_USES]
 
 
 @pytest.mark.parametrize("use", USES, ids=lambda f: f.__name__)
