@@ -797,8 +797,9 @@ static void put_series(collector *co, gd_buf *out, bool *first)
         const target_query *tq = co->tq;
         for (int k = 0; k < tq->t->nkeys; k++) {
             if (k) gd_buf_puts(&name, " / ");
-            const char *from = co->name_col[k] >= 0 ? tq->t->cols[co->name_col[k]].name : tq->t->keys[k].name;
-            gd_pii pii = tq->sees_pii ? GD_PII_NONE : gd_catalog_column_pii(tq->e, from);
+            gd_pii pii = tq->sees_pii            ? GD_PII_NONE
+                         : co->name_col[k] >= 0 ? tq->t->cols[co->name_col[k]].pii
+                                                : tq->t->keys[k].pii;
             if (pii) gd_masked_text(&name, pii, (gd_value){.t = GD_V_STR, .s = s->name_parts[k]});
             else gd_buf_put(&name, s->name_parts[k].p, s->name_parts[k].len);
         }
@@ -811,12 +812,11 @@ static void put_series(collector *co, gd_buf *out, bool *first)
     }
 }
 
-/* A value of column name of the target's table, masked when personal and
- * the reader lacks the pii scope. */
-static void put_cell(gd_buf *out, const target_query *tq, const char *name, gd_value v)
+/* A value of a column of the target's table whose attribute is pii,
+ * masked when the reader lacks the pii scope. */
+static void put_cell(gd_buf *out, const target_query *tq, gd_pii pii, gd_value v)
 {
-    gd_pii pii = tq->sees_pii ? GD_PII_NONE : gd_catalog_column_pii(tq->e, name);
-    if (pii) gd_json_put_masked(out, pii, v);
+    if (pii && !tq->sees_pii) gd_json_put_masked(out, pii, v);
     else gd_json_put_value(out, v);
 }
 
@@ -866,7 +866,7 @@ static void put_table(collector *co, gd_buf *out, bool *first)
                 bool sep = false;
                 for (int c = 0; c < t->nkeys; c++, sep = true) {
                     if (sep) gd_buf_putc(out, ',');
-                    put_cell(out, co->tq, t->keys[c].name, gd_key_value(t->keys[c].type, keys[c]));
+                    put_cell(out, co->tq, t->keys[c].pii, gd_key_value(t->keys[c].type, keys[c]));
                 }
                 if (windowed) {
                     if (sep) gd_buf_putc(out, ',');
@@ -877,14 +877,14 @@ static void put_table(collector *co, gd_buf *out, bool *first)
                 }
                 for (int c = 0; c < t->ncols; c++, sep = true) {
                     if (sep) gd_buf_putc(out, ',');
-                    put_cell(out, co->tq, t->cols[c].name, row.cols[c]);
+                    put_cell(out, co->tq, t->cols[c].pii, row.cols[c]);
                 }
             } else {
                 json_t *row = json_loadb(val.p, val.len, 0, NULL);
-                put_cell(out, co->tq, t->keys[0].name, (gd_value){.t = GD_V_STR, .s = key});
+                put_cell(out, co->tq, t->keys[0].pii, (gd_value){.t = GD_V_STR, .s = key});
                 for (int c = 0; c < t->ncols; c++) {
                     gd_buf_putc(out, ',');
-                    put_cell(out, co->tq, t->cols[c].name, json_value_of(json_object_get(row, t->cols[c].name)));
+                    put_cell(out, co->tq, t->cols[c].pii, json_value_of(json_object_get(row, t->cols[c].name)));
                 }
                 json_decref(row);
             }
