@@ -84,13 +84,9 @@ static char *created_name(gd_arena *arena, gd_str sql, uint64_t uid)
         }
         if ((t.type == GD_TK_IDENT || t.type == GD_TK_QIDENT) && t.text.len && t.text.len < 128) name = t.text;
     }
-    char *out = gd_arena_alloc(arena, name.len + 32);
-    if (!name.p) snprintf(out, name.len + 32, "definition_%llu", (unsigned long long)uid);
-    else {
-        for (uint32_t i = 0; i < name.len; i++)
-            out[i] = (char)(name.p[i] >= 'A' && name.p[i] <= 'Z' ? name.p[i] + 32 : name.p[i]);
-        out[name.len] = 0;
-    }
+    if (name.p) return gd_sql_lower_dup(arena, name);
+    char *out = gd_arena_alloc(arena, 32);
+    snprintf(out, 32, "definition_%llu", (unsigned long long)uid);
     return out;
 }
 

@@ -81,7 +81,7 @@ static void *alloc(binder *b, size_t n)
     return p;
 }
 
-static char *lower_dup(gd_arena *a, gd_str s)
+char *gd_sql_lower_dup(gd_arena *a, gd_str s)
 {
     char *p = gd_arena_alloc(a, s.len + 1);
     for (uint32_t i = 0; i < s.len; i++) p[i] = (char)(s.p[i] >= 'A' && s.p[i] <= 'Z' ? s.p[i] + 32 : s.p[i]);
@@ -704,7 +704,7 @@ static bool aliases_allowed(binder *b, const gd_sql_select *q)
         if (!name_allowed(b, it->expr, it->alias, "column")) return false;
         if (reserved_name(it->alias) && !(it->expr->op == GD_E_NAME && gd_str_eq_nocase(it->expr->name, it->alias))) {
             gd_buf up = {0};
-            gd_sql_upper(lower_dup(b->arena, it->alias), &up);
+            gd_sql_upper(gd_sql_lower_dup(b->arena, it->alias), &up);
             fail(b, it->expr, "`%.*s` is a reserved column name. You cannot use it as an alias for a column.",
                  (int)up.len, up.p);
             gd_buf_free(&up);
@@ -717,11 +717,11 @@ static bool aliases_allowed(binder *b, const gd_sql_select *q)
 /* The name ksqlDB gives an unnamed select item: the column's, else KSQL_COL_n. */
 static const char *item_name(binder *b, const gd_sql_item *it, int *generated)
 {
-    if (it->alias.p) return lower_dup(b->arena, it->alias);
-    if (it->expr->op == GD_E_NAME) return lower_dup(b->arena, it->expr->name);
+    if (it->alias.p) return gd_sql_lower_dup(b->arena, it->alias);
+    if (it->expr->op == GD_E_NAME) return gd_sql_lower_dup(b->arena, it->expr->name);
     char tmp[32];
     snprintf(tmp, sizeof tmp, "ksql_col_%d", (*generated)++);
-    return lower_dup(b->arena, gd_str_c(tmp));
+    return gd_sql_lower_dup(b->arena, gd_str_c(tmp));
 }
 
 static bool unique_names(binder *b, const char *const *names, int n)
@@ -915,7 +915,7 @@ static int builtin_column_id(const builtin_source *bs, const char *name, gd_colt
 static const char *prop(const gd_sql_stmt *st, const char *name, gd_arena *a)
 {
     for (int i = 0; i < st->nprops; i++)
-        if (names_eq(st->props[i].name, name)) return lower_dup(a, st->props[i].value);
+        if (names_eq(st->props[i].name, name)) return gd_sql_lower_dup(a, st->props[i].value);
     return NULL;
 }
 
@@ -931,7 +931,7 @@ static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
         e->ncols = st->ncols;
         e->cols = alloc(b, sizeof *e->cols * (size_t)st->ncols);
         for (int i = 0; i < st->ncols; i++) {
-            const char *name = lower_dup(b->arena, st->cols[i].name);
+            const char *name = gd_sql_lower_dup(b->arena, st->cols[i].name);
             int id = builtin_column_id(bs, name, st->cols[i].type);
             if (id < 0)
                 return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: column %s %s is not a field of its records",
@@ -946,7 +946,7 @@ static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
     t->kind = bs->table;
     t->grace_ms = -1;
     for (int i = 0; i < st->ncols; i++) {
-        const char *name = lower_dup(b->arena, st->cols[i].name);
+        const char *name = gd_sql_lower_dup(b->arena, st->cols[i].name);
         if (builtin_column_id(bs, name, st->cols[i].type) < 0)
             return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "%s: column %s %s is not a field of its records",
                                bs->name, name, type_name(st->cols[i].type));
@@ -1098,7 +1098,7 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
     gd_catalog_entry *e = gd_catalog_entry_new();
     if (!e) return gd_sql_fail(err, GD_SQL_SERVER_ERROR, "out of memory");
     binder b = {.cat = cat, .arena = &e->arena, .err = err};
-    e->name = lower_dup(&e->arena, st->name);
+    e->name = gd_sql_lower_dup(&e->arena, st->name);
     e->is_table = st->is_table;
     e->builtin = builtin;
     gd_str text = gd_arena_strdup(&e->arena, st->text);

@@ -227,6 +227,8 @@ typedef struct {
     gd_pii pii;     /* as gd_catalog_column_pii answers for it */
 } gd_sql_column;
 int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max);
+/* A name as the catalog keeps it: lower case, NUL-terminated, in a. */
+char *gd_sql_lower_dup(gd_arena *a, gd_str name);
 /* A name as ksqlDB shows it: upper case. */
 void gd_sql_upper(const char *name, gd_buf *out);
 
