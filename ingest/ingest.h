@@ -145,7 +145,7 @@ void gd_registry_close(gd_registry *r);
 int gd_registry_fetch(gd_registry *r, int32_t id, gd_buf *schema_json);
 /* Calls fn for each field of the subject's latest schema that is tagged
  * PII ("confluent:tags": ["PII"], Confluent's data-contract convention).
- * One try, no retries (it is asked at start): GD_OK, also when the subject
+ * One try of at most 2 s, no retries (it is asked at start): GD_OK, also when the subject
  * has no schema; GD_ERR when the registry did not answer. */
 int gd_registry_pii_fields(gd_registry *r, const char *subject, void (*fn)(void *ctx, const char *field), void *ctx);
 /* Registers the schema under the subject (or finds it there); *id its id. */

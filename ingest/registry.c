@@ -19,7 +19,8 @@
 
 #include "ingest.h"
 
-enum { RETRY_FOR_MS = 30000, TIMEOUT_MS = 10000 };
+/* START_TIMEOUT_MS: the PII tags read at start, which must not hold a start up */
+enum { RETRY_FOR_MS = 30000, TIMEOUT_MS = 10000, START_TIMEOUT_MS = 2000 };
 
 struct gd_registry {
     CURL *curl;
@@ -61,14 +62,14 @@ void gd_registry_close(gd_registry *r)
 
 /* One request; *status is the HTTP status, 0 when the registry was not
  * reached. The response body is left in r->body, NUL-terminated. */
-static void request_once(gd_registry *r, const char *path, const char *post, long *status)
+static void request_once(gd_registry *r, const char *path, const char *post, long timeout_ms, long *status)
 {
     char url[2048];
     snprintf(url, sizeof url, "%s%s", r->url, path);
     CURL *c = r->curl;
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -100,7 +101,7 @@ static long request(gd_registry *r, const char *path, const char *post)
     long status = 0;
     int64_t give_up = gd_mono_ns() + (int64_t)RETRY_FOR_MS * 1000000;
     for (int pause_ms = 100;; pause_ms = pause_ms < 4000 ? pause_ms * 2 : 5000) {
-        request_once(r, path, post, &status);
+        request_once(r, path, post, TIMEOUT_MS, &status);
         if ((status && status < 500) || gd_mono_ns() > give_up) break;
         gd_warn("schema registry unavailable (status %ld); retrying in %d ms", status, pause_ms);
         for (int slept = 0; slept < pause_ms && !stopping(r); slept += 50) gd_sleep_ms(50);
@@ -153,7 +154,7 @@ int gd_registry_pii_fields(gd_registry *r, const char *subject, void (*fn)(void 
     snprintf(path, sizeof path, "/subjects/%s/versions/latest", escaped ? escaped : subject);
     curl_free(escaped);
     long status;
-    request_once(r, path, NULL, &status);
+    request_once(r, path, NULL, START_TIMEOUT_MS, &status);
     if (status == 404) return GD_OK; /* no schema: nothing tagged */
     json_t *doc = status == 200 ? json_loads(r->body.p, 0, NULL) : NULL;
     const char *text = json_string_value(json_object_get(doc, "schema"));

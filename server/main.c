@@ -120,8 +120,10 @@ static void read_pii_tags(const gd_config *cfg, gd_catalog *cat)
         char subject[300];
         snprintf(subject, sizeof subject, "%s-value", cfg->topics[t]);
         pii_tagging pt = {cat, cfg, t};
-        if (gd_registry_pii_fields(reg, subject, tag_pii, &pt))
+        if (gd_registry_pii_fields(reg, subject, tag_pii, &pt)) { /* one wait at start is enough */
             gd_warn("schema registry: the %s schema's PII tags could not be read; builtin.sql's PII columns stand", subject);
+            break;
+        }
     }
     gd_registry_close(reg);
 }
