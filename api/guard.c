@@ -13,6 +13,9 @@
  *     closing it. Whether bytes of a request arrived is read from the
  *     kernel (TCP_INFO's byte count), so idle keep-alive connections are
  *     not taken for slow ones; those are left to libmicrohttpd's idle timeout.
+ *     While bytes sit unread in the socket's receive queue the wait is the
+ *     server's (its workers are busy), not the client's: the clock restarts,
+ *     so a request queued behind slow ones is answered, not cut off.
  *   - When a new connection comes within RESERVE of the limit, the waiting
  *     connection that has waited longest is closed, so a health check always
  *     finds room; push streams are refused beyond the limit less RESERVE
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "routes.h"
@@ -68,6 +72,13 @@ static uint64_t bytes_received(int fd)
     memset(&ti, 0, sizeof ti);
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n)) return 0;
     return ti.tcpi_bytes_received;
+}
+
+/* Whether bytes the client sent wait unread: the server is behind. */
+static bool server_behind(int fd)
+{
+    int unread = 0;
+    return ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
 }
 
 /* Under the lock. */
@@ -123,6 +134,8 @@ static void sweep(gd_guard *g)
         if (c->answering) continue;
         if (!c->receiving_ms) {
             if (bytes_received(c->fd) > c->idle_bytes) c->receiving_ms = now;
+        } else if (server_behind(c->fd)) {
+            c->receiving_ms = now;
         } else if (now - c->receiving_ms >= g->request_timeout_ms) {
             end_connection(g, c, true);
         }

@@ -65,10 +65,12 @@ def test_bad_requests_are_400_with_a_message(run, path):
 
 def test_work_past_the_request_timeout_stops_and_frees_the_worker(gamingd, generated):
     """Legal but heavy filters -- 8 regexes of 10,000 instructions, ~4 ms a
-    row over 17,000 rows, a minute of work -- in two requests on the one
+    row over 17,000 rows, a minute of work -- in three requests on the one
     HTTP worker: each is a 408 at the request timeout and its scan stops
     there, so the next request is answered at once. The worker used to go
-    on scanning after the client had its 408, and requests behind it waited."""
+    on scanning after the client had its 408, and requests behind it waited.
+    The light request waits about three request timeouts in the queue: that
+    wait is the server's, so it is not cut off as a slow client would be."""
     d = gamingd(generated(20000, 44, rate=2), args=["--request-timeout", "1s", "--http-threads", "1"])
     d.wait_ready()
     heavy = {"range": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
@@ -78,7 +80,7 @@ def test_work_past_the_request_timeout_stops_and_frees_the_worker(gamingd, gener
     started = time.time()
     statuses = []
     threads = [threading.Thread(target=lambda: statuses.append(post(d, "/grafana/query", heavy)[0]))
-               for _ in range(2)]
+               for _ in range(3)]
     for t in threads:
         t.start()
     time.sleep(0.2)
@@ -86,9 +88,9 @@ def test_work_past_the_request_timeout_stops_and_frees_the_worker(gamingd, gener
     answered = time.time() - started
     for t in threads:
         t.join()
-    assert statuses == [408, 408]
+    assert statuses == [408, 408, 408]
     assert status == 200 and got, got
-    assert answered < 4, "the request behind two timed-out ones waited %.1f s" % answered
+    assert answered < 6, "the request behind two timed-out ones waited %.1f s" % answered
 
 
 def test_save_and_test(run):
