@@ -460,13 +460,28 @@ static void show_sources(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf *b
     gd_buf_puts(b, "],\"warnings\":[]}");
 }
 
+/* The statement that defined e; one that decides on personal data can
+ * hold some in its literals (WHERE player_email = '...'), masked for a
+ * reader without the pii scope. */
+static void put_definition(gd_buf *b, const gd_catalog_entry *e, const gd_request *req)
+{
+    if (!e->sql_personal || gd_request_sees_pii(req)) {
+        gd_json_put_cstr(b, e->sql);
+        return;
+    }
+    gd_buf masked = {0};
+    gd_sql_mask_literals(gd_str_c(e->sql), &masked);
+    gd_json_put_str(b, (gd_str){masked.p, (uint32_t)masked.len});
+    gd_buf_free(&masked);
+}
+
 /* A persistent query as SHOW QUERIES and DESCRIBE list it. */
-static void put_running_query(gd_buf *b, const gd_catalog_entry *e)
+static void put_running_query(gd_buf *b, const gd_catalog_entry *e, const gd_request *req)
 {
     bool running = !atomic_load(&e->terminated);
     const char *state = e->error ? "ERROR" : running ? "RUNNING" : "TERMINATED";
     gd_buf_puts(b, "{\"queryString\":");
-    gd_json_put_cstr(b, e->sql);
+    put_definition(b, e, req);
     gd_buf_puts(b, ",\"sinks\":[");
     put_upper(b, e->name);
     gd_buf_puts(b, "],\"sinkKafkaTopics\":[");
@@ -516,7 +531,7 @@ static void show_queries(const gd_api_ctx *ctx, const gd_request *req, const gd_
             if (!e || !has_query(e)) continue;
             if (!first) gd_buf_putc(b, ',');
             first = false;
-            put_running_query(b, e);
+            put_running_query(b, e, req);
         }
     }
     for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) {
@@ -524,7 +539,7 @@ static void show_queries(const gd_api_ctx *ctx, const gd_request *req, const gd_
         if (!e) continue;
         if (!first) gd_buf_putc(b, ',');
         first = false;
-        put_running_query(b, e);
+        put_running_query(b, e, req);
     }
     transient_list tl = {ctx, req, b, &first};
     gd_sql_runner_list(ctx->runner, put_transient, &tl);
@@ -543,7 +558,8 @@ static void show_properties(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf
                   KSQL_SERVICE_ID, (long long)ctx->cfg->grace_ms);
 }
 
-static void describe(const gd_api_ctx *ctx, const gd_sql_stmt *st, const gd_catalog_entry *e, gd_buf *b)
+static void describe(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_stmt *st, const gd_catalog_entry *e,
+                     gd_buf *b)
 {
     gd_sql_column cols[GD_MAX_KEYS + 2 + GD_MAX_COLS + 64];
     int n = e->error ? 0 : gd_sql_columns(e, cols, (int)(sizeof cols / sizeof cols[0])); /* quarantined: none known */
@@ -554,7 +570,7 @@ static void describe(const gd_api_ctx *ctx, const gd_sql_stmt *st, const gd_cata
     if (e->error) put_error_state(b, e);
     bool windowed = e->is_table && !e->error && gd_table_windowed(e->table);
     gd_buf_printf(b, ",\"windowType\":%s,\"readQueries\":[],\"writeQueries\":[", windowed ? "\"TUMBLING\"" : "null");
-    if (has_query(e)) put_running_query(b, e);
+    if (has_query(e)) put_running_query(b, e, req);
     gd_buf_puts(b, "],\"fields\":[");
     bool first = true;
     for (int i = 0; i < n; i++) {
@@ -571,7 +587,7 @@ static void describe(const gd_api_ctx *ctx, const gd_sql_stmt *st, const gd_cata
                   e->is_table ? "TABLE" : "STREAM", st->extended ? "true" : "false", value_format(e));
     put_topic(b, e);
     gd_buf_puts(b, ",\"partitions\":0,\"replication\":0,\"statement\":");
-    gd_json_put_cstr(b, e->sql);
+    put_definition(b, e, req);
     gd_buf_puts(b, ",\"queryOffsetSummaries\":[],\"sourceConstraints\":[],\"clusterStatistics\":[],"
                    "\"clusterErrorStats\":[]},\"warnings\":[]}");
     (void)ctx;
@@ -807,7 +823,7 @@ static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd
             statement_error(r, 400, GD_SQL_BAD_STATEMENT, msg, st->text);
             return false;
         }
-        describe(ctx, st, e, b);
+        describe(ctx, req, st, e, b);
         return true;
     }
     case GD_SQL_CREATE_AS:

@@ -105,6 +105,7 @@ static bool quarantine(gd_catalog *cat, uint64_t uid, bool is_table, bool termin
     memcpy(text, sql.p, sql.len);
     text[sql.len] = 0;
     e->sql = text;
+    e->sql_personal = true; /* not known without compiling it */
     char *error = gd_arena_alloc(&e->arena, strlen(why) + 1);
     memcpy(error, why, strlen(why) + 1);
     e->error = error;

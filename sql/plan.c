@@ -1127,6 +1127,7 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
         for (int i = 0; !rc && !st->is_table && i < e->ncols; i++) size_of(&size, e->proj[i]);
         if (!rc && !st->is_table) size_of(&size, e->where);
         if (!rc) rc = too_large(&st->select, &size, err);
+        e->sql_personal = b.pii_use.column != NULL;
     }
     if (rc) {
         gd_catalog_entry_free(e);

@@ -77,6 +77,8 @@ typedef struct {
 
 void gd_lexer_init(gd_lexer *lx, gd_str text, gd_arena *arena);
 gd_token gd_lexer_next(gd_lexer *lx);
+/* text with each string literal written '***' (the rest as it stands). */
+void gd_sql_mask_literals(gd_str text, gd_buf *out);
 
 /* ---- statements (parse.c) ---- */
 typedef enum {

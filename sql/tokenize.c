@@ -145,3 +145,20 @@ gd_token gd_lexer_next(gd_lexer *lx)
     }
     return error_at(lx, "unexpected character", line, col);
 }
+
+void gd_sql_mask_literals(gd_str text, gd_buf *out)
+{
+    gd_arena scratch;
+    gd_arena_init(&scratch);
+    gd_lexer lx;
+    gd_lexer_init(&lx, text, &scratch);
+    const char *copied = text.p;
+    for (gd_token t = gd_lexer_next(&lx); t.type != GD_TK_EOF && t.type != GD_TK_ERROR; t = gd_lexer_next(&lx)) {
+        if (t.type != GD_TK_STRING) continue;
+        gd_buf_put(out, copied, (size_t)(text.p + t.offset - 1 - copied)); /* up to its opening quote */
+        gd_buf_puts(out, "'***'");
+        copied = lx.p;
+    }
+    gd_buf_put(out, copied, (size_t)(text.p + text.len - copied));
+    gd_arena_free(&scratch);
+}

@@ -73,6 +73,7 @@ struct gd_catalog_entry {
     unsigned slot;
     uint64_t uid;    /* 0 when built in; else its creation number (names its databases) */
     const char *sql; /* the statement that defined it */
+    bool sql_personal; /* it decides on personal data: its literals may be some (shown masked) */
     const char *topic; /* the Kafka topic it stands for, or NULL */
     const char *reads; /* the table or stream its statement reads (by name), or NULL */
     _Atomic bool terminated; /* its persistent query was terminated: no longer maintained */

@@ -36,6 +36,8 @@ DEFINITIONS = [
     "FROM gaming_real_time_intelligence_platform GROUP BY player_email, SUBSTRING(player_email, 1, 4) EMIT CHANGES;",
     "CREATE TABLE pii_windowed AS SELECT player_email, COUNT(*) AS c FROM gaming_real_time_intelligence_platform "
     "WINDOW TUMBLING (SIZE 1 HOUR) GROUP BY player_email EMIT CHANGES;",
+    "CREATE TABLE one_player AS SELECT player_id, COUNT(*) AS c FROM gaming_real_time_intelligence_platform "
+    "WHERE player_email = 'zx9kamber@corp-a.example' GROUP BY player_id EMIT CHANGES;",
     "CREATE STREAM pii_stream AS SELECT player_id, player_email AS m, CONCAT(player_email, '!') AS cm, "
     "CASE WHEN score > 0 THEN player_email ELSE 'none' END AS cs, score FROM gaming_real_time_intelligence_platform;",
 ]
@@ -388,6 +390,17 @@ def test_a_read_key_still_uses_the_other_columns(daemon, use):
     if use.__name__ in ("grafana_payload", "rest_filter") and not checked:
         pytest.skip("no table here is keyed by a column that is not personal")
     assert not failures, failures
+
+
+@pytest.mark.parametrize("statement", ["DESCRIBE EXTENDED one_player;", "SHOW QUERIES;"])
+def test_a_definition_shows_its_literals_on_personal_data_masked(daemon, statement):
+    """one_player's WHERE names an address: a read key sees the statement
+    with its literals masked, a pii key as it was written."""
+    status, body = call(daemon, "POST", "/ksql", READ, {"ksql": statement})
+    assert status == 200, body
+    assert "WHERE player_email = '***'" in body and not leaks(body), body
+    status, body = call(daemon, "POST", "/ksql", PII, {"ksql": statement})
+    assert status == 200 and "WHERE player_email = 'zx9kamber@corp-a.example'" in body, body
 
 
 def test_a_cursor_holds_no_key_bytes(daemon):
