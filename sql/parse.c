@@ -16,7 +16,7 @@
  *   type       = STRING | VARCHAR | INT | INTEGER | BIGINT | DOUBLE | BOOLEAN
  *   query      = SELECT item {',' item} FROM name [[AS] name] {clause}
  *   clause     = WINDOW TUMBLING '(' SIZE duration [',' GRACE PERIOD duration] ')'
- *              | WHERE expr | GROUP BY expr {',' expr} | HAVING expr
+ *              | WHERE expr | GROUP BY (expr {',' expr} | '(' expr ',' expr {',' expr} ')') | HAVING expr
  *              | EMIT (CHANGES|FINAL) | ORDER BY expr [ASC|DESC] {',' ...} | LIMIT integer
  *                (each at most once, in any order: ksqlDB puts WINDOW before
  *                WHERE, the data product's README the other way round)
@@ -26,7 +26,7 @@
  *   and        = not {AND not}
  *   not        = NOT not | predicate
  *   predicate  = sum [ cmp sum | [NOT] BETWEEN sum AND sum | [NOT] IN '(' expr {',' expr} ')'
- *                    | [NOT] LIKE sum | IS [NOT] NULL ]
+ *                    | [NOT] LIKE sum [ESCAPE 'c'] | IS [NOT] NULL | IS [NOT] DISTINCT FROM sum ]
  *   cmp        = '=' | '!=' | '<>' | '<' | '<=' | '>' | '>='
  *   sum        = product {('+'|'-'|'||') product}
  *   product    = unary {('*'|'/'|'%') unary}
@@ -303,8 +303,10 @@ static gd_expr *literal(parser *p)
     char buf[64];
     if (t.type == GD_TK_INTEGER) {
         int64_t v;
-        snprintf(buf, sizeof buf, "%.*s", (int)(t.text.len < 63 ? t.text.len : 63), t.text.p);
-        if (t.text.len > 19 || gd_parse_int(buf, strlen(buf), 0, INT64_MAX, &v)) {
+        gd_str digits = t.text; /* leading zeros say nothing (000042 is 42) */
+        while (digits.len > 1 && digits.p[0] == '0') digits.p++, digits.len--;
+        snprintf(buf, sizeof buf, "%.*s", (int)(digits.len < 63 ? digits.len : 63), digits.p);
+        if (digits.len > 19 || gd_parse_int(buf, strlen(buf), 0, INT64_MAX, &v)) {
             fail_at(p, &t, "number %s is out of range", shown(&t, buf, sizeof buf));
             return NULL;
         }
@@ -518,9 +520,16 @@ static gd_expr *predicate(parser *p)
     for (size_t i = 0; i < sizeof cmps / sizeof cmps[0]; i++)
         if (accept_sym(p, cmps[i].sym)) return binary(p, cmps[i].op, e, sum(p), &t);
     if (accept_kw(p, "IS")) {
+        bool not = accept_kw(p, "NOT");
+        if (accept_kw(p, "DISTINCT")) {
+            if (!expect_kw(p, "FROM")) return NULL;
+            gd_expr *n = binary(p, GD_E_DISTINCT, e, sum(p), &t);
+            if (n) n->negated = not;
+            return n;
+        }
         gd_expr *n = node(p, GD_E_IS_NULL, 1, &t);
         if (!n) return NULL;
-        n->negated = accept_kw(p, "NOT");
+        n->negated = not;
         n->args[0] = e;
         return expect_kw(p, "NULL") ? sealed(p, n) : NULL;
     }
@@ -548,9 +557,28 @@ static gd_expr *predicate(parser *p)
         return n;
     }
     if (accept_kw(p, "LIKE")) {
-        gd_expr *n = binary(p, GD_E_LIKE, e, sum(p), &t);
-        if (n) n->negated = negated;
-        return n;
+        gd_expr *pattern = sum(p);
+        gd_token esc = p->tok;
+        if (!pattern || !accept_kw(p, "ESCAPE")) {
+            gd_expr *n = binary(p, GD_E_LIKE, e, pattern, &t);
+            if (n) n->negated = negated;
+            return n;
+        }
+        gd_expr *n = node(p, GD_E_LIKE, 3, &t), *c = n ? literal(p) : NULL;
+        if (!c) {
+            if (n && !p->failed) syntax_error(p, "an escape character ('!')");
+            return NULL;
+        }
+        if (c->lit.t != GD_V_STR || c->lit.s.len != 1 || c->lit.s.p[0] & 0x80 || c->lit.s.p[0] == '%' ||
+            c->lit.s.p[0] == '_') {
+            fail_at(p, &esc, "ESCAPE takes one ASCII character other than %% and _, as a string ('!')");
+            return NULL;
+        }
+        n->negated = negated;
+        n->args[0] = e;
+        n->args[1] = pattern;
+        n->args[2] = c;
+        return sealed(p, n);
     }
     if (negated) {
         syntax_error(p, "BETWEEN, IN or LIKE");
@@ -711,6 +739,34 @@ static bool expr_list_clause(parser *p, gd_expr ***out, int *n)
     return true;
 }
 
+/* GROUP BY a, b or, as ksqlDB also takes it, GROUP BY (a, b); a single
+ * parenthesized expression is the one key. */
+static bool group_by_clause(parser *p, gd_sql_select *q)
+{
+    if (!is_sym(&p->tok, "(")) return expr_list_clause(p, &q->group_by, &q->ngroup);
+    gd_lexer saved = p->lx;
+    gd_token tok = p->tok, prev = p->prev;
+    int nodes = p->nodes;
+    accept_sym(p, "(");
+    gd_expr *first = expr(p);
+    if (!first || !is_sym(&p->tok, ",")) { /* not a list: read again as an expression */
+        if (p->failed) return false;
+        p->lx = saved, p->tok = tok, p->prev = prev, p->nodes = nodes;
+        return expr_list_clause(p, &q->group_by, &q->ngroup);
+    }
+    expr_list l = {0};
+    list_push(p, &l, first);
+    while (accept_sym(p, ",")) {
+        gd_expr *e = expr(p);
+        if (!e) return false;
+        list_push(p, &l, e);
+    }
+    if (!expect_sym(p, ")")) return false;
+    q->group_by = l.v;
+    q->ngroup = l.n;
+    return true;
+}
+
 static bool order_clause(parser *p, gd_sql_select *q)
 {
     int cap = 0;
@@ -744,8 +800,7 @@ static bool clauses(parser *p, gd_sql_select *q)
         } else if (accept_kw(p, "WHERE")) {
             if (!once(p, &where, &t) || !(q->where = expr(p))) return false;
         } else if (accept_kw(p, "GROUP")) {
-            if (!once(p, &group, &t) || !expect_kw(p, "BY") || !expr_list_clause(p, &q->group_by, &q->ngroup))
-                return false;
+            if (!once(p, &group, &t) || !expect_kw(p, "BY") || !group_by_clause(p, q)) return false;
         } else if (accept_kw(p, "HAVING")) {
             if (!once(p, &having, &t) || !(q->having = expr(p))) return false;
         } else if (accept_kw(p, "EMIT")) {

@@ -321,6 +321,25 @@ static bool check_function(binder *b, gd_expr *e)
     }
 }
 
+/* x IN (1, '2'): as ksqlDB does, a literal of another type in the list
+ * stands for the value of x's type it converts to ('2' for 2); one that
+ * does not convert is left to fail the type check. */
+static void coerce_in_literals(binder *b, gd_expr *e)
+{
+    gd_coltype want = e->args[0]->type;
+    if (want == GD_T_NULL) return;
+    for (int i = 1; i < e->nargs; i++) {
+        gd_expr *v = e->args[i];
+        if (v->op != GD_E_LIT || v->type == GD_T_NULL || v->type == want ||
+            (gd_coltype_numeric(v->type) && gd_coltype_numeric(want)))
+            continue;
+        gd_value c = gd_value_cast(v->lit, want, b->arena);
+        if (c.t == GD_V_NULL) continue;
+        v->lit = c;
+        v->type = want;
+    }
+}
+
 /* Sets e's type from its bound arguments; false (and an error) when they
  * do not fit. */
 static bool check_node(binder *b, gd_expr *e)
@@ -366,8 +385,10 @@ static bool check_node(binder *b, gd_expr *e)
     case GD_E_GE:
     case GD_E_LIKE:
     case GD_E_BETWEEN:
+    case GD_E_DISTINCT:
     case GD_E_IN: {
         e->type = GD_T_BOOLEAN;
+        if (e->op == GD_E_IN) coerce_in_literals(b, e);
         gd_coltype t = a[0]->type;
         for (int i = 1; i < e->nargs; i++)
             if (!unify(t, a[i]->type, &t))
@@ -493,6 +514,13 @@ static bool is_column_ref(const gd_expr *e, void *ctx)
     return e->op == GD_E_NAME;
 }
 
+/* WINDOWSTART or WINDOWEND, unbound. */
+static bool is_window_bound(const gd_expr *e, void *ctx)
+{
+    (void)ctx;
+    return e->op == GD_E_NAME && !e->qualifier.p && (names_eq(e->name, "WINDOWSTART") || names_eq(e->name, "WINDOWEND"));
+}
+
 /* Binds a scalar function call's arguments and checks it. */
 static gd_expr *bind_call(binder *b, const gd_expr *e, gd_expr *(*bind)(binder *, const gd_expr *))
 {
@@ -561,7 +589,7 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
     if (k == AGG_NONE) return fail(b, call, "aggregate %.*s is not supported by gamingd", (int)call->name.len, call->name.p);
     if (k == AGG_COUNT && call->distinct) k = AGG_COUNT_DISTINCT;
     else if (call->distinct) return fail(b, call, "DISTINCT is only supported in COUNT(DISTINCT x)");
-    if (call->star) {
+    if (call->star || (k == AGG_COUNT && !call->nargs)) { /* COUNT() counts rows, as COUNT(*) */
         if (k != AGG_COUNT) return fail(b, call, "only COUNT takes *");
         col->agg = GD_AGG_COUNT_STAR;
         col->type = GD_T_BIGINT;
@@ -624,7 +652,7 @@ static gd_expr *bind_group(binder *b, const gd_expr *e)
         fail(b, e, "aggregate %.*s is not supported by gamingd", (int)e->name.len, e->name.p);
         return NULL;
     }
-    if (e->op == GD_E_NAME && (names_eq(e->name, "WINDOWSTART") || names_eq(e->name, "WINDOWEND"))) {
+    if (is_window_bound(e, NULL)) {
         if (!b->def->window_ms) {
             fail(b, e, "%.*s exists only in windowed aggregations", (int)e->name.len, e->name.p);
             return NULL;
@@ -634,7 +662,7 @@ static gd_expr *bind_group(binder *b, const gd_expr *e)
         w->type = GD_T_BIGINT;
         return w;
     }
-    if (!has_aggregate(e) && gd_expr_any(e, is_column_ref, NULL)) {
+    if (!has_aggregate(e) && gd_expr_any(e, is_column_ref, NULL) && !gd_expr_any(e, is_window_bound, NULL)) {
         gd_expr *in = bind_input(b, e);
         if (!in) return NULL;
         for (int k = 0; k < b->def->nkeys; k++)
@@ -662,6 +690,7 @@ static gd_expr *bind_group(binder *b, const gd_expr *e)
 }
 
 static bool is_constant(const gd_expr *e) { return !gd_expr_any(e, is_column_ref, NULL) && !has_aggregate(e); }
+
 
 /* Whether a name a user gives (a table's, a stream's, a column alias) can be
  * written as it is wherever gamingd writes names: JSON keys, SSE event
@@ -780,12 +809,14 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
         const gd_sql_item *it = &q->items[i];
         lands[i] = (landing){-1, -1, -1};
         if (it->expr->op == GD_E_STAR) return fail(b, it->expr, "* cannot be selected in an aggregation");
-        if (it->expr->op == GD_E_NAME && (names_eq(it->expr->name, "WINDOWSTART") || names_eq(it->expr->name, "WINDOWEND"))) {
+        if (is_window_bound(it->expr, NULL) && (!it->alias.p || names_eq(it->alias, names_eq(it->expr->name, "WINDOWEND") ? "WINDOWEND" : "WINDOWSTART"))) {
             if (!t->window_ms) return fail(b, it->expr, "WINDOWSTART and WINDOWEND exist only in windowed aggregations");
             lands[i].window = names_eq(it->expr->name, "WINDOWEND");
             continue;
         }
-        if (!has_aggregate(it->expr) && !is_constant(it->expr)) {
+        /* a window bound under an alias, or in an expression, is a value
+         * column (as ksqlDB has it); bind_group places the bounds */
+        if (!has_aggregate(it->expr) && !is_constant(it->expr) && !gd_expr_any(it->expr, is_window_bound, NULL)) {
             gd_expr *in = bind_input(b, it->expr);
             if (!in) return false;
             for (int k = 0; k < t->nkeys; k++)

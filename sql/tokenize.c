@@ -115,7 +115,11 @@ static gd_token number(gd_lexer *lx, uint32_t line, uint32_t col)
             while (lx->p < lx->end && is_digit(*lx->p)) lx->p++;
         }
     }
-    if (lx->p < lx->end && is_ident_start(*lx->p)) return error_at(lx, "a number runs into a name", line, col);
+    if (lx->p < lx->end && is_ident_start(*lx->p)) {
+        if (decimal) return error_at(lx, "a number runs into a name", line, col);
+        while (lx->p < lx->end && is_ident_char(*lx->p)) lx->p++; /* 1R: a name, as ksqlDB's DIGIT_IDENTIFIER */
+        return make(lx, GD_TK_IDENT, from, lx->p, line, col);
+    }
     return make(lx, decimal ? GD_TK_DECIMAL : GD_TK_INTEGER, from, lx->p, line, col);
 }
 

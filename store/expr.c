@@ -163,20 +163,22 @@ static size_t char_len(const char *p, const char *end)
 /* Without recursion, so that a pattern from the data (s LIKE column) of
  * many %s cannot exhaust the stack: on a mismatch the last % takes one
  * more character and the pattern resumes after it -- O(len(s) * len(p)),
- * where trying each % in turn is exponential. */
-static bool like(const char *s, const char *se, const char *p, const char *pe)
+ * where trying each % in turn is exponential. esc (an ASCII character, or
+ * -1) makes the character after it stand for itself. */
+static bool like(const char *s, const char *se, const char *p, const char *pe, int esc)
 {
     const char *star = NULL, *taken = NULL; /* after the last %, and where its run ends in s */
     while (s < se) {
-        if (p < pe && *p == '%') {
+        int escaped = esc >= 0 && p + 1 < pe && *p == esc;
+        if (!escaped && p < pe && *p == '%') {
             while (p < pe && *p == '%') p++;
             star = p;
             taken = s;
-        } else if (p < pe && *p == '_') {
+        } else if (!escaped && p < pe && *p == '_') {
             s += char_len(s, se);
             p++;
-        } else if (p < pe && *p == *s) {
-            p++;
+        } else if (p < pe && p[escaped] == *s) {
+            p += 1 + escaped;
             s++;
         } else if (star) {
             taken += char_len(taken, se);
@@ -428,9 +430,11 @@ static gd_value call(const gd_expr *e, const gd_eval *ctx)
 
 /* ---- the walk ---- */
 
+/* As ksqlDB compares: false when either side is NULL, so NOT (a = b) holds
+ * then (three-valued logic would make both NULL). */
 static gd_value compare(gd_expr_op op, gd_value a, gd_value b)
 {
-    if (is_null(a) || is_null(b)) return NULLV;
+    if (is_null(a) || is_null(b)) return bool_v(false);
     int c = gd_value_cmp(a, b);
     switch (op) {
     case GD_E_EQ: return bool_v(c == 0);
@@ -450,17 +454,25 @@ static gd_value negate_if(bool negated, gd_value v)
     return negated && !is_null(v) ? bool_v(!v.i) : v;
 }
 
+/* NULL matches nothing, as in ksqlDB: x IN (...) is false and x NOT IN
+ * (...) true when x is NULL; NULLs in the list are passed over. */
 static gd_value eval_in(const gd_expr *e, const gd_eval *ctx)
 {
     gd_value x = gd_expr_eval(e->args[0], ctx);
-    if (is_null(x)) return NULLV;
-    bool saw_null = false;
+    if (is_null(x)) return bool_v(e->negated);
     for (int i = 1; i < e->nargs; i++) {
         gd_value y = gd_expr_eval(e->args[i], ctx);
-        if (is_null(y)) saw_null = true;
-        else if (gd_value_cmp(x, y) == 0) return bool_v(!e->negated);
+        if (!is_null(y) && gd_value_cmp(x, y) == 0) return bool_v(!e->negated);
     }
-    return saw_null ? NULLV : bool_v(e->negated);
+    return bool_v(e->negated);
+}
+
+/* a IS DISTINCT FROM b: NULL is distinct from a value, not from NULL. */
+static gd_value eval_distinct(const gd_expr *e, const gd_eval *ctx)
+{
+    gd_value a = gd_expr_eval(e->args[0], ctx), b = gd_expr_eval(e->args[1], ctx);
+    bool distinct = is_null(a) || is_null(b) ? is_null(a) != is_null(b) : gd_value_cmp(a, b) != 0;
+    return bool_v(distinct != e->negated);
 }
 
 static gd_value eval_case(const gd_expr *e, const gd_eval *ctx)
@@ -521,13 +533,15 @@ gd_value gd_expr_eval(const gd_expr *e, const gd_eval *ctx)
     case GD_E_BETWEEN: {
         gd_value x = gd_expr_eval(e->args[0], ctx), lo = gd_expr_eval(e->args[1], ctx),
                  hi = gd_expr_eval(e->args[2], ctx);
-        if (is_null(x) || is_null(lo) || is_null(hi)) return NULLV;
-        return negate_if(e->negated, bool_v(gd_value_cmp(x, lo) >= 0 && gd_value_cmp(x, hi) <= 0));
+        bool in = !is_null(x) && !is_null(lo) && !is_null(hi) && gd_value_cmp(x, lo) >= 0 && gd_value_cmp(x, hi) <= 0;
+        return bool_v(in != e->negated); /* a comparison with NULL is false, as ksqlDB has it */
     }
+    case GD_E_DISTINCT: return eval_distinct(e, ctx);
     case GD_E_LIKE: {
         gd_value s = gd_expr_eval(e->args[0], ctx), p = gd_expr_eval(e->args[1], ctx);
         if (s.t != GD_V_STR || p.t != GD_V_STR) return NULLV;
-        return negate_if(e->negated, bool_v(like(s.s.p, s.s.p + s.s.len, p.s.p, p.s.p + p.s.len)));
+        int esc = e->nargs > 2 ? e->args[2]->lit.s.p[0] : -1; /* one ASCII character (the planner checks) */
+        return negate_if(e->negated, bool_v(like(s.s.p, s.s.p + s.s.len, p.s.p, p.s.p + p.s.len, esc)));
     }
     case GD_E_CASE: return eval_case(e, ctx);
     case GD_E_CAST: return gd_value_cast(gd_expr_eval(e->args[0], ctx), e->type, ctx->scratch);

@@ -10,8 +10,11 @@
  *     aggregates such as COUNT(game_name) * 100.0 / COUNT(*));
  *   - the window bounds, and the clock for UNIX_TIMESTAMP().
  *
- * Values follow SQL: any operation on NULL is NULL (except IS NULL, AND and
- * OR's three-valued logic, COALESCE, IFNULL, CONCAT which skips them); a
+ * Values follow ksqlDB: any operation on NULL is NULL, except that a
+ * comparison (=, <>, <, <=, >, >=, BETWEEN, IN) with NULL is FALSE, as
+ * ksqlDB's generated code has it, IS [NOT] NULL and IS [NOT] DISTINCT FROM
+ * see NULL as a value, AND and OR follow three-valued logic, and COALESCE,
+ * IFNULL and CONCAT skip NULLs; a
  * division by zero, an overflow or a non-finite result is NULL, as ksqlDB
  * gives NULL for an expression that fails on one row. Integers are 64-bit
  * whatever their declared type (INTEGER is a type for the header only).
@@ -56,7 +59,8 @@ typedef enum {
     GD_E_IS_NULL,  /* `negated`: IS NOT NULL */
     GD_E_IN,       /* args[0] IN (args[1..]); `negated` */
     GD_E_BETWEEN,  /* args[0] BETWEEN args[1] AND args[2]; `negated` */
-    GD_E_LIKE,     /* args[0] LIKE args[1]; `negated` */
+    GD_E_LIKE,     /* args[0] LIKE args[1] [ESCAPE args[2], a one-character literal]; `negated` */
+    GD_E_DISTINCT, /* args[0] IS DISTINCT FROM args[1]; `negated`: IS NOT DISTINCT FROM */
     GD_E_CASE,     /* WHEN args[2i] THEN args[2i+1] ..., ELSE args[n-1] when `has_else` */
     GD_E_CAST,     /* args[0] to `type` */
     GD_E_CALL,     /* scalar function `index` (gd_func) */

@@ -17,6 +17,7 @@ A case file is sections, each opened by a line `--- name`:
   changes    instead of a reference: the push query reads this table, and
              its rows are the reference's changes of it, projected
   expect     error: "STATUS CODE text the message holds"
+  columns    the column names the header must give, as ksqlDB names them
   options    ordered          rows compare in order (else as a multiset)
              between C1 C2..  these columns lie between the reference run
                               with $T = the feed's start and $T = its end
@@ -131,7 +132,10 @@ def key(row):
 
 
 def compare(case, got, want, names=None, low=None, high=None):
+    if "columns" in case:
+        assert names == case["columns"].split(), "%s: columns %s" % (case["name"], names)
     between = [i for i, n in enumerate(names or []) if n.lower() in case["between"]]
+    assert want, "%s: the reference has no rows, so the case could not fail" % case["name"]
     assert len(got) == len(want), "%s: %d rows, want %d\n got %s\nwant %s" % (
         case["name"], len(got), len(want), got[:5], want[:5])
     if not case["ordered"] and not between:
@@ -274,7 +278,7 @@ def test_pull(pulled, data, case):
     assert ctype.startswith("application/vnd.ksqlapi.delimited.v1")
     header, rows = delimited(body)
     assert len(header["columnNames"]) == len(header["columnTypes"])
-    compare(case, rows, reference_rows(data[3], case))
+    compare(case, rows, reference_rows(data[3], case), header["columnNames"])
 
 
 @pytest.mark.parametrize("case", cases_of("table"), ids=lambda c: c["name"])

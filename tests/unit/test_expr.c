@@ -73,20 +73,41 @@ static const char *eval(const char *expr)
 
 #define EXPECT(expr, want) assert_string_equal(eval(expr), want)
 
-static void nulls_propagate_and_logic_has_three_values(void **state)
+/* ksqlDB's generated code: a comparison with NULL is false (not NULL), an
+ * IN never matches NULL, IS [NOT] DISTINCT FROM sees NULL as a value;
+ * AND, OR and NOT keep three values. */
+static void nulls_propagate_and_comparisons_with_null_are_false(void **state)
 {
     (void)state;
     EXPECT("price + 1", "NULL DOUBLE");
-    EXPECT("genre = 'x'", "NULL BOOLEAN");
+    EXPECT("genre = 'x'", "false BOOLEAN");
+    EXPECT("genre <> 'x'", "false BOOLEAN");
+    EXPECT("NOT (genre = 'x')", "true BOOLEAN");
+    EXPECT("price BETWEEN 1 AND 2", "false BOOLEAN");
+    EXPECT("price NOT BETWEEN 1 AND 2", "true BOOLEAN");
     EXPECT("genre IS NULL", "true BOOLEAN");
     EXPECT("price IS NOT NULL", "false BOOLEAN");
-    EXPECT("genre = 'x' AND false", "false BOOLEAN"); /* NULL AND FALSE */
-    EXPECT("genre = 'x' OR true", "true BOOLEAN");
-    EXPECT("genre = 'x' OR false", "NULL BOOLEAN");
-    EXPECT("NOT (genre = 'x')", "NULL BOOLEAN");
-    EXPECT("'PC' IN ('XBOX', genre)", "NULL BOOLEAN"); /* no match, a NULL among the values */
+    EXPECT("genre IS DISTINCT FROM 'x'", "true BOOLEAN");
+    EXPECT("genre IS DISTINCT FROM NULL", "false BOOLEAN");
+    EXPECT("genre IS NOT DISTINCT FROM NULL", "true BOOLEAN");
+    EXPECT("platform IS NOT DISTINCT FROM 'PC'", "true BOOLEAN");
+    EXPECT("platform IS DISTINCT FROM 'XBOX'", "true BOOLEAN");
+    EXPECT("CAST(NULL AS BOOLEAN) AND false", "false BOOLEAN"); /* NULL AND FALSE */
+    EXPECT("CAST(NULL AS BOOLEAN) OR true", "true BOOLEAN");
+    EXPECT("CAST(NULL AS BOOLEAN) OR false", "NULL BOOLEAN");
+    EXPECT("NOT CAST(NULL AS BOOLEAN)", "NULL BOOLEAN");
+    EXPECT("'PC' IN ('XBOX', genre)", "false BOOLEAN"); /* the NULL among the values matches nothing */
+    EXPECT("genre IN ('XBOX', genre)", "false BOOLEAN");
+    EXPECT("genre NOT IN ('XBOX')", "true BOOLEAN");
     EXPECT("platform IN ('XBOX', 'PC')", "true BOOLEAN");
     EXPECT("platform NOT IN ('XBOX')", "true BOOLEAN");
+    EXPECT("rating IN (1, '9')", "false BOOLEAN"); /* '9' stands for 9.0 */
+    EXPECT("rating IN (1, '4.5')", "true BOOLEAN");
+    EXPECT("platform LIKE 'P!%' ESCAPE '!'", "false BOOLEAN");
+    EXPECT("'P%' LIKE 'P!%' ESCAPE '!'", "true BOOLEAN");
+    EXPECT("'P_x' LIKE 'P$_%' ESCAPE '$'", "true BOOLEAN");
+    EXPECT("'Pax' LIKE 'P$_%' ESCAPE '$'", "false BOOLEAN");
+    EXPECT("'P!' LIKE 'P!' ESCAPE '!'", "true BOOLEAN"); /* an escape ending the pattern stands for itself */
     EXPECT("COALESCE(genre, price, 'none')", "error: line 1:8: COALESCE arguments must share a type (STRING and DOUBLE do not)");
     EXPECT("COALESCE(genre, platform, 'none')", "'PC' STRING");
     EXPECT("IFNULL(price, 0.5)", "0.5 DOUBLE");
@@ -370,7 +391,7 @@ static void like_patterns_of_many_percents_take_no_stack(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(nulls_propagate_and_logic_has_three_values),
+        cmocka_unit_test(nulls_propagate_and_comparisons_with_null_are_false),
         cmocka_unit_test(arithmetic_follows_java_and_fails_to_null),
         cmocka_unit_test(comparisons_like_between_case),
         cmocka_unit_test(casts),
