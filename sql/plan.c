@@ -477,7 +477,17 @@ static gd_expr *resolve(binder *b, const gd_expr *e)
     return NULL;
 }
 
-typedef enum { AGG_NONE, AGG_COUNT, AGG_COUNT_DISTINCT, AGG_SUM, AGG_AVG, AGG_MIN, AGG_MAX, AGG_LATEST } agg_kind;
+typedef enum {
+    AGG_NONE,
+    AGG_COUNT,
+    AGG_COUNT_DISTINCT,
+    AGG_SUM,
+    AGG_AVG,
+    AGG_MIN,
+    AGG_MAX,
+    AGG_LATEST,
+    AGG_EARLIEST
+} agg_kind;
 
 static agg_kind aggregate_named(gd_str name)
 {
@@ -485,7 +495,8 @@ static agg_kind aggregate_named(gd_str name)
         const char *name;
         agg_kind kind;
     } aggs[] = {{"COUNT", AGG_COUNT}, {"COUNT_DISTINCT", AGG_COUNT_DISTINCT}, {"SUM", AGG_SUM}, {"AVG", AGG_AVG},
-                {"MIN", AGG_MIN},     {"MAX", AGG_MAX},   {"LATEST_BY_OFFSET", AGG_LATEST}};
+                {"MIN", AGG_MIN},     {"MAX", AGG_MAX},   {"LATEST_BY_OFFSET", AGG_LATEST},
+                {"EARLIEST_BY_OFFSET", AGG_EARLIEST}};
     for (size_t i = 0; i < sizeof aggs / sizeof aggs[0]; i++)
         if (names_eq(name, aggs[i].name)) return aggs[i].kind;
     return AGG_NONE;
@@ -494,7 +505,7 @@ static agg_kind aggregate_named(gd_str name)
 /* ksqlDB aggregates gamingd does not have, to name them in the error. */
 static bool other_aggregate(gd_str name)
 {
-    static const char *const names[] = {"EARLIEST_BY_OFFSET", "TOPK", "TOPKDISTINCT", "COLLECT_LIST", "COLLECT_SET",
+    static const char *const names[] = {"TOPK", "TOPKDISTINCT", "COLLECT_LIST", "COLLECT_SET",
                                         "HISTOGRAM", "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION", "ATTR"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (names_eq(name, names[i])) return true;
@@ -575,11 +586,33 @@ static gd_agg slot_kind(agg_kind k, gd_coltype arg, gd_coltype *out)
         *out = arg == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
         return arg == GD_T_DOUBLE ? GD_AGG_SUM_DBL : GD_AGG_SUM_INT;
     case AGG_AVG: *out = GD_T_DOUBLE; return GD_AGG_AVG;
-    case AGG_MIN: *out = arg; return arg == GD_T_DOUBLE ? GD_AGG_MIN_DBL : GD_AGG_MIN_INT;
-    case AGG_MAX: *out = arg; return arg == GD_T_DOUBLE ? GD_AGG_MAX_DBL : GD_AGG_MAX_INT;
+    case AGG_MIN:
+        *out = arg;
+        return arg == GD_T_STRING ? GD_AGG_MIN_STR : arg == GD_T_DOUBLE ? GD_AGG_MIN_DBL : GD_AGG_MIN_INT;
+    case AGG_MAX:
+        *out = arg;
+        return arg == GD_T_STRING ? GD_AGG_MAX_STR : arg == GD_T_DOUBLE ? GD_AGG_MAX_DBL : GD_AGG_MAX_INT;
     case AGG_LATEST: *out = arg; return arg == GD_T_STRING ? GD_AGG_LATEST : GD_AGG_LATEST_NUM;
+    case AGG_EARLIEST: *out = arg; return arg == GD_T_STRING ? GD_AGG_EARLIEST : GD_AGG_EARLIEST_NUM;
     default: return GD_AGG_COUNT_STAR;
     }
+}
+
+/* LATEST_BY_OFFSET(x, ignoreNulls) and EARLIEST_BY_OFFSET(x, ignoreNulls):
+ * a BOOLEAN literal; the N-valued forms (a number there) return an ARRAY,
+ * a type gamingd does not have. */
+static bool offset_options(binder *b, const gd_expr *call, gd_coldef *col)
+{
+    const gd_expr *o = call->args[1];
+    if (o->op == GD_E_LIT && o->lit.t == GD_V_BOOL) {
+        col->keep_nulls = !o->lit.i;
+        return true;
+    }
+    if (o->op == GD_E_LIT && o->lit.t == GD_V_INT)
+        return fail(b, o, "%.*s(x, N) returns an ARRAY of N values, a type gamingd does not have", (int)call->name.len,
+                    call->name.p);
+    return fail(b, o, "the second argument of %.*s is ignoreNulls, a BOOLEAN literal (TRUE or FALSE)",
+                (int)call->name.len, call->name.p);
 }
 
 /* Fills slot c of def from an aggregate call; false on a bad call. */
@@ -596,16 +629,22 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
         col->field = -1;
         return true;
     }
-    if (call->nargs != 1) return fail(b, call, "%.*s takes one argument", (int)call->name.len, call->name.p);
+    bool by_offset = k == AGG_LATEST || k == AGG_EARLIEST;
+    if (by_offset && call->nargs == 2 && !offset_options(b, call, col)) return false;
+    if (call->nargs != 1 && !(by_offset && call->nargs == 2))
+        return fail(b, call, "%.*s takes one argument", (int)call->name.len, call->name.p);
     if (has_aggregate(call->args[0])) return fail(b, call->args[0], "aggregates cannot be nested");
     gd_expr *arg = bind_input(b, call->args[0]);
     if (!arg) return false;
-    col->pii = !arg->pii ? GD_PII_NONE : k == AGG_LATEST ? arg->pii : GD_PII_DERIVED; /* the latest email is an email */
-    if (k != AGG_LATEST) note_pii_use(b, arg, "aggregating");
+    col->pii = !arg->pii ? GD_PII_NONE : by_offset ? arg->pii : GD_PII_DERIVED; /* the latest email is an email */
+    if (!by_offset) note_pii_use(b, arg, "aggregating");
     b->slot_pii_from[col - b->def->cols] = arg->pii_from;
     gd_coltype t = arg->type;
-    if ((k == AGG_SUM || k == AGG_AVG || k == AGG_MIN || k == AGG_MAX) && !gd_coltype_numeric(t))
+    if ((k == AGG_SUM || k == AGG_AVG) && !gd_coltype_numeric(t))
         return fail(b, call, "%.*s takes a number, not %s", (int)call->name.len, call->name.p, type_name(t));
+    if ((k == AGG_MIN || k == AGG_MAX) && !gd_coltype_numeric(t) && t != GD_T_STRING)
+        return fail(b, call, "%.*s takes a number or a STRING, not %s", (int)call->name.len, call->name.p,
+                    type_name(t));
     if (t == GD_T_NULL) return fail(b, call, "%.*s of NULL has no type", (int)call->name.len, call->name.p);
     col->agg = slot_kind(k, t, &col->type);
     col->field = arg->op == GD_E_COL ? arg->index : -1;
@@ -987,8 +1026,8 @@ static int declare_source(binder *b, const gd_sql_stmt *st, gd_catalog_entry *e)
             t->keys[t->nkeys++] = (gd_keydef){name, st->cols[i].type, -1, NULL, declared_pii(b, bs, &st->cols[i], name)};
         } else {
             if (t->ncols == GD_MAX_COLS) return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "too many columns");
-            t->cols[t->ncols++] = (gd_coldef){name, GD_AGG_LATEST, st->cols[i].type, -1, NULL, NULL,
-                                              declared_pii(b, bs, &st->cols[i], name)};
+            t->cols[t->ncols++] = (gd_coldef){.name = name, .agg = GD_AGG_LATEST, .type = st->cols[i].type, .field = -1,
+                                              .pii = declared_pii(b, bs, &st->cols[i], name)};
         }
     }
     t->nslots = t->ncols;

@@ -69,7 +69,7 @@ void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *di
         gd_buf_put(out, &slots[c].v, 8);
     }
     for (int c = 0; c < t->nslots; c++) {
-        if (t->cols[c].agg != GD_AGG_LATEST) continue;
+        if (!gd_agg_holds_string(t->cols[c].agg)) continue;
         gd_str s = slots[c].x.s;
         put_u32(out, s.p ? s.len : NULL_LEN);
         if (s.p) gd_buf_put(out, s.p, s.len);
@@ -112,7 +112,7 @@ static int decode_head(const gd_tabledef *t, const char *s, const char *end, gd_
         s += SLOT_BYTES;
     }
     for (int c = 0; c < t->nslots; c++) {
-        if (t->cols[c].agg != GD_AGG_LATEST) continue;
+        if (!gd_agg_holds_string(t->cols[c].agg)) continue;
         uint32_t n;
         if (get_u32(&s, end, &n)) return GD_ERR;
         if (n == NULL_LEN) continue;
@@ -141,7 +141,7 @@ int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *
         end = sets.p + sets.len;
     }
     for (int c = 0; c < t->nslots; c++) {
-        if (t->cols[c].agg == GD_AGG_LATEST) slots[c].x.s = gd_arena_strdup(arena, slots[c].x.s);
+        if (gd_agg_holds_string(t->cols[c].agg)) slots[c].x.s = gd_arena_strdup(arena, slots[c].x.s);
     }
     for (int c = 0; c < t->nslots; c++) {
         if (t->cols[c].agg != GD_AGG_COUNT_DISTINCT) continue;
@@ -194,6 +194,14 @@ static uint32_t intern_value(gd_interner *in, int field, gd_value v)
 static bool is_number(gd_value v) { return v.t == GD_V_INT || v.t == GD_V_DBL; }
 static double number(gd_value v) { return v.t == GD_V_INT ? (double)v.i : v.d; }
 
+/* A number or boolean slot's value v, as its column's type keeps it; n 1. */
+static void set_number(const gd_coldef *c, gd_slot *s, gd_value v)
+{
+    s->n = 1;
+    if (c->type == GD_T_DOUBLE) s->v.d = number(v);
+    else s->v.i = v.i;
+}
+
 void gd_slot_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena, gd_interner *in)
 {
     switch (c->agg) {
@@ -239,13 +247,33 @@ void gd_slot_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena,
     }
     case GD_AGG_LATEST:
         if (v.t == GD_V_STR && !gd_str_eq(s->x.s, v.s)) s->x.s = gd_arena_strdup(arena, v.s);
+        else if (v.t == GD_V_NULL && c->keep_nulls) s->x.s = GD_STR_NULL;
         break;
     case GD_AGG_LATEST_NUM:
+        if (v.t == GD_V_NULL && c->keep_nulls) s->n = 0;
         if (v.t == GD_V_NULL || v.t == GD_V_STR) break;
-        s->n = 1;
-        if (c->type == GD_T_DOUBLE) s->v.d = number(v);
-        else s->v.i = v.i;
+        set_number(c, s, v);
         break;
+    case GD_AGG_EARLIEST:
+        if (s->n || (v.t != GD_V_STR && !(v.t == GD_V_NULL && c->keep_nulls))) break;
+        s->n = 1;
+        if (v.t == GD_V_STR) s->x.s = gd_arena_strdup(arena, v.s);
+        break;
+    case GD_AGG_EARLIEST_NUM:
+        if (s->n || v.t == GD_V_STR) break;
+        if (v.t == GD_V_NULL) {
+            if (c->keep_nulls) s->n = 2;
+            break;
+        }
+        set_number(c, s, v);
+        break;
+    case GD_AGG_MIN_STR:
+    case GD_AGG_MAX_STR: {
+        if (v.t != GD_V_STR) break;
+        int cmp = s->x.s.p ? gd_value_cmp(v, (gd_value){.t = GD_V_STR, .s = s->x.s}) : 0;
+        if (!s->x.s.p || (c->agg == GD_AGG_MIN_STR ? cmp < 0 : cmp > 0)) s->x.s = gd_arena_strdup(arena, v.s);
+        break;
+    }
     case GD_AGG_EXPR: break; /* computed when read */
     }
 }
@@ -284,9 +312,13 @@ gd_value gd_slot_value(const gd_coldef *col, const gd_slot *s)
     case GD_AGG_MIN_INT: return s->n ? (gd_value){.t = GD_V_INT, .i = s->v.i} : null;
     case GD_AGG_MAX_DBL:
     case GD_AGG_MIN_DBL: return s->n ? (gd_value){.t = GD_V_DBL, .d = s->v.d} : null;
-    case GD_AGG_LATEST: return s->x.s.p ? (gd_value){.t = GD_V_STR, .s = s->x.s} : null;
+    case GD_AGG_LATEST:
+    case GD_AGG_EARLIEST:
+    case GD_AGG_MIN_STR:
+    case GD_AGG_MAX_STR: return s->x.s.p ? (gd_value){.t = GD_V_STR, .s = s->x.s} : null;
     case GD_AGG_LATEST_NUM:
-        if (!s->n) return null;
+    case GD_AGG_EARLIEST_NUM:
+        if (s->n != 1) return null;
         if (col->type == GD_T_DOUBLE) return (gd_value){.t = GD_V_DBL, .d = s->v.d};
         return (gd_value){.t = col->type == GD_T_BOOLEAN ? GD_V_BOOL : GD_V_INT, .i = s->v.i};
     case GD_AGG_EXPR: return null;

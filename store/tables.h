@@ -47,8 +47,12 @@ typedef enum {
     GD_AGG_MAX_DBL,        /* n > 0 when set, v.d */
     GD_AGG_MIN_DBL,
     GD_AGG_COUNT_DISTINCT, /* n members, the set beside the slot */
-    GD_AGG_LATEST,         /* latest non-null string */
-    GD_AGG_LATEST_NUM,     /* latest non-null number or boolean: n > 0 when set, v */
+    GD_AGG_LATEST,         /* latest non-null string (keep_nulls: latest string or NULL) */
+    GD_AGG_LATEST_NUM,     /* latest non-null number or boolean: n > 0 when set, v (keep_nulls: n 0 after a NULL) */
+    GD_AGG_EARLIEST,       /* first non-null string (keep_nulls: the first value); n 1 once chosen */
+    GD_AGG_EARLIEST_NUM,   /* first non-null number or boolean: n 1 when chosen with a value, 2 a NULL */
+    GD_AGG_MIN_STR,        /* least string (byte order, which is code point order) */
+    GD_AGG_MAX_STR,
     GD_AGG_EXPR,           /* expr over the keys and the other slots; no state */
 } gd_agg;
 
@@ -60,7 +64,14 @@ typedef struct {
     const gd_expr *arg;  /* the argument when it is an expression */
     const gd_expr *expr; /* GD_AGG_EXPR */
     gd_pii pii;          /* personal data (masked for keys without the pii scope) */
+    bool keep_nulls;     /* LATEST, EARLIEST: a NULL is a value (ksqlDB's ignoreNulls false) */
 } gd_coldef;
+
+/* Whether the slot keeps a string (x.s), stored after the fixed slots. */
+static inline bool gd_agg_holds_string(gd_agg a)
+{
+    return a == GD_AGG_LATEST || a == GD_AGG_EARLIEST || a == GD_AGG_MIN_STR || a == GD_AGG_MAX_STR;
+}
 
 typedef struct {
     const char *name;
