@@ -88,9 +88,13 @@ static void generic_error(gd_reply *r, int status, int code, const char *message
     gd_buf_putc(&r->body, '}');
 }
 
-/* The request body's statement text: field of a JSON object (the other
- * members -- properties, streamsProperties -- are accepted and ignored). */
-static bool body_text(const gd_request *req, const char *field, char **out, gd_reply *r)
+static bool session_variables(const json_t *obj, gd_sql_vars *vars, gd_arena *arena, gd_reply *r);
+
+/* The request body's statement text: field of a JSON object, and with vars
+ * its sessionVariables (the other members -- properties, streamsProperties
+ * -- are accepted and ignored). */
+static bool body_text(const gd_request *req, const char *field, char **out, gd_sql_vars *vars, gd_arena *arena,
+                      gd_reply *r)
 {
     json_error_t jerr;
     json_t *doc = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
@@ -103,6 +107,10 @@ static bool body_text(const gd_request *req, const char *field, char **out, gd_r
         json_decref(doc);
         return false;
     }
+    if (vars && !session_variables(json_object_get(doc, "sessionVariables"), vars, arena, r)) {
+        json_decref(doc);
+        return false;
+    }
     size_t len = json_string_length(v);
     *out = strndup(json_string_value(v), len);
     json_decref(doc);
@@ -112,6 +120,58 @@ static bool body_text(const gd_request *req, const char *field, char **out, gd_r
         return false;
     }
     return true;
+}
+
+/* The request's sessionVariables (an object of names to values, as
+ * ksqlDB's clients send them) into vars, copied into arena. */
+static bool session_variables(const json_t *obj, gd_sql_vars *vars, gd_arena *arena, gd_reply *r)
+{
+    if (!obj || json_is_null(obj)) return true;
+    if (!json_is_object(obj)) {
+        generic_error(r, 400, GD_SQL_BAD_REQUEST, "sessionVariables must be an object of names to values");
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        char num[32];
+        const char *text = json_is_string(v)    ? json_string_value(v)
+                           : json_is_integer(v) ? (snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)), num)
+                           : json_is_real(v)    ? (snprintf(num, sizeof num, "%.17g", json_real_value(v)), num)
+                           : json_is_boolean(v) ? (json_is_true(v) ? "true" : "false")
+                                                : NULL;
+        if (!text) {
+            generic_error(r, 400, GD_SQL_BAD_REQUEST, "a session variable's value is a string, number or boolean");
+            return false;
+        }
+        if (!gd_sql_vars_set(vars, gd_arena_strdup(arena, gd_str_c(key)), gd_arena_strdup(arena, gd_str_c(text)))) {
+            generic_error(r, 400, GD_SQL_BAD_REQUEST, "too many session variables");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The request's statements: its text (field of the body), with its
+ * variables (sessionVariables, then each DEFINE for the statements after
+ * it) put in, parsed. vars: the session variables; *whole the text parsed.
+ * Everything lives in arena. */
+static bool parse_request(const gd_request *req, const char *field, gd_arena *arena, gd_sql_vars *vars,
+                          gd_str *whole, gd_sql_stmt **stmts, int *n, gd_reply *r)
+{
+    char *text;
+    if (!body_text(req, field, &text, vars, arena, r)) return false;
+    gd_str written = gd_arena_strdup(arena, gd_str_c(text)); /* DEFINE's values point into it */
+    free(text);
+    gd_sql_vars defined = *vars;
+    gd_buf subst = {0};
+    gd_sql_error err = {0};
+    int rc = gd_sql_substitute(written, &defined, arena, &subst, &err);
+    *whole = rc ? written : gd_arena_strdup(arena, (gd_str){subst.p ? subst.p : "", (uint32_t)subst.len});
+    gd_buf_free(&subst);
+    if (!rc) rc = gd_sql_parse(*whole, arena, stmts, n, &err);
+    if (rc) sql_error(r, &err, *whole);
+    return !rc;
 }
 
 /* ---- rows and headers ---- */
@@ -311,18 +371,16 @@ static gd_push_format format_asked(struct MHD_Connection *conn, bool v1)
 static struct MHD_Response *run_query(const gd_api_ctx *ctx, struct MHD_Connection *conn, const gd_request *req,
                                       const char *field, bool v1, gd_reply *r)
 {
-    char *text;
-    if (!body_text(req, field, &text, r)) return NULL;
     gd_arena arena;
     gd_arena_init(&arena);
     gd_sql_error err = {0};
+    gd_sql_vars vars = {0};
     gd_sql_stmt *stmts;
     int n;
     gd_query_plan plan;
     struct MHD_Response *resp = NULL;
-    gd_str whole = gd_str_c(text);
-    if (gd_sql_parse(whole, &arena, &stmts, &n, &err)) {
-        sql_error(r, &err, whole);
+    gd_str whole;
+    if (!parse_request(req, field, &arena, &vars, &whole, &stmts, &n, r)) {
     } else if (n != 1) {
         char msg[80];
         snprintf(msg, sizeof msg, "Expected exactly one KSQL statement; found %d instead", n);
@@ -341,7 +399,6 @@ static struct MHD_Response *run_query(const gd_api_ctx *ctx, struct MHD_Connecti
         else resp = run_push(ctx, conn, req, &plan, f, stmts[0].text, r);
     }
     gd_arena_free(&arena);
-    free(text);
     return resp;
 }
 
@@ -360,7 +417,7 @@ struct MHD_Response *gd_ksql_query(const gd_api_ctx *ctx, struct MHD_Connection 
 void gd_ksql_close_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 {
     char *id;
-    if (!body_text(req, "queryId", &id, r)) return;
+    if (!body_text(req, "queryId", &id, NULL, NULL, r)) return;
     if (gd_push_close_query(ctx->push, id, req)) { /* another key's query: as unknown */
         r->status = 200;
         r->content_type = "application/json";
@@ -556,6 +613,21 @@ static void show_properties(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf
                      "\"scope\":\"KSQL\",\"value\":\"%lld\",\"editable\":false,\"level\":\"SERVER\"}],"
                      "\"overwrittenProperties\":[],\"defaultProperties\":[],\"warnings\":[]}",
                   KSQL_SERVICE_ID, (long long)ctx->cfg->grace_ms);
+}
+
+static void show_variables(const gd_sql_stmt *st, const gd_sql_vars *vars, gd_buf *b)
+{
+    gd_buf_puts(b, "{\"@type\":\"variables\",\"statementText\":");
+    put_statement(b, st->text);
+    gd_buf_puts(b, ",\"variables\":[");
+    for (int i = 0; i < vars->n; i++) {
+        gd_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        gd_json_put_str(b, vars->name[i]);
+        gd_buf_puts(b, ",\"value\":");
+        gd_json_put_str(b, vars->value[i]);
+        gd_buf_putc(b, '}');
+    }
+    gd_buf_puts(b, "],\"warnings\":[]}");
 }
 
 static void describe(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_stmt *st, const gd_catalog_entry *e,
@@ -801,7 +873,8 @@ static bool terminate(const gd_api_ctx *ctx, const gd_request *req, const gd_sql
 
 /* One statement of /ksql into b (an element of the answer's array); false
  * with the error in r. */
-static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_stmt *st, gd_buf *b, gd_reply *r)
+static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_stmt *st, gd_sql_vars *vars,
+                          gd_buf *b, gd_reply *r)
 {
     switch (st->kind) {
     case GD_SQL_SELECT:
@@ -813,6 +886,7 @@ static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd
     case GD_SQL_SHOW:
         if (st->show == GD_SHOW_QUERIES) show_queries(ctx, req, st, b);
         else if (st->show == GD_SHOW_PROPERTIES) show_properties(ctx, st, b);
+        else if (st->show == GD_SHOW_VARIABLES) show_variables(st, vars, b);
         else show_sources(ctx, st, b);
         return true;
     case GD_SQL_DESCRIBE: {
@@ -830,30 +904,40 @@ static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd
     case GD_SQL_CREATE_SOURCE: return create(ctx, req, st, b, r);
     case GD_SQL_DROP: return drop(ctx, req, st, b, r);
     case GD_SQL_TERMINATE: return terminate(ctx, req, st, b, r);
+    case GD_SQL_DEFINE: /* put in the text already (parse_request); kept for SHOW VARIABLES; no answer */
+        if (!gd_sql_vars_set(vars, st->name, st->value)) {
+            statement_error(r, 400, GD_SQL_BAD_STATEMENT, "too many variables", st->text);
+            return false;
+        }
+        return true;
+    case GD_SQL_UNDEFINE:
+        if (gd_sql_vars_unset(vars, st->name)) return true;
+        gd_buf_puts(b, "{\"@type\":\"warning_entity\",\"statementText\":");
+        put_statement(b, st->text);
+        gd_buf_printf(b, ",\"message\":\"Cannot undefine variable '%.*s' which was never defined\",\"warnings\":[]}",
+                      (int)st->name.len, st->name.p);
+        return true;
     }
     return false;
 }
 
 void gd_ksql_statements(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 {
-    char *text;
-    if (!body_text(req, "ksql", &text, r)) return;
     gd_arena arena;
     gd_arena_init(&arena);
-    gd_sql_error err = {0};
+    gd_sql_vars vars = {0};
     gd_sql_stmt *stmts;
     int n;
-    gd_str whole = gd_str_c(text);
-    if (gd_sql_parse(whole, &arena, &stmts, &n, &err)) {
-        sql_error(r, &err, whole);
-    } else {
+    gd_str whole;
+    if (parse_request(req, "ksql", &arena, &vars, &whole, &stmts, &n, r)) {
         gd_buf b = {0};
         gd_buf_putc(&b, '[');
         bool ok = true;
         for (int i = 0; i < n && ok; i++) {
             size_t mark = b.len;
-            if (i) gd_buf_putc(&b, ',');
-            ok = run_statement(ctx, req, &stmts[i], &b, r);
+            if (b.len > 1) gd_buf_putc(&b, ',');
+            ok = run_statement(ctx, req, &stmts[i], &vars, &b, r);
+            if (b.len == mark + 1) b.len = mark; /* a statement with no answer (DEFINE) */
             if (!ok && i > 0 && r->body.len && strstr(r->body.p, "\"@type\":\"statement_error\"")) {
                 /* the error carries what the statements before it did */
                 b.len = mark;
@@ -881,7 +965,6 @@ void gd_ksql_statements(const gd_api_ctx *ctx, const gd_request *req, gd_reply *
         } else gd_buf_free(&b);
     }
     gd_arena_free(&arena);
-    free(text);
 }
 
 /* ---- /info, /healthcheck ---- */

@@ -8,9 +8,11 @@
  *              | CREATE (TABLE|STREAM) [IF NOT EXISTS] name [with] AS query
  *              | CREATE (TABLE|STREAM) [IF NOT EXISTS] name '(' coldecl {',' coldecl} ')' [with]
  *              | DROP (TABLE|STREAM) [IF EXISTS] name [DELETE TOPIC]
- *              | (SHOW|LIST) (STREAMS|TABLES|QUERIES|PROPERTIES) [EXTENDED]
+ *              | (SHOW|LIST) (STREAMS|TABLES|QUERIES|PROPERTIES|VARIABLES) [EXTENDED]
  *              | DESCRIBE [EXTENDED] name
  *              | TERMINATE (name | ALL)
+ *              | DEFINE name '=' 'string' | UNDEFINE name
+ *                (${name} anywhere is replaced before parsing: gd_sql_substitute)
  *   with       = WITH '(' name '=' literal {',' name '=' literal} ')'
  *   coldecl    = name type [PRIMARY KEY | KEY] [PII]
  *   type       = STRING | VARCHAR | INT | INTEGER | BIGINT | DOUBLE | BOOLEAN
@@ -956,11 +958,12 @@ static bool statement(parser *p, gd_sql_stmt *st)
         else if (accept_kw(p, "TABLES")) st->show = GD_SHOW_TABLES, st->is_table = true;
         else if (accept_kw(p, "QUERIES")) st->show = GD_SHOW_QUERIES;
         else if (accept_kw(p, "PROPERTIES")) st->show = GD_SHOW_PROPERTIES;
+        else if (accept_kw(p, "VARIABLES")) st->show = GD_SHOW_VARIABLES;
         else {
             if (p->tok.type == GD_TK_IDENT)
-                fail_at(p, &p->tok, "SHOW %.*s is not supported (STREAMS, TABLES, QUERIES, PROPERTIES are)",
+                fail_at(p, &p->tok, "SHOW %.*s is not supported (STREAMS, TABLES, QUERIES, PROPERTIES, VARIABLES are)",
                         (int)p->tok.text.len, p->tok.text.p);
-            else syntax_error(p, "STREAMS, TABLES, QUERIES or PROPERTIES");
+            else syntax_error(p, "STREAMS, TABLES, QUERIES, PROPERTIES or VARIABLES");
             return false;
         }
         st->extended = accept_kw(p, "EXTENDED");
@@ -975,6 +978,25 @@ static bool statement(parser *p, gd_sql_stmt *st)
         }
         return name(p, &st->name, "a stream or table name");
     }
+    if (accept_kw(p, "DEFINE")) {
+        st->kind = GD_SQL_DEFINE;
+        if (!name(p, &st->name, "a variable name") || !expect_sym(p, "=")) return false;
+        if (p->tok.type != GD_TK_STRING) {
+            syntax_error(p, "a string ('value')");
+            return false;
+        }
+        st->value = p->tok.text;
+        next(p);
+        return true;
+    }
+    if (accept_kw(p, "UNDEFINE")) {
+        st->kind = GD_SQL_UNDEFINE;
+        return name(p, &st->name, "a variable name");
+    }
+    if (p->tok.type == GD_TK_VARIABLE) {
+        fail_at(p, &p->tok, "variable '%.*s' is not defined", (int)p->tok.text.len, p->tok.text.p);
+        return false;
+    }
     if (accept_kw(p, "TERMINATE")) {
         st->kind = GD_SQL_TERMINATE;
         if (accept_kw(p, "ALL")) {
@@ -985,7 +1007,7 @@ static bool statement(parser *p, gd_sql_stmt *st)
     }
     if (t.type == GD_TK_IDENT) {
         fail_at(p, &t, "'%.*s' statements are not supported by gamingd (SELECT, CREATE ... AS SELECT, DROP, SHOW, "
-                       "LIST, DESCRIBE and TERMINATE are)",
+                       "LIST, DESCRIBE, TERMINATE, DEFINE and UNDEFINE are)",
                 (int)t.text.len, t.text.p);
         return false;
     }

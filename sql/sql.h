@@ -59,6 +59,7 @@ typedef enum {
     GD_TK_INTEGER,
     GD_TK_DECIMAL, /* 1.5, 1e3 */
     GD_TK_SYMBOL,  /* ( ) , ; . * + - / % = != <> < <= > >= || */
+    GD_TK_VARIABLE, /* ${name}: text is the name (gd_sql_substitute replaces it before parsing) */
     GD_TK_ERROR,   /* text: why */
 } gd_token_type;
 
@@ -80,6 +81,24 @@ gd_token gd_lexer_next(gd_lexer *lx);
 /* text with each string literal written '***' (the rest as it stands). */
 void gd_sql_mask_literals(gd_str text, gd_buf *out);
 
+/* ksqlDB's variables: DEFINE name = 'value'; makes ${name} stand for value
+ * in the statements after it, anywhere in their text (string literals
+ * too); UNDEFINE name; ends that. A request's sessionVariables are defined
+ * before its first statement. Names compare case-insensitively. */
+enum { GD_SQL_MAX_VARS = 64 };
+typedef struct {
+    int n;
+    gd_str name[GD_SQL_MAX_VARS], value[GD_SQL_MAX_VARS];
+} gd_sql_vars;
+/* false when there is no room for another */
+bool gd_sql_vars_set(gd_sql_vars *v, gd_str name, gd_str value);
+/* false when name was not defined */
+bool gd_sql_vars_unset(gd_sql_vars *v, gd_str name);
+/* text with every ${name} replaced, the DEFINEs and UNDEFINEs met applied
+ * to vars as the statements go (values point into text or arena), into
+ * out; GD_ERR when a name is not defined where it is used. */
+int gd_sql_substitute(gd_str text, gd_sql_vars *vars, gd_arena *arena, gd_buf *out, gd_sql_error *err);
+
 /* ---- statements (parse.c) ---- */
 typedef enum {
     GD_SQL_SELECT,
@@ -89,9 +108,11 @@ typedef enum {
     GD_SQL_SHOW,
     GD_SQL_DESCRIBE,
     GD_SQL_TERMINATE,
+    GD_SQL_DEFINE,   /* DEFINE name = 'value' */
+    GD_SQL_UNDEFINE, /* UNDEFINE name */
 } gd_sql_kind;
 
-typedef enum { GD_SHOW_STREAMS, GD_SHOW_TABLES, GD_SHOW_QUERIES, GD_SHOW_PROPERTIES } gd_sql_show;
+typedef enum { GD_SHOW_STREAMS, GD_SHOW_TABLES, GD_SHOW_QUERIES, GD_SHOW_PROPERTIES, GD_SHOW_VARIABLES } gd_sql_show;
 typedef enum { GD_EMIT_NONE, GD_EMIT_CHANGES, GD_EMIT_FINAL } gd_sql_emit;
 
 typedef struct {
@@ -136,7 +157,8 @@ typedef struct {
     gd_sql_kind kind;
     gd_str text;   /* the statement as written, without its ';' */
     bool is_table; /* TABLE (else STREAM) in CREATE, DROP, SHOW */
-    gd_str name;   /* created, dropped, described, terminated */
+    gd_str name;   /* created, dropped, described, terminated; a variable */
+    gd_str value;  /* DEFINE's */
     bool if_not_exists, if_exists, extended, all;
     gd_sql_show show;
     gd_sql_select select;

@@ -5,8 +5,11 @@
  * quoted', '' for a quote. Numbers: 12 is an integer, 1.5 / .5 / 1e3 a
  * decimal. Comments: -- to the end of the line, and slash-star ... star-slash. Keywords
  * are identifiers to the tokenizer; the parser tells them apart. Every
- * token knows its line and column for error messages. */
+ * token knows its line and column for error messages. ${name} is a
+ * variable, which gd_sql_substitute replaces by its value before the text
+ * is parsed (as ksqlDB's VariableSubstitutor does). */
 #include <string.h>
+#include <strings.h>
 
 #include "sql.h"
 
@@ -123,6 +126,16 @@ static gd_token number(gd_lexer *lx, uint32_t line, uint32_t col)
     return make(lx, decimal ? GD_TK_DECIMAL : GD_TK_INTEGER, from, lx->p, line, col);
 }
 
+/* ${name}: the token's text is the name. */
+static gd_token variable(gd_lexer *lx, uint32_t line, uint32_t col)
+{
+    const char *from = lx->p + 2, *to = from;
+    while (to < lx->end && is_ident_char(*to)) to++;
+    if (to == from || to >= lx->end || *to != '}') return error_at(lx, "a variable is ${name}", line, col);
+    lx->p = to + 1;
+    return make(lx, GD_TK_VARIABLE, from, to, line, col);
+}
+
 gd_token gd_lexer_next(gd_lexer *lx)
 {
     if (!skip_blank(lx)) return error_at(lx, "unterminated comment", lx->line, (uint32_t)(lx->p - lx->line_start) + 1);
@@ -135,6 +148,7 @@ gd_token gd_lexer_next(gd_lexer *lx)
         return make(lx, GD_TK_IDENT, from, lx->p, line, col);
     }
     if (is_digit(c) || (c == '.' && lx->p + 1 < lx->end && is_digit(lx->p[1]))) return number(lx, line, col);
+    if (c == '$' && lx->p + 1 < lx->end && lx->p[1] == '{') return variable(lx, line, col);
     if (c == '\'') return quoted(lx, '\'', GD_TK_STRING, line, col);
     if (c == '`' || c == '"') return quoted(lx, c, GD_TK_QIDENT, line, col);
     static const char *const two[] = {"!=", "<>", "<=", ">=", "||"};
@@ -165,4 +179,95 @@ void gd_sql_mask_literals(gd_str text, gd_buf *out)
     }
     gd_buf_put(out, copied, (size_t)(text.p + text.len - copied));
     gd_arena_free(&scratch);
+}
+
+static int var_index(const gd_sql_vars *v, gd_str name)
+{
+    for (int i = 0; i < v->n; i++)
+        if (v->name[i].len == name.len && !strncasecmp(v->name[i].p, name.p, name.len)) return i;
+    return -1;
+}
+
+bool gd_sql_vars_set(gd_sql_vars *v, gd_str name, gd_str value)
+{
+    int i = var_index(v, name);
+    if (i < 0) {
+        if (v->n == GD_SQL_MAX_VARS) return false;
+        i = v->n++;
+        v->name[i] = name;
+    }
+    v->value[i] = value;
+    return true;
+}
+
+bool gd_sql_vars_unset(gd_sql_vars *v, gd_str name)
+{
+    int i = var_index(v, name);
+    if (i < 0) return false;
+    v->n--;
+    v->name[i] = v->name[v->n];
+    v->value[i] = v->value[v->n];
+    return true;
+}
+
+/* Appends s with each ${name} in it replaced (inside a string literal). */
+static void substitute_in(gd_str s, const gd_sql_vars *vars, gd_buf *out)
+{
+    const char *p = s.p, *end = s.p + s.len;
+    for (;;) {
+        const char *at = memmem(p, (size_t)(end - p), "${", 2), *close = at ? memchr(at, '}', (size_t)(end - at)) : NULL;
+        if (!close) break;
+        int i = var_index(vars, (gd_str){at + 2, (uint32_t)(close - at - 2)});
+        if (i < 0) break; /* not a variable of ours: the literal's own text */
+        gd_buf_put(out, p, (size_t)(at - p));
+        gd_buf_put(out, vars->value[i].p, vars->value[i].len);
+        p = close + 1;
+    }
+    gd_buf_put(out, p, (size_t)(end - p));
+}
+
+static bool word_is(const gd_token *t, const char *w)
+{
+    return t->type == GD_TK_IDENT && strlen(w) == t->text.len && !strncasecmp(t->text.p, w, t->text.len);
+}
+
+int gd_sql_substitute(gd_str text, gd_sql_vars *vars, gd_arena *arena, gd_buf *out, gd_sql_error *err)
+{
+    gd_lexer lx;
+    gd_lexer_init(&lx, text, arena);
+    const char *copied = text.p;
+    gd_token head[4]; /* the statement's first tokens: DEFINE name = 'value', UNDEFINE name */
+    int k = 0;
+    for (;;) {
+        const char *from = lx.p;
+        gd_token t = gd_lexer_next(&lx);
+        bool end_of_statement = t.type == GD_TK_EOF || t.type == GD_TK_ERROR ||
+                                (t.type == GD_TK_SYMBOL && t.text.len == 1 && t.text.p[0] == ';');
+        if (end_of_statement) {
+            if (k == 4 && word_is(&head[0], "DEFINE") && head[1].type == GD_TK_IDENT && head[3].type == GD_TK_STRING &&
+                !gd_sql_vars_set(vars, head[1].text, head[3].text))
+                return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "at most %d variables", GD_SQL_MAX_VARS);
+            if (k == 2 && word_is(&head[0], "UNDEFINE")) gd_sql_vars_unset(vars, head[1].text);
+            k = 0;
+            if (t.type != GD_TK_SYMBOL) break; /* the parser reports an error where it is */
+            continue;
+        }
+        if (k < 4) head[k] = t;
+        k++;
+        if (t.type == GD_TK_VARIABLE) {
+            int i = var_index(vars, t.text);
+            if (i < 0)
+                return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "line %u:%u: variable '%.*s' is not defined", t.line,
+                                   t.col, (int)t.text.len, t.text.p);
+            gd_buf_put(out, copied, (size_t)(text.p + t.offset - 2 - copied)); /* up to its "${" */
+            gd_buf_put(out, vars->value[i].p, vars->value[i].len);
+            copied = lx.p;
+        } else if (t.type == GD_TK_STRING && memmem(from, (size_t)(lx.p - from), "${", 2)) {
+            gd_buf_put(out, copied, (size_t)(text.p + t.offset - copied));
+            substitute_in((gd_str){text.p + t.offset, (uint32_t)(lx.p - text.p - t.offset)}, vars, out);
+            copied = lx.p;
+        }
+    }
+    gd_buf_put(out, copied, (size_t)(text.p + text.len - copied));
+    return GD_OK;
 }

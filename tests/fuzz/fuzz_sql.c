@@ -2,8 +2,9 @@
  * text, against the built-in catalog -- and what a plan runs: a pull query
  * over a real LMDB store with rows in every table, the expressions of a
  * push query over a stream's record, the definition a CREATE compiles. The
- * input is the statement text; the seed corpus is the statements of
- * tests/sql/ and the data product's README. */
+ * input is the statement text, its ${variables} put in first (a session
+ * variable `v` is defined, DEFINEs add more); the seed corpus is the
+ * statements of tests/sql/ and the data product's README. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gd_sql_error err = {0};
     gd_sql_stmt *stmts;
     int n;
-    if (gd_sql_parse((gd_str){(const char *)data, (uint32_t)size}, &arena, &stmts, &n, &err) == GD_OK) {
+    gd_sql_vars vars = {0};
+    gd_sql_vars_set(&vars, gd_str_c("v"), gd_str_c("game_id"));
+    gd_buf text = {0};
+    if (gd_sql_substitute((gd_str){(const char *)data, (uint32_t)size}, &vars, &arena, &text, &err)) {
+        if (!err.message[0]) __builtin_trap();
+    } else if (gd_sql_parse((gd_str){text.p ? text.p : "", (uint32_t)text.len}, &arena, &stmts, &n, &err) == GD_OK) {
         for (int i = 0; i < n && i < 8; i++) {
             memset(&err, 0, sizeof err);
             if (stmts[i].kind == GD_SQL_SELECT) {
@@ -87,6 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (err.code && !err.message[0]) __builtin_trap(); /* every refusal says why */
         }
     } else if (!err.message[0]) __builtin_trap();
+    gd_buf_free(&text);
     gd_arena_free(&arena);
     return 0;
 }

@@ -187,6 +187,34 @@ def test_statement_errors(fed):
 
 # ---- DDL ----
 
+def test_variables_define_undefine_and_session_variables(fed):
+    """ksqlDB's variables: sessionVariables and DEFINE put their values
+    wherever ${name} stands in the statements after; SHOW VARIABLES lists
+    them (Cube's ksqlDB driver tests its connection with it); UNDEFINE of an
+    unknown one is a warning. The expected rows are worked out by hand from
+    the fixture (30 records, every other one g1, 15 of them in the window)."""
+    status, doc = ksql(fed.port, "SHOW VARIABLES;")
+    assert status == 200 and doc == [{"@type": "variables", "statementText": "SHOW VARIABLES;", "variables": [],
+                                      "warnings": []}]
+    status, _, body = post(fed.port, "/ksql", {
+        "ksql": "DEFINE t = 'gaming_games_table'; SHOW VARIABLES; UNDEFINE t; UNDEFINE never; SHOW VARIABLES;",
+        "sessionVariables": {"game": "g1", "n": 2}})
+    doc = json.loads(body)
+    assert status == 200 and [e["@type"] for e in doc] == ["variables", "warning_entity", "variables"], doc
+    assert doc[0]["variables"] == [{"name": "game", "value": "g1"}, {"name": "n", "value": "2"},
+                                   {"name": "t", "value": "gaming_games_table"}]
+    assert "never" in doc[1]["message"]
+    assert doc[2]["variables"] == [{"name": "game", "value": "g1"}, {"name": "n", "value": "2"}]
+    status, _, body = post(fed.port, "/query-stream", {
+        "sql": "SELECT game_id, total_activities FROM ${table} WHERE game_id = '${game}' AND WINDOWSTART = ${start};",
+        "sessionVariables": {"table": "gaming_active_players_5min", "game": "g1", "start": BASE_MS}})
+    assert status == 200, body
+    assert [json.loads(l) for l in body.decode().split("\n") if l][1:] == [["g1", 15]]
+    status, _, body = post(fed.port, "/query-stream", {"sql": "SELECT * FROM ${missing};"})
+    err = json.loads(body)
+    assert status == 400 and "variable 'missing' is not defined" in err["message"], err
+
+
 def table_rows(port, name):
     status, header, rows = query(port, "SELECT * FROM %s;" % name)
     assert status == 200, header

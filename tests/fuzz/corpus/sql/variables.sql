@@ -1,0 +1,1 @@
+DEFINE x = 'gaming_games_table'; SELECT ${v} FROM ${x};
