@@ -615,6 +615,19 @@ static void show_properties(const gd_api_ctx *ctx, const gd_sql_stmt *st, gd_buf
                   KSQL_SERVICE_ID, (long long)ctx->cfg->grace_ms);
 }
 
+/* What DESCRIBE reports as an entry's partitions (Cube's ksqlDB driver
+ * plans its reads by it): the partitions of the Kafka topic it stands for,
+ * as the source found them; else 1 -- a table or derived stream is one
+ * store here, not a topic of partitions. */
+static int partitions_of(const gd_api_ctx *ctx, const gd_catalog_entry *e)
+{
+    for (int t = 0; e->topic && t < GD_TOPIC_COUNT; t++) {
+        int32_t n = atomic_load(&ctx->counters->cluster.partitions[t]);
+        if (!strcmp(e->topic, ctx->cfg->topics[t]) && n > 0) return n;
+    }
+    return 1;
+}
+
 static void show_variables(const gd_sql_stmt *st, const gd_sql_vars *vars, gd_buf *b)
 {
     gd_buf_puts(b, "{\"@type\":\"variables\",\"statementText\":");
@@ -658,7 +671,7 @@ static void describe(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_
                      "\"keyFormat\":\"KAFKA\",\"valueFormat\":\"%s\",\"topic\":",
                   e->is_table ? "TABLE" : "STREAM", st->extended ? "true" : "false", value_format(e));
     put_topic(b, e);
-    gd_buf_puts(b, ",\"partitions\":0,\"replication\":0,\"statement\":");
+    gd_buf_printf(b, ",\"partitions\":%d,\"replication\":0,\"statement\":", partitions_of(ctx, e));
     put_definition(b, e, req);
     gd_buf_puts(b, ",\"queryOffsetSummaries\":[],\"sourceConstraints\":[],\"clusterStatistics\":[],"
                    "\"clusterErrorStats\":[]},\"warnings\":[]}");

@@ -14,6 +14,7 @@ import os
 import subprocess
 import threading
 import time
+import urllib.request
 
 import avro.schema
 import pytest
@@ -520,6 +521,13 @@ def test_two_instances_share_activity_and_hand_it_over(tmp_path, kafka):
             time.sleep(0.2)
         a1, a2 = activity_in(d1), activity_in(d2)
         assert a1 + a2 == n_first and a1 > 0 and a2 > 0, (a1, a2)
+        # DESCRIBE reports the partitions of the topic a source stands for (Cube's
+        # ksqlDB driver plans its reads by them), and 1 for a table kept here
+        for name, want in (("gaming_player_activity_stream", 6), ("gaming_revenue_analytics", 1)):
+            req = urllib.request.Request("http://127.0.0.1:%d/ksql" % d1.port, method="POST",
+                                         data=json.dumps({"ksql": "DESCRIBE %s;" % name}).encode())
+            desc = json.loads(urllib.request.urlopen(req, timeout=10).read())[0]["sourceDescription"]
+            assert desc["partitions"] == want, (name, desc["partitions"])
         ref = reference.reference_for(as_reference_lines(in_read_order(records)))
         for d in (d1, d2):  # whole reference tables in each
             for table in ("gaming_games_table", "gaming_players_table"):
