@@ -899,24 +899,48 @@ static void publish_source(gd_engine *e, unsigned slot, gd_topic topic, const gd
 
 static gd_value enriched_column(const void *row, int index) { return gd_enriched_field(row, (gd_field)index); }
 
-/* The enriched record to the derived streams someone listens to. */
-static void publish_derived(gd_engine *e, const gd_enriched *en)
+/* A record of a reference topic as decoded, read by its fields' places. */
+typedef struct {
+    const gd_fieldspec *fields;
+    const void *row;
+} source_row;
+
+static gd_value source_column(const void *row, int index)
 {
-    gd_eval ctx = {.column = enriched_column, .row = en, .now_ms = en->processing_timestamp, .scratch = &e->scratch};
+    const source_row *r = row;
+    return gd_fieldspec_value(&r->fields[index], r->row);
+}
+
+/* A record of a stream of kind `base` (ctx reads it) to the derived streams
+ * over it that someone listens to. Activity columns are enriched fields,
+ * so the streams derived from the activity stream read the enriched record
+ * as the enriched stream's do. */
+static void publish_derived(gd_engine *e, gd_stream_kind base, const gd_eval *ctx, uint64_t id)
+{
     for (int d = 0; d < e->nderived; d++) {
         const gd_catalog_entry *ds = e->derived[d];
+        gd_stream_kind of = ds->base->kind == GD_SRC_ACTIVITY ? GD_SRC_ENRICHED : ds->base->kind;
+        if (of != base) continue;
         unsigned stream = gd_stream_hub(ds->slot);
-        if (!gd_push_sink_wanted(&e->push, stream, en->seq) || (ds->where && !gd_expr_true(ds->where, &ctx))) continue;
+        if (!gd_push_sink_wanted(&e->push, stream, id) || (ds->where && !gd_expr_true(ds->where, ctx))) continue;
         gd_buf_clear(&e->tmp);
         for (int c = 0; c < ds->ncols; c++) {
             gd_buf_putc(&e->tmp, c ? ',' : '{');
             gd_json_put_cstr(&e->tmp, ds->cols[c].name);
             gd_buf_putc(&e->tmp, ':');
-            gd_json_put_value(&e->tmp, gd_expr_eval(ds->proj[c], &ctx));
+            gd_json_put_value(&e->tmp, gd_expr_eval(ds->proj[c], ctx));
         }
         gd_buf_putc(&e->tmp, '}');
-        gd_push_sink_publish(&e->push, stream, en->seq, e->tmp.p, e->tmp.len);
+        gd_push_sink_publish(&e->push, stream, id, e->tmp.p, e->tmp.len);
     }
+}
+
+/* A games or players record to the streams derived from its stream. */
+static void publish_derived_reference(gd_engine *e, gd_topic topic, const gd_fieldspec *fields, const void *row)
+{
+    source_row r = {fields, row};
+    gd_eval ctx = {.column = source_column, .row = &r, .now_ms = gd_now_ms(), .scratch = &e->scratch};
+    publish_derived(e, topic == GD_TOPIC_GAMES ? GD_SRC_GAMES : GD_SRC_PLAYERS, &ctx, e->n.records_in[topic]);
 }
 
 static void process_reference(gd_engine *e, const gd_record *rec)
@@ -941,6 +965,7 @@ static void process_reference(gd_engine *e, const gd_record *rec)
         gd_refs_put_game(&e->refs, key, &g);
         publish_reference(e, rec->topic, key, &g);
         publish_source(e, GD_STREAM_GAMES, GD_TOPIC_GAMES, gd_game_fields, &g);
+        publish_derived_reference(e, GD_TOPIC_GAMES, gd_game_fields, &g);
     } else {
         gd_player p;
         int rc = gd_decode_player(e->avro, rec->value, &e->scratch, &p, &why);
@@ -954,6 +979,7 @@ static void process_reference(gd_engine *e, const gd_record *rec)
         gd_refs_put_player(&e->refs, key, &p);
         publish_reference(e, rec->topic, key, &p);
         publish_source(e, GD_STREAM_PLAYERS, GD_TOPIC_PLAYERS, gd_player_fields, &p);
+        publish_derived_reference(e, GD_TOPIC_PLAYERS, gd_player_fields, &p);
     }
 }
 
@@ -1032,7 +1058,8 @@ static void apply_enriched(gd_engine *e, gd_enriched *enp)
     e->n.with_player += en.player != NULL;
     e->n.records_out++;
     e->last_lag_ms = en.processing_timestamp - ap->activity_timestamp;
-    publish_derived(e, &en);
+    gd_eval derived_ctx = {.column = enriched_column, .row = &en, .now_ms = en.processing_timestamp, .scratch = &e->scratch};
+    publish_derived(e, GD_SRC_ENRICHED, &derived_ctx, en.seq);
     bool push = gd_push_sink_wanted(&e->push, GD_STREAM_ENRICHED, en.seq);
     bool render = push || e->out || gd_output_wants_json(e->kafka_out);
     size_t at = e->outbuf.len;

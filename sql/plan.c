@@ -1189,9 +1189,6 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
         e->reads = b.sc.entry->name; /* the catalog keeps entries for as long as e */
         rc = st->is_table ? create_table(&b, &st->select, e) : derive_stream(&b, &st->select, e);
         if (!rc && b.failed) rc = GD_ERR;
-        if (!rc && !st->is_table && e->base->kind != GD_SRC_ENRICHED)
-            rc = gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "derived streams are kept over the enriched stream, not %s",
-                             e->base->name);
         size_check size = {GD_EXPR_MAX_NODES, true};
         if (!rc && st->is_table) size_of_table(&size, e->table);
         for (int i = 0; !rc && !st->is_table && i < e->ncols; i++) size_of(&size, e->proj[i]);

@@ -38,6 +38,8 @@ DEFINITIONS = [
     "WINDOW TUMBLING (SIZE 1 HOUR) GROUP BY player_email EMIT CHANGES;",
     "CREATE TABLE one_player AS SELECT player_id, COUNT(*) AS c FROM gaming_real_time_intelligence_platform "
     "WHERE player_email = 'zx9kamber@corp-a.example' GROUP BY player_id EMIT CHANGES;",
+    "CREATE STREAM pii_players AS SELECT player_id, email AS mail, LCASE(email) AS lmail, level "
+    "FROM gaming_players_stream;",
     "CREATE STREAM pii_stream AS SELECT player_id, player_email AS m, CONCAT(player_email, '!') AS cm, "
     "CASE WHEN score > 0 THEN player_email ELSE 'none' END AS cs, score FROM gaming_real_time_intelligence_platform;",
 ]
@@ -47,6 +49,7 @@ PERSONAL = {
     "pii_by_mail": {"player_email", "pre"},
     "pii_windowed": {"player_email"},
     "pii_stream": {"m", "cm", "cs"},
+    "pii_players": {"mail", "lmail"},
     "gaming_players_table": {"email"},
     "gaming_players_stream": {"email"},
     "gaming_real_time_intelligence_platform": {"player_email"},
@@ -98,8 +101,9 @@ def daemon(module_gamingd, tmp_path_factory):
     # listen to every stream, so that the events stay in the replay buffers
     keepers = [Stream(g.port, name, headers={"Authorization": "Bearer " + READ})
                for name in ("gaming_real_time_intelligence_platform", "gaming_activity_enriched", "gaming_players_table",
-                            "gaming_players_stream", "pii_by_player", "pii_by_mail", "pii_windowed", "pii_stream")]
-    activity = source_lines(0, 40)
+                            "gaming_players_stream", "pii_by_player", "pii_by_mail", "pii_windowed", "pii_stream",
+                            "pii_players")]
+    activity = player_lines() + source_lines(0, 40)  # the players again, for the streams derived from theirs
     with open(src, "a") as f:
         f.write("".join(json.dumps(l) + "\n" for l in activity))
     want = len(lines) + len(activity)
@@ -401,6 +405,24 @@ def test_a_definition_shows_its_literals_on_personal_data_masked(daemon, stateme
     assert "WHERE player_email = '***'" in body and not leaks(body), body
     status, body = call(daemon, "POST", "/ksql", PII, {"ksql": statement})
     assert status == 200 and "WHERE player_email = 'zx9kamber@corp-a.example'" in body, body
+
+
+def test_a_stream_derived_from_the_players_stream_masks_what_it_takes_from_email(daemon):
+    """pii_players reads the players stream (its records as they arrive):
+    the address is masked for a read key, in clear for a pii key; LCASE of
+    it is derived personal data (***)."""
+    def events(key):
+        s = Stream(daemon.port, "pii_players", params={"last_event_id": 0, "limit": 4},
+                   headers={"Authorization": "Bearer " + key})
+        try:
+            return {e["player_id"]: e for e in (json.loads(x.data) for x in s.take(4, deadline_s=10, silence_s=3))}
+        finally:
+            s.close()
+    clear, masked = events(PII), events(READ)
+    assert {p: e["mail"] for p, e in clear.items()} == PLAYERS
+    assert {p: (e["mail"], e["lmail"]) for p, e in masked.items()} == {
+        "p1": ("***@corp-a.example", "***"), "p2": ("***@corp-b.example", "***"), "p3": ("***", "***"),
+        "p4": (None, None)}
 
 
 def test_a_cursor_holds_no_key_bytes(daemon):
