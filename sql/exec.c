@@ -1,6 +1,7 @@
 /* exec.c -- pull queries: a plan over one LMDB read transaction; the one
- * read path of SQL's pull queries (api/ksql.c) and REST's (api/pull.c,
- * whose plan gd_sql_plan_rows makes).
+ * read path of SQL's pull queries (api/ksql.c), REST's (api/pull.c, whose
+ * plan gd_sql_plan_rows makes) and Grafana's (api/grafana.c, whose plan
+ * gd_sql_plan_dashboard makes).
  *
  * The plan narrows the scan (key values, window starts: store/query.c
  * seeks to them; or only the newest window holding a row sought); every
