@@ -1215,6 +1215,37 @@ static void narrow_scan(binder *b, gd_query_plan *plan, gd_expr *where)
     }
 }
 
+static bool reads_beyond(const gd_expr *e, void *ctx)
+{
+    return e->op == GD_E_COL && e->index >= *(const int *)ctx;
+}
+
+/* plan->where_keys: the conjuncts of the WHERE that read only what a row
+ * key holds (the key columns and window bounds, first in a table's row),
+ * so that the executor skips the rows they refuse without decoding them. */
+static void split_key_filter(binder *b, gd_query_plan *plan)
+{
+    const gd_tabledef *t = plan->source->table;
+    int width = t->nkeys + (gd_table_windowed(t) ? 2 : 0);
+    gd_expr *parts[64];
+    int n = 0;
+    plan->where_keys = NULL;
+    if (plan->where) conjuncts(plan->where, parts, &n, 64);
+    for (int i = 0; i < n; i++) {
+        if (gd_expr_any(parts[i], reads_beyond, &width)) continue;
+        if (!plan->where_keys) {
+            plan->where_keys = parts[i];
+            continue;
+        }
+        gd_expr *both = alloc(b, sizeof *both);
+        *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2};
+        both->args = alloc(b, sizeof(gd_expr *) * 2);
+        both->args[0] = plan->where_keys;
+        both->args[1] = parts[i];
+        plan->where_keys = both;
+    }
+}
+
 /* The select list over the scope: each item an expression and a name. */
 static bool project(binder *b, const gd_sql_select *q, gd_query_plan *plan)
 {
@@ -1374,6 +1405,7 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
         plan->kind = GD_PLAN_PULL_TABLE;
         if (!bind_order(&b, q, plan)) return GD_ERR;
         narrow_scan(&b, plan, plan->where);
+        split_key_filter(&b, plan);
     } else plan->kind = src->is_table ? GD_PLAN_PUSH_TABLE : GD_PLAN_PUSH_STREAM;
     plan->pii_use = b.pii_use;
     return b.failed ? GD_ERR : GD_OK;
@@ -1547,6 +1579,7 @@ int gd_sql_plan_dashboard(const gd_catalog *cat, const gd_sql_dashboard *d, gd_a
             return gd_sql_fail(err, GD_SQL_BAD_REQUEST, "at most %d ad hoc filters", GD_PLAN_MAX_FILTERS);
         if (bind_filter(&b, plan, col, &d->filters[i])) return GD_ERR;
     }
+    split_key_filter(&b, plan);
     return GD_OK;
 }
 
