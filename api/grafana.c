@@ -326,7 +326,7 @@ static bool table_choices(const gd_api_ctx *ctx, const gd_request *req, const gd
 {
     gd_arena arena;
     gd_arena_init(&arena);
-    gd_query_plan plan;
+    gd_query_plan plan = {0};
     gd_sql_dashboard d = {.q = {.t = t, .mode = GD_WINDOWS_LATEST}, .limit = -1};
     bool ok = plan_rows(ctx, req, &d, &arena, &plan, r);
     choice_scan cs = {ch, &plan, ok ? gd_sql_plan_column(&plan, column) : -1, label && ok ? gd_sql_plan_column(&plan, label) : -1};

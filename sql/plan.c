@@ -1220,6 +1220,18 @@ static bool reads_beyond(const gd_expr *e, void *ctx)
     return e->op == GD_E_COL && e->index >= *(const int *)ctx;
 }
 
+/* x AND y; x NULL: y. */
+static gd_expr *and_of(binder *b, gd_expr *x, gd_expr *y)
+{
+    if (!x) return y;
+    gd_expr *both = alloc(b, sizeof *both);
+    *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2};
+    both->args = alloc(b, sizeof(gd_expr *) * 2);
+    both->args[0] = x;
+    both->args[1] = y;
+    return both;
+}
+
 /* plan->where_keys: the conjuncts of the WHERE that read only what a row
  * key holds (the key columns and window bounds, first in a table's row),
  * so that the executor skips the rows they refuse without decoding them. */
@@ -1231,19 +1243,8 @@ static void split_key_filter(binder *b, gd_query_plan *plan)
     int n = 0;
     plan->where_keys = NULL;
     if (plan->where) conjuncts(plan->where, parts, &n, 64);
-    for (int i = 0; i < n; i++) {
-        if (gd_expr_any(parts[i], reads_beyond, &width)) continue;
-        if (!plan->where_keys) {
-            plan->where_keys = parts[i];
-            continue;
-        }
-        gd_expr *both = alloc(b, sizeof *both);
-        *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2};
-        both->args = alloc(b, sizeof(gd_expr *) * 2);
-        both->args[0] = plan->where_keys;
-        both->args[1] = parts[i];
-        plan->where_keys = both;
-    }
+    for (int i = 0; i < n; i++)
+        if (!gd_expr_any(parts[i], reads_beyond, &width)) plan->where_keys = and_of(b, plan->where_keys, parts[i]);
 }
 
 /* The select list over the scope: each item an expression and a name. */
@@ -1508,17 +1509,6 @@ static gd_expr *filtered_column(binder *b, const gd_query_plan *plan, int col)
     return text;
 }
 
-static void and_into(binder *b, gd_query_plan *plan, gd_expr *x)
-{
-    if (plan->where) {
-        gd_expr *both = new_node(b, GD_E_AND, GD_T_BOOLEAN, 2);
-        both->args[0] = plan->where;
-        both->args[1] = x;
-        x = both;
-    }
-    plan->where = x;
-}
-
 static void note_filter(gd_query_plan *plan, int col)
 {
     if (plan->pii[col] && !plan->pii_use.column) plan->pii_use = (gd_pii_use){plan->names[col], "filtering on"};
@@ -1537,7 +1527,7 @@ static int bind_filter(binder *b, gd_query_plan *plan, int col, const gd_sql_fil
     double num = strtod(f->value, &end);
     x->args[2] = *f->value && !*end ? new_lit(b, (gd_value){.t = GD_V_DBL, .d = num}, GD_T_DOUBLE)
                                     : new_lit(b, (gd_value){.t = GD_V_NULL}, GD_T_NULL);
-    and_into(b, plan, x); /* first, so that gd_sql_plan_free finds its regex */
+    plan->where = and_of(b, plan->where, x); /* first, so that gd_sql_plan_free finds its regex */
     note_filter(plan, col);
     if (f->op != GD_FILTER_MATCH && f->op != GD_FILTER_NOT_MATCH) return GD_OK;
     char why[256]; /* matching the whole value, bounded (server/regex.h) */
@@ -1569,7 +1559,7 @@ int gd_sql_plan_dashboard(const gd_catalog *cat, const gd_sql_dashboard *d, gd_a
         for (int i = 0; i < d->nkey_in[k]; i++)
             in->args[1 + i] = new_lit(&b, (gd_value){.t = GD_V_STR, .s = gd_arena_strdup(arena, d->key_in[k][i])},
                                       GD_T_STRING);
-        and_into(&b, plan, in);
+        plan->where = and_of(&b, plan->where, in);
     }
     int applied = 0;
     for (int i = 0; i < d->nfilters; i++) {
