@@ -7,8 +7,8 @@
  * seeks to them; or only the newest window holding a row sought); every
  * row read becomes the table's row of values (keys, WINDOWSTART, WINDOWEND,
  * value columns), which the WHERE filters and the select list projects --
- * the WHERE's conjuncts over the row key alone (plan->where_keys) first,
- * on the key, so that a row they refuse is not decoded.
+ * the WHERE's conjuncts over the row key alone (plan->where_keys) on the
+ * key, before the row is decoded, so that a row they refuse is not.
  * The order is total: the ORDER BY columns, then the LMDB row key, so a
  * row's place (its first order value and its key, gd_sql_pos) is where
  * the next page starts -- rows at or before plan->after are skipped (keyset

@@ -1232,19 +1232,31 @@ static gd_expr *and_of(binder *b, gd_expr *x, gd_expr *y)
     return both;
 }
 
-/* plan->where_keys: the conjuncts of the WHERE that read only what a row
- * key holds (the key columns and window bounds, first in a table's row),
- * so that the executor skips the rows they refuse without decoding them. */
+/* Parts the conjuncts of e: those that read only what a row key holds
+ * (the first `width` columns of a table's row: keys, window bounds) go to
+ * *keys, the others to *rest. */
+static void part_conjuncts(binder *b, gd_expr *e, int width, gd_expr **keys, gd_expr **rest)
+{
+    if (e->op == GD_E_AND) {
+        part_conjuncts(b, e->args[0], width, keys, rest);
+        part_conjuncts(b, e->args[1], width, keys, rest);
+    } else if (gd_expr_any(e, reads_beyond, &width)) {
+        *rest = and_of(b, *rest, e);
+    } else {
+        *keys = and_of(b, *keys, e);
+    }
+}
+
+/* A pull's WHERE in two: plan->where_keys, the conjuncts over the row key
+ * alone, which the executor checks before it decodes a row, and
+ * plan->where, the others (a row passes when both are true, as when the
+ * conjuncts were one). */
 static void split_key_filter(binder *b, gd_query_plan *plan)
 {
     const gd_tabledef *t = plan->source->table;
-    int width = t->nkeys + (gd_table_windowed(t) ? 2 : 0);
-    gd_expr *parts[64];
-    int n = 0;
-    plan->where_keys = NULL;
-    if (plan->where) conjuncts(plan->where, parts, &n, 64);
-    for (int i = 0; i < n; i++)
-        if (!gd_expr_any(parts[i], reads_beyond, &width)) plan->where_keys = and_of(b, plan->where_keys, parts[i]);
+    gd_expr *where = plan->where;
+    plan->where = plan->where_keys = NULL;
+    if (where) part_conjuncts(b, where, t->nkeys + (gd_table_windowed(t) ? 2 : 0), &plan->where_keys, &plan->where);
 }
 
 /* The select list over the scope: each item an expression and a name. */
@@ -1583,5 +1595,6 @@ static bool free_regex(const gd_expr *e, void *ctx)
 void gd_sql_plan_free(gd_query_plan *plan)
 {
     if (plan->where) gd_expr_any(plan->where, free_regex, NULL);
-    plan->where = NULL;
+    if (plan->where_keys) gd_expr_any(plan->where_keys, free_regex, NULL);
+    plan->where = plan->where_keys = NULL;
 }

@@ -184,9 +184,9 @@ typedef struct {
     const char **names;  /* output column names as ksqlDB gives them */
     gd_coltype *types;
     gd_expr **proj;      /* over the input row (for an aggregate: the transient table's row) */
-    gd_expr *where;      /* over the input row, or NULL */
-    gd_expr *where_keys; /* pull: where's conjuncts over the row key alone (keys, window bounds), checked before
-                          * the rest of a row is decoded; NULL: none */
+    gd_expr *where;      /* over the input row, or NULL (a pull's: the conjuncts where_keys does not hold) */
+    gd_expr *where_keys; /* pull: the WHERE's conjuncts over the row key alone (keys, window bounds), checked
+                          * before the rest of a row is decoded; NULL: none */
     int64_t limit;       /* -1: none */
     /* pull: the keys and windows to read, and the order */
     int nkey_values[GD_MAX_KEYS]; /* 0: any value of that key column */

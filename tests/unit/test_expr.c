@@ -370,6 +370,7 @@ static void like_patterns_of_many_percents_take_no_stack(void **state)
 /* What a dashboard's plan says beyond its rows. */
 typedef struct {
     bool key_filter; /* where_keys */
+    bool row_filter; /* where: what where_keys does not check */
     int seeks;       /* key values sought of the first key column */
     char pii_use[128]; /* "how column", "" for none */
 } plan_facts;
@@ -397,10 +398,12 @@ static const char *dashboard(const char *table, const char *column, gd_filter_op
     } else {
         eval("1"); /* fills the row */
         gd_eval ev = {.column = gd_value_array_column, .row = row, .now_ms = 1700000000000, .scratch = &arena};
-        snprintf(text, sizeof text, "%s", !plan.where || gd_expr_true(plan.where, &ev) ? "pass" : "refused");
+        bool pass = (!plan.where_keys || gd_expr_true(plan.where_keys, &ev)) && (!plan.where || gd_expr_true(plan.where, &ev));
+        snprintf(text, sizeof text, "%s", pass ? "pass" : "refused");
     }
     if (out) {
         out->key_filter = plan.where_keys != NULL;
+        out->row_filter = plan.where != NULL;
         out->seeks = plan.nkey_values[0];
         snprintf(out->pii_use, sizeof out->pii_use, "%s%s%s", plan.pii_use.column ? plan.pii_use.how : "",
                  plan.pii_use.column ? " " : "", plan.pii_use.column ? plan.pii_use.column : "");
@@ -451,6 +454,7 @@ static void dashboard_key_values_and_personal_data_are_the_plans(void **state)
     /* several values: a condition on the key, checked on the row key alone */
     assert_string_equal(dashboard("gaming_games_table", NULL, GD_FILTER_EQ, NULL, two, 2, &plan), "pass");
     assert_true(plan.key_filter);
+    assert_false(plan.row_filter); /* checked once */
     assert_string_equal(dashboard("gaming_games_table", NULL, GD_FILTER_EQ, NULL, others, 2, NULL), "refused");
     /* one value: a seek */
     assert_string_equal(dashboard("gaming_games_table", NULL, GD_FILTER_EQ, NULL, one, 1, &plan), "pass");
@@ -459,6 +463,7 @@ static void dashboard_key_values_and_personal_data_are_the_plans(void **state)
     /* a filter on a value column is not a key's */
     dashboard("gaming_games_table", "rating", GD_FILTER_GT, "1", NULL, 0, &plan);
     assert_false(plan.key_filter);
+    assert_true(plan.row_filter);
     assert_string_equal(plan.pii_use, "");
     /* a filter on a personal column is the plan's use of it */
     dashboard("gaming_players_table", "email", GD_FILTER_MATCH, ".*", NULL, 0, &plan);
