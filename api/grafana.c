@@ -17,16 +17,27 @@
  * the windows starting in [range.from, range.to]. A series is named by its
  * key values, a game by its name and a player by their username where the
  * table has those. `format: table` gives the rows themselves, newest windows
- * first, at most MAX_TABLE_ROWS. Filters (`filters`, and `adhocFilters` of
- * older plugins) apply to the tables that have their column and are ignored
- * by the others, since Grafana sends dashboard-wide filters to every panel;
- * an unknown operator is refused whatever the table. A table without
- * windows (created without WINDOW) has one window for all time: its table
- * format shows it whatever the range.
+ * first, each window in key order, at most MAX_TABLE_ROWS. Filters
+ * (`filters`, and `adhocFilters` of older plugins) apply to the tables that
+ * have their column and are ignored by the others, since Grafana sends
+ * dashboard-wide filters to every panel; an unknown operator is refused
+ * whatever the table. A table without windows (created without WINDOW) has
+ * one window for all time: its table format shows it whatever the range.
  *
- * Personal data: without the pii scope every personal column (the catalog
- * says which) is masked in rows, series names, variables and payload
- * options, and a payload or ad hoc filter on one is a 403 (gd_pii_may_use).
+ * This file is a protocol adapter: it reads a request and writes a reply,
+ * and reads no table itself. What a target, a variable, a tag's or a
+ * payload's values read is a query plan made by gd_sql_plan_dashboard (the
+ * planner that binds SQL and REST pulls: payload key values and ad hoc
+ * filters become the plan's WHERE, a regex its GD_E_FILTER node) and run by
+ * gd_sql_pull, the one executor, to the request's deadline (a 408 past it).
+ * The table format's order and cut are the plan's (ORDER BY the window
+ * start, descending, then the row key; LIMIT), so rows come out in order;
+ * series and distinct values are gathered here from the plan's rows.
+ *
+ * Personal data is the planner's to decide, as for SQL: a payload value or
+ * ad hoc filter on a personal column is the plan's pii_use, refused without
+ * the pii scope with SQL's 403; every personal column of the plan (its pii[])
+ * is masked in rows, series names, variables and payload options.
  *
  * Request bodies are read with jansson, answers written straight into the
  * reply buffer: a week of 5-minute windows for every game is tens of
@@ -37,8 +48,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../server/regex.h"
-#include "../store/query.h"
+#include "../sql/sql.h"
 #include "routes.h"
 
 enum { MAX_TABLE_ROWS = 10000, MAX_FILTERS = 32, MAX_CHOICES = 10000, MAX_TAG_VALUES = 1000 };
@@ -118,32 +128,7 @@ static bool parse_time(json_t *v, int64_t *out)
 
 /* ---- which tables and columns ---- */
 
-/* A column of a table as filters and names see it. */
-typedef enum { C_KEY, C_WINDOW_START, C_WINDOW_END, C_VALUE } col_kind;
-typedef struct {
-    col_kind kind;
-    int index;
-} column;
-
-static bool find_column(const gd_tabledef *t, const char *name, column *out)
-{
-    for (int k = 0; k < t->nkeys; k++)
-        if (!strcmp(name, t->keys[k].name)) return *out = (column){C_KEY, k}, true;
-    for (int c = 0; c < t->ncols; c++)
-        if (!strcmp(name, t->cols[c].name)) return *out = (column){C_VALUE, c}, true;
-    if (gd_table_windowed(t) && !strcmp(name, "window_start")) return *out = (column){C_WINDOW_START, 0}, true;
-    if (gd_table_windowed(t) && !strcmp(name, "window_end")) return *out = (column){C_WINDOW_END, 0}, true;
-    return false;
-}
-
 static bool numeric(gd_coltype t) { return t == GD_T_BIGINT || t == GD_T_INTEGER || t == GD_T_DOUBLE; }
-
-static const char *column_type(const gd_tabledef *t, column c)
-{
-    if (c.kind == C_WINDOW_START || c.kind == C_WINDOW_END) return "time";
-    gd_coltype ct = c.kind == C_KEY ? t->keys[c.index].type : t->cols[c.index].type;
-    return numeric(ct) ? "number" : "string";
-}
 
 /* A metric: "table.column" for a series of a windowed table's numeric
  * column, or a table's name for its rows. */
@@ -225,7 +210,57 @@ void gd_grafana_metrics(const gd_api_ctx *ctx, const gd_request *req, gd_reply *
     reply_doc(r, list);
 }
 
-/* ---- the values a key column takes ---- */
+/* ---- reading through the plan ---- */
+
+/* The plan of a dashboard's rows; false with the reply set (400, or the
+ * planner's 403 for personal data used without the pii scope). Free it
+ * with gd_sql_plan_free either way. */
+static bool plan_rows(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_dashboard *d, gd_arena *arena,
+                      gd_query_plan *plan, gd_reply *r)
+{
+    gd_sql_error err = {0};
+    if (gd_sql_plan_dashboard(ctx->cat, d, arena, plan, &err)) {
+        gd_reply_error(r, 400, "%s", err.message);
+        return false;
+    }
+    if (plan->pii_use.column && !gd_request_sees_pii(req)) {
+        char msg[256];
+        gd_pii_refusal(plan->pii_use, msg, sizeof msg);
+        gd_reply_error(r, 403, "%s", msg);
+        return false;
+    }
+    return true;
+}
+
+/* Runs a plan to the request's deadline, fn per row; false with the reply
+ * set (408 past the deadline, else 500). */
+static bool read_rows(const gd_api_ctx *ctx, const gd_request *req, const gd_query_plan *plan, gd_sql_row_fn fn,
+                      void *fn_ctx, gd_reply *r)
+{
+    gd_sql_error err = {0};
+    if (!gd_sql_pull(ctx->store, plan, gd_now_ms(), req->deadline_ms, fn, fn_ctx, &err)) return true;
+    if (err.code == GD_SQL_TIMED_OUT) gd_reply_timed_out(ctx, r);
+    else gd_reply_error(r, 500, "reading %s failed", plan->source->name);
+    return false;
+}
+
+/* A value as the text a dashboard shows and filters: a string as it is,
+ * another as CAST gives it (in text), NULL as no text. */
+static gd_str value_text(gd_value v, gd_buf *text)
+{
+    if (v.t == GD_V_STR) return v.s.p ? v.s : (gd_str){"", 0};
+    if (v.t == GD_V_NULL) return GD_STR_NULL;
+    gd_value_text(v, text);
+    return (gd_str){text->p ? text->p : "", (uint32_t)text->len};
+}
+
+static bool is_window_column(const gd_query_plan *plan, int col)
+{
+    int nkeys = plan->source->table->nkeys;
+    return gd_table_windowed(plan->source->table) && (col == nkeys || col == nkeys + 1);
+}
+
+/* ---- the values a column takes ---- */
 
 typedef struct {
     json_t *list;  /* [{label, value}] or [{__text, __value}] */
@@ -233,8 +268,6 @@ typedef struct {
     bool sees_pii;
     gd_map seen;
     size_t max;
-    int64_t deadline_ms; /* the request's: scans stop there */
-    bool timed_out;
 } choices;
 
 /* A value of a column whose personal-data attribute is pii (masked for a
@@ -260,64 +293,48 @@ static void add_choice(choices *ch, gd_pii pii, gd_str value, gd_str label)
     gd_buf_free(&masked);
 }
 
+/* A column's values (and labels) from a plan's rows. */
 typedef struct {
     choices *ch;
-    const char *value_member, *label_member; /* of a reference row; NULL label: the value */
-    gd_pii value_pii, label_pii;
-} ref_scan;
+    const gd_query_plan *plan;
+    int value_col, label_col; /* label -1: the value */
+} choice_scan;
 
-static gd_str member_string(json_t *row, const char *name)
+static int collect_choice(void *ctx, const gd_value *row, int ncols, const gd_sql_pos *pos)
 {
-    json_t *v = json_object_get(row, name);
-    return json_is_string(v) ? (gd_str){json_string_value(v), (uint32_t)json_string_length(v)} : GD_STR_NULL;
-}
-
-static int collect_reference(void *ctx, gd_str key, gd_str val)
-{
-    ref_scan *rs = ctx;
-    json_t *row = json_loadb(val.p, val.len, 0, NULL);
-    gd_str v = rs->value_member ? member_string(row, rs->value_member) : key;
-    gd_str label = rs->label_member ? member_string(row, rs->label_member) : GD_STR_NULL;
-    gd_buf masked = {0};
-    if (rs->label_pii && !rs->ch->sees_pii && label.p) {
-        gd_masked_text(&masked, rs->label_pii, (gd_value){.t = GD_V_STR, .s = label});
-        label = (gd_str){masked.p, (uint32_t)masked.len};
+    choice_scan *cs = ctx;
+    (void)ncols, (void)pos;
+    gd_buf text = {0}, masked = {0};
+    gd_str value = value_text(row[cs->value_col], &text);
+    gd_value label = cs->label_col >= 0 ? row[cs->label_col] : (gd_value){.t = GD_V_NULL};
+    gd_pii label_pii = cs->label_col >= 0 ? cs->plan->pii[cs->label_col] : GD_PII_NONE;
+    if (label.t == GD_V_STR && label_pii && !cs->ch->sees_pii) {
+        gd_masked_text(&masked, label_pii, label);
+        label.s = (gd_str){masked.p, (uint32_t)masked.len};
     }
-    add_choice(rs->ch, rs->value_pii, v, label);
+    add_choice(cs->ch, cs->plan->pii[cs->value_col], value, label.t == GD_V_STR ? label.s : GD_STR_NULL);
+    gd_buf_free(&text);
     gd_buf_free(&masked);
-    json_decref(row);
-    return json_array_size(rs->ch->list) >= rs->ch->max;
+    return json_array_size(cs->ch->list) >= cs->ch->max;
 }
 
-typedef struct {
-    choices *ch;
-    const gd_tabledef *t;
-    column col;
-    gd_pii pii;
-    gd_arena scratch;
-} window_scan;
-
-static int collect_window_values(void *ctx, gd_str key, gd_str val)
+/* The values of column `column` (labelled by column `label`, NULL: none)
+ * in the newest window of t; a table without the column adds none. False
+ * with the reply set when the read fails. */
+static bool table_choices(const gd_api_ctx *ctx, const gd_request *req, const gd_tabledef *t, const char *column,
+                          const char *label, choices *ch, gd_reply *r)
 {
-    window_scan *ws = ctx;
-    gd_str keys[GD_MAX_KEYS];
-    if (gd_groupkey_split(key.p + 8, key.len - 8, ws->t->nkeys, keys)) return 0;
-    if (ws->col.kind == C_KEY) {
-        add_choice(ws->ch, ws->pii, keys[ws->col.index], GD_STR_NULL);
-    } else if (ws->col.kind == C_VALUE) {
-        gd_slot slots[GD_MAX_COLS];
-        if (gd_row_decode(ws->t, val.p, val.len, slots)) return 0;
-        gd_arena_reset(&ws->scratch);
-        gd_value v = gd_row_column(ws->t, keys, gd_rowkey_window(key.p), slots, ws->col.index, &ws->scratch);
-        gd_buf text = {0};
-        if (v.t == GD_V_STR) add_choice(ws->ch, ws->pii, v.s, GD_STR_NULL);
-        else if (v.t != GD_V_NULL) {
-            gd_json_put_value(&text, v);
-            add_choice(ws->ch, ws->pii, (gd_str){text.p, (uint32_t)text.len}, GD_STR_NULL);
-        }
-        gd_buf_free(&text);
-    }
-    return json_array_size(ws->ch->list) >= ws->ch->max;
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_query_plan plan = {0};
+    gd_sql_dashboard d = {.q = {.t = t, .mode = GD_WINDOWS_LATEST}, .limit = -1};
+    bool ok = plan_rows(ctx, req, &d, &arena, &plan, r);
+    choice_scan cs = {ch, &plan, ok ? gd_sql_plan_column(&plan, column) : -1, label && ok ? gd_sql_plan_column(&plan, label) : -1};
+    if (ok && cs.value_col >= 0 && !is_window_column(&plan, cs.value_col))
+        ok = read_rows(ctx, req, &plan, collect_choice, &cs, r);
+    gd_sql_plan_free(&plan);
+    gd_arena_free(&arena);
+    return ok;
 }
 
 static int by_value(const void *a, const void *b)
@@ -345,71 +362,54 @@ static void sort_choices(choices *ch)
  * genres from the reference tables, segments from their definition, any
  * other column from the newest windows of the tables that have it (of t
  * only, when t is given) -- game ids from both, since activity may name a
- * game before (or without) its games row. Values from windows come sorted. */
-static void column_choices(const gd_api_ctx *ctx, MDB_txn *txn, const gd_tabledef *t, const char *name,
-                           choices *ch)
+ * game before (or without) its games row. Values from windows come sorted.
+ * False with the reply set when a read fails. */
+static bool column_choices(const gd_api_ctx *ctx, const gd_request *req, const gd_tabledef *t, const char *name,
+                           choices *ch, gd_reply *r)
 {
-    ref_scan rs = {.ch = ch};
     const gd_tabledef *games = gd_catalog_reference(ctx->cat, GD_TABLE_GAMES),
                       *players = gd_catalog_reference(ctx->cat, GD_TABLE_PLAYERS);
-    gd_query q = {.mode = GD_WINDOWS_LATEST, .deadline_ms = ch->deadline_ms};
-    if (!strcmp(name, "game_id") || !strcmp(name, "game_genre") || !strcmp(name, "genre")) {
-        rs.value_member = strcmp(name, "game_id") ? "genre" : NULL;
-        rs.label_member = strcmp(name, "game_id") ? NULL : "game_name";
-        q.t = games;
-    } else if (!strcmp(name, "player_id") || !strcmp(name, "email") || !strcmp(name, "player_email")) {
-        rs.value_member = strcmp(name, "player_id") ? "email" : NULL;
-        rs.label_member = strcmp(name, "player_id") ? NULL : "username";
-        q.t = players;
+    bool game = !strcmp(name, "game_id"), player = !strcmp(name, "player_id");
+    if (game || !strcmp(name, "game_genre") || !strcmp(name, "genre")) {
+        if (!table_choices(ctx, req, games, game ? games->keys[0].name : "genre", game ? "game_name" : NULL, ch, r))
+            return false;
+        if (!game) return true;
+        /* and the games with activity but no games row (yet): from the windows */
+    } else if (player || !strcmp(name, "email") || !strcmp(name, "player_email")) {
+        return table_choices(ctx, req, players, player ? players->keys[0].name : "email", player ? "username" : NULL, ch,
+                             r);
     } else if (!strcmp(name, "player_segment")) {
         static const char *const segments[] = {"HIGH_PERFORMER", "MEDIUM_PERFORMER", "CASUAL_PLAYER"};
         for (int i = 0; i < 3; i++) add_choice(ch, GD_PII_NONE, gd_str_c(segments[i]), GD_STR_NULL);
-        return;
-    }
-    if (q.t) { /* values and labels masked as the reference table's columns are */
-        const gd_catalog_entry *re = gd_catalog_find(ctx->cat, gd_str_c(q.t->name));
-        rs.value_pii = re ? gd_catalog_column_pii(re, rs.value_member ? rs.value_member : q.t->keys[0].name) : GD_PII_NONE;
-        rs.label_pii = re && rs.label_member ? gd_catalog_column_pii(re, rs.label_member) : GD_PII_NONE;
-        if (gd_query_run(ctx->store, txn, &q, collect_reference, &rs) == GD_ETIMEDOUT) ch->timed_out = true;
-        if (strcmp(name, "game_id") || ch->timed_out) return;
-        /* and the games with activity but no games row (yet): from the windows */
+        return true;
     }
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
         const gd_catalog_entry *e = gd_catalog_table(ctx->cat, i);
-        if (!e) continue;
-        const gd_tabledef *tt = e->table;
-        window_scan ws = {ch, tt, {C_KEY, 0}, gd_catalog_column_pii(e, name), {0}};
-        if ((t && tt != t) || !gd_table_aggregates(tt) || !find_column(tt, name, &ws.col)) continue;
-        gd_arena_init(&ws.scratch);
-        gd_query wq = {.t = tt, .mode = GD_WINDOWS_LATEST, .deadline_ms = ch->deadline_ms};
-        if (gd_query_run(ctx->store, txn, &wq, collect_window_values, &ws) == GD_ETIMEDOUT) ch->timed_out = true;
-        gd_arena_free(&ws.scratch);
+        if (!e || (t && e->table != t) || !gd_table_aggregates(e->table)) continue;
+        if (!table_choices(ctx, req, e->table, name, NULL, ch, r)) return false;
     }
     sort_choices(ch);
+    return true;
 }
 
 static void reply_choices(const gd_api_ctx *ctx, const gd_tabledef *t, const char *name, bool variable,
                           const gd_request *req, gd_reply *r)
 {
-    choices ch = {.list = json_array(), .variable = variable, .sees_pii = gd_request_sees_pii(req), .max = MAX_CHOICES,
-                  .deadline_ms = req->deadline_ms};
+    choices ch = {.list = json_array(), .variable = variable, .sees_pii = gd_request_sees_pii(req), .max = MAX_CHOICES};
     gd_map_init(&ch.seen, NULL);
-    MDB_txn *txn;
-    if (gd_store_begin_read(ctx->store, &txn)) {
-        gd_map_free(&ch.seen);
-        json_decref(ch.list);
-        gd_reply_error(r, 500, "the store cannot be read");
-        return;
-    }
-    column_choices(ctx, txn, t, name, &ch);
-    mdb_txn_abort(txn);
+    if (column_choices(ctx, req, t, name, &ch, r)) reply_doc(r, json_incref(ch.list));
+    json_decref(ch.list);
     gd_map_free(&ch.seen);
-    if (ch.timed_out) {
-        json_decref(ch.list);
-        gd_reply_timed_out(ctx, r);
-    } else {
-        reply_doc(r, ch.list);
-    }
+}
+
+/* Whether t has a column of that name (a key only: keys_only). */
+static bool has_column(const gd_tabledef *t, const char *name, bool keys_only)
+{
+    for (int k = 0; k < t->nkeys; k++)
+        if (!strcmp(name, t->keys[k].name)) return true;
+    for (int c = 0; !keys_only && c < t->ncols; c++)
+        if (!strcmp(name, t->cols[c].name)) return true;
+    return !keys_only && gd_table_windowed(t) && (!strcmp(name, "window_start") || !strcmp(name, "window_end"));
 }
 
 void gd_grafana_payload_options(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
@@ -428,10 +428,10 @@ void gd_grafana_payload_options(const gd_api_ctx *ctx, const gd_request *req, gd
             json_array_append_new(list, json_pack("{s:s,s:s}", "label", "time series", "value", "time_series"));
         json_array_append_new(list, json_pack("{s:s,s:s}", "label", "table", "value", "table"));
         reply_doc(r, list);
+    } else if (!has_column(t, name, true)) {
+        gd_reply_error(r, 400, "%s has no key column '%s'", t->name, name);
     } else {
-        column c;
-        if (!find_column(t, name, &c) || c.kind != C_KEY) gd_reply_error(r, 400, "%s has no key column '%s'", t->name, name);
-        else reply_choices(ctx, t, name, false, req, r);
+        reply_choices(ctx, t, name, false, req, r);
     }
     json_decref(body);
 }
@@ -450,14 +450,18 @@ void gd_grafana_variable(const gd_api_ctx *ctx, const gd_request *req, gd_reply 
         t = gd_catalog_tabledef(ctx->cat, (gd_str){target, (uint32_t)(dot - target)});
         name = dot + 1;
     }
-    column c;
-    bool known = name && (t ? find_column(t, name, &c) : true);
+    bool known = name && (t ? has_column(t, name, false) : true);
     if (!known) {
         gd_reply_error(r, 400, "variable takes {\"payload\": {\"target\": COLUMN or TABLE.COLUMN}}");
     } else {
         reply_choices(ctx, t, name, true, req, r);
     }
     json_decref(body);
+}
+
+static const char *column_type(gd_coltype type, bool window)
+{
+    return window ? "time" : numeric(type) ? "number" : "string";
 }
 
 void gd_grafana_tag_keys(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
@@ -471,18 +475,14 @@ void gd_grafana_tag_keys(const gd_api_ctx *ctx, const gd_request *req, gd_reply 
         if (!e) continue;
         const gd_tabledef *t = e->table;
         int n = t->nkeys + t->ncols + (gd_table_windowed(t) ? 2 : 0);
-        for (int j = 0; j < n; j++) {
-            column c = j < t->nkeys ? (column){C_KEY, j}
-                       : j < t->nkeys + t->ncols ? (column){C_VALUE, j - t->nkeys}
-                                                 : (column){j == n - 2 ? C_WINDOW_START : C_WINDOW_END, 0};
-            const char *name = c.kind == C_KEY     ? t->keys[c.index].name
-                               : c.kind == C_VALUE ? t->cols[c.index].name
-                               : c.kind == C_WINDOW_START ? "window_start" : "window_end";
+        for (int j = 0; j < n; j++) { /* keys, value columns, window bounds */
+            bool key = j < t->nkeys, value = !key && j < t->nkeys + t->ncols;
+            const char *name = key ? t->keys[j].name : value ? t->cols[j - t->nkeys].name
+                                                     : j == n - 2 ? "window_start" : "window_end";
             if (json_object_get(seen, name)) continue;
             json_object_set_new(seen, name, json_true());
-            const char *type = column_type(t, c);
-            json_array_append_new(list, json_pack("{s:s,s:s}", "type", strcmp(type, "string") ? "number" : "string",
-                                                  "text", name));
+            gd_coltype type = key ? t->keys[j].type : value ? t->cols[j - t->nkeys].type : GD_T_BIGINT;
+            json_array_append_new(list, json_pack("{s:s,s:s}", "type", numeric(type) ? "number" : "string", "text", name));
         }
     }
     json_decref(seen);
@@ -497,78 +497,39 @@ void gd_grafana_tag_values(const gd_api_ctx *ctx, const gd_request *req, gd_repl
     if (!key) {
         gd_reply_error(r, 400, "tag-values takes {\"key\": a column of /grafana/tag-keys}");
     } else {
-        choices ch = {.list = json_array(), .sees_pii = gd_request_sees_pii(req), .max = MAX_TAG_VALUES,
-                      .deadline_ms = req->deadline_ms};
+        choices ch = {.list = json_array(), .sees_pii = gd_request_sees_pii(req), .max = MAX_TAG_VALUES};
         gd_map_init(&ch.seen, NULL);
-        MDB_txn *txn;
-        if (!gd_store_begin_read(ctx->store, &txn)) {
-            column_choices(ctx, txn, NULL, key, &ch);
-            mdb_txn_abort(txn);
+        if (column_choices(ctx, req, NULL, key, &ch, r)) { /* tag-values answers [{text}] */
+            json_t *list = json_array();
+            size_t i;
+            json_t *item;
+            json_array_foreach(ch.list, i, item) json_array_append_new(list, json_pack("{s:O}", "text", json_object_get(item, "label")));
+            reply_doc(r, list);
         }
-        if (ch.timed_out) {
-            json_decref(ch.list);
-            gd_map_free(&ch.seen);
-            gd_reply_timed_out(ctx, r);
-            json_decref(body);
-            return;
-        }
-        /* tag-values answers [{text}] */
-        json_t *list = json_array();
-        size_t i;
-        json_t *item;
-        json_array_foreach(ch.list, i, item) json_array_append(list, json_pack("{s:O}", "text", json_object_get(item, "label")));
         json_decref(ch.list);
         gd_map_free(&ch.seen);
-        reply_doc(r, list);
     }
     json_decref(body);
 }
 
 /* ---- POST /grafana/query ---- */
 
-typedef enum { OP_EQ, OP_NE, OP_LT, OP_GT, OP_RE, OP_NRE } filter_op;
-
-typedef struct {
-    column col;
-    filter_op op;
-    const char *value;
-    double num;
-    bool is_num;
-    gd_regex *re; /* =~, !~ */
-} filter;
-
-typedef struct {
-    const gd_catalog_entry *e;
-    const gd_tabledef *t; /* e's */
-    int metric_col; /* value column of a series; -1: rows (table format) */
-    bool table_format;
-    bool sees_pii;
-    json_t *allowed[GD_MAX_KEYS]; /* payload values per key column: array, or NULL for all */
-    filter filters[MAX_FILTERS];
-    int nfilters;
-    int64_t from, to;
-    int64_t deadline_ms; /* the request's */
-} target_query;
-
-static void free_filters(target_query *tq)
+/* The ad hoc filters of a request, whatever table they apply to; false
+ * with a 400 in r when one is malformed. Texts live in arena. */
+static bool parse_filters(json_t *list, gd_arena *arena, gd_sql_filter **out, int *n, gd_reply *r)
 {
-    for (int i = 0; i < tq->nfilters; i++) gd_regex_free(tq->filters[i].re);
-    tq->nfilters = 0;
-}
-
-/* The ad hoc filters that apply to tq->t. */
-static bool parse_filters(target_query *tq, json_t *list, const gd_request *req, gd_reply *r)
-{
+    *out = gd_arena_alloc(arena, sizeof **out * (json_array_size(list) + 1));
+    *n = 0;
     size_t i;
     json_t *f;
     json_array_foreach(list, i, f) {
         const char *key = json_string_value(json_object_get(f, "key"));
         const char *op = json_string_value(json_object_get(f, "operator"));
         json_t *jv = json_object_get(f, "value");
-        char numtext[64];
         const char *value = json_string_value(jv);
         if (!value && json_is_number(jv)) {
-            snprintf(numtext, sizeof numtext, "%.17g", json_number_value(jv));
+            char *numtext = gd_arena_alloc(arena, 64);
+            snprintf(numtext, 64, "%.17g", json_number_value(jv));
             value = numtext;
         }
         if (!key || !op || !value) {
@@ -583,99 +544,36 @@ static bool parse_filters(target_query *tq, json_t *list, const gd_request *req,
             gd_reply_error(r, 400, "unknown filter operator '%s' (=, !=, <, >, =~, !~)", op);
             return false;
         }
-        column c;
-        if (!find_column(tq->t, key, &c)) continue; /* a dashboard-wide filter for other tables */
-        if (!gd_pii_may_use(tq->e, key, "filtering on", req, r)) return false;
-        if (tq->nfilters == MAX_FILTERS) {
-            gd_reply_error(r, 400, "at most %d ad hoc filters", MAX_FILTERS);
-            return false;
-        }
-        filter *fl = &tq->filters[tq->nfilters];
-        *fl = (filter){.col = c, .op = (filter_op)o, .value = value};
-        char *end;
-        fl->num = strtod(value, &end);
-        fl->is_num = *value && !*end;
-        if (fl->op == OP_RE || fl->op == OP_NRE) { /* matching the whole value, bounded (server/regex.h) */
-            char why[256];
-            if (gd_regex_compile(&fl->re, value, strlen(value), why, sizeof why)) {
-                gd_reply_error(r, 400, "filter %s %s: the regular expression is refused: %s", key, op, why);
-                return false;
-            }
-        }
-        tq->nfilters++;
+        (*out)[(*n)++] = (gd_sql_filter){key, (gd_filter_op)o, value};
     }
     return true;
 }
 
-/* A row's value of a column, text for strings and regexes. */
-static gd_value row_value(const gd_tabledef *t, column c, const gd_str *keys, int64_t window, const gd_slot *slots,
-                          gd_arena *scratch)
+/* The payload's value for a key column: a string or an array of strings
+ * (multi-select); "", "all", "$__all" and [] mean every value. The values
+ * go to *out (in arena), *n of them (0: every value). */
+static bool payload_values(json_t *v, gd_arena *arena, const gd_str **out, int *n)
 {
-    switch (c.kind) {
-    case C_KEY: return (gd_value){.t = GD_V_STR, .s = keys[c.index]};
-    case C_WINDOW_START: return (gd_value){.t = GD_V_INT, .i = window};
-    case C_WINDOW_END: return (gd_value){.t = GD_V_INT, .i = window + t->window_ms};
-    case C_VALUE: return gd_row_column(t, keys, window, slots, c.index, scratch);
+    *out = NULL;
+    *n = 0;
+    if (!v || json_is_null(v)) return true;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (!*s || !strcmp(s, "all") || !strcmp(s, "$__all")) return true;
+    } else if (!json_is_array(v)) {
+        return false;
     }
-    return (gd_value){.t = GD_V_NULL};
-}
-
-/* A member of a reference row (JSON) as a value; strings point into m. */
-static gd_value json_value_of(json_t *m)
-{
-    if (json_is_string(m)) return (gd_value){.t = GD_V_STR, .s = {json_string_value(m), (uint32_t)json_string_length(m)}};
-    if (json_is_integer(m)) return (gd_value){.t = GD_V_INT, .i = json_integer_value(m)};
-    if (json_is_real(m)) return (gd_value){.t = GD_V_DBL, .d = json_real_value(m)};
-    if (json_is_boolean(m)) return (gd_value){.t = GD_V_BOOL, .i = json_is_true(m)};
-    return (gd_value){.t = GD_V_NULL};
-}
-
-static bool filter_passes(const filter *f, gd_value v)
-{
-    if (v.t == GD_V_NULL) return f->op == OP_NE || f->op == OP_NRE;
-    char text[64];
-    gd_str s = v.t == GD_V_STR ? v.s : GD_STR_NULL;
-    double num = v.t == GD_V_INT || v.t == GD_V_BOOL ? (double)v.i : v.d;
-    if (v.t != GD_V_STR) {
-        gd_buf b = {0};
-        gd_json_put_value(&b, v);
-        snprintf(text, sizeof text, "%.*s", (int)b.len, b.p);
-        gd_buf_free(&b);
-        s = gd_str_c(text);
+    size_t count = json_is_array(v) ? json_array_size(v) : 1;
+    gd_str *values = gd_arena_alloc(arena, sizeof *values * (count ? count : 1));
+    for (size_t i = 0; i < count; i++) {
+        json_t *a = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_string(a)) return false;
+        if (json_is_array(v) && !strcmp(json_string_value(a), "$__all")) return true;
+        values[i] = (gd_str){json_string_value(a), (uint32_t)json_string_length(a)};
     }
-    switch (f->op) {
-    case OP_EQ:
-    case OP_NE: {
-        bool eq = v.t == GD_V_STR ? s.len == strlen(f->value) && !memcmp(s.p, f->value, s.len)
-                                  : f->is_num && num == f->num;
-        return eq == (f->op == OP_EQ);
-    }
-    case OP_LT:
-    case OP_GT: {
-        int c;
-        if (v.t == GD_V_STR || !f->is_num) {
-            size_t n = strlen(f->value);
-            c = memcmp(s.p, f->value, s.len < n ? s.len : n);
-            if (!c) c = (s.len > n) - (s.len < n);
-        } else {
-            c = (num > f->num) - (num < f->num);
-        }
-        return f->op == OP_LT ? c < 0 : c > 0;
-    }
-    case OP_RE:
-    case OP_NRE: return gd_regex_match(f->re, s.p, s.len) == (f->op == OP_RE);
-    }
-    return false;
-}
-
-static bool key_allowed(json_t *allowed, gd_str v)
-{
-    if (!allowed) return true;
-    size_t i;
-    json_t *a;
-    json_array_foreach(allowed, i, a)
-        if (json_string_length(a) == v.len && !memcmp(json_string_value(a), v.p, v.len)) return true;
-    return false;
+    *out = values;
+    *n = (int)count;
+    return true;
 }
 
 /* ---- series ---- */
@@ -686,124 +584,67 @@ typedef struct {
 } series;
 
 typedef struct {
-    target_query *tq;
-    gd_map index;  /* group key -> series number + 1 */
+    const gd_query_plan *plan;
+    int metric, window;        /* the plan's columns of the value and the window start */
+    int name_col[GD_MAX_KEYS]; /* LATEST column naming each key column, -1: the key itself */
+    gd_map index;              /* group key -> series number + 1 */
     series *list;
     size_t n, cap;
-    int name_col[GD_MAX_KEYS]; /* LATEST column naming each key column, -1: the key itself */
     gd_arena names;
-    /* table format */
-    gd_str (*rows)[2]; /* ring of the newest MAX_TABLE_ROWS (key, value) */
-    size_t nrows, total_rows;
-    size_t keep_first; /* nonzero: rows are the first this many of the scan, not a ring */
+    bool failed;
 } collector;
 
-/* A table row (key, value) kept: the newest MAX_TABLE_ROWS in scan order,
- * or the first keep_first. 1 to stop the scan. */
-static int keep_row(collector *co, gd_str key, gd_str val)
+static int row_to_series(void *ctx, const gd_value *row, int ncols, const gd_sql_pos *pos)
 {
-    if (co->keep_first) {
-        co->rows[co->nrows][0] = key;
-        co->rows[co->nrows][1] = val;
-        return ++co->nrows == co->keep_first;
-    }
-    size_t at = co->total_rows++ % MAX_TABLE_ROWS;
-    co->rows[at][0] = key;
-    co->rows[at][1] = val;
-    if (co->nrows < MAX_TABLE_ROWS) co->nrows++;
-    return 0;
-}
-
-static int row_to_series(collector *co, const gd_tabledef *t, const gd_str *keys, gd_str group, int64_t w,
-                         const gd_slot *slots)
-{
+    collector *co = ctx;
+    (void)ncols;
+    const gd_query_plan *plan = co->plan;
     bool created;
-    gd_map_slot *slot = gd_map_upsert(&co->index, group, &created);
+    gd_map_slot *slot = gd_map_upsert(&co->index, (gd_str){pos->key.p + 8, pos->key.len - 8}, &created);
     if (created) {
         if (co->n == co->cap) {
             co->cap = co->cap ? co->cap * 2 : 64;
             series *grown = realloc(co->list, co->cap * sizeof *grown);
-            if (!grown) return 1;
+            if (!grown) return co->failed = true;
             co->list = grown;
         }
         memset(&co->list[co->n], 0, sizeof co->list[co->n]);
         slot->val = (void *)(uintptr_t)(++co->n);
     }
     series *s = &co->list[(uintptr_t)slot->val - 1];
-    for (int k = 0; k < t->nkeys; k++) { /* the newest name wins */
-        gd_value name = co->name_col[k] >= 0 ? gd_row_column(t, keys, w, slots, co->name_col[k], &co->names)
-                                              : (gd_value){.t = GD_V_NULL};
-        gd_str part = name.t == GD_V_STR ? name.s : keys[k];
+    for (int k = 0; k < plan->source->table->nkeys; k++) { /* the newest name wins */
+        gd_buf text = {0};
+        gd_value name = co->name_col[k] >= 0 ? row[co->name_col[k]] : (gd_value){.t = GD_V_NULL};
+        gd_str part = name.t == GD_V_STR ? name.s : value_text(row[k], &text);
         if (!gd_str_eq(part, s->name_parts[k])) s->name_parts[k] = gd_arena_strdup(&co->names, part);
+        gd_buf_free(&text);
     }
     if (s->points.len) gd_buf_putc(&s->points, ',');
     gd_buf_putc(&s->points, '[');
-    gd_json_put_value(&s->points, gd_row_column(t, keys, w, slots, co->tq->metric_col, &co->names));
+    gd_json_put_value(&s->points, row[co->metric]);
     gd_buf_putc(&s->points, ',');
-    gd_json_put_int(&s->points, w);
+    gd_json_put_value(&s->points, row[co->window]);
     gd_buf_putc(&s->points, ']');
     return 0;
 }
 
-static int collect_row(void *ctx, gd_str key, gd_str val)
+static void put_series(const collector *co, bool sees_pii, gd_buf *out, bool *first)
 {
-    collector *co = ctx;
-    target_query *tq = co->tq;
-    const gd_tabledef *t = tq->t;
-    gd_str keys[GD_MAX_KEYS];
-    gd_slot slots[GD_MAX_COLS];
-    if (key.len < 8 || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys) ||
-        gd_row_decode(t, val.p, val.len, slots))
-        return 0;
-    int64_t w = gd_rowkey_window(key.p);
-    if (w > tq->to) return 1;
-    for (int k = 0; k < t->nkeys; k++)
-        if (!key_allowed(tq->allowed[k], keys[k])) return 0;
-    for (int i = 0; i < tq->nfilters; i++)
-        if (!filter_passes(&tq->filters[i], row_value(t, tq->filters[i].col, keys, w, slots, &co->names))) return 0;
-    if (tq->table_format) return keep_row(co, key, val);
-    return row_to_series(co, t, keys, (gd_str){key.p + 8, key.len - 8}, w, slots);
-}
-
-/* A reference row (JSON) through the payload and filters. */
-static int collect_reference_row(void *ctx, gd_str key, gd_str val)
-{
-    collector *co = ctx;
-    target_query *tq = co->tq;
-    if (!key_allowed(tq->allowed[0], key)) return 0;
-    if (tq->nfilters) {
-        json_t *row = json_loadb(val.p, val.len, 0, NULL);
-        bool pass = row != NULL;
-        for (int i = 0; pass && i < tq->nfilters; i++) {
-            const filter *f = &tq->filters[i];
-            const char *name = f->col.kind == C_KEY ? tq->t->keys[0].name : tq->t->cols[f->col.index].name;
-            pass = filter_passes(f, json_value_of(json_object_get(row, name)));
-        }
-        json_decref(row);
-        if (!pass) return 0;
-    }
-    keep_row(co, key, val);
-    return co->nrows == MAX_TABLE_ROWS;
-}
-
-static void put_series(collector *co, gd_buf *out, bool *first)
-{
+    const gd_query_plan *plan = co->plan;
+    int nkeys = plan->source->table->nkeys;
     for (size_t i = 0; i < co->n; i++) {
-        series *s = &co->list[i];
+        const series *s = &co->list[i];
         if (!*first) gd_buf_putc(out, ',');
         *first = false;
         gd_buf_puts(out, "{\"target\":");
         gd_buf name = {0};
-        const target_query *tq = co->tq;
-        for (int k = 0; k < tq->t->nkeys; k++) {
+        for (int k = 0; k < nkeys; k++) {
             if (k) gd_buf_puts(&name, " / ");
-            gd_pii pii = tq->sees_pii            ? GD_PII_NONE
-                         : co->name_col[k] >= 0 ? tq->t->cols[co->name_col[k]].pii
-                                                : tq->t->keys[k].pii;
+            gd_pii pii = sees_pii ? GD_PII_NONE : plan->pii[co->name_col[k] >= 0 ? co->name_col[k] : k];
             if (pii) gd_masked_text(&name, pii, (gd_value){.t = GD_V_STR, .s = s->name_parts[k]});
             else gd_buf_put(&name, s->name_parts[k].p, s->name_parts[k].len);
         }
-        if (!co->tq->t->nkeys) gd_buf_puts(&name, co->tq->t->cols[co->tq->metric_col].name);
+        if (!nkeys) gd_buf_puts(&name, plan->names[co->metric]);
         gd_json_put_str(out, (gd_str){name.p ? name.p : "", (uint32_t)name.len});
         gd_buf_free(&name);
         gd_buf_puts(out, ",\"datapoints\":[");
@@ -812,171 +653,117 @@ static void put_series(collector *co, gd_buf *out, bool *first)
     }
 }
 
-/* A value of a column of the target's table whose attribute is pii,
- * masked when the reader lacks the pii scope. */
-static void put_cell(gd_buf *out, const target_query *tq, gd_pii pii, gd_value v)
+/* The series of a plan's rows into out. */
+static bool read_series(const gd_api_ctx *ctx, const gd_request *req, const gd_query_plan *plan, const char *metric,
+                        gd_buf *out, bool *first, gd_reply *r)
 {
-    if (pii && !tq->sees_pii) gd_json_put_masked(out, pii, v);
-    else gd_json_put_value(out, v);
+    collector co = {.plan = plan, .metric = gd_sql_plan_column(plan, metric),
+                    .window = gd_sql_plan_column(plan, "window_start")};
+    gd_map_init(&co.index, NULL);
+    gd_arena_init(&co.names);
+    const gd_tabledef *t = plan->source->table;
+    for (int k = 0; k < t->nkeys; k++) {
+        const char *want = !strcmp(t->keys[k].name, "game_id")     ? "game_name"
+                           : !strcmp(t->keys[k].name, "player_id") ? "player_username"
+                                                                    : NULL;
+        co.name_col[k] = want ? gd_sql_plan_column(plan, want) : -1;
+    }
+    bool ok = read_rows(ctx, req, plan, row_to_series, &co, r);
+    if (ok && co.failed) {
+        gd_reply_error(r, 500, "out of memory");
+        ok = false;
+    }
+    if (ok) put_series(&co, gd_request_sees_pii(req), out, first);
+    for (size_t i = 0; i < co.n; i++) gd_buf_free(&co.list[i].points);
+    free(co.list);
+    gd_map_free(&co.index);
+    gd_arena_free(&co.names);
+    return ok;
 }
 
-static void put_table(collector *co, gd_buf *out, bool *first)
+/* ---- tables ---- */
+
+typedef struct {
+    const gd_query_plan *plan;
+    bool sees_pii;
+    gd_buf *out;
+    size_t n;
+} table_rows;
+
+static int put_table_row(void *ctx, const gd_value *row, int ncols, const gd_sql_pos *pos)
 {
-    const gd_tabledef *t = co->tq->t;
-    bool windowed = gd_table_windowed(t), aggregate = gd_table_aggregates(t);
+    table_rows *tr = ctx;
+    (void)ncols, (void)pos;
+    if (tr->n++) gd_buf_putc(tr->out, ',');
+    gd_sql_put_row(tr->out, tr->plan, row, tr->sees_pii);
+    return 0;
+}
+
+/* The plan's rows (in its order: windows newest first) as a table into out. */
+static bool read_table(const gd_api_ctx *ctx, const gd_request *req, const gd_query_plan *plan, gd_buf *out,
+                       bool *first, gd_reply *r)
+{
     if (!*first) gd_buf_putc(out, ',');
     *first = false;
     gd_buf_puts(out, "{\"type\":\"table\",\"columns\":[");
-    int n = t->nkeys + t->ncols + (windowed ? 2 : 0);
-    for (int j = 0; j < n; j++) {
-        column c = j < t->nkeys ? (column){C_KEY, j}
-                   : windowed && j < t->nkeys + 2 ? (column){j == t->nkeys ? C_WINDOW_START : C_WINDOW_END, 0}
-                                                  : (column){C_VALUE, j - t->nkeys - (windowed ? 2 : 0)};
-        const char *name = c.kind == C_KEY ? t->keys[c.index].name
-                           : c.kind == C_VALUE ? t->cols[c.index].name
-                           : c.kind == C_WINDOW_START ? "window_start" : "window_end";
-        gd_buf_printf(out, "%s{\"text\":", j ? "," : "");
-        gd_json_put_cstr(out, name);
-        gd_buf_printf(out, ",\"type\":\"%s\"}", column_type(t, c));
+    for (int i = 0; i < plan->ncols; i++) {
+        gd_buf_printf(out, "%s{\"text\":", i ? "," : "");
+        gd_json_put_cstr(out, plan->names[i]);
+        gd_buf_printf(out, ",\"type\":\"%s\"}", column_type(plan->types[i], is_window_column(plan, i)));
     }
     gd_buf_puts(out, "],\"rows\":[");
-    /* the ring holds the newest rows in scan order (windows ascending): out
-     * they go newest window first, each window's rows in key order */
-    size_t start = co->total_rows - co->nrows, i = co->nrows;
-    bool first_row = true;
-    gd_arena scratch; /* strings of expression columns */
-    gd_arena_init(&scratch);
-    while (i > 0) {
-        size_t end = i; /* [begin, end) is one window */
-        int64_t w = windowed ? gd_rowkey_window(co->rows[(start + i - 1) % MAX_TABLE_ROWS][0].p) : 0;
-        while (i > 0 && (!windowed || gd_rowkey_window(co->rows[(start + i - 1) % MAX_TABLE_ROWS][0].p) == w)) i--;
-        if (!windowed) i = 0;
-        for (size_t k = i; k < end; k++) {
-            gd_str key = co->rows[(start + k) % MAX_TABLE_ROWS][0], val = co->rows[(start + k) % MAX_TABLE_ROWS][1];
-            gd_buf_puts(out, first_row ? "[" : ",[");
-            first_row = false;
-            if (aggregate) {
-                gd_str keys[GD_MAX_KEYS];
-                gd_slot slots[GD_MAX_COLS];
-                gd_row row;
-                if (gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys) || gd_row_decode(t, val.p, val.len, slots))
-                    memset(slots, 0, sizeof slots);
-                gd_arena_reset(&scratch);
-                gd_row_compute(t, keys, w, slots, &row, &scratch);
-                bool sep = false;
-                for (int c = 0; c < t->nkeys; c++, sep = true) {
-                    if (sep) gd_buf_putc(out, ',');
-                    put_cell(out, co->tq, t->keys[c].pii, gd_key_value(t->keys[c].type, keys[c]));
-                }
-                if (windowed) {
-                    if (sep) gd_buf_putc(out, ',');
-                    gd_json_put_int(out, w);
-                    gd_buf_putc(out, ',');
-                    gd_json_put_int(out, w + t->window_ms);
-                    sep = true;
-                }
-                for (int c = 0; c < t->ncols; c++, sep = true) {
-                    if (sep) gd_buf_putc(out, ',');
-                    put_cell(out, co->tq, t->cols[c].pii, row.cols[c]);
-                }
-            } else {
-                json_t *row = json_loadb(val.p, val.len, 0, NULL);
-                put_cell(out, co->tq, t->keys[0].pii, (gd_value){.t = GD_V_STR, .s = key});
-                for (int c = 0; c < t->ncols; c++) {
-                    gd_buf_putc(out, ',');
-                    put_cell(out, co->tq, t->cols[c].pii, json_value_of(json_object_get(row, t->cols[c].name)));
-                }
-                json_decref(row);
-            }
-            gd_buf_putc(out, ']');
-        }
-    }
-    gd_arena_free(&scratch);
+    table_rows tr = {plan, gd_request_sees_pii(req), out, 0};
+    if (!read_rows(ctx, req, plan, put_table_row, &tr, r)) return false;
     gd_buf_puts(out, "]}");
-}
-
-/* The ring holds the newest MAX_TABLE_ROWS rows in scan order, so of the
- * oldest window in it, the one the cut went through, it holds the rows
- * with the highest keys. A table shows windows newest first and each in key
- * order, so the cut must keep that window's lowest keys: they are read
- * again, the first as many in key order. */
-static int refill_cut_window(const gd_api_ctx *ctx, MDB_txn *txn, collector *co, const gd_query *q)
-{
-    if (co->total_rows <= MAX_TABLE_ROWS || !gd_table_windowed(co->tq->t)) return GD_OK;
-    size_t start = co->total_rows % MAX_TABLE_ROWS, n = 0;
-    int64_t w = gd_rowkey_window(co->rows[start][0].p);
-    while (n < MAX_TABLE_ROWS && gd_rowkey_window(co->rows[(start + n) % MAX_TABLE_ROWS][0].p) == w) n++;
-    collector first = {.tq = co->tq, .keep_first = n};
-    if (!(first.rows = malloc(sizeof *first.rows * n))) return GD_ENOMEM;
-    gd_query one = *q;
-    one.from = w;
-    one.to = w + 1;
-    int rc = gd_query_run(ctx->store, txn, &one, collect_row, &first);
-    for (size_t i = 0; !rc && i < first.nrows; i++) {
-        co->rows[(start + i) % MAX_TABLE_ROWS][0] = first.rows[i][0];
-        co->rows[(start + i) % MAX_TABLE_ROWS][1] = first.rows[i][1];
-    }
-    free(first.rows);
-    return rc;
-}
-
-/* One target into out (a series list or a table). */
-static int run_target(const gd_api_ctx *ctx, MDB_txn *txn, target_query *tq, gd_buf *out, bool *first)
-{
-    collector co = {.tq = tq};
-    gd_map_init(&co.index, NULL);
-    gd_arena_init(&co.names);
-    for (int k = 0; k < tq->t->nkeys; k++) {
-        co.name_col[k] = -1;
-        const char *want = !strcmp(tq->t->keys[k].name, "game_id")     ? "game_name"
-                           : !strcmp(tq->t->keys[k].name, "player_id") ? "player_username"
-                                                                        : NULL;
-        for (int c = 0; want && c < tq->t->ncols; c++)
-            if (!strcmp(tq->t->cols[c].name, want)) co.name_col[k] = c;
-    }
-    if (tq->table_format && !(co.rows = malloc(sizeof *co.rows * MAX_TABLE_ROWS))) return GD_ENOMEM;
-    gd_query q = {.t = tq->t, .mode = GD_WINDOWS_RANGE, .from = tq->from, .to = tq->to + 1, .deadline_ms = tq->deadline_ms};
-    if (gd_table_aggregates(tq->t) && !gd_table_windowed(tq->t))
-        q.mode = GD_WINDOWS_LATEST; /* one window for all time, whatever the range */
-    for (int k = 0; k < tq->t->nkeys; k++) /* a single value is a seek, not a filter */
-        if (tq->allowed[k] && json_array_size(tq->allowed[k]) == 1) {
-            json_t *a = json_array_get(tq->allowed[k], 0);
-            q.key_eq[k] = (gd_str){json_string_value(a), (uint32_t)json_string_length(a)};
-        }
-    int rc = gd_query_run(ctx->store, txn, &q, gd_table_aggregates(tq->t) ? collect_row : collect_reference_row,
-                          &co);
-    if (!rc && tq->table_format) rc = refill_cut_window(ctx, txn, &co, &q);
-    if (!rc && tq->table_format) put_table(&co, out, first);
-    else if (!rc) put_series(&co, out, first);
-    for (size_t i = 0; i < co.n; i++) gd_buf_free(&co.list[i].points);
-    free(co.list);
-    free(co.rows);
-    gd_map_free(&co.index);
-    gd_arena_free(&co.names);
-    return rc;
-}
-
-/* The payload's value for a key column: a string or an array of strings
- * (multi-select); "", "all", "$__all" and [] mean every value. */
-static bool payload_values(json_t *v, json_t **out)
-{
-    *out = NULL;
-    if (!v || json_is_null(v)) return true;
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        if (!*s || !strcmp(s, "all") || !strcmp(s, "$__all")) return true;
-        *out = json_pack("[O]", v);
-        return true;
-    }
-    if (!json_is_array(v)) return false;
-    size_t i;
-    json_t *a;
-    json_array_foreach(v, i, a) {
-        if (!json_is_string(a)) return false;
-        if (!strcmp(json_string_value(a), "$__all")) return true;
-    }
-    if (json_array_size(v)) *out = json_incref(v);
     return true;
+}
+
+/* A request's ad hoc filters, read when a target first needs them. */
+typedef struct {
+    json_t *list; /* `filters`, else `adhocFilters`; NULL: none */
+    bool parsed;
+    gd_sql_filter *filters;
+    int n;
+    gd_arena arena;
+} request_filters;
+
+/* One target into out (a series list or a table); false with the reply set. */
+static bool run_target(const gd_api_ctx *ctx, const gd_request *req, json_t *tj, const char *metric, int64_t from,
+                       int64_t to, request_filters *rf, gd_buf *out, bool *first, gd_reply *r)
+{
+    const gd_tabledef *t;
+    int metric_col;
+    if (!resolve_metric(ctx->cat, metric, &t, &metric_col)) {
+        gd_reply_error(r, 400, "unknown metric '%s' (POST /grafana/metrics lists them)", metric);
+        return false;
+    }
+    json_t *payload = json_object_get(tj, "payload");
+    const char *format = json_string_value(json_object_get(payload, "format"));
+    bool table_format = metric_col < 0 || (format && !strcmp(format, "table"));
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_sql_dashboard d = {.q = {.t = t, .mode = GD_WINDOWS_RANGE, .from = from, .to = to + 1},
+                          .newest_first = table_format, .limit = table_format ? MAX_TABLE_ROWS : -1};
+    if (!gd_table_windowed(t)) d.q.mode = GD_WINDOWS_LATEST; /* one window for all time, whatever the range */
+    bool ok = true;
+    for (int k = 0; ok && k < t->nkeys; k++)
+        if (!payload_values(json_object_get(payload, t->keys[k].name), &arena, &d.key_in[k], &d.nkey_in[k])) {
+            gd_reply_error(r, 400, "payload %s must be a string or an array of strings", t->keys[k].name);
+            ok = false;
+        }
+    if (ok && rf->list && !rf->parsed) {
+        rf->parsed = true;
+        ok = parse_filters(rf->list, &rf->arena, &rf->filters, &rf->n, r);
+    }
+    d.filters = rf->filters;
+    d.nfilters = rf->n;
+    gd_query_plan plan = {0};
+    ok = ok && plan_rows(ctx, req, &d, &arena, &plan, r);
+    if (ok && table_format) ok = read_table(ctx, req, &plan, out, first, r);
+    else if (ok) ok = read_series(ctx, req, &plan, t->cols[metric_col].name, out, first, r);
+    gd_sql_plan_free(&plan);
+    gd_arena_free(&arena);
+    return ok;
 }
 
 void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
@@ -996,50 +783,24 @@ void gd_grafana_query(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
         json_decref(body);
         return;
     }
-    json_t *filters = json_object_get(body, "filters");
-    if (!json_is_array(filters)) filters = json_object_get(body, "adhocFilters");
-    MDB_txn *txn;
-    if (gd_store_begin_read(ctx->store, &txn)) {
-        gd_reply_error(r, 500, "the store cannot be read");
-        json_decref(body);
-        return;
-    }
+    request_filters rf = {.list = json_object_get(body, "filters")};
+    if (!json_is_array(rf.list)) rf.list = json_object_get(body, "adhocFilters");
+    if (!json_is_array(rf.list)) rf.list = NULL;
+    gd_arena_init(&rf.arena);
+    bool ok = true;
     gd_buf out = {0};
     gd_buf_putc(&out, '[');
-    bool first = true, ok = true;
+    bool first = true;
     size_t i;
     json_t *tj;
     json_array_foreach(targets, i, tj) {
         if (!ok) break;
         if (json_is_true(json_object_get(tj, "hide"))) continue;
         const char *metric = json_string_value(json_object_get(tj, "target"));
-        target_query tq = {.from = from, .to = to, .sees_pii = gd_request_sees_pii(req), .deadline_ms = req->deadline_ms};
         if (!metric || !*metric) continue; /* a panel not set up yet */
-        if (!resolve_metric(ctx->cat, metric, &tq.t, &tq.metric_col)) {
-            gd_reply_error(r, 400, "unknown metric '%s' (POST /grafana/metrics lists them)", metric);
-            ok = false;
-            break;
-        }
-        tq.e = gd_catalog_find(ctx->cat, gd_str_c(tq.t->name));
-        json_t *payload = json_object_get(tj, "payload");
-        const char *format = json_string_value(json_object_get(payload, "format"));
-        tq.table_format = tq.metric_col < 0 || (format && !strcmp(format, "table"));
-        for (int k = 0; ok && k < tq.t->nkeys; k++)
-            if (!payload_values(json_object_get(payload, tq.t->keys[k].name), &tq.allowed[k])) {
-                gd_reply_error(r, 400, "payload %s must be a string or an array of strings", tq.t->keys[k].name);
-                ok = false;
-            } else if (tq.allowed[k] && !gd_pii_may_use(tq.e, tq.t->keys[k].name, "filtering on", req, r)) {
-                ok = false;
-            }
-        if (ok && json_is_array(filters)) ok = parse_filters(&tq, filters, req, r);
-        int rc = ok ? run_target(ctx, txn, &tq, &out, &first) : GD_OK;
-        if (rc == GD_ETIMEDOUT) gd_reply_timed_out(ctx, r);
-        else if (rc) gd_reply_error(r, 500, "reading %s failed", tq.t->name);
-        ok = ok && !rc;
-        free_filters(&tq);
-        for (int k = 0; k < GD_MAX_KEYS; k++) json_decref(tq.allowed[k]);
+        ok = run_target(ctx, req, tj, metric, from, to, &rf, &out, &first, r);
     }
-    mdb_txn_abort(txn);
+    gd_arena_free(&rf.arena);
     json_decref(body);
     if (!ok) {
         gd_buf_free(&out);

@@ -1,11 +1,14 @@
 /* exec.c -- pull queries: a plan over one LMDB read transaction; the one
- * read path of SQL's pull queries (api/ksql.c) and REST's (api/pull.c,
- * whose plan gd_sql_plan_rows makes).
+ * read path of SQL's pull queries (api/ksql.c), REST's (api/pull.c, whose
+ * plan gd_sql_plan_rows makes) and Grafana's (api/grafana.c, whose plan
+ * gd_sql_plan_dashboard makes).
  *
  * The plan narrows the scan (key values, window starts: store/query.c
  * seeks to them; or only the newest window holding a row sought); every
  * row read becomes the table's row of values (keys, WINDOWSTART, WINDOWEND,
- * value columns), which the WHERE filters and the select list projects.
+ * value columns), which the WHERE filters and the select list projects --
+ * the WHERE's conjuncts over the row key alone (plan->where_keys) on the
+ * key, before the row is decoded, so that a row they refuse is not.
  * The order is total: the ORDER BY columns, then the LMDB row key, so a
  * row's place (its first order value and its key, gd_sql_pos) is where
  * the next page starts -- rows at or before plan->after are skipped (keyset
@@ -223,11 +226,6 @@ static void swap_kept(pull *p, size_t i, size_t j)
     p->heap[j] = tmp;
 }
 
-static void sift_up(pull *p, size_t i)
-{
-    for (; i > 0 && kept_cmp(&p->heap[(i - 1) / 2], &p->heap[i], p) < 0; i = (i - 1) / 2) swap_kept(p, i, (i - 1) / 2);
-}
-
 static void sift_down(pull *p, size_t i)
 {
     for (;;) {
@@ -264,7 +262,8 @@ static bool make_room(pull *p)
 }
 
 /* Keeps a row to sort: every row without LIMIT; with it, the first LIMIT
- * in the order (a bounded max-heap), however many match. */
+ * in the order (a bounded max-heap, made once LIMIT rows are kept: fewer
+ * need no heap), however many match. */
 static bool keep(pull *p, const gd_value *row, const gd_sql_pos *pos)
 {
     const gd_query_plan *plan = p->plan;
@@ -274,8 +273,8 @@ static bool keep(pull *p, const gd_value *row, const gd_sql_pos *pos)
         if (!make_room(p)) return false;
         p->heap[p->n] = (kept){*pos, p->n};
         memcpy(&p->rows[p->n * w], row, sizeof *row * w);
-        if (plan->limit >= 0) sift_up(p, p->n);
-        p->n++;
+        if (++p->n == (size_t)plan->limit)
+            for (size_t i = p->n / 2; i-- > 0;) sift_down(p, i);
         return true;
     }
     kept *top = &p->heap[0]; /* the last of the rows kept */
@@ -286,16 +285,36 @@ static bool keep(pull *p, const gd_value *row, const gd_sql_pos *pos)
     return true;
 }
 
+/* The part of a table's input row its row key holds: keys (a reference
+ * table's one key), window bounds; false when it does not decode. */
+static bool key_row(const gd_tabledef *t, gd_str key, gd_value *row)
+{
+    if (!gd_table_aggregates(t)) {
+        row[0] = (gd_value){.t = GD_V_STR, .s = key};
+        return true;
+    }
+    gd_str keys[GD_MAX_KEYS];
+    if (key.len < 8 || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return false;
+    for (int k = 0; k < t->nkeys; k++) row[k] = gd_key_value(t->keys[k].type, keys[k]);
+    if (gd_table_windowed(t)) {
+        row[t->nkeys] = (gd_value){.t = GD_V_INT, .i = gd_rowkey_window(key.p)};
+        row[t->nkeys + 1] = (gd_value){.t = GD_V_INT, .i = row[t->nkeys].i + t->window_ms};
+    }
+    return true;
+}
+
 static int visit_row(void *ctx, gd_str key, gd_str val)
 {
     pull *p = ctx;
     const gd_query_plan *plan = p->plan;
     bool sorting = plan->norder > 0 || plan->key_desc;
     if (!sorting) gd_arena_reset(&p->arena);
+    gd_eval ev = {.column = gd_value_array_column, .row = p->in, .now_ms = p->now_ms, .scratch = &p->arena};
+    if (plan->where_keys && (!key_row(plan->source->table, key, p->in) || !gd_expr_true(plan->where_keys, &ev)))
+        return 0; /* refused by its key: not decoded */
     int rc = gd_sql_table_row(plan->source->table, key, val, p->in, &p->arena);
     if (rc == GD_EOF) return 0;
     if (rc) return 0; /* a row that does not decode is not an answer */
-    gd_eval ev = {.column = gd_value_array_column, .row = p->in, .now_ms = p->now_ms, .scratch = &p->arena};
     if (plan->where && !gd_expr_true(plan->where, &ev)) return 0;
     for (int c = 0; c < plan->ncols; c++) { /* a column as it is (SELECT *) needs no evaluation */
         const gd_expr *x = plan->proj[c];

@@ -9,7 +9,12 @@
  * it derives from. A derived stream is thus inlined: a query, a table or
  * another derived stream over it reads its base, with its WHERE added.
  * A REST pull (gd_sql_plan_rows) is planned over the same scope from its
- * parameters rather than from a statement, so it runs in exec.c like SQL's.
+ * parameters rather than from a statement, so it runs in exec.c like SQL's;
+ * so is a Grafana target (gd_sql_plan_dashboard): its payload's key values
+ * and ad hoc filters are bound as the WHERE (an ad hoc filter is one
+ * GD_E_FILTER node, since dashboards compare text and numbers in their own
+ * way and match regexes, neither of which SQL's operators do), and using a
+ * personal column there is the plan's pii_use, as for SQL.
  *
  * An aggregation (GROUP BY, or an aggregate in the select list) compiles
  * into a gd_tabledef, whatever runs it -- the engine for CREATE TABLE AS
@@ -41,6 +46,7 @@
 #include <strings.h>
 
 #include "../ingest/ingest.h"
+#include "../server/regex.h"
 #include "sql.h"
 
 /* ---- scope ---- */
@@ -1277,6 +1283,50 @@ static void narrow_scan(binder *b, gd_query_plan *plan, gd_expr *where)
     }
 }
 
+static bool reads_beyond(const gd_expr *e, void *ctx)
+{
+    return e->op == GD_E_COL && e->index >= *(const int *)ctx;
+}
+
+/* x AND y; x NULL: y. */
+static gd_expr *and_of(binder *b, gd_expr *x, gd_expr *y)
+{
+    if (!x) return y;
+    gd_expr *both = alloc(b, sizeof *both);
+    *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2};
+    both->args = alloc(b, sizeof(gd_expr *) * 2);
+    both->args[0] = x;
+    both->args[1] = y;
+    return both;
+}
+
+/* Parts the conjuncts of e: those that read only what a row key holds
+ * (the first `width` columns of a table's row: keys, window bounds) go to
+ * *keys, the others to *rest. */
+static void part_conjuncts(binder *b, gd_expr *e, int width, gd_expr **keys, gd_expr **rest)
+{
+    if (e->op == GD_E_AND) {
+        part_conjuncts(b, e->args[0], width, keys, rest);
+        part_conjuncts(b, e->args[1], width, keys, rest);
+    } else if (gd_expr_any(e, reads_beyond, &width)) {
+        *rest = and_of(b, *rest, e);
+    } else {
+        *keys = and_of(b, *keys, e);
+    }
+}
+
+/* A pull's WHERE in two: plan->where_keys, the conjuncts over the row key
+ * alone, which the executor checks before it decodes a row, and
+ * plan->where, the others (a row passes when both are true, as when the
+ * conjuncts were one). */
+static void split_key_filter(binder *b, gd_query_plan *plan)
+{
+    const gd_tabledef *t = plan->source->table;
+    gd_expr *where = plan->where;
+    plan->where = plan->where_keys = NULL;
+    if (where) part_conjuncts(b, where, t->nkeys + (gd_table_windowed(t) ? 2 : 0), &plan->where_keys, &plan->where);
+}
+
 /* The select list over the scope: each item an expression and a name. */
 static bool project(binder *b, const gd_sql_select *q, gd_query_plan *plan)
 {
@@ -1436,6 +1486,7 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
         plan->kind = GD_PLAN_PULL_TABLE;
         if (!bind_order(&b, q, plan)) return GD_ERR;
         narrow_scan(&b, plan, plan->where);
+        split_key_filter(&b, plan);
     } else plan->kind = src->is_table ? GD_PLAN_PUSH_TABLE : GD_PLAN_PUSH_STREAM;
     plan->pii_use = b.pii_use;
     return b.failed ? GD_ERR : GD_OK;
@@ -1503,4 +1554,115 @@ int gd_sql_plan_rows(const gd_catalog *cat, const gd_query *q, const char *order
     plan->window_from = plan->window_latest ? INT64_MIN : q->from;
     plan->window_to = plan->window_latest ? INT64_MAX : q->to;
     return GD_OK;
+}
+
+int gd_sql_plan_column(const gd_query_plan *plan, const char *name)
+{
+    for (int i = 0; i < plan->ncols; i++)
+        if (!strcmp(name, plan->names[i])) return i;
+    return -1;
+}
+
+static gd_expr *new_node(binder *b, gd_expr_op op, gd_coltype type, int nargs)
+{
+    gd_expr *e = alloc(b, sizeof *e);
+    *e = (gd_expr){.op = op, .type = type, .nargs = (uint16_t)nargs};
+    e->args = alloc(b, sizeof *e->args * (size_t)(nargs ? nargs : 1));
+    return e;
+}
+
+static gd_expr *new_lit(binder *b, gd_value v, gd_coltype type)
+{
+    gd_expr *e = new_node(b, GD_E_LIT, type, 0);
+    e->lit = v;
+    return e;
+}
+
+/* A column of a dashboard's row as its filters see it: a key as its text
+ * (what the payload names and the filters compare), any other as it is. */
+static gd_expr *filtered_column(binder *b, const gd_query_plan *plan, int col)
+{
+    gd_expr *c = new_col(b, col, plan->types[col]);
+    if (col >= plan->source->table->nkeys || plan->types[col] == GD_T_STRING) return c;
+    gd_expr *text = new_node(b, GD_E_CAST, GD_T_STRING, 1);
+    text->args[0] = c;
+    return text;
+}
+
+static void note_filter(gd_query_plan *plan, int col)
+{
+    if (plan->pii[col] && !plan->pii_use.column) plan->pii_use = (gd_pii_use){plan->names[col], "filtering on"};
+}
+
+/* An ad hoc filter on column col: the text and, when it is one, its number. */
+static int bind_filter(binder *b, gd_query_plan *plan, int col, const gd_sql_filter *f)
+{
+    static const char *const op_names[] = {"=", "!=", "<", ">", "=~", "!~"};
+    gd_expr *x = new_node(b, GD_E_FILTER, GD_T_BOOLEAN, 3);
+    x->index = (int)f->op;
+    x->args[0] = filtered_column(b, plan, col);
+    gd_str text = gd_arena_strdup(b->arena, gd_str_c(f->value));
+    x->args[1] = new_lit(b, (gd_value){.t = GD_V_STR, .s = text}, GD_T_STRING);
+    char *end;
+    double num = strtod(f->value, &end);
+    x->args[2] = *f->value && !*end ? new_lit(b, (gd_value){.t = GD_V_DBL, .d = num}, GD_T_DOUBLE)
+                                    : new_lit(b, (gd_value){.t = GD_V_NULL}, GD_T_NULL);
+    plan->where = and_of(b, plan->where, x); /* first, so that gd_sql_plan_free finds its regex */
+    note_filter(plan, col);
+    if (f->op != GD_FILTER_MATCH && f->op != GD_FILTER_NOT_MATCH) return GD_OK;
+    char why[256]; /* matching the whole value, bounded (server/regex.h) */
+    if (gd_regex_compile(&x->re, f->value, strlen(f->value), why, sizeof why))
+        return gd_sql_fail(b->err, GD_SQL_BAD_REQUEST, "filter %s %s: the regular expression is refused: %s", f->column,
+                           op_names[f->op], why);
+    return GD_OK;
+}
+
+int gd_sql_plan_dashboard(const gd_catalog *cat, const gd_sql_dashboard *d, gd_arena *arena, gd_query_plan *plan,
+                          gd_sql_error *err)
+{
+    const gd_tabledef *t = d->q.t;
+    gd_query q = d->q;
+    for (int k = 0; k < t->nkeys; k++) /* a single value is a seek */
+        q.key_eq[k] = d->nkey_in[k] == 1 ? d->key_in[k][0] : GD_STR_NULL;
+    bool newest_first = d->newest_first && gd_table_windowed(t);
+    if (gd_sql_plan_rows(cat, &q, newest_first ? "window_start" : NULL, newest_first, d->limit, arena, plan, err))
+        return GD_ERR;
+    plan->key_desc = false; /* each window's rows in key order */
+    plan->pii_use = (gd_pii_use){0};
+    binder b = {.cat = cat, .arena = arena, .err = err};
+    for (int k = 0; k < t->nkeys; k++) { /* keys come first in the row */
+        if (!d->nkey_in[k]) continue;
+        note_filter(plan, k);
+        if (d->nkey_in[k] == 1) continue;
+        gd_expr *in = new_node(&b, GD_E_IN, GD_T_BOOLEAN, 1 + d->nkey_in[k]);
+        in->args[0] = filtered_column(&b, plan, k);
+        for (int i = 0; i < d->nkey_in[k]; i++)
+            in->args[1 + i] = new_lit(&b, (gd_value){.t = GD_V_STR, .s = gd_arena_strdup(arena, d->key_in[k][i])},
+                                      GD_T_STRING);
+        plan->where = and_of(&b, plan->where, in);
+    }
+    int applied = 0;
+    for (int i = 0; i < d->nfilters; i++) {
+        int col = gd_sql_plan_column(plan, d->filters[i].column);
+        if (col < 0) continue;
+        if (++applied > GD_PLAN_MAX_FILTERS)
+            return gd_sql_fail(err, GD_SQL_BAD_REQUEST, "at most %d ad hoc filters", GD_PLAN_MAX_FILTERS);
+        if (bind_filter(&b, plan, col, &d->filters[i])) return GD_ERR;
+    }
+    split_key_filter(&b, plan);
+    return GD_OK;
+}
+
+static bool free_regex(const gd_expr *e, void *ctx)
+{
+    (void)ctx;
+    if (e->op == GD_E_FILTER) gd_regex_free(e->re);
+    return false;
+}
+
+void gd_sql_plan_free(gd_query_plan *plan)
+{
+    if (plan->where) gd_expr_any(plan->where, free_regex, NULL);
+    if (plan->where_keys) gd_expr_any(plan->where_keys, free_regex, NULL);
+    plan->where = plan->where_keys = NULL;
 }

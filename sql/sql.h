@@ -7,8 +7,9 @@
  *               derived stream) or a query plan, names bound against the
  *               catalog (store/catalog.h), types checked
  *   exec.c      pull queries: a plan over LMDB read transactions -- the one
- *               read path of SQL's and REST's pull queries (REST's plan is
- *               made by gd_sql_plan_rows)
+ *               read path of SQL's, REST's and Grafana's pull queries (REST's
+ *               plan is made by gd_sql_plan_rows, Grafana's by
+ *               gd_sql_plan_dashboard)
  *   run.c       push queries: the thread that evaluates them on the hub's
  *               streams and publishes their rows
  *   builtin.sql the built-in tables and streams, compiled at start by
@@ -207,7 +208,9 @@ typedef struct {
     const char **names;  /* output column names as ksqlDB gives them */
     gd_coltype *types;
     gd_expr **proj;      /* over the input row (for an aggregate: the transient table's row) */
-    gd_expr *where;      /* over the input row, or NULL */
+    gd_expr *where;      /* over the input row, or NULL (a pull's: the conjuncts where_keys does not hold) */
+    gd_expr *where_keys; /* pull: the WHERE's conjuncts over the row key alone (keys, window bounds), checked
+                          * before the rest of a row is decoded; NULL: none */
     int64_t limit;       /* -1: none */
     /* pull: the keys and windows to read, and the order */
     int nkey_values[GD_MAX_KEYS]; /* 0: any value of that key column */
@@ -241,6 +244,46 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
  * most limit rows. Personal data used is plan->pii_use, as for SQL. */
 int gd_sql_plan_rows(const gd_catalog *cat, const gd_query *q, const char *order_by, bool desc, int64_t limit,
                      gd_arena *arena, gd_query_plan *out, gd_sql_error *err);
+
+/* The rows a dashboard asks for (api/grafana.c): every column of a table
+ * as gd_sql_plan_rows gives them, the windows of q (its key_eq unused),
+ * the values each key column may take (a payload's multi-select; one
+ * value is a seek, several a condition), and ad hoc filters -- column op
+ * text, compared as store/expr.h's GD_E_FILTER says; one on a column the
+ * table lacks is left out (a dashboard sends its filters to every panel).
+ * newest_first: windows newest first, each window's rows in key order;
+ * else rows come in the order of the scan. At most limit rows (-1: all). */
+typedef struct {
+    const char *column;
+    gd_filter_op op;
+    const char *value;
+} gd_sql_filter;
+
+enum { GD_PLAN_MAX_FILTERS = 32 }; /* ad hoc filters that apply to a table */
+
+typedef struct {
+    gd_query q;
+    const gd_str *key_in[GD_MAX_KEYS];
+    int nkey_in[GD_MAX_KEYS]; /* 0: any value */
+    const gd_sql_filter *filters;
+    int nfilters;
+    bool newest_first;
+    int64_t limit;
+} gd_sql_dashboard;
+
+/* The plan of a dashboard's rows: key values and filters are its bound
+ * WHERE, and a key value or filter on a personal column is
+ * plan->pii_use ("filtering on"), as for SQL. A regex that does not
+ * compile, or more than GD_PLAN_MAX_FILTERS filters, is an error (400).
+ * The regexes live outside the arena: gd_sql_plan_free frees them, failed
+ * or not. */
+int gd_sql_plan_dashboard(const gd_catalog *cat, const gd_sql_dashboard *d, gd_arena *arena, gd_query_plan *out,
+                          gd_sql_error *err);
+/* Frees what a plan holds outside its arena (the regexes of its filters). */
+void gd_sql_plan_free(gd_query_plan *plan);
+
+/* The index of the plan's output column of that name; -1: none. */
+int gd_sql_plan_column(const gd_query_plan *plan, const char *name);
 
 /* The schema of an entry's rows as SQL shows it. */
 typedef struct {

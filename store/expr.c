@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "../server/json.h"
+#include "../server/regex.h"
 
 static const gd_value NULLV = {.t = GD_V_NULL};
 
@@ -483,6 +484,45 @@ static gd_value eval_case(const gd_expr *e, const gd_eval *ctx)
     return e->has_else ? gd_expr_eval(e->args[e->nargs - 1], ctx) : NULLV;
 }
 
+/* Bytewise order of a and b (a prefix first). */
+static int bytes_cmp(gd_str a, gd_str b)
+{
+    uint32_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+/* An ad hoc filter (GD_E_FILTER, expr.h says how it compares). */
+static bool filter_passes(const gd_expr *e, gd_value v)
+{
+    gd_filter_op op = (gd_filter_op)e->index;
+    if (is_null(v)) return op == GD_FILTER_NE || op == GD_FILTER_NOT_MATCH;
+    gd_str want = e->args[1]->lit.s;
+    gd_value num = e->args[2]->lit; /* the text as a number, or NULL */
+    if ((op == GD_FILTER_EQ || op == GD_FILTER_NE) && v.t != GD_V_STR)
+        return (!is_null(num) && as_dbl(v) == num.d) == (op == GD_FILTER_EQ);
+    if ((op == GD_FILTER_LT || op == GD_FILTER_GT) && v.t != GD_V_STR && !is_null(num)) {
+        double x = as_dbl(v);
+        return op == GD_FILTER_LT ? x < num.d : x > num.d;
+    }
+    gd_buf text = {0};
+    gd_str s = v.s;
+    if (v.t != GD_V_STR) {
+        gd_value_text(v, &text);
+        s = (gd_str){text.p, (uint32_t)text.len};
+    }
+    bool pass;
+    switch (op) {
+    case GD_FILTER_EQ:
+    case GD_FILTER_NE: pass = gd_str_eq(s, want) == (op == GD_FILTER_EQ); break;
+    case GD_FILTER_LT: pass = bytes_cmp(s, want) < 0; break;
+    case GD_FILTER_GT: pass = bytes_cmp(s, want) > 0; break;
+    default: pass = gd_regex_match(e->re, s.p ? s.p : "", s.len) == (op == GD_FILTER_MATCH); break;
+    }
+    gd_buf_free(&text);
+    return pass;
+}
+
 gd_value gd_expr_eval(const gd_expr *e, const gd_eval *ctx)
 {
     switch (e->op) {
@@ -546,6 +586,7 @@ gd_value gd_expr_eval(const gd_expr *e, const gd_eval *ctx)
     case GD_E_CASE: return eval_case(e, ctx);
     case GD_E_CAST: return gd_value_cast(gd_expr_eval(e->args[0], ctx), e->type, ctx->scratch);
     case GD_E_CALL: return call(e, ctx);
+    case GD_E_FILTER: return bool_v(filter_passes(e, gd_expr_eval(e->args[0], ctx)));
     case GD_E_NAME:
     case GD_E_AGGCALL:
     case GD_E_STAR: return NULLV; /* never bound: the planner refuses such trees */

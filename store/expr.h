@@ -64,6 +64,7 @@ typedef enum {
     GD_E_CASE,     /* WHEN args[2i] THEN args[2i+1] ..., ELSE args[n-1] when `has_else` */
     GD_E_CAST,     /* args[0] to `type` */
     GD_E_CALL,     /* scalar function `index` (gd_func) */
+    GD_E_FILTER,   /* an ad hoc filter of a dashboard: args[0] `index` (gd_filter_op) args[1], see below */
     /* before binding (parser output only) */
     GD_E_NAME,     /* a column by name: `name`, qualified by `qualifier` */
     GD_E_AGGCALL,  /* an aggregate by name (`name`), args or `star` */
@@ -86,6 +87,17 @@ typedef enum {
     GD_FN_TIMESTAMPTOSTRING,
     GD_FN_COUNT
 } gd_func;
+
+/* An ad hoc filter's operator (Grafana's filters). The node compares
+ * args[0] with the text args[1] (a STRING literal; args[2] the same as a
+ * DOUBLE, or NULL when it is not a number) as dashboards do: a NULL value
+ * passes only != and !~; a string compares with the text by bytes (= and
+ * != by equality); any other value is a number for = and != (equal to the
+ * text's number), and for < and > when the text is a number, else its
+ * text (as CAST gives it) compares by bytes; =~ and !~ match the value's
+ * text whole with the regex `re` (server/regex.h), which the node's owner
+ * compiled and frees. */
+typedef enum { GD_FILTER_EQ, GD_FILTER_NE, GD_FILTER_LT, GD_FILTER_GT, GD_FILTER_MATCH, GD_FILTER_NOT_MATCH } gd_filter_op;
 
 /* The size of the trees the SQL layer builds: sql/parse.c refuses a
  * statement whose expressions nest deeper (in the text or in the tree,
@@ -112,6 +124,7 @@ struct gd_expr {
      * of the statement it comes from (named in refusals) */
     gd_pii pii;
     const char *pii_from;
+    struct gd_regex *re; /* GD_E_FILTER =~ and !~: the pattern, compiled */
 };
 
 /* What an expression reads. */

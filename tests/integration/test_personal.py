@@ -425,6 +425,46 @@ def test_a_stream_derived_from_the_players_stream_masks_what_it_takes_from_email
         "p4": (None, None)}
 
 
+def grafana_rows(d, key, table, filters, payload=None):
+    status, body = call(d, "POST", "/grafana/query", key, {"range": RANGE, "filters": filters, "targets": [
+        {"refId": "A", "target": table, "payload": dict(payload or {}, format="table")}]})
+    return status, json.loads(body)
+
+
+def test_grafana_filters_on_computed_personal_columns_as_the_planner_decides(daemon):
+    """Ad hoc filters on columns computed from player_email (ue, its UCASE;
+    ne, a COUNT_DISTINCT of it): refused to a read key with the planner's
+    message, and, for a pii key, applied to the computed values (a NULL
+    passes !~ only). The rows expected come from PLAYERS, by hand."""
+    refusal = "filtering on %s needs an API key with the pii scope: %s is personal data (selected, it is shown masked)"
+    cases = [
+        ({"key": "ue", "operator": "=~", "value": ".*@CORP-A\\.EXAMPLE"}, {"p1"}),
+        ({"key": "ue", "operator": "!~", "value": ".*@CORP-A\\.EXAMPLE"}, {"p2", "p3", "p4"}),
+        ({"key": "ue", "operator": "=", "value": "WQ8TCEDARNOAT"}, {"p3"}),
+        ({"key": "ne", "operator": ">", "value": 0}, {p for p, e in PLAYERS.items() if e}),
+    ]
+    for f, want in cases:
+        status, got = grafana_rows(daemon, READ, "pii_by_player", [f])
+        assert status == 403 and got["message"] == refusal % (f["key"], f["key"]), (f, got)
+        status, got = grafana_rows(daemon, PII, "pii_by_player", [f])
+        assert status == 200, (f, got)
+        assert {r[0] for r in got[0]["rows"]} == want, (f, got)
+    # a filter on a column the table lacks is another table's: it does not apply
+    status, got = grafana_rows(daemon, READ, "pii_by_player", [{"key": "pre", "operator": "=", "value": "x"}])
+    assert status == 200 and {r[0] for r in got[0]["rows"]} == set(PLAYERS)
+
+
+def test_grafana_refuses_a_personal_key_value_with_the_message_of_a_rest_filter(daemon):
+    """The payload's value of a personal key column and the REST filter on it
+    are one use, decided by one planner: the same 403, word for word."""
+    rest_status, rest_body = call(daemon, "GET", "/v1/tables/pii_by_mail?player_email=x", READ)
+    status, got = grafana_rows(daemon, READ, "pii_by_mail", [], {"player_email": ["x", "y"]})
+    assert rest_status == status == 403
+    assert got["message"] == json.loads(rest_body)["message"]
+    status, got = grafana_rows(daemon, PII, "pii_by_mail", [], {"player_email": [PLAYERS["p1"], PLAYERS["p3"]]})
+    assert status == 200 and sorted(r[0] for r in got[0]["rows"]) == sorted([PLAYERS["p1"], PLAYERS["p3"]])
+
+
 def test_a_cursor_holds_no_key_bytes(daemon):
     status, body = call(daemon, "GET", "/v1/tables/pii_by_mail?limit=1", PII)
     cursor = json.loads(body)["next_cursor"]

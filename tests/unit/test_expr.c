@@ -388,6 +388,111 @@ static void like_patterns_of_many_percents_take_no_stack(void **state)
     free(pat);
 }
 
+/* What a dashboard's plan says beyond its rows. */
+typedef struct {
+    bool key_filter; /* where_keys */
+    bool row_filter; /* where: what where_keys does not check */
+    int seeks;       /* key values sought of the first key column */
+    char pii_use[128]; /* "how column", "" for none */
+} plan_facts;
+
+/* A dashboard's filters (gd_sql_plan_dashboard) over the row, as text:
+ * "pass", "refused" or the planner's error; keys: game_id's payload
+ * values (NULL: none). */
+static const char *dashboard(const char *table, const char *column, gd_filter_op op, const char *value,
+                             const char *const *keys, int nkeys, plan_facts *out)
+{
+    static char text[600];
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_sql_error err = {0};
+    gd_str key_values[4];
+    for (int i = 0; i < nkeys; i++) key_values[i] = gd_str_c(keys[i]);
+    gd_sql_filter f = {column, op, value};
+    gd_sql_dashboard d = {.q = {.t = gd_catalog_tabledef(&catalog, gd_str_c(table)), .mode = GD_WINDOWS_LATEST},
+                          .filters = &f, .nfilters = column ? 1 : 0, .limit = -1};
+    d.key_in[0] = key_values;
+    d.nkey_in[0] = nkeys;
+    gd_query_plan plan = {0};
+    if (gd_sql_plan_dashboard(&catalog, &d, &arena, &plan, &err)) {
+        snprintf(text, sizeof text, "%s", err.message);
+    } else {
+        eval("1"); /* fills the row */
+        gd_eval ev = {.column = gd_value_array_column, .row = row, .now_ms = 1700000000000, .scratch = &arena};
+        bool pass = (!plan.where_keys || gd_expr_true(plan.where_keys, &ev)) && (!plan.where || gd_expr_true(plan.where, &ev));
+        snprintf(text, sizeof text, "%s", pass ? "pass" : "refused");
+    }
+    if (out) {
+        out->key_filter = plan.where_keys != NULL;
+        out->row_filter = plan.where != NULL;
+        out->seeks = plan.nkey_values[0];
+        snprintf(out->pii_use, sizeof out->pii_use, "%s%s%s", plan.pii_use.column ? plan.pii_use.how : "",
+                 plan.pii_use.column ? " " : "", plan.pii_use.column ? plan.pii_use.column : "");
+    }
+    gd_sql_plan_free(&plan);
+    gd_arena_free(&arena);
+    return text;
+}
+
+#define FILTER(col, op, value, want) assert_string_equal(dashboard("gaming_games_table", col, op, value, NULL, 0, NULL), want)
+
+static void dashboard_filters_compare_as_dashboards_do(void **state)
+{
+    (void)state;
+    /* NULL (genre) passes != and !~ only */
+    FILTER("genre", GD_FILTER_EQ, "x", "refused");
+    FILTER("genre", GD_FILTER_NE, "x", "pass");
+    FILTER("genre", GD_FILTER_LT, "x", "refused");
+    FILTER("genre", GD_FILTER_MATCH, ".*", "refused");
+    FILTER("genre", GD_FILTER_NOT_MATCH, ".*", "pass");
+    /* a number (rating 4.5): by value against a number, else as its text by bytes */
+    FILTER("rating", GD_FILTER_EQ, "4.50", "pass");
+    FILTER("rating", GD_FILTER_NE, "4.5", "refused");
+    FILTER("rating", GD_FILTER_EQ, "abc", "refused");
+    FILTER("rating", GD_FILTER_LT, "10", "pass");  /* 4.5 < 10, though "4.5" > "10" by bytes */
+    FILTER("rating", GD_FILTER_GT, "abc", "refused"); /* "4.5" < "abc" */
+    FILTER("rating", GD_FILTER_LT, "abc", "pass");
+    FILTER("rating", GD_FILTER_MATCH, "4\\.5", "pass");
+    /* a string by bytes; a regex matches it whole */
+    FILTER("game_name", GD_FILTER_EQ, "Neon Arena", "pass");
+    FILTER("game_name", GD_FILTER_LT, "Z", "pass");
+    FILTER("game_name", GD_FILTER_GT, "Neon", "pass");
+    FILTER("game_name", GD_FILTER_MATCH, "Neon", "refused");
+    FILTER("game_name", GD_FILTER_MATCH, "neon.*", "refused");
+    FILTER("game_name", GD_FILTER_MATCH, "(?i)neon.*", "pass");
+    FILTER("game_name", GD_FILTER_NOT_MATCH, "N.*a", "refused");
+    /* another table's column does not apply; a regex that does not compile is an error */
+    FILTER("player_email", GD_FILTER_EQ, "x", "pass");
+    assert_non_null(strstr(dashboard("gaming_games_table", "game_id", GD_FILTER_MATCH, "game_(0", NULL, 0, NULL),
+                           "filter game_id =~: the regular expression is refused"));
+}
+
+static void dashboard_key_values_and_personal_data_are_the_plans(void **state)
+{
+    (void)state;
+    static const char *const two[] = {"g2", "g1"}, *const others[] = {"g2", "g3"}, *const one[] = {"g9"};
+    plan_facts plan;
+    /* several values: a condition on the key, checked on the row key alone */
+    assert_string_equal(dashboard("gaming_games_table", NULL, GD_FILTER_EQ, NULL, two, 2, &plan), "pass");
+    assert_true(plan.key_filter);
+    assert_false(plan.row_filter); /* checked once */
+    assert_string_equal(dashboard("gaming_games_table", NULL, GD_FILTER_EQ, NULL, others, 2, NULL), "refused");
+    /* one value: a seek */
+    assert_string_equal(dashboard("gaming_games_table", NULL, GD_FILTER_EQ, NULL, one, 1, &plan), "pass");
+    assert_int_equal(plan.seeks, 1);
+    assert_false(plan.key_filter);
+    /* a filter on a value column is not a key's */
+    dashboard("gaming_games_table", "rating", GD_FILTER_GT, "1", NULL, 0, &plan);
+    assert_false(plan.key_filter);
+    assert_true(plan.row_filter);
+    assert_string_equal(plan.pii_use, "");
+    /* a filter on a personal column is the plan's use of it */
+    dashboard("gaming_players_table", "email", GD_FILTER_MATCH, ".*", NULL, 0, &plan);
+    assert_string_equal(plan.pii_use, "filtering on email");
+    dashboard("gaming_players_table", "username", GD_FILTER_MATCH, ".*", NULL, 0, &plan);
+    assert_string_equal(plan.pii_use, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +508,8 @@ int main(void)
         cmocka_unit_test(oversized_statements_are_refused),
         cmocka_unit_test(derived_streams_cannot_grow_past_the_bounds),
         cmocka_unit_test(like_patterns_of_many_percents_take_no_stack),
+        cmocka_unit_test(dashboard_filters_compare_as_dashboards_do),
+        cmocka_unit_test(dashboard_key_values_and_personal_data_are_the_plans),
     };
     return cmocka_run_group_tests(tests, load, unload);
 }
