@@ -18,7 +18,7 @@
  * flag; libcurl's progress callback, called at least once a second, sees
  * it and aborts the transfer, the shell asks /close-query to end the query
  * on the server, and the prompt comes back. At the prompt, Ctrl-C drops
- * the line being typed (readline's signal hook ends the read).
+ * the statement being typed (the shell's key reader ends the read).
  *
  * The API key comes from GAMINGD_API_KEY or --api-key-file, never from the
  * command line, where every local user could read it. */
@@ -407,11 +407,35 @@ static const char *statement_end(const char *p)
     return NULL;
 }
 
+/* Past the space and comments before a statement: the server reads the
+ * statement alone, so the line:column of its errors are the statement's
+ * own, as ksqlDB's CLI sends them. */
+static const char *skip_comments(const char *p)
+{
+    for (;;) {
+        p += strspn(p, " \t\r\n");
+        if (p[0] == '-' && p[1] == '-') p += strcspn(p, "\n");
+        else if (p[0] == '/' && p[1] == '*' && strstr(p + 2, "*/")) p = strstr(p + 2, "*/") + 2;
+        else return p;
+    }
+}
+
 static bool blank(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') return false;
     return true;
+}
+
+/* A statement goes to the history on one line: the history file keeps a
+ * line an entry. */
+static void remember(const char *stmt)
+{
+    char *line = strdup(stmt + strspn(stmt, " \t\r\n"));
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    add_history(line);
+    free(line);
 }
 
 /* Runs each complete statement at the start of *text, removing it; with
@@ -427,13 +451,14 @@ static int run_statements(shell *sh, gd_buf *text, bool to_end, bool interactive
         const char *end = statement_end(p);
         if (!end && to_end && !blank(p, strlen(p))) end = p + strlen(p);
         if (!end) break;
+        p = skip_comments(p);
         char *stmt = strndup(p, (size_t)(end - p));
         p = end;
         if (blank(stmt, strlen(stmt) - (stmt[0] && stmt[strlen(stmt) - 1] == ';'))) {
             free(stmt);
             continue;
         }
-        if (interactive) add_history(stmt + strspn(stmt, " \t\n"));
+        if (interactive) remember(stmt);
         status = run_statement(sh, stmt);
         free(stmt);
         if (status && !interactive) break;
@@ -446,14 +471,21 @@ static int run_statements(shell *sh, gd_buf *text, bool to_end, bool interactive
 
 /* ---- the read loop ---- */
 
-/* Ctrl-C at the prompt: readline's read was interrupted; drop the line. */
-static int on_prompt_signal(void)
+/* readline's key reader: rl_getc, but Ctrl-C (a read interrupted with the
+ * flag set) accepts an emptied line, so readline returns and the caller
+ * drops the statement being typed. */
+static int read_key(FILE *f)
 {
-    if (interrupted) {
-        rl_replace_line("", 0);
-        rl_done = 1;
+    unsigned char c;
+    for (;;) {
+        if (interrupted) {
+            rl_replace_line("", 0);
+            return '\n';
+        }
+        ssize_t n = read(fileno(f), &c, 1);
+        if (n == 1) return c;
+        if (n == 0 || errno != EINTR) return EOF;
     }
-    return 0;
 }
 
 static bool is_exit(const char *line)
@@ -470,7 +502,7 @@ static void interactive(shell *sh)
     if (home && *home) snprintf(history, sizeof history, "%s/" HISTORY_FILE, home);
     if (history[0]) read_history(history);
     rl_catch_signals = 0;
-    rl_signal_event_hook = on_prompt_signal;
+    rl_getc_function = read_key;
     fprintf(sh->out, "gamingd SQL shell on %s: statements end with ';', Ctrl-C stops a query, Ctrl-D leaves.\n",
             sh->url);
     gd_buf text = {0};
@@ -481,7 +513,6 @@ static void interactive(shell *sh)
         if (interrupted) { /* Ctrl-C: the statement being typed is dropped */
             free(line);
             text.len = 0;
-            fputc('\n', sh->out);
             continue;
         }
         if (!text.len && is_exit(line)) {
