@@ -320,6 +320,16 @@ static void draw_variables(FILE *f, int width, const json_t *list)
     table_print(f, width, &t, NULL);
 }
 
+static bool listed(const json_t *names, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v) if (!strcmp(json_string_value(v) ? json_string_value(v) : "", name)) return true;
+    return false;
+}
+
+/* Where a property's value comes from, as the CLI says it: SESSION (the
+ * request overrode it), "" (a default), SERVER. */
 static void draw_properties(FILE *f, int width, const json_t *entity)
 {
     const char *headers[] = {"Property", "Scope", "Default override", "Effective Value"};
@@ -328,8 +338,12 @@ static void draw_properties(FILE *f, int width, const json_t *entity)
     size_t n;
     json_t **items = sorted_by_name(json_object_get(entity, "properties"), &n);
     for (size_t i = 0; i < n; i++) {
-        const char *level = str(items[i], "level");
-        const char *row[] = {str(items[i], "name"), str(items[i], "scope"), level, str(items[i], "value")};
+        const char *name = str(items[i], "name");
+        const char *override = listed(json_object_get(entity, "overwrittenProperties"), name) ? "SESSION"
+                               : listed(json_object_get(entity, "defaultProperties"), name) ? ""
+                                                                                              : "SERVER";
+        const json_t *value = json_object_get(items[i], "value");
+        const char *row[] = {name, str(items[i], "scope"), override, json_is_string(value) ? json_string_value(value) : "NULL"};
         table_row(&t, row);
     }
     free(items);
