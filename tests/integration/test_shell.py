@@ -1,6 +1,7 @@
 """`gamingd sql`, the SQL shell, used as a person uses it: scripts with
 --execute against a daemon fed a small file (tables drawn as ksqlDB's CLI
-draws them, errors as the server words them, exit status 1), Ctrl-C on a
+draws them, errors as the server words them, exit status 1), the API key
+from GAMINGD_API_KEY or --api-key-file against a daemon with keys, Ctrl-C on a
 push query against a stand-in server that records what the shell sends
 (/close-query with the query's id, the key, SET properties and DEFINE
 variables), and an interactive session in tmux against a daemon running the
@@ -143,6 +144,25 @@ def test_the_key_is_never_an_argument(tmp_path):
     assert r.returncode == 2 and "GAMINGD_API_KEY" in r.stderr, r
     r = shell("http://127.0.0.1:9", "--api-key-file", str(tmp_path / "missing"), "-e", "SHOW TABLES;")
     assert r.returncode == 2 and "missing" in r.stderr, r
+
+
+def test_key_from_the_environment_or_a_file(gamingd, tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("shell-key-9d2e read\n")
+    d = gamingd("generator", args=["--rate", "10", "--api-keys", str(keys)])
+    stmt = "SELECT game_id FROM gaming_games_table WHERE game_id = 'game_002';"
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=TIMEOUT)
+    c.request("POST", "/query-stream", body=json.dumps({"sql": stmt}))
+    refused = json.loads(c.getresponse().read())["message"]
+    c.close()
+    r = shell(d.port, "-e", stmt)
+    assert r.returncode == 1 and r.stderr == refused + "\n", r
+    (tmp_path / "key").write_text("shell-key-9d2e\n")
+    for args, env in ((["-e", stmt], {"GAMINGD_API_KEY": "shell-key-9d2e"}),
+                      (["--api-key-file", str(tmp_path / "key"), "-e", stmt], None)):
+        r = shell(d.port, *args, env=env, columns=12)
+        assert r.returncode == 0, r
+        assert r.stdout.splitlines()[3:] == ["|game_002  |", "Query terminated"]
 
 
 # ---- Ctrl-C on a push query, against a server that records what it is sent ----
