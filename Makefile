@@ -13,14 +13,15 @@ PKGS    := liblmdb libmicrohttpd jansson rdkafka avro-c libcurl
 CFLAGS  ?= -O2 -g
 # the project's own flags stay in force when CFLAGS is set on the command line
 GD_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
-LDLIBS  := -llmdb -lmicrohttpd -ljansson -lrdkafka -lavro -lcurl -lgnutls -lm -pthread
+LDLIBS  := -llmdb -lmicrohttpd -ljansson -lrdkafka -lavro -lcurl -lgnutls -lreadline -lm -pthread
 BUILD   ?= build
 
 # Debian packages: to build, to test, to benchmark, to fuzz. Each target
 # checks only what it needs, so a plain build installs no test tools.
 DEPS_BUILD := gcc make pkg-config liblmdb-dev libmicrohttpd-dev libjansson-dev \
-              librdkafka-dev libavro-dev libcurl4-openssl-dev libgnutls28-dev
-DEPS_TEST  := libcmocka-dev python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium \
+              librdkafka-dev libavro-dev libcurl4-openssl-dev libgnutls28-dev \
+              libreadline-dev
+DEPS_TEST  := libcmocka-dev tmux python3 python3-pytest curl lmdb-utils python3-prometheus-client chromium \
               kcat python3-confluent-kafka python3-avro python3-requests python3-websocket python3-yaml \
               prometheus openssl
 DEPS_BENCH := wrk
@@ -28,8 +29,9 @@ DEPS_FUZZ  := clang libclang-rt-14-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST     := /usr/bin/python3 -m pytest
 
-SRCS := $(wildcard server/*.c ingest/*.c store/*.c sql/*.c api/*.c)
-LIB_SRCS := $(filter-out server/main.c,$(SRCS))
+SRCS := $(wildcard server/*.c ingest/*.c store/*.c sql/*.c api/*.c cli/*.c)
+# the daemon's layers; main.c and the SQL shell (cli/, a client of the daemon) are no part of them
+LIB_SRCS := $(filter-out server/main.c cli/%.c,$(SRCS))
 # schemas/*.avsc are built in as C strings (gd_schema_<name>)
 AVSC := $(wildcard schemas/*.avsc)
 GEN_OBJS = $(BUILD)/obj/gen/schemas.o $(BUILD)/obj/gen/builtin_sql.o $(BUILD)/obj/gen/page.o

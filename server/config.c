@@ -301,6 +301,8 @@ static void usage(FILE *f)
             "                                    write synthetic source records as JSON lines\n"
             "       gamingd generate --brokers LIST [--format json|avro] [--events N] ...\n"
             "                                    produce them into the three source topics\n"
+            "       gamingd sql [URL] [-e STATEMENTS | -f FILE] [--api-key-file FILE]\n"
+            "                                    the SQL shell (see gamingd sql --help)\n"
             "\nflags (each also read from its environment variable):\n");
     for (int i = 0; i < NOPTIONS; i++) {
         char lhs[64];

@@ -3,7 +3,8 @@
  * serve: open the store, the source and the engine, start the HTTP API, then
  * run ingest on this thread until SIGTERM/SIGINT; then stop taking work,
  * commit, close the API and the store, and exit 0 (SPEC §9).
- * generate: write synthetic source records to a file or to Kafka. */
+ * generate: write synthetic source records to a file or to Kafka.
+ * sql: the SQL shell (cli/), a client of a running gamingd. */
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "../api/api.h"
+#include "../cli/cli.h"
 #include "../sql/sql.h"
 
 /* Signal handlers cannot be handed state, so what they set -- the stop
@@ -190,6 +192,12 @@ static int serve(const gd_config *cfg)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "sql")) { /* its own arguments: none of the daemon's flags */
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int status = gd_shell_main(argc - 1, argv + 1);
+        curl_global_cleanup();
+        return status;
+    }
     gd_config cfg;
     int rc = gd_config_parse(&cfg, argc, argv);
     if (rc == GD_EOF) return 0;
