@@ -175,15 +175,19 @@ static void bounds_are_refused_naming_the_limit(void **state)
     for (int i = 0; i < 15000; i++) n += (size_t)sprintf(big + n, "%sgame_%05d", i ? "|" : "", i);
     assert_non_null(strstr(refusal(big, n), "bytes; at most 1024"));
     free(big);
-    /* the program: a{9999} and the match are 10,000 instructions, a{10000} one more */
-    assert_string_equal(refusal("a{9999}", 7), "");
-    REFUSED("a{10000}", "past 10000 instructions");
+    /* the program: a{9997}, the two saves of the match (group 0) and the
+     * match are 10,000 instructions, a{9998} one more */
+    assert_string_equal(refusal("a{9997}", 7), "");
+    REFUSED("a{9998}", "past 10000 instructions");
     REFUSED("a{99999999999999999999}", "past 10000 instructions"); /* no overflow */
     REFUSED("(.{1,255}){1,255}", "past 10000 instructions");
     REFUSED("((a{100}){100}){100}", "past 10000 instructions");
-    /* (a|b) is four instructions: 2,499 copies fit, 2,500 do not */
-    assert_string_equal(refusal("(a|b){2499}", 11), "");
-    REFUSED("(a|b){2500}", "past 10000 instructions");
+    /* (?:a|b) is four instructions: 2,499 copies fit, 2,500 do not; a
+     * capturing (a|b) is six (its two saves): 1,666 fit, 1,667 do not */
+    assert_string_equal(refusal("(?:a|b){2499}", 13), "");
+    REFUSED("(?:a|b){2500}", "past 10000 instructions");
+    assert_string_equal(refusal("(a|b){1666}", 11), "");
+    REFUSED("(a|b){1667}", "past 10000 instructions");
     /* nesting */
     char deep[2 * GD_REGEX_MAX_DEPTH + 4];
     for (int d = GD_REGEX_MAX_DEPTH; d <= GD_REGEX_MAX_DEPTH + 1; d++) {
@@ -216,6 +220,109 @@ static void a_regex_is_reused(void **state)
     gd_regex_free(re);
 }
 
+/* Searching: the leftmost match, then the first in priority order, and
+ * its groups -- what Python's re.search gives (and Java's find). Each
+ * example: pattern, text, then the match and group 1 ("-" no match, "~"
+ * a group that took no part). */
+typedef struct {
+    const char *pattern, *text, *match, *group1;
+} found;
+
+static void span_text(const char *text, gd_regex_span sp, char *out)
+{
+    if (sp.start == SIZE_MAX) strcpy(out, "~");
+    else snprintf(out, 128, "%.*s", (int)(sp.end - sp.start), text + sp.start);
+}
+
+static void searches_find_the_leftmost_first_match_and_its_groups(void **state)
+{
+    (void)state;
+    static const found ex[] = {
+        {"b+", "abbbc", "bbb", "~"},           {"b+?", "abbbc", "b", "~"},
+        {"(a|ab)(c|bcd)", "abcd", "abcd", "a"}, {"x*", "abc", "", "~"},
+        {"([0-9]+)-([0-9]+)", "id 12-345 and 6-7", "12-345", "12"},
+        {"(([AEIOU]).)", "hello World, Ana", "An", "An"},
+        {"^b", "ab", "-", "-"},                {"c$", "abc", "c", "~"},
+        {"(x)?y", "zy", "y", "~"},              {"(a*)+b", "aaab", "aaab", "aaa"}, /* RE2's answer: no empty last turn (Python's is '') */
+        {"(.*)@(.*)", "me@example.com", "me@example.com", "me"},
+        {"(.*?)@", "me@x@y", "me@", "me"},      {"(?i)NEON", "a neon sign", "neon", "~"},
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+        char err[256] = "", m[128], g[128];
+        gd_regex *re;
+        assert_int_equal(gd_regex_compile(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
+        gd_regex_span sp[3];
+        int r = gd_regex_search(re, ex[i].text, strlen(ex[i].text), 0, sp, 3);
+        if (r == 1) {
+            span_text(ex[i].text, sp[0], m);
+            if (gd_regex_groups(re) >= 1) span_text(ex[i].text, sp[1], g);
+            else strcpy(g, "~");
+        } else strcpy(m, "-"), strcpy(g, "-");
+        if (strcmp(m, ex[i].match) || strcmp(g, ex[i].group1)) {
+            print_error("/%s/ in '%s': got '%s' '%s', want '%s' '%s'\n", ex[i].pattern, ex[i].text, m, g, ex[i].match,
+                        ex[i].group1);
+            fail();
+        }
+        gd_regex_free(re);
+    }
+}
+
+/* Replacing every match, as Java's replaceAll (and, but for `$1` written
+ * `\1`, Python's re.sub): empty matches between characters too. */
+static void replace_all_as_java(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern, *text, *repl, *want;
+    } ex[] = {
+        {"a.b+", "xa-bbbyacb", "bar", "xbarybar"},
+        {"a*", "baaac", "X", "XbXXcX"},
+        {"([a-z]+)@([a-z]+)", "me@host, you@there", "$2 at $1", "host at me, there at you"},
+        {"\\s+", "  a  b ", "_", "_a_b_"},
+        {"x", "\xc3\x9fx\xc3\x9f", "\\$", "\xc3\x9f$\xc3\x9f"},
+        {"", "\xc3\x9f" "a", "-", "-\xc3\x9f-a-"}, /* a two-byte character stays whole */
+        {"(a)", "a", "$2", NULL},                  /* no group 2: refused */
+        {"(a)", "a", "$", NULL},
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+        char err[256] = "";
+        gd_regex *re;
+        assert_int_equal(gd_regex_compile(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
+        gd_buf out = {0};
+        int r = gd_regex_replace(re, ex[i].text, strlen(ex[i].text), ex[i].repl, strlen(ex[i].repl), 1000, &out);
+        if (!ex[i].want) assert_int_equal(r, GD_ERR);
+        else {
+            assert_int_equal(r, GD_OK);
+            gd_buf_putc(&out, 0);
+            assert_string_equal(out.p, ex[i].want);
+        }
+        gd_buf_free(&out);
+        gd_regex_free(re);
+    }
+    /* the result's bound */
+    gd_regex *re;
+    char err[256];
+    assert_int_equal(gd_regex_compile(&re, "a", 1, err, sizeof err), GD_OK);
+    gd_buf out = {0};
+    assert_int_equal(gd_regex_replace(re, "aaaa", 4, "0123456789", 10, 25, &out), GD_ERR);
+    gd_buf_free(&out);
+    gd_regex_free(re);
+}
+
+/* A search on a pathological pattern finishes too, groups carried. */
+static void searches_stay_linear(void **state)
+{
+    (void)state;
+    static char text[30001];
+    memset(text, 'a', 30000);
+    char err[256];
+    gd_regex *re;
+    assert_int_equal(gd_regex_compile(&re, "((a*)*)b", 8, err, sizeof err), GD_OK);
+    gd_regex_span sp[3];
+    assert_int_equal(gd_regex_search(re, text, 30000, 0, sp, 3), 0);
+    gd_regex_free(re);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +333,9 @@ int main(void)
         cmocka_unit_test(bad_patterns_are_refused_with_a_reason),
         cmocka_unit_test(bounds_are_refused_naming_the_limit),
         cmocka_unit_test(a_regex_is_reused),
+        cmocka_unit_test(searches_find_the_leftmost_first_match_and_its_groups),
+        cmocka_unit_test(replace_all_as_java),
+        cmocka_unit_test(searches_stay_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
