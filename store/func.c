@@ -315,6 +315,7 @@ static gd_value fn_mask_keep_right(const gd_fn_call *c)
 
 static const char *const encodings[] = {"hex", "utf8", "ascii", "base64"};
 enum { ENC_HEX, ENC_UTF8, ENC_ASCII, ENC_BASE64, ENC_COUNT };
+static const char REPLACEMENT[] = "\xef\xbf\xbd"; /* U+FFFD */
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static int encoding_named(gd_str s)
@@ -353,37 +354,42 @@ static bool decode_as(gd_str s, int enc, gd_buf *out)
             if (s.p[i] != '=') return false;
         return true;
     }
-    case ENC_ASCII:
-        for (uint32_t i = 0; i < s.len; i++)
-            if ((unsigned char)s.p[i] > 127) return false;
-        /* fall through */
+    case ENC_ASCII: /* a character ASCII lacks is '?', as Java encodes it */
+        for (const char *p = s.p, *end = s.p + s.len; p < end; p += gd_char_len(p, end))
+            gd_buf_putc(out, (unsigned char)*p > 127 ? '?' : *p);
+        return true;
     default: gd_buf_put(out, s.p, s.len); return true;
     }
 }
 
-/* bytes as text in encoding enc, appended to out; false when they have none. */
-static bool encode_as(gd_str bytes, int enc, gd_buf *out)
+/* bytes as text in encoding enc, appended to out. */
+static void encode_as(gd_str bytes, int enc, gd_buf *out)
 {
     switch (enc) {
     case ENC_HEX:
         for (uint32_t i = 0; i < bytes.len; i++) gd_buf_printf(out, "%02x", (unsigned char)bytes.p[i]);
-        return true;
+        return;
     case ENC_BASE64:
         for (uint32_t i = 0; i < bytes.len; i += 3) {
             uint32_t n = bytes.len - i < 3 ? bytes.len - i : 3, v = 0;
             for (uint32_t k = 0; k < 3; k++) v = v << 8 | (k < n ? (unsigned char)bytes.p[i + k] : 0);
             for (uint32_t k = 0; k < 4; k++) gd_buf_putc(out, k <= n ? B64[(v >> (18 - 6 * k)) & 63] : '=');
         }
-        return true;
-    case ENC_ASCII:
-        for (uint32_t i = 0; i < bytes.len; i++)
-            if ((unsigned char)bytes.p[i] > 127) return false;
-        gd_buf_put(out, bytes.p, bytes.len);
-        return true;
-    default:
-        if (!gd_utf8_valid(bytes.p, bytes.len)) return false;
-        gd_buf_put(out, bytes.p, bytes.len);
-        return true;
+        return;
+    case ENC_ASCII: /* a byte past ASCII is U+FFFD, as Java decodes it */
+        for (uint32_t i = 0; i < bytes.len; i++) {
+            if ((unsigned char)bytes.p[i] > 127) gd_buf_puts(out, REPLACEMENT);
+            else gd_buf_putc(out, bytes.p[i]);
+        }
+        return;
+    default: /* a byte that starts no UTF-8 character is U+FFFD */
+        for (const char *p = bytes.p, *end = bytes.p + bytes.len; p < end;) {
+            size_t n = gd_utf8_seq((const unsigned char *)p, (size_t)(end - p));
+            if (n) gd_buf_put(out, p, n);
+            else gd_buf_puts(out, REPLACEMENT);
+            p += n ? n : 1;
+        }
+        return;
     }
 }
 
@@ -392,14 +398,10 @@ static gd_value fn_encode(const gd_fn_call *c)
     int in = encoding_named(c->a[1].s), out = encoding_named(c->a[2].s);
     if (in < 0 || out < 0) return NULLV;
     gd_buf bytes = {0}, text = {0};
-    bool ok = decode_as(c->a[0].s, in, &bytes) &&
-              encode_as((gd_str){bytes.p ? bytes.p : "", (uint32_t)bytes.len}, out, &text);
+    bool ok = decode_as(c->a[0].s, in, &bytes);
+    if (ok) encode_as((gd_str){bytes.p ? bytes.p : "", (uint32_t)bytes.len}, out, &text);
     gd_buf_free(&bytes);
-    if (!ok) {
-        gd_buf_free(&text);
-        return NULLV;
-    }
-    return made(&text, c);
+    return ok ? made(&text, c) : NULLV;
 }
 
 /* CHR(code) or CHR('\uXXXX'): the character, NULL for no valid code point. */
@@ -608,11 +610,8 @@ static const gd_zone *zone_arg(const gd_fn_call *c, int i)
     return gd_zone_load(c->a[i].s, c->ctx->scratch, &z) ? NULL : z;
 }
 
-static int zone_offset_ms(const gd_zone *z, int64_t ms)
-{
-    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    return z ? gd_zone_offset(z, s) : 0;
-}
+static int64_t seconds_of(int64_t ms) { return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000); }
+static int zone_offset_ms(const gd_zone *z, int64_t ms) { return z ? gd_zone_offset(z, seconds_of(ms)) : 0; }
 
 /* v in decimal, zero-padded to width (at most 20 digits: a longer run of
  * a pattern letter pads no further). */
@@ -644,10 +643,11 @@ static const char *quoted(const char *p, const char *end, gd_str *text)
 static bool pattern_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 /* Formats ms with a java.time.format.DateTimeFormatter pattern (the letters
- * ksqlDB's users write: y M d D H h m s S a E, X/x/Z offsets, 'quoted'
- * text) in the zone's local time. */
-static bool format_time(int64_t ms, gd_str pattern, int offset_s, gd_buf *b)
+ * ksqlDB's users write: y M d D H h m s S a E, X/x/Z offsets, z the zone's
+ * abbreviation, 'quoted' text) in zone z's local time (NULL: UTC). */
+static bool format_time(int64_t ms, gd_str pattern, const gd_zone *z, gd_buf *b)
 {
+    int offset_s = zone_offset_ms(z, ms);
     int64_t local = ms + (int64_t)offset_s * 1000;
     int64_t secs = local >= 0 ? local / 1000 : -((-local + 999) / 1000);
     int64_t frac = local - secs * 1000;
@@ -693,6 +693,7 @@ static bool format_time(int64_t ms, gd_str pattern, int offset_s, gd_buf *b)
             break;
         }
         case 'a': gd_buf_puts(b, tm.tm_hour < 12 ? "AM" : "PM"); break;
+        case 'z': gd_buf_puts(b, z ? gd_zone_abbr(z, seconds_of(ms)) : "UTC"); break;
         case 'E':
             if (n >= 4) gd_buf_puts(b, days[tm.tm_wday]);
             else gd_buf_put(b, days[tm.tm_wday], 3);
@@ -726,7 +727,7 @@ static gd_value fn_timestamptostring(const gd_fn_call *c)
     const gd_zone *z = zone_arg(c, 2);
     if (c->n > 2 && !z) return NULLV;
     gd_buf b = {0};
-    if (!format_time(c->a[0].i, c->a[1].s, zone_offset_ms(z, c->a[0].i), &b)) {
+    if (!format_time(c->a[0].i, c->a[1].s, z, &b)) {
         gd_buf_free(&b);
         return NULLV;
     }
@@ -981,7 +982,7 @@ static const gd_fn functions[] = {
      P({"input", S}, {"count", W}, {"upper", GD_FP_MASK}, {"lower", GD_FP_MASK}, {"digit", GD_FP_MASK}, {"other", GD_FP_MASK}),
      GD_FR_STRING, GD_FN_NULLS, fn_mask_keep_right, NULL},
     {"ENCODE", NULL, "STRING", "The input, text in one encoding (hex, utf8, ascii, base64), as text in another; NULL when "
-     "it is not text of the first or the bytes have no text in the second.", 3, 3,
+     "it is not text of the first (bad hex or base64).", 3, 3,
      P({"input", S}, {"input_encoding", GD_FP_ENCODING}, {"output_encoding", GD_FP_ENCODING}), GD_FR_STRING, 0, fn_encode, NULL},
     {"CHR", NULL, "STRING", "The character of a code point, given as a number or as '\\uXXXX'.", 1, 1,
      P({"code", GD_FP_ANY}), GD_FR_STRING, 0, fn_chr, NULL},

@@ -20,10 +20,12 @@
 #include <strings.h>
 
 struct gd_zone {
-    int n;           /* transitions */
-    int64_t *at;     /* the UTC second each starts at, ascending */
-    int32_t *offset; /* the offset from it on */
-    int32_t before;  /* the offset before the first (or always, when n == 0) */
+    int n;             /* transitions */
+    int64_t *at;       /* the UTC second each starts at, ascending */
+    int32_t *offset;   /* the offset from it on */
+    const char **abbr; /* and its abbreviation (PST) */
+    int32_t before;    /* the offset before the first (or always, when n == 0) */
+    const char *before_abbr;
 };
 
 /* A fixed offset: UTC, GMT, Z, [UTC|GMT]+hh[:mm] */
@@ -106,18 +108,25 @@ static bool parse_tzif(const unsigned char *buf, size_t len, gd_arena *a, gd_zon
         body = tzif_body(c, 8);
     }
     if ((size_t)(p - buf) + body > len || c[4] == 0) return false;
-    const unsigned char *times = p, *idx = p + (size_t)c[3] * tsize, *types = idx + c[3];
+    const unsigned char *times = p, *idx = p + (size_t)c[3] * tsize, *types = idx + c[3], *chars = types + 6 * c[4];
+    char *names = gd_arena_alloc(a, c[5] + 1); /* the abbreviations, each NUL-terminated */
+    memcpy(names, chars, c[5]);
+    names[c[5]] = 0;
     z->n = (int)c[3];
     z->at = gd_arena_alloc(a, sizeof *z->at * (c[3] ? c[3] : 1));
     z->offset = gd_arena_alloc(a, sizeof *z->offset * (c[3] ? c[3] : 1));
+    z->abbr = gd_arena_alloc(a, sizeof *z->abbr * (c[3] ? c[3] : 1));
     for (uint32_t i = 0; i < c[3]; i++) {
         z->at[i] = tsize == 8 ? (int64_t)gd_get_u64be(times + 8 * i) : (int32_t)gd_get_u32be(times + 4 * i);
         uint8_t t = idx[i];
-        if (t >= c[4] || (i && z->at[i] <= z->at[i - 1])) return false;
+        if (t >= c[4] || (i && z->at[i] <= z->at[i - 1]) || types[6 * t + 5] >= c[5] + 1) return false;
         z->offset[i] = (int32_t)gd_get_u32be(types + 6 * t);
+        z->abbr[i] = names + types[6 * t + 5];
     }
-    /* before the first transition: the first standard-time type (RFC 8536 3.2) */
+    /* before the first transition: the first type (RFC 8536 3.2) */
+    if (types[5] >= c[5] + 1) return false;
     z->before = (int32_t)gd_get_u32be(types);
+    z->before_abbr = names + types[5];
     return true;
 }
 
@@ -126,8 +135,13 @@ int gd_zone_load(gd_str name, gd_arena *a, const gd_zone **out)
     gd_zone *z = gd_arena_alloc(a, sizeof *z);
     memset(z, 0, sizeof *z);
     int fixed;
-    if (fixed_offset(name, &fixed)) {
+    if (fixed_offset(name, &fixed)) { /* named as java.time names it: UTC, or the offset */
+        char *abbr = gd_arena_alloc(a, 8);
+        int o = fixed < 0 ? -fixed : fixed;
+        if (fixed) snprintf(abbr, 8, "%c%02d:%02d", fixed < 0 ? '-' : '+', o / 3600 % 100, o % 3600 / 60);
+        else strcpy(abbr, "UTC");
         z->before = fixed;
+        z->before_abbr = abbr;
         *out = z;
         return GD_OK;
     }
@@ -146,16 +160,29 @@ int gd_zone_load(gd_str name, gd_arena *a, const gd_zone **out)
     return GD_OK;
 }
 
-int gd_zone_offset(const gd_zone *z, int64_t utc_s)
+/* The transition in force at utc_s, -1 before the first. */
+static int transition_at(const gd_zone *z, int64_t utc_s)
 {
-    if (!z->n || utc_s < z->at[0]) return z->before;
+    if (!z->n || utc_s < z->at[0]) return -1;
     int lo = 0, hi = z->n - 1; /* the last transition at or before utc_s */
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
         if (z->at[mid] <= utc_s) lo = mid;
         else hi = mid - 1;
     }
-    return z->offset[lo];
+    return lo;
+}
+
+int gd_zone_offset(const gd_zone *z, int64_t utc_s)
+{
+    int i = transition_at(z, utc_s);
+    return i < 0 ? z->before : z->offset[i];
+}
+
+const char *gd_zone_abbr(const gd_zone *z, int64_t utc_s)
+{
+    int i = transition_at(z, utc_s);
+    return i < 0 ? z->before_abbr : z->abbr[i];
 }
 
 int64_t gd_zone_to_utc(const gd_zone *z, int64_t local_s)

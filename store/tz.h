@@ -14,6 +14,8 @@ typedef struct gd_zone gd_zone;
 int gd_zone_load(gd_str name, gd_arena *a, const gd_zone **out);
 /* The zone's offset from UTC, in seconds, at the instant utc_s. */
 int gd_zone_offset(const gd_zone *z, int64_t utc_s);
+/* Its abbreviation then (PST, CEST; UTC or +05:30 for a fixed offset). */
+const char *gd_zone_abbr(const gd_zone *z, int64_t utc_s);
 /* The instant (seconds) at which the zone's clocks read local_s: in a gap
  * (spring forward) the time after it, in an overlap the earlier instant,
  * as java.time resolves a local time. */
