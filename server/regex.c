@@ -689,11 +689,11 @@ static bool run(gd_regex *re, const char *text, size_t len, size_t from, bool se
         next_step(re);
         for (uint32_t k = 0; k < cur.n; k++) {
             const inst *in = &re->prog[cur.list[k]];
-            uint32_t *caps = cur.caps + (size_t)k * ncap;
+            uint32_t *caps = ncap ? cur.caps + (size_t)k * ncap : NULL;
             if (in->op == I_MATCH) {
                 if (!search && pos != len) continue;
                 matched = true;
-                memcpy(out, caps, ncap * sizeof *caps);
+                if (ncap) memcpy(out, caps, ncap * sizeof *caps);
                 if (!search && !ncap) return true;
                 break; /* the threads after it have lower priority */
             }

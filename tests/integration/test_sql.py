@@ -16,6 +16,9 @@ A case file is sections, each opened by a line `--- name`:
              $T stands for UNIX_TIMESTAMP()'s bounds (see `between`)
   changes    instead of a reference: the push query reads this table, and
              its rows are the reference's changes of it, projected
+  rows       instead of a reference (pull): the expected rows, a JSON array
+             a line, worked by hand or taken from ksqlDB's own tests (the
+             case's `about` says which)
   expect     error: "STATUS CODE text the message holds"
   options    ordered          rows compare in order (else as a multiset)
              between C1 C2..  these columns lie between the reference run
@@ -274,7 +277,8 @@ def test_pull(pulled, data, case):
     assert ctype.startswith("application/vnd.ksqlapi.delimited.v1")
     header, rows = delimited(body)
     assert len(header["columnNames"]) == len(header["columnTypes"])
-    compare(case, rows, reference_rows(data[3], case))
+    want = [json.loads(l) for l in case["rows"].split("\n")] if "rows" in case else reference_rows(data[3], case)
+    compare(case, rows, want)
 
 
 @pytest.mark.parametrize("case", cases_of("table"), ids=lambda c: c["name"])

@@ -458,6 +458,19 @@ static const char *derive(const char *name, const char *source, const char *colu
     return out;
 }
 
+/* RANDOM() is refused in a stored definition (a derived stream's columns
+ * are computed again by each reader: two would see different values); a
+ * zone prepared when bound lives with the definition. */
+static void definitions_refuse_random(void **state)
+{
+    (void)state;
+    assert_string_equal(derive("lucky", "gaming_activity_enriched", "CAST(RANDOM() AS STRING)", 1),
+                        "line 1:36: RANDOM is not allowed in a CREATE ... AS SELECT: a stored table or stream must give "
+                        "the same values to every reader and at every start");
+    assert_string_equal(derive("zoned", "gaming_activity_enriched",
+                               "TIMESTAMPTOSTRING(event_timestamp, 'HH:mm', 'America/Los_Angeles')", 1), "ok");
+}
+
 static void derived_streams_cannot_grow_past_the_bounds(void **state)
 {
     (void)state;
@@ -521,6 +534,7 @@ int main(void)
         cmocka_unit_test(time_functions),
         cmocka_unit_test(more_string_functions),
         cmocka_unit_test(more_number_functions),
+        cmocka_unit_test(definitions_refuse_random),
         cmocka_unit_test(refusals),
         cmocka_unit_test(oversized_expressions_are_refused),
         cmocka_unit_test(oversized_statements_are_refused),
