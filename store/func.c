@@ -1099,7 +1099,7 @@ static const char *param_type_name(gd_fn_param_type t)
 {
     switch (t) {
     case GD_FP_WHOLE: return "INTEGER";
-    case GD_FP_NUMBER: return "DOUBLE";
+    case GD_FP_NUMBER: return "NUMBER";
     case GD_FP_BOOLEAN: return "BOOLEAN";
     case GD_FP_MILLIS: return "BIGINT";
     case GD_FP_SAME:
@@ -1116,8 +1116,9 @@ static const char *result_name(const gd_fn *f)
     case GD_FR_INTEGER: return "INTEGER";
     case GD_FR_DOUBLE: return "DOUBLE";
     case GD_FR_BOOLEAN: return "BOOLEAN";
-    case GD_FR_ROUND: return "BIGINT or the value's type";
-    default: return "the arguments' type";
+    case GD_FR_ROUND: return "BIGINT for one DOUBLE, else the value's type";
+    case GD_FR_FIRST: return "the value's type";
+    default: return "the arguments' common type";
     }
 }
 
