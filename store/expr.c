@@ -4,7 +4,9 @@
  * the walk costs tens of nanoseconds, so compiling them further would buy
  * little. Types were checked when the tree was bound (sql/plan.c), so the
  * walk follows the values' own tags and only guards against what binding
- * cannot exclude: NULLs, division by zero, overflow. */
+ * cannot exclude: NULLs, division by zero, overflow. The operators are
+ * here; a function call is store/func.c's (gd_fn_eval), where each scalar
+ * function is declared once. */
 #include "expr.h"
 
 #include <math.h>

@@ -512,7 +512,7 @@ static double decimal_round(double v, int64_t scale, bool truncate)
         if (neg ? first > '5' || (first == '5' && rest) : first >= '5') m++;
     }
     double r = scale >= 0 ? (double)m / pow(10.0, (double)scale) : (double)m * pow(10.0, (double)-scale);
-    return neg ? -r : r;
+    return neg && r ? -r : r; /* no -0.0: BigDecimal has none */
 }
 
 static gd_value round_or_trunc(const gd_fn_call *c, bool truncate)

@@ -298,6 +298,9 @@ static void more_number_functions(void **state)
     EXPECT("ROUND(1234.5, -2)", "1200.0 DOUBLE");
     EXPECT("ROUND(1250, -2)", "1300 INTEGER");
     EXPECT("ROUND(0.49999999999999994)", "0 BIGINT");
+    EXPECT("ROUND(-0.4, 0)", "0.0 DOUBLE");
+    EXPECT("ROUND(price, 2)", "NULL DOUBLE");
+    EXPECT("ROUND(rating, 400)", "4.5 DOUBLE");
     EXPECT("TRUNC(-1.7)", "-1 BIGINT");
     EXPECT("TRUNC(12345.67, -3)", "12000.0 DOUBLE");
     EXPECT("TRUNC(1.999, 2)", "1.99 DOUBLE");
