@@ -240,18 +240,6 @@ static gd_expr *copy_node(binder *b, const gd_expr *e)
 
 static const char *type_name(gd_coltype t) { return gd_coltype_name(t); }
 
-/* The common type of two for comparison, CASE, COALESCE; false when none. */
-static bool unify(gd_coltype a, gd_coltype b, gd_coltype *out)
-{
-    if (a == GD_T_NULL) return *out = b, true;
-    if (b == GD_T_NULL || a == b) return *out = a, true;
-    if (gd_coltype_numeric(a) && gd_coltype_numeric(b)) {
-        *out = a == GD_T_DOUBLE || b == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
-        return true;
-    }
-    return false;
-}
-
 /* An argument e of node parent must fit (ok); errors point at e, or at
  * parent when e is a bound column with no place of its own. */
 static bool want_type(binder *b, const gd_expr *parent, const gd_expr *e, bool ok, const char *what)
@@ -319,7 +307,7 @@ static bool check_node(binder *b, gd_expr *e)
         e->type = GD_T_BOOLEAN;
         gd_coltype t = a[0]->type;
         for (int i = 1; i < e->nargs; i++)
-            if (!unify(t, a[i]->type, &t))
+            if (!gd_coltype_unify(t, a[i]->type, &t))
                 return fail(b, a[i], "cannot compare %s with %s", type_name(a[0]->type), type_name(a[i]->type));
         if (e->op == GD_E_LIKE) return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "LIKE takes STRINGs");
         return true;
@@ -330,11 +318,11 @@ static bool check_node(binder *b, gd_expr *e)
         gd_coltype t = GD_T_NULL;
         for (int i = 0; i < pairs; i++) {
             if (!want_type(b, e, a[2 * i], a[2 * i]->type == GD_T_BOOLEAN, "WHEN takes a BOOLEAN condition")) return false;
-            if (!unify(t, a[2 * i + 1]->type, &t))
+            if (!gd_coltype_unify(t, a[2 * i + 1]->type, &t))
                 return fail(b, a[2 * i + 1], "CASE results must share a type (%s and %s do not)", type_name(t),
                             type_name(a[2 * i + 1]->type));
         }
-        if (e->has_else && !unify(t, a[e->nargs - 1]->type, &t))
+        if (e->has_else && !gd_coltype_unify(t, a[e->nargs - 1]->type, &t))
             return fail(b, a[e->nargs - 1], "CASE results must share a type (%s and %s do not)", type_name(t),
                         type_name(a[e->nargs - 1]->type));
         e->type = t;

@@ -39,6 +39,17 @@ const char *gd_coltype_name(gd_coltype t)
     return "STRING";
 }
 
+bool gd_coltype_unify(gd_coltype a, gd_coltype b, gd_coltype *out)
+{
+    if (a == GD_T_NULL) return *out = b, true;
+    if (b == GD_T_NULL || a == b) return *out = a, true;
+    if (gd_coltype_numeric(a) && gd_coltype_numeric(b)) {
+        *out = a == GD_T_DOUBLE || b == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
+        return true;
+    }
+    return false;
+}
+
 gd_value gd_value_array_column(const void *row, int index) { return ((const gd_value *)row)[index]; }
 
 int gd_value_cmp(gd_value a, gd_value b)

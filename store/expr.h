@@ -23,6 +23,9 @@
 
 typedef enum { GD_T_STRING, GD_T_BIGINT, GD_T_INTEGER, GD_T_DOUBLE, GD_T_BOOLEAN, GD_T_NULL } gd_coltype;
 const char *gd_coltype_name(gd_coltype t);
+/* The common type of two (comparison, CASE, COALESCE): a NULL takes the
+ * other's, numbers widen to BIGINT or DOUBLE; false when there is none. */
+bool gd_coltype_unify(gd_coltype a, gd_coltype b, gd_coltype *out);
 static inline bool gd_coltype_numeric(gd_coltype t)
 {
     return t == GD_T_BIGINT || t == GD_T_INTEGER || t == GD_T_DOUBLE;

@@ -936,6 +936,7 @@ static gd_value fn_timestampsub(const gd_fn_call *c) { return add_interval(c, -1
 #define S GD_FP_STRING
 #define W GD_FP_WHOLE
 #define N GD_FP_NUMBER
+#define MASKS {"upper", GD_FP_MASK}, {"lower", GD_FP_MASK}, {"digit", GD_FP_MASK}, {"other", GD_FP_MASK}
 
 static const gd_fn functions[] = {
     /* strings */
@@ -967,19 +968,19 @@ static const gd_fn functions[] = {
      2, 4, P({"input", S}, {"substring", S}, {"position", W}, {"occurrence", W}), GD_FR_INTEGER, 0, fn_instr, NULL},
     {"MASK", NULL, "STRING", "Upper-case letters, lower-case letters, digits and other characters replaced by their masks "
      "(default X, x, n, -; a NULL mask keeps them).", 1, 5,
-     P({"input", S}, {"upper", GD_FP_MASK}, {"lower", GD_FP_MASK}, {"digit", GD_FP_MASK}, {"other", GD_FP_MASK}),
+     P({"input", S}, MASKS),
      GD_FR_STRING, GD_FN_NULLS, fn_mask, NULL},
     {"MASK_LEFT", NULL, "STRING", "MASK applied to the first count characters.", 2, 6,
-     P({"input", S}, {"count", W}, {"upper", GD_FP_MASK}, {"lower", GD_FP_MASK}, {"digit", GD_FP_MASK}, {"other", GD_FP_MASK}),
+     P({"input", S}, {"count", W}, MASKS),
      GD_FR_STRING, GD_FN_NULLS, fn_mask_left, NULL},
     {"MASK_RIGHT", NULL, "STRING", "MASK applied to the last count characters.", 2, 6,
-     P({"input", S}, {"count", W}, {"upper", GD_FP_MASK}, {"lower", GD_FP_MASK}, {"digit", GD_FP_MASK}, {"other", GD_FP_MASK}),
+     P({"input", S}, {"count", W}, MASKS),
      GD_FR_STRING, GD_FN_NULLS, fn_mask_right, NULL},
     {"MASK_KEEP_LEFT", NULL, "STRING", "MASK applied to all but the first count characters.", 2, 6,
-     P({"input", S}, {"count", W}, {"upper", GD_FP_MASK}, {"lower", GD_FP_MASK}, {"digit", GD_FP_MASK}, {"other", GD_FP_MASK}),
+     P({"input", S}, {"count", W}, MASKS),
      GD_FR_STRING, GD_FN_NULLS, fn_mask_keep_left, NULL},
     {"MASK_KEEP_RIGHT", NULL, "STRING", "MASK applied to all but the last count characters.", 2, 6,
-     P({"input", S}, {"count", W}, {"upper", GD_FP_MASK}, {"lower", GD_FP_MASK}, {"digit", GD_FP_MASK}, {"other", GD_FP_MASK}),
+     P({"input", S}, {"count", W}, MASKS),
      GD_FR_STRING, GD_FN_NULLS, fn_mask_keep_right, NULL},
     {"ENCODE", NULL, "STRING", "The input, text in one encoding (hex, utf8, ascii, base64), as text in another; NULL when "
      "it is not text of the first (bad hex or base64).", 3, 3,
@@ -1061,6 +1062,7 @@ static const gd_fn functions[] = {
 #undef S
 #undef W
 #undef N
+#undef MASKS
 
 enum { NFUNCTIONS = sizeof functions / sizeof functions[0] };
 
@@ -1150,18 +1152,6 @@ static bool accepts(gd_fn_param_type p, gd_coltype t)
     }
 }
 
-/* The common type of two for COALESCE and the like; false when none. */
-static bool unify(gd_coltype a, gd_coltype b, gd_coltype *out)
-{
-    if (a == GD_T_NULL) return *out = b, true;
-    if (b == GD_T_NULL || a == b) return *out = a, true;
-    if (gd_coltype_numeric(a) && gd_coltype_numeric(b)) {
-        *out = a == GD_T_DOUBLE || b == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
-        return true;
-    }
-    return false;
-}
-
 /* A literal argument of a checked kind: false with err when it is not one. */
 static bool check_literal(gd_expr *a, gd_fn_param_type p, gd_arena *arena, char *err, size_t errlen)
 {
@@ -1221,7 +1211,7 @@ bool gd_fn_check(gd_expr *e, gd_arena *arena, int *at, char *err, size_t errlen)
         gd_fn_param_type p = f->params[param_of(f, i)].type;
         gd_coltype t = e->args[i]->type;
         *at = i;
-        if (p == GD_FP_SAME && !unify(same, t, &same)) {
+        if (p == GD_FP_SAME && !gd_coltype_unify(same, t, &same)) {
             snprintf(err, errlen, "%s arguments must share a type (%s and %s do not)", f->name, gd_coltype_name(same),
                      gd_coltype_name(t));
             return false;
