@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 struct gd_zone {
     int n;             /* transitions */
@@ -150,8 +151,11 @@ int gd_zone_load(gd_str name, gd_arena *a, const gd_zone **out)
     snprintf(path, sizeof path, "%s/%.*s", GD_ZONEINFO_DIR, (int)name.len, name.p);
     FILE *f = fopen(path, "rb");
     if (!f) return GD_ERR;
-    unsigned char *buf = malloc(TZIF_MAX);
-    size_t len = buf ? fread(buf, 1, TZIF_MAX, f) : 0;
+    struct stat st;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (!fstat(fileno(f), &st) && S_ISREG(st.st_mode) && st.st_size <= TZIF_MAX && (buf = malloc((size_t)st.st_size + 1)))
+        len = fread(buf, 1, (size_t)st.st_size, f);
     fclose(f);
     bool ok = buf && parse_tzif(buf, len, a, z);
     free(buf);

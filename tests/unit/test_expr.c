@@ -202,6 +202,7 @@ static void time_functions(void **state)
     EXPECT("CONVERT_TZ(100, '+0200', '+0500')", "10800100 BIGINT");
     EXPECT("TIMESTAMPTOSTRING(1700000000000, 'HH:mm', CONCAT('Asia/', 'Kolkata'))", "'03:43' STRING"); /* not a literal */
     EXPECT("TIMESTAMPTOSTRING(1700000000000, 'HH:mm', CONCAT('Nowhere/', 'Land'))", "NULL STRING");
+    EXPECT("TIMESTAMPTOSTRING(1700000000000, 'HH:mm', CONCAT('Amer', 'ica'))", "NULL STRING"); /* a directory */
     /* parsing: a gap (02:30 on the spring-forward day) moves forward, an overlap takes the earlier */
     EXPECT("PARSE_TIMESTAMP('2023-03-12 02:30', 'yyyy-MM-dd HH:mm', 'America/Los_Angeles')", "1678617000000 BIGINT");
     EXPECT("STRINGTOTIMESTAMP('2023-11-05 01:30', 'yyyy-MM-dd HH:mm', 'America/Los_Angeles')", "1699173000000 BIGINT");

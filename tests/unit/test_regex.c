@@ -281,6 +281,7 @@ static void replace_all_as_java(void **state)
         {"\\s+", "  a  b ", "_", "_a_b_"},
         {"x", "\xc3\x9fx\xc3\x9f", "\\$", "\xc3\x9f$\xc3\x9f"},
         {"", "\xc3\x9f" "a", "-", "-\xc3\x9f-a-"}, /* a two-byte character stays whole */
+        {"(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)", "abcdefghij", "$10-$11", "j-a1"}, /* the longest number naming a group */
         {"(a)", "a", "$2", NULL},                  /* no group 2: refused */
         {"(a)", "a", "$", NULL},
     };
