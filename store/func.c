@@ -427,6 +427,37 @@ static gd_value fn_chr(const gd_fn_call *c)
     return str_v(p, n);
 }
 
+/* ELT(n, s1, s2, ...): the n'th string (1-based), NULL past them. */
+static gd_value fn_elt(const gd_fn_call *c)
+{
+    gd_value n = arg(c, 0);
+    return is_null(n) || n.i < 1 || n.i >= c->n ? NULLV : arg(c, (int)n.i);
+}
+
+/* FIELD(s, s1, s2, ...): the position (1-based) of the first equal to s, 0 if none or s is NULL. */
+static gd_value fn_field(const gd_fn_call *c)
+{
+    gd_value s = arg(c, 0);
+    for (int i = 1; i < c->n && !is_null(s); i++) {
+        gd_value v = arg(c, i);
+        if (!is_null(v) && gd_str_eq(v.s, s.s)) return gd_int_value(i);
+    }
+    return gd_int_value(0);
+}
+
+/* UUID(): a random (version 4) UUID, as Java's UUID.randomUUID. */
+static gd_value fn_uuid(const gd_fn_call *c)
+{
+    uint8_t b[16];
+    arc4random_buf(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    char *p = gd_arena_alloc(c->ctx->scratch, 37);
+    snprintf(p, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
+             b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    return str_v(p, 36);
+}
+
 /* ---- regular expressions ---- */
 
 static gd_regex *compile_pattern(gd_str pattern, char *err, size_t errlen)
@@ -987,6 +1018,12 @@ static const gd_fn functions[] = {
      P({"input", S}, {"input_encoding", GD_FP_ENCODING}, {"output_encoding", GD_FP_ENCODING}), GD_FR_STRING, 0, fn_encode, NULL},
     {"CHR", NULL, "STRING", "The character of a code point, given as a number or as '\\uXXXX'.", 1, 1,
      P({"code", GD_FP_ANY}), GD_FR_STRING, 0, fn_chr, NULL},
+    {"ELT", NULL, "STRING", "The n'th of the strings (1-based); NULL past them.", 2, GD_FN_ANY_NUMBER,
+     P({"n", W}, {"value", S}), GD_FR_STRING, GD_FN_NULLS, fn_elt, NULL},
+    {"FIELD", NULL, "STRING", "The position (1-based) of the first string equal to the input; 0 if none, or the input is NULL.",
+     2, GD_FN_ANY_NUMBER, P({"input", S}, {"value", S}), GD_FR_INTEGER, GD_FN_NULLS, fn_field, NULL},
+    {"UUID", NULL, "STRING", "A random (version 4) UUID; not allowed in CREATE ... AS SELECT.", 0, 0, P({NULL, 0}),
+     GD_FR_STRING, GD_FN_RANDOM, fn_uuid, NULL},
     /* regular expressions */
     {"REGEXP_EXTRACT", NULL, "REGULAR EXPRESSION", "The first match of the pattern in the input, or its group; NULL "
      "when there is none.", 2, 3, P({"pattern", GD_FP_PATTERN}, {"input", S}, {"group", W}), GD_FR_STRING, 0,

@@ -276,6 +276,13 @@ static void more_string_functions(void **state)
     EXPECT("ENCODE('c3', 'hex', 'utf8')", "'\xef\xbf\xbd' STRING"); /* not UTF-8 */
     EXPECT("ENCODE('a', 'utf8', 'ebcdic')",
            "error: line 1:28: unknown encoding 'ebcdic': hex, utf8, ascii or base64");
+    EXPECT("ELT(2, 'a', 'b', 'c')", "'b' STRING");
+    EXPECT("ELT(4, 'a', 'b', 'c')", "NULL STRING");
+    EXPECT("ELT(genre, 'a')", "error: line 1:8: ELT: n must be a whole number (INTEGER or BIGINT), not STRING");
+    EXPECT("FIELD('b', 'a', 'b', 'b')", "2 INTEGER");
+    EXPECT("FIELD(genre, 'a', genre)", "0 INTEGER");
+    EXPECT("LEN(UUID())", "36 INTEGER");
+    EXPECT("SUBSTRING(UUID(), 15, 1)", "'4' STRING"); /* version 4 */
     EXPECT("CHR(75)", "'K' STRING");
     EXPECT("CHR('\\u597d')", "'\xe5\xa5\xbd' STRING");
     EXPECT("CHR(55296)", "NULL STRING"); /* a surrogate */
