@@ -29,6 +29,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <gnutls/crypto.h>
+
 #include "../server/json.h"
 #include "../server/regex.h"
 #include "tz.h"
@@ -443,6 +445,16 @@ static gd_value fn_field(const gd_fn_call *c)
         if (!is_null(v) && gd_str_eq(v.s, s.s)) return gd_int_value(i);
     }
     return gd_int_value(0);
+}
+
+/* MD5(s): the digest of s's bytes, in lower-case hex. */
+static gd_value fn_md5(const gd_fn_call *c)
+{
+    unsigned char d[16];
+    if (gnutls_hash_fast(GNUTLS_DIG_MD5, c->a[0].s.p ? c->a[0].s.p : "", c->a[0].s.len, d)) return NULLV;
+    char *p = gd_arena_alloc(c->ctx->scratch, 33);
+    for (int i = 0; i < 16; i++) snprintf(p + 2 * i, 3, "%02x", d[i]);
+    return str_v(p, 32);
 }
 
 /* UUID(): a random (version 4) UUID, as Java's UUID.randomUUID. */
@@ -1022,6 +1034,8 @@ static const gd_fn functions[] = {
      P({"n", W}, {"value", S}), GD_FR_STRING, GD_FN_NULLS, fn_elt, NULL},
     {"FIELD", NULL, "STRING", "The position (1-based) of the first string equal to the input; 0 if none, or the input is NULL.",
      2, GD_FN_ANY_NUMBER, P({"input", S}, {"value", S}), GD_FR_INTEGER, GD_FN_NULLS, fn_field, NULL},
+    {"MD5", NULL, "STRING", "The MD5 digest of the string's UTF-8 bytes, in hex.", 1, 1, P({"input", S}), GD_FR_STRING, 0,
+     fn_md5, NULL},
     {"UUID", NULL, "STRING", "A random (version 4) UUID; not allowed in CREATE ... AS SELECT.", 0, 0, P({NULL, 0}),
      GD_FR_STRING, GD_FN_RANDOM, fn_uuid, NULL},
     /* regular expressions */

@@ -281,6 +281,8 @@ static void more_string_functions(void **state)
     EXPECT("ELT(genre, 'a')", "error: line 1:8: ELT: n must be a whole number (INTEGER or BIGINT), not STRING");
     EXPECT("FIELD('b', 'a', 'b', 'b')", "2 INTEGER");
     EXPECT("FIELD(genre, 'a', genre)", "0 INTEGER");
+    EXPECT("MD5('hash me')", "'17b31dce96b9d6c6d0a6ba95f47796fb' STRING"); /* Python's hashlib */
+    EXPECT("MD5('')", "'d41d8cd98f00b204e9800998ecf8427e' STRING");
     EXPECT("LEN(UUID())", "36 INTEGER");
     EXPECT("SUBSTRING(UUID(), 15, 1)", "'4' STRING"); /* version 4 */
     EXPECT("CHR(75)", "'K' STRING");
