@@ -531,8 +531,21 @@ static gd_value fn_ceil(const gd_fn_call *c) { return c->a[0].t == GD_V_INT ? c-
 static double decimal_round(double v, int64_t scale, bool truncate)
 {
     if (v == 0 || !isfinite(v) || scale > 300 || scale < -300) return v;
+    /* fast: v scaled is far enough from where the direction changes (a
+     * half, or for TRUNC a whole number) that binary's error cannot move it */
+    double p10 = pow(10.0, (double)(scale >= 0 ? scale : -scale)), x = scale >= 0 ? v * p10 : v / p10;
+    if (fabs(x) < 1e8) {
+        double fl = floor(x), frac = x - fl, edge = truncate ? (frac < 0.5 ? frac : 1 - frac) : fabs(frac - 0.5);
+        if (edge > 1e-7) {
+            double m = truncate ? trunc(x) : fl + (frac > 0.5), r = scale >= 0 ? m / p10 : m * p10;
+            return r ? r : 0.0; /* no -0.0 */
+        }
+    }
     char text[40];
-    for (int prec = 1; prec <= 17; prec++) { /* the shortest that reads back as v */
+    /* v's shortest decimal text, padded with zeros: a text of 15 digits
+     * that reads back as v is it (a shorter one lies on the 15-digit grid
+     * within half an ulp of v, so v rounds to it); else 16 or 17 digits */
+    for (int prec = 15; prec <= 17; prec++) {
         snprintf(text, sizeof text, "%.*e", prec - 1, v);
         if (strtod(text, NULL) == v) break;
     }
@@ -554,7 +567,7 @@ static double decimal_round(double v, int64_t scale, bool truncate)
         for (int i = (int)keep + 1; i < nd; i++) rest |= digits[i] != '0';
         if (neg ? first > '5' || (first == '5' && rest) : first >= '5') m++;
     }
-    double r = scale >= 0 ? (double)m / pow(10.0, (double)scale) : (double)m * pow(10.0, (double)-scale);
+    double r = scale >= 0 ? (double)m / p10 : (double)m * p10;
     return neg && r ? -r : r; /* no -0.0: BigDecimal has none */
 }
 

@@ -314,6 +314,11 @@ static void more_number_functions(void **state)
     EXPECT("TRUNC(-1.7)", "-1 BIGINT");
     EXPECT("TRUNC(12345.67, -3)", "12000.0 DOUBLE");
     EXPECT("TRUNC(1.999, 2)", "1.99 DOUBLE");
+    EXPECT("TRUNC(0.29, 2)", "0.29 DOUBLE"); /* 0.29 * 100 is 28.999999999999996 in binary */
+    EXPECT("ROUND(-2.5)", "-2 BIGINT");
+    EXPECT("ROUND(-2.6)", "-3 BIGINT");
+    EXPECT("ROUND(123456.789, -3)", "123000.0 DOUBLE");
+    EXPECT("TRUNC(-1234.5678, 2)", "-1234.56 DOUBLE");
     EXPECT("SIGN(-rating)", "-1 INTEGER");
     EXPECT("SIGN(0)", "0 INTEGER");
     EXPECT("SQRT(16)", "4.0 DOUBLE");
