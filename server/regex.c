@@ -22,8 +22,10 @@
  * refused before it is parsed), GD_REGEX_MAX_DEPTH the recursion of the
  * parser. For a yes/no answer (gd_regex_match) greedy or lazy repetition,
  * and which alternative matched, make no difference, and no capture slots
- * are carried. A search (SQL's REGEXP_ functions) keeps the threads in
- * priority order -- a split's preferred branch first -- and each thread
+ * are carried: gd_regex_compile emits no saves, so its programs, and the
+ * limit on them, are what they were before groups were kept. A search
+ * (SQL's REGEXP_ functions, gd_regex_compile_captures) keeps the threads
+ * in priority order -- a split's preferred branch first -- and each thread
  * carries the slots of the groups asked for, so the winner is the match a
  * backtracking matcher would have found first, found without backtracking. */
 #include "regex.h"
@@ -57,7 +59,8 @@ typedef struct {
     const char *p;
     size_t len, pos;
     bool icase;
-    int groups; /* capturing groups so far */
+    bool captures; /* groups are kept (gd_regex_compile_captures) */
+    int groups;    /* capturing groups so far */
     node *nodes;
     int nnodes, node_cap;
     byteset *classes;
@@ -306,7 +309,7 @@ static int parse_atom(parser *ps, int depth)
         }
         if (depth == GD_REGEX_MAX_DEPTH)
             return fail(ps, "groups are nested deeper than %d at byte %zu", GD_REGEX_MAX_DEPTH, at);
-        bool capturing = !(at + 1 < ps->len && ps->p[at + 1] == '?');
+        bool capturing = ps->captures && !(at + 1 < ps->len && ps->p[at + 1] == '?');
         int number = capturing ? ++ps->groups : 0;
         int inner = parse_alt(ps, depth + 1);
         if (inner < 0) return -1;
@@ -390,7 +393,8 @@ typedef struct {
 struct gd_regex {
     inst *prog;
     uint32_t n;
-    int groups; /* capturing groups, at most GD_REGEX_MAX_GROUPS */
+    bool captures; /* compiled with the saves of group 0 and the groups kept */
+    int groups;    /* capturing groups, at most GD_REGEX_MAX_GROUPS */
     byteset *classes;
     uint32_t *cur, *next; /* the instructions reached, before and after a byte, in priority order */
     uint32_t *stack;      /* of add_thread: at most 3 pushes per instruction marked, plus 1 */
@@ -541,29 +545,30 @@ static gd_regex *assemble(parser *ps, int root, uint32_t size)
     }
     re->classes = ps->classes;
     ps->classes = NULL;
+    re->captures = ps->captures;
     re->groups = ps->groups < GD_REGEX_MAX_GROUPS ? ps->groups : GD_REGEX_MAX_GROUPS;
-    emit(re, I_SAVE, 0, 0); /* the match is group 0 */
+    if (re->captures) emit(re, I_SAVE, 0, 0); /* the match is group 0 */
     compile_node(re, ps, root);
-    emit(re, I_SAVE, 1, 0);
+    if (re->captures) emit(re, I_SAVE, 1, 0);
     emit(re, I_MATCH, 0, 0);
     return re;
 }
 
-int gd_regex_compile(gd_regex **out, const char *pattern, size_t len, char *err, size_t errlen)
+static int compile(gd_regex **out, const char *pattern, size_t len, bool captures, char *err, size_t errlen)
 {
     *out = NULL;
     if (len > GD_REGEX_MAX_PATTERN) {
         snprintf(err, errlen, "the pattern is %zu bytes; at most %d are accepted", len, GD_REGEX_MAX_PATTERN);
         return GD_ERR;
     }
-    parser ps = {.p = pattern, .len = len, .err = err, .errlen = errlen};
+    parser ps = {.p = pattern, .len = len, .err = err, .errlen = errlen, .captures = captures};
     if (len >= 4 && !memcmp(pattern, "(?i)", 4)) {
         ps.icase = true;
         ps.pos = 4;
     }
     int root = parse_alt(&ps, 0);
     if (root >= 0 && ps.pos < len) root = fail(&ps, "the ')' at byte %zu closes no group", ps.pos);
-    uint64_t size = root >= 0 ? program_size(&ps, root) + 3 : 0; /* and group 0's saves, the match */
+    uint64_t size = root >= 0 ? program_size(&ps, root) + 1 + 2 * captures : 0; /* the match, group 0's saves */
     if (root >= 0 && size > GD_REGEX_MAX_PROGRAM)
         root = fail(&ps, "counted repetition expands the pattern past %d instructions, the most accepted",
                     GD_REGEX_MAX_PROGRAM);
@@ -571,6 +576,16 @@ int gd_regex_compile(gd_regex **out, const char *pattern, size_t len, char *err,
     free(ps.nodes);
     free(ps.classes);
     return root >= 0 ? GD_OK : GD_ERR;
+}
+
+int gd_regex_compile(gd_regex **out, const char *pattern, size_t len, char *err, size_t errlen)
+{
+    return compile(out, pattern, len, false, err, errlen);
+}
+
+int gd_regex_compile_captures(gd_regex **out, const char *pattern, size_t len, char *err, size_t errlen)
+{
+    return compile(out, pattern, len, true, err, errlen);
 }
 
 /* A search's threads: the instructions reached (list), with each one's
@@ -716,6 +731,7 @@ int gd_regex_search(gd_regex *re, const char *text, size_t len, size_t from, gd_
     if (nspans < 1) nspans = 1;
     if (nspans > re->groups + 1) nspans = re->groups + 1;
     uint32_t ncap = 2 * (uint32_t)nspans;
+    if (!re->captures) return GD_ERR;
     if (len >= UNSET || from > len) return 0;
     if (!caps_ready(re, ncap)) return GD_ERR;
     if (!run(re, text, len, from, true, slots, ncap)) return 0;

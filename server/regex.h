@@ -35,7 +35,10 @@ int gd_regex_compile(gd_regex **out, const char *pattern, size_t len, char *err,
 bool gd_regex_match(gd_regex *re, const char *text, size_t len);
 void gd_regex_free(gd_regex *re);
 
-/* Searching, for SQL's REGEXP_ functions: the leftmost match, and among
+/* Searching, for SQL's REGEXP_ functions, with a regex compiled by
+ * gd_regex_compile_captures (its groups kept: each costs two instructions
+ * of the program, so a pattern near the program limit may be refused here
+ * and accepted by gd_regex_compile): the leftmost match, and among
  * those starting there the first in priority order (an earlier
  * alternative, a greedy repetition taking more, a lazy one less), as
  * Java's Matcher.find and PCRE do; `^` and `$` are the text's ends. The
@@ -44,11 +47,13 @@ void gd_regex_free(gd_regex *re);
 typedef struct {
     size_t start, end; /* bytes; SIZE_MAX when the group took no part */
 } gd_regex_span;
-/* The capturing groups of the pattern that are kept (at most GD_REGEX_MAX_GROUPS). */
+int gd_regex_compile_captures(gd_regex **out, const char *pattern, size_t len, char *err, size_t errlen);
+/* The capturing groups of the pattern that are kept (at most GD_REGEX_MAX_GROUPS; 0 from gd_regex_compile). */
 int gd_regex_groups(const gd_regex *re);
 /* The first match in text at or after byte from: 1 with spans[0] the match
  * and spans[g] group g for g < nspans (at most groups + 1 are filled), 0
- * when there is none, GD_ERR when out of memory. */
+ * when there is none, GD_ERR when out of memory or re was compiled
+ * without captures. */
 int gd_regex_search(gd_regex *re, const char *text, size_t len, size_t from, gd_regex_span *spans, int nspans);
 /* Every match replaced by repl, appended to out, as Java's String.replaceAll:
  * in repl `$n` is group n and `\c` the character c; after an empty match

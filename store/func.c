@@ -475,7 +475,7 @@ static gd_value fn_uuid(const gd_fn_call *c)
 static gd_regex *compile_pattern(gd_str pattern, char *err, size_t errlen)
 {
     gd_regex *re;
-    return gd_regex_compile(&re, pattern.p ? pattern.p : "", pattern.len, err, errlen) ? NULL : re;
+    return gd_regex_compile_captures(&re, pattern.p ? pattern.p : "", pattern.len, err, errlen) ? NULL : re;
 }
 
 /* REGEXP_EXTRACT(pattern, s [, group]): the first match's group, NULL

@@ -3,8 +3,9 @@
  * refused with a reason, and a compiled one is matched against a few texts
  * (the pattern itself among them) twice, the second answers equal to the
  * first: the state kept between matches must not leak from one to the next.
- * Each text is also searched (a match lies within the text, a group within
- * the match, and a match found is one from where it starts) and has every
+ * Compiled again keeping its groups, it gives the same answers, and each
+ * text is searched (a match lies within the text, a group within the
+ * match, and a match found is one from where it starts) and has every
  * match replaced by "<$0>" (the result bounded). */
 #include <string.h>
 
@@ -28,7 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < N; i++) first[i] = gd_regex_match(re, texts[i].p, texts[i].len);
     for (int i = N - 1; i >= 0; i--)
         if (gd_regex_match(re, texts[i].p, texts[i].len) != first[i]) __builtin_trap();
+    gd_regex_free(re);
+    /* compiled again keeping its groups (refused only near the program limit) */
+    if (gd_regex_compile_captures(&re, (const char *)data, size, err, sizeof err)) return 0;
     for (int i = 0; i < N; i++) {
+        if (gd_regex_match(re, texts[i].p, texts[i].len) != first[i]) __builtin_trap(); /* the same answers */
         gd_regex_span sp[GD_REGEX_MAX_GROUPS + 1];
         int found = gd_regex_search(re, texts[i].p, texts[i].len, 0, sp, GD_REGEX_MAX_GROUPS + 1);
         if (found == 1) {

@@ -175,19 +175,23 @@ static void bounds_are_refused_naming_the_limit(void **state)
     for (int i = 0; i < 15000; i++) n += (size_t)sprintf(big + n, "%sgame_%05d", i ? "|" : "", i);
     assert_non_null(strstr(refusal(big, n), "bytes; at most 1024"));
     free(big);
-    /* the program: a{9997}, the two saves of the match (group 0) and the
-     * match are 10,000 instructions, a{9998} one more */
-    assert_string_equal(refusal("a{9997}", 7), "");
-    REFUSED("a{9998}", "past 10000 instructions");
+    /* the program: a{9999} and the match are 10,000 instructions, a{10000} one more */
+    assert_string_equal(refusal("a{9999}", 7), "");
+    REFUSED("a{10000}", "past 10000 instructions");
     REFUSED("a{99999999999999999999}", "past 10000 instructions"); /* no overflow */
     REFUSED("(.{1,255}){1,255}", "past 10000 instructions");
     REFUSED("((a{100}){100}){100}", "past 10000 instructions");
-    /* (?:a|b) is four instructions: 2,499 copies fit, 2,500 do not; a
-     * capturing (a|b) is six (its two saves): 1,666 fit, 1,667 do not */
-    assert_string_equal(refusal("(?:a|b){2499}", 13), "");
-    REFUSED("(?:a|b){2500}", "past 10000 instructions");
-    assert_string_equal(refusal("(a|b){1666}", 11), "");
-    REFUSED("(a|b){1667}", "past 10000 instructions");
+    /* (a|b) is four instructions: 2,499 copies fit, 2,500 do not */
+    assert_string_equal(refusal("(a|b){2499}", 11), "");
+    REFUSED("(a|b){2500}", "past 10000 instructions");
+    /* kept for a search, a group is two instructions more (its saves), and
+     * the match two (group 0's): (a|b){1666} fits, (a|b){1667} does not */
+    char err[256];
+    gd_regex *re;
+    assert_int_equal(gd_regex_compile_captures(&re, "(a|b){1666}", 11, err, sizeof err), GD_OK);
+    gd_regex_free(re);
+    assert_int_equal(gd_regex_compile_captures(&re, "(a|b){1667}", 11, err, sizeof err), GD_ERR);
+    assert_non_null(strstr(err, "past 10000 instructions"));
     /* nesting */
     char deep[2 * GD_REGEX_MAX_DEPTH + 4];
     for (int d = GD_REGEX_MAX_DEPTH; d <= GD_REGEX_MAX_DEPTH + 1; d++) {
@@ -250,7 +254,7 @@ static void searches_find_the_leftmost_first_match_and_its_groups(void **state)
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
         char err[256] = "", m[128], g[128];
         gd_regex *re;
-        assert_int_equal(gd_regex_compile(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
+        assert_int_equal(gd_regex_compile_captures(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
         gd_regex_span sp[3];
         int r = gd_regex_search(re, ex[i].text, strlen(ex[i].text), 0, sp, 3);
         if (r == 1) {
@@ -288,7 +292,7 @@ static void replace_all_as_java(void **state)
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
         char err[256] = "";
         gd_regex *re;
-        assert_int_equal(gd_regex_compile(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
+        assert_int_equal(gd_regex_compile_captures(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
         gd_buf out = {0};
         int r = gd_regex_replace(re, ex[i].text, strlen(ex[i].text), ex[i].repl, strlen(ex[i].repl), 1000, &out);
         if (!ex[i].want) assert_int_equal(r, GD_ERR);
@@ -303,7 +307,7 @@ static void replace_all_as_java(void **state)
     /* the result's bound */
     gd_regex *re;
     char err[256];
-    assert_int_equal(gd_regex_compile(&re, "a", 1, err, sizeof err), GD_OK);
+    assert_int_equal(gd_regex_compile_captures(&re, "a", 1, err, sizeof err), GD_OK);
     gd_buf out = {0};
     assert_int_equal(gd_regex_replace(re, "aaaa", 4, "0123456789", 10, 25, &out), GD_ERR);
     gd_buf_free(&out);
@@ -318,9 +322,14 @@ static void searches_stay_linear(void **state)
     memset(text, 'a', 30000);
     char err[256];
     gd_regex *re;
-    assert_int_equal(gd_regex_compile(&re, "((a*)*)b", 8, err, sizeof err), GD_OK);
+    assert_int_equal(gd_regex_compile_captures(&re, "((a*)*)b", 8, err, sizeof err), GD_OK);
     gd_regex_span sp[3];
     assert_int_equal(gd_regex_search(re, text, 30000, 0, sp, 3), 0);
+    gd_regex_free(re);
+    /* a regex compiled for yes/no answers keeps no groups: it does not search */
+    assert_int_equal(gd_regex_compile(&re, "(a)", 3, err, sizeof err), GD_OK);
+    assert_int_equal(gd_regex_groups(re), 0);
+    assert_int_equal(gd_regex_search(re, "a", 1, 0, sp, 2), GD_ERR);
     gd_regex_free(re);
 }
 
