@@ -31,7 +31,6 @@
 
 #include <gnutls/crypto.h>
 
-#include "../server/json.h"
 #include "../server/regex.h"
 #include "tz.h"
 
