@@ -47,6 +47,7 @@
 
 #include "../ingest/ingest.h"
 #include "../server/regex.h"
+#include "../store/func.h"
 #include "sql.h"
 
 /* ---- scope ---- */
@@ -77,6 +78,7 @@ typedef struct {
     const char *slot_pii_from[GD_MAX_COLS]; /* the personal column each slot reads */
     bool in_aggregate;               /* binding an aggregate's argument */
     const gd_expr *at;               /* the statement's node being bound: where errors point */
+    bool definition;                 /* a CREATE ... AS SELECT: RANDOM() is refused */
     gd_pii_use pii_use;              /* the first use of personal data to decide something */
 } binder;
 
@@ -244,18 +246,6 @@ static gd_expr *copy_node(binder *b, const gd_expr *e)
 
 static const char *type_name(gd_coltype t) { return gd_coltype_name(t); }
 
-/* The common type of two for comparison, CASE, COALESCE; false when none. */
-static bool unify(gd_coltype a, gd_coltype b, gd_coltype *out)
-{
-    if (a == GD_T_NULL) return *out = b, true;
-    if (b == GD_T_NULL || a == b) return *out = a, true;
-    if (gd_coltype_numeric(a) && gd_coltype_numeric(b)) {
-        *out = a == GD_T_DOUBLE || b == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
-        return true;
-    }
-    return false;
-}
-
 /* An argument e of node parent must fit (ok); errors point at e, or at
  * parent when e is a bound column with no place of its own. */
 static bool want_type(binder *b, const gd_expr *parent, const gd_expr *e, bool ok, const char *what)
@@ -264,67 +254,14 @@ static bool want_type(binder *b, const gd_expr *parent, const gd_expr *e, bool o
     return fail(b, e->line ? e : parent, "%s, not %s", what, type_name(e->type));
 }
 
+/* A call: its arguments against the function's parameters (store/func.c). */
 static bool check_function(binder *b, gd_expr *e)
 {
-    gd_expr **a = e->args;
-    int n = e->nargs;
-    gd_func f = (gd_func)e->index;
-    static const struct {
-        int min, max;
-    } arity[GD_FN_COUNT] = {{1, 1}, {1, 1}, {1, 1}, {1, 64}, {2, 3}, {1, 1}, {1, 2}, {1, 1}, {1, 1}, {1, 64}, {2, 2}, {2, 3}};
-    if (n < arity[f].min || n > arity[f].max)
-        return fail(b, e, "%s takes %d%s argument%s, not %d", gd_func_name(f), arity[f].min,
-                    arity[f].max > arity[f].min ? " or more" : "", arity[f].min == 1 && arity[f].max == 1 ? "" : "s", n);
-    switch (f) {
-    case GD_FN_UCASE:
-    case GD_FN_LCASE:
-        e->type = GD_T_STRING;
-        return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "UCASE and LCASE take a STRING");
-    case GD_FN_LEN:
-        e->type = GD_T_INTEGER;
-        return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "LEN takes a STRING");
-    case GD_FN_CONCAT: e->type = GD_T_STRING; return true;
-    case GD_FN_SUBSTRING:
-        e->type = GD_T_STRING;
-        return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "SUBSTRING takes a STRING") &&
-               want_type(b, e, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT, "a position is a whole number") &&
-               (n < 3 || want_type(b, e, a[2], a[2]->type == GD_T_INTEGER || a[2]->type == GD_T_BIGINT,
-                                   "a length is a whole number"));
-    case GD_FN_ABS:
-    case GD_FN_FLOOR:
-    case GD_FN_CEIL:
-        e->type = a[0]->type == GD_T_NULL ? GD_T_DOUBLE : a[0]->type;
-        return want_type(b, e, a[0], gd_coltype_numeric(a[0]->type), "a number is needed");
-    case GD_FN_ROUND:
-        e->type = n > 1 ? GD_T_DOUBLE : a[0]->type == GD_T_DOUBLE ? GD_T_BIGINT : a[0]->type;
-        if (n > 1 && a[0]->type != GD_T_DOUBLE) e->type = a[0]->type;
-        return want_type(b, e, a[0], gd_coltype_numeric(a[0]->type), "ROUND takes a number") &&
-               (n < 2 || want_type(b, e, a[1], a[1]->type == GD_T_INTEGER || a[1]->type == GD_T_BIGINT,
-                                   "a scale is a whole number"));
-    case GD_FN_COALESCE:
-    case GD_FN_IFNULL: {
-        gd_coltype t = GD_T_NULL;
-        for (int i = 0; i < n; i++)
-            if (!unify(t, a[i]->type, &t))
-                return fail(b, a[i]->line ? a[i] : e, "%s arguments must share a type (%s and %s do not)", gd_func_name(f),
-                            type_name(t), type_name(a[i]->type));
-        e->type = t;
-        return true;
-    }
-    case GD_FN_TIMESTAMPTOSTRING: {
-        e->type = GD_T_STRING;
-        if (!want_type(b, e, a[0], a[0]->type == GD_T_BIGINT || a[0]->type == GD_T_INTEGER,
-                       "TIMESTAMPTOSTRING takes epoch milliseconds (BIGINT)") ||
-            !want_type(b, e, a[1], a[1]->type == GD_T_STRING, "a format is a STRING"))
-            return false;
-        int offset;
-        if (n > 2 && a[2]->op == GD_E_LIT && a[2]->lit.t == GD_V_STR && !gd_timezone_offset(a[2]->lit.s, &offset))
-            return fail(b, a[2], "time zone '%.*s' is not supported: use UTC or an offset such as +02:00",
-                        (int)a[2]->lit.s.len, a[2]->lit.s.p);
-        return true;
-    }
-    default: return fail(b, e, "unknown function");
-    }
+    char why[300];
+    int at;
+    if (gd_fn_check(e, b->arena, &at, why, sizeof why)) return true;
+    const gd_expr *arg = at >= 0 ? e->args[at] : e;
+    return fail(b, arg->line ? arg : e, "%s", why);
 }
 
 /* x IN (1, '2'): as ksqlDB does, a literal of another type in the list
@@ -397,7 +334,7 @@ static bool check_node(binder *b, gd_expr *e)
         if (e->op == GD_E_IN) coerce_in_literals(b, e);
         gd_coltype t = a[0]->type;
         for (int i = 1; i < e->nargs; i++)
-            if (!unify(t, a[i]->type, &t))
+            if (!gd_coltype_unify(t, a[i]->type, &t))
                 return fail(b, a[i], "cannot compare %s with %s", type_name(a[0]->type), type_name(a[i]->type));
         if (e->op == GD_E_LIKE) return want_type(b, e, a[0], a[0]->type == GD_T_STRING, "LIKE takes STRINGs");
         return true;
@@ -408,11 +345,11 @@ static bool check_node(binder *b, gd_expr *e)
         gd_coltype t = GD_T_NULL;
         for (int i = 0; i < pairs; i++) {
             if (!want_type(b, e, a[2 * i], a[2 * i]->type == GD_T_BOOLEAN, "WHEN takes a BOOLEAN condition")) return false;
-            if (!unify(t, a[2 * i + 1]->type, &t))
+            if (!gd_coltype_unify(t, a[2 * i + 1]->type, &t))
                 return fail(b, a[2 * i + 1], "CASE results must share a type (%s and %s do not)", type_name(t),
                             type_name(a[2 * i + 1]->type));
         }
-        if (e->has_else && !unify(t, a[e->nargs - 1]->type, &t))
+        if (e->has_else && !gd_coltype_unify(t, a[e->nargs - 1]->type, &t))
             return fail(b, a[e->nargs - 1], "CASE results must share a type (%s and %s do not)", type_name(t),
                         type_name(a[e->nargs - 1]->type));
         e->type = t;
@@ -555,16 +492,34 @@ static gd_expr *bind_call(binder *b, const gd_expr *e, gd_expr *(*bind)(binder *
         c->type = GD_T_BIGINT;
         return c;
     }
-    gd_func f = gd_func_lookup(e->name);
-    if (f == GD_FN_COUNT) {
+    int index;
+    const gd_fn *f = gd_fn_lookup(e->name, &index);
+    if (!f) {
         fail(b, e, "function %.*s is not supported by gamingd", (int)e->name.len, e->name.p);
         return NULL;
     }
     if (e->star || e->distinct) {
-        fail(b, e, "%s takes no %s", gd_func_name(f), e->star ? "*" : "DISTINCT");
+        fail(b, e, "%s takes no %s", f->name, e->star ? "*" : "DISTINCT");
         return NULL;
     }
-    return bind_operator(b, e, bind, (int)f);
+    if (f->flags & GD_FN_RANDOM && b->definition) {
+        fail(b, e, "%s is not allowed in a CREATE ... AS SELECT: a stored table or stream must give the same values "
+                   "to every reader and at every start", f->name);
+        return NULL;
+    }
+    if (f->min && f->params[0].type == GD_FP_UNIT && e->nargs && e->args[0]->op == GD_E_NAME && !e->args[0]->qualifier.p) {
+        gd_expr *c = alloc(b, sizeof *c), *unit = alloc(b, sizeof *unit); /* TIMESTAMPADD(MINUTES, ...): a word */
+        *c = *e;
+        c->args = alloc(b, sizeof *c->args * e->nargs);
+        memcpy(c->args, e->args, sizeof *c->args * e->nargs);
+        *unit = *e->args[0];
+        unit->op = GD_E_LIT;
+        unit->type = GD_T_STRING;
+        unit->lit = (gd_value){.t = GD_V_STR, .s = e->args[0]->name};
+        c->args[0] = unit;
+        e = c;
+    }
+    return bind_operator(b, e, bind, index);
 }
 
 /* Binds e over the input rows (no aggregates). */
@@ -1173,7 +1128,7 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
 {
     gd_catalog_entry *e = gd_catalog_entry_new();
     if (!e) return gd_sql_fail(err, GD_SQL_SERVER_ERROR, "out of memory");
-    binder b = {.cat = cat, .arena = &e->arena, .err = err};
+    binder b = {.cat = cat, .arena = &e->arena, .err = err, .definition = true};
     e->name = gd_sql_lower_dup(&e->arena, st->name);
     e->is_table = st->is_table;
     e->builtin = builtin;

@@ -4,7 +4,9 @@
  * the walk costs tens of nanoseconds, so compiling them further would buy
  * little. Types were checked when the tree was bound (sql/plan.c), so the
  * walk follows the values' own tags and only guards against what binding
- * cannot exclude: NULLs, division by zero, overflow. */
+ * cannot exclude: NULLs, division by zero, overflow. The operators are
+ * here; a function call is store/func.c's (gd_fn_eval), where each scalar
+ * function is declared once. */
 #include "expr.h"
 
 #include <math.h>
@@ -12,16 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "../server/json.h"
 #include "../server/regex.h"
+#include "func.h"
 
 static const gd_value NULLV = {.t = GD_V_NULL};
 
-static gd_value int_v(int64_t i) { return (gd_value){.t = GD_V_INT, .i = i}; }
+static gd_value int_v(int64_t i) { return gd_int_value(i); }
 static gd_value bool_v(bool b) { return (gd_value){.t = GD_V_BOOL, .i = b}; }
-static gd_value dbl_v(double d) { return isfinite(d) ? (gd_value){.t = GD_V_DBL, .d = d} : NULLV; }
+static gd_value dbl_v(double d) { return gd_dbl_value(d); }
 static bool is_null(gd_value v) { return v.t == GD_V_NULL; }
 static double as_dbl(gd_value v) { return v.t == GD_V_DBL ? v.d : (double)v.i; }
 
@@ -36,6 +38,17 @@ const char *gd_coltype_name(gd_coltype t)
     case GD_T_NULL: return "NULL";
     }
     return "STRING";
+}
+
+bool gd_coltype_unify(gd_coltype a, gd_coltype b, gd_coltype *out)
+{
+    if (a == GD_T_NULL) return *out = b, true;
+    if (b == GD_T_NULL || a == b) return *out = a, true;
+    if (gd_coltype_numeric(a) && gd_coltype_numeric(b)) {
+        *out = a == GD_T_DOUBLE || b == GD_T_DOUBLE ? GD_T_DOUBLE : GD_T_BIGINT;
+        return true;
+    }
+    return false;
 }
 
 gd_value gd_value_array_column(const void *row, int index) { return ((const gd_value *)row)[index]; }
@@ -64,7 +77,7 @@ void gd_value_text(gd_value v, gd_buf *b)
     }
 }
 
-static gd_value text_in_arena(gd_buf *b, gd_arena *scratch)
+gd_value gd_value_from_buf(gd_buf *b, gd_arena *scratch)
 {
     gd_str s = gd_arena_strdup(scratch, (gd_str){b->p ? b->p : "", (uint32_t)b->len});
     gd_buf_free(b);
@@ -79,7 +92,7 @@ gd_value gd_value_cast(gd_value v, gd_coltype to, gd_arena *scratch)
         if (v.t == GD_V_STR) return v;
         gd_buf b = {0};
         gd_value_text(v, &b);
-        return text_in_arena(&b, scratch);
+        return gd_value_from_buf(&b, scratch);
     }
     case GD_T_BIGINT:
     case GD_T_INTEGER: {
@@ -155,7 +168,7 @@ static gd_value arith(gd_expr_op op, gd_value a, gd_value b, gd_arena *scratch)
 
 /* ---- LIKE: % any run, _ one character ---- */
 
-static size_t char_len(const char *p, const char *end)
+size_t gd_char_len(const char *p, const char *end)
 {
     size_t n = gd_utf8_seq((const unsigned char *)p, (size_t)(end - p));
     return n ? n : 1;
@@ -176,257 +189,19 @@ static bool like(const char *s, const char *se, const char *p, const char *pe, i
             star = p;
             taken = s;
         } else if (!escaped && p < pe && *p == '_') {
-            s += char_len(s, se);
+            s += gd_char_len(s, se);
             p++;
         } else if (p < pe && p[escaped] == *s) {
             p += 1 + escaped;
             s++;
         } else if (star) {
-            taken += char_len(taken, se);
+            taken += gd_char_len(taken, se);
             s = taken;
             p = star;
         } else return false;
     }
     while (p < pe && *p == '%') p++;
     return p == pe;
-}
-
-/* ---- functions ---- */
-
-static const char *const func_names[GD_FN_COUNT] = {
-    "UCASE", "LCASE", "LEN", "CONCAT", "SUBSTRING", "ABS", "ROUND", "FLOOR", "CEIL", "COALESCE", "IFNULL",
-    "TIMESTAMPTOSTRING",
-};
-
-gd_func gd_func_lookup(gd_str name)
-{
-    for (int f = 0; f < GD_FN_COUNT; f++)
-        if (strlen(func_names[f]) == name.len && !strncasecmp(func_names[f], name.p, name.len)) return (gd_func)f;
-    if (name.len == 7 && !strncasecmp(name.p, "CEILING", 7)) return GD_FN_CEIL;
-    return GD_FN_COUNT;
-}
-
-const char *gd_func_name(gd_func f) { return f < GD_FN_COUNT ? func_names[f] : "?"; }
-
-static gd_value change_case(gd_value s, bool upper, gd_arena *scratch)
-{
-    char *p = gd_arena_alloc(scratch, s.s.len + 1);
-    for (uint32_t i = 0; i < s.s.len; i++) {
-        char c = s.s.p[i];
-        p[i] = upper ? (c >= 'a' && c <= 'z' ? c - 32 : c) : (c >= 'A' && c <= 'Z' ? c + 32 : c);
-    }
-    return (gd_value){.t = GD_V_STR, .s = {p, s.s.len}};
-}
-
-static int64_t utf8_chars(gd_str s)
-{
-    int64_t n = 0;
-    for (const char *p = s.p, *end = s.p + s.len; p < end; p += char_len(p, end)) n++;
-    return n;
-}
-
-/* The byte offset of character `chars` in s (s.len when past its end). */
-static uint32_t utf8_offset(gd_str s, int64_t chars)
-{
-    const char *p = s.p, *end = s.p + s.len;
-    while (chars-- > 0 && p < end) p += char_len(p, end);
-    return (uint32_t)(p - s.p);
-}
-
-/* SUBSTRING(s, pos [, len]): 1-based; a negative pos counts from the end. */
-static gd_value substring(gd_value s, gd_value pos, const gd_value *len)
-{
-    int64_t n = utf8_chars(s.s), from = pos.i > 0 ? pos.i - 1 : pos.i < 0 ? n + pos.i : 0;
-    if (from < 0) from = 0;
-    int64_t count = len ? len->i : n;
-    if (count < 0) count = 0;
-    if (from > n) from = n;
-    if (count > n - from) count = n - from;
-    uint32_t start = utf8_offset(s.s, from), stop = utf8_offset(s.s, from + count);
-    return (gd_value){.t = GD_V_STR, .s = {s.s.p + start, stop - start}};
-}
-
-static gd_value round_to(gd_value v, const gd_value *scale)
-{
-    if (v.t == GD_V_INT) return v;
-    if (!scale) {
-        double r = floor(v.d + 0.5); /* HALF_UP as Java's Math.round */
-        return r > -9.2e18 && r < 9.2e18 ? int_v((int64_t)r) : NULLV;
-    }
-    double f = pow(10.0, (double)scale->i);
-    double x = v.d * f;
-    double r = x < 0 ? -floor(-x + 0.5) : floor(x + 0.5);
-    return dbl_v(r / f);
-}
-
-bool gd_timezone_offset(gd_str tz, int *offset_s)
-{
-    if (!tz.len) { /* as UTC; and an empty string may have no bytes at all */
-        *offset_s = 0;
-        return true;
-    }
-    const char *p = tz.p, *end = tz.p + tz.len;
-    if ((tz.len >= 3 && (!strncasecmp(p, "UTC", 3) || !strncasecmp(p, "GMT", 3)))) p += 3;
-    else if (tz.len == 1 && (*p == 'Z' || *p == 'z')) p++;
-    if (p == end) {
-        *offset_s = 0;
-        return true;
-    }
-    int sign = *p == '-' ? -1 : *p == '+' ? 1 : 0;
-    if (!sign) return false;
-    p++;
-    int digits[4], nd = 0;
-    for (; p < end && nd < 4; p++) {
-        if (*p == ':') continue;
-        if (*p < '0' || *p > '9') return false;
-        digits[nd++] = *p - '0';
-    }
-    if (p != end || (nd != 2 && nd != 4)) return false;
-    int h = digits[0] * 10 + digits[1], m = nd == 4 ? digits[2] * 10 + digits[3] : 0;
-    if (h > 18 || m > 59) return false;
-    *offset_s = sign * (h * 3600 + m * 60);
-    return true;
-}
-
-/* v in decimal, zero-padded to width (at most 20 digits: a longer run of
- * a pattern letter pads no further). */
-static void put_num(gd_buf *b, int64_t v, int width)
-{
-    char tmp[48];
-    int n = snprintf(tmp, sizeof tmp, "%0*lld", width < 20 ? width : 20, (long long)v);
-    gd_buf_put(b, tmp, (size_t)(n < (int)sizeof tmp ? n : (int)sizeof tmp - 1));
-}
-
-/* Formats ms with a java.time.format.DateTimeFormatter pattern (the letters
- * ksqlDB's users write: y M d H h m s S a E, X/Z offsets, 'quoted' text). */
-static bool format_time(int64_t ms, gd_str pattern, int offset_s, gd_buf *b)
-{
-    static const char *const months[] = {"January", "February", "March",     "April",   "May",      "June",
-                                         "July",    "August",   "September", "October", "November", "December"};
-    static const char *const days[] = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"};
-    int64_t local = ms + (int64_t)offset_s * 1000;
-    int64_t secs = local >= 0 ? local / 1000 : -((-local + 999) / 1000);
-    int64_t frac = local - secs * 1000;
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) return false;
-    const char *p = pattern.p, *end = pattern.p + pattern.len;
-    while (p < end) {
-        char c = *p;
-        if (c == '\'') {
-            const char *q = p + 1;
-            if (q < end && *q == '\'') { /* '' is a quote */
-                gd_buf_putc(b, '\'');
-                p += 2;
-                continue;
-            }
-            while (q < end && *q != '\'') q++;
-            gd_buf_put(b, p + 1, (size_t)(q - p - 1));
-            p = q < end ? q + 1 : q;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
-            gd_buf_putc(b, c);
-            p++;
-            continue;
-        }
-        int n = 0;
-        while (p + n < end && p[n] == c) n++;
-        p += n;
-        switch (c) {
-        case 'y':
-        case 'u': n == 2 ? put_num(b, (tm.tm_year + 1900) % 100, 2) : put_num(b, tm.tm_year + 1900, n); break;
-        case 'M':
-        case 'L':
-            if (n >= 4) gd_buf_puts(b, months[tm.tm_mon]);
-            else if (n == 3) gd_buf_put(b, months[tm.tm_mon], 3);
-            else put_num(b, tm.tm_mon + 1, n);
-            break;
-        case 'd': put_num(b, tm.tm_mday, n); break;
-        case 'D': put_num(b, tm.tm_yday + 1, n); break;
-        case 'H': put_num(b, tm.tm_hour, n); break;
-        case 'h': put_num(b, tm.tm_hour % 12 ? tm.tm_hour % 12 : 12, n); break;
-        case 'm': put_num(b, tm.tm_min, n); break;
-        case 's': put_num(b, tm.tm_sec, n); break;
-        case 'S': {
-            char digits[4];
-            snprintf(digits, sizeof digits, "%03lld", (long long)frac);
-            for (int i = 0; i < n; i++) gd_buf_putc(b, i < 3 ? digits[i] : '0');
-            break;
-        }
-        case 'a': gd_buf_puts(b, tm.tm_hour < 12 ? "AM" : "PM"); break;
-        case 'E':
-            if (n >= 4) gd_buf_puts(b, days[tm.tm_wday]);
-            else gd_buf_put(b, days[tm.tm_wday], 3);
-            break;
-        case 'X':
-        case 'x':
-        case 'Z': {
-            if (offset_s == 0 && c == 'X') {
-                gd_buf_putc(b, 'Z');
-                break;
-            }
-            int o = offset_s < 0 ? -offset_s : offset_s;
-            gd_buf_putc(b, offset_s < 0 ? '-' : '+');
-            put_num(b, o / 3600, 2);
-            if (n == 1 && c != 'Z') {
-                if (o % 3600) put_num(b, o % 3600 / 60, 2);
-            } else {
-                if ((c != 'Z' && n >= 3) || (c == 'Z' && n >= 4)) gd_buf_putc(b, ':');
-                put_num(b, o % 3600 / 60, 2);
-            }
-            break;
-        }
-        default: return false; /* a letter gamingd does not know */
-        }
-    }
-    return true;
-}
-
-static gd_value call(const gd_expr *e, const gd_eval *ctx)
-{
-    gd_value a[8];
-    int n = e->nargs < 8 ? e->nargs : 8;
-    gd_func f = (gd_func)e->index;
-    if (f == GD_FN_COALESCE || f == GD_FN_IFNULL) { /* the first non-null, evaluated lazily */
-        for (int i = 0; i < e->nargs; i++) {
-            gd_value v = gd_expr_eval(e->args[i], ctx);
-            if (!is_null(v)) return v;
-        }
-        return NULLV;
-    }
-    if (f == GD_FN_CONCAT) {
-        gd_buf b = {0};
-        for (int i = 0; i < e->nargs; i++) gd_value_text(gd_expr_eval(e->args[i], ctx), &b);
-        return text_in_arena(&b, ctx->scratch);
-    }
-    for (int i = 0; i < n; i++) {
-        a[i] = gd_expr_eval(e->args[i], ctx);
-        if (is_null(a[i])) return NULLV;
-    }
-    switch (f) {
-    case GD_FN_UCASE: return change_case(a[0], true, ctx->scratch);
-    case GD_FN_LCASE: return change_case(a[0], false, ctx->scratch);
-    case GD_FN_LEN: return int_v(utf8_chars(a[0].s));
-    case GD_FN_SUBSTRING: return substring(a[0], a[1], n > 2 ? &a[2] : NULL);
-    case GD_FN_ABS:
-        if (a[0].t == GD_V_INT) return a[0].i == INT64_MIN ? NULLV : int_v(a[0].i < 0 ? -a[0].i : a[0].i);
-        return dbl_v(fabs(a[0].d));
-    case GD_FN_ROUND: return round_to(a[0], n > 1 ? &a[1] : NULL);
-    case GD_FN_FLOOR: return a[0].t == GD_V_INT ? a[0] : dbl_v(floor(a[0].d));
-    case GD_FN_CEIL: return a[0].t == GD_V_INT ? a[0] : dbl_v(ceil(a[0].d));
-    case GD_FN_TIMESTAMPTOSTRING: {
-        int offset = 0;
-        if (n > 2 && !gd_timezone_offset(a[2].s, &offset)) return NULLV;
-        gd_buf b = {0};
-        if (!format_time(a[0].i, a[1].s, offset, &b)) {
-            gd_buf_free(&b);
-            return NULLV;
-        }
-        return text_in_arena(&b, ctx->scratch);
-    }
-    default: return NULLV;
-    }
 }
 
 /* ---- the walk ---- */
@@ -585,7 +360,7 @@ gd_value gd_expr_eval(const gd_expr *e, const gd_eval *ctx)
     }
     case GD_E_CASE: return eval_case(e, ctx);
     case GD_E_CAST: return gd_value_cast(gd_expr_eval(e->args[0], ctx), e->type, ctx->scratch);
-    case GD_E_CALL: return call(e, ctx);
+    case GD_E_CALL: return gd_fn_eval(e, ctx);
     case GD_E_FILTER: return bool_v(filter_passes(e, gd_expr_eval(e->args[0], ctx)));
     case GD_E_NAME:
     case GD_E_AGGCALL:

@@ -26,6 +26,9 @@
 
 typedef enum { GD_T_STRING, GD_T_BIGINT, GD_T_INTEGER, GD_T_DOUBLE, GD_T_BOOLEAN, GD_T_NULL } gd_coltype;
 const char *gd_coltype_name(gd_coltype t);
+/* The common type of two (comparison, CASE, COALESCE): a NULL takes the
+ * other's, numbers widen to BIGINT or DOUBLE; false when there is none. */
+bool gd_coltype_unify(gd_coltype a, gd_coltype b, gd_coltype *out);
 static inline bool gd_coltype_numeric(gd_coltype t)
 {
     return t == GD_T_BIGINT || t == GD_T_INTEGER || t == GD_T_DOUBLE;
@@ -63,30 +66,13 @@ typedef enum {
     GD_E_DISTINCT, /* args[0] IS DISTINCT FROM args[1]; `negated`: IS NOT DISTINCT FROM */
     GD_E_CASE,     /* WHEN args[2i] THEN args[2i+1] ..., ELSE args[n-1] when `has_else` */
     GD_E_CAST,     /* args[0] to `type` */
-    GD_E_CALL,     /* scalar function `index` (gd_func) */
+    GD_E_CALL,     /* scalar function `index` (store/func.h) */
     GD_E_FILTER,   /* an ad hoc filter of a dashboard: args[0] `index` (gd_filter_op) args[1], see below */
     /* before binding (parser output only) */
     GD_E_NAME,     /* a column by name: `name`, qualified by `qualifier` */
     GD_E_AGGCALL,  /* an aggregate by name (`name`), args or `star` */
     GD_E_STAR,     /* * or alias.* in a select list */
 } gd_expr_op;
-
-/* The scalar functions. */
-typedef enum {
-    GD_FN_UCASE,
-    GD_FN_LCASE,
-    GD_FN_LEN,
-    GD_FN_CONCAT,
-    GD_FN_SUBSTRING,
-    GD_FN_ABS,
-    GD_FN_ROUND,
-    GD_FN_FLOOR,
-    GD_FN_CEIL,
-    GD_FN_COALESCE,
-    GD_FN_IFNULL,
-    GD_FN_TIMESTAMPTOSTRING,
-    GD_FN_COUNT
-} gd_func;
 
 /* An ad hoc filter's operator (Grafana's filters). The node compares
  * args[0] with the text args[1] (a STRING literal; args[2] the same as a
@@ -125,6 +111,9 @@ struct gd_expr {
     gd_pii pii;
     const char *pii_from;
     struct gd_regex *re; /* GD_E_FILTER =~ and !~: the pattern, compiled */
+    /* a literal argument of a function: what the function made of it when
+     * bound (a time zone, store/func.c) */
+    const void *prep;
 };
 
 /* What an expression reads. */
@@ -144,9 +133,6 @@ gd_value gd_expr_eval(const gd_expr *e, const gd_eval *ctx);
 /* A predicate: true only when it evaluates to TRUE (NULL is not). */
 bool gd_expr_true(const gd_expr *e, const gd_eval *ctx);
 
-/* The function named name (case-insensitive), or GD_FN_COUNT. */
-gd_func gd_func_lookup(gd_str name);
-const char *gd_func_name(gd_func f);
 
 /* Comparison of two non-null values of comparable types: <0, 0, >0. */
 int gd_value_cmp(gd_value a, gd_value b);
@@ -155,9 +141,17 @@ gd_value gd_value_cast(gd_value v, gd_coltype to, gd_arena *scratch);
 /* A value as text, as CAST(v AS STRING) gives it (appended to b). */
 void gd_value_text(gd_value v, gd_buf *b);
 
-/* A TIMESTAMPTOSTRING time zone: UTC, GMT, Z, or an offset (+05:30,
- * UTC-08, +0100); false for others (gamingd carries no zone database). */
-bool gd_timezone_offset(gd_str tz, int *offset_s);
+/* Values made by functions (store/func.c) and operators: a non-finite
+ * DOUBLE is NULL. */
+static inline gd_value gd_int_value(int64_t i) { return (gd_value){.t = GD_V_INT, .i = i}; }
+static inline gd_value gd_dbl_value(double d)
+{
+    return __builtin_isfinite(d) ? (gd_value){.t = GD_V_DBL, .d = d} : (gd_value){.t = GD_V_NULL};
+}
+/* b's text as a string in the scratch arena; b is freed. */
+gd_value gd_value_from_buf(gd_buf *b, gd_arena *scratch);
+/* The bytes of the UTF-8 character at p (1 for a byte that starts none). */
+size_t gd_char_len(const char *p, const char *end);
 
 /* Walks e depth first, calling fn on every node until it returns true. */
 bool gd_expr_any(const gd_expr *e, bool (*fn)(const gd_expr *e, void *ctx), void *ctx);

@@ -3,7 +3,8 @@ OpenAPI document lists every route the server answers, docs/flags.md every
 flag and environment variable `gamingd --help` prints, the README and docs/
 link only to files and headings that exist (and the README to every
 document), the compose file runs Grafana and Prometheus against gamingd with
-keys, and the compose files set only settings gamingd has."""
+keys, the compose files set only settings gamingd has, and docs/sql.md lists
+every scalar function of store/func.c's table (and no other)."""
 
 import json
 import os
@@ -128,3 +129,15 @@ def test_documents_link_to_what_exists():
             if path == README:
                 linked_from_readme.add(dest)
     assert set(docs) <= linked_from_readme
+
+
+def test_every_function_is_documented():
+    """Each row of store/func.c's table -- {"NAME", "ALIAS" or NULL, "CATEGORY", ... --
+    is a row `NAME(...) -> ...` of docs/sql.md's function list, its alias named with it."""
+    table = open(os.path.join(REPO_ROOT, "store", "func.c")).read()
+    rows = re.findall(r'^\s*\{"([A-Z0-9_]+)", (?:"([A-Z0-9_]+)"|NULL), "[A-Z ]+",', table, flags=re.M)
+    assert len(rows) > 50
+    doc = open(os.path.join(DOCS, "sql.md")).read()
+    listed = dict(re.findall(r"^\| `([A-Z0-9_]+)\([^`]*\) -> [^`]+`(?: \(also `([A-Z0-9_]+)`\))? \|", doc, flags=re.M))
+    assert {name: alias for name, alias in rows} == listed
+

@@ -184,6 +184,14 @@ static void bounds_are_refused_naming_the_limit(void **state)
     /* (a|b) is four instructions: 2,499 copies fit, 2,500 do not */
     assert_string_equal(refusal("(a|b){2499}", 11), "");
     REFUSED("(a|b){2500}", "past 10000 instructions");
+    /* kept for a search, a group is two instructions more (its saves), and
+     * the match two (group 0's): (a|b){1666} fits, (a|b){1667} does not */
+    char err[256];
+    gd_regex *re;
+    assert_int_equal(gd_regex_compile_captures(&re, "(a|b){1666}", 11, err, sizeof err), GD_OK);
+    gd_regex_free(re);
+    assert_int_equal(gd_regex_compile_captures(&re, "(a|b){1667}", 11, err, sizeof err), GD_ERR);
+    assert_non_null(strstr(err, "past 10000 instructions"));
     /* nesting */
     char deep[2 * GD_REGEX_MAX_DEPTH + 4];
     for (int d = GD_REGEX_MAX_DEPTH; d <= GD_REGEX_MAX_DEPTH + 1; d++) {
@@ -216,6 +224,115 @@ static void a_regex_is_reused(void **state)
     gd_regex_free(re);
 }
 
+/* Searching: the leftmost match, then the first in priority order, and
+ * its groups -- what Python's re.search gives (and Java's find). Each
+ * example: pattern, text, then the match and group 1 ("-" no match, "~"
+ * a group that took no part). */
+typedef struct {
+    const char *pattern, *text, *match, *group1;
+} found;
+
+static void span_text(const char *text, gd_regex_span sp, char *out)
+{
+    if (sp.start == SIZE_MAX) strcpy(out, "~");
+    else snprintf(out, 128, "%.*s", (int)(sp.end - sp.start), text + sp.start);
+}
+
+static void searches_find_the_leftmost_first_match_and_its_groups(void **state)
+{
+    (void)state;
+    static const found ex[] = {
+        {"b+", "abbbc", "bbb", "~"},           {"b+?", "abbbc", "b", "~"},
+        {"(a|ab)(c|bcd)", "abcd", "abcd", "a"}, {"x*", "abc", "", "~"},
+        {"([0-9]+)-([0-9]+)", "id 12-345 and 6-7", "12-345", "12"},
+        {"(([AEIOU]).)", "hello World, Ana", "An", "An"},
+        {"^b", "ab", "-", "-"},                {"c$", "abc", "c", "~"},
+        {"(x)?y", "zy", "y", "~"},              {"(a*)+b", "aaab", "aaab", "aaa"}, /* RE2's answer: no empty last turn (Python's is '') */
+        {"(.*)@(.*)", "me@example.com", "me@example.com", "me"},
+        {"(.*?)@", "me@x@y", "me@", "me"},      {"(?i)NEON", "a neon sign", "neon", "~"},
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+        char err[256] = "", m[128], g[128];
+        gd_regex *re;
+        assert_int_equal(gd_regex_compile_captures(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
+        gd_regex_span sp[3];
+        int r = gd_regex_search(re, ex[i].text, strlen(ex[i].text), 0, sp, 3);
+        if (r == 1) {
+            span_text(ex[i].text, sp[0], m);
+            if (gd_regex_groups(re) >= 1) span_text(ex[i].text, sp[1], g);
+            else strcpy(g, "~");
+        } else strcpy(m, "-"), strcpy(g, "-");
+        if (strcmp(m, ex[i].match) || strcmp(g, ex[i].group1)) {
+            print_error("/%s/ in '%s': got '%s' '%s', want '%s' '%s'\n", ex[i].pattern, ex[i].text, m, g, ex[i].match,
+                        ex[i].group1);
+            fail();
+        }
+        gd_regex_free(re);
+    }
+}
+
+/* Replacing every match, as Java's replaceAll (and, but for `$1` written
+ * `\1`, Python's re.sub): empty matches between characters too. */
+static void replace_all_as_java(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern, *text, *repl, *want;
+    } ex[] = {
+        {"a.b+", "xa-bbbyacb", "bar", "xbarybar"},
+        {"a*", "baaac", "X", "XbXXcX"},
+        {"([a-z]+)@([a-z]+)", "me@host, you@there", "$2 at $1", "host at me, there at you"},
+        {"\\s+", "  a  b ", "_", "_a_b_"},
+        {"x", "\xc3\x9fx\xc3\x9f", "\\$", "\xc3\x9f$\xc3\x9f"},
+        {"", "\xc3\x9f" "a", "-", "-\xc3\x9f-a-"}, /* a two-byte character stays whole */
+        {"(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)", "abcdefghij", "$10-$11", "j-a1"}, /* the longest number naming a group */
+        {"(a)", "a", "$2", NULL},                  /* no group 2: refused */
+        {"(a)", "a", "$", NULL},
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+        char err[256] = "";
+        gd_regex *re;
+        assert_int_equal(gd_regex_compile_captures(&re, ex[i].pattern, strlen(ex[i].pattern), err, sizeof err), GD_OK);
+        gd_buf out = {0};
+        int r = gd_regex_replace(re, ex[i].text, strlen(ex[i].text), ex[i].repl, strlen(ex[i].repl), 1000, &out);
+        if (!ex[i].want) assert_int_equal(r, GD_ERR);
+        else {
+            assert_int_equal(r, GD_OK);
+            gd_buf_putc(&out, 0);
+            assert_string_equal(out.p, ex[i].want);
+        }
+        gd_buf_free(&out);
+        gd_regex_free(re);
+    }
+    /* the result's bound */
+    gd_regex *re;
+    char err[256];
+    assert_int_equal(gd_regex_compile_captures(&re, "a", 1, err, sizeof err), GD_OK);
+    gd_buf out = {0};
+    assert_int_equal(gd_regex_replace(re, "aaaa", 4, "0123456789", 10, 25, &out), GD_ERR);
+    gd_buf_free(&out);
+    gd_regex_free(re);
+}
+
+/* A search on a pathological pattern finishes too, groups carried. */
+static void searches_stay_linear(void **state)
+{
+    (void)state;
+    static char text[30001];
+    memset(text, 'a', 30000);
+    char err[256];
+    gd_regex *re;
+    assert_int_equal(gd_regex_compile_captures(&re, "((a*)*)b", 8, err, sizeof err), GD_OK);
+    gd_regex_span sp[3];
+    assert_int_equal(gd_regex_search(re, text, 30000, 0, sp, 3), 0);
+    gd_regex_free(re);
+    /* a regex compiled for yes/no answers keeps no groups: it does not search */
+    assert_int_equal(gd_regex_compile(&re, "(a)", 3, err, sizeof err), GD_OK);
+    assert_int_equal(gd_regex_groups(re), 0);
+    assert_int_equal(gd_regex_search(re, "a", 1, 0, sp, 2), GD_ERR);
+    gd_regex_free(re);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +343,9 @@ int main(void)
         cmocka_unit_test(bad_patterns_are_refused_with_a_reason),
         cmocka_unit_test(bounds_are_refused_naming_the_limit),
         cmocka_unit_test(a_regex_is_reused),
+        cmocka_unit_test(searches_find_the_leftmost_first_match_and_its_groups),
+        cmocka_unit_test(replace_all_as_java),
+        cmocka_unit_test(searches_stay_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
