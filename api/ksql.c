@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "../sql/sql.h"
+#include "../store/func.h"
 #include "routes.h"
 
 enum { DDL_TIMEOUT_MS = 10000 };
@@ -628,6 +629,56 @@ static int partitions_of(const gd_api_ctx *ctx, const gd_catalog_entry *e)
     return 1;
 }
 
+/* SHOW FUNCTIONS: the scalar functions of store/func.c's table and the
+ * aggregates the planner knows, by name, as ksqlDB lists them. */
+static void show_functions(const gd_sql_stmt *st, gd_buf *b)
+{
+    gd_buf_puts(b, "{\"@type\":\"function_names\",\"statementText\":");
+    put_statement(b, st->text);
+    gd_buf_puts(b, ",\"functions\":[");
+    for (int i = 0; i < gd_fn_count(); i++) {
+        const gd_fn *f = gd_fn_at(i);
+        for (int named = 0; named < (f->alias ? 2 : 1); named++)
+            gd_buf_printf(b, "{\"name\":\"%s\",\"type\":\"SCALAR\",\"category\":\"%s\"},", named ? f->alias : f->name,
+                          f->category);
+    }
+    for (int i = 0; gd_sql_aggregate_at(i); i++)
+        gd_buf_printf(b, "{\"name\":\"%s\",\"type\":\"AGGREGATE\",\"category\":\"AGGREGATE\"},", gd_sql_aggregate_at(i));
+    b->len--; /* the last comma: there is always an aggregate */
+    gd_buf_puts(b, "],\"warnings\":[]}");
+}
+
+/* DESCRIBE FUNCTION name: a scalar function's one signature, as ksqlDB's
+ * describe_function entity has them. */
+static bool describe_function(const gd_sql_stmt *st, gd_buf *b, gd_reply *r)
+{
+    int index;
+    const gd_fn *f = gd_fn_lookup(st->name, &index);
+    if (!f) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Can't find any functions with the name '%.*s'", (int)st->name.len, st->name.p);
+        statement_error(r, 400, GD_SQL_BAD_STATEMENT, msg, st->text);
+        return false;
+    }
+    gd_buf_puts(b, "{\"@type\":\"describe_function\",\"statementText\":");
+    put_statement(b, st->text);
+    gd_buf_printf(b, ",\"name\":\"%s\",\"description\":", f->name);
+    gd_json_put_cstr(b, f->description);
+    gd_buf_puts(b, ",\"author\":\"gamingd\",\"version\":\"\",\"path\":\"internal\",\"functions\":[{\"arguments\":[");
+    int np = gd_fn_nparams(f);
+    for (int i = 0; i < np; i++) {
+        gd_buf_printf(b, "%s{\"name\":\"%s\",\"type\":\"%s\",\"description\":\"%s\",\"isVariadic\":%s}", i ? "," : "",
+                      f->params[i].name, gd_fn_param_type_name(f->params[i].type), i >= f->min ? "optional" : "",
+                      f->max > GD_FN_MAX_PARAMS && i == np - 1 ? "true" : "false");
+    }
+    gd_buf_puts(b, "],\"returnType\":");
+    gd_json_put_cstr(b, gd_fn_result_name(f));
+    gd_buf_puts(b, ",\"description\":");
+    gd_json_put_cstr(b, f->description);
+    gd_buf_puts(b, "}],\"type\":\"SCALAR\"}");
+    return true;
+}
+
 static void show_variables(const gd_sql_stmt *st, const gd_sql_vars *vars, gd_buf *b)
 {
     gd_buf_puts(b, "{\"@type\":\"variables\",\"statementText\":");
@@ -900,9 +951,11 @@ static bool run_statement(const gd_api_ctx *ctx, const gd_request *req, const gd
         if (st->show == GD_SHOW_QUERIES) show_queries(ctx, req, st, b);
         else if (st->show == GD_SHOW_PROPERTIES) show_properties(ctx, st, b);
         else if (st->show == GD_SHOW_VARIABLES) show_variables(st, vars, b);
+        else if (st->show == GD_SHOW_FUNCTIONS) show_functions(st, b);
         else show_sources(ctx, st, b);
         return true;
     case GD_SQL_DESCRIBE: {
+        if (st->function) return describe_function(st, b, r);
         const gd_catalog_entry *e = find_any(ctx, st->name);
         if (!e) {
             char msg[200];

@@ -8,8 +8,8 @@
  *              | CREATE (TABLE|STREAM) [IF NOT EXISTS] name [with] AS query
  *              | CREATE (TABLE|STREAM) [IF NOT EXISTS] name '(' coldecl {',' coldecl} ')' [with]
  *              | DROP (TABLE|STREAM) [IF EXISTS] name [DELETE TOPIC]
- *              | (SHOW|LIST) (STREAMS|TABLES|QUERIES|PROPERTIES|VARIABLES) [EXTENDED]
- *              | DESCRIBE [EXTENDED] name
+ *              | (SHOW|LIST) (STREAMS|TABLES|QUERIES|PROPERTIES|VARIABLES|FUNCTIONS) [EXTENDED]
+ *              | DESCRIBE [EXTENDED] name | DESCRIBE FUNCTION name
  *              | TERMINATE (name | ALL)
  *              | DEFINE name '=' 'string' | UNDEFINE name
  *                (${name} anywhere is replaced before parsing: gd_sql_substitute)
@@ -959,11 +959,13 @@ static bool statement(parser *p, gd_sql_stmt *st)
         else if (accept_kw(p, "QUERIES")) st->show = GD_SHOW_QUERIES;
         else if (accept_kw(p, "PROPERTIES")) st->show = GD_SHOW_PROPERTIES;
         else if (accept_kw(p, "VARIABLES")) st->show = GD_SHOW_VARIABLES;
+        else if (accept_kw(p, "FUNCTIONS")) st->show = GD_SHOW_FUNCTIONS;
         else {
             if (p->tok.type == GD_TK_IDENT)
-                fail_at(p, &p->tok, "SHOW %.*s is not supported (STREAMS, TABLES, QUERIES, PROPERTIES, VARIABLES are)",
+                fail_at(p, &p->tok,
+                        "SHOW %.*s is not supported (STREAMS, TABLES, QUERIES, PROPERTIES, VARIABLES, FUNCTIONS are)",
                         (int)p->tok.text.len, p->tok.text.p);
-            else syntax_error(p, "STREAMS, TABLES, QUERIES, PROPERTIES or VARIABLES");
+            else syntax_error(p, "STREAMS, TABLES, QUERIES, PROPERTIES, VARIABLES or FUNCTIONS");
             return false;
         }
         st->extended = accept_kw(p, "EXTENDED");
@@ -972,6 +974,10 @@ static bool statement(parser *p, gd_sql_stmt *st)
     if (accept_kw(p, "DESCRIBE")) {
         st->kind = GD_SQL_DESCRIBE;
         st->extended = accept_kw(p, "EXTENDED");
+        if (!st->extended && accept_kw(p, "FUNCTION")) {
+            st->function = true;
+            return name(p, &st->name, "a function name");
+        }
         if (is_kw(&p->tok, "FUNCTION") || is_kw(&p->tok, "CONNECTOR")) {
             fail_at(p, &p->tok, "DESCRIBE %.*s is not supported", (int)p->tok.text.len, p->tok.text.p);
             return false;

@@ -432,17 +432,23 @@ typedef enum {
     AGG_EARLIEST
 } agg_kind;
 
+static const struct {
+    const char *name;
+    agg_kind kind;
+} aggregates[] = {{"COUNT", AGG_COUNT}, {"COUNT_DISTINCT", AGG_COUNT_DISTINCT}, {"SUM", AGG_SUM}, {"AVG", AGG_AVG},
+                  {"MIN", AGG_MIN},     {"MAX", AGG_MAX},   {"LATEST_BY_OFFSET", AGG_LATEST},
+                  {"EARLIEST_BY_OFFSET", AGG_EARLIEST}};
+
 static agg_kind aggregate_named(gd_str name)
 {
-    static const struct {
-        const char *name;
-        agg_kind kind;
-    } aggs[] = {{"COUNT", AGG_COUNT}, {"COUNT_DISTINCT", AGG_COUNT_DISTINCT}, {"SUM", AGG_SUM}, {"AVG", AGG_AVG},
-                {"MIN", AGG_MIN},     {"MAX", AGG_MAX},   {"LATEST_BY_OFFSET", AGG_LATEST},
-                {"EARLIEST_BY_OFFSET", AGG_EARLIEST}};
-    for (size_t i = 0; i < sizeof aggs / sizeof aggs[0]; i++)
-        if (names_eq(name, aggs[i].name)) return aggs[i].kind;
+    for (size_t i = 0; i < sizeof aggregates / sizeof aggregates[0]; i++)
+        if (names_eq(name, aggregates[i].name)) return aggregates[i].kind;
     return AGG_NONE;
+}
+
+const char *gd_sql_aggregate_at(int i)
+{
+    return i >= 0 && (size_t)i < sizeof aggregates / sizeof aggregates[0] ? aggregates[i].name : NULL;
 }
 
 /* ksqlDB aggregates gamingd does not have, to name them in the error. */

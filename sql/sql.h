@@ -113,7 +113,14 @@ typedef enum {
     GD_SQL_UNDEFINE, /* UNDEFINE name */
 } gd_sql_kind;
 
-typedef enum { GD_SHOW_STREAMS, GD_SHOW_TABLES, GD_SHOW_QUERIES, GD_SHOW_PROPERTIES, GD_SHOW_VARIABLES } gd_sql_show;
+typedef enum {
+    GD_SHOW_STREAMS,
+    GD_SHOW_TABLES,
+    GD_SHOW_QUERIES,
+    GD_SHOW_PROPERTIES,
+    GD_SHOW_VARIABLES,
+    GD_SHOW_FUNCTIONS
+} gd_sql_show;
 typedef enum { GD_EMIT_NONE, GD_EMIT_CHANGES, GD_EMIT_FINAL } gd_sql_emit;
 
 typedef struct {
@@ -161,6 +168,7 @@ typedef struct {
     gd_str name;   /* created, dropped, described, terminated; a variable */
     gd_str value;  /* DEFINE's */
     bool if_not_exists, if_exists, extended, all;
+    bool function; /* DESCRIBE FUNCTION name */
     gd_sql_show show;
     gd_sql_select select;
     gd_sql_coldecl *cols;
@@ -294,6 +302,8 @@ typedef struct {
     gd_pii pii;     /* as gd_catalog_column_pii answers for it */
 } gd_sql_column;
 int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max);
+/* The aggregate functions' names, i from 0 until NULL (SHOW FUNCTIONS). */
+const char *gd_sql_aggregate_at(int i);
 /* A name as the catalog keeps it: lower case, NUL-terminated, in a. */
 char *gd_sql_lower_dup(gd_arena *a, gd_str name);
 /* A name as ksqlDB shows it: upper case. */

@@ -1146,7 +1146,7 @@ const gd_fn *gd_fn_lookup(gd_str name, int *index)
 
 /* ---- types ---- */
 
-static int nparams(const gd_fn *f)
+int gd_fn_nparams(const gd_fn *f)
 {
     int n = 0;
     while (n < GD_FN_MAX_PARAMS && f->params[n].name) n++;
@@ -1156,11 +1156,11 @@ static int nparams(const gd_fn *f)
 /* The parameter argument i is passed to (the last one repeats). */
 static int param_of(const gd_fn *f, int i)
 {
-    int n = nparams(f);
+    int n = gd_fn_nparams(f);
     return i < n ? i : n - 1;
 }
 
-static const char *param_type_name(gd_fn_param_type t)
+const char *gd_fn_param_type_name(gd_fn_param_type t)
 {
     switch (t) {
     case GD_FP_WHOLE: return "INTEGER";
@@ -1173,7 +1173,7 @@ static const char *param_type_name(gd_fn_param_type t)
     }
 }
 
-static const char *result_name(const gd_fn *f)
+const char *gd_fn_result_name(const gd_fn *f)
 {
     switch (f->result) {
     case GD_FR_STRING: return "STRING";
@@ -1190,15 +1190,15 @@ static const char *result_name(const gd_fn *f)
 void gd_fn_signature(const gd_fn *f, gd_buf *out)
 {
     gd_buf_printf(out, "%s(", f->name);
-    int np = nparams(f);
+    int np = gd_fn_nparams(f);
     for (int i = 0; i < np; i++) {
         bool optional = i >= f->min;
         gd_buf_printf(out, "%s%s%s %s", optional ? "[" : "", i ? ", " : "", f->params[i].name,
-                      param_type_name(f->params[i].type));
+                      gd_fn_param_type_name(f->params[i].type));
         if (f->max > GD_FN_MAX_PARAMS && i == np - 1) gd_buf_puts(out, ", ...");
     }
     for (int i = f->min; i < np; i++) gd_buf_putc(out, ']');
-    gd_buf_printf(out, ") -> %s", result_name(f));
+    gd_buf_printf(out, ") -> %s", gd_fn_result_name(f));
 }
 
 static bool accepts(gd_fn_param_type p, gd_coltype t)
@@ -1284,7 +1284,7 @@ bool gd_fn_check(gd_expr *e, gd_arena *arena, int *at, char *err, size_t errlen)
             snprintf(err, errlen, "%s: %s must be %s%s, not %s", f->name, f->params[param_of(f, i)].name,
                      p == GD_FP_WHOLE ? "a whole number (" : p == GD_FP_NUMBER ? "a number (" : "a ",
                      p == GD_FP_WHOLE ? "INTEGER or BIGINT)" : p == GD_FP_NUMBER ? "INTEGER, BIGINT or DOUBLE)"
-                     : p == GD_FP_MILLIS ? "BIGINT of epoch milliseconds" : param_type_name(p),
+                     : p == GD_FP_MILLIS ? "BIGINT of epoch milliseconds" : gd_fn_param_type_name(p),
                      gd_coltype_name(t));
             return false;
         }

@@ -76,6 +76,12 @@ int gd_fn_count(void);
 const gd_fn *gd_fn_at(int index);
 /* `NAME(param TYPE, [param TYPE]) -> TYPE` (a repeating one as `param TYPE, ...`). */
 void gd_fn_signature(const gd_fn *f, gd_buf *out);
+/* The pieces of the signature, for DESCRIBE FUNCTION: how many parameters
+ * it lists (the first f->min required; the last repeats when f->max >
+ * GD_FN_MAX_PARAMS), a parameter type's name, the result's. */
+int gd_fn_nparams(const gd_fn *f);
+const char *gd_fn_param_type_name(gd_fn_param_type t);
+const char *gd_fn_result_name(const gd_fn *f);
 
 /* Checks a GD_E_CALL whose arguments are bound, and sets its type. false
  * with err, and *arg the argument at fault (-1: the call), when they do not

@@ -8,6 +8,7 @@ writes; formats follow ksqlDB 0.29's entity classes."""
 import http.client
 import json
 import os
+import re
 import time
 
 import pytest
@@ -213,6 +214,31 @@ def test_variables_define_undefine_and_session_variables(fed):
     status, _, body = post(fed.port, "/query-stream", {"sql": "SELECT * FROM ${missing};"})
     err = json.loads(body)
     assert status == 400 and "variable 'missing' is not defined" in err["message"], err
+
+
+def test_show_functions_and_describe_function(fed):
+    """SHOW FUNCTIONS lists what docs/sql.md's function list documents (names
+    and aliases, SCALAR) and the aggregates of its SQL section; DESCRIBE
+    FUNCTION gives a signature as ksqlDB's reference writes it (LPAD(input
+    STRING, length INT, padding STRING) -> STRING); an unknown one is ksqlDB's
+    error."""
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "sql.md")).read()
+    documented = set()
+    for name, alias in re.findall(r"^\| `([A-Z0-9_]+)\([^`]*\) -> [^`]+`(?: \(also `([A-Z0-9_]+)`\))? \|", doc, flags=re.M):
+        documented |= {name, alias} - {""}
+    status, got = ksql(fed.port, "SHOW FUNCTIONS;")
+    assert status == 200 and got[0]["@type"] == "function_names"
+    listed = {f["name"]: f["type"] for f in got[0]["functions"]}
+    aggregates = {"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX", "LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"}
+    assert listed == dict({n: "SCALAR" for n in documented}, **{n: "AGGREGATE" for n in aggregates})
+    status, got = ksql(fed.port, "DESCRIBE FUNCTION lpad;")
+    assert status == 200 and got[0]["@type"] == "describe_function" and got[0]["name"] == "LPAD", got
+    sig = got[0]["functions"][0]
+    assert [(a["name"], a["type"]) for a in sig["arguments"]] == [("input", "STRING"), ("length", "INTEGER"),
+                                                                   ("padding", "STRING")]
+    assert sig["returnType"] == "STRING"
+    status, got = ksql(fed.port, "DESCRIBE FUNCTION no_such_fn;")
+    assert status == 400 and "Can't find any functions with the name 'no_such_fn'" in got["message"]
 
 
 def table_rows(port, name):
