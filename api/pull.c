@@ -46,9 +46,10 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
             json_array_append_new(cols, json_pack("{s:s,s:s,s:b}", "name", t->cols[c].name, "type",
                                                   gd_coltype_name(t->cols[c].type), "pii", t->cols[c].pii != GD_PII_NONE));
         json_t *window = t->window_ms ? json_integer(t->window_ms) : json_null();
-        json_array_append_new(tables, json_pack("{s:s,s:o,s:o,s:o}", "name", t->name,
+        json_t *advance = t->advance_ms ? json_integer(t->advance_ms) : json_null();
+        json_array_append_new(tables, json_pack("{s:s,s:o,s:o,s:o,s:o}", "name", t->name,
                                                 "key_columns", keys, "value_columns", cols,
-                                                "window_ms", window));
+                                                "window_ms", window, "advance_ms", advance));
     }
     for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) { /* listed with their error until dropped */
         const gd_catalog_entry *e = gd_catalog_quarantined(ctx->cat, i);
@@ -269,9 +270,9 @@ static bool parse_params(const gd_tabledef *t, const gd_request *req, table_para
             p->cursor = v ? v : "";
         } else if (windowed && !strcmp(name, "window_start")) {
             if (!parse_ms(name, v, &window_start, r)) return false;
-            if (window_start % t->window_ms) {
-                gd_reply_error(r, 400, "window_start must be a multiple of the window size %lld ms",
-                               (long long)t->window_ms);
+            if (window_start % gd_window_step(t)) {
+                gd_reply_error(r, 400, "window_start must be a multiple of %lld ms (the window's %s)",
+                               (long long)gd_window_step(t), t->advance_ms ? "advance" : "size");
                 return false;
             }
             p->have_window_start = true;

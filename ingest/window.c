@@ -290,11 +290,18 @@ bool gd_table_group_key(const gd_tabledef *def, const gd_enriched *e, gd_arena *
     return true;
 }
 
-static bool is_late(const gd_hot_table *t, int64_t ts, int64_t stream_time)
+/* Whether the window at start is closed: its grace has passed. */
+static bool window_closed(const gd_hot_table *t, int64_t start, int64_t stream_time)
 {
     if (!t->def->window_ms) return false; /* one window for all time */
-    int64_t start = gd_window_start(ts, t->def->window_ms);
     return start + t->def->window_ms + t->grace_ms <= stream_time;
+}
+
+/* Whether a record at ts comes too late for some window it falls in (the
+ * earliest, of a hopping table's). */
+static bool is_late(const gd_hot_table *t, int64_t ts, int64_t stream_time)
+{
+    return window_closed(t, gd_window_first(t->def, ts), stream_time);
 }
 
 bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch)
@@ -382,24 +389,26 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
         if (!def || !belongs(def, e, &ctx)) continue;
         build_group_key(def, e, &ctx, &w->key, &w->text);
         gd_str key = {w->key.p, (uint32_t)w->key.len};
-        int64_t start = gd_window_start(ts, def->window_ms);
-        bool figures = feeds_figures(w, (unsigned)i);
-        if (is_late(t, ts, stream_time)) {
-            late_any = true;
-            if (figures) {
-                gd_slot *slots = w->figure_slots;
-                set_figures(w, e, (unsigned)i, lookup_slots(t, start, key, slots, s, txn) ? slots : NULL);
+        bool figures = feeds_figures(w, (unsigned)i); /* built-in, tumbling: one window */
+        for (int64_t start = gd_window_first(def, ts); start <= gd_window_last(def, ts); start += gd_window_step(def)) {
+            if (window_closed(t, start, stream_time)) {
+                late_any = true;
+                if (figures) {
+                    gd_slot *slots = w->figure_slots;
+                    set_figures(w, e, (unsigned)i, lookup_slots(t, start, key, slots, s, txn) ? slots : NULL);
+                }
+                continue;
             }
-            continue;
+            gd_hot_window *win = find_window(t, start, true);
+            gd_hot_group *g = group_for_update(w, t, win, key, s, txn);
+            for (int c = 0; c < def->nslots; c++)
+                if (def->cols[c].agg != GD_AGG_EXPR)
+                    gd_slot_update(&def->cols[c], &g->slots[c], argument(&def->cols[c], e, &ctx), &win->arena,
+                                   &w->interner);
+            mark_dirty(t, g);
+            if (figures) set_figures(w, e, (unsigned)i, g->slots);
+            publish_row(w, def, g, e->seq);
         }
-        gd_hot_window *win = find_window(t, start, true);
-        gd_hot_group *g = group_for_update(w, t, win, key, s, txn);
-        for (int c = 0; c < def->nslots; c++)
-            if (def->cols[c].agg != GD_AGG_EXPR)
-                gd_slot_update(&def->cols[c], &g->slots[c], argument(&def->cols[c], e, &ctx), &win->arena, &w->interner);
-        mark_dirty(t, g);
-        if (figures) set_figures(w, e, (unsigned)i, g->slots);
-        publish_row(w, def, g, e->seq);
     }
     return late_any;
 }

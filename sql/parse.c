@@ -18,6 +18,7 @@
  *   type       = STRING | VARCHAR | INT | INTEGER | BIGINT | DOUBLE | BOOLEAN
  *   query      = SELECT item {',' item} FROM name [[AS] name] {clause}
  *   clause     = WINDOW TUMBLING '(' SIZE duration [',' GRACE PERIOD duration] ')'
+ *              | WINDOW HOPPING '(' SIZE duration ',' ADVANCE BY duration [',' GRACE PERIOD duration] ')'
  *              | WHERE expr | GROUP BY (expr {',' expr} | '(' expr ',' expr {',' expr} ')') | HAVING expr
  *              | EMIT (CHANGES|FINAL) | ORDER BY expr [ASC|DESC] {',' ...} | LIMIT integer
  *                (each at most once, in any order: ksqlDB puts WINDOW before
@@ -63,6 +64,9 @@
 /* Statements in one script: each /ksql statement is answered in one
  * reply, so this bounds a request's work and its answer. */
 enum { MAX_STATEMENTS = 64 };
+/* Hopping windows a record falls in at most (SIZE / ADVANCE BY): each is
+ * an update of the table per record. */
+enum { MAX_HOPS = 64 };
 
 typedef struct {
     gd_lexer lx;
@@ -670,14 +674,26 @@ static bool duration(parser *p, int64_t *ms)
 
 static bool window_clause(parser *p, gd_sql_select *q)
 {
-    if (is_kw(&p->tok, "HOPPING") || is_kw(&p->tok, "SESSION")) {
-        fail_at(p, &p->tok, "%.*s windows are not supported: gamingd keeps TUMBLING windows", (int)p->tok.text.len,
-                p->tok.text.p);
+    if (is_kw(&p->tok, "SESSION")) {
+        fail_at(p, &p->tok, "SESSION windows are not supported: gamingd keeps TUMBLING and HOPPING windows");
         return false;
     }
-    if (!expect_kw(p, "TUMBLING") || !expect_sym(p, "(") || !expect_kw(p, "SIZE") || !duration(p, &q->window_ms))
+    bool hopping = accept_kw(p, "HOPPING");
+    if ((!hopping && !expect_kw(p, "TUMBLING")) || !expect_sym(p, "(") || !expect_kw(p, "SIZE") ||
+        !duration(p, &q->window_ms))
         return false;
     q->windowed = true;
+    if (hopping) {
+        gd_token at = p->tok;
+        if (!expect_sym(p, ",") || !expect_kw(p, "ADVANCE") || !expect_kw(p, "BY") || !duration(p, &q->advance_ms))
+            return false;
+        if (q->advance_ms > q->window_ms || q->window_ms / q->advance_ms > MAX_HOPS) {
+            fail_at(p, &at, "ADVANCE BY must be at most SIZE and at least SIZE / %d: a record counts in each "
+                            "window it falls in", MAX_HOPS);
+            return false;
+        }
+        if (q->advance_ms == q->window_ms) q->advance_ms = 0; /* a tumbling window */
+    }
     while (accept_sym(p, ",")) {
         if (accept_kw(p, "GRACE")) {
             if (!expect_kw(p, "PERIOD") || !duration(p, &q->grace_ms)) return false;

@@ -781,6 +781,7 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
     gd_tabledef *t = b->def;
     t->kind = GD_TABLE_WINDOWED;
     t->window_ms = q->windowed ? q->window_ms : 0;
+    t->advance_ms = q->windowed ? q->advance_ms : 0;
     t->grace_ms = q->grace_ms;
     if (q->where) {
         if (has_aggregate(q->where)) return fail(b, q->where, "aggregates are not allowed in WHERE (use HAVING)");

@@ -230,13 +230,12 @@ static void aggregate(gd_sql_runner *r, gd_push_query *q, const gd_value *in, co
     gd_stream_kind kind = q->plan.source->kind;
     bool timed = (kind == GD_SRC_ENRICHED || kind == GD_SRC_ACTIVITY) && in[GD_F_EVENT_TIMESTAMP].t == GD_V_INT;
     int64_t ts = timed ? in[GD_F_EVENT_TIMESTAMP].i : ctx->now_ms;
-    int64_t start = gd_window_start(ts, t->window_ms);
-    bool late = t->window_ms && start + t->window_ms + q->grace_ms <= q->stream_time;
-    if (!late && ts > q->stream_time) q->stream_time = ts;
-    twindow *w = late ? NULL : window_at(q, start);
-    if (w) {
+    gd_interner_next_record(&q->interner);
+    for (int64_t start = gd_window_first(t, ts); start <= gd_window_last(t, ts); start += gd_window_step(t)) {
+        bool late = t->window_ms && start + t->window_ms + q->grace_ms <= q->stream_time;
+        twindow *w = late ? NULL : window_at(q, start);
+        if (!w) continue;
         tgroup *g = group_at(q, w, (gd_str){key->p ? key->p : "", (uint32_t)key->len});
-        gd_interner_next_record(&q->interner);
         for (int c = 0; c < t->nslots; c++) {
             const gd_coldef *col = &t->cols[c];
             if (col->agg == GD_AGG_EXPR) continue;
@@ -245,6 +244,7 @@ static void aggregate(gd_sql_runner *r, gd_push_query *q, const gd_value *in, co
         }
         if (!q->plan.emit_final) emit_group(r, q, start, g, ctx);
     }
+    if (ts > q->stream_time) q->stream_time = ts; /* a record past it is late for no window */
     close_windows(r, q, ctx);
 }
 

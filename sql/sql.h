@@ -141,6 +141,7 @@ typedef struct {
     gd_expr *where;
     bool windowed;
     int64_t window_ms, grace_ms; /* grace_ms -1: not given */
+    int64_t advance_ms;          /* HOPPING's ADVANCE BY; 0: TUMBLING */
     gd_expr **group_by;
     int ngroup;
     gd_expr *having;

@@ -91,6 +91,7 @@ typedef struct {
     unsigned slot;      /* in the catalog */
     unsigned dbi_rows, dbi_sets; /* the store's LMDB handles (store.c) */
     int64_t window_ms;  /* 0: not windowed (one window, start 0, for all time) */
+    int64_t advance_ms; /* HOPPING: a window starts every advance_ms; 0: TUMBLING (every window_ms) */
     int64_t grace_ms;   /* -1: the daemon's --grace */
     uint8_t nkeys;
     gd_keydef keys[GD_MAX_KEYS];
@@ -124,6 +125,24 @@ static inline int64_t gd_window_start(int64_t ts, int64_t size)
     int64_t q = ts / size;
     if (ts % size != 0 && ts < 0) q--; /* floor for negative times */
     return q * size;
+}
+
+/* The windows of t a record at ts falls in: those starting from
+ * gd_window_first to gd_window_last, every gd_window_step -- one for a
+ * tumbling window, window_ms / advance_ms for a hopping one (each [start,
+ * start + window_ms), starts a multiple of advance_ms), the one at 0 for a
+ * table without windows. */
+static inline int64_t gd_window_step(const gd_tabledef *t)
+{
+    return t->advance_ms ? t->advance_ms : t->window_ms ? t->window_ms : 1;
+}
+static inline int64_t gd_window_last(const gd_tabledef *t, int64_t ts)
+{
+    return t->window_ms ? gd_window_start(ts, gd_window_step(t)) : 0;
+}
+static inline int64_t gd_window_first(const gd_tabledef *t, int64_t ts)
+{
+    return t->window_ms ? gd_window_start(ts - t->window_ms, gd_window_step(t)) + gd_window_step(t) : 0;
 }
 
 /* Encodes the row key of (window, group key) into b (cleared first). The
