@@ -511,7 +511,7 @@ static int load_table(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn,
 {
     if (stream_time == INT64_MIN) return GD_OK;
     int64_t size = t->def->window_ms;
-    int64_t first_hot = size ? gd_window_start(stream_time - size - kept_ms(t) + 1, size) : 0;
+    int64_t first_hot = size ? gd_window_start(stream_time - size - kept_ms(t) + 1, gd_window_step(t->def)) : 0;
     gd_rowkey_encode(&w->key, first_hot, (gd_str){"", 0});
     load_ctx c = {w, t, 0, s, txn};
     int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_row, &c);
@@ -520,7 +520,7 @@ static int load_table(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn,
                  c.undecoded == 1 ? "" : "s", c.undecoded == 1 ? "its group starts" : "their groups start");
     if (rc) return rc;
     /* no window after that of the stream time can have rows */
-    int64_t newest = gd_window_start(stream_time, size);
+    int64_t newest = gd_window_last(t->def, stream_time);
     if (newest > t->newest_start) t->newest_start = newest;
     return GD_OK;
 }
