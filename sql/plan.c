@@ -446,16 +446,28 @@ static agg_kind aggregate_named(gd_str name)
     return AGG_NONE;
 }
 
+
+/* ksqlDB's aggregates that are expressions over the ones above (derived_aggregate). */
+static const char *const composite_aggregates[] = {"STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION"};
+enum { NCOMPOSITE = sizeof composite_aggregates / sizeof composite_aggregates[0] };
+
+static bool composite_aggregate(gd_str name)
+{
+    for (int i = 0; i < NCOMPOSITE; i++)
+        if (names_eq(name, composite_aggregates[i])) return true;
+    return false;
+}
+
 const char *gd_sql_aggregate_at(int i)
 {
-    return i >= 0 && (size_t)i < sizeof aggregates / sizeof aggregates[0] ? aggregates[i].name : NULL;
+    int n = (int)(sizeof aggregates / sizeof aggregates[0]);
+    return i < 0 ? NULL : i < n ? aggregates[i].name : i < n + NCOMPOSITE ? composite_aggregates[i - n] : NULL;
 }
 
 /* ksqlDB aggregates gamingd does not have, to name them in the error. */
 static bool other_aggregate(gd_str name)
 {
-    static const char *const names[] = {"TOPK", "TOPKDISTINCT", "COLLECT_LIST", "COLLECT_SET",
-                                        "HISTOGRAM", "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION", "ATTR"};
+    static const char *const names[] = {"TOPK", "TOPKDISTINCT", "COLLECT_LIST", "COLLECT_SET", "HISTOGRAM", "ATTR"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (names_eq(name, names[i])) return true;
     return false;
@@ -464,7 +476,8 @@ static bool other_aggregate(gd_str name)
 static bool has_aggregate_fn(const gd_expr *e, void *ctx)
 {
     (void)ctx;
-    return e->op == GD_E_CALL && (aggregate_named(e->name) != AGG_NONE || other_aggregate(e->name));
+    return e->op == GD_E_CALL &&
+           (aggregate_named(e->name) != AGG_NONE || composite_aggregate(e->name) || other_aggregate(e->name));
 }
 static bool has_aggregate(const gd_expr *e) { return gd_expr_any(e, has_aggregate_fn, NULL); }
 
@@ -636,6 +649,98 @@ static int slot_for(binder *b, const gd_expr *call)
     return c;
 }
 
+/* ---- aggregates written as expressions over others ---- */
+
+/* A node of a statement the planner writes, placed where `at` is. */
+static gd_expr *made(binder *b, gd_expr_op op, int nargs, const gd_expr *at)
+{
+    gd_expr *e = alloc(b, sizeof *e);
+    e->op = op;
+    e->nargs = (uint16_t)nargs;
+    e->args = nargs ? alloc(b, sizeof *e->args * (size_t)nargs) : NULL;
+    e->index = -1;
+    e->line = at->line;
+    e->col = at->col;
+    e->height = 1;
+    return e;
+}
+
+static gd_expr *made2(binder *b, gd_expr_op op, gd_expr *l, gd_expr *r, const gd_expr *at)
+{
+    gd_expr *e = made(b, op, 2, at);
+    e->args[0] = l, e->args[1] = r;
+    return e;
+}
+
+static gd_expr *made_call(binder *b, const char *name, gd_expr *arg, const gd_expr *at)
+{
+    gd_expr *e = made(b, GD_E_CALL, 1, at);
+    e->name = gd_str_c(name);
+    e->args[0] = arg;
+    return e;
+}
+
+/* x as a DOUBLE, NULL where `also` (if given) is NULL: one side of a pair. */
+static gd_expr *made_double(binder *b, gd_expr *x, gd_expr *also, const gd_expr *at)
+{
+    gd_expr *c = made(b, GD_E_CAST, 1, at);
+    c->type = GD_T_DOUBLE;
+    c->args[0] = x;
+    if (!also) return c;
+    gd_expr *is_null = made(b, GD_E_IS_NULL, 1, at), *k = made(b, GD_E_CASE, 3, at), *null = made(b, GD_E_LIT, 0, at);
+    is_null->args[0] = also;
+    null->lit.t = GD_V_NULL;
+    null->type = GD_T_NULL;
+    k->has_else = true;
+    k->args[0] = is_null, k->args[1] = null, k->args[2] = c;
+    return k;
+}
+
+static gd_expr *made_number(binder *b, double d, const gd_expr *at)
+{
+    gd_expr *e = made(b, GD_E_LIT, 0, at);
+    e->lit = (gd_value){.t = GD_V_DBL, .d = d};
+    e->type = GD_T_DOUBLE;
+    return e;
+}
+
+/* STDDEV_SAMPLE(x) and CORRELATION(x, y), as ksqlDB computes them, written
+ * over COUNT and SUMs (slots the engine already keeps, shared with any
+ * other use of the same sums):
+ *   STDDEV_SAMPLE: M2 / (n - 1), M2 = sum(x^2) - sum(x)^2 / n, 0 below two
+ *     values -- ksqlDB's StandardDeviationSampUdaf returns that, the
+ *     sample variance (it takes no square root);
+ *   CORRELATION: Pearson's (n sum(xy) - sum(x) sum(y)) / sqrt((n sum(x^2) -
+ *     sum(x)^2) (n sum(y^2) - sum(y)^2)) over the rows where both are set;
+ *     where ksqlDB's division gives NaN, gamingd's non-finite result is NULL. */
+static gd_expr *derived_aggregate(binder *b, const gd_expr *call)
+{
+    bool stddev = !names_eq(call->name, "CORRELATION");
+    if (call->nargs != (stddev ? 1 : 2) || call->star || call->distinct) {
+        fail(b, call, "%.*s takes %s", (int)call->name.len, call->name.p, stddev ? "one number" : "two numbers");
+        return NULL;
+    }
+    gd_expr *x = made_double(b, call->args[0], stddev ? NULL : call->args[1], call);
+    gd_expr *n = made_call(b, "COUNT", x, call), *sx = made_call(b, "SUM", x, call);
+    gd_expr *sxx = made_call(b, "SUM", made2(b, GD_E_MUL, x, x, call), call);
+    if (stddev) {
+        gd_expr *m2 = made2(b, GD_E_SUB, sxx, made2(b, GD_E_DIV, made2(b, GD_E_MUL, sx, sx, call), n, call), call);
+        gd_expr *k = made(b, GD_E_CASE, 3, call);
+        k->has_else = true;
+        k->args[0] = made2(b, GD_E_LT, n, made_number(b, 2, call), call);
+        k->args[1] = made_number(b, 0, call);
+        k->args[2] = made2(b, GD_E_DIV, m2, made2(b, GD_E_SUB, n, made_number(b, 1, call), call), call);
+        return k;
+    }
+    gd_expr *y = made_double(b, call->args[1], call->args[0], call);
+    gd_expr *sy = made_call(b, "SUM", y, call), *syy = made_call(b, "SUM", made2(b, GD_E_MUL, y, y, call), call);
+    gd_expr *sxy = made_call(b, "SUM", made2(b, GD_E_MUL, x, y, call), call);
+    gd_expr *num = made2(b, GD_E_SUB, made2(b, GD_E_MUL, n, sxy, call), made2(b, GD_E_MUL, sx, sy, call), call);
+    gd_expr *dx = made2(b, GD_E_SUB, made2(b, GD_E_MUL, n, sxx, call), made2(b, GD_E_MUL, sx, sx, call), call);
+    gd_expr *dy = made2(b, GD_E_SUB, made2(b, GD_E_MUL, n, syy, call), made2(b, GD_E_MUL, sy, sy, call), call);
+    return made2(b, GD_E_DIV, num, made_call(b, "SQRT", made2(b, GD_E_MUL, dx, dy, call), call), call);
+}
+
 /* Binds e over a group: aggregates become slots (E_AGG), sub-expressions
  * equal to a GROUP BY expression the key (E_KEY), window bounds E_W*. */
 static gd_expr *bind_group(binder *b, const gd_expr *e)
@@ -653,6 +758,10 @@ static gd_expr *bind_group(binder *b, const gd_expr *e)
         a->pii = b->def->cols[c].pii;
         a->pii_from = b->slot_pii_from[c];
         return a;
+    }
+    if (e->op == GD_E_CALL && composite_aggregate(e->name)) {
+        gd_expr *written = derived_aggregate(b, e);
+        return written ? bind_group(b, written) : NULL;
     }
     if (e->op == GD_E_CALL && other_aggregate(e->name)) {
         fail(b, e, "aggregate %.*s is not supported by gamingd", (int)e->name.len, e->name.p);

@@ -229,7 +229,8 @@ def test_show_functions_and_describe_function(fed):
     status, got = ksql(fed.port, "SHOW FUNCTIONS;")
     assert status == 200 and got[0]["@type"] == "function_names"
     listed = {f["name"]: f["type"] for f in got[0]["functions"]}
-    aggregates = {"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX", "LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"}
+    aggregates = {"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX", "LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET",
+                  "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION"}
     assert listed == dict({n: "SCALAR" for n in documented}, **{n: "AGGREGATE" for n in aggregates})
     status, got = ksql(fed.port, "DESCRIBE FUNCTION lpad;")
     assert status == 200 and got[0]["@type"] == "describe_function" and got[0]["name"] == "LPAD", got
