@@ -89,6 +89,7 @@ static void set_table(gd_windows *w, const gd_tabledef *def)
     memset(t, 0, sizeof *t);
     t->def = def;
     t->newest_start = INT64_MIN;
+    t->final_through = INT64_MIN;
     t->grace_ms = gd_catalog_grace(w->cat, def);
 }
 
@@ -359,20 +360,28 @@ static bool feeds_figures(const gd_windows *w, unsigned slot)
     return false;
 }
 
-/* The group's row after a change, to the table's push stream (rows HAVING
- * hides are no event). */
-static void publish_row(gd_windows *w, const gd_tabledef *def, const gd_hot_group *g, uint64_t seq)
+/* A group's row to the table's push stream as event id (rows HAVING hides
+ * are no event). */
+static void publish_slots(gd_windows *w, const gd_tabledef *def, gd_str group, int64_t start, const gd_slot *slots,
+                          uint64_t id)
 {
     unsigned stream = gd_table_hub(def->slot);
-    if (!w->push || !gd_push_sink_wanted(w->push, stream, seq)) return;
+    if (!w->push || !gd_push_sink_wanted(w->push, stream, id)) return;
     gd_str keys[GD_MAX_KEYS];
     gd_row r;
-    if (gd_groupkey_split(g->key.p, g->key.len, def->nkeys, keys) ||
-        !gd_row_compute(def, keys, g->window->start, g->slots, &r, &w->scratch))
+    if (gd_groupkey_split(group.p, group.len, def->nkeys, keys) ||
+        !gd_row_compute(def, keys, start, slots, &r, &w->scratch))
         return;
     gd_buf_clear(&w->row);
     gd_row_render(def, &r, &w->row);
-    gd_push_sink_publish(w->push, stream, seq, w->row.p, w->row.len);
+    gd_push_sink_publish(w->push, stream, id, w->row.p, w->row.len);
+}
+
+/* The group's row after a change (not for an EMIT FINAL table: its rows go
+ * out when their window closes, publish_closed). */
+static void publish_row(gd_windows *w, const gd_tabledef *def, const gd_hot_group *g, uint64_t seq)
+{
+    if (!def->emit_final) publish_slots(w, def, g->key, g->window->start, g->slots, seq);
 }
 
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
@@ -456,6 +465,44 @@ static void evict_cold(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
     }
 }
 
+typedef struct {
+    gd_windows *w;
+    gd_hot_table *t;
+    int64_t through; /* the last window start to publish */
+    uint64_t id_floor;
+} closed_ctx;
+
+static int publish_stored_row(void *ctx, gd_str key, gd_str val)
+{
+    closed_ctx *c = ctx;
+    if (key.len < 8) return 0;
+    int64_t start = gd_rowkey_window(key.p);
+    if (start > c->through) return 1;
+    gd_slot slots[GD_MAX_COLS];
+    if (gd_row_decode(c->t->def, val.p, val.len, slots)) return 0; /* the figures of the head suffice */
+    gd_hot_table *t = c->t;
+    t->final_id = t->final_id + 1 > c->id_floor ? t->final_id + 1 : c->id_floor;
+    gd_arena_reset(&c->w->scratch);
+    publish_slots(c->w, t->def, (gd_str){key.p + 8, key.len - 8}, start, slots, t->final_id);
+    return 0;
+}
+
+/* An EMIT FINAL table's windows that closed since the last flush: their
+ * rows as stored, to the push stream, each once. Their events are numbered
+ * from the wall clock (ms x 1000), so that ids keep increasing across a
+ * restart, which publishes nothing closed before it. */
+static int publish_closed(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn, int64_t stream_time,
+                          int64_t now_ms)
+{
+    int64_t through = gd_window_last_closed(t->def, t->grace_ms, stream_time);
+    if (!t->def->emit_final || through <= t->final_through) return GD_OK;
+    int64_t from = t->final_through == INT64_MIN ? INT64_MIN : t->final_through + 1;
+    gd_rowkey_encode(&w->key, from, (gd_str){"", 0});
+    closed_ctx c = {w, t, through, (uint64_t)now_ms * 1000};
+    t->final_through = through;
+    return gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, publish_stored_row, &c);
+}
+
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms)
 {
     /* retention counts from the stream time, but never from past the wall
@@ -468,6 +515,8 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         int rc = write_dirty(w, t, s, txn);
         if (rc) return rc;
         if (stream_time == INT64_MIN || !t->def->window_ms) continue;
+        rc = publish_closed(w, t, s, txn, stream_time, now_ms);
+        if (rc) return rc;
         evict_cold(t, stream_time, &w->dict);
         /* purge windows that are closed and past retention */
         int64_t size = t->def->window_ms;
@@ -510,6 +559,8 @@ static int load_row(void *ctx, gd_str key, gd_str val)
 static int load_table(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn, int64_t stream_time)
 {
     if (stream_time == INT64_MIN) return GD_OK;
+    if (t->def->window_ms) /* what closed before is not published again */
+        t->final_through = gd_window_last_closed(t->def, t->grace_ms, stream_time);
     int64_t size = t->def->window_ms;
     int64_t first_hot = size ? gd_window_start(stream_time - size - kept_ms(t) + 1, gd_window_step(t->def)) : 0;
     gd_rowkey_encode(&w->key, first_hot, (gd_str){"", 0});

@@ -53,6 +53,8 @@ typedef struct {
     int64_t newest_start;   /* no window after it has rows in the store */
     gd_hot_group *dirty;    /* list of groups to write */
     size_t dirty_count;
+    int64_t final_through;  /* EMIT FINAL: windows starting up to here were published */
+    uint64_t final_id;      /* EMIT FINAL: the id of the last row published */
 } gd_hot_table;
 
 /* Where the enriched record's figures come from (SPEC §4): a table and a
@@ -109,8 +111,9 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
  * changes between drains (the definitions), so the engine may ask about
  * the worker's instance while the worker runs; scratch: the caller's. */
 bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch);
-/* Writes dirty groups, evicts closed windows and purges expired ones (a
- * bounded number of rows per call; purge_pending tells when more remain).
+/* Writes dirty groups, publishes the rows of an EMIT FINAL table's windows
+ * that closed, evicts closed windows and purges expired ones (a bounded
+ * number of rows per call; purge_pending tells when more remain).
  * Retention counts from the earlier of stream_time and now_ms. */
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms);
 size_t gd_windows_memory(const gd_windows *w);

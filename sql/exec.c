@@ -175,6 +175,7 @@ typedef struct {
     const gd_query_plan *plan;
     int64_t now_ms;
     int64_t deadline_ms; /* of the scans; 0: none */
+    int64_t window_to;   /* plan's, or before an EMIT FINAL table's first open window */
     gd_sql_row_fn fn;
     void *ctx;
     gd_arena arena; /* strings of rows kept for sorting */
@@ -326,12 +327,24 @@ static int visit_row(void *ctx, gd_str key, gd_str val)
     return p->stop = emit(p, p->out, &pos);
 }
 
+/* An EMIT FINAL table shows the windows closed at the stream time its
+ * store committed last (read in the same transaction): the end of the
+ * plan's window range, cut before the first window still open. */
+static int64_t closed_windows_end(gd_store *store, MDB_txn *txn, const gd_query_plan *plan)
+{
+    gd_str v;
+    if (gd_store_meta_get(store, txn, "stream_time", &v) || v.len != 8) return INT64_MIN; /* nothing yet */
+    int64_t stream_time = (int64_t)gd_get_u64be(v.p);
+    int64_t open = gd_window_last_closed(plan->source->table, plan->final_grace_ms, stream_time) + 1;
+    return open < plan->window_to ? open : plan->window_to;
+}
+
 /* Runs the scan for one combination of the key values sought. */
 static int scan(gd_store *store, MDB_txn *txn, pull *p, const gd_str *key_eq)
 {
     const gd_query_plan *plan = p->plan;
     gd_query q = {.t = plan->source->table, .mode = plan->window_latest ? GD_WINDOWS_LATEST : GD_WINDOWS_RANGE,
-                  .from = plan->window_from, .to = plan->window_to, .deadline_ms = p->deadline_ms};
+                  .from = plan->window_from, .to = p->window_to, .deadline_ms = p->deadline_ms};
     memcpy(q.key_eq, key_eq, sizeof q.key_eq);
     return gd_query_run(store, txn, &q, visit_row, p);
 }
@@ -403,7 +416,9 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
     if (!rc && gd_store_begin_read(store, &txn)) rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "the store cannot be read");
     if (!rc && plan->after && plan->norder > 1)
         rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "a place to start after is for an order by one column");
-    if (!rc && plan->window_from < plan->window_to) {
+    p.window_to = plan->window_to;
+    if (!rc && plan->final_only) p.window_to = closed_windows_end(store, txn, plan);
+    if (!rc && plan->window_from < p.window_to) {
         int scanned = scan_keys(store, txn, &p);
         if (scanned == GD_ETIMEDOUT)
             rc = gd_sql_fail(err, GD_SQL_TIMED_OUT, "the query took longer than --request-timeout and was stopped");

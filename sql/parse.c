@@ -641,7 +641,8 @@ static gd_expr *expr_inner(parser *p)
 
 /* ---- queries ---- */
 
-static bool duration(parser *p, int64_t *ms)
+/* n UNIT: positive, or (may_be_zero: a grace) also 0. */
+static bool duration(parser *p, int64_t *ms, bool may_be_zero)
 {
     static const struct {
         const char *unit;
@@ -660,8 +661,9 @@ static bool duration(parser *p, int64_t *ms)
         if (u.type == GD_TK_IDENT && (u.text.len == len || (u.text.len == len + 1 && (u.text.p[len] | 32) == 's')) &&
             !strncasecmp(u.text.p, units[i].unit, len)) {
             next(p);
-            if (n->lit.i > GD_MAX_TIMESTAMP / units[i].ms || n->lit.i == 0) {
-                fail_at(p, &t, "a window duration must be positive and at most 9999 years");
+            if (n->lit.i > GD_MAX_TIMESTAMP / units[i].ms || (n->lit.i == 0 && !may_be_zero)) {
+                fail_at(p, &t, "a window %s must be %s and at most 9999 years", may_be_zero ? "grace" : "duration",
+                        may_be_zero ? "0 or more" : "positive");
                 return false;
             }
             *ms = n->lit.i * units[i].ms;
@@ -680,12 +682,13 @@ static bool window_clause(parser *p, gd_sql_select *q)
     }
     bool hopping = accept_kw(p, "HOPPING");
     if ((!hopping && !expect_kw(p, "TUMBLING")) || !expect_sym(p, "(") || !expect_kw(p, "SIZE") ||
-        !duration(p, &q->window_ms))
+        !duration(p, &q->window_ms, false))
         return false;
     q->windowed = true;
     if (hopping) {
         gd_token at = p->tok;
-        if (!expect_sym(p, ",") || !expect_kw(p, "ADVANCE") || !expect_kw(p, "BY") || !duration(p, &q->advance_ms))
+        if (!expect_sym(p, ",") || !expect_kw(p, "ADVANCE") || !expect_kw(p, "BY") ||
+            !duration(p, &q->advance_ms, false))
             return false;
         if (q->advance_ms > q->window_ms || q->window_ms / q->advance_ms > MAX_HOPS) {
             fail_at(p, &at, "ADVANCE BY must be at most SIZE and at least SIZE / %d: a record counts in each "
@@ -696,7 +699,7 @@ static bool window_clause(parser *p, gd_sql_select *q)
     }
     while (accept_sym(p, ",")) {
         if (accept_kw(p, "GRACE")) {
-            if (!expect_kw(p, "PERIOD") || !duration(p, &q->grace_ms)) return false;
+            if (!expect_kw(p, "PERIOD") || !duration(p, &q->grace_ms, true)) return false;
         } else if (is_kw(&p->tok, "RETENTION")) {
             fail_at(p, &p->tok, "RETENTION is not supported: every table keeps its windows for --retention");
             return false;

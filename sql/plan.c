@@ -892,6 +892,7 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
     t->window_ms = q->windowed ? q->window_ms : 0;
     t->advance_ms = q->windowed ? q->advance_ms : 0;
     t->grace_ms = q->grace_ms;
+    t->emit_final = q->emit == GD_EMIT_FINAL;
     if (q->where) {
         if (has_aggregate(q->where)) return fail(b, q->where, "aggregates are not allowed in WHERE (use HAVING)");
         if (!(t->where = bind_input(b, q->where))) return false;
@@ -1182,8 +1183,8 @@ static int create_table(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
                            "CREATE TABLE AS SELECT needs an aggregation (GROUP BY, or an aggregate such as COUNT(*))");
     if (q->norder || q->limit >= 0)
         return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "CREATE TABLE AS SELECT takes no ORDER BY or LIMIT");
-    if (q->emit == GD_EMIT_FINAL)
-        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "a table keeps every change: EMIT FINAL is for push queries");
+    if (q->emit == GD_EMIT_FINAL && !q->windowed)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "EMIT FINAL needs a WINDOW: a window is final once its grace has passed");
     gd_tabledef *t = b->def = e->table = alloc(b, sizeof *t);
     landing *lands = alloc(b, sizeof *lands * (size_t)q->nitems);
     if (!compile_aggregation(b, q, lands)) return GD_ERR;
@@ -1282,6 +1283,14 @@ int gd_sql_plan_create(const gd_catalog *cat, const gd_sql_stmt *st, bool builti
 }
 
 /* ---- queries ---- */
+
+/* A pull of an EMIT FINAL table reads its closed windows only (exec.c). */
+static void note_final(binder *b, gd_query_plan *plan)
+{
+    const gd_tabledef *t = plan->source->is_table ? plan->source->table : NULL;
+    plan->final_only = plan->kind == GD_PLAN_PULL_TABLE && t && t->emit_final;
+    if (plan->final_only) plan->final_grace_ms = gd_catalog_grace(b->cat, t);
+}
 
 /* Conjuncts of a WHERE: the parts joined by AND. */
 static void conjuncts(gd_expr *e, gd_expr **out, int *n, int max)
@@ -1549,6 +1558,7 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
     }
     plan->source = b.sc.reads;
     plan->row_width = src->is_table ? b.sc.ncols : b.sc.reads->width;
+    note_final(&b, plan);
     size_check size = {GD_EXPR_MAX_NODES, true};
     for (int i = 0; i < plan->ncols; i++) size_of(&size, plan->proj[i]);
     size_of(&size, plan->where);
@@ -1591,6 +1601,7 @@ int gd_sql_plan_rows(const gd_catalog *cat, const gd_query *q, const char *order
     scope *s = &b.sc;
     plan->kind = GD_PLAN_PULL_TABLE;
     plan->source = s->entry;
+    note_final(&b, plan);
     plan->ncols = plan->row_width = s->ncols;
     plan->names = alloc(&b, sizeof *plan->names * (size_t)s->ncols);
     for (int i = 0; i < s->ncols; i++)

@@ -226,6 +226,8 @@ typedef struct {
     gd_value *key_values[GD_MAX_KEYS];
     int64_t window_from, window_to; /* window starts in [from, to) */
     bool window_latest;  /* of those, only the newest holding a row sought (per combination of key values) */
+    bool final_only;     /* an EMIT FINAL table: only its windows closed at the stored stream time */
+    int64_t final_grace_ms; /* its grace, resolved */
     gd_sql_order *order; /* over the output row, by output column */
     int norder;
     int *order_cols;

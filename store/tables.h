@@ -93,6 +93,7 @@ typedef struct {
     int64_t window_ms;  /* 0: not windowed (one window, start 0, for all time) */
     int64_t advance_ms; /* HOPPING: a window starts every advance_ms; 0: TUMBLING (every window_ms) */
     int64_t grace_ms;   /* -1: the daemon's --grace */
+    bool emit_final;    /* EMIT FINAL: a window is shown and published once closed (its grace passed) */
     uint8_t nkeys;
     gd_keydef keys[GD_MAX_KEYS];
     const gd_expr *where; /* over the input record, or NULL */
@@ -143,6 +144,14 @@ static inline int64_t gd_window_last(const gd_tabledef *t, int64_t ts)
 static inline int64_t gd_window_first(const gd_tabledef *t, int64_t ts)
 {
     return t->window_ms ? gd_window_start(ts - t->window_ms, gd_window_step(t)) + gd_window_step(t) : 0;
+}
+
+/* The start of the newest window of t closed at stream_time (start +
+ * window_ms + grace_ms <= stream_time): no record can change it, an EMIT
+ * FINAL table shows it. */
+static inline int64_t gd_window_last_closed(const gd_tabledef *t, int64_t grace_ms, int64_t stream_time)
+{
+    return gd_window_start(stream_time - t->window_ms - grace_ms, gd_window_step(t));
 }
 
 /* Encodes the row key of (window, group key) into b (cleared first). The

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import BASE_MS, write_lines
+from sse import Stream
 
 ENRICHED = "gaming_real_time_intelligence_platform"
 
@@ -398,6 +399,51 @@ def test_emit_final_emits_each_window_once_past_its_grace(gamingd, tmp_path):
     c.close()
     assert sorted(rows) == sorted([["g1", t, 4, 1 + 2 + 8 + 64], ["g2", t, 1, 4],
                                    ["g1", t + 10000, 2, 16 + 128], ["g2", t + 10000, 1, 32]])
+
+
+def test_emit_final_table_shows_and_publishes_each_window_once_closed(gamingd, tmp_path):
+    """CREATE TABLE ... EMIT FINAL, 1-minute windows with no grace, worked by
+    hand: a window is shown (pull) and published (its SSE stream) once the
+    stream time reaches its end, each row once; a record late for it is
+    dropped; a restart publishes nothing closed before it."""
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--grace", "3650d"])
+    wait_applied(d, 5)
+    status, got = ksql(d.port, "CREATE TABLE fin AS SELECT game_id, COUNT(*) AS n, SUM(score) AS total FROM %s "
+                               "WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 0 SECONDS) GROUP BY game_id EMIT FINAL;"
+                       % ENRICHED)
+    assert status == 200, got
+    t = BASE_MS
+    events = [(0, "g1", 1), (10000, "g1", 2), (20000, "g2", 4),  # window [0, 60 s)
+              (70000, "g1", 8),    # stream time 70 s: [0, 60 s) closed
+              (5000, "g1", 16),    # late for it: dropped
+              (130000, "g2", 32)]  # 130 s: [60, 120 s) closed, [120, 180 s) open
+    stream = Stream(d.port, "fin", ndjson=True, timeout=10)
+    with open(src, "a") as f:
+        for i, (dt, g, sc) in enumerate(events):
+            f.write(json.dumps(activity(i, g, "p1", t + dt, score=sc)) + "\n")
+    want = [{"game_id": "g1", "window_start": t, "window_end": t + 60000, "n": 2, "total": 3},
+            {"game_id": "g2", "window_start": t, "window_end": t + 60000, "n": 1, "total": 4},
+            {"game_id": "g1", "window_start": t + 60000, "window_end": t + 120000, "n": 1, "total": 8}]
+    got = []
+    for ev in stream.events():
+        got.append(json.loads(ev.data))
+        if len(got) == len(want):
+            break
+    assert sorted(got, key=json.dumps) == sorted(want, key=json.dumps)
+    wait_applied(d, 5 + len(events))
+    assert sorted(table_rows(d.port, "fin")[1], key=json.dumps) == sorted(
+        [[r["game_id"], r["window_start"], r["window_end"], r["n"], r["total"]] for r in want], key=json.dumps)
+    stream.conn.close()
+    d.stop()
+    d.start()
+    stream = Stream(d.port, "fin", ndjson=True, timeout=10)
+    with open(src, "a") as f:
+        f.write(json.dumps(activity(len(events), "g1", "p2", t + 200000, score=64)) + "\n")
+    first = json.loads(next(stream.events()).data)  # [120, 180 s) closes: g2's row, nothing before it
+    assert first == {"game_id": "g2", "window_start": t + 120000, "window_end": t + 180000, "n": 1, "total": 32}
+    stream.conn.close()
 
 
 def test_identical_push_queries_share_one_evaluation(fed):
