@@ -131,8 +131,9 @@ void gd_route_page(const gd_request *req, const char *name, gd_reply *r);
 struct MHD_Connection;
 struct MHD_Response;
 /* Starts the thread that wakes waiting subscribers. */
-/* auth: the API keys, or NULL; streams whose key is removed end. */
-int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat);
+/* auth: the API keys, or NULL; streams whose key is removed end. runner
+ * runs the filters of filtered subscriptions. */
+int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat, gd_sql_runner *runner);
 /* Ends every stream (before libmicrohttpd stops: none may stay suspended). */
 void gd_push_close_streams(gd_push *p);
 void gd_push_free(gd_push *p);
