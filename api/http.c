@@ -212,7 +212,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_push_metrics(api->push, b);
     uint64_t queries, events_in, events_lost, rows_out;
     gd_sql_runner_metrics(api->ctx.runner, &queries, &events_in, &events_lost, &rows_out);
-    metric_u64(b, "gamingd_push_queries", "gauge", "Push queries (SQL, EMIT CHANGES) running, identical ones counted once.",
+    metric_u64(b, "gamingd_push_queries", "gauge", "Push queries running (SQL EMIT CHANGES, and filtered /v1/streams subscriptions), identical ones counted once.",
                queries);
     metric_u64(b, "gamingd_push_query_events_total", "counter", "Records the push queries read from their sources.",
                events_in);
