@@ -1,8 +1,20 @@
 /* push.c -- push streams: GET /v1/streams and GET /v1/streams/{stream}.
  *
  * A subscriber is a position in its stream's ring in the hub
- * (server/hub.h), some filters and a little output buffer; no thread and
- * no queue of its own. libmicrohttpd asks for more response bytes when the
+ * (server/hub.h) and a little output buffer; no thread and no queue of its
+ * own. A filtered subscription (?column=value...) is a push query like
+ * SQL's: the planner compiles its filters (gd_sql_plan_filters, which also
+ * decides whether they use personal data), the push-query runner
+ * (sql/run.c) evaluates them once per event for every subscriber of the
+ * same filters and publishes the events that pass, unchanged and with their
+ * ids, to the query's ring, which the subscriber reads instead of its
+ * stream's. So the wire format, ids, Last-Event-ID and masking are the same
+ * either way; the subscriber still counts as its stream's (subscribers,
+ * dropped), and the runner's notice of source events it lost (an event
+ * that is a bare number) becomes a dropped notice. A reconnect with
+ * Last-Event-ID joins the filters' running query when it has read the
+ * source from there, else starts one that first reads the source's replay
+ * buffer from after that id. libmicrohttpd asks for more response bytes when the
  * socket can take them (its content-reader callback); the reader formats
  * what the ring holds past the subscriber's position, and when there is
  * nothing it suspends the connection. One waker thread waits on the hub and

@@ -10,6 +10,10 @@
  * another derived stream over it reads its base, with its WHERE added.
  * A REST pull (gd_sql_plan_rows) is planned over the same scope from its
  * parameters rather than from a statement, so it runs in exec.c like SQL's.
+ * A filtered SSE subscription (gd_sql_plan_filters) becomes a WHERE over
+ * the members of its stream's events (not inlined into a derived stream's
+ * base: it passes those events on as they are), run by run.c like SQL's
+ * push queries.
  *
  * An aggregation (GROUP BY, or an aggregate in the select list) compiles
  * into a gd_tabledef, whatever runs it -- the engine for CREATE TABLE AS

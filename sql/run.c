@@ -4,7 +4,8 @@
  * A push query reads the push stream of its source (the enriched records,
  * a source topic's records, a table's rows after each change), as an SSE
  * subscriber would: the engine publishes those only while someone listens,
- * and this thread is then that someone. Each event is copied out of the
+ * and this thread (or, for a filtered subscription, its subscribers) is
+ * then that someone. Each event is copied out of the
  * ring, parsed once into a row of values, and handed to every query on
  * that source: a filter and projection, or a transient aggregation kept
  * here since the query started. A query's output rows go to its own hub
@@ -12,8 +13,26 @@
  * subscribers read theirs (api/push.c): a thousand clients of a query cost
  * a thousand ring positions, and a slow one loses its oldest rows, told.
  *
+ * A filtered SSE subscription (api/push.c) is a query too, planned by
+ * gd_sql_plan_filters: its output is the source's event that passes, as
+ * it is (masked by its reader, api/push.c), published under the event's
+ * own id so that SSE ids and Last-Event-ID mean the same as on the source.
+ * Thousands of them on different values of a column would cost thousands
+ * of evaluations per event, so the thread keeps an index: each query whose
+ * WHERE has an equality of a column to a value is filed under (source,
+ * column, value) of the first one, and an event looks up each indexed
+ * column's value -- one lookup per event, not one test per query; the
+ * others (SQL's, aggregations) are tested each. The list of queries and
+ * the index are rebuilt only when queries come or go (a generation count).
+ * A query starts where its source stands now, or, for a subscription
+ * resuming after an event, where that event stands in the source's ring:
+ * such a query catches up, reading the ring from there on its own (with
+ * any others doing so, each event parsed once), until it reaches the
+ * thread's position and joins the rest.
+ *
  * Identical statements running at once (same text, same right to see
- * personal data) share one query: its rows are computed once for all of
+ * personal data) share one query, as do identical filters on one stream
+ * (one that covers the resume point asked for): its rows are computed once for all of
  * them (and its id: /close-query ends only the responses of the caller's
  * key, api/push.c, so the id is not a capability; it is random all the
  * same, so that no one learns how many queries ran). A client that joins a running aggregation sees its groups as they
