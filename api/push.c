@@ -351,9 +351,9 @@ static bool fill_lane(subscriber *s, lane *l, size_t want)
         report_lost(s, l, pos);
         size_t mark = s->out.len;
         /* a filtered subscription's query tells of source events it lost by their count */
-        if (l->query && ev.text.len && ev.text.p[0] >= '0' && ev.text.p[0] <= '9') {
-            uint64_t n = strtoull(ev.text.p, NULL, 10);
-            if (gd_hub_release(hub, l->stream, &pos, &ev, &l->lost)) l->lost += n;
+        int64_t n;
+        if (l->query && gd_parse_int(ev.text.p, ev.text.len, 0, INT64_MAX, &n) == GD_OK) {
+            if (gd_hub_release(hub, l->stream, &pos, &ev, &l->lost)) l->lost += (uint64_t)n;
             continue;
         }
         bool wanted = ev.id > l->after_id;

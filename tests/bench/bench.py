@@ -113,9 +113,9 @@ def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS):
             line = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
                                   capture_output=True, text=True, check=True).stdout
             figures = dict(kv.split("=") for kv in line.split())
-            _, metrics = get(base + "/metrics")
-            rate = int(re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics).group(1))
-            out.append((label, figures, rate))
+            _, metrics = get(base + "/metrics", timeout=10)  # -1: no answer, the server overloaded
+            rate = re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics)
+            out.append((label, figures, int(rate.group(1)) if rate else -1))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
