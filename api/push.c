@@ -107,28 +107,21 @@ struct gd_push {
 /* ---- the waker ---- */
 
 /* Whether a stream of s has events past s's position there. */
-static bool lanes_moved(const subscriber *s, const uint64_t *heads)
+static bool lanes_moved(const gd_hub *hub, const subscriber *s)
 {
     for (int i = 0; i < s->nlanes; i++)
-        if (heads[s->lanes[i].stream] != atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed)) return true;
+        if (gd_hub_head(hub, s->lanes[i].stream) != atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed))
+            return true;
     return false;
-}
-
-static void current_heads(const gd_hub *hub, uint64_t *heads)
-{
-    unsigned n = gd_hub_streams(hub);
-    for (unsigned i = 0; i < n; i++) heads[i] = gd_hub_head(hub, i);
 }
 
 static void resume_waiting(gd_push *p, bool everyone)
 {
-    uint64_t heads[gd_hub_streams(p->hub)];
-    current_heads(p->hub, heads);
     int64_t now = gd_now_ms();
     pthread_mutex_lock(&p->lock);
     for (subscriber *s = p->subs; s; s = s->next) {
         if (!s->suspended) continue;
-        if (everyone || lanes_moved(s, heads) ||
+        if (everyone || lanes_moved(p->hub, s) ||
             now - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
             s->suspended = false;
             MHD_resume_connection(s->conn);
@@ -431,10 +424,8 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
         /* Nothing to send: sleep until the waker sees the stream move. The
          * check and the suspension are one step under the lock the waker
          * takes, so an event published in between is not slept through. */
-        uint64_t heads[gd_hub_streams(p->hub)];
         pthread_mutex_lock(&p->lock);
-        current_heads(p->hub, heads);
-        bool moved = lanes_moved(s, heads) || atomic_load(&p->closing);
+        bool moved = lanes_moved(p->hub, s) || atomic_load(&p->closing);
         if (!moved) {
             s->suspended = true;
             MHD_suspend_connection(s->conn);

@@ -22,8 +22,9 @@
  * WHERE has an equality of a column to a value is filed under (source,
  * column, value) of the first one, and an event looks up each indexed
  * column's value -- one lookup per event, not one test per query; the
- * others (SQL's, aggregations) are tested each. The list of queries and
- * the index are rebuilt only when queries come or go (a generation count).
+ * others (SQL's, aggregations) are tested each. The thread takes the
+ * queries that started and ended since it last looked and changes its list
+ * and index by those only; a query whose last client left ends there.
  * A query starts where its source stands now, or, for a subscription
  * resuming after an event, where that event stands in the source's ring:
  * such a query catches up, reading the ring from there on its own (with
@@ -84,7 +85,7 @@ struct gd_push_query {
     int refs;          /* clients, and the thread while it runs it (under the runner's lock) */
     bool sees_pii, started;
     bool events;       /* a filtered subscription: the source's events that pass, with their ids */
-    bool held;         /* the thread holds a reference (under the runner's lock) */
+    int held_at;       /* its place in the thread's list (thread only) */
     uint64_t next_id;  /* ids of its rows (events: the last id published) */
     int64_t stream_time;
     int64_t grace_ms;
@@ -92,6 +93,7 @@ struct gd_push_query {
     gd_dict dict;
     gd_interner interner;
     gd_push_query *next;
+    gd_push_query *next_added, *next_ended; /* the changes the thread has yet to take */
 };
 
 /* Where the thread stands in one source's ring. */
@@ -122,18 +124,17 @@ typedef struct {
 struct gd_sql_runner {
     gd_hub *hub;
     const gd_catalog *cat;
-    pthread_mutex_t lock; /* the list, refs, slots, generation */
-    gd_push_query *queries;
-    unsigned generation;  /* grows as queries join and leave */
+    pthread_mutex_t lock; /* the lists, refs, slots */
+    gd_push_query *queries; /* running: what joins find */
+    gd_push_query *added, *ended; /* started, and left by their last client, since the thread last looked */
     bool slot_used[GD_MAX_QUERY_STREAMS];
-    /* the thread's: the queries it runs (a reference held on each), as of
-     * generation seen, and their index */
+    /* the thread's: the queries it runs and their index, changed as
+     * queries start and end (never rebuilt: thousands of subscriptions
+     * coming at once cost one change each) */
     gd_push_query *held[GD_MAX_QUERY_STREAMS];
     int nheld;
-    unsigned seen;
     source_queries by_source[SOURCES];
     gd_map index;        /* (source, column, value) -> qlink */
-    gd_arena index_arena;
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
@@ -346,23 +347,18 @@ static void query_free(gd_sql_runner *r, gd_push_query *q)
     free(q);
 }
 
+/* A client leaves; the last one hands the query to the thread to end. */
 static void release_query(gd_sql_runner *r, gd_push_query *q)
 {
     pthread_mutex_lock(&r->lock);
-    bool last = --q->refs == 0;
-    r->generation++;
-    if (last) {
+    if (--q->refs == 0) {
         gd_push_query **link = &r->queries;
         while (*link && *link != q) link = &(*link)->next;
         if (*link) *link = q->next;
+        q->next_ended = r->ended;
+        r->ended = q;
     }
     pthread_mutex_unlock(&r->lock);
-    if (!last) return;
-    gd_hub_discard(r->hub, gd_query_hub(q->slot)); /* its rows' memory, before the slot is taken again */
-    pthread_mutex_lock(&r->lock);
-    r->slot_used[q->slot] = false;
-    pthread_mutex_unlock(&r->lock);
-    query_free(r, q);
 }
 
 /* The index key of value v of column col of source: numbers by value (as
@@ -389,62 +385,74 @@ static const gd_expr *indexed_equality(const gd_expr *e)
     return eq && e->args[1]->lit.t != GD_V_NULL ? e : NULL;
 }
 
-static void link_query(gd_sql_runner *r, qlink **chain, gd_push_query *q)
+/* The chain q is filed in: under the index key of its first equality
+ * when it has one (and its source has room for the column: *key set),
+ * else its source's others. */
+static qlink **chain_of(gd_sql_runner *r, gd_push_query *q, gd_str *key)
 {
-    qlink *l = gd_arena_alloc(&r->index_arena, sizeof *l);
-    *l = (qlink){q, *chain};
-    *chain = l;
+    source_queries *sq = &r->by_source[q->source];
+    const gd_expr *eq = q->plan.kind == GD_PLAN_PUSH_AGGREGATE ? NULL : indexed_equality(q->plan.where);
+    int col = eq ? eq->args[0]->index : -1, k = 0;
+    while (k < sq->ncols && sq->cols[k] != col) k++;
+    if (eq && k == sq->ncols && k < MAX_INDEXED) sq->cols[sq->ncols++] = col;
+    if (!eq || k == MAX_INDEXED) return &sq->others;
+    *key = index_key(&r->key, q->source, col, eq->args[1]->lit);
+    bool created;
+    return (qlink **)&gd_map_upsert(&r->index, *key, &created)->val;
 }
 
-/* Indexes q: under its first equality when it has one (and its source has
- * room for the column), else among its source's others. */
 static void index_query(gd_sql_runner *r, gd_push_query *q)
 {
     source_queries *sq = &r->by_source[q->source];
     int width = q->plan.row_width > q->plan.source->width ? q->plan.row_width : q->plan.source->width;
     if (width > sq->width) sq->width = width;
-    const gd_expr *eq = q->plan.kind == GD_PLAN_PUSH_AGGREGATE ? NULL : indexed_equality(q->plan.where);
-    int col = eq ? eq->args[0]->index : -1, k = 0;
-    while (k < sq->ncols && sq->cols[k] != col) k++;
-    if (eq && k == sq->ncols && k < MAX_INDEXED) sq->cols[sq->ncols++] = col;
-    if (!eq || k == MAX_INDEXED) {
-        link_query(r, &sq->others, q);
+    qlink *l = malloc(sizeof *l);
+    if (!l) { /* out of memory: the query sees no events, its clients only its end */
+        gd_error("push query %s: out of memory for its index entry", q->id);
         return;
     }
-    bool created;
-    gd_map_slot *slot = gd_map_upsert(&r->index, index_key(&r->key, q->source, col, eq->args[1]->lit), &created);
-    qlink *chain = slot->val;
-    link_query(r, &chain, q);
-    slot->val = chain;
+    gd_str key = {0};
+    qlink **chain = chain_of(r, q, &key);
+    *l = (qlink){q, *chain};
+    *chain = l;
 }
 
-/* Takes the queries now running when they changed: a reference on each
- * while the thread runs it, and their index. */
-static void refresh(gd_sql_runner *r)
+static void unindex_query(gd_sql_runner *r, gd_push_query *q)
+{
+    gd_str key = {0};
+    qlink **link = chain_of(r, q, &key);
+    while (*link && (*link)->q != q) link = &(*link)->next;
+    if (!*link) return;
+    qlink *l = *link;
+    *link = l->next;
+    free(l); /* an empty chain leaves its slot NULL: deleted, for the map */
+}
+
+/* Takes the queries that started and ended since the thread last looked
+ * into its list and index; ends the ended ones. */
+static void take_changes(gd_sql_runner *r)
 {
     pthread_mutex_lock(&r->lock);
-    bool same = r->generation == r->seen;
+    gd_push_query *added = r->added, *ended = r->ended;
+    r->added = r->ended = NULL;
     pthread_mutex_unlock(&r->lock);
-    if (same) return;
-    gd_push_query *old[GD_MAX_QUERY_STREAMS];
-    int nold = r->nheld;
-    memcpy(old, r->held, sizeof *old * (size_t)nold);
-    pthread_mutex_lock(&r->lock);
-    r->nheld = 0;
-    for (gd_push_query *q = r->queries; q && r->nheld < GD_MAX_QUERY_STREAMS; q = q->next) {
-        if (q->held && q->refs == 1) continue; /* its clients left: it ends below */
-        q->refs++;
-        q->held = true;
+    for (gd_push_query *q = added; q; q = q->next_added) {
+        q->held_at = r->nheld;
         r->held[r->nheld++] = q;
+        index_query(r, q);
     }
-    r->seen = r->generation + (unsigned)nold; /* the releases below are the thread's own */
-    pthread_mutex_unlock(&r->lock);
-    for (int i = 0; i < nold; i++) release_query(r, old[i]);
-    gd_map_free(&r->index);
-    gd_arena_reset(&r->index_arena);
-    gd_map_init(&r->index, &r->index_arena);
-    memset(r->by_source, 0, sizeof r->by_source);
-    for (int i = 0; i < r->nheld; i++) index_query(r, r->held[i]);
+    while (ended) {
+        gd_push_query *q = ended;
+        ended = q->next_ended;
+        unindex_query(r, q);
+        r->held[q->held_at] = r->held[--r->nheld];
+        r->held[q->held_at]->held_at = q->held_at;
+        gd_hub_discard(r->hub, gd_query_hub(q->slot)); /* its rows' memory, before the slot is taken again */
+        pthread_mutex_lock(&r->lock);
+        r->slot_used[q->slot] = false;
+        pthread_mutex_unlock(&r->lock);
+        query_free(r, q);
+    }
 }
 
 /* The next event of source at *pos as an input row (width values): GD_OK,
@@ -521,13 +529,17 @@ static size_t read_source(gd_sql_runner *r, unsigned source)
 static size_t catch_up(gd_sql_runner *r, unsigned source)
 {
     reader *rd = &r->readers[source];
+    gd_push_query *behind[r->nheld + 1];
+    int nb = 0;
     uint64_t pos = UINT64_MAX;
     for (int i = 0; i < r->nheld; i++) {
         gd_push_query *q = r->held[i];
-        if (q->source == source && !q->joined && q->pos < pos) pos = q->pos;
+        if (q->source != source || q->joined) continue;
+        behind[nb++] = q;
+        if (q->pos < pos) pos = q->pos;
     }
-    if (pos == UINT64_MAX) return 0;
-    const gd_catalog_entry *entry = source_entry(r, source);
+    if (!nb) return 0;
+    const gd_catalog_entry *entry = behind[0]->plan.source;
     int width = r->by_source[source].width;
     gd_value row[width + 1];
     size_t n = 0;
@@ -537,18 +549,15 @@ static size_t catch_up(gd_sql_runner *r, unsigned source)
         if (rc == GD_AGAIN) break;
         n++;
         int64_t now = gd_now_ms();
-        for (int i = 0; i < r->nheld; i++) {
-            gd_push_query *q = r->held[i];
-            if (q->source != source || q->joined || q->pos > at) continue;
-            if (lost) notice_lost(r, q, lost);
-            if (rc == GD_OK) apply(r, q, row, id, (gd_str){r->text.p, (uint32_t)r->text.len}, now);
+        for (int i = 0; i < nb; i++) {
+            if (behind[i]->pos > at) continue;
+            if (lost) notice_lost(r, behind[i], lost);
+            if (rc == GD_OK) apply(r, behind[i], row, id, (gd_str){r->text.p, (uint32_t)r->text.len}, now);
         }
     }
-    for (int i = 0; i < r->nheld; i++) {
-        gd_push_query *q = r->held[i];
-        if (q->source != source || q->joined) continue;
-        if (q->pos < pos) q->pos = pos;
-        q->joined = q->pos >= rd->pos;
+    for (int i = 0; i < nb; i++) {
+        if (behind[i]->pos < pos) behind[i]->pos = pos;
+        behind[i]->joined = behind[i]->pos >= rd->pos;
     }
     return n;
 }
@@ -584,7 +593,7 @@ static void *runner_main(void *arg)
 {
     gd_sql_runner *r = arg;
     while (!atomic_load(&r->stop)) {
-        refresh(r);
+        take_changes(r);
         follow_sources(r);
         size_t n = 0;
         for (unsigned s = 0; s < SOURCES; s++)
@@ -602,8 +611,7 @@ int gd_sql_runner_start(gd_sql_runner **out, gd_hub *hub, const gd_catalog *cat)
     r->cat = cat;
     pthread_mutex_init(&r->lock, NULL);
     gd_arena_init(&r->scratch);
-    gd_arena_init(&r->index_arena);
-    gd_map_init(&r->index, &r->index_arena);
+    gd_map_init(&r->index, NULL);
     if (pthread_create(&r->thread, NULL, runner_main, r)) {
         gd_sql_runner_stop(r);
         return GD_ERR;
@@ -623,14 +631,22 @@ void gd_sql_runner_stop(gd_sql_runner *r)
         query_free(r, r->queries);
         r->queries = next;
     }
+    while (r->ended) { /* ended after the thread's last look */
+        gd_push_query *next = r->ended->next_ended;
+        query_free(r, r->ended);
+        r->ended = next;
+    }
     pthread_mutex_destroy(&r->lock);
     gd_buf_free(&r->event);
     gd_buf_free(&r->text);
     gd_buf_free(&r->out);
     gd_buf_free(&r->key);
     gd_buf_free(&r->key_text);
+    for (size_t i = 0; i < r->index.cap; i++) /* the chains (the queries are freed above) */
+        for (qlink *l = r->index.slots[i].used ? r->index.slots[i].val : NULL, *next; l; l = next) next = l->next, free(l);
+    for (unsigned s = 0; s < SOURCES; s++)
+        for (qlink *l = r->by_source[s].others, *next; l; l = next) next = l->next, free(l);
     gd_map_free(&r->index);
-    gd_arena_free(&r->index_arena);
     gd_arena_free(&r->scratch);
     free(r);
 }
@@ -653,8 +669,8 @@ static void query_key(const char *sql, bool sees_pii, char *out, size_t cap)
     out[n] = 0;
 }
 
-/* A new query for the statement, planned in its own arena. */
-static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii, gd_sql_error *err)
+/* A query not yet planned. */
+static gd_push_query *alloc_query(gd_sql_error *err)
 {
     gd_push_query *q = calloc(1, sizeof *q);
     if (!q) {
@@ -664,6 +680,14 @@ static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii
     gd_arena_init(&q->arena);
     gd_dict_init(&q->dict);
     gd_interner_init(&q->interner, &q->dict);
+    return q;
+}
+
+/* A new query for the statement, planned in its own arena. */
+static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii, gd_sql_error *err)
+{
+    gd_push_query *q = alloc_query(err);
+    if (!q) return NULL;
     gd_sql_stmt *stmts;
     int n;
     if (gd_sql_parse(gd_str_c(sql), &q->arena, &stmts, &n, err) ||
@@ -702,7 +726,6 @@ static gd_push_query *find_query(gd_sql_runner *r, const char *key, bool (*fits)
     for (gd_push_query *q = r->queries; q; q = q->next)
         if (key[0] && !strcmp(q->key, key) && (!fits || fits(q, ctx))) {
             q->refs++;
-            r->generation++;
             return q;
         }
     return NULL;
@@ -734,7 +757,8 @@ static int install(gd_sql_runner *r, gd_push_query *q, gd_sql_error *err)
     if (!q->events) q->next_id = gd_hub_head(r->hub, gd_query_hub(slot)) + 1;
     q->next = r->queries;
     r->queries = q;
-    r->generation++;
+    q->next_added = r->added;
+    r->added = q;
     pthread_mutex_unlock(&r->lock);
     return GD_OK;
 }
@@ -785,14 +809,8 @@ static bool covers(const gd_push_query *q, const void *from) { return q->start_p
 static gd_push_query *new_filter_query(gd_sql_runner *r, const gd_catalog_entry *e, const char *const *names,
                                        const char *const *values, int n, uint64_t from, gd_sql_error *err)
 {
-    gd_push_query *q = calloc(1, sizeof *q);
-    if (!q) {
-        gd_sql_fail(err, GD_SQL_SERVER_ERROR, "out of memory");
-        return NULL;
-    }
-    gd_arena_init(&q->arena);
-    gd_dict_init(&q->dict);
-    gd_interner_init(&q->interner, &q->dict);
+    gd_push_query *q = alloc_query(err);
+    if (!q) return NULL;
     if (gd_sql_plan_filters(e, names, values, n, &q->arena, &q->plan, err)) {
         query_free(r, q);
         return NULL;
@@ -855,7 +873,7 @@ void gd_sql_runner_list(gd_sql_runner *r, gd_sql_query_fn fn, void *ctx)
 {
     pthread_mutex_lock(&r->lock);
     for (gd_push_query *q = r->queries; q; q = q->next) /* filtered subscriptions are not SQL's */
-        if (!q->events) fn(ctx, q->id, q->key + 1, q->refs - q->held);
+        if (!q->events) fn(ctx, q->id, q->key + 1, q->refs);
     pthread_mutex_unlock(&r->lock);
 }
 
