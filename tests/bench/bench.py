@@ -96,8 +96,9 @@ FILTERED_RUNS = [("1,000 subscribers, one game each (the same)", STREAM + "?game
                  ("1,000 subscribers, one player each (1,000 filters)", STREAM + "?player_id=player_{i}", 1000)]
 
 
-def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS):
-    """sse_load runs against a live gamingd; returns [(label, figures dict, ingest/s)]."""
+def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS, tolerate=False):
+    """sse_load runs against a live gamingd; returns [(label, figures dict, ingest/s)]; tolerate: a
+    run sse_load fails is {"error": what it said} rather than the end of the bench."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(os.path.join(work, "gamingd-push.log"), "w")
@@ -110,9 +111,10 @@ def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS):
             time.sleep(0.05)
         time.sleep(2)
         for label, path, n in runs:
-            line = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
-                                  capture_output=True, text=True, check=True).stdout
-            figures = dict(kv.split("=") for kv in line.split())
+            run = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
+                                 capture_output=True, text=True, check=not tolerate)
+            figures = dict(kv.split("=") for kv in run.stdout.split()) if run.returncode == 0 else \
+                {"error": run.stderr.strip()[-300:]}
             _, metrics = get(base + "/metrics", timeout=10)  # -1: no answer, the server overloaded
             rate = re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics)
             out.append((label, figures, int(rate.group(1)) if rate else -1))
@@ -333,8 +335,11 @@ def push_compare(binary, baseline, sse_load, work, seconds, rounds):
         for which, b in ((0, binary), (1, baseline)):
             run_dir = os.path.join(work, "r%d-%d" % (r, which))
             os.makedirs(run_dir)
-            for label, f, rate in push_figures(b, sse_load, run_dir, seconds, FILTERED_RUNS):
-                out.setdefault(label, ([], []))[which].append(dict(f, ingest=rate))
+            for label, f, rate in push_figures(b, sse_load, run_dir, seconds, FILTERED_RUNS, tolerate=True):
+                if "error" in f:
+                    print(f"  round {r + 1}, {('this binary', 'baseline')[which]}, {label}: sse_load failed: {f['error']}")
+                else:
+                    out.setdefault(label, ([], []))[which].append(dict(f, ingest=rate))
     return out
 
 
