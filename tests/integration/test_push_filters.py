@@ -9,11 +9,12 @@ the generated input file, filtered here: the enriched stream's ids are the
 positions of its records, from 1."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
 import reference
-from conftest import BASE_MS, generate, metric_by_label, read_lines
+from conftest import metric_by_label, read_lines
 from sse import Stream
 
 ENRICHED = "gaming_real_time_intelligence_platform"
@@ -35,17 +36,14 @@ def got(events):
 
 
 @pytest.fixture(scope="module")
-def fed(module_gamingd, tmp_path_factory):
-    d = tmp_path_factory.mktemp("push_filters")
-    gen = str(d / "gen.jsonl")
-    generate(gen, 20000, 91, rate=500, start=BASE_MS)
-    lines = read_lines(gen)
+def fed(module_gamingd, tmp_path_factory, generated):
+    lines = read_lines(generated(20000, 91, rate=500))
     ref = reference.reference_for(lines)
     counts = {}
     for o in ref.outputs:
         counts[o["player_id"]] = counts.get(o["player_id"], 0) + 1
     players = sorted(counts, key=lambda p: (-counts[p], p))[:PLAYERS]
-    source = str(d / "source.jsonl")
+    source = str(tmp_path_factory.mktemp("push_filters") / "source.jsonl")
     open(source, "w").close()
     daemon = module_gamingd(source, args=["--push-buffer", "65536"])
     daemon.wait_ready()
@@ -54,12 +52,7 @@ def fed(module_gamingd, tmp_path_factory):
         assert s.status == 200, s.body
     queries = metric_by_label(daemon.metrics(), "gamingd_push_queries", None)[None]
     append(source, lines)
-
-    class Fed:
-        pass
-    f = Fed()
-    f.daemon, f.ref, f.players, f.subs, f.queries, f.source = daemon, ref, players, subs, queries, source
-    yield f
+    yield SimpleNamespace(daemon=daemon, ref=ref, players=players, subs=subs, queries=queries)
     for _, s in subs:
         s.close()
 
