@@ -212,7 +212,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_push_metrics(api->push, b);
     uint64_t queries, events_in, events_lost, rows_out;
     gd_sql_runner_metrics(api->ctx.runner, &queries, &events_in, &events_lost, &rows_out);
-    metric_u64(b, "gamingd_push_queries", "gauge", "Push queries (SQL, EMIT CHANGES) running, identical ones counted once.",
+    metric_u64(b, "gamingd_push_queries", "gauge", "Push queries running (SQL EMIT CHANGES, and filtered /v1/streams subscriptions), identical ones counted once.",
                queries);
     metric_u64(b, "gamingd_push_query_events_total", "counter", "Records the push queries read from their sources.",
                events_in);
@@ -705,7 +705,7 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_catalog
     if (gd_store_secret(store, "cursor_key", api->ctx.cursor_key, sizeof api->ctx.cursor_key) ||
         gd_auth_open(&api->auth, cfg->api_keys, reloads) || gd_netpolicy_open(&api->netpolicy, cfg) ||
         gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, tls) ||
-        gd_push_start(&api->push, hub, api->auth, cat) || gd_sql_runner_start(&api->ctx.runner, hub, cat)) {
+        gd_sql_runner_start(&api->ctx.runner, hub, cat) || gd_push_start(&api->push, hub, api->auth, cat, api->ctx.runner)) {
         api_free(api);
         return GD_ERR;
     }

@@ -1,8 +1,20 @@
 /* push.c -- push streams: GET /v1/streams and GET /v1/streams/{stream}.
  *
  * A subscriber is a position in its stream's ring in the hub
- * (server/hub.h), some filters and a little output buffer; no thread and
- * no queue of its own. libmicrohttpd asks for more response bytes when the
+ * (server/hub.h) and a little output buffer; no thread and no queue of its
+ * own. A filtered subscription (?column=value...) is a push query like
+ * SQL's: the planner compiles its filters (gd_sql_plan_filters, which also
+ * decides whether they use personal data), the push-query runner
+ * (sql/run.c) evaluates them once per event for every subscriber of the
+ * same filters and publishes the events that pass, unchanged and with their
+ * ids, to the query's ring, which the subscriber reads instead of its
+ * stream's. So the wire format, ids, Last-Event-ID and masking are the same
+ * either way; the subscriber still counts as its stream's (subscribers,
+ * dropped), and the runner's notice of source events it lost (an event
+ * that is a bare number) becomes a dropped notice. A reconnect with
+ * Last-Event-ID joins the filters' running query when it has read the
+ * source from there, else starts one that first reads the source's replay
+ * buffer from after that id. libmicrohttpd asks for more response bytes when the
  * socket can take them (its content-reader callback); the reader formats
  * what the ring holds past the subscriber's position, and when there is
  * nothing it suspends the connection. One waker thread waits on the hub and
@@ -22,6 +34,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "../sql/sql.h"
 #include "routes.h"
 
 enum {
@@ -34,21 +47,13 @@ enum {
     MAX_LANES = 16, /* streams in one subscription */
 };
 
-typedef struct {
-    const char *value;
-    size_t value_len;
-    char needle[80]; /* "name": as it stands in an event */
-    size_t needle_len;
-    bool is_int, is_num;
-    int64_t i;
-    double d;
-} filter;
-
 /* One stream of a subscription. A subscriber reads one stream, or several
  * in one connection (a page with many charts: browsers open at most six
  * connections to a host). */
 typedef struct {
-    unsigned stream;              /* in the hub */
+    unsigned stream;              /* in the hub: what is read */
+    unsigned counted;             /* in the hub: whose subscriber it counts as (its entry's) */
+    gd_push_query *query;         /* a filtered subscription's, whose stream is read; else NULL */
     const char *name;             /* the stream's, for events and notices */
     _Atomic uint64_t pos;         /* next ring position (written by the reader) */
     uint64_t after_id;            /* events up to this id were seen already */
@@ -73,13 +78,11 @@ struct subscriber {
     void *on_close_ctx;
     _Atomic int64_t last_write_ms; /* for heartbeats */
     bool suspended;                /* under push->lock */
-    int nfilters;
-    filter filters[MAX_FILTERS];
+    int nfilters;                  /* until the response starts: the filters, in the request */
+    const char *filter_names[MAX_FILTERS], *filter_values[MAX_FILTERS];
     gd_buf out;     /* formatted, not yet handed to libmicrohttpd */
     size_t out_off; /* how much of out was handed over */
     gd_buf event;   /* an event that wraps around the ring's end, copied */
-    gd_arena scratch;
-    char *strings;  /* the filters' values */
     _Atomic bool sees_pii;      /* else the lanes' email members are masked */
     _Atomic bool revoked;       /* its key was removed: the stream ends */
     unsigned char key_digest[32];
@@ -90,6 +93,7 @@ struct subscriber {
 struct gd_push {
     gd_hub *hub;
     const gd_catalog *cat;
+    gd_sql_runner *runner; /* runs filtered subscriptions */
     gd_auth *auth; /* NULL: no keys */
     unsigned auth_generation;
     pthread_mutex_t lock; /* the list and every subscriber's suspended flag */
@@ -103,28 +107,21 @@ struct gd_push {
 /* ---- the waker ---- */
 
 /* Whether a stream of s has events past s's position there. */
-static bool lanes_moved(const subscriber *s, const uint64_t *heads)
+static bool lanes_moved(const gd_hub *hub, const subscriber *s)
 {
     for (int i = 0; i < s->nlanes; i++)
-        if (heads[s->lanes[i].stream] != atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed)) return true;
+        if (gd_hub_head(hub, s->lanes[i].stream) != atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed))
+            return true;
     return false;
-}
-
-static void current_heads(const gd_hub *hub, uint64_t *heads)
-{
-    unsigned n = gd_hub_streams(hub);
-    for (unsigned i = 0; i < n; i++) heads[i] = gd_hub_head(hub, i);
 }
 
 static void resume_waiting(gd_push *p, bool everyone)
 {
-    uint64_t heads[gd_hub_streams(p->hub)];
-    current_heads(p->hub, heads);
     int64_t now = gd_now_ms();
     pthread_mutex_lock(&p->lock);
     for (subscriber *s = p->subs; s; s = s->next) {
         if (!s->suspended) continue;
-        if (everyone || lanes_moved(s, heads) ||
+        if (everyone || lanes_moved(p->hub, s) ||
             now - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
             s->suspended = false;
             MHD_resume_connection(s->conn);
@@ -170,12 +167,13 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
-int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat)
+int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat, gd_sql_runner *runner)
 {
     gd_push *p = calloc(1, sizeof *p);
     if (!p) return GD_ENOMEM;
     p->hub = hub;
     p->cat = cat;
+    p->runner = runner;
     p->auth = auth;
     p->auth_generation = gd_auth_generation(auth);
     pthread_mutex_init(&p->lock, NULL);
@@ -217,48 +215,6 @@ void gd_push_free(gd_push *p)
 }
 
 /* ---- one subscriber ---- */
-
-static bool value_matches(const filter *f, const gd_jval *v)
-{
-    switch (v->t) {
-    case GD_J_STR: return v->s.len == f->value_len && !memcmp(v->s.p, f->value, f->value_len);
-    case GD_J_INT: return f->is_int ? f->i == v->i : f->is_num && f->d == v->d;
-    case GD_J_DBL: return f->is_num && f->d == v->d;
-    case GD_J_BOOL: return !strcmp(f->value, v->b ? "true" : "false");
-    case GD_J_NULL: return !strcmp(f->value, "null");
-    default: return false;
-    }
-}
-
-/* Events are flat objects written by gamingd itself: no whitespace, and
- * inside strings every quote is escaped, so `"name":` right after '{' or ','
- * can only be that member's key. Finding it directly is several times
- * cheaper than walking every member, which matters with thousands of
- * filtered subscribers reading every event. */
-static bool member_value(const filter *f, gd_str text, gd_arena *scratch, gd_jval *v)
-{
-    const char *at = text.p, *end = text.p + text.len;
-    while ((at = memmem(at, (size_t)(end - at), f->needle, f->needle_len))) {
-        if (at > text.p && (at[-1] == '{' || at[-1] == ',')) {
-            gd_json j;
-            gd_json_init(&j, (gd_str){at + f->needle_len, (uint32_t)(end - at - f->needle_len)}, scratch);
-            return gd_json_value(&j, v) == GD_OK;
-        }
-        at++;
-    }
-    return false;
-}
-
-static bool event_matches(subscriber *s, gd_str text)
-{
-    gd_arena_reset(&s->scratch);
-    for (int i = 0; i < s->nfilters; i++) {
-        gd_jval v;
-        if (!member_value(&s->filters[i], text, &s->scratch, &v) || !value_matches(&s->filters[i], &v))
-            return false;
-    }
-    return true;
-}
 
 /* A notice: an SSE event of its own type (no id, so Last-Event-ID keeps
  * pointing at data), or in ndjson an object with "notice"; with several
@@ -303,7 +259,7 @@ static void report_lost(subscriber *s, lane *l, uint64_t pos)
     if (!n) return;
     pthread_mutex_lock(&s->push->lock);
     atomic_store_explicit(&l->pos, pos, memory_order_relaxed);
-    gd_hub_count_dropped(s->push->hub, l->stream, n);
+    gd_hub_count_dropped(s->push->hub, l->counted, n);
     pthread_mutex_unlock(&s->push->lock);
     char members[256];
     snprintf(members, sizeof members,
@@ -387,7 +343,13 @@ static bool fill_lane(subscriber *s, lane *l, size_t want)
         if (rc != GD_OK) continue; /* lost: pos moved on */
         report_lost(s, l, pos);
         size_t mark = s->out.len;
-        bool wanted = ev.id > l->after_id && event_matches(s, ev.text);
+        /* a filtered subscription's query tells of source events it lost by their count */
+        int64_t n;
+        if (l->query && gd_parse_int(ev.text.p, ev.text.len, 0, INT64_MAX, &n) == GD_OK) {
+            if (gd_hub_release(hub, l->stream, &pos, &ev, &l->lost)) l->lost += (uint64_t)n;
+            continue;
+        }
+        bool wanted = ev.id > l->after_id;
         if (wanted) put_event(s, l, ev.id, ev.text);
         if (!gd_hub_release(hub, l->stream, &pos, &ev, &l->lost)) {
             s->out.len = mark; /* overwritten while we read it */
@@ -462,10 +424,8 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
         /* Nothing to send: sleep until the waker sees the stream move. The
          * check and the suspension are one step under the lock the waker
          * takes, so an event published in between is not slept through. */
-        uint64_t heads[gd_hub_streams(p->hub)];
         pthread_mutex_lock(&p->lock);
-        current_heads(p->hub, heads);
-        bool moved = lanes_moved(s, heads) || atomic_load(&p->closing);
+        bool moved = lanes_moved(p->hub, s) || atomic_load(&p->closing);
         if (!moved) {
             s->suspended = true;
             MHD_suspend_connection(s->conn);
@@ -491,19 +451,20 @@ static void free_subscriber(void *cls)
     gd_push *p = s->push;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < s->nlanes; i++) /* lost, and now never told */
-        gd_hub_count_dropped(p->hub, s->lanes[i].stream, unreported_loss(s, &s->lanes[i]));
+        gd_hub_count_dropped(p->hub, s->lanes[i].counted, unreported_loss(s, &s->lanes[i]));
     if (s->prev) s->prev->next = s->next;
     else p->subs = s->next;
     if (s->next) s->next->prev = s->prev;
     p->nsubs--;
     pthread_mutex_unlock(&p->lock);
-    for (int i = 0; i < s->nlanes; i++) gd_hub_subscribed(p->hub, s->lanes[i].stream, -1);
+    for (int i = 0; i < s->nlanes; i++) {
+        gd_hub_subscribed(p->hub, s->lanes[i].counted, -1);
+        if (s->lanes[i].query) gd_sql_runner_leave(p->runner, s->lanes[i].query);
+    }
     if (s->on_close) s->on_close(s->on_close_ctx);
     gd_buf_free(&s->out);
     gd_buf_free(&s->event);
     gd_buf_free(&s->masked);
-    gd_arena_free(&s->scratch);
-    free(s->strings);
     free(s->query_id);
     free(s);
 }
@@ -524,14 +485,6 @@ static const char *stream_column(const gd_catalog_entry *e, int i)
         i -= 2;
     }
     return i < t->ncols ? t->cols[i].name : NULL;
-}
-
-static bool stream_has_column(const gd_catalog_entry *e, const char *name)
-{
-    const char *c;
-    for (int i = 0; (c = stream_column(e, i)); i++)
-        if (!strcmp(c, name)) return true;
-    return false;
 }
 
 /* What an entry's push stream carries, for the listing. */
@@ -629,28 +582,9 @@ bad:
     return false;
 }
 
-static void set_filter(filter *f, const char *name, const char *value)
-{
-    f->needle_len = (size_t)snprintf(f->needle, sizeof f->needle, "\"%s\":", name);
-    f->value = value;
-    f->value_len = strlen(value);
-    f->is_int = gd_parse_int(value, f->value_len, INT64_MIN, INT64_MAX, &f->i) == GD_OK;
-    char *end;
-    f->d = strtod(value, &end);
-    f->is_num = f->value_len && !*end;
-}
-
-/* Validates the request into s (filter values point into s->strings). */
+/* Validates the request into s (the filters point into req). */
 static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r, bool *has_after)
 {
-    size_t bytes = 0;
-    for (int i = 0; i < req->nparams; i++)
-        bytes += (req->params[i].value ? strlen(req->params[i].value) : 0) + 1;
-    char *at = s->strings = malloc(bytes ? bytes : 1);
-    if (!at) {
-        gd_reply_error(r, 500, "out of memory");
-        return false;
-    }
     for (int i = 0; i < req->nparams; i++) {
         const char *name = req->params[i].name, *value = req->params[i].value;
         for (int k = 0; k < i; k++)
@@ -675,23 +609,16 @@ static bool parse_subscription(subscriber *s, const gd_request *req, gd_reply *r
             gd_reply_error(r, 400, "filters (here '%s') take a subscription of one stream", name);
             return false;
         }
-        if (!stream_has_column(s->lanes[0].entry, name)) {
-            gd_reply_error(r, 400, "unknown parameter '%s': %s has no such column (GET /v1/streams lists them)",
-                           name, s->lanes[0].name);
-            return false;
-        }
-        if (!gd_pii_may_use(s->lanes[0].entry, name, "filtering on", req, r)) return false;
-        size_t vl = value ? strlen(value) + 1 : 1;
-        memcpy(at, value ? value : "", vl);
-        set_filter(&s->filters[s->nfilters++], name, at);
-        at += vl;
+        s->filter_names[s->nfilters] = name;
+        s->filter_values[s->nfilters++] = value ? value : "";
     }
     return true;
 }
 
 static lane lane_of(const gd_catalog_entry *e)
 {
-    return (lane){.stream = hub_stream_of(e), .name = e->name, .personal = gd_catalog_has_pii(e), .entry = e};
+    unsigned stream = hub_stream_of(e);
+    return (lane){.stream = stream, .counted = stream, .name = e->name, .personal = gd_catalog_has_pii(e), .entry = e};
 }
 
 int gd_push_check_filters(const gd_catalog_entry *e, const gd_request *req, const gd_str *events, size_t n,
@@ -701,36 +628,61 @@ int gd_push_check_filters(const gd_catalog_entry *e, const gd_request *req, cons
     if (!s) return 500;
     s->nlanes = 1;
     s->lanes[0] = lane_of(e);
-    gd_arena_init(&s->scratch);
     gd_reply r = {0};
     bool has_after = false;
     int status = parse_subscription(s, req, &r, &has_after) ? 200 : r.status;
-    for (size_t i = 0; status == 200 && i < n; i++) matched[i] = event_matches(s, events[i]);
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_query_plan plan = {0};
+    gd_sql_error err = {0};
+    if (status == 200 && gd_sql_plan_filters(e, s->filter_names, s->filter_values, s->nfilters, &arena, &plan, &err))
+        status = err.http_status;
+    else if (status == 200 && plan.pii_use.column && !gd_request_sees_pii(req)) status = 403;
+    gd_value row[plan.row_width + 1];
+    for (size_t i = 0; status == 200 && i < n; i++)
+        matched[i] = gd_sql_event_row(e, events[i], row, plan.row_width, &arena) && gd_sql_filters_pass(&plan, row, &arena);
     gd_buf_free(&r.body);
-    gd_arena_free(&s->scratch);
-    free(s->strings);
+    gd_arena_free(&arena);
     free(s);
     return status;
 }
 
-static void start_position(subscriber *s, lane *l, bool has_after)
+/* Whether the events of l's entry after l->after_id are still in its
+ * replay buffer (*pos: the first of them); when not, the subscriber is told
+ * and *pos is the live stream. */
+static bool resumes(subscriber *s, lane *l, uint64_t *pos)
 {
-    uint64_t pos, oldest;
-    if (!has_after) {
-        atomic_store(&l->pos, gd_hub_head(s->push->hub, l->stream));
-        return;
-    }
-    if (gd_hub_resume(s->push->hub, l->stream, l->after_id, &pos, &oldest)) {
-        atomic_store(&l->pos, pos);
-        return;
-    }
-    atomic_store(&l->pos, pos); /* the live stream */
+    uint64_t oldest;
+    if (gd_hub_resume(s->push->hub, l->counted, l->after_id, pos, &oldest)) return true;
     char members[320];
     snprintf(members, sizeof members,
              "\"last_event_id\":%llu,\"oldest_id\":%llu,\"message\":\"events after id %llu are no longer "
              "in the replay buffer; continuing with live events\"",
              (unsigned long long)l->after_id, (unsigned long long)oldest, (unsigned long long)l->after_id);
     put_notice(s, l, "replay_unavailable", members);
+    return false;
+}
+
+/* Places lane l in the stream it reads: its entry's (from now, or after
+ * its last event id), or for a filtered subscription the stream of the
+ * push query that runs its filters (api/push.c's top comment); false with
+ * r set when the filters are refused. */
+static bool start_position(subscriber *s, lane *l, bool has_after, gd_reply *r)
+{
+    uint64_t pos = gd_hub_head(s->push->hub, l->stream);
+    bool resumed = has_after && resumes(s, l, &pos);
+    if (s->nfilters) {
+        gd_sql_error err = {0};
+        if (gd_sql_runner_join_filters(s->push->runner, l->entry, s->filter_names, s->filter_values, s->nfilters,
+                                       atomic_load(&s->sees_pii), resumed ? &l->after_id : NULL, &l->query, &l->stream,
+                                       &pos, &err)) {
+            gd_reply_error(r, err.http_status ? err.http_status : 500, "%s", err.message);
+            return false;
+        }
+        s->nfilters = 0; /* the request's, gone after this call */
+    }
+    atomic_store(&l->pos, pos);
+    return true;
 }
 
 /* The subscription's streams: one name, or several, comma separated. */
@@ -772,8 +724,6 @@ static void cap_send_buffer(struct MHD_Connection *conn)
 static void discard(subscriber *s)
 {
     gd_buf_free(&s->out);
-    gd_arena_free(&s->scratch);
-    free(s->strings);
     free(s->query_id);
     free(s);
 }
@@ -784,17 +734,19 @@ static void discard(subscriber *s)
 static struct MHD_Response *start_response(gd_push *p, subscriber *s, bool has_after, const char *content_type,
                                            gd_reply *r)
 {
-    for (int i = 0; i < s->nlanes; i++) {
-        gd_hub_subscribed(p->hub, s->lanes[i].stream, +1); /* before the position: no event slips between */
-        start_position(s, &s->lanes[i], has_after);
+    int placed = 0;
+    struct MHD_Response *resp = NULL;
+    while (placed < s->nlanes) {
+        lane *l = &s->lanes[placed];
+        gd_hub_subscribed(p->hub, l->counted, +1); /* before the position: no event slips between */
+        if (!start_position(s, l, has_after, r)) goto fail;
+        placed++;
     }
     atomic_store(&s->last_write_ms, gd_now_ms());
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, BLOCK_BYTES, read_stream, s, free_subscriber);
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, BLOCK_BYTES, read_stream, s, free_subscriber);
     if (!resp) {
-        for (int i = 0; i < s->nlanes; i++) gd_hub_subscribed(p->hub, s->lanes[i].stream, -1);
         gd_reply_error(r, 500, "cannot create the stream response");
-        return NULL;
+        goto fail;
     }
     pthread_mutex_lock(&p->lock);
     s->next = p->subs;
@@ -807,6 +759,13 @@ static struct MHD_Response *start_response(gd_push *p, subscriber *s, bool has_a
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     r->status = 200;
     return resp;
+fail:
+    for (int i = 0; i <= placed && i < s->nlanes; i++) {
+        gd_hub_subscribed(p->hub, s->lanes[i].counted, -1);
+        if (s->lanes[i].query) gd_sql_runner_leave(p->runner, s->lanes[i].query);
+        s->lanes[i].query = NULL;
+    }
+    return NULL;
 }
 
 /* A subscriber for the request's key, or NULL with r set. */
@@ -826,7 +785,6 @@ static subscriber *new_subscriber(gd_push *p, struct MHD_Connection *conn, const
     s->remaining = UINT64_MAX;
     atomic_store(&s->sees_pii, gd_request_sees_pii(req));
     memcpy(s->key_digest, req->key_digest, sizeof s->key_digest);
-    gd_arena_init(&s->scratch);
     return s;
 }
 
@@ -867,7 +825,7 @@ struct MHD_Response *gd_push_subscribe_query(gd_push *p, struct MHD_Connection *
     if (qs->limit) s->remaining = qs->limit;
     s->format = qs->format;
     s->nlanes = 1;
-    s->lanes[0] = (lane){.stream = qs->hub_stream, .name = qs->name};
+    s->lanes[0] = (lane){.stream = qs->hub_stream, .counted = qs->hub_stream, .name = qs->name};
     gd_buf_put(&s->out, qs->prologue.p, qs->prologue.len);
     struct MHD_Response *resp = start_response(p, s, false, qs->content_type, r);
     if (!resp) {
@@ -929,7 +887,7 @@ bool gd_push_query_visible(gd_push *p, const char *query_id, const gd_request *r
 static bool reads_stream(const subscriber *s, const void *stream)
 {
     for (int i = 0; i < s->nlanes; i++)
-        if (s->lanes[i].stream == *(const unsigned *)stream) return true;
+        if (s->lanes[i].counted == *(const unsigned *)stream) return true;
     return false;
 }
 
@@ -950,7 +908,7 @@ void gd_push_metrics(gd_push *p, gd_buf *b)
     for (unsigned i = 0; i < n; i++) gd_hub_stream_stats(p->hub, i, &st[i]);
     pthread_mutex_lock(&p->lock);
     for (subscriber *s = p->subs; s; s = s->next)
-        for (int i = 0; i < s->nlanes; i++) st[s->lanes[i].stream].dropped += unreported_loss(s, &s->lanes[i]);
+        for (int i = 0; i < s->nlanes; i++) st[s->lanes[i].counted].dropped += unreported_loss(s, &s->lanes[i]);
     pthread_mutex_unlock(&p->lock);
     static const struct {
         const char *name, *type, *help;

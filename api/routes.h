@@ -131,8 +131,9 @@ void gd_route_page(const gd_request *req, const char *name, gd_reply *r);
 struct MHD_Connection;
 struct MHD_Response;
 /* Starts the thread that wakes waiting subscribers. */
-/* auth: the API keys, or NULL; streams whose key is removed end. */
-int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat);
+/* auth: the API keys, or NULL; streams whose key is removed end. runner
+ * runs the filters of filtered subscriptions. */
+int gd_push_start(gd_push **out, gd_hub *hub, gd_auth *auth, const gd_catalog *cat, gd_sql_runner *runner);
 /* Ends every stream (before libmicrohttpd stops: none may stay suspended). */
 void gd_push_close_streams(gd_push *p);
 void gd_push_free(gd_push *p);
@@ -168,8 +169,9 @@ bool gd_push_query_visible(gd_push *p, const char *query_id, const gd_request *r
 void gd_push_end_stream(gd_push *p, unsigned hub_stream);
 void gd_push_metrics(gd_push *p, gd_buf *b);
 size_t gd_push_count(gd_push *p); /* subscribers now */
-/* A subscription's parameters as gd_push_subscribe reads them, applied to
- * events without a connection (tests, fuzzing): the status it would answer
+/* A subscription's parameters as gd_push_subscribe reads them, planned as
+ * it plans them (gd_sql_plan_filters) and applied to events without a
+ * connection or the runner (tests, fuzzing): the status it would answer
  * with, and when 200, matched[i] for each event text. */
 int gd_push_check_filters(const gd_catalog_entry *e, const gd_request *req, const gd_str *events, size_t n,
                           bool *matched);

@@ -123,6 +123,7 @@ void gd_hub_discard(gd_hub *h, unsigned stream_no)
     madvise(s->slots, (s->slot_mask + 1) * sizeof *s->slots, MADV_DONTNEED);
     madvise(s->bytes, s->nbytes, MADV_DONTNEED);
     atomic_store(&s->tail, atomic_load(&s->head));
+    atomic_store(&s->horizon, 0); /* the next user's ids are its own */
 }
 
 static void raise_horizon(stream *s, uint64_t id)

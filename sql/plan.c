@@ -15,6 +15,10 @@
  * GD_E_FILTER node, since dashboards compare text and numbers in their own
  * way and match regexes, neither of which SQL's operators do), and using a
  * personal column there is the plan's pii_use, as for SQL.
+ * A filtered SSE subscription (gd_sql_plan_filters) becomes a WHERE over
+ * the members of its stream's events (not inlined into a derived stream's
+ * base: it passes those events on as they are), run by run.c like SQL's
+ * push queries.
  *
  * An aggregation (GROUP BY, or an aggregate in the select list) compiles
  * into a gd_tabledef, whatever runs it -- the engine for CREATE TABLE AS
@@ -1747,4 +1751,87 @@ void gd_sql_plan_free(gd_query_plan *plan)
     if (plan->where) gd_expr_any(plan->where, free_regex, NULL);
     if (plan->where_keys) gd_expr_any(plan->where_keys, free_regex, NULL);
     plan->where = plan->where_keys = NULL;
+}
+/* ---- filtered push subscriptions ---- */
+
+/* A filter's text as the condition on column col (of type type): the
+ * column equal to the text read as a value of that type -- a number
+ * compares as a number, true and false as booleans, a string as the same
+ * bytes -- and the text null matching a null (and, in a STRING column, the
+ * string "null"). Text no value of the column's type reads as matches
+ * nothing. */
+static gd_expr *filter_node(binder *b, gd_expr *col, gd_coltype type, const char *text)
+{
+    size_t len = strlen(text);
+    gd_value v = {.t = GD_V_NULL};
+    int64_t i;
+    char *end;
+    double d = strtod(text, &end);
+    if (type == GD_T_STRING) v = (gd_value){.t = GD_V_STR, .s = gd_arena_strdup(b->arena, (gd_str){text, (uint32_t)len})};
+    else if (gd_coltype_numeric(type) && gd_parse_int(text, len, INT64_MIN, INT64_MAX, &i) == GD_OK) v = (gd_value){.t = GD_V_INT, .i = i};
+    else if (gd_coltype_numeric(type) && len && !*end) v = (gd_value){.t = GD_V_DBL, .d = d};
+    else if (type == GD_T_BOOLEAN && (!strcmp(text, "true") || !strcmp(text, "false"))) v = (gd_value){.t = GD_V_BOOL, .i = text[0] == 't'};
+    gd_expr *lit = alloc(b, sizeof *lit);
+    *lit = (gd_expr){.op = GD_E_LIT, .type = v.t == GD_V_NULL ? GD_T_BOOLEAN : type, .lit = v};
+    gd_expr *eq = alloc(b, sizeof *eq);
+    *eq = (gd_expr){.op = GD_E_EQ, .type = GD_T_BOOLEAN, .nargs = 2, .args = alloc(b, sizeof(gd_expr *) * 2)};
+    eq->args[0] = col;
+    eq->args[1] = lit;
+    if (v.t == GD_V_NULL) lit->lit = (gd_value){.t = GD_V_BOOL, .i = 0}; /* no value of the type: false */
+    if (strcmp(text, "null")) return v.t == GD_V_NULL ? lit : eq;
+    gd_expr *is_null = alloc(b, sizeof *is_null);
+    *is_null = (gd_expr){.op = GD_E_IS_NULL, .type = GD_T_BOOLEAN, .nargs = 1, .args = alloc(b, sizeof(gd_expr *))};
+    is_null->args[0] = col;
+    if (v.t == GD_V_NULL) return is_null;
+    gd_expr *either = alloc(b, sizeof *either);
+    *either = (gd_expr){.op = GD_E_OR, .type = GD_T_BOOLEAN, .nargs = 2, .args = alloc(b, sizeof(gd_expr *) * 2)};
+    either->args[0] = is_null;
+    either->args[1] = eq;
+    return either;
+}
+
+/* Ands c onto *where. */
+static void and_onto(binder *b, gd_expr **where, gd_expr *c)
+{
+    if (!*where) {
+        *where = c;
+        return;
+    }
+    gd_expr *both = alloc(b, sizeof *both);
+    *both = (gd_expr){.op = GD_E_AND, .type = GD_T_BOOLEAN, .nargs = 2, .args = alloc(b, sizeof(gd_expr *) * 2)};
+    both->args[0] = *where;
+    both->args[1] = c;
+    *where = both;
+}
+
+/* Column c as events name it: a table's window bounds are window_start
+ * and window_end there. */
+static const char *event_member(const gd_sql_column *cols, int c)
+{
+    if (!cols[c].window) return cols[c].name;
+    return c && cols[c - 1].window ? "window_end" : "window_start";
+}
+
+int gd_sql_plan_filters(const gd_catalog_entry *e, const char *const *names, const char *const *values, int n,
+                        gd_arena *arena, gd_query_plan *plan, gd_sql_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    binder b = {.arena = arena, .err = err};
+    gd_sql_column cols[GD_MAX_KEYS + 2 + GD_MAX_COLS + 64];
+    int ncols = gd_sql_columns(e, cols, (int)(sizeof cols / sizeof cols[0]));
+    plan->kind = GD_PLAN_PUSH_EVENTS;
+    plan->source = e;
+    plan->limit = -1;
+    plan->row_width = e->is_table ? ncols : e->width;
+    for (int f = 0; f < n; f++) {
+        int c = 0;
+        while (c < ncols && strcmp(event_member(cols, c), names[f])) c++;
+        if (c == ncols)
+            return gd_sql_fail(err, GD_SQL_BAD_REQUEST,
+                               "unknown parameter '%s': %s has no such column (GET /v1/streams lists them)", names[f], e->name);
+        if (cols[c].pii && !plan->pii_use.column) plan->pii_use = (gd_pii_use){event_member(cols, c), "filtering on"};
+        gd_expr *col = new_col(&b, e->is_table ? c : e->cols[c].id, cols[c].type);
+        and_onto(&b, &plan->where, filter_node(&b, col, cols[c].type, values[f]));
+    }
+    return GD_OK;
 }

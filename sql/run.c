@@ -4,7 +4,8 @@
  * A push query reads the push stream of its source (the enriched records,
  * a source topic's records, a table's rows after each change), as an SSE
  * subscriber would: the engine publishes those only while someone listens,
- * and this thread is then that someone. Each event is copied out of the
+ * and this thread (or, for a filtered subscription, its subscribers) is
+ * then that someone. Each event is copied out of the
  * ring, parsed once into a row of values, and handed to every query on
  * that source: a filter and projection, or a transient aggregation kept
  * here since the query started. A query's output rows go to its own hub
@@ -12,8 +13,27 @@
  * subscribers read theirs (api/push.c): a thousand clients of a query cost
  * a thousand ring positions, and a slow one loses its oldest rows, told.
  *
+ * A filtered SSE subscription (api/push.c) is a query too, planned by
+ * gd_sql_plan_filters: its output is the source's event that passes, as
+ * it is (masked by its reader, api/push.c), published under the event's
+ * own id so that SSE ids and Last-Event-ID mean the same as on the source.
+ * Thousands of them on different values of a column would cost thousands
+ * of evaluations per event, so the thread keeps an index: each query whose
+ * WHERE has an equality of a column to a value is filed under (source,
+ * column, value) of the first one, and an event looks up each indexed
+ * column's value -- one lookup per event, not one test per query; the
+ * others (SQL's, aggregations) are tested each. The thread takes the
+ * queries that started and ended since it last looked and changes its list
+ * and index by those only; a query whose last client left ends there.
+ * A query starts where its source stands now, or, for a subscription
+ * resuming after an event, where that event stands in the source's ring:
+ * such a query catches up, reading the ring from there on its own (with
+ * any others doing so, each event parsed once), until it reaches the
+ * thread's position and joins the rest.
+ *
  * Identical statements running at once (same text, same right to see
- * personal data) share one query: its rows are computed once for all of
+ * personal data) share one query, as do identical filters on one stream
+ * (one that covers the resume point asked for): its rows are computed once for all of
  * them (and its id: /close-query ends only the responses of the caller's
  * key, api/push.c, so the id is not a capability; it is random all the
  * same, so that no one learns how many queries ran). A client that joins a running aggregation sees its groups as they
@@ -60,15 +80,20 @@ struct gd_push_query {
     unsigned slot;     /* its stream: gd_query_hub(slot) */
     unsigned source;   /* the hub stream it reads */
     uint64_t start_pos; /* where in it the query started */
-    int refs;          /* clients (under the runner's lock) */
+    uint64_t pos;      /* the next source position for it while it catches up (thread only) */
+    bool joined;       /* it reads with the thread's shared position (thread only) */
+    int refs;          /* clients, and the thread while it runs it (under the runner's lock) */
     bool sees_pii, started;
-    uint64_t next_id;  /* ids of its rows */
+    bool events;       /* a filtered subscription: the source's events that pass, with their ids */
+    int held_at;       /* its place in the thread's list (thread only) */
+    uint64_t next_id;  /* ids of its rows (events: the last id published) */
     int64_t stream_time;
     int64_t grace_ms;
     twindow *windows;
     gd_dict dict;
     gd_interner interner;
     gd_push_query *next;
+    gd_push_query *next_added, *next_ended; /* the changes the thread has yet to take */
 };
 
 /* Where the thread stands in one source's ring. */
@@ -77,16 +102,43 @@ typedef struct {
     uint64_t pos, lost;
 } reader;
 
+enum { SOURCES = GD_MAX_STREAMS + GD_MAX_TABLES, MAX_INDEXED = 8 };
+
+/* A chain of queries (the thread's, in its index arena). */
+typedef struct qlink qlink;
+struct qlink {
+    gd_push_query *q;
+    qlink *next;
+};
+
+/* The queries on one source, as the thread finds them for an event: those
+ * whose first equality of a column to a value is indexed (by source,
+ * column and value, in the runner's index), the others tested each. */
+typedef struct {
+    int cols[MAX_INDEXED]; /* the columns of the indexed equalities */
+    int ncols;
+    qlink *others;
+    int width; /* values in an input row for every query on it */
+} source_queries;
+
 struct gd_sql_runner {
     gd_hub *hub;
     const gd_catalog *cat;
-    pthread_mutex_t lock; /* the list, refs, slots */
-    gd_push_query *queries;
+    pthread_mutex_t lock; /* the lists, refs, slots */
+    gd_push_query *queries; /* running: what joins find */
+    gd_push_query *added, *ended; /* started, and left by their last client, since the thread last looked */
     bool slot_used[GD_MAX_QUERY_STREAMS];
+    /* the thread's: the queries it runs and their index, changed as
+     * queries start and end (never rebuilt: thousands of subscriptions
+     * coming at once cost one change each) */
+    gd_push_query *held[GD_MAX_QUERY_STREAMS];
+    int nheld;
+    source_queries by_source[SOURCES];
+    gd_map index;        /* (source, column, value) -> qlink */
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
-    reader readers[GD_MAX_STREAMS + GD_MAX_TABLES];
+    reader readers[SOURCES];
     gd_buf event, text, out, key, key_text; /* text: the event being read, which rows point into */
     gd_arena scratch;
     _Atomic uint64_t rows_out, events_in, events_lost;
@@ -118,10 +170,17 @@ static void emit(gd_sql_runner *r, gd_push_query *q, const gd_value *in, const g
     publish(r, q, &r->out);
 }
 
-/* A notice among the rows: a JSON object (rows are arrays). */
+/* A notice among the rows: a JSON object (rows are arrays); among a
+ * filtered subscription's events, the count alone, under the last id (so
+ * that resuming past that event skips it). */
 static void notice_lost(gd_sql_runner *r, gd_push_query *q, uint64_t n)
 {
     gd_buf_clear(&r->out);
+    if (q->events) {
+        gd_buf_printf(&r->out, "%llu", (unsigned long long)n);
+        gd_hub_publish(r->hub, gd_query_hub(q->slot), q->next_id, r->out.p, r->out.len);
+        return;
+    }
     gd_buf_printf(&r->out,
                   "{\"@type\":\"dropped_events\",\"dropped\":%llu,\"message\":\"the query fell behind its source "
                   "and missed %llu records: its aggregates leave them out\"}",
@@ -250,7 +309,14 @@ static void aggregate(gd_sql_runner *r, gd_push_query *q, const gd_value *in, co
 
 /* ---- the thread ---- */
 
-static void apply(gd_sql_runner *r, gd_push_query *q, const gd_value *in, int64_t now_ms)
+bool gd_sql_filters_pass(const gd_query_plan *plan, const gd_value *row, gd_arena *scratch)
+{
+    gd_eval ctx = {.column = gd_value_array_column, .row = row, .scratch = scratch};
+    return !plan->where || gd_expr_true(plan->where, &ctx);
+}
+
+/* An input row for q: event id and its text. */
+static void apply(gd_sql_runner *r, gd_push_query *q, const gd_value *in, uint64_t id, gd_str text, int64_t now_ms)
 {
     gd_eval ctx = {.column = gd_value_array_column, .row = in, .now_ms = now_ms, .scratch = &r->scratch};
     if (q->plan.kind == GD_PLAN_PUSH_AGGREGATE) {
@@ -258,21 +324,13 @@ static void apply(gd_sql_runner *r, gd_push_query *q, const gd_value *in, int64_
         return;
     }
     if (q->plan.where && !gd_expr_true(q->plan.where, &ctx)) return;
-    emit(r, q, in, &ctx);
-}
-
-/* The queries now running, each with a reference the thread holds while
- * it uses them. */
-static int running(gd_sql_runner *r, gd_push_query **out, int max)
-{
-    int n = 0;
-    pthread_mutex_lock(&r->lock);
-    for (gd_push_query *q = r->queries; q && n < max; q = q->next) {
-        q->refs++;
-        out[n++] = q;
+    if (!q->events) {
+        emit(r, q, in, &ctx);
+        return;
     }
-    pthread_mutex_unlock(&r->lock);
-    return n;
+    gd_hub_publish(r->hub, gd_query_hub(q->slot), id, text.p, text.len);
+    q->next_id = id;
+    atomic_fetch_add_explicit(&r->rows_out, 1, memory_order_relaxed);
 }
 
 static void query_free(gd_sql_runner *r, gd_push_query *q)
@@ -289,79 +347,234 @@ static void query_free(gd_sql_runner *r, gd_push_query *q)
     free(q);
 }
 
+/* A client leaves; the last one hands the query to the thread to end. */
 static void release_query(gd_sql_runner *r, gd_push_query *q)
 {
     pthread_mutex_lock(&r->lock);
-    bool last = --q->refs == 0;
-    if (last) {
+    if (--q->refs == 0) {
         gd_push_query **link = &r->queries;
         while (*link && *link != q) link = &(*link)->next;
         if (*link) *link = q->next;
+        q->next_ended = r->ended;
+        r->ended = q;
     }
     pthread_mutex_unlock(&r->lock);
-    if (!last) return;
-    gd_hub_discard(r->hub, gd_query_hub(q->slot)); /* its rows' memory, before the slot is taken again */
+}
+
+/* The index key of value v of column col of source: numbers by value (as
+ * equality compares them), strings by their bytes. */
+static gd_str index_key(gd_buf *b, unsigned source, int col, gd_value v)
+{
+    if (v.t == GD_V_DBL && v.d >= -9.2e18 && v.d <= 9.2e18 && v.d == (double)(int64_t)v.d) v = (gd_value){.t = GD_V_INT, .i = (int64_t)v.d};
+    if (v.t == GD_V_BOOL) v.t = GD_V_INT;
+    gd_buf_clear(b);
+    gd_buf_printf(b, "%u.%d.%c", source, col, v.t == GD_V_STR ? 's' : v.t == GD_V_INT ? 'i' : 'd');
+    gd_value_text(v, b);
+    return (gd_str){b->p, (uint32_t)b->len};
+}
+
+/* q's first conjunct that is a column equal to a value, or NULL. */
+static const gd_expr *indexed_equality(const gd_expr *e)
+{
+    if (!e) return NULL;
+    if (e->op == GD_E_AND) {
+        const gd_expr *x = indexed_equality(e->args[0]);
+        return x ? x : indexed_equality(e->args[1]);
+    }
+    bool eq = e->op == GD_E_EQ && e->args[0]->op == GD_E_COL && e->args[1]->op == GD_E_LIT;
+    return eq && e->args[1]->lit.t != GD_V_NULL ? e : NULL;
+}
+
+/* The chain q is filed in: under the index key of its first equality
+ * when it has one (and its source has room for the column: *key set),
+ * else its source's others. */
+static qlink **chain_of(gd_sql_runner *r, gd_push_query *q, gd_str *key)
+{
+    source_queries *sq = &r->by_source[q->source];
+    const gd_expr *eq = q->plan.kind == GD_PLAN_PUSH_AGGREGATE ? NULL : indexed_equality(q->plan.where);
+    int col = eq ? eq->args[0]->index : -1, k = 0;
+    while (k < sq->ncols && sq->cols[k] != col) k++;
+    if (eq && k == sq->ncols && k < MAX_INDEXED) sq->cols[sq->ncols++] = col;
+    if (!eq || k == MAX_INDEXED) return &sq->others;
+    *key = index_key(&r->key, q->source, col, eq->args[1]->lit);
+    bool created;
+    return (qlink **)&gd_map_upsert(&r->index, *key, &created)->val;
+}
+
+static void index_query(gd_sql_runner *r, gd_push_query *q)
+{
+    source_queries *sq = &r->by_source[q->source];
+    int width = q->plan.row_width > q->plan.source->width ? q->plan.row_width : q->plan.source->width;
+    if (width > sq->width) sq->width = width;
+    qlink *l = malloc(sizeof *l);
+    if (!l) { /* out of memory: the query sees no events, its clients only its end */
+        gd_error("push query %s: out of memory for its index entry", q->id);
+        return;
+    }
+    gd_str key = {0};
+    qlink **chain = chain_of(r, q, &key);
+    *l = (qlink){q, *chain};
+    *chain = l;
+}
+
+static void unindex_query(gd_sql_runner *r, gd_push_query *q)
+{
+    gd_str key = {0};
+    qlink **link = chain_of(r, q, &key);
+    while (*link && (*link)->q != q) link = &(*link)->next;
+    if (!*link) return;
+    qlink *l = *link;
+    *link = l->next;
+    free(l); /* an empty chain leaves its slot NULL: deleted, for the map */
+}
+
+/* Takes the queries that started and ended since the thread last looked
+ * into its list and index; ends the ended ones. */
+static void take_changes(gd_sql_runner *r)
+{
     pthread_mutex_lock(&r->lock);
-    r->slot_used[q->slot] = false;
+    gd_push_query *added = r->added, *ended = r->ended;
+    r->added = r->ended = NULL;
     pthread_mutex_unlock(&r->lock);
-    query_free(r, q);
+    for (gd_push_query *q = added; q; q = q->next_added) {
+        q->held_at = r->nheld;
+        r->held[r->nheld++] = q;
+        index_query(r, q);
+    }
+    while (ended) {
+        gd_push_query *q = ended;
+        ended = q->next_ended;
+        unindex_query(r, q);
+        r->held[q->held_at] = r->held[--r->nheld];
+        r->held[q->held_at]->held_at = q->held_at;
+        gd_hub_discard(r->hub, gd_query_hub(q->slot)); /* its rows' memory, before the slot is taken again */
+        pthread_mutex_lock(&r->lock);
+        r->slot_used[q->slot] = false;
+        pthread_mutex_unlock(&r->lock);
+        query_free(r, q);
+    }
+}
+
+/* The next event of source at *pos as an input row (width values): GD_OK,
+ * GD_AGAIN when there is none, GD_ERR when it is no row of ours (lost,
+ * overwritten while read, too long, not a row); *lost grows by the events
+ * lost. The text is in r->text. */
+static int next_row(gd_sql_runner *r, unsigned source, const gd_catalog_entry *entry, uint64_t *pos, uint64_t *lost,
+                    uint64_t *id, gd_value *row, int width)
+{
+    gd_hub_event ev;
+    int rc = gd_hub_peek(r->hub, source, pos, &ev, &r->event, lost);
+    if (rc != GD_OK) return rc;
+    gd_buf_clear(&r->text);
+    if (ev.text.len <= MAX_TEXT) gd_buf_put(&r->text, ev.text.p, ev.text.len);
+    if (!gd_hub_release(r->hub, source, pos, &ev, lost) || ev.text.len > MAX_TEXT) return GD_ERR;
+    atomic_fetch_add_explicit(&r->events_in, 1, memory_order_relaxed);
+    gd_arena_reset(&r->scratch);
+    *id = ev.id;
+    return gd_sql_event_row(entry, (gd_str){r->text.p, (uint32_t)r->text.len}, row, width, &r->scratch) ? GD_OK : GD_ERR;
+}
+
+static const gd_catalog_entry *source_entry(const gd_sql_runner *r, unsigned source)
+{
+    for (int i = 0; i < r->nheld; i++)
+        if (r->held[i]->source == source) return r->held[i]->plan.source;
+    return NULL;
+}
+
+/* Hands a row to the joined queries on source that may take it: those
+ * indexed under one of its values, and the others. */
+static void dispatch(gd_sql_runner *r, unsigned source, const gd_value *row, uint64_t id)
+{
+    source_queries *sq = &r->by_source[source];
+    gd_str text = {r->text.p, (uint32_t)r->text.len};
+    int64_t now = gd_now_ms();
+    for (int k = 0; k < sq->ncols; k++) {
+        if (row[sq->cols[k]].t == GD_V_NULL) continue;
+        for (qlink *l = gd_map_get(&r->index, index_key(&r->key, source, sq->cols[k], row[sq->cols[k]])); l; l = l->next)
+            if (l->q->joined) apply(r, l->q, row, id, text, now);
+    }
+    for (qlink *l = sq->others; l; l = l->next)
+        if (l->q->joined) apply(r, l->q, row, id, text, now);
 }
 
 /* Reads what a source's ring holds past the thread's position into the
  * queries on it; the number of events read. */
-static size_t read_source(gd_sql_runner *r, unsigned source, gd_push_query **qs, int nq)
+static size_t read_source(gd_sql_runner *r, unsigned source)
 {
     reader *rd = &r->readers[source];
-    const gd_catalog_entry *entry = NULL;
-    for (int i = 0; i < nq; i++)
-        if (qs[i]->source == source) entry = qs[i]->plan.source;
+    const gd_catalog_entry *entry = source_entry(r, source);
     if (!entry) return 0;
-    size_t n = 0;
-    int width = qs[0]->plan.row_width;
-    for (int i = 0; i < nq; i++)
-        if (qs[i]->source == source && qs[i]->plan.row_width > width) width = qs[i]->plan.row_width;
-    if (entry->width > width) width = entry->width;
+    int width = r->by_source[source].width;
     gd_value row[width + 1];
+    size_t n = 0;
     while (n < PASS_EVENTS) {
-        gd_hub_event ev;
-        uint64_t lost_before = rd->lost;
-        int rc = gd_hub_peek(r->hub, source, &rd->pos, &ev, &r->event, &rd->lost);
+        uint64_t lost_before = rd->lost, id;
+        int rc = next_row(r, source, entry, &rd->pos, &rd->lost, &id, row, width);
         if (rc == GD_AGAIN) break;
         n++;
-        if (rc == GD_OK) {
-            gd_buf_clear(&r->text);
-            if (ev.text.len <= MAX_TEXT) gd_buf_put(&r->text, ev.text.p, ev.text.len);
-            if (!gd_hub_release(r->hub, source, &rd->pos, &ev, &rd->lost) || ev.text.len > MAX_TEXT) continue;
-        }
         if (rd->lost > lost_before) {
             atomic_fetch_add(&r->events_lost, rd->lost - lost_before);
-            for (int i = 0; i < nq; i++)
-                if (qs[i]->source == source) notice_lost(r, qs[i], rd->lost - lost_before);
+            for (int i = 0; i < r->nheld; i++)
+                if (r->held[i]->source == source && r->held[i]->joined) notice_lost(r, r->held[i], rd->lost - lost_before);
         }
-        if (rc != GD_OK) continue;
-        atomic_fetch_add_explicit(&r->events_in, 1, memory_order_relaxed);
-        gd_arena_reset(&r->scratch);
-        if (!gd_sql_event_row(entry, (gd_str){r->text.p, (uint32_t)r->text.len}, row, width, &r->scratch)) continue;
-        int64_t now = gd_now_ms();
-        for (int i = 0; i < nq; i++)
-            if (qs[i]->source == source) apply(r, qs[i], row, now);
+        if (rc == GD_OK) dispatch(r, source, row, id);
     }
     return n;
 }
 
-/* Starts and stops reading sources as queries come and go. */
-/* Starts reading a source where its earliest query started (each query
- * holds the source's stream open from its join), stops when none reads it. */
-static void follow_sources(gd_sql_runner *r, gd_push_query **qs, int nq)
+/* Queries that started behind the thread's position in their source (a
+ * subscription resuming after an event it saw) read from where each
+ * started, together, until they reach it and join; the number of events
+ * read. */
+static size_t catch_up(gd_sql_runner *r, unsigned source)
 {
-    uint64_t from[GD_MAX_STREAMS + GD_MAX_TABLES];
-    bool wanted[GD_MAX_STREAMS + GD_MAX_TABLES] = {false};
-    for (int i = 0; i < nq; i++) {
-        unsigned s = qs[i]->source;
-        if (!wanted[s] || qs[i]->start_pos < from[s]) from[s] = qs[i]->start_pos;
+    reader *rd = &r->readers[source];
+    gd_push_query *behind[r->nheld + 1];
+    int nb = 0;
+    uint64_t pos = UINT64_MAX;
+    for (int i = 0; i < r->nheld; i++) {
+        gd_push_query *q = r->held[i];
+        if (q->source != source || q->joined) continue;
+        behind[nb++] = q;
+        if (q->pos < pos) pos = q->pos;
+    }
+    if (!nb) return 0;
+    const gd_catalog_entry *entry = behind[0]->plan.source;
+    int width = r->by_source[source].width;
+    gd_value row[width + 1];
+    size_t n = 0;
+    while (pos < rd->pos && n < PASS_EVENTS) {
+        uint64_t at = pos, lost = 0, id;
+        int rc = next_row(r, source, entry, &pos, &lost, &id, row, width);
+        if (rc == GD_AGAIN) break;
+        n++;
+        int64_t now = gd_now_ms();
+        for (int i = 0; i < nb; i++) {
+            if (behind[i]->pos > at) continue;
+            if (lost) notice_lost(r, behind[i], lost);
+            if (rc == GD_OK) apply(r, behind[i], row, id, (gd_str){r->text.p, (uint32_t)r->text.len}, now);
+        }
+    }
+    for (int i = 0; i < nb; i++) {
+        if (behind[i]->pos < pos) behind[i]->pos = pos;
+        behind[i]->joined = behind[i]->pos >= rd->pos;
+    }
+    return n;
+}
+
+/* Starts reading a source where its earliest query started, stops when
+ * none reads it; a query that starts at or past the thread's position
+ * joins it, one behind catches up. */
+static void follow_sources(gd_sql_runner *r)
+{
+    uint64_t from[SOURCES];
+    bool wanted[SOURCES] = {false};
+    for (int i = 0; i < r->nheld; i++) {
+        unsigned s = r->held[i]->source;
+        if (!wanted[s] || r->held[i]->pos < from[s]) from[s] = r->held[i]->pos;
         wanted[s] = true;
     }
-    for (unsigned s = 0; s < GD_MAX_STREAMS + GD_MAX_TABLES; s++) {
+    for (unsigned s = 0; s < SOURCES; s++) {
         reader *rd = &r->readers[s];
         if (wanted[s] && !rd->reading) {
             rd->pos = from[s];
@@ -370,19 +583,21 @@ static void follow_sources(gd_sql_runner *r, gd_push_query **qs, int nq)
             rd->reading = false;
         }
     }
+    for (int i = 0; i < r->nheld; i++) {
+        gd_push_query *q = r->held[i];
+        if (!q->joined && q->pos >= r->readers[q->source].pos) q->joined = true;
+    }
 }
 
 static void *runner_main(void *arg)
 {
     gd_sql_runner *r = arg;
-    gd_push_query *qs[GD_MAX_QUERY_STREAMS];
     while (!atomic_load(&r->stop)) {
-        int nq = running(r, qs, GD_MAX_QUERY_STREAMS);
-        follow_sources(r, qs, nq);
+        take_changes(r);
+        follow_sources(r);
         size_t n = 0;
-        for (unsigned s = 0; s < GD_MAX_STREAMS + GD_MAX_TABLES; s++)
-            if (r->readers[s].reading) n += read_source(r, s, qs, nq);
-        for (int i = 0; i < nq; i++) release_query(r, qs[i]);
+        for (unsigned s = 0; s < SOURCES; s++)
+            if (r->readers[s].reading) n += catch_up(r, s) + read_source(r, s);
         if (!n) gd_sleep_ms(IDLE_MS);
     }
     return NULL;
@@ -396,6 +611,7 @@ int gd_sql_runner_start(gd_sql_runner **out, gd_hub *hub, const gd_catalog *cat)
     r->cat = cat;
     pthread_mutex_init(&r->lock, NULL);
     gd_arena_init(&r->scratch);
+    gd_map_init(&r->index, NULL);
     if (pthread_create(&r->thread, NULL, runner_main, r)) {
         gd_sql_runner_stop(r);
         return GD_ERR;
@@ -415,12 +631,22 @@ void gd_sql_runner_stop(gd_sql_runner *r)
         query_free(r, r->queries);
         r->queries = next;
     }
+    while (r->ended) { /* ended after the thread's last look */
+        gd_push_query *next = r->ended->next_ended;
+        query_free(r, r->ended);
+        r->ended = next;
+    }
     pthread_mutex_destroy(&r->lock);
     gd_buf_free(&r->event);
     gd_buf_free(&r->text);
     gd_buf_free(&r->out);
     gd_buf_free(&r->key);
     gd_buf_free(&r->key_text);
+    for (size_t i = 0; i < r->index.cap; i++) /* the chains (the queries are freed above) */
+        for (qlink *l = r->index.slots[i].used ? r->index.slots[i].val : NULL, *next; l; l = next) next = l->next, free(l);
+    for (unsigned s = 0; s < SOURCES; s++)
+        for (qlink *l = r->by_source[s].others, *next; l; l = next) next = l->next, free(l);
+    gd_map_free(&r->index);
     gd_arena_free(&r->scratch);
     free(r);
 }
@@ -443,8 +669,8 @@ static void query_key(const char *sql, bool sees_pii, char *out, size_t cap)
     out[n] = 0;
 }
 
-/* A new query for the statement, planned in its own arena. */
-static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii, gd_sql_error *err)
+/* A query not yet planned. */
+static gd_push_query *alloc_query(gd_sql_error *err)
 {
     gd_push_query *q = calloc(1, sizeof *q);
     if (!q) {
@@ -454,6 +680,14 @@ static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii
     gd_arena_init(&q->arena);
     gd_dict_init(&q->dict);
     gd_interner_init(&q->interner, &q->dict);
+    return q;
+}
+
+/* A new query for the statement, planned in its own arena. */
+static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii, gd_sql_error *err)
+{
+    gd_push_query *q = alloc_query(err);
+    if (!q) return NULL;
     gd_sql_stmt *stmts;
     int n;
     if (gd_sql_parse(gd_str_c(sql), &q->arena, &stmts, &n, err) ||
@@ -469,7 +703,7 @@ static gd_push_query *new_query(gd_sql_runner *r, const char *sql, bool sees_pii
     /* from now on the source's records are published, and the query reads
      * them from here */
     gd_hub_subscribed(r->hub, q->source, +1);
-    q->start_pos = gd_hub_head(r->hub, q->source);
+    q->start_pos = q->pos = gd_hub_head(r->hub, q->source);
     q->started = true;
     return q;
 }
@@ -484,27 +718,27 @@ static void set_query_id(gd_push_query *q, const unsigned char nonce[16])
     for (int i = 0; i < 16; i++) n += snprintf(q->id + n, sizeof q->id - (size_t)n, "%02x", nonce[i]);
 }
 
-int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push_query **out, unsigned *hub_stream,
-                       gd_sql_error *err)
+/* The running query with key, a reference taken; NULL when none. Under
+ * the lock. */
+static gd_push_query *find_query(gd_sql_runner *r, const char *key, bool (*fits)(const gd_push_query *q, const void *ctx),
+                                 const void *ctx)
 {
-    char key[sizeof ((gd_push_query *)0)->key];
-    query_key(sql, sees_pii, key, sizeof key);
-    pthread_mutex_lock(&r->lock);
     for (gd_push_query *q = r->queries; q; q = q->next)
-        if (!strcmp(q->key, key)) {
+        if (key[0] && !strcmp(q->key, key) && (!fits || fits(q, ctx))) {
             q->refs++;
-            pthread_mutex_unlock(&r->lock);
-            *out = q;
-            *hub_stream = gd_query_hub(q->slot);
-            return GD_OK;
+            return q;
         }
-    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+/* Starts q: a stream, an id, a place among the running. */
+static int install(gd_sql_runner *r, gd_push_query *q, gd_sql_error *err)
+{
     unsigned char nonce[16];
-    if (getrandom(nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
+    if (getrandom(nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce) {
+        query_free(r, q);
         return gd_sql_fail(err, GD_SQL_SERVER_ERROR, "no random bytes for the query's id");
-    gd_push_query *q = new_query(r, sql, sees_pii, err);
-    if (!q) return GD_ERR;
-    memcpy(q->key, key, sizeof key);
+    }
     pthread_mutex_lock(&r->lock);
     unsigned slot = 0;
     while (slot < GD_MAX_QUERY_STREAMS && r->slot_used[slot]) slot++;
@@ -520,12 +754,113 @@ int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push
     q->refs = 1;
     set_query_id(q, nonce);
     /* its rows start after what the stream's last user left in it */
-    q->next_id = gd_hub_head(r->hub, gd_query_hub(slot)) + 1;
+    if (!q->events) q->next_id = gd_hub_head(r->hub, gd_query_hub(slot)) + 1;
     q->next = r->queries;
     r->queries = q;
+    q->next_added = r->added;
+    r->added = q;
     pthread_mutex_unlock(&r->lock);
+    return GD_OK;
+}
+
+int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push_query **out, unsigned *hub_stream,
+                       gd_sql_error *err)
+{
+    char key[sizeof ((gd_push_query *)0)->key];
+    query_key(sql, sees_pii, key, sizeof key);
+    pthread_mutex_lock(&r->lock);
+    gd_push_query *q = find_query(r, key, NULL, NULL);
+    pthread_mutex_unlock(&r->lock);
+    if (!q) {
+        if (!(q = new_query(r, sql, sees_pii, err))) return GD_ERR;
+        memcpy(q->key, key, sizeof key);
+        if (install(r, q, err)) return GD_ERR;
+    }
     *out = q;
-    *hub_stream = gd_query_hub(slot);
+    *hub_stream = gd_query_hub(q->slot);
+    return GD_OK;
+}
+
+/* What identifies a filtered subscription: its entry and its filters in
+ * name order, each value with its length (so that no value reads as more
+ * filters); "" when that does not fit (the query is then not shared). */
+static void filter_key(const gd_catalog_entry *e, const char *const *names, const char *const *values, int n, char *out,
+                       size_t cap)
+{
+    gd_buf b = {0};
+    gd_buf_printf(&b, "F%s", e->name);
+    const char *last = "";
+    for (int k = 0; k < n; k++) { /* names are distinct: each pass takes the next larger */
+        int next = -1;
+        for (int i = 0; i < n; i++)
+            if (strcmp(names[i], last) > 0 && (next < 0 || strcmp(names[i], names[next]) < 0)) next = i;
+        last = names[next];
+        gd_buf_printf(&b, "\n%s=%zu:%s", names[next], strlen(values[next]), values[next]);
+    }
+    if (b.len < cap) memcpy(out, b.p, b.len + 1);
+    else out[0] = 0;
+    gd_buf_free(&b);
+}
+
+static bool covers(const gd_push_query *q, const void *from) { return q->start_pos <= *(const uint64_t *)from; }
+
+/* A filtered subscription's query: planned, reading its entry's stream
+ * from position from. */
+static gd_push_query *new_filter_query(gd_sql_runner *r, const gd_catalog_entry *e, const char *const *names,
+                                       const char *const *values, int n, uint64_t from, gd_sql_error *err)
+{
+    gd_push_query *q = alloc_query(err);
+    if (!q) return NULL;
+    if (gd_sql_plan_filters(e, names, values, n, &q->arena, &q->plan, err)) {
+        query_free(r, q);
+        return NULL;
+    }
+    q->events = true;
+    q->source = e->is_table ? gd_table_hub(e->slot) : gd_stream_hub(e->slot);
+    q->start_pos = q->pos = from;
+    return q;
+}
+
+static int refuse_pii(const gd_query_plan *plan, gd_sql_error *err)
+{
+    char msg[256];
+    gd_pii_refusal(plan->pii_use, msg, sizeof msg);
+    err->http_status = 403;
+    return gd_sql_fail(err, GD_SQL_FORBIDDEN, "%s", msg);
+}
+
+int gd_sql_runner_join_filters(gd_sql_runner *r, const gd_catalog_entry *e, const char *const *names,
+                               const char *const *values, int n, bool sees_pii, const uint64_t *after_id,
+                               gd_push_query **out, unsigned *hub_stream, uint64_t *pos, gd_sql_error *err)
+{
+    char key[sizeof ((gd_push_query *)0)->key];
+    filter_key(e, names, values, n, key, sizeof key);
+    unsigned source = e->is_table ? gd_table_hub(e->slot) : gd_stream_hub(e->slot);
+    uint64_t from = gd_hub_head(r->hub, source), oldest;
+    if (after_id) gd_hub_resume(r->hub, source, *after_id, &from, &oldest);
+    pthread_mutex_lock(&r->lock);
+    gd_push_query *q = find_query(r, key, covers, &from); /* one that has read the source from there */
+    pthread_mutex_unlock(&r->lock);
+    if (q) {
+        if (q->plan.pii_use.column && !sees_pii) {
+            release_query(r, q);
+            return refuse_pii(&q->plan, err);
+        }
+        unsigned stream = gd_query_hub(q->slot);
+        if (!after_id || !gd_hub_resume(r->hub, stream, *after_id, pos, &oldest)) *pos = gd_hub_head(r->hub, stream);
+    } else {
+        if (!(q = new_filter_query(r, e, names, values, n, from, err))) return GD_ERR;
+        if (q->plan.pii_use.column && !sees_pii) {
+            int rc = refuse_pii(&q->plan, err);
+            query_free(r, q);
+            return rc;
+        }
+        memcpy(q->key, key, sizeof key);
+        if (install(r, q, err)) return GD_ERR;
+        *pos = gd_hub_head(r->hub, gd_query_hub(q->slot));
+    }
+    *out = q;
+    *hub_stream = gd_query_hub(q->slot);
     return GD_OK;
 }
 
@@ -537,7 +872,8 @@ const gd_query_plan *gd_push_query_plan(const gd_push_query *q) { return &q->pla
 void gd_sql_runner_list(gd_sql_runner *r, gd_sql_query_fn fn, void *ctx)
 {
     pthread_mutex_lock(&r->lock);
-    for (gd_push_query *q = r->queries; q; q = q->next) fn(ctx, q->id, q->key + 1, q->refs);
+    for (gd_push_query *q = r->queries; q; q = q->next) /* filtered subscriptions are not SQL's */
+        if (!q->events) fn(ctx, q->id, q->key + 1, q->refs);
     pthread_mutex_unlock(&r->lock);
 }
 

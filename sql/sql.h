@@ -195,6 +195,7 @@ typedef enum {
     GD_PLAN_PUSH_STREAM, /* a stream's records from now on */
     GD_PLAN_PUSH_TABLE,  /* a table's rows after each change */
     GD_PLAN_PUSH_AGGREGATE, /* a transient aggregation of a stream */
+    GD_PLAN_PUSH_EVENTS, /* the events of an entry's push stream that pass where, as they are */
 } gd_plan_kind;
 
 enum { GD_PLAN_MAX_IN = 256 }; /* key values a pull query looks up */
@@ -295,6 +296,16 @@ void gd_sql_plan_free(gd_query_plan *plan);
 
 /* The index of the plan's output column of that name; -1: none. */
 int gd_sql_plan_column(const gd_query_plan *plan, const char *name);
+/* The plan of a filtered push subscription (GET /v1/streams/{stream}?
+ * name=value, api/push.c): the events of e's push stream whose member
+ * names[i] equals values[i] for every i, the text read as a value of the
+ * column's type (a number compares as a number, true and false as
+ * booleans, a string as the same bytes; null matches a null). where is
+ * over the row gd_sql_event_row reads from an event. An unknown name is an
+ * error (400); personal data filtered on is plan->pii_use. Values are
+ * copied into arena; names must outlive the plan only until it returns. */
+int gd_sql_plan_filters(const gd_catalog_entry *e, const char *const *names, const char *const *values, int n,
+                        gd_arena *arena, gd_query_plan *plan, gd_sql_error *err);
 
 /* The schema of an entry's rows as SQL shows it. */
 typedef struct {
@@ -347,6 +358,19 @@ void gd_sql_runner_stop(gd_sql_runner *r);
  * arrays; a JSON object there is a notice). Leave once per join. */
 int gd_sql_runner_join(gd_sql_runner *r, const char *sql, bool sees_pii, gd_push_query **out, unsigned *hub_stream,
                        gd_sql_error *err);
+/* Joins the running filtered subscription of e (the plan of
+ * gd_sql_plan_filters, refused with a 403 when it filters on personal data
+ * and !sees_pii), starting it when none runs: *hub_stream is where e's
+ * events that pass are published, with their own ids; an event there whose
+ * text is a decimal number is a notice: the runner lost that many of e's
+ * events. after_id (NULL: none) asks to resume after that event of e,
+ * which e's stream must still hold (gd_hub_resume); *pos is where the
+ * caller starts reading *hub_stream. Leave once per join. */
+int gd_sql_runner_join_filters(gd_sql_runner *r, const gd_catalog_entry *e, const char *const *names,
+                               const char *const *values, int n, bool sees_pii, const uint64_t *after_id,
+                               gd_push_query **out, unsigned *hub_stream, uint64_t *pos, gd_sql_error *err);
+/* Whether a row of a filtered subscription's event passes its filters. */
+bool gd_sql_filters_pass(const gd_query_plan *plan, const gd_value *row, gd_arena *scratch);
 void gd_sql_runner_leave(gd_sql_runner *r, gd_push_query *q);
 const char *gd_push_query_id(const gd_push_query *q);
 const gd_query_plan *gd_push_query_plan(const gd_push_query *q);

@@ -33,7 +33,7 @@
 enum {
     GD_MAX_TABLES = 64,
     GD_MAX_STREAMS = 32,
-    GD_MAX_QUERY_STREAMS = 1024, /* push queries running at once (distinct ones) */
+    GD_MAX_QUERY_STREAMS = 8192, /* push queries running at once (distinct ones, filtered subscriptions too) */
     GD_HUB_STREAMS = GD_MAX_STREAMS + GD_MAX_TABLES + GD_MAX_QUERY_STREAMS,
     GD_MAX_PII_TAGS = 64,
     GD_MAX_QUARANTINED = GD_MAX_TABLES + GD_MAX_STREAMS,

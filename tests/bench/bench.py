@@ -15,7 +15,9 @@
    subscriptions to the enriched stream, unfiltered and filtered to one game.
    Events/s delivered in all, the delay from enrichment to arrival (p50/p99),
    the events slow subscribers lost, and the ingest rate meanwhile. The load
-   tool shares the two cores with gamingd.
+   tool shares the two cores with gamingd. With --only push and a
+   --baseline binary, only 1,000 filtered subscribers (all on one game, then
+   each on a player of its own), both binaries in interleaved rounds.
 
 Targets (2 cores): >= 1,000,000 events/s replay, >= 50,000 pull queries/s,
 p99 < 2 ms; push p99 < 50 ms at 1,000 subscribers. They guide the design;
@@ -83,31 +85,39 @@ def wrk(url, seconds, threads, connections, args=()):
     return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
 
 
-def push_figures(binary, sse_load, work, seconds):
-    """sse_load runs against a live gamingd; returns [(label, figures dict, ingest/s)]."""
+STREAM = "/v1/streams/gaming_real_time_intelligence_platform"
+PUSH_RUNS = [("1,000 subscribers, whole stream", STREAM, 1000),
+             ("5,000 subscribers, whole stream", STREAM, 5000),
+             ("1,000 subscribers, one game each", STREAM + "?game_id=game_003", 1000),
+             ("5,000 subscribers, one game each", STREAM + "?game_id=game_003", 5000)]
+# filtered subscribers against a baseline: all on one game, and each on a
+# player of its own (sse_load puts the connection's number for {i})
+FILTERED_RUNS = [("1,000 subscribers, one game each (the same)", STREAM + "?game_id=game_003", 1000),
+                 ("1,000 subscribers, one player each (1,000 filters)", STREAM + "?player_id=player_{i}", 1000)]
+
+
+def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS, tolerate=False):
+    """sse_load runs against a live gamingd; returns [(label, figures dict, ingest/s)]; tolerate: a
+    run sse_load fails is {"error": what it said} rather than the end of the bench."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(os.path.join(work, "gamingd-push.log"), "w")
     proc = subprocess.Popen([binary, "--source", "generator", "--rate", "10000", "--seed", "7",
                              "--data-dir", os.path.join(work, "push-data"), "--listen", f"127.0.0.1:{port}"],
                             stdout=log, stderr=subprocess.STDOUT)
-    stream = "/v1/streams/gaming_real_time_intelligence_platform"
-    runs = [("1,000 subscribers, whole stream", stream, 1000),
-            ("5,000 subscribers, whole stream", stream, 5000),
-            ("1,000 subscribers, one game each", stream + "?game_id=game_003", 1000),
-            ("5,000 subscribers, one game each", stream + "?game_id=game_003", 5000)]
     out = []
     try:
         while get(base + "/readyz", timeout=1)[0] != 200:
             time.sleep(0.05)
         time.sleep(2)
         for label, path, n in runs:
-            line = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
-                                  capture_output=True, text=True, check=True).stdout
-            figures = dict(kv.split("=") for kv in line.split())
-            _, metrics = get(base + "/metrics")
-            rate = int(re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics).group(1))
-            out.append((label, figures, rate))
+            run = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
+                                 capture_output=True, text=True, check=not tolerate)
+            figures = dict(kv.split("=") for kv in run.stdout.split()) if run.returncode == 0 else \
+                {"error": run.stderr.strip()[-300:]}
+            _, metrics = get(base + "/metrics", timeout=10)  # -1: no answer, the server overloaded
+            rate = re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics)
+            out.append((label, figures, int(rate.group(1)) if rate else -1))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -321,6 +331,32 @@ def pull_compare(binary, baseline, src, work, seconds, rounds):
         for p in procs:
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=30)
+
+
+def push_compare(binary, baseline, sse_load, work, seconds, rounds):
+    """FILTERED_RUNS against both binaries, interleaved round by round:
+    {label: ([this binary's figures], [the baseline's])}."""
+    out = {}
+    for r in range(rounds):
+        for which, b in ((0, binary), (1, baseline)):
+            run_dir = os.path.join(work, "r%d-%d" % (r, which))
+            os.makedirs(run_dir)
+            for label, f, rate in push_figures(b, sse_load, run_dir, seconds, FILTERED_RUNS, tolerate=True):
+                if "error" in f:
+                    print(f"  round {r + 1}, {('this binary', 'baseline')[which]}, {label}: sse_load failed: {f['error']}")
+                else:
+                    out.setdefault(label, ([], []))[which].append(dict(f, ingest=rate))
+    return out
+
+
+def print_push_compare(cmp):
+    mid = lambda v: sorted(v)[len(v) // 2]
+    for label, runs in cmp.items():
+        for name, figs in zip(("this binary", "baseline"), runs):
+            print(f"  push vs baseline   {mid([float(f['events_per_s']) for f in figs]):>9,.0f} events/s delivered  "
+                  f"p50 {mid([float(f['p50_ms']) for f in figs])} ms  p99 {mid([float(f['p99_ms']) for f in figs])} ms  "
+                  f"lost {mid([int(f['dropped']) for f in figs]):,}  ingest {mid([f['ingest'] for f in figs]):,}/s  "
+                  f"{name}: {label} (medians of {len(figs)} interleaved rounds)")
 
 
 def print_pull_compare(cmp):
@@ -653,8 +689,18 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
-    ap.add_argument("--only", choices=["pull"], help="pull: only REST and SQL pull queries against --baseline")
+    ap.add_argument("--only", choices=["pull", "push"],
+                    help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers")
     args = ap.parse_args()
+    if args.only == "push":
+        if not args.baseline:
+            sys.exit("--only push compares with a --baseline binary")
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            print_push_compare(push_compare(args.bin, args.baseline, args.sse_load, work, args.seconds, args.rounds))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.only == "pull":
         if not args.baseline:
             sys.exit("--only pull compares with a --baseline binary")

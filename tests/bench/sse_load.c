@@ -10,6 +10,9 @@
  * round robin; a row is a line that starts with '[', and its last column,
  * when a number, is the processing_timestamp its delay is measured from.
  *
+ * In PATH, {i} stands for the connection's number from 1, five digits
+ * (player_{i}: player_00001, ...): a filter of each subscriber's own.
+ *
  * Opens CONNECTIONS subscriptions to PATH (HTTP/1.0, so the body is the bare
  * event stream), waits until every one has its response headers, then counts
  * for SECONDS: events received, "dropped" notices and the events they
@@ -165,6 +168,10 @@ int main(int argc, char **argv)
                               "Content-Length: %d\r\n\r\n%s",
                               argv[2], bl, body);
         }
+        const char *mark = query_rows ? NULL : strstr(argv[2], "{i}");
+        if (mark)
+            reqlen = snprintf(req, sizeof req, "GET %.*s%05d%s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                              (int)(mark - argv[2]), argv[2], i + 1, mark + 3);
         c->fd = socket(AF_INET, SOCK_STREAM, 0);
         if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof a) ||
             write(c->fd, req, (size_t)reqlen) != reqlen) {

@@ -1,7 +1,8 @@
 /* Fuzz target: the SSE subscription parser (api/push.c) -- a request
  * target decoded by api/request.c, then its filters, limit and
- * last_event_id for a stream -- and the matching of those filters against
- * a few events of that stream. Byte 0 picks the stream or table, and by its high bit
+ * last_event_id for a stream -- and those filters planned as a WHERE by
+ * the planner (gd_sql_plan_filters) and evaluated over a few events of that
+ * stream, as the push-query runner evaluates them. Byte 0 picks the stream or table, and by its high bit
  * whether the key may see personal data. */
 #include <string.h>
 
