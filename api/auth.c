@@ -331,12 +331,3 @@ void gd_mask_json_object(const gd_catalog_entry *e, gd_str obj, gd_buf *out)
     }
     gd_arena_free(&scratch);
 }
-
-bool gd_pii_may_use(const gd_catalog_entry *e, const char *column, const char *how, const gd_request *req, gd_reply *r)
-{
-    if (gd_request_sees_pii(req) || !gd_catalog_column_pii(e, column)) return true;
-    char msg[256];
-    gd_pii_refusal((gd_pii_use){column, how}, msg, sizeof msg);
-    gd_reply_error(r, 403, "%s", msg);
-    return false;
-}

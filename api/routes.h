@@ -193,11 +193,6 @@ unsigned gd_auth_generation(const gd_auth *a);
  * with every member that is personal in e masked (gd_json_put_masked);
  * "null" when obj is not such an object. */
 void gd_mask_json_object(const gd_catalog_entry *e, gd_str obj, gd_buf *out);
-/* The policy a read path that is not planned (SSE's filters) applies to a
- * column it is asked to filter on -- the planned ones (SQL, REST pulls,
- * Grafana) have their plan's pii_use: false, with a 403 naming the column
- * in r, when the column is personal and the request lacks the pii scope. */
-bool gd_pii_may_use(const gd_catalog_entry *e, const char *column, const char *how, const gd_request *req, gd_reply *r);
 
 /* ---- browsers and the network (netpolicy.c) ---- */
 typedef struct gd_netpolicy gd_netpolicy;
