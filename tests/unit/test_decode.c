@@ -3,8 +3,10 @@
  * those that do not, the reason given. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -174,6 +176,47 @@ static void writer_escapes_and_round_trips_doubles(void **state)
     gd_buf_free(&b);
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back: what every double
+ * was written as before the fast path, kept here as the reference. */
+static void shortest_g(double v, char *out, size_t cap)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(out, cap, "%.*g", digits, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+/* Prices, scores, averages, tiny and huge values, negative ones, and
+ * random bit patterns: the writer gives the reference's text for each. */
+static void doubles_are_written_as_the_shortest_g_text(void **state)
+{
+    (void)state;
+    static const double cases[] = {67.99, -67.99, 0.5, -0.5, 554.5, 0.0001, 0.00012, 0.000999, 1234567.25,
+                                   999999999.999999, 0.1 + 0.2, 1e-5, 123.456789, 9.99, 19.99, 1e15 + 0.5};
+    char want[40];
+    gd_buf b = {0};
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 200000 + (int)(sizeof cases / sizeof cases[0]); i++) {
+        double v;
+        if (i < (int)(sizeof cases / sizeof cases[0])) v = cases[i];
+        else {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift */
+            int k = (int)(x % 8);
+            double scale = 1;
+            for (int j = 0; j < k; j++) scale *= 10;
+            if (i % 3 == 0) memcpy(&v, &x, sizeof v); /* any bits */
+            else v = (double)(int64_t)(x >> 34) / scale * (i % 2 ? -1 : 1); /* a few decimals */
+            if (!isfinite(v) || (v == (double)(int64_t)v && fabs(v) < 1e15)) continue; /* the other paths */
+        }
+        shortest_g(v, want, sizeof want);
+        gd_buf_clear(&b);
+        gd_json_put_dbl(&b, v);
+        gd_buf_putc(&b, 0);
+        if (strcmp(b.p, want)) fail_msg("%.17g: wrote %s, want %s", v, b.p, want);
+    }
+    gd_buf_free(&b);
+}
+
 static void durations_take_units(void **state)
 {
     (void)state;
@@ -202,6 +245,7 @@ int main(void)
         cmocka_unit_test(activity_decoding_cases),
         cmocka_unit_test(nullable_fields_decode_to_null),
         cmocka_unit_test(writer_escapes_and_round_trips_doubles),
+        cmocka_unit_test(doubles_are_written_as_the_shortest_g_text),
         cmocka_unit_test(durations_take_units),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
