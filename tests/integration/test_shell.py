@@ -155,6 +155,16 @@ def test_key_from_the_environment_or_a_file(gamingd, tmp_path):
     c.request("POST", "/query-stream", body=json.dumps({"sql": stmt}))
     refused = json.loads(c.getresponse().read())["message"]
     c.close()
+    deadline = time.time() + TIMEOUT  # the generator's games row, there before the shell asks for it
+    while time.time() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=TIMEOUT)
+        c.request("POST", "/query-stream", body=json.dumps({"sql": stmt}),
+                  headers={"Authorization": "Bearer shell-key-9d2e"})
+        lines = c.getresponse().read().decode().splitlines()
+        c.close()
+        if len(lines) > 1:
+            break
+        time.sleep(0.1)
     r = shell(d.port, "-e", stmt)
     assert r.returncode == 1 and r.stderr == refused + "\n", r
     (tmp_path / "key").write_text("shell-key-9d2e\n")
