@@ -146,6 +146,23 @@ def test_the_key_is_never_an_argument(tmp_path):
     assert r.returncode == 2 and "missing" in r.stderr, r
 
 
+def wait_for_game(d, game, key=None):
+    """Until the generator's games row is in the table, so that the shell's
+    pull query finds it (a daemon just started may not have it yet)."""
+    stmt = "SELECT game_id FROM gaming_games_table WHERE game_id = '%s';" % game
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=TIMEOUT)
+        c.request("POST", "/query-stream", body=json.dumps({"sql": stmt}),
+                  headers={"Authorization": "Bearer " + key} if key else {})
+        lines = c.getresponse().read().decode().splitlines()
+        c.close()
+        if len(lines) > 1:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the generator's %s never came" % game)
+
+
 def test_key_from_the_environment_or_a_file(gamingd, tmp_path):
     keys = tmp_path / "keys.txt"
     keys.write_text("shell-key-9d2e read\n")
@@ -155,16 +172,7 @@ def test_key_from_the_environment_or_a_file(gamingd, tmp_path):
     c.request("POST", "/query-stream", body=json.dumps({"sql": stmt}))
     refused = json.loads(c.getresponse().read())["message"]
     c.close()
-    deadline = time.time() + TIMEOUT  # the generator's games row, there before the shell asks for it
-    while time.time() < deadline:
-        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=TIMEOUT)
-        c.request("POST", "/query-stream", body=json.dumps({"sql": stmt}),
-                  headers={"Authorization": "Bearer shell-key-9d2e"})
-        lines = c.getresponse().read().decode().splitlines()
-        c.close()
-        if len(lines) > 1:
-            break
-        time.sleep(0.1)
+    wait_for_game(d, "game_002", "shell-key-9d2e")
     r = shell(d.port, "-e", stmt)
     assert r.returncode == 1 and r.stderr == refused + "\n", r
     (tmp_path / "key").write_text("shell-key-9d2e\n")
@@ -299,6 +307,7 @@ class Tmux:
 @pytest.mark.skipif(not shutil.which("tmux"), reason="tmux not installed (make deps)")
 def test_interactive_session_in_tmux(gamingd, tmp_path):
     d = gamingd("generator", args=["--rate", "20"])
+    wait_for_game(d, "game_001")
     t = Tmux(tmp_path)
     t.run("new-session", "-d", "-s", "sh", "-x", "200", "-y", "50",
           "env HOME=%s %s sql http://127.0.0.1:%d" % (t.home, os.environ["GAMINGD_BIN"], d.port))
