@@ -89,7 +89,32 @@ static void generic_error(gd_reply *r, int status, int code, const char *message
     gd_buf_putc(&r->body, '}');
 }
 
-static bool session_variables(const json_t *obj, gd_sql_vars *vars, gd_arena *arena, gd_reply *r);
+/* The request's sessionVariables (an object of names to values, as
+ * ksqlDB's clients send them) into vars, copied into arena. */
+static bool session_variables(const json_t *obj, gd_sql_vars *vars, gd_arena *arena, gd_reply *r)
+{
+    if (!obj || json_is_null(obj)) return true;
+    if (!json_is_object(obj)) {
+        generic_error(r, 400, GD_SQL_BAD_REQUEST, "sessionVariables must be an object of names to values");
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        if (!json_is_string(v) && !json_is_number(v) && !json_is_boolean(v)) {
+            generic_error(r, 400, GD_SQL_BAD_REQUEST, "a session variable's value is a string, number or boolean");
+            return false;
+        }
+        char *dumped = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY); /* a number or boolean as JSON writes it */
+        gd_str value = gd_arena_strdup(arena, gd_str_c(dumped ? dumped : json_string_value(v)));
+        free(dumped);
+        if (!gd_sql_vars_set(vars, gd_arena_strdup(arena, gd_str_c(key)), value)) {
+            generic_error(r, 400, GD_SQL_BAD_REQUEST, "too many session variables");
+            return false;
+        }
+    }
+    return true;
+}
 
 /* The request body's statement text: field of a JSON object, and with vars
  * its sessionVariables (the other members -- properties, streamsProperties
@@ -123,35 +148,6 @@ static bool body_text(const gd_request *req, const char *field, char **out, gd_s
     return true;
 }
 
-/* The request's sessionVariables (an object of names to values, as
- * ksqlDB's clients send them) into vars, copied into arena. */
-static bool session_variables(const json_t *obj, gd_sql_vars *vars, gd_arena *arena, gd_reply *r)
-{
-    if (!obj || json_is_null(obj)) return true;
-    if (!json_is_object(obj)) {
-        generic_error(r, 400, GD_SQL_BAD_REQUEST, "sessionVariables must be an object of names to values");
-        return false;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
-        char num[32];
-        const char *text = json_is_string(v)    ? json_string_value(v)
-                           : json_is_integer(v) ? (snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)), num)
-                           : json_is_real(v)    ? (snprintf(num, sizeof num, "%.17g", json_real_value(v)), num)
-                           : json_is_boolean(v) ? (json_is_true(v) ? "true" : "false")
-                                                : NULL;
-        if (!text) {
-            generic_error(r, 400, GD_SQL_BAD_REQUEST, "a session variable's value is a string, number or boolean");
-            return false;
-        }
-        if (!gd_sql_vars_set(vars, gd_arena_strdup(arena, gd_str_c(key)), gd_arena_strdup(arena, gd_str_c(text)))) {
-            generic_error(r, 400, GD_SQL_BAD_REQUEST, "too many session variables");
-            return false;
-        }
-    }
-    return true;
-}
 
 /* The request's statements: its text (field of the body), with its
  * variables (sessionVariables, then each DEFINE for the statements after
