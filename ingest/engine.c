@@ -938,6 +938,7 @@ static void publish_derived(gd_engine *e, gd_stream_kind base, const gd_eval *ct
 /* A games or players record to the streams derived from its stream. */
 static void publish_derived_reference(gd_engine *e, gd_topic topic, const gd_fieldspec *fields, const void *row)
 {
+    if (!e->nderived) return; /* no clock read for a stream no one derived */
     source_row r = {fields, row};
     gd_eval ctx = {.column = source_column, .row = &r, .now_ms = gd_now_ms(), .scratch = &e->scratch};
     publish_derived(e, topic == GD_TOPIC_GAMES ? GD_SRC_GAMES : GD_SRC_PLAYERS, &ctx, e->n.records_in[topic]);

@@ -399,7 +399,8 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
         build_group_key(def, e, &ctx, &w->key, &w->text);
         gd_str key = {w->key.p, (uint32_t)w->key.len};
         bool figures = feeds_figures(w, (unsigned)i); /* built-in, tumbling: one window */
-        for (int64_t start = gd_window_first(def, ts); start <= gd_window_last(def, ts); start += gd_window_step(def)) {
+        int64_t last = gd_window_last(def, ts), step = gd_window_step(def);
+        for (int64_t start = gd_window_first(def, ts); start <= last; start += step) {
             if (window_closed(t, start, stream_time)) {
                 late_any = true;
                 if (figures) {

@@ -290,7 +290,8 @@ static void aggregate(gd_sql_runner *r, gd_push_query *q, const gd_value *in, co
     bool timed = (kind == GD_SRC_ENRICHED || kind == GD_SRC_ACTIVITY) && in[GD_F_EVENT_TIMESTAMP].t == GD_V_INT;
     int64_t ts = timed ? in[GD_F_EVENT_TIMESTAMP].i : ctx->now_ms;
     gd_interner_next_record(&q->interner);
-    for (int64_t start = gd_window_first(t, ts); start <= gd_window_last(t, ts); start += gd_window_step(t)) {
+    int64_t last = gd_window_last(t, ts), step = gd_window_step(t);
+    for (int64_t start = gd_window_first(t, ts); start <= last; start += step) {
         bool late = t->window_ms && start + t->window_ms + q->grace_ms <= q->stream_time;
         twindow *w = late ? NULL : window_at(q, start);
         if (!w) continue;
