@@ -702,7 +702,10 @@ static void describe(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_
     if (e->error) put_error_state(b, e);
     bool windowed = e->is_table && !e->error && gd_table_windowed(e->table);
     gd_buf_printf(b, ",\"windowType\":%s,\"readQueries\":[],\"writeQueries\":[",
-                  !windowed ? "null" : e->table->advance_ms ? "\"HOPPING\"" : "\"TUMBLING\"");
+                  !windowed                ? "null"
+                  : e->table->session      ? "\"SESSION\""
+                  : e->table->advance_ms   ? "\"HOPPING\""
+                                           : "\"TUMBLING\"");
     if (has_query(e)) put_running_query(b, e, req);
     gd_buf_puts(b, "],\"fields\":[");
     bool first = true;

@@ -47,9 +47,9 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
                                                   gd_coltype_name(t->cols[c].type), "pii", t->cols[c].pii != GD_PII_NONE));
         json_t *window = t->window_ms ? json_integer(t->window_ms) : json_null();
         json_t *advance = t->advance_ms ? json_integer(t->advance_ms) : json_null();
-        json_array_append_new(tables, json_pack("{s:s,s:o,s:o,s:o,s:o}", "name", t->name,
+        json_array_append_new(tables, json_pack("{s:s,s:o,s:o,s:o,s:o,s:b}", "name", t->name,
                                                 "key_columns", keys, "value_columns", cols,
-                                                "window_ms", window, "advance_ms", advance));
+                                                "window_ms", window, "advance_ms", advance, "session", t->session));
     }
     for (unsigned i = 0; i < GD_MAX_QUARANTINED; i++) { /* listed with their error until dropped */
         const gd_catalog_entry *e = gd_catalog_quarantined(ctx->cat, i);
@@ -334,7 +334,7 @@ static void query_identity(const gd_catalog_entry *e, const table_params *p, con
 static bool window_fits(const gd_tabledef *t, int64_t w)
 {
     if (!t->window_ms) return w == 0; /* a table without windows has one, at 0 */
-    return w >= 0 && w <= GD_MAX_TIMESTAMP && w % t->window_ms == 0;
+    return w >= 0 && w <= GD_MAX_TIMESTAMP && w % gd_window_step(t) == 0;
 }
 
 /* The value type a column's values have. */

@@ -51,6 +51,10 @@ int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
         const gd_catalog_entry *e = gd_catalog_table(cat, i);
         if (!e || !gd_table_aggregates(e->table)) continue;
+        if (gd_table_session(e->table)) {
+            gd_error("partitioned mode: table %s has SESSION windows, which it does not support yet", e->name);
+            return GD_ERR;
+        }
         if (groups_by_game(e->table)) {
             rt->r[0].tables |= 1ULL << i;
             continue;

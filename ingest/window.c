@@ -13,7 +13,14 @@
  * Lateness (SPEC §5): a record is late for a table when its window has
  * window_end + grace <= stream time. Retention: a window is purged from
  * LMDB once it is closed and window_end + retention <= stream time, and
- * never while window_end + retention is still ahead of the wall clock. */
+ * never while window_end + retention is still ahead of the wall clock.
+ *
+ * A SESSION table keeps sessions instead (store/session.c): per group key
+ * the list of its sessions that a record may still change, each on its own
+ * allocation; merged and moved sessions leave row keys to delete, which the
+ * commit deletes before it writes the dirty sessions. A session leaves
+ * memory once closed (gd_sessions_close), so no session a record can reach
+ * is ever only in LMDB; the purge spares every session still in memory. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +98,8 @@ static void set_table(gd_windows *w, const gd_tabledef *def)
     t->newest_start = INT64_MIN;
     t->final_through = INT64_MIN;
     t->grace_ms = gd_catalog_grace(w->cat, def);
+    t->oldest_open = INT64_MAX;
+    if (def->session) gd_map_init(&t->sessions, NULL);
 }
 
 void gd_windows_init(gd_windows *w, const gd_config *cfg, const gd_catalog *cat, uint64_t mask)
@@ -128,6 +137,26 @@ static void free_window(const gd_tabledef *def, gd_hot_window *win, gd_dict *dic
     free(win);
 }
 
+/* A session table's sessions: those in the groups' lists, and merged ones
+ * still on the dirty list. */
+static void free_sessions(gd_windows *w, gd_hot_table *t)
+{
+    for (size_t i = 0; i < t->sessions.cap; i++) {
+        if (!gd_map_live(&t->sessions.slots[i])) continue;
+        for (gd_session *s = t->sessions.slots[i].val, *next; s; s = next) {
+            next = s->next;
+            if (!s->dirty) gd_session_free(t->def, s, &w->dict);
+            else s->merged = true; /* freed from the dirty list below */
+        }
+    }
+    for (gd_session *s = t->dirty_sessions, *next; s; s = next) {
+        next = s->next_dirty;
+        gd_session_free(t->def, s, &w->dict);
+    }
+    gd_map_free(&t->sessions);
+    gd_buf_free(&t->gone_rows);
+}
+
 static void free_windows(gd_windows *w, gd_hot_table *t)
 {
     while (t->windows) {
@@ -135,6 +164,7 @@ static void free_windows(gd_windows *w, gd_hot_table *t)
         free_window(t->def, t->windows, &w->dict);
         t->windows = next;
     }
+    if (t->def->session) free_sessions(w, t);
 }
 
 void gd_windows_remove(gd_windows *w, unsigned slot)
@@ -302,6 +332,9 @@ static bool window_closed(const gd_hot_table *t, int64_t start, int64_t stream_t
  * earliest, of a hopping table's). */
 static bool is_late(const gd_hot_table *t, int64_t ts, int64_t stream_time)
 {
+    /* a session table's: the record's own session would be (whether it
+     * joins a later one, only the sessions can tell: gd_windows_apply) */
+    if (t->def->session) return ts + t->grace_ms < stream_time;
     return window_closed(t, gd_window_first(t->def, ts), stream_time);
 }
 
@@ -384,6 +417,55 @@ static void publish_row(gd_windows *w, const gd_tabledef *def, const gd_hot_grou
     if (!def->emit_final) publish_slots(w, def, g->key, g->window->start, g->slots, seq);
 }
 
+/* ---- session tables ---- */
+
+typedef struct {
+    gd_windows *w;
+    gd_hot_table *t;
+} session_ctx;
+
+/* A session's row is gone (gd_session_gone_fn): its key is deleted at the
+ * flush, before the dirty sessions are written; a merged session is freed
+ * now, or from the dirty list when it is on it. */
+static void session_gone(void *ctx, int64_t start, gd_str key, gd_session *merged)
+{
+    session_ctx *c = ctx;
+    gd_buf *row = &c->w->row; /* scratch here (w->key holds the group key) */
+    gd_rowkey_encode(row, start, key);
+    gd_buf_put(&c->t->gone_rows, &(uint32_t){(uint32_t)row->len}, 4);
+    gd_buf_put(&c->t->gone_rows, row->p, row->len);
+    if (!merged) return;
+    if (merged->dirty) merged->merged = true;
+    else gd_session_free(c->t->def, merged, &c->w->dict);
+}
+
+static void mark_session_dirty(gd_hot_table *t, gd_session *s)
+{
+    if (s->dirty) return;
+    s->dirty = true;
+    s->next_dirty = t->dirty_sessions;
+    t->dirty_sessions = s;
+    t->dirty_count++;
+}
+
+/* e into its group's session of table t; false when it came too late. */
+static bool apply_session(gd_windows *w, gd_hot_table *t, const gd_enriched *e, gd_str key, const gd_eval *ctx,
+                          int64_t stream_time)
+{
+    const gd_tabledef *def = t->def;
+    session_ctx gone = {w, t};
+    gd_session *s = gd_sessions_join(def, &t->sessions, key, e->a->activity_timestamp, t->grace_ms, stream_time,
+                                     &w->dict, session_gone, &gone);
+    if (!s) return false;
+    for (int c = 0; c < def->nslots; c++)
+        if (def->cols[c].agg != GD_AGG_EXPR && c != def->session_end)
+            gd_slot_update(&def->cols[c], &s->slots[c], argument(&def->cols[c], e, ctx), &s->arena, &w->interner);
+    mark_session_dirty(t, s);
+    if (s->start < t->oldest_open) t->oldest_open = s->start;
+    publish_slots(w, def, s->key, s->start, s->slots, e->seq);
+    return true;
+}
+
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
                       MDB_txn *txn)
 {
@@ -398,6 +480,10 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
         if (!def || !belongs(def, e, &ctx)) continue;
         build_group_key(def, e, &ctx, &w->key, &w->text);
         gd_str key = {w->key.p, (uint32_t)w->key.len};
+        if (def->session) {
+            late_any |= !apply_session(w, t, e, key, &ctx, stream_time);
+            continue;
+        }
         bool figures = feeds_figures(w, (unsigned)i); /* built-in, tumbling: one window */
         int64_t last = gd_window_last(def, ts), step = gd_window_step(def);
         for (int64_t start = gd_window_first(def, ts); start <= last; start += step) {
@@ -423,20 +509,57 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
     return late_any;
 }
 
+/* The row of (start, group key) with slots into the store. */
+static int put_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
+                   gd_store *s, MDB_txn *txn)
+{
+    gd_rowkey_encode(&w->key, start, group);
+    bool sets = gd_table_has_sets(def);
+    gd_row_encode(def, slots, &w->dict, &w->row, sets ? &w->sets : NULL);
+    gd_str key = {w->key.p, (uint32_t)w->key.len};
+    int rc = gd_store_row_put(s, txn, def, key, (gd_str){w->row.p, (uint32_t)w->row.len});
+    if (!rc && sets) rc = gd_store_sets_put(s, txn, def, key, (gd_str){w->sets.p, (uint32_t)w->sets.len});
+    if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
+        gd_warn("%s: group key of %zu bytes is too long to store", def->name, w->key.len);
+        return GD_OK;
+    }
+    return rc;
+}
+
+/* A session table's changes: the rows of sessions merged or moved are
+ * deleted, then the dirty sessions written (a moved session may take the
+ * key of one deleted). */
+static int write_sessions(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
+{
+    const gd_tabledef *def = t->def;
+    for (size_t at = 0; at + 4 <= t->gone_rows.len;) {
+        uint32_t len;
+        memcpy(&len, t->gone_rows.p + at, 4);
+        int rc = gd_store_row_del(s, txn, def, (gd_str){t->gone_rows.p + at + 4, len});
+        if (rc) return rc;
+        at += 4 + len;
+    }
+    gd_buf_clear(&t->gone_rows);
+    while (t->dirty_sessions) {
+        gd_session *x = t->dirty_sessions;
+        if (!x->merged) {
+            int rc = put_row(w, def, x->start, x->key, x->slots, s, txn);
+            if (rc) return rc;
+        }
+        t->dirty_sessions = x->next_dirty;
+        x->dirty = false;
+        if (x->merged) gd_session_free(def, x, &w->dict);
+    }
+    t->dirty_count = 0;
+    return GD_OK;
+}
+
 static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
 {
+    if (t->def->session) return write_sessions(w, t, s, txn);
     for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) {
         g->dirty = false;
-        gd_rowkey_encode(&w->key, g->window->start, g->key);
-        bool sets = gd_table_has_sets(t->def);
-        gd_row_encode(t->def, g->slots, &w->dict, &w->row, sets ? &w->sets : NULL);
-        gd_str key = {w->key.p, (uint32_t)w->key.len};
-        int rc = gd_store_row_put(s, txn, t->def, key, (gd_str){w->row.p, (uint32_t)w->row.len});
-        if (!rc && sets) rc = gd_store_sets_put(s, txn, t->def, key, (gd_str){w->sets.p, (uint32_t)w->sets.len});
-        if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
-            gd_warn("%s: group key of %zu bytes is too long to store", t->def->name, w->key.len);
-            continue;
-        }
+        int rc = put_row(w, t->def, g->window->start, g->key, g->slots, s, txn);
         if (rc) return rc;
     }
     t->dirty = NULL;
@@ -456,6 +579,10 @@ static int64_t kept_ms(const gd_hot_table *t)
 /* Windows past their time in memory leave it (they were just written). */
 static void evict_cold(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
 {
+    if (t->def->session) { /* sessions no record can change */
+        t->oldest_open = gd_sessions_close(t->def, &t->sessions, t->grace_ms, stream_time, dict);
+        return;
+    }
     gd_hot_window **link = &t->windows;
     while (*link && (*link)->start + t->def->window_ms + kept_ms(t) > stream_time)
         link = &(*link)->next;
@@ -523,6 +650,10 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         int64_t size = t->def->window_ms;
         int64_t expired = retention_time - w->retention_ms - size + 1;
         int64_t closed = stream_time - t->grace_ms - size + 1;
+        if (t->def->session) { /* kept for the retention from its start; never while open */
+            expired = retention_time - w->retention_ms;
+            closed = t->oldest_open;
+        }
         size_t deleted;
         rc = gd_store_purge(s, txn, t->def, expired < closed ? expired : closed,
                             PURGE_ROWS_PER_COMMIT, &deleted);
@@ -557,9 +688,36 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     return 0;
 }
 
+/* A stored session into its group's list (load_table drops the closed
+ * ones once all are read: whether one is closed depends on the next). */
+static int load_session(void *ctx, gd_str key, gd_str val)
+{
+    load_ctx *c = ctx;
+    if (key.len < 8) return 0;
+    const gd_tabledef *def = c->t->def;
+    gd_str group = {key.p + 8, key.len - 8};
+    gd_session *x = gd_session_new(def, group, gd_rowkey_window(key.p));
+    if (decode_stored(c->w, def, c->s, c->txn, key, val, x->slots, &x->arena)) {
+        gd_session_free(def, x, &c->w->dict);
+        c->undecoded++;
+        return 0;
+    }
+    x->end = x->slots[def->session_end].v.i;
+    gd_sessions_add(&c->t->sessions, x);
+    return 0;
+}
+
 static int load_table(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn, int64_t stream_time)
 {
     if (stream_time == INT64_MIN) return GD_OK;
+    if (t->def->session) {
+        load_ctx c = {w, t, 0, s, txn};
+        gd_rowkey_encode(&w->key, INT64_MIN, (gd_str){"", 0});
+        int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_session, &c);
+        if (c.undecoded) gd_error("%s: %zu stored sessions did not decode; left out", t->def->name, c.undecoded);
+        t->oldest_open = gd_sessions_close(t->def, &t->sessions, t->grace_ms, stream_time, &w->dict);
+        return rc;
+    }
     if (t->def->window_ms) /* what closed before is not published again */
         t->final_through = gd_window_last_closed(t->def, t->grace_ms, stream_time);
     int64_t size = t->def->window_ms;
@@ -609,8 +767,13 @@ int gd_windows_add(gd_windows *w, const gd_tabledef *def, gd_store *s, MDB_txn *
 size_t gd_windows_memory(const gd_windows *w)
 {
     size_t total = 0;
-    for (size_t i = 0; i < GD_MAX_TABLES; i++)
-        for (const gd_hot_window *win = w->tables[i].windows; win; win = win->next)
+    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_hot_table *t = &w->tables[i];
+        for (const gd_hot_window *win = t->windows; win; win = win->next)
             total += win->arena.used_bytes + win->groups.cap * sizeof(gd_map_slot);
+        if (t->def && t->def->session) /* about a session per group, strings aside */
+            total += t->sessions.cap * sizeof(gd_map_slot) +
+                     t->sessions.count * (sizeof(gd_session) + sizeof(gd_slot) * t->def->nslots);
+    }
     return total + w->dict.ids.cap * sizeof(gd_map_slot);
 }

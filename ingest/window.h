@@ -55,6 +55,11 @@ typedef struct {
     size_t dirty_count;
     int64_t final_through;  /* EMIT FINAL: windows starting up to here were published */
     uint64_t final_id;      /* EMIT FINAL: the id of the last row published */
+    /* SESSION tables keep sessions instead of windows (store/tables.h): */
+    gd_map sessions;            /* group key -> its sessions, those that may still change */
+    gd_session *dirty_sessions; /* to write (merged ones: to free) */
+    gd_buf gone_rows;           /* row keys of sessions merged or moved: deleted first at the flush */
+    int64_t oldest_open;        /* the earliest start of a session in memory: not purged */
 } gd_hot_table;
 
 /* Where the enriched record's figures come from (SPEC §4): a table and a

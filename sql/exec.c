@@ -299,7 +299,8 @@ static bool key_row(const gd_tabledef *t, gd_str key, gd_value *row)
     for (int k = 0; k < t->nkeys; k++) row[k] = gd_key_value(t->keys[k].type, keys[k]);
     if (gd_table_windowed(t)) {
         row[t->nkeys] = (gd_value){.t = GD_V_INT, .i = gd_rowkey_window(key.p)};
-        row[t->nkeys + 1] = (gd_value){.t = GD_V_INT, .i = row[t->nkeys].i + t->window_ms};
+        row[t->nkeys + 1] = gd_table_session(t) ? (gd_value){.t = GD_V_NULL} /* in the row (where_keys has none) */
+                                                : (gd_value){.t = GD_V_INT, .i = row[t->nkeys].i + t->window_ms};
     }
     return true;
 }

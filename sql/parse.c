@@ -19,6 +19,7 @@
  *   query      = SELECT item {',' item} FROM name [[AS] name] {clause}
  *   clause     = WINDOW TUMBLING '(' SIZE duration [',' GRACE PERIOD duration] ')'
  *              | WINDOW HOPPING '(' SIZE duration ',' ADVANCE BY duration [',' GRACE PERIOD duration] ')'
+ *              | WINDOW SESSION '(' duration [',' GRACE PERIOD duration] ')'
  *              | WHERE expr | GROUP BY (expr {',' expr} | '(' expr ',' expr {',' expr} ')') | HAVING expr
  *              | EMIT (CHANGES|FINAL) | ORDER BY expr [ASC|DESC] {',' ...} | LIMIT integer
  *                (each at most once, in any order: ksqlDB puts WINDOW before
@@ -676,14 +677,14 @@ static bool duration(parser *p, int64_t *ms, bool may_be_zero)
 
 static bool window_clause(parser *p, gd_sql_select *q)
 {
-    if (is_kw(&p->tok, "SESSION")) {
-        fail_at(p, &p->tok, "SESSION windows are not supported: gamingd keeps TUMBLING and HOPPING windows");
+    q->session = accept_kw(p, "SESSION");
+    bool hopping = !q->session && accept_kw(p, "HOPPING");
+    if (q->session) { /* SESSION '(' gap */
+        if (!expect_sym(p, "(") || !duration(p, &q->window_ms, false)) return false;
+    } else if ((!hopping && !expect_kw(p, "TUMBLING")) || !expect_sym(p, "(") || !expect_kw(p, "SIZE") ||
+               !duration(p, &q->window_ms, false)) {
         return false;
     }
-    bool hopping = accept_kw(p, "HOPPING");
-    if ((!hopping && !expect_kw(p, "TUMBLING")) || !expect_sym(p, "(") || !expect_kw(p, "SIZE") ||
-        !duration(p, &q->window_ms, false))
-        return false;
     q->windowed = true;
     if (hopping) {
         gd_token at = p->tok;

@@ -897,6 +897,9 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
     t->advance_ms = q->windowed ? q->advance_ms : 0;
     t->grace_ms = q->grace_ms;
     t->emit_final = q->emit == GD_EMIT_FINAL;
+    t->session = q->windowed && q->session;
+    if (t->session && t->emit_final)
+        return fail(b, NULL, "EMIT FINAL is not supported for SESSION windows: use EMIT CHANGES");
     if (q->where) {
         if (has_aggregate(q->where)) return fail(b, q->where, "aggregates are not allowed in WHERE (use HAVING)");
         if (!(t->where = bind_input(b, q->where))) return false;
@@ -986,6 +989,11 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
         gd_expr *h = bind_group(b, q->having);
         if (!h || !want_type(b, h, h, h->type == GD_T_BOOLEAN, "HAVING takes a BOOLEAN condition")) return false;
         t->having = h;
+    }
+    if (t->session) { /* the session's end: set by session.c, merged as a MAX */
+        if (t->nslots == GD_MAX_COLS) return fail(b, NULL, "too many columns and aggregates (%d at most)", GD_MAX_COLS - 1);
+        t->session_end = t->nslots++;
+        t->cols[t->session_end] = (gd_coldef){.agg = GD_AGG_MAX_INT, .type = GD_T_BIGINT, .field = -1};
     }
     const char *names[GD_MAX_KEYS + GD_MAX_COLS + 2];
     int n = 0;
@@ -1342,6 +1350,7 @@ static void narrow_scan(binder *b, gd_query_plan *plan, gd_expr *where)
         }
         int ws = b->sc.windowed_at;
         if (ws < 0 || (col != ws && col != ws + 1)) continue;
+        if (col != ws && gd_table_session(t)) continue; /* a session's end is in its row, not its key */
         int64_t shift = col == ws ? 0 : size; /* WINDOWEND = WINDOWSTART + size */
         gd_value lo, hi;
         if (p->op == GD_E_BETWEEN && !p->negated && literal_value(p->args[1], &lo) && literal_value(p->args[2], &hi) &&
@@ -1408,7 +1417,7 @@ static void split_key_filter(binder *b, gd_query_plan *plan)
     const gd_tabledef *t = plan->source->table;
     gd_expr *where = plan->where;
     plan->where = plan->where_keys = NULL;
-    if (where) part_conjuncts(b, where, t->nkeys + (gd_table_windowed(t) ? 2 : 0), &plan->where_keys, &plan->where);
+    if (where) part_conjuncts(b, where, t->nkeys + (gd_table_session(t) ? 1 : gd_table_windowed(t) ? 2 : 0), &plan->where_keys, &plan->where);
 }
 
 /* The select list over the scope: each item an expression and a name. */

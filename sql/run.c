@@ -56,6 +56,7 @@ enum {
     PASS_EVENTS = 4096, /* events of one source per pass, so that others take turns */
     IDLE_MS = 5,
     MAX_TEXT = 64 * 1024,
+    CLOSE_SESSIONS_EVERY = 1024, /* records between looks for closed sessions (a look visits every group) */
 };
 
 /* A window of a transient aggregation: its groups, in its own arena. */
@@ -90,6 +91,8 @@ struct gd_push_query {
     int64_t stream_time;
     int64_t grace_ms;
     twindow *windows;
+    gd_map sessions;   /* SESSION windows: group key -> its open sessions (store/tables.h) */
+    unsigned since_closing; /* records since closed sessions were last let go */
     gd_dict dict;
     gd_interner interner;
     gd_push_query *next;
@@ -230,12 +233,13 @@ static tgroup *group_at(gd_push_query *q, twindow *w, gd_str key)
 
 /* The table row of a group (keys, window bounds, columns) for the output
  * projection; false when HAVING hides it. */
-static bool group_row(gd_push_query *q, int64_t start, const tgroup *g, gd_value *row, gd_arena *scratch)
+static bool group_row(gd_push_query *q, int64_t start, gd_str group, const gd_slot *slots, gd_value *row,
+                      gd_arena *scratch)
 {
     const gd_tabledef *t = q->plan.aggregate;
     gd_str keys[GD_MAX_KEYS];
     gd_row r;
-    if (gd_groupkey_split(g->key.p, g->key.len, t->nkeys, keys) || !gd_row_compute(t, keys, start, g->slots, &r, scratch))
+    if (gd_groupkey_split(group.p, group.len, t->nkeys, keys) || !gd_row_compute(t, keys, start, slots, &r, scratch))
         return false;
     int at = 0;
     for (int k = 0; k < t->nkeys; k++) row[at++] = r.keys[k];
@@ -247,10 +251,11 @@ static bool group_row(gd_push_query *q, int64_t start, const tgroup *g, gd_value
     return true;
 }
 
-static void emit_group(gd_sql_runner *r, gd_push_query *q, int64_t start, const tgroup *g, const gd_eval *ctx)
+static void emit_group(gd_sql_runner *r, gd_push_query *q, int64_t start, gd_str group, const gd_slot *slots,
+                       const gd_eval *ctx)
 {
     gd_value row[q->plan.row_width + 1];
-    if (group_row(q, start, g, row, &r->scratch)) emit(r, q, row, ctx);
+    if (group_row(q, start, group, slots, row, &r->scratch)) emit(r, q, row, ctx);
 }
 
 /* EMIT FINAL: windows whose grace has passed are emitted, then dropped;
@@ -266,8 +271,41 @@ static void close_windows(gd_sql_runner *r, gd_push_query *q, const gd_eval *ctx
         *link = w->next;
         if (q->plan.emit_final)
             for (size_t i = 0; i < w->groups.cap; i++)
-                if (gd_map_live(&w->groups.slots[i])) emit_group(r, q, w->start, w->groups.slots[i].val, ctx);
+                if (gd_map_live(&w->groups.slots[i])) {
+                    const tgroup *g = w->groups.slots[i].val;
+                    emit_group(r, q, w->start, g->key, g->slots, ctx);
+                }
         free_window(q, w);
+    }
+}
+
+/* A push query's merged session is let go at once: its row is not shown
+ * again (ksqlDB's push queries show no tombstones). */
+static void session_merged(void *ctx, int64_t start, gd_str key, gd_session *merged)
+{
+    gd_push_query *q = ctx;
+    (void)start, (void)key;
+    if (merged) gd_session_free(q->plan.aggregate, merged, &q->dict);
+}
+
+/* A record at ts into its group's session; emits the session's row. */
+static void aggregate_session(gd_sql_runner *r, gd_push_query *q, gd_str key, int64_t ts, const gd_value *in,
+                              const gd_eval *ctx)
+{
+    const gd_tabledef *t = q->plan.aggregate;
+    if (ts > q->stream_time) q->stream_time = ts;
+    gd_session *x = gd_sessions_join(t, &q->sessions, key, ts, q->grace_ms, q->stream_time, &q->dict, session_merged, q);
+    if (!x) return;
+    for (int c = 0; c < t->nslots; c++) {
+        const gd_coldef *col = &t->cols[c];
+        if (col->agg == GD_AGG_EXPR || c == t->session_end) continue;
+        gd_value v = col->field >= 0 ? in[col->field] : col->arg ? gd_expr_eval(col->arg, ctx) : (gd_value){0};
+        gd_slot_update(col, &x->slots[c], v, &x->arena, &q->interner);
+    }
+    emit_group(r, q, x->start, x->key, x->slots, ctx);
+    if (++q->since_closing >= CLOSE_SESSIONS_EVERY) {
+        q->since_closing = 0;
+        gd_sessions_close(t, &q->sessions, q->grace_ms, q->stream_time, &q->dict);
     }
 }
 
@@ -290,6 +328,10 @@ static void aggregate(gd_sql_runner *r, gd_push_query *q, const gd_value *in, co
     bool timed = (kind == GD_SRC_ENRICHED || kind == GD_SRC_ACTIVITY) && in[GD_F_EVENT_TIMESTAMP].t == GD_V_INT;
     int64_t ts = timed ? in[GD_F_EVENT_TIMESTAMP].i : ctx->now_ms;
     gd_interner_next_record(&q->interner);
+    if (t->session) {
+        aggregate_session(r, q, (gd_str){key->p ? key->p : "", (uint32_t)key->len}, ts, in, ctx);
+        return;
+    }
     int64_t last = gd_window_last(t, ts), step = gd_window_step(t);
     for (int64_t start = gd_window_first(t, ts); start <= last; start += step) {
         bool late = t->window_ms && start + t->window_ms + q->grace_ms <= q->stream_time;
@@ -302,7 +344,7 @@ static void aggregate(gd_sql_runner *r, gd_push_query *q, const gd_value *in, co
             gd_value v = col->field >= 0 ? in[col->field] : col->arg ? gd_expr_eval(col->arg, ctx) : (gd_value){0};
             gd_slot_update(col, &g->slots[c], v, &w->arena, &q->interner);
         }
-        if (!q->plan.emit_final) emit_group(r, q, start, g, ctx);
+        if (!q->plan.emit_final) emit_group(r, q, start, g->key, g->slots, ctx);
     }
     if (ts > q->stream_time) q->stream_time = ts; /* a record past it is late for no window */
     close_windows(r, q, ctx);
@@ -342,6 +384,13 @@ static void query_free(gd_sql_runner *r, gd_push_query *q)
         free_window(q, q->windows);
         q->windows = next;
     }
+    for (size_t i = 0; i < q->sessions.cap; i++)
+        if (gd_map_live(&q->sessions.slots[i]))
+            for (gd_session *x = q->sessions.slots[i].val, *next; x; x = next) {
+                next = x->next;
+                gd_session_free(q->plan.aggregate, x, &q->dict);
+            }
+    gd_map_free(&q->sessions);
     gd_interner_free(&q->interner);
     gd_dict_free(&q->dict);
     gd_arena_free(&q->arena);
@@ -680,6 +729,7 @@ static gd_push_query *alloc_query(gd_sql_error *err)
     }
     gd_arena_init(&q->arena);
     gd_dict_init(&q->dict);
+    gd_map_init(&q->sessions, NULL);
     gd_interner_init(&q->interner, &q->dict);
     return q;
 }

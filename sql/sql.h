@@ -142,6 +142,7 @@ typedef struct {
     bool windowed;
     int64_t window_ms, grace_ms; /* grace_ms -1: not given */
     int64_t advance_ms;          /* HOPPING's ADVANCE BY; 0: TUMBLING */
+    bool session;                /* SESSION: window_ms is the gap */
     gd_expr **group_by;
     int ngroup;
     gd_expr *having;

@@ -333,6 +333,8 @@ int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key
     MDB_val k = val_of(key.p, key.len);
     int rc = mdb_del(txn, t->dbi_rows, &k, NULL);
     if (rc && rc != MDB_NOTFOUND) return lmdb_fail("row del", rc);
+    rc = gd_table_has_sets(t) ? mdb_del(txn, t->dbi_sets, &k, NULL) : 0;
+    if (rc && rc != MDB_NOTFOUND) return lmdb_fail("sets del", rc);
     return s->tap ? s->tap(s->tap_ctx, 'D', t, key, GD_STR_NULL) : GD_OK;
 }
 

@@ -290,6 +290,76 @@ void gd_slots_release(const gd_tabledef *t, gd_slot *slots, gd_dict *dict)
     }
 }
 
+/* A distinct set's members into another's: later's references move with
+ * them, or are let go when into has the member already. */
+static void unite_sets(gd_slot *into, gd_slot *later, gd_arena *arena, gd_dict *dict)
+{
+    gd_idset *from = later->x.set;
+    if (!from) return;
+    if (!into->x.set) {
+        into->x.set = gd_arena_alloc(arena, sizeof(gd_idset));
+        memset(into->x.set, 0, sizeof(gd_idset));
+    }
+    for (uint32_t i = 0; i < from->cap; i++) {
+        if (!from->slots[i]) continue;
+        uint32_t id = from->slots[i] - 1;
+        if (gd_idset_add(into->x.set, id)) into->n++;
+        else gd_dict_unref(dict, id);
+    }
+    gd_idset_free(from);
+    later->x.set = NULL;
+    later->n = 0;
+}
+
+static gd_str copy_str(gd_str s, gd_arena *arena) { return s.p ? gd_arena_strdup(arena, s) : s; }
+
+void gd_slots_merge(const gd_tabledef *t, gd_slot *into, gd_slot *later, gd_arena *arena, gd_dict *dict)
+{
+    for (int c = 0; c < t->nslots; c++) {
+        const gd_coldef *col = &t->cols[c];
+        gd_slot *a = &into[c], *b = &later[c];
+        switch (col->agg) {
+        case GD_AGG_COUNT_STAR:
+        case GD_AGG_COUNT: a->n += b->n; break;
+        case GD_AGG_SUM_INT: a->v.i += b->v.i; break;
+        case GD_AGG_SUM_DBL: a->v.d += b->v.d; break;
+        case GD_AGG_AVG:
+            a->n += b->n;
+            a->v.d += b->v.d;
+            break;
+        case GD_AGG_MAX_INT:
+        case GD_AGG_MIN_INT:
+            if (b->n && (!a->n || (col->agg == GD_AGG_MAX_INT ? b->v.i > a->v.i : b->v.i < a->v.i))) *a = *b;
+            break;
+        case GD_AGG_MAX_DBL:
+        case GD_AGG_MIN_DBL:
+            if (b->n && (!a->n || (col->agg == GD_AGG_MAX_DBL ? b->v.d > a->v.d : b->v.d < a->v.d))) *a = *b;
+            break;
+        case GD_AGG_COUNT_DISTINCT: unite_sets(a, b, arena, dict); break;
+        case GD_AGG_LATEST: /* every record updates the slot: with nulls kept, later's is the last */
+            if (b->x.s.p || col->keep_nulls) a->x.s = copy_str(b->x.s, arena);
+            break;
+        case GD_AGG_LATEST_NUM:
+            if (b->n || col->keep_nulls) *a = *b;
+            break;
+        case GD_AGG_EARLIEST:
+            if (!a->n) a->n = b->n, a->x.s = copy_str(b->x.s, arena);
+            break;
+        case GD_AGG_EARLIEST_NUM:
+            if (!a->n) *a = *b;
+            break;
+        case GD_AGG_MIN_STR:
+        case GD_AGG_MAX_STR: {
+            if (!b->x.s.p) break;
+            int cmp = a->x.s.p ? gd_value_cmp((gd_value){.t = GD_V_STR, .s = b->x.s}, (gd_value){.t = GD_V_STR, .s = a->x.s}) : 0;
+            if (!a->x.s.p || (col->agg == GD_AGG_MIN_STR ? cmp < 0 : cmp > 0)) a->x.s = copy_str(b->x.s, arena);
+            break;
+        }
+        case GD_AGG_EXPR: break;
+        }
+    }
+}
+
 void gd_key_text(gd_value v, gd_buf *b) { gd_value_text(v, b); }
 
 gd_value gd_key_value(gd_coltype type, gd_str text)
@@ -331,7 +401,7 @@ bool gd_row_compute(const gd_tabledef *t, const gd_str *keys, int64_t window_sta
 {
     for (int k = 0; k < t->nkeys; k++) r->keys[k] = gd_key_value(t->keys[k].type, keys[k]);
     r->window_start = window_start;
-    r->window_end = window_start + t->window_ms;
+    r->window_end = t->session ? slots[t->session_end].v.i : window_start + t->window_ms;
     for (int c = 0; c < t->nslots; c++) r->aggs[c] = gd_slot_value(&t->cols[c], &slots[c]);
     gd_eval ctx = {.aggs = r->aggs, .keys = r->keys, .window_start = r->window_start,
                    .window_end = r->window_end, .now_ms = gd_now_ms(), .scratch = scratch};

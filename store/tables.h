@@ -90,10 +90,12 @@ typedef struct {
     gd_table_kind kind; /* GD_TABLE_WINDOWED: an aggregation (windowed or not) */
     unsigned slot;      /* in the catalog */
     unsigned dbi_rows, dbi_sets; /* the store's LMDB handles (store.c) */
-    int64_t window_ms;  /* 0: not windowed (one window, start 0, for all time) */
+    int64_t window_ms;  /* 0: not windowed (one window, start 0, for all time); SESSION: the gap */
     int64_t advance_ms; /* HOPPING: a window starts every advance_ms; 0: TUMBLING (every window_ms) */
     int64_t grace_ms;   /* -1: the daemon's --grace */
     bool emit_final;    /* EMIT FINAL: a window is shown and published once closed (its grace passed) */
+    bool session;       /* SESSION windows (session.c): a row per session, window_ms the gap */
+    uint8_t session_end; /* SESSION: the hidden slot keeping a session's end (its last record's time) */
     uint8_t nkeys;
     gd_keydef keys[GD_MAX_KEYS];
     const gd_expr *where; /* over the input record, or NULL */
@@ -104,6 +106,7 @@ typedef struct {
 
 static inline bool gd_table_aggregates(const gd_tabledef *t) { return t->kind == GD_TABLE_WINDOWED; }
 static inline bool gd_table_windowed(const gd_tabledef *t) { return t->kind == GD_TABLE_WINDOWED && t->window_ms > 0; }
+static inline bool gd_table_session(const gd_tabledef *t) { return t->kind == GD_TABLE_WINDOWED && t->session; }
 /* A column by name (case-insensitive): its index, or -1. */
 int gd_table_col(const gd_tabledef *t, const char *name);
 
@@ -135,6 +138,7 @@ static inline int64_t gd_window_start(int64_t ts, int64_t size)
  * table without windows. */
 static inline int64_t gd_window_step(const gd_tabledef *t)
 {
+    if (t->session) return 1; /* a session starts at any time (and none of this applies) */
     return t->advance_ms ? t->advance_ms : t->window_ms ? t->window_ms : 1;
 }
 static inline int64_t gd_window_last(const gd_tabledef *t, int64_t ts)
@@ -195,6 +199,54 @@ void gd_interner_free(gd_interner *in);
 void gd_slot_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena, gd_interner *in);
 /* Lets go of a group's distinct sets (the ids they hold in dict). */
 void gd_slots_release(const gd_tabledef *t, gd_slot *slots, gd_dict *dict);
+/* Merges the slots of a later run of records into those of an earlier one
+ * (two sessions becoming one): counts and sums add, extremes compare,
+ * distinct sets unite (later's set is emptied, its ids handed over), a
+ * LATEST takes later's value, an EARLIEST keeps into's. Strings are copied
+ * to arena. */
+void gd_slots_merge(const gd_tabledef *t, gd_slot *into, gd_slot *later, gd_arena *arena, gd_dict *dict);
+
+/* ---- session windows (session.c) ----
+ * A SESSION table's rows are sessions: per group, runs of records no more
+ * than the gap (window_ms) apart. A row's window is its session's start
+ * (the first record's time); its end (the last record's time, inclusive, as
+ * ksqlDB has it) is kept in the hidden slot session_end. A record within the
+ * gap of its group's sessions joins them: they merge into the earliest, as
+ * in Kafka Streams' session windows. The engine's tables and push queries
+ * keep their sessions with this code; where they keep them is theirs. */
+typedef struct gd_session gd_session;
+struct gd_session {
+    gd_session *next;       /* the group's sessions, latest first (they never overlap) */
+    gd_session *next_dirty; /* the owner's list of sessions to write */
+    int64_t start, end;
+    bool dirty, merged;     /* the owner's: on its dirty list; merged away while on it */
+    gd_str key;             /* the group key (kept after the slots) */
+    gd_arena arena;         /* the slots' strings and sets */
+    gd_slot slots[];
+};
+/* A table's sessions are a map from group key to the group's list. A
+ * session of the group key starting at start, in no list (restored from the
+ * store: the caller fills its slots and end, then adds it to the map). */
+gd_session *gd_session_new(const gd_tabledef *t, gd_str key, int64_t start);
+void gd_sessions_add(gd_map *sessions, gd_session *s);
+/* Frees a session and lets go of its sets' ids in dict. */
+void gd_session_free(const gd_tabledef *t, gd_session *s, gd_dict *dict);
+/* Called as a record joins sessions: the row of (start, key) is gone --
+ * merged: a session merged into another (the callee owns it now), or NULL
+ * when the surviving session's start moved earlier. */
+typedef void gd_session_gone_fn(void *ctx, int64_t start, gd_str key, gd_session *merged);
+/* The session of the group key a record at ts joins, made or merged (its
+ * bounds and session_end slot include ts; the record's values are the
+ * caller's to add); NULL when that session would end before its grace
+ * (end + grace_ms < stream_time): the record is late and nothing changed. */
+gd_session *gd_sessions_join(const gd_tabledef *t, gd_map *sessions, gd_str key, int64_t ts, int64_t grace_ms,
+                             int64_t stream_time, gd_dict *dict, gd_session_gone_fn *gone, void *ctx);
+/* Frees the sessions no record can change any more -- none within a gap
+ * can come in the grace, nor one bridging to a later session still open --
+ * which the caller has written. Returns the earliest start of those kept
+ * (INT64_MAX: none). */
+int64_t gd_sessions_close(const gd_tabledef *t, gd_map *sessions, int64_t grace_ms, int64_t stream_time,
+                          gd_dict *dict);
 
 /* A key column's value as the row key holds it (text), and back. */
 void gd_key_text(gd_value v, gd_buf *b);

@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -291,6 +292,64 @@ def replay_rate(binary, src, work, name):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+
+
+# A table over the activity stream: its cost per event is a replay's CPU
+# with it less that without it (tables/session_cost)
+TABLE_SHAPES = [
+    ("no table of the user's", None),
+    ("tumbling 5 min per player and game", "WINDOW TUMBLING (SIZE 5 MINUTES, GRACE PERIOD 10 MINUTES)"),
+    ("session (gap 5 min) per player and game", "WINDOW SESSION (5 MINUTES, GRACE PERIOD 10 MINUTES)"),
+]
+
+
+def replay_with_table(binary, src, work, name, window):
+    """CPU seconds and peak RSS of replaying src into a data dir holding a
+    user's table with window (made first, by /ksql, on an empty source)."""
+    data = os.path.join(work, name)
+    if window:
+        empty = os.path.join(work, "empty.jsonl")
+        open(empty, "w").close()
+        proc, base = start_daemon(binary, work, name + "-ddl", ["--source", f"file:{empty}", "--data-dir", data])
+        body = json.dumps({"ksql": "CREATE TABLE user_t AS SELECT player_id, game_id, COUNT(*) AS events, "
+                                   "SUM(duration_seconds) AS seconds, MAX(score) AS best "
+                                   "FROM gaming_real_time_intelligence_platform " + window +
+                                   " GROUP BY player_id, game_id EMIT CHANGES;"}).encode()
+        req = urllib.request.Request(base + "/ksql", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    port = free_port()
+    log = open(os.path.join(work, name + ".log"), "w")
+    proc = subprocess.Popen([binary, "--source", f"file:{src}", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while get(f"http://127.0.0.1:{port}/readyz", timeout=1)[0] != 200:
+            if proc.poll() is not None:
+                sys.exit(f"gamingd exited during the replay; see {log.name}")
+            time.sleep(0.01)
+        return cpu_seconds(proc.pid), peak_rss_mib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def table_cost(binary, src, events, work, rounds):
+    """Each table shape's replay, interleaved, rounds times: medians."""
+    got = {name: [] for name, _ in TABLE_SHAPES}
+    for r in range(rounds):
+        for i, (name, window) in enumerate(TABLE_SHAPES):
+            got[name].append(replay_with_table(binary, src, work, f"shape{i}-{r}", window))
+    base_cpu = statistics.median(c for c, _ in got[TABLE_SHAPES[0][0]])
+    print(f"\n## A user's table over the activity stream ({events:,} events, median of {rounds} interleaved replays)\n")
+    print("| table | CPU per event | the table's own | peak RSS |\n|---|---|---|---|")
+    for name, _ in TABLE_SHAPES:
+        cpu = statistics.median(c for c, _ in got[name])
+        rss = statistics.median(m for _, m in got[name])
+        own = f"{(cpu - base_cpu) / events * 1e6:.2f} µs" if name != TABLE_SHAPES[0][0] else "--"
+        print(f"| {name} | {cpu / events * 1e6:.2f} µs | {own} | {rss:.0f} MiB |")
 
 
 PULL_QUERIES = [
@@ -689,9 +748,20 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
-    ap.add_argument("--only", choices=["pull", "push"],
-                    help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers")
+    ap.add_argument("--only", choices=["pull", "push", "tables"],
+                    help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers; "
+                         "tables: only what a user's tumbling and session table cost per event")
     args = ap.parse_args()
+    if args.only == "tables":
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            src = os.path.join(work, "source.jsonl")
+            subprocess.run([args.bin, "generate", "--out", src, "--events", str(args.events),
+                            "--seed", "42", "--rate", "1000"], check=True)
+            table_cost(args.bin, src, args.events, work, args.rounds)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.only == "push":
         if not args.baseline:
             sys.exit("--only push compares with a --baseline binary")

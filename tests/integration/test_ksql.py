@@ -446,6 +446,65 @@ def test_emit_final_table_shows_and_publishes_each_window_once_closed(gamingd, t
     stream.conn.close()
 
 
+def test_session_table_merges_stored_sessions_and_reads_on_after_a_restart(gamingd, tmp_path):
+    """WINDOW SESSION (10 SECONDS, GRACE PERIOD 60 SECONDS) per player, worked
+    by hand: a record bridging two stored sessions leaves one row (the later
+    one's is deleted), an earlier record moves a session's start (its old row
+    is deleted), a restart reads the open sessions back so that a record
+    still joins them, and a record whose session would have closed is
+    dropped."""
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src)
+    wait_applied(d, 5)
+    status, got = ksql(d.port, "CREATE TABLE sess AS SELECT player_id, COUNT(*) AS n, SUM(score) AS total FROM %s "
+                               "WINDOW SESSION (10 SECONDS, GRACE PERIOD 60 SECONDS) GROUP BY player_id EMIT CHANGES;"
+                       % ENRICHED)
+    assert status == 200, got
+    t = BASE_MS
+    n = [0]
+
+    def feed(events):
+        with open(src, "a") as f:
+            for dt, p, sc in events:
+                f.write(json.dumps(activity(1000 + n[0], "g1", p, t + dt, score=sc)) + "\n")
+                n[0] += 1
+        wait_applied(d, 5 + n[0])
+
+    def rows_now(want):
+        deadline = time.time() + 30
+        while True:
+            names, rows = table_rows(d.port, "sess")
+            if sorted(rows) == sorted(want) or time.time() > deadline:
+                return names, sorted(rows)
+            time.sleep(0.1)
+
+    feed([(0, "p1", 1), (5000, "p1", 2), (22000, "p1", 4), (0, "p2", 8)])
+    want = [["p1", t, t + 5000, 2, 3], ["p1", t + 22000, t + 22000, 1, 4], ["p2", t, t, 1, 8]]
+    names, rows = rows_now(want)
+    assert names == ["PLAYER_ID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]
+    assert rows == sorted(want)
+    # 13 s is within 10 s of both p1 sessions (5 s and 22 s); -2 s moves p2's start
+    feed([(13000, "p1", 16), (-2000, "p2", 32)])
+    want = [["p1", t, t + 22000, 4, 23], ["p2", t - 2000, t, 2, 40]]
+    assert rows_now(want)[1] == sorted(want)
+    d.stop()
+    d.start()
+    # p1's session [0, 22 s] was read back: 30 s joins it; p2 at -50 s would
+    # make a session ending 50 s before a stream time of 40 s, past its grace
+    feed([(30000, "p1", 64), (40000, "p3", 128), (-50000, "p2", 256)])
+    want = [["p1", t, t + 30000, 5, 87], ["p2", t - 2000, t, 2, 40], ["p3", t + 40000, t + 40000, 1, 128]]
+    assert rows_now(want)[1] == sorted(want)
+    r = d.get("/v1/tables/sess", {"player_id": "p1"})
+    assert r.status == 200, r.body
+    assert [(x["window_start"], x["window_end"], x["n"]) for x in r.json["rows"]] == [(t, t + 30000, 5)]
+    status, got = ksql(d.port, "DESCRIBE sess;")
+    assert status == 200 and got[0]["sourceDescription"]["windowType"] == "SESSION"
+    status, header, rows = query(d.port, "SELECT player_id, n FROM sess WHERE player_id = 'p1' AND WINDOWEND >= %d;"
+                                 % (t + 30000))
+    assert status == 200 and rows == [["p1", 5]]
+
+
 def test_identical_push_queries_share_one_evaluation(fed):
     sql = "SELECT game_id, COUNT(*) AS n FROM %s GROUP BY game_id EMIT CHANGES;" % ENRICHED
     before = fed.metrics()[("gamingd_push_queries", frozenset())]

@@ -232,6 +232,137 @@ static void null_latest_survives_the_codec(void **state)
     gd_buf_free(&row);
 }
 
+/* ---- session windows (store/session.c), worked by hand: gap 10 ms ---- */
+
+typedef struct {
+    const gd_tabledef *t;
+    int calls, merged;
+    int64_t starts[4];
+} gone_log;
+
+static void log_gone(void *ctx, int64_t start, gd_str key, gd_session *merged)
+{
+    gone_log *g = ctx;
+    assert_true(gd_str_eq(key, gd_str_c("g")));
+    assert_true(g->calls < 4);
+    g->starts[g->calls++] = start;
+    if (merged) {
+        g->merged++;
+        gd_session_free(g->t, merged, NULL);
+    }
+}
+
+static gd_tabledef session_table(void)
+{
+    gd_tabledef t = {.name = "s", .kind = GD_TABLE_WINDOWED, .window_ms = 10, .session = true, .nslots = 4, .ncols = 3};
+    t.cols[0] = (gd_coldef){.name = "n", .agg = GD_AGG_COUNT_STAR, .type = GD_T_BIGINT, .field = -1};
+    t.cols[1] = (gd_coldef){.name = "last", .agg = GD_AGG_LATEST, .type = GD_T_STRING, .field = -1};
+    t.cols[2] = (gd_coldef){.name = "first", .agg = GD_AGG_EARLIEST, .type = GD_T_STRING, .field = -1};
+    t.cols[3] = (gd_coldef){.agg = GD_AGG_MAX_INT, .type = GD_T_BIGINT, .field = -1};
+    t.session_end = 3;
+    return t;
+}
+
+/* A record at ts with string value v into group g's sessions. */
+static gd_session *session_record(const gd_tabledef *t, gd_map *sessions, int64_t ts, const char *v,
+                                  int64_t stream_time, gone_log *gone)
+{
+    gd_session *s = gd_sessions_join(t, sessions, gd_str_c("g"), ts, 5, stream_time, NULL, log_gone, gone);
+    if (!s) return NULL;
+    for (int c = 0; c < 3; c++)
+        gd_slot_update(&t->cols[c], &s->slots[c], (gd_value){.t = GD_V_STR, .s = gd_str_c(v)}, &s->arena, NULL);
+    return s;
+}
+
+/* Group g's sessions, latest first. */
+static gd_session *sessions_of_g(gd_map *sessions) { return gd_map_get(sessions, gd_str_c("g")); }
+
+static int sessions_in(gd_map *sessions)
+{
+    int n = 0;
+    for (gd_session *s = sessions_of_g(sessions); s; s = s->next) n++;
+    return n;
+}
+
+static void sessions_merge_when_a_record_bridges_them(void **state)
+{
+    (void)state;
+    gd_tabledef t = session_table();
+    gone_log gone = {.t = &t};
+    gd_map sessions;
+    gd_map_init(&sessions, NULL);
+    session_record(&t, &sessions, 0, "a", 0, &gone);
+    gd_session *s = session_record(&t, &sessions, 5, "b", 5, &gone); /* 5 <= 0 + gap: joins */
+    assert_int_equal(sessions_in(&sessions), 1);
+    assert_int_equal(s->start, 0);
+    assert_int_equal(s->end, 5);
+    session_record(&t, &sessions, 20, "c", 20, &gone); /* 20 - 5 > gap: a session of its own */
+    assert_int_equal(sessions_in(&sessions), 2);
+    assert_int_equal(sessions_of_g(&sessions)->start, 20); /* latest first */
+    assert_int_equal(gone.calls, 0);
+    /* 12 is within the gap of both (12 - 5 and 20 - 12 <= 10): one session
+     * [0, 20] of four records; the later one's row is gone */
+    s = session_record(&t, &sessions, 12, "d", 20, &gone);
+    assert_int_equal(sessions_in(&sessions), 1);
+    assert_int_equal(s->start, 0);
+    assert_int_equal(s->end, 20);
+    assert_int_equal(gone.calls, 1);
+    assert_int_equal(gone.merged, 1);
+    assert_int_equal(gone.starts[0], 20);
+    assert_int_equal(column(&t, s->slots, 0).i, 4);
+    assert_true(gd_str_eq(column(&t, s->slots, 1).s, gd_str_c("d")));  /* latest: the record applied last */
+    assert_true(gd_str_eq(column(&t, s->slots, 2).s, gd_str_c("a")));  /* earliest: the earlier session's */
+    assert_int_equal(s->slots[t.session_end].v.i, 20);
+    /* an earlier record moves the start: the row at the old start is gone */
+    s = session_record(&t, &sessions, -3, "e", 20, &gone);
+    assert_int_equal(s->start, -3);
+    assert_int_equal(gone.calls, 2);
+    assert_int_equal(gone.merged, 1);
+    assert_int_equal(gone.starts[1], 0);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, INT64_MAX, NULL), INT64_MAX); /* all closed: freed */
+    assert_int_equal(sessions_in(&sessions), 0);
+    gd_map_free(&sessions);
+}
+
+static void sessions_are_late_once_their_grace_passed(void **state)
+{
+    (void)state;
+    gd_tabledef t = session_table();
+    gone_log gone = {.t = &t};
+    gd_map sessions;
+    gd_map_init(&sessions, NULL);
+    session_record(&t, &sessions, 100, "a", 100, &gone);
+    /* alone, 90 would end 14 before the stream time (grace 5): late; but
+     * within the gap of the session at 100 it joins it (end 100, 4 before) */
+    assert_non_null(session_record(&t, &sessions, 90, "b", 104, &gone));
+    assert_null(session_record(&t, &sessions, 70, "c", 104, &gone)); /* 70 + 10 < 90: alone, late */
+    assert_null(session_record(&t, &sessions, 95, "d", 106, &gone)); /* joins one that ended 6 before */
+    assert_int_equal(sessions_in(&sessions), 1);
+    assert_int_equal(column(&t, sessions_of_g(&sessions)->slots, 0).i, 2);
+    /* closed once no record within its gap can come in its grace: at 116 */
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 115, NULL), 90);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 116, NULL), INT64_MAX);
+    assert_int_equal(sessions_in(&sessions), 0);
+    /* ... unless a record may bridge it to an open later session: [90, 100]
+     * and [120, 130] (120 - 10 <= 100 + 10) stay while the later is open */
+    session_record(&t, &sessions, 90, "a", 90, &gone);
+    session_record(&t, &sessions, 100, "b", 100, &gone);
+    session_record(&t, &sessions, 120, "c", 120, &gone);
+    session_record(&t, &sessions, 130, "d", 130, &gone);
+    assert_int_equal(sessions_in(&sessions), 2);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 130, NULL), 90);
+    assert_int_equal(sessions_in(&sessions), 2);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 146, NULL), INT64_MAX); /* 130 + 10 + 5 < 146 */
+    /* [90, 100] and [121, 121]: no record reaches both, so the earlier closes alone */
+    session_record(&t, &sessions, 90, "a", 90, &gone);
+    session_record(&t, &sessions, 100, "b", 100, &gone);
+    session_record(&t, &sessions, 121, "c", 121, &gone);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 121, NULL), 121);
+    assert_int_equal(sessions_in(&sessions), 1);
+    gd_sessions_close(&t, &sessions, 5, INT64_MAX, NULL);
+    gd_map_free(&sessions);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +374,8 @@ int main(void)
         cmocka_unit_test(top_performers_row_exists_only_above_1000),
         cmocka_unit_test(rows_round_trip_through_the_codec),
         cmocka_unit_test(null_latest_survives_the_codec),
+        cmocka_unit_test(sessions_merge_when_a_record_bridges_them),
+        cmocka_unit_test(sessions_are_late_once_their_grace_passed),
     };
     return cmocka_run_group_tests(tests, load_catalog, free_catalog);
 }
