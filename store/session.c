@@ -2,8 +2,9 @@
  *
  * A group's sessions are a short list, latest first: they never overlap
  * and lie more than the gap apart, so a record reaches at most two of them
- * (one ending before it, one starting after it) and most records touch
- * only the first. Each session is one allocation (slots, then its group
+ * (one ending before it, one starting after it), and a walk from the latest
+ * stops at the first that ends a gap before it: most records touch only the
+ * first. Each session is one allocation (slots, then its group
  * key) with an arena for its strings, so that one leaves memory on its own
  * when it closes, however long its neighbours stay open.
  *
@@ -66,7 +67,7 @@ static gd_session *join(const gd_tabledef *t, gd_session **list, gd_str key, int
 {
     int64_t start = ts, end = ts;
     gd_session *earliest = NULL; /* of those the record reaches: the one that stays */
-    for (gd_session *s = *list; s; s = s->next)
+    for (gd_session *s = *list; s && s->end >= ts - t->window_ms; s = s->next) /* the rest end before */
         if (reaches(t, s, ts)) {
             earliest = s;
             if (s->start < start) start = s->start;
@@ -77,7 +78,7 @@ static gd_session *join(const gd_tabledef *t, gd_session **list, gd_str key, int
         earliest = gd_session_new(t, key, ts);
         insert(list, earliest);
     }
-    for (gd_session **link = list; *link;) {
+    for (gd_session **link = list; *link && (*link)->end >= ts - t->window_ms;) {
         gd_session *s = *link;
         if (s == earliest || !reaches(t, s, ts)) {
             link = &s->next;
