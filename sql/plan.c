@@ -1298,7 +1298,8 @@ static int derive_stream(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
         return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "an aggregation makes a table: CREATE TABLE ... AS SELECT");
     if (q->windowed || q->having || q->norder || q->limit >= 0 || q->emit == GD_EMIT_FINAL)
         return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
-                           "CREATE STREAM AS SELECT takes a select list and WHERE (no WINDOW, HAVING, ORDER BY, LIMIT, EMIT FINAL)");
+                           "CREATE STREAM AS SELECT takes a select list, WHERE and PARTITION BY (no WINDOW, HAVING, ORDER BY, LIMIT, "
+                           "EMIT FINAL)");
     e->kind = GD_SRC_DERIVED;
     e->base = b->sc.reads;
     gd_expr *where = src->kind == GD_SRC_DERIVED ? src->where : NULL;
