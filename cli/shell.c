@@ -463,6 +463,7 @@ static ssize_t tee_write(void *cookie, const char *buf, size_t n)
     fwrite(buf, 1, n, t->term);
     fflush(t->term);
     fwrite(buf, 1, n, t->copy);
+    fflush(t->copy); /* a push query's rows reach the file as they come */
     return (ssize_t)n;
 }
 
