@@ -3,7 +3,8 @@
  * daemon (libcurl) and uses nothing of the daemon but the byte buffer of
  * server/util.h; replies are read with jansson.
  *
- *   shell.c  arguments, the read loop (GNU readline), statements, HTTP
+ *   shell.c  arguments, the read loop (GNU readline, Tab completion), statements,
+ *            the CLI's own commands (HELP, SPOOL, RUN SCRIPT, ...), HTTP
  *   draw.c   results and entities drawn as ksqlDB's CLI draws them */
 #ifndef GD_CLI_H
 #define GD_CLI_H

@@ -10,8 +10,18 @@
  * keep query properties and DEFINE / UNDEFINE session variables here, and
  * every request carries them ("properties" / "streamsProperties",
  * "sessionVariables"), so the server substitutes ${name} and answers SHOW
- * VARIABLES with them. A SELECT goes to /query-stream, everything else to
- * /ksql; errors are printed as the server worded them.
+ * VARIABLES with them. The CLI's own commands are the shell's too: HELP,
+ * EXIT / QUIT, SPOOL file / SPOOL OFF (a copy of the session: output and
+ * errors go through a stdio stream of fopencookie's that writes both to
+ * the terminal and to the file, and each statement is written there after
+ * its prompt), RUN SCRIPT 'file' (its statements, run as -f runs them). At
+ * the prompt they need no ';', as in ksqlDB's CLI. A SELECT goes to
+ * /query-stream, everything else to /ksql; errors are printed as the
+ * server worded them.
+ *
+ * Tab completes keywords and table and stream names, in the case of what
+ * was typed; the names are asked of the server (SHOW STREAMS; SHOW TABLES)
+ * at the first Tab after any statement ran, not at every key.
  *
  * A query's rows are drawn as libcurl hands over bytes, a line at a time,
  * so a push query (EMIT CHANGES) shows rows as they come. Ctrl-C sets a
@@ -37,10 +47,12 @@
 
 #define DEFAULT_URL "http://localhost:8080"
 #define HISTORY_FILE ".gamingd_history"
-enum { HISTORY_LINES = 1000, KEY_MAX = 4096 };
+enum { HISTORY_LINES = 1000, KEY_MAX = 4096, MAX_SCRIPT_DEPTH = 8 };
 
-/* A signal handler cannot be handed state: the Ctrl-C flag is the one
- * file-scope variable; the shell's state is passed explicitly. */
+/* A signal handler cannot be handed state: the Ctrl-C flag is a
+ * file-scope variable; the shell's state is passed explicitly, save to
+ * readline's completion callbacks, which cannot be handed it either (see
+ * `completing`, below). */
 static volatile sig_atomic_t interrupted;
 
 static void on_sigint(int sig)
@@ -55,7 +67,14 @@ typedef struct {
     json_t *properties; /* SET */
     json_t *variables;  /* DEFINE */
     CURL *curl;
-    FILE *out, *err;
+    FILE *out, *err;   /* the terminal's, or while spooling, streams that copy to the spool too */
+    FILE *spool;       /* SPOOL's file, or NULL */
+    char spool_path[4096];
+    int script_depth;  /* RUN SCRIPTs running inside one another */
+    char **names;      /* tables and streams, for completion */
+    size_t nnames;
+    bool names_stale;  /* a statement ran since they were asked for */
+    size_t complete_at; /* the completion generator's place among keywords and names */
 } shell;
 
 /* One request's answer as it arrives. */
@@ -370,12 +389,197 @@ static int undefine_variable(shell *sh, scanner *s)
     return GD_OK;
 }
 
+/* ---- the CLI's own commands ---- */
+
+static int read_all(FILE *f, gd_buf *out)
+{
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) gd_buf_put(out, chunk, n);
+    return ferror(f) ? GD_ERR : GD_OK;
+}
+
+
+static void help(shell *sh)
+{
+    fputs("\n"
+          "Description:\n"
+          "\tThe gamingd SQL shell runs statements against gamingd's ksqlDB REST API: a SELECT on\n"
+          "\t/query-stream, the others on /ksql. Statements end with ';' and may span lines.\n"
+          "\n"
+          "Commands the shell runs itself (at the prompt, without ';' too):\n"
+          "help:\n"
+          "\tShow this message.\n"
+          "exit, quit:\n"
+          "\tExit the shell (as Ctrl-D does).\n"
+          "spool <path_to_file>, spool off:\n"
+          "\tCopy the statements and their results into a file (overwritten), until SPOOL OFF.\n"
+          "\tStatements are written after their prompt, \"ksql> \".\n"
+          "run script <path_to_sql_file>:\n"
+          "\tRun the statements in the file, one after the other; the first that fails ends it.\n"
+          "set 'name' = 'value';  unset 'name';\n"
+          "\tA property sent with each request, such as SET 'auto.offset.reset' = 'earliest';\n"
+          "define name = 'value';  undefine name;\n"
+          "\tA variable: ${name} stands for value in the statements after it.\n"
+          "\n"
+          "Statements the server runs:\n"
+          "\tSELECT ... FROM table [WHERE ...] [ORDER BY ...] [LIMIT n];      a pull query\n"
+          "\tSELECT ... FROM stream|table ... EMIT CHANGES|FINAL [LIMIT n];    a push query\n"
+          "\tCREATE TABLE name AS SELECT ... FROM stream ... GROUP BY ...;\n"
+          "\tCREATE STREAM name AS SELECT ... FROM stream [WHERE ...] [PARTITION BY ...];\n"
+          "\tDROP TABLE|STREAM [IF EXISTS] name;  TERMINATE query_id|ALL;\n"
+          "\tSHOW|LIST STREAMS|TABLES|QUERIES|PROPERTIES|VARIABLES|FUNCTIONS;\n"
+          "\tDESCRIBE [EXTENDED] name;  DESCRIBE FUNCTION name;\n"
+          "\n"
+          "Keyboard shortcuts:\n"
+          "\tTab: complete a keyword, or a table or stream name.\n"
+          "\tCtrl-C: stop a query, or drop the statement being typed.\n"
+          "\tCtrl-D: leave.  Ctrl-R: search the history.  Up and Down: move through it.\n"
+          "\n",
+          sh->out);
+    fflush(sh->out);
+}
+
+/* A path: 'quoted' ('' a quote) or bare up to space or ';'. */
+static bool path_arg(scanner *s, gd_buf *out)
+{
+    skip_space(s);
+    if (*s->p == '\'') return quoted(s, out);
+    while (*s->p && *s->p != ';' && *s->p != ' ' && *s->p != '\t' && *s->p != '\n' && *s->p != '\r')
+        gd_buf_putc(out, *s->p++);
+    gd_buf_putc(out, 0);
+    return out->len > 1;
+}
+
+/* While spooling, out and err are these: each write goes to the terminal's
+ * stream and to the spool, in the order written. */
+typedef struct {
+    FILE *term, *copy;
+} tee;
+
+static ssize_t tee_write(void *cookie, const char *buf, size_t n)
+{
+    tee *t = cookie;
+    fwrite(buf, 1, n, t->term);
+    fflush(t->term);
+    fwrite(buf, 1, n, t->copy);
+    fflush(t->copy); /* a push query's rows reach the file as they come */
+    return (ssize_t)n;
+}
+
+static int tee_close(void *cookie)
+{
+    free(cookie);
+    return 0;
+}
+
+static FILE *tee_open(FILE *term, FILE *copy)
+{
+    tee *t = malloc(sizeof *t);
+    if (!t) return NULL;
+    *t = (tee){term, copy};
+    FILE *f = fopencookie(t, "w", (cookie_io_functions_t){.write = tee_write, .close = tee_close});
+    if (!f) free(t);
+    else setvbuf(f, NULL, _IONBF, 0); /* in order with the other stream's writes */
+    return f;
+}
+
+static void spool_off(shell *sh)
+{
+    if (!sh->spool) return;
+    fclose(sh->out);
+    fclose(sh->err);
+    fclose(sh->spool);
+    sh->out = stdout;
+    sh->err = stderr;
+    sh->spool = NULL;
+    fprintf(sh->out, "Spool written to %s\n", sh->spool_path);
+}
+
+/* SPOOL file | SPOOL OFF, in ksqlDB's CLI's words. */
+static int spool(shell *sh, scanner *s)
+{
+    gd_buf path = {0};
+    int rc = GD_ERR;
+    if (!path_arg(s, &path) || !at_end(s)) fprintf(sh->err, "SPOOL takes a file, or OFF\n");
+    else if (!strcasecmp(path.p, "OFF")) {
+        spool_off(sh);
+        rc = GD_OK;
+    } else if (sh->spool) fprintf(sh->err, "Cannot set two spools! Please issue SPOOL OFF.\n");
+    else if (!(sh->spool = fopen(path.p, "w"))) fprintf(sh->err, "Cannot SPOOL to file: %s: %s\n", path.p, strerror(errno));
+    else {
+        if (!realpath(path.p, sh->spool_path)) snprintf(sh->spool_path, sizeof sh->spool_path, "%s", path.p);
+        FILE *out = tee_open(stdout, sh->spool), *err = out ? tee_open(stderr, sh->spool) : NULL;
+        if (!err) {
+            if (out) fclose(out);
+            fclose(sh->spool);
+            sh->spool = NULL;
+            fprintf(sh->err, "Cannot SPOOL to file: %s: out of memory\n", path.p);
+        } else {
+            sh->out = out, sh->err = err;
+            fprintf(sh->out, "Session will be spooled to %s\nEnter SPOOL OFF to disable\n", sh->spool_path);
+            rc = GD_OK;
+        }
+    }
+    gd_buf_free(&path);
+    return rc;
+}
+
+static int run_statements(shell *sh, gd_buf *text, bool to_end, bool interactive);
+
+/* RUN SCRIPT file: its statements as -f runs them (the first failure ends
+ * it); an EXIT in it ends the shell. */
+static int run_script(shell *sh, scanner *s)
+{
+    char second[16];
+    gd_buf path = {0}, text = {0};
+    int rc = GD_ERR;
+    if (!word(s, second, sizeof second) || strcasecmp(second, "SCRIPT") || !path_arg(s, &path) || !at_end(s))
+        fprintf(sh->err, "RUN SCRIPT takes a file\n");
+    else if (sh->script_depth == MAX_SCRIPT_DEPTH)
+        fprintf(sh->err, "RUN SCRIPT %s: scripts run inside one another more than %d deep\n", path.p, MAX_SCRIPT_DEPTH);
+    else {
+        FILE *f = fopen(path.p, "r");
+        if (!f || read_all(f, &text)) fprintf(sh->err, "Failed to read file: %s: %s\n", path.p, strerror(errno));
+        else {
+            sh->script_depth++;
+            rc = run_statements(sh, &text, true, false);
+            sh->script_depth--;
+        }
+        if (f) fclose(f);
+    }
+    gd_buf_free(&path);
+    gd_buf_free(&text);
+    return rc;
+}
+
+/* Whether a line typed at the prompt is one of the CLI's commands, which
+ * need no ';' there. */
+static bool is_command(const char *line)
+{
+    char w[16];
+    scanner s = {line};
+    if (!word(&s, w, sizeof w)) return false;
+    if (!strcasecmp(w, "EXIT") || !strcasecmp(w, "QUIT") || !strcasecmp(w, "HELP")) return at_end(&s);
+    if (!strcasecmp(w, "SPOOL")) return true;
+    return !strcasecmp(w, "RUN") && word(&s, w, sizeof w) && !strcasecmp(w, "SCRIPT");
+}
+
+/* GD_EOF: the statement was EXIT or QUIT. */
 static int run_statement(shell *sh, const char *stmt)
 {
     scanner s = {stmt};
     char first[16];
     word(&s, first, sizeof first);
     interrupted = 0;
+    sh->names_stale = true;
+    if ((!strcasecmp(first, "EXIT") || !strcasecmp(first, "QUIT")) && at_end(&s)) return GD_EOF;
+    if (!strcasecmp(first, "HELP") && at_end(&s)) {
+        help(sh);
+        return GD_OK;
+    }
+    if (!strcasecmp(first, "SPOOL")) return spool(sh, &s);
+    if (!strcasecmp(first, "RUN")) return run_script(sh, &s);
     if (!strcasecmp(first, "SET")) return set_property(sh, &s);
     if (!strcasecmp(first, "UNSET")) return unset_property(sh, &s);
     if (!strcasecmp(first, "DEFINE")) return define_variable(sh, &s);
@@ -459,14 +663,90 @@ static int run_statements(shell *sh, gd_buf *text, bool to_end, bool interactive
             continue;
         }
         if (interactive) remember(stmt);
+        else if (sh->spool) fprintf(sh->spool, "ksql> %s\n", stmt);
         status = run_statement(sh, stmt);
         free(stmt);
-        if (status && !interactive) break;
+        if (status == GD_EOF || (status && !interactive)) break;
     }
     size_t left = text->len - (size_t)(p - text->p);
     memmove(text->p, p, left);
     text->len = blank(text->p, left) ? 0 : left;
     return status;
+}
+
+/* ---- completion ---- */
+
+static const char *const keywords[] = {
+    "ADVANCE", "ALL", "AND", "AS", "ASC", "BETWEEN", "BY", "CASE", "CAST", "CHANGES", "CREATE", "DAYS", "DEFINE",
+    "DELETE", "DESC", "DESCRIBE", "DISTINCT", "DROP", "ELSE", "EMIT", "END", "EXISTS", "EXIT", "EXTENDED", "FALSE",
+    "FINAL", "FROM", "FUNCTION", "FUNCTIONS", "GRACE", "GROUP", "HAVING", "HELP", "HOPPING", "HOURS", "IF", "IN", "IS",
+    "LIKE", "LIMIT", "LIST", "MINUTES", "NOT", "NULL", "OFF", "OR", "ORDER", "PARTITION", "PERIOD", "PROPERTIES",
+    "QUERIES", "QUIT", "RUN", "SCRIPT", "SECONDS", "SELECT", "SET", "SHOW", "SIZE", "SPOOL", "STREAM", "STREAMS",
+    "TABLE", "TABLES", "TERMINATE", "THEN", "TOPIC", "TRUE", "TUMBLING", "UNDEFINE", "UNSET", "VARIABLES", "WHEN",
+    "WHERE", "WINDOW"};
+
+/* readline's completion callbacks cannot be handed state: the shell whose
+ * line is being read, set while it reads. */
+static shell *completing;
+
+/* The tables' and streams' names, as the server lists them. */
+static void fetch_names(shell *sh)
+{
+    sh->names_stale = false;
+    for (size_t i = 0; i < sh->nnames; i++) free(sh->names[i]);
+    sh->nnames = 0;
+    transfer t;
+    transfer_init(&t, sh, false);
+    json_t *body = json_pack("{sssOsO}", "ksql", "SHOW STREAMS; SHOW TABLES;", "streamsProperties", sh->properties,
+                             "sessionVariables", sh->variables);
+    CURLcode rc = post(sh, "/ksql", body, &t);
+    json_decref(body);
+    json_error_t jerr;
+    json_t *entities = rc == CURLE_OK && t.status == 200 ? json_loadb(t.body.p, t.body.len, 0, &jerr) : NULL;
+    size_t i, j;
+    json_t *e, *source;
+    json_array_foreach(entities, i, e) {
+        const json_t *list = json_object_get(e, "streams") ?: json_object_get(e, "tables");
+        json_array_foreach(list, j, source) {
+            const char *name = json_string_value(json_object_get(source, "name"));
+            char **more = name ? realloc(sh->names, sizeof *sh->names * (sh->nnames + 1)) : NULL;
+            if (!more) continue;
+            sh->names = more;
+            sh->names[sh->nnames++] = strdup(name);
+        }
+    }
+    json_decref(entities);
+    gd_buf_free(&t.body);
+}
+
+/* readline's generator: the state-th keyword or name starting with text
+ * (case aside), in lower case when text has a lower-case letter. */
+static char *complete_next(const char *text, int state)
+{
+    shell *sh = completing;
+    size_t *at = &sh->complete_at;
+    size_t nkeywords = sizeof keywords / sizeof keywords[0], len = strlen(text);
+    if (!state) *at = 0;
+    bool lower = false;
+    for (const char *p = text; *p; p++) lower |= *p >= 'a' && *p <= 'z';
+    while (*at < nkeywords + sh->nnames) {
+        const char *w = *at < nkeywords ? keywords[*at] : sh->names[*at - nkeywords];
+        (*at)++;
+        if (!w || strncasecmp(w, text, len)) continue;
+        char *out = strdup(w);
+        for (char *p = out; out && *p; p++)
+            *p = (char)(lower && *p >= 'A' && *p <= 'Z' ? *p + 32 : !lower && *p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        return out;
+    }
+    return NULL;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+    (void)start, (void)end;
+    rl_attempted_completion_over = 1; /* no file names */
+    if (completing->names_stale) fetch_names(completing);
+    return rl_completion_matches(text, complete_next);
 }
 
 /* ---- the read loop ---- */
@@ -488,13 +768,6 @@ static int read_key(FILE *f)
     }
 }
 
-static bool is_exit(const char *line)
-{
-    char w[8];
-    scanner s = {line};
-    return word(&s, w, sizeof w) && (!strcasecmp(w, "exit") || !strcasecmp(w, "quit")) && at_end(&s);
-}
-
 static void interactive(shell *sh)
 {
     char history[1024] = "";
@@ -503,7 +776,11 @@ static void interactive(shell *sh)
     if (history[0]) read_history(history);
     rl_catch_signals = 0;
     rl_getc_function = read_key;
-    fprintf(sh->out, "gamingd SQL shell on %s: statements end with ';', Ctrl-C stops a query, Ctrl-D leaves.\n",
+    completing = sh;
+    sh->names_stale = true;
+    rl_attempted_completion_function = complete;
+    fprintf(sh->out, "gamingd SQL shell on %s: statements end with ';', HELP lists commands, Ctrl-C stops a query, "
+                     "Ctrl-D leaves.\n",
             sh->url);
     gd_buf text = {0};
     for (;;) {
@@ -515,26 +792,16 @@ static void interactive(shell *sh)
             text.len = 0;
             continue;
         }
-        if (!text.len && is_exit(line)) {
-            free(line);
-            break;
-        }
+        if (sh->spool) fprintf(sh->spool, "%s%s\n", text.len ? "    > " : "ksql> ", line);
         gd_buf_puts(&text, line);
         gd_buf_putc(&text, '\n');
+        bool command = text.len == strlen(line) + 1 && is_command(line);
         free(line);
-        run_statements(sh, &text, false, true);
+        if (run_statements(sh, &text, command, true) == GD_EOF) break;
     }
     fputc('\n', sh->out);
     gd_buf_free(&text);
     if (history[0] && !write_history(history)) history_truncate_file(history, HISTORY_LINES);
-}
-
-static int read_all(FILE *f, gd_buf *out)
-{
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) gd_buf_put(out, chunk, n);
-    return ferror(f) ? GD_ERR : GD_OK;
 }
 
 /* ---- arguments ---- */
@@ -620,6 +887,9 @@ static int shell_open(shell *sh, const arguments *a)
 
 static void shell_close(shell *sh)
 {
+    spool_off(sh);
+    for (size_t i = 0; i < sh->nnames; i++) free(sh->names[i]);
+    free(sh->names);
     if (sh->curl) curl_easy_cleanup(sh->curl);
     json_decref(sh->properties);
     json_decref(sh->variables);
@@ -654,6 +924,7 @@ int gd_shell_main(int argc, char **argv)
         else status = read_all(f ? f : stdin, &text);
         if (f) fclose(f);
         if (!status) status = run_statements(&sh, &text, true, false);
+        if (status == GD_EOF) status = GD_OK; /* EXIT */
         gd_buf_free(&text);
     }
     shell_close(&sh);

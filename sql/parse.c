@@ -21,6 +21,7 @@
  *              | WINDOW HOPPING '(' SIZE duration ',' ADVANCE BY duration [',' GRACE PERIOD duration] ')'
  *              | WINDOW SESSION '(' duration [',' GRACE PERIOD duration] ')'
  *              | WHERE expr | GROUP BY (expr {',' expr} | '(' expr ',' expr {',' expr} ')') | HAVING expr
+ *              | PARTITION BY sum {',' sum}
  *              | EMIT (CHANGES|FINAL) | ORDER BY expr [ASC|DESC] {',' ...} | LIMIT integer
  *                (each at most once, in any order: ksqlDB puts WINDOW before
  *                WHERE, the data product's README the other way round)
@@ -40,8 +41,8 @@
  *              | name ['.' name]
  *   literal    = integer | decimal | 'string' | TRUE | FALSE | NULL
  *
- * What ksqlDB has and gamingd does not (joins, other windows, PARTITION BY,
- * INSERT, PRINT, ...) is recognised where it starts and refused by name.
+ * What ksqlDB has and gamingd does not (joins, other windows, INSERT,
+ * PRINT, ...) is recognised where it starts and refused by name.
  * The parser builds gd_expr trees with names unbound; plan.c binds them.
  *
  * Every request is bounded here, before anything recurses on what it
@@ -802,6 +803,45 @@ static bool order_clause(parser *p, gd_sql_select *q)
     return true;
 }
 
+/* Where a token's text starts in the statement (a quoted one: at its quote). */
+static uint32_t token_start(const gd_token *t)
+{
+    return t->offset - (t->type == GD_TK_STRING || t->type == GD_TK_QIDENT);
+}
+
+/* PARTITION BY a, b: value expressions, as ksqlDB's grammar has them (a
+ * condition such as a AND b is a syntax error there too), each kept with
+ * its text for the planner's messages. */
+static bool partition_clause(parser *p, gd_sql_select *q)
+{
+    if (is_sym(&p->tok, "(")) {
+        gd_lexer ahead = p->lx;
+        gd_token after = gd_lexer_next(&ahead);
+        if (is_sym(&after, ")")) {
+            fail_at(p, &p->tok, "PARTITION BY requires at least one expression");
+            return false;
+        }
+    }
+    expr_list l = {0};
+    int cap = 0;
+    do {
+        uint32_t from = token_start(&p->tok);
+        gd_expr *e = !p->failed && deeper(p) ? sum(p) : NULL;
+        p->depth--;
+        if (!e) return false;
+        list_push(p, &l, e);
+        uint32_t to = token_start(&p->tok);
+        while (to > from && (p->lx.start[to - 1] == ' ' || p->lx.start[to - 1] == '\t' || p->lx.start[to - 1] == '\n' ||
+                             p->lx.start[to - 1] == '\r'))
+            to--;
+        q->partition_text = grow(p->arena, q->partition_text, l.n - 1, &cap, sizeof *q->partition_text);
+        q->partition_text[l.n - 1] = (gd_str){p->lx.start + from, to - from};
+    } while (accept_sym(p, ","));
+    q->partition_by = l.v;
+    q->npartition = l.n;
+    return true;
+}
+
 /* A clause keyword seen twice. */
 static bool once(parser *p, bool *seen, const gd_token *at)
 {
@@ -814,7 +854,8 @@ static bool once(parser *p, bool *seen, const gd_token *at)
 
 static bool clauses(parser *p, gd_sql_select *q)
 {
-    bool window = false, where = false, group = false, having = false, emit = false, order = false, limit = false;
+    bool window = false, where = false, group = false, having = false, emit = false, order = false, limit = false,
+         partition = false;
     for (;;) {
         gd_token t = p->tok;
         if (accept_kw(p, "WINDOW")) {
@@ -846,8 +887,7 @@ static bool clauses(parser *p, gd_sql_select *q)
             if (!v) return false;
             q->limit = v->lit.i;
         } else if (accept_kw(p, "PARTITION")) {
-            fail_at(p, &t, "PARTITION BY is not supported");
-            return false;
+            if (!once(p, &partition, &t) || !expect_kw(p, "BY") || !partition_clause(p, q)) return false;
         } else return true;
     }
 }

@@ -8,6 +8,10 @@
  * derived stream, the expression that defines the column over the stream
  * it derives from. A derived stream is thus inlined: a query, a table or
  * another derived stream over it reads its base, with its WHERE added.
+ * PARTITION BY changes no row, only the schema: its expressions become the
+ * stream's key columns, put first (select_list says how, after ksqlDB); a
+ * derived stream's events are not Kafka messages, so there is no message
+ * key to set and nothing to repartition.
  * A REST pull (gd_sql_plan_rows) is planned over the same scope from its
  * parameters rather than from a statement, so it runs in exec.c like SQL's;
  * so is a Grafana target (gd_sql_plan_dashboard): its payload's key values
@@ -147,7 +151,7 @@ int gd_sql_columns(const gd_catalog_entry *e, gd_sql_column *out, int max)
         n++;                                                                                                           \
     } while (0)
     if (!e->is_table) {
-        for (int i = 0; i < e->ncols; i++) PUT(e->cols[i].name, e->cols[i].type, false, false, e->cols[i].pii);
+        for (int i = 0; i < e->ncols; i++) PUT(e->cols[i].name, e->cols[i].type, i < e->nkeys, false, e->cols[i].pii);
         return n;
     }
     const gd_tabledef *t = e->table;
@@ -881,6 +885,173 @@ static bool unique_names(binder *b, const char *const *names, int n)
     return true;
 }
 
+/* ---- the select list of a query that does not aggregate ----
+ * Its items bound over the input (* as the source's columns), then
+ * PARTITION BY's re-keying as ksqlDB has it (its partition-by.json
+ * functional tests): each partitioning expression is a key column -- the
+ * select item that computes it, under that item's name, or, when none
+ * does and the list has a *, a column of its own named after the source
+ * column, else KSQL_COL_n. Key columns come first, in PARTITION BY's
+ * order, then the other items in theirs. PARTITION BY NULL: no key.
+ * sink names the stream a CREATE STREAM AS SELECT makes: its select list
+ * must compute every partitioning expression, and without PARTITION BY a
+ * keyed source's key columns, which it keeps (ksqlDB refuses it otherwise);
+ * NULL, a push query, shows only what it selects. */
+typedef struct {
+    int n, nkeys;
+    gd_expr **x;
+    const char **name; /* lower case */
+    gd_coltype *type;
+    gd_pii *pii;
+} selection;
+
+static bool in_scope(const scope *s, gd_str name)
+{
+    for (int i = 0; i < s->ncols; i++)
+        if (names_eq(name, s->names[i])) return true;
+    return false;
+}
+
+/* The select list's items, unordered: sel->n of them (room is left for
+ * key columns of their own); from_star[i]: item i came from a *. */
+static bool bind_items(binder *b, const gd_sql_select *q, selection *sel, bool *from_star, int *generated)
+{
+    for (int i = 0; i < q->nitems; i++) {
+        const gd_sql_item *it = &q->items[i];
+        if (it->expr->op == GD_E_STAR) {
+            if (it->expr->qualifier.p && !(b->sc.alias.p && gd_str_eq_nocase(it->expr->qualifier, b->sc.alias)) &&
+                !names_eq(it->expr->qualifier, b->sc.entry->name))
+                return fail(b, it->expr, "'%.*s' is not the source of this query", (int)it->expr->qualifier.len,
+                            it->expr->qualifier.p);
+            /* re-keyed, a keyed source's key columns come after its values (as ksqlDB has them) */
+            int keys = q->npartition && !b->sc.table ? b->sc.entry->nkeys : 0;
+            for (int j = 0; j < b->sc.ncols; j++, sel->n++) {
+                int c = (j + keys) % b->sc.ncols;
+                sel->x[sel->n] = b->sc.exprs[c];
+                sel->type[sel->n] = b->sc.types[c];
+                sel->pii[sel->n] = b->sc.pii[c];
+                sel->name[sel->n] = b->sc.names[c];
+                from_star[sel->n] = true;
+            }
+            continue;
+        }
+        gd_expr *x = bind_input(b, it->expr);
+        if (!x) return false;
+        sel->x[sel->n] = x;
+        sel->type[sel->n] = x->type == GD_T_NULL ? GD_T_STRING : x->type;
+        sel->pii[sel->n] = x->pii;
+        sel->name[sel->n++] = item_name(b, it, generated);
+    }
+    return true;
+}
+
+/* The key columns' expressions over the input: PARTITION BY's, or a keyed
+ * source's that a definition keeps; texts for messages, named[i] the
+ * name an added column takes (NULL: generated). */
+static bool bind_keys(binder *b, const gd_sql_select *q, const char *sink, gd_expr **keys, gd_str *texts,
+                      const char **named, int *nkeys)
+{
+    const scope *s = &b->sc;
+    *nkeys = 0;
+    if (!q->npartition) {
+        if (!sink || s->entry->is_table) return true;
+        for (int k = 0; k < s->entry->nkeys; k++, (*nkeys)++)
+            keys[k] = s->exprs[k], texts[k] = gd_str_c(s->names[k]), named[k] = s->names[k];
+        return true;
+    }
+    const gd_expr *at = q->partition_by[0];
+    if (s->entry->is_table) return fail(b, at, "PARTITION BY re-keys a stream; %s is a table", s->entry->name);
+    if (q->npartition > GD_MAX_KEYS) return fail(b, at, "at most %d PARTITION BY expressions", GD_MAX_KEYS);
+    for (int j = 0; j < q->npartition; j++) {
+        const gd_expr *pe = q->partition_by[j];
+        gd_str text = q->partition_text[j];
+        if (pe->op == GD_E_LIT && pe->lit.t == GD_V_NULL) {
+            if (q->npartition > 1) return fail(b, pe, "Cannot PARTITION BY multiple columns including NULL");
+            return true; /* no key */
+        }
+        if (pe->op == GD_E_NAME && !pe->qualifier.p && !in_scope(s, pe->name))
+            for (int i = 0; i < q->nitems; i++)
+                if (q->items[i].alias.p && gd_str_eq_nocase(q->items[i].alias, pe->name))
+                    return fail(b, pe,
+                                "PARTITION BY column '%.*s' cannot be resolved. '%.*s' must be a column in the source "
+                                "schema since PARTITION BY is applied on the input.",
+                                (int)text.len, text.p, (int)text.len, text.p);
+        gd_expr *k = bind_input(b, pe);
+        if (!k) return false;
+        for (int i = 0; i < *nkeys; i++)
+            if (expr_equal(keys[i], k)) return fail(b, pe, "Duplicate PARTITION BY expression: %.*s", (int)text.len, text.p);
+        keys[*nkeys] = k, texts[*nkeys] = text;
+        named[(*nkeys)++] = pe->op == GD_E_NAME ? gd_sql_lower_dup(b->arena, pe->name) : NULL;
+    }
+    return true;
+}
+
+static bool select_list(binder *b, const gd_sql_select *q, const char *sink, selection *out)
+{
+    int cap = GD_MAX_KEYS;
+    for (int i = 0; i < q->nitems; i++) cap += q->items[i].expr->op == GD_E_STAR ? b->sc.ncols : 1;
+    selection sel = {.x = alloc(b, sizeof *sel.x * (size_t)cap),
+                     .name = alloc(b, sizeof *sel.name * (size_t)cap),
+                     .type = alloc(b, sizeof *sel.type * (size_t)cap),
+                     .pii = alloc(b, sizeof *sel.pii * (size_t)cap)};
+    bool *from_star = alloc(b, sizeof *from_star * (size_t)cap);
+    int generated = 0, nkeys;
+    gd_expr *keys[GD_MAX_KEYS];
+    gd_str texts[GD_MAX_KEYS];
+    const char *named[GD_MAX_KEYS];
+    if (!bind_items(b, q, &sel, from_star, &generated) || !bind_keys(b, q, sink, keys, texts, named, &nkeys))
+        return false;
+    bool star = false;
+    for (int i = 0; i < sel.n; i++) star |= from_star[i];
+    int *key_item = alloc(b, sizeof *key_item * (size_t)cap); /* item i is key column key_item[i] - 1 */
+    int placed = 0, at[GD_MAX_KEYS];
+    for (int k = 0; k < nkeys; k++) {
+        at[k] = -1;
+        for (int i = 0; i < sel.n; i++) {
+            if (!expr_equal(sel.x[i], keys[k])) continue;
+            if (at[k] >= 0) {
+                gd_buf up = {0};
+                gd_sql_upper(sel.name[at[k]], &up);
+                gd_buf_puts(&up, " and ");
+                gd_sql_upper(sel.name[i], &up);
+                fail(b, q->npartition ? q->partition_by[k] : NULL,
+                     "The projection contains a key column (`%.*s`) more than once, aliased as: %.*s.", (int)texts[k].len,
+                     texts[k].p, (int)up.len, up.p);
+                gd_buf_free(&up);
+                return false;
+            }
+            at[k] = i;
+        }
+        if (at[k] < 0 && sink && !star)
+            return fail(b, q->npartition ? q->partition_by[k] : NULL,
+                        "The query used to build `%s` must include the %s %.*s in its projection (eg, SELECT %.*s...).",
+                        sink, q->npartition ? "partitioning expression" : "key column", (int)texts[k].len, texts[k].p,
+                        (int)texts[k].len, texts[k].p);
+        if (at[k] < 0 && star) { /* a column of its own */
+            char tmp[32];
+            snprintf(tmp, sizeof tmp, "ksql_col_%d", generated++);
+            at[k] = sel.n;
+            sel.x[sel.n] = keys[k];
+            sel.type[sel.n] = keys[k]->type == GD_T_NULL ? GD_T_STRING : keys[k]->type;
+            sel.pii[sel.n] = keys[k]->pii;
+            sel.name[sel.n++] = named[k] ? named[k] : gd_sql_lower_dup(b->arena, gd_str_c(tmp));
+        }
+        if (at[k] >= 0) key_item[at[k]] = ++placed;
+    }
+    /* keys first, in PARTITION BY's order, then the rest in theirs */
+    *out = (selection){.n = sel.n, .nkeys = placed,
+                       .x = alloc(b, sizeof *sel.x * (size_t)cap),
+                       .name = alloc(b, sizeof *sel.name * (size_t)cap),
+                       .type = alloc(b, sizeof *sel.type * (size_t)cap),
+                       .pii = alloc(b, sizeof *sel.pii * (size_t)cap)};
+    int next = placed;
+    for (int i = 0; i < sel.n; i++) {
+        int to = key_item[i] ? key_item[i] - 1 : next++;
+        out->x[to] = sel.x[i], out->name[to] = sel.name[i], out->type[to] = sel.type[i], out->pii[to] = sel.pii[i];
+    }
+    return unique_names(b, out->name, out->n);
+}
+
 /* Where a select item lands in the row of an aggregation's table. */
 typedef struct {
     int key;    /* >= 0: the key column */
@@ -1135,7 +1306,8 @@ static int derive_stream(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
         return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT, "an aggregation makes a table: CREATE TABLE ... AS SELECT");
     if (q->windowed || q->having || q->norder || q->limit >= 0 || q->emit == GD_EMIT_FINAL)
         return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
-                           "CREATE STREAM AS SELECT takes a select list and WHERE (no WINDOW, HAVING, ORDER BY, LIMIT, EMIT FINAL)");
+                           "CREATE STREAM AS SELECT takes a select list, WHERE and PARTITION BY (no WINDOW, HAVING, ORDER BY, LIMIT, "
+                           "EMIT FINAL)");
     e->kind = GD_SRC_DERIVED;
     e->base = b->sc.reads;
     gd_expr *where = src->kind == GD_SRC_DERIVED ? src->where : NULL;
@@ -1154,31 +1326,14 @@ static int derive_stream(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
         } else where = w;
     }
     e->where = where;
-    int n = 0, cap = 0, generated = 0;
-    for (int i = 0; i < q->nitems; i++) cap += q->items[i].expr->op == GD_E_STAR ? b->sc.ncols : 1;
-    e->cols = alloc(b, sizeof *e->cols * (size_t)cap);
-    e->proj = alloc(b, sizeof *e->proj * (size_t)cap);
-    const char **names = alloc(b, sizeof *names * (size_t)cap);
-    for (int i = 0; i < q->nitems; i++) {
-        const gd_sql_item *it = &q->items[i];
-        if (it->expr->op == GD_E_STAR) {
-            for (int c = 0; c < b->sc.ncols; c++) {
-                e->proj[n] = b->sc.exprs[c];
-                e->cols[n] = (gd_column){b->sc.names[c], b->sc.types[c], n, b->sc.pii[c]};
-                names[n] = b->sc.names[c];
-                n++;
-            }
-            continue;
-        }
-        gd_expr *x = bind_input(b, it->expr);
-        if (!x) return GD_ERR;
-        e->proj[n] = x;
-        e->cols[n] = (gd_column){item_name(b, it, &generated), x->type == GD_T_NULL ? GD_T_STRING : x->type, n, x->pii};
-        names[n] = e->cols[n].name;
-        n++;
-    }
-    e->ncols = e->width = n;
-    return unique_names(b, names, n) ? GD_OK : GD_ERR;
+    selection sel;
+    if (!select_list(b, q, e->name, &sel)) return GD_ERR;
+    e->cols = alloc(b, sizeof *e->cols * (size_t)(sel.n ? sel.n : 1));
+    for (int i = 0; i < sel.n; i++) e->cols[i] = (gd_column){sel.name[i], sel.type[i], i, sel.pii[i]};
+    e->proj = sel.x;
+    e->ncols = e->width = sel.n;
+    e->nkeys = sel.nkeys;
+    return GD_OK;
 }
 
 static int create_table(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
@@ -1190,6 +1345,10 @@ static int create_table(binder *b, const gd_sql_select *q, gd_catalog_entry *e)
         return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
                            "tables are kept over the activity records (the enriched stream or the activity stream), not %s",
                            src->name);
+    if (q->npartition)
+        return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
+                           "PARTITION BY re-keys a stream; a table's key is its GROUP BY (Queries only support one of "
+                           "PARTITION BY and GROUP BY)");
     if (!selects_aggregation(q))
         return gd_sql_fail(b->err, GD_SQL_BAD_STATEMENT,
                            "CREATE TABLE AS SELECT needs an aggregation (GROUP BY, or an aggregate such as COUNT(*))");
@@ -1423,39 +1582,15 @@ static void split_key_filter(binder *b, gd_query_plan *plan)
 /* The select list over the scope: each item an expression and a name. */
 static bool project(binder *b, const gd_sql_select *q, gd_query_plan *plan)
 {
-    int cap = 0;
-    for (int i = 0; i < q->nitems; i++) cap += q->items[i].expr->op == GD_E_STAR ? b->sc.ncols : 1;
-    plan->names = alloc(b, sizeof *plan->names * (size_t)cap);
-    plan->types = alloc(b, sizeof *plan->types * (size_t)cap);
-    plan->proj = alloc(b, sizeof *plan->proj * (size_t)cap);
-    plan->pii = alloc(b, sizeof *plan->pii * (size_t)cap);
-    int n = 0, generated = 0;
-    const char **lower = alloc(b, sizeof *lower * (size_t)cap);
-    for (int i = 0; i < q->nitems; i++) {
-        const gd_sql_item *it = &q->items[i];
-        if (it->expr->op == GD_E_STAR) {
-            if (it->expr->qualifier.p && !(b->sc.alias.p && gd_str_eq_nocase(it->expr->qualifier, b->sc.alias)) &&
-                !names_eq(it->expr->qualifier, b->sc.entry->name))
-                return fail(b, it->expr, "'%.*s' is not the source of this query", (int)it->expr->qualifier.len,
-                            it->expr->qualifier.p);
-            for (int c = 0; c < b->sc.ncols; c++) {
-                plan->proj[n] = b->sc.exprs[c];
-                plan->types[n] = b->sc.types[c];
-                plan->pii[n] = b->sc.pii[c];
-                lower[n++] = b->sc.names[c];
-            }
-            continue;
-        }
-        gd_expr *x = bind_input(b, it->expr);
-        if (!x) return false;
-        plan->pii[n] = x->pii;
-        plan->proj[n] = x;
-        plan->types[n] = x->type == GD_T_NULL ? GD_T_STRING : x->type;
-        lower[n++] = item_name(b, it, &generated);
-    }
-    plan->ncols = n;
-    for (int i = 0; i < n; i++) plan->names[i] = upper_dup(b->arena, lower[i]);
-    return unique_names(b, lower, n);
+    selection sel;
+    if (!select_list(b, q, NULL, &sel)) return false;
+    plan->ncols = sel.n;
+    plan->proj = sel.x;
+    plan->types = sel.type;
+    plan->pii = sel.pii;
+    plan->names = alloc(b, sizeof *plan->names * (size_t)(sel.n ? sel.n : 1));
+    for (int i = 0; i < sel.n; i++) plan->names[i] = upper_dup(b->arena, sel.name[i]);
+    return true;
 }
 
 /* ORDER BY names selected columns: by name, alias or position. */
@@ -1488,6 +1623,9 @@ int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *ar
     if (!aliases_allowed(&b, q) || !open_scope(&b, q)) return GD_ERR;
     const gd_catalog_entry *src = b.sc.entry;
     bool push = q->emit != GD_EMIT_NONE;
+    if (q->npartition && !push) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "Pull queries don't support PARTITION BY clauses.");
+    if (q->npartition && selects_aggregation(q))
+        return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "Queries only support one of PARTITION BY and GROUP BY");
     if (selects_aggregation(q)) {
         if (src->is_table)
             return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "aggregating a table is not supported: aggregate a stream");

@@ -146,6 +146,9 @@ typedef struct {
     gd_expr **group_by;
     int ngroup;
     gd_expr *having;
+    gd_expr **partition_by; /* PARTITION BY's expressions, */
+    gd_str *partition_text; /* each as written */
+    int npartition;
     gd_sql_emit emit;
     gd_sql_order *order;
     int norder;

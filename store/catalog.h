@@ -85,6 +85,7 @@ struct gd_catalog_entry {
     gd_stream_kind kind;
     int ncols;
     gd_column *cols;
+    int nkeys; /* derived: cols[0..nkeys) are its key columns (PARTITION BY) */
     int width; /* values in a row: 1 + the largest column id */
     const gd_catalog_entry *base; /* derived: what it reads (never itself derived) */
     gd_expr *where;               /* derived: over base's rows, or NULL */

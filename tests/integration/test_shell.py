@@ -6,6 +6,9 @@ push query against a stand-in server that records what the shell sends
 (/close-query with the query's id, the key, SET properties and DEFINE
 variables), and an interactive session in tmux against a daemon running the
 generator (pull query, push query stopped with C-c, the prompt back, C-d).
+The shell's own commands as a script and in tmux: HELP, SPOOL (the file's
+lines written out by hand), RUN SCRIPT, EXIT, SET 'auto.offset.reset', and
+Tab completing a keyword and the name of a stream made in the session.
 
 Expected drawings are worked by hand from ksqlDB's CLI rules: a query's
 cells are width / columns - 2 wide (at least 5) and long values wrap; an
@@ -348,5 +351,112 @@ def test_interactive_session_in_tmux(gamingd, tmp_path):
         history = open(os.path.join(t.home, ".gamingd_history")).read().splitlines()
         assert "SELECT game_id, genre FROM gaming_games_table WHERE game_id = 'game_001';" in history
         assert history[-1] == "SHOW VARIABLES;"
+    finally:
+        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True, timeout=TIMEOUT)
+
+
+# ---- the CLI's own commands: HELP, SPOOL, RUN SCRIPT, EXIT, Tab ----
+
+def test_spool_run_script_and_exit_in_a_script(fed, tmp_path):
+    spool = os.path.realpath(str(tmp_path / "session.txt"))
+    script = str(tmp_path / "queries.sql")
+    with open(script, "w") as f:
+        f.write("SET 'auto.offset.reset' = 'earliest';\nSELECT game_id FROM gaming_games_table WHERE game_id = 'g1';\n")
+    r = shell(fed.port, "-e", "SPOOL '%s'; RUN SCRIPT '%s'; SPOOL OFF; exit; SHOW TABLES;" % (spool, script),
+              columns=24)
+    assert r.returncode == 0, r  # EXIT ends the run, as a success; SHOW TABLES never ran
+    sep = "+" + "-" * 22 + "+"  # one column of 24 // 1 - 2
+    result = ["Successfully changed local property 'auto.offset.reset' to 'earliest'. "
+              "Use the UNSET command to revert your change.",
+              sep, "|GAME_ID" + " " * 15 + "|", sep, "|g1" + " " * 20 + "|", "Query terminated"]
+    assert r.stdout.splitlines() == ["Session will be spooled to " + spool, "Enter SPOOL OFF to disable"] + result + [
+        "Spool written to " + spool]
+    # the file: what was shown while spooling, each statement after its prompt
+    assert open(spool).read().splitlines() == [
+        "Session will be spooled to " + spool, "Enter SPOOL OFF to disable",
+        "ksql> RUN SCRIPT '%s';" % script,
+        "ksql> SET 'auto.offset.reset' = 'earliest';", result[0],
+        "ksql> SELECT game_id FROM gaming_games_table WHERE game_id = 'g1';"] + result[1:] + [
+        "ksql> SPOOL OFF;"]
+
+
+def test_help_and_what_the_commands_refuse(fed, tmp_path):
+    r = shell(fed.port, "-e", "help;")
+    assert r.returncode == 0, r
+    out = r.stdout.splitlines()
+    for command in ("help:", "exit, quit:", "spool <path_to_file>, spool off:", "run script <path_to_sql_file>:"):
+        assert command in out, r.stdout
+    assert "\tTab: complete a keyword, or a table or stream name." in out
+    # a script that is not there, one that runs itself, a second spool: status 1, the reason on stderr
+    r = shell(fed.port, "-e", "RUN SCRIPT '%s';" % (tmp_path / "none.sql"))
+    assert r.returncode == 1 and r.stderr == "Failed to read file: %s: No such file or directory\n" % (
+        tmp_path / "none.sql"), r
+    me = tmp_path / "me.sql"
+    me.write_text("RUN SCRIPT '%s';\n" % me)
+    r = shell(fed.port, "-f", str(me))
+    assert r.returncode == 1 and r.stderr == "RUN SCRIPT %s: scripts run inside one another more than 8 deep\n" % me, r
+    r = shell(fed.port, "-e", "SPOOL %s; SPOOL %s;" % (tmp_path / "a.txt", tmp_path / "b.txt"))
+    assert r.returncode == 1 and r.stderr == "Cannot set two spools! Please issue SPOOL OFF.\n", r
+    # the error went to the spool too, which closes with the shell
+    assert open(str(tmp_path / "a.txt")).read().splitlines()[-1] == "Cannot set two spools! Please issue SPOOL OFF."
+    r = shell(fed.port, "-e", "SPOOL %s;" % (tmp_path / "no" / "such" / "dir.txt"))
+    assert r.returncode == 1 and r.stderr.startswith("Cannot SPOOL to file: "), r
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux not installed (make deps)")
+def test_commands_and_tab_completion_in_tmux(fed, tmp_path):
+    spool = os.path.realpath(str(tmp_path / "spooled.txt"))
+    script = str(tmp_path / "vars.sql")
+    with open(script, "w") as f:
+        f.write("DEFINE who = 'me';\nSHOW VARIABLES;\n")
+    t = Tmux(tmp_path)
+    t.socket += "-cmds"
+    t.run("new-session", "-d", "-s", "sh", "-x", "120", "-y", "50",
+          "env HOME=%s %s sql http://127.0.0.1:%d" % (t.home, os.environ["GAMINGD_BIN"], fed.port))
+    prompt = lambda s: s.rstrip().endswith("ksql>")  # noqa: E731
+    try:
+        t.wait_for(prompt, "the prompt")
+        t.type("help")  # no ';' needed for the shell's own commands
+        t.wait_for(lambda s: "Keyboard shortcuts:" in s and prompt(s), "HELP's text")
+        t.run("send-keys", "-t", "sh", "C-l")
+        t.wait_for(lambda s: "Keyboard" not in s, "a clear screen")
+        t.type("spool %s" % spool)
+        t.wait_for(lambda s: "Enter SPOOL OFF to disable" in s and prompt(s), "SPOOL's answer")
+        t.type("CREATE STREAM tab_me AS SELECT game_id FROM gaming_games_stream;")
+        t.wait_for(lambda s: "CSAS_TAB_ME" in s and prompt(s), "the stream made")
+        # Tab: a keyword in the case typed, then the name of the stream just made (asked of the server)
+        t.run("send-keys", "-t", "sh", "descr", "Tab")  # "desc" alone is DESC too
+        t.wait_for(lambda s: s.rstrip().endswith("ksql> describe"), "describe completed")
+        t.run("send-keys", "-t", "sh", "TAB_", "Tab")
+        t.wait_for(lambda s: s.rstrip().endswith("ksql> describe TAB_ME"), "the stream's name completed")
+        t.type(";")
+        t.wait_for(lambda s: "Name                 : TAB_ME" in s and prompt(s), "DESCRIBE TAB_ME")
+        t.run("send-keys", "-t", "sh", "C-l")
+        t.wait_for(lambda s: "TAB_ME" not in s, "a clear screen")
+        t.type("SET 'auto.offset.reset' = 'earliest';")
+        t.wait_for(lambda s: "Successfully changed local property 'auto.offset.reset' to 'earliest'." in s and prompt(s),
+                   "SET's answer")
+        t.type("run script %s" % script)
+        s = t.wait_for(lambda s: "Variable Name" in s and prompt(s), "the script's SHOW VARIABLES")
+        assert " who           | me" in s.splitlines()  # tmux drops trailing blanks
+        t.type("SPOOL OFF")
+        t.wait_for(lambda s: "Spool written to " + spool in s and prompt(s), "SPOOL OFF's answer")
+        t.type("exit")
+        deadline = time.time() + TIMEOUT
+        while t.alive():
+            assert time.time() < deadline, "exit did not end the shell"
+            time.sleep(0.1)
+        lines = open(spool).read().splitlines()
+        assert lines[:2] == ["Session will be spooled to " + spool, "Enter SPOOL OFF to disable"]
+        typed = [l for l in lines if l.startswith("ksql> ")]
+        assert typed == ["ksql> CREATE STREAM tab_me AS SELECT game_id FROM gaming_games_stream;",
+                         "ksql> describe TAB_ME ;",
+                         "ksql> SET 'auto.offset.reset' = 'earliest';",
+                         "ksql> run script %s" % script,
+                         "ksql> DEFINE who = 'me';",
+                         "ksql> SHOW VARIABLES;",
+                         "ksql> SPOOL OFF"]
+        assert "Name                 : TAB_ME" in lines and " who           | me    " in lines
+        assert "Spool written to " + spool not in lines
     finally:
         subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True, timeout=TIMEOUT)
