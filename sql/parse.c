@@ -41,7 +41,7 @@
  *              | name ['.' name]
  *   literal    = integer | decimal | 'string' | TRUE | FALSE | NULL
  *
- * What ksqlDB has and gamingd does not (joins, other windows, INSERT,
+ * What ksqlDB has and gamingd does not (joins, INSERT,
  * PRINT, ...) is recognised where it starts and refused by name.
  * The parser builds gd_expr trees with names unbound; plan.c binds them.
  *
