@@ -64,6 +64,7 @@ static void on_sigint(int sig)
 typedef struct {
     char url[1024];
     char *auth_header;  /* "Authorization: Bearer KEY", or NULL */
+    const char *ca_file; /* certificates that verify an https URL's server (its own, if self-signed), or NULL */
     json_t *properties; /* SET */
     json_t *variables;  /* DEFINE */
     CURL *curl;
@@ -170,6 +171,7 @@ static CURLcode post(shell *sh, const char *path, const json_t *body, transfer *
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (sh->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, sh->ca_file);
     CURLcode rc = curl_easy_perform(c);
     if (!t->status) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t->status);
     curl_slist_free_all(headers);
@@ -808,11 +810,13 @@ static void interactive(shell *sh)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: gamingd sql [URL] [--execute STATEMENTS | -f FILE] [--api-key-file FILE]\n"
+    fprintf(f, "usage: gamingd sql [URL] [--execute STATEMENTS | -f FILE] [--api-key-file FILE] [--ca-file FILE]\n"
                "  URL                       gamingd's address (default " DEFAULT_URL ")\n"
                "  -e, --execute STATEMENTS  run these statements and exit (status 1 on the first error)\n"
                "  -f, --file FILE           run the statements in FILE and exit (status 1 on the first error)\n"
                "  --api-key-file FILE       read the API key from FILE (else GAMINGD_API_KEY)\n"
+               "  --ca-file FILE            verify an https URL's server with the certificates in FILE\n"
+               "                            (a self-signed server's own certificate; else the system's)\n"
                "Interactive without -e / -f when stdin is a terminal; statements end with ';'.\n");
 }
 
@@ -830,7 +834,7 @@ static int read_key_file(const char *path, char *key, size_t n)
 }
 
 typedef struct {
-    const char *url, *execute, *file, *key_file;
+    const char *url, *execute, *file, *key_file, *ca_file;
 } arguments;
 
 static int parse_arguments(arguments *a, int argc, char **argv)
@@ -846,6 +850,7 @@ static int parse_arguments(arguments *a, int argc, char **argv)
         if (!strcmp(arg, "-e") || !strcmp(arg, "--execute")) slot = &a->execute;
         else if (!strcmp(arg, "-f") || !strcmp(arg, "--file")) slot = &a->file;
         else if (!strcmp(arg, "--api-key-file")) slot = &a->key_file;
+        else if (!strcmp(arg, "--ca-file")) slot = &a->ca_file;
         else if (arg[0] == '-' || a->url) {
             fprintf(stderr, "gamingd sql: unknown argument '%s'%s (see gamingd sql --help)\n", arg,
                     strncmp(arg, "--api-key", 9) ? "" : "; the key goes in GAMINGD_API_KEY or --api-key-file");
@@ -869,6 +874,7 @@ static int shell_open(shell *sh, const arguments *a)
     memset(sh, 0, sizeof *sh);
     snprintf(sh->url, sizeof sh->url, "%s", a->url ? a->url : DEFAULT_URL);
     for (size_t n = strlen(sh->url); n && sh->url[n - 1] == '/'; n--) sh->url[n - 1] = 0;
+    sh->ca_file = a->ca_file;
     char key[KEY_MAX] = "";
     if (a->key_file && read_key_file(a->key_file, key, sizeof key)) return GD_ERR;
     if (!a->key_file && getenv("GAMINGD_API_KEY")) snprintf(key, sizeof key, "%s", getenv("GAMINGD_API_KEY"));

@@ -106,3 +106,18 @@ def test_only_tls_1_2_and_1_3_are_negotiated(https, version, accepted):
     negotiated = (out.returncode == 0 and ", Cipher is " in out.stdout and "Cipher is (NONE)" not in out.stdout
                   and ("Protocol  : %s\n" % want in out.stdout or "New, %s, " % want in out.stdout))
     assert negotiated == accepted, out.stdout[-1500:] + out.stderr[-1500:]
+
+
+def test_the_sql_shell_verifies_the_server_with_ca_file(https, tmp_path):
+    """gamingd sql over https: refused without the self-signed certificate
+    (curl's verification, not skipped), answered with --ca-file."""
+    port, _, crt = https
+    keyfile = tmp_path / "key"
+    keyfile.write_text("tls-test-key\n")
+    url = "https://localhost:%d" % port
+    base = [require_binary(), "sql", url, "--api-key-file", str(keyfile), "-e", "SHOW TABLES;"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "certificate" in r.stderr.lower(), (r.stdout, r.stderr)
+    r = subprocess.run(base + ["--ca-file", crt], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "GAMING_ACTIVE_PLAYERS_5MIN" in r.stdout.upper()
