@@ -75,11 +75,12 @@ static inline uint32_t slot_of(uint32_t id, uint32_t cap) { return (id * 2654435
 static void idset_grow(gd_idset *s)
 {
     uint32_t ncap = s->cap ? s->cap * 2 : 8;
-    uint32_t *ns = calloc(ncap, sizeof *ns);
+    uint32_t *ns = malloc(ncap * sizeof *ns); /* zeroed by writing: see alloc_slots in util.c */
     if (!ns) {
         gd_error("out of memory growing a distinct set");
         abort();
     }
+    memset(ns, 0, ncap * sizeof *ns);
     for (uint32_t i = 0; i < s->cap; i++) {
         if (!s->slots[i]) continue;
         uint32_t j = slot_of(s->slots[i] - 1, ncap);

@@ -348,12 +348,15 @@ static void *huge_alloc(size_t bytes)
     return p;
 }
 
-/* A zeroed slot table: small ones from calloc, large ones on huge pages. */
+/* A zeroed slot table: small ones from malloc, large ones on huge pages;
+ * zeroed by writing, not by calloc: calloc's fresh pages would be read
+ * first (probing) and map the shared zero page, and the first write to
+ * each would then copy it and flush the TLB of every core running a thread
+ * of ours. */
 static gd_map_slot *alloc_slots(size_t n)
 {
     size_t bytes = n * sizeof(gd_map_slot);
-    if (bytes < 2 * HUGE_PAGE) return calloc(n, sizeof(gd_map_slot));
-    gd_map_slot *p = huge_alloc(bytes);
+    gd_map_slot *p = bytes < 2 * HUGE_PAGE ? malloc(bytes) : huge_alloc(bytes);
     if (p) memset(p, 0, bytes);
     return p;
 }
