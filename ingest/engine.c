@@ -37,6 +37,8 @@ typedef struct {
 
 const char *const gd_bad_reason_names[GD_BAD_REASON_COUNT] = {"invalid", "future", "too_large"};
 
+enum { MAX_REMOVALS = 16 }; /* another instance's DROPs and TERMINATEs waiting here */
+
 struct gd_engine {
     const gd_config *cfg;
     gd_store *store;
@@ -80,6 +82,15 @@ struct gd_engine {
     gd_arena pending_arena;
     char producer[GD_PRODUCER_LEN + 1]; /* this instance's id, then this run's */
     gd_catalog_entry *adopted; /* a table or stream another instance made, published at the next commit */
+    /* DROPs and TERMINATEs another instance made, applied here a commit each
+     * (take_ddl), in the changelog's order */
+    struct {
+        char name[128];
+        gd_cmd_op op;
+    } removals[MAX_REMOVALS];
+    int nremovals;
+    gd_catalog_entry *removing; /* the removal prepared in the open batch, published at its commit */
+    gd_cmd_op removing_op;
     gd_buf route_key, route_text, route_val;
     bool moved; /* records of held partitions applied since the last mark */
 };
@@ -254,10 +265,25 @@ static int changelog_mark(gd_engine *e)
 
 static int adopt_definition(gd_engine *e, const gd_changelog_record *c);
 
+/* A DROP or TERMINATE another instance made: applied here at a commit of
+ * its own (take_ddl), as soon as no other change is pending. */
+static int queue_removal(gd_engine *e, const gd_changelog_record *c)
+{
+    if (e->nremovals == MAX_REMOVALS || c->table.len >= sizeof e->removals[0].name) {
+        gd_warn("partitioned mode: %s of %.*s by another instance is not applied here: too many at once",
+                c->kind == GD_CL_DROP ? "DROP" : "TERMINATE", (int)c->table.len, c->table.p);
+        return GD_OK;
+    }
+    snprintf(e->removals[e->nremovals].name, sizeof e->removals[0].name, "%.*s", (int)c->table.len, c->table.p);
+    e->removals[e->nremovals++].op = c->kind == GD_CL_DROP ? GD_CMD_DROP : GD_CMD_TERMINATE;
+    return GD_OK;
+}
+
 /* One of another instance's rows into the store. */
 static int apply_changelog_row(gd_engine *e, const gd_changelog_record *c)
 {
     if (c->kind == GD_CL_CREATE) return adopt_definition(e, c);
+    if (c->kind == GD_CL_DROP || c->kind == GD_CL_TERMINATE) return queue_removal(e, c);
     const gd_tabledef *t = gd_catalog_tabledef(e->cat, c->table);
     if (!t || !gd_table_aggregates(t)) return GD_OK; /* a table this instance does not have */
     if (c->kind == GD_CL_ROW) return gd_store_row_put(e->store, e->txn, t, c->key, c->value);
@@ -624,17 +650,46 @@ static int begin_batch(gd_engine *e)
  * the same table or stream when it applies that commit (adopt_definition),
  * and commits at once, so the rows its owners write next find it. */
 
+/* A dropped table's rows, in the open batch. */
+static int remove_rows(gd_engine *e, const gd_catalog_entry *entry)
+{
+    if (!entry->is_table) return GD_OK;
+    return entry->error ? gd_store_delete_table(e->store, e->txn, entry->name, entry->uid)
+                        : gd_store_empty_table(e->store, e->txn, entry->table);
+}
+
+/* The user's definitions as they will be after the change, in the open batch. */
+static int record_catalog(gd_engine *e, const gd_catalog_entry *const *adds, int nadds, const gd_catalog_entry *drop,
+                          const gd_catalog_entry *terminate)
+{
+    gd_catalog_encode(e->cat, adds, nadds, drop, terminate, &e->tmp);
+    return gd_store_meta_put(e->store, e->txn, "catalog", e->tmp.p, e->tmp.len);
+}
+
+/* Partitioned mode: a change made here goes into the changelog ahead of
+ * this commit's mark, so every instance applies it at that point of the
+ * changelog's order. Its key keeps one record per name under compaction: a
+ * DROP takes its CREATE's key, so an instance that joins later makes
+ * neither; a TERMINATE has a key of its own, after its CREATE. */
+static int send_change(gd_engine *e, gd_cmd_op op, const gd_catalog_entry *entry)
+{
+    gd_changelog_kind kind = op == GD_CMD_CREATE ? GD_CL_CREATE : op == GD_CMD_DROP ? GD_CL_DROP : GD_CL_TERMINATE;
+    bool create = op == GD_CMD_CREATE;
+    gd_changelog_encode(&e->route_val, e->producer, kind, entry->name, gd_str_c(entry->is_table ? "T" : "S"),
+                        create ? gd_str_c(entry->sql) : gd_str_c(""));
+    gd_buf_clear(&e->route_key);
+    gd_buf_putc(&e->route_key, op == GD_CMD_TERMINATE ? 'T' : 'C');
+    gd_buf_puts(&e->route_key, entry->name);
+    e->moved = true;
+    return produce_changelog(e);
+}
+
 /* Refuses what cannot be applied; else writes the change into the txn. */
 static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_len)
 {
     gd_cmd_op op = gd_catalog_cmd_op(cmd);
     gd_catalog_entry *entry = gd_catalog_cmd_entry(cmd);
     const gd_catalog_entry *add = NULL, *drop = NULL;
-    if (e->partitioned && op != GD_CMD_CREATE) {
-        snprintf(why, why_len, "DROP and TERMINATE are not supported in partitioned mode yet: every instance "
-                               "would have to apply them at one point of the stream");
-        return GD_ERR;
-    }
     if (e->partitioned && entry->is_table && gd_table_session(entry->table)) {
         snprintf(why, why_len, "SESSION windows are not supported in partitioned mode yet: an instance taking a "
                                "partition over would have to read the open sessions of its groups back first");
@@ -667,31 +722,49 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
             snprintf(why, why_len, "Cannot drop %s: %s reads from it", entry->name, reader->name);
             return GD_ERR;
         }
-        if (entry->is_table && (entry->error ? gd_store_delete_table(e->store, e->txn, entry->name, entry->uid)
-                                             : gd_store_empty_table(e->store, e->txn, entry->table))) {
+        if (remove_rows(e, entry)) {
             snprintf(why, why_len, "the store could not delete the table's rows");
             return GD_ERR;
         }
         drop = entry;
     }
-    gd_catalog_encode(e->cat, &add, add != NULL, drop, op == GD_CMD_TERMINATE ? entry : NULL, &e->tmp);
-    if (gd_store_meta_put(e->store, e->txn, "catalog", e->tmp.p, e->tmp.len)) {
+    if (record_catalog(e, &add, add != NULL, drop, op == GD_CMD_TERMINATE ? entry : NULL)) {
         snprintf(why, why_len, "the store could not record the change");
         return GD_ERR;
     }
-    if (e->partitioned) { /* the others make it when they read it, before this commit's mark */
-        gd_changelog_encode(&e->route_val, e->producer, GD_CL_CREATE, add->name,
-                            gd_str_c(add->is_table ? "T" : "S"), gd_str_c(add->sql));
-        gd_buf_clear(&e->route_key);
-        gd_buf_putc(&e->route_key, 'C');
-        gd_buf_puts(&e->route_key, add->name);
-        e->moved = true;
-        if (produce_changelog(e)) {
-            snprintf(why, why_len, "the change could not be sent to the changelog");
-            return GD_ERR;
-        }
+    if (e->partitioned && send_change(e, op, entry)) {
+        snprintf(why, why_len, "the change could not be sent to the changelog");
+        return GD_ERR;
     }
     return GD_OK;
+}
+
+/* Prepares the first removal another instance made that still applies
+ * here: its rows deleted and the catalog recorded in the open batch,
+ * published at its commit. */
+static void take_removal(gd_engine *e)
+{
+    while (e->nremovals && !e->removing) {
+        gd_cmd_op op = e->removals[0].op;
+        char name[sizeof e->removals[0].name];
+        memcpy(name, e->removals[0].name, sizeof name);
+        memmove(&e->removals[0], &e->removals[1], sizeof e->removals[0] * (size_t)--e->nremovals);
+        gd_catalog_entry *entry = (gd_catalog_entry *)gd_catalog_find(e->cat, gd_str_c(name));
+        if (!entry || entry->builtin || (op == GD_CMD_TERMINATE && atomic_load(&entry->terminated))) continue;
+        const gd_catalog_entry *reader = op == GD_CMD_DROP ? gd_catalog_reader_of(e->cat, entry) : NULL;
+        if (reader) {
+            gd_warn("partitioned mode: %s, dropped by another instance, stays here: %s reads from it", name,
+                    reader->name);
+            continue;
+        }
+        if ((op == GD_CMD_DROP && remove_rows(e, entry)) ||
+            record_catalog(e, NULL, 0, op == GD_CMD_DROP ? entry : NULL, op == GD_CMD_TERMINATE ? entry : NULL)) {
+            gd_error("partitioned mode: %s of %s by another instance could not be recorded", op == GD_CMD_DROP ? "DROP" : "TERMINATE", name);
+            continue;
+        }
+        e->removing = entry;
+        e->removing_op = op;
+    }
 }
 
 /* A table or stream another instance made (partitioned mode): compiled
@@ -749,30 +822,41 @@ static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
     return true;
 }
 
+/* A committed DROP or TERMINATE made visible: its windows no longer kept,
+ * the entry gone from the catalog or marked terminated. */
+static void publish_removal(gd_engine *e, gd_cmd_op op, gd_catalog_entry *entry)
+{
+    if (entry->is_table && !entry->error) { /* a quarantined table has no windows */
+        gd_windows_remove(&e->win, entry->slot);
+        gd_windows_remove(&e->win_worker, entry->slot);
+        if (e->partitioned) e->routes.r[0].tables &= ~(1ULL << entry->slot);
+    }
+    bool dropped = op == GD_CMD_DROP;
+    char name[128];
+    snprintf(name, sizeof name, "%s", entry->name);
+    if (dropped) gd_catalog_remove(e->cat, entry);
+    else atomic_store(&entry->terminated, true);
+    if (e->push.relay) gd_relay_catalog_changed(e->push.relay); /* a dropped stream is carried no more */
+    list_derived(e);
+    gd_info("%s %s", dropped ? "dropped" : "terminated the query of", name);
+}
+
 /* Makes a committed change visible: the catalog, and the windows kept. */
 static void publish_ddl(gd_engine *e, gd_catalog_cmd *cmd)
 {
     gd_cmd_op op = gd_catalog_cmd_op(cmd);
     gd_catalog_entry *entry = gd_catalog_cmd_entry(cmd);
-    if (op == GD_CMD_CREATE) {
-        publish_created(e, entry);
-    } else {
-        if (entry->is_table && !entry->error) { /* a quarantined table has no windows */
-            gd_windows_remove(&e->win, entry->slot);
-            gd_windows_remove(&e->win_worker, entry->slot);
-        }
-        if (op == GD_CMD_DROP) gd_catalog_remove(e->cat, entry);
-        else atomic_store(&entry->terminated, true);
-        list_derived(e);
-        gd_info("%s %s", op == GD_CMD_DROP ? "dropped" : "terminated the query of", entry->name);
-    }
+    if (op == GD_CMD_CREATE) publish_created(e, entry);
+    else publish_removal(e, op, entry);
 }
 
 /* The next catalog change asked for, prepared in the open batch (e->ddl)
  * or refused; one change per commit, another instance's included. */
 static void take_ddl(gd_engine *e)
 {
-    if (e->ddl || e->adopted || !gd_catalog_pending(e->cat)) return;
+    if (e->ddl || e->adopted || e->removing) return;
+    take_removal(e); /* another instance's first: it was made earlier */
+    if (e->removing || !gd_catalog_pending(e->cat)) return;
     gd_catalog_cmd *ddl = gd_catalog_take(e->cat);
     char why[256] = "";
     if (prepare_ddl(e, ddl, why, sizeof why)) gd_catalog_finish(e->cat, ddl, GD_ERR, why); /* nothing written */
@@ -844,6 +928,9 @@ static int commit_batch(gd_engine *e)
         gd_catalog_finish(e->cat, ddl, rc ? GD_ERR : GD_OK, rc ? "the store could not commit the change" : NULL);
     }
     if (adopted && (rc || !publish_created(e, adopted))) gd_catalog_entry_free(adopted);
+    gd_catalog_entry *removing = e->removing;
+    e->removing = NULL;
+    if (removing && !rc) publish_removal(e, e->removing_op, removing);
     if (rc) return rc;
     if (!rc && e->worker) rc = gd_worker_renew(e->worker); /* drained: it sees the commit */
     if (!rc && e->src->committed) e->src->committed(e->src);
@@ -1168,7 +1255,8 @@ int gd_engine_run(gd_engine *e)
             rc = e->failed ? e->failed : GD_ERR;
             break;
         }
-        if (e->adopted || e->batch_records >= e->cfg->batch_records || /* another instance's table: at once */
+        if (e->adopted || e->nremovals || /* another instance's change: at once */
+            e->batch_records >= e->cfg->batch_records ||
             (e->batch_records % 256 == 0 &&
              gd_mono_ns() - e->batch_start_ns >= BUSY_COMMIT_FACTOR * e->cfg->commit_interval_ms * 1000000)) {
             if ((rc = commit_or_postpone(e))) break;

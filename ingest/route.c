@@ -256,7 +256,8 @@ int gd_changelog_decode(gd_str in, gd_changelog_record *out)
         out->value = (gd_str){p, (uint32_t)(end - p)};
         return GD_OK;
     }
-    if (out->kind != GD_CL_ROW && out->kind != GD_CL_SETS && out->kind != GD_CL_DELETE && out->kind != GD_CL_CREATE)
+    if (out->kind != GD_CL_ROW && out->kind != GD_CL_SETS && out->kind != GD_CL_DELETE && out->kind != GD_CL_CREATE &&
+        out->kind != GD_CL_DROP && out->kind != GD_CL_TERMINATE)
         return GD_ERR;
     const char *nul = memchr(p, 0, (size_t)(end - p));
     if (!nul || end - nul < 5) return GD_ERR;

@@ -200,13 +200,16 @@ void gd_route_encode(gd_buf *b, const gd_enriched *e, int32_t src_partition, int
 int gd_route_decode(gd_str in, gd_route_record *out);
 
 /* CREATE: a table or stream made on one instance, for the others (table:
- * its name, key: "T" or "S", value: the statement). */
+ * its name, key: "T" or "S", value: the statement); DROP and TERMINATE
+ * likewise, with no statement. */
 typedef enum {
     GD_CL_ROW = 'R',
     GD_CL_SETS = 'S',
     GD_CL_DELETE = 'D',
     GD_CL_MARK = 'M',
-    GD_CL_CREATE = 'C'
+    GD_CL_CREATE = 'C',
+    GD_CL_DROP = 'X',
+    GD_CL_TERMINATE = 'T'
 } gd_changelog_kind;
 typedef struct {
     gd_str producer; /* GD_PRODUCER_LEN: instance id and run */

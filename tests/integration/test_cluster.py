@@ -519,6 +519,28 @@ def listed(d, table, stream):
     return table in tables and stream in streams
 
 
+def names_of(d):
+    """The tables and streams d lists."""
+    return ({t["name"] for t in d.get("/v1/tables").json["tables"]} |
+            {s["name"] for s in d.get("/v1/streams").json["streams"]})
+
+
+def ctas_query(d, table):
+    """The id of the running persistent query keeping table on d, or None."""
+    status, doc = ksql(d, "SHOW QUERIES;")
+    assert status == 200, doc
+    ids = [q["id"] for q in doc[0]["queries"]
+           if q["id"].upper().startswith("CTAS_%s_" % table.upper()) and q["state"] == "RUNNING"]
+    return ids[0] if ids else None
+
+
+def wait_for(ok, what, timeout=60):
+    deadline = time.time() + timeout
+    while not ok():
+        assert time.time() < deadline, "not " + what
+        time.sleep(0.2)
+
+
 def game_counts(d):
     """game_counts as {(game_id, window_start): total}, or None while d
     answers 503 (restoring)."""
@@ -536,7 +558,8 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
     instance answers the table in full, equal to the same figures of a
     built-in table the reference computes, and pushes the stream whole. A
     third instance joining later makes both from the changelog alone. What
-    the routes cannot serve -- another grouping, DROP -- is refused."""
+    the routes cannot serve -- another grouping -- is refused. Then TERMINATE
+    on one instance and DROP on others take effect on all three."""
     records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 93)
     ref = reference_of(records)
     expected = {(r["game_id"], r["window_start"]): r["total_activities"]
@@ -556,8 +579,6 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
         status, doc = ksql(a, "CREATE TABLE by_player AS SELECT player_id, COUNT(*) AS n "
                               "FROM gaming_real_time_intelligence_platform GROUP BY player_id EMIT CHANGES;")
         assert status == 400 and "GROUP BY game_id" in json.dumps(doc), doc
-        status, doc = ksql(b, "DROP STREAM purchases;")
-        assert status == 400 and "partitioned" in json.dumps(doc), doc
         deadline = time.time() + 30
         while not all(listed(d, "game_counts", "purchases") for d in (a, b)) and time.time() < deadline:
             time.sleep(0.2)
@@ -577,5 +598,18 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
                 counts = game_counts(d) if listed(d, "game_counts", "purchases") else None
             assert counts == expected, (d.port, counts and len(counts), len(expected), d.log_tail())
         assert "created table game_counts" in open(c.log_path, errors="replace").read()
+        # TERMINATE on b: every instance stops the query, the table stays
+        status, doc = ksql(b, "TERMINATE %s;" % ctas_query(b, "game_counts"))
+        assert status == 200, doc
+        wait_for(lambda: all(ctas_query(d, "game_counts") is None for d in (a, b, c)), "terminated everywhere")
+        assert all(game_counts(d) == expected for d in (a, b, c))
+        # DROP of the stream on c (which made it from the changelog), of the table on a
+        status, doc = ksql(c, "DROP STREAM purchases;")
+        assert status == 200, doc
+        status, doc = ksql(a, "DROP TABLE game_counts;")
+        assert status == 200, doc
+        wait_for(lambda: not any(names_of(d) & {"game_counts", "purchases"} for d in (a, b, c)), "dropped everywhere")
+        for d in (a, b, c):
+            assert d.get("/v1/tables/game_counts").status == 404
     finally:
         f.cleanup()
