@@ -30,8 +30,9 @@
  * takes a partition over finds the state and position of its previous owner
  * there, restored from Kafka, not from the other's disk. A table or stream
  * made while running travels in the changelog too (GD_CL_CREATE), so every
- * instance makes it at the same point of that order; a table must then fit
- * the routes planned at start (gd_routes_fit). */
+ * instance makes it at the same point of that order, and so do DROP and
+ * TERMINATE (GD_CL_DROP, GD_CL_TERMINATE); a table must fit the routes
+ * planned at start (gd_routes_fit). */
 #include <string.h>
 
 #include "window.h"
