@@ -170,6 +170,7 @@ typedef struct {
     char topic[300];
     uint64_t tables;               /* the catalog slots kept from its records */
     const gd_tabledef *keyed_by;   /* NULL: game_id */
+    uint32_t fields;               /* the source fields its records carry (route.c) */
 } gd_route;
 typedef struct {
     gd_route r[GD_MAX_ROUTES];
@@ -193,9 +194,10 @@ typedef struct {
     int64_t processing_timestamp;
     int32_t src_partition;
     int64_t src_offset;
+    uint32_t fields; /* those carried; the others are NULL */
 } gd_route_record;
-/* e as a route record into b (cleared first). */
-void gd_route_encode(gd_buf *b, const gd_enriched *e, int32_t src_partition, int64_t src_offset);
+/* e as a route record carrying fields (a gd_route's) into b (cleared first). */
+void gd_route_encode(gd_buf *b, const gd_enriched *e, uint32_t fields, int32_t src_partition, int64_t src_offset);
 /* The record's strings point into in. */
 int gd_route_decode(gd_str in, gd_route_record *out);
 
