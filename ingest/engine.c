@@ -743,6 +743,7 @@ static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
         return false;
     }
     if (entry->is_table) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
+    /* route 0 carries every field a table can read already (route.c): its fields stay */
     if (e->partitioned && entry->is_table) e->routes.r[0].tables |= 1ULL << entry->slot;
     if (e->push.relay) gd_relay_catalog_changed(e->push.relay);
     list_derived(e);

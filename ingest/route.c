@@ -27,14 +27,15 @@
  * read (GD_E_COL nodes and field ids are enriched fields; route_sources
  * says which source fields each is made of), route 0 everything an enriched
  * field can show -- the output, the push streams and derived streams made
- * while running read them all, and a table made while running joins it --
- * which leaves out only what no enriched field reads (release date, price,
- * sign-up date, play time, the rows' own ids). Every route also carries the
- * event time, the ids and the activity type the decoder requires. A field
- * left out decodes as NULL, which nothing reading that route looks at, so
- * every answer stays the same; the record names its fields (a bitmap), so
- * a decoder needs nothing but the bytes to read it, and refuses fields it
- * does not know.
+ * while running read them all; a table made while running joins route 0,
+ * whose fields then cover it already -- which leaves out only what no
+ * enriched field reads (release date, price, sign-up date, play time, the
+ * rows' own ids). Every route also carries the event time, the ids and the
+ * activity type the decoder requires. A field left out decodes as NULL,
+ * which nothing reading that route looks at, so every answer stays the
+ * same; the record names its fields (a bitmap), so a decoder needs nothing
+ * but the bytes to read it, and refuses fields it does not know. (Records
+ * of the earlier encoding, whole rows after an 'R', are refused.)
  *
  * The changelog (one partition, so its order is total) carries every row
  * an instance writes to its windowed tables, and after the rows of each

@@ -161,7 +161,8 @@ void gd_render_enriched(const gd_enriched *e, gd_buf *out);
 /* ---- partitioned mode (route.c) ----
  * Route 0 is keyed by game_id and carries every record: the tables grouping
  * by game_id, the figures, the enriched output. Each other table has a route
- * keyed by its group key, carrying the records that go into it. */
+ * keyed by its group key, carrying the records that go into it. A route's
+ * records carry only the source fields its readers read (its fields). */
 /* A changelog record names its producer: the instance id, then 8 hex digits
  * new at every start -- rows a run wrote and never marked stay unapplied
  * when the instance starts again. */
