@@ -354,14 +354,15 @@ static int process_changelog(gd_engine *e, const gd_record *rec)
 }
 
 /* A record of this instance's activity partitions: checked and enriched
- * here, then sent to each route it travels on. */
+ * here, then sent to each route it travels on, with the fields that route's
+ * readers read. */
 static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched *en)
 {
     e->moved = true;
-    gd_route_encode(&e->route_val, en, rec->partition, rec->offset);
-    gd_str value = {e->route_val.p, (uint32_t)e->route_val.len};
     for (int r = 0; r < e->routes.n; r++) {
         if (!gd_route_key(&e->routes.r[r], en, &e->scratch, &e->route_key, &e->route_text)) continue;
+        gd_route_encode(&e->route_val, en, e->routes.r[r].fields, rec->partition, rec->offset);
+        gd_str value = {e->route_val.p, (uint32_t)e->route_val.len};
         int rc = gd_output_internal(e->kafka_out, e->routes.r[r].topic, -1,
                                     (gd_str){e->route_key.p, (uint32_t)e->route_key.len}, value);
         if (rc) return rc;
@@ -815,6 +816,7 @@ static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
         return false;
     }
     if (entry->is_table) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
+    /* route 0 carries every field a table can read already (route.c): its fields stay */
     if (e->partitioned && entry->is_table) e->routes.r[0].tables |= 1ULL << entry->slot;
     if (e->push.relay) gd_relay_catalog_changed(e->push.relay);
     list_derived(e);

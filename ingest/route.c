@@ -21,6 +21,22 @@
  * the source partition and offset, so a record sent twice (the router died
  * after sending and before committing) is recognised and skipped.
  *
+ * Of those rows, a route carries only the fields its consumers read (its
+ * `fields`, a bit per source field, worked out once when the routes are
+ * planned): a table's route what its keys, WHERE and aggregate arguments
+ * read (GD_E_COL nodes and field ids are enriched fields; route_sources
+ * says which source fields each is made of), route 0 everything an enriched
+ * field can show -- the output, the push streams and derived streams made
+ * while running read them all; a table made while running joins route 0,
+ * whose fields then cover it already -- which leaves out only what no
+ * enriched field reads (release date, price, sign-up date, play time, the
+ * rows' own ids). Every route also carries the event time, the ids and the
+ * activity type the decoder requires. A field left out decodes as NULL,
+ * which nothing reading that route looks at, so every answer stays the
+ * same; the record names its fields (a bitmap), so a decoder needs nothing
+ * but the bytes to read it, and refuses fields it does not know. (Records
+ * of the earlier encoding, whole rows after an 'R', are refused.)
+ *
  * The changelog (one partition, so its order is total) carries every row
  * an instance writes to its windowed tables, and after the rows of each
  * commit a mark with the positions that commit reached. Every instance
@@ -44,10 +60,85 @@ static bool groups_by_game(const gd_tabledef *def)
     return false;
 }
 
+/* ---- the fields a route carries ----
+ * Bit i of a route's fields is the i-th source field of the activity, then
+ * of the game, then of the player (their gd_fieldspec order). */
+
+static const gd_fieldspec *const route_rows[] = {gd_activity_fields, gd_game_fields, gd_player_fields};
+static const gd_topic route_row_topics[] = {GD_TOPIC_ACTIVITY, GD_TOPIC_GAMES, GD_TOPIC_PLAYERS};
+
+/* The bit of the source field of topic named name (0: none). */
+static uint32_t source_bit(gd_topic topic, const char *name)
+{
+    unsigned bit = 0;
+    for (int row = 0; row < 3; row++)
+        for (const gd_fieldspec *f = route_rows[row]; f->name; f++, bit++)
+            if (route_row_topics[row] == topic && !strcmp(f->name, name)) return 1u << bit;
+    return 0;
+}
+
+/* The source fields enriched field f is made of: the one it copies
+ * (gd_output_fields), or the activity's field SPEC §4 derives it from
+ * (gd_enrich_with). The times always travel; the figures are route 0's own. */
+static uint32_t route_sources(gd_field f)
+{
+    if (f == GD_F_PLAYER_SEGMENT) return source_bit(GD_TOPIC_ACTIVITY, "score");
+    if (f == GD_F_SESSION_TYPE) return source_bit(GD_TOPIC_ACTIVITY, "duration_seconds");
+    if (f == GD_F_HAS_PURCHASE) return source_bit(GD_TOPIC_ACTIVITY, "in_game_purchases");
+    for (size_t i = 0; i < gd_output_field_count; i++)
+        if (gd_output_fields[i].field == f && gd_output_fields[i].from_field)
+            return source_bit(gd_output_fields[i].from_topic, gd_output_fields[i].from_field);
+    return 0;
+}
+
+/* What every route carries: what the decoder requires. */
+static uint32_t required_sources(void)
+{
+    return source_bit(GD_TOPIC_ACTIVITY, "activity_timestamp") | route_sources(GD_F_GAME_ID) |
+           route_sources(GD_F_PLAYER_ID) | route_sources(GD_F_ACTIVITY_TYPE);
+}
+
+static bool note_column(const gd_expr *x, void *ctx)
+{
+    if (x->op == GD_E_COL) *(uint32_t *)ctx |= route_sources((gd_field)x->index);
+    return false; /* on through the whole tree */
+}
+
+static uint32_t expr_sources(const gd_expr *x)
+{
+    uint32_t bits = 0;
+    if (x) gd_expr_any(x, note_column, &bits);
+    return bits;
+}
+
+/* The source fields table def reads from a record: its keys', WHERE's and
+ * aggregates' (HAVING and expression columns read keys and slots). */
+static uint32_t table_sources(const gd_tabledef *def)
+{
+    uint32_t bits = expr_sources(def->where);
+    for (int k = 0; k < def->nkeys; k++)
+        bits |= def->keys[k].field >= 0 ? route_sources((gd_field)def->keys[k].field) : expr_sources(def->keys[k].expr);
+    for (int c = 0; c < def->nslots; c++) {
+        const gd_coldef *col = &def->cols[c];
+        bits |= col->field >= 0 ? route_sources((gd_field)col->field) : expr_sources(col->arg);
+        bits |= expr_sources(col->expr);
+    }
+    return bits;
+}
+
+/* Route 0's: every source field an enriched field shows. */
+static uint32_t enriched_sources(void)
+{
+    uint32_t bits = 0;
+    for (int f = GD_F_NONE; f < GD_F_COUNT; f++) bits |= route_sources((gd_field)f);
+    return bits;
+}
+
 int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
 {
     memset(rt, 0, sizeof *rt);
     rt->n = 1;
+    rt->r[0].fields = required_sources() | enriched_sources();
     snprintf(rt->r[0].topic, sizeof rt->r[0].topic, "%s-repartition-game_id", cfg->application_id);
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
         const gd_catalog_entry *e = gd_catalog_table(cat, i);
@@ -67,6 +158,7 @@ int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
         gd_route *r = &rt->r[rt->n++];
         r->keyed_by = e->table;
         r->tables = 1ULL << i;
+        r->fields = required_sources() | table_sources(e->table);
         snprintf(r->topic, sizeof r->topic, "%s-repartition-%s", cfg->application_id, e->table->name);
     }
     snprintf(rt->changelog, sizeof rt->changelog, "%s-changelog", cfg->application_id);
@@ -101,16 +193,24 @@ bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd
 }
 
 /* ---- route records ----
- * 'R', the source partition (4 bytes) and offset (8), the processing time
- * (8), the activity's fields, then the game's and the player's (a byte 1
- * before each row present, 0 when the join found none). A string is its
- * length (4 bytes, all ones: null) and bytes; a number a byte (set) and 8. */
+ * 'F', the source partition (4 bytes) and offset (8), the processing time
+ * (8), the fields carried (4: a bit each, as above), then of the activity's
+ * fields those carried, a byte 1 before the game's row (0 when the join
+ * found none) and its fields carried, the same for the player's. A string
+ * is its length (4 bytes, all ones: null) and bytes; a number a byte (set)
+ * and 8. A field not carried takes no byte and decodes as NULL; the event
+ * time (the activity's one GD_FT_TS field) is always carried. */
 
-enum { ROUTE_MAGIC = 'R', NULL_LEN = 0xffffffffu };
+enum { ROUTE_MAGIC = 'F', NULL_LEN = 0xffffffffu };
 
-static void put_row(gd_buf *b, const gd_fieldspec *fields, const void *row)
+/* row's carried fields into b; *carried: the bits still to go, row's
+ * shifted out (row NULL: the join found none, nothing written). */
+static void put_row(gd_buf *b, const gd_fieldspec *fields, const void *row, uint32_t *carried)
 {
     for (const gd_fieldspec *f = fields; f->name; f++) {
+        bool carry = *carried & 1;
+        *carried >>= 1;
+        if (!carry || !row) continue;
         const char *at = (const char *)row + f->offset;
         if (f->type == GD_FT_STR) {
             const gd_str *s = (const gd_str *)at;
@@ -132,18 +232,19 @@ static void put_row(gd_buf *b, const gd_fieldspec *fields, const void *row)
     }
 }
 
-void gd_route_encode(gd_buf *b, const gd_enriched *e, int32_t src_partition, int64_t src_offset)
+void gd_route_encode(gd_buf *b, const gd_enriched *e, uint32_t fields, int32_t src_partition, int64_t src_offset)
 {
     gd_buf_clear(b);
     gd_buf_putc(b, ROUTE_MAGIC);
     gd_buf_put_u32be(b, (uint32_t)src_partition);
     gd_buf_put_u64be(b, (uint64_t)src_offset);
     gd_buf_put_u64be(b, (uint64_t)e->processing_timestamp);
-    put_row(b, gd_activity_fields, e->a);
+    gd_buf_put_u32be(b, fields);
+    put_row(b, gd_activity_fields, e->a, &fields);
     gd_buf_putc(b, e->game != NULL);
-    if (e->game) put_row(b, gd_game_fields, e->game);
+    put_row(b, gd_game_fields, e->game, &fields);
     gd_buf_putc(b, e->player != NULL);
-    if (e->player) put_row(b, gd_player_fields, e->player);
+    put_row(b, gd_player_fields, e->player, &fields);
 }
 
 typedef struct {
@@ -160,9 +261,16 @@ static bool get_u64(reader *r, uint64_t *out)
     return true;
 }
 
-static bool get_row(reader *r, const gd_fieldspec *fields, void *row)
+/* put_row's reverse: row's carried fields (row zeroed before: those not
+ * carried stay NULL); present false: none written, row left alone. A
+ * required field (GD_FT_TS) not carried is an error. */
+static bool get_row(reader *r, const gd_fieldspec *fields, void *row, bool present, uint32_t *carried)
 {
     for (const gd_fieldspec *f = fields; f->name; f++) {
+        bool carry = *carried & 1;
+        *carried >>= 1;
+        if (!carry && f->type == GD_FT_TS) return false;
+        if (!carry || !present) continue;
         char *at = (char *)row + f->offset;
         uint64_t v;
         if (f->type == GD_FT_STR) {
@@ -195,6 +303,14 @@ static bool get_row(reader *r, const gd_fieldspec *fields, void *row)
     return true;
 }
 
+/* A presence byte (0 or 1). */
+static bool get_flag(reader *r, bool *out)
+{
+    if (!take(r, 1) || *r->p > 1) return false;
+    *out = *r->p++ != 0;
+    return true;
+}
+
 int gd_route_decode(gd_str in, gd_route_record *out)
 {
     memset(out, 0, sizeof *out);
@@ -207,13 +323,14 @@ int gd_route_decode(gd_str in, gd_route_record *out)
     out->src_offset = (int64_t)v;
     if (!get_u64(&r, &v)) return GD_ERR;
     out->processing_timestamp = (int64_t)v;
-    if (!get_row(&r, gd_activity_fields, &out->a) || !take(&r, 1) || *r.p > 1) return GD_ERR;
-    out->has_game = *r.p++ != 0;
-    if (out->has_game && !get_row(&r, gd_game_fields, &out->game)) return GD_ERR;
-    if (!take(&r, 1) || *r.p > 1) return GD_ERR;
-    out->has_player = *r.p++ != 0;
-    if (out->has_player && !get_row(&r, gd_player_fields, &out->player)) return GD_ERR;
-    if (r.p != r.end) return GD_ERR;
+    if (!take(&r, 4)) return GD_ERR;
+    uint32_t carried = out->fields = gd_get_u32be(r.p);
+    r.p += 4;
+    if (!get_row(&r, gd_activity_fields, &out->a, true, &carried) || !get_flag(&r, &out->has_game) ||
+        !get_row(&r, gd_game_fields, &out->game, out->has_game, &carried) || !get_flag(&r, &out->has_player) ||
+        !get_row(&r, gd_player_fields, &out->player, out->has_player, &carried))
+        return GD_ERR;
+    if (carried || r.p != r.end) return GD_ERR; /* fields this decoder does not know, or bytes after */
     /* what the source decoders require, so that window arithmetic and lags stay in range
      * whoever wrote the topic */
     const gd_activity *a = &out->a;

@@ -161,7 +161,8 @@ void gd_render_enriched(const gd_enriched *e, gd_buf *out);
 /* ---- partitioned mode (route.c) ----
  * Route 0 is keyed by game_id and carries every record: the tables grouping
  * by game_id, the figures, the enriched output. Each other table has a route
- * keyed by its group key, carrying the records that go into it. */
+ * keyed by its group key, carrying the records that go into it. A route's
+ * records carry only the source fields its readers read (its fields). */
 /* A changelog record names its producer: the instance id, then 8 hex digits
  * new at every start -- rows a run wrote and never marked stay unapplied
  * when the instance starts again. */
@@ -170,6 +171,7 @@ typedef struct {
     char topic[300];
     uint64_t tables;               /* the catalog slots kept from its records */
     const gd_tabledef *keyed_by;   /* NULL: game_id */
+    uint32_t fields;               /* the source fields its records carry (route.c) */
 } gd_route;
 typedef struct {
     gd_route r[GD_MAX_ROUTES];
@@ -193,9 +195,10 @@ typedef struct {
     int64_t processing_timestamp;
     int32_t src_partition;
     int64_t src_offset;
+    uint32_t fields; /* those carried; the others are NULL */
 } gd_route_record;
-/* e as a route record into b (cleared first). */
-void gd_route_encode(gd_buf *b, const gd_enriched *e, int32_t src_partition, int64_t src_offset);
+/* e as a route record carrying fields (a gd_route's) into b (cleared first). */
+void gd_route_encode(gd_buf *b, const gd_enriched *e, uint32_t fields, int32_t src_partition, int64_t src_offset);
 /* The record's strings point into in. */
 int gd_route_decode(gd_str in, gd_route_record *out);
 
