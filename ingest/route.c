@@ -201,7 +201,19 @@ bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd
  * and 8. A field not carried takes no byte and decodes as NULL; the event
  * time (the activity's one GD_FT_TS field) is always carried. */
 
-enum { ROUTE_MAGIC = 'F', NULL_LEN = 0xffffffffu };
+/* 'R': a record of a gamingd from before routes were trimmed, read on so
+ * that a cluster upgraded in place loses none left in the route topics:
+ * the same, with no field bits and every field carried. */
+enum { ROUTE_MAGIC = 'F', WHOLE_ROUTE_MAGIC = 'R', NULL_LEN = 0xffffffffu };
+
+/* Every source field's bit: what a whole ('R') record carries. */
+static uint32_t all_sources(void)
+{
+    unsigned n = 0;
+    for (size_t row = 0; row < sizeof route_rows / sizeof *route_rows; row++)
+        for (const gd_fieldspec *f = route_rows[row]; f->name; f++) n++;
+    return n >= 32 ? UINT32_MAX : (1u << n) - 1;
+}
 
 /* row's carried fields into b; *carried: the bits still to go, row's
  * shifted out (row NULL: the join found none, nothing written). */
@@ -316,16 +328,17 @@ int gd_route_decode(gd_str in, gd_route_record *out)
     memset(out, 0, sizeof *out);
     reader r = {(const unsigned char *)in.p, (const unsigned char *)in.p + in.len};
     uint64_t v;
-    if (!take(&r, 5) || *r.p++ != ROUTE_MAGIC) return GD_ERR;
+    if (!take(&r, 5) || (*r.p != ROUTE_MAGIC && *r.p != WHOLE_ROUTE_MAGIC)) return GD_ERR;
+    bool whole = *r.p++ == WHOLE_ROUTE_MAGIC;
     out->src_partition = (int32_t)gd_get_u32be(r.p);
     r.p += 4;
     if (!get_u64(&r, &v)) return GD_ERR;
     out->src_offset = (int64_t)v;
     if (!get_u64(&r, &v)) return GD_ERR;
     out->processing_timestamp = (int64_t)v;
-    if (!take(&r, 4)) return GD_ERR;
-    uint32_t carried = out->fields = gd_get_u32be(r.p);
-    r.p += 4;
+    if (!whole && !take(&r, 4)) return GD_ERR;
+    uint32_t carried = out->fields = whole ? all_sources() : gd_get_u32be(r.p);
+    if (!whole) r.p += 4;
     if (!get_row(&r, gd_activity_fields, &out->a, true, &carried) || !get_flag(&r, &out->has_game) ||
         !get_row(&r, gd_game_fields, &out->game, out->has_game, &carried) || !get_flag(&r, &out->has_player) ||
         !get_row(&r, gd_player_fields, &out->player, out->has_player, &carried))

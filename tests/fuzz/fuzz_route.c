@@ -80,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gd_enrich_with(&en, a, rr.has_game ? &rr.game : NULL, rr.has_player ? &rr.player : NULL, rr.processing_timestamp);
     gd_buf again = {0};
     gd_route_encode(&again, &en, rr.fields, rr.src_partition, rr.src_offset);
-    if (again.len != value.len || memcmp(again.p, value.p, value.len)) __builtin_trap(); /* one encoding */
+    if (value.p[0] == 'F' && (again.len != value.len || memcmp(again.p, value.p, value.len)))
+        __builtin_trap(); /* one encoding (an old whole 'R' record is written again trimmed) */
     gd_buf_free(&again);
     return 0;
 }

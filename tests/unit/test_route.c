@@ -236,8 +236,19 @@ static void malformed_records_are_refused(void **state)
         assert_int_equal(decode(&b, b.len), GD_ERR);
     }
     gd_route_encode(&b, &f->en, fields, 0, 7);
-    b.p[0] = 'R'; /* another encoding's magic */
+    b.p[0] = 'X'; /* another encoding's magic */
     assert_int_equal(decode(&b, b.len), GD_ERR);
+    /* a whole record of an older gamingd: 'R', no field bits, every field */
+    gd_route_encode(&b, &f->en, UINT32_MAX >> 6, 0, 7); /* the 26 source fields */
+    b.p[0] = 'R';
+    memmove(b.p + 21, b.p + 25, b.len - 25);
+    b.len -= 4;
+    gd_route_record whole;
+    assert_int_equal(gd_route_decode((gd_str){b.p, (uint32_t)b.len}, &whole), GD_OK);
+    assert_int_equal(whole.fields, UINT32_MAX >> 6);
+    assert_true(gd_str_eq(whole.a.player_id, f->a.player_id));
+    assert_true(whole.has_game && gd_str_eq(whole.game.genre, f->en.game->genre));
+    assert_int_equal(whole.a.activity_timestamp, f->a.activity_timestamp);
     gd_enriched alone;
     gd_enrich_with(&alone, &f->a, NULL, NULL, 1700000000500);
     gd_route_encode(&b, &alone, fields, 0, 7);
