@@ -490,9 +490,25 @@ void gd_json_put_dbl(gd_buf *b, double v)
     gd_buf_put(b, tmp, (size_t)n);
 }
 
+/* An ARRAY as a JSON array, a MAP as an object (its keys are strings). */
+static void put_list(gd_buf *b, gd_value v)
+{
+    bool map = v.t == GD_V_MAP;
+    gd_buf_putc(b, map ? '{' : '[');
+    uint32_t at = 0;
+    gd_value e;
+    for (int i = 0; gd_list_next(v.s, &at, &e); i++) {
+        if (i) gd_buf_putc(b, map && i % 2 ? ':' : ',');
+        gd_json_put_value(b, e);
+    }
+    gd_buf_putc(b, map ? '}' : ']');
+}
+
 void gd_json_put_value(gd_buf *b, gd_value v)
 {
     switch (v.t) {
+    case GD_V_ARRAY:
+    case GD_V_MAP: put_list(b, v); break;
     case GD_V_NULL: gd_buf_put(b, "null", 4); break;
     case GD_V_INT: gd_json_put_int(b, v.i); break;
     case GD_V_DBL: gd_json_put_dbl(b, v.d); break;
