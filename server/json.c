@@ -363,6 +363,30 @@ int gd_json_next_key(gd_json *j, gd_str *key)
     return 1;
 }
 
+int gd_json_array_begin(gd_json *j)
+{
+    skip_ws(j);
+    if (j->p >= j->end || *j->p != '[') return fail(j, "expected an array");
+    j->p++;
+    j->members = 0;
+    return GD_OK;
+}
+
+int gd_json_next_element(gd_json *j)
+{
+    skip_ws(j);
+    if (j->p >= j->end) return fail(j, "unterminated array");
+    if (*j->p == ']') {
+        j->p++;
+        return 0;
+    }
+    if (j->members++ > 0) {
+        if (*j->p != ',') return fail(j, "expected ',' between elements");
+        j->p++;
+    }
+    return 1;
+}
+
 int gd_json_end(gd_json *j)
 {
     skip_ws(j);

@@ -45,6 +45,11 @@ const char *gd_coltype_name(gd_coltype t);
 static inline bool gd_coltype_collection(gd_coltype t) { return t >= GD_T_ARRAY_STRING; }
 /* ARRAY<t> of a scalar type t (not NULL). */
 static inline gd_coltype gd_coltype_array_of(gd_coltype t) { return (gd_coltype)(GD_T_ARRAY_STRING + t); }
+/* An ARRAY's element type, a MAP's value type. */
+static inline gd_coltype gd_coltype_member(gd_coltype t)
+{
+    return t == GD_T_MAP_STRING_BIGINT ? GD_T_BIGINT : (gd_coltype)(t - GD_T_ARRAY_STRING);
+}
 /* The common type of two (comparison, CASE, COALESCE): a NULL takes the
  * other's, numbers widen to BIGINT or DOUBLE; false when there is none. */
 bool gd_coltype_unify(gd_coltype a, gd_coltype b, gd_coltype *out);
