@@ -599,8 +599,8 @@ static gd_agg slot_kind(agg_kind k, gd_coltype arg, gd_coltype *out)
 }
 
 /* LATEST_BY_OFFSET(x, ignoreNulls) and EARLIEST_BY_OFFSET(x, ignoreNulls):
- * a BOOLEAN literal; the N-valued forms (a number there) return an ARRAY,
- * a type gamingd does not have. */
+ * a BOOLEAN literal; the N-valued forms (a number there), which return an
+ * ARRAY, gamingd does not keep. */
 static bool offset_options(binder *b, const gd_expr *call, gd_coldef *col)
 {
     const gd_expr *o = call->args[1];
@@ -609,7 +609,7 @@ static bool offset_options(binder *b, const gd_expr *call, gd_coldef *col)
         return true;
     }
     if (o->op == GD_E_LIT && o->lit.t == GD_V_INT)
-        return fail(b, o, "%.*s(x, N) returns an ARRAY of N values, a type gamingd does not have", (int)call->name.len,
+        return fail(b, o, "%.*s(x, N) returns an ARRAY of N values, which gamingd does not keep", (int)call->name.len,
                     call->name.p);
     return fail(b, o, "the second argument of %.*s is ignoreNulls, a BOOLEAN literal (TRUE or FALSE)",
                 (int)call->name.len, call->name.p);
