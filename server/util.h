@@ -7,6 +7,7 @@
  *  - gd_map: open-addressing hash map from byte strings to a pointer. Keys are
  *    copied (short ones into the slot); gd_map_del leaves a deleted slot
  *    that probing passes over until the next growth.
+ *  - gd_list: the encoded elements of an ARRAY or MAP value.
  *  - duration parsing ("500ms", "30s", "5m", "2h", "7d").
  */
 #ifndef GD_UTIL_H
