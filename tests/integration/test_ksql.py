@@ -349,7 +349,7 @@ def test_user_tables_survive_restart_and_kill9(gamingd, tmp_path):
 def test_array_and_map_aggregates_in_a_table_read_by_sql_and_rest(gamingd, tmp_path):
     """A table with TOPK, TOPKDISTINCT, COLLECT_LIST, COLLECT_SET and
     HISTOGRAM: its rows through /query-stream (the header's ARRAY and MAP
-    types), /query, DESCRIBE and /v1/tables, as JSON arrays and objects;
+    types), /query, DESCRIBE, /v1/tables and SSE, as JSON arrays and objects;
     the same after a restart, and still counting (lists read back from LMDB).
     Expected values are computed here from the records written."""
     src = str(tmp_path / "src.jsonl")
@@ -398,6 +398,7 @@ def test_array_and_map_aggregates_in_a_table_read_by_sql_and_rest(gamingd, tmp_p
                    for c in t["value_columns"]}
         assert columns["per_player"] == "MAP<STRING, BIGINT>" and columns["top2"] == "ARRAY<BIGINT>"
 
+    sse = Stream(d.port, "lists")
     with open(src, "a") as f:
         for r in recs[:6]:
             f.write(json.dumps(r) + "\n")
@@ -408,6 +409,20 @@ def test_array_and_map_aggregates_in_a_table_read_by_sql_and_rest(gamingd, tmp_p
     v1 = json.loads(body)
     assert v1[0]["header"]["schema"] == "`TOP2` ARRAY<BIGINT>, `PER_PLAYER` MAP<STRING, BIGINT>"
     assert v1[1]["row"]["columns"] == [[12, 9], {"p1": 1, "p3": 1, "p2": 1}]
+    # SSE: the table's changes (a row per group and commit) since the
+    # subscription, its lists as JSON arrays and objects; the last of each
+    # group is its row
+    try:
+        assert sse.status == 200, sse.body
+        last = {e.json["game_id"]: e.json for e in sse.take(100, deadline_s=10, silence_s=2)}
+    finally:
+        sse.close()
+    assert sorted([r["game_id"], r["window_start"], r["window_end"], r["top2"], r["top2d"], r["players"],
+                   r["distinct_players"], r["per_player"]] for r in last.values()) == expected(recs[:6])
+    status, _, body = post(d.port, "/query-stream", {"sql": "SELECT game_id, top2 FROM lists ORDER BY top2;"})
+    assert status == 400 and "ARRAYs and MAPs have no order" in json.loads(body)["message"]
+    r = d.get("/v1/tables/lists?order_by=per_player")
+    assert r.status == 400 and "ARRAYs and MAPs have no order" in r.json["message"]
     status, doc = ksql(d.port, "DESCRIBE lists;")
     fields = {f["name"]: f["schema"] for f in doc[0]["sourceDescription"]["fields"]}
     assert fields["TOP2"] == {"type": "ARRAY", "fields": None,
