@@ -432,10 +432,17 @@ def test_array_and_map_aggregates_in_a_table_read_by_sql_and_rest(gamingd, tmp_p
     d = gamingd(src, args=["--grace", "3650d"], data_dir=data)
     wait_applied(d, 11)
     check(d, recs[:6])
+    # a push query on the table reads its changes back, lists included
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    c.request("POST", "/query-stream", body=json.dumps({"sql": "SELECT * FROM lists EMIT CHANGES LIMIT 1;"}))
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.readline())["columnTypes"][-1] == "MAP<STRING, BIGINT>"
     with open(src, "a") as f:
-        for r in recs[6:]:
-            f.write(json.dumps(r) + "\n")
+        for rec in recs[6:]:
+            f.write(json.dumps(rec) + "\n")
     wait_applied(d, 15)
+    pushed = [json.loads(l) for l in r.read().decode().split("\n") if l]
+    assert len(pushed) == 1 and pushed[0] in [row for k in range(7, 11) for row in expected(recs[:k])], pushed
     check(d, recs)
 
 
