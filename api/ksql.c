@@ -644,6 +644,18 @@ static void show_functions(const gd_sql_stmt *st, gd_buf *b)
     gd_buf_puts(b, "],\"warnings\":[]}");
 }
 
+/* A column's type as ksqlDB's SchemaInfo: an ARRAY's or MAP's base type,
+ * its element's (a MAP's value's) as memberSchema. */
+static void put_schema(gd_buf *b, gd_coltype t)
+{
+    bool list = gd_coltype_collection(t);
+    gd_buf_printf(b, "{\"type\":\"%s\",\"fields\":null,\"memberSchema\":",
+                  !list ? gd_coltype_name(t) : t == GD_T_MAP_STRING_BIGINT ? "MAP" : "ARRAY");
+    if (list) put_schema(b, gd_coltype_member(t));
+    else gd_buf_puts(b, "null");
+    gd_buf_putc(b, '}');
+}
+
 /* DESCRIBE FUNCTION name: a scalar function's one signature, as ksqlDB's
  * describe_function entity has them. */
 static bool describe_function(const gd_sql_stmt *st, gd_buf *b, gd_reply *r)
@@ -715,8 +727,9 @@ static void describe(const gd_api_ctx *ctx, const gd_request *req, const gd_sql_
         first = false;
         gd_buf_puts(b, "{\"name\":");
         put_upper(b, cols[i].name);
-        gd_buf_printf(b, ",\"schema\":{\"type\":\"%s\",\"fields\":null,\"memberSchema\":null}%s}",
-                      gd_coltype_name(cols[i].type), cols[i].key ? ",\"type\":\"KEY\"" : "");
+        gd_buf_puts(b, ",\"schema\":");
+        put_schema(b, cols[i].type);
+        gd_buf_printf(b, "%s}", cols[i].key ? ",\"type\":\"KEY\"" : "");
     }
     gd_buf_printf(b, "],\"type\":\"%s\",\"timestamp\":\"\",\"statistics\":\"\",\"errorStats\":\"\",\"extended\":%s,"
                      "\"keyFormat\":\"KAFKA\",\"valueFormat\":\"%s\",\"topic\":",

@@ -3,8 +3,9 @@
  *
  * Per table, the open windows are a list, newest first (records nearly
  * always hit the newest, out-of-order ones a step or two back). Per window, a
- * map from group key to group, and an arena holding groups, keys and LATEST
- * strings: a window that closes is freed in one go. COUNT_DISTINCT sets hold
+ * map from group key to group, and an arena holding groups, keys, LATEST
+ * strings and the lists of TOPK, COLLECT_LIST, ... (store/tables.h: each
+ * bounded, grown by doubling): a window that closes is freed in one go. COUNT_DISTINCT sets hold
  * ids of values interned once per record (server/intern.h). Groups touched
  * since the last commit sit on a dirty list; the commit writes each once,
  * however many records touched it, which is what lets ingest outrun LMDB's

@@ -149,13 +149,15 @@ typedef enum {
     GD_F_COUNT
 } gd_field;
 
-typedef enum { GD_V_NULL, GD_V_INT, GD_V_DBL, GD_V_STR, GD_V_BOOL } gd_vtype;
+/* GD_V_ARRAY and GD_V_MAP (what TOPK, COLLECT_LIST, HISTOGRAM, ... give)
+ * hold their elements encoded in s (server/util.h: gd_list). */
+typedef enum { GD_V_NULL, GD_V_INT, GD_V_DBL, GD_V_STR, GD_V_BOOL, GD_V_ARRAY, GD_V_MAP } gd_vtype;
 typedef struct {
     gd_vtype t;
     union {
         int64_t i; /* GD_V_INT, and GD_V_BOOL as 0 or 1 */
         double d;
-        gd_str s;
+        gd_str s;  /* GD_V_STR; GD_V_ARRAY and GD_V_MAP: the encoded elements */
     };
 } gd_value;
 

@@ -363,6 +363,30 @@ int gd_json_next_key(gd_json *j, gd_str *key)
     return 1;
 }
 
+int gd_json_array_begin(gd_json *j)
+{
+    skip_ws(j);
+    if (j->p >= j->end || *j->p != '[') return fail(j, "expected an array");
+    j->p++;
+    j->members = 0;
+    return GD_OK;
+}
+
+int gd_json_next_element(gd_json *j)
+{
+    skip_ws(j);
+    if (j->p >= j->end) return fail(j, "unterminated array");
+    if (*j->p == ']') {
+        j->p++;
+        return 0;
+    }
+    if (j->members++ > 0) {
+        if (*j->p != ',') return fail(j, "expected ',' between elements");
+        j->p++;
+    }
+    return 1;
+}
+
 int gd_json_end(gd_json *j)
 {
     skip_ws(j);
@@ -490,9 +514,25 @@ void gd_json_put_dbl(gd_buf *b, double v)
     gd_buf_put(b, tmp, (size_t)n);
 }
 
+/* An ARRAY as a JSON array, a MAP as an object (its keys are strings). */
+static void put_list(gd_buf *b, gd_value v)
+{
+    bool map = v.t == GD_V_MAP;
+    gd_buf_putc(b, map ? '{' : '[');
+    uint32_t at = 0;
+    gd_value e;
+    for (int i = 0; gd_list_next(v.s, &at, &e); i++) {
+        if (i) gd_buf_putc(b, map && i % 2 ? ':' : ',');
+        gd_json_put_value(b, e);
+    }
+    gd_buf_putc(b, map ? '}' : ']');
+}
+
 void gd_json_put_value(gd_buf *b, gd_value v)
 {
     switch (v.t) {
+    case GD_V_ARRAY:
+    case GD_V_MAP: put_list(b, v); break;
     case GD_V_NULL: gd_buf_put(b, "null", 4); break;
     case GD_V_INT: gd_json_put_int(b, v.i); break;
     case GD_V_DBL: gd_json_put_dbl(b, v.d); break;

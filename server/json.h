@@ -39,6 +39,10 @@ void gd_json_init(gd_json *j, gd_str text, gd_arena *scratch);
 int gd_json_object_begin(gd_json *j);
 int gd_json_next_key(gd_json *j, gd_str *key); /* 1: key read, 0: end */
 int gd_json_value(gd_json *j, gd_jval *v);
+/* Array walk, alike: gd_json_array_begin, then gd_json_next_element
+ * until it returns 0, reading each element with gd_json_value. */
+int gd_json_array_begin(gd_json *j);
+int gd_json_next_element(gd_json *j); /* 1: an element follows, 0: end */
 /* Like gd_json_value, but an object or array is only delimited (strings
  * respected), not validated: for a value that is parsed again whole later
  * (the envelope's value, which the record decoder reads). */

@@ -224,6 +224,59 @@ void gd_buf_put(gd_buf *b, const void *p, size_t n)
     b->len += n;
 }
 
+size_t gd_list_elem_size(gd_value v)
+{
+    return v.t == GD_V_NULL ? 1 : v.t == GD_V_STR ? 5 + (size_t)v.s.len : 9;
+}
+
+void gd_list_elem_write(char *dst, gd_value v)
+{
+    dst[0] = (char)v.t;
+    if (v.t == GD_V_NULL) return;
+    if (v.t != GD_V_STR) {
+        memcpy(dst + 1, &v.i, 8); /* i and d share the bytes */
+        return;
+    }
+    memcpy(dst + 1, &v.s.len, 4);
+    if (v.s.len) memcpy(dst + 5, v.s.p, v.s.len);
+}
+
+void gd_list_put(gd_buf *b, gd_value v)
+{
+    size_t n = gd_list_elem_size(v);
+    gd_buf_reserve(b, n);
+    gd_list_elem_write(b->p + b->len, v);
+    b->len += n;
+}
+
+bool gd_list_next(gd_str list, uint32_t *at, gd_value *out)
+{
+    if (*at >= list.len) return false;
+    const char *p = list.p + *at;
+    uint32_t left = list.len - *at;
+    out->t = (gd_vtype)(unsigned char)p[0];
+    switch (out->t) {
+    case GD_V_NULL: *at += 1; return true;
+    case GD_V_INT:
+    case GD_V_DBL:
+    case GD_V_BOOL:
+        if (left < 9) return false;
+        memcpy(&out->i, p + 1, 8);
+        *at += 9;
+        return true;
+    case GD_V_STR: {
+        uint32_t n;
+        if (left < 5) return false;
+        memcpy(&n, p + 1, 4);
+        if (left - 5 < n) return false;
+        out->s = (gd_str){p + 5, n};
+        *at += 5 + n;
+        return true;
+    }
+    default: return false;
+    }
+}
+
 void gd_buf_putc(gd_buf *b, char c)
 {
     gd_buf_reserve(b, 1);

@@ -7,6 +7,7 @@
  *  - gd_map: open-addressing hash map from byte strings to a pointer. Keys are
  *    copied (short ones into the slot); gd_map_del leaves a deleted slot
  *    that probing passes over until the next growth.
+ *  - gd_list: the encoded elements of an ARRAY or MAP value.
  *  - duration parsing ("500ms", "30s", "5m", "2h", "7d").
  */
 #ifndef GD_UTIL_H
@@ -47,6 +48,18 @@ uint32_t gd_get_u32be(const void *p);
 uint16_t gd_get_u16be(const void *p);
 
 uint64_t gd_hash(const void *p, size_t n);
+
+/* gd_list: the elements of an ARRAY or MAP value, scalars encoded one after
+ * the other: a gd_vtype byte, then 8 bytes (INT, DBL, BOOL: host order) or
+ * a u32 length (host order) and the bytes (STR); NULL is the byte alone. A
+ * MAP's elements alternate keys and values. The same bytes are a table
+ * row's state and the value readers render (store/tables.h). */
+size_t gd_list_elem_size(gd_value v); /* of a scalar */
+void gd_list_elem_write(char *dst, gd_value v); /* gd_list_elem_size(v) bytes */
+void gd_list_put(gd_buf *b, gd_value v);
+/* The element at *at into out (STR pointing into list), *at moved past
+ * it; false at the end or when the bytes are no list. */
+bool gd_list_next(gd_str list, uint32_t *at, gd_value *out);
 
 enum { GD_MAP_INLINE_KEY = 40 };
 

@@ -41,6 +41,33 @@ static gd_value json_value(const gd_jval *v, gd_coltype type)
     }
 }
 
+/* An ARRAY or MAP column of a row its table published, back into a
+ * gd_list in scratch; NULL when the JSON is not one. */
+static gd_value json_list(const gd_jval *v, gd_coltype type, gd_arena *scratch)
+{
+    bool map = type == GD_T_MAP_STRING_BIGINT;
+    gd_value out = {.t = GD_V_NULL};
+    if (v->t != (map ? GD_J_OBJ : GD_J_ARR)) return out;
+    gd_buf b = {0};
+    gd_json j;
+    gd_jval e;
+    gd_str name;
+    int more;
+    gd_json_init(&j, v->raw, scratch);
+    if (map ? gd_json_object_begin(&j) : gd_json_array_begin(&j)) return out;
+    while ((more = map ? gd_json_next_key(&j, &name) : gd_json_next_element(&j)) == 1) {
+        if (gd_json_value(&j, &e)) break;
+        if (map) gd_list_put(&b, (gd_value){.t = GD_V_STR, .s = name});
+        gd_list_put(&b, json_value(&e, gd_coltype_member(type)));
+    }
+    if (more == 0) {
+        gd_value text = gd_value_from_buf(&b, scratch); /* frees b */
+        out = (gd_value){.t = map ? GD_V_MAP : GD_V_ARRAY, .s = text.s};
+    }
+    gd_buf_free(&b);
+    return out;
+}
+
 /* Fills row (width values, NULL first) from a flat JSON object, each member
  * by name at index(name); false when it is not such an object. */
 static bool object_row(gd_str json, gd_arena *scratch, gd_value *row, int width,
@@ -58,7 +85,7 @@ static bool object_row(gd_str json, gd_arena *scratch, gd_value *row, int width,
         gd_coltype type;
         int at = index(ctx, name, &type);
         if (at == -2) return false; /* a member that says the row is no row (deleted) */
-        if (at >= 0 && at < width) row[at] = json_value(&v, type);
+        if (at >= 0 && at < width) row[at] = gd_coltype_collection(type) ? json_list(&v, type, scratch) : json_value(&v, type);
     }
     return more == 0;
 }

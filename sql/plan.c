@@ -386,6 +386,11 @@ static gd_expr *bind_operator(binder *b, const gd_expr *e, gd_expr *(*bind)(bind
     for (int i = 0; i < e->nargs; i++) {
         if (!(c->args[i] = bind(b, e->args[i]))) return NULL;
         if (c->args[i]->pii && !c->pii) c->pii = GD_PII_DERIVED, c->pii_from = c->args[i]->pii_from;
+        if (gd_coltype_collection(c->args[i]->type) && e->op != GD_E_IS_NULL) {
+            fail(b, e->args[i], "ARRAY and MAP values (here %s) can be selected and tested with IS [NOT] NULL; gamingd "
+                                "has no operator or function over them", type_name(c->args[i]->type));
+            return NULL;
+        }
     }
     if (!check_node(b, c)) return NULL;
     note_pii_use(b, c, c->type == GD_T_BOOLEAN ? "filtering or comparing on" : "computing on");
@@ -437,7 +442,12 @@ typedef enum {
     AGG_MIN,
     AGG_MAX,
     AGG_LATEST,
-    AGG_EARLIEST
+    AGG_EARLIEST,
+    AGG_TOPK,
+    AGG_TOPK_DISTINCT,
+    AGG_COLLECT_LIST,
+    AGG_COLLECT_SET,
+    AGG_HISTOGRAM
 } agg_kind;
 
 static const struct {
@@ -445,7 +455,8 @@ static const struct {
     agg_kind kind;
 } aggregates[] = {{"COUNT", AGG_COUNT}, {"COUNT_DISTINCT", AGG_COUNT_DISTINCT}, {"SUM", AGG_SUM}, {"AVG", AGG_AVG},
                   {"MIN", AGG_MIN},     {"MAX", AGG_MAX},   {"LATEST_BY_OFFSET", AGG_LATEST},
-                  {"EARLIEST_BY_OFFSET", AGG_EARLIEST}};
+                  {"EARLIEST_BY_OFFSET", AGG_EARLIEST}, {"TOPK", AGG_TOPK}, {"TOPKDISTINCT", AGG_TOPK_DISTINCT},
+                  {"COLLECT_LIST", AGG_COLLECT_LIST}, {"COLLECT_SET", AGG_COLLECT_SET}, {"HISTOGRAM", AGG_HISTOGRAM}};
 
 static agg_kind aggregate_named(gd_str name)
 {
@@ -475,7 +486,7 @@ const char *gd_sql_aggregate_at(int i)
 /* ksqlDB aggregates gamingd does not have, to name them in the error. */
 static bool other_aggregate(gd_str name)
 {
-    static const char *const names[] = {"TOPK", "TOPKDISTINCT", "COLLECT_LIST", "COLLECT_SET", "HISTOGRAM", "ATTR"};
+    static const char *const names[] = {"ATTR"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (names_eq(name, names[i])) return true;
     return false;
@@ -582,13 +593,18 @@ static gd_agg slot_kind(agg_kind k, gd_coltype arg, gd_coltype *out)
         return arg == GD_T_STRING ? GD_AGG_MAX_STR : arg == GD_T_DOUBLE ? GD_AGG_MAX_DBL : GD_AGG_MAX_INT;
     case AGG_LATEST: *out = arg; return arg == GD_T_STRING ? GD_AGG_LATEST : GD_AGG_LATEST_NUM;
     case AGG_EARLIEST: *out = arg; return arg == GD_T_STRING ? GD_AGG_EARLIEST : GD_AGG_EARLIEST_NUM;
+    case AGG_TOPK: *out = gd_coltype_array_of(arg); return GD_AGG_TOPK;
+    case AGG_TOPK_DISTINCT: *out = gd_coltype_array_of(arg); return GD_AGG_TOPK_DISTINCT;
+    case AGG_COLLECT_LIST: *out = gd_coltype_array_of(arg); return GD_AGG_COLLECT_LIST;
+    case AGG_COLLECT_SET: *out = gd_coltype_array_of(arg); return GD_AGG_COLLECT_SET;
+    case AGG_HISTOGRAM: *out = GD_T_MAP_STRING_BIGINT; return GD_AGG_HISTOGRAM;
     default: return GD_AGG_COUNT_STAR;
     }
 }
 
 /* LATEST_BY_OFFSET(x, ignoreNulls) and EARLIEST_BY_OFFSET(x, ignoreNulls):
- * a BOOLEAN literal; the N-valued forms (a number there) return an ARRAY,
- * a type gamingd does not have. */
+ * a BOOLEAN literal; the N-valued forms (a number there), which return an
+ * ARRAY, gamingd does not keep. */
 static bool offset_options(binder *b, const gd_expr *call, gd_coldef *col)
 {
     const gd_expr *o = call->args[1];
@@ -597,10 +613,38 @@ static bool offset_options(binder *b, const gd_expr *call, gd_coldef *col)
         return true;
     }
     if (o->op == GD_E_LIT && o->lit.t == GD_V_INT)
-        return fail(b, o, "%.*s(x, N) returns an ARRAY of N values, a type gamingd does not have", (int)call->name.len,
+        return fail(b, o, "%.*s(x, N) returns an ARRAY of N values, which gamingd does not keep", (int)call->name.len,
                     call->name.p);
     return fail(b, o, "the second argument of %.*s is ignoreNulls, a BOOLEAN literal (TRUE or FALSE)",
                 (int)call->name.len, call->name.p);
+}
+
+/* TOPK(x, k) and TOPKDISTINCT(x, k): k an INTEGER literal, 1 to
+ * GD_LIST_MAX_ELEMS; ksqlDB's TOPK(x, other..., k), whose elements are
+ * STRUCTs, is refused. */
+static bool topk_size(binder *b, const gd_expr *call, gd_coldef *col)
+{
+    if (call->nargs > 2)
+        return fail(b, call, "%.*s(x, other columns..., k) returns STRUCTs, a type gamingd does not have: use %.*s(x, k)",
+                    (int)call->name.len, call->name.p, (int)call->name.len, call->name.p);
+    if (call->nargs != 2) return fail(b, call, "%.*s takes two arguments: a column and k", (int)call->name.len, call->name.p);
+    const gd_expr *k = call->args[1];
+    if (k->op != GD_E_LIT || k->lit.t != GD_V_INT || k->lit.i < 1 || k->lit.i > GD_LIST_MAX_ELEMS)
+        return fail(b, k, "the k of %.*s is an INTEGER literal from 1 to %d", (int)call->name.len, call->name.p,
+                    GD_LIST_MAX_ELEMS);
+    col->limit = (uint16_t)k->lit.i;
+    return true;
+}
+
+/* The argument types ksqlDB's aggregates returning an ARRAY or a MAP take
+ * (over gamingd's types): false with the error otherwise. */
+static bool list_argument(binder *b, const gd_expr *call, agg_kind k, gd_coltype t)
+{
+    if (k == AGG_HISTOGRAM && t != GD_T_STRING)
+        return fail(b, call, "HISTOGRAM takes a STRING, not %s", type_name(t));
+    if ((k == AGG_TOPK || k == AGG_TOPK_DISTINCT) && !gd_coltype_numeric(t) && t != GD_T_STRING)
+        return fail(b, call, "%.*s takes a number or a STRING, not %s", (int)call->name.len, call->name.p, type_name(t));
+    return true;
 }
 
 /* Fills slot c of def from an aggregate call; false on a bad call. */
@@ -617,9 +661,11 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
         col->field = -1;
         return true;
     }
-    bool by_offset = k == AGG_LATEST || k == AGG_EARLIEST;
+    bool by_offset = k == AGG_LATEST || k == AGG_EARLIEST, topk = k == AGG_TOPK || k == AGG_TOPK_DISTINCT;
     if (by_offset && call->nargs == 2 && !offset_options(b, call, col)) return false;
-    if (call->nargs != 1 && !(by_offset && call->nargs == 2))
+    if (topk && !topk_size(b, call, col)) return false;
+    if (!topk && k >= AGG_TOPK) col->limit = GD_LIST_MAX_ELEMS;
+    if (call->nargs != 1 && !(by_offset && call->nargs == 2) && !topk)
         return fail(b, call, "%.*s takes one argument", (int)call->name.len, call->name.p);
     if (has_aggregate(call->args[0])) return fail(b, call->args[0], "aggregates cannot be nested");
     gd_expr *arg = bind_input(b, call->args[0]);
@@ -634,6 +680,7 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
         return fail(b, call, "%.*s takes a number or a STRING, not %s", (int)call->name.len, call->name.p,
                     type_name(t));
     if (t == GD_T_NULL) return fail(b, call, "%.*s of NULL has no type", (int)call->name.len, call->name.p);
+    if (k >= AGG_TOPK && !list_argument(b, call, k, t)) return false;
     col->agg = slot_kind(k, t, &col->type);
     col->field = arg->op == GD_E_COL ? arg->index : -1;
     col->arg = arg->op == GD_E_COL ? NULL : arg;
@@ -1607,6 +1654,9 @@ static bool bind_order(binder *b, const gd_sql_select *q, gd_query_plan *plan)
             for (int c = 0; c < plan->ncols && col < 0; c++)
                 if (names_eq(e->name, plan->names[c])) col = c;
         if (col < 0) return fail(b, e, "ORDER BY names a selected column (by name, alias or position)");
+        if (gd_coltype_collection(plan->types[col]))
+            return fail(b, e, "ORDER BY cannot order by %s (%s): ARRAYs and MAPs have no order", plan->names[col],
+                        type_name(plan->types[col]));
         if (plan->pii[col] && !b->pii_use.column) b->pii_use = (gd_pii_use){plan->names[col], "ordering by"};
         plan->order_cols[i] = col;
     }
@@ -1770,6 +1820,9 @@ int gd_sql_plan_rows(const gd_catalog *cat, const gd_query *q, const char *order
         for (int i = 0; i < plan->ncols && col < 0; i++)
             if (!strcmp(order_by, plan->names[i])) col = i;
         if (col < 0) return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "order_by: %s has no column '%s'", t->name, order_by);
+        if (gd_coltype_collection(plan->types[col]))
+            return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "order_by: %s is %s: ARRAYs and MAPs have no order",
+                               order_by, gd_coltype_name(plan->types[col]));
         plan->order = alloc(&b, sizeof *plan->order);
         plan->order->desc = desc;
         plan->order_cols[0] = col;

@@ -36,6 +36,12 @@ const char *gd_coltype_name(gd_coltype t)
     case GD_T_DOUBLE: return "DOUBLE";
     case GD_T_BOOLEAN: return "BOOLEAN";
     case GD_T_NULL: return "NULL";
+    case GD_T_ARRAY_STRING: return "ARRAY<STRING>";
+    case GD_T_ARRAY_BIGINT: return "ARRAY<BIGINT>";
+    case GD_T_ARRAY_INTEGER: return "ARRAY<INTEGER>";
+    case GD_T_ARRAY_DOUBLE: return "ARRAY<DOUBLE>";
+    case GD_T_ARRAY_BOOLEAN: return "ARRAY<BOOLEAN>";
+    case GD_T_MAP_STRING_BIGINT: return "MAP<STRING, BIGINT>";
     }
     return "STRING";
 }
@@ -62,6 +68,10 @@ int gd_value_cmp(gd_value a, gd_value b)
     }
     if (a.t == GD_V_INT && b.t == GD_V_INT) return (a.i > b.i) - (a.i < b.i);
     if (a.t == GD_V_BOOL && b.t == GD_V_BOOL) return (int)(a.i - b.i);
+    bool la = a.t == GD_V_ARRAY || a.t == GD_V_MAP, lb = b.t == GD_V_ARRAY || b.t == GD_V_MAP;
+    if (la && lb) /* an order by the encoding, not a meaning */
+        return gd_value_cmp((gd_value){.t = GD_V_STR, .s = a.s}, (gd_value){.t = GD_V_STR, .s = b.s});
+    if (la || lb) return (int)la - (int)lb;
     double x = as_dbl(a), y = as_dbl(b);
     return (x > y) - (x < y);
 }
@@ -74,6 +84,8 @@ void gd_value_text(gd_value v, gd_buf *b)
     case GD_V_DBL: gd_json_put_dbl(b, v.d); break;
     case GD_V_STR: gd_buf_put(b, v.s.p, v.s.len); break;
     case GD_V_BOOL: gd_buf_puts(b, v.i ? "true" : "false"); break;
+    case GD_V_ARRAY:
+    case GD_V_MAP: gd_json_put_value(b, v); break;
     }
 }
 
@@ -128,9 +140,9 @@ gd_value gd_value_cast(gd_value v, gd_coltype to, gd_arena *scratch)
             if (v.s.len == 5 && !strncasecmp(v.s.p, "false", 5)) return bool_v(false);
         }
         return NULLV;
-    case GD_T_NULL: return NULLV;
+    case GD_T_NULL:
+    default: return NULLV; /* no CAST makes an ARRAY or a MAP */
     }
-    return NULLV;
 }
 
 /* ---- arithmetic ---- */

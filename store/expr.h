@@ -24,8 +24,32 @@
 
 #include "../server/util.h"
 
-typedef enum { GD_T_STRING, GD_T_BIGINT, GD_T_INTEGER, GD_T_DOUBLE, GD_T_BOOLEAN, GD_T_NULL } gd_coltype;
+/* The ARRAY and MAP types are those of the aggregates that return one
+ * (TOPK, COLLECT_LIST, HISTOGRAM, ...): a column may hold one, and be
+ * selected; no operator or function takes one (sql/plan.c refuses it). */
+typedef enum {
+    GD_T_STRING,
+    GD_T_BIGINT,
+    GD_T_INTEGER,
+    GD_T_DOUBLE,
+    GD_T_BOOLEAN,
+    GD_T_NULL,
+    GD_T_ARRAY_STRING, /* ARRAY<element>, in the order of the scalar types above */
+    GD_T_ARRAY_BIGINT,
+    GD_T_ARRAY_INTEGER,
+    GD_T_ARRAY_DOUBLE,
+    GD_T_ARRAY_BOOLEAN,
+    GD_T_MAP_STRING_BIGINT, /* HISTOGRAM's */
+} gd_coltype;
 const char *gd_coltype_name(gd_coltype t);
+static inline bool gd_coltype_collection(gd_coltype t) { return t >= GD_T_ARRAY_STRING; }
+/* ARRAY<t> of a scalar type t (not NULL). */
+static inline gd_coltype gd_coltype_array_of(gd_coltype t) { return (gd_coltype)(GD_T_ARRAY_STRING + t); }
+/* An ARRAY's element type, a MAP's value type. */
+static inline gd_coltype gd_coltype_member(gd_coltype t)
+{
+    return t == GD_T_MAP_STRING_BIGINT ? GD_T_BIGINT : (gd_coltype)(t - GD_T_ARRAY_STRING);
+}
 /* The common type of two (comparison, CASE, COALESCE): a NULL takes the
  * other's, numbers widen to BIGINT or DOUBLE; false when there is none. */
 bool gd_coltype_unify(gd_coltype a, gd_coltype b, gd_coltype *out);

@@ -64,9 +64,10 @@ bool gd_table_has_sets(const gd_tabledef *t)
 void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out, gd_buf *sets)
 {
     gd_buf_clear(out);
+    static const int64_t zero = 0;
     for (int c = 0; c < t->nslots; c++) {
         gd_buf_put(out, &slots[c].n, 8);
-        gd_buf_put(out, &slots[c].v, 8);
+        gd_buf_put(out, gd_agg_holds_list(t->cols[c].agg) ? (const void *)&zero : &slots[c].v, 8); /* not the arena's */
     }
     for (int c = 0; c < t->nslots; c++) {
         if (!gd_agg_holds_string(t->cols[c].agg)) continue;
@@ -109,6 +110,7 @@ static int decode_head(const gd_tabledef *t, const char *s, const char *end, gd_
         memcpy(&slots[c].n, s, 8);
         memcpy(&slots[c].v, s + 8, 8);
         slots[c].x.s = GD_STR_NULL;
+        if (gd_agg_holds_list(t->cols[c].agg)) slots[c].v.i = 0; /* borrowed */
         s += SLOT_BYTES;
     }
     for (int c = 0; c < t->nslots; c++) {
@@ -141,7 +143,9 @@ int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *
         end = sets.p + sets.len;
     }
     for (int c = 0; c < t->nslots; c++) {
-        if (gd_agg_holds_string(t->cols[c].agg)) slots[c].x.s = gd_arena_strdup(arena, slots[c].x.s);
+        if (!gd_agg_holds_string(t->cols[c].agg)) continue;
+        slots[c].x.s = gd_arena_strdup(arena, slots[c].x.s);
+        if (gd_agg_holds_list(t->cols[c].agg)) slots[c].v.i = slots[c].x.s.len; /* the arena's now */
     }
     for (int c = 0; c < t->nslots; c++) {
         if (t->cols[c].agg != GD_AGG_COUNT_DISTINCT) continue;
@@ -202,8 +206,136 @@ static void set_number(const gd_coldef *c, gd_slot *s, gd_value v)
     else s->v.i = v.i;
 }
 
+/* ---- lists (ARRAY and MAP aggregates) ---- */
+
+/* Makes s's list hold need bytes in arena (see gd_slot); false past
+ * GD_LIST_MAX_BYTES. */
+static bool list_reserve(gd_slot *s, size_t need, gd_arena *arena)
+{
+    if (need > GD_LIST_MAX_BYTES) return false;
+    if ((size_t)s->v.i >= need) return true;
+    size_t cap = s->v.i ? (size_t)s->v.i * 2 : 64;
+    while (cap < need) cap *= 2;
+    if (cap > GD_LIST_MAX_BYTES) cap = GD_LIST_MAX_BYTES;
+    char *p = gd_arena_alloc(arena, cap);
+    if (s->x.s.len) memcpy(p, s->x.s.p, s->x.s.len);
+    s->x.s.p = p;
+    s->v.i = (int64_t)cap;
+    return true;
+}
+
+/* Writes element v at offset at of s's list (room reserved), after
+ * moving what follows. */
+static void list_insert(gd_slot *s, uint32_t at, gd_value v)
+{
+    char *p = (char *)s->x.s.p;
+    size_t add = gd_list_elem_size(v);
+    memmove(p + at + add, p + at, s->x.s.len - at);
+    gd_list_elem_write(p + at, v);
+    s->x.s.len += (uint32_t)add;
+}
+
+static bool list_append(gd_slot *s, gd_value v, gd_arena *arena)
+{
+    if (!list_reserve(s, s->x.s.len + gd_list_elem_size(v), arena)) return false;
+    list_insert(s, s->x.s.len, v);
+    return true;
+}
+
+/* Equal as Java's equals: a DOUBLE by its bits. */
+static bool same_element(gd_value a, gd_value b)
+{
+    if (a.t != b.t) return false;
+    if (a.t == GD_V_STR) return a.s.len == b.s.len && (!a.s.len || !memcmp(a.s.p, b.s.p, a.s.len));
+    return a.t == GD_V_NULL || a.i == b.i;
+}
+
+/* The offset just past the element equal to v (a MAP: every other
+ * element, the keys), or 0 when there is none. */
+static uint32_t list_find(gd_str list, gd_value v, bool keys)
+{
+    uint32_t at = 0;
+    gd_value e;
+    for (int i = 0; gd_list_next(list, &at, &e); i++)
+        if ((!keys || i % 2 == 0) && same_element(e, v)) return at;
+    return 0;
+}
+
+/* TOPK, TOPKDISTINCT: v among the c->limit greatest, greatest first,
+ * after those equal to it (ksqlDB's TopkKudaf, TopkDistinctKudaf). */
+static void topk_add(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena)
+{
+    if (v.t == GD_V_NULL) return;
+    uint32_t pos = UINT32_MAX, last = 0, at = 0;
+    for (uint32_t here = 0; here < s->x.s.len; here = at) {
+        gd_value e;
+        if (!gd_list_next(s->x.s, &at, &e)) return;
+        int cmp = gd_value_cmp(v, e);
+        if (cmp == 0 && c->agg == GD_AGG_TOPK_DISTINCT) return;
+        if (cmp > 0 && pos == UINT32_MAX) pos = here;
+        last = here;
+    }
+    bool full = s->n >= c->limit;
+    if (full && pos == UINT32_MAX) return; /* not above the least */
+    uint32_t keep = full ? last : s->x.s.len;
+    if (!list_reserve(s, keep + gd_list_elem_size(v), arena)) return;
+    if (full) s->x.s.len = keep, s->n--;
+    list_insert(s, pos == UINT32_MAX ? s->x.s.len : pos, v);
+    s->n++;
+}
+
+/* HISTOGRAM: a string's count, at most c->limit strings (ksqlDB's HistogramUdaf). */
+/* count more of string v (a record's: 1; a merged histogram's: its count). */
+static void histogram_add(const gd_coldef *c, gd_slot *s, gd_value v, int64_t count, gd_arena *arena)
+{
+    if (v.t != GD_V_STR) return;
+    uint32_t count_at = list_find(s->x.s, v, true);
+    if (count_at) {
+        if (!list_reserve(s, s->x.s.len, arena)) return; /* owned before written */
+        int64_t n;
+        memcpy(&n, s->x.s.p + count_at + 1, 8);
+        n += count;
+        memcpy((char *)s->x.s.p + count_at + 1, &n, 8);
+        return;
+    }
+    gd_value first = {.t = GD_V_INT, .i = count};
+    if (s->n >= c->limit || !list_reserve(s, s->x.s.len + gd_list_elem_size(v) + gd_list_elem_size(first), arena))
+        return;
+    list_insert(s, s->x.s.len, v);
+    list_insert(s, s->x.s.len, first);
+    s->n++;
+}
+
+/* An ARRAY's element as its type holds it (a whole number in an ARRAY<DOUBLE>). */
+static gd_value element_of(const gd_coldef *c, gd_value v)
+{
+    if (c->type == GD_T_ARRAY_DOUBLE && v.t == GD_V_INT) return (gd_value){.t = GD_V_DBL, .d = (double)v.i};
+    return v;
+}
+
+static void list_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena)
+{
+    v = element_of(c, v);
+    switch (c->agg) {
+    case GD_AGG_TOPK:
+    case GD_AGG_TOPK_DISTINCT: topk_add(c, s, v, arena); break;
+    case GD_AGG_COLLECT_SET:
+        if (s->n < c->limit && list_find(s->x.s, v, false)) break;
+        /* fall through */
+    case GD_AGG_COLLECT_LIST:
+        if (s->n < c->limit && list_append(s, v, arena)) s->n++;
+        break;
+    case GD_AGG_HISTOGRAM: histogram_add(c, s, v, 1, arena); break;
+    default: break;
+    }
+}
+
 void gd_slot_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena, gd_interner *in)
 {
+    if (gd_agg_holds_list(c->agg)) {
+        list_update(c, s, v, arena);
+        return;
+    }
     switch (c->agg) {
     case GD_AGG_COUNT_STAR: s->n++; break;
     case GD_AGG_COUNT:
@@ -274,7 +406,8 @@ void gd_slot_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *arena,
         if (!s->x.s.p || (c->agg == GD_AGG_MIN_STR ? cmp < 0 : cmp > 0)) s->x.s = gd_arena_strdup(arena, v.s);
         break;
     }
-    case GD_AGG_EXPR: break; /* computed when read */
+    case GD_AGG_EXPR: /* computed when read */
+    default: break;   /* lists: list_update */
     }
 }
 
@@ -312,6 +445,18 @@ static void unite_sets(gd_slot *into, gd_slot *later, gd_arena *arena, gd_dict *
 }
 
 static gd_str copy_str(gd_str s, gd_arena *arena) { return s.p ? gd_arena_strdup(arena, s) : s; }
+
+/* A later run's list into an earlier one's: its elements added in their
+ * order as records' are (a list appends, a set and TOPK take what they
+ * take), a histogram's counts added. */
+static void merge_lists(const gd_coldef *c, gd_slot *into, const gd_slot *later, gd_arena *arena)
+{
+    gd_value v, count;
+    for (uint32_t at = 0; gd_list_next(later->x.s, &at, &v);) {
+        if (c->agg != GD_AGG_HISTOGRAM) list_update(c, into, v, arena);
+        else if (gd_list_next(later->x.s, &at, &count) && count.t == GD_V_INT) histogram_add(c, into, v, count.i, arena);
+    }
+}
 
 void gd_slots_merge(const gd_tabledef *t, gd_slot *into, gd_slot *later, gd_arena *arena, gd_dict *dict)
 {
@@ -355,6 +500,11 @@ void gd_slots_merge(const gd_tabledef *t, gd_slot *into, gd_slot *later, gd_aren
             if (!a->x.s.p || (col->agg == GD_AGG_MIN_STR ? cmp < 0 : cmp > 0)) a->x.s = copy_str(b->x.s, arena);
             break;
         }
+        case GD_AGG_TOPK:
+        case GD_AGG_TOPK_DISTINCT:
+        case GD_AGG_COLLECT_LIST:
+        case GD_AGG_COLLECT_SET:
+        case GD_AGG_HISTOGRAM: merge_lists(col, a, b, arena); break;
         case GD_AGG_EXPR: break;
         }
     }
@@ -391,6 +541,11 @@ gd_value gd_slot_value(const gd_coldef *col, const gd_slot *s)
         if (s->n != 1) return null;
         if (col->type == GD_T_DOUBLE) return (gd_value){.t = GD_V_DBL, .d = s->v.d};
         return (gd_value){.t = col->type == GD_T_BOOLEAN ? GD_V_BOOL : GD_V_INT, .i = s->v.i};
+    case GD_AGG_TOPK:
+    case GD_AGG_TOPK_DISTINCT:
+    case GD_AGG_COLLECT_LIST:
+    case GD_AGG_COLLECT_SET: return (gd_value){.t = GD_V_ARRAY, .s = s->x.s};
+    case GD_AGG_HISTOGRAM: return (gd_value){.t = GD_V_MAP, .s = s->x.s};
     case GD_AGG_EXPR: return null;
     }
     return null;

@@ -17,6 +17,8 @@
  * store keeps it in LMDB as a row value (the head):
  *   [nslots x 16 bytes: slot n, slot v]  fixed part, host byte order
  *   [each LATEST column: u32 len (UINT32_MAX = null), bytes]
+ *   (the ARRAY and MAP aggregates -- TOPK, COLLECT_LIST, HISTOGRAM, ... --
+ *   the same way, their bytes a gd_list; their slot v is 0, n the count)
  * and, for tables with COUNT_DISTINCT columns, the sets apart, under the
  * same key in a second database:
  *   [each COUNT_DISTINCT column: u32 members, then u32 len + bytes each]
@@ -53,8 +55,22 @@ typedef enum {
     GD_AGG_EARLIEST_NUM,   /* first non-null number or boolean: n 1 when chosen with a value, 2 a NULL */
     GD_AGG_MIN_STR,        /* least string (byte order, which is code point order) */
     GD_AGG_MAX_STR,
+    /* ARRAY and MAP aggregates: n elements (HISTOGRAM: n entries) in x.s, a
+     * gd_list (server/util.h), at most `limit` and GD_LIST_MAX_BYTES */
+    GD_AGG_TOPK,           /* the `limit` greatest non-null values, greatest first */
+    GD_AGG_TOPK_DISTINCT,  /* the same, each value once */
+    GD_AGG_COLLECT_LIST,   /* the values (NULLs too) in arrival order */
+    GD_AGG_COLLECT_SET,    /* each value (NULL too) once, in order of first arrival */
+    GD_AGG_HISTOGRAM,      /* each non-null string and its count, in order of first arrival */
     GD_AGG_EXPR,           /* expr over the keys and the other slots; no state */
 } gd_agg;
+
+/* ksqlDB's limits: collect_list.limit and collect_set.limit at most (and by
+ * default, here always) 1,000, HISTOGRAM's 1,000 strings; gamingd adds a
+ * bound on bytes, so that a group's memory and row stay bounded whatever
+ * the strings: a value past either is ignored, as ksqlDB ignores one past
+ * its limit. TOPK's k is at most GD_LIST_MAX_ELEMS too. */
+enum { GD_LIST_MAX_ELEMS = 1000, GD_LIST_MAX_BYTES = 1 << 20 };
 
 typedef struct {
     const char *name; /* NULL: a hidden slot */
@@ -65,12 +81,16 @@ typedef struct {
     const gd_expr *expr; /* GD_AGG_EXPR */
     gd_pii pii;          /* personal data (masked for keys without the pii scope) */
     bool keep_nulls;     /* LATEST, EARLIEST: a NULL is a value (ksqlDB's ignoreNulls false) */
+    uint16_t limit;      /* ARRAY and MAP aggregates: TOPK's k, else GD_LIST_MAX_ELEMS */
 } gd_coldef;
 
-/* Whether the slot keeps a string (x.s), stored after the fixed slots. */
+/* Whether the slot keeps a list (x.s, a gd_list). */
+static inline bool gd_agg_holds_list(gd_agg a) { return a >= GD_AGG_TOPK && a <= GD_AGG_HISTOGRAM; }
+/* Whether the slot keeps a string or a list (x.s), stored after the fixed slots. */
 static inline bool gd_agg_holds_string(gd_agg a)
 {
-    return a == GD_AGG_LATEST || a == GD_AGG_EARLIEST || a == GD_AGG_MIN_STR || a == GD_AGG_MAX_STR;
+    return a == GD_AGG_LATEST || a == GD_AGG_EARLIEST || a == GD_AGG_MIN_STR || a == GD_AGG_MAX_STR ||
+           gd_agg_holds_list(a);
 }
 
 typedef struct {
@@ -117,10 +137,15 @@ typedef struct {
         double d;
     } v;
     union {
-        gd_str s;     /* LATEST */
+        gd_str s;     /* LATEST; a list (ARRAY and MAP aggregates) */
         gd_idset *set; /* COUNT_DISTINCT (in memory only), ids of dict */
     } x;
 } gd_slot;
+/* A list's x.s is in the arena given to gd_slot_update, v.i bytes
+ * reserved there (0: borrowed -- read from the store --, copied at its
+ * first change). It grows by doubling, so that the arena holds at most
+ * about twice its largest size: a group's memory stays bounded however
+ * many records it counts (rewritten in place, or copied once per doubling). */
 
 /* Window arithmetic of SPEC §5; a table without windows has one, at 0. */
 static inline int64_t gd_window_start(int64_t ts, int64_t size)

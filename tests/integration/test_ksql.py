@@ -231,6 +231,7 @@ def test_show_functions_and_describe_function(fed):
     assert status == 200 and got[0]["@type"] == "function_names"
     listed = {f["name"]: f["type"] for f in got[0]["functions"]}
     aggregates = {"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX", "LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET",
+                  "TOPK", "TOPKDISTINCT", "COLLECT_LIST", "COLLECT_SET", "HISTOGRAM",
                   "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION"}
     assert listed == dict({n: "SCALAR" for n in documented}, **{n: "AGGREGATE" for n in aggregates})
     status, got = ksql(fed.port, "DESCRIBE FUNCTION lpad;")
@@ -343,6 +344,106 @@ def test_user_tables_survive_restart_and_kill9(gamingd, tmp_path):
         if r["value"]["score"] > 2990:
             high[r["value"]["game_id"]] = high.get(r["value"]["game_id"], 0) + 1
     assert sorted(table_rows(d.port, "high_count")[1]) == sorted([[g, n] for g, n in high.items()])
+
+
+def test_array_and_map_aggregates_in_a_table_read_by_sql_and_rest(gamingd, tmp_path):
+    """A table with TOPK, TOPKDISTINCT, COLLECT_LIST, COLLECT_SET and
+    HISTOGRAM: its rows through /query-stream (the header's ARRAY and MAP
+    types), /query, DESCRIBE, /v1/tables and SSE, as JSON arrays and objects;
+    the same after a restart, and still counting (lists read back from LMDB).
+    Expected values are computed here from the records written."""
+    src = str(tmp_path / "src.jsonl")
+    data = str(tmp_path / "data")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--grace", "3650d"], data_dir=data)
+    wait_applied(d, 5)
+    status, doc = ksql(d.port, "CREATE TABLE lists AS SELECT game_id, TOPK(score, 2) AS top2, "
+                                "TOPKDISTINCT(score, 2) AS top2d, COLLECT_LIST(player_id) AS players, "
+                                "COLLECT_SET(player_id) AS distinct_players, HISTOGRAM(player_id) AS per_player "
+                                "FROM %s WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY game_id;" % ENRICHED)
+    assert status == 200, doc
+    scores = [7, 9, 9, 3, 12, 9, 1, 12, 5, 4]
+    recs = [activity(i, "g%d" % (1 + i % 2), "p%d" % (1 + i % 3), BASE_MS + i * 1000, score=s)
+            for i, s in enumerate(scores)]
+
+    def expected(records):
+        rows = {}
+        for r in records:
+            v = r["value"]
+            ws = v["activity_timestamp"] // 60000 * 60000
+            row = rows.setdefault((v["game_id"], ws), {"scores": [], "players": []})
+            row["scores"].append(v["score"])
+            row["players"].append(v["player_id"])
+        out = []
+        for (g, ws), row in sorted(rows.items()):
+            firsts = list(dict.fromkeys(row["players"]))
+            out.append([g, ws, ws + 60000, sorted(row["scores"], reverse=True)[:2],
+                        sorted(set(row["scores"]), reverse=True)[:2], row["players"], firsts,
+                        {p: row["players"].count(p) for p in firsts}])
+        return out
+
+    def check(d, records):
+        status, header, rows = query(d.port, "SELECT * FROM lists;")
+        assert status == 200, header
+        assert header["columnNames"] == ["GAME_ID", "WINDOWSTART", "WINDOWEND", "TOP2", "TOP2D", "PLAYERS",
+                                         "DISTINCT_PLAYERS", "PER_PLAYER"]
+        assert header["columnTypes"] == ["STRING", "BIGINT", "BIGINT", "ARRAY<BIGINT>", "ARRAY<BIGINT>",
+                                         "ARRAY<STRING>", "ARRAY<STRING>", "MAP<STRING, BIGINT>"]
+        want = expected(records)
+        assert sorted(rows) == want
+        got = d.get("/v1/tables/lists?from=0&to=9999999999999").json["rows"]
+        assert sorted([[r["game_id"], r["window_start"], r["window_end"], r["top2"], r["top2d"], r["players"],
+                        r["distinct_players"], r["per_player"]] for r in got]) == want
+        columns = {c["name"]: c["type"] for t in d.get("/v1/tables").json["tables"] if t["name"] == "lists"
+                   for c in t["value_columns"]}
+        assert columns["per_player"] == "MAP<STRING, BIGINT>" and columns["top2"] == "ARRAY<BIGINT>"
+
+    sse = Stream(d.port, "lists")
+    with open(src, "a") as f:
+        for r in recs[:6]:
+            f.write(json.dumps(r) + "\n")
+    wait_applied(d, 11)
+    check(d, recs[:6])
+    status, _, body = post(d.port, "/query", {"ksql": "SELECT top2, per_player FROM lists WHERE game_id = 'g1';"})
+    assert status == 200
+    v1 = json.loads(body)
+    assert v1[0]["header"]["schema"] == "`TOP2` ARRAY<BIGINT>, `PER_PLAYER` MAP<STRING, BIGINT>"
+    assert v1[1]["row"]["columns"] == [[12, 9], {"p1": 1, "p3": 1, "p2": 1}]
+    # SSE: the table's changes (a row per group and commit) since the
+    # subscription, its lists as JSON arrays and objects; the last of each
+    # group is its row
+    try:
+        assert sse.status == 200, sse.body
+        last = {e.json["game_id"]: e.json for e in sse.take(100, deadline_s=10, silence_s=2)}
+    finally:
+        sse.close()
+    assert sorted([r["game_id"], r["window_start"], r["window_end"], r["top2"], r["top2d"], r["players"],
+                   r["distinct_players"], r["per_player"]] for r in last.values()) == expected(recs[:6])
+    status, _, body = post(d.port, "/query-stream", {"sql": "SELECT game_id, top2 FROM lists ORDER BY top2;"})
+    assert status == 400 and "ARRAYs and MAPs have no order" in json.loads(body)["message"]
+    r = d.get("/v1/tables/lists?order_by=per_player")
+    assert r.status == 400 and "ARRAYs and MAPs have no order" in r.json["message"]
+    status, doc = ksql(d.port, "DESCRIBE lists;")
+    fields = {f["name"]: f["schema"] for f in doc[0]["sourceDescription"]["fields"]}
+    assert fields["TOP2"] == {"type": "ARRAY", "fields": None,
+                              "memberSchema": {"type": "BIGINT", "fields": None, "memberSchema": None}}
+    assert fields["PER_PLAYER"]["type"] == "MAP" and fields["PER_PLAYER"]["memberSchema"]["type"] == "BIGINT"
+    d.stop()
+    d = gamingd(src, args=["--grace", "3650d"], data_dir=data)
+    wait_applied(d, 11)
+    check(d, recs[:6])
+    # a push query on the table reads its changes back, lists included
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    c.request("POST", "/query-stream", body=json.dumps({"sql": "SELECT * FROM lists EMIT CHANGES LIMIT 1;"}))
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.readline())["columnTypes"][-1] == "MAP<STRING, BIGINT>"
+    with open(src, "a") as f:
+        for rec in recs[6:]:
+            f.write(json.dumps(rec) + "\n")
+    wait_applied(d, 15)
+    pushed = [json.loads(l) for l in r.read().decode().split("\n") if l]
+    assert len(pushed) == 1 and pushed[0] in [row for k in range(7, 11) for row in expected(recs[:k])], pushed
+    check(d, recs)
 
 
 # ---- keys and personal data ----

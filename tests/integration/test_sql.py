@@ -24,6 +24,9 @@ A case file is sections, each opened by a line `--- name`:
   options    ordered          rows compare in order (else as a multiset)
              between C1 C2..  these columns lie between the reference run
                               with $T = the feed's start and $T = its end
+             json C1 C2..     the reference gives these columns as JSON text
+                              (SQLite's json_group_array, json_group_object):
+                              an ARRAY or a MAP, compared parsed
 
 The expected rows come from SQLite over tests/integration/reference.py's
 records -- an evaluation independent of gamingd -- never from gamingd. All
@@ -63,6 +66,7 @@ def parse_case(path):
     opts = case.get("options", "").split("\n")
     case["ordered"] = "ordered" in opts
     case["between"] = [c.lower() for o in opts if o.startswith("between ") for c in o.split()[1:]]
+    case["json"] = [c.lower() for o in opts if o.startswith("json ") for c in o.split()[1:]]
     return case
 
 
@@ -123,6 +127,10 @@ def norm(v):
 
 def same(a, b):
     a, b = norm(a), norm(b)
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, float) or isinstance(b, float):
         if a is None or b is None:
             return a is b
@@ -131,13 +139,15 @@ def same(a, b):
 
 
 def key(row):
-    return json.dumps([round(v, 6) if isinstance(v, float) else norm(v) for v in row])
+    return json.dumps([round(v, 6) if isinstance(v, float) else norm(v) for v in row], sort_keys=True)
 
 
 def compare(case, got, want, names=None, low=None, high=None):
     if "columns" in case:
         assert names == case["columns"].split(), "%s: columns %s" % (case["name"], names)
     between = [i for i, n in enumerate(names or []) if n.lower() in case["between"]]
+    parsed = [i for i, n in enumerate(names or []) if n.lower() in case["json"]]
+    want = [[json.loads(v) if j in parsed and isinstance(v, str) else v for j, v in enumerate(w)] for w in want]
     assert want, "%s: the reference has no rows, so the case could not fail" % case["name"]
     assert len(got) == len(want), "%s: %d rows, want %d\n got %s\nwant %s" % (
         case["name"], len(got), len(want), got[:5], want[:5])

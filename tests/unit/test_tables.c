@@ -4,9 +4,11 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "../../server/json.h"
 #include "../../sql/sql.h"
 
 /* The built-in tables, compiled from sql/builtin.sql as the daemon does. */
@@ -363,6 +365,262 @@ static void sessions_are_late_once_their_grace_passed(void **state)
     gd_map_free(&sessions);
 }
 
+/* ---- ARRAY and MAP aggregates (expectations from ksqlDB's functional
+ * tests: topk-group-by.json, topk-distinct.json, collect-list.json,
+ * collect-set.json, histogram.json) ---- */
+
+static gd_coldef list_col(gd_agg agg, gd_coltype type, int limit)
+{
+    return (gd_coldef){.name = "l", .agg = agg, .type = type, .field = -1, .limit = (uint16_t)limit};
+}
+
+/* The slot's value as JSON, compared with want. */
+static void assert_renders(const gd_coldef *c, const gd_slot *s, const char *want)
+{
+    gd_buf b = {0};
+    gd_json_put_value(&b, gd_slot_value(c, s));
+    gd_buf_putc(&b, 0);
+    assert_string_equal(b.p, want);
+    gd_buf_free(&b);
+}
+
+static gd_value I(int64_t i) { return (gd_value){.t = GD_V_INT, .i = i}; }
+static gd_value D(double d) { return (gd_value){.t = GD_V_DBL, .d = d}; }
+static gd_value S(const char *s) { return (gd_value){.t = GD_V_STR, .s = gd_str_c(s)}; }
+static const gd_value NUL = {.t = GD_V_NULL};
+
+static void topk_keeps_the_k_greatest_greatest_first(void **state)
+{
+    (void)state;
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_coldef top = list_col(GD_AGG_TOPK, GD_T_ARRAY_INTEGER, 3), dist = list_col(GD_AGG_TOPK_DISTINCT, GD_T_ARRAY_INTEGER, 3);
+    gd_slot a = {0}, b = {0};
+    const int64_t in[] = {0, 100, 99, 7, 100};
+    const char *want_top[] = {"[0]", "[100,0]", "[100,99,0]", "[100,99,7]", "[100,100,99]"};
+    const char *want_dist[] = {"[0]", "[100,0]", "[100,99,0]", "[100,99,7]", "[100,99,7]"};
+    for (int i = 0; i < 5; i++) {
+        gd_slot_update(&top, &a, I(in[i]), &arena, NULL);
+        gd_slot_update(&dist, &b, I(in[i]), &arena, NULL);
+        assert_renders(&top, &a, want_top[i]);
+        assert_renders(&dist, &b, want_dist[i]);
+    }
+    gd_slot_update(&top, &a, NUL, &arena, NULL); /* NULLs are skipped */
+    assert_renders(&top, &a, "[100,100,99]");
+    /* strings: a b c b d */
+    gd_slot c = {0}, d = {0};
+    gd_coldef stop = list_col(GD_AGG_TOPK, GD_T_ARRAY_STRING, 3), sdist = list_col(GD_AGG_TOPK_DISTINCT, GD_T_ARRAY_STRING, 3);
+    const char *sin[] = {"a", "b", "c", "b", "d"};
+    const char *want_s[] = {"[\"a\"]", "[\"b\",\"a\"]", "[\"c\",\"b\",\"a\"]", "[\"c\",\"b\",\"b\"]", "[\"d\",\"c\",\"b\"]"};
+    const char *want_sd[] = {"[\"a\"]", "[\"b\",\"a\"]", "[\"c\",\"b\",\"a\"]", "[\"c\",\"b\",\"a\"]", "[\"d\",\"c\",\"b\"]"};
+    for (int i = 0; i < 5; i++) {
+        gd_slot_update(&stop, &c, S(sin[i]), &arena, NULL);
+        gd_slot_update(&sdist, &d, S(sin[i]), &arena, NULL);
+        assert_renders(&stop, &c, want_s[i]);
+        assert_renders(&sdist, &d, want_sd[i]);
+    }
+    /* doubles, and a whole number into an ARRAY<DOUBLE> */
+    gd_coldef dbl = list_col(GD_AGG_TOPK, GD_T_ARRAY_DOUBLE, 2);
+    gd_slot e = {0};
+    gd_slot_update(&dbl, &e, D(100.5), &arena, NULL);
+    gd_slot_update(&dbl, &e, I(200), &arena, NULL);
+    gd_slot_update(&dbl, &e, D(99.9), &arena, NULL);
+    assert_renders(&dbl, &e, "[200.0,100.5]");
+    /* no value yet: an empty ARRAY, as ksqlDB's initial aggregate */
+    gd_slot none = {0};
+    assert_renders(&top, &none, "[]");
+    gd_arena_free(&arena);
+}
+
+static void collections_keep_nulls_and_stop_at_their_limit(void **state)
+{
+    (void)state;
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_coldef list = list_col(GD_AGG_COLLECT_LIST, GD_T_ARRAY_DOUBLE, 1000),
+              set = list_col(GD_AGG_COLLECT_SET, GD_T_ARRAY_DOUBLE, 1000);
+    gd_slot l = {0}, s = {0};
+    const gd_value in[] = {D(500.9), D(300.8), NUL, D(300.8), NUL}; /* collect_list / collect_set decimal */
+    for (int i = 0; i < 5; i++) {
+        gd_slot_update(&list, &l, in[i], &arena, NULL);
+        gd_slot_update(&set, &s, in[i], &arena, NULL);
+    }
+    assert_renders(&list, &l, "[500.9,300.8,null,300.8,null]");
+    assert_renders(&set, &s, "[500.9,300.8,null]");
+    /* collect_list with limit of 1 */
+    gd_coldef one = list_col(GD_AGG_COLLECT_LIST, GD_T_ARRAY_INTEGER, 1);
+    gd_slot o = {0};
+    gd_slot_update(&one, &o, I(0), &arena, NULL);
+    gd_slot_update(&one, &o, I(100), &arena, NULL);
+    assert_renders(&one, &o, "[0]");
+    /* booleans and strings are elements too */
+    gd_coldef bools = list_col(GD_AGG_COLLECT_SET, GD_T_ARRAY_BOOLEAN, 1000);
+    gd_slot bs = {0};
+    gd_slot_update(&bools, &bs, (gd_value){.t = GD_V_BOOL, .i = 1}, &arena, NULL);
+    gd_slot_update(&bools, &bs, (gd_value){.t = GD_V_BOOL, .i = 1}, &arena, NULL);
+    gd_slot_update(&bools, &bs, (gd_value){.t = GD_V_BOOL, .i = 0}, &arena, NULL);
+    assert_renders(&bools, &bs, "[true,false]");
+    /* the default limit: 1,000 values, the rest ignored */
+    gd_coldef strs = list_col(GD_AGG_COLLECT_SET, GD_T_ARRAY_STRING, GD_LIST_MAX_ELEMS);
+    gd_slot st = {0};
+    char name[16];
+    for (int i = 0; i < 1500; i++) {
+        snprintf(name, sizeof name, "v%d", i);
+        gd_slot_update(&strs, &st, S(name), &arena, NULL);
+    }
+    assert_int_equal(st.n, 1000);
+    gd_arena_free(&arena);
+}
+
+static void histogram_counts_strings_up_to_1000(void **state)
+{
+    (void)state;
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_coldef h = list_col(GD_AGG_HISTOGRAM, GD_T_MAP_STRING_BIGINT, GD_LIST_MAX_ELEMS);
+    gd_slot a = {0}, b = {0};
+    gd_slot_update(&h, &a, S("foo"), &arena, NULL);
+    gd_slot_update(&h, &a, S("bar"), &arena, NULL);
+    assert_renders(&h, &a, "{\"foo\":1,\"bar\":1}");
+    gd_slot_update(&h, &b, S("baz"), &arena, NULL);
+    gd_slot_update(&h, &b, S("baz"), &arena, NULL);
+    gd_slot_update(&h, &b, NUL, &arena, NULL); /* a JSON object has no null key: skipped */
+    gd_slot_update(&h, &b, S("foo"), &arena, NULL);
+    assert_renders(&h, &b, "{\"baz\":2,\"foo\":1}");
+    char name[16];
+    for (int i = 0; i < 1200; i++) {
+        snprintf(name, sizeof name, "s%d", i);
+        gd_slot_update(&h, &b, S(name), &arena, NULL);
+    }
+    assert_int_equal(b.n, 1000); /* new strings past 1,000 are ignored ... */
+    gd_slot_update(&h, &b, S("baz"), &arena, NULL); /* ... counted ones still count */
+    gd_buf out = {0};
+    gd_json_put_value(&out, gd_slot_value(&h, &b));
+    gd_buf_putc(&out, 0);
+    assert_non_null(strstr(out.p, "{\"baz\":3,\"foo\":1,\"s0\":1,"));
+    assert_null(strstr(out.p, "\"s998\""));
+    gd_buf_free(&out);
+    gd_arena_free(&arena);
+}
+
+/* A table of list columns beside a string and a count. */
+static gd_tabledef lists_table(void)
+{
+    gd_tabledef t;
+    memset(&t, 0, sizeof t);
+    t.name = "lists";
+    t.kind = GD_TABLE_WINDOWED;
+    t.cols[0] = (gd_coldef){.name = "n", .agg = GD_AGG_COUNT_STAR, .type = GD_T_BIGINT, .field = -1};
+    t.cols[1] = list_col(GD_AGG_COLLECT_LIST, GD_T_ARRAY_STRING, GD_LIST_MAX_ELEMS);
+    t.cols[2] = (gd_coldef){.name = "last", .agg = GD_AGG_LATEST, .type = GD_T_STRING, .field = -1};
+    t.cols[3] = list_col(GD_AGG_HISTOGRAM, GD_T_MAP_STRING_BIGINT, GD_LIST_MAX_ELEMS);
+    t.cols[4] = list_col(GD_AGG_TOPK, GD_T_ARRAY_BIGINT, 2);
+    t.ncols = t.nslots = 5;
+    return t;
+}
+
+static void lists_round_trip_through_the_codec(void **state)
+{
+    (void)state;
+    gd_tabledef t = lists_table();
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_slot in[GD_MAX_COLS], out[GD_MAX_COLS];
+    memset(in, 0, sizeof in);
+    const char *words[] = {"a", "b\"q", "a"};
+    for (int i = 0; i < 3; i++) {
+        for (int c = 0; c < t.nslots; c++)
+            gd_slot_update(&t.cols[c], &in[c], c == 4 ? I(i * 10) : S(words[i]), &arena, NULL);
+    }
+    gd_buf row = {0};
+    gd_row_encode(&t, in, NULL, &row, NULL);
+    /* the fixed part holds n and 0 for a list, never the arena's reservation */
+    int64_t v;
+    memcpy(&v, row.p + 16 + 8, 8);
+    assert_int_equal(v, 0);
+    assert_int_equal(gd_row_decode(&t, row.p, row.len, out), GD_OK);
+    assert_int_equal(column(&t, out, 0).i, 3);
+    assert_renders(&t.cols[1], &out[1], "[\"a\",\"b\\\"q\",\"a\"]");
+    assert_true(gd_str_eq(out[2].x.s, gd_str_c("a")));
+    assert_renders(&t.cols[3], &out[3], "{\"a\":2,\"b\\\"q\":1}");
+    assert_renders(&t.cols[4], &out[4], "[20,10]");
+    /* a decoded list is borrowed: changing it copies, the stored bytes stay */
+    gd_buf copy = {0};
+    gd_buf_put(&copy, row.p, row.len);
+    gd_slot_update(&t.cols[3], &out[3], S("a"), &arena, NULL);
+    gd_slot_update(&t.cols[1], &out[1], S("c"), &arena, NULL);
+    gd_slot_update(&t.cols[4], &out[4], I(15), &arena, NULL);
+    assert_memory_equal(copy.p, row.p, row.len);
+    assert_renders(&t.cols[3], &out[3], "{\"a\":3,\"b\\\"q\":1}");
+    assert_renders(&t.cols[1], &out[1], "[\"a\",\"b\\\"q\",\"a\",\"c\"]");
+    assert_renders(&t.cols[4], &out[4], "[20,15]");
+    /* the full decode (hot windows) copies the lists into the arena */
+    gd_str whole = {row.p, (uint32_t)row.len};
+    assert_int_equal(gd_row_decode_full(&t, whole, GD_STR_NULL, out, &arena, NULL), GD_OK);
+    gd_slot_update(&t.cols[1], &out[1], S("d"), &arena, NULL);
+    assert_renders(&t.cols[1], &out[1], "[\"a\",\"b\\\"q\",\"a\",\"d\"]");
+    assert_memory_equal(copy.p, row.p, row.len);
+    /* a truncated list is refused */
+    assert_int_equal(gd_row_decode(&t, row.p, row.len - 1, out), GD_ERR);
+    gd_buf_free(&copy);
+    gd_buf_free(&row);
+    gd_arena_free(&arena);
+}
+
+/* 200,000 records into one group: the arena holds about twice a list's
+ * largest size, not a copy per record. */
+static void a_groups_lists_stay_bounded(void **state)
+{
+    (void)state;
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_coldef list = list_col(GD_AGG_COLLECT_LIST, GD_T_ARRAY_STRING, GD_LIST_MAX_ELEMS),
+              top = list_col(GD_AGG_TOPK, GD_T_ARRAY_STRING, 50),
+              hist = list_col(GD_AGG_HISTOGRAM, GD_T_MAP_STRING_BIGINT, GD_LIST_MAX_ELEMS);
+    gd_slot l = {0}, t = {0}, h = {0};
+    char name[32];
+    for (int i = 0; i < 200000; i++) {
+        snprintf(name, sizeof name, "player_%07d", (int)((int64_t)i * 7919 % 1000003));
+        gd_slot_update(&list, &l, S(name), &arena, NULL);
+        gd_slot_update(&top, &t, S(name), &arena, NULL);
+        gd_slot_update(&hist, &h, S(name + (i % 3)), &arena, NULL);
+    }
+    assert_int_equal(l.n, 1000);
+    assert_int_equal(t.n, 50);
+    assert_int_equal(h.n, 1000);
+    size_t final = l.x.s.len + t.x.s.len + h.x.s.len;
+    assert_true(arena.used_bytes < 4 * final + 65536);
+    gd_arena_free(&arena);
+}
+
+/* Two sessions' lists merged (gd_slots_merge), worked by hand: the later
+ * one's elements follow, a set keeps each once, TOPK keeps the greatest of
+ * both, histogram counts add. */
+static void lists_merge_as_sessions_do(void **state)
+{
+    (void)state;
+    gd_arena arena;
+    gd_arena_init(&arena);
+    gd_tabledef t = {.name = "m", .kind = GD_TABLE_WINDOWED, .nslots = 4, .ncols = 4};
+    t.cols[0] = list_col(GD_AGG_COLLECT_LIST, GD_T_ARRAY_STRING, 1000);
+    t.cols[1] = list_col(GD_AGG_COLLECT_SET, GD_T_ARRAY_STRING, 1000);
+    t.cols[2] = list_col(GD_AGG_TOPK, GD_T_ARRAY_INTEGER, 2);
+    t.cols[3] = list_col(GD_AGG_HISTOGRAM, GD_T_MAP_STRING_BIGINT, 1000);
+    gd_slot early[4] = {0}, late[4] = {0};
+    const char *e_s[] = {"a", "b"}, *l_s[] = {"b", "c", "b"};
+    const int64_t e_i[] = {5, 1}, l_i[] = {3, 9, 2};
+    for (int i = 0; i < 2; i++)
+        for (int c = 0; c < 4; c++) gd_slot_update(&t.cols[c], &early[c], c == 2 ? I(e_i[i]) : S(e_s[i]), &arena, NULL);
+    for (int i = 0; i < 3; i++)
+        for (int c = 0; c < 4; c++) gd_slot_update(&t.cols[c], &late[c], c == 2 ? I(l_i[i]) : S(l_s[i]), &arena, NULL);
+    gd_slots_merge(&t, early, late, &arena, NULL);
+    assert_renders(&t.cols[0], &early[0], "[\"a\",\"b\",\"b\",\"c\",\"b\"]");
+    assert_renders(&t.cols[1], &early[1], "[\"a\",\"b\",\"c\"]");
+    assert_renders(&t.cols[2], &early[2], "[9,5]");
+    assert_renders(&t.cols[3], &early[3], "{\"a\":1,\"b\":3,\"c\":1}");
+    gd_arena_free(&arena);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +634,12 @@ int main(void)
         cmocka_unit_test(null_latest_survives_the_codec),
         cmocka_unit_test(sessions_merge_when_a_record_bridges_them),
         cmocka_unit_test(sessions_are_late_once_their_grace_passed),
+        cmocka_unit_test(topk_keeps_the_k_greatest_greatest_first),
+        cmocka_unit_test(collections_keep_nulls_and_stop_at_their_limit),
+        cmocka_unit_test(histogram_counts_strings_up_to_1000),
+        cmocka_unit_test(lists_round_trip_through_the_codec),
+        cmocka_unit_test(a_groups_lists_stay_bounded),
+        cmocka_unit_test(lists_merge_as_sessions_do),
     };
     return cmocka_run_group_tests(tests, load_catalog, free_catalog);
 }
