@@ -602,21 +602,28 @@ static gd_agg slot_kind(agg_kind k, gd_coltype arg, gd_coltype *out)
     }
 }
 
-/* LATEST_BY_OFFSET(x, ignoreNulls) and EARLIEST_BY_OFFSET(x, ignoreNulls):
- * a BOOLEAN literal; the N-valued forms (a number there), which return an
- * ARRAY, gamingd does not keep. */
+/* LATEST_BY_OFFSET / EARLIEST_BY_OFFSET's options: (x, ignoreNulls), or
+ * the N-valued forms (x, N [, ignoreNulls]), an ARRAY of the last or first
+ * N values (col->limit N); ignoreNulls a BOOLEAN literal, N an INTEGER one. */
 static bool offset_options(binder *b, const gd_expr *call, gd_coldef *col)
 {
     const gd_expr *o = call->args[1];
+    if (o->op == GD_E_LIT && o->lit.t == GD_V_INT && call->nargs <= 3) {
+        if (o->lit.i < 1 || o->lit.i > GD_LIST_MAX_ELEMS)
+            return fail(b, o, "the N of %.*s is an INTEGER literal from 1 to %d", (int)call->name.len, call->name.p,
+                        GD_LIST_MAX_ELEMS);
+        col->limit = (uint16_t)o->lit.i;
+        if (call->nargs == 2) return true;
+        o = call->args[2];
+    } else if (call->nargs != 2) {
+        return fail(b, call, "%.*s takes (x), (x, ignoreNulls) or (x, N [, ignoreNulls])", (int)call->name.len,
+                    call->name.p);
+    }
     if (o->op == GD_E_LIT && o->lit.t == GD_V_BOOL) {
         col->keep_nulls = !o->lit.i;
         return true;
     }
-    if (o->op == GD_E_LIT && o->lit.t == GD_V_INT)
-        return fail(b, o, "%.*s(x, N) returns an ARRAY of N values, which gamingd does not keep", (int)call->name.len,
-                    call->name.p);
-    return fail(b, o, "the second argument of %.*s is ignoreNulls, a BOOLEAN literal (TRUE or FALSE)",
-                (int)call->name.len, call->name.p);
+    return fail(b, o, "ignoreNulls of %.*s is a BOOLEAN literal (TRUE or FALSE)", (int)call->name.len, call->name.p);
 }
 
 /* TOPK(x, k) and TOPKDISTINCT(x, k): k an INTEGER literal, 1 to
@@ -662,10 +669,10 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
         return true;
     }
     bool by_offset = k == AGG_LATEST || k == AGG_EARLIEST, topk = k == AGG_TOPK || k == AGG_TOPK_DISTINCT;
-    if (by_offset && call->nargs == 2 && !offset_options(b, call, col)) return false;
+    if (by_offset && call->nargs >= 2 && !offset_options(b, call, col)) return false;
     if (topk && !topk_size(b, call, col)) return false;
     if (!topk && k >= AGG_TOPK) col->limit = GD_LIST_MAX_ELEMS;
-    if (call->nargs != 1 && !(by_offset && call->nargs == 2) && !topk)
+    if (call->nargs != 1 && !by_offset && !topk)
         return fail(b, call, "%.*s takes one argument", (int)call->name.len, call->name.p);
     if (has_aggregate(call->args[0])) return fail(b, call->args[0], "aggregates cannot be nested");
     gd_expr *arg = bind_input(b, call->args[0]);
@@ -682,6 +689,10 @@ static bool make_slot(binder *b, const gd_expr *call, gd_coldef *col)
     if (t == GD_T_NULL) return fail(b, call, "%.*s of NULL has no type", (int)call->name.len, call->name.p);
     if (k >= AGG_TOPK && !list_argument(b, call, k, t)) return false;
     col->agg = slot_kind(k, t, &col->type);
+    if (by_offset && col->limit) { /* the N-valued forms */
+        col->agg = k == AGG_LATEST ? GD_AGG_LATEST_N : GD_AGG_EARLIEST_N;
+        col->type = gd_coltype_array_of(t);
+    }
     col->field = arg->op == GD_E_COL ? arg->index : -1;
     col->arg = arg->op == GD_E_COL ? NULL : arg;
     return true;

@@ -242,6 +242,18 @@ static bool list_append(gd_slot *s, gd_value v, gd_arena *arena)
     return true;
 }
 
+/* Drops the first element of s's list (owned first). */
+static void list_drop_first(gd_slot *s, gd_arena *arena)
+{
+    uint32_t at = 0;
+    gd_value first;
+    if (!gd_list_next(s->x.s, &at, &first) || !list_reserve(s, s->x.s.len, arena)) return;
+    char *p = (char *)s->x.s.p;
+    memmove(p, p + at, s->x.s.len - at);
+    s->x.s.len -= at;
+    s->n--;
+}
+
 /* Equal as Java's equals: a DOUBLE by its bits. */
 static bool same_element(gd_value a, gd_value b)
 {
@@ -326,6 +338,13 @@ static void list_update(const gd_coldef *c, gd_slot *s, gd_value v, gd_arena *ar
         if (s->n < c->limit && list_append(s, v, arena)) s->n++;
         break;
     case GD_AGG_HISTOGRAM: histogram_add(c, s, v, 1, arena); break;
+    case GD_AGG_EARLIEST_N:
+    case GD_AGG_LATEST_N: /* ksqlDB's earliestTN, latestTN: NULLs skipped unless kept */
+        if (v.t == GD_V_NULL && !c->keep_nulls) break;
+        if (c->agg == GD_AGG_EARLIEST_N && s->n >= c->limit) break;
+        if (s->n >= c->limit) list_drop_first(s, arena);
+        if (list_append(s, v, arena)) s->n++;
+        break;
     default: break;
     }
 }
@@ -504,7 +523,9 @@ void gd_slots_merge(const gd_tabledef *t, gd_slot *into, gd_slot *later, gd_aren
         case GD_AGG_TOPK_DISTINCT:
         case GD_AGG_COLLECT_LIST:
         case GD_AGG_COLLECT_SET:
-        case GD_AGG_HISTOGRAM: merge_lists(col, a, b, arena); break;
+        case GD_AGG_HISTOGRAM:
+        case GD_AGG_EARLIEST_N:
+        case GD_AGG_LATEST_N: merge_lists(col, a, b, arena); break;
         case GD_AGG_EXPR: break;
         }
     }
@@ -544,7 +565,9 @@ gd_value gd_slot_value(const gd_coldef *col, const gd_slot *s)
     case GD_AGG_TOPK:
     case GD_AGG_TOPK_DISTINCT:
     case GD_AGG_COLLECT_LIST:
-    case GD_AGG_COLLECT_SET: return (gd_value){.t = GD_V_ARRAY, .s = s->x.s};
+    case GD_AGG_COLLECT_SET:
+    case GD_AGG_EARLIEST_N:
+    case GD_AGG_LATEST_N: return (gd_value){.t = GD_V_ARRAY, .s = s->x.s};
     case GD_AGG_HISTOGRAM: return (gd_value){.t = GD_V_MAP, .s = s->x.s};
     case GD_AGG_EXPR: return null;
     }

@@ -62,6 +62,8 @@ typedef enum {
     GD_AGG_COLLECT_LIST,   /* the values (NULLs too) in arrival order */
     GD_AGG_COLLECT_SET,    /* each value (NULL too) once, in order of first arrival */
     GD_AGG_HISTOGRAM,      /* each non-null string and its count, in order of first arrival */
+    GD_AGG_EARLIEST_N,     /* EARLIEST_BY_OFFSET(x, N): the first `limit` values (NULLs: keep_nulls) */
+    GD_AGG_LATEST_N,       /* LATEST_BY_OFFSET(x, N): the last `limit` values, earliest first */
     GD_AGG_EXPR,           /* expr over the keys and the other slots; no state */
 } gd_agg;
 
@@ -85,7 +87,7 @@ typedef struct {
 } gd_coldef;
 
 /* Whether the slot keeps a list (x.s, a gd_list). */
-static inline bool gd_agg_holds_list(gd_agg a) { return a >= GD_AGG_TOPK && a <= GD_AGG_HISTOGRAM; }
+static inline bool gd_agg_holds_list(gd_agg a) { return a >= GD_AGG_TOPK && a <= GD_AGG_LATEST_N; }
 /* Whether the slot keeps a string or a list (x.s), stored after the fixed slots. */
 static inline bool gd_agg_holds_string(gd_agg a)
 {

@@ -606,6 +606,49 @@ def test_session_table_merges_stored_sessions_and_reads_on_after_a_restart(gamin
     assert status == 200 and rows == [["p1", 5]]
 
 
+def test_session_merges_answer_as_ksqldbs_functional_tests(gamingd, tmp_path):
+    """ksqlDB's latest-offset-udaf.json "merging session windows" cases
+    (WINDOW SESSION (1 SECONDS); records at 0, 1500, then 700 ms, which
+    bridges the two sessions): the merged session's LATEST_BY_OFFSET is the
+    bridging record's, with nulls ignored or kept, and the N-valued forms
+    keep the last N of both sessions and the record ([1, 2]; [null, 2]).
+    p2 is its "when merging" pair (0, then a NULL at 700 ms); p3 the first
+    case (no NULL). EARLIEST_BY_OFFSET(x, 2) worked by hand from ksqlDB's
+    earliestTN: the first two of both sessions, the record too late."""
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src)
+    wait_applied(d, 5)
+    status, got = ksql(d.port, "CREATE TABLE merged AS SELECT player_id, LATEST_BY_OFFSET(score) AS l, "
+                               "LATEST_BY_OFFSET(score, false) AS lk, LATEST_BY_OFFSET(score, 2, true) AS ln, "
+                               "LATEST_BY_OFFSET(score, 2, false) AS lnk, EARLIEST_BY_OFFSET(score, 2) AS en FROM %s "
+                               "WINDOW SESSION (1 SECONDS) GROUP BY player_id EMIT CHANGES;" % ENRICHED)
+    assert status == 200, got
+    t = BASE_MS
+    scores = {"p1": [1, None, 2], "p2": [1, None], "p3": [1, 3, 2]}
+    times = [0, 1500, 700]
+    n = 0
+    with open(src, "a") as f:
+        for i, dt in enumerate(times):
+            for p, sc in scores.items():
+                if i < len(sc):
+                    f.write(json.dumps(activity(n, "g1", p, t + (700 if p == "p2" and i == 1 else dt), score=sc[i])) + "\n")
+                    n += 1
+    wait_applied(d, 5 + n)
+    want = {("p1", t, t + 1500): [2, 2, [1, 2], [None, 2], [1, 2]],
+            ("p2", t, t + 700): [1, None, [1], [1, None], [1]],
+            ("p3", t, t + 1500): [2, 2, [3, 2], [3, 2], [1, 3]]}
+    deadline = time.time() + 30
+    while True:
+        names, rows = table_rows(d.port, "merged")
+        got = {tuple(r[:3]): r[3:] for r in rows}
+        if got == want or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert names == ["PLAYER_ID", "WINDOWSTART", "WINDOWEND", "L", "LK", "LN", "LNK", "EN"]
+    assert got == want
+
+
 def test_identical_push_queries_share_one_evaluation(fed):
     sql = "SELECT game_id, COUNT(*) AS n FROM %s GROUP BY game_id EMIT CHANGES;" % ENRICHED
     before = fed.metrics()[("gamingd_push_queries", frozenset())]
