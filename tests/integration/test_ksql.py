@@ -547,6 +547,18 @@ def test_emit_final_table_shows_and_publishes_each_window_once_closed(gamingd, t
     stream.conn.close()
 
 
+def daemon_with_table(gamingd, tmp_path, create):
+    """A daemon on a file of the reference rows, with a table made by the
+    statement create (% the enriched stream's name); returns it and its file."""
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src)
+    wait_applied(d, 5)
+    status, got = ksql(d.port, create % ENRICHED)
+    assert status == 200, got
+    return d, src
+
+
 def test_session_table_merges_stored_sessions_and_reads_on_after_a_restart(gamingd, tmp_path):
     """WINDOW SESSION (10 SECONDS, GRACE PERIOD 60 SECONDS) per player, worked
     by hand: a record bridging two stored sessions leaves one row (the later
@@ -554,14 +566,9 @@ def test_session_table_merges_stored_sessions_and_reads_on_after_a_restart(gamin
     is deleted), a restart reads the open sessions back so that a record
     still joins them, and a record whose session would have closed is
     dropped."""
-    src = str(tmp_path / "src.jsonl")
-    write_lines(src, reference_lines())
-    d = gamingd(src)
-    wait_applied(d, 5)
-    status, got = ksql(d.port, "CREATE TABLE sess AS SELECT player_id, COUNT(*) AS n, SUM(score) AS total FROM %s "
-                               "WINDOW SESSION (10 SECONDS, GRACE PERIOD 60 SECONDS) GROUP BY player_id EMIT CHANGES;"
-                       % ENRICHED)
-    assert status == 200, got
+    d, src = daemon_with_table(gamingd, tmp_path,
+                               "CREATE TABLE sess AS SELECT player_id, COUNT(*) AS n, SUM(score) AS total FROM %s "
+                               "WINDOW SESSION (10 SECONDS, GRACE PERIOD 60 SECONDS) GROUP BY player_id EMIT CHANGES;")
     t = BASE_MS
     n = [0]
 
@@ -615,15 +622,11 @@ def test_session_merges_answer_as_ksqldbs_functional_tests(gamingd, tmp_path):
     p2 is its "when merging" pair (0, then a NULL at 700 ms); p3 the first
     case (no NULL). EARLIEST_BY_OFFSET(x, 2) worked by hand from ksqlDB's
     earliestTN: the first two of both sessions, the record too late."""
-    src = str(tmp_path / "src.jsonl")
-    write_lines(src, reference_lines())
-    d = gamingd(src)
-    wait_applied(d, 5)
-    status, got = ksql(d.port, "CREATE TABLE merged AS SELECT player_id, LATEST_BY_OFFSET(score) AS l, "
+    d, src = daemon_with_table(gamingd, tmp_path,
+                               "CREATE TABLE merged AS SELECT player_id, LATEST_BY_OFFSET(score) AS l, "
                                "LATEST_BY_OFFSET(score, false) AS lk, LATEST_BY_OFFSET(score, 2, true) AS ln, "
                                "LATEST_BY_OFFSET(score, 2, false) AS lnk, EARLIEST_BY_OFFSET(score, 2) AS en FROM %s "
-                               "WINDOW SESSION (1 SECONDS) GROUP BY player_id EMIT CHANGES;" % ENRICHED)
-    assert status == 200, got
+                               "WINDOW SESSION (1 SECONDS) GROUP BY player_id EMIT CHANGES;")
     t = BASE_MS
     scores = {"p1": [1, None, 2], "p2": [1, None], "p3": [1, 3, 2]}
     times = [0, 1500, 700]
