@@ -20,8 +20,9 @@
  * the list of its sessions that a record may still change, each on its own
  * allocation; merged and moved sessions leave row keys to delete, which the
  * commit deletes before it writes the dirty sessions. A session leaves
- * memory once closed (gd_sessions_close), so no session a record can reach
- * is ever only in LMDB; the purge spares every session still in memory. */
+ * memory once closed (gd_sessions_close; EMIT FINAL publishes it then), so
+ * no session a record can reach is ever only in LMDB; the purge spares
+ * every session still in memory. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -463,7 +464,7 @@ static bool apply_session(gd_windows *w, gd_hot_table *t, const gd_enriched *e, 
             gd_slot_update(&def->cols[c], &s->slots[c], argument(&def->cols[c], e, ctx), &s->arena, &w->interner);
     mark_session_dirty(t, s);
     if (s->start < t->oldest_open) t->oldest_open = s->start;
-    publish_slots(w, def, s->key, s->start, s->slots, e->seq);
+    if (!def->emit_final) publish_slots(w, def, s->key, s->start, s->slots, e->seq);
     return true;
 }
 
@@ -580,10 +581,7 @@ static int64_t kept_ms(const gd_hot_table *t)
 /* Windows past their time in memory leave it (they were just written). */
 static void evict_cold(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
 {
-    if (t->def->session) { /* sessions no record can change */
-        t->oldest_open = gd_sessions_close(t->def, &t->sessions, t->grace_ms, stream_time, dict);
-        return;
-    }
+
     gd_hot_window **link = &t->windows;
     while (*link && (*link)->start + t->def->window_ms + kept_ms(t) > stream_time)
         link = &(*link)->next;
@@ -601,6 +599,13 @@ typedef struct {
     uint64_t id_floor;
 } closed_ctx;
 
+/* The id of an EMIT FINAL table's next published row: after the last,
+ * and at least floor (see publish_closed). */
+static uint64_t next_final_id(gd_hot_table *t, uint64_t floor)
+{
+    return t->final_id = t->final_id + 1 > floor ? t->final_id + 1 : floor;
+}
+
 static int publish_stored_row(void *ctx, gd_str key, gd_str val)
 {
     closed_ctx *c = ctx;
@@ -609,11 +614,28 @@ static int publish_stored_row(void *ctx, gd_str key, gd_str val)
     if (start > c->through) return 1;
     gd_slot slots[GD_MAX_COLS];
     if (gd_row_decode(c->t->def, val.p, val.len, slots)) return 0; /* the figures of the head suffice */
-    gd_hot_table *t = c->t;
-    t->final_id = t->final_id + 1 > c->id_floor ? t->final_id + 1 : c->id_floor;
+    uint64_t id = next_final_id(c->t, c->id_floor);
     gd_arena_reset(&c->w->scratch);
-    publish_slots(c->w, t->def, (gd_str){key.p + 8, key.len - 8}, start, slots, t->final_id);
+    publish_slots(c->w, c->t->def, (gd_str){key.p + 8, key.len - 8}, start, slots, id);
     return 0;
+}
+
+/* An EMIT FINAL session table's session, as it closes (gd_session_fn). */
+static void publish_closed_session(void *ctx, const gd_session *s)
+{
+    closed_ctx *c = ctx;
+    uint64_t id = next_final_id(c->t, c->id_floor);
+    gd_arena_reset(&c->w->scratch);
+    publish_slots(c->w, c->t->def, s->key, s->start, s->slots, id);
+}
+
+/* A session table's sessions no record can change leave memory (they were
+ * just written); an EMIT FINAL table's are published as they go. */
+static void close_sessions(gd_windows *w, gd_hot_table *t, int64_t stream_time, int64_t now_ms)
+{
+    closed_ctx c = {w, t, 0, (uint64_t)now_ms * 1000};
+    t->oldest_open = gd_sessions_close(t->def, &t->sessions, t->grace_ms, stream_time, &w->dict,
+                                       t->def->emit_final ? publish_closed_session : NULL, &c);
 }
 
 /* An EMIT FINAL table's windows that closed since the last flush: their
@@ -623,8 +645,9 @@ static int publish_stored_row(void *ctx, gd_str key, gd_str val)
 static int publish_closed(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn, int64_t stream_time,
                           int64_t now_ms)
 {
+    if (!t->def->emit_final || t->def->session) return GD_OK; /* sessions: as they close (close_sessions) */
     int64_t through = gd_window_last_closed(t->def, t->grace_ms, stream_time);
-    if (!t->def->emit_final || through <= t->final_through) return GD_OK;
+    if (through <= t->final_through) return GD_OK;
     int64_t from = t->final_through == INT64_MIN ? INT64_MIN : t->final_through + 1;
     gd_rowkey_encode(&w->key, from, (gd_str){"", 0});
     closed_ctx c = {w, t, through, (uint64_t)now_ms * 1000};
@@ -646,7 +669,8 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         if (stream_time == INT64_MIN || !t->def->window_ms) continue;
         rc = publish_closed(w, t, s, txn, stream_time, now_ms);
         if (rc) return rc;
-        evict_cold(t, stream_time, &w->dict);
+        if (t->def->session) close_sessions(w, t, stream_time, now_ms);
+        else evict_cold(t, stream_time, &w->dict);
         /* purge windows that are closed and past retention */
         int64_t size = t->def->window_ms;
         int64_t expired = retention_time - w->retention_ms - size + 1;
@@ -716,7 +740,8 @@ static int load_table(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn,
         gd_rowkey_encode(&w->key, INT64_MIN, (gd_str){"", 0});
         int rc = gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, load_session, &c);
         if (c.undecoded) gd_error("%s: %zu stored sessions did not decode; left out", t->def->name, c.undecoded);
-        t->oldest_open = gd_sessions_close(t->def, &t->sessions, t->grace_ms, stream_time, &w->dict);
+        /* closed before the restart: not published again */
+        t->oldest_open = gd_sessions_close(t->def, &t->sessions, t->grace_ms, stream_time, &w->dict, NULL, NULL);
         return rc;
     }
     if (t->def->window_ms) /* what closed before is not published again */

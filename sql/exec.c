@@ -203,6 +203,7 @@ typedef struct {
     int64_t now_ms;
     int64_t deadline_ms; /* of the scans; 0: none */
     int64_t window_to;   /* plan's, or before an EMIT FINAL table's first open window */
+    int64_t final_stream_time; /* an EMIT FINAL table's committed stream time: its sessions closed then show */
     gd_sql_row_fn fn;
     void *ctx;
     gd_arena arena; /* strings of rows kept for sorting */
@@ -341,9 +342,13 @@ static int visit_row(void *ctx, gd_str key, gd_str val)
     gd_eval ev = {.column = gd_value_array_column, .row = p->in, .now_ms = p->now_ms, .scratch = &p->arena};
     if (plan->where_keys && (!key_row(plan->source->table, key, p->in) || !gd_expr_true(plan->where_keys, &ev)))
         return 0; /* refused by its key: not decoded */
-    int rc = gd_sql_table_row(plan->source->table, key, val, p->in, &p->arena);
+    const gd_tabledef *t = plan->source->table;
+    int rc = gd_sql_table_row(t, key, val, p->in, &p->arena);
     if (rc == GD_EOF) return 0;
     if (rc) return 0; /* a row that does not decode is not an answer */
+    if (plan->final_only && t->session &&
+        !gd_session_ended(t, p->in[t->nkeys + 1].i, plan->final_grace_ms, p->final_stream_time))
+        return 0; /* a session still open */
     if (plan->where && !gd_expr_true(plan->where, &ev)) return 0;
     for (int c = 0; c < plan->ncols; c++) { /* a column as it is (SELECT *) needs no evaluation */
         const gd_expr *x = plan->proj[c];
@@ -358,13 +363,22 @@ static int visit_row(void *ctx, gd_str key, gd_str val)
 /* An EMIT FINAL table shows the windows closed at the stream time its
  * store committed last (read in the same transaction): the end of the
  * plan's window range, cut before the first window still open. */
-static int64_t closed_windows_end(gd_store *store, MDB_txn *txn, const gd_query_plan *plan)
+static int64_t closed_windows_end(const gd_query_plan *plan, int64_t stream_time)
+{
+    const gd_tabledef *t = plan->source->table;
+    if (stream_time == INT64_MIN) return INT64_MIN; /* nothing yet */
+    int64_t open = t->session ? stream_time - t->window_ms - plan->final_grace_ms /* a closed one started before */
+                              : gd_window_last_closed(t, plan->final_grace_ms, stream_time) + 1;
+    return open < plan->window_to ? open : plan->window_to;
+}
+
+/* The stream time the store committed last (read in the pull's
+ * transaction), or INT64_MIN. */
+static int64_t committed_stream_time(gd_store *store, MDB_txn *txn)
 {
     gd_str v;
-    if (gd_store_meta_get(store, txn, "stream_time", &v) || v.len != 8) return INT64_MIN; /* nothing yet */
-    int64_t stream_time = (int64_t)gd_get_u64be(v.p);
-    int64_t open = gd_window_last_closed(plan->source->table, plan->final_grace_ms, stream_time) + 1;
-    return open < plan->window_to ? open : plan->window_to;
+    if (gd_store_meta_get(store, txn, "stream_time", &v) || v.len != 8) return INT64_MIN;
+    return (int64_t)gd_get_u64be(v.p);
 }
 
 /* Runs the scan for one combination of the key values sought. */
@@ -445,7 +459,10 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
     if (!rc && plan->after && plan->norder > 1)
         rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "a place to start after is for an order by one column");
     p.window_to = plan->window_to;
-    if (!rc && plan->final_only) p.window_to = closed_windows_end(store, txn, plan);
+    if (!rc && plan->final_only) {
+        p.final_stream_time = committed_stream_time(store, txn);
+        p.window_to = closed_windows_end(plan, p.final_stream_time);
+    }
     if (!rc && plan->window_from < p.window_to) {
         int scanned = scan_keys(store, txn, &p);
         if (scanned == GD_ETIMEDOUT)

@@ -1127,8 +1127,6 @@ static bool compile_aggregation(binder *b, const gd_sql_select *q, landing *land
     t->grace_ms = q->grace_ms;
     t->emit_final = q->emit == GD_EMIT_FINAL;
     t->session = q->windowed && q->session;
-    if (t->session && t->emit_final)
-        return fail(b, NULL, "EMIT FINAL is not supported for SESSION windows: use EMIT CHANGES");
     if (q->where) {
         if (has_aggregate(q->where)) return fail(b, q->where, "aggregates are not allowed in WHERE (use HAVING)");
         if (!(t->where = bind_input(b, q->where))) return false;

@@ -288,7 +288,21 @@ static void session_merged(void *ctx, int64_t start, gd_str key, gd_session *mer
     if (merged) gd_session_free(q->plan.aggregate, merged, &q->dict);
 }
 
-/* A record at ts into its group's session; emits the session's row. */
+typedef struct {
+    gd_sql_runner *r;
+    gd_push_query *q;
+    const gd_eval *ctx;
+} session_emit;
+
+/* EMIT FINAL: a session's row once it closed (gd_session_fn). */
+static void emit_closed_session(void *arg, const gd_session *s)
+{
+    session_emit *e = arg;
+    emit_group(e->r, e->q, s->start, s->key, s->slots, e->ctx);
+}
+
+/* A record at ts into its group's session; emits the session's row (EMIT
+ * FINAL: the rows of the sessions that closed). */
 static void aggregate_session(gd_sql_runner *r, gd_push_query *q, gd_str key, int64_t ts, const gd_value *in,
                               const gd_eval *ctx)
 {
@@ -302,10 +316,12 @@ static void aggregate_session(gd_sql_runner *r, gd_push_query *q, gd_str key, in
         gd_value v = col->field >= 0 ? in[col->field] : col->arg ? gd_expr_eval(col->arg, ctx) : (gd_value){0};
         gd_slot_update(col, &x->slots[c], v, &x->arena, &q->interner);
     }
-    emit_group(r, q, x->start, x->key, x->slots, ctx);
-    if (++q->since_closing >= CLOSE_SESSIONS_EVERY) {
+    if (!q->plan.emit_final) emit_group(r, q, x->start, x->key, x->slots, ctx);
+    if (++q->since_closing >= CLOSE_SESSIONS_EVERY || q->plan.emit_final) {
         q->since_closing = 0;
-        gd_sessions_close(t, &q->sessions, q->grace_ms, q->stream_time, &q->dict);
+        session_emit emit_ctx = {r, q, ctx};
+        gd_sessions_close(t, &q->sessions, q->grace_ms, q->stream_time, &q->dict,
+                          q->plan.emit_final ? emit_closed_session : NULL, &emit_ctx);
     }
 }
 

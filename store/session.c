@@ -116,11 +116,11 @@ static bool closed(const gd_tabledef *t, const gd_session *s, int64_t later_star
                    int64_t grace_ms, int64_t stream_time)
 {
     if (!later_closed && later_start - t->window_ms <= s->end + t->window_ms) return false;
-    return s->end + t->window_ms + grace_ms < stream_time;
+    return gd_session_ended(t, s->end, grace_ms, stream_time);
 }
 
 int64_t gd_sessions_close(const gd_tabledef *t, gd_map *sessions, int64_t grace_ms, int64_t stream_time,
-                          gd_dict *dict)
+                          gd_dict *dict, gd_session_fn *closed_fn, void *ctx)
 {
     int64_t oldest_open = INT64_MAX;
     for (size_t i = 0; i < sessions->cap; i++) {
@@ -139,6 +139,7 @@ int64_t gd_sessions_close(const gd_tabledef *t, gd_map *sessions, int64_t grace_
                 continue;
             }
             *link = x->next;
+            if (closed_fn) closed_fn(ctx, x);
             gd_session_free(t, x, dict);
         }
         if (head) m->val = head;

@@ -270,10 +270,20 @@ gd_session *gd_sessions_join(const gd_tabledef *t, gd_map *sessions, gd_str key,
                              int64_t stream_time, gd_dict *dict, gd_session_gone_fn *gone, void *ctx);
 /* Frees the sessions no record can change any more -- none within a gap
  * can come in the grace, nor one bridging to a later session still open --
- * which the caller has written. Returns the earliest start of those kept
+ * which the caller has written, each first shown to closed (if not NULL:
+ * EMIT FINAL publishes it then). Returns the earliest start of those kept
  * (INT64_MAX: none). */
+typedef void gd_session_fn(void *ctx, const gd_session *s);
 int64_t gd_sessions_close(const gd_tabledef *t, gd_map *sessions, int64_t grace_ms, int64_t stream_time,
-                          gd_dict *dict);
+                          gd_dict *dict, gd_session_fn *closed, void *ctx);
+/* Whether a stored session ending at end is closed at stream_time (no
+ * record within its gap can come in its grace): what an EMIT FINAL pull
+ * shows. Its later neighbour is not looked at, so a session a record may
+ * still bridge to an open one shows a little early. */
+static inline bool gd_session_ended(const gd_tabledef *t, int64_t end, int64_t grace_ms, int64_t stream_time)
+{
+    return end + t->window_ms + grace_ms < stream_time;
+}
 
 /* A key column's value as the row key holds it (text), and back. */
 void gd_key_text(gd_value v, gd_buf *b);

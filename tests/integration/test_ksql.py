@@ -472,19 +472,27 @@ def test_scopes_and_masking(gamingd, tmp_path):
 
 # ---- push queries ----
 
-def test_emit_final_emits_each_window_once_past_its_grace(gamingd, tmp_path):
-    """10-second windows with a 5-second grace, worked by hand: a window is
-    final when the stream time reaches its end + 5 s."""
+def push_query_on_reference_rows(gamingd, tmp_path, sql):
+    """A daemon on a file of the reference rows and a push query (sql % the
+    enriched stream's name) started on it: the daemon, its file, the
+    connection and the response past its header."""
     src = str(tmp_path / "src.jsonl")
     write_lines(src, reference_lines())
     d = gamingd(src)
     wait_applied(d, 5)
     c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-    c.request("POST", "/query-stream", body=json.dumps({"sql":
-              "SELECT game_id, WINDOWSTART AS ws, COUNT(*) AS n, SUM(score) AS total FROM %s "
-              "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY game_id EMIT FINAL;" % ENRICHED}))
+    c.request("POST", "/query-stream", body=json.dumps({"sql": sql % ENRICHED}))
     r = c.getresponse()
     json.loads(r.readline())
+    return d, src, c, r
+
+
+def test_emit_final_emits_each_window_once_past_its_grace(gamingd, tmp_path):
+    """10-second windows with a 5-second grace, worked by hand: a window is
+    final when the stream time reaches its end + 5 s."""
+    d, src, c, r = push_query_on_reference_rows(
+        gamingd, tmp_path, "SELECT game_id, WINDOWSTART AS ws, COUNT(*) AS n, SUM(score) AS total FROM %s "
+                           "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY game_id EMIT FINAL;")
     t = BASE_MS
     events = [(0, "g1", 1), (3000, "g1", 2), (4000, "g2", 4), (9999, "g1", 8),  # window [0, 10 s)
               (12000, "g1", 16),          # window [10, 20 s); stream time 12 s: [0, 10) not final yet
@@ -650,6 +658,58 @@ def test_session_merges_answer_as_ksqldbs_functional_tests(gamingd, tmp_path):
         time.sleep(0.1)
     assert names == ["PLAYER_ID", "WINDOWSTART", "WINDOWEND", "L", "LK", "LN", "LNK", "EN"]
     assert got == want
+
+
+# WINDOW SESSION (10 SECONDS, GRACE PERIOD 0 SECONDS) EMIT FINAL, worked by hand
+FINAL_SESSION_EVENTS = [
+    (0, "p1", 1), (5000, "p1", 2),
+    (3000, "p2", 4),    # ends 2 s before the stream time, no grace: late, dropped
+    (5000, "p2", 64),   # p1 [0, 5 s], p2 [5 s]
+    (30000, "p3", 8),   # stream time 30 s: p1's and p2's sessions closed (5 + 10 < 30)
+    (12000, "p1", 16),  # its session closed: dropped
+    (50000, "p4", 32)]  # 50 s: p3's [30 s] closed, p4's open (a p3 record at 50 s would have
+#                         kept p3's open: one at 40 s could still bridge the two)
+FINAL_SESSIONS = [["p1", BASE_MS, BASE_MS + 5000, 2, 3], ["p2", BASE_MS + 5000, BASE_MS + 5000, 1, 64],
+                  ["p3", BASE_MS + 30000, BASE_MS + 30000, 1, 8]]
+
+
+def write_final_session_events(src):
+    with open(src, "a") as f:
+        for i, (dt, p, sc) in enumerate(FINAL_SESSION_EVENTS):
+            f.write(json.dumps(activity(i, "g1", p, BASE_MS + dt, score=sc)) + "\n")
+
+
+def test_emit_final_session_push_query_emits_each_session_once_closed(gamingd, tmp_path):
+    d, src, c, r = push_query_on_reference_rows(
+        gamingd, tmp_path, "SELECT player_id, WINDOWSTART, WINDOWEND, COUNT(*) AS n, SUM(score) AS total FROM %s "
+                           "WINDOW SESSION (10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY player_id EMIT FINAL;")
+    write_final_session_events(src)
+    rows = [json.loads(r.readline()) for _ in FINAL_SESSIONS]
+    c.close()
+    assert sorted(rows) == sorted(FINAL_SESSIONS)
+
+
+def test_emit_final_session_table_shows_and_publishes_each_session_once_closed(gamingd, tmp_path):
+    """CREATE TABLE ... WINDOW SESSION (10 SECONDS, GRACE PERIOD 0 SECONDS)
+    EMIT FINAL, worked by hand: a session is shown (pull) and published (its
+    SSE stream) once no record within its gap can come any more (its end +
+    10 s passed by the stream time), each once; a record for a session that
+    closed is dropped; the open one is neither shown nor published."""
+    d, src = daemon_with_table(gamingd, tmp_path,
+                               "CREATE TABLE fin_s AS SELECT player_id, COUNT(*) AS n, SUM(score) AS total FROM %s "
+                               "WINDOW SESSION (10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY player_id EMIT FINAL;")
+    stream = Stream(d.port, "fin_s", ndjson=True, timeout=10)
+    write_final_session_events(src)
+    want = [dict(zip(("player_id", "window_start", "window_end", "n", "total"), r)) for r in FINAL_SESSIONS]
+    got = []
+    for ev in stream.events():
+        got.append(json.loads(ev.data))
+        if len(got) == len(want):
+            break
+    stream.conn.close()
+    assert sorted(got, key=json.dumps) == sorted(want, key=json.dumps)
+    wait_applied(d, 5 + len(FINAL_SESSION_EVENTS))
+    assert sorted(table_rows(d.port, "fin_s")[1]) == sorted(FINAL_SESSIONS)
 
 
 def test_identical_push_queries_share_one_evaluation(fed):

@@ -321,7 +321,7 @@ static void sessions_merge_when_a_record_bridges_them(void **state)
     assert_int_equal(gone.calls, 2);
     assert_int_equal(gone.merged, 1);
     assert_int_equal(gone.starts[1], 0);
-    assert_int_equal(gd_sessions_close(&t, &sessions, 5, INT64_MAX, NULL), INT64_MAX); /* all closed: freed */
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, INT64_MAX, NULL, NULL, NULL), INT64_MAX); /* all closed: freed */
     assert_int_equal(sessions_in(&sessions), 0);
     gd_map_free(&sessions);
 }
@@ -342,8 +342,8 @@ static void sessions_are_late_once_their_grace_passed(void **state)
     assert_int_equal(sessions_in(&sessions), 1);
     assert_int_equal(column(&t, sessions_of_g(&sessions)->slots, 0).i, 2);
     /* closed once no record within its gap can come in its grace: at 116 */
-    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 115, NULL), 90);
-    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 116, NULL), INT64_MAX);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 115, NULL, NULL, NULL), 90);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 116, NULL, NULL, NULL), INT64_MAX);
     assert_int_equal(sessions_in(&sessions), 0);
     /* ... unless a record may bridge it to an open later session: [90, 100]
      * and [120, 130] (120 - 10 <= 100 + 10) stay while the later is open */
@@ -352,16 +352,16 @@ static void sessions_are_late_once_their_grace_passed(void **state)
     session_record(&t, &sessions, 120, "c", 120, &gone);
     session_record(&t, &sessions, 130, "d", 130, &gone);
     assert_int_equal(sessions_in(&sessions), 2);
-    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 130, NULL), 90);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 130, NULL, NULL, NULL), 90);
     assert_int_equal(sessions_in(&sessions), 2);
-    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 146, NULL), INT64_MAX); /* 130 + 10 + 5 < 146 */
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 146, NULL, NULL, NULL), INT64_MAX); /* 130 + 10 + 5 < 146 */
     /* [90, 100] and [121, 121]: no record reaches both, so the earlier closes alone */
     session_record(&t, &sessions, 90, "a", 90, &gone);
     session_record(&t, &sessions, 100, "b", 100, &gone);
     session_record(&t, &sessions, 121, "c", 121, &gone);
-    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 121, NULL), 121);
+    assert_int_equal(gd_sessions_close(&t, &sessions, 5, 121, NULL, NULL, NULL), 121);
     assert_int_equal(sessions_in(&sessions), 1);
-    gd_sessions_close(&t, &sessions, 5, INT64_MAX, NULL);
+    gd_sessions_close(&t, &sessions, 5, INT64_MAX, NULL, NULL, NULL);
     gd_map_free(&sessions);
 }
 
