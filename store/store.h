@@ -13,6 +13,23 @@
  * crash at any moment restarts from a consistent cut. Readers (HTTP threads)
  * open read-only transactions and never wait for the writer.
  *
+ * The file never shrinks: it is bounded by reusing the pages retention frees.
+ * LMDB gives a page freed by commit N to commit N+2 at the earliest, and only
+ * once no reader holds a snapshot older than N+1. Readers here are short: a
+ * pull query's for its request, the table worker's renewed after every
+ * commit. What bounds the file is then (1) that retention purges at the pace
+ * rows are written, and (2) that no commit dirties too many pages, since the
+ * pages it and the one before it free wait on top of the live data. Both once
+ * failed in a catch-up replay (30 days of event time, 7 d retention: 1.2 GB
+ * and growing linearly, RSS past 1 GB, where 0.4 GB plateau): purging was
+ * capped at 20,000 rows a table a commit while a commit carried a day of
+ * event time, so expired rows piled up and were only deleted after the
+ * replay, and a commit was bounded by time alone (a second while busy), so
+ * it dirtied hundreds of thousands of pages, held in the heap until the
+ * commit and cached by LMDB afterwards. Purging now takes as many rows as the
+ * table wrote and then some (ingest/window.c), and a busy batch ends at a
+ * bound on its dirty groups (ingest/engine.c).
+ *
  * Every function returns GD_OK or an error code the caller must handle. */
 #ifndef GD_STORE_H
 #define GD_STORE_H
@@ -90,7 +107,8 @@ int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str ke
 
 /* Deletes up to max_rows rows of windows starting before window_limit (the
  * oldest first), and their sets; *deleted tells how many rows went. Bounded
- * so that retention never stalls a batch. */
+ * so that retention never stalls a batch; the caller's bound must still let
+ * it keep pace with the rows written (see above). */
 int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
                    size_t max_rows, size_t *deleted);
 
