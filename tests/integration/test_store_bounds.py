@@ -14,8 +14,6 @@ import os
 import tarfile
 import time
 
-import pytest
-
 from conftest import generate
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -13,7 +13,6 @@ It replays 3,000 generated activity events (seed 5, 5 a second from
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
