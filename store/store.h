@@ -35,6 +35,7 @@
 #define GD_STORE_H
 
 #include <lmdb.h>
+#include <pthread.h>
 
 #include "catalog.h"
 
@@ -43,6 +44,8 @@
  * them to the changelog (ingest/route.c). A non-OK return fails the write. */
 typedef int (*gd_store_tap_fn)(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val);
 
+enum { GD_STORE_IDLE_READERS = 16 };
+
 typedef struct {
     MDB_env *env;
     MDB_dbi meta;
@@ -50,6 +53,9 @@ typedef struct {
     int lock_fd; /* holds dir/gamingd.lock: one daemon per data dir */
     gd_store_tap_fn tap; /* NULL, or set by the writer around the writes it wants seen */
     void *tap_ctx;
+    pthread_mutex_t idle_mu; /* read transactions kept reset for the next reader (store.c) */
+    MDB_txn *idle[GD_STORE_IDLE_READERS];
+    int nidle;
 } gd_store;
 
 /* Opens (creating) the environment in dir; map_size is the largest the data
@@ -72,7 +78,12 @@ int gd_store_empty_table(gd_store *s, MDB_txn *txn, const gd_tabledef *t);
 int gd_store_delete_table(gd_store *s, MDB_txn *txn, const char *name, uint64_t uid);
 
 int gd_store_begin_write(gd_store *s, MDB_txn **txn);
+/* A read transaction, for one request: end it with gd_store_end_read, from
+ * any thread. Ended ones are kept reset (holding no snapshot, so pinning no
+ * page) and renewed by the next begin: beginning one afresh allocates and
+ * zeroes room for every named database. */
 int gd_store_begin_read(gd_store *s, MDB_txn **txn);
+void gd_store_end_read(gd_store *s, MDB_txn *txn);
 int gd_store_commit(MDB_txn *txn); /* aborts the txn on failure */
 
 /* Meta values are opaque byte strings. GD_EOF when absent. */
