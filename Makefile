@@ -4,7 +4,9 @@
 #   make test    unit tests (cmocka) and integration tests (pytest) on the real binary
 #   make asan    the same tests on a build with AddressSanitizer and UBSan
 #   make bench   throughput, memory and pull-query latency figures; BASELINE=binary
-#                compares with another build, interleaved (ONLY=pull: pull queries alone)
+#                compares with another build, interleaved (ONLY=pull: pull queries alone;
+#                ONLY=soak: data file and RSS over 30 days of event time; ONLY=tables:
+#                what a tumbling and a session table of the user's cost per event)
 #   make fuzz    libFuzzer over the parsers, FUZZ_SECONDS (20) each
 #   make deps    install the Debian packages the targets need (apt-get)
 

@@ -17,7 +17,14 @@
  * interval has passed (live data: state at most that old), or, while records
  * keep coming (catching up, replaying), after BUSY_COMMIT_FACTOR intervals or
  * cfg->batch_records records: each commit rewrites every dirty group and
- * distinct set once, so bigger batches while busy cost less per record. */
+ * distinct set once, so bigger batches while busy cost less per record --
+ * until a batch holds BUSY_COMMIT_ROWS dirty groups, when it ends too. Past
+ * that, records mostly make groups of their own (a replay of sparse data: a
+ * day of event time a second) and a bigger batch saves nothing, while the
+ * pages it dirties sit in the heap until the commit (LMDB then keeps them
+ * cached for the next write transaction) and are freed only for the commit
+ * after next to reuse: the data file and RSS would grow with the batch
+ * (store.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +102,7 @@ struct gd_engine {
     bool moved; /* records of held partitions applied since the last mark */
 };
 
-enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10 };
+enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 65536 };
 
 /* Every gd_windows of this engine: the engine's, the worker's, and in
  * partitioned mode each further route's. */
@@ -1203,6 +1210,15 @@ static int final_commit(gd_engine *e)
     }
 }
 
+/* Rows the open batch will write, every table's (the worker's as it goes). */
+static size_t dirty_rows(gd_engine *e)
+{
+    size_t n = 0;
+    for (int i = 0; i < windows_count(e); i++)
+        n += atomic_load_explicit(&windows_at(e, i)->dirty_rows, memory_order_relaxed);
+    return n;
+}
+
 /* A commit the brokers postponed is not an error: the run goes on. */
 static int commit_or_postpone(gd_engine *e)
 {
@@ -1260,7 +1276,8 @@ int gd_engine_run(gd_engine *e)
         if (e->adopted || e->nremovals || /* another instance's change: at once */
             e->batch_records >= e->cfg->batch_records ||
             (e->batch_records % 256 == 0 &&
-             gd_mono_ns() - e->batch_start_ns >= BUSY_COMMIT_FACTOR * e->cfg->commit_interval_ms * 1000000)) {
+             (gd_mono_ns() - e->batch_start_ns >= BUSY_COMMIT_FACTOR * e->cfg->commit_interval_ms * 1000000 ||
+              dirty_rows(e) >= BUSY_COMMIT_ROWS))) {
             if ((rc = commit_or_postpone(e))) break;
         }
     }

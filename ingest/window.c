@@ -258,13 +258,16 @@ static gd_hot_group *group_for_update(gd_windows *w, gd_hot_table *t, gd_hot_win
     return g;
 }
 
-static void mark_dirty(gd_hot_table *t, gd_hot_group *g)
+static void mark_dirty(gd_windows *w, gd_hot_table *t, gd_hot_group *g)
 {
     if (g->dirty) return;
     g->dirty = true;
     g->next_dirty = t->dirty;
     t->dirty = g;
     t->dirty_count++;
+    /* one writer: a plain load and store, readable from the engine's thread */
+    atomic_store_explicit(&w->dirty_rows, atomic_load_explicit(&w->dirty_rows, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 static gd_value enriched_column(const void *row, int index) { return gd_enriched_field(row, (gd_field)index); }
@@ -503,7 +506,7 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
                 if (def->cols[c].agg != GD_AGG_EXPR)
                     gd_slot_update(&def->cols[c], &g->slots[c], argument(&def->cols[c], e, &ctx), &win->arena,
                                    &w->interner);
-            mark_dirty(t, g);
+            mark_dirty(w, t, g);
             if (figures) set_figures(w, e, (unsigned)i, g->slots);
             publish_row(w, def, g, e->seq);
         }
@@ -661,9 +664,11 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
      * clock: a record from the future must not age the present out */
     int64_t retention_time = stream_time < now_ms ? stream_time : now_ms;
     w->purge_pending = false;
+    atomic_store_explicit(&w->dirty_rows, 0, memory_order_relaxed);
     for (size_t i = 0; i < GD_MAX_TABLES; i++) {
         gd_hot_table *t = &w->tables[i];
         if (!owns(w, i)) continue;
+        size_t written = t->dirty_count;
         int rc = write_dirty(w, t, s, txn);
         if (rc) return rc;
         if (stream_time == INT64_MIN || !t->def->window_ms) continue;
@@ -671,7 +676,9 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
         if (rc) return rc;
         if (t->def->session) close_sessions(w, t, stream_time, now_ms);
         else evict_cold(t, stream_time, &w->dict);
-        /* purge windows that are closed and past retention */
+        /* purge windows that are closed and past retention: as many rows as
+         * were written, and then some, so that purging keeps pace with a
+         * catch-up however much event time a commit carries (store.h) */
         int64_t size = t->def->window_ms;
         int64_t expired = retention_time - w->retention_ms - size + 1;
         int64_t closed = stream_time - t->grace_ms - size + 1;
@@ -679,11 +686,10 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
             expired = retention_time - w->retention_ms;
             closed = t->oldest_open;
         }
-        size_t deleted;
-        rc = gd_store_purge(s, txn, t->def, expired < closed ? expired : closed,
-                            PURGE_ROWS_PER_COMMIT, &deleted);
+        size_t deleted, bound = PURGE_ROWS_PER_COMMIT + written;
+        rc = gd_store_purge(s, txn, t->def, expired < closed ? expired : closed, bound, &deleted);
         if (rc) return rc;
-        if (deleted == PURGE_ROWS_PER_COMMIT) w->purge_pending = true;
+        if (deleted == bound) w->purge_pending = true;
     }
     return GD_OK;
 }

@@ -79,6 +79,7 @@ typedef struct {
     gd_interner interner;
     gd_push_sink *push; /* rows are pushed here after each change, or NULL */
     bool purge_pending; /* the last flush left expired rows to purge */
+    _Atomic size_t dirty_rows; /* groups to write at the next flush, all tables */
     gd_buf key, row, sets, text; /* scratch */
     gd_arena scratch;            /* per record: strings expressions make */
     gd_slot figure_slots[GD_MAX_COLS]; /* see gd_windows_apply */
@@ -117,8 +118,9 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
  * the worker's instance while the worker runs; scratch: the caller's. */
 bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch);
 /* Writes dirty groups, publishes the rows of an EMIT FINAL table's windows
- * that closed, evicts closed windows and purges expired ones (a bounded
- * number of rows per call; purge_pending tells when more remain).
+ * that closed, evicts closed windows and purges expired ones (per table, a
+ * bounded number of rows more than it wrote; purge_pending tells when more
+ * remain).
  * Retention counts from the earlier of stream_time and now_ms. */
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms);
 size_t gd_windows_memory(const gd_windows *w);

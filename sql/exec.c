@@ -475,7 +475,7 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
         if (p.n > 1) qsort_r(p.heap, p.n, sizeof *p.heap, kept_cmp, &p);
         for (size_t i = 0; i < p.n && !emit(&p, &p.rows[p.heap[i].slot * (size_t)plan->ncols], &p.heap[i].pos); i++) {}
     }
-    if (txn) mdb_txn_abort(txn);
+    if (txn) gd_store_end_read(store, txn);
     free(p.heap);
     free(p.rows);
     free(p.in);

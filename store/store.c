@@ -1,5 +1,11 @@
 /* store.c -- LMDB environment, named databases and the few operations the
- * other layers need. See store.h for the layout and the why. */
+ * other layers need. See store.h for the layout and the why.
+ *
+ * Read transactions are pooled: beginning one with mdb_txn_begin allocates
+ * and zeroes room for every named database (MAX_DBS of them, ~100 KB), a
+ * twentieth of a keyed pull query's time. An ended one is reset -- it then
+ * holds no snapshot, so however long it waits it pins no page (store.h) --
+ * and the next reader, on any thread (MDB_NOTLS), renews it. */
 #include "store.h"
 
 #include <errno.h>
@@ -63,6 +69,7 @@ int gd_store_open(gd_store *s, const char *dir, size_t map_size)
 {
     memset(s, 0, sizeof *s);
     s->lock_fd = -1;
+    pthread_mutex_init(&s->idle_mu, NULL);
     snprintf(s->path, sizeof s->path, "%s", dir);
     if (mkdir(dir, 0755) && errno != EEXIST) {
         gd_error("cannot create data dir %s: %s", dir, strerror(errno));
@@ -180,6 +187,8 @@ int gd_store_delete_table(gd_store *s, MDB_txn *txn, const char *table, uint64_t
 void gd_store_close(gd_store *s)
 {
     if (!s->env) return;
+    while (s->nidle) mdb_txn_abort(s->idle[--s->nidle]);
+    pthread_mutex_destroy(&s->idle_mu);
     mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
     s->env = NULL;
@@ -194,8 +203,23 @@ int gd_store_begin_write(gd_store *s, MDB_txn **txn)
 
 int gd_store_begin_read(gd_store *s, MDB_txn **txn)
 {
+    pthread_mutex_lock(&s->idle_mu);
+    *txn = s->nidle ? s->idle[--s->nidle] : NULL;
+    pthread_mutex_unlock(&s->idle_mu);
+    if (*txn && !mdb_txn_renew(*txn)) return GD_OK;
+    if (*txn) mdb_txn_abort(*txn);
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
     return rc ? lmdb_fail("begin read", rc) : GD_OK;
+}
+
+void gd_store_end_read(gd_store *s, MDB_txn *txn)
+{
+    mdb_txn_reset(txn);
+    pthread_mutex_lock(&s->idle_mu);
+    bool kept = s->nidle < GD_STORE_IDLE_READERS;
+    if (kept) s->idle[s->nidle++] = txn;
+    pthread_mutex_unlock(&s->idle_mu);
+    if (!kept) mdb_txn_abort(txn);
 }
 
 int gd_store_commit(MDB_txn *txn)

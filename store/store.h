@@ -13,11 +13,29 @@
  * crash at any moment restarts from a consistent cut. Readers (HTTP threads)
  * open read-only transactions and never wait for the writer.
  *
+ * The file never shrinks: it is bounded by reusing the pages retention frees.
+ * LMDB gives a page freed by commit N to commit N+2 at the earliest, and only
+ * once no reader holds a snapshot older than N+1. Readers here are short: a
+ * pull query's for its request, the table worker's renewed after every
+ * commit. What bounds the file is then (1) that retention purges at the pace
+ * rows are written, and (2) that no commit dirties too many pages, since the
+ * pages it and the one before it free wait on top of the live data. Both once
+ * failed in a catch-up replay (30 days of event time, 7 d retention: 1.2 GB
+ * and growing linearly, RSS past 1 GB, where 0.4 GB plateau): purging was
+ * capped at 20,000 rows a table a commit while a commit carried a day of
+ * event time, so expired rows piled up and were only deleted after the
+ * replay, and a commit was bounded by time alone (a second while busy), so
+ * it dirtied hundreds of thousands of pages, held in the heap until the
+ * commit and cached by LMDB afterwards. Purging now takes as many rows as the
+ * table wrote and then some (ingest/window.c), and a busy batch ends at a
+ * bound on its dirty groups (ingest/engine.c).
+ *
  * Every function returns GD_OK or an error code the caller must handle. */
 #ifndef GD_STORE_H
 #define GD_STORE_H
 
 #include <lmdb.h>
+#include <pthread.h>
 
 #include "catalog.h"
 
@@ -26,6 +44,8 @@
  * them to the changelog (ingest/route.c). A non-OK return fails the write. */
 typedef int (*gd_store_tap_fn)(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val);
 
+enum { GD_STORE_IDLE_READERS = 16 };
+
 typedef struct {
     MDB_env *env;
     MDB_dbi meta;
@@ -33,6 +53,9 @@ typedef struct {
     int lock_fd; /* holds dir/gamingd.lock: one daemon per data dir */
     gd_store_tap_fn tap; /* NULL, or set by the writer around the writes it wants seen */
     void *tap_ctx;
+    pthread_mutex_t idle_mu; /* read transactions kept reset for the next reader (store.c) */
+    MDB_txn *idle[GD_STORE_IDLE_READERS];
+    int nidle;
 } gd_store;
 
 /* Opens (creating) the environment in dir; map_size is the largest the data
@@ -55,7 +78,12 @@ int gd_store_empty_table(gd_store *s, MDB_txn *txn, const gd_tabledef *t);
 int gd_store_delete_table(gd_store *s, MDB_txn *txn, const char *name, uint64_t uid);
 
 int gd_store_begin_write(gd_store *s, MDB_txn **txn);
+/* A read transaction, for one request: end it with gd_store_end_read, from
+ * any thread. Ended ones are kept reset (holding no snapshot, so pinning no
+ * page) and renewed by the next begin: beginning one afresh allocates and
+ * zeroes room for every named database. */
 int gd_store_begin_read(gd_store *s, MDB_txn **txn);
+void gd_store_end_read(gd_store *s, MDB_txn *txn);
 int gd_store_commit(MDB_txn *txn); /* aborts the txn on failure */
 
 /* Meta values are opaque byte strings. GD_EOF when absent. */
@@ -90,7 +118,8 @@ int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str ke
 
 /* Deletes up to max_rows rows of windows starting before window_limit (the
  * oldest first), and their sets; *deleted tells how many rows went. Bounded
- * so that retention never stalls a batch. */
+ * so that retention never stalls a batch; the caller's bound must still let
+ * it keep pace with the rows written (see above). */
 int gd_store_purge(gd_store *s, MDB_txn *txn, const gd_tabledef *t, int64_t window_limit,
                    size_t max_rows, size_t *deleted);
 

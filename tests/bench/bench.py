@@ -19,6 +19,13 @@
    --baseline binary, only 1,000 filtered subscribers (all on one game, then
    each on a player of its own), both binaries in interleaved rounds.
 
+4. Soak (--only soak, and last in the full run): 30 days of event time at
+   one activity event a second, replayed with the default 7 days of
+   retention: data.mdb's size and RSS when the stream time passes days 7,
+   14 and 30 (the end), and peak RSS. Past retention the file should stay
+   put: LMDB reuses the pages purged windows free. With --baseline, the same
+   file replayed by both binaries, one after the other.
+
 Targets (2 cores): >= 1,000,000 events/s replay, >= 50,000 pull queries/s,
 p99 < 2 ms; push p99 < 50 ms at 1,000 subscribers. They guide the design;
 nothing here fails on them.
@@ -430,6 +437,67 @@ def metric(metrics_text, name, labels=""):
     return float(m.group(1)) if m else 0.0
 
 
+SOAK_DAYS = (7, 14, 30)
+DAY_MS = 86_400_000
+
+
+def soak_source(binary, work):
+    """30 days of activity at 1/s, ending a day ago: retention counts from
+    the stream time, never from past the wall clock."""
+    src = os.path.join(work, "soak.jsonl")
+    start = int(time.time() * 1000) - 31 * DAY_MS
+    subprocess.run([binary, "generate", "--out", src, "--events", str(30 * 86_400), "--seed", "42",
+                    "--rate", "1", "--start", str(start)], check=True, stderr=subprocess.DEVNULL)
+    return src, start
+
+
+def soak(binary, src, start, work, name):
+    """data.mdb size and RSS (MiB) as the replay's stream time passes each
+    of SOAK_DAYS; the last at /readyz."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data = os.path.join(work, name)
+    log = open(os.path.join(work, name + ".log"), "w")
+    t0 = time.time()
+    proc = subprocess.Popen([binary, "--source", f"file:{src}", "--data-dir", data, "--output", "none",
+                             "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    points = {}
+    try:
+        while len(points) < len(SOAK_DAYS):
+            if proc.poll() is not None:
+                sys.exit(f"gamingd exited during the soak; see {log.name}")
+            ready = get(base + "/readyz", timeout=1)[0] == 200
+            _, m = get(base + "/metrics")
+            day = (metric(m, "gamingd_stream_time_ms") - start) / DAY_MS
+            for d in SOAK_DAYS:
+                if d not in points and (day >= d or (ready and d == SOAK_DAYS[-1])):
+                    points[d] = (os.path.getsize(os.path.join(data, "data.mdb")) / 2**20, rss_mib(proc.pid))
+            time.sleep(0.1)
+        return {"points": points, "peak": peak_rss_mib(proc.pid), "seconds": time.time() - t0}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def soak_figures(binary, baseline, work):
+    src, start = soak_source(binary, work)
+    try:
+        runs = [("this binary", soak(binary, src, start, work, "soak-new"))]
+        if baseline:
+            runs.append(("baseline", soak(baseline, src, start, work, "soak-baseline")))
+        return runs
+    finally:
+        os.unlink(src)
+
+
+def print_soak(runs):
+    for label, r in runs:
+        at = "  ".join(f"day {d}: {r['points'][d][0]:,.0f} MiB file, {r['points'][d][1]:,.0f} MiB RSS" for d in SOAK_DAYS)
+        print(f"  soak, 30 d at 1/s  {at}; peak RSS {r['peak']:,.0f} MiB; replayed in {r['seconds']:.0f} s "
+              f"(7 d retention) -- {label}")
+
+
 def kafka_figures(binary, mock_broker, registry, work, events):
     """End to end through the mock cluster: `gamingd generate --brokers` fills
     the source topics, then gamingd reads them and writes Avro to the output
@@ -748,10 +816,18 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
-    ap.add_argument("--only", choices=["pull", "push", "tables"],
+    ap.add_argument("--only", choices=["pull", "push", "soak", "tables"],
                     help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers; "
+                         "soak: only the data file and RSS over 30 days of event time; "
                          "tables: only what a user's tumbling and session table cost per event")
     args = ap.parse_args()
+    if args.only == "soak":
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            print_soak(soak_figures(args.bin, args.baseline, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.only == "tables":
         work = tempfile.mkdtemp(prefix="gamingd-bench-")
         try:
@@ -855,6 +931,7 @@ def main():
         stalled = stalled_figures(args.bin, args.sse_load, work, args.stall_seconds)
         registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka", "registry_standin.py")
         kafka = kafka_figures(args.bin, args.mock_broker, registry, work, args.kafka_events)
+        soaked = soak_figures(args.bin, args.baseline, work)
 
         print()
         print("gamingd bench (2 cores; targets: >= 1,000,000 events/s, >= 50,000 queries/s, p99 < 2 ms)")
@@ -930,6 +1007,7 @@ def main():
               f"{p['dropped']:,.0f} dropped by the subscriber, {p['missed']:,.0f} push records gone before instance 0 "
               f"read them (the mock keeps ~5 MB a partition); CPU {p['cpu_per_event_us']:.2f} us per source event, "
               f"both instances ({p['events']:,} events)")
+        print_soak(soaked)
         print()
     finally:
         shutil.rmtree(work, ignore_errors=True)
