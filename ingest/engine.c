@@ -102,7 +102,7 @@ struct gd_engine {
     bool moved; /* records of held partitions applied since the last mark */
 };
 
-enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 65536 };
+enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072 };
 
 /* Every gd_windows of this engine: the engine's, the worker's, and in
  * partitioned mode each further route's. */
