@@ -258,16 +258,22 @@ static gd_hot_group *group_for_update(gd_windows *w, gd_hot_table *t, gd_hot_win
     return g;
 }
 
+/* A row newly dirty in t: counted for its flush and for the batch bound. */
+static void count_dirty(gd_windows *w, gd_hot_table *t)
+{
+    t->dirty_count++;
+    /* one writer: a plain load and store, readable from the engine's thread */
+    atomic_store_explicit(&w->dirty_rows, atomic_load_explicit(&w->dirty_rows, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 static void mark_dirty(gd_windows *w, gd_hot_table *t, gd_hot_group *g)
 {
     if (g->dirty) return;
     g->dirty = true;
     g->next_dirty = t->dirty;
     t->dirty = g;
-    t->dirty_count++;
-    /* one writer: a plain load and store, readable from the engine's thread */
-    atomic_store_explicit(&w->dirty_rows, atomic_load_explicit(&w->dirty_rows, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    count_dirty(w, t);
 }
 
 static gd_value enriched_column(const void *row, int index) { return gd_enriched_field(row, (gd_field)index); }
@@ -444,13 +450,13 @@ static void session_gone(void *ctx, int64_t start, gd_str key, gd_session *merge
     else gd_session_free(c->t->def, merged, &c->w->dict);
 }
 
-static void mark_session_dirty(gd_hot_table *t, gd_session *s)
+static void mark_session_dirty(gd_windows *w, gd_hot_table *t, gd_session *s)
 {
     if (s->dirty) return;
     s->dirty = true;
     s->next_dirty = t->dirty_sessions;
     t->dirty_sessions = s;
-    t->dirty_count++;
+    count_dirty(w, t);
 }
 
 /* e into its group's session of table t; false when it came too late. */
@@ -465,7 +471,7 @@ static bool apply_session(gd_windows *w, gd_hot_table *t, const gd_enriched *e, 
     for (int c = 0; c < def->nslots; c++)
         if (def->cols[c].agg != GD_AGG_EXPR && c != def->session_end)
             gd_slot_update(&def->cols[c], &s->slots[c], argument(&def->cols[c], e, ctx), &s->arena, &w->interner);
-    mark_session_dirty(t, s);
+    mark_session_dirty(w, t, s);
     if (s->start < t->oldest_open) t->oldest_open = s->start;
     if (!def->emit_final) publish_slots(w, def, s->key, s->start, s->slots, e->seq);
     return true;
