@@ -93,6 +93,7 @@ struct gd_push_query {
     twindow *windows;
     gd_map sessions;   /* SESSION windows: group key -> its open sessions (store/tables.h) */
     unsigned since_closing; /* records since closed sessions were last let go */
+    int64_t oldest_open;    /* no open session starts before it: none can close before it + gap + grace */
     gd_dict dict;
     gd_interner interner;
     gd_push_query *next;
@@ -316,12 +317,17 @@ static void aggregate_session(gd_sql_runner *r, gd_push_query *q, gd_str key, in
         gd_value v = col->field >= 0 ? in[col->field] : col->arg ? gd_expr_eval(col->arg, ctx) : (gd_value){0};
         gd_slot_update(col, &x->slots[c], v, &x->arena, &q->interner);
     }
+    if (x->start < q->oldest_open) q->oldest_open = x->start;
     if (!q->plan.emit_final) emit_group(r, q, x->start, x->key, x->slots, ctx);
+    /* a look visits every group: only when one may have closed (a session
+     * ends after it starts), and with EMIT CHANGES (nothing to emit) seldom */
+    bool may_close = q->stream_time - t->window_ms - q->grace_ms > q->oldest_open;
     if (++q->since_closing >= CLOSE_SESSIONS_EVERY || q->plan.emit_final) {
+        if (!may_close) return;
         q->since_closing = 0;
         session_emit emit_ctx = {r, q, ctx};
-        gd_sessions_close(t, &q->sessions, q->grace_ms, q->stream_time, &q->dict,
-                          q->plan.emit_final ? emit_closed_session : NULL, &emit_ctx);
+        q->oldest_open = gd_sessions_close(t, &q->sessions, q->grace_ms, q->stream_time, &q->dict,
+                                           q->plan.emit_final ? emit_closed_session : NULL, &emit_ctx);
     }
 }
 
@@ -746,6 +752,7 @@ static gd_push_query *alloc_query(gd_sql_error *err)
     gd_arena_init(&q->arena);
     gd_dict_init(&q->dict);
     gd_map_init(&q->sessions, NULL);
+    q->oldest_open = INT64_MAX;
     gd_interner_init(&q->interner, &q->dict);
     return q;
 }
