@@ -342,19 +342,28 @@ int gd_json_object_begin(gd_json *j)
     return GD_OK;
 }
 
-int gd_json_next_key(gd_json *j, gd_str *key)
+/* Past the end of an object or array (0), or to its next member (1):
+ * after the first, a comma. */
+static int next_member(gd_json *j, char close, const char *unterminated, const char *no_comma)
 {
     skip_ws(j);
-    if (j->p >= j->end) return fail(j, "unterminated object");
-    if (*j->p == '}') {
+    if (j->p >= j->end) return fail(j, unterminated);
+    if (*j->p == close) {
         j->p++;
         return 0;
     }
     if (j->members++ > 0) {
-        if (*j->p != ',') return fail(j, "expected ',' between members");
+        if (*j->p != ',') return fail(j, no_comma);
         j->p++;
         skip_ws(j);
     }
+    return 1;
+}
+
+int gd_json_next_key(gd_json *j, gd_str *key)
+{
+    int rc = next_member(j, '}', "unterminated object", "expected ',' between members");
+    if (rc != 1) return rc;
     if (j->p >= j->end || *j->p != '"') return fail(j, "expected key");
     if (scan_string(j, key)) return GD_EBADREC;
     skip_ws(j);
@@ -372,20 +381,7 @@ int gd_json_array_begin(gd_json *j)
     return GD_OK;
 }
 
-int gd_json_next_element(gd_json *j)
-{
-    skip_ws(j);
-    if (j->p >= j->end) return fail(j, "unterminated array");
-    if (*j->p == ']') {
-        j->p++;
-        return 0;
-    }
-    if (j->members++ > 0) {
-        if (*j->p != ',') return fail(j, "expected ',' between elements");
-        j->p++;
-    }
-    return 1;
-}
+int gd_json_next_element(gd_json *j) { return next_member(j, ']', "unterminated array", "expected ',' between elements"); }
 
 int gd_json_end(gd_json *j)
 {
