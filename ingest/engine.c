@@ -1247,6 +1247,7 @@ int gd_engine_run(gd_engine *e)
             count_bad_for(e, &rec, e->src->error, e->src->error_reason);
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
+            gd_worker_flush(e->worker); /* nothing to read: the worker need not wait for a batch to fill */
             bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;
             bool purge = gd_catalog_pending(e->cat);
             for (int i = 0; i < windows_count(e); i++) purge = purge || windows_at(e, i)->purge_pending;

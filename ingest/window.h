@@ -132,9 +132,10 @@ bool gd_table_group_key(const gd_tabledef *def, const gd_enriched *e, gd_arena *
  * A worker thread applies records to a gd_windows instance of its own (the
  * tables the engine hands it), so the table work of one record runs on two
  * cores, and produces each record to the output topic when given an output.
- * Records are copied into a ring; the engine never waits for the worker
- * except when the ring is full and before it touches the worker's tables
- * itself or flushes the producer (commit), when it drains the ring. */
+ * Records are copied into a ring and handed over in batches; the engine
+ * never waits for the worker except when the ring is full and before it
+ * touches the worker's tables itself or flushes the producer (commit), when
+ * it drains the ring. */
 typedef struct gd_worker gd_worker;
 /* The worker reads groups that left memory through its own read
  * transaction of store, renewed at every drain. output: where the worker
@@ -143,6 +144,9 @@ int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *
 /* Queues e; false when e's strings do not fit a ring slot (the caller then
  * drains and applies e itself). */
 bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time);
+/* Hands over the records queued so far (they otherwise wait for a batch
+ * to fill): for an engine with nothing to read. wk may be NULL. */
+void gd_worker_flush(gd_worker *wk);
 /* Returns once every queued record is applied; until the next push the
  * caller may use the worker's gd_windows. */
 void gd_worker_drain(gd_worker *wk);
