@@ -184,6 +184,7 @@ void gd_windows_free(gd_windows *w)
     for (size_t i = 0; i < GD_MAX_TABLES; i++)
         if (owns(w, i)) free_windows(w, &w->tables[i]);
     gd_dict_free(&w->dict);
+    free(w->order);
     gd_interner_free(&w->interner);
     gd_buf_free(&w->key);
     gd_buf_free(&w->row);
@@ -565,10 +566,37 @@ static int write_sessions(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *
     return GD_OK;
 }
 
+/* Row key order (gd_rowkey_encode; LMDB's memcmp, the shorter first). */
+static int by_row_key(const void *a, const void *b)
+{
+    const gd_hot_group *x = *(gd_hot_group *const *)a, *y = *(gd_hot_group *const *)b;
+    if (x->window->start != y->window->start) return x->window->start < y->window->start ? -1 : 1;
+    int c = memcmp(x->key.p, y->key.p, x->key.len < y->key.len ? x->key.len : y->key.len);
+    return c ? c : (x->key.len > y->key.len) - (x->key.len < y->key.len);
+}
+
+/* The dirty groups are written in key order: each put then lands on the
+ * page the last one touched or the next, not on a random leaf of the
+ * table's tree. */
 static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
 {
     if (t->def->session) return write_sessions(w, t, s, txn);
+    size_t n = 0;
     for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) {
+        if (n == w->order_cap) {
+            w->order_cap = w->order_cap ? w->order_cap * 2 : 1024;
+            gd_hot_group **grown = realloc(w->order, w->order_cap * sizeof *grown);
+            if (!grown) {
+                gd_error("out of memory ordering %zu rows to write", n);
+                abort();
+            }
+            w->order = grown;
+        }
+        w->order[n++] = g;
+    }
+    qsort(w->order, n, sizeof *w->order, by_row_key);
+    for (size_t i = 0; i < n; i++) {
+        gd_hot_group *g = w->order[i];
         g->dirty = false;
         int rc = put_row(w, t->def, g->window->start, g->key, g->slots, s, txn);
         if (rc) return rc;
