@@ -6,7 +6,8 @@
 #   make bench   throughput, memory and pull-query latency figures; BASELINE=binary
 #                compares with another build, interleaved (ONLY=pull: pull queries alone;
 #                ONLY=soak: data file and RSS over 30 days of event time; ONLY=tables:
-#                what a tumbling and a session table of the user's cost per event)
+#                what a tumbling and a session table of the user's cost per event;
+#                ONLY=replay: replays on every core and on one)
 #   make fuzz    libFuzzer over the parsers, FUZZ_SECONDS (20) each
 #   make deps    install the Debian packages the targets need (apt-get)
 

@@ -26,6 +26,11 @@
    put: LMDB reuses the pages purged windows free. With --baseline, the same
    file replayed by both binaries, one after the other.
 
+5. Replay scaling (--only replay): the replay on every core and pinned to
+   one (taskset -c 0), round by round against --baseline when given:
+   events/s, CPU per event of all threads, peak RSS, and what the second
+   core buys.
+
 Targets (2 cores): >= 1,000,000 events/s replay, >= 50,000 pull queries/s,
 p99 < 2 ms; push p99 < 50 ms at 1,000 subscribers. They guide the design;
 nothing here fails on them.
@@ -279,14 +284,17 @@ def push_query_figures(binary, sse_load, work, seconds, connections=1000):
         proc.wait(timeout=30)
 
 
-def replay_rate(binary, src, work, name):
-    """Activity events/s replaying src into a fresh data dir."""
+def replay(binary, src, work, name, cores=None):
+    """Replaying src into a fresh data dir: activity events/s, CPU per event
+    (µs, every thread), peak RSS (MiB); cores: the CPUs it may run on
+    (taskset), or all."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(os.path.join(work, name + ".log"), "w")
+    pin = ["taskset", "-c", cores] if cores else []
     start = time.time()
-    proc = subprocess.Popen([binary, "--source", f"file:{src}", "--data-dir", os.path.join(work, name),
-                             "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(pin + [binary, "--source", f"file:{src}", "--data-dir", os.path.join(work, name),
+                                   "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     try:
         while get(base + "/readyz", timeout=1)[0] != 200:
             if proc.poll() is not None:
@@ -294,11 +302,40 @@ def replay_rate(binary, src, work, name):
             time.sleep(0.01)
         seconds = time.time() - start
         _, m = get(base + "/metrics")
-        return metric(m, "gamingd_records_in_total", '{topic="gaming_player_activity"}') / seconds
+        events = metric(m, "gamingd_records_in_total", '{topic="gaming_player_activity"}')
+        return dict(rate=events / seconds, cpu_us=cpu_seconds(proc.pid) / events * 1e6, rss=peak_rss_mib(proc.pid))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+
+
+def replay_rate(binary, src, work, name):
+    """Activity events/s replaying src into a fresh data dir."""
+    return replay(binary, src, work, name)["rate"]
+
+
+def replay_scaling(binaries, src, events, work, rounds):
+    """Each binary's replay on every core and on one (taskset -c 0),
+    interleaved round by round so that drift in the machine hits all alike;
+    prints medians: events/s, CPU per event, peak RSS, and how much the
+    second core buys."""
+    got = {(b, c): [] for b in binaries for c in ("all", "0")}
+    for r in range(rounds):
+        for i, b in enumerate(binaries):
+            for c in ("all", "0"):
+                got[(b, c)].append(replay(b, src, work, f"scaling-{i}-{c}-{r}", None if c == "all" else c))
+    mid = lambda xs: statistics.median(xs)  # noqa: E731
+    print(f"\n## Replay, {events:,} events, medians of {rounds} interleaved rounds\n")
+    print("| binary | cores | events/s | CPU per event | peak RSS | all cores / one |\n|---|---|---|---|---|---|")
+    for i, b in enumerate(binaries):
+        one = mid(f["rate"] for f in got[(b, "0")])
+        for c in ("all", "0"):
+            figs = got[(b, c)]
+            rate = mid(f["rate"] for f in figs)
+            gain = f"{rate / one:.2f}x" if c == "all" else "--"
+            print(f"| {'baseline' if i else 'this binary'} | {os.cpu_count() if c == 'all' else 1} | {rate:,.0f} | "
+                  f"{mid(f['cpu_us'] for f in figs):.2f} µs | {mid(f['rss'] for f in figs):.0f} MiB | {gain} |")
 
 
 # A table over the activity stream: its cost per event is a replay's CPU
@@ -816,15 +853,26 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
-    ap.add_argument("--only", choices=["pull", "push", "soak", "tables"],
+    ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay"],
                     help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers; "
                          "soak: only the data file and RSS over 30 days of event time; "
-                         "tables: only what a user's tumbling and session table cost per event")
+                         "tables: only what a user's tumbling and session table cost per event; "
+                         "replay: only replays, on every core and on one, against --baseline if given")
     args = ap.parse_args()
     if args.only == "soak":
         work = tempfile.mkdtemp(prefix="gamingd-bench-")
         try:
             print_soak(soak_figures(args.bin, args.baseline, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.only == "replay":
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            src = os.path.join(work, "source.jsonl")
+            subprocess.run([args.bin, "generate", "--out", src, "--events", str(args.events),
+                            "--seed", "42", "--rate", "1000"], check=True)
+            replay_scaling([args.bin] + ([args.baseline] if args.baseline else []), src, args.events, work, args.rounds)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
