@@ -594,7 +594,7 @@ static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn
         }
         w->order[n++] = g;
     }
-    qsort(w->order, n, sizeof *w->order, by_row_key);
+    if (n > 1) qsort(w->order, n, sizeof *w->order, by_row_key); /* n 0: order may be NULL, which qsort may not get */
     for (size_t i = 0; i < n; i++) {
         gd_hot_group *g = w->order[i];
         g->dirty = false;
