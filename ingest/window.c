@@ -184,7 +184,7 @@ void gd_windows_free(gd_windows *w)
     for (size_t i = 0; i < GD_MAX_TABLES; i++)
         if (owns(w, i)) free_windows(w, &w->tables[i]);
     gd_dict_free(&w->dict);
-    free(w->order);
+    gd_buf_free(&w->order);
     gd_interner_free(&w->interner);
     gd_buf_free(&w->key);
     gd_buf_free(&w->row);
@@ -581,22 +581,13 @@ static int by_row_key(const void *a, const void *b)
 static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
 {
     if (t->def->session) return write_sessions(w, t, s, txn);
-    size_t n = 0;
-    for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) {
-        if (n == w->order_cap) {
-            w->order_cap = w->order_cap ? w->order_cap * 2 : 1024;
-            gd_hot_group **grown = realloc(w->order, w->order_cap * sizeof *grown);
-            if (!grown) {
-                gd_error("out of memory ordering %zu rows to write", n);
-                abort();
-            }
-            w->order = grown;
-        }
-        w->order[n++] = g;
-    }
-    if (n > 1) qsort(w->order, n, sizeof *w->order, by_row_key); /* n 0: order may be NULL, which qsort may not get */
+    gd_buf_clear(&w->order);
+    for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) gd_buf_put(&w->order, &g, sizeof g);
+    gd_hot_group **order = (gd_hot_group **)(void *)w->order.p;
+    size_t n = w->order.len / sizeof *order;
+    if (n > 1) qsort(order, n, sizeof *order, by_row_key); /* n 0: order may be NULL, which qsort may not get */
     for (size_t i = 0; i < n; i++) {
-        gd_hot_group *g = w->order[i];
+        gd_hot_group *g = order[i];
         g->dirty = false;
         int rc = put_row(w, t->def, g->window->start, g->key, g->slots, s, txn);
         if (rc) return rc;

@@ -81,8 +81,7 @@ typedef struct {
     bool purge_pending; /* the last flush left expired rows to purge */
     _Atomic size_t dirty_rows; /* groups to write at the next flush, all tables */
     gd_buf key, row, sets, text; /* scratch */
-    gd_hot_group **order;        /* a table's dirty groups in key order (scratch of the flush) */
-    size_t order_cap;
+    gd_buf order;                /* a table's dirty groups (pointers) in key order: scratch of the flush */
     gd_arena scratch;            /* per record: strings expressions make */
     gd_slot figure_slots[GD_MAX_COLS]; /* see gd_windows_apply */
 } gd_windows;
