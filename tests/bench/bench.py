@@ -284,6 +284,14 @@ def push_query_figures(binary, sse_load, work, seconds, connections=1000):
         proc.wait(timeout=30)
 
 
+def source_file(binary, work, events):
+    """The bench's source: events activity events (seed 42, 1,000 a second), in work."""
+    src = os.path.join(work, "source.jsonl")
+    subprocess.run([binary, "generate", "--out", src, "--events", str(events), "--seed", "42", "--rate", "1000"],
+                   check=True)
+    return src
+
+
 def replay(binary, src, work, name, cores=None):
     """Replaying src into a fresh data dir: activity events/s, CPU per event
     (µs, every thread), peak RSS (MiB); cores: the CPUs it may run on
@@ -325,7 +333,7 @@ def replay_scaling(binaries, src, events, work, rounds):
         for i, b in enumerate(binaries):
             for c in ("all", "0"):
                 got[(b, c)].append(replay(b, src, work, f"scaling-{i}-{c}-{r}", None if c == "all" else c))
-    mid = lambda xs: statistics.median(xs)  # noqa: E731
+    mid = statistics.median
     print(f"\n## Replay, {events:,} events, medians of {rounds} interleaved rounds\n")
     print("| binary | cores | events/s | CPU per event | peak RSS | all cores / one |\n|---|---|---|---|---|---|")
     for i, b in enumerate(binaries):
@@ -869,9 +877,7 @@ def main():
     if args.only == "replay":
         work = tempfile.mkdtemp(prefix="gamingd-bench-")
         try:
-            src = os.path.join(work, "source.jsonl")
-            subprocess.run([args.bin, "generate", "--out", src, "--events", str(args.events),
-                            "--seed", "42", "--rate", "1000"], check=True)
+            src = source_file(args.bin, work, args.events)
             replay_scaling([args.bin] + ([args.baseline] if args.baseline else []), src, args.events, work, args.rounds)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -879,9 +885,7 @@ def main():
     if args.only == "tables":
         work = tempfile.mkdtemp(prefix="gamingd-bench-")
         try:
-            src = os.path.join(work, "source.jsonl")
-            subprocess.run([args.bin, "generate", "--out", src, "--events", str(args.events),
-                            "--seed", "42", "--rate", "1000"], check=True)
+            src = source_file(args.bin, work, args.events)
             table_cost(args.bin, src, args.events, work, args.rounds)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -900,9 +904,7 @@ def main():
             sys.exit("--only pull compares with a --baseline binary")
         work = tempfile.mkdtemp(prefix="gamingd-bench-")
         try:
-            src = os.path.join(work, "source.jsonl")
-            subprocess.run([args.bin, "generate", "--out", src, "--events", str(min(args.events, 200_000)),
-                            "--seed", "42", "--rate", "1000"], check=True)
+            src = source_file(args.bin, work, min(args.events, 200_000))
             print_pull_compare(pull_compare(args.bin, args.baseline, src, work, args.seconds, max(args.rounds, 3)))
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -910,10 +912,8 @@ def main():
 
     work = tempfile.mkdtemp(prefix="gamingd-bench-")
     try:
-        src = os.path.join(work, "source.jsonl")
         t = time.time()
-        subprocess.run([args.bin, "generate", "--out", src, "--events", str(args.events),
-                        "--seed", "42", "--rate", "1000"], check=True)
+        src = source_file(args.bin, work, args.events)
         gen_s = time.time() - t
         lines = sum(1 for _ in open(src, "rb"))
         size_mib = os.path.getsize(src) / 2**20
