@@ -31,6 +31,12 @@
    events/s, CPU per event of all threads, peak RSS, and what the second
    core buys.
 
+6. Compare (--only compare, with --baseline): every figure of the engine's
+   table -- replay, REST and SQL pulls, SSE at 1,000 and 5,000 subscribers,
+   Kafka end to end, partitioned x1's CPU per event -- for both binaries
+   in interleaved rounds (--rounds), printed as one Markdown table of
+   medians.
+
 Targets (2 cores): >= 1,000,000 events/s replay, >= 50,000 pull queries/s,
 p99 < 2 ms; push p99 < 50 ms at 1,000 subscribers. They guide the design;
 nothing here fails on them.
@@ -98,6 +104,7 @@ def wrk(url, seconds, threads, connections, args=()):
     return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
 
 
+REGISTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka", "registry_standin.py")
 STREAM = "/v1/streams/gaming_real_time_intelligence_platform"
 PUSH_RUNS = [("1,000 subscribers, whole stream", STREAM, 1000),
              ("5,000 subscribers, whole stream", STREAM, 5000),
@@ -416,6 +423,7 @@ PULL_QUERIES = [
     ("REST one key, every window", "/v1/tables/gaming_active_players_5min?game_id=game_003&from=0&to=9999999999999",
      None),
     ("SQL one key, every window", "/query-stream", "SELECT * FROM gaming_active_players_5min WHERE game_id = 'game_003';"),
+    ("REST whole small table", "/v1/tables/gaming_player_segments_hourly", None),
 ]
 
 
@@ -543,34 +551,58 @@ def print_soak(runs):
               f"(7 d retention) -- {label}")
 
 
-def kafka_figures(binary, mock_broker, registry, work, events):
-    """End to end through the mock cluster: `gamingd generate --brokers` fills
-    the source topics, then gamingd reads them and writes Avro to the output
-    topic. Events/s from the first activity record read to the last output
-    record acknowledged (as the metrics show it, polled every 0.1 s); the
-    activity consumer lag sampled every 0.5 s."""
-    broker = subprocess.Popen([mock_broker], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-    reg = subprocess.Popen(["/usr/bin/python3", registry], stdout=subprocess.PIPE, text=True)
-    proc = None
-    try:
-        bootstrap = broker.stdout.readline().strip()
-        reg_url = reg.stdout.readline().strip()
+class MockCluster:
+    """The mock broker and the Schema Registry stand-in, with the source and
+    output topics made: `with MockCluster(...) as c:` gives c.broker (its
+    command pipe), c.bootstrap and c.reg_url."""
+
+    def __init__(self, mock_broker, registry):
+        self.broker = subprocess.Popen([mock_broker], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       bufsize=1)
+        self.reg = subprocess.Popen(["/usr/bin/python3", registry], stdout=subprocess.PIPE, text=True)
+        self.bootstrap = self.broker.stdout.readline().strip()
+        self.reg_url = self.reg.stdout.readline().strip()
         # the mock keeps 5 MB of batches per partition: enough partitions to hold the feed
         for topic, n in (("gaming_games", 1), ("gaming_players", 1), ("gaming_player_activity", 64),
                          ("gaming.real-time-gaming-intelligence-platform", 6)):
-            broker.stdin.write(f"topic {topic} {n}\n")
-            assert broker.stdout.readline().strip() == "ok"
+            self.topic(topic, n)
+
+    def topic(self, name, partitions):
+        self.broker.stdin.write(f"topic {name} {partitions}\n")
+        assert self.broker.stdout.readline().strip() == "ok"
+
+    def fill(self, binary, events, seed, topic_activity=None):
+        """`gamingd generate --brokers` into the source topics; the seconds it took."""
         t = time.time()
-        subprocess.run([binary, "generate", "--brokers", bootstrap, "--events", str(events), "--seed", "42"],
+        subprocess.run([binary, "generate", "--brokers", self.bootstrap, "--events", str(events), "--seed", str(seed)]
+                       + (["--topic-activity", topic_activity] if topic_activity else []),
                        check=True, stderr=subprocess.DEVNULL)
-        produce_s = time.time() - t
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        log = open(os.path.join(work, "gamingd-kafka.log"), "w")
-        proc = subprocess.Popen([binary, "--source", "kafka", "--brokers", bootstrap, "--schema-registry", reg_url,
-                                 "--data-dir", os.path.join(work, "data-kafka"), "--listen", f"127.0.0.1:{port}"],
-                                stdout=log, stderr=subprocess.STDOUT)
-        lag, first, refs, polls = [], None, None, 0
+        return time.time() - t
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.broker.stdin.close()
+        self.broker.wait(timeout=30)
+        self.reg.kill()
+
+
+def kafka_end_to_end(binary, cluster, work, events, name):
+    """gamingd (a fresh data dir, so a consumer group of its own) reads the
+    source topics from the start and writes Avro to the output topic.
+    Events/s from the first activity record read to the last output record
+    acknowledged (as the metrics show it, polled every 0.1 s); the activity
+    consumer lag sampled every 0.5 s; CPU per event of every thread."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(work, f"gamingd-{name}.log"), "w")
+    data = os.path.join(work, "data-" + name)
+    proc = subprocess.Popen([binary, "--source", "kafka", "--brokers", cluster.bootstrap, "--schema-registry",
+                             cluster.reg_url, "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        lag, first, polls = [], None, 0
         while True:
             time.sleep(0.1)  # the end is seen within 0.1 s; the lag is kept every 0.5 s
             polls += 1
@@ -582,8 +614,6 @@ def kafka_figures(binary, mock_broker, registry, work, events):
                 continue
             now = time.time()
             activity = metric(m, "gamingd_records_in_total", '{topic="gaming_player_activity"}')
-            if refs is None:
-                refs = metric(m, "gamingd_records_in_total", '{topic="gaming_players"}') or None
             if activity and first is None:
                 first = (now, activity)
             if first and polls % 5 == 0:
@@ -591,35 +621,36 @@ def kafka_figures(binary, mock_broker, registry, work, events):
             produced = metric(m, "gamingd_kafka_produced_total")
             if activity >= events and produced and metric(m, "gamingd_kafka_delivered_total") >= produced:
                 break
-        rate = (activity - first[1]) / (now - first[0])
-        result = dict(produce_rate=events / produce_s, rate=rate, seconds=now - first[0], lag=lag,
-                      delivered=metric(m, "gamingd_kafka_delivered_total"), rss=peak_rss_mib(proc.pid))
+        return dict(rate=(activity - first[1]) / (now - first[0]), seconds=now - first[0], lag=lag,
+                    delivered=metric(m, "gamingd_kafka_delivered_total"), rss=peak_rss_mib(proc.pid),
+                    cpu_us=cpu_seconds(proc.pid) / events * 1e6)
+    finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-        proc = None
-        result["value_bytes"] = value_bytes(bootstrap)
-        result["replicas"] = [replica_figures(binary, bootstrap, reg_url, work, events, n) for n in (1, 2, 3)]
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def kafka_figures(binary, mock_broker, registry, work, events):
+    """End to end through the mock cluster (kafka_end_to_end), then replicas,
+    partitioned mode, take-over and partitioned push on the same cluster."""
+    with MockCluster(mock_broker, registry) as c:
+        produce_s = c.fill(binary, events, 42)
+        result = kafka_end_to_end(binary, c, work, events, "kafka")
+        result["produce_rate"] = events / produce_s
+        result["value_bytes"] = value_bytes(c.bootstrap)
+        result["replicas"] = [replica_figures(binary, c.bootstrap, c.reg_url, work, events, n) for n in (1, 2, 3)]
         # the first 200,000 events only: a route of few keys (one, for the data quality table) puts its
         # records in few partitions, of which the mock keeps ~5 MB each
         part_events = min(events, 200_000)
-        broker.stdin.write(f"topic {PARTITIONED_ACTIVITY} 64\n")
-        assert broker.stdout.readline().strip() == "ok"
-        subprocess.run([binary, "generate", "--brokers", bootstrap, "--events", str(part_events), "--seed", "43",
-                        "--topic-activity", PARTITIONED_ACTIVITY], check=True, stderr=subprocess.DEVNULL)
-        result["partitioned"] = [partitioned_figures(binary, broker, bootstrap, reg_url, work, part_events, n)
+        c.topic(PARTITIONED_ACTIVITY, 64)
+        c.fill(binary, part_events, 43, PARTITIONED_ACTIVITY)
+        result["partitioned"] = [partitioned_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, n)
                                  for n in (1, 2, 3)]
-        result["takeover"] = [takeover_figures(binary, broker, bootstrap, reg_url, work, part_events, ms)
+        result["takeover"] = [takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, ms)
                               for ms in (3000, 6000)]
-        result["partitioned_push"] = partitioned_push_figures(binary, broker, bootstrap, reg_url, work,
+        result["partitioned_push"] = partitioned_push_figures(binary, c.broker, c.bootstrap, c.reg_url, work,
                                                               min(events, 10_000))
         return result
-    finally:
-        if proc:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-        broker.stdin.close()
-        broker.wait(timeout=30)
-        reg.kill()
 
 
 def value_bytes(bootstrap, topic="gaming_player_activity"):
@@ -803,18 +834,17 @@ def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_m
         stop_instances(procs)
 
 
-def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n):
+def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n, tag=""):
     """n instances in --mode partitioned (an application id of their own per
-    run) share the activity topic: how long until every record has been
-    applied on its game_id route (the figures' and output's route), the CPU
-    they spent together per source event, and the value bytes the internal
-    topics (routes and changelog) carried per event."""
-    app = f"bench-part{n}"
-    topics = [f"{app}-repartition-{r}" for r in PARTITIONED_ROUTES]
+    run, bench-part<n><tag>) share the activity topic: how long until every
+    record has been applied on its game_id route (the figures' and output's
+    route), the CPU they spent together per source event, and the value
+    bytes the internal topics (routes and changelog) carried per event."""
+    app = f"bench-part{n}{tag}"
     create_internal_topics(broker, app)
     procs, bases = [], []
     try:
-        start_instances(binary, bootstrap, reg_url, work, f"part{n}", n,
+        start_instances(binary, bootstrap, reg_url, work, f"part{n}{tag}", n,
                         ["--mode", "partitioned", "--application-id", app, "--topic-activity", PARTITIONED_ACTIVITY],
                         procs, bases)
         start = time.time()
@@ -823,7 +853,7 @@ def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n):
             routed = applied = bad = 0.0
             for i, base in enumerate(bases):
                 if procs[i].poll() is not None:
-                    sys.exit(f"a partitioned instance exited; see {work}/gamingd-part{n}-{i}.log")
+                    sys.exit(f"a partitioned instance exited; see {work}/gamingd-part{n}{tag}-{i}.log")
                 try:
                     _, m = get(base + "/metrics")
                 except OSError:
@@ -849,6 +879,96 @@ def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n):
         stop_instances(procs)
 
 
+# the SSE figures of the engine's before/after table (issue figures): filtered to one game and whole
+COMPARE_PUSH_RUNS = [run for run in PUSH_RUNS if run[0] != "1,000 subscribers, whole stream"]
+COMPARE_PULLS = ("REST keyed, latest window", "REST two keys", "REST whole small table", "SQL two keys",
+                 "SQL one key, every window")
+
+
+def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events, seconds, rounds):
+    """Every figure of the engine's table, this binary against the baseline,
+    interleaved round by round (the baseline first in odd rounds) so that
+    drift in the machine hits both alike: {figure: ([this binary's], [the
+    baseline's])}, in the order the table prints them."""
+    out = {}
+
+    def keep(figure, which, value):
+        out.setdefault(figure, ([], []))[which].append(value)
+
+    def order(r):
+        return ((0, binary), (1, baseline)) if r % 2 == 0 else ((1, baseline), (0, binary))
+
+    src = source_file(binary, work, events)
+    for r in range(rounds):
+        for which, b in order(r):
+            f = replay(b, src, work, f"replay-{which}")
+            keep("replay, events/s", which, f["rate"])
+            keep("replay, CPU per event (µs)", which, f["cpu_us"])
+            keep("replay, peak RSS (MiB)", which, f["rss"])
+
+    os.makedirs(os.path.join(work, "pull-src"))
+    pull_src = source_file(binary, os.path.join(work, "pull-src"), min(events, 200_000))
+    procs, bases = [], []
+    try:
+        for which, b in ((0, binary), (1, baseline)):
+            proc, base = start_daemon(b, work, f"pull-{which}", ["--source", f"file:{pull_src}",
+                                                                  "--data-dir", os.path.join(work, f"pull-data-{which}")])
+            procs.append(proc)
+            bases.append(base)
+        for r in range(rounds):
+            for name, path, sql in PULL_QUERIES:
+                if name not in COMPARE_PULLS:
+                    continue
+                extra = ("-s", post_script(work, "cmp-" + name.replace(" ", "-").replace(",", ""),
+                                           json.dumps({"sql": sql}))) if sql else ()
+                for which, _ in order(r):
+                    rps, _, _, errors = wrk(bases[which] + path, seconds, 2, 64, extra)
+                    _, _, p99, errors_low = wrk(bases[which] + path, seconds, 1, 4, extra)
+                    keep(f"pull {name}, req/s (64 conns)", which, rps if not errors else 0)
+                    keep(f"pull {name}, p99 ms (4 conns)", which, p99 if not errors_low else float("inf"))
+    finally:
+        stop_instances(procs)
+
+    for r in range(rounds):
+        for which, b in order(r):
+            run_dir = os.path.join(work, f"push-{r}-{which}")
+            os.makedirs(run_dir)
+            for label, f, _ in push_figures(b, sse_load, run_dir, seconds, COMPARE_PUSH_RUNS, tolerate=True):
+                if "error" in f:
+                    print(f"  round {r + 1}, {('this binary', 'baseline')[which]}, {label}: sse_load failed: {f['error']}")
+                    continue
+                keep(f"SSE {label}, events lost", which, int(f["dropped"]))
+                keep(f"SSE {label}, p99 ms", which, float(f["p99_ms"]))
+                keep(f"SSE {label}, events/s delivered", which, float(f["events_per_s"]))
+
+    part_events = min(events, 200_000)
+    with MockCluster(mock_broker, registry) as c:
+        c.fill(binary, events, 42)
+        c.topic(PARTITIONED_ACTIVITY, 64)
+        c.fill(binary, part_events, 43, PARTITIONED_ACTIVITY)
+        for r in range(rounds):
+            for which, b in order(r):
+                f = kafka_end_to_end(b, c, work, events, f"e2e-{r}-{which}")
+                keep("Kafka end to end, events/s", which, f["rate"])
+                keep("Kafka end to end, CPU per event (µs)", which, f["cpu_us"])
+        for r in range(rounds):
+            for which, b in order(r):
+                f = partitioned_figures(b, c.broker, c.bootstrap, c.reg_url, work, part_events, 1, f"-{r}-{which}")
+                keep("partitioned x1, CPU per source event (µs)", which, f["cpu_per_event_us"])
+    return out
+
+
+def print_compare_all(cmp, rounds):
+    print(f"| figure (medians of {rounds} interleaved rounds) | this binary | baseline | this / baseline |")
+    print("|---|---|---|---|")
+    for figure, (new, old) in cmp.items():
+        a, b = statistics.median(new), statistics.median(old)
+        ratio = f"{a / b:.2f}x" if b else "--"
+        whole = max(abs(a), abs(b)) >= 100 or all(float(v).is_integer() for v in new + old)
+        fmt = (lambda v: f"{v:,.0f}") if whole else (lambda v: f"{v:.2f}")
+        print(f"| {figure} | {fmt(a)} | {fmt(b)} | {ratio} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -861,12 +981,24 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
-    ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay"],
+    ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay", "compare"],
                     help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers; "
                          "soak: only the data file and RSS over 30 days of event time; "
                          "tables: only what a user's tumbling and session table cost per event; "
-                         "replay: only replays, on every core and on one, against --baseline if given")
+                         "replay: only replays, on every core and on one, against --baseline if given; "
+                         "compare: every figure of the engine's table (replay, pulls, SSE, Kafka end to end, "
+                         "partitioned x1) against --baseline, interleaved")
     args = ap.parse_args()
+    if args.only == "compare":
+        if not args.baseline:
+            sys.exit("--only compare compares with a --baseline binary")
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            print_compare_all(compare_all(args.bin, args.baseline, args.sse_load, args.mock_broker, REGISTRY, work,
+                                          args.events, args.seconds, args.rounds), args.rounds)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.only == "soak":
         work = tempfile.mkdtemp(prefix="gamingd-bench-")
         try:
@@ -977,8 +1109,7 @@ def main():
                 rounds.append((replay_rate(args.bin, src, work, "replay-new"),
                                replay_rate(args.baseline, src, work, "replay-baseline")))
         stalled = stalled_figures(args.bin, args.sse_load, work, args.stall_seconds)
-        registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka", "registry_standin.py")
-        kafka = kafka_figures(args.bin, args.mock_broker, registry, work, args.kafka_events)
+        kafka = kafka_figures(args.bin, args.mock_broker, REGISTRY, work, args.kafka_events)
         soaked = soak_figures(args.bin, args.baseline, work)
 
         print()
