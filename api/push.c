@@ -316,13 +316,18 @@ static void put_event(subscriber *s, const lane *l, uint64_t id, gd_str text)
         return;
     }
     if (multi) {
-        gd_buf_printf(&s->out, "event: %s\nid: ", l->name);
-        for (int i = 0; i < s->nlanes; i++)
-            gd_buf_printf(&s->out, "%s%llu", i ? "." : "",
-                          (unsigned long long)(&s->lanes[i] == l ? id : s->lanes[i].after_id));
+        gd_buf_puts(&s->out, "event: ");
+        gd_buf_puts(&s->out, l->name);
+        gd_buf_puts(&s->out, "\nid: ");
+        for (int i = 0; i < s->nlanes; i++) {
+            if (i) gd_buf_putc(&s->out, '.');
+            gd_buf_put_dec(&s->out, &s->lanes[i] == l ? id : s->lanes[i].after_id);
+        }
         gd_buf_puts(&s->out, "\ndata: ");
     } else {
-        gd_buf_printf(&s->out, "id: %llu\ndata: ", (unsigned long long)id);
+        gd_buf_puts(&s->out, "id: ");
+        gd_buf_put_dec(&s->out, id);
+        gd_buf_puts(&s->out, "\ndata: ");
     }
     gd_buf_put(&s->out, text.p, text.len);
     gd_buf_puts(&s->out, "\n\n");

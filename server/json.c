@@ -442,15 +442,8 @@ void gd_json_put_cstr(gd_buf *b, const char *s) { gd_json_put_str(b, gd_str_c(s)
 
 void gd_json_put_int(gd_buf *b, int64_t v)
 {
-    char tmp[24];
-    char *e = tmp + sizeof tmp, *p = e;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) *--p = '-';
-    gd_buf_put(b, p, (size_t)(e - p));
+    if (v < 0) gd_buf_putc(b, '-');
+    gd_buf_put_dec(b, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
 }
 
 /* Most doubles gamingd writes are prices, scores and averages with a few

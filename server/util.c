@@ -306,6 +306,17 @@ void gd_buf_put_u64be(gd_buf *b, uint64_t v)
     gd_buf_put(b, x, 8);
 }
 
+void gd_buf_put_dec(gd_buf *b, uint64_t v)
+{
+    char tmp[20];
+    char *e = tmp + sizeof tmp, *p = e;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    gd_buf_put(b, p, (size_t)(e - p));
+}
+
 void gd_buf_put_u32be(gd_buf *b, uint32_t v)
 {
     unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};

@@ -171,8 +171,12 @@ static void writer_escapes_and_round_trips_doubles(void **state)
     gd_json_put_dbl(&b, 92.56932113099303);
     gd_buf_putc(&b, ' ');
     gd_json_put_int(&b, INT64_MIN);
+    gd_buf_putc(&b, ' ');
+    gd_buf_put_dec(&b, UINT64_MAX); /* every digit a push event's id may have */
+    gd_buf_putc(&b, ' ');
+    gd_buf_put_dec(&b, 0);
     gd_buf_putc(&b, 0);
-    assert_string_equal(b.p, "0.1 3.0 92.56932113099303 -9223372036854775808");
+    assert_string_equal(b.p, "0.1 3.0 92.56932113099303 -9223372036854775808 18446744073709551615 0");
     gd_buf_free(&b);
 }
 
