@@ -551,6 +551,16 @@ def print_soak(runs):
               f"(7 d retention) -- {label}")
 
 
+# The mock holds a fetch that finds no data for the whole fetch.wait.max.ms
+# (500 ms by default) and, unlike a broker, does not answer it early when
+# records arrive (rdkafka_mock.c says so): a route or partition that runs dry
+# for a moment stalls its consumer half a second. gamingd's consumers on the
+# mock are told to wait 10 ms, so that figures measure gamingd, not that.
+# Measured on partitioned x1, 200,000 events, 3 alternated runs: every record
+# applied after 11.2-11.6 s with the default, 8.3-9.1 s with 10 ms.
+MOCK_FETCH_WAIT = ["-X", "fetch.wait.max.ms=10"]
+
+
 class MockCluster:
     """The mock broker and the Schema Registry stand-in, with the source and
     output topics made: `with MockCluster(...) as c:` gives c.broker (its
@@ -599,7 +609,7 @@ def kafka_end_to_end(binary, cluster, work, events, name):
     log = open(os.path.join(work, f"gamingd-{name}.log"), "w")
     data = os.path.join(work, "data-" + name)
     proc = subprocess.Popen([binary, "--source", "kafka", "--brokers", cluster.bootstrap, "--schema-registry",
-                             cluster.reg_url, "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                             cluster.reg_url, "--data-dir", data, "--listen", f"127.0.0.1:{port}", *MOCK_FETCH_WAIT],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         lag, first, polls = [], None, 0
@@ -669,7 +679,8 @@ def start_instances(binary, bootstrap, reg_url, work, name, n, args, procs, base
         log = open(os.path.join(work, f"gamingd-{name}-{i}.log"), "w")
         procs.append(subprocess.Popen([binary, "--source", "kafka", "--brokers", bootstrap, "--schema-registry", reg_url,
                                        "--output", "none", "--data-dir", os.path.join(work, f"data-{name}-{i}"),
-                                       "--listen", f"127.0.0.1:{port}"] + args, stdout=log, stderr=subprocess.STDOUT))
+                                       "--listen", f"127.0.0.1:{port}", *MOCK_FETCH_WAIT] + args,
+                                      stdout=log, stderr=subprocess.STDOUT))
         bases.append(f"http://127.0.0.1:{port}")
 
 
