@@ -82,6 +82,8 @@ struct subscriber {
     const char *filter_names[MAX_FILTERS], *filter_values[MAX_FILTERS];
     gd_buf out;     /* formatted, not yet handed to libmicrohttpd */
     size_t out_off; /* how much of out was handed over */
+    char *direct;   /* while read_stream fills: libmicrohttpd's buffer, written into directly */
+    size_t direct_len, direct_max;
     gd_buf event;   /* an event that wraps around the ring's end, copied */
     _Atomic bool sees_pii;      /* else the lanes' email members are masked */
     _Atomic bool revoked;       /* its key was removed: the stream ends */
@@ -296,6 +298,38 @@ static void put_query_row(subscriber *s, gd_str row)
 /* Whether an event of a push query's stream is a row (else a notice). */
 static bool is_row(const subscriber *s, gd_str text) { return !ksql_format(s) || (text.len && text.p[0] == '['); }
 
+/* Bytes formatted in this fill: in libmicrohttpd's buffer and after them. */
+static size_t pending(const subscriber *s) { return s->direct_len + s->out.len; }
+
+/* An SSE event of one stream, "id: N\ndata: TEXT\n\n": straight into
+ * libmicrohttpd's buffer while it fits there and nothing waits in s->out to
+ * go before it (one copy of the event's text per subscriber, not two), else
+ * onto s->out. */
+static void put_sse_event(subscriber *s, uint64_t id, gd_str text)
+{
+    size_t need = 4 + GD_DEC_MAX + 7 + text.len + 2;
+    char *dst;
+    size_t *len;
+    if (!s->out.len && s->direct && s->direct_max - s->direct_len >= need) {
+        dst = s->direct;
+        len = &s->direct_len;
+    } else {
+        gd_buf_reserve(&s->out, need);
+        dst = s->out.p;
+        len = &s->out.len;
+    }
+    char *p = dst + *len;
+    memcpy(p, "id: ", 4);
+    p += 4;
+    p += gd_format_dec(p, id);
+    memcpy(p, "\ndata: ", 7);
+    p += 7;
+    memcpy(p, text.p, text.len);
+    p += text.len;
+    memcpy(p, "\n\n", 2);
+    *len = (size_t)(p + 2 - dst);
+}
+
 static void put_event(subscriber *s, const lane *l, uint64_t id, gd_str text)
 {
     if (ksql_format(s)) { /* a push query's rows are masked by the runner */
@@ -315,39 +349,37 @@ static void put_event(subscriber *s, const lane *l, uint64_t id, gd_str text)
         gd_buf_puts(&s->out, multi ? "}\n" : "\n");
         return;
     }
-    if (multi) {
-        gd_buf_puts(&s->out, "event: ");
-        gd_buf_puts(&s->out, l->name);
-        gd_buf_puts(&s->out, "\nid: ");
-        for (int i = 0; i < s->nlanes; i++) {
-            if (i) gd_buf_putc(&s->out, '.');
-            gd_buf_put_dec(&s->out, &s->lanes[i] == l ? id : s->lanes[i].after_id);
-        }
-        gd_buf_puts(&s->out, "\ndata: ");
-    } else {
-        gd_buf_puts(&s->out, "id: ");
-        gd_buf_put_dec(&s->out, id);
-        gd_buf_puts(&s->out, "\ndata: ");
+    if (!multi) {
+        put_sse_event(s, id, text);
+        return;
     }
+    gd_buf_puts(&s->out, "event: ");
+    gd_buf_puts(&s->out, l->name);
+    gd_buf_puts(&s->out, "\nid: ");
+    for (int i = 0; i < s->nlanes; i++) {
+        if (i) gd_buf_putc(&s->out, '.');
+        gd_buf_put_dec(&s->out, &s->lanes[i] == l ? id : s->lanes[i].after_id);
+    }
+    gd_buf_puts(&s->out, "\ndata: ");
     gd_buf_put(&s->out, text.p, text.len);
     gd_buf_puts(&s->out, "\n\n");
 }
 
-/* Formats events of lane l past its position into s->out, up to `want`
- * bytes; false when there was nothing new. */
+/* Formats events of lane l past its position (into libmicrohttpd's buffer
+ * or s->out), up to `want` bytes; false when there was nothing new. */
 static bool fill_lane(subscriber *s, lane *l, size_t want)
 {
     bool any = false;
     uint64_t pos = atomic_load_explicit(&l->pos, memory_order_relaxed);
     gd_hub *hub = s->push->hub;
-    while (s->remaining && s->out.len < want) {
+    while (s->remaining && pending(s) < want) {
         gd_hub_event ev;
         int rc = gd_hub_peek(hub, l->stream, &pos, &ev, &s->event, &l->lost);
         if (rc == GD_AGAIN) break;
         any = true;
         if (rc != GD_OK) continue; /* lost: pos moved on */
         report_lost(s, l, pos);
-        size_t mark = s->out.len;
+        size_t mark = s->out.len, direct_mark = s->direct_len;
         /* a filtered subscription's query tells of source events it lost by their count */
         int64_t n;
         if (l->query && gd_parse_int(ev.text.p, ev.text.len, 0, INT64_MAX, &n) == GD_OK) {
@@ -358,6 +390,7 @@ static bool fill_lane(subscriber *s, lane *l, size_t want)
         if (wanted) put_event(s, l, ev.id, ev.text);
         if (!gd_hub_release(hub, l->stream, &pos, &ev, &l->lost)) {
             s->out.len = mark; /* overwritten while we read it */
+            s->direct_len = direct_mark;
             continue;
         }
         if (wanted) {
@@ -370,14 +403,14 @@ static bool fill_lane(subscriber *s, lane *l, size_t want)
     return any;
 }
 
-/* Formats events past the subscriber's positions into s->out, up to
- * `want` bytes (what libmicrohttpd takes now, so that a subscriber keeps at
- * most one event's overflow between calls, whatever it reads), its streams
- * taking turns; false when there was nothing new. */
+/* Formats events past the subscriber's positions, up to `want` bytes
+ * (what libmicrohttpd takes now, so that a subscriber keeps at most one
+ * event's overflow between calls, whatever it reads), its streams taking
+ * turns; false when there was nothing new. */
 static bool fill(subscriber *s, size_t want)
 {
     bool any = false;
-    for (int k = 0; k < s->nlanes && s->remaining && s->out.len < want; k++)
+    for (int k = 0; k < s->nlanes && s->remaining && pending(s) < want; k++)
         any |= fill_lane(s, &s->lanes[(s->next_lane + k) % s->nlanes], want);
     s->next_lane = (s->next_lane + 1) % s->nlanes;
     return any;
@@ -420,7 +453,18 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
             put_epilogue(s);
             continue;
         }
-        if (fill(s, max)) continue;
+        s->direct = buf;
+        s->direct_len = 0;
+        s->direct_max = max;
+        bool any = fill(s, max);
+        size_t direct = s->direct_len;
+        s->direct = NULL;
+        s->direct_len = 0;
+        if (direct) { /* what went to s->out after it is handed over next call */
+            atomic_store_explicit(&s->last_write_ms, gd_now_ms(), memory_order_relaxed);
+            return (ssize_t)direct;
+        }
+        if (any) continue;
         if (!ksql_format(s) &&
             gd_now_ms() - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
             gd_buf_puts(&s->out, s->format == GD_PUSH_NDJSON ? "\n" : ": keepalive\n\n");

@@ -306,15 +306,22 @@ void gd_buf_put_u64be(gd_buf *b, uint64_t v)
     gd_buf_put(b, x, 8);
 }
 
-void gd_buf_put_dec(gd_buf *b, uint64_t v)
+size_t gd_format_dec(char *dst, uint64_t v)
 {
-    char tmp[20];
+    char tmp[GD_DEC_MAX];
     char *e = tmp + sizeof tmp, *p = e;
     do {
         *--p = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    gd_buf_put(b, p, (size_t)(e - p));
+    memcpy(dst, p, (size_t)(e - p));
+    return (size_t)(e - p);
+}
+
+void gd_buf_put_dec(gd_buf *b, uint64_t v)
+{
+    gd_buf_reserve(b, GD_DEC_MAX);
+    b->len += gd_format_dec(b->p + b->len, v);
 }
 
 void gd_buf_put_u32be(gd_buf *b, uint32_t v)

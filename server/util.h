@@ -38,7 +38,10 @@ void gd_buf_putc(gd_buf *b, char c);
 void gd_buf_puts(gd_buf *b, const char *s);
 void gd_buf_printf(gd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gd_buf_put_u64be(gd_buf *b, uint64_t v);
-/* v in decimal, without printf's parsing of a format (a push event's id). */
+/* v in decimal, without printf's parsing of a format (a push event's id):
+ * into dst (room for GD_DEC_MAX bytes), returning the length, or onto b. */
+enum { GD_DEC_MAX = 20 };
+size_t gd_format_dec(char *dst, uint64_t v);
 void gd_buf_put_dec(gd_buf *b, uint64_t v);
 void gd_buf_put_u32be(gd_buf *b, uint32_t v);
 void gd_buf_put_u16be(gd_buf *b, uint16_t v);
