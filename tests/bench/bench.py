@@ -14,7 +14,8 @@
    tests/bench/sse_load (one epoll thread) holding 1,000 and then 5,000
    subscriptions to the enriched stream, unfiltered and filtered to one game.
    Events/s delivered in all, the delay from enrichment to arrival (p50/p99),
-   the events slow subscribers lost, and the ingest rate meanwhile. The load
+   the events slow subscribers lost, the ingest rate and gamingd's CPU
+   (cores, every thread) meanwhile. The load
    tool shares the two cores with gamingd. With --only push and a
    --baseline binary, only 1,000 filtered subscribers (all on one game, then
    each on a player of its own), both binaries in interleaved rounds.
@@ -131,10 +132,12 @@ def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS, tolerate=False
             time.sleep(0.05)
         time.sleep(2)
         for label, path, n in runs:
+            cpu_before, started = cpu_seconds(proc.pid), time.time()
             run = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
                                  capture_output=True, text=True, check=not tolerate)
             figures = dict(kv.split("=") for kv in run.stdout.split()) if run.returncode == 0 else \
                 {"error": run.stderr.strip()[-300:]}
+            figures["cores"] = (cpu_seconds(proc.pid) - cpu_before) / (time.time() - started)
             _, metrics = get(base + "/metrics", timeout=10)  # -1: no answer, the server overloaded
             rate = re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics)
             out.append((label, figures, int(rate.group(1)) if rate else -1))
@@ -475,6 +478,7 @@ def print_push_compare(cmp):
             print(f"  push vs baseline   {mid([float(f['events_per_s']) for f in figs]):>9,.0f} events/s delivered  "
                   f"p50 {mid([float(f['p50_ms']) for f in figs])} ms  p99 {mid([float(f['p99_ms']) for f in figs])} ms  "
                   f"lost {mid([int(f['dropped']) for f in figs]):,}  ingest {mid([f['ingest'] for f in figs]):,}/s  "
+                  f"gamingd {mid([f['cores'] for f in figs]):.2f} cores  "
                   f"{name}: {label} (medians of {len(figs)} interleaved rounds)")
 
 
@@ -951,6 +955,7 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
                 keep(f"SSE {label}, events lost", which, int(f["dropped"]))
                 keep(f"SSE {label}, p99 ms", which, float(f["p99_ms"]))
                 keep(f"SSE {label}, events/s delivered", which, float(f["events_per_s"]))
+                keep(f"SSE {label}, gamingd cores", which, f["cores"])
 
     part_events = min(events, 200_000)
     with MockCluster(mock_broker, registry) as c:
@@ -1148,7 +1153,8 @@ def main():
         for label, f, rate in push:
             print(f"  push (SSE)         {float(f['events_per_s']):>9,.0f} events/s delivered "
                   f"({float(f['per_subscriber_per_s']):,.0f}/subscriber)  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
-                  f"lost {int(f['dropped']):,}  ingest {rate:,}/s  {label} (all subscribed in {f['subscribed_s']} s)")
+                  f"lost {int(f['dropped']):,}  ingest {rate:,}/s  gamingd {f['cores']:.2f} cores  {label} "
+                  f"(all subscribed in {f['subscribed_s']} s)")
         f, (icpu, irate), (bcpu, brate) = pushq["figures"], pushq["idle"], pushq["busy"]
         print(f"  SQL push queries   {int(f['connections']):,} clients, {pushq['queries']:.0f} distinct aggregations, "
               f"generator at 10,000 events/s: {float(f['events_per_s']):,.0f} rows/s delivered, p50 {f['p50_ms']} ms "
