@@ -458,8 +458,7 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
         s->direct_max = max;
         bool any = fill(s, max);
         size_t direct = s->direct_len;
-        s->direct = NULL;
-        s->direct_len = 0;
+        s->direct = NULL; /* direct_len means nothing until the next fill sets it */
         if (direct) { /* what went to s->out after it is handed over next call */
             atomic_store_explicit(&s->last_write_ms, gd_now_ms(), memory_order_relaxed);
             return (ssize_t)direct;

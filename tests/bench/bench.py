@@ -430,40 +430,51 @@ PULL_QUERIES = [
 ]
 
 
-def pull_compare(binary, baseline, src, work, seconds, rounds):
-    """REST and SQL pull queries/s of this binary and a baseline on the same
-    data, run alternately round by round so that drift in the machine hits
-    both alike: {query name: ([this binary's], [the baseline's])}."""
+def interleaved(r, binary, baseline):
+    """Round r's order: this binary first in even rounds, the baseline in odd
+    ones, so that drift in the machine and going first hit both alike."""
+    return ((0, binary), (1, baseline)) if r % 2 == 0 else ((1, baseline), (0, binary))
+
+
+def pull_compare(binary, baseline, src, work, seconds, rounds, names=None, p99=False):
+    """REST and SQL pull queries (PULL_QUERIES, or those named) of this binary
+    and a baseline on the same data, interleaved round by round: {query name:
+    ([this binary's], [the baseline's])}, each {"rps": req/s at 64
+    connections, 0 on errors; "p99": ms at 4 connections when asked, inf on
+    errors}."""
+    queries = [q for q in PULL_QUERIES if names is None or q[0] in names]
     procs, bases = [], []
-    for i, b in enumerate([binary, baseline]):
-        proc, base = start_daemon(b, work, "pull-%d" % i, ["--source", f"file:{src}",
-                                                          "--data-dir", os.path.join(work, "pull-data-%d" % i)])
-        procs.append(proc)
-        bases.append(base)
     try:
-        out = {name: ([], []) for name, _, _ in PULL_QUERIES}
+        for i, b in enumerate([binary, baseline]):
+            proc, base = start_daemon(b, work, "pull-%d" % i, ["--source", f"file:{src}",
+                                                              "--data-dir", os.path.join(work, "pull-data-%d" % i)])
+            procs.append(proc)
+            bases.append(base)
+        out = {name: ([], []) for name, _, _ in queries}
         for r in range(rounds):
-            for name, path, sql in PULL_QUERIES:
-                extra = ("-s", post_script(work, "cmp-%d" % len(out), json.dumps({"sql": sql}))) if sql else ()
-                for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            for k, (name, path, sql) in enumerate(queries):
+                extra = ("-s", post_script(work, "cmp-%d" % k, json.dumps({"sql": sql}))) if sql else ()
+                for i, _ in interleaved(r, binary, baseline):
                     rps, _, _, errors = wrk(bases[i] + path, seconds, 2, 64, extra)
-                    out[name][i].append(rps if not errors else 0)
+                    fig = {"rps": rps if not errors else 0}
+                    if p99:
+                        _, _, ms, errors_low = wrk(bases[i] + path, seconds, 1, 4, extra)
+                        fig["p99"] = ms if not errors_low else float("inf")
+                    out[name][i].append(fig)
         return out
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=30)
+        stop_instances(procs)
 
 
-def push_compare(binary, baseline, sse_load, work, seconds, rounds):
-    """FILTERED_RUNS against both binaries, interleaved round by round:
-    {label: ([this binary's figures], [the baseline's])}."""
+def push_compare(binary, baseline, sse_load, work, seconds, rounds, runs=FILTERED_RUNS):
+    """runs (FILTERED_RUNS by default) against both binaries, interleaved round
+    by round: {label: ([this binary's figures], [the baseline's])}."""
     out = {}
     for r in range(rounds):
-        for which, b in ((0, binary), (1, baseline)):
+        for which, b in interleaved(r, binary, baseline):
             run_dir = os.path.join(work, "r%d-%d" % (r, which))
             os.makedirs(run_dir)
-            for label, f, rate in push_figures(b, sse_load, run_dir, seconds, FILTERED_RUNS, tolerate=True):
+            for label, f, rate in push_figures(b, sse_load, run_dir, seconds, runs, tolerate=True):
                 if "error" in f:
                     print(f"  round {r + 1}, {('this binary', 'baseline')[which]}, {label}: sse_load failed: {f['error']}")
                 else:
@@ -483,7 +494,8 @@ def print_push_compare(cmp):
 
 
 def print_pull_compare(cmp):
-    for name, (new, old) in cmp.items():
+    for name, runs in cmp.items():
+        new, old = ([f["rps"] for f in figs] for figs in runs)
         mid = lambda v: sorted(v)[len(v) // 2]
         print(f"  pull vs baseline   {mid(new):>9,.0f} req/s this binary, {mid(old):,.0f} the baseline "
               f"({mid(new) / mid(old) * 100:.0f}%; medians of {len(new)} interleaved rounds, 64 conns)  {name}")
@@ -910,12 +922,9 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
     def keep(figure, which, value):
         out.setdefault(figure, ([], []))[which].append(value)
 
-    def order(r):
-        return ((0, binary), (1, baseline)) if r % 2 == 0 else ((1, baseline), (0, binary))
-
     src = source_file(binary, work, events)
     for r in range(rounds):
-        for which, b in order(r):
+        for which, b in interleaved(r, binary, baseline):
             f = replay(b, src, work, f"replay-{which}")
             keep("replay, events/s", which, f["rate"])
             keep("replay, CPU per event (µs)", which, f["cpu_us"])
@@ -923,35 +932,15 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
 
     os.makedirs(os.path.join(work, "pull-src"))
     pull_src = source_file(binary, os.path.join(work, "pull-src"), min(events, 200_000))
-    procs, bases = [], []
-    try:
-        for which, b in ((0, binary), (1, baseline)):
-            proc, base = start_daemon(b, work, f"pull-{which}", ["--source", f"file:{pull_src}",
-                                                                  "--data-dir", os.path.join(work, f"pull-data-{which}")])
-            procs.append(proc)
-            bases.append(base)
-        for r in range(rounds):
-            for name, path, sql in PULL_QUERIES:
-                if name not in COMPARE_PULLS:
-                    continue
-                extra = ("-s", post_script(work, "cmp-" + name.replace(" ", "-").replace(",", ""),
-                                           json.dumps({"sql": sql}))) if sql else ()
-                for which, _ in order(r):
-                    rps, _, _, errors = wrk(bases[which] + path, seconds, 2, 64, extra)
-                    _, _, p99, errors_low = wrk(bases[which] + path, seconds, 1, 4, extra)
-                    keep(f"pull {name}, req/s (64 conns)", which, rps if not errors else 0)
-                    keep(f"pull {name}, p99 ms (4 conns)", which, p99 if not errors_low else float("inf"))
-    finally:
-        stop_instances(procs)
+    for name, runs in pull_compare(binary, baseline, pull_src, work, seconds, rounds, COMPARE_PULLS, True).items():
+        for which, figs in enumerate(runs):
+            for f in figs:
+                keep(f"pull {name}, req/s (64 conns)", which, f["rps"])
+                keep(f"pull {name}, p99 ms (4 conns)", which, f["p99"])
 
-    for r in range(rounds):
-        for which, b in order(r):
-            run_dir = os.path.join(work, f"push-{r}-{which}")
-            os.makedirs(run_dir)
-            for label, f, _ in push_figures(b, sse_load, run_dir, seconds, COMPARE_PUSH_RUNS, tolerate=True):
-                if "error" in f:
-                    print(f"  round {r + 1}, {('this binary', 'baseline')[which]}, {label}: sse_load failed: {f['error']}")
-                    continue
+    for label, runs in push_compare(binary, baseline, sse_load, work, seconds, rounds, COMPARE_PUSH_RUNS).items():
+        for which, figs in enumerate(runs):
+            for f in figs:
                 keep(f"SSE {label}, events lost", which, int(f["dropped"]))
                 keep(f"SSE {label}, p99 ms", which, float(f["p99_ms"]))
                 keep(f"SSE {label}, events/s delivered", which, float(f["events_per_s"]))
@@ -963,12 +952,12 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
         c.topic(PARTITIONED_ACTIVITY, 64)
         c.fill(binary, part_events, 43, PARTITIONED_ACTIVITY)
         for r in range(rounds):
-            for which, b in order(r):
+            for which, b in interleaved(r, binary, baseline):
                 f = kafka_end_to_end(b, c, work, events, f"e2e-{r}-{which}")
                 keep("Kafka end to end, events/s", which, f["rate"])
                 keep("Kafka end to end, CPU per event (µs)", which, f["cpu_us"])
         for r in range(rounds):
-            for which, b in order(r):
+            for which, b in interleaved(r, binary, baseline):
                 f = partitioned_figures(b, c.broker, c.bootstrap, c.reg_url, work, part_events, 1, f"-{r}-{which}")
                 keep("partitioned x1, CPU per source event (µs)", which, f["cpu_per_event_us"])
     return out
