@@ -521,45 +521,21 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
     return late_any;
 }
 
-int gd_windows_store_row(const gd_tabledef *def, gd_str key, gd_str row, gd_str sets, gd_store *s, MDB_txn *txn)
-{
-    int rc = gd_store_row_put(s, txn, def, key, row);
-    if (!rc && sets.p) rc = gd_store_sets_put(s, txn, def, key, sets);
-    if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
-        gd_warn("%s: group key of %u bytes is too long to store", def->name, key.len);
-        return GD_OK;
-    }
-    return rc;
-}
-
-static gd_str buf_str(const gd_buf *b) { return (gd_str){b->p ? b->p : "", (uint32_t)b->len}; }
-
-/* The row of (start, group key) with slots as stored, handed to emit. */
-static int encode_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
-                      gd_row_emit *emit, void *ctx)
-{
-    gd_rowkey_encode(&w->key, start, group);
-    bool sets = gd_table_has_sets(def);
-    gd_row_encode(def, slots, &w->dict, &w->row, sets ? &w->sets : NULL);
-    return emit(ctx, def, buf_str(&w->key), buf_str(&w->row), sets ? buf_str(&w->sets) : GD_STR_NULL);
-}
-
-typedef struct {
-    gd_store *s;
-    MDB_txn *txn;
-} store_ctx;
-
-static int store_emitted(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets)
-{
-    store_ctx *c = ctx;
-    return gd_windows_store_row(def, key, row, sets, c->s, c->txn);
-}
-
 /* The row of (start, group key) with slots into the store. */
 static int put_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
                    gd_store *s, MDB_txn *txn)
 {
-    return encode_row(w, def, start, group, slots, store_emitted, &(store_ctx){s, txn});
+    gd_rowkey_encode(&w->key, start, group);
+    bool sets = gd_table_has_sets(def);
+    gd_row_encode(def, slots, &w->dict, &w->row, sets ? &w->sets : NULL);
+    gd_str key = {w->key.p, (uint32_t)w->key.len};
+    int rc = gd_store_row_put(s, txn, def, key, (gd_str){w->row.p, (uint32_t)w->row.len});
+    if (!rc && sets) rc = gd_store_sets_put(s, txn, def, key, (gd_str){w->sets.p, (uint32_t)w->sets.len});
+    if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
+        gd_warn("%s: group key of %zu bytes is too long to store", def->name, w->key.len);
+        return GD_OK;
+    }
+    return rc;
 }
 
 /* A session table's changes: the rows of sessions merged or moved are
@@ -599,11 +575,12 @@ static int by_row_key(const void *a, const void *b)
     return c ? c : (x->key.len > y->key.len) - (x->key.len < y->key.len);
 }
 
-/* The dirty groups' rows, in key order, to emit; they are clean after.
- * In key order, each put lands on the page the last one touched or the
- * next, not on a random leaf of the table's tree. */
-static int emit_dirty(gd_windows *w, gd_hot_table *t, gd_row_emit *emit, void *ctx)
+/* The dirty groups are written in key order: each put then lands on the
+ * page the last one touched or the next, not on a random leaf of the
+ * table's tree. */
+static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
 {
+    if (t->def->session) return write_sessions(w, t, s, txn);
     gd_buf_clear(&w->order);
     for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) gd_buf_put(&w->order, &g, sizeof g);
     gd_hot_group **order = (gd_hot_group **)(void *)w->order.p;
@@ -612,31 +589,12 @@ static int emit_dirty(gd_windows *w, gd_hot_table *t, gd_row_emit *emit, void *c
     for (size_t i = 0; i < n; i++) {
         gd_hot_group *g = order[i];
         g->dirty = false;
-        int rc = encode_row(w, t->def, g->window->start, g->key, g->slots, emit, ctx);
+        int rc = put_row(w, t->def, g->window->start, g->key, g->slots, s, txn);
         if (rc) return rc;
     }
-    t->dirty = NULL; /* dirty_count stays for the flush: its purge bound counts what was written */
-    return GD_OK;
-}
-
-int gd_windows_emit_dirty(gd_windows *w, gd_row_emit *emit, void *ctx)
-{
-    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
-        if (!owns(w, i) || w->tables[i].def->session) continue;
-        int rc = emit_dirty(w, &w->tables[i], emit, ctx);
-        if (rc) return rc;
-    }
-    return GD_OK;
-}
-
-/* What is dirty in t into the store (what gd_windows_emit_dirty emitted
- * was written by its caller). */
-static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
-{
-    if (t->def->session) return write_sessions(w, t, s, txn);
-    int rc = emit_dirty(w, t, store_emitted, &(store_ctx){s, txn});
+    t->dirty = NULL;
     t->dirty_count = 0;
-    return rc;
+    return GD_OK;
 }
 
 /* How long past its end a window stays in memory: until its grace is over,
