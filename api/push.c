@@ -20,8 +20,8 @@
  * nothing it suspends the connection. One waker thread waits on the hub and
  * resumes the suspended subscribers whose stream has moved on (or whose
  * heartbeat is due), at most every PASS_MS so that a busy stream costs one
- * resume per subscriber per pass, not per event; with fewer than BUSY_PASS
- * subscribers, passes cost little and come every LIGHT_PASS_MS, so that a
+ * resume per subscriber per pass, not per event; with fewer than
+ * BUSY_SUBSCRIBERS, passes cost little and come every LIGHT_PASS_MS, so that a
  * dashboard's few streams see an event within milliseconds, not half a
  * pass (1 subscriber at 10,000 events/s: p50 4 ms, not 14). The producers (ingest)
  * never wait for any of this: a subscriber that falls a whole replay buffer
@@ -42,7 +42,7 @@
 
 enum {
     PASS_MS = 20,              /* the most often suspended subscribers are looked at */
-    BUSY_PASS = 64,            /* ... with this many subscribers or more; else every LIGHT_PASS_MS */
+    BUSY_SUBSCRIBERS = 64,     /* ... with this many subscribers or more; else every LIGHT_PASS_MS */
     LIGHT_PASS_MS = 2,
     HEARTBEAT_MS = 15000,      /* a comment line on an idle stream */
     RETRY_MS = 3000,           /* the reconnect delay advised to EventSource */
@@ -171,7 +171,7 @@ static void *waker_main(void *arg)
         int64_t pass = gd_now_ms();
         if (p->auth) recheck_keys(p);
         gd_hub_wait(p->hub, 1000);
-        int64_t every = resume_waiting(p, false) >= BUSY_PASS ? PASS_MS : LIGHT_PASS_MS;
+        int64_t every = resume_waiting(p, false) >= BUSY_SUBSCRIBERS ? PASS_MS : LIGHT_PASS_MS;
         int64_t spent = gd_now_ms() - pass;
         if (spent < every) gd_sleep_ms(every - spent);
     }
