@@ -893,6 +893,15 @@ static int commit_batch(gd_engine *e)
         e->store->tap = changelog_row;
         e->store->tap_ctx = e;
     }
+    if (!rc && e->worker) { /* drained above: the worker encodes its rows while we write ours */
+        gd_windows *own[GD_MAX_ROUTES];
+        int n = 0;
+        for (int i = 0; i < windows_count(e); i++) {
+            gd_windows_expire(windows_at(e, i), e->stream_time, now); /* what not to write */
+            if (i != 1) own[n++] = windows_at(e, i);
+        }
+        rc = gd_worker_write_dirty(e->worker, own, n, e->txn); /* the worker's store is ours */
+    }
     for (int i = 0; !rc && i < windows_count(e); i++)
         rc = gd_windows_flush(windows_at(e, i), e->store, e->txn, e->stream_time, now);
     e->store->tap = NULL;

@@ -99,6 +99,7 @@ static void set_table(gd_windows *w, const gd_tabledef *def)
     t->def = def;
     t->newest_start = INT64_MIN;
     t->final_through = INT64_MIN;
+    t->expired_before = INT64_MIN;
     t->grace_ms = gd_catalog_grace(w->cat, def);
     t->oldest_open = INT64_MAX;
     if (def->session) gd_map_init(&t->sessions, NULL);
@@ -521,21 +522,45 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
     return late_any;
 }
 
-/* The row of (start, group key) with slots into the store. */
-static int put_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
-                   gd_store *s, MDB_txn *txn)
+int gd_windows_store_row(const gd_tabledef *def, gd_str key, gd_str row, gd_str sets, gd_store *s, MDB_txn *txn)
+{
+    int rc = gd_store_row_put(s, txn, def, key, row);
+    if (!rc && sets.p) rc = gd_store_sets_put(s, txn, def, key, sets);
+    if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
+        gd_warn("%s: group key of %u bytes is too long to store", def->name, key.len);
+        return GD_OK;
+    }
+    return rc;
+}
+
+static gd_str buf_str(const gd_buf *b) { return (gd_str){b->p ? b->p : "", (uint32_t)b->len}; }
+
+/* The row of (start, group key) with slots as stored, handed to emit. */
+static int encode_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
+                      gd_row_emit *emit, void *ctx)
 {
     gd_rowkey_encode(&w->key, start, group);
     bool sets = gd_table_has_sets(def);
     gd_row_encode(def, slots, &w->dict, &w->row, sets ? &w->sets : NULL);
-    gd_str key = {w->key.p, (uint32_t)w->key.len};
-    int rc = gd_store_row_put(s, txn, def, key, (gd_str){w->row.p, (uint32_t)w->row.len});
-    if (!rc && sets) rc = gd_store_sets_put(s, txn, def, key, (gd_str){w->sets.p, (uint32_t)w->sets.len});
-    if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
-        gd_warn("%s: group key of %zu bytes is too long to store", def->name, w->key.len);
-        return GD_OK;
-    }
-    return rc;
+    return emit(ctx, def, buf_str(&w->key), buf_str(&w->row), sets ? buf_str(&w->sets) : GD_STR_NULL);
+}
+
+typedef struct {
+    gd_store *s;
+    MDB_txn *txn;
+} store_ctx;
+
+static int store_emitted(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets)
+{
+    store_ctx *c = ctx;
+    return gd_windows_store_row(def, key, row, sets, c->s, c->txn);
+}
+
+/* The row of (start, group key) with slots into the store. */
+static int put_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
+                   gd_store *s, MDB_txn *txn)
+{
+    return encode_row(w, def, start, group, slots, store_emitted, &(store_ctx){s, txn});
 }
 
 /* A session table's changes: the rows of sessions merged or moved are
@@ -575,12 +600,11 @@ static int by_row_key(const void *a, const void *b)
     return c ? c : (x->key.len > y->key.len) - (x->key.len < y->key.len);
 }
 
-/* The dirty groups are written in key order: each put then lands on the
- * page the last one touched or the next, not on a random leaf of the
- * table's tree. */
-static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
+/* The dirty groups' rows, in key order, to emit; they are clean after.
+ * In key order, each put lands on the page the last one touched or the
+ * next, not on a random leaf of the table's tree. */
+static int emit_dirty(gd_windows *w, gd_hot_table *t, gd_row_emit *emit, void *ctx)
 {
-    if (t->def->session) return write_sessions(w, t, s, txn);
     gd_buf_clear(&w->order);
     for (gd_hot_group *g = t->dirty; g; g = g->next_dirty) gd_buf_put(&w->order, &g, sizeof g);
     gd_hot_group **order = (gd_hot_group **)(void *)w->order.p;
@@ -589,12 +613,32 @@ static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn
     for (size_t i = 0; i < n; i++) {
         gd_hot_group *g = order[i];
         g->dirty = false;
-        int rc = put_row(w, t->def, g->window->start, g->key, g->slots, s, txn);
+        if (g->window->start < t->expired_before) continue;
+        int rc = encode_row(w, t->def, g->window->start, g->key, g->slots, emit, ctx);
         if (rc) return rc;
     }
-    t->dirty = NULL;
-    t->dirty_count = 0;
+    t->dirty = NULL; /* dirty_count stays for the flush: its purge bound counts what was written */
     return GD_OK;
+}
+
+int gd_windows_emit_dirty(gd_windows *w, gd_row_emit *emit, void *ctx)
+{
+    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
+        if (!owns(w, i) || w->tables[i].def->session) continue;
+        int rc = emit_dirty(w, &w->tables[i], emit, ctx);
+        if (rc) return rc;
+    }
+    return GD_OK;
+}
+
+/* What is dirty in t into the store (what gd_windows_emit_dirty emitted
+ * was written by its caller). */
+static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
+{
+    if (t->def->session) return write_sessions(w, t, s, txn);
+    int rc = emit_dirty(w, t, store_emitted, &(store_ctx){s, txn});
+    t->dirty_count = 0;
+    return rc;
 }
 
 /* How long past its end a window stays in memory: until its grace is over,
@@ -683,36 +727,58 @@ static int publish_closed(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *
     return gd_store_scan(s, txn, t->def, (gd_str){w->key.p, (uint32_t)w->key.len}, publish_stored_row, &c);
 }
 
+/* Windows of t starting before this are closed and past retention: purged.
+ * Retention counts from the stream time, but never from past the wall
+ * clock: a record from the future must not age the present out. */
+static int64_t purge_limit(const gd_windows *w, const gd_hot_table *t, int64_t stream_time, int64_t now_ms)
+{
+    int64_t retention_time = stream_time < now_ms ? stream_time : now_ms;
+    int64_t size = t->def->window_ms;
+    int64_t expired = retention_time - w->retention_ms - size + 1;
+    int64_t closed = stream_time - t->grace_ms - size + 1;
+    if (t->def->session) { /* kept for the retention from its start; never while open */
+        expired = retention_time - w->retention_ms;
+        closed = t->oldest_open;
+    }
+    return expired < closed ? expired : closed;
+}
+
+static bool keeps_windows(const gd_hot_table *t, int64_t stream_time)
+{
+    return stream_time != INT64_MIN && t->def->window_ms;
+}
+
+void gd_windows_expire(gd_windows *w, int64_t stream_time, int64_t now_ms)
+{
+    for (size_t i = 0; i < GD_MAX_TABLES; i++) {
+        gd_hot_table *t = &w->tables[i];
+        if (!owns(w, i)) continue;
+        bool drops = keeps_windows(t, stream_time) && !t->def->session && !t->def->emit_final;
+        t->expired_before = drops ? purge_limit(w, t, stream_time, now_ms) : INT64_MIN;
+    }
+}
+
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms)
 {
-    /* retention counts from the stream time, but never from past the wall
-     * clock: a record from the future must not age the present out */
-    int64_t retention_time = stream_time < now_ms ? stream_time : now_ms;
     w->purge_pending = false;
     atomic_store_explicit(&w->dirty_rows, 0, memory_order_relaxed);
+    gd_windows_expire(w, stream_time, now_ms);
     for (size_t i = 0; i < GD_MAX_TABLES; i++) {
         gd_hot_table *t = &w->tables[i];
         if (!owns(w, i)) continue;
         size_t written = t->dirty_count;
         int rc = write_dirty(w, t, s, txn);
         if (rc) return rc;
-        if (stream_time == INT64_MIN || !t->def->window_ms) continue;
+        if (!keeps_windows(t, stream_time)) continue;
         rc = publish_closed(w, t, s, txn, stream_time, now_ms);
         if (rc) return rc;
         if (t->def->session) close_sessions(w, t, stream_time, now_ms);
         else evict_cold(t, stream_time, &w->dict);
-        /* purge windows that are closed and past retention: as many rows as
-         * were written, and then some, so that purging keeps pace with a
-         * catch-up however much event time a commit carries (store.h) */
-        int64_t size = t->def->window_ms;
-        int64_t expired = retention_time - w->retention_ms - size + 1;
-        int64_t closed = stream_time - t->grace_ms - size + 1;
-        if (t->def->session) { /* kept for the retention from its start; never while open */
-            expired = retention_time - w->retention_ms;
-            closed = t->oldest_open;
-        }
+        /* as many rows as were written, and then some, so that purging
+         * keeps pace with a catch-up however much event time a commit
+         * carries (store.h) */
         size_t deleted, bound = PURGE_ROWS_PER_COMMIT + written;
-        rc = gd_store_purge(s, txn, t->def, expired < closed ? expired : closed, bound, &deleted);
+        rc = gd_store_purge(s, txn, t->def, purge_limit(w, t, stream_time, now_ms), bound, &deleted);
         if (rc) return rc;
         if (deleted == bound) w->purge_pending = true;
     }

@@ -54,6 +54,7 @@ typedef struct {
     gd_hot_group *dirty;    /* list of groups to write */
     size_t dirty_count;
     int64_t final_through;  /* EMIT FINAL: windows starting up to here were published */
+    int64_t expired_before; /* windows starting before it are past retention: not written (gd_windows_expire) */
     uint64_t final_id;      /* EMIT FINAL: the id of the last row published */
     /* SESSION tables keep sessions instead of windows (store/tables.h): */
     gd_map sessions;            /* group key -> its sessions, those that may still change */
@@ -124,6 +125,25 @@ bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_t
  * remain).
  * Retention counts from the earlier of stream_time and now_ms. */
 int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_time, int64_t now_ms);
+/* The first step of a flush (which calls it itself): which windows are
+ * closed and past retention, so that their dirty groups are dropped, not
+ * written: the flush would purge them again at once. A catch-up commit that
+ * carries more event time than the retention would otherwise write rows
+ * only to delete them, and the file would keep the pages they took (LMDB
+ * reuses a page freed in a transaction only for that transaction's later
+ * writes). An EMIT FINAL table's are written: they are published from the
+ * store as they close. */
+void gd_windows_expire(gd_windows *w, int64_t stream_time, int64_t now_ms);
+/* A row as stored: its key, its row, its distinct sets (p NULL: the table
+ * has none). A non-zero return stops the emitting and is returned. */
+typedef int gd_row_emit(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets);
+/* Encodes the rows of the dirty groups (not sessions', not those of
+ * windows gd_windows_expire found expired) in key order, each table's after
+ * the other, to emit, which writes them
+ * (gd_windows_store_row): the flush that follows writes only what changed
+ * since. Lets a thread encode rows while the writer puts them (worker.c). */
+int gd_windows_emit_dirty(gd_windows *w, gd_row_emit *emit, void *ctx);
+int gd_windows_store_row(const gd_tabledef *def, gd_str key, gd_str row, gd_str sets, gd_store *s, MDB_txn *txn);
 size_t gd_windows_memory(const gd_windows *w);
 /* The group key of e in table def into key (text, scratch: the caller's
  * scratch); false when e does not go into def (WHERE, a null key). */
@@ -151,6 +171,12 @@ void gd_worker_flush(gd_worker *wk);
 /* Returns once every queued record is applied; until the next push the
  * caller may use the worker's gd_windows. */
 void gd_worker_drain(gd_worker *wk);
+/* The rows of every dirty group (not sessions') into the store, the
+ * worker's drained: the worker encodes its own into chunks of bounded
+ * memory while the caller encodes and writes those of own (its count
+ * gd_windows), writing the worker's chunks as they come; so a commit's
+ * encoding runs on two cores. */
+int gd_worker_write_dirty(gd_worker *wk, gd_windows *const *own, int count, MDB_txn *txn);
 /* Whether producing a record failed (the run should end uncommitted). */
 bool gd_worker_failed(const gd_worker *wk);
 /* After a commit (the worker drained): let the worker see it. */

@@ -296,6 +296,42 @@ static void a_stored_row_that_does_not_decode_starts_its_group_over_at_start(voi
     assert_int_equal(col(f, name, s, "total_sessions_1h").i, 1);
 }
 
+/* The store's tap (as the changelog sees writes): the windows rows were
+ * written for, per table. */
+typedef struct {
+    int64_t starts[64];
+    int n;
+} written_rows;
+
+static int note_write(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val)
+{
+    (void)t, (void)val;
+    written_rows *w = ctx;
+    if (kind == 'R' && key.len >= 8 && w->n < 64) w->starts[w->n++] = gd_rowkey_window(key.p);
+    return GD_OK;
+}
+
+static void windows_past_retention_at_the_commit_are_not_written(void **state)
+{
+    fixture *f = *state;
+    f->win.retention_ms = HOUR;
+    /* one commit carries 26 h of event time (a catch-up): the hour at T0 is
+     * closed (1 h + 23 h grace) and past retention at the commit */
+    apply(f, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, NULL);
+    apply(f, (act){"p1", "g1", "s2", T0 + 26 * HOUR, I(10), I(60), {0}}, NULL);
+    written_rows w = {0};
+    f->store.tap = note_write;
+    f->store.tap_ctx = &w;
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
+    f->store.tap = NULL;
+    assert_true(w.n > 0);
+    for (int i = 0; i < w.n; i++) assert_true(w.starts[i] >= T0 + 25 * HOUR); /* the hour, the day, 5 min... */
+    gd_slot s[GD_MAX_COLS];
+    assert_false(row(f, "gaming_hourly_player_game_stats", T0, "p1", "g1", s));
+    assert_true(row(f, "gaming_hourly_player_game_stats", T0 + 26 * HOUR, "p1", "g1", s));
+    assert_int_equal(col(f, "gaming_hourly_player_game_stats", s, "total_sessions_1h").i, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +342,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(late_records_update_nothing_and_carry_figures_as_they_stand, setup, teardown),
         cmocka_unit_test_setup_teardown(records_just_inside_the_grace_still_count, setup, teardown),
         cmocka_unit_test_setup_teardown(windows_that_left_memory_are_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(windows_past_retention_at_the_commit_are_not_written, setup, teardown),
         cmocka_unit_test_setup_teardown(a_stored_row_that_does_not_decode_starts_its_group_over_at_start, setup,
                                         teardown),
     };
