@@ -887,6 +887,7 @@ static int commit_batch(gd_engine *e)
         e->batch_start_ns = gd_mono_ns();
         return GD_AGAIN;
     }
+    int64_t writing_since = gd_mono_ns();
     int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
     int64_t now = gd_now_ms();
     if (e->partitioned) { /* the rows written go to the changelog too, then the mark */
@@ -937,6 +938,7 @@ static int commit_batch(gd_engine *e)
     if (!rc) rc = gd_store_commit(e->txn);
     else mdb_txn_abort(e->txn);
     e->txn = NULL;
+    atomic_fetch_add(&e->pub->commit_ns, (uint64_t)(gd_mono_ns() - writing_since));
     gd_catalog_cmd *ddl = e->ddl;
     gd_catalog_entry *adopted = e->adopted;
     e->ddl = NULL;

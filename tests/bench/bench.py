@@ -304,7 +304,8 @@ def source_file(binary, work, events):
 
 def replay(binary, src, work, name, cores=None):
     """Replaying src into a fresh data dir: activity events/s, CPU per event
-    (µs, every thread), peak RSS (MiB); cores: the CPUs it may run on
+    (µs, every thread), peak RSS (MiB), seconds in commits (0 for a build
+    without gamingd_commit_seconds_total); cores: the CPUs it may run on
     (taskset), or all."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -321,7 +322,8 @@ def replay(binary, src, work, name, cores=None):
         seconds = time.time() - start
         _, m = get(base + "/metrics")
         events = metric(m, "gamingd_records_in_total", '{topic="gaming_player_activity"}')
-        return dict(rate=events / seconds, cpu_us=cpu_seconds(proc.pid) / events * 1e6, rss=peak_rss_mib(proc.pid))
+        return dict(rate=events / seconds, cpu_us=cpu_seconds(proc.pid) / events * 1e6, rss=peak_rss_mib(proc.pid),
+                    commit_s=metric(m, "gamingd_commit_seconds_total"))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -336,7 +338,8 @@ def replay_rate(binary, src, work, name):
 def replay_scaling(binaries, src, events, work, rounds):
     """Each binary's replay on every core and on one (taskset -c 0),
     interleaved round by round so that drift in the machine hits all alike;
-    prints medians: events/s, CPU per event, peak RSS, and how much the
+    prints medians: events/s, CPU per event, peak RSS, time in commits (a
+    figure of the run itself, steadier than its length) and how much the
     second core buys."""
     got = {(b, c): [] for b in binaries for c in ("all", "0")}
     for r in range(rounds):
@@ -345,7 +348,8 @@ def replay_scaling(binaries, src, events, work, rounds):
                 got[(b, c)].append(replay(b, src, work, f"scaling-{i}-{c}-{r}", None if c == "all" else c))
     mid = statistics.median
     print(f"\n## Replay, {events:,} events, medians of {rounds} interleaved rounds\n")
-    print("| binary | cores | events/s | CPU per event | peak RSS | all cores / one |\n|---|---|---|---|---|---|")
+    print("| binary | cores | events/s | CPU per event | peak RSS | in commits | all cores / one |\n"
+          "|---|---|---|---|---|---|---|")
     for i, b in enumerate(binaries):
         one = mid(f["rate"] for f in got[(b, "0")])
         for c in ("all", "0"):
@@ -353,7 +357,8 @@ def replay_scaling(binaries, src, events, work, rounds):
             rate = mid(f["rate"] for f in figs)
             gain = f"{rate / one:.2f}x" if c == "all" else "--"
             print(f"| {'baseline' if i else 'this binary'} | {os.cpu_count() if c == 'all' else 1} | {rate:,.0f} | "
-                  f"{mid(f['cpu_us'] for f in figs):.2f} µs | {mid(f['rss'] for f in figs):.0f} MiB | {gain} |")
+                  f"{mid(f['cpu_us'] for f in figs):.2f} µs | {mid(f['rss'] for f in figs):.0f} MiB | "
+                  f"{mid(f['commit_s'] for f in figs):.2f} s | {gain} |")
 
 
 # A table over the activity stream: its cost per event is a replay's CPU
@@ -929,6 +934,7 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
             keep("replay, events/s", which, f["rate"])
             keep("replay, CPU per event (µs)", which, f["cpu_us"])
             keep("replay, peak RSS (MiB)", which, f["rss"])
+            keep("replay, time in commits (s)", which, f["commit_s"])
 
     os.makedirs(os.path.join(work, "pull-src"))
     pull_src = source_file(binary, os.path.join(work, "pull-src"), min(events, 200_000))

@@ -411,6 +411,10 @@ def test_metrics_parse_with_prometheus_client(fed):
     assert records_in >= fed.ref.records
     routes = {(s.labels["route"], s.labels["status"]) for s in fams["gamingd_http_requests"].samples}
     assert ("/v1/streams/{stream}", "200") in routes
+    # the fixture's records were committed: commits, and the time they took
+    assert fams["gamingd_commits"].type == "counter" and fams["gamingd_commit_seconds"].type == "counter"
+    assert fams["gamingd_commits"].samples[0].value >= 1
+    assert 0 < fams["gamingd_commit_seconds"].samples[0].value < 600
 
 
 def test_several_streams_in_one_subscription(fed):
