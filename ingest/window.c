@@ -522,10 +522,10 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
     return late_any;
 }
 
-int gd_windows_store_row(const gd_tabledef *def, gd_str key, gd_str row, gd_str sets, gd_store *s, MDB_txn *txn)
+int gd_windows_store_row(gd_store *s, gd_store_writer *wr, const gd_tabledef *def, gd_str key, gd_str row,
+                         gd_str sets)
 {
-    int rc = gd_store_row_put(s, txn, def, key, row);
-    if (!rc && sets.p) rc = gd_store_sets_put(s, txn, def, key, sets);
+    int rc = gd_store_writer_put(s, wr, def, key, row, sets);
     if (rc == GD_EBADREC) { /* key longer than LMDB takes: in memory only */
         gd_warn("%s: group key of %u bytes is too long to store", def->name, key.len);
         return GD_OK;
@@ -547,20 +547,13 @@ static int encode_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_s
 
 typedef struct {
     gd_store *s;
-    MDB_txn *txn;
+    gd_store_writer writer;
 } store_ctx;
 
 static int store_emitted(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets)
 {
     store_ctx *c = ctx;
-    return gd_windows_store_row(def, key, row, sets, c->s, c->txn);
-}
-
-/* The row of (start, group key) with slots into the store. */
-static int put_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
-                   gd_store *s, MDB_txn *txn)
-{
-    return encode_row(w, def, start, group, slots, store_emitted, &(store_ctx){s, txn});
+    return gd_windows_store_row(c->s, &c->writer, def, key, row, sets);
 }
 
 /* A session table's changes: the rows of sessions merged or moved are
@@ -577,18 +570,19 @@ static int write_sessions(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *
         at += 4 + len;
     }
     gd_buf_clear(&t->gone_rows);
-    while (t->dirty_sessions) {
+    store_ctx c = {.s = s};
+    gd_store_writer_begin(&c.writer, txn);
+    int rc = GD_OK;
+    while (t->dirty_sessions && !rc) {
         gd_session *x = t->dirty_sessions;
-        if (!x->merged) {
-            int rc = put_row(w, def, x->start, x->key, x->slots, s, txn);
-            if (rc) return rc;
-        }
+        if (!x->merged) rc = encode_row(w, def, x->start, x->key, x->slots, store_emitted, &c);
         t->dirty_sessions = x->next_dirty;
         x->dirty = false;
         if (x->merged) gd_session_free(def, x, &w->dict);
     }
+    gd_store_writer_end(&c.writer);
     t->dirty_count = 0;
-    return GD_OK;
+    return rc;
 }
 
 /* Row key order (gd_rowkey_encode; LMDB's memcmp, the shorter first). */
@@ -636,7 +630,10 @@ int gd_windows_emit_dirty(gd_windows *w, gd_row_emit *emit, void *ctx)
 static int write_dirty(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *txn)
 {
     if (t->def->session) return write_sessions(w, t, s, txn);
-    int rc = emit_dirty(w, t, store_emitted, &(store_ctx){s, txn});
+    store_ctx c = {.s = s};
+    gd_store_writer_begin(&c.writer, txn);
+    int rc = emit_dirty(w, t, store_emitted, &c);
+    gd_store_writer_end(&c.writer);
     t->dirty_count = 0;
     return rc;
 }

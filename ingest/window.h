@@ -143,7 +143,10 @@ typedef int gd_row_emit(void *ctx, const gd_tabledef *def, gd_str key, gd_str ro
  * (gd_windows_store_row): the flush that follows writes only what changed
  * since. Lets a thread encode rows while the writer puts them (worker.c). */
 int gd_windows_emit_dirty(gd_windows *w, gd_row_emit *emit, void *ctx);
-int gd_windows_store_row(const gd_tabledef *def, gd_str key, gd_str row, gd_str sets, gd_store *s, MDB_txn *txn);
+/* An emitted row into the store through wr (a key too long for LMDB is
+ * warned of and kept in memory only). */
+int gd_windows_store_row(gd_store *s, gd_store_writer *wr, const gd_tabledef *def, gd_str key, gd_str row,
+                         gd_str sets);
 size_t gd_windows_memory(const gd_windows *w);
 /* The group key of e in table def into key (text, scratch: the caller's
  * scratch); false when e does not go into def (WHERE, a null key). */

@@ -95,7 +95,7 @@ struct gd_worker {
     bool encoded;             /* the worker handed over its last chunk */
     _Atomic unsigned filled;  /* the engine may look without the lock */
     unsigned taken;
-    MDB_txn *txn;             /* the commit's */
+    gd_store_writer own, chunked; /* the commit's puts: the engine's rows, the worker's */
     int write_rc;
     gd_buf chunks[CHUNKS];
     pthread_cond_t chunk_ready, chunk_free;
@@ -202,14 +202,14 @@ static void encode_rows(gd_worker *wk)
 }
 
 /* A chunk's rows into the store. */
-static int write_chunk(const gd_buf *c, gd_store *s, MDB_txn *txn)
+static int write_chunk(const gd_buf *c, gd_store *s, gd_store_writer *wr)
 {
     for (size_t at = 0; at < c->len;) {
         chunk_row h;
         memcpy(&h, c->p + at, sizeof h);
         const char *p = c->p + at + sizeof h;
         gd_str sets = h.sets_len == NO_SETS ? GD_STR_NULL : (gd_str){p + h.key_len + h.row_len, h.sets_len};
-        int rc = gd_windows_store_row(h.def, (gd_str){p, h.key_len}, (gd_str){p + h.key_len, h.row_len}, sets, s, txn);
+        int rc = gd_windows_store_row(s, wr, h.def, (gd_str){p, h.key_len}, (gd_str){p + h.key_len, h.row_len}, sets);
         if (rc) return rc;
         at += sizeof h + h.key_len + h.row_len + (sets.p ? h.sets_len : 0);
     }
@@ -222,7 +222,7 @@ static void write_next_chunk(gd_worker *wk)
 {
     gd_buf *c = &wk->chunks[wk->taken % CHUNKS];
     pthread_mutex_unlock(&wk->mu);
-    if (!wk->write_rc) wk->write_rc = write_chunk(c, wk->store, wk->txn);
+    if (!wk->write_rc) wk->write_rc = write_chunk(c, wk->store, &wk->chunked);
     if (c->cap > 4 * CHUNK_BYTES) gd_buf_free(c); /* a huge row's */
     pthread_mutex_lock(&wk->mu);
     wk->taken++;
@@ -239,7 +239,7 @@ static int store_own_row(void *ctx, const gd_tabledef *def, gd_str key, gd_str r
         while (wk->taken != wk->filled) write_next_chunk(wk);
         pthread_mutex_unlock(&wk->mu);
     }
-    return wk->write_rc ? wk->write_rc : gd_windows_store_row(def, key, row, sets, wk->store, wk->txn);
+    return wk->write_rc ? wk->write_rc : gd_windows_store_row(wk->store, &wk->own, def, key, row, sets);
 }
 
 int gd_worker_write_dirty(gd_worker *wk, gd_windows *const *own, int count, MDB_txn *txn)
@@ -247,7 +247,8 @@ int gd_worker_write_dirty(gd_worker *wk, gd_windows *const *own, int count, MDB_
     pthread_mutex_lock(&wk->mu);
     wk->filled = wk->taken = 0;
     wk->encoded = false;
-    wk->txn = txn;
+    gd_store_writer_begin(&wk->own, txn);
+    gd_store_writer_begin(&wk->chunked, txn);
     wk->write_rc = GD_OK;
     atomic_store(&wk->encode, ENCODE_ASKED);
     pthread_cond_signal(&wk->wake);
@@ -263,6 +264,8 @@ int gd_worker_write_dirty(gd_worker *wk, gd_windows *const *own, int count, MDB_
     atomic_store(&wk->encode, ENCODE_NONE);
     if (!rc) rc = wk->write_rc ? wk->write_rc : wk->encode_rc;
     pthread_mutex_unlock(&wk->mu);
+    gd_store_writer_end(&wk->own); /* the flush that follows deletes from these tables */
+    gd_store_writer_end(&wk->chunked);
     return rc;
 }
 

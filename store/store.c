@@ -382,6 +382,45 @@ int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str ke
     return s->tap ? s->tap(s->tap_ctx, 'S', t, key, val) : GD_OK;
 }
 
+void gd_store_writer_begin(gd_store_writer *w, MDB_txn *txn) { *w = (gd_store_writer){.txn = txn}; }
+
+void gd_store_writer_end(gd_store_writer *w)
+{
+    if (w->rows) mdb_cursor_close(w->rows);
+    if (w->sets) mdb_cursor_close(w->sets);
+    w->rows = w->sets = NULL;
+    w->table = NULL;
+}
+
+/* The cursors on t's databases. */
+static int writer_on(gd_store_writer *w, const gd_tabledef *t)
+{
+    if (w->table == t) return GD_OK;
+    gd_store_writer_end(w);
+    int rc = mdb_cursor_open(w->txn, t->dbi_rows, &w->rows);
+    if (!rc && gd_table_has_sets(t)) rc = mdb_cursor_open(w->txn, t->dbi_sets, &w->sets);
+    if (rc) {
+        gd_store_writer_end(w);
+        return lmdb_fail("cursor", rc);
+    }
+    w->table = t;
+    return GD_OK;
+}
+
+int gd_store_writer_put(gd_store *s, gd_store_writer *w, const gd_tabledef *t, gd_str key, gd_str row, gd_str sets)
+{
+    if (key.len == 0 || key.len > 511) return GD_EBADREC; /* LMDB's key size limit */
+    int rc = writer_on(w, t);
+    if (rc) return rc;
+    MDB_val k = val_of(key.p, key.len), v = val_of(row.p, row.len);
+    if ((rc = mdb_cursor_put(w->rows, &k, &v, 0))) return lmdb_fail("row put", rc);
+    if (s->tap && (rc = s->tap(s->tap_ctx, 'R', t, key, row))) return rc;
+    if (!sets.p) return GD_OK;
+    v = val_of(sets.p, sets.len);
+    if (!w->sets || (rc = mdb_cursor_put(w->sets, &k, &v, 0))) return lmdb_fail("sets put", w->sets ? rc : EINVAL);
+    return s->tap ? s->tap(s->tap_ctx, 'S', t, key, sets) : GD_OK;
+}
+
 static int purge_dbi(MDB_txn *txn, MDB_dbi dbi, int64_t window_limit, size_t max_rows, size_t *deleted)
 {
     MDB_cursor *c;
