@@ -353,7 +353,7 @@ static bool cursor_fits(const cursor *c, const gd_tabledef *t, const gd_query_pl
         if (c->key.len < 8 || !window_fits(t, gd_rowkey_window(c->key.p)) ||
             gd_groupkey_split(c->key.p + 8, c->key.len - 8, t->nkeys, keys))
             return false;
-    } else if (c->key.len > 511) {
+    } else if (c->key.len > GD_STORE_MAX_KEY) {
         return false;
     }
     int col = plan->norder ? plan->order_cols[0] : -1; /* keys, window bounds, value columns */

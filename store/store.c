@@ -342,24 +342,30 @@ int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key
     return GD_OK;
 }
 
+/* A write, to the writer's tap when it set one. */
+static int tapped(gd_store *s, char kind, const gd_tabledef *t, gd_str key, gd_str val)
+{
+    return s->tap ? s->tap(s->tap_ctx, kind, t, key, val) : GD_OK;
+}
+
 int gd_store_row_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
 {
-    if (key.len == 0 || key.len > 511) return GD_EBADREC; /* LMDB's key size limit */
+    if (!gd_store_key_fits(key)) return GD_EBADREC;
     MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
     int rc = mdb_put(txn, t->dbi_rows, &k, &v, 0);
     if (rc) return lmdb_fail("row put", rc);
-    return s->tap ? s->tap(s->tap_ctx, 'R', t, key, val) : GD_OK;
+    return tapped(s, 'R', t, key, val);
 }
 
 int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key)
 {
-    if (key.len == 0 || key.len > 511) return GD_OK;
+    if (!gd_store_key_fits(key)) return GD_OK;
     MDB_val k = val_of(key.p, key.len);
     int rc = mdb_del(txn, t->dbi_rows, &k, NULL);
     if (rc && rc != MDB_NOTFOUND) return lmdb_fail("row del", rc);
     rc = gd_table_has_sets(t) ? mdb_del(txn, t->dbi_sets, &k, NULL) : 0;
     if (rc && rc != MDB_NOTFOUND) return lmdb_fail("sets del", rc);
-    return s->tap ? s->tap(s->tap_ctx, 'D', t, key, GD_STR_NULL) : GD_OK;
+    return tapped(s, 'D', t, key, GD_STR_NULL);
 }
 
 int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val)
@@ -375,11 +381,11 @@ int gd_store_sets_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str ke
 
 int gd_store_sets_put(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str val)
 {
-    if (key.len == 0 || key.len > 511) return GD_EBADREC;
+    if (!gd_store_key_fits(key)) return GD_EBADREC;
     MDB_val k = val_of(key.p, key.len), v = val_of(val.p, val.len);
     int rc = mdb_put(txn, t->dbi_sets, &k, &v, 0);
     if (rc) return lmdb_fail("sets put", rc);
-    return s->tap ? s->tap(s->tap_ctx, 'S', t, key, val) : GD_OK;
+    return tapped(s, 'S', t, key, val);
 }
 
 void gd_store_writer_begin(gd_store_writer *w, MDB_txn *txn) { *w = (gd_store_writer){.txn = txn}; }
@@ -409,16 +415,16 @@ static int writer_on(gd_store_writer *w, const gd_tabledef *t)
 
 int gd_store_writer_put(gd_store *s, gd_store_writer *w, const gd_tabledef *t, gd_str key, gd_str row, gd_str sets)
 {
-    if (key.len == 0 || key.len > 511) return GD_EBADREC; /* LMDB's key size limit */
+    if (!gd_store_key_fits(key)) return GD_EBADREC;
     int rc = writer_on(w, t);
     if (rc) return rc;
     MDB_val k = val_of(key.p, key.len), v = val_of(row.p, row.len);
     if ((rc = mdb_cursor_put(w->rows, &k, &v, 0))) return lmdb_fail("row put", rc);
-    if (s->tap && (rc = s->tap(s->tap_ctx, 'R', t, key, row))) return rc;
+    if ((rc = tapped(s, 'R', t, key, row))) return rc;
     if (!sets.p) return GD_OK;
     v = val_of(sets.p, sets.len);
     if (!w->sets || (rc = mdb_cursor_put(w->sets, &k, &v, 0))) return lmdb_fail("sets put", w->sets ? rc : EINVAL);
-    return s->tap ? s->tap(s->tap_ctx, 'S', t, key, sets) : GD_OK;
+    return tapped(s, 'S', t, key, sets);
 }
 
 static int purge_dbi(MDB_txn *txn, MDB_dbi dbi, int64_t window_limit, size_t max_rows, size_t *deleted)

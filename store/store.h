@@ -106,6 +106,11 @@ int gd_store_instance_id(gd_store *s, char out[17]);
  * write transaction: call before the engine runs. */
 int gd_store_secret(gd_store *s, const char *name, void *out, size_t n);
 
+/* The longest key LMDB stores (its default build); a longer or empty
+ * group key is kept in memory only, and never found in the store. */
+enum { GD_STORE_MAX_KEY = 511 };
+static inline bool gd_store_key_fits(gd_str key) { return key.len > 0 && key.len <= GD_STORE_MAX_KEY; }
+
 /* Table rows; key/value bytes as tables.h describes. get: GD_EOF when absent;
  * the value points into the map and is valid until the txn ends. */
 int gd_store_row_get(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key, gd_str *val);
