@@ -5,7 +5,8 @@
  * and a thousand such clients fill the connection limit, so that health
  * checks and dashboards are turned away. The guard follows every connection
  * through libmicrohttpd's notifications and knows whether it is waiting
- * (idle, or receiving a request) or answering (a response is queued, a push
+ * (idle, or receiving a request) or answering (its request is whole and
+ * its work runs under its own deadline, a response is queued, a push
  * stream runs). Then:
  *   - A sweeper thread, once a second, ends a waiting connection that has
  *     been receiving a request for longer than the request timeout: with a

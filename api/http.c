@@ -610,6 +610,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     struct MHD_Response *resp = NULL;
     rs->req.body = rs->body.p;
     rs->req.body_len = rs->body.len;
+    /* The request is whole: from here its work's own deadline ends it, not
+     * the guard, whose clock may have started while it waited in the queue. */
+    gd_guard_answering(api->guard, guarded(conn));
     if (admissible(api, conn, rs, &r, &allow_origin)) resp = route_request(api, conn, method, &rs->req, rt, &r);
     count_request(api, rt ? (size_t)(rt - routes) : NROUTES, r.status);
     if (resp) {
@@ -634,7 +637,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     if (r.status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"gamingd\"");
     if (r.status == 503) MHD_add_response_header(resp, "Retry-After", "5");
-    gd_guard_answering(api->guard, guarded(conn));
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
     MHD_destroy_response(resp);
     return ret;

@@ -213,7 +213,7 @@ void gd_guard_close(gd_guard *g);
 gd_guarded *gd_guard_started(gd_guard *g, int fd); /* NULL: not followed */
 void gd_guard_closed(gd_guard *g, gd_guarded *c);
 void gd_guard_line_received(gd_guard *g, gd_guarded *c);
-void gd_guard_answering(gd_guard *g, gd_guarded *c); /* a response is queued */
+void gd_guard_answering(gd_guard *g, gd_guarded *c); /* the request is whole */
 void gd_guard_idle(gd_guard *g, gd_guarded *c);      /* the response was sent */
 /* Whether one more push stream leaves room for other requests. */
 bool gd_guard_stream_room(const gd_guard *g, size_t streams);

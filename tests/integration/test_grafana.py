@@ -93,6 +93,45 @@ def test_work_past_the_request_timeout_stops_and_frees_the_worker(gamingd, gener
     assert answered < 6, "the request behind two timed-out ones waited %.1f s" % answered
 
 
+def test_a_queued_request_is_timed_from_when_it_is_read_not_from_when_it_waited(gamingd, generated):
+    """Two heavy requests and then one of moderate work (about a third of
+    the request timeout, measured first) on the one HTTP worker: the moderate
+    one waits behind both, is read, and its work runs across one of the
+    guard's once-a-second sweeps. The guard restarted its clock while the
+    bytes sat unread, but then took the work itself for a slow client, with
+    a 408, in about a third of the tries; a whole request is now timed by
+    its own deadline from when it was read."""
+    d = gamingd(generated(20000, 44, rate=2), args=["--request-timeout", "1s", "--http-threads", "1"])
+    d.wait_ready()
+
+    def query(regex, copies):
+        return {"range": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+                "targets": [{"refId": "A", "target": "gaming_hourly_player_game_stats.total_sessions_1h"}],
+                "filters": [{"key": "player_id", "operator": "=~", "value": regex}] * copies}
+
+    def timed(body):
+        started = time.time()
+        status, _ = post(d, "/grafana/query", body)
+        assert status == 200
+        return time.time() - started
+
+    # the regex's cost grows with its repeat count: aim at a third of a second
+    repeats = max(10, min(600, int(50 * 0.33 / max(timed(query("(.?){50}", 1)), 0.001))))
+    moderate = query("(.?){%d}" % repeats, 1)
+    assert timed(moderate) < 0.6, "the moderate request should leave room under the 1 s timeout"
+    heavy = query("(.?){4999}", 8)
+    statuses = []
+    for i in range(8):
+        heavies = [threading.Thread(target=lambda: post(d, "/grafana/query", heavy)) for _ in range(2)]
+        for t in heavies:
+            t.start()
+        time.sleep(0.2 + i * 0.1)
+        statuses.append(post(d, "/grafana/query", moderate)[0])
+        for t in heavies:
+            t.join()
+    assert statuses == [200] * 8
+
+
 def test_save_and_test(run):
     r = run.daemon.get("/grafana/")
     assert r.status == 200 and r.json["status"] == "ok"
