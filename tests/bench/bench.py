@@ -133,11 +133,16 @@ def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS, tolerate=False
         time.sleep(2)
         for label, path, n in runs:
             cpu_before, started = cpu_seconds(proc.pid), time.time()
+            ingest_before, (records_before, commits_before) = ingest_cpu_seconds(proc.pid), records_and_commits(base)
             run = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
                                  capture_output=True, text=True, check=not tolerate)
             figures = dict(kv.split("=") for kv in run.stdout.split()) if run.returncode == 0 else \
                 {"error": run.stderr.strip()[-300:]}
-            figures["cores"] = (cpu_seconds(proc.pid) - cpu_before) / (time.time() - started)
+            elapsed = time.time() - started
+            figures["cores"] = (cpu_seconds(proc.pid) - cpu_before) / elapsed
+            records, commits = records_and_commits(base)
+            figures["ingest_us"] = (ingest_cpu_seconds(proc.pid) - ingest_before) * 1e6 / max(records - records_before, 1)
+            figures["commits_per_s"] = (commits - commits_before) / elapsed
             _, metrics = get(base + "/metrics", timeout=10)  # -1: no answer, the server overloaded
             rate = re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics)
             out.append((label, figures, int(rate.group(1)) if rate else -1))
@@ -244,10 +249,23 @@ def post_script(work, name, body):
     return script
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid, stat=None):
+    """The process's CPU seconds, or one thread's with stat=/proc/<pid>/task/<tid>/stat."""
+    with open(stat or f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest_cpu_seconds(pid):
+    """The ingest thread's: gamingd's main thread."""
+    return cpu_seconds(pid, f"/proc/{pid}/task/{pid}/stat")
+
+
+def records_and_commits(base):
+    """(records read from every topic, commits) from /metrics."""
+    _, metrics = get(base + "/metrics", timeout=10)
+    records = sum(int(v) for v in re.findall(rb"^gamingd_records_in_total\{[^}]*\} (\d+)", metrics, re.M))
+    return records, metric(metrics, "gamingd_commits_total")
 
 
 def push_query_figures(binary, sse_load, work, seconds, connections=1000):
@@ -495,6 +513,8 @@ def print_push_compare(cmp):
                   f"p50 {mid([float(f['p50_ms']) for f in figs])} ms  p99 {mid([float(f['p99_ms']) for f in figs])} ms  "
                   f"lost {mid([int(f['dropped']) for f in figs]):,}  ingest {mid([f['ingest'] for f in figs]):,}/s  "
                   f"gamingd {mid([f['cores'] for f in figs]):.2f} cores  "
+                  f"ingest thread {mid([f['ingest_us'] for f in figs]):.1f} µs/event  "
+                  f"{mid([f['commits_per_s'] for f in figs]):.1f} commits/s  "
                   f"{name}: {label} (medians of {len(figs)} interleaved rounds)")
 
 
@@ -951,6 +971,8 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
                 keep(f"SSE {label}, p99 ms", which, float(f["p99_ms"]))
                 keep(f"SSE {label}, events/s delivered", which, float(f["events_per_s"]))
                 keep(f"SSE {label}, gamingd cores", which, f["cores"])
+                keep(f"SSE {label}, ingest thread CPU per event (µs)", which, f["ingest_us"])
+                keep(f"SSE {label}, commits/s", which, f["commits_per_s"])
 
     part_events = min(events, 200_000)
     with MockCluster(mock_broker, registry) as c:
