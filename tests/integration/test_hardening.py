@@ -274,6 +274,57 @@ def test_slow_clients_are_ended_and_health_checks_keep_room(gamingd):
     assert ends["timeout"] + ends["evicted"] >= 900, ends
 
 
+def _read_answer(s):
+    """One HTTP/1.1 answer with a Content-Length from socket s."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "closed before an answer: %r" % data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")][0])
+    while len(body) < length:
+        body += s.recv(4096)
+    return head
+
+
+def test_kept_alive_connections_idle_stay_and_a_slow_next_request_is_ended(gamingd):
+    """On kept-alive connections: one that waits between its requests
+    longer than the request timeout is idle, not slow, and is answered
+    after; one that starts its next request and trickles it (a header every
+    0.4 s) is ended within a few request timeouts, with a 408 since its
+    request line arrived."""
+    d = gamingd("generator", args=["--rate", "50", "--request-timeout", "1s"])
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % d.port
+    idle, slow = (socket.create_connection(("127.0.0.1", d.port), timeout=10) for _ in range(2))
+    for s in (idle, slow):
+        s.sendall(request)
+        assert _read_answer(s).startswith(b"HTTP/1.1 200")
+    answered = time.time()
+    slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+    slow.settimeout(0.4)
+    got = b""
+    while time.time() - answered < 8:
+        try:
+            slow.sendall(b"X-a: b\r\n")
+            chunk = slow.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    ended_after = time.time() - answered
+    assert got.startswith(b"HTTP/1.1 408") and b'"error_code":408' in got, got
+    assert ended_after < 5, "the slow request was ended after %.1f s" % ended_after
+    time.sleep(max(0.0, 4 - (time.time() - answered)))  # idle for four request timeouts
+    idle.sendall(request)
+    assert _read_answer(idle).startswith(b"HTTP/1.1 200")
+    for s in (idle, slow):
+        s.close()
+
+
 # ---------------------------------------------------------------------------
 # browsers and the network
 
