@@ -285,17 +285,23 @@ void gd_buf_putc(gd_buf *b, char c)
 
 void gd_buf_puts(gd_buf *b, const char *s) { gd_buf_put(b, s, strlen(s)); }
 
+/* Formats into the room the buffer has, and only when that is too small
+ * grows it and formats again: sizing first with vsnprintf(NULL, 0) formatted
+ * everything twice (a pull answer's numbers are a few % of its CPU). */
 void gd_buf_printf(gd_buf *b, const char *fmt, ...)
 {
+    gd_buf_reserve(b, 64);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    gd_buf_reserve(b, (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= b->cap - b->len) {
+        gd_buf_reserve(b, (size_t)n + 1);
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
 }
 
