@@ -133,17 +133,19 @@ def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS, tolerate=False
         time.sleep(2)
         for label, path, n in runs:
             cpu_before, started = cpu_seconds(proc.pid), time.time()
-            ingest_before, (records_before, commits_before) = ingest_cpu_seconds(proc.pid), records_and_commits(base)
+            ingest_before = ingest_cpu_seconds(proc.pid)
+            records_before, commits_before = records_and_commits(get(base + "/metrics", timeout=10)[1])
             run = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
                                  capture_output=True, text=True, check=not tolerate)
             figures = dict(kv.split("=") for kv in run.stdout.split()) if run.returncode == 0 else \
                 {"error": run.stderr.strip()[-300:]}
             elapsed = time.time() - started
             figures["cores"] = (cpu_seconds(proc.pid) - cpu_before) / elapsed
-            records, commits = records_and_commits(base)
-            figures["ingest_us"] = (ingest_cpu_seconds(proc.pid) - ingest_before) * 1e6 / max(records - records_before, 1)
-            figures["commits_per_s"] = (commits - commits_before) / elapsed
+            ingest_cpu = ingest_cpu_seconds(proc.pid) - ingest_before
             _, metrics = get(base + "/metrics", timeout=10)  # -1: no answer, the server overloaded
+            records, commits = records_and_commits(metrics)
+            figures["ingest_us"] = ingest_cpu * 1e6 / max(records - records_before, 1)
+            figures["commits_per_s"] = (commits - commits_before) / elapsed
             rate = re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics)
             out.append((label, figures, int(rate.group(1)) if rate else -1))
     finally:
@@ -261,9 +263,8 @@ def ingest_cpu_seconds(pid):
     return cpu_seconds(pid, f"/proc/{pid}/task/{pid}/stat")
 
 
-def records_and_commits(base):
-    """(records read from every topic, commits) from /metrics."""
-    _, metrics = get(base + "/metrics", timeout=10)
+def records_and_commits(metrics):
+    """(records read from every topic, commits) from /metrics' text."""
     records = sum(int(v) for v in re.findall(rb"^gamingd_records_in_total\{[^}]*\} (\d+)", metrics, re.M))
     return records, metric(metrics, "gamingd_commits_total")
 

@@ -63,6 +63,13 @@ def test_bad_requests_are_400_with_a_message(run, path):
     assert case["message"] in got["message"], got
 
 
+def regex_query(regex, copies):
+    """A Grafana query of every window of a table, filtered by `copies` copies of a player_id regex."""
+    return {"range": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+            "targets": [{"refId": "A", "target": "gaming_hourly_player_game_stats.total_sessions_1h"}],
+            "filters": [{"key": "player_id", "operator": "=~", "value": regex}] * copies}
+
+
 def test_work_past_the_request_timeout_stops_and_frees_the_worker(gamingd, generated):
     """Legal but heavy filters -- 8 regexes of 10,000 instructions, ~4 ms a
     row over 17,000 rows, a minute of work -- in three requests on the one
@@ -73,10 +80,8 @@ def test_work_past_the_request_timeout_stops_and_frees_the_worker(gamingd, gener
     wait is the server's, so it is not cut off as a slow client would be."""
     d = gamingd(generated(20000, 44, rate=2), args=["--request-timeout", "1s", "--http-threads", "1"])
     d.wait_ready()
-    heavy = {"range": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
-             "targets": [{"refId": "A", "target": "gaming_hourly_player_game_stats.total_sessions_1h"}],
-             "filters": [{"key": "player_id", "operator": "=~", "value": "(.?){4999}"}] * 8}
-    light = dict(heavy, filters=[{"key": "player_id", "operator": "=~", "value": "player_0000[1-3]"}])
+    heavy = regex_query("(.?){4999}", 8)
+    light = regex_query("player_0000[1-3]", 1)
     started = time.time()
     statuses = []
     threads = [threading.Thread(target=lambda: statuses.append(post(d, "/grafana/query", heavy)[0]))
@@ -104,11 +109,6 @@ def test_a_queued_request_is_timed_from_when_it_is_read_not_from_when_it_waited(
     d = gamingd(generated(20000, 44, rate=2), args=["--request-timeout", "1s", "--http-threads", "1"])
     d.wait_ready()
 
-    def query(regex, copies):
-        return {"range": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
-                "targets": [{"refId": "A", "target": "gaming_hourly_player_game_stats.total_sessions_1h"}],
-                "filters": [{"key": "player_id", "operator": "=~", "value": regex}] * copies}
-
     def timed(body):
         started = time.time()
         status, _ = post(d, "/grafana/query", body)
@@ -116,10 +116,10 @@ def test_a_queued_request_is_timed_from_when_it_is_read_not_from_when_it_waited(
         return time.time() - started
 
     # the regex's cost grows with its repeat count: aim at a third of a second
-    repeats = max(10, min(600, int(50 * 0.33 / max(timed(query("(.?){50}", 1)), 0.001))))
-    moderate = query("(.?){%d}" % repeats, 1)
+    repeats = max(10, min(600, int(50 * 0.33 / max(timed(regex_query("(.?){50}", 1)), 0.001))))
+    moderate = regex_query("(.?){%d}" % repeats, 1)
     assert timed(moderate) < 0.6, "the moderate request should leave room under the 1 s timeout"
-    heavy = query("(.?){4999}", 8)
+    heavy = regex_query("(.?){4999}", 8)
     statuses = []
     for i in range(8):
         heavies = [threading.Thread(target=lambda: post(d, "/grafana/query", heavy)) for _ in range(2)]
