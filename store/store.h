@@ -8,10 +8,11 @@
  *                     tables hold key -> JSON row), and "<db>/sets" for the
  *                     distinct sets of a table that has them
  *
- * Only the ingest thread writes: it keeps one write transaction per batch and
- * commits the batch's table rows together with the source position, so a
- * crash at any moment restarts from a consistent cut. Readers (HTTP threads)
- * open read-only transactions and never wait for the writer.
+ * Only the ingest thread writes: it writes one write transaction per batch,
+ * the batch's table rows together with the source position, so a crash at
+ * any moment restarts from a consistent cut; the committer's thread begins
+ * and commits it (gd_committer). Readers (HTTP threads) open read-only
+ * transactions and never wait for the writer.
  *
  * The file never shrinks: it is bounded by reusing the pages retention frees.
  * LMDB gives a page freed by commit N to commit N+2 at the earliest, and only
@@ -85,6 +86,24 @@ int gd_store_begin_write(gd_store *s, MDB_txn **txn);
 int gd_store_begin_read(gd_store *s, MDB_txn **txn);
 void gd_store_end_read(gd_store *s, MDB_txn *txn);
 int gd_store_commit(MDB_txn *txn); /* aborts the txn on failure */
+
+/* The committer (committer.c): a thread that begins write transactions and
+ * commits them while their writer goes on. Its writer uses a transaction
+ * from gd_committer_begin to gd_committer_commit or _abort, one at a time.
+ *   begin   waits for the last commit, then begins; GD_OK, or that commit's
+ *           error (nothing begun), or the begin's
+ *   commit  hands the transaction over and returns at once; busy is true
+ *           until it is done, and wait returns its rc (once)
+ *   wait    waits for the commit handed over; its rc, GD_OK when none
+ *   abort   ends a transaction begun and not handed over */
+typedef struct gd_committer gd_committer;
+int gd_committer_start(gd_committer **out, gd_store *s);
+int gd_committer_begin(gd_committer *c, MDB_txn **txn);
+void gd_committer_commit(gd_committer *c, MDB_txn *txn);
+void gd_committer_abort(gd_committer *c, MDB_txn *txn);
+bool gd_committer_busy(const gd_committer *c);
+int gd_committer_wait(gd_committer *c);
+void gd_committer_stop(gd_committer *c); /* after the last commit; NULL is no-op */
 
 /* Meta values are opaque byte strings. GD_EOF when absent. */
 int gd_store_meta_get(gd_store *s, MDB_txn *txn, const char *name, gd_str *out);

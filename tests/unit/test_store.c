@@ -2,7 +2,11 @@
  * An ended read transaction is kept reset for the next reader: renewed, it
  * sees the latest commit, and while kept it pins no page -- a value
  * rewritten many times meanwhile takes the pages its earlier versions freed
- * (a reader holding a snapshot would make every rewrite take new ones). */
+ * (a reader holding a snapshot would make every rewrite take new ones).
+ * The committer begins a write transaction on its thread, the test writes
+ * into it, the committer commits or aborts it: LMDB's writer lock is
+ * released (this thread can write next) and a reader sees what was
+ * committed, once wait says so. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,11 +87,69 @@ static void a_kept_read_transaction_pins_no_page(void **state)
     free(value);
 }
 
+static void expect_meta(gd_store *s, const char *name, const char *want)
+{
+    MDB_txn *txn;
+    gd_str v;
+    assert_int_equal(gd_store_begin_read(s, &txn), GD_OK);
+    int rc = gd_store_meta_get(s, txn, name, &v);
+    if (!want) {
+        assert_int_equal(rc, GD_EOF);
+    } else {
+        assert_int_equal(rc, GD_OK);
+        assert_int_equal(v.len, strlen(want));
+        assert_memory_equal(v.p, want, v.len);
+    }
+    gd_store_end_read(s, txn);
+}
+
+static void a_commit_handed_to_the_committer_is_seen_once_waited_for(void **state)
+{
+    fixture *f = *state;
+    gd_committer *c;
+    assert_int_equal(gd_committer_start(&c, &f->store), GD_OK);
+    assert_int_equal(gd_committer_wait(c), GD_OK); /* nothing handed over yet */
+    for (int i = 0; i < 3; i++) {
+        char value[16];
+        snprintf(value, sizeof value, "v%d", i);
+        MDB_txn *txn;
+        assert_int_equal(gd_committer_begin(c, &txn), GD_OK); /* waits for the last commit */
+        assert_int_equal(gd_store_meta_put(&f->store, txn, "k", value, strlen(value)), GD_OK);
+        gd_committer_commit(c, txn);
+        assert_int_equal(gd_committer_wait(c), GD_OK);
+        assert_false(gd_committer_busy(c));
+        expect_meta(&f->store, "k", value);
+    }
+    gd_committer_stop(c);
+    put_meta(&f->store, "k", "here", 4); /* the writer lock went back */
+    expect_meta(&f->store, "k", "here");
+}
+
+static void a_transaction_the_committer_aborts_leaves_nothing(void **state)
+{
+    fixture *f = *state;
+    gd_committer *c;
+    MDB_txn *txn;
+    assert_int_equal(gd_committer_start(&c, &f->store), GD_OK);
+    assert_int_equal(gd_committer_begin(c, &txn), GD_OK);
+    assert_int_equal(gd_store_meta_put(&f->store, txn, "gone", "x", 1), GD_OK);
+    gd_committer_abort(c, txn);
+    expect_meta(&f->store, "gone", NULL);
+    assert_int_equal(gd_committer_begin(c, &txn), GD_OK);
+    assert_int_equal(gd_store_meta_put(&f->store, txn, "kept", "y", 1), GD_OK);
+    gd_committer_commit(c, txn);
+    gd_committer_stop(c); /* after the last commit */
+    expect_meta(&f->store, "kept", "y");
+    expect_meta(&f->store, "gone", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_renewed_read_transaction_sees_the_latest_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(a_kept_read_transaction_pins_no_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_commit_handed_to_the_committer_is_seen_once_waited_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_transaction_the_committer_aborts_leaves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
