@@ -39,6 +39,7 @@ struct gd_hot_group {
 struct gd_hot_window {
     int64_t start;
     bool partial; /* the store may hold groups of it that memory does not */
+    bool written; /* some group of it was written at this flush */
     gd_map groups;
     gd_arena arena;
     gd_hot_window *next;
@@ -608,6 +609,7 @@ static int emit_dirty(gd_windows *w, gd_hot_table *t, gd_row_emit *emit, void *c
         gd_hot_group *g = order[i];
         g->dirty = false;
         if (g->window->start < t->expired_before) continue;
+        g->window->written = true;
         int rc = encode_row(w, t->def, g->window->start, g->key, g->slots, emit, ctx);
         if (rc) return rc;
     }
@@ -647,15 +649,21 @@ static int64_t kept_ms(const gd_hot_table *t)
     return t->grace_ms < GD_HOT_MS ? t->grace_ms : GD_HOT_MS;
 }
 
-/* Windows past their time in memory leave it (they were just written). */
+/* Windows past their time in memory leave it, but not at a flush that
+ * wrote some of their groups: that commit may still be under way while the
+ * next records are applied, and what they read back comes from the commit
+ * before it (ingest/engine.c). The next flush evicts them. */
 static void evict_cold(gd_hot_table *t, int64_t stream_time, gd_dict *dict)
 {
-
     gd_hot_window **link = &t->windows;
-    while (*link && (*link)->start + t->def->window_ms + kept_ms(t) > stream_time)
-        link = &(*link)->next;
     while (*link) {
         gd_hot_window *win = *link;
+        bool cold = win->start + t->def->window_ms + kept_ms(t) <= stream_time;
+        if (!cold || win->written) {
+            win->written = false;
+            link = &win->next;
+            continue;
+        }
         *link = win->next;
         free_window(t->def, win, dict);
     }

@@ -111,7 +111,9 @@ int gd_windows_note_stored(gd_windows *w, gd_store *s, MDB_txn *txn);
  * already includes it). Fills e's window figures from the hourly player/game
  * stats and 5-minute active players rows; for a late record, from the rows as
  * they stand. Groups of windows that have left memory are read from txn (the
- * write transaction, or a read transaction renewed after every commit).
+ * write transaction, or a read transaction that sees the commit before the
+ * last flush at least: a window leaves memory at the flush after the one
+ * that last wrote it).
  * Returns true when the record was late for some table. */
 bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_store *s,
                       MDB_txn *txn);

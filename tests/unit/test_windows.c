@@ -248,9 +248,10 @@ static void windows_that_left_memory_are_read_back(void **state)
     apply(f, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, NULL);
     apply(f, (act){"p2", "g1", "s2", T0 + 2000, I(20), I(60), {0}}, NULL);
     /* two hours on: the windows at T0 leave memory (past GD_HOT_MS), still
-     * inside their grace */
+     * inside their grace, at the flush after the one that wrote them */
     apply(f, (act){"p3", "g1", "s3", T0 + 2 * HOUR, I(1), I(1), {0}}, NULL);
-    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
     bool late;
     gd_enriched e = apply(f, (act){"p1", "g1", "s9", T0 + 3000, I(30), I(60), {0}}, &late);
     assert_false(late);
@@ -265,6 +266,24 @@ static void windows_that_left_memory_are_read_back(void **state)
     assert_true(row(f, "gaming_active_players_5min", T0, "g1", NULL, s));
     assert_int_equal(col(f, "gaming_active_players_5min", s, "total_activities").i, 3);
     assert_int_equal(col(f, "gaming_active_players_5min", s, "active_players_count").i, 2);
+}
+
+/* The engine applies records while the last commit is still being made,
+ * reading groups that left memory through a snapshot of the commit before
+ * it: a window written at a flush must stay in memory until the next. */
+static void a_window_stays_in_memory_until_the_flush_after_its_last_write(void **state)
+{
+    fixture *f = *state;
+    MDB_txn *before;
+    assert_int_equal(gd_store_begin_read(&f->store, &before), GD_OK); /* sees no row */
+    apply(f, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, NULL);
+    apply(f, (act){"p3", "g1", "s3", T0 + 2 * HOUR, I(1), I(1), {0}}, NULL); /* T0's windows are cold */
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
+    assert_int_equal(gd_store_commit(f->txn), GD_OK); /* as if still under way: `before` does not see it */
+    f->txn = before;
+    gd_enriched e = apply(f, (act){"p1", "g1", "s9", T0 + 3000, I(30), I(60), {0}}, NULL);
+    assert_int_equal(e.total_sessions_1h.v, 2); /* s1 from memory, s9 */
+    assert_true(e.avg_score_1h.v == 20.0);
 }
 
 static void a_stored_row_that_does_not_decode_starts_its_group_over_at_start(void **state)
@@ -342,6 +361,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(late_records_update_nothing_and_carry_figures_as_they_stand, setup, teardown),
         cmocka_unit_test_setup_teardown(records_just_inside_the_grace_still_count, setup, teardown),
         cmocka_unit_test_setup_teardown(windows_that_left_memory_are_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_window_stays_in_memory_until_the_flush_after_its_last_write, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(windows_past_retention_at_the_commit_are_not_written, setup, teardown),
         cmocka_unit_test_setup_teardown(a_stored_row_that_does_not_decode_starts_its_group_over_at_start, setup,
                                         teardown),
