@@ -202,7 +202,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_prom_sample(b, "gamingd_stream_time_ms", NULL, "%lld", (long long)(st == INT64_MIN ? 0 : st));
     metric_u64(b, "gamingd_commits_total", "counter", "State commits to LMDB.", atomic_load(&c->batches));
     gd_prom_family(b, "gamingd_commit_seconds_total", "counter",
-                   "Time the ingest thread spent writing state to LMDB and committing it, while no record moves on.");
+                   "Time the ingest thread spent writing state to LMDB, and waiting for the commit before, while no record moves on.");
     gd_prom_sample(b, "gamingd_commit_seconds_total", NULL, "%.6f", (double)atomic_load(&c->commit_ns) / 1e9);
     metric_u64(b, "gamingd_hot_window_bytes", "gauge",
                "Memory of the windows held in memory (the recent ones; older open windows are read back from LMDB).",

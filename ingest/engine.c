@@ -9,7 +9,15 @@
  * outputs (the file, the Kafka producer) are flushed before the commit:
  * after a crash they may repeat records, never miss one (at-least-once).
  * When the brokers do not acknowledge in time the commit is postponed, not
- * skipped: state and position stay uncommitted together. With a table worker
+ * skipped: state and position stay uncommitted together.
+ *
+ * The commit itself (LMDB writing the pages and syncing the file, most of a
+ * live commit's time) runs on the committer's thread (store/committer.c)
+ * while this thread applies the next batch; the next commit waits for it.
+ * What is published once committed waits for it too: the counters (a
+ * reader that sees them finds their rows), the source's group offsets, and
+ * a change of the catalog, whose commit is waited for at once, as every
+ * commit in partitioned mode is (its marks and revokes count on it). With a table worker
  * and Avro output, the worker produces the enriched records (worker.c); JSON
  * output is produced here, from the JSON rendered for the file and push.
  *
@@ -67,7 +75,24 @@ struct gd_engine {
     bool worker_produces; /* the worker sends the enriched records it applies */
     int64_t stream_time; /* INT64_MIN before the first activity */
     persisted_counters n;
-    MDB_txn *txn;        /* the open batch, or NULL */
+    /* Batches and commits. A batch's rows are written into a write
+     * transaction at its end (in partitioned mode it is open all the batch:
+     * the changelog's rows and other instances' definitions go in as they
+     * come), which the committer commits while the next batch is applied;
+     * until then the records read groups that left memory through read_txn,
+     * which sees the commit before. Those groups were written by it at the
+     * latest: a window leaves memory only at the flush after its last write
+     * (ingest/window.c). */
+    bool batch_open;
+    MDB_txn *txn;        /* the batch's write transaction while it is written, or NULL */
+    MDB_txn *read_txn;   /* renewed before each write transaction begins */
+    gd_committer *committer;
+    bool commit_pending; /* handed to the committer, its outcome not collected */
+    struct { /* what a commit holds, published when it is done */
+        persisted_counters n;
+        int64_t stream_time, last_lag_ms;
+        size_t hot_window_bytes;
+    } at_commit;
     uint32_t batch_records;
     int64_t batch_start_ns;
     int64_t last_lag_ms;
@@ -179,6 +204,7 @@ static int repair_future_stream_time(gd_engine *e)
 /* ---- partitioned mode: what crosses the internal topics (route.c) ---- */
 
 static int commit_batch(gd_engine *e);
+static int collect_commit(gd_engine *e, bool wait);
 static int begin_batch(gd_engine *e);
 
 /* Where route partition (r, q) stands with the records of source partition
@@ -383,12 +409,13 @@ static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched 
 static void commit_before_revoke(void *ctx)
 {
     gd_engine *e = ctx;
-    if (!e->txn) return;
+    if (!e->batch_open) return;
     int64_t give_up = gd_mono_ns() + e->cfg->shutdown_timeout_ms * 1000000 / 2;
     int rc;
     while ((rc = commit_batch(e)) == GD_AGAIN && gd_mono_ns() < give_up) continue;
+    if (!rc) rc = collect_commit(e, true);
     if (rc) gd_warn("partitions revoked before the state was committed; their next owner starts at the last mark");
-    if (!e->txn && begin_batch(e)) e->failed = GD_ERR;
+    if (!e->batch_open && begin_batch(e)) e->failed = GD_ERR;
 }
 
 /* Partitions newly held: their groups were written by another instance and
@@ -476,25 +503,36 @@ static void measure_rate(gd_engine *e)
     e->rate_since_records = n;
 }
 
+/* What the commit about to be made holds; the worker is drained (at every
+ * commit), so its windows may be read. */
+static void note_commit_state(gd_engine *e)
+{
+    e->at_commit.n = e->n;
+    e->at_commit.stream_time = e->stream_time;
+    e->at_commit.last_lag_ms = e->last_lag_ms;
+    size_t hot = 0;
+    for (int i = 0; i < windows_count(e); i++) hot += gd_windows_memory(windows_at(e, i));
+    e->at_commit.hot_window_bytes = hot;
+}
+
+/* The counters as committed: a reader that sees them finds their rows. */
 static void publish_counters(gd_engine *e)
 {
     gd_counters *p = e->pub;
+    const persisted_counters *n = &e->at_commit.n;
     measure_rate(e);
     for (int t = 0; t <= GD_TOPIC_COUNT; t++) {
-        atomic_store(&p->records_in[t], e->n.records_in[t]);
-        atomic_store(&p->bad_records[t], e->n.bad_records[t]);
+        atomic_store(&p->records_in[t], n->records_in[t]);
+        atomic_store(&p->bad_records[t], n->bad_records[t]);
     }
-    for (int r = 0; r < GD_BAD_REASON_COUNT; r++) atomic_store(&p->bad_by_reason[r], e->n.bad_by_reason[r]);
-    atomic_store(&p->late_records, e->n.late_records);
-    atomic_store(&p->records_out, e->n.records_out);
-    atomic_store(&p->with_game, e->n.with_game);
-    atomic_store(&p->with_player, e->n.with_player);
-    atomic_store(&p->last_lag_ms, e->last_lag_ms);
-    atomic_store(&p->stream_time, e->stream_time);
-    /* the worker is drained at every commit, so its windows may be read */
-    size_t hot = 0;
-    for (int i = 0; i < windows_count(e); i++) hot += gd_windows_memory(windows_at(e, i));
-    atomic_store(&p->hot_window_bytes, hot);
+    for (int r = 0; r < GD_BAD_REASON_COUNT; r++) atomic_store(&p->bad_by_reason[r], n->bad_by_reason[r]);
+    atomic_store(&p->late_records, n->late_records);
+    atomic_store(&p->records_out, n->records_out);
+    atomic_store(&p->with_game, n->with_game);
+    atomic_store(&p->with_player, n->with_player);
+    atomic_store(&p->last_lag_ms, e->at_commit.last_lag_ms);
+    atomic_store(&p->stream_time, e->at_commit.stream_time);
+    atomic_store(&p->hot_window_bytes, e->at_commit.hot_window_bytes);
     atomic_fetch_add(&p->batches, 1);
 }
 
@@ -578,6 +616,8 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
     }
     if (!rc) rc = repair_future_stream_time(e);
     if (!rc) rc = load_state(e);
+    if (!rc) rc = gd_store_begin_read(e->store, &e->read_txn);
+    if (!rc) rc = gd_committer_start(&e->committer, e->store);
     if (!rc && cfg->ingest_threads > 1) {
         e->worker_produces = e->kafka_out && !gd_output_wants_json(e->kafka_out);
         rc = gd_worker_start(&e->worker, &e->win_worker, e->store, e->worker_produces ? e->kafka_out : NULL);
@@ -589,6 +629,7 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
     set_push_horizons(e);
     e->rate_since_ns = gd_mono_ns();
     e->rate_since_records = records_in_total(e);
+    note_commit_state(e);
     publish_counters(e);
     *out = e;
     return GD_OK;
@@ -600,7 +641,10 @@ void gd_engine_close(gd_engine *e)
     if (e->ddl) gd_catalog_finish(e->cat, e->ddl, GD_ERR, "stopping before the change was committed");
     gd_catalog_entry_free(e->adopted);
     gd_worker_stop(e->worker);
-    if (e->txn) mdb_txn_abort(e->txn);
+    if (e->txn) gd_committer_abort(e->committer, e->txn);
+    if (e->committer && gd_committer_wait(e->committer)) gd_warn("stopping: the last commit failed");
+    gd_committer_stop(e->committer);
+    if (e->read_txn) gd_store_end_read(e->store, e->read_txn);
     if (e->partitioned) {
         e->src->on_revoke = e->src->on_assigned = NULL; /* the source may outlive the engine */
         for (int r = 1; r < e->routes.n; r++) gd_windows_free(&e->route_win[r - 1]);
@@ -639,13 +683,48 @@ static int write_output(gd_engine *e)
     return GD_OK;
 }
 
+/* The commit handed over, once done (wait: waiting for it): its error,
+ * or what follows a commit -- the source told, the counters published. */
+static int collect_commit(gd_engine *e, bool wait)
+{
+    if (!e->commit_pending || (!wait && gd_committer_busy(e->committer))) return GD_OK;
+    e->commit_pending = false;
+    int rc = gd_committer_wait(e->committer);
+    if (rc) return rc;
+    if (e->src->committed) e->src->committed(e->src);
+    publish_counters(e);
+    return GD_OK;
+}
+
+/* The write transaction, once the commit before it is done and every
+ * reader of ours sees that commit (so a window evicted at it is found). */
+static int begin_write(gd_engine *e)
+{
+    int rc = collect_commit(e, true);
+    if (rc) return rc;
+    if (e->worker) {
+        gd_worker_drain(e->worker); /* its read transaction is ours while it idles */
+        if ((rc = gd_worker_renew(e->worker))) return rc;
+    }
+    mdb_txn_reset(e->read_txn);
+    if ((rc = mdb_txn_renew(e->read_txn))) {
+        gd_error("lmdb: renewing the engine's read transaction: %s", mdb_strerror(rc));
+        return GD_ERR;
+    }
+    return gd_committer_begin(e->committer, &e->txn);
+}
+
 static int begin_batch(gd_engine *e)
 {
-    if (e->txn) return GD_OK;
+    if (e->batch_open) return GD_OK;
+    e->batch_open = true;
     e->batch_records = 0;
     e->batch_start_ns = gd_mono_ns();
-    return gd_store_begin_write(e->store, &e->txn);
+    return e->partitioned ? begin_write(e) : GD_OK;
 }
+
+/* Where a record's groups that left memory are read back. */
+static MDB_txn *reading_txn(const gd_engine *e) { return e->txn ? e->txn : e->read_txn; }
 
 /* ---- DDL ----
  * A change of the catalog waits for a commit: the ingest thread takes one
@@ -876,7 +955,7 @@ static void take_ddl(gd_engine *e)
  * stays open and the commit is tried again an interval later. */
 static int commit_batch(gd_engine *e)
 {
-    if (!e->txn) return GD_OK;
+    if (!e->batch_open) return GD_OK;
     if (e->worker) {
         gd_worker_drain(e->worker); /* its tables are ours, its output produced */
         if (gd_worker_failed(e->worker)) return GD_ERR; /* a record not produced: commit nothing */
@@ -888,7 +967,9 @@ static int commit_batch(gd_engine *e)
         return GD_AGAIN;
     }
     int64_t writing_since = gd_mono_ns();
-    int rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
+    int rc = e->txn ? GD_OK : begin_write(e);
+    if (rc) return rc;
+    rc = gd_refs_flush(&e->refs, e->store, e->txn, &e->tmp);
     int64_t now = gd_now_ms();
     if (e->partitioned) { /* the rows written go to the changelog too, then the mark */
         e->store->tap = changelog_row;
@@ -935,9 +1016,18 @@ static int commit_batch(gd_engine *e)
     if (!rc) rc = gd_store_meta_put(e->store, e->txn, "counters", &e->n, sizeof e->n);
     if (!rc) rc = write_output(e);
     if (!rc && e->out && fflush(e->out)) rc = GD_ERR;
-    if (!rc) rc = gd_store_commit(e->txn);
-    else mdb_txn_abort(e->txn);
+    if (!rc) {
+        note_commit_state(e);
+        gd_committer_commit(e->committer, e->txn);
+        e->commit_pending = true;
+    } else {
+        gd_committer_abort(e->committer, e->txn);
+    }
     e->txn = NULL;
+    e->batch_open = false;
+    /* a change of the catalog is published once committed; partitioned mode's
+     * marks and revokes count on the commit too */
+    if (!rc && (e->ddl || e->adopted || e->removing || e->partitioned)) rc = collect_commit(e, true);
     atomic_fetch_add(&e->pub->commit_ns, (uint64_t)(gd_mono_ns() - writing_since));
     gd_catalog_cmd *ddl = e->ddl;
     gd_catalog_entry *adopted = e->adopted;
@@ -951,10 +1041,6 @@ static int commit_batch(gd_engine *e)
     gd_catalog_entry *removing = e->removing;
     e->removing = NULL;
     if (removing && !rc) publish_removal(e, e->removing_op, removing);
-    if (rc) return rc;
-    if (!rc && e->worker) rc = gd_worker_renew(e->worker); /* drained: it sees the commit */
-    if (!rc && e->src->committed) e->src->committed(e->src);
-    if (!rc) publish_counters(e);
     return rc;
 }
 
@@ -1144,7 +1230,7 @@ static void process_route(gd_engine *e, const gd_record *rec)
                    rr.processing_timestamp);
     if (rec->route == 0) return apply_enriched(e, &en);
     if (rr.a.activity_timestamp > e->stream_time) e->stream_time = rr.a.activity_timestamp;
-    gd_windows_apply(route_windows(e, rec->route), &en, e->stream_time, e->store, e->txn);
+    gd_windows_apply(route_windows(e, rec->route), &en, e->stream_time, e->store, reading_txn(e));
 }
 
 /* An enriched record into the tables (in partitioned mode, route 0's), its
@@ -1155,14 +1241,14 @@ static void apply_enriched(gd_engine *e, gd_enriched *enp)
     const gd_activity *ap = en.a;
     if (ap->activity_timestamp > e->stream_time) e->stream_time = ap->activity_timestamp;
     en.seq = e->n.records_out + 1;
-    bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, e->txn);
+    bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, reading_txn(e));
     bool queued = false;
     if (e->worker) {
         late = late || gd_windows_late(&e->win_worker, &en, e->stream_time, &e->scratch);
         queued = gd_worker_push(e->worker, &en, e->stream_time);
         if (!queued) { /* too big for a ring slot */
             gd_worker_drain(e->worker);
-            gd_windows_apply(&e->win_worker, &en, e->stream_time, e->store, e->txn);
+            gd_windows_apply(&e->win_worker, &en, e->stream_time, e->store, reading_txn(e));
         }
         if (gd_worker_failed(e->worker)) e->failed = GD_ERR;
     }
@@ -1210,6 +1296,7 @@ static int final_commit(gd_engine *e)
     int64_t give_up = gd_mono_ns() + e->cfg->shutdown_timeout_ms * 1000000 / 2;
     for (;;) {
         int rc = commit_batch(e);
+        if (rc == GD_OK) rc = collect_commit(e, true);
         if (rc == GD_OK) gd_info("stopping: state committed");
         if (rc != GD_AGAIN) return rc;
         if (gd_mono_ns() >= give_up) {
@@ -1244,7 +1331,7 @@ int gd_engine_run(gd_engine *e)
     while (!atomic_load_explicit(e->stop, memory_order_relaxed)) {
         if (!ready && e->src->endless && e->src->caught_up) /* serving live data */
             atomic_store(&e->pub->ready, ready = true);
-        if ((rc = begin_batch(e))) break;
+        if ((rc = collect_commit(e, false)) || (rc = begin_batch(e))) break;
         if (e->push.relay && (rc = gd_relay_tick(e->push.relay))) break;
         gd_record rec = {.topic = GD_TOPIC_UNKNOWN};
         int got = e->src->next(e->src, &rec);
@@ -1268,7 +1355,7 @@ int gd_engine_run(gd_engine *e)
             }
             if (got == GD_EOF && !at_end) {
                 /* everything applied and committed: caught up */
-                if ((rc = commit_or_postpone(e))) break;
+                if ((rc = commit_or_postpone(e)) || (rc = collect_commit(e, true))) break;
                 at_end = true;
                 atomic_store(&e->pub->ready, true);
                 gd_info("source %s applied to its end", e->src->kind);
