@@ -56,6 +56,14 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
+static void free_committer(gd_committer *c)
+{
+    pthread_cond_destroy(&c->asked);
+    pthread_cond_destroy(&c->done);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
 int gd_committer_start(gd_committer **out, gd_store *s)
 {
     gd_committer *c = calloc(1, sizeof *c);
@@ -66,7 +74,7 @@ int gd_committer_start(gd_committer **out, gd_store *s)
     pthread_cond_init(&c->done, NULL);
     if (pthread_create(&c->thread, NULL, committer_main, c)) {
         gd_error("cannot start the committer thread");
-        free(c);
+        free_committer(c);
         return GD_ERR;
     }
     pthread_setname_np(c->thread, "gd-commit");
@@ -140,8 +148,5 @@ void gd_committer_stop(gd_committer *c)
     pthread_cond_signal(&c->asked);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
-    pthread_cond_destroy(&c->asked);
-    pthread_cond_destroy(&c->done);
-    pthread_mutex_destroy(&c->mu);
-    free(c);
+    free_committer(c);
 }
