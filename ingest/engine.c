@@ -706,11 +706,7 @@ static int begin_write(gd_engine *e)
         gd_worker_drain(e->worker); /* its read transaction is ours while it idles */
         if ((rc = gd_worker_renew(e->worker))) return rc;
     }
-    mdb_txn_reset(e->read_txn);
-    if ((rc = mdb_txn_renew(e->read_txn))) {
-        gd_error("lmdb: renewing the engine's read transaction: %s", mdb_strerror(rc));
-        return GD_ERR;
-    }
+    if ((rc = gd_store_renew_read(e->read_txn, "engine's"))) return rc;
     return gd_committer_begin(e->committer, &e->txn);
 }
 

@@ -396,13 +396,7 @@ void gd_worker_drain(gd_worker *wk)
 
 bool gd_worker_failed(const gd_worker *wk) { return atomic_load_explicit(&wk->failed, memory_order_relaxed); }
 
-int gd_worker_renew(gd_worker *wk)
-{
-    mdb_txn_reset(wk->read_txn);
-    int rc = mdb_txn_renew(wk->read_txn);
-    if (rc) gd_error("lmdb: renewing the worker's read transaction: %s", mdb_strerror(rc));
-    return rc ? GD_ERR : GD_OK;
-}
+int gd_worker_renew(gd_worker *wk) { return gd_store_renew_read(wk->read_txn, "worker's"); }
 
 void gd_worker_stop(gd_worker *wk)
 {

@@ -88,14 +88,20 @@ static void wait_idle(gd_committer *c)
     while (c->ask != ASK_NONE) pthread_cond_wait(&c->done, &c->mu);
 }
 
-/* Asks for one thing and waits for it; its rc, and the transaction begun. */
-static int ask_and_wait(gd_committer *c, ask_kind ask, MDB_txn *txn, MDB_txn **begun)
+/* Asks the thread for one thing once it is idle; lock held. */
+static void post(gd_committer *c, ask_kind ask, MDB_txn *txn)
 {
-    pthread_mutex_lock(&c->mu);
     wait_idle(c);
     c->ask = ask;
     c->txn = txn;
     pthread_cond_signal(&c->asked);
+}
+
+/* Asks for one thing and waits for it; its rc, and the transaction begun. */
+static int ask_and_wait(gd_committer *c, ask_kind ask, MDB_txn *txn, MDB_txn **begun)
+{
+    pthread_mutex_lock(&c->mu);
+    post(c, ask, txn);
     wait_idle(c);
     int rc = c->rc;
     if (begun) *begun = c->txn;
@@ -113,12 +119,10 @@ int gd_committer_begin(gd_committer *c, MDB_txn **txn)
 void gd_committer_commit(gd_committer *c, MDB_txn *txn)
 {
     pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    c->ask = ASK_COMMIT;
-    c->txn = txn;
+    wait_idle(c); /* before in_flight is set: an ask still running would clear it */
     c->unreported = true;
     atomic_store(&c->in_flight, true);
-    pthread_cond_signal(&c->asked);
+    post(c, ASK_COMMIT, txn);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -143,9 +147,7 @@ void gd_committer_stop(gd_committer *c)
 {
     if (!c) return;
     pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    c->ask = ASK_STOP;
-    pthread_cond_signal(&c->asked);
+    post(c, ASK_STOP, NULL);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
     free_committer(c);

@@ -212,6 +212,14 @@ int gd_store_begin_read(gd_store *s, MDB_txn **txn)
     return rc ? lmdb_fail("begin read", rc) : GD_OK;
 }
 
+int gd_store_renew_read(MDB_txn *txn, const char *whose)
+{
+    mdb_txn_reset(txn);
+    int rc = mdb_txn_renew(txn);
+    if (rc) gd_error("lmdb: renewing the %s read transaction: %s", whose, mdb_strerror(rc));
+    return rc ? GD_ERR : GD_OK;
+}
+
 void gd_store_end_read(gd_store *s, MDB_txn *txn)
 {
     mdb_txn_reset(txn);

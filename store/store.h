@@ -85,6 +85,9 @@ int gd_store_begin_write(gd_store *s, MDB_txn **txn);
  * zeroes room for every named database. */
 int gd_store_begin_read(gd_store *s, MDB_txn **txn);
 void gd_store_end_read(gd_store *s, MDB_txn *txn);
+/* A read transaction a thread keeps, moved to the latest commit; whose:
+ * for the error message. */
+int gd_store_renew_read(MDB_txn *txn, const char *whose);
 int gd_store_commit(MDB_txn *txn); /* aborts the txn on failure */
 
 /* The committer (committer.c): a thread that begins write transactions and
