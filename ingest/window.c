@@ -33,6 +33,7 @@ struct gd_hot_group {
     gd_hot_window *window;
     gd_str key;
     bool dirty;
+    bool sets_stored; /* its distinct sets are in the store, apart from its row */
     gd_slot slots[];
 };
 
@@ -232,12 +233,13 @@ static gd_hot_group *find_group(gd_hot_table *t, gd_hot_window *win, gd_str key,
 }
 
 /* A stored row and its sets (apart, or inline in rows written before they
- * were split off) into slots. */
+ * were split off) into slots; *sets_apart (if not NULL): they were apart. */
 static int decode_stored(gd_windows *w, const gd_tabledef *def, gd_store *s, MDB_txn *txn, gd_str key, gd_str head,
-                         gd_slot *slots, gd_arena *arena)
+                         gd_slot *slots, gd_arena *arena, bool *sets_apart)
 {
     gd_str sets = GD_STR_NULL;
     if (gd_table_has_sets(def) && gd_store_sets_get(s, txn, def, key, &sets) != GD_OK) sets = GD_STR_NULL;
+    if (sets_apart) *sets_apart = sets.p != NULL;
     return gd_row_decode_full(def, head, sets, slots, arena, &w->dict);
 }
 
@@ -254,7 +256,8 @@ static gd_hot_group *group_for_update(gd_windows *w, gd_hot_table *t, gd_hot_win
     gd_str val;
     int rc = gd_store_row_get(s, txn, t->def, (gd_str){w->row.p, (uint32_t)w->row.len}, &val);
     if (rc == GD_OK && decode_stored(w, t->def, s, txn, (gd_str){w->row.p, (uint32_t)w->row.len}, val, g->slots,
-                                     &win->arena)) {
+                                     &win->arena, &g->sets_stored)) {
+        g->sets_stored = false;
         gd_error("%s: a stored row does not decode; its group starts over", t->def->name);
         release_slots(w, t->def, g->slots);
     }
@@ -536,13 +539,22 @@ int gd_windows_store_row(gd_store *s, gd_store_writer *wr, const gd_tabledef *de
 
 static gd_str buf_str(const gd_buf *b) { return (gd_str){b->p ? b->p : "", (uint32_t)b->len}; }
 
-/* The row of (start, group key) with slots as stored, handed to emit. */
-static int encode_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, const gd_slot *slots,
-                      gd_row_emit *emit, void *ctx)
+/* The row of (start, group key) with slots as stored, handed to emit; its
+ * distinct sets too unless sets_stored tells they are in the store already
+ * and they gained no member since: a set is rewritten whole, and most
+ * updates of a group add no one new to it (a player's next event in the
+ * same session and game). */
+static int encode_row(gd_windows *w, const gd_tabledef *def, int64_t start, gd_str group, gd_slot *slots,
+                      bool sets_stored, gd_row_emit *emit, void *ctx)
 {
     gd_rowkey_encode(&w->key, start, group);
-    bool sets = gd_table_has_sets(def);
-    gd_row_encode(def, slots, &w->dict, &w->row, sets ? &w->sets : NULL);
+    bool sets = gd_table_has_sets(def) && (!sets_stored || gd_row_sets_changed(def, slots));
+    if (sets) {
+        gd_row_encode(def, slots, &w->dict, &w->row, &w->sets);
+        gd_row_sets_stored(def, slots);
+    } else {
+        gd_row_encode_head(def, slots, &w->row);
+    }
     return emit(ctx, def, buf_str(&w->key), buf_str(&w->row), sets ? buf_str(&w->sets) : GD_STR_NULL);
 }
 
@@ -576,7 +588,7 @@ static int write_sessions(gd_windows *w, gd_hot_table *t, gd_store *s, MDB_txn *
     int rc = GD_OK;
     while (t->dirty_sessions && !rc) {
         gd_session *x = t->dirty_sessions;
-        if (!x->merged) rc = encode_row(w, def, x->start, x->key, x->slots, store_emitted, &c);
+        if (!x->merged) rc = encode_row(w, def, x->start, x->key, x->slots, false, store_emitted, &c);
         t->dirty_sessions = x->next_dirty;
         x->dirty = false;
         if (x->merged) gd_session_free(def, x, &w->dict);
@@ -610,8 +622,9 @@ static int emit_dirty(gd_windows *w, gd_hot_table *t, gd_row_emit *emit, void *c
         g->dirty = false;
         if (g->window->start < t->expired_before) continue;
         g->window->written = true;
-        int rc = encode_row(w, t->def, g->window->start, g->key, g->slots, emit, ctx);
+        int rc = encode_row(w, t->def, g->window->start, g->key, g->slots, g->sets_stored, emit, ctx);
         if (rc) return rc;
+        g->sets_stored = true;
     }
     t->dirty = NULL; /* dirty_count stays for the flush: its purge bound counts what was written */
     return GD_OK;
@@ -808,7 +821,8 @@ static int load_row(void *ctx, gd_str key, gd_str val)
     gd_hot_window *win = find_window(c->t, gd_rowkey_window(key.p), true);
     gd_str gkey = {key.p + 8, key.len - 8};
     gd_hot_group *g = find_group(c->t, win, gkey, true);
-    if (decode_stored(c->w, c->t->def, c->s, c->txn, key, val, g->slots, &win->arena)) {
+    if (decode_stored(c->w, c->t->def, c->s, c->txn, key, val, g->slots, &win->arena, &g->sets_stored)) {
+        g->sets_stored = false;
         release_slots(c->w, c->t->def, g->slots);
         c->undecoded++;
     }
@@ -824,7 +838,7 @@ static int load_session(void *ctx, gd_str key, gd_str val)
     const gd_tabledef *def = c->t->def;
     gd_str group = {key.p + 8, key.len - 8};
     gd_session *x = gd_session_new(def, group, gd_rowkey_window(key.p));
-    if (decode_stored(c->w, def, c->s, c->txn, key, val, x->slots, &x->arena)) {
+    if (decode_stored(c->w, def, c->s, c->txn, key, val, x->slots, &x->arena, NULL)) {
         gd_session_free(def, x, &c->w->dict);
         c->undecoded++;
         return 0;

@@ -136,8 +136,9 @@ int gd_windows_flush(gd_windows *w, gd_store *s, MDB_txn *txn, int64_t stream_ti
  * writes). An EMIT FINAL table's are written: they are published from the
  * store as they close. */
 void gd_windows_expire(gd_windows *w, int64_t stream_time, int64_t now_ms);
-/* A row as stored: its key, its row, its distinct sets (p NULL: the table
- * has none). A non-zero return stops the emitting and is returned. */
+/* A row as stored: its key, its row, its distinct sets (p NULL: none to
+ * write -- the table has none, or the store holds them as they stand). A
+ * non-zero return stops the emitting and is returned. */
 typedef int gd_row_emit(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets);
 /* Encodes the rows of the dirty groups (not sessions', not those of
  * windows gd_windows_expire found expired) in key order, each table's after

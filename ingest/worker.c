@@ -53,7 +53,7 @@ enum { ENCODE_NONE, ENCODE_ASKED, ENCODE_RUNNING };
 /* A row in a chunk: this header, then its key, row and sets bytes. */
 typedef struct {
     const gd_tabledef *def;
-    uint32_t key_len, row_len, sets_len; /* sets_len NO_SETS: the table has none */
+    uint32_t key_len, row_len, sets_len; /* sets_len NO_SETS: no sets to write */
 } chunk_row;
 
 typedef struct {

@@ -36,6 +36,9 @@ static inline size_t gd_dict_size(const gd_dict *d) { return d->ids.count; }
 typedef struct {
     uint32_t *slots; /* id + 1; 0 empty */
     uint32_t cap, count;
+    /* count when last written to or read from the store: a set only grows,
+     * so it changed since then exactly when count is larger */
+    uint32_t stored;
 } gd_idset;
 
 /* Adds id; true when it was not there yet. */

@@ -143,7 +143,7 @@ int gd_store_row_del(gd_store *s, MDB_txn *txn, const gd_tabledef *t, gd_str key
  * written, so that each put starts from the leaf the last one touched
  * instead of from the root, which LMDB's cursor search checks first (5-10%
  * of a commit's time, docs/figures.md). Puts as gd_store_row_put and
- * gd_store_sets_put (sets.p NULL: the table has none), the tap included.
+ * gd_store_sets_put (sets.p NULL: no sets to write), the tap included.
  * End the writer before anything else writes the table in the transaction. */
 typedef struct {
     MDB_txn *txn;

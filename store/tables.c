@@ -61,9 +61,9 @@ bool gd_table_has_sets(const gd_tabledef *t)
     return false;
 }
 
-void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out, gd_buf *sets)
+/* The fixed part and the LATEST strings. */
+static void encode_head(const gd_tabledef *t, const gd_slot *slots, gd_buf *out)
 {
-    gd_buf_clear(out);
     static const int64_t zero = 0;
     for (int c = 0; c < t->nslots; c++) {
         gd_buf_put(out, &slots[c].n, 8);
@@ -75,6 +75,17 @@ void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *di
         put_u32(out, s.p ? s.len : NULL_LEN);
         if (s.p) gd_buf_put(out, s.p, s.len);
     }
+}
+
+void gd_row_encode_head(const gd_tabledef *t, const gd_slot *slots, gd_buf *out)
+{
+    gd_buf_clear(out);
+    encode_head(t, slots, out);
+}
+
+void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out, gd_buf *sets)
+{
+    gd_row_encode_head(t, slots, out);
     if (sets) {
         gd_buf_clear(sets);
         out = sets;
@@ -161,8 +172,23 @@ int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *
             if (gd_idset_add(set, id)) gd_dict_ref(dict, id);
             s += n;
         }
+        set->stored = set->count;
     }
     return s == end ? GD_OK : GD_ERR;
+}
+
+bool gd_row_sets_changed(const gd_tabledef *t, const gd_slot *slots)
+{
+    for (int c = 0; c < t->nslots; c++)
+        if (t->cols[c].agg == GD_AGG_COUNT_DISTINCT && slots[c].x.set && slots[c].x.set->count != slots[c].x.set->stored)
+            return true;
+    return false;
+}
+
+void gd_row_sets_stored(const gd_tabledef *t, gd_slot *slots)
+{
+    for (int c = 0; c < t->nslots; c++)
+        if (t->cols[c].agg == GD_AGG_COUNT_DISTINCT && slots[c].x.set) slots[c].x.set->stored = slots[c].x.set->count;
 }
 
 /* ---- aggregating ---- */

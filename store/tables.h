@@ -199,6 +199,9 @@ void gd_groupkey_append(gd_buf *b, gd_str v);
  * slots, LATEST strings pointing into the bytes, sets not read. */
 bool gd_table_has_sets(const gd_tabledef *t);
 void gd_row_encode(const gd_tabledef *t, const gd_slot *slots, const gd_dict *dict, gd_buf *out, gd_buf *sets);
+/* The row alone, its sets left out: for a row whose sets are stored apart
+ * and have not changed (gd_row_sets_changed). */
+void gd_row_encode_head(const gd_tabledef *t, const gd_slot *slots, gd_buf *out);
 int gd_row_decode(const gd_tabledef *t, const void *p, size_t len, gd_slot *slots);
 /* Like decode, and also rebuilds the distinct sets from sets (sets.p NULL:
  * they follow the head), for loading hot windows: LATEST strings and set
@@ -206,6 +209,12 @@ int gd_row_decode(const gd_tabledef *t, const void *p, size_t len, gd_slot *slot
  * On failure the sets read so far stay in slots for the caller to release. */
 int gd_row_decode_full(const gd_tabledef *t, gd_str head, gd_str sets, gd_slot *slots, gd_arena *arena,
                        gd_dict *dict);
+/* Whether a distinct set of slots gained a member since it was last
+ * written or read (gd_row_sets_stored, gd_row_decode_full): if not, a row
+ * whose sets are in the store need not write them again. */
+bool gd_row_sets_changed(const gd_tabledef *t, const gd_slot *slots);
+/* The distinct sets of slots are as the store now holds them. */
+void gd_row_sets_stored(const gd_tabledef *t, gd_slot *slots);
 
 /* ---- aggregating ----
  * One record's values into a group's slots: the same code for the engine's

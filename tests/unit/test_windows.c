@@ -351,6 +351,75 @@ static void windows_past_retention_at_the_commit_are_not_written(void **state)
     assert_int_equal(col(f, "gaming_hourly_player_game_stats", s, "total_sessions_1h").i, 1);
 }
 
+/* The store's tap, counting one table's row and sets writes. */
+typedef struct {
+    const char *table;
+    int rows, sets;
+} table_writes;
+
+static int count_writes(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val)
+{
+    (void)key, (void)val;
+    table_writes *w = ctx;
+    if (strcmp(t->name, w->table)) return GD_OK;
+    w->rows += kind == 'R';
+    w->sets += kind == 'S';
+    return GD_OK;
+}
+
+static table_writes flush_counting(fixture *f, const char *table)
+{
+    table_writes w = {table, 0, 0};
+    f->store.tap = count_writes;
+    f->store.tap_ctx = &w;
+    assert_int_equal(gd_windows_flush(&f->win, &f->store, f->txn, f->stream_time, gd_now_ms()), GD_OK);
+    f->store.tap = NULL;
+    return w;
+}
+
+/* A group's distinct sets are written when they gained a member, not at
+ * every change of its row; what is read back is still whole. */
+static void distinct_sets_are_written_only_when_they_gain_a_member(void **state)
+{
+    fixture *f = *state;
+    const char *t = "gaming_hourly_player_game_stats"; /* unique_sessions_1h */
+    apply(f, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, NULL);
+    table_writes w = flush_counting(f, t);
+    assert_int_equal(w.rows, 1);
+    assert_int_equal(w.sets, 1);
+    apply(f, (act){"p1", "g1", "s1", T0 + 2000, I(20), I(60), {0}}, NULL); /* the same session */
+    w = flush_counting(f, t);
+    assert_int_equal(w.rows, 1);
+    assert_int_equal(w.sets, 0);
+    apply(f, (act){"p1", "g1", "s2", T0 + 3000, I(30), I(60), {0}}, NULL);
+    w = flush_counting(f, t);
+    assert_int_equal(w.sets, 1);
+    /* two hours on, T0's windows leave memory; read back, the set has both
+     * sessions: one more record of s2 writes no sets, one of s3 does */
+    apply(f, (act){"p3", "g1", "s8", T0 + 2 * HOUR, I(1), I(1), {0}}, NULL);
+    for (int i = 0; i < 2; i++) flush_counting(f, t);
+    apply(f, (act){"p1", "g1", "s2", T0 + 4000, I(40), I(60), {0}}, NULL);
+    w = flush_counting(f, t);
+    assert_int_equal(w.rows, 1);
+    assert_int_equal(w.sets, 0);
+    apply(f, (act){"p1", "g1", "s3", T0 + 5000, I(50), I(60), {0}}, NULL);
+    w = flush_counting(f, t);
+    assert_int_equal(w.sets, 1);
+    gd_slot s[GD_MAX_COLS];
+    assert_true(row(f, t, T0, "p1", "g1", s));
+    assert_int_equal(col(f, t, s, "total_sessions_1h").i, 5);
+    assert_int_equal(col(f, t, s, "unique_sessions_1h").i, 3);
+    /* and a restart reads the three back */
+    gd_windows_free(&f->win);
+    gd_windows_init(&f->win, &f->cfg, &f->cat, GD_ALL_TABLES);
+    assert_int_equal(gd_windows_load(&f->win, &f->store, f->txn, f->stream_time), GD_OK);
+    apply(f, (act){"p1", "g1", "s1", T0 + 6000, I(60), I(60), {0}}, NULL);
+    w = flush_counting(f, t);
+    assert_int_equal(w.sets, 0);
+    assert_true(row(f, t, T0, "p1", "g1", s));
+    assert_int_equal(col(f, t, s, "unique_sessions_1h").i, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +433,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_window_stays_in_memory_until_the_flush_after_its_last_write, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(windows_past_retention_at_the_commit_are_not_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(distinct_sets_are_written_only_when_they_gain_a_member, setup, teardown),
         cmocka_unit_test_setup_teardown(a_stored_row_that_does_not_decode_starts_its_group_over_at_start, setup,
                                         teardown),
     };
