@@ -204,6 +204,10 @@ static void route_metrics(gd_api *api, gd_reply *r)
     gd_prom_family(b, "gamingd_commit_seconds_total", "counter",
                    "Time the ingest thread spent writing state to LMDB, and waiting for the commit before, while no record moves on.");
     gd_prom_sample(b, "gamingd_commit_seconds_total", NULL, "%.6f", (double)atomic_load(&c->commit_ns) / 1e9);
+    gd_prom_family(b, "gamingd_commit_interval_seconds", "gauge",
+                   "How often live data is committed now, so how old a pull query's answer may be: --commit-interval, "
+                   "or ten times as long as the last commit took when that is longer, up to ten intervals.");
+    gd_prom_sample(b, "gamingd_commit_interval_seconds", NULL, "%.3f", (double)atomic_load(&c->commit_interval_ns) / 1e9);
     metric_u64(b, "gamingd_hot_window_bytes", "gauge",
                "Memory of the windows held in memory (the recent ones; older open windows are read back from LMDB).",
                atomic_load(&c->hot_window_bytes));

@@ -21,8 +21,15 @@
  * and Avro output, the worker produces the enriched records (worker.c); JSON
  * output is produced here, from the JSON rendered for the file and push.
  *
- * A batch ends when the source has nothing more for now and the commit
- * interval has passed (live data: state at most that old), or, while records
+ * A batch ends when the source has nothing more for now and the live
+ * interval has passed (state at most that old): --commit-interval, or
+ * COMMIT_SPACING times as long as the last commit took (from its first row
+ * written to LMDB's sync) when that is longer, up to BUSY_COMMIT_FACTOR
+ * intervals. A live commit at 10,000 events/s rewrites nearly every leaf
+ * page of the open windows' big tables, however few events it carries, so
+ * every commit more costs as much again: 8 a second wrote about 470 MB/s
+ * and took 0.15-0.2 cores more than one a second (docs/figures.md). At
+ * low rates commits are quick and the interval stays as set. Or, while records
  * keep coming (catching up, replaying), after BUSY_COMMIT_FACTOR intervals or
  * cfg->batch_records records: each commit rewrites every dirty group and
  * distinct set once, so bigger batches while busy cost less per record --
@@ -88,6 +95,8 @@ struct gd_engine {
     MDB_txn *read_txn;   /* renewed before each write transaction begins */
     gd_committer *committer;
     bool commit_pending; /* handed to the committer, its outcome not collected */
+    int64_t commit_began_ns; /* when the commit handed over began to be written */
+    int64_t live_interval_ns; /* live data is committed this often (live_commit_interval) */
     struct { /* what a commit holds, published when it is done */
         persisted_counters n;
         int64_t stream_time, last_lag_ms;
@@ -127,7 +136,7 @@ struct gd_engine {
     bool moved; /* records of held partitions applied since the last mark */
 };
 
-enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072 };
+enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072, COMMIT_SPACING = 10 };
 
 /* Every gd_windows of this engine: the engine's, the worker's, and in
  * partitioned mode each further route's. */
@@ -205,6 +214,7 @@ static int repair_future_stream_time(gd_engine *e)
 
 static int commit_batch(gd_engine *e);
 static int collect_commit(gd_engine *e, bool wait);
+static void note_commit_time(gd_engine *e, int64_t took_ns);
 static int begin_batch(gd_engine *e);
 
 /* Where route partition (r, q) stands with the records of source partition
@@ -593,6 +603,7 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
     e->hub = hub;
     e->stop = stop;
     e->stream_time = INT64_MIN;
+    note_commit_time(e, 0); /* the interval as set */
     gd_refs_init(&e->refs, cat);
     uint64_t mine = cfg->ingest_threads > 1 ? gd_windows_figure_tables(cat) : GD_ALL_TABLES;
     gd_windows_init(&e->win, cfg, cat, mine);
@@ -683,6 +694,16 @@ static int write_output(gd_engine *e)
     return GD_OK;
 }
 
+/* The interval of live commits after one that took took_ns (polled, a
+ * loop turn late at most: a record, or a millisecond's sleep). */
+static void note_commit_time(gd_engine *e, int64_t took_ns)
+{
+    int64_t least = e->cfg->commit_interval_ms * 1000000, most = BUSY_COMMIT_FACTOR * least;
+    int64_t spaced = COMMIT_SPACING * took_ns;
+    e->live_interval_ns = spaced < least ? least : spaced > most ? most : spaced;
+    atomic_store(&e->pub->commit_interval_ns, e->live_interval_ns);
+}
+
 /* The commit handed over, once done (wait: waiting for it): its error,
  * or what follows a commit -- the source told, the counters published. */
 static int collect_commit(gd_engine *e, bool wait)
@@ -691,6 +712,7 @@ static int collect_commit(gd_engine *e, bool wait)
     e->commit_pending = false;
     int rc = gd_committer_wait(e->committer);
     if (rc) return rc;
+    note_commit_time(e, gd_mono_ns() - e->commit_began_ns);
     if (e->src->committed) e->src->committed(e->src);
     publish_counters(e);
     return GD_OK;
@@ -1016,6 +1038,7 @@ static int commit_batch(gd_engine *e)
         note_commit_state(e);
         gd_committer_commit(e->committer, e->txn);
         e->commit_pending = true;
+        e->commit_began_ns = writing_since;
     } else {
         gd_committer_abort(e->committer, e->txn);
     }
@@ -1342,7 +1365,7 @@ int gd_engine_run(gd_engine *e)
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
             gd_worker_flush(e->worker); /* nothing to read: the worker need not wait for a batch to fill */
-            bool due = gd_mono_ns() - e->batch_start_ns >= e->cfg->commit_interval_ms * 1000000;
+            bool due = gd_mono_ns() - e->batch_start_ns >= e->live_interval_ns;
             bool purge = gd_catalog_pending(e->cat);
             for (int i = 0; i < windows_count(e); i++) purge = purge || windows_at(e, i)->purge_pending;
             if ((e->batch_records || purge) && (got == GD_EOF || due)) {

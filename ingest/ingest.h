@@ -319,6 +319,7 @@ struct gd_counters {
     _Atomic uint64_t with_player; /* ... and their player */
     _Atomic uint64_t batches;
     _Atomic uint64_t commit_ns;   /* wall time spent writing batches to LMDB and committing them */
+    _Atomic int64_t commit_interval_ns; /* how often live data is committed now (ingest/engine.c) */
     _Atomic int64_t last_lag_ms;  /* processing - event time of the last record */
     _Atomic int64_t stream_time;
     _Atomic uint64_t hot_window_bytes; /* open windows held in memory */

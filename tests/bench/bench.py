@@ -133,7 +133,7 @@ def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS, tolerate=False
         time.sleep(2)
         for label, path, n in runs:
             cpu_before, started = cpu_seconds(proc.pid), time.time()
-            ingest_before = ingest_cpu_seconds(proc.pid)
+            ingest_before, written_before = ingest_cpu_seconds(proc.pid), written_bytes(proc.pid)
             records_before, commits_before = records_and_commits(get(base + "/metrics", timeout=10)[1])
             run = subprocess.run([sse_load, str(port), path, str(n), str(seconds)],
                                  capture_output=True, text=True, check=not tolerate)
@@ -146,6 +146,7 @@ def push_figures(binary, sse_load, work, seconds, runs=PUSH_RUNS, tolerate=False
             records, commits = records_and_commits(metrics)
             figures["ingest_us"] = ingest_cpu * 1e6 / max(records - records_before, 1)
             figures["commits_per_s"] = (commits - commits_before) / elapsed
+            figures["disk_mb_per_s"] = (written_bytes(proc.pid) - written_before) / elapsed / 1e6
             rate = re.search(rb"gamingd_ingest_records_per_second (\d+)", metrics)
             out.append((label, figures, int(rate.group(1)) if rate else -1))
     finally:
@@ -256,6 +257,13 @@ def cpu_seconds(pid, stat=None):
     with open(stat or f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def written_bytes(pid):
+    """What the process has had written to storage (/proc/<pid>/io): LMDB's
+    pages and syncs, the output file."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("write_bytes:"))
 
 
 def ingest_cpu_seconds(pid):
@@ -516,6 +524,7 @@ def print_push_compare(cmp):
                   f"gamingd {mid([f['cores'] for f in figs]):.2f} cores  "
                   f"ingest thread {mid([f['ingest_us'] for f in figs]):.1f} µs/event  "
                   f"{mid([f['commits_per_s'] for f in figs]):.1f} commits/s  "
+                  f"disk writes {mid([f['disk_mb_per_s'] for f in figs]):.0f} MB/s  "
                   f"{name}: {label} (medians of {len(figs)} interleaved rounds)")
 
 
@@ -974,6 +983,7 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
                 keep(f"SSE {label}, gamingd cores", which, f["cores"])
                 keep(f"SSE {label}, ingest thread CPU per event (µs)", which, f["ingest_us"])
                 keep(f"SSE {label}, commits/s", which, f["commits_per_s"])
+                keep(f"SSE {label}, disk writes MB/s", which, f["disk_mb_per_s"])
 
     part_events = min(events, 200_000)
     with MockCluster(mock_broker, registry) as c:

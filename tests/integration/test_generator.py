@@ -2,7 +2,7 @@
 
 import time
 
-from conftest import metric_by_label, read_output
+from conftest import metric_by_label, metric_sum, read_output
 
 ACT = "gaming_player_activity"
 
@@ -70,3 +70,20 @@ def test_restart_continues_where_it_stopped(gamingd, tmp_path):
     # sequence goes on from where the first run stopped
     assert len(set(r["activity_id"] for r in after)) == len(after)
     assert ids[0] > before[-1]["activity_id"], (before[-1]["activity_id"], ids[0])
+
+
+def test_live_commits_are_spaced_by_what_they_cost(gamingd):
+    """Live data is committed every --commit-interval, or ten times as long
+    as the last commit took when that is longer, up to ten intervals: the
+    gauge says which (it is how old a pull's answer may be)."""
+    d = gamingd("generator", args=["--seed", "7", "--rate", "3000", "--commit-interval", "1ms"])
+    _wait_for(d, 1000)
+    seen = []
+    deadline = time.time() + 10
+    while time.time() < deadline and not any(v > 0.001 for v in seen):
+        seen.append(metric_sum(d.metrics(), "gamingd_commit_interval_seconds"))
+        time.sleep(0.05)
+    # a commit takes more than a tenth of a millisecond: writing its rows, LMDB's sync
+    assert any(v > 0.001 for v in seen), seen
+    assert all(0.001 <= v <= 0.010 for v in seen), seen
+    assert d.stop() == 0
