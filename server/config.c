@@ -206,7 +206,9 @@ static int set_cors_origins(gd_config *cfg, const char *v) { return COPY(cors_or
 static int set_allowed_hosts(gd_config *cfg, const char *v) { return COPY(allowed_hosts); }
 static int set_commit_interval(gd_config *cfg, const char *v)
 {
-    return gd_parse_duration(v, &cfg->commit_interval_ms) || cfg->commit_interval_ms < 1 ? GD_ERR : GD_OK;
+    if (gd_parse_duration(v, &cfg->commit_interval_ms)) return GD_ERR;
+    /* at most a day: a batch may last ten times it, counted in nanoseconds */
+    return cfg->commit_interval_ms < 1 || cfg->commit_interval_ms > 24 * 3600 * 1000 ? GD_ERR : GD_OK;
 }
 static int set_http_threads(gd_config *cfg, const char *v)
 {
@@ -279,7 +281,7 @@ static const gd_option options[] = {
     {"--topic-activity", "GAMINGD_TOPIC_ACTIVITY", "NAME", "activity topic (default gaming_player_activity)", set_topic_activity, NULL, false},
     {"--output-topic", "GAMINGD_OUTPUT_TOPIC", "NAME", "output topic (default gaming.real-time-gaming-intelligence-platform)", set_output_topic, NULL, false},
     {"--map-size", "GAMINGD_MAP_SIZE", "MIB", "largest size of the LMDB data file (default 65536)", set_map_size, "MiB, at least 16 and at most 16777216", false},
-    {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "how often live data is committed (pull-query freshness): this, or ten times the last commit's time when longer, up to ten intervals; ten intervals while catching up (default 100ms)", set_commit_interval, "a duration of 1ms or more", false},
+    {"--commit-interval", "GAMINGD_COMMIT_INTERVAL", "DUR", "how often live data is committed (pull-query freshness): this, or ten times the last commit's time when longer, up to ten intervals; ten intervals while catching up (default 100ms)", set_commit_interval, "a duration from 1ms to 1d", false},
     {"--shutdown-timeout", "GAMINGD_SHUTDOWN_TIMEOUT", "DUR", "the longest a stop may take, brokers gone or not (default 10s)", set_shutdown_timeout, "a duration of 100ms or more", false},
     {"--request-timeout", "GAMINGD_REQUEST_TIMEOUT", "DUR", "a client must send a whole request within this, once it starts one, and its answer is worked out within it (default 15s)", set_request_timeout, "a duration of 100ms or more", false},
     {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads, "1 to 64", false},

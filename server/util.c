@@ -536,7 +536,7 @@ int gd_parse_duration(const char *s, int64_t *ms)
     else if (!strcmp(end, "h")) unit = 3600 * 1000;
     else if (!strcmp(end, "d")) unit = 24 * 3600 * 1000;
     else return GD_ERR;
-    if (v > INT64_MAX / unit) return GD_ERR;
+    if (v > GD_MAX_DURATION_MS / unit) return GD_ERR;
     *ms = v * unit;
     return GD_OK;
 }

@@ -111,7 +111,10 @@ static inline gd_str gd_map_key(const gd_map_slot *s)
 size_t gd_utf8_seq(const unsigned char *p, size_t n);
 bool gd_utf8_valid(const char *p, size_t n);
 
-/* "250ms", "30s", "5m", "2h", "7d" (or a bare number of ms). GD_OK or GD_ERR. */
+/* "250ms", "30s", "5m", "2h", "7d" (or a bare number of ms), at most
+ * GD_MAX_DURATION_MS: durations become nanosecond deadlines, which a larger
+ * one would overflow. GD_OK or GD_ERR. */
+#define GD_MAX_DURATION_MS (100LL * 366 * 24 * 3600 * 1000) /* a century */
 int gd_parse_duration(const char *s, int64_t *ms);
 /* Decimal integer, whole string, within [min,max]. */
 int gd_parse_int(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);

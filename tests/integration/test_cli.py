@@ -36,6 +36,8 @@ def test_help_lists_every_flag_with_its_environment_variable():
     (["--no-such-flag"], "unknown flag"),
     (["--grace", "soon"], "--grace"),
     (["--retention", "0s"], "--retention"),
+    (["--commit-interval", "2d"], "--commit-interval"),  # a batch may last ten times it, in ns
+    (["--shutdown-timeout", "36600000d"], "--shutdown-timeout"),  # past a century: overflows as ns
     (["--listen", "nowhere"], "--listen"),
     (["--source", "ftp://x"], "--source"),
     (["--rate", "-5"], "--rate"),

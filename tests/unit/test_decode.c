@@ -238,6 +238,10 @@ static void durations_take_units(void **state)
     assert_int_equal(gd_parse_duration("5x", &ms), GD_ERR);
     assert_int_equal(gd_parse_duration("-1s", &ms), GD_ERR);
     assert_int_equal(gd_parse_duration("", &ms), GD_ERR);
+    /* up to a century, which still fits a deadline in nanoseconds */
+    assert_int_equal(gd_parse_duration("36600d", &ms), GD_OK);
+    assert_int_equal(gd_parse_duration("36601d", &ms), GD_ERR);
+    assert_int_equal(gd_parse_duration("9223372036854775807", &ms), GD_ERR);
 }
 
 int main(void)
