@@ -96,7 +96,7 @@ struct gd_engine {
     gd_committer *committer;
     bool commit_pending; /* handed to the committer, its outcome not collected */
     int64_t commit_began_ns; /* when the commit handed over began to be written */
-    int64_t live_interval_ns; /* live data is committed this often (live_commit_interval) */
+    int64_t live_interval_ns; /* live data is committed this often (note_commit_time) */
     struct { /* what a commit holds, published when it is done */
         persisted_counters n;
         int64_t stream_time, last_lag_ms;

@@ -377,34 +377,30 @@ static table_writes flush_counting(fixture *f, const char *table)
     return w;
 }
 
+/* Applies a record, flushes, and checks what one table wrote. */
+static void apply_and_flush(fixture *f, const char *table, act in, int rows, int sets)
+{
+    apply(f, in, NULL);
+    table_writes w = flush_counting(f, table);
+    assert_int_equal(w.rows, rows);
+    assert_int_equal(w.sets, sets);
+}
+
 /* A group's distinct sets are written when they gained a member, not at
  * every change of its row; what is read back is still whole. */
 static void distinct_sets_are_written_only_when_they_gain_a_member(void **state)
 {
     fixture *f = *state;
     const char *t = "gaming_hourly_player_game_stats"; /* unique_sessions_1h */
-    apply(f, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, NULL);
-    table_writes w = flush_counting(f, t);
-    assert_int_equal(w.rows, 1);
-    assert_int_equal(w.sets, 1);
-    apply(f, (act){"p1", "g1", "s1", T0 + 2000, I(20), I(60), {0}}, NULL); /* the same session */
-    w = flush_counting(f, t);
-    assert_int_equal(w.rows, 1);
-    assert_int_equal(w.sets, 0);
-    apply(f, (act){"p1", "g1", "s2", T0 + 3000, I(30), I(60), {0}}, NULL);
-    w = flush_counting(f, t);
-    assert_int_equal(w.sets, 1);
+    apply_and_flush(f, t, (act){"p1", "g1", "s1", T0 + 1000, I(10), I(60), {0}}, 1, 1);
+    apply_and_flush(f, t, (act){"p1", "g1", "s1", T0 + 2000, I(20), I(60), {0}}, 1, 0); /* the same session */
+    apply_and_flush(f, t, (act){"p1", "g1", "s2", T0 + 3000, I(30), I(60), {0}}, 1, 1);
     /* two hours on, T0's windows leave memory; read back, the set has both
      * sessions: one more record of s2 writes no sets, one of s3 does */
     apply(f, (act){"p3", "g1", "s8", T0 + 2 * HOUR, I(1), I(1), {0}}, NULL);
     for (int i = 0; i < 2; i++) flush_counting(f, t);
-    apply(f, (act){"p1", "g1", "s2", T0 + 4000, I(40), I(60), {0}}, NULL);
-    w = flush_counting(f, t);
-    assert_int_equal(w.rows, 1);
-    assert_int_equal(w.sets, 0);
-    apply(f, (act){"p1", "g1", "s3", T0 + 5000, I(50), I(60), {0}}, NULL);
-    w = flush_counting(f, t);
-    assert_int_equal(w.sets, 1);
+    apply_and_flush(f, t, (act){"p1", "g1", "s2", T0 + 4000, I(40), I(60), {0}}, 1, 0);
+    apply_and_flush(f, t, (act){"p1", "g1", "s3", T0 + 5000, I(50), I(60), {0}}, 1, 1);
     gd_slot s[GD_MAX_COLS];
     assert_true(row(f, t, T0, "p1", "g1", s));
     assert_int_equal(col(f, t, s, "total_sessions_1h").i, 5);
@@ -413,9 +409,7 @@ static void distinct_sets_are_written_only_when_they_gain_a_member(void **state)
     gd_windows_free(&f->win);
     gd_windows_init(&f->win, &f->cfg, &f->cat, GD_ALL_TABLES);
     assert_int_equal(gd_windows_load(&f->win, &f->store, f->txn, f->stream_time), GD_OK);
-    apply(f, (act){"p1", "g1", "s1", T0 + 6000, I(60), I(60), {0}}, NULL);
-    w = flush_counting(f, t);
-    assert_int_equal(w.sets, 0);
+    apply_and_flush(f, t, (act){"p1", "g1", "s1", T0 + 6000, I(60), I(60), {0}}, 1, 0);
     assert_true(row(f, t, T0, "p1", "g1", s));
     assert_int_equal(col(f, t, s, "unique_sessions_1h").i, 3);
 }
