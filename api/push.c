@@ -23,7 +23,15 @@
  * resume per subscriber per pass, not per event; with fewer than
  * BUSY_SUBSCRIBERS, passes cost little and come every LIGHT_PASS_MS, so that a
  * dashboard's few streams see an event within milliseconds, not half a
- * pass (1 subscriber at 10,000 events/s: p50 4 ms, not 14). The producers (ingest)
+ * pass (1 subscriber at 10,000 events/s: p50 4 ms, not 14). After a wake
+ * has sent something, a subscriber sends again in that wake only when
+ * TOPUP_EVENTS or more have come meanwhile, else it sleeps and the next pass
+ * takes them with the rest: each send to a loopback socket costs the
+ * kernel's whole TCP path, and a top-up of one or two events made half
+ * the sends (1,000 subscribers on one game: a quarter of the HTTP threads'
+ * CPU, docs/figures.md). Such a subscriber sleeps with events waiting, which
+ * the waker may have looked past already, so it asks for a pass
+ * (wake_for_deferred). The producers (ingest)
  * never wait for any of this: a subscriber that falls a whole replay buffer
  * behind loses the oldest events and is told how many.
  *
@@ -41,6 +49,7 @@
 #include "routes.h"
 
 enum {
+    TOPUP_EVENTS = 8,          /* events that make a second send in one wake worth it */
     PASS_MS = 20,              /* the most often suspended subscribers are looked at */
     BUSY_SUBSCRIBERS = 64,     /* ... with this many subscribers or more; else every LIGHT_PASS_MS */
     LIGHT_PASS_MS = 2,
@@ -83,6 +92,7 @@ struct subscriber {
     void *on_close_ctx;
     _Atomic int64_t last_write_ms; /* for heartbeats */
     bool suspended;                /* under push->lock */
+    bool sent_this_wake;           /* bytes were handed over since it was last resumed */
     int nfilters;                  /* until the response starts: the filters, in the request */
     const char *filter_names[MAX_FILTERS], *filter_values[MAX_FILTERS];
     gd_buf out;     /* formatted, not yet handed to libmicrohttpd */
@@ -107,6 +117,7 @@ struct gd_push {
     subscriber *subs;
     size_t nsubs;
     atomic_bool closing;
+    atomic_bool deferred; /* a subscriber slept with events waiting since the waker's last look */
     pthread_t waker;
     bool waker_started;
 };
@@ -171,6 +182,7 @@ static void *waker_main(void *arg)
         int64_t pass = gd_now_ms();
         if (p->auth) recheck_keys(p);
         gd_hub_wait(p->hub, 1000);
+        atomic_store(&p->deferred, false); /* after the wait: a later sleeper wakes us again */
         int64_t every = resume_waiting(p, false) >= BUSY_SUBSCRIBERS ? PASS_MS : LIGHT_PASS_MS;
         int64_t spent = gd_now_ms() - pass;
         if (spent < every) gd_sleep_ms(every - spent);
@@ -447,6 +459,23 @@ static void put_epilogue(subscriber *s)
         gd_buf_puts(&s->out, s->limited ? "{\"finalMessage\":\"Limit Reached\"}]" : "{\"finalMessage\":\"Query Completed\"}]");
 }
 
+/* Events a subscriber's streams hold past its positions. */
+static uint64_t waiting_events(const subscriber *s)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < s->nlanes; i++)
+        n += gd_hub_head(s->push->hub, s->lanes[i].stream) - atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed);
+    return n;
+}
+
+/* A subscriber went to sleep with events waiting: the waker's pass that
+ * saw them may be over, and no publication may come to start another, so
+ * it is asked for one (once until it next looks). */
+static void wake_for_deferred(gd_push *p)
+{
+    if (!atomic_exchange(&p->deferred, true)) gd_hub_wake(p->hub);
+}
+
 static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
 {
     (void)offset;
@@ -463,6 +492,8 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
             put_epilogue(s);
             continue;
         }
+        bool topup = s->sent_this_wake;
+        if (topup && waiting_events(s) < TOPUP_EVENTS) goto sleep;
         s->direct = buf;
         s->direct_len = 0;
         s->direct_max = max;
@@ -470,6 +501,7 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
         size_t direct = s->direct_len;
         s->direct = NULL; /* direct_len means nothing until the next fill sets it */
         if (direct) { /* what went to s->out after it is handed over next call */
+            s->sent_this_wake = true;
             atomic_store_explicit(&s->last_write_ms, gd_now_ms(), memory_order_relaxed);
             return (ssize_t)direct;
         }
@@ -479,17 +511,23 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
             gd_buf_puts(&s->out, s->format == GD_PUSH_NDJSON ? "\n" : ": keepalive\n\n");
             continue;
         }
-        /* Nothing to send: sleep until the waker sees the stream move. The
-         * check and the suspension are one step under the lock the waker
-         * takes, so an event published in between is not slept through. */
+        /* Nothing to send (or only a top-up): sleep until the waker sees the
+         * stream move. The check and the suspension are one step under the
+         * lock the waker takes, so an event published in between is not
+         * slept through. */
+    sleep:
         pthread_mutex_lock(&p->lock);
-        bool moved = lanes_moved(p->hub, s) || atomic_load(&p->closing);
-        if (!moved) {
+        bool waiting = lanes_moved(p->hub, s);
+        bool stay = (waiting && !topup) || atomic_load(&p->closing);
+        if (!stay) {
+            s->sent_this_wake = false;
             s->suspended = true;
             MHD_suspend_connection(s->conn);
         }
         pthread_mutex_unlock(&p->lock);
-        if (!moved) return 0;
+        if (stay) continue;
+        if (waiting) wake_for_deferred(p);
+        return 0;
     }
 }
 
