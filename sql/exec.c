@@ -107,18 +107,33 @@ static int table_index(const void *ctx, gd_str name, gd_coltype *type)
     return -1;
 }
 
+/* A stream's event names its members in the order of its columns, so the
+ * search for a member starts at the column after the last one found: one
+ * comparison a member, not a scan of the columns before it (the push-query
+ * thread reads every event of a stream someone filters). */
+typedef struct {
+    const gd_catalog_entry *e;
+    int *next;
+} stream_cursor;
+
 static int stream_index(const void *ctx, gd_str name, gd_coltype *type)
 {
-    const gd_catalog_entry *e = ctx;
-    for (int c = 0; c < e->ncols; c++)
-        if (gd_str_eq(name, gd_str_c(e->cols[c].name))) return *type = e->cols[c].type, e->cols[c].id;
+    const stream_cursor *cur = ctx;
+    const gd_catalog_entry *e = cur->e;
+    for (int k = 0; k < e->ncols; k++) {
+        int c = (*cur->next + k) % e->ncols;
+        if (!gd_str_eq(name, gd_str_c(e->cols[c].name))) continue;
+        *cur->next = c + 1;
+        return *type = e->cols[c].type, e->cols[c].id;
+    }
     return -1;
 }
 
 bool gd_sql_event_row(const gd_catalog_entry *e, gd_str json, gd_value *row, int width, gd_arena *scratch)
 {
     if (e->is_table) return object_row(json, scratch, row, width, table_index, e->table);
-    return object_row(json, scratch, row, width, stream_index, e);
+    int next = 0;
+    return object_row(json, scratch, row, width, stream_index, &(stream_cursor){e, &next});
 }
 
 int gd_sql_table_row(const gd_tabledef *t, gd_str key, gd_str val, gd_value *row, gd_arena *scratch)
