@@ -27,7 +27,7 @@
  * has sent something, a subscriber sends again in that wake only when
  * TOPUP_EVENTS or more have come meanwhile, else it sleeps and the next pass
  * takes them with the rest: each send to a loopback socket costs the
- * kernel's whole TCP path, and a top-up of one or two events made half
+ * kernel's whole TCP path, and a top-up of one or two events made a third of
  * the sends (1,000 subscribers on one game: a quarter of the HTTP threads'
  * CPU, docs/figures.md). Such a subscriber sleeps with events waiting, which
  * the waker may have looked past already, so it asks for a pass
