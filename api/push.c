@@ -124,13 +124,13 @@ struct gd_push {
 
 /* ---- the waker ---- */
 
-/* Whether a stream of s has events past s's position there. */
-static bool lanes_moved(const gd_hub *hub, const subscriber *s)
+/* Events s's streams hold past its positions there. */
+static uint64_t waiting_events(const subscriber *s)
 {
+    uint64_t n = 0;
     for (int i = 0; i < s->nlanes; i++)
-        if (gd_hub_head(hub, s->lanes[i].stream) != atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed))
-            return true;
-    return false;
+        n += gd_hub_head(s->push->hub, s->lanes[i].stream) - atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed);
+    return n;
 }
 
 /* Resumes the suspended subscribers with something to send (everyone:
@@ -143,7 +143,7 @@ static size_t resume_waiting(gd_push *p, bool everyone)
     for (subscriber *s = p->subs; s; s = s->next) {
         subscribers++;
         if (!s->suspended) continue;
-        if (everyone || lanes_moved(p->hub, s) ||
+        if (everyone || waiting_events(s) > 0 ||
             now - atomic_load_explicit(&s->last_write_ms, memory_order_relaxed) >= HEARTBEAT_MS) {
             s->suspended = false;
             MHD_resume_connection(s->conn);
@@ -459,15 +459,6 @@ static void put_epilogue(subscriber *s)
         gd_buf_puts(&s->out, s->limited ? "{\"finalMessage\":\"Limit Reached\"}]" : "{\"finalMessage\":\"Query Completed\"}]");
 }
 
-/* Events a subscriber's streams hold past its positions. */
-static uint64_t waiting_events(const subscriber *s)
-{
-    uint64_t n = 0;
-    for (int i = 0; i < s->nlanes; i++)
-        n += gd_hub_head(s->push->hub, s->lanes[i].stream) - atomic_load_explicit(&s->lanes[i].pos, memory_order_relaxed);
-    return n;
-}
-
 /* A subscriber went to sleep with events waiting: the waker's pass that
  * saw them may be over, and no publication may come to start another, so
  * it is asked for one (once until it next looks). */
@@ -517,7 +508,7 @@ static ssize_t read_stream(void *cls, uint64_t offset, char *buf, size_t max)
          * slept through. */
     sleep:
         pthread_mutex_lock(&p->lock);
-        bool waiting = lanes_moved(p->hub, s);
+        bool waiting = waiting_events(s) > 0;
         bool stay = (waiting && !topup) || atomic_load(&p->closing);
         if (!stay) {
             s->sent_this_wake = false;

@@ -109,22 +109,26 @@ static void on_line_of(conn *c, const char *p, size_t n)
     }
 }
 
+/* Keeps part of a line that a later read ends (up to LINE_MAX_BYTES). */
+static void keep(conn *c, const char *p, size_t n)
+{
+    size_t room = LINE_MAX_BYTES - c->len;
+    memcpy(c->line + c->len, p, n < room ? n : room);
+    c->len += n < room ? n : room;
+}
+
 static void on_bytes(conn *c, const char *p, size_t n)
 {
     const char *end = p + n;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t part = (size_t)((nl ? nl : end) - p);
-        if (!nl) { /* an unfinished line: kept (up to LINE_MAX_BYTES) until its end comes */
-            size_t room = LINE_MAX_BYTES - c->len;
-            memcpy(c->line + c->len, p, part < room ? part : room);
-            c->len += part < room ? part : room;
+        if (!nl) { /* an unfinished line */
+            keep(c, p, part);
             return;
         }
         if (c->len) { /* the end of a line begun in an earlier read */
-            size_t room = LINE_MAX_BYTES - c->len;
-            memcpy(c->line + c->len, p, part < room ? part : room);
-            c->len += part < room ? part : room;
+            keep(c, p, part);
             on_line_of(c, c->line, c->len);
             c->len = 0;
         } else {
