@@ -134,14 +134,9 @@ static void syntax_error(parser *p, const char *expected)
     else fail_at(p, &p->tok, "syntax error at %s: expected %s", shown(&p->tok, buf, sizeof buf), expected);
 }
 
-static bool is_kw(const gd_token *t, const char *kw)
-{
-    return t->type == GD_TK_IDENT && strlen(kw) == t->text.len && !strncasecmp(t->text.p, kw, t->text.len);
-}
-
 static bool accept_kw(parser *p, const char *kw)
 {
-    if (!is_kw(&p->tok, kw)) return false;
+    if (!gd_token_is_word(&p->tok, kw)) return false;
     next(p);
     return true;
 }
@@ -155,7 +150,8 @@ static bool expect_kw(parser *p, const char *kw)
 
 static bool is_sym(const gd_token *t, const char *sym)
 {
-    return t->type == GD_TK_SYMBOL && strlen(sym) == t->text.len && !memcmp(t->text.p, sym, t->text.len);
+    return t->type == GD_TK_SYMBOL && t->text.len && t->text.p[0] == sym[0] && strlen(sym) == t->text.len &&
+           !memcmp(t->text.p, sym, t->text.len);
 }
 
 static bool accept_sym(parser *p, const char *sym)
@@ -183,7 +179,7 @@ static bool reserved(const gd_token *t)
         "END",    "CAST", "AS",    "TRUE",  "FALSE", "JOIN",  "ON",     "LEFT",  "RIGHT", "INNER",   "FULL",
         "OUTER",  "PARTITION", "WITHIN", "ASC", "DESC"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (is_kw(t, words[i])) return true;
+        if (gd_token_is_word(t, words[i])) return true;
     return false;
 }
 
@@ -303,8 +299,8 @@ static bool type_name(parser *p, gd_coltype *out)
 static gd_expr *literal(parser *p)
 {
     gd_token t = p->tok;
-    if (t.type != GD_TK_INTEGER && t.type != GD_TK_DECIMAL && t.type != GD_TK_STRING && !is_kw(&t, "TRUE") &&
-        !is_kw(&t, "FALSE") && !is_kw(&t, "NULL"))
+    if (t.type != GD_TK_INTEGER && t.type != GD_TK_DECIMAL && t.type != GD_TK_STRING && !gd_token_is_word(&t, "TRUE") &&
+        !gd_token_is_word(&t, "FALSE") && !gd_token_is_word(&t, "NULL"))
         return NULL;
     gd_expr *e = node(p, GD_E_LIT, 0, &t);
     if (!e) return NULL;
@@ -327,8 +323,8 @@ static gd_expr *literal(parser *p)
     } else if (t.type == GD_TK_STRING) {
         e->lit = (gd_value){.t = GD_V_STR, .s = t.text};
         e->type = GD_T_STRING;
-    } else if (is_kw(&t, "TRUE") || is_kw(&t, "FALSE")) {
-        e->lit = (gd_value){.t = GD_V_BOOL, .i = is_kw(&t, "TRUE")};
+    } else if (gd_token_is_word(&t, "TRUE") || gd_token_is_word(&t, "FALSE")) {
+        e->lit = (gd_value){.t = GD_V_BOOL, .i = gd_token_is_word(&t, "TRUE")};
         e->type = GD_T_BOOLEAN;
     } else {
         e->lit = (gd_value){.t = GD_V_NULL};
@@ -345,7 +341,7 @@ static gd_expr *case_expr(parser *p, const gd_token *at)
     expr_list l = {0};
     gd_expr *operand = NULL;
     int before = p->nodes;
-    if (!is_kw(&p->tok, "WHEN")) { /* CASE x WHEN v THEN ...: x = v, x walked once a WHEN */
+    if (!gd_token_is_word(&p->tok, "WHEN")) { /* CASE x WHEN v THEN ...: x = v, x walked once a WHEN */
         if (!(operand = expr(p))) return NULL;
     }
     int operand_nodes = p->nodes - before;
@@ -702,7 +698,7 @@ static bool window_clause(parser *p, gd_sql_select *q)
     while (accept_sym(p, ",")) {
         if (accept_kw(p, "GRACE")) {
             if (!expect_kw(p, "PERIOD") || !duration(p, &q->grace_ms, true)) return false;
-        } else if (is_kw(&p->tok, "RETENTION")) {
+        } else if (gd_token_is_word(&p->tok, "RETENTION")) {
             fail_at(p, &p->tok, "RETENTION is not supported: every table keeps its windows for --retention");
             return false;
         } else {
@@ -741,7 +737,7 @@ static bool select_items(parser *p, gd_sql_select *q)
         if (!(it->expr = expr(p))) return false;
         if (accept_kw(p, "AS")) {
             if (!name(p, &it->alias, "a column alias")) return false;
-        } else if (is_name(&p->tok) && !is_kw(&p->tok, "FROM")) {
+        } else if (is_name(&p->tok) && !gd_token_is_word(&p->tok, "FROM")) {
             it->alias = p->tok.text;
             next(p);
         }
@@ -902,13 +898,13 @@ static bool query(parser *p, gd_sql_select *q)
     if (!name(p, &q->from, "a stream or table name")) return false;
     if (accept_kw(p, "AS")) {
         if (!name(p, &q->from_alias, "an alias")) return false;
-    } else if (is_name(&p->tok) && !is_kw(&p->tok, "EMIT") && !is_kw(&p->tok, "LIMIT")) {
+    } else if (is_name(&p->tok) && !gd_token_is_word(&p->tok, "EMIT") && !gd_token_is_word(&p->tok, "LIMIT")) {
         q->from_alias = p->tok.text;
         next(p);
     }
     static const char *const joins[] = {"JOIN", "LEFT", "RIGHT", "INNER", "FULL", "OUTER"};
     for (size_t i = 0; i < sizeof joins / sizeof joins[0]; i++)
-        if (is_kw(&p->tok, joins[i])) {
+        if (gd_token_is_word(&p->tok, joins[i])) {
             fail_at(p, &p->tok, "JOIN is not supported: a gamingd query reads one stream or table (the enriched "
                                 "stream already holds the joined game and player fields)");
             return false;
@@ -992,7 +988,7 @@ static bool create(parser *p, gd_sql_stmt *st)
 static bool statement(parser *p, gd_sql_stmt *st)
 {
     gd_token t = p->tok;
-    if (is_kw(&t, "SELECT")) {
+    if (gd_token_is_word(&t, "SELECT")) {
         st->kind = GD_SQL_SELECT;
         return query(p, &st->select);
     }
@@ -1038,7 +1034,7 @@ static bool statement(parser *p, gd_sql_stmt *st)
             st->function = true;
             return name(p, &st->name, "a function name");
         }
-        if (is_kw(&p->tok, "FUNCTION") || is_kw(&p->tok, "CONNECTOR")) {
+        if (gd_token_is_word(&p->tok, "FUNCTION") || gd_token_is_word(&p->tok, "CONNECTOR")) {
             fail_at(p, &p->tok, "DESCRIBE %.*s is not supported", (int)p->tok.text.len, p->tok.text.p);
             return false;
         }

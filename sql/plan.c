@@ -118,20 +118,20 @@ static bool fail(binder *b, const gd_expr *at, const char *fmt, ...)
     return false;
 }
 
+static char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? (char)(c - 32) : c; }
+
 void gd_sql_upper(const char *name, gd_buf *out)
 {
-    for (const char *p = name; *p; p++) gd_buf_putc(out, *p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    for (const char *p = name; *p; p++) gd_buf_putc(out, ascii_upper(*p));
 }
 
+/* name in capitals, in the arena: once per column of every plan, so written
+ * in place rather than through a growing buffer and two copies. */
 static const char *upper_dup(gd_arena *a, const char *name)
 {
-    gd_buf b = {0};
-    gd_sql_upper(name, &b);
-    gd_str s = gd_arena_strdup(a, (gd_str){b.p ? b.p : "", (uint32_t)b.len});
-    gd_buf_free(&b);
-    char *z = gd_arena_alloc(a, s.len + 1);
-    memcpy(z, s.p, s.len);
-    z[s.len] = 0;
+    size_t n = strlen(name);
+    char *z = gd_arena_alloc(a, n + 1);
+    for (size_t i = 0; i <= n; i++) z[i] = ascii_upper(name[i]);
     return z;
 }
 

@@ -79,6 +79,8 @@ typedef struct {
 
 void gd_lexer_init(gd_lexer *lx, gd_str text, gd_arena *arena);
 gd_token gd_lexer_next(gd_lexer *lx);
+/* t is the word w (a keyword: letters, any case). */
+bool gd_token_is_word(const gd_token *t, const char *w);
 /* text with each string literal written '***' (the rest as it stands). */
 void gd_sql_mask_literals(gd_str text, gd_buf *out);
 
@@ -247,8 +249,7 @@ typedef struct {
     int row_width;       /* values in an input row */
 } gd_query_plan;
 
-/* Binds a SELECT. now_ms: UNIX_TIMESTAMP() of a pull query. The plan lives
- * in arena. */
+/* Binds a SELECT. The plan lives in arena. */
 int gd_sql_plan_query(const gd_catalog *cat, const gd_sql_stmt *st, gd_arena *arena, gd_query_plan *out,
                       gd_sql_error *err);
 

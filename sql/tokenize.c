@@ -226,9 +226,12 @@ static void substitute_in(gd_str s, const gd_sql_vars *vars, gd_buf *out)
     gd_buf_put(out, p, (size_t)(end - p));
 }
 
-static bool word_is(const gd_token *t, const char *w)
+/* The first letters are compared before anything is measured: the parser
+ * asks for a dozen words at every token, and nearly all differ there. */
+bool gd_token_is_word(const gd_token *t, const char *w)
 {
-    return t->type == GD_TK_IDENT && strlen(w) == t->text.len && !strncasecmp(t->text.p, w, t->text.len);
+    return t->type == GD_TK_IDENT && t->text.len && (t->text.p[0] | 0x20) == (w[0] | 0x20) &&
+           strlen(w) == t->text.len && !strncasecmp(t->text.p, w, t->text.len);
 }
 
 int gd_sql_substitute(gd_str text, gd_sql_vars *vars, gd_arena *arena, gd_buf *out, gd_sql_error *err)
@@ -244,10 +247,10 @@ int gd_sql_substitute(gd_str text, gd_sql_vars *vars, gd_arena *arena, gd_buf *o
         bool end_of_statement = t.type == GD_TK_EOF || t.type == GD_TK_ERROR ||
                                 (t.type == GD_TK_SYMBOL && t.text.len == 1 && t.text.p[0] == ';');
         if (end_of_statement) {
-            if (k == 4 && word_is(&head[0], "DEFINE") && head[1].type == GD_TK_IDENT && head[3].type == GD_TK_STRING &&
+            if (k == 4 && gd_token_is_word(&head[0], "DEFINE") && head[1].type == GD_TK_IDENT && head[3].type == GD_TK_STRING &&
                 !gd_sql_vars_set(vars, head[1].text, head[3].text))
                 return gd_sql_fail(err, GD_SQL_BAD_STATEMENT, "at most %d variables", GD_SQL_MAX_VARS);
-            if (k == 2 && word_is(&head[0], "UNDEFINE")) gd_sql_vars_unset(vars, head[1].text);
+            if (k == 2 && gd_token_is_word(&head[0], "UNDEFINE")) gd_sql_vars_unset(vars, head[1].text);
             k = 0;
             if (t.type != GD_TK_SYMBOL) break; /* the parser reports an error where it is */
             continue;
