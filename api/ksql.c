@@ -2,7 +2,9 @@
  * /close-query, GET /info, /healthcheck, in ksqlDB's wire formats, so that
  * its CLI, its clients and the curl recipes of its documentation work.
  *
- * Statements are parsed and planned by sql/; a pull query runs here, in
+ * Statements are parsed and planned by sql/ (a pull query's plan is kept
+ * by the HTTP thread for the next request with the same text: sql/cache.c);
+ * a pull query runs here, in
  * one read transaction, and its rows are the response; a push query joins
  * the push-query runner (sql/run.c) and its client reads the query's rows
  * from the hub like an SSE subscriber (push.c), in the format it asked for:
@@ -149,12 +151,11 @@ static bool body_text(const gd_request *req, const char *field, char **out, gd_s
 }
 
 
-/* The request's statements: its text (field of the body), with its
- * variables (sessionVariables, then each DEFINE for the statements after
- * it) put in, parsed. vars: the session variables; *whole the text parsed.
- * Everything lives in arena. */
-static bool parse_request(const gd_request *req, const char *field, gd_arena *arena, gd_sql_vars *vars,
-                          gd_str *whole, gd_sql_stmt **stmts, int *n, gd_reply *r)
+/* The request's text (field of the body), with its variables
+ * (sessionVariables, then each DEFINE for the statements after it) put
+ * in: *whole, in arena. vars: the session variables. */
+static bool request_text(const gd_request *req, const char *field, gd_arena *arena, gd_sql_vars *vars, gd_str *whole,
+                         gd_reply *r)
 {
     char *text;
     if (!body_text(req, field, &text, vars, arena, r)) return false;
@@ -166,9 +167,19 @@ static bool parse_request(const gd_request *req, const char *field, gd_arena *ar
     int rc = gd_sql_substitute(written, &defined, arena, &subst, &err);
     *whole = rc ? written : gd_arena_strdup(arena, (gd_str){subst.p ? subst.p : "", (uint32_t)subst.len});
     gd_buf_free(&subst);
-    if (!rc) rc = gd_sql_parse(*whole, arena, stmts, n, &err);
     if (rc) sql_error(r, &err, *whole);
     return !rc;
+}
+
+/* The request's statements, parsed: request_text's, in arena. */
+static bool parse_request(const gd_request *req, const char *field, gd_arena *arena, gd_sql_vars *vars,
+                          gd_str *whole, gd_sql_stmt **stmts, int *n, gd_reply *r)
+{
+    if (!request_text(req, field, arena, vars, whole, r)) return false;
+    gd_sql_error err = {0};
+    if (!gd_sql_parse(*whole, arena, stmts, n, &err)) return true;
+    sql_error(r, &err, *whole);
+    return false;
 }
 
 /* ---- rows and headers ---- */
@@ -364,36 +375,75 @@ static gd_push_format format_asked(struct MHD_Connection *conn, bool v1)
     return v1 ? GD_PUSH_KSQL_V1 : GD_PUSH_KSQL_DELIMITED;
 }
 
+/* This HTTP thread's plan cache, made at its first query; NULL without
+ * memory (plans are then made for each request). */
+static gd_sql_cache *thread_plan_cache(const gd_api_ctx *ctx)
+{
+    gd_sql_cache *c = pthread_getspecific(ctx->plan_cache);
+    if (!c && (c = gd_sql_cache_new()) && pthread_setspecific(ctx->plan_cache, c)) {
+        gd_sql_cache_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* The plan of the one SELECT that whole is, and its statement's text: kept
+ * from an earlier request with the same text, or made -- in arena, or in
+ * the thread's cache to be kept there when it is a pull. False with the
+ * error in r. */
+static bool plan_request(const gd_api_ctx *ctx, gd_str whole, gd_arena *arena, gd_query_plan *plan, gd_str *stmt,
+                         gd_reply *r)
+{
+    gd_sql_cache *cache = thread_plan_cache(ctx);
+    unsigned version = atomic_load(&ctx->cat->version); /* before planning: see cache.c */
+    const gd_query_plan *kept = cache ? gd_sql_cache_find(cache, whole, version, stmt) : NULL;
+    if (kept) {
+        *plan = *kept;
+        return true;
+    }
+    gd_arena *in = cache ? gd_sql_cache_claim(cache, whole) : NULL;
+    gd_str text = in ? gd_arena_strdup(in, whole) : whole;
+    if (!in) in = arena;
+    gd_sql_error err = {0};
+    gd_sql_stmt *stmts;
+    int n;
+    if (gd_sql_parse(text, in, &stmts, &n, &err)) {
+        sql_error(r, &err, text);
+    } else if (n != 1) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "Expected exactly one KSQL statement; found %d instead", n);
+        statement_error(r, 400, GD_SQL_BAD_STATEMENT, msg, text);
+    } else if (stmts[0].kind != GD_SQL_SELECT) {
+        generic_error(r, 400, GD_SQL_BAD_REQUEST, "this endpoint runs SELECT statements; the others run on /ksql");
+    } else if (gd_sql_plan_query(ctx->cat, &stmts[0], in, plan, &err)) {
+        sql_error(r, &err, stmts[0].text);
+    } else {
+        *stmt = stmts[0].text;
+        if (in != arena && plan->kind == GD_PLAN_PULL_TABLE) gd_sql_cache_keep(cache, text, *stmt, version, plan);
+        return true;
+    }
+    return false;
+}
+
 /* Runs the one SELECT of a query request. */
 static struct MHD_Response *run_query(const gd_api_ctx *ctx, struct MHD_Connection *conn, const gd_request *req,
                                       const char *field, bool v1, gd_reply *r)
 {
     gd_arena arena;
     gd_arena_init(&arena);
-    gd_sql_error err = {0};
     gd_sql_vars vars = {0};
-    gd_sql_stmt *stmts;
-    int n;
     gd_query_plan plan;
     struct MHD_Response *resp = NULL;
-    gd_str whole;
-    if (!parse_request(req, field, &arena, &vars, &whole, &stmts, &n, r)) {
-    } else if (n != 1) {
-        char msg[80];
-        snprintf(msg, sizeof msg, "Expected exactly one KSQL statement; found %d instead", n);
-        statement_error(r, 400, GD_SQL_BAD_STATEMENT, msg, whole);
-    } else if (stmts[0].kind != GD_SQL_SELECT) {
-        generic_error(r, 400, GD_SQL_BAD_REQUEST, "this endpoint runs SELECT statements; the others run on /ksql");
-    } else if (gd_sql_plan_query(ctx->cat, &stmts[0], &arena, &plan, &err)) {
-        sql_error(r, &err, stmts[0].text);
+    gd_str whole, stmt;
+    if (!request_text(req, field, &arena, &vars, &whole, r) || !plan_request(ctx, whole, &arena, &plan, &stmt, r)) {
     } else if (plan.pii_use.column && !gd_request_sees_pii(req)) {
         char msg[256];
         gd_pii_refusal(plan.pii_use, msg, sizeof msg);
-        statement_error(r, 403, GD_SQL_FORBIDDEN, msg, stmts[0].text);
+        statement_error(r, 403, GD_SQL_FORBIDDEN, msg, stmt);
     } else {
         gd_push_format f = format_asked(conn, v1);
-        if (plan.kind == GD_PLAN_PULL_TABLE) run_pull(ctx, req, &plan, f, stmts[0].text, r);
-        else resp = run_push(ctx, conn, req, &plan, f, stmts[0].text, r);
+        if (plan.kind == GD_PLAN_PULL_TABLE) run_pull(ctx, req, &plan, f, stmt, r);
+        else resp = run_push(ctx, conn, req, &plan, f, stmt, r);
     }
     gd_arena_free(&arena);
     return resp;

@@ -3,6 +3,8 @@
 #ifndef GD_ROUTES_H
 #define GD_ROUTES_H
 
+#include <pthread.h>
+
 #include "api.h"
 
 enum {
@@ -76,6 +78,8 @@ typedef struct {
     gd_counters *counters;
     gd_hub *hub;
     unsigned char cursor_key[GD_CURSOR_KEY_BYTES]; /* seals pull cursors (pull.c); the data dir's */
+    pthread_key_t plan_cache; /* each HTTP thread's gd_sql_cache (ksql.c) */
+    bool has_plan_cache;      /* plan_cache was created */
 } gd_api_ctx;
 
 /* Sets an error reply: {"error_code": status, "message": "..."}. */

@@ -352,6 +352,25 @@ int gd_sql_table_row(const gd_tabledef *t, gd_str key, gd_str val, gd_value *row
  * false when it is not such an event (a deleted reference row). */
 bool gd_sql_event_row(const gd_catalog_entry *e, gd_str json, gd_value *row, int width, gd_arena *scratch);
 
+/* ---- pull plans kept for reuse (cache.c) ---- */
+/* One thread's plans of the SELECTs it was asked, by text and catalog
+ * version; not to be shared between threads. */
+typedef struct gd_sql_cache gd_sql_cache;
+gd_sql_cache *gd_sql_cache_new(void); /* NULL: out of memory */
+void gd_sql_cache_free(void *cache);   /* a pthread key's destructor too */
+/* The plan kept for text under catalog version (read before planning),
+ * and its statement's text; NULL when there is none. Valid until the next
+ * gd_sql_cache_claim. */
+const gd_query_plan *gd_sql_cache_find(gd_sql_cache *c, gd_str text, unsigned version, gd_str *stmt);
+/* After a miss: the arena to copy text into and plan it in, the least
+ * recently used plan let go for it; NULL when text is too long to keep
+ * (plan it in the request's arena). */
+gd_arena *gd_sql_cache_claim(gd_sql_cache *c, gd_str text);
+/* Keeps plan, made in the claimed arena from text (a copy in it too), and
+ * stmt (its statement, parsed there) -- unless the arena grew past 64 KiB.
+ * A claimed arena not kept is reused by the next claim. */
+void gd_sql_cache_keep(gd_sql_cache *c, gd_str text, gd_str stmt, unsigned version, const gd_query_plan *plan);
+
 /* ---- push queries (run.c) ---- */
 typedef struct gd_sql_runner gd_sql_runner;
 typedef struct gd_push_query gd_push_query;

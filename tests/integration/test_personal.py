@@ -378,6 +378,22 @@ def test_using_a_personal_column_needs_the_pii_scope(daemon, use):
     assert checked and not failures, failures
 
 
+def test_a_kept_plan_is_checked_and_masked_for_each_key(daemon):
+    """SQL pull plans are kept for the statements asked again, but what a key
+    may use and see is decided at every request: a pii key asking a statement
+    first changes nothing for a read key asking it next."""
+    use = "SELECT * FROM pii_by_player WHERE CAST(e1 AS STRING) LIKE 'z%';"
+    show = {"sql": "SELECT * FROM pii_by_player;"}
+    for _ in range(4):  # new connections: both HTTP threads answer, from their kept plans after the first
+        assert sql_status(daemon, PII, use)[0] == 200
+        status, body = sql_status(daemon, READ, use)
+        assert status == 403 and "e1" in body.lower(), body
+        status, clear = call(daemon, "POST", "/query-stream", PII, show)
+        assert status == 200 and leaks(clear), clear[:300]
+        status, masked = call(daemon, "POST", "/query-stream", READ, show)
+        assert status == 200 and not leaks(masked), masked[:300]
+
+
 @pytest.mark.parametrize("use", USES, ids=lambda f: f.__name__)
 def test_a_read_key_still_uses_the_other_columns(daemon, use):
     cat = catalog(daemon)
