@@ -95,10 +95,8 @@ void gd_sql_cache_keep(gd_sql_cache *c, gd_str text, gd_str stmt, unsigned versi
     cache_entry *e = c->claimed;
     c->claimed = NULL;
     if (!e) return;
-    if (e->arena.used_bytes > CACHE_MAX_PLAN_BYTES) { /* too large to keep */
-        gd_arena_free(&e->arena);
-        return;
-    }
+    /* too large to keep; the request still reads it, and the next claim frees it */
+    if (e->arena.used_bytes > CACHE_MAX_PLAN_BYTES) return;
     e->text = text;
     e->stmt = stmt;
     e->hash = gd_hash(text.p, text.len);
