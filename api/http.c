@@ -679,7 +679,7 @@ static void api_free(gd_api *api)
     gd_auth_free(api->auth);
     gd_guard_close(api->guard);
     gd_netpolicy_free(api->netpolicy);
-    if (api->ctx.has_plan_cache) pthread_key_delete(api->ctx.plan_cache); /* the threads that held one have ended */
+    pthread_key_delete(api->ctx.plan_cache); /* the threads that held one have ended */
     pthread_mutex_destroy(&api->log_lock);
     free(api);
 }
@@ -709,12 +709,14 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_catalog
     gd_api *api = calloc(1, sizeof *api);
     if (!api) return GD_ENOMEM;
     api->ctx = (gd_api_ctx){.cfg = cfg, .store = store, .cat = cat, .counters = counters, .hub = hub};
+    if (pthread_key_create(&api->ctx.plan_cache, gd_sql_cache_free)) {
+        free(api);
+        return GD_ERR;
+    }
     pthread_mutex_init(&api->log_lock, NULL);
     unsigned limit = connection_limit();
     bool tls = cfg->tls_cert[0] != 0;
-    api->ctx.has_plan_cache = !pthread_key_create(&api->ctx.plan_cache, gd_sql_cache_free);
-    if (!api->ctx.has_plan_cache ||
-        gd_store_secret(store, "cursor_key", api->ctx.cursor_key, sizeof api->ctx.cursor_key) ||
+    if (gd_store_secret(store, "cursor_key", api->ctx.cursor_key, sizeof api->ctx.cursor_key) ||
         gd_auth_open(&api->auth, cfg->api_keys, reloads) || gd_netpolicy_open(&api->netpolicy, cfg) ||
         gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, tls) ||
         gd_sql_runner_start(&api->ctx.runner, hub, cat) || gd_push_start(&api->push, hub, api->auth, cat, api->ctx.runner)) {

@@ -79,7 +79,6 @@ typedef struct {
     gd_hub *hub;
     unsigned char cursor_key[GD_CURSOR_KEY_BYTES]; /* seals pull cursors (pull.c); the data dir's */
     pthread_key_t plan_cache; /* each HTTP thread's gd_sql_cache (ksql.c) */
-    bool has_plan_cache;      /* plan_cache was created */
 } gd_api_ctx;
 
 /* Sets an error reply: {"error_code": status, "message": "..."}. */
