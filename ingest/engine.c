@@ -17,9 +17,11 @@
  * What is published once committed waits for it too: the counters (a
  * reader that sees them finds their rows), the source's group offsets, and
  * a change of the catalog, whose commit is waited for at once, as every
- * commit in partitioned mode is (its marks and revokes count on it). With a table worker
- * and Avro output, the worker produces the enriched records (worker.c); JSON
- * output is produced here, from the JSON rendered for the file and push.
+ * commit in partitioned mode is (its marks and revokes count on it).
+ * Whoever applies the tables of the figures sends the enriched record out
+ * (emit.c): this thread, or with three ingest threads or more worker 0
+ * (layout_tables); with two and Avro output, the worker produces the
+ * enriched records (worker.c) and this thread the rest.
  *
  * A batch ends when the source has nothing more for now and the live
  * interval has passed (state at most that old): --commit-interval, or
@@ -76,10 +78,14 @@ struct gd_engine {
     gd_output *kafka_out;  /* output topic and dead letters, or NULL */
     int failed;            /* an output error that ends the run */
     gd_refs refs;
-    gd_windows win;        /* the tables feeding the figures, or all of them */
-    gd_windows win_worker; /* the other tables, when a worker thread runs them */
-    gd_worker *worker;
-    bool worker_produces; /* the worker sends the enriched records it applies */
+    gd_windows win;        /* the tables this thread keeps (layout_tables) */
+    /* --ingest-threads: the workers, each keeping the tables of its windows */
+    gd_windows win_worker[GD_MAX_INGEST_THREADS - 1];
+    gd_worker *workers[GD_MAX_INGEST_THREADS - 1];
+    int nworkers;
+    bool worker_produces; /* worker 0 sends the enriched records it applies (Avro) */
+    bool worker_emits;    /* worker 0 keeps the figures' tables and sends the records out */
+    gd_emitter emit;      /* this thread's, or worker 0's when it emits */
     int64_t stream_time; /* INT64_MIN before the first activity */
     persisted_counters n;
     /* Batches and commits. A batch's rows are written into a write
@@ -109,10 +115,9 @@ struct gd_engine {
     uint64_t rate_since_records;
     gd_arena scratch; /* per record */
     FILE *out;
-    gd_buf outbuf, tmp;
+    gd_buf tmp;
     gd_ratelimit bad_log, postpone_log;
-    const gd_catalog_entry *derived[GD_MAX_STREAMS]; /* the derived streams, published when wanted */
-    int nderived;
+    gd_derived_list derived; /* the derived streams, published when wanted */
     /* partitioned mode (route.c): route 0's tables are win's, the others' here */
     bool partitioned;
     gd_routes routes;
@@ -136,15 +141,64 @@ struct gd_engine {
     bool moved; /* records of held partitions applied since the last mark */
 };
 
-enum { OUTBUF_FLUSH = 1 << 20, BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072, COMMIT_SPACING = 10 };
+enum { BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072, COMMIT_SPACING = 10 };
 
-/* Every gd_windows of this engine: the engine's, the worker's, and in
- * partitioned mode each further route's. */
-static int windows_count(const gd_engine *e) { return 2 + (e->partitioned ? e->routes.n - 1 : 0); }
+/* Every gd_windows of this engine: the engine's, the workers', and in
+ * partitioned mode (no workers) each further route's. */
+static int windows_count(const gd_engine *e) { return 1 + e->nworkers + (e->partitioned ? e->routes.n - 1 : 0); }
 static gd_windows *windows_at(gd_engine *e, int i)
 {
-    return i == 0 ? &e->win : i == 1 ? &e->win_worker : &e->route_win[i - 2];
+    if (i == 0) return &e->win;
+    if (i <= e->nworkers) return &e->win_worker[i - 1];
+    return &e->route_win[i - 1 - e->nworkers];
 }
+/* Every worker idle: their tables and worker 0's emitter are this
+ * thread's until the next push. Nonzero when one failed to produce. */
+static int drain_workers(gd_engine *e)
+{
+    int rc = GD_OK;
+    for (int i = 0; i < e->nworkers; i++) {
+        gd_worker_drain(e->workers[i]);
+        if (gd_worker_failed(e->workers[i])) rc = GD_ERR;
+    }
+    return rc;
+}
+
+/* The worker keeping table def, when there are workers: with one, it
+ * keeps all but the figures'; with more, worker 0 keeps the figures'
+ * tables and every table reading a figure (it has them first), and the
+ * others the rest, dealt out by slot. */
+static int worker_of(const gd_engine *e, const gd_tabledef *def)
+{
+    if (!e->worker_emits) return 0;
+    if ((gd_windows_figure_tables(e->cat) >> def->slot & 1) || gd_table_reads_figures(def)) return 0;
+    return 1 + (int)(def->slot % (unsigned)(e->nworkers - 1));
+}
+
+/* Which thread keeps which table (--ingest-threads), masks[0] this one's
+ * and masks[1 + i] worker i's. One thread: this one, all. Two: this one
+ * the figures' tables, whose figures it sends out with the record at once,
+ * and a worker the rest. More: this one none, so that it only reads,
+ * decodes and enriches, and worker 0 sends the records out once it has
+ * their figures (docs/figures.md measures the three). */
+static void layout_tables(gd_engine *e, uint64_t masks[GD_MAX_INGEST_THREADS])
+{
+    int threads = e->cfg->ingest_threads;
+    memset(masks, 0, sizeof(uint64_t) * GD_MAX_INGEST_THREADS);
+    e->nworkers = threads - 1;
+    e->worker_emits = threads > 2;
+    if (threads == 1) {
+        masks[0] = GD_ALL_TABLES;
+        return;
+    }
+    for (unsigned slot = 0; slot < GD_MAX_TABLES; slot++) {
+        const gd_catalog_entry *entry = gd_catalog_table(e->cat, slot);
+        if (!entry) continue;
+        bool figures = gd_windows_figure_tables(e->cat) >> slot & 1;
+        masks[threads == 2 && figures ? 0 : 1 + worker_of(e, entry->table)] |= 1ULL << slot;
+    }
+}
+
 /* The tables of route r. */
 static gd_windows *route_windows(gd_engine *e, int r) { return r == 0 ? &e->win : &e->route_win[r - 1]; }
 
@@ -572,11 +626,11 @@ static void set_push_horizons(gd_engine *e)
 /* The derived streams, for publishing; after every change of the catalog. */
 static void list_derived(gd_engine *e)
 {
-    e->nderived = 0;
+    e->derived.n = 0;
     for (unsigned i = 0; i < GD_MAX_STREAMS; i++) {
         const gd_catalog_entry *entry = gd_catalog_stream(e->cat, i);
         if (entry && entry->kind == GD_SRC_DERIVED && !atomic_load(&entry->terminated))
-            e->derived[e->nderived++] = entry;
+            e->derived.entries[e->derived.n++] = entry;
     }
 }
 
@@ -588,6 +642,20 @@ static int open_kafka_parts(gd_engine *e)
     if (!rc) rc = gd_avro_reader_new(&e->avro, e->registry);
     if (!rc) rc = gd_output_open(&e->kafka_out, cfg, e->pub, e->registry, e->stop);
     return rc;
+}
+
+/* Worker 0 produces the Avro output when it keeps the tables apart from
+ * the figures'; it sends the records out entirely when it keeps those. */
+static int start_workers(gd_engine *e)
+{
+    e->worker_produces = e->nworkers && !e->worker_emits && e->kafka_out && !gd_output_wants_json(e->kafka_out);
+    for (int i = 0; i < e->nworkers; i++) {
+        gd_output *produce = i == 0 && e->worker_produces ? e->kafka_out : NULL;
+        gd_emitter *emit = i == 0 && e->worker_emits ? &e->emit : NULL;
+        int rc = gd_worker_start(&e->workers[i], &e->win_worker[i], e->store, produce, emit);
+        if (rc) return rc; /* those started are stopped by gd_engine_close */
+    }
+    return GD_OK;
 }
 
 int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_catalog *cat, gd_source *src,
@@ -605,12 +673,16 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
     e->stream_time = INT64_MIN;
     note_commit_time(e, 0); /* the interval as set */
     gd_refs_init(&e->refs, cat);
-    uint64_t mine = cfg->ingest_threads > 1 ? gd_windows_figure_tables(cat) : GD_ALL_TABLES;
-    gd_windows_init(&e->win, cfg, cat, mine);
-    gd_windows_init(&e->win_worker, cfg, cat, ~mine);
+    uint64_t masks[GD_MAX_INGEST_THREADS];
+    layout_tables(e, masks);
+    gd_windows_init(&e->win, cfg, cat, masks[0]);
+    e->win.push = &e->push;
+    for (int i = 0; i < e->nworkers; i++) {
+        gd_windows_init(&e->win_worker[i], cfg, cat, masks[1 + i]);
+        e->win_worker[i].push = &e->push;
+    }
     list_derived(e);
     e->push.hub = hub;
-    e->win.push = e->win_worker.push = &e->push;
     gd_arena_init(&e->scratch);
     if (cfg->output_path[0]) {
         e->out = fopen(cfg->output_path, "a");
@@ -629,10 +701,8 @@ int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_ca
     if (!rc) rc = load_state(e);
     if (!rc) rc = gd_store_begin_read(e->store, &e->read_txn);
     if (!rc) rc = gd_committer_start(&e->committer, e->store);
-    if (!rc && cfg->ingest_threads > 1) {
-        e->worker_produces = e->kafka_out && !gd_output_wants_json(e->kafka_out);
-        rc = gd_worker_start(&e->worker, &e->win_worker, e->store, e->worker_produces ? e->kafka_out : NULL);
-    }
+    gd_emitter_init(&e->emit, &e->push, &e->derived, e->kafka_out, e->out, cfg->output_path);
+    if (!rc) rc = start_workers(e);
     if (rc) {
         gd_engine_close(e);
         return rc;
@@ -651,7 +721,7 @@ void gd_engine_close(gd_engine *e)
     if (!e) return;
     if (e->ddl) gd_catalog_finish(e->cat, e->ddl, GD_ERR, "stopping before the change was committed");
     gd_catalog_entry_free(e->adopted);
-    gd_worker_stop(e->worker);
+    for (int i = 0; i < e->nworkers; i++) gd_worker_stop(e->workers[i]);
     if (e->txn) gd_committer_abort(e->committer, e->txn);
     if (e->committer && gd_committer_wait(e->committer)) gd_warn("stopping: the last commit failed");
     gd_committer_stop(e->committer);
@@ -676,22 +746,11 @@ void gd_engine_close(gd_engine *e)
     gd_registry_close(e->registry);
     gd_refs_free(&e->refs);
     gd_windows_free(&e->win);
-    gd_windows_free(&e->win_worker);
+    for (int i = 0; i < e->nworkers; i++) gd_windows_free(&e->win_worker[i]);
+    gd_emitter_free(&e->emit);
     gd_arena_free(&e->scratch);
-    gd_buf_free(&e->outbuf);
     gd_buf_free(&e->tmp);
     free(e);
-}
-
-static int write_output(gd_engine *e)
-{
-    if (!e->out || !e->outbuf.len) return GD_OK;
-    if (fwrite(e->outbuf.p, 1, e->outbuf.len, e->out) != e->outbuf.len) {
-        gd_error("writing output %s: %s", e->cfg->output_path, strerror(errno));
-        return GD_ERR;
-    }
-    gd_buf_clear(&e->outbuf);
-    return GD_OK;
 }
 
 /* The interval of live commits after one that took took_ns (polled, a
@@ -724,9 +783,9 @@ static int begin_write(gd_engine *e)
 {
     int rc = collect_commit(e, true);
     if (rc) return rc;
-    if (e->worker) {
-        gd_worker_drain(e->worker); /* its read transaction is ours while it idles */
-        if ((rc = gd_worker_renew(e->worker))) return rc;
+    for (int i = 0; i < e->nworkers; i++) {
+        gd_worker_drain(e->workers[i]); /* its read transaction is ours while it idles */
+        if ((rc = gd_worker_renew(e->workers[i]))) return rc;
     }
     if ((rc = gd_store_renew_read(e->read_txn, "engine's"))) return rc;
     return gd_committer_begin(e->committer, &e->txn);
@@ -913,13 +972,15 @@ static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
  * through the relay). */
 static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
 {
-    gd_windows *w = e->worker ? &e->win_worker : &e->win;
     const char *why;
     if (gd_catalog_add(e->cat, entry, &why)) {
         gd_error("catalog: %s: %s", entry->name, why); /* checked before */
         return false;
     }
-    if (entry->is_table) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
+    if (entry->is_table) { /* new: empty */
+        gd_windows *w = e->nworkers ? windows_at(e, 1 + worker_of(e, entry->table)) : &e->win;
+        gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN);
+    }
     /* route 0 carries every field a table can read already (route.c): its fields stay */
     if (e->partitioned && entry->is_table) e->routes.r[0].tables |= 1ULL << entry->slot;
     if (e->push.relay) gd_relay_catalog_changed(e->push.relay);
@@ -933,8 +994,7 @@ static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
 static void publish_removal(gd_engine *e, gd_cmd_op op, gd_catalog_entry *entry)
 {
     if (entry->is_table && !entry->error) { /* a quarantined table has no windows */
-        gd_windows_remove(&e->win, entry->slot);
-        gd_windows_remove(&e->win_worker, entry->slot);
+        for (int i = 0; i < 1 + e->nworkers; i++) gd_windows_remove(windows_at(e, i), entry->slot);
         if (e->partitioned) e->routes.r[0].tables &= ~(1ULL << entry->slot);
     }
     bool dropped = op == GD_CMD_DROP;
@@ -974,10 +1034,7 @@ static void take_ddl(gd_engine *e)
 static int commit_batch(gd_engine *e)
 {
     if (!e->batch_open) return GD_OK;
-    if (e->worker) {
-        gd_worker_drain(e->worker); /* its tables are ours, its output produced */
-        if (gd_worker_failed(e->worker)) return GD_ERR; /* a record not produced: commit nothing */
-    }
+    if (drain_workers(e)) return GD_ERR; /* a record not produced: commit nothing */
     if (gd_output_flush(e->kafka_out)) {
         if (gd_ratelimit_allow(&e->postpone_log))
             gd_warn("kafka: output not acknowledged yet; state commit postponed");
@@ -993,14 +1050,11 @@ static int commit_batch(gd_engine *e)
         e->store->tap = changelog_row;
         e->store->tap_ctx = e;
     }
-    if (!rc && e->worker) { /* drained above: the worker encodes its rows while we write ours */
-        gd_windows *own[GD_MAX_ROUTES];
-        int n = 0;
-        for (int i = 0; i < windows_count(e); i++) {
-            gd_windows_expire(windows_at(e, i), e->stream_time, now); /* what not to write */
-            if (i != 1) own[n++] = windows_at(e, i);
-        }
-        rc = gd_worker_write_dirty(e->worker, own, n, e->txn); /* the worker's store is ours */
+    if (!rc && e->nworkers) { /* drained above: the workers encode their rows while we write ours */
+        for (int i = 0; i < windows_count(e); i++) /* what not to write */
+            gd_windows_expire(windows_at(e, i), e->stream_time, now);
+        gd_windows *own = &e->win; /* no routes with workers */
+        rc = gd_workers_write_dirty(e->workers, e->nworkers, &own, 1, e->txn); /* their store is ours */
     }
     for (int i = 0; !rc && i < windows_count(e); i++)
         rc = gd_windows_flush(windows_at(e, i), e->store, e->txn, e->stream_time, now);
@@ -1032,7 +1086,7 @@ static int commit_batch(gd_engine *e)
         rc = gd_store_meta_put(e->store, e->txn, "stream_time", e->tmp.p, e->tmp.len);
     }
     if (!rc) rc = gd_store_meta_put(e->store, e->txn, "counters", &e->n, sizeof e->n);
-    if (!rc) rc = write_output(e);
+    if (!rc) rc = gd_emitter_write_lines(&e->emit);
     if (!rc && e->out && fflush(e->out)) rc = GD_ERR;
     if (!rc) {
         note_commit_state(e);
@@ -1114,8 +1168,6 @@ static void publish_source(gd_engine *e, unsigned slot, gd_topic topic, const gd
     gd_push_sink_publish(&e->push, gd_stream_hub(slot), id, e->tmp.p, e->tmp.len);
 }
 
-static gd_value enriched_column(const void *row, int index) { return gd_enriched_field(row, (gd_field)index); }
-
 /* A record of a reference topic as decoded, read by its fields' places. */
 typedef struct {
     const gd_fieldspec *fields;
@@ -1128,37 +1180,14 @@ static gd_value source_column(const void *row, int index)
     return gd_fieldspec_value(&r->fields[index], r->row);
 }
 
-/* A record of a stream of kind `base` (ctx reads it) to the derived streams
- * over it that someone listens to. Activity columns are enriched fields,
- * so the streams derived from the activity stream read the enriched record
- * as the enriched stream's do. */
-static void publish_derived(gd_engine *e, gd_stream_kind base, const gd_eval *ctx, uint64_t id)
-{
-    for (int d = 0; d < e->nderived; d++) {
-        const gd_catalog_entry *ds = e->derived[d];
-        gd_stream_kind of = ds->base->kind == GD_SRC_ACTIVITY ? GD_SRC_ENRICHED : ds->base->kind;
-        if (of != base) continue;
-        unsigned stream = gd_stream_hub(ds->slot);
-        if (!gd_push_sink_wanted(&e->push, stream, id) || (ds->where && !gd_expr_true(ds->where, ctx))) continue;
-        gd_buf_clear(&e->tmp);
-        for (int c = 0; c < ds->ncols; c++) {
-            gd_buf_putc(&e->tmp, c ? ',' : '{');
-            gd_json_put_cstr(&e->tmp, ds->cols[c].name);
-            gd_buf_putc(&e->tmp, ':');
-            gd_json_put_value(&e->tmp, gd_expr_eval(ds->proj[c], ctx));
-        }
-        gd_buf_putc(&e->tmp, '}');
-        gd_push_sink_publish(&e->push, stream, id, e->tmp.p, e->tmp.len);
-    }
-}
-
 /* A games or players record to the streams derived from its stream. */
 static void publish_derived_reference(gd_engine *e, gd_topic topic, const gd_fieldspec *fields, const void *row)
 {
-    if (!e->nderived) return; /* no clock read for a stream no one derived */
+    if (!e->derived.n) return; /* no clock read for a stream no one derived */
     source_row r = {fields, row};
     gd_eval ctx = {.column = source_column, .row = &r, .now_ms = gd_now_ms(), .scratch = &e->scratch};
-    publish_derived(e, topic == GD_TOPIC_GAMES ? GD_SRC_GAMES : GD_SRC_PLAYERS, &ctx, e->n.records_in[topic]);
+    gd_publish_derived(&e->push, &e->derived, &e->tmp, topic == GD_TOPIC_GAMES ? GD_SRC_GAMES : GD_SRC_PLAYERS, &ctx,
+                       e->n.records_in[topic]);
 }
 
 static void process_reference(gd_engine *e, const gd_record *rec)
@@ -1252,6 +1281,15 @@ static void process_route(gd_engine *e, const gd_record *rec)
     gd_windows_apply(route_windows(e, rec->route), &en, e->stream_time, e->store, reading_txn(e));
 }
 
+/* e to every worker; false when its strings fit no ring slot (the same
+ * for all of them). */
+static bool push_to_workers(gd_engine *e, const gd_enriched *en)
+{
+    if (!gd_worker_push(e->workers[0], en, e->stream_time)) return false;
+    for (int i = 1; i < e->nworkers; i++) gd_worker_push(e->workers[i], en, e->stream_time); /* fits as it did */
+    return true;
+}
+
 /* An enriched record into the tables (in partitioned mode, route 0's), its
  * figures from them, then out: the output, the push streams. */
 static void apply_enriched(gd_engine *e, gd_enriched *enp)
@@ -1262,34 +1300,26 @@ static void apply_enriched(gd_engine *e, gd_enriched *enp)
     en.seq = e->n.records_out + 1;
     bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, reading_txn(e));
     bool queued = false;
-    if (e->worker) {
-        late = late || gd_windows_late(&e->win_worker, &en, e->stream_time, &e->scratch);
-        queued = gd_worker_push(e->worker, &en, e->stream_time);
-        if (!queued) { /* too big for a ring slot */
-            gd_worker_drain(e->worker);
-            gd_windows_apply(&e->win_worker, &en, e->stream_time, e->store, reading_txn(e));
+    if (e->nworkers) {
+        for (int i = 0; i < e->nworkers && !late; i++)
+            late = gd_windows_late(&e->win_worker[i], &en, e->stream_time, &e->scratch);
+        queued = push_to_workers(e, &en);
+        if (!queued) { /* too big for a ring slot: applied here, worker 0's tables (the figures) first */
+            drain_workers(e);
+            for (int i = 0; i < e->nworkers; i++)
+                gd_windows_apply(&e->win_worker[i], &en, e->stream_time, e->store, reading_txn(e));
         }
-        if (gd_worker_failed(e->worker)) e->failed = GD_ERR;
+        for (int i = 0; i < e->nworkers; i++)
+            if (gd_worker_failed(e->workers[i])) e->failed = GD_ERR;
     }
     if (late) e->n.late_records++;
     e->n.with_game += en.game != NULL;
     e->n.with_player += en.player != NULL;
     e->n.records_out++;
     e->last_lag_ms = en.processing_timestamp - ap->activity_timestamp;
-    gd_eval derived_ctx = {.column = enriched_column, .row = &en, .now_ms = en.processing_timestamp, .scratch = &e->scratch};
-    publish_derived(e, GD_SRC_ENRICHED, &derived_ctx, en.seq);
-    bool push = gd_push_sink_wanted(&e->push, GD_STREAM_ENRICHED, en.seq);
-    bool render = push || e->out || gd_output_wants_json(e->kafka_out);
-    size_t at = e->outbuf.len;
-    gd_str json = GD_STR_NULL;
-    if (render) { /* rendered once, for all */
-        gd_render_enriched(&en, &e->outbuf);
-        json = (gd_str){e->outbuf.p + at, (uint32_t)(e->outbuf.len - at)};
-        if (push) gd_push_sink_publish(&e->push, GD_STREAM_ENRICHED, en.seq, json.p, json.len);
-    }
-    if (!(queued && e->worker_produces) && gd_output_enriched(e->kafka_out, &en, json)) e->failed = GD_ERR;
-    if (render && e->out) gd_buf_putc(&e->outbuf, '\n'); /* a line for the file, written in batches */
-    else if (render) e->outbuf.len = at;
+    if (queued && e->worker_emits) return; /* worker 0 sends it out */
+    gd_emit_enriched(&e->emit, &en, !(queued && e->worker_produces));
+    if (e->emit.failed) e->failed = GD_ERR;
 }
 
 static void process(gd_engine *e, const gd_record *rec)
@@ -1358,13 +1388,13 @@ int gd_engine_run(gd_engine *e)
             at_end = false;
             process(e, &rec);
             e->batch_records++;
-            if (e->outbuf.len >= OUTBUF_FLUSH && (rc = write_output(e))) break;
         } else if (got == GD_EBADREC) {
             e->n.records_in[rec.topic]++;
             count_bad_for(e, &rec, e->src->error, e->src->error_reason);
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
-            gd_worker_flush(e->worker); /* nothing to read: the worker need not wait for a batch to fill */
+            for (int i = 0; i < e->nworkers; i++) /* nothing to read: no worker need wait for a batch to fill */
+                gd_worker_flush(e->workers[i]);
             bool due = gd_mono_ns() - e->batch_start_ns >= e->live_interval_ns;
             bool purge = gd_catalog_pending(e->cat);
             for (int i = 0; i < windows_count(e); i++) purge = purge || windows_at(e, i)->purge_pending;

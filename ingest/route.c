@@ -98,31 +98,18 @@ static uint32_t required_sources(void)
            route_sources(GD_F_PLAYER_ID) | route_sources(GD_F_ACTIVITY_TYPE);
 }
 
-static bool note_column(const gd_expr *x, void *ctx)
+static bool note_sources(gd_field f, void *bits)
 {
-    if (x->op == GD_E_COL) *(uint32_t *)ctx |= route_sources((gd_field)x->index);
-    return false; /* on through the whole tree */
+    *(uint32_t *)bits |= route_sources(f);
+    return false; /* on through every field */
 }
 
-static uint32_t expr_sources(const gd_expr *x)
-{
-    uint32_t bits = 0;
-    if (x) gd_expr_any(x, note_column, &bits);
-    return bits;
-}
-
-/* The source fields table def reads from a record: its keys', WHERE's and
- * aggregates' (HAVING and expression columns read keys and slots). */
+/* The source fields table def reads from a record (HAVING and expression
+ * columns read keys and slots). */
 static uint32_t table_sources(const gd_tabledef *def)
 {
-    uint32_t bits = expr_sources(def->where);
-    for (int k = 0; k < def->nkeys; k++)
-        bits |= def->keys[k].field >= 0 ? route_sources((gd_field)def->keys[k].field) : expr_sources(def->keys[k].expr);
-    for (int c = 0; c < def->nslots; c++) {
-        const gd_coldef *col = &def->cols[c];
-        bits |= col->field >= 0 ? route_sources((gd_field)col->field) : expr_sources(col->arg);
-        bits |= expr_sources(col->expr);
-    }
+    uint32_t bits = 0;
+    gd_table_reads_any(def, note_sources, &bits);
     return bits;
 }
 

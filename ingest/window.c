@@ -60,6 +60,13 @@ static const gd_figure figure_sources[GD_FIG_COUNT] = {
     [GD_FIG_ACTIVE_PLAYERS] = {"gaming_active_players_5min", "active_players_count", -1, -1},
 };
 
+/* The enriched fields they fill (set_figures). */
+static const gd_field figure_fields[GD_FIG_COUNT] = {
+    [GD_FIG_SESSIONS] = GD_F_TOTAL_SESSIONS_1H,
+    [GD_FIG_AVG_SCORE] = GD_F_AVG_SCORE_1H,
+    [GD_FIG_ACTIVE_PLAYERS] = GD_F_ACTIVE_PLAYERS_COUNT,
+};
+
 /* A figure's table and column; false when the catalog has no such column
  * kept in a slot. */
 static bool find_figure(const gd_catalog *cat, const gd_figure *f, int *slot, int *col)
@@ -80,6 +87,47 @@ uint64_t gd_windows_figure_tables(const gd_catalog *cat)
     }
     return mask;
 }
+
+typedef struct {
+    bool (*reads)(gd_field f, void *ctx);
+    void *ctx;
+} field_visit;
+
+static bool visit_column(const gd_expr *x, void *v)
+{
+    const field_visit *fv = v;
+    return x->op == GD_E_COL && fv->reads((gd_field)x->index, fv->ctx);
+}
+
+static bool expr_reads(const gd_expr *x, field_visit *fv) { return x && gd_expr_any(x, visit_column, fv); }
+
+/* A key or an aggregate's argument: a field, or an expression (field < 0). */
+static bool field_or_expr_reads(int field, const gd_expr *x, field_visit *fv)
+{
+    return field >= 0 ? fv->reads((gd_field)field, fv->ctx) : expr_reads(x, fv);
+}
+
+bool gd_table_reads_any(const gd_tabledef *def, bool (*reads)(gd_field f, void *ctx), void *ctx)
+{
+    field_visit fv = {reads, ctx};
+    if (expr_reads(def->where, &fv)) return true;
+    for (int k = 0; k < def->nkeys; k++)
+        if (field_or_expr_reads(def->keys[k].field, def->keys[k].expr, &fv)) return true;
+    for (int c = 0; c < def->nslots; c++)
+        if (field_or_expr_reads(def->cols[c].field, def->cols[c].arg, &fv) || expr_reads(def->cols[c].expr, &fv))
+            return true;
+    return false;
+}
+
+static bool is_figure(gd_field f, void *ctx)
+{
+    (void)ctx;
+    for (int i = 0; i < GD_FIG_COUNT; i++)
+        if (figure_fields[i] == f) return true;
+    return false;
+}
+
+bool gd_table_reads_figures(const gd_tabledef *def) { return gd_table_reads_any(def, is_figure, NULL); }
 
 static void bind_figures(gd_windows *w)
 {

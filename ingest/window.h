@@ -94,6 +94,12 @@ typedef struct {
 void gd_windows_init(gd_windows *w, const gd_config *cfg, const gd_catalog *cat, uint64_t mask);
 /* The tables whose rows feed the enriched record's figures. */
 uint64_t gd_windows_figure_tables(const gd_catalog *cat);
+/* Whether any enriched field table def reads from a record (its keys',
+ * WHERE's and aggregates') passes reads, which may also just note each one
+ * and say false. */
+bool gd_table_reads_any(const gd_tabledef *def, bool (*reads)(gd_field f, void *ctx), void *ctx);
+/* Whether def reads a figure: it must be applied after the figures' tables. */
+bool gd_table_reads_figures(const gd_tabledef *def);
 /* A table created (or loaded) while running: maintained from the next
  * record on, its open windows read from the store (txn). */
 int gd_windows_add(gd_windows *w, const gd_tabledef *def, gd_store *s, MDB_txn *txn, int64_t stream_time);
@@ -155,34 +161,67 @@ size_t gd_windows_memory(const gd_windows *w);
  * scratch); false when e does not go into def (WHERE, a null key). */
 bool gd_table_group_key(const gd_tabledef *def, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text);
 
-/* ---- the second core (worker.c) ----
+/* ---- an enriched record out (emit.c) ----
+ * Once its figures are in, an enriched record goes to the streams derived
+ * from it, the enriched push stream, the output file and (produce) the
+ * output topic. The thread applying the figures' tables does this. */
+typedef struct {
+    const gd_catalog_entry *entries[GD_MAX_STREAMS];
+    int n;
+} gd_derived_list;
+typedef struct {
+    gd_push_sink *push;
+    const gd_derived_list *derived; /* the engine's, changed only while every worker is drained */
+    gd_output *out;                 /* the output topic, or NULL */
+    FILE *file;                     /* the output file, or NULL */
+    const char *file_path;
+    gd_buf lines;                   /* the file's lines not written yet */
+    gd_buf tmp;
+    gd_arena scratch;               /* per record */
+    bool failed;                    /* producing or writing failed: the run ends uncommitted */
+} gd_emitter;
+void gd_emitter_init(gd_emitter *em, gd_push_sink *push, const gd_derived_list *derived, gd_output *out, FILE *file,
+                     const char *file_path);
+void gd_emitter_free(gd_emitter *em);
+void gd_emit_enriched(gd_emitter *em, const gd_enriched *en, bool produce);
+/* Writes the lines gathered to the file (a commit's first). */
+int gd_emitter_write_lines(gd_emitter *em);
+/* A record of a stream of kind base (ctx reads it) to the derived streams
+ * over it that someone listens to; tmp: the caller's. */
+void gd_publish_derived(gd_push_sink *push, const gd_derived_list *derived, gd_buf *tmp, gd_stream_kind base,
+                        const gd_eval *ctx, uint64_t id);
+
+/* ---- more cores (worker.c) ----
  * A worker thread applies records to a gd_windows instance of its own (the
- * tables the engine hands it), so the table work of one record runs on two
- * cores, and produces each record to the output topic when given an output.
- * Records are copied into a ring and handed over in batches; the engine
- * never waits for the worker except when the ring is full and before it
- * touches the worker's tables itself or flushes the producer (commit), when
+ * tables the engine hands it), so the table work of one record runs on
+ * several cores, and produces each record to the output topic when given an
+ * output, or sends it out entirely when given an emitter. Records are copied
+ * into the worker's ring and handed over in batches; the engine never waits
+ * for a worker except when its ring is full and before it touches the
+ * worker's tables or emitter itself or flushes the producer (commit), when
  * it drains the ring. */
 typedef struct gd_worker gd_worker;
 /* The worker reads groups that left memory through its own read
  * transaction of store, renewed at every drain. output: where the worker
- * sends each record it applied (gd_output_enriched without JSON), or NULL. */
-int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *output);
+ * sends each record it applied (gd_output_enriched without JSON), or NULL;
+ * emit: where it sends each record out once applied (its tables then
+ * include the figures'), or NULL. */
+int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *output, gd_emitter *emit);
 /* Queues e; false when e's strings do not fit a ring slot (the caller then
  * drains and applies e itself). */
 bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time);
 /* Hands over the records queued so far (they otherwise wait for a batch
- * to fill): for an engine with nothing to read. wk may be NULL. */
+ * to fill): for an engine with nothing to read. */
 void gd_worker_flush(gd_worker *wk);
 /* Returns once every queued record is applied; until the next push the
- * caller may use the worker's gd_windows. */
+ * caller may use the worker's gd_windows and emitter. */
 void gd_worker_drain(gd_worker *wk);
 /* The rows of every dirty group (not sessions') into the store, the
- * worker's drained: the worker encodes its own into chunks of bounded
- * memory while the caller encodes and writes those of own (its count
- * gd_windows), writing the worker's chunks as they come; so a commit's
- * encoding runs on two cores. */
-int gd_worker_write_dirty(gd_worker *wk, gd_windows *const *own, int count, MDB_txn *txn);
+ * workers drained: each of the count workers encodes its own into chunks
+ * of bounded memory while the caller encodes and writes those of own (its
+ * nown gd_windows), writing the workers' chunks as they come; so a
+ * commit's encoding runs on every core. */
+int gd_workers_write_dirty(gd_worker *const *wks, int count, gd_windows *const *own, int nown, MDB_txn *txn);
 /* Whether producing a record failed (the run should end uncommitted). */
 bool gd_worker_failed(const gd_worker *wk);
 /* After a commit (the worker drained): let the worker see it. */

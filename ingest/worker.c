@@ -1,30 +1,31 @@
-/* worker.c -- the windowed tables on a second core.
+/* worker.c -- the windowed tables on more cores.
  *
  * Table work dominates ingest: every record updates nine tables, each a hash
- * lookup into a large map and often a distinct set. The engine keeps the
- * tables whose rows feed the enriched record (it needs them at once) and hands
- * the others to a worker thread with a gd_windows instance of its own. Nothing
- * is shared while both run: each record is copied into a slot of a
- * single-producer, single-consumer ring, with its strings packed in the slot.
- * The slot carries the whole enriched record, figures included, so the worker
- * also writes the Avro output record when there is one: encoding and
- * producing are a fifth of the engine's time per record, and the worker has
- * room for them, while the ring keeps the output in record order.
+ * lookup into a large map and often a distinct set. The engine hands the
+ * tables to worker threads (which keeps which: layout_tables in engine.c),
+ * each with a gd_windows instance of its own. Nothing is shared while they
+ * run: each record is copied into a slot of each worker's single-producer,
+ * single-consumer ring, with its strings packed in the slot. The slot
+ * carries the whole enriched record, figures included, so a worker can
+ * also send the record on in ring order: produce its Avro output record
+ * (with two threads: encoding and producing are a fifth of the engine's
+ * time per record), or, keeping the figures' tables itself, send it out
+ * entirely through the engine's emitter (emit.c).
  *
- * The engine alone writes LMDB. Before a commit it drains the ring, and while
- * the ring is empty the worker does not touch its tables, so the engine can
- * flush, evict and purge them itself (and flush the producer: every record
- * applied has been produced). The worker reads groups that left memory
+ * The engine alone writes LMDB. Before a commit it drains the rings, and
+ * while a ring is empty its worker does not touch its tables, so the engine
+ * can flush, evict and purge them itself (and flush the producer: every
+ * record applied has been produced). A worker reads groups that left memory
  * through a read transaction the engine renews after each commit.
  *
- * A commit's rows are encoded on both cores (gd_worker_write_dirty): the
+ * A commit's rows are encoded on every core (gd_workers_write_dirty): each
  * worker encodes its dirty rows (sorted, row and distinct sets as stored)
  * into a few chunks while the engine encodes and writes its own, writing
- * the worker's chunks between its rows as they come. Encoding is most of
+ * the workers' chunks between its rows as they come. Encoding is most of
  * a commit's CPU (sorting by row key, walking the sets): on one thread the
  * commit was a third of a replay's time with the worker idle. The chunks
- * bound the memory, so a commit of 100,000 rows costs 1 MiB, not a copy of
- * them all.
+ * bound the memory, so a commit of 100,000 rows costs 1 MiB a worker, not
+ * a copy of them all.
  *
  * Records cross in batches, not one by one: the engine publishes what it
  * queued every HANDOFF_BATCH records, and whenever it has nothing to read
@@ -75,6 +76,7 @@ struct gd_worker {
     gd_windows *w;
     gd_store *store;
     gd_output *out; /* the Avro output, or NULL: the engine produces */
+    gd_emitter *emit; /* where records go out once applied, or NULL: the engine sends them */
     atomic_bool failed;
     MDB_txn *read_txn; /* where groups that left memory are read back */
     ring_slot *ring;
@@ -95,7 +97,7 @@ struct gd_worker {
     bool encoded;             /* the worker handed over its last chunk */
     _Atomic unsigned filled;  /* the engine may look without the lock */
     unsigned taken;
-    gd_store_writer own, chunked; /* the commit's puts: the engine's rows, the worker's */
+    gd_store_writer chunked; /* the commit's puts of the worker's rows */
     int write_rc;
     gd_buf chunks[CHUNKS];
     pthread_cond_t chunk_ready, chunk_free;
@@ -161,6 +163,10 @@ static void apply_slot(gd_worker *wk, const ring_slot *slot)
     };
     gd_windows_apply(wk->w, &e, slot->stream_time, wk->store, wk->read_txn);
     if (wk->out && gd_output_enriched(wk->out, &e, GD_STR_NULL)) atomic_store(&wk->failed, true);
+    if (wk->emit) {
+        gd_emit_enriched(wk->emit, &e, true);
+        if (wk->emit->failed) atomic_store(&wk->failed, true);
+    }
 }
 
 /* ---- a commit's rows ---- */
@@ -229,32 +235,50 @@ static void write_next_chunk(gd_worker *wk)
     pthread_cond_signal(&wk->chunk_free);
 }
 
-/* The engine's own rows go straight to the store, and with them whatever
- * chunks the worker has ready, so that it need not wait for a free one. */
-static int store_own_row(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets)
+/* Takes every chunk wk has ready into the store. */
+static void write_ready_chunks(gd_worker *wk)
 {
-    gd_worker *wk = ctx;
-    if (atomic_load_explicit(&wk->filled, memory_order_relaxed) != wk->taken) {
-        pthread_mutex_lock(&wk->mu);
-        while (wk->taken != wk->filled) write_next_chunk(wk);
-        pthread_mutex_unlock(&wk->mu);
-    }
-    return wk->write_rc ? wk->write_rc : gd_windows_store_row(wk->store, &wk->own, def, key, row, sets);
+    if (atomic_load_explicit(&wk->filled, memory_order_relaxed) == wk->taken) return;
+    pthread_mutex_lock(&wk->mu);
+    while (wk->taken != wk->filled) write_next_chunk(wk);
+    pthread_mutex_unlock(&wk->mu);
 }
 
-int gd_worker_write_dirty(gd_worker *wk, gd_windows *const *own, int count, MDB_txn *txn)
+/* The engine's side of a commit. */
+typedef struct {
+    gd_worker *const *wks;
+    int count;
+    gd_store_writer own; /* the puts of the engine's own rows */
+} own_rows;
+
+/* The engine's own rows go straight to the store, and with them whatever
+ * chunks the workers have ready, so that none need wait for a free one. */
+static int store_own_row(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets)
+{
+    own_rows *o = ctx;
+    for (int i = 0; i < o->count; i++) {
+        write_ready_chunks(o->wks[i]);
+        if (o->wks[i]->write_rc) return o->wks[i]->write_rc;
+    }
+    return gd_windows_store_row(o->wks[0]->store, &o->own, def, key, row, sets);
+}
+
+static void ask_to_encode(gd_worker *wk, MDB_txn *txn)
 {
     pthread_mutex_lock(&wk->mu);
     wk->filled = wk->taken = 0;
     wk->encoded = false;
-    gd_store_writer_begin(&wk->own, txn);
     gd_store_writer_begin(&wk->chunked, txn);
     wk->write_rc = GD_OK;
     atomic_store(&wk->encode, ENCODE_ASKED);
     pthread_cond_signal(&wk->wake);
     pthread_mutex_unlock(&wk->mu);
-    int rc = GD_OK;
-    for (int i = 0; !rc && i < count; i++) rc = gd_windows_emit_dirty(own[i], store_own_row, wk);
+}
+
+/* Writes wk's chunks as they come until it has encoded every row; how
+ * its rows went. */
+static int finish_encoding(gd_worker *wk)
+{
     pthread_mutex_lock(&wk->mu);
     for (;;) {
         while (wk->taken == wk->filled && !wk->encoded) pthread_cond_wait(&wk->chunk_ready, &wk->mu);
@@ -262,10 +286,24 @@ int gd_worker_write_dirty(gd_worker *wk, gd_windows *const *own, int count, MDB_
         write_next_chunk(wk);
     }
     atomic_store(&wk->encode, ENCODE_NONE);
-    if (!rc) rc = wk->write_rc ? wk->write_rc : wk->encode_rc;
+    int rc = wk->write_rc ? wk->write_rc : wk->encode_rc;
     pthread_mutex_unlock(&wk->mu);
-    gd_store_writer_end(&wk->own); /* the flush that follows deletes from these tables */
-    gd_store_writer_end(&wk->chunked);
+    gd_store_writer_end(&wk->chunked); /* the flush that follows deletes from these tables */
+    return rc;
+}
+
+int gd_workers_write_dirty(gd_worker *const *wks, int count, gd_windows *const *own, int nown, MDB_txn *txn)
+{
+    for (int i = 0; i < count; i++) ask_to_encode(wks[i], txn);
+    own_rows o = {.wks = wks, .count = count};
+    gd_store_writer_begin(&o.own, txn);
+    int rc = GD_OK;
+    for (int i = 0; !rc && i < nown; i++) rc = gd_windows_emit_dirty(own[i], store_own_row, &o);
+    for (int i = 0; i < count; i++) { /* every worker's, whatever failed: none stays waiting */
+        int encoded = finish_encoding(wks[i]);
+        if (!rc) rc = encoded;
+    }
+    gd_store_writer_end(&o.own);
     return rc;
 }
 
@@ -313,7 +351,7 @@ static void wake(gd_worker *wk)
     pthread_mutex_unlock(&wk->mu);
 }
 
-int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *output)
+int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *output, gd_emitter *emit)
 {
     gd_worker *wk = calloc(1, sizeof *wk);
     if (!wk || !(wk->ring = malloc(sizeof(ring_slot) * RING_SLOTS))) {
@@ -328,6 +366,7 @@ int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *
     wk->w = w;
     wk->store = store;
     wk->out = output;
+    wk->emit = emit;
     pthread_mutex_init(&wk->mu, NULL);
     pthread_cond_init(&wk->wake, NULL);
     pthread_cond_init(&wk->progress, NULL);
@@ -383,10 +422,7 @@ bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time)
     return true;
 }
 
-void gd_worker_flush(gd_worker *wk)
-{
-    if (wk) publish(wk);
-}
+void gd_worker_flush(gd_worker *wk) { publish(wk); }
 
 void gd_worker_drain(gd_worker *wk)
 {

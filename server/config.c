@@ -220,7 +220,7 @@ static int set_http_threads(gd_config *cfg, const char *v)
 static int set_ingest_threads(gd_config *cfg, const char *v)
 {
     int64_t n;
-    if (gd_parse_int(v, strlen(v), 1, 2, &n)) return GD_ERR;
+    if (gd_parse_int(v, strlen(v), 1, GD_MAX_INGEST_THREADS, &n)) return GD_ERR;
     cfg->ingest_threads = (int)n;
     return GD_OK;
 }
@@ -285,7 +285,7 @@ static const gd_option options[] = {
     {"--shutdown-timeout", "GAMINGD_SHUTDOWN_TIMEOUT", "DUR", "the longest a stop may take, brokers gone or not (default 10s)", set_shutdown_timeout, "a duration of 100ms or more", false},
     {"--request-timeout", "GAMINGD_REQUEST_TIMEOUT", "DUR", "a client must send a whole request within this, once it starts one, and its answer is worked out within it (default 15s)", set_request_timeout, "a duration of 100ms or more", false},
     {"--http-threads", "GAMINGD_HTTP_THREADS", "N", "HTTP worker threads (default 2)", set_http_threads, "1 to 64", false},
-    {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1|2", "threads maintaining the tables (default 2 on 2+ cores)", set_ingest_threads, NULL, false},
+    {"--ingest-threads", "GAMINGD_INGEST_THREADS", "1-8", "threads reading and maintaining the tables (default 3 on 2+ cores)", set_ingest_threads, NULL, false},
     {"--push-buffer", "GAMINGD_PUSH_BUFFER", "N", "events each push stream keeps for Last-Event-ID resumption and slow subscribers (default 8192)", set_push_buffer, "16 to 1048576", false},
     {"--push-query-buffer", "GAMINGD_PUSH_QUERY_BUFFER", "N", "rows a SQL push query keeps for its slowest client (default 4096)", set_push_query_buffer, "16 to 1048576", false},
     {"--out", NULL, "FILE", "generate: file to write", set_out, NULL, false},
@@ -343,7 +343,7 @@ static void defaults(gd_config *cfg)
     cfg->commit_interval_ms = 100;
     cfg->batch_records = 1 << 20;
     cfg->http_threads = 2;
-    cfg->ingest_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1;
+    cfg->ingest_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 3 : 1; /* ingest/engine.c: layout_tables */
     cfg->events = 100000;
     cfg->start_ms = -1;
 }

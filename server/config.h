@@ -11,7 +11,7 @@
 typedef enum { GD_SRC_GENERATOR, GD_SRC_FILE, GD_SRC_KAFKA } gd_source_kind;
 typedef enum { GD_CMD_SERVE, GD_CMD_GENERATE } gd_command;
 
-enum { GD_MAX_KAFKA_PROPS = 64 };
+enum { GD_MAX_KAFKA_PROPS = 64, GD_MAX_INGEST_THREADS = 8 };
 
 typedef struct {
     gd_command command;
@@ -51,7 +51,7 @@ typedef struct {
     int64_t commit_interval_ms;
     uint32_t batch_records;
     int http_threads;
-    int ingest_threads; /* 2: a worker thread maintains part of the tables */
+    int ingest_threads; /* 1 + the workers maintaining the tables (ingest/engine.c: layout_tables) */
     uint32_t push_buffer; /* events each push stream keeps for resumption */
     uint32_t push_query_buffer; /* rows each SQL push query keeps for its clients */
     /* generate */

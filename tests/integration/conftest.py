@@ -436,6 +436,12 @@ SCENARIOS = {
     # the same with every table on the ingest thread (no table worker thread)
     "seed33_one_thread": dict(events=50000, seed=33, rate=200, start=BASE_MS + 123457,
                               args=["--ingest-threads", "1"]),
+    # the figures' tables on the ingest thread, a worker for the rest
+    "seed33_two_threads": dict(events=50000, seed=33, rate=200, start=BASE_MS + 123457,
+                               args=["--ingest-threads", "2"]),
+    # four workers: the figures and the output on one, the other tables dealt over three
+    "seed33_five_threads": dict(events=50000, seed=33, rate=200, start=BASE_MS + 123457,
+                                args=["--ingest-threads", "5"]),
     # 20000 events at 2/s: ~2.8 h of event time across midnight (daily windows)
     "seed44_slow": dict(events=20000, seed=44, rate=2, start=BASE_MS - 2 * HOUR, args=[]),
     # 20000 events at 0.02/s: ~12.6 days, so the default 7-day retention purges windows

@@ -5,6 +5,7 @@ API key scopes; EMIT FINAL; shared and slow push queries.
 
 Expected rows are worked by hand or computed here from the records the test
 writes; formats follow ksqlDB 0.29's entity classes."""
+import concurrent.futures
 import http.client
 import json
 import os
@@ -302,6 +303,37 @@ def test_create_terminate_drop(gamingd, tmp_path):
                 % ENRICHED)[0] == 200
     for _ in range(4):  # new connections: both HTTP threads answer
         assert table_rows(d.port, "per_game") == (["GAME_ID", "WORST"], [])
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "4"])
+def test_tables_made_while_running_read_the_figures_on_every_thread_layout(gamingd, tmp_path, threads):
+    """A table reading the enriched record's figures sees each record's own
+    figures however the tables are spread over the ingest threads (with four,
+    the figures are worked out on a worker, not the ingest thread); so does
+    a derived stream's filter. Hand-worked: in one 5-minute window of game
+    gz, players q1, q2, q3, then q1 again make active_players_count 1, 2, 3,
+    3, and q1's second record makes its total_sessions_1h 2."""
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--grace", "3650d", "--ingest-threads", threads])
+    wait_applied(d, 5)
+    assert ksql(d.port, "CREATE TABLE fig_per_game AS SELECT game_id, MAX(active_players_count) AS most, "
+                        "SUM(total_sessions_1h) AS sessions, COUNT(*) AS n FROM %s GROUP BY game_id;" % ENRICHED)[0] == 200
+    assert ksql(d.port, "CREATE TABLE plain_per_game AS SELECT game_id, SUM(score) AS points FROM %s "
+                        "GROUP BY game_id;" % ENRICHED)[0] == 200
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pushed = pool.submit(query, d.port, "SELECT player_id FROM %s WHERE active_players_count >= 3 "
+                                        "EMIT CHANGES LIMIT 2;" % ENRICHED)
+    time.sleep(1.0)  # subscribed before the records come
+    with open(src, "a") as f:
+        for i, p in enumerate(["q1", "q2", "q3", "q1"]):
+            f.write(json.dumps(activity(100 + i, "gz", p, BASE_MS + i * 1000, score=10 * (i + 1))) + "\n")
+    wait_applied(d, 9)
+    assert table_rows(d.port, "fig_per_game") == (["GAME_ID", "MOST", "SESSIONS", "N"], [["gz", 3, 5, 4]])
+    assert table_rows(d.port, "plain_per_game") == (["GAME_ID", "POINTS"], [["gz", 100]])
+    status, _, rows = pushed.result(timeout=30)
+    assert status == 200 and rows == [["q3"], ["q1"]], rows
+    pool.shutdown()
 
 
 def test_user_tables_survive_restart_and_kill9(gamingd, tmp_path):
