@@ -81,7 +81,7 @@ struct gd_engine {
     gd_windows win;        /* the tables this thread keeps (layout_tables) */
     /* --ingest-threads: the workers, each keeping the tables of its windows */
     gd_windows win_worker[GD_MAX_INGEST_THREADS - 1];
-    gd_worker *workers[GD_MAX_INGEST_THREADS - 1];
+    gd_workers *workers; /* NULL without */
     int nworkers;
     bool worker_produces; /* worker 0 sends the enriched records it applies (Avro) */
     bool worker_emits;    /* worker 0 keeps the figures' tables and sends the records out */
@@ -156,12 +156,9 @@ static gd_windows *windows_at(gd_engine *e, int i)
  * thread's until the next push. Nonzero when one failed to produce. */
 static int drain_workers(gd_engine *e)
 {
-    int rc = GD_OK;
-    for (int i = 0; i < e->nworkers; i++) {
-        gd_worker_drain(e->workers[i]);
-        if (gd_worker_failed(e->workers[i])) rc = GD_ERR;
-    }
-    return rc;
+    if (!e->nworkers) return GD_OK;
+    gd_workers_drain(e->workers);
+    return gd_workers_failed(e->workers) ? GD_ERR : GD_OK;
 }
 
 /* The worker keeping table def, when there are workers: with one, it
@@ -648,14 +645,12 @@ static int open_kafka_parts(gd_engine *e)
  * the figures'; it sends the records out entirely when it keeps those. */
 static int start_workers(gd_engine *e)
 {
-    e->worker_produces = e->nworkers && !e->worker_emits && e->kafka_out && !gd_output_wants_json(e->kafka_out);
-    for (int i = 0; i < e->nworkers; i++) {
-        gd_output *produce = i == 0 && e->worker_produces ? e->kafka_out : NULL;
-        gd_emitter *emit = i == 0 && e->worker_emits ? &e->emit : NULL;
-        int rc = gd_worker_start(&e->workers[i], &e->win_worker[i], e->store, produce, emit);
-        if (rc) return rc; /* those started are stopped by gd_engine_close */
-    }
-    return GD_OK;
+    if (!e->nworkers) return GD_OK;
+    e->worker_produces = !e->worker_emits && e->kafka_out && !gd_output_wants_json(e->kafka_out);
+    gd_windows *windows[GD_MAX_INGEST_THREADS - 1];
+    for (int i = 0; i < e->nworkers; i++) windows[i] = &e->win_worker[i];
+    return gd_workers_start(&e->workers, windows, e->nworkers, e->store, e->worker_produces ? e->kafka_out : NULL,
+                            e->worker_emits ? &e->emit : NULL); /* stopped by gd_engine_close, started or not */
 }
 
 int gd_engine_open(gd_engine **out, const gd_config *cfg, gd_store *store, gd_catalog *cat, gd_source *src,
@@ -721,7 +716,7 @@ void gd_engine_close(gd_engine *e)
     if (!e) return;
     if (e->ddl) gd_catalog_finish(e->cat, e->ddl, GD_ERR, "stopping before the change was committed");
     gd_catalog_entry_free(e->adopted);
-    for (int i = 0; i < e->nworkers; i++) gd_worker_stop(e->workers[i]);
+    gd_workers_stop(e->workers);
     if (e->txn) gd_committer_abort(e->committer, e->txn);
     if (e->committer && gd_committer_wait(e->committer)) gd_warn("stopping: the last commit failed");
     gd_committer_stop(e->committer);
@@ -783,9 +778,9 @@ static int begin_write(gd_engine *e)
 {
     int rc = collect_commit(e, true);
     if (rc) return rc;
-    for (int i = 0; i < e->nworkers; i++) {
-        gd_worker_drain(e->workers[i]); /* its read transaction is ours while it idles */
-        if ((rc = gd_worker_renew(e->workers[i]))) return rc;
+    if (e->nworkers) {
+        gd_workers_drain(e->workers); /* their read transactions are ours while they idle */
+        if ((rc = gd_workers_renew(e->workers))) return rc;
     }
     if ((rc = gd_store_renew_read(e->read_txn, "engine's"))) return rc;
     return gd_committer_begin(e->committer, &e->txn);
@@ -1054,7 +1049,7 @@ static int commit_batch(gd_engine *e)
         for (int i = 0; i < windows_count(e); i++) /* what not to write */
             gd_windows_expire(windows_at(e, i), e->stream_time, now);
         gd_windows *own = &e->win; /* no routes with workers */
-        rc = gd_workers_write_dirty(e->workers, e->nworkers, &own, 1, e->txn); /* their store is ours */
+        rc = gd_workers_write_dirty(e->workers, &own, 1, e->txn); /* their store is ours */
     }
     for (int i = 0; !rc && i < windows_count(e); i++)
         rc = gd_windows_flush(windows_at(e, i), e->store, e->txn, e->stream_time, now);
@@ -1281,15 +1276,6 @@ static void process_route(gd_engine *e, const gd_record *rec)
     gd_windows_apply(route_windows(e, rec->route), &en, e->stream_time, e->store, reading_txn(e));
 }
 
-/* e to every worker; false when its strings fit no ring slot (the same
- * for all of them). */
-static bool push_to_workers(gd_engine *e, const gd_enriched *en)
-{
-    if (!gd_worker_push(e->workers[0], en, e->stream_time)) return false;
-    for (int i = 1; i < e->nworkers; i++) gd_worker_push(e->workers[i], en, e->stream_time); /* fits as it did */
-    return true;
-}
-
 /* An enriched record into the tables (in partitioned mode, route 0's), its
  * figures from them, then out: the output, the push streams. */
 static void apply_enriched(gd_engine *e, gd_enriched *enp)
@@ -1303,14 +1289,13 @@ static void apply_enriched(gd_engine *e, gd_enriched *enp)
     if (e->nworkers) {
         for (int i = 0; i < e->nworkers && !late; i++)
             late = gd_windows_late(&e->win_worker[i], &en, e->stream_time, &e->scratch);
-        queued = push_to_workers(e, &en);
-        if (!queued) { /* too big for a ring slot: applied here, worker 0's tables (the figures) first */
+        queued = gd_workers_push(e->workers, &en, e->stream_time);
+        if (!queued) { /* too big for a ring slot: applied here, the workers drained first */
             drain_workers(e);
             for (int i = 0; i < e->nworkers; i++)
                 gd_windows_apply(&e->win_worker[i], &en, e->stream_time, e->store, reading_txn(e));
         }
-        for (int i = 0; i < e->nworkers; i++)
-            if (gd_worker_failed(e->workers[i])) e->failed = GD_ERR;
+        if (gd_workers_failed(e->workers)) e->failed = GD_ERR;
     }
     if (late) e->n.late_records++;
     e->n.with_game += en.game != NULL;
@@ -1393,8 +1378,7 @@ int gd_engine_run(gd_engine *e)
             count_bad_for(e, &rec, e->src->error, e->src->error_reason);
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
-            for (int i = 0; i < e->nworkers; i++) /* nothing to read: no worker need wait for a batch to fill */
-                gd_worker_flush(e->workers[i]);
+            if (e->nworkers) gd_workers_flush(e->workers); /* nothing to read: no worker need wait for a batch */
             bool due = gd_mono_ns() - e->batch_start_ns >= e->live_interval_ns;
             bool purge = gd_catalog_pending(e->cat);
             for (int i = 0; i < windows_count(e); i++) purge = purge || windows_at(e, i)->purge_pending;

@@ -192,41 +192,44 @@ void gd_publish_derived(gd_push_sink *push, const gd_derived_list *derived, gd_b
                         const gd_eval *ctx, uint64_t id);
 
 /* ---- more cores (worker.c) ----
- * A worker thread applies records to a gd_windows instance of its own (the
- * tables the engine hands it), so the table work of one record runs on
- * several cores, and produces each record to the output topic when given an
- * output, or sends it out entirely when given an emitter. Records are copied
- * into the worker's ring and handed over in batches; the engine never waits
- * for a worker except when its ring is full and before it touches the
- * worker's tables or emitter itself or flushes the producer (commit), when
- * it drains the ring. */
-typedef struct gd_worker gd_worker;
-/* The worker reads groups that left memory through its own read
- * transaction of store, renewed at every drain. output: where the worker
- * sends each record it applied (gd_output_enriched without JSON), or NULL;
- * emit: where it sends each record out once applied (its tables then
- * include the figures'), or NULL. */
-int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *output, gd_emitter *emit);
+ * Worker threads apply records to gd_windows instances of their own (the
+ * tables the engine hands each), so the table work of one record runs on
+ * several cores. Worker 0 also produces each record to the output topic
+ * when given an output, or sends it out entirely when given an emitter.
+ * Records are copied once into a ring every worker reads and handed over in
+ * batches; the engine never waits for the workers except when the ring is
+ * full and before it touches their tables or emitter itself or flushes the
+ * producer (commit), when it drains the ring. */
+typedef struct gd_workers gd_workers;
+/* count workers, worker i keeping windows[i]. Each reads groups that left
+ * memory through its own read transaction of store, renewed at every
+ * drain. output: where worker 0 sends each record it applied
+ * (gd_output_enriched without JSON), or NULL; emit: where it sends each
+ * record out once applied (its tables then include the figures'), or NULL.
+ * On failure *out may still need gd_workers_stop. */
+int gd_workers_start(gd_workers **out, gd_windows *const *windows, int count, gd_store *store, gd_output *output,
+                     gd_emitter *emit);
 /* Queues e; false when e's strings do not fit a ring slot (the caller then
  * drains and applies e itself). */
-bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time);
+bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time);
 /* Hands over the records queued so far (they otherwise wait for a batch
  * to fill): for an engine with nothing to read. */
-void gd_worker_flush(gd_worker *wk);
+void gd_workers_flush(gd_workers *g);
 /* Returns once every queued record is applied; until the next push the
- * caller may use the worker's gd_windows and emitter. */
-void gd_worker_drain(gd_worker *wk);
+ * caller may use the workers' gd_windows and emitter. */
+void gd_workers_drain(gd_workers *g);
 /* The rows of every dirty group (not sessions') into the store, the
- * workers drained: each of the count workers encodes its own into chunks
- * of bounded memory while the caller encodes and writes those of own (its
- * nown gd_windows), writing the workers' chunks as they come; so a
- * commit's encoding runs on every core. */
-int gd_workers_write_dirty(gd_worker *const *wks, int count, gd_windows *const *own, int nown, MDB_txn *txn);
+ * workers drained: each worker encodes its own into chunks of bounded
+ * memory while the caller encodes and writes those of own (its nown
+ * gd_windows), writing the workers' chunks as they come; so a commit's
+ * encoding runs on every core. */
+int gd_workers_write_dirty(gd_workers *g, gd_windows *const *own, int nown, MDB_txn *txn);
 /* Whether producing a record failed (the run should end uncommitted). */
-bool gd_worker_failed(const gd_worker *wk);
-/* After a commit (the worker drained): let the worker see it. */
-int gd_worker_renew(gd_worker *wk);
-void gd_worker_stop(gd_worker *wk);
+bool gd_workers_failed(const gd_workers *g);
+/* After a commit (the workers drained): let the workers see it. */
+int gd_workers_renew(gd_workers *g);
+/* Drains and ends them; g may be NULL. */
+void gd_workers_stop(gd_workers *g);
 
 /* ---- enrichment (enrich.c) ---- */
 void gd_enrich(gd_enriched *e, const gd_activity *a, const gd_refs *refs, int64_t now_ms);

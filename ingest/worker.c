@@ -3,17 +3,18 @@
  * Table work dominates ingest: every record updates nine tables, each a hash
  * lookup into a large map and often a distinct set. The engine hands the
  * tables to worker threads (which keeps which: layout_tables in engine.c),
- * each with a gd_windows instance of its own. Nothing is shared while they
- * run: each record is copied into a slot of each worker's single-producer,
- * single-consumer ring, with its strings packed in the slot. The slot
+ * each with a gd_windows instance of its own. Nothing is written by two
+ * while they run: each record is copied once into a slot of a ring that
+ * every worker reads, with its strings packed in the slot; the engine
+ * reuses a slot once the slowest worker is past it. The slot
  * carries the whole enriched record, figures included, so a worker can
  * also send the record on in ring order: produce its Avro output record
  * (with two threads: encoding and producing are a fifth of the engine's
  * time per record), or, keeping the figures' tables itself, send it out
  * entirely through the engine's emitter (emit.c).
  *
- * The engine alone writes LMDB. Before a commit it drains the rings, and
- * while a ring is empty its worker does not touch its tables, so the engine
+ * The engine alone writes LMDB. Before a commit it drains the ring, and
+ * while the ring is empty the workers do not touch their tables, so the engine
  * can flush, evict and purge them itself (and flush the producer: every
  * record applied has been produced). A worker reads groups that left memory
  * through a read transaction the engine renews after each commit.
@@ -29,7 +30,7 @@
  *
  * Records cross in batches, not one by one: the engine publishes what it
  * queued every HANDOFF_BATCH records, and whenever it has nothing to read
- * (gd_worker_flush) or drains, and the worker announces its progress once
+ * (gd_workers_flush) or drains, and the worker announces its progress once
  * per batch it applied. An idle worker sleeps on a condition variable at
  * once -- a batch takes the engine far longer to make than a wake-up -- and
  * the engine wakes it when it publishes. The engine, when the ring is full
@@ -72,24 +73,22 @@ typedef struct {
     char strings[SLOT_STRING_BYTES];
 } ring_slot;
 
-struct gd_worker {
+typedef struct worker {
+    gd_workers *group;
     gd_windows *w;
-    gd_store *store;
     gd_output *out; /* the Avro output, or NULL: the engine produces */
     gd_emitter *emit; /* where records go out once applied, or NULL: the engine sends them */
     atomic_bool failed;
     MDB_txn *read_txn; /* where groups that left memory are read back */
-    ring_slot *ring;
-    uint64_t staged;       /* records written to the ring (engine only) */
-    _Atomic uint64_t head; /* records published to the worker (written by the engine) */
     _Atomic uint64_t tail; /* records applied (written by the worker) */
     _Atomic uint64_t awaited_tail; /* the engine sleeps until tail reaches it; 0: it does not */
-    atomic_bool stop, sleeping;
+    atomic_bool sleeping;
+    bool started;
     pthread_mutex_t mu;
     pthread_cond_t wake; /* the worker's: records queued */
     pthread_cond_t progress; /* the engine's: awaited_tail reached */
     pthread_t thread;
-    /* a commit's rows (gd_worker_write_dirty), under mu but for the chunk
+    /* a commit's rows (gd_workers_write_dirty), under mu but for the chunk
      * each side holds: the worker fills chunks[filled % CHUNKS], the
      * engine writes chunks[taken % CHUNKS] */
     _Atomic int encode;       /* ENCODE_* */
@@ -101,6 +100,18 @@ struct gd_worker {
     int write_rc;
     gd_buf chunks[CHUNKS];
     pthread_cond_t chunk_ready, chunk_free;
+} worker;
+
+/* The workers and the one ring they all read. */
+struct gd_workers {
+    gd_store *store;
+    ring_slot *ring;
+    uint64_t staged;       /* records written to the ring (engine only) */
+    uint64_t free_below;   /* engine only: no worker's tail was below it when last looked at */
+    _Atomic uint64_t head; /* records published to the workers (written by the engine) */
+    atomic_bool stop;
+    int count;
+    worker w[GD_MAX_INGEST_THREADS - 1];
 };
 
 /* Copies *s into the slot's string space; false when it is full. */
@@ -146,7 +157,7 @@ static bool fill_slot(ring_slot *slot, const gd_enriched *e, int64_t stream_time
            (!e->player || pack_fields(slot, &used, &slot->player, gd_player_fields));
 }
 
-static void apply_slot(gd_worker *wk, const ring_slot *slot)
+static void apply_slot(worker *wk, const ring_slot *slot)
 {
     gd_enriched e = {
         .a = &slot->a,
@@ -161,7 +172,7 @@ static void apply_slot(gd_worker *wk, const ring_slot *slot)
         .avg_score_1h = slot->avg_score_1h,
         .active_players_count = slot->active_players_count,
     };
-    gd_windows_apply(wk->w, &e, slot->stream_time, wk->store, wk->read_txn);
+    gd_windows_apply(wk->w, &e, slot->stream_time, wk->group->store, wk->read_txn);
     if (wk->out && gd_output_enriched(wk->out, &e, GD_STR_NULL)) atomic_store(&wk->failed, true);
     if (wk->emit) {
         gd_emit_enriched(wk->emit, &e, true);
@@ -172,7 +183,7 @@ static void apply_slot(gd_worker *wk, const ring_slot *slot)
 /* ---- a commit's rows ---- */
 
 /* The chunk being filled to the writer; the next one once it is free. */
-static void hand_over_chunk(gd_worker *wk)
+static void hand_over_chunk(worker *wk)
 {
     pthread_mutex_lock(&wk->mu);
     wk->filled++;
@@ -184,7 +195,7 @@ static void hand_over_chunk(gd_worker *wk)
 
 static int emit_to_chunk(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets)
 {
-    gd_worker *wk = ctx;
+    worker *wk = ctx;
     gd_buf *c = &wk->chunks[wk->filled % CHUNKS];
     chunk_row h = {def, key.len, row.len, sets.p ? sets.len : NO_SETS};
     gd_buf_put(c, &h, sizeof h);
@@ -195,7 +206,7 @@ static int emit_to_chunk(void *ctx, const gd_tabledef *def, gd_str key, gd_str r
     return GD_OK;
 }
 
-static void encode_rows(gd_worker *wk)
+static void encode_rows(worker *wk)
 {
     gd_buf_clear(&wk->chunks[wk->filled % CHUNKS]);
     int rc = gd_windows_emit_dirty(wk->w, emit_to_chunk, wk);
@@ -224,11 +235,11 @@ static int write_chunk(const gd_buf *c, gd_store *s, gd_store_writer *wr)
 
 /* The chunk the engine takes next into the store, then back to the
  * worker (after a failure it is only taken back). Called with mu held. */
-static void write_next_chunk(gd_worker *wk)
+static void write_next_chunk(worker *wk)
 {
     gd_buf *c = &wk->chunks[wk->taken % CHUNKS];
     pthread_mutex_unlock(&wk->mu);
-    if (!wk->write_rc) wk->write_rc = write_chunk(c, wk->store, &wk->chunked);
+    if (!wk->write_rc) wk->write_rc = write_chunk(c, wk->group->store, &wk->chunked);
     if (c->cap > 4 * CHUNK_BYTES) gd_buf_free(c); /* a huge row's */
     pthread_mutex_lock(&wk->mu);
     wk->taken++;
@@ -236,7 +247,7 @@ static void write_next_chunk(gd_worker *wk)
 }
 
 /* Takes every chunk wk has ready into the store. */
-static void write_ready_chunks(gd_worker *wk)
+static void write_ready_chunks(worker *wk)
 {
     if (atomic_load_explicit(&wk->filled, memory_order_relaxed) == wk->taken) return;
     pthread_mutex_lock(&wk->mu);
@@ -246,8 +257,7 @@ static void write_ready_chunks(gd_worker *wk)
 
 /* The engine's side of a commit. */
 typedef struct {
-    gd_worker *const *wks;
-    int count;
+    gd_workers *g;
     gd_store_writer own; /* the puts of the engine's own rows */
 } own_rows;
 
@@ -256,14 +266,14 @@ typedef struct {
 static int store_own_row(void *ctx, const gd_tabledef *def, gd_str key, gd_str row, gd_str sets)
 {
     own_rows *o = ctx;
-    for (int i = 0; i < o->count; i++) {
-        write_ready_chunks(o->wks[i]);
-        if (o->wks[i]->write_rc) return o->wks[i]->write_rc;
+    for (int i = 0; i < o->g->count; i++) {
+        write_ready_chunks(&o->g->w[i]);
+        if (o->g->w[i].write_rc) return o->g->w[i].write_rc;
     }
-    return gd_windows_store_row(o->wks[0]->store, &o->own, def, key, row, sets);
+    return gd_windows_store_row(o->g->store, &o->own, def, key, row, sets);
 }
 
-static void ask_to_encode(gd_worker *wk, MDB_txn *txn)
+static void ask_to_encode(worker *wk, MDB_txn *txn)
 {
     pthread_mutex_lock(&wk->mu);
     wk->filled = wk->taken = 0;
@@ -277,7 +287,7 @@ static void ask_to_encode(gd_worker *wk, MDB_txn *txn)
 
 /* Writes wk's chunks as they come until it has encoded every row; how
  * its rows went. */
-static int finish_encoding(gd_worker *wk)
+static int finish_encoding(worker *wk)
 {
     pthread_mutex_lock(&wk->mu);
     for (;;) {
@@ -292,15 +302,15 @@ static int finish_encoding(gd_worker *wk)
     return rc;
 }
 
-int gd_workers_write_dirty(gd_worker *const *wks, int count, gd_windows *const *own, int nown, MDB_txn *txn)
+int gd_workers_write_dirty(gd_workers *g, gd_windows *const *own, int nown, MDB_txn *txn)
 {
-    for (int i = 0; i < count; i++) ask_to_encode(wks[i], txn);
-    own_rows o = {.wks = wks, .count = count};
+    for (int i = 0; i < g->count; i++) ask_to_encode(&g->w[i], txn);
+    own_rows o = {.g = g};
     gd_store_writer_begin(&o.own, txn);
     int rc = GD_OK;
     for (int i = 0; !rc && i < nown; i++) rc = gd_windows_emit_dirty(own[i], store_own_row, &o);
-    for (int i = 0; i < count; i++) { /* every worker's, whatever failed: none stays waiting */
-        int encoded = finish_encoding(wks[i]);
+    for (int i = 0; i < g->count; i++) { /* every worker's, whatever failed: none stays waiting */
+        int encoded = finish_encoding(&g->w[i]);
         if (!rc) rc = encoded;
     }
     gd_store_writer_end(&o.own);
@@ -309,13 +319,14 @@ int gd_workers_write_dirty(gd_worker *const *wks, int count, gd_windows *const *
 
 static void *worker_main(void *arg)
 {
-    gd_worker *wk = arg;
+    worker *wk = arg;
+    gd_workers *g = wk->group;
     for (;;) {
         uint64_t t = atomic_load_explicit(&wk->tail, memory_order_relaxed);
-        uint64_t h = atomic_load_explicit(&wk->head, memory_order_acquire);
+        uint64_t h = atomic_load_explicit(&g->head, memory_order_acquire);
         if (t != h) {
             uint64_t end = h - t > HANDOFF_BATCH ? t + HANDOFF_BATCH : h;
-            for (; t < end; t++) apply_slot(wk, &wk->ring[t % RING_SLOTS]);
+            for (; t < end; t++) apply_slot(wk, &g->ring[t % RING_SLOTS]);
             /* seq_cst store, then the awaited check: wait_for_tail stores
              * awaited_tail, then checks tail, so one of us sees the other */
             atomic_store(&wk->tail, t);
@@ -328,7 +339,7 @@ static void *worker_main(void *arg)
             }
             continue;
         }
-        if (atomic_load(&wk->stop)) return NULL;
+        if (atomic_load(&g->stop)) return NULL;
         if (atomic_load(&wk->encode) == ENCODE_ASKED) { /* drained: the commit waits for rows, not records */
             atomic_store(&wk->encode, ENCODE_RUNNING);
             encode_rows(wk);
@@ -336,14 +347,14 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_lock(&wk->mu);
         atomic_store(&wk->sleeping, true);
-        if (t == atomic_load(&wk->head) && !atomic_load(&wk->stop) && atomic_load(&wk->encode) != ENCODE_ASKED)
+        if (t == atomic_load(&g->head) && !atomic_load(&g->stop) && atomic_load(&wk->encode) != ENCODE_ASKED)
             pthread_cond_wait(&wk->wake, &wk->mu);
         atomic_store(&wk->sleeping, false);
         pthread_mutex_unlock(&wk->mu);
     }
 }
 
-static void wake(gd_worker *wk)
+static void wake(worker *wk)
 {
     if (!atomic_load(&wk->sleeping)) return;
     pthread_mutex_lock(&wk->mu);
@@ -351,42 +362,61 @@ static void wake(gd_worker *wk)
     pthread_mutex_unlock(&wk->mu);
 }
 
-int gd_worker_start(gd_worker **out, gd_windows *w, gd_store *store, gd_output *output, gd_emitter *emit)
+static void init_worker(worker *wk, gd_workers *g, gd_windows *w)
 {
-    gd_worker *wk = calloc(1, sizeof *wk);
-    if (!wk || !(wk->ring = malloc(sizeof(ring_slot) * RING_SLOTS))) {
-        free(wk);
-        return GD_ENOMEM;
-    }
-    if (gd_store_begin_read(store, &wk->read_txn)) {
-        free(wk->ring);
-        free(wk);
-        return GD_ERR;
-    }
+    wk->group = g;
     wk->w = w;
-    wk->store = store;
-    wk->out = output;
-    wk->emit = emit;
     pthread_mutex_init(&wk->mu, NULL);
     pthread_cond_init(&wk->wake, NULL);
     pthread_cond_init(&wk->progress, NULL);
     pthread_cond_init(&wk->chunk_ready, NULL);
     pthread_cond_init(&wk->chunk_free, NULL);
-    if (pthread_create(&wk->thread, NULL, worker_main, wk) == 0) {
-        pthread_setname_np(wk->thread, "gd-tables");
-    } else {
-        gd_error("cannot start the table worker thread");
-        mdb_txn_abort(wk->read_txn);
-        free(wk->ring);
-        free(wk);
+}
+
+static void free_worker(worker *wk)
+{
+    if (wk->read_txn) mdb_txn_abort(wk->read_txn);
+    pthread_mutex_destroy(&wk->mu);
+    pthread_cond_destroy(&wk->wake);
+    pthread_cond_destroy(&wk->progress);
+    pthread_cond_destroy(&wk->chunk_ready);
+    pthread_cond_destroy(&wk->chunk_free);
+    for (int i = 0; i < CHUNKS; i++) gd_buf_free(&wk->chunks[i]);
+}
+
+static int start_worker(worker *wk)
+{
+    if (gd_store_begin_read(wk->group->store, &wk->read_txn)) return GD_ERR;
+    if (pthread_create(&wk->thread, NULL, worker_main, wk)) {
+        gd_error("cannot start a table worker thread");
         return GD_ERR;
     }
-    *out = wk;
+    pthread_setname_np(wk->thread, "gd-tables");
+    wk->started = true;
     return GD_OK;
 }
 
-/* Sleeps until the worker has applied the records before position target. */
-static void wait_for_tail(gd_worker *wk, uint64_t target)
+int gd_workers_start(gd_workers **out, gd_windows *const *windows, int count, gd_store *store, gd_output *output,
+                     gd_emitter *emit)
+{
+    gd_workers *g = calloc(1, sizeof *g);
+    if (!g || !(g->ring = malloc(sizeof(ring_slot) * RING_SLOTS))) {
+        free(g);
+        return GD_ENOMEM;
+    }
+    g->store = store;
+    g->count = count;
+    for (int i = 0; i < count; i++) init_worker(&g->w[i], g, windows[i]);
+    g->w[0].out = output;
+    g->w[0].emit = emit;
+    *out = g;
+    for (int i = 0; i < count; i++)
+        if (start_worker(&g->w[i])) return GD_ERR; /* gd_workers_stop stops those started */
+    return GD_OK;
+}
+
+/* Sleeps until wk has applied the records before position target. */
+static void wait_for_tail(worker *wk, uint64_t target)
 {
     if (atomic_load_explicit(&wk->tail, memory_order_acquire) >= target) return;
     pthread_mutex_lock(&wk->mu);
@@ -399,57 +429,78 @@ static void wait_for_tail(gd_worker *wk, uint64_t target)
     pthread_mutex_unlock(&wk->mu);
 }
 
-/* Hands the records staged so far to the worker. */
-static void publish(gd_worker *wk)
+/* Hands the records staged so far to the workers. */
+static void publish(gd_workers *g)
 {
-    if (atomic_load_explicit(&wk->head, memory_order_relaxed) == wk->staged) return;
-    /* seq_cst store, then the sleeping check: the worker's store of sleeping
+    if (atomic_load_explicit(&g->head, memory_order_relaxed) == g->staged) return;
+    /* seq_cst store, then the sleeping check: a worker's store of sleeping
      * and its check of head are seq_cst too, so one of us sees the other */
-    atomic_store(&wk->head, wk->staged);
-    wake(wk);
+    atomic_store(&g->head, g->staged);
+    for (int i = 0; i < g->count; i++) wake(&g->w[i]);
 }
 
-bool gd_worker_push(gd_worker *wk, const gd_enriched *e, int64_t stream_time)
+/* The slowest worker's position. */
+static uint64_t slowest_tail(const gd_workers *g)
 {
-    uint64_t h = wk->staged;
-    if (h - atomic_load_explicit(&wk->tail, memory_order_acquire) == RING_SLOTS) {
-        publish(wk);
-        wait_for_tail(wk, h - RING_SLOTS / 2); /* then half the ring is free: fewer wake-ups */
+    uint64_t slowest = UINT64_MAX;
+    for (int i = 0; i < g->count; i++) {
+        uint64_t t = atomic_load_explicit(&g->w[i].tail, memory_order_acquire);
+        if (t < slowest) slowest = t;
     }
-    if (!fill_slot(&wk->ring[h % RING_SLOTS], e, stream_time)) return false;
-    wk->staged = h + 1;
-    if (wk->staged - atomic_load_explicit(&wk->head, memory_order_relaxed) >= HANDOFF_BATCH) publish(wk);
+    return slowest;
+}
+
+bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time)
+{
+    uint64_t h = g->staged;
+    if (h - g->free_below == RING_SLOTS && h - (g->free_below = slowest_tail(g)) == RING_SLOTS) {
+        publish(g);
+        for (int i = 0; i < g->count; i++) wait_for_tail(&g->w[i], h - RING_SLOTS / 2); /* fewer wake-ups */
+        g->free_below = h - RING_SLOTS / 2;
+    }
+    if (!fill_slot(&g->ring[h % RING_SLOTS], e, stream_time)) return false;
+    g->staged = h + 1;
+    if (g->staged - atomic_load_explicit(&g->head, memory_order_relaxed) >= HANDOFF_BATCH) publish(g);
     return true;
 }
 
-void gd_worker_flush(gd_worker *wk) { publish(wk); }
+void gd_workers_flush(gd_workers *g) { publish(g); }
 
-void gd_worker_drain(gd_worker *wk)
+void gd_workers_drain(gd_workers *g)
 {
-    publish(wk);
-    wait_for_tail(wk, wk->staged);
+    publish(g);
+    for (int i = 0; i < g->count; i++) wait_for_tail(&g->w[i], g->staged);
 }
 
-bool gd_worker_failed(const gd_worker *wk) { return atomic_load_explicit(&wk->failed, memory_order_relaxed); }
-
-int gd_worker_renew(gd_worker *wk) { return gd_store_renew_read(wk->read_txn, "worker's"); }
-
-void gd_worker_stop(gd_worker *wk)
+bool gd_workers_failed(const gd_workers *g)
 {
-    if (!wk) return;
-    gd_worker_drain(wk);
-    pthread_mutex_lock(&wk->mu);
-    atomic_store(&wk->stop, true);
-    pthread_cond_signal(&wk->wake);
-    pthread_mutex_unlock(&wk->mu);
-    pthread_join(wk->thread, NULL);
-    mdb_txn_abort(wk->read_txn);
-    pthread_mutex_destroy(&wk->mu);
-    pthread_cond_destroy(&wk->wake);
-    pthread_cond_destroy(&wk->progress);
-    pthread_cond_destroy(&wk->chunk_ready);
-    pthread_cond_destroy(&wk->chunk_free);
-    for (int i = 0; i < CHUNKS; i++) gd_buf_free(&wk->chunks[i]);
-    free(wk->ring);
-    free(wk);
+    for (int i = 0; i < g->count; i++)
+        if (atomic_load_explicit(&g->w[i].failed, memory_order_relaxed)) return true;
+    return false;
+}
+
+int gd_workers_renew(gd_workers *g)
+{
+    for (int i = 0; i < g->count; i++)
+        if (gd_store_renew_read(g->w[i].read_txn, "worker's")) return GD_ERR;
+    return GD_OK;
+}
+
+void gd_workers_stop(gd_workers *g)
+{
+    if (!g) return;
+    int started = 0;
+    while (started < g->count && g->w[started].started) started++;
+    publish(g);
+    for (int i = 0; i < started; i++) wait_for_tail(&g->w[i], g->staged);
+    atomic_store(&g->stop, true);
+    for (int i = 0; i < g->count; i++) { /* under its lock: it checks stop under it before sleeping */
+        pthread_mutex_lock(&g->w[i].mu);
+        pthread_cond_signal(&g->w[i].wake);
+        pthread_mutex_unlock(&g->w[i].mu);
+    }
+    for (int i = 0; i < started; i++) pthread_join(g->w[i].thread, NULL);
+    for (int i = 0; i < g->count; i++) free_worker(&g->w[i]);
+    free(g->ring);
+    free(g);
 }

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BASE_MS, write_lines
+from conftest import BASE_MS, read_output, write_lines
 from sse import Stream
 
 ENRICHED = "gaming_real_time_intelligence_platform"
@@ -334,6 +334,33 @@ def test_tables_made_while_running_read_the_figures_on_every_thread_layout(gamin
     status, _, rows = pushed.result(timeout=30)
     assert status == 200 and rows == [["q3"], ["q1"]], rows
     pool.shutdown()
+
+
+def test_a_record_too_big_for_the_ring_is_applied_in_order_with_its_figures(gamingd, tmp_path):
+    """A record whose strings do not fit a ring slot (a 700-byte game name)
+    is applied by the ingest thread itself, the workers drained first: its
+    figures, tables and output line are those of any other record, in
+    order. Hand-worked: players q1..q6 alternate between games big and g2 in
+    one 5-minute window, so each game's active players go 1, 2, 3."""
+    src = str(tmp_path / "src.jsonl")
+    long_name = "N" * 700
+    write_lines(src, [{"topic": "gaming_games", "key": "big", "value": {"game_id": "big", "game_name": long_name,
+                                                                          "genre": "Action"}}] + reference_lines())
+    d = gamingd(src, args=["--grace", "3650d", "--ingest-threads", "3"])
+    wait_applied(d, 6)
+    assert ksql(d.port, "CREATE TABLE names AS SELECT game_id, COUNT(*) AS n, MAX(active_players_count) AS most, "
+                        "LATEST_BY_OFFSET(game_name) AS name FROM %s GROUP BY game_id;" % ENRICHED)[0] == 200
+    players = ["q1", "q2", "q3", "q4", "q5", "q6"]
+    with open(src, "a") as f:
+        for i, p in enumerate(players):
+            f.write(json.dumps(activity(200 + i, "big" if i % 2 == 0 else "g2", p, BASE_MS + i * 1000)) + "\n")
+    wait_applied(d, 12)
+    got = sorted(table_rows(d.port, "names")[1])
+    assert got == [["big", 3, 3, long_name], ["g2", 3, 3, "Game g2"]], got
+    out = [r for r in read_output(d.output)[0] if r["activity_id"].startswith("a2")]
+    assert [r["activity_id"] for r in out] == ["a%d" % (200 + i) for i in range(6)]
+    assert [r["active_players_count"] for r in out] == [1, 1, 2, 2, 3, 3]
+    assert [r["game_name"] == long_name for r in out] == [True, False] * 3
 
 
 def test_user_tables_survive_restart_and_kill9(gamingd, tmp_path):
