@@ -161,38 +161,32 @@ static int drain_workers(gd_engine *e)
     return gd_workers_failed(e->workers) ? GD_ERR : GD_OK;
 }
 
-/* The worker keeping table def, when there are workers: with one, it
- * keeps all but the figures'; with more, worker 0 keeps the figures'
- * tables and every table reading a figure (it has them first), and the
- * others the rest, dealt out by slot. */
-static int worker_of(const gd_engine *e, const gd_tabledef *def)
+/* Which thread keeps table def (--ingest-threads): 0 this one, 1 + i
+ * worker i. One thread: this one, all. Two: this one the figures' tables,
+ * whose figures it sends out with the record at once, and a worker the
+ * rest. More: this one none, so that it only reads, decodes and enriches;
+ * worker 0 the figures' tables and every table reading a figure (it has
+ * them first), and sends the records out once it has their figures; the
+ * other workers the rest, dealt out by slot (docs/figures.md measures the
+ * three). */
+static int thread_of(const gd_engine *e, const gd_tabledef *def)
 {
-    if (!e->worker_emits) return 0;
-    if ((gd_windows_figure_tables(e->cat) >> def->slot & 1) || gd_table_reads_figures(def)) return 0;
-    return 1 + (int)(def->slot % (unsigned)(e->nworkers - 1));
+    if (!e->nworkers) return 0;
+    bool figures = gd_windows_figure_tables(e->cat) >> def->slot & 1;
+    if (!e->worker_emits) return figures ? 0 : 1;
+    if (figures || gd_table_reads_figures(def)) return 1;
+    return 2 + (int)(def->slot % (unsigned)(e->nworkers - 1));
 }
 
-/* Which thread keeps which table (--ingest-threads), masks[0] this one's
- * and masks[1 + i] worker i's. One thread: this one, all. Two: this one
- * the figures' tables, whose figures it sends out with the record at once,
- * and a worker the rest. More: this one none, so that it only reads,
- * decodes and enriches, and worker 0 sends the records out once it has
- * their figures (docs/figures.md measures the three). */
+/* masks[t]: the tables thread t keeps (thread_of). */
 static void layout_tables(gd_engine *e, uint64_t masks[GD_MAX_INGEST_THREADS])
 {
-    int threads = e->cfg->ingest_threads;
+    e->nworkers = e->cfg->ingest_threads - 1;
+    e->worker_emits = e->nworkers > 1;
     memset(masks, 0, sizeof(uint64_t) * GD_MAX_INGEST_THREADS);
-    e->nworkers = threads - 1;
-    e->worker_emits = threads > 2;
-    if (threads == 1) {
-        masks[0] = GD_ALL_TABLES;
-        return;
-    }
     for (unsigned slot = 0; slot < GD_MAX_TABLES; slot++) {
         const gd_catalog_entry *entry = gd_catalog_table(e->cat, slot);
-        if (!entry) continue;
-        bool figures = gd_windows_figure_tables(e->cat) >> slot & 1;
-        masks[threads == 2 && figures ? 0 : 1 + worker_of(e, entry->table)] |= 1ULL << slot;
+        if (entry) masks[thread_of(e, entry->table)] |= 1ULL << slot;
     }
 }
 
@@ -973,8 +967,7 @@ static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
         return false;
     }
     if (entry->is_table) { /* new: empty */
-        gd_windows *w = e->nworkers ? windows_at(e, 1 + worker_of(e, entry->table)) : &e->win;
-        gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN);
+        gd_windows_add(windows_at(e, thread_of(e, entry->table)), entry->table, e->store, NULL, INT64_MIN);
     }
     /* route 0 carries every field a table can read already (route.c): its fields stay */
     if (e->partitioned && entry->is_table) e->routes.r[0].tables |= 1ULL << entry->slot;

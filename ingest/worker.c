@@ -494,11 +494,7 @@ void gd_workers_stop(gd_workers *g)
     publish(g);
     for (int i = 0; i < started; i++) wait_for_tail(&g->w[i], g->staged);
     atomic_store(&g->stop, true);
-    for (int i = 0; i < g->count; i++) { /* under its lock: it checks stop under it before sleeping */
-        pthread_mutex_lock(&g->w[i].mu);
-        pthread_cond_signal(&g->w[i].wake);
-        pthread_mutex_unlock(&g->w[i].mu);
-    }
+    for (int i = 0; i < started; i++) wake(&g->w[i]); /* it checks stop after saying it sleeps, as head */
     for (int i = 0; i < started; i++) pthread_join(g->w[i].thread, NULL);
     for (int i = 0; i < g->count; i++) free_worker(&g->w[i]);
     free(g->ring);
