@@ -1335,13 +1335,26 @@ static int final_commit(gd_engine *e)
     }
 }
 
-/* Rows the open batch will write, every table's (the worker's as it goes). */
+/* Rows the open batch will write, every table's (the workers' as they go). */
 static size_t dirty_rows(gd_engine *e)
 {
     size_t n = 0;
     for (int i = 0; i < windows_count(e); i++)
         n += atomic_load_explicit(&windows_at(e, i)->dirty_rows, memory_order_relaxed);
     return n;
+}
+
+/* Whether the open batch holds BUSY_COMMIT_ROWS dirty groups. The workers'
+ * counts trail the records handed to them by up to a ring, so near the
+ * bound they catch up first: the batch then ends at the same record on
+ * every run and thread layout, and its pages -- which bound the data file
+ * (store.h) -- are the same too. */
+static bool batch_rows_full(gd_engine *e)
+{
+    size_t n = dirty_rows(e);
+    if (n < BUSY_COMMIT_ROWS / 2 || !e->nworkers) return n >= BUSY_COMMIT_ROWS;
+    gd_workers_drain(e->workers);
+    return dirty_rows(e) >= BUSY_COMMIT_ROWS;
 }
 
 /* A commit the brokers postponed is not an error: the run goes on. */
@@ -1402,7 +1415,7 @@ int gd_engine_run(gd_engine *e)
             e->batch_records >= e->cfg->batch_records ||
             (e->batch_records % 256 == 0 &&
              (gd_mono_ns() - e->batch_start_ns >= BUSY_COMMIT_FACTOR * e->cfg->commit_interval_ms * 1000000 ||
-              dirty_rows(e) >= BUSY_COMMIT_ROWS))) {
+              batch_rows_full(e)))) {
             if ((rc = commit_or_postpone(e))) break;
         }
     }
