@@ -138,10 +138,19 @@ struct gd_engine {
     gd_catalog_entry *removing; /* the removal prepared in the open batch, published at its commit */
     gd_cmd_op removing_op;
     gd_buf route_key, route_text, route_val;
+    int32_t route_partitions[GD_MAX_ROUTES];
+    gd_map route_batches;    /* route partition (applied_key without src) -> its records not sent yet (gd_buf *) */
+    size_t route_batched;    /* their bytes */
+    int64_t route_batch_since_ns; /* when the oldest of them was gathered */
     bool moved; /* records of held partitions applied since the last mark */
 };
 
 enum { BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072, COMMIT_SPACING = 10 };
+
+/* Route records gathered are sent when they reach ROUTE_SEND_BYTES, are
+ * ROUTE_SEND_NS old, the source has nothing more for now, or a commit
+ * begins (which needs them acknowledged). */
+enum { ROUTE_SEND_BYTES = 256 * 1024, ROUTE_SEND_NS = 20 * 1000000 };
 
 /* Every gd_windows of this engine: the engine's, the workers', and in
  * partitioned mode (no workers) each further route's. */
@@ -441,21 +450,71 @@ static int process_changelog(gd_engine *e, const gd_record *rec)
     return e->src->seek(e->src, c.value);
 }
 
+/* The records gathered for the partition of route r that its key
+ * route_key picks, to go as one message: a batch holds records of every key
+ * of its partition, so that each source partition's records reach a route
+ * partition in their order (a record before one applied counts as sent
+ * twice, process_route). */
+static gd_buf *route_batch(gd_engine *e, int r)
+{
+    gd_str key = {e->route_key.p, (uint32_t)e->route_key.len};
+    applied_key k = {r, gd_kafka_key_partition(key, e->route_partitions[r]), 0};
+    bool created;
+    gd_map_slot *slot = gd_map_upsert(&e->route_batches, (gd_str){(const char *)&k, sizeof k}, &created);
+    if (created && !(slot->val = calloc(1, sizeof(gd_buf)))) {
+        gd_error("out of memory gathering route records");
+        abort();
+    }
+    return slot->val;
+}
+
+static void free_route_batches(gd_engine *e)
+{
+    for (size_t i = 0; i < e->route_batches.cap; i++) {
+        gd_map_slot *slot = &e->route_batches.slots[i];
+        if (!gd_map_live(slot)) continue;
+        gd_buf_free(slot->val);
+        free(slot->val);
+    }
+    gd_map_free(&e->route_batches);
+}
+
+/* Every route partition's gathered records to it, a message each (no
+ * key: the partition is chosen, and nothing compacts a route). */
+static int send_route_batches(gd_engine *e)
+{
+    for (size_t i = 0; i < e->route_batches.cap; i++) {
+        gd_map_slot *slot = &e->route_batches.slots[i];
+        gd_buf *batch = slot->val;
+        if (!gd_map_live(slot) || !batch->len) continue;
+        applied_key k;
+        memcpy(&k, gd_map_key(slot).p, sizeof k);
+        int rc = gd_output_internal(e->kafka_out, e->routes.r[k.route].topic, k.partition, gd_str_c(""),
+                                    (gd_str){batch->p, (uint32_t)batch->len});
+        if (rc) return rc;
+        atomic_fetch_add(&e->pub->cluster.route_bytes, batch->len);
+        gd_buf_clear(batch);
+        if (batch->cap > ROUTE_SEND_BYTES / 4) gd_buf_free(batch); /* a burst's: not kept for every partition */
+    }
+    e->route_batched = 0;
+    return GD_OK;
+}
+
 /* A record of this instance's activity partitions: checked and enriched
- * here, then sent to each route it travels on, with the fields that route's
- * readers read. */
+ * here, then gathered for each route it travels on, with the fields that
+ * route's readers read. */
 static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched *en)
 {
     e->moved = true;
+    if (!e->route_batched) e->route_batch_since_ns = gd_mono_ns();
     for (int r = 0; r < e->routes.n; r++) {
         if (!gd_route_key(&e->routes.r[r], en, &e->scratch, &e->route_key, &e->route_text)) continue;
         gd_route_encode(&e->route_val, en, e->routes.r[r].fields, rec->partition, rec->offset);
-        gd_str value = {e->route_val.p, (uint32_t)e->route_val.len};
-        int rc = gd_output_internal(e->kafka_out, e->routes.r[r].topic, -1,
-                                    (gd_str){e->route_key.p, (uint32_t)e->route_key.len}, value);
-        if (rc) return rc;
-        atomic_fetch_add(&e->pub->cluster.route_bytes, value.len);
+        gd_route_batch_add(route_batch(e, r), (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
+        e->route_batched += 4 + e->route_val.len;
     }
+    if (e->route_batched >= ROUTE_SEND_BYTES || gd_mono_ns() - e->route_batch_since_ns >= ROUTE_SEND_NS)
+        return send_route_batches(e);
     return GD_OK;
 }
 
@@ -505,7 +564,9 @@ static int open_partitioned(gd_engine *e)
     for (int r = 0; r < e->routes.n; r++) topics[r] = e->routes.r[r].topic;
     if ((rc = gd_relay_open(&e->push.relay, e->cfg, e->cat, e->hub, e->kafka_out, e->pub, id))) return rc;
     const char *push = gd_relay_topic(e->push.relay);
-    if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->routes.changelog, push))) return rc;
+    if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->route_partitions, e->routes.changelog,
+                                        push)))
+        return rc;
     if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->routes.changelog, push))) return rc;
     gd_windows_free(&e->win);
     gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);
@@ -513,6 +574,7 @@ static int open_partitioned(gd_engine *e)
     for (int r = 0; r < e->routes.n; r++) route_windows(e, r)->push = &e->push;
     gd_map_init(&e->applied, NULL);
     gd_arena_init(&e->applied_arena);
+    gd_map_init(&e->route_batches, NULL);
     gd_map_init(&e->pending, NULL);
     gd_arena_init(&e->pending_arena);
     e->src->on_revoke = commit_before_revoke;
@@ -728,6 +790,7 @@ void gd_engine_close(gd_engine *e)
         gd_buf_free(&e->route_key);
         gd_buf_free(&e->route_text);
         gd_buf_free(&e->route_val);
+        free_route_batches(e);
     }
     if (e->out) fclose(e->out);
     gd_output_close(e->kafka_out);
@@ -1023,6 +1086,7 @@ static int commit_batch(gd_engine *e)
 {
     if (!e->batch_open) return GD_OK;
     if (drain_workers(e)) return GD_ERR; /* a record not produced: commit nothing */
+    if (e->route_batched && send_route_batches(e)) return GD_ERR; /* the routes hold what is committed */
     if (gd_output_flush(e->kafka_out)) {
         if (gd_ratelimit_allow(&e->postpone_log))
             gd_warn("kafka: output not acknowledged yet; state commit postponed");
@@ -1250,10 +1314,11 @@ static void process_activity(gd_engine *e, const gd_record *rec)
 
 /* A record of route r: its tables here, and on route 0 the figures and the
  * enriched record out, unless it was applied before (sent twice). */
-static void process_route(gd_engine *e, const gd_record *rec)
+/* One record of a route message, unless it was applied already. */
+static void apply_route_record(gd_engine *e, const gd_record *rec, gd_str one)
 {
     gd_route_record rr;
-    if (rec->route >= e->routes.n || !rec->value.p || gd_route_decode(rec->value, &rr)) {
+    if (gd_route_decode(one, &rr)) {
         if (gd_ratelimit_allow(&e->bad_log)) gd_warn("an undecodable record on a route topic skipped");
         return;
     }
@@ -1267,6 +1332,20 @@ static void process_route(gd_engine *e, const gd_record *rec)
     if (rec->route == 0) return apply_enriched(e, &en);
     if (rr.a.activity_timestamp > e->stream_time) e->stream_time = rr.a.activity_timestamp;
     gd_windows_apply(route_windows(e, rec->route), &en, e->stream_time, e->store, reading_txn(e));
+}
+
+static void process_route(gd_engine *e, const gd_record *rec)
+{
+    gd_route_reader reader;
+    gd_route_reader_init(&reader, rec->route < e->routes.n ? rec->value : GD_STR_NULL);
+    gd_str one;
+    int got;
+    while ((got = gd_route_reader_next(&reader, &one)) == GD_OK) {
+        gd_arena_reset(&e->scratch);
+        apply_route_record(e, rec, one);
+    }
+    if ((got == GD_ERR || !rec->value.p || rec->route >= e->routes.n) && gd_ratelimit_allow(&e->bad_log))
+        gd_warn("an undecodable message on a route topic skipped");
 }
 
 /* An enriched record into the tables (in partitioned mode, route 0's), its
@@ -1385,6 +1464,7 @@ int gd_engine_run(gd_engine *e)
             e->batch_records++;
         } else if (got == GD_AGAIN || got == GD_EOF) {
             if (e->nworkers) gd_workers_flush(e->workers); /* nothing to read: no worker need wait for a batch */
+            if (e->route_batched && (rc = send_route_batches(e))) break; /* nor a route for a message */
             bool due = gd_mono_ns() - e->batch_start_ns >= e->live_interval_ns;
             bool purge = gd_catalog_pending(e->cat);
             for (int i = 0; i < windows_count(e); i++) purge = purge || windows_at(e, i)->purge_pending;

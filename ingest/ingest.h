@@ -191,6 +191,9 @@ void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partiti
 int32_t gd_kafka_sink_partitions(gd_kafka_sink *s, const char *topic);
 /* Queues one record (error_header: an `error` header, or NULL). */
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header);
+/* The partition the producer's partitioner gives key among partitions
+ * (murmur2, as Java clients: another client sends the key to it too). */
+int32_t gd_kafka_key_partition(gd_str key, int32_t partitions);
 /* The same to one partition (-1: by the key). */
 int gd_kafka_sink_produce_to(gd_kafka_sink *s, const char *topic, int32_t partition, gd_str key, gd_str value,
                              const char *error_header);
@@ -214,9 +217,10 @@ int gd_output_enriched(gd_output *o, const gd_enriched *en, gd_str json);
 int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
 /* Partitioned mode: creates the route topics (as many partitions as the
  * activity topic), the compacted one-partition changelog and the
- * one-partition push topic. */
-int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog,
-                              const char *push);
+ * one-partition push topic; route_partitions[r]: route r's partition count,
+ * as the brokers have it (or as asked for, while they do not say yet). */
+int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
+                              const char *changelog, const char *push);
 /* partition: -1 for the one the key picks. */
 int gd_output_internal(gd_output *o, const char *topic, int32_t partition, gd_str key, gd_str value);
 /* Before each LMDB commit: GD_OK once the brokers hold everything produced. */

@@ -113,6 +113,11 @@ int32_t gd_kafka_sink_partitions(gd_kafka_sink *s, const char *topic)
     return n;
 }
 
+int32_t gd_kafka_key_partition(gd_str key, int32_t partitions)
+{
+    return rd_kafka_msg_partitioner_murmur2(NULL, key.p, key.len, partitions, NULL, NULL);
+}
+
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header)
 {
     return gd_kafka_sink_produce_to(s, topic, RD_KAFKA_PARTITION_UA, key, value, error_header);

@@ -111,8 +111,8 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why)
     return rc;
 }
 
-int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, const char *changelog,
-                              const char *push)
+int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
+                              const char *changelog, const char *push)
 {
     int32_t n = gd_kafka_sink_partitions(o->sink, o->cfg->topics[GD_TOPIC_ACTIVITY]);
     if (n <= 0) {
@@ -120,7 +120,11 @@ int gd_output_internal_topics(gd_output *o, const char *const *routes, int nrout
                  o->cfg->topics[GD_TOPIC_ACTIVITY]);
         return GD_ERR;
     }
-    for (int r = 0; r < nroutes; r++) gd_kafka_sink_ensure_topic(o->sink, routes[r], n, ROUTE_RETENTION_MS, NULL);
+    for (int r = 0; r < nroutes; r++) {
+        gd_kafka_sink_ensure_topic(o->sink, routes[r], n, ROUTE_RETENTION_MS, NULL);
+        int32_t has = gd_kafka_sink_partitions(o->sink, routes[r]);
+        route_partitions[r] = has > 0 ? has : n;
+    }
     gd_kafka_sink_ensure_topic(o->sink, changelog, 1, 0, "compact");
     gd_kafka_sink_ensure_topic(o->sink, push, 1, PUSH_RETENTION_MS, NULL); /* read live only */
     return GD_OK;

@@ -283,6 +283,19 @@ void gd_route_encode(gd_buf *b, const gd_enriched *e, uint32_t fields, int32_t s
 /* The record's strings point into in. */
 int gd_route_decode(gd_str in, gd_route_record *out);
 
+/* A route's Kafka message: a batch of records of one key (route.c). */
+/* record appended to batch (its magic first when empty). */
+void gd_route_batch_add(gd_buf *batch, gd_str record);
+typedef struct {
+    gd_str rest;
+    bool batch;
+} gd_route_reader;
+/* Reads message: a batch, or one record alone as gamingd wrote before. */
+void gd_route_reader_init(gd_route_reader *r, gd_str message);
+/* The message's next record (pointing into it): GD_OK; GD_EOF past its
+ * last; GD_ERR where its framing is broken, and GD_EOF from then on. */
+int gd_route_reader_next(gd_route_reader *r, gd_str *record);
+
 /* CREATE: a table or stream made on one instance, for the others (table:
  * its name, key: "T" or "S", value: the statement); DROP and TERMINATE
  * likewise, with no statement. */

@@ -1,8 +1,9 @@
 /* Fuzz target: partitioned mode's internal records (ingest/route.c,
  * ingest/relay.c), as anyone allowed to write the route topics, the
  * changelog or the push topic could send them. Byte 0 picks the reader (0
- * route, 1 changelog, 2 push); the rest is the value. A route record that
- * decodes is one the engine can apply: its required fields are there and its
+ * route, 1 changelog, 2 push); the rest is the value. A route message's
+ * records lie within it; a route record that decodes is one the engine can
+ * apply: its required fields are there and its
  * times in range, and encoding it again gives the same bytes. A push record
  * reaches a subscriber only as one line of UTF-8 JSON object. */
 #include <string.h>
@@ -55,6 +56,23 @@ static void fuzz_push_record(gd_str value, int64_t offset)
     }
 }
 
+/* One record of a route message. */
+static void fuzz_route_record(gd_str value)
+{
+    gd_route_record rr;
+    if (gd_route_decode(value, &rr) != GD_OK) return;
+    const gd_activity *a = &rr.a;
+    if (!a->player_id.p || !a->game_id.p || a->activity_timestamp < 0 || a->activity_timestamp > GD_MAX_TIMESTAMP)
+        __builtin_trap();
+    gd_enriched en;
+    gd_enrich_with(&en, a, rr.has_game ? &rr.game : NULL, rr.has_player ? &rr.player : NULL, rr.processing_timestamp);
+    gd_buf again = {0};
+    gd_route_encode(&again, &en, rr.fields, rr.src_partition, rr.src_offset);
+    if (value.p[0] == 'F' && (again.len != value.len || memcmp(again.p, value.p, value.len)))
+        __builtin_trap(); /* one encoding (an old whole 'R' record is written again trimmed) */
+    gd_buf_free(&again);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int64_t offset;
@@ -71,17 +89,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         return 0;
     }
-    gd_route_record rr;
-    if (gd_route_decode(value, &rr) != GD_OK) return 0;
-    const gd_activity *a = &rr.a;
-    if (!a->player_id.p || !a->game_id.p || a->activity_timestamp < 0 || a->activity_timestamp > GD_MAX_TIMESTAMP)
-        __builtin_trap();
-    gd_enriched en;
-    gd_enrich_with(&en, a, rr.has_game ? &rr.game : NULL, rr.has_player ? &rr.player : NULL, rr.processing_timestamp);
-    gd_buf again = {0};
-    gd_route_encode(&again, &en, rr.fields, rr.src_partition, rr.src_offset);
-    if (value.p[0] == 'F' && (again.len != value.len || memcmp(again.p, value.p, value.len)))
-        __builtin_trap(); /* one encoding (an old whole 'R' record is written again trimmed) */
-    gd_buf_free(&again);
+    gd_route_reader reader;
+    gd_route_reader_init(&reader, value);
+    gd_str one;
+    while (gd_route_reader_next(&reader, &one) == GD_OK) {
+        if (one.p < value.p || one.p + one.len > value.p + value.len) __builtin_trap();
+        fuzz_route_record(one);
+    }
     return 0;
 }

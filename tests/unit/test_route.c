@@ -4,7 +4,8 @@
  * encode and decode reading the same on its route -- every enriched field
  * on route 0, each table's group key and aggregate arguments on the others
  * -- and records cut short, with unknown fields, without a required field or
- * with stray bytes refused. */
+ * with stray bytes refused; a message's batch of records read back in order,
+ * and one cut short read to its last whole record. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -261,6 +262,68 @@ static void malformed_records_are_refused(void **state)
     gd_buf_free(&b);
 }
 
+/* The records of a route message, read back as a list ("?" for a broken
+ * framing), each record its first byte and length. */
+static void read_message(gd_str message, char *out, size_t cap)
+{
+    gd_route_reader rd;
+    gd_route_reader_init(&rd, message);
+    gd_str one;
+    int got;
+    size_t n = 0;
+    out[0] = 0;
+    while ((got = gd_route_reader_next(&rd, &one)) == GD_OK)
+        n += (size_t)snprintf(out + n, cap - n, "%c%u ", one.p[0], (unsigned)one.len);
+    if (got == GD_ERR) snprintf(out + n, cap - n, "?");
+    assert_int_equal(gd_route_reader_next(&rd, &one), GD_EOF); /* and nothing after */
+}
+
+static void a_message_carries_a_batch_of_records_in_their_order(void **state)
+{
+    fixture *f = *state;
+    gd_buf batch = {0}, rec = {0};
+    char got[256];
+    uint32_t fields = route_of(f, NULL)->fields;
+    size_t lens[3];
+    for (int i = 0; i < 3; i++) {
+        gd_route_encode(&rec, &f->en, fields, 0, 100 + i);
+        lens[i] = rec.len;
+        gd_route_batch_add(&batch, (gd_str){rec.p, (uint32_t)rec.len});
+    }
+    char want[256];
+    snprintf(want, sizeof want, "F%zu F%zu F%zu ", lens[0], lens[1], lens[2]);
+    read_message((gd_str){batch.p, (uint32_t)batch.len}, got, sizeof got);
+    assert_string_equal(got, want);
+    /* each decodes, in the order added */
+    gd_route_reader rd;
+    gd_route_reader_init(&rd, (gd_str){batch.p, (uint32_t)batch.len});
+    gd_str one;
+    for (int i = 0; i < 3; i++) {
+        gd_route_record rr;
+        assert_int_equal(gd_route_reader_next(&rd, &one), GD_OK);
+        assert_int_equal(gd_route_decode(one, &rr), GD_OK);
+        assert_int_equal(rr.src_offset, 100 + i);
+    }
+    /* a record alone, as gamingd wrote before batches: the whole message */
+    read_message((gd_str){rec.p, (uint32_t)rec.len}, got, sizeof got);
+    snprintf(want, sizeof want, "F%zu ", rec.len);
+    assert_string_equal(got, want);
+    /* a batch cut short: what is whole before the cut, then a broken framing */
+    size_t first_end = 1 + 4 + lens[0];
+    read_message((gd_str){batch.p, (uint32_t)first_end + 3}, got, sizeof got);
+    snprintf(want, sizeof want, "F%zu ?", lens[0]);
+    assert_string_equal(got, want);
+    read_message((gd_str){batch.p, (uint32_t)batch.len - 1}, got, sizeof got);
+    snprintf(want, sizeof want, "F%zu F%zu ?", lens[0], lens[1]);
+    assert_string_equal(got, want);
+    read_message((gd_str){batch.p, 1}, got, sizeof got); /* the magic alone: an empty batch */
+    assert_string_equal(got, "");
+    read_message(GD_STR_NULL, got, sizeof got); /* a tombstone */
+    assert_string_equal(got, "");
+    gd_buf_free(&batch);
+    gd_buf_free(&rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +331,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_tables_route_carries_what_it_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(every_table_reads_the_same_from_its_route, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_records_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_message_carries_a_batch_of_records_in_their_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
