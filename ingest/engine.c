@@ -510,8 +510,12 @@ static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched 
     for (int r = 0; r < e->routes.n; r++) {
         if (!gd_route_key(&e->routes.r[r], en, &e->scratch, &e->route_key, &e->route_text)) continue;
         gd_route_encode(&e->route_val, en, e->routes.r[r].fields, rec->partition, rec->offset);
-        gd_route_batch_add(route_batch(e, r), (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
-        e->route_batched += 4 + e->route_val.len;
+        size_t add = 4 + e->route_val.len;
+        gd_buf *batch = route_batch(e, r);
+        int rc = batch->len && batch->len + add > ROUTE_SEND_BYTES ? send_route_batches(e) : GD_OK;
+        if (rc) return rc; /* a message past ROUTE_SEND_BYTES holds one record alone, as before batches */
+        gd_route_batch_add(batch, (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
+        e->route_batched += add;
     }
     if (e->route_batched >= ROUTE_SEND_BYTES || gd_mono_ns() - e->route_batch_since_ns >= ROUTE_SEND_NS)
         return send_route_batches(e);

@@ -386,6 +386,44 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         f.cleanup()
 
 
+def test_partitioned_huge_route_records_are_applied_among_the_others(tmp_path, kafka):
+    """Route records travel in batches, a message per route partition. A
+    game named with 900 KB (its record under --max-record-bytes) makes each
+    of its activity's records on the routes that carry the name (the one
+    keyed by game_id, data quality's) about that large, past the size at
+    which a batch goes (256 KiB): each goes alone, under what a Kafka message
+    holds (librdkafka's message.max.bytes, 1,000,000), and every record, the
+    huge game's among the others', is applied exactly. Three such records:
+    the mock cluster keeps ~5 MB a partition."""
+    create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=4)
+    create_internal_topics(kafka)
+    records = generated_records(tmp_path, 1500, 91)
+    games = [json.loads(v) for t, _, v in records if t == GAMES and v]
+    huge = dict(games[0], game_id="game_huge", game_name="N" * 900_000)
+    records.insert(0, (GAMES, b"game_huge", json.dumps(huge).encode()))
+    moved = 0
+    for i, (topic, key, value) in enumerate(records):
+        if topic == ACTIVITY and moved < 3 and i % 200 == 0:
+            act = json.loads(value)
+            if isinstance(act, dict) and isinstance(act.get("game_id"), str):
+                act["game_id"] = "game_huge"
+                records[i] = (topic, key, json.dumps(act).encode())
+                moved += 1
+    assert moved == 3
+    produce(kafka.bootstrap, [r for r in records if r[0] != ACTIVITY])
+    f = DaemonFactory(str(tmp_path))
+    try:
+        d = f("kafka", args=["--brokers", kafka.bootstrap, "--mode", "partitioned", "--output", "none"])
+        settled([d])
+        produce(kafka.bootstrap, [r for r in records if r[0] == ACTIVITY])
+        ref = reference_of(records)
+        assert sum(1 for o in ref.outputs if o.get("game_id") == "game_huge") == 3
+        wait_tables(d, ref, "the instance's tables")
+        assert d.proc.poll() is None
+    finally:
+        f.cleanup()
+
+
 ENRICHED = "gaming_real_time_intelligence_platform"
 
 
