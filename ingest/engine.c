@@ -167,6 +167,7 @@ static int drain_workers(gd_engine *e)
 {
     if (!e->nworkers) return GD_OK;
     gd_workers_drain(e->workers);
+    e->n.late_records += gd_workers_take_late(e->workers);
     return gd_workers_failed(e->workers) ? GD_ERR : GD_OK;
 }
 
@@ -1363,13 +1364,15 @@ static void apply_enriched(gd_engine *e, gd_enriched *enp)
     bool late = gd_windows_apply(&e->win, &en, e->stream_time, e->store, reading_txn(e));
     bool queued = false;
     if (e->nworkers) {
-        for (int i = 0; i < e->nworkers && !late; i++)
-            late = gd_windows_late(&e->win_worker[i], &en, e->stream_time, &e->scratch);
-        queued = gd_workers_push(e->workers, &en, e->stream_time);
+        for (int i = 0; i < e->nworkers && !late; i++) /* figures worked out by worker 0: it tells the rest */
+            late = gd_windows_late(&e->win_worker[i], &en, e->stream_time, &e->scratch, !e->worker_emits);
+        queued = gd_workers_push(e->workers, &en, e->stream_time, late);
         if (!queued) { /* too big for a ring slot: applied here, the workers drained first */
             drain_workers(e);
-            for (int i = 0; i < e->nworkers; i++)
-                gd_windows_apply(&e->win_worker[i], &en, e->stream_time, e->store, reading_txn(e));
+            for (int i = 0; i < e->nworkers; i++) {
+                bool late_here = gd_windows_apply(&e->win_worker[i], &en, e->stream_time, e->store, reading_txn(e));
+                if (i == 0 && e->worker_emits) late = late || late_here;
+            }
         }
         if (gd_workers_failed(e->workers)) e->failed = GD_ERR;
     }

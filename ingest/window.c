@@ -151,6 +151,7 @@ static void set_table(gd_windows *w, const gd_tabledef *def)
     t->final_through = INT64_MIN;
     t->expired_before = INT64_MIN;
     t->grace_ms = gd_catalog_grace(w->cat, def);
+    t->reads_figures = gd_table_reads_figures(def);
     t->oldest_open = INT64_MAX;
     if (def->session) gd_map_init(&t->sessions, NULL);
 }
@@ -403,12 +404,13 @@ static bool is_late(const gd_hot_table *t, int64_t ts, int64_t stream_time)
     return window_closed(t, gd_window_first(t->def, ts), stream_time);
 }
 
-bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch)
+bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch,
+                     bool figures_known)
 {
     gd_eval ctx = eval_on(e, scratch);
     for (size_t i = 0; i < GD_MAX_TABLES; i++)
-        if (owns(w, i) && is_late(&w->tables[i], e->a->activity_timestamp, stream_time) &&
-            belongs(w->tables[i].def, e, &ctx))
+        if (owns(w, i) && (figures_known || !w->tables[i].reads_figures) &&
+            is_late(&w->tables[i], e->a->activity_timestamp, stream_time) && belongs(w->tables[i].def, e, &ctx))
             return true;
     return false;
 }

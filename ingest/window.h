@@ -49,6 +49,7 @@ typedef struct gd_hot_window gd_hot_window;
 typedef struct {
     const gd_tabledef *def; /* NULL: a slot this instance does not maintain */
     int64_t grace_ms;
+    bool reads_figures;     /* gd_table_reads_figures */
     gd_hot_window *windows; /* newest first */
     int64_t newest_start;   /* no window after it has rows in the store */
     gd_hot_group *dirty;    /* list of groups to write */
@@ -125,8 +126,11 @@ bool gd_windows_apply(gd_windows *w, gd_enriched *e, int64_t stream_time, gd_sto
                       MDB_txn *txn);
 /* Whether e is late for a table of w it belongs to. Reads only what
  * changes between drains (the definitions), so the engine may ask about
- * the worker's instance while the worker runs; scratch: the caller's. */
-bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch);
+ * the worker's instance while the worker runs; scratch: the caller's.
+ * figures_known false: e's figures are worked out later (on the worker),
+ * and tables whose WHERE reads them are left to gd_windows_apply. */
+bool gd_windows_late(const gd_windows *w, const gd_enriched *e, int64_t stream_time, gd_arena *scratch,
+                     bool figures_known);
 /* Writes dirty groups, publishes the rows of an EMIT FINAL table's windows
  * that closed, evicts closed windows and purges expired ones (per table, a
  * bounded number of rows more than it wrote; purge_pending tells when more
@@ -210,8 +214,12 @@ typedef struct gd_workers gd_workers;
 int gd_workers_start(gd_workers **out, gd_windows *const *windows, int count, gd_store *store, gd_output *output,
                      gd_emitter *emit);
 /* Queues e; false when e's strings do not fit a ring slot (the caller then
- * drains and applies e itself). */
-bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time);
+ * drains and applies e itself). late: the caller counted e late already. */
+bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time, bool late);
+/* Records late only for tables reading the figures, which the worker that
+ * works the figures out found (the caller could not tell, gd_windows_late),
+ * since the last call: with the workers drained. */
+uint64_t gd_workers_take_late(gd_workers *g);
 /* Hands over the records queued so far (they otherwise wait for a batch
  * to fill): for an engine with nothing to read. */
 void gd_workers_flush(gd_workers *g);

@@ -66,6 +66,7 @@ typedef struct {
     gd_segment segment;
     gd_session_type session_type;
     int64_t processing_timestamp, stream_time;
+    bool counted_late; /* by the engine */
     uint64_t seq;
     gd_int total_sessions_1h;
     gd_dbl avg_score_1h;
@@ -78,6 +79,7 @@ typedef struct worker {
     gd_windows *w;
     gd_output *out; /* the Avro output, or NULL: the engine produces */
     gd_emitter *emit; /* where records go out once applied, or NULL: the engine sends them */
+    uint64_t late; /* with emit: records late only for a table reading the figures (gd_workers_take_late) */
     atomic_bool failed;
     MDB_txn *read_txn; /* where groups that left memory are read back */
     _Atomic uint64_t tail; /* records applied (written by the worker) */
@@ -172,7 +174,8 @@ static void apply_slot(worker *wk, const ring_slot *slot)
         .avg_score_1h = slot->avg_score_1h,
         .active_players_count = slot->active_players_count,
     };
-    gd_windows_apply(wk->w, &e, slot->stream_time, wk->group->store, wk->read_txn);
+    bool late = gd_windows_apply(wk->w, &e, slot->stream_time, wk->group->store, wk->read_txn);
+    if (wk->emit && late && !slot->counted_late) wk->late++; /* its figures' readers: the engine could not tell */
     if (wk->out && gd_output_enriched(wk->out, &e, GD_STR_NULL)) atomic_store(&wk->failed, true);
     if (wk->emit) {
         gd_emit_enriched(wk->emit, &e, true);
@@ -450,7 +453,7 @@ static uint64_t slowest_tail(const gd_workers *g)
     return slowest;
 }
 
-bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time)
+bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time, bool late)
 {
     uint64_t h = g->staged;
     if (h - g->free_below == RING_SLOTS && h - (g->free_below = slowest_tail(g)) == RING_SLOTS) {
@@ -459,6 +462,7 @@ bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time)
         g->free_below = h - RING_SLOTS / 2;
     }
     if (!fill_slot(&g->ring[h % RING_SLOTS], e, stream_time)) return false;
+    g->ring[h % RING_SLOTS].counted_late = late;
     g->staged = h + 1;
     if (g->staged - atomic_load_explicit(&g->head, memory_order_relaxed) >= HANDOFF_BATCH) publish(g);
     return true;
@@ -470,6 +474,16 @@ void gd_workers_drain(gd_workers *g)
 {
     publish(g);
     for (int i = 0; i < g->count; i++) wait_for_tail(&g->w[i], g->staged);
+}
+
+uint64_t gd_workers_take_late(gd_workers *g)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < g->count; i++) {
+        n += g->w[i].late;
+        g->w[i].late = 0;
+    }
+    return n;
 }
 
 bool gd_workers_failed(const gd_workers *g)

@@ -336,6 +336,37 @@ def test_tables_made_while_running_read_the_figures_on_every_thread_layout(gamin
     pool.shutdown()
 
 
+@pytest.mark.parametrize("threads", ["1", "2", "4"])
+def test_a_record_late_only_for_a_table_reading_the_figures_is_counted_late(gamingd, tmp_path, threads):
+    """Whether a record is late for a table whose WHERE reads a figure is
+    known once the figures are (with four threads, on a worker). Hand-worked,
+    --grace 10m, H an hour boundary: a table of one-hour windows with no
+    grace period and a WHERE that every record passes (a record's
+    total_sessions_1h counts itself) gets r1 at H - 20 s, then r2 at H + 30 s
+    closes its window [H - 1 h, H), so r3 at H - 10 s is late for it alone:
+    every built-in window of r3 is open for 10 minutes past its end. One
+    late record; the table counts r1 and r2, one per window."""
+    src = str(tmp_path / "src.jsonl")
+    write_lines(src, reference_lines())
+    d = gamingd(src, args=["--grace", "10m", "--ingest-threads", threads])
+    wait_applied(d, 5)
+    assert ksql(d.port, "CREATE TABLE strict_hours AS SELECT game_id, COUNT(*) AS n FROM %s "
+                        "WINDOW TUMBLING (SIZE 1 HOUR, GRACE PERIOD 0 SECONDS) WHERE total_sessions_1h >= 1 "
+                        "GROUP BY game_id;" % ENRICHED)[0] == 200
+    h = BASE_MS + 3600 * 1000
+    with open(src, "a") as f:
+        for i, (p, ts) in enumerate([("q1", h - 20000), ("q2", h + 30000), ("q3", h - 10000)]):
+            f.write(json.dumps(activity(300 + i, "gz", p, ts)) + "\n")
+    wait_applied(d, 8)
+    late = ("gamingd_late_records_total", frozenset())
+    deadline = time.time() + 10
+    while d.metrics().get(late, 0) < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    assert d.metrics()[late] == 1
+    _, rows = table_rows(d.port, "strict_hours")
+    assert sorted(rows) == [["gz", h - 3600 * 1000, h, 1], ["gz", h, h + 3600 * 1000, 1]], rows
+
+
 def test_a_record_too_big_for_the_ring_is_applied_in_order_with_its_figures(gamingd, tmp_path):
     """A record whose strings do not fit a ring slot (a 700-byte game name)
     is applied by the ingest thread itself, the workers drained first: its
