@@ -158,7 +158,7 @@ static void kafka_metrics(const gd_config *cfg, const gd_counters *c, gd_buf *b)
                atomic_load(&c->kafka_produced));
     metric_u64(b, "gamingd_kafka_delivered_total", "counter", "Records the brokers acknowledged (output and dead letters).",
                atomic_load(&c->kafka_delivered));
-    metric_u64(b, "gamingd_kafka_delivery_failures_total", "counter", "Records the brokers refused for good.",
+    metric_u64(b, "gamingd_kafka_delivery_failures_total", "counter", "Records the brokers refused for good, or larger than the producer sends.",
                atomic_load(&c->kafka_delivery_failed));
     metric_by_topic(b, cfg, "gamingd_dead_letters_total", "Bad records written to <topic>.dlq, by source topic.",
                     c->dead_letters, false);

@@ -39,6 +39,15 @@ static bool failure_log_allowed(gd_kafka_sink *s)
     return allowed;
 }
 
+/* A record the brokers refused, or would: counted and logged, and the
+ * run goes on (a restart would meet the same record again). */
+static void count_undelivered(gd_kafka_sink *s, const char *topic, rd_kafka_resp_err_t err)
+{
+    gd_counters *c = s->client.counters;
+    if (c) atomic_fetch_add(&c->kafka_delivery_failed, 1);
+    if (failure_log_allowed(s)) gd_error("kafka: a record to %s was not delivered: %s", topic, rd_kafka_err2str(err));
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -51,10 +60,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
     if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
         return; /* given up at close: the stop said so, and a restart produces it again */
-    if (c) atomic_fetch_add(&c->kafka_delivery_failed, 1);
-    if (failure_log_allowed(s))
-        gd_error("kafka: a record to %s was not delivered: %s", rd_kafka_topic_name(m->rkt),
-                 rd_kafka_err2str(m->err));
+    count_undelivered(s, rd_kafka_topic_name(m->rkt), m->err);
 }
 
 int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *counters, const atomic_bool *stop)
@@ -140,6 +146,11 @@ int gd_kafka_sink_produce_to(gd_kafka_sink *s, const char *topic, int32_t partit
             rd_kafka_poll(s->rk, 0); /* delivery reports */
             if (!err) {
                 atomic_store_explicit(&s->queue_full_logged, false, memory_order_relaxed);
+                return GD_OK;
+            }
+            if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) { /* past message.max.bytes: as the brokers' refusal */
+                if (headers) rd_kafka_headers_destroy(headers);
+                count_undelivered(s, topic, err);
                 return GD_OK;
             }
             gd_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));

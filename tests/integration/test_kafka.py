@@ -607,6 +607,38 @@ def test_a_record_over_the_size_limit_is_dead_lettered_by_key_and_size(tmp_path,
         f.cleanup()
 
 
+def test_an_enriched_record_past_what_the_producer_sends_is_counted_not_fatal(tmp_path, kafka):
+    """A game named with 999,650 bytes: its record is under --max-record-bytes
+    and under what a producer sends (1,000,000 bytes), but the enriched JSON
+    record of its activity is past that. Such a record is counted as one the
+    brokers refused (gamingd_kafka_delivery_failures_total) and gamingd goes
+    on -- it stopped, and met the same record again at every restart.
+    Hand-worked: a1..a5 alternate between g1 and the huge game; a1, a3 and
+    a5 reach the output topic, a2 and a4 are counted, and every table holds
+    all five."""
+    create_source_topics(kafka)
+    huge = {"game_id": "huge", "game_name": "N" * 999_650, "genre": "Action"}
+    records = [(GAMES, b"g1", json.dumps({"game_id": "g1", "game_name": "Game g1", "genre": "Action"}).encode()),
+               (GAMES, b"huge", json.dumps(huge).encode())]
+    for i in range(1, 6):
+        records.append((ACTIVITY, b"a%d" % i, json.dumps({
+            "activity_id": "a%d" % i, "player_id": "p1", "game_id": "g1" if i % 2 else "huge",
+            "activity_type": "play", "activity_timestamp": BASE_MS + i * 1000}).encode()))
+    produce(kafka.bootstrap, records)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        d = f("kafka", args=["--brokers", kafka.bootstrap, "--output", "kafka", "--output-format", "json"])
+        wait_applied(d, len(records))
+        out = kcat_json_output(kafka.bootstrap, 3, timeout=20)
+        assert sorted(r["activity_id"] for r in out) == ["a1", "a3", "a5"]
+        assert d.metrics()[("gamingd_kafka_delivery_failures_total", frozenset())] == 2
+        assert d.proc.poll() is None
+        ref = reference.reference_for(as_reference_lines(records))
+        checks.fail_if(checks.compare_all_tables(d, ref), "tables with the huge game's records")
+    finally:
+        f.cleanup()
+
+
 @pytest.mark.parametrize("source", ["kafka", "file"])
 def test_stopping_with_the_brokers_gone_ends_within_the_shutdown_timeout(tmp_path, kafka, source):
     """SIGTERM while no broker answers: the process ends within
