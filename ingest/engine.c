@@ -1321,7 +1321,6 @@ static void process_activity(gd_engine *e, const gd_record *rec)
 
 /* A record of route r: its tables here, and on route 0 the figures and the
  * enriched record out, unless it was applied before (sent twice). */
-/* One record of a route message, unless it was applied already. */
 static void apply_route_record(gd_engine *e, const gd_record *rec, gd_str one)
 {
     gd_route_record rr;
@@ -1341,6 +1340,7 @@ static void apply_route_record(gd_engine *e, const gd_record *rec, gd_str one)
     gd_windows_apply(route_windows(e, rec->route), &en, e->stream_time, e->store, reading_txn(e));
 }
 
+/* A message of route r: each of its records (a batch, or one alone). */
 static void process_route(gd_engine *e, const gd_record *rec)
 {
     gd_route_reader reader;
