@@ -291,8 +291,9 @@ void gd_route_encode(gd_buf *b, const gd_enriched *e, uint32_t fields, int32_t s
 /* The record's strings point into in. */
 int gd_route_decode(gd_str in, gd_route_record *out);
 
-/* A route's Kafka message: a batch of records of one key (route.c). */
-/* record appended to batch (its magic first when empty). */
+/* A route's Kafka message: a batch of the records of one route partition,
+ * whatever their keys (route.c). record appended to batch (its magic first
+ * when empty). */
 void gd_route_batch_add(gd_buf *batch, gd_str record);
 typedef struct {
     gd_str rest;

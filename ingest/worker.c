@@ -137,9 +137,10 @@ static bool pack_fields(ring_slot *slot, size_t *used, void *row, const gd_field
 }
 
 /* A self-contained copy of e: everything gd_enriched_field can read. */
-static bool fill_slot(ring_slot *slot, const gd_enriched *e, int64_t stream_time)
+static bool fill_slot(ring_slot *slot, const gd_enriched *e, int64_t stream_time, bool counted_late)
 {
     size_t used = 0;
+    slot->counted_late = counted_late;
     slot->a = *e->a;
     slot->has_game = e->game != NULL;
     slot->has_player = e->player != NULL;
@@ -461,8 +462,7 @@ bool gd_workers_push(gd_workers *g, const gd_enriched *e, int64_t stream_time, b
         for (int i = 0; i < g->count; i++) wait_for_tail(&g->w[i], h - RING_SLOTS / 2); /* fewer wake-ups */
         g->free_below = h - RING_SLOTS / 2;
     }
-    if (!fill_slot(&g->ring[h % RING_SLOTS], e, stream_time)) return false;
-    g->ring[h % RING_SLOTS].counted_late = late;
+    if (!fill_slot(&g->ring[h % RING_SLOTS], e, stream_time, late)) return false;
     g->staged = h + 1;
     if (g->staged - atomic_load_explicit(&g->head, memory_order_relaxed) >= HANDOFF_BATCH) publish(g);
     return true;
