@@ -126,7 +126,7 @@ static int topic_exists(rd_kafka_t *rk, const char *topic)
     return exists;
 }
 
-void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *config, const char *value)
+void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *const *settings)
 {
     int exists = topic_exists(rk, topic);
     if (exists == 1) return;
@@ -135,14 +135,13 @@ void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, co
                 "if the brokers do not)", topic, partitions);
         return;
     }
-    char err[512], settings[160];
+    char err[512], said[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof err);
-    if (config) {
-        rd_kafka_NewTopic_set_config(nt, config, value);
-        snprintf(settings, sizeof settings, "%d partition%s, %s %s", partitions, partitions == 1 ? "" : "s", config,
-                 value);
-    } else {
-        snprintf(settings, sizeof settings, "%d partition%s", partitions, partitions == 1 ? "" : "s");
+    int n = snprintf(said, sizeof said, "%d partition%s", partitions, partitions == 1 ? "" : "s");
+    for (int i = 0; settings && settings[i]; i += 2) {
+        rd_kafka_NewTopic_set_config(nt, settings[i], settings[i + 1]);
+        if (n > 0 && (size_t)n < sizeof said)
+            n += snprintf(said + n, sizeof said - (size_t)n, ", %s %s", settings[i], settings[i + 1]);
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -161,10 +160,10 @@ void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, co
               : n && rd_kafka_topic_result_error_string(res[0]) ? rd_kafka_topic_result_error_string(res[0])
                                                              : rd_kafka_err2str(code);
     }
-    if (!code) gd_info("kafka: created topic %s (%s)", topic, settings);
+    if (!code) gd_info("kafka: created topic %s (%s)", topic, said);
     else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
         gd_warn("kafka: the brokers did not create topic %s (%s): %s; producing to it anyway -- create it yourself "
-                "if the brokers do not auto-create topics", topic, settings, why);
+                "if the brokers do not auto-create topics", topic, said, why);
     if (ev) rd_kafka_event_destroy(ev);
     rd_kafka_AdminOptions_destroy(opt);
     rd_kafka_queue_destroy(q);

@@ -33,8 +33,9 @@ void gd_kafka_client_destroy(gd_kafka_client *client);
 /* Traffic flowed on this client: clears its unreachable bit, logging the
  * recovery if it was set. */
 void gd_kafka_reachable(gd_kafka_client *client);
-/* Creates the topic unless it exists (config: one topic setting, or NULL),
- * warning when the brokers do not and going on: they may auto-create it. */
-void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *config, const char *value);
+/* Creates the topic unless it exists (settings: topic setting names and
+ * values, alternating, NULL-terminated), warning when the brokers do not
+ * and going on: they may auto-create it. */
+void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *const *settings);
 
 #endif

@@ -22,6 +22,13 @@
 
 enum { QUEUE_FULL_WAIT_MS = 100, METADATA_TIMEOUT_MS = 5000 };
 
+/* The largest message produced, unless -X message.max.bytes says: a route
+ * or enriched record carries an activity, a game and a player row, each up
+ * to --max-record-bytes, so four times that (their framing besides), never
+ * below librdkafka's own default nor above its ceiling. The topics gamingd
+ * creates take what its producer sends (max.message.bytes). */
+enum { LIBRDKAFKA_MESSAGE_MAX = 1000000, LIBRDKAFKA_MESSAGE_CEILING = 1000000000, ROWS_PER_MESSAGE = 4 };
+
 struct gd_kafka_sink {
     gd_kafka_client client;
     rd_kafka_t *rk;
@@ -29,6 +36,7 @@ struct gd_kafka_sink {
     atomic_bool queue_full_logged;
     pthread_mutex_t failure_log_lock;
     gd_ratelimit failure_log;
+    char message_max[24]; /* message.max.bytes as set */
 };
 
 static bool failure_log_allowed(gd_kafka_sink *s)
@@ -73,15 +81,22 @@ int gd_kafka_sink_open(gd_kafka_sink **out, const gd_config *cfg, gd_counters *c
     if (!s) return GD_ENOMEM;
     gd_kafka_client_init(&s->client, GD_KAFKA_PRODUCER, counters);
     s->stop = stop;
-    static const char *const producer_defaults[] = {
+    uint64_t message_max = (uint64_t)cfg->max_record_bytes * ROWS_PER_MESSAGE;
+    if (message_max < LIBRDKAFKA_MESSAGE_MAX) message_max = LIBRDKAFKA_MESSAGE_MAX;
+    if (message_max > LIBRDKAFKA_MESSAGE_CEILING) message_max = LIBRDKAFKA_MESSAGE_CEILING;
+    snprintf(s->message_max, sizeof s->message_max, "%llu", (unsigned long long)message_max);
+    const char *const producer_defaults[] = {
         "enable.idempotence", "true", "compression.type", "snappy", "partitioner", "murmur2_random",
-        "linger.ms", "5", "message.timeout.ms", "0", "queue.buffering.max.messages", "1000000", NULL};
+        "linger.ms", "5", "message.timeout.ms", "0", "queue.buffering.max.messages", "1000000",
+        "message.max.bytes", s->message_max, NULL};
     rd_kafka_conf_t *conf = gd_kafka_conf(cfg, &s->client, producer_defaults);
     if (!conf) {
         gd_kafka_client_destroy(&s->client);
         free(s);
         return GD_ERR;
     }
+    size_t len = sizeof s->message_max; /* an -X message.max.bytes is what the topics must take */
+    rd_kafka_conf_get(conf, "message.max.bytes", s->message_max, &len);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery); /* its opaque is &s->client, as for every callback */
     char err[512];
     pthread_mutex_init(&s->failure_log_lock, NULL); /* before the first callback can run */
@@ -103,8 +118,15 @@ void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partiti
 {
     char retention[32];
     snprintf(retention, sizeof retention, "%lld", (long long)retention_ms);
-    if (cleanup_policy) gd_kafka_ensure_topic(s->rk, topic, partitions, "cleanup.policy", cleanup_policy);
-    else gd_kafka_ensure_topic(s->rk, topic, partitions, retention_ms > 0 ? "retention.ms" : NULL, retention);
+    const char *settings[] = {"max.message.bytes", s->message_max, NULL, NULL, NULL};
+    if (cleanup_policy) {
+        settings[2] = "cleanup.policy";
+        settings[3] = cleanup_policy;
+    } else if (retention_ms > 0) {
+        settings[2] = "retention.ms";
+        settings[3] = retention;
+    }
+    gd_kafka_ensure_topic(s->rk, topic, partitions, settings);
 }
 
 int32_t gd_kafka_sink_partitions(gd_kafka_sink *s, const char *topic)

@@ -253,7 +253,8 @@ static int follow_topic(gd_roster *r)
 static void *roster_main(void *arg)
 {
     gd_roster *r = arg;
-    gd_kafka_ensure_topic(r->producer, r->topic, 1, "cleanup.policy", "compact");
+    static const char *const compacted[] = {"cleanup.policy", "compact", NULL};
+    gd_kafka_ensure_topic(r->producer, r->topic, 1, compacted);
     bool following = false;
     int64_t next_announce = 0, next_follow = 0;
     while (!atomic_load(&r->stop)) {

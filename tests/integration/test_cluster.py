@@ -17,6 +17,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 import checks
 import reference
 from conftest import BASE_MS, DaemonFactory, read_lines
@@ -386,27 +388,37 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         f.cleanup()
 
 
-def test_partitioned_huge_route_records_are_applied_among_the_others(tmp_path, kafka):
+@pytest.mark.parametrize("game_name_bytes,username_bytes", [(900_000, 0), (999_000, 600_000)])
+def test_partitioned_huge_route_records_are_applied_among_the_others(tmp_path, kafka, game_name_bytes,
+                                                                     username_bytes):
     """Route records travel in batches, a message per route partition. A
     game named with 900 KB (its record under --max-record-bytes) makes each
     of its activity's records on the routes that carry the name (the one
     keyed by game_id, data quality's) about that large, past the size at
-    which a batch goes (256 KiB): each goes alone, under what a Kafka message
-    holds (librdkafka's message.max.bytes, 1,000,000), and every record, the
-    huge game's among the others', is applied exactly. Three such records:
-    the mock cluster keeps ~5 MB a partition."""
+    which a batch goes (256 KiB): each goes alone, and every record, the
+    huge game's among the others', is applied exactly. With a player named
+    with 600 KB besides, those records are past what a Kafka producer sends
+    by default (librdkafka's message.max.bytes, 1,000,000); gamingd's
+    producer sends four times --max-record-bytes, and they are applied too.
+    Three such records: the mock cluster keeps ~5 MB a partition."""
     create_source_topics(kafka, activity_partitions=PARTITIONS, output_partitions=4)
     create_internal_topics(kafka)
     records = generated_records(tmp_path, 1500, 91)
     games = [json.loads(v) for t, _, v in records if t == GAMES and v]
-    huge = dict(games[0], game_id="game_huge", game_name="N" * 900_000)
+    huge = dict(games[0], game_id="game_huge", game_name="N" * game_name_bytes)
     records.insert(0, (GAMES, b"game_huge", json.dumps(huge).encode()))
+    if username_bytes:
+        players = [json.loads(v) for t, _, v in records if t == PLAYERS and v]
+        huge_player = dict(players[0], player_id="player_huge", username="U" * username_bytes)
+        records.insert(0, (PLAYERS, b"player_huge", json.dumps(huge_player).encode()))
     moved = 0
     for i, (topic, key, value) in enumerate(records):
         if topic == ACTIVITY and moved < 3 and i % 200 == 0:
             act = json.loads(value)
             if isinstance(act, dict) and isinstance(act.get("game_id"), str):
                 act["game_id"] = "game_huge"
+                if username_bytes:
+                    act["player_id"] = "player_huge"
                 records[i] = (topic, key, json.dumps(act).encode())
                 moved += 1
     assert moved == 3
@@ -419,6 +431,7 @@ def test_partitioned_huge_route_records_are_applied_among_the_others(tmp_path, k
         ref = reference_of(records)
         assert sum(1 for o in ref.outputs if o.get("game_id") == "game_huge") == 3
         wait_tables(d, ref, "the instance's tables")
+        assert d.metrics()[("gamingd_kafka_delivery_failures_total", frozenset())] == 0
         assert d.proc.poll() is None
     finally:
         f.cleanup()

@@ -607,15 +607,19 @@ def test_a_record_over_the_size_limit_is_dead_lettered_by_key_and_size(tmp_path,
         f.cleanup()
 
 
-def test_an_enriched_record_past_what_the_producer_sends_is_counted_not_fatal(tmp_path, kafka):
+@pytest.mark.parametrize("message_max", [None, 1_000_000])
+def test_an_enriched_record_past_what_the_producer_sends_is_counted_not_fatal(tmp_path, kafka, message_max):
     """A game named with 999,650 bytes: its record is under --max-record-bytes
-    and under what a producer sends (1,000,000 bytes), but the enriched JSON
-    record of its activity is past that. Such a record is counted as one the
-    brokers refused (gamingd_kafka_delivery_failures_total) and gamingd goes
-    on -- it stopped, and met the same record again at every restart.
+    and under what a producer sends by default (1,000,000 bytes), but the
+    enriched JSON record of its activity is past that. gamingd's producer
+    sends four times --max-record-bytes (an activity, a game and a player
+    row), so by default all five records reach the output topic. Under an
+    operator's -X message.max.bytes=1000000, such a record is counted as one
+    the brokers refused (gamingd_kafka_delivery_failures_total) and gamingd
+    goes on -- it stopped, and met the same record again at every restart.
     Hand-worked: a1..a5 alternate between g1 and the huge game; a1, a3 and
-    a5 reach the output topic, a2 and a4 are counted, and every table holds
-    all five."""
+    a5 reach the output topic, a2 and a4 are counted; every table holds all
+    five either way."""
     create_source_topics(kafka)
     huge = {"game_id": "huge", "game_name": "N" * 999_650, "genre": "Action"}
     records = [(GAMES, b"g1", json.dumps({"game_id": "g1", "game_name": "Game g1", "genre": "Action"}).encode()),
@@ -627,11 +631,16 @@ def test_an_enriched_record_past_what_the_producer_sends_is_counted_not_fatal(tm
     produce(kafka.bootstrap, records)
     f = DaemonFactory(str(tmp_path))
     try:
-        d = f("kafka", args=["--brokers", kafka.bootstrap, "--output", "kafka", "--output-format", "json"])
+        args = ["--brokers", kafka.bootstrap, "--output", "kafka", "--output-format", "json"]
+        if message_max:
+            args += ["-X", "message.max.bytes=%d" % message_max]
+        d = f("kafka", args=args)
         wait_applied(d, len(records))
-        out = kcat_json_output(kafka.bootstrap, 3, timeout=20)
-        assert sorted(r["activity_id"] for r in out) == ["a1", "a3", "a5"]
-        assert d.metrics()[("gamingd_kafka_delivery_failures_total", frozenset())] == 2
+        sent = ["a1", "a3", "a5"] if message_max else ["a1", "a2", "a3", "a4", "a5"]
+        out = kcat_json_output(kafka.bootstrap, len(sent), timeout=20)
+        assert sorted(r["activity_id"] for r in out) == sent
+        assert [len(r["game_name"]) for r in out if r["game_id"] == "huge"] == [999_650] * (0 if message_max else 2)
+        assert d.metrics()[("gamingd_kafka_delivery_failures_total", frozenset())] == 5 - len(sent)
         assert d.proc.poll() is None
         ref = reference.reference_for(as_reference_lines(records))
         checks.fail_if(checks.compare_all_tables(d, ref), "tables with the huge game's records")
