@@ -130,19 +130,17 @@ void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, co
 {
     int exists = topic_exists(rk, topic);
     if (exists == 1) return;
+    char err[512], said[256]; /* the partitions and settings, for the log */
+    int n = snprintf(said, sizeof said, "%d partition%s", partitions, partitions == 1 ? "" : "s");
+    for (int i = 0; settings && settings[i] && n > 0 && (size_t)n < sizeof said; i += 2)
+        n += snprintf(said + n, sizeof said - (size_t)n, ", %s %s", settings[i], settings[i + 1]);
     if (exists < 0) {
-        gd_warn("kafka: no broker answered; not checking whether topic %s exists (create it with %d partitions "
-                "if the brokers do not)", topic, partitions);
+        gd_warn("kafka: no broker answered; not checking whether topic %s exists (if the brokers do not create "
+                "it, create it yourself: %s)", topic, said);
         return;
     }
-    char err[512], said[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof err);
-    int n = snprintf(said, sizeof said, "%d partition%s", partitions, partitions == 1 ? "" : "s");
-    for (int i = 0; settings && settings[i]; i += 2) {
-        rd_kafka_NewTopic_set_config(nt, settings[i], settings[i + 1]);
-        if (n > 0 && (size_t)n < sizeof said)
-            n += snprintf(said + n, sizeof said - (size_t)n, ", %s %s", settings[i], settings[i + 1]);
-    }
+    for (int i = 0; settings && settings[i]; i += 2) rd_kafka_NewTopic_set_config(nt, settings[i], settings[i + 1]);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opt, CREATE_TIMEOUT_MS, err, sizeof err);
