@@ -1434,7 +1434,7 @@ static size_t dirty_rows(gd_engine *e)
 
 /* Whether the open batch holds BUSY_COMMIT_ROWS dirty groups. The workers'
  * counts trail the records handed to them by up to a ring, so they catch
- * up before each look: at a ring's worth of records into the batch, then
+ * up before each look: at ROWS_FIRST_CHECK records into the batch, then
  * halfway to where the bound falls at the batch's rate so far, a look every
  * 256 records at the closest. Where the batch ends then depends on its
  * records alone -- the same record on every run and thread layout, and so

@@ -131,9 +131,9 @@ void gd_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions, co
     int exists = topic_exists(rk, topic);
     if (exists == 1) return;
     char err[512], said[256]; /* the partitions and settings, for the log */
-    int n = snprintf(said, sizeof said, "%d partition%s", partitions, partitions == 1 ? "" : "s");
-    for (int i = 0; settings && settings[i] && n > 0 && (size_t)n < sizeof said; i += 2)
-        n += snprintf(said + n, sizeof said - (size_t)n, ", %s %s", settings[i], settings[i + 1]);
+    int said_len = snprintf(said, sizeof said, "%d partition%s", partitions, partitions == 1 ? "" : "s");
+    for (int i = 0; settings && settings[i] && said_len > 0 && (size_t)said_len < sizeof said; i += 2)
+        said_len += snprintf(said + said_len, sizeof said - (size_t)said_len, ", %s %s", settings[i], settings[i + 1]);
     if (exists < 0) {
         gd_warn("kafka: no broker answered; not checking whether topic %s exists (if the brokers do not create "
                 "it, create it yourself: %s)", topic, said);
