@@ -8,7 +8,8 @@
 #                ONLY=soak: data file and RSS over 30 days of event time; ONLY=tables:
 #                what a tumbling and a session table of the user's cost per event;
 #                ONLY=replay: replays on every core and on one; ONLY=compare: every
-#                figure of the engine's table against BASELINE, one table of medians)
+#                figure of the engine's table against BASELINE, one table of medians;
+#                ONLY=partitioned: partitioned mode for 1 to 4 instances against BASELINE)
 #   make fuzz    libFuzzer over the parsers, FUZZ_SECONDS (20) each
 #   make deps    install the Debian packages the targets need (apt-get)
 

@@ -63,6 +63,10 @@ const char *const gd_bad_reason_names[GD_BAD_REASON_COUNT] = {"invalid", "future
 
 enum { MAX_REMOVALS = 16 }; /* another instance's DROPs and TERMINATEs waiting here */
 
+/* A change of the catalog (a DDL record) is named by its producer and the
+ * 8 hex digits after its kind letter; the latest DDL_SEEN are remembered. */
+enum { DDL_ID_LEN = GD_PRODUCER_LEN + 8, DDL_SEEN = 256 };
+
 struct gd_engine {
     const gd_config *cfg;
     gd_store *store;
@@ -140,10 +144,21 @@ struct gd_engine {
     gd_cmd_op removing_op;
     gd_buf route_key, route_text, route_val;
     int32_t route_partitions[GD_MAX_ROUTES];
+    int32_t changelog_partitions; /* as the brokers have them */
+    int32_t changelog_base[GD_MAX_ROUTES]; /* route r's tasks' partitions start here (changelog_partition) */
+    gd_buf mark_lines;       /* scratch: a mark's lines for one changelog partition */
+    uint32_t ddl_seq;        /* this run's changes sent, numbering the next */
+    gd_buf ddl_seen;         /* the latest changes applied here, DDL_ID_LEN bytes each */
+    bool ddl_seen_changed;   /* since the last commit */
+    struct {                 /* each table made while running: the change that made it (its rows name it) */
+        char name[128];
+        char id[DDL_ID_LEN];
+    } origins[GD_MAX_TABLES];
+    int norigins;
     gd_map route_batches;    /* route partition (applied_key without src) -> its records not sent yet (gd_buf *) */
     size_t route_batched;    /* their bytes */
     int64_t route_batch_since_ns; /* when the oldest of them was gathered */
-    bool moved; /* records of held partitions applied since the last mark */
+    uint8_t *moved; /* per changelog partition: its tasks moved since its last mark */
 };
 
 enum { BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072, COMMIT_SPACING = 10, ROWS_FIRST_CHECK = 4096 };
@@ -152,6 +167,7 @@ enum { BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072, COMMIT_SPACING = 10, 
  * ROUTE_SEND_NS old, the source has nothing more for now, or a commit
  * begins (which needs them acknowledged). */
 enum { ROUTE_SEND_BYTES = 256 * 1024, ROUTE_SEND_NS = 20 * 1000000 };
+
 
 /* Every gd_windows of this engine: the engine's, the workers', and in
  * partitioned mode (no workers) each further route's. */
@@ -324,42 +340,192 @@ static void put_applied_lines(const gd_engine *e, gd_buf *out)
     }
 }
 
-/* route_key and route_val, as made, to the changelog's one partition. */
-static int produce_changelog(gd_engine *e)
+/* ---- changes of the catalog in the changelog ---- */
+
+/* The id of a change from its record's producer and key (a kind letter and
+ * 8 hex digits); false for a record of a gamingd from before numbers. */
+static bool ddl_id(gd_str producer, gd_str key, char id[DDL_ID_LEN])
+{
+    if (key.len != 9 || producer.len != GD_PRODUCER_LEN) return false;
+    memcpy(id, producer.p, GD_PRODUCER_LEN);
+    memcpy(id + GD_PRODUCER_LEN, key.p + 1, 8);
+    return true;
+}
+
+/* Whether the change c (a DDL record) was applied here already: it comes
+ * on every changelog partition, and only the first copy counts -- a later
+ * copy of a CREATE, read after its DROP on another partition, would make the
+ * table again. Records without a number (of a gamingd from before) count
+ * each time, as they did. */
+static bool ddl_seen_before(gd_engine *e, gd_str producer, gd_str key)
+{
+    char id[DDL_ID_LEN];
+    if (!ddl_id(producer, key, id)) return false;
+    for (size_t at = 0; at + DDL_ID_LEN <= e->ddl_seen.len; at += DDL_ID_LEN)
+        if (!memcmp(e->ddl_seen.p + at, id, DDL_ID_LEN)) return true;
+    if (e->ddl_seen.len >= (size_t)DDL_SEEN * DDL_ID_LEN) { /* the oldest goes */
+        memmove(e->ddl_seen.p, e->ddl_seen.p + DDL_ID_LEN, e->ddl_seen.len - DDL_ID_LEN);
+        e->ddl_seen.len -= DDL_ID_LEN;
+    }
+    gd_buf_put(&e->ddl_seen, id, DDL_ID_LEN);
+    e->ddl_seen_changed = true;
+    return false;
+}
+
+/* ---- origins ----
+ * A table made while running may be dropped and made again under its name
+ * while rows of the first are still unread on some changelog partition
+ * (their order holds on one partition only). So its rows name the change
+ * that made it ("name@id" in the record's table) and apply only to the
+ * table that change made; the list is kept with the state ("origins"). */
+
+static const char *origin_of(const gd_engine *e, gd_str name)
+{
+    for (int i = 0; i < e->norigins; i++)
+        if (gd_str_eq(name, gd_str_c(e->origins[i].name))) return e->origins[i].id;
+    return NULL;
+}
+
+/* name's origin set (id) or forgotten (NULL), and the list written into the open batch. */
+static int set_origin(gd_engine *e, const char *name, const char *id)
+{
+    int i = 0;
+    while (i < e->norigins && strcmp(e->origins[i].name, name)) i++;
+    if (i < e->norigins) memmove(&e->origins[i], &e->origins[i + 1], sizeof e->origins[0] * (size_t)(--e->norigins - i));
+    if (id && e->norigins < GD_MAX_TABLES && strlen(name) < sizeof e->origins[0].name) {
+        snprintf(e->origins[e->norigins].name, sizeof e->origins[0].name, "%s", name);
+        memcpy(e->origins[e->norigins++].id, id, DDL_ID_LEN);
+    }
+    gd_buf lines = {0};
+    for (i = 0; i < e->norigins; i++) gd_buf_printf(&lines, "%s %.*s\n", e->origins[i].name, DDL_ID_LEN, e->origins[i].id);
+    int rc = gd_store_meta_put(e->store, e->txn, "origins", lines.p ? lines.p : "", lines.len);
+    gd_buf_free(&lines);
+    return rc;
+}
+
+static void load_origins(gd_engine *e, gd_str lines)
+{
+    for (const char *p = lines.p, *end = lines.p + lines.len; p < end && e->norigins < GD_MAX_TABLES;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        const char *sp = memchr(p, ' ', n);
+        size_t name_len = sp ? (size_t)(sp - p) : 0;
+        if (sp && name_len < sizeof e->origins[0].name && n - name_len - 1 == DDL_ID_LEN) {
+            snprintf(e->origins[e->norigins].name, sizeof e->origins[0].name, "%.*s", (int)name_len, p);
+            memcpy(e->origins[e->norigins++].id, sp + 1, DDL_ID_LEN);
+        }
+        p += n + 1;
+    }
+}
+
+/* ---- the changelog ----
+ * A task is a route partition (r, p): the groups its holder keeps. Each has
+ * a changelog partition of its own, route 0's first, then route 1's, and so
+ * on (modulo the changelog's partitions, should an operator have made it
+ * with fewer); a task's rows, and the positions and applied offsets of its
+ * marks, go there -- and activity partition p's position, whose records its
+ * holder routes, with task (0, p). So no partition carries every row of the
+ * cluster, the order on one partition is the order in which its task's
+ * state was reached, whichever instance held it, and an instance could
+ * read its own tasks' partitions alone. */
+
+static int32_t changelog_partition(const gd_engine *e, int r, int32_t p)
+{
+    return (e->changelog_base[r] + p) % e->changelog_partitions;
+}
+
+static void note_moved(gd_engine *e, int r, int32_t p) { e->moved[changelog_partition(e, r, p)] = 1; }
+
+/* route_key and route_val, as made, to changelog partition c. */
+static int produce_changelog(gd_engine *e, int32_t c)
 {
     atomic_fetch_add(&e->pub->cluster.changelog_bytes, e->route_val.len);
-    return gd_output_internal(e->kafka_out, e->routes.changelog, 0, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
+    return gd_output_internal(e->kafka_out, e->routes.changelog, c, (gd_str){e->route_key.p, (uint32_t)e->route_key.len},
                               (gd_str){e->route_val.p, (uint32_t)e->route_val.len});
 }
 
+/* The changelog partition of a row of table t: its task's, the route
+ * partition its group's records come on (the first for a row no route
+ * fills: none in partitioned mode). */
+static int32_t row_partition(gd_engine *e, const gd_tabledef *t, gd_str key)
+{
+    int r = gd_routes_of_table(&e->routes, t);
+    if (r < 0 || !gd_route_row_key(&e->routes.r[r], t, key, &e->route_text)) return 0;
+    gd_str route_key = {e->route_text.p, (uint32_t)e->route_text.len};
+    return changelog_partition(e, r, gd_kafka_key_partition(route_key, e->route_partitions[r]));
+}
+
 /* The store's tap while this instance writes its tables: each row also to
- * the changelog, for the other instances. */
+ * its task's changelog partition, for the other instances. */
 static int changelog_row(void *ctx, char kind, const gd_tabledef *t, gd_str key, gd_str val)
 {
     gd_engine *e = ctx;
-    e->moved = true;
-    gd_changelog_encode(&e->route_val, e->producer, (gd_changelog_kind)kind, t->name, key, val);
+    int32_t c = row_partition(e, t, key);
+    e->moved[c] = 1;
+    const char *origin = e->norigins ? origin_of(e, gd_str_c(t->name)) : NULL;
+    char named[sizeof e->origins[0].name + 1 + DDL_ID_LEN + 1];
+    if (origin) snprintf(named, sizeof named, "%s@%.*s", t->name, DDL_ID_LEN, origin);
+    gd_changelog_encode(&e->route_val, e->producer, (gd_changelog_kind)kind, origin ? named : t->name, key, val);
     gd_buf_clear(&e->route_key); /* compaction keeps the latest value of each row */
     gd_buf_putc(&e->route_key, kind == GD_CL_SETS ? 'S' : 'R');
     gd_buf_puts(&e->route_key, t->name);
     gd_buf_putc(&e->route_key, 0);
     gd_buf_put(&e->route_key, key.p, key.len);
-    return produce_changelog(e);
+    return produce_changelog(e, c);
 }
 
-/* After this commit's rows: the mark saying where the partitions held here
- * stand, so whoever takes one over starts where these rows end. */
+/* The changelog partition of the task a mark's line speaks of
+ * ("#applied R Q S NEXT": (R, Q); a position "topic P NEXT": the topic's
+ * route, or route 0 for activity, and P), or -1. */
+static int32_t line_partition(const gd_engine *e, const char *line, size_t n)
+{
+    char text[400], topic[320];
+    int r = -1, q = -1;
+    snprintf(text, sizeof text, "%.*s", (int)(n < sizeof text ? n : sizeof text - 1), line);
+    if (!strncmp(text, "#applied ", 9)) {
+        if (sscanf(text, "#applied %d %d", &r, &q) != 2) return -1;
+    } else if (sscanf(text, "%319s %d", topic, &q) == 2) {
+        r = strcmp(topic, e->cfg->topics[GD_TOPIC_ACTIVITY]) ? gd_routes_find(&e->routes, gd_str_c(topic)) : 0;
+    }
+    return r >= 0 && r < e->routes.n && q >= 0 ? changelog_partition(e, r, q) : -1;
+}
+
+/* Of lines, those of changelog partition c's tasks into out. */
+static void lines_of_partition(const gd_engine *e, gd_str lines, int32_t c, gd_buf *out)
+{
+    gd_buf_clear(out);
+    for (const char *p = lines.p, *end = lines.p + lines.len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        if (line_partition(e, p, n) == c) {
+            gd_buf_put(out, p, n);
+            gd_buf_putc(out, '\n');
+        }
+        p += n + 1;
+    }
+}
+
+/* After this commit's rows: on each changelog partition they went to, or
+ * whose tasks moved, a mark saying where those tasks stand, so whoever takes
+ * one over starts where these rows end. */
 static int changelog_mark(gd_engine *e)
 {
     gd_buf_clear(&e->tmp);
     e->src->held_position(e->src, &e->tmp);
     put_applied_lines(e, &e->tmp);
-    gd_changelog_encode(&e->route_val, e->producer, GD_CL_MARK, NULL, GD_STR_NULL,
-                        (gd_str){e->tmp.p, (uint32_t)e->tmp.len});
-    gd_buf_clear(&e->route_key);
-    gd_buf_putc(&e->route_key, 'M');
-    gd_buf_put(&e->route_key, e->producer, GD_INSTANCE_ID_LEN);
-    return produce_changelog(e);
+    gd_str lines = {e->tmp.p, (uint32_t)e->tmp.len};
+    for (int32_t c = 0; c < e->changelog_partitions; c++) {
+        if (!e->moved[c]) continue;
+        lines_of_partition(e, lines, c, &e->mark_lines);
+        gd_changelog_encode(&e->route_val, e->producer, GD_CL_MARK, NULL, GD_STR_NULL,
+                            (gd_str){e->mark_lines.p, (uint32_t)e->mark_lines.len});
+        gd_buf_clear(&e->route_key);
+        gd_buf_putc(&e->route_key, 'M');
+        gd_buf_put(&e->route_key, e->producer, GD_INSTANCE_ID_LEN);
+        int rc = produce_changelog(e, c);
+        if (rc) return rc;
+    }
+    return GD_OK;
 }
 
 static int adopt_definition(gd_engine *e, const gd_changelog_record *c);
@@ -381,33 +547,55 @@ static int queue_removal(gd_engine *e, const gd_changelog_record *c)
 /* One of another instance's rows into the store. */
 static int apply_changelog_row(gd_engine *e, const gd_changelog_record *c)
 {
+    bool ddl = c->kind == GD_CL_CREATE || c->kind == GD_CL_DROP || c->kind == GD_CL_TERMINATE;
+    if (ddl && ddl_seen_before(e, c->producer, c->key)) return GD_OK;
     if (c->kind == GD_CL_CREATE) return adopt_definition(e, c);
     if (c->kind == GD_CL_DROP || c->kind == GD_CL_TERMINATE) return queue_removal(e, c);
-    const gd_tabledef *t = gd_catalog_tabledef(e->cat, c->table);
+    gd_str name = c->table;
+    const char *at = memchr(name.p, '@', name.len);
+    if (at) name.len = (uint32_t)(at - name.p);
+    const char *origin = at ? origin_of(e, name) : NULL;
+    if (at && (!origin || c->table.len - name.len - 1 != DDL_ID_LEN || memcmp(origin, at + 1, DDL_ID_LEN)))
+        return GD_OK; /* a row of a table of that name which is gone (or not made here) */
+    const gd_tabledef *t = gd_catalog_tabledef(e->cat, name);
     if (!t || !gd_table_aggregates(t)) return GD_OK; /* a table this instance does not have */
     if (c->kind == GD_CL_ROW) return gd_store_row_put(e->store, e->txn, t, c->key, c->value);
     if (c->kind == GD_CL_SETS) return gd_store_sets_put(e->store, e->txn, t, c->key, c->value);
     return gd_store_row_del(e->store, e->txn, t, c->key);
 }
 
-/* Another producer's rows since its last mark, and the changelog offset of
- * the first: the committed changelog position never passes it, so a restart
- * reads them again rather than lose them before their mark. */
+/* Another producer's rows on one changelog partition since its last mark
+ * there, and the offset of the first: the committed changelog position
+ * never passes it, so a restart reads them again rather than lose them
+ * before their mark. Keyed by the producer, then the partition (4 bytes). */
 typedef struct {
     gd_buf rows; /* each a 4-byte length, then the record's value */
     int64_t first;
 } pending_rows;
 
-/* The changelog offset to resume from: before every producer's unmarked
- * rows, or -1 when none wait. */
-static int64_t changelog_resume(const gd_engine *e)
+enum { PENDING_KEY_LEN = GD_PRODUCER_LEN + 4 };
+
+static int32_t pending_partition(const gd_map_slot *slot)
 {
-    int64_t first = -1;
-    for (size_t i = 0; i < e->pending.cap; i++) {
-        const pending_rows *p = e->pending.slots[i].val;
-        if (gd_map_live(&e->pending.slots[i]) && p->rows.len && (first < 0 || p->first < first)) first = p->first;
+    int32_t c;
+    memcpy(&c, gd_map_key(slot).p + GD_PRODUCER_LEN, 4);
+    return c;
+}
+
+/* "changelog C OFFSET" lines, a later line winning over the position's: each
+ * partition resumes before every producer's unmarked rows there. */
+static void put_changelog_resume(const gd_engine *e, gd_buf *out)
+{
+    for (int32_t c = 0; c < e->changelog_partitions; c++) {
+        int64_t first = -1;
+        for (size_t i = 0; i < e->pending.cap; i++) {
+            const pending_rows *p = e->pending.slots[i].val;
+            if (gd_map_live(&e->pending.slots[i]) && p->rows.len && pending_partition(&e->pending.slots[i]) == c &&
+                (first < 0 || p->first < first))
+                first = p->first;
+        }
+        if (first >= 0) gd_buf_printf(out, "%s %d %lld\n", e->routes.changelog, (int)c, (long long)first);
     }
-    return first;
 }
 
 /* Another producer's rows wait for its mark: rows with no mark after them
@@ -420,8 +608,11 @@ static int process_changelog(gd_engine *e, const gd_record *rec)
     gd_changelog_record c;
     if (!rec->value.p || gd_changelog_decode(rec->value, &c)) return GD_OK; /* not ours: compaction tombstones */
     if (!memcmp(c.producer.p, e->producer, GD_PRODUCER_LEN)) return GD_OK; /* this run's: in the store already */
+    char key[PENDING_KEY_LEN];
+    memcpy(key, c.producer.p, GD_PRODUCER_LEN);
+    memcpy(key + GD_PRODUCER_LEN, &rec->partition, 4);
     bool created;
-    gd_map_slot *slot = gd_map_upsert(&e->pending, c.producer, &created);
+    gd_map_slot *slot = gd_map_upsert(&e->pending, (gd_str){key, PENDING_KEY_LEN}, &created);
     if (created) {
         slot->val = gd_arena_alloc(&e->pending_arena, sizeof(pending_rows));
         memset(slot->val, 0, sizeof(pending_rows));
@@ -441,10 +632,11 @@ static int process_changelog(gd_engine *e, const gd_record *rec)
         at += 4 + len;
     }
     gd_buf_clear(&held->rows);
-    for (size_t i = 0; i < e->pending.cap; i++) { /* an earlier run's unmarked rows never will be */
+    for (size_t i = 0; i < e->pending.cap; i++) { /* an earlier run's unmarked rows here never will be */
         gd_map_slot *other = &e->pending.slots[i];
         gd_str k = gd_map_key(other);
-        if (gd_map_live(other) && !memcmp(k.p, c.producer.p, GD_INSTANCE_ID_LEN) && !gd_str_eq(k, c.producer))
+        if (gd_map_live(other) && !memcmp(k.p, c.producer.p, GD_INSTANCE_ID_LEN) &&
+            memcmp(k.p, c.producer.p, GD_PRODUCER_LEN) && pending_partition(other) == rec->partition)
             gd_buf_free(&((pending_rows *)other->val)->rows);
     }
     if (rc) return rc;
@@ -507,7 +699,7 @@ static int send_route_batches(gd_engine *e)
  * route's readers read. */
 static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched *en)
 {
-    e->moved = true;
+    note_moved(e, 0, rec->partition); /* its position is task (0, p)'s */
     if (!e->route_batched) e->route_batch_since_ns = gd_mono_ns();
     for (int r = 0; r < e->routes.n; r++) {
         if (!gd_route_key(&e->routes.r[r], en, &e->scratch, &e->route_key, &e->route_text)) continue;
@@ -571,8 +763,10 @@ static int open_partitioned(gd_engine *e)
     if ((rc = gd_relay_open(&e->push.relay, e->cfg, e->cat, e->hub, e->kafka_out, e->pub, id))) return rc;
     const char *push = gd_relay_topic(e->push.relay);
     if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->route_partitions, e->routes.changelog,
-                                        push)))
+                                        &e->changelog_partitions, push)))
         return rc;
+    for (int r = 1; r < e->routes.n; r++) e->changelog_base[r] = e->changelog_base[r - 1] + e->route_partitions[r - 1];
+    if (!(e->moved = calloc((size_t)e->changelog_partitions, 1))) return GD_ENOMEM;
     if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->routes.changelog, push))) return rc;
     gd_windows_free(&e->win);
     gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);
@@ -586,7 +780,8 @@ static int open_partitioned(gd_engine *e)
     e->src->on_revoke = commit_before_revoke;
     e->src->on_assigned = reload_windows;
     e->src->hook_ctx = e;
-    gd_info("partitioned mode: %d route(s), changelog %s", e->routes.n, e->routes.changelog);
+    gd_info("partitioned mode: %d route(s), changelog %s (%d partitions)", e->routes.n, e->routes.changelog,
+            (int)e->changelog_partitions);
     return GD_OK;
 }
 
@@ -604,6 +799,9 @@ static int load_state(gd_engine *e)
     for (int i = 0; !rc && i < windows_count(e); i++) rc = gd_windows_load(windows_at(e, i), e->store, txn, e->stream_time);
     if (!rc && gd_store_meta_get(e->store, txn, "position", &v) == GD_OK) rc = resume_source(e, v);
     if (!rc && e->partitioned && gd_store_meta_get(e->store, txn, "applied", &v) == GD_OK) note_applied_lines(e, v);
+    if (!rc && e->partitioned && gd_store_meta_get(e->store, txn, "ddl_seen", &v) == GD_OK)
+        gd_buf_put(&e->ddl_seen, v.p, v.len - v.len % DDL_ID_LEN);
+    if (!rc && e->partitioned && gd_store_meta_get(e->store, txn, "origins", &v) == GD_OK) load_origins(e, v);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -796,6 +994,9 @@ void gd_engine_close(gd_engine *e)
         gd_buf_free(&e->route_key);
         gd_buf_free(&e->route_text);
         gd_buf_free(&e->route_val);
+        gd_buf_free(&e->mark_lines);
+        gd_buf_free(&e->ddl_seen);
+        free(e->moved);
         free_route_batches(e);
     }
     if (e->out) fclose(e->out);
@@ -889,22 +1090,35 @@ static int record_catalog(gd_engine *e, const gd_catalog_entry *const *adds, int
     return gd_store_meta_put(e->store, e->txn, "catalog", e->tmp.p, e->tmp.len);
 }
 
-/* Partitioned mode: a change made here goes into the changelog ahead of
- * this commit's mark, so every instance applies it at that point of the
- * changelog's order. Its key keeps one record per name under compaction: a
- * DROP takes its CREATE's key, so an instance that joins later makes
- * neither; a TERMINATE has a key of its own, after its CREATE. */
+/* Partitioned mode: a change made here goes into every changelog
+ * partition ahead of this commit's marks, so every task's rows after it
+ * find it; an instance applies the first copy it reads (ddl_seen_before),
+ * numbered by its kind letter and 8 hex digits. Its key keeps one record
+ * per name under compaction: a DROP takes its CREATE's key, so an instance
+ * that joins later makes neither; a TERMINATE has a key of its own, after
+ * its CREATE. */
 static int send_change(gd_engine *e, gd_cmd_op op, const gd_catalog_entry *entry)
 {
     gd_changelog_kind kind = op == GD_CMD_CREATE ? GD_CL_CREATE : op == GD_CMD_DROP ? GD_CL_DROP : GD_CL_TERMINATE;
     bool create = op == GD_CMD_CREATE;
-    gd_changelog_encode(&e->route_val, e->producer, kind, entry->name, gd_str_c(entry->is_table ? "T" : "S"),
+    char numbered[10];
+    snprintf(numbered, sizeof numbered, "%c%08x", entry->is_table ? 'T' : 'S', (unsigned)e->ddl_seq++);
+    gd_str id = {numbered, 9};
+    gd_str producer = {e->producer, GD_PRODUCER_LEN};
+    ddl_seen_before(e, producer, id); /* this run's own: applied already */
+    char origin[DDL_ID_LEN];
+    int rc = GD_OK;
+    if (entry->is_table && op != GD_CMD_TERMINATE)
+        rc = set_origin(e, entry->name, create && ddl_id(producer, id, origin) ? origin : NULL);
+    if (rc) return rc;
+    gd_changelog_encode(&e->route_val, e->producer, kind, entry->name, id,
                         create ? gd_str_c(entry->sql) : gd_str_c(""));
     gd_buf_clear(&e->route_key);
     gd_buf_putc(&e->route_key, op == GD_CMD_TERMINATE ? 'T' : 'C');
     gd_buf_puts(&e->route_key, entry->name);
-    e->moved = true;
-    return produce_changelog(e);
+    memset(e->moved, 1, (size_t)e->changelog_partitions);
+    for (int32_t c = 0; !rc && c < e->changelog_partitions; c++) rc = produce_changelog(e, c);
+    return rc;
 }
 
 /* Refuses what cannot be applied; else writes the change into the txn. */
@@ -980,7 +1194,7 @@ static void take_removal(gd_engine *e)
                     reader->name);
             continue;
         }
-        if ((op == GD_CMD_DROP && remove_rows(e, entry)) ||
+        if ((op == GD_CMD_DROP && (remove_rows(e, entry) || set_origin(e, name, NULL))) ||
             record_catalog(e, NULL, 0, op == GD_CMD_DROP ? entry : NULL, op == GD_CMD_TERMINATE ? entry : NULL)) {
             gd_error("partitioned mode: %s of %s by another instance could not be recorded", op == GD_CMD_DROP ? "DROP" : "TERMINATE", name);
             continue;
@@ -998,7 +1212,7 @@ static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
     char name[128], why[256] = "no SQL compiler";
     snprintf(name, sizeof name, "%.*s", (int)c->table.len, c->table.p);
     if (gd_catalog_name_taken(e->cat, c->table) || (e->adopted && !strcmp(e->adopted->name, name))) return GD_OK;
-    gd_catalog_entry *entry = e->cat->compile ? e->cat->compile(e->cat, c->key.len == 1 && c->key.p[0] == 'T',
+    gd_catalog_entry *entry = e->cat->compile ? e->cat->compile(e->cat, c->key.len && c->key.p[0] == 'T',
                                                                 c->value, why, sizeof why)
                                               : NULL;
     const gd_catalog_entry *mine = e->ddl ? gd_catalog_cmd_entry(e->ddl) : NULL;
@@ -1018,6 +1232,8 @@ static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
     gd_catalog_encode(e->cat, adds, mine ? 2 : 1, NULL, NULL, &e->tmp);
     int rc = entry->is_table ? gd_store_open_table(e->store, e->txn, entry->table, entry->uid) : GD_OK;
     if (!rc) rc = gd_store_meta_put(e->store, e->txn, "catalog", e->tmp.p, e->tmp.len);
+    char origin[DDL_ID_LEN];
+    if (!rc && entry->is_table) rc = set_origin(e, name, ddl_id(c->producer, c->key, origin) ? origin : NULL);
     if (rc) {
         gd_catalog_entry_free(entry);
         return rc;
@@ -1119,7 +1335,8 @@ static int commit_batch(gd_engine *e)
         rc = gd_windows_flush(windows_at(e, i), e->store, e->txn, e->stream_time, now);
     e->store->tap = NULL;
     if (!rc) take_ddl(e); /* after the rows (a drop's are gone for good), before the mark (a create's record) */
-    if (!rc && e->partitioned && e->moved) { /* no mark without news: instances would echo each other's */
+    /* no mark without news: instances would echo each other's */
+    if (!rc && e->partitioned && memchr(e->moved, 1, (size_t)e->changelog_partitions)) {
         rc = changelog_mark(e);
         if (!rc && gd_output_flush(e->kafka_out)) { /* the txn stays open with them; tried again later */
             e->batch_start_ns = gd_mono_ns();
@@ -1128,15 +1345,17 @@ static int commit_batch(gd_engine *e)
         gd_buf_clear(&e->tmp);
         put_applied_lines(e, &e->tmp);
         if (!rc) rc = gd_store_meta_put(e->store, e->txn, "applied", e->tmp.p, e->tmp.len);
-        e->moved = false;
+        memset(e->moved, 0, (size_t)e->changelog_partitions);
+    }
+    if (!rc && e->ddl_seen_changed) {
+        rc = gd_store_meta_put(e->store, e->txn, "ddl_seen", e->ddl_seen.p, e->ddl_seen.len);
+        e->ddl_seen_changed = false;
     }
     if (!rc) {
         gd_buf_clear(&e->tmp);
         gd_buf_put(&e->tmp, e->src->identity, strlen(e->src->identity) + 1);
         e->src->position(e->src, &e->tmp);
-        int64_t resume = e->partitioned ? changelog_resume(e) : -1;
-        if (resume >= 0) /* a later line wins: unmarked rows are read again after a restart */
-            gd_buf_printf(&e->tmp, "%s 0 %lld\n", e->routes.changelog, (long long)resume);
+        if (e->partitioned) put_changelog_resume(e, &e->tmp); /* unmarked rows are read again after a restart */
         rc = gd_store_meta_put(e->store, e->txn, "position", e->tmp.p, e->tmp.len);
     }
     if (!rc) {
@@ -1329,7 +1548,7 @@ static void apply_route_record(gd_engine *e, const gd_record *rec, gd_str one)
         return;
     }
     int64_t *applied = applied_offset(e, rec->route, rec->partition, rr.src_partition);
-    e->moved = true;
+    note_moved(e, rec->route, rec->partition);
     if (rr.src_offset < *applied) return; /* sent twice */
     *applied = rr.src_offset + 1;
     gd_enriched en;

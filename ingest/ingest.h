@@ -216,11 +216,13 @@ bool gd_output_wants_json(const gd_output *o);
 int gd_output_enriched(gd_output *o, const gd_enriched *en, gd_str json);
 int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
 /* Partitioned mode: creates the route topics (as many partitions as the
- * activity topic), the compacted one-partition changelog and the
- * one-partition push topic; route_partitions[r]: route r's partition count,
- * as the brokers have it (or as asked for, while they do not say yet). */
+ * activity topic), the compacted changelog (a partition per route
+ * partition: each task's rows go to its own) and the one-partition push
+ * topic; route_partitions[r] and
+ * *changelog_partitions: their partition counts as the brokers have them
+ * (or as asked for, while they do not say yet). */
 int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
-                              const char *changelog, const char *push);
+                              const char *changelog, int32_t *changelog_partitions, const char *push);
 /* partition: -1 for the one the key picks. */
 int gd_output_internal(gd_output *o, const char *topic, int32_t partition, gd_str key, gd_str value);
 /* Before each LMDB commit: GD_OK once the brokers hold everything produced. */

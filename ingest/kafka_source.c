@@ -79,7 +79,7 @@ typedef struct {
     int nroutes;
     bool partitioned;
     rd_kafka_topic_partition_list_t *pending;
-    int64_t restore_to;
+    offsets restore_to; /* per changelog partition; unknown (-1) until asked at the next read */
     bool group_turn; /* which consumer kafka_next polls first */
     offsets unchecked; /* activity partitions of a shared group where it is not known yet whether they miss records: 1 */
     offsets missing;   /* activity partitions whose earlier records another instance applied: 1 */
@@ -298,22 +298,26 @@ static void defer_assignment(kafka_source *ks, const rd_kafka_topic_partition_li
     if (!ks->pending) ks->pending = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++)
         rd_kafka_topic_partition_list_add(ks->pending, parts->elems[i].topic, parts->elems[i].partition);
-    ks->restore_to = -1; /* asked for at the next read */
+    for (int32_t c = 0; c < ks->restore_to.n; c++) ks->restore_to.next[c] = -1; /* asked for at the next read */
     gd_info("kafka: %d partition(s) assigned; restoring their state from %s first", parts->cnt, ks->internal[0]);
     publish_ownership(ks, -1);
 }
 
-/* The deferred assignment, once the changelog is applied far enough. */
+/* The deferred assignment, once every changelog partition is applied far
+ * enough. */
 static void finish_restore(kafka_source *ks)
 {
-    int64_t lo = -1, hi = -1;
-    if (ks->restore_to < 0) {
-        if (rd_kafka_query_watermark_offsets(ks->ref, ks->internal[0], 0, &lo, &hi, METADATA_TIMEOUT_MS)) return;
-        ks->restore_to = hi;
+    int64_t remaining = 0;
+    for (int32_t c = 0; c < ks->restore_to.n; c++) {
+        int64_t lo = -1, hi = -1, read = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+        if (ks->restore_to.next[c] < 0) {
+            if (rd_kafka_query_watermark_offsets(ks->ref, ks->internal[0], c, &lo, &hi, METADATA_TIMEOUT_MS)) return;
+            ks->restore_to.next[c] = hi;
+        }
+        if (ks->restore_to.next[c] > read) remaining += ks->restore_to.next[c] - (read < 0 ? 0 : read);
     }
-    int64_t read = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
-    if (ks->counters) atomic_store(&ks->counters->cluster.restore_remaining, ks->restore_to - (read < 0 ? 0 : read));
-    if (ks->restore_to > 0 && read < ks->restore_to) return;
+    if (ks->counters) atomic_store(&ks->counters->cluster.restore_remaining, remaining);
+    if (remaining) return;
     if (ks->counters) atomic_store(&ks->counters->cluster.restore_remaining, 0);
     rd_kafka_topic_partition_list_t *parts = ks->pending;
     ks->pending = NULL;
@@ -406,10 +410,15 @@ static int discover(kafka_source *ks)
         }
     }
     if (rc == GD_AGAIN) gd_warn("kafka: waiting for the brokers at %s to describe the reference topics", ks->cfg->brokers);
-    if (!rc && ks->partitioned) { /* one partition: its order is total (route.c) */
-        rc = set_offset(&ks->at_end[SLOT_CHANGELOG], 0, 0);
-        int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
-        rd_kafka_topic_partition_list_add(parts, ks->internal[0], 0)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+    if (!rc && ks->partitioned) { /* every partition of the changelog: every instance keeps every task's state */
+        int32_t n = partition_count(ks, ks->internal[0]);
+        for (int32_t c = 0; !rc && c < (n > 0 ? n : 1); c++) {
+            rc = set_offset(&ks->at_end[SLOT_CHANGELOG], c, 0);
+            if (!rc) rc = set_offset(&ks->restore_to, c, -1);
+            int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+            rd_kafka_topic_partition_list_add(parts, ks->internal[0], c)->offset =
+                next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+        }
         rd_kafka_topic_partition_list_add(parts, slot_name(ks, SLOT_PUSH), 0)->offset =
             RD_KAFKA_OFFSET_END; /* events from now on (relay.c) */
     }
@@ -568,9 +577,13 @@ static void kafka_position(gd_source *src, gd_buf *out)
                 gd_buf_printf(out, "%s %d %lld\n", slot_name(ks, t), (int)p, (long long)ks->pos[t].next[p]);
         if (ks->counters && t < GD_TOPIC_COUNT) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
     }
-    int64_t lo, hi, next = get_offset(&ks->pos[SLOT_CHANGELOG], 0);
-    if (ks->partitioned && ks->counters && !rd_kafka_get_watermark_offsets(ks->ref, ks->internal[0], 0, &lo, &hi))
-        atomic_store(&ks->counters->cluster.changelog_lag, hi > next ? hi - (next < 0 ? lo : next) : 0);
+    int64_t lag = 0;
+    for (int32_t c = 0; ks->partitioned && c < ks->at_end[SLOT_CHANGELOG].n; c++) {
+        int64_t lo, hi, next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+        if (!rd_kafka_get_watermark_offsets(ks->ref, ks->internal[0], c, &lo, &hi) && hi > next)
+            lag += hi - (next < 0 ? lo : next);
+    }
+    if (ks->partitioned && ks->counters) atomic_store(&ks->counters->cluster.changelog_lag, lag);
 }
 
 static void kafka_held_position(gd_source *src, gd_buf *out)
@@ -663,6 +676,7 @@ static void kafka_close(gd_source *src)
     }
     free(ks->unchecked.next);
     free(ks->missing.next);
+    free(ks->restore_to.next);
     free(ks);
 }
 

@@ -112,7 +112,7 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why)
 }
 
 int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
-                              const char *changelog, const char *push)
+                              const char *changelog, int32_t *changelog_partitions, const char *push)
 {
     int32_t n = gd_kafka_sink_partitions(o->sink, o->cfg->topics[GD_TOPIC_ACTIVITY]);
     if (n <= 0) {
@@ -125,7 +125,11 @@ int gd_output_internal_topics(gd_output *o, const char *const *routes, int nrout
         int32_t has = gd_kafka_sink_partitions(o->sink, routes[r]);
         route_partitions[r] = has > 0 ? has : n;
     }
-    gd_kafka_sink_ensure_topic(o->sink, changelog, 1, 0, "compact");
+    int32_t tasks = 0;
+    for (int r = 0; r < nroutes; r++) tasks += route_partitions[r];
+    gd_kafka_sink_ensure_topic(o->sink, changelog, tasks, 0, "compact");
+    int32_t has = gd_kafka_sink_partitions(o->sink, changelog);
+    *changelog_partitions = has > 0 ? has : tasks;
     gd_kafka_sink_ensure_topic(o->sink, push, 1, PUSH_RETENTION_MS, NULL); /* read live only */
     return GD_OK;
 }

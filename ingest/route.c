@@ -38,18 +38,21 @@
  * but the bytes to read it, and refuses fields it does not know. (Records
  * of the earlier encoding, whole rows after an 'R', are refused.)
  *
- * The changelog (one partition, so its order is total) carries every row
- * an instance writes to its windowed tables, and after the rows of each
- * commit a mark with the positions that commit reached. Every instance
+ * The changelog carries every row an instance writes to its windowed
+ * tables, each on the partition of its task (a route partition; a row's is
+ * the one its group's records come on, gd_route_row_key; engine.c numbers
+ * them), and after the rows of each commit, on each partition they went
+ * to, a mark with the positions that partition's task reached. Every instance
  * applies the others' rows to its own LMDB, a commit at a time (rows after
- * a producer's last mark are not applied: that commit never happened), so
- * any instance answers every query from its own store; and an instance that
- * takes a partition over finds the state and position of its previous owner
- * there, restored from Kafka, not from the other's disk. A table or stream
- * made while running travels in the changelog too (GD_CL_CREATE), so every
- * instance makes it at the same point of that order, and so do DROP and
- * TERMINATE (GD_CL_DROP, GD_CL_TERMINATE); a table must fit the routes
- * planned at start (gd_routes_fit). */
+ * a producer's last mark on their partition are not applied: that commit
+ * never happened), so any instance answers every query from its own store;
+ * and an instance that takes a partition over finds the state and position
+ * of its previous owner there, restored from Kafka, not from the other's
+ * disk. A table or stream made while running travels in the changelog too
+ * (GD_CL_CREATE), a copy on every partition so that every task's rows
+ * come after it, the first copy read applied and the others skipped by
+ * their number; so do DROP and TERMINATE (GD_CL_DROP, GD_CL_TERMINATE); a
+ * table must fit the routes planned at start (gd_routes_fit). */
 #include <string.h>
 
 #include "window.h"
@@ -178,6 +181,33 @@ bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd
     gd_buf_putc(key, 0);
     gd_buf_put(key, text->p, text->len);
     return true;
+}
+
+int gd_routes_of_table(const gd_routes *rt, const gd_tabledef *def)
+{
+    for (int r = 0; r < rt->n; r++)
+        if (rt->r[r].tables >> def->slot & 1) return r;
+    return -1;
+}
+
+bool gd_route_row_key(const gd_route *r, const gd_tabledef *def, gd_str row_key, gd_buf *key)
+{
+    if (row_key.len < 8) return false; /* a window start, then the group key (store/tables.h) */
+    gd_str group = {row_key.p + 8, row_key.len - 8}, cols[GD_MAX_KEYS];
+    gd_buf_clear(key);
+    if (r->keyed_by) { /* gd_route_key's: the table's name, then the group key as the row has it */
+        gd_buf_puts(key, r->keyed_by->name);
+        gd_buf_putc(key, 0);
+        gd_buf_put(key, group.p, group.len);
+        return true;
+    }
+    if (gd_groupkey_split(group.p, group.len, def->nkeys, cols)) return false;
+    for (int k = 0; k < def->nkeys; k++)
+        if (def->keys[k].field == GD_F_GAME_ID) { /* a string: kept as it came */
+            gd_buf_put(key, cols[k].p, cols[k].len);
+            return true;
+        }
+    return false;
 }
 
 /* ---- route records ----

@@ -275,6 +275,12 @@ int gd_routes_find(const gd_routes *rt, gd_str topic);
 bool gd_routes_fit(const gd_tabledef *def);
 /* The Kafka key of e on route r; false: e does not travel on r. */
 bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text);
+/* The route that carries table def's records, or -1 (not kept through a route). */
+int gd_routes_of_table(const gd_routes *rt, const gd_tabledef *def);
+/* The same key from a row of def (its LMDB key) that route r fills: the
+ * records of the row's group come on the partition it picks, so the row
+ * belongs to that partition's task. false: not such a row. */
+bool gd_route_row_key(const gd_route *r, const gd_tabledef *def, gd_str row_key, gd_buf *key);
 
 typedef struct {
     gd_activity a;
@@ -306,8 +312,11 @@ void gd_route_reader_init(gd_route_reader *r, gd_str message);
 int gd_route_reader_next(gd_route_reader *r, gd_str *record);
 
 /* CREATE: a table or stream made on one instance, for the others (table:
- * its name, key: "T" or "S", value: the statement); DROP and TERMINATE
- * likewise, with no statement. */
+ * its name, key: "T" or "S" then 8 hex digits numbering the change among
+ * its producer's, value: the statement); DROP and TERMINATE likewise, with
+ * no statement. A change goes to every changelog partition; the number
+ * tells its copies apart from another change (a key of "T" or "S" alone:
+ * a gamingd from before numbers, each copy applied). */
 typedef enum {
     GD_CL_ROW = 'R',
     GD_CL_SETS = 'S',

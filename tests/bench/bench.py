@@ -706,7 +706,7 @@ def kafka_figures(binary, mock_broker, registry, work, events):
         c.topic(PARTITIONED_ACTIVITY, 64)
         c.fill(binary, part_events, 43, PARTITIONED_ACTIVITY)
         result["partitioned"] = [partitioned_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, n)
-                                 for n in (1, 2, 3)]
+                                 for n in (1, 2, 3, 4)]
         result["takeover"] = [takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, ms)
                               for ms in (3000, 6000)]
         result["partitioned_push"] = partitioned_push_figures(binary, c.broker, c.bootstrap, c.reg_url, work,
@@ -777,7 +777,8 @@ def create_internal_topics(broker, app):
     """Partitioned mode's topics, made in the mock beforehand: it answers no
     CreateTopics, so gamingd would wait out its timeout for each."""
     topics = [(f"{app}-repartition-{r}", 64) for r in PARTITIONED_ROUTES]
-    for topic, parts in topics + [(f"{app}-changelog", 1), (f"{app}-push", 1)]:
+    changelog = (f"{app}-changelog", 64 * len(PARTITIONED_ROUTES))  # a partition per route partition
+    for topic, parts in topics + [changelog, (f"{app}-push", 1)]:
         broker.stdin.write(f"topic {topic} {parts}\n")
         assert broker.stdout.readline().strip() == "ok"
 
@@ -1002,6 +1003,26 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
     return out
 
 
+def partitioned_compare(binary, baseline, mock_broker, registry, work, events, rounds):
+    """Partitioned mode for 1 to 4 instances, this binary against the
+    baseline, interleaved round by round: CPU per source event of all
+    instances together, and the value bytes per event the routes and the
+    changelog carried, in print_compare_all's shape."""
+    out = {}
+    with MockCluster(mock_broker, registry) as c:
+        c.topic(PARTITIONED_ACTIVITY, 64)
+        c.fill(binary, events, 43, PARTITIONED_ACTIVITY)
+        for r in range(rounds):
+            for n in (1, 2, 3, 4):
+                for which, b in interleaved(r, binary, baseline):
+                    f = partitioned_figures(b, c.broker, c.bootstrap, c.reg_url, work, events, n, f"-{r}-{which}")
+                    for figure, key in (("CPU per source event (µs)", "cpu_per_event_us"),
+                                        ("route bytes per event", "route_bytes"),
+                                        ("changelog bytes per event", "changelog_bytes")):
+                        out.setdefault(f"partitioned x{n}, {figure}", ([], []))[which].append(f[key])
+    return out
+
+
 def print_compare_all(cmp, rounds):
     print(f"| figure (medians of {rounds} interleaved rounds) | this binary | baseline | this / baseline |")
     print("|---|---|---|---|")
@@ -1025,14 +1046,25 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
-    ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay", "compare"],
+    ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay", "compare", "partitioned"],
                     help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers; "
                          "soak: only the data file and RSS over 30 days of event time; "
                          "tables: only what a user's tumbling and session table cost per event; "
                          "replay: only replays, on every core and on one, against --baseline if given; "
                          "compare: every figure of the engine's table (replay, pulls, SSE, Kafka end to end, "
-                         "partitioned x1) against --baseline, interleaved")
+                         "partitioned x1) against --baseline, interleaved; partitioned: partitioned mode's CPU "
+                         "and internal bytes per event for 1 to 4 instances against --baseline, interleaved")
     args = ap.parse_args()
+    if args.only == "partitioned":
+        if not args.baseline:
+            sys.exit("--only partitioned compares with a --baseline binary")
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            print_compare_all(partitioned_compare(args.bin, args.baseline, args.mock_broker, REGISTRY, work,
+                                                  min(args.events, 200_000), args.rounds), args.rounds)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.only == "compare":
         if not args.baseline:
             sys.exit("--only compare compares with a --baseline binary")

@@ -186,6 +186,32 @@ def produce(bootstrap, records, chunks=1, pause=0.0, at_chunk=None, action=None)
     assert left == 0, "%d records not delivered to the mock cluster" % left
 
 
+def murmur2_partition(key, partitions):
+    """The partition Kafka's Java producer picks for key (bytes): its
+    murmur2, made positive, modulo the partition count -- written from the
+    Java client's Utils.murmur2, independent of gamingd and librdkafka."""
+    m, h = 0x5BD1E995, (0x9747B28C ^ len(key)) & 0xFFFFFFFF
+    whole = len(key) // 4 * 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = key[whole:]
+    if len(rest) >= 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if rest:
+        h ^= rest[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
 def consume_all(bootstrap, topic, expect=None, timeout=60):
     """Every message of a topic, all partitions from the beginning, read up to
     the high-water marks (waiting up to timeout for `expect` messages)."""

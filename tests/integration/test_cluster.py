@@ -22,8 +22,8 @@ import pytest
 import checks
 import reference
 from conftest import BASE_MS, DaemonFactory, read_lines
-from kafka_env import (ACTIVITY, GAMES, PLAYERS, as_reference_lines, create_source_topics, in_read_order, produce,
-                       records_of_lines, wait_applied)
+from kafka_env import (ACTIVITY, GAMES, PLAYERS, as_reference_lines, consume_all, create_source_topics,
+                       in_read_order, murmur2_partition, produce, records_of_lines, wait_applied)
 from kafka_env import kafka  # noqa: F401  (fixture)
 from sse import Stream
 from test_kafka import kcat_json_output
@@ -32,10 +32,10 @@ PARTITIONS = 4
 DEFAULT_GROUP_PREFIX = "gaming-intelligence-gamingd-"
 
 
-def generated_records(tmp_path, events, seed):
-    path = str(tmp_path / "gen.jsonl")
+def generated_records(tmp_path, events, seed, start=BASE_MS):
+    path = str(tmp_path / ("gen-%d-%d.jsonl" % (seed, start)))
     subprocess.run([os.environ["GAMINGD_BIN"], "generate", "--out", path, "--events", str(events), "--seed",
-                    str(seed), "--start", str(BASE_MS)], check=True, capture_output=True)
+                    str(seed), "--start", str(start)], check=True, capture_output=True)
     return records_of_lines(read_lines(path))
 
 
@@ -321,8 +321,113 @@ def create_internal_topics(kafka, app="gaming-intelligence-gamingd"):
     for route in ("game_id", "gaming_genre_engagement", "gaming_player_segments_hourly",
                   "gaming_data_quality_5min"):
         kafka.create_topic("%s-repartition-%s" % (app, route), PARTITIONS)
-    kafka.create_topic(app + "-changelog", 1)
+    kafka.create_topic(app + "-changelog", CHANGELOG_PARTITIONS)
     kafka.create_topic(app + "-push", 1)
+
+
+# the built-in tables with a route of their own (routes 1, 2, 3), keyed by
+# their group key; every other table groups by game_id and is kept through
+# the game_id route (route 0). A task is a route partition; the changelog
+# has a partition per task, route 0's first.
+OWN_ROUTE = ("gaming_genre_engagement", "gaming_player_segments_hourly", "gaming_data_quality_5min")
+CHANGELOG_PARTITIONS = (1 + len(OWN_ROUTE)) * PARTITIONS
+PRODUCER_LEN = 24  # a changelog record's producer: instance id and run, hex
+
+
+def task_partition(route, partition):
+    return route * PARTITIONS + partition
+
+
+def route_of_topic(topic):
+    """The route whose task a position of topic belongs to: activity's
+    (whose holder routes it) is route 0's."""
+    for i, table in enumerate(OWN_ROUTE):
+        if topic.endswith("-repartition-" + table):
+            return 1 + i
+    return 0
+
+
+def changelog_records(bootstrap, app="gaming-intelligence-gamingd"):
+    """The changelog as (partition, kind, table, key, value): the layout
+    ingest/route.c writes, read here byte by byte."""
+    out = []
+    for m in consume_all(bootstrap, app + "-changelog"):
+        v = m.value()
+        if v is None:
+            continue
+        kind, rest = chr(v[PRODUCER_LEN]), v[PRODUCER_LEN + 1:]
+        if kind == "M":
+            out.append((m.partition(), kind, None, None, rest))
+            continue
+        nul = rest.index(0)
+        klen = int.from_bytes(rest[nul + 1:nul + 5], "big")
+        key = rest[nul + 5:nul + 5 + klen]
+        out.append((m.partition(), kind, rest[:nul].decode(), key, rest[nul + 5 + klen:]))
+    return out
+
+
+def group_key_columns(row_key):
+    """A stored row's group key columns (after its 8-byte window start),
+    each a 2-byte length and its bytes."""
+    cols, g = [], row_key[8:]
+    while g:
+        n = int.from_bytes(g[:2], "big")
+        cols.append(g[2:2 + n])
+        g = g[2 + n:]
+    return cols
+
+
+def game_ids_of(records):
+    """Every game id the records name, as bytes: the games' keys and the
+    activities' game_id (games unknown to the join among them)."""
+    ids = {k for t, k, _ in records if t == GAMES}
+    for t, _, v in records:
+        try:
+            doc = json.loads(v) if t == ACTIVITY else None
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("game_id"), str):
+            ids.add(doc["game_id"].encode())
+    return ids
+
+
+def check_changelog_layout(bootstrap, game_ids):
+    """Each task's state on its own changelog partition: a row on the
+    partition of the route partition its group's records take (murmur2 of
+    the game id, or of the table's name, a NUL and the group key), a mark's
+    lines naming only that partition's task, and a change of the catalog on
+    every partition."""
+    recs = changelog_records(bootstrap)
+    rows, bad = [0] * CHANGELOG_PARTITIONS, []
+    for part, kind, table, key, value in recs:
+        if kind in "RSD":
+            if table in OWN_ROUTE:
+                route = 1 + OWN_ROUTE.index(table)
+                want = task_partition(route, murmur2_partition(table.encode() + b"\0" + key[8:], PARTITIONS))
+            else:
+                ids = [c for c in group_key_columns(key) if c in game_ids]
+                assert len(ids) == 1, (table, key)
+                want = task_partition(0, murmur2_partition(ids[0], PARTITIONS))
+            rows[part] += 1
+            if part != want:
+                bad.append((table, key, part, want))
+        elif kind == "M":
+            for line in value.decode().splitlines():
+                words = line.split()
+                if words[0] == "#applied":
+                    task = task_partition(int(words[1]), int(words[2]))
+                else:
+                    task = task_partition(route_of_topic(words[0]), int(words[1]))
+                if task != part:
+                    bad.append(("mark", line, part))
+    assert not bad, bad[:5]
+    creates = {}
+    for part, kind, table, key, _ in recs:
+        if kind == "C":
+            creates.setdefault((table, key), set()).add(part)
+    assert creates and all(parts == set(range(CHANGELOG_PARTITIONS)) for parts in creates.values()), creates
+    # the game_id route's groups spread over all its partitions (data quality's one group: one)
+    assert all(rows[task_partition(0, p)] for p in range(PARTITIONS)), rows
 
 
 def partitioned_feed(kafka, tmp_path, events, seed):
@@ -384,6 +489,7 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         out = kcat_json_output(kafka.bootstrap, len(ref_all.outputs), timeout=20)
         got = sorted(o["activity_id"] for o in out)
         assert len(set(got)) == len(ref_all.outputs) and set(got) == {o["activity_id"] for o in ref_all.outputs}
+        check_changelog_layout(kafka.bootstrap, game_ids_of(records))
     finally:
         f.cleanup()
 
@@ -602,6 +708,13 @@ def game_counts(d):
     return {(r["game_id"], r["window_start"]): r["total_activities"] for r in res.json["rows"]}
 
 
+def counts_5min(ref):
+    """COUNTS_SQL's answer, from the reference: the records per game and
+    5-minute window (gaming_active_players_5min's total_activities)."""
+    return {(r["game_id"], r["window_start"]): r["total_activities"]
+            for r in ref.table_rows("gaming_active_players_5min")}
+
+
 def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tmp_path, kafka):
     """--mode partitioned: a table (grouped by game_id) created on one
     instance and a stream created on another are made by every instance,
@@ -610,11 +723,13 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
     built-in table the reference computes, and pushes the stream whole. A
     third instance joining later makes both from the changelog alone. What
     the routes cannot serve -- another grouping -- is refused. Then TERMINATE
-    on one instance and DROP on others take effect on all three."""
+    on one instance and DROP on others take effect on all three; the table
+    made again under its name counts the records after it on all three, and
+    on a fourth that joins after and reads every change from the changelog,
+    a copy on every partition."""
     records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 93)
     ref = reference_of(records)
-    expected = {(r["game_id"], r["window_start"]): r["total_activities"]
-                for r in ref.table_rows("gaming_active_players_5min")}
+    expected = counts_5min(ref)
     purchases = sorted(o["activity_id"] for o in ref.outputs if o["activity_type"] == "purchase")
     f = DaemonFactory(str(tmp_path))
     try:
@@ -662,5 +777,30 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
         wait_for(lambda: not any(names_of(d) & {"game_counts", "purchases"} for d in (a, b, c)), "dropped everywhere")
         for d in (a, b, c):
             assert d.get("/v1/tables/game_counts").status == 404
+        # made again under the same name, then a day later the same activity again: every
+        # changelog partition holds the first CREATE, the TERMINATE, the DROP and the second
+        # CREATE, then the new table's rows. An instance joining after reads each change once,
+        # whichever partition it reads first -- applying a copy again would terminate or drop
+        # the table and lose the rows read before -- and ends with the new table whole.
+        status, doc = ksql(b, COUNTS_SQL)
+        assert status == 200, doc
+        wait_for(lambda: all("game_counts" in names_of(d) for d in (a, b, c)), "made again everywhere")
+        day = 86_400_000
+        later = [r for r in generated_records(tmp_path, 3000, 93, start=BASE_MS + day) if r[0] == ACTIVITY]
+        produce(kafka.bootstrap, later)
+        # what the records after it add (some come late, into windows of the day before)
+        again = {k: n - expected.get(k, 0) for k, n in counts_5min(reference_of(records + later)).items()
+                 if n > expected.get(k, 0)}
+        assert sum(again.values()) > 1000, again
+        e = f("kafka", args=args)
+        for d in (a, b, c, e):
+            deadline = time.time() + 90
+            while game_counts(d) != again and time.time() < deadline:
+                time.sleep(0.5)
+            got = game_counts(d)
+            assert got == again, (d.port, got and len(got), len(again),
+                                  sorted(set(got or {}) ^ set(again))[:5],
+                                  [(k, got[k], again[k]) for k in again if got and k in got and got[k] != again[k]][:5])
+            assert "purchases" not in names_of(d) and ctas_query(d, "game_counts") is not None, d.port
     finally:
         f.cleanup()

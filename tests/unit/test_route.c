@@ -5,7 +5,9 @@
  * on route 0, each table's group key and aggregate arguments on the others
  * -- and records cut short, with unknown fields, without a required field or
  * with stray bytes refused; a message's batch of records read back in order,
- * and one cut short read to its last whole record. */
+ * and one cut short read to its last whole record; and every table's row
+ * naming the route key its records came with, so that the row goes to the
+ * changelog partition of that task. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -324,6 +326,44 @@ static void a_message_carries_a_batch_of_records_in_their_order(void **state)
     gd_buf_free(&rec);
 }
 
+/* For every table kept through a route, with a record of a game whose id
+ * holds a NUL and a number key: the key its row (window start, then group
+ * key) names is the key the record travelled with. */
+static void a_row_names_the_route_key_of_its_records(void **state)
+{
+    fixture *f = *state;
+    f->a.game_id = (gd_str){"g\0x", 3};
+    gd_enrich_with(&f->en, &f->a, &f->game, &f->player, 1700000000500);
+    gd_buf group = {0}, text = {0}, row = {0}, want = {0}, got = {0};
+    int tables = 0;
+    for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
+        const gd_catalog_entry *e = gd_catalog_table(&f->cat, i);
+        if (!e || !gd_table_aggregates(e->table)) continue;
+        int r = gd_routes_of_table(&f->routes, e->table);
+        assert_true(r >= 0 && r < f->routes.n);
+        const gd_route *route = &f->routes.r[r];
+        if (!gd_table_group_key(e->table, &f->en, &f->scratch, &group, &text)) continue; /* not in it */
+        gd_rowkey_encode(&row, 1700000000000, (gd_str){group.p, (uint32_t)group.len});
+        assert_true(gd_route_key(route, &f->en, &f->scratch, &want, &text));
+        assert_true(gd_route_row_key(route, e->table, (gd_str){row.p, (uint32_t)row.len}, &got));
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.p, want.p, want.len);
+        tables++;
+    }
+    assert_true(tables >= 6);
+    /* not a row of a route-0 table: shorter than a window start, or a group key cut short */
+    const gd_catalog_entry *stats = gd_catalog_find(&f->cat, gd_str_c("gaming_hourly_player_game_stats"));
+    assert_non_null(stats);
+    assert_int_equal(gd_routes_of_table(&f->routes, stats->table), 0);
+    assert_false(gd_route_row_key(&f->routes.r[0], stats->table, (gd_str){row.p, 7}, &got));
+    assert_false(gd_route_row_key(&f->routes.r[0], stats->table, (gd_str){row.p, 10}, &got));
+    gd_buf_free(&group);
+    gd_buf_free(&text);
+    gd_buf_free(&row);
+    gd_buf_free(&want);
+    gd_buf_free(&got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +372,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(every_table_reads_the_same_from_its_route, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_records_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(a_message_carries_a_batch_of_records_in_their_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_row_names_the_route_key_of_its_records, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
