@@ -409,10 +409,14 @@ static int discover(kafka_source *ks)
             rd_kafka_topic_partition_list_add(parts, name, p)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
         }
     }
-    if (rc == GD_AGAIN) gd_warn("kafka: waiting for the brokers at %s to describe the reference topics", ks->cfg->brokers);
+    /* the changelog's count too: reading fewer partitions would miss tasks' rows */
+    int32_t changelog_partitions = !rc && ks->partitioned ? partition_count(ks, ks->internal[0]) : 0;
+    if (changelog_partitions < 0) rc = GD_AGAIN;
+    if (rc == GD_AGAIN)
+        gd_warn("kafka: waiting for the brokers at %s to describe the reference topics%s", ks->cfg->brokers,
+                ks->partitioned ? " and the changelog" : "");
     if (!rc && ks->partitioned) { /* every partition of the changelog: every instance keeps every task's state */
-        int32_t n = partition_count(ks, ks->internal[0]);
-        for (int32_t c = 0; !rc && c < (n > 0 ? n : 1); c++) {
+        for (int32_t c = 0; !rc && c < (changelog_partitions > 0 ? changelog_partitions : 1); c++) {
             rc = set_offset(&ks->at_end[SLOT_CHANGELOG], c, 0);
             if (!rc) rc = set_offset(&ks->restore_to, c, -1);
             int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
