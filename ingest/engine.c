@@ -146,7 +146,7 @@ struct gd_engine {
     int32_t route_partitions[GD_MAX_ROUTES];
     int32_t changelog_partitions; /* as the brokers have them */
     int32_t changelog_base[GD_MAX_ROUTES]; /* route r's tasks' partitions start here (changelog_partition) */
-    gd_buf mark_lines;       /* scratch: a mark's lines for one changelog partition */
+    gd_buf mark_lines;       /* scratch: a commit's mark lines by partition (changelog_mark) */
     uint32_t ddl_seq;        /* this run's changes sent, numbering the next */
     gd_buf ddl_seen;         /* the latest changes applied here, DDL_ID_LEN bytes each */
     bool ddl_seen_changed;   /* since the last commit */
@@ -159,6 +159,7 @@ struct gd_engine {
     size_t route_batched;    /* their bytes */
     int64_t route_batch_since_ns; /* when the oldest of them was gathered */
     uint8_t *moved; /* per changelog partition: its tasks moved since its last mark */
+    int64_t *resume_at; /* per changelog partition: scratch of put_changelog_resume */
 };
 
 enum { BUSY_COMMIT_FACTOR = 10, BUSY_COMMIT_ROWS = 131072, COMMIT_SPACING = 10, ROWS_FIRST_CHECK = 4096 };
@@ -490,42 +491,79 @@ static int32_t line_partition(const gd_engine *e, const char *line, size_t n)
     return r >= 0 && r < e->routes.n && q >= 0 ? changelog_partition(e, r, q) : -1;
 }
 
-/* Of lines, those of changelog partition c's tasks into out. */
-static void lines_of_partition(const gd_engine *e, gd_str lines, int32_t c, gd_buf *out)
+/* A line of a mark's text, with its task's changelog partition. */
+typedef struct {
+    int32_t partition;
+    uint32_t at, len;
+} mark_line;
+
+static int by_partition(const void *a, const void *b)
 {
-    gd_buf_clear(out);
-    for (const char *p = lines.p, *end = lines.p + lines.len; p < end;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = (size_t)((nl ? nl : end) - p);
-        if (line_partition(e, p, n) == c) {
-            gd_buf_put(out, p, n);
-            gd_buf_putc(out, '\n');
-        }
-        p += n + 1;
+    const mark_line *x = a, *y = b;
+    return x->partition != y->partition ? (x->partition > y->partition ? 1 : -1) : (x->at > y->at) - (x->at < y->at);
+}
+
+static void add_mark_line(gd_engine *e, int32_t partition, size_t at, size_t len)
+{
+    mark_line l = {partition, (uint32_t)at, (uint32_t)len};
+    if (partition >= 0) gd_buf_put(&e->mark_lines, &l, sizeof l);
+}
+
+/* Into e->tmp, the lines of this commit's marks -- the positions held, then
+ * the "#applied" lines -- and into e->mark_lines where each is, sorted by
+ * its task's partition: their count. Once per commit; a mark per partition
+ * then takes its run of them. */
+static size_t gather_mark_lines(gd_engine *e)
+{
+    gd_buf_clear(&e->tmp);
+    gd_buf_clear(&e->mark_lines);
+    e->src->held_position(e->src, &e->tmp);
+    for (size_t at = 0; at < e->tmp.len;) {
+        const char *p = e->tmp.p + at, *nl = memchr(p, '\n', e->tmp.len - at);
+        size_t len = (size_t)((nl ? nl : e->tmp.p + e->tmp.len) - p);
+        add_mark_line(e, line_partition(e, p, len), at, len);
+        at += len + 1;
     }
+    for (size_t i = 0; i < e->applied.cap; i++) { /* put_applied_lines', each with its partition */
+        const gd_map_slot *slot = &e->applied.slots[i];
+        if (!gd_map_live(slot)) continue;
+        applied_key k;
+        memcpy(&k, gd_map_key(slot).p, sizeof k);
+        size_t at = e->tmp.len;
+        gd_buf_printf(&e->tmp, "#applied %d %d %d %lld\n", (int)k.route, (int)k.partition, (int)k.src,
+                      (long long)*(const int64_t *)slot->val);
+        add_mark_line(e, changelog_partition(e, k.route, k.partition), at, e->tmp.len - at - 1);
+    }
+    size_t n = e->mark_lines.len / sizeof(mark_line);
+    qsort(e->mark_lines.p, n, sizeof(mark_line), by_partition);
+    return n;
 }
 
 /* After this commit's rows: on each changelog partition they went to, or
- * whose tasks moved, a mark saying where those tasks stand, so whoever takes
- * one over starts where these rows end. */
+ * whose task moved, a mark saying where that task stands, so whoever takes
+ * it over starts where these rows end. */
 static int changelog_mark(gd_engine *e)
 {
-    gd_buf_clear(&e->tmp);
-    e->src->held_position(e->src, &e->tmp);
-    put_applied_lines(e, &e->tmp);
-    gd_str lines = {e->tmp.p, (uint32_t)e->tmp.len};
-    for (int32_t c = 0; c < e->changelog_partitions; c++) {
+    size_t nlines = gather_mark_lines(e), next = 0;
+    const mark_line *lines = (const mark_line *)e->mark_lines.p;
+    gd_buf value = {0};
+    int rc = GD_OK;
+    for (int32_t c = 0; !rc && c < e->changelog_partitions; c++) {
+        gd_buf_clear(&value);
+        for (; next < nlines && lines[next].partition == c; next++) {
+            gd_buf_put(&value, e->tmp.p + lines[next].at, lines[next].len);
+            gd_buf_putc(&value, '\n');
+        }
         if (!e->moved[c]) continue;
-        lines_of_partition(e, lines, c, &e->mark_lines);
         gd_changelog_encode(&e->route_val, e->producer, GD_CL_MARK, NULL, GD_STR_NULL,
-                            (gd_str){e->mark_lines.p, (uint32_t)e->mark_lines.len});
+                            (gd_str){value.p, (uint32_t)value.len});
         gd_buf_clear(&e->route_key);
         gd_buf_putc(&e->route_key, 'M');
         gd_buf_put(&e->route_key, e->producer, GD_INSTANCE_ID_LEN);
-        int rc = produce_changelog(e, c);
-        if (rc) return rc;
+        rc = produce_changelog(e, c);
     }
-    return GD_OK;
+    gd_buf_free(&value);
+    return rc;
 }
 
 static int adopt_definition(gd_engine *e, const gd_changelog_record *c);
@@ -586,15 +624,30 @@ static int32_t pending_partition(const gd_map_slot *slot)
  * partition resumes before every producer's unmarked rows there. */
 static void put_changelog_resume(const gd_engine *e, gd_buf *out)
 {
-    for (int32_t c = 0; c < e->changelog_partitions; c++) {
-        int64_t first = -1;
-        for (size_t i = 0; i < e->pending.cap; i++) {
-            const pending_rows *p = e->pending.slots[i].val;
-            if (gd_map_live(&e->pending.slots[i]) && p->rows.len && pending_partition(&e->pending.slots[i]) == c &&
-                (first < 0 || p->first < first))
-                first = p->first;
-        }
-        if (first >= 0) gd_buf_printf(out, "%s %d %lld\n", e->routes.changelog, (int)c, (long long)first);
+    int64_t *first = e->resume_at;
+    for (int32_t c = 0; c < e->changelog_partitions; c++) first[c] = -1;
+    for (size_t i = 0; i < e->pending.cap; i++) {
+        const pending_rows *p = e->pending.slots[i].val;
+        if (!gd_map_live(&e->pending.slots[i]) || !p->rows.len) continue;
+        int32_t c = pending_partition(&e->pending.slots[i]);
+        if (c >= 0 && c < e->changelog_partitions && (first[c] < 0 || p->first < first[c])) first[c] = p->first;
+    }
+    for (int32_t c = 0; c < e->changelog_partitions; c++)
+        if (first[c] >= 0) gd_buf_printf(out, "%s %d %lld\n", e->routes.changelog, (int)c, (long long)first[c]);
+}
+
+/* A run's first record on changelog partition c: an earlier run of the
+ * same instance is gone, so its rows there with no mark yet never will
+ * have one. (Once per run and partition, not at every mark: a mark's work
+ * must not grow with the producers and partitions seen.) */
+static void forget_earlier_runs(gd_engine *e, gd_str producer, int32_t c)
+{
+    for (size_t i = 0; i < e->pending.cap; i++) {
+        gd_map_slot *other = &e->pending.slots[i];
+        gd_str k = gd_map_key(other);
+        if (gd_map_live(other) && !memcmp(k.p, producer.p, GD_INSTANCE_ID_LEN) &&
+            memcmp(k.p, producer.p, GD_PRODUCER_LEN) && pending_partition(other) == c)
+            gd_buf_free(&((pending_rows *)other->val)->rows);
     }
 }
 
@@ -616,6 +669,7 @@ static int process_changelog(gd_engine *e, const gd_record *rec)
     if (created) {
         slot->val = gd_arena_alloc(&e->pending_arena, sizeof(pending_rows));
         memset(slot->val, 0, sizeof(pending_rows));
+        forget_earlier_runs(e, c.producer, rec->partition);
     }
     pending_rows *held = slot->val;
     if (c.kind != GD_CL_MARK) {
@@ -632,13 +686,6 @@ static int process_changelog(gd_engine *e, const gd_record *rec)
         at += 4 + len;
     }
     gd_buf_clear(&held->rows);
-    for (size_t i = 0; i < e->pending.cap; i++) { /* an earlier run's unmarked rows here never will be */
-        gd_map_slot *other = &e->pending.slots[i];
-        gd_str k = gd_map_key(other);
-        if (gd_map_live(other) && !memcmp(k.p, c.producer.p, GD_INSTANCE_ID_LEN) &&
-            memcmp(k.p, c.producer.p, GD_PRODUCER_LEN) && pending_partition(other) == rec->partition)
-            gd_buf_free(&((pending_rows *)other->val)->rows);
-    }
     if (rc) return rc;
     note_applied_lines(e, c.value);
     return e->src->seek(e->src, c.value);
@@ -766,7 +813,9 @@ static int open_partitioned(gd_engine *e)
                                         &e->changelog_partitions, push)))
         return rc;
     for (int r = 1; r < e->routes.n; r++) e->changelog_base[r] = e->changelog_base[r - 1] + e->route_partitions[r - 1];
-    if (!(e->moved = calloc((size_t)e->changelog_partitions, 1))) return GD_ENOMEM;
+    e->moved = calloc((size_t)e->changelog_partitions, 1);
+    e->resume_at = calloc((size_t)e->changelog_partitions, sizeof *e->resume_at);
+    if (!e->moved || !e->resume_at) return GD_ENOMEM;
     if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->routes.changelog, push))) return rc;
     gd_windows_free(&e->win);
     gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);
@@ -997,6 +1046,7 @@ void gd_engine_close(gd_engine *e)
         gd_buf_free(&e->mark_lines);
         gd_buf_free(&e->ddl_seen);
         free(e->moved);
+        free(e->resume_at);
         free_route_batches(e);
     }
     if (e->out) fclose(e->out);
