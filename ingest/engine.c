@@ -535,7 +535,7 @@ static size_t gather_mark_lines(gd_engine *e)
         add_mark_line(e, changelog_partition(e, k.route, k.partition), at, e->tmp.len - at - 1);
     }
     size_t n = e->mark_lines.len / sizeof(mark_line);
-    qsort(e->mark_lines.p, n, sizeof(mark_line), by_partition);
+    if (n > 1) qsort(e->mark_lines.p, n, sizeof(mark_line), by_partition); /* none: p may be NULL */
     return n;
 }
 

@@ -318,7 +318,6 @@ static void finish_restore(kafka_source *ks)
     }
     if (ks->counters) atomic_store(&ks->counters->cluster.restore_remaining, remaining);
     if (remaining) return;
-    if (ks->counters) atomic_store(&ks->counters->cluster.restore_remaining, 0);
     rd_kafka_topic_partition_list_t *parts = ks->pending;
     ks->pending = NULL;
     set_start_offsets(ks, parts);

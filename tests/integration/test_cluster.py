@@ -314,17 +314,6 @@ def settled(ds, timeout=90):
     return views
 
 
-def create_internal_topics(kafka, app="gaming-intelligence-gamingd"):
-    """The internal topics of partitioned mode, as an operator whose brokers
-    do not let applications create topics would (the mock cluster answers no
-    CreateTopics, so gamingd would wait out its timeout for each)."""
-    for route in ("game_id", "gaming_genre_engagement", "gaming_player_segments_hourly",
-                  "gaming_data_quality_5min"):
-        kafka.create_topic("%s-repartition-%s" % (app, route), PARTITIONS)
-    kafka.create_topic(app + "-changelog", CHANGELOG_PARTITIONS)
-    kafka.create_topic(app + "-push", 1)
-
-
 # the built-in tables with a route of their own (routes 1, 2, 3), keyed by
 # their group key; every other table groups by game_id and is kept through
 # the game_id route (route 0). A task is a route partition; the changelog
@@ -332,6 +321,16 @@ def create_internal_topics(kafka, app="gaming-intelligence-gamingd"):
 OWN_ROUTE = ("gaming_genre_engagement", "gaming_player_segments_hourly", "gaming_data_quality_5min")
 CHANGELOG_PARTITIONS = (1 + len(OWN_ROUTE)) * PARTITIONS
 PRODUCER_LEN = 24  # a changelog record's producer: instance id and run, hex
+
+
+def create_internal_topics(kafka, app="gaming-intelligence-gamingd"):
+    """The internal topics of partitioned mode, as an operator whose brokers
+    do not let applications create topics would (the mock cluster answers no
+    CreateTopics, so gamingd would wait out its timeout for each)."""
+    for route in ("game_id",) + OWN_ROUTE:
+        kafka.create_topic("%s-repartition-%s" % (app, route), PARTITIONS)
+    kafka.create_topic(app + "-changelog", CHANGELOG_PARTITIONS)
+    kafka.create_topic(app + "-push", 1)
 
 
 def task_partition(route, partition):
