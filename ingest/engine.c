@@ -329,18 +329,6 @@ static void note_applied_lines(gd_engine *e, gd_str lines)
     }
 }
 
-static void put_applied_lines(const gd_engine *e, gd_buf *out)
-{
-    for (size_t i = 0; i < e->applied.cap; i++) {
-        const gd_map_slot *slot = &e->applied.slots[i];
-        if (!gd_map_live(slot)) continue;
-        applied_key k;
-        memcpy(&k, gd_map_key(slot).p, sizeof k);
-        gd_buf_printf(out, "#applied %d %d %d %lld\n", (int)k.route, (int)k.partition, (int)k.src,
-                      (long long)*(const int64_t *)slot->val);
-    }
-}
-
 /* ---- changes of the catalog in the changelog ---- */
 
 /* The id of a change from its record's producer and key (a kind letter and
@@ -509,6 +497,22 @@ static void add_mark_line(gd_engine *e, int32_t partition, size_t at, size_t len
     if (partition >= 0) gd_buf_put(&e->mark_lines, &l, sizeof l);
 }
 
+/* "#applied R Q S NEXT" lines into out; with_partitions: each also noted
+ * in e->mark_lines with its task's partition (gather_mark_lines). */
+static void put_applied_lines(gd_engine *e, gd_buf *out, bool with_partitions)
+{
+    for (size_t i = 0; i < e->applied.cap; i++) {
+        const gd_map_slot *slot = &e->applied.slots[i];
+        if (!gd_map_live(slot)) continue;
+        applied_key k;
+        memcpy(&k, gd_map_key(slot).p, sizeof k);
+        size_t at = out->len;
+        gd_buf_printf(out, "#applied %d %d %d %lld\n", (int)k.route, (int)k.partition, (int)k.src,
+                      (long long)*(const int64_t *)slot->val);
+        if (with_partitions) add_mark_line(e, changelog_partition(e, k.route, k.partition), at, out->len - at - 1);
+    }
+}
+
 /* Into e->tmp, the lines of this commit's marks -- the positions held, then
  * the "#applied" lines -- and into e->mark_lines where each is, sorted by
  * its task's partition: their count. Once per commit; a mark per partition
@@ -524,16 +528,7 @@ static size_t gather_mark_lines(gd_engine *e)
         add_mark_line(e, line_partition(e, p, len), at, len);
         at += len + 1;
     }
-    for (size_t i = 0; i < e->applied.cap; i++) { /* put_applied_lines', each with its partition */
-        const gd_map_slot *slot = &e->applied.slots[i];
-        if (!gd_map_live(slot)) continue;
-        applied_key k;
-        memcpy(&k, gd_map_key(slot).p, sizeof k);
-        size_t at = e->tmp.len;
-        gd_buf_printf(&e->tmp, "#applied %d %d %d %lld\n", (int)k.route, (int)k.partition, (int)k.src,
-                      (long long)*(const int64_t *)slot->val);
-        add_mark_line(e, changelog_partition(e, k.route, k.partition), at, e->tmp.len - at - 1);
-    }
+    put_applied_lines(e, &e->tmp, true);
     size_t n = e->mark_lines.len / sizeof(mark_line);
     if (n > 1) qsort(e->mark_lines.p, n, sizeof(mark_line), by_partition); /* none: p may be NULL */
     return n;
@@ -1393,7 +1388,7 @@ static int commit_batch(gd_engine *e)
             return GD_AGAIN;
         }
         gd_buf_clear(&e->tmp);
-        put_applied_lines(e, &e->tmp);
+        put_applied_lines(e, &e->tmp, false);
         if (!rc) rc = gd_store_meta_put(e->store, e->txn, "applied", e->tmp.p, e->tmp.len);
         memset(e->moved, 0, (size_t)e->changelog_partitions);
     }
