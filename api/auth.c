@@ -1,7 +1,9 @@
 /* auth.c -- API keys, scopes, and the masking of personal data.
  *
  * --api-keys FILE holds one key a line, `KEY SCOPES`: SCOPES a comma list of
- * read, pii and admin (admin implies the others); a key written
+ * read, pii and admin (admin implies read and pii), and instance: the key
+ * instances of partitioned mode present to each other (--instance-key),
+ * which only they need; a key written
  * `sha256:HEX` stands for the key whose SHA-256 is HEX, so the file need not
  * hold secrets; `#` starts a comment line. Keys are kept only as SHA-256
  * digests. A presented key is hashed and compared with every digest in
@@ -55,11 +57,6 @@ static void sha256(const void *p, size_t n, unsigned char out[DIGEST])
     gnutls_hash_fast(GNUTLS_DIG_SHA256, p, n, out);
 }
 
-static int hex_value(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 static int parse_scopes(const char *s, unsigned *out)
 {
     *out = 0;
@@ -69,6 +66,7 @@ static int parse_scopes(const char *s, unsigned *out)
         if (!strcmp(tok, "read")) *out |= GD_SCOPE_READ;
         else if (!strcmp(tok, "pii")) *out |= GD_SCOPE_PII;
         else if (!strcmp(tok, "admin")) *out |= GD_SCOPE_READ | GD_SCOPE_PII | GD_SCOPE_ADMIN;
+        else if (!strcmp(tok, "instance")) *out |= GD_SCOPE_INSTANCE;
         else return GD_ERR;
     }
     return *out ? GD_OK : GD_ERR;
@@ -103,7 +101,7 @@ static int load_keys(const char *path, api_key **keys, size_t *nkeys, char *why,
             const char *hex = key + 7;
             if (strlen(hex) != 2 * DIGEST) rc = GD_ERR;
             for (int i = 0; !rc && i < DIGEST; i++) {
-                int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+                int hi = gd_hex_value(hex[2 * i]), lo = gd_hex_value(hex[2 * i + 1]);
                 if (hi < 0 || lo < 0) rc = GD_ERR;
                 else k.digest[i] = (unsigned char)(hi << 4 | lo);
             }

@@ -240,6 +240,7 @@ static bool read_rows(const gd_api_ctx *ctx, const gd_request *req, const gd_que
     gd_sql_error err = {0};
     if (!gd_sql_pull(ctx->store, plan, gd_now_ms(), req->deadline_ms, fn, fn_ctx, &err)) return true;
     if (err.code == GD_SQL_TIMED_OUT) gd_reply_timed_out(ctx, r);
+    else if (err.code == GD_SQL_UNAVAILABLE) gd_reply_error(r, 503, "%s", err.message);
     else gd_reply_error(r, 500, "reading %s failed", plan->source->name);
     return false;
 }

@@ -216,6 +216,7 @@ static void route_metrics(gd_api *api, gd_reply *r)
                atomic_load(&c->ready) ? 1 : 0);
     if (cfg->brokers[0]) kafka_metrics(cfg, c, b);
     gd_cluster_metrics(&api->ctx, b);
+    gd_peers_metrics(api->ctx.peers, b);
     gd_push_metrics(api->push, b);
     uint64_t queries, events_in, events_lost, rows_out;
     gd_sql_runner_metrics(api->ctx.runner, &queries, &events_in, &events_lost, &rows_out);
@@ -305,6 +306,7 @@ CTX_ROUTE(route_grafana_variable, gd_grafana_variable)
 CTX_ROUTE(route_grafana_tag_keys, gd_grafana_tag_keys)
 CTX_ROUTE(route_grafana_tag_values, gd_grafana_tag_values)
 CTX_ROUTE(route_cluster, gd_route_cluster)
+CTX_ROUTE(route_internal_rows, gd_route_internal_rows)
 CTX_ROUTE(route_ksql, gd_ksql_statements)
 CTX_ROUTE(route_close_query, gd_ksql_close_query)
 CTX_ROUTE(route_info, gd_ksql_info)
@@ -332,6 +334,7 @@ static const route routes[] = {
     {"/v1/streams", false, "GET", GD_SCOPE_READ, route_streams, NULL, NULL, false},
     {"/v1/streams/", true, "GET", GD_SCOPE_READ, NULL, route_push, "/v1/streams/{stream}", true},
     {"/v1/cluster", false, "GET", GD_SCOPE_READ, route_cluster, NULL, NULL, false},
+    {"/v1/internal/rows", false, "POST", GD_SCOPE_INSTANCE, route_internal_rows, NULL, NULL, false},
     {"/grafana", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL, false},
     {"/grafana/", false, "GET", GD_SCOPE_READ, route_grafana_root, NULL, NULL, false},
     {"/grafana/metrics", false, "POST", GD_SCOPE_READ, route_grafana_metrics, NULL, NULL, false},
@@ -557,7 +560,7 @@ static bool authorized(gd_api *api, struct MHD_Connection *conn, const route *rt
                                    : "this route needs an API key: Authorization: Bearer KEY, or ?access_token=KEY");
     else
         gd_reply_error(r, 403, "this API key lacks the '%s' scope this route needs",
-                       rt->scope & GD_SCOPE_ADMIN ? "admin" : "read");
+                       rt->scope & GD_SCOPE_ADMIN ? "admin" : rt->scope & GD_SCOPE_INSTANCE ? "instance" : "read");
     return false;
 }
 
@@ -679,6 +682,8 @@ static void api_free(gd_api *api)
     gd_auth_free(api->auth);
     gd_guard_close(api->guard);
     gd_netpolicy_free(api->netpolicy);
+    if (api->ctx.store) api->ctx.store->router = NULL;
+    gd_peers_close(api->ctx.peers);
     pthread_key_delete(api->ctx.plan_cache); /* the threads that held one have ended */
     pthread_mutex_destroy(&api->log_lock);
     free(api);
@@ -719,11 +724,13 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_catalog
     if (gd_store_secret(store, "cursor_key", api->ctx.cursor_key, sizeof api->ctx.cursor_key) ||
         gd_auth_open(&api->auth, cfg->api_keys, reloads) || gd_netpolicy_open(&api->netpolicy, cfg) ||
         gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, tls) ||
-        gd_sql_runner_start(&api->ctx.runner, hub, cat) || gd_push_start(&api->push, hub, api->auth, cat, api->ctx.runner)) {
+        gd_sql_runner_start(&api->ctx.runner, hub, cat) || gd_push_start(&api->push, hub, api->auth, cat, api->ctx.runner) ||
+        gd_peers_open(&api->ctx.peers, cfg, cat, counters)) {
         api_free(api);
         return GD_ERR;
     }
     api->ctx.push = api->push;
+    store->router = gd_peers_router(api->ctx.peers); /* before any thread reads */
     if (!api->auth && !loopback_listen(cfg->listen_host))
         gd_warn("listening on %s without --api-keys: anyone who reaches this port reads every table and stream, "
                 "player emails included", cfg->listen_host);

@@ -83,15 +83,6 @@ void gd_route_tables_list(const gd_api_ctx *ctx, const gd_request *req, gd_reply
 
 enum { CURSOR_NONCE = 12, CURSOR_TAG = 16, CURSOR_HEAD = 1 + CURSOR_NONCE + CURSOR_TAG, MAX_CURSOR_HEX = 4096 };
 
-static void put_hex(gd_buf *b, const unsigned char *p, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        gd_buf_putc(b, hex[p[i] >> 4]);
-        gd_buf_putc(b, hex[p[i] & 15]);
-    }
-}
-
 static int cursor_cipher(const unsigned char key[GD_CURSOR_KEY_BYTES], gnutls_aead_cipher_hd_t *h)
 {
     gnutls_datum_t k = {(unsigned char *)key, GD_CURSOR_KEY_BYTES};
@@ -124,7 +115,7 @@ static int encode_cursor(const unsigned char key[GD_CURSOR_KEY_BYTES], const gd_
                                         nonce + CURSOR_NONCE, &n) ? GD_ERR : GD_OK;
         gnutls_aead_cipher_deinit(h);
     }
-    if (!rc) put_hex(out, (const unsigned char *)sealed.p, 1 + CURSOR_NONCE + n);
+    if (!rc) gd_buf_put_hex(out, (const unsigned char *)sealed.p, 1 + CURSOR_NONCE + n);
     gd_buf_free(&raw);
     gd_buf_free(&sealed);
     return rc;
@@ -444,6 +435,7 @@ static void read_page(const gd_api_ctx *ctx, const gd_request *req, const gd_cat
     gd_buf_puts(&r->body, ",\"rows\":[");
     if (gd_sql_pull(ctx->store, plan, gd_now_ms(), req->deadline_ms, put_row, &pg, &err)) {
         if (err.code == GD_SQL_TIMED_OUT) gd_reply_timed_out(ctx, r);
+        else if (err.code == GD_SQL_UNAVAILABLE) gd_reply_error(r, 503, "%s", err.message);
         else gd_reply_error(r, 500, "reading %s failed", e->name);
     } else {
         size_t shown = pg.n < limit ? pg.n : limit;

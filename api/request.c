@@ -17,11 +17,6 @@
 
 #include "routes.h"
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 static int refuse(gd_request *req, int status, const char *fmt, const char *what)
 {
     snprintf(req->error, sizeof req->error, fmt, what);
@@ -36,8 +31,8 @@ static int decode_part(gd_request *req, const char *s, size_t n, bool query, cha
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '%') {
-            int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+            int hi = i + 2 < n ? gd_hex_value(s[i + 1]) : -1;
+            int lo = hi >= 0 ? gd_hex_value(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) return refuse(req, 400, "malformed percent-encoding in %s (%%XX takes two hex digits)", what);
             c = (unsigned char)(hi << 4 | lo);
             if (c == 0) return refuse(req, 400, "%s holds a NUL byte (%%00)", what);

@@ -23,7 +23,8 @@ enum {
     GD_SCOPE_READ = 1,  /* read data */
     GD_SCOPE_PII = 2,   /* see personal data unmasked */
     GD_SCOPE_ADMIN = 4, /* change the server (SQL DDL) */
-    GD_SCOPE_ALL = 7,
+    GD_SCOPE_INSTANCE = 8, /* another instance asking for rows it does not hold (peers.c); no user's */
+    GD_SCOPE_ALL = 15,
 };
 
 /* A request target, decoded (request.c): strings live in storage. The
@@ -66,6 +67,7 @@ void gd_prom_sample(gd_buf *b, const char *name, const char *const *labels, cons
 
 typedef struct gd_push gd_push;
 typedef struct gd_sql_runner gd_sql_runner;
+typedef struct gd_peers gd_peers;
 
 enum { GD_CURSOR_KEY_BYTES = 64 }; /* AES-256-SIV: two AES-256 keys */
 
@@ -77,6 +79,7 @@ typedef struct {
     gd_sql_runner *runner;
     gd_counters *counters;
     gd_hub *hub;
+    gd_peers *peers; /* partitioned mode: the other owners of the tables' rows; else NULL */
     unsigned char cursor_key[GD_CURSOR_KEY_BYTES]; /* seals pull cursors (pull.c); the data dir's */
     pthread_key_t plan_cache; /* each HTTP thread's gd_sql_cache (ksql.c) */
 } gd_api_ctx;
@@ -97,6 +100,17 @@ void gd_route_cluster(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
 /* true, with a 503 in r, while this instance holds part of the activity. */
 bool gd_cluster_refuse_partial(const gd_api_ctx *ctx, gd_reply *r);
 void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b);
+
+/* ---- partitioned mode: rows from the instances that own them (peers.c) ---- */
+/* NULL in *out unless cfg is partitioned. */
+int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_catalog *cat, gd_counters *counters);
+/* What the store hands its queries on aggregations to (store/query.h). */
+const struct gd_query_router *gd_peers_router(gd_peers *pe);
+void gd_peers_metrics(gd_peers *pe, gd_buf *b);
+void gd_peers_close(gd_peers *pe);
+/* POST /v1/internal/rows: a page of rows of the tasks this instance holds,
+ * for another instance merging an answer. */
+void gd_route_internal_rows(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);
 
 /* ---- the Grafana JSON datasource (grafana.c), under /grafana ---- */
 void gd_grafana_root(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r);

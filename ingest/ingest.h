@@ -288,6 +288,14 @@ typedef struct {
     _Atomic int64_t changelog_lag, restore_remaining; /* partitioned mode, in changelog records */
     _Atomic uint64_t route_bytes, changelog_bytes, push_bytes; /* partitioned mode: value bytes produced */
     _Atomic uint64_t push_missed; /* push topic records gone before this instance read them */
+    /* partitioned mode: the route topics (set before the HTTP threads
+     * start), their partition counts, and the tasks -- route partitions --
+     * this instance holds, restored: whose rows it answers for */
+    int nroutes;
+    char route_topic[GD_MAX_ROUTES][300];
+    _Atomic int32_t route_partitions[GD_MAX_ROUTES];
+    _Atomic uint64_t owned_tasks[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];
+    _Atomic uint32_t ownership_changes; /* moves when the activity or the tasks held change */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;
@@ -296,6 +304,8 @@ typedef struct {
  * application id as they announce themselves on `<application id>-instances`. */
 typedef struct gd_roster gd_roster;
 int32_t gd_cluster_owned(const gd_cluster_view *v); /* activity partitions held */
+/* Whether this instance holds task (route, partition), restored. */
+bool gd_cluster_holds_task(const gd_cluster_view *v, int route, int32_t partition);
 gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c);
 /* This instance as GET /v1/cluster lists it (self: as it sees itself). */
 void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bool self);
@@ -305,6 +315,10 @@ void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bo
 int gd_roster_start(gd_roster **out, const gd_config *cfg, gd_counters *counters);
 /* The live others' announcements, each preceded by a comma; r may be NULL. */
 void gd_roster_put_others(gd_roster *r, gd_buf *b);
+/* The URL of the other instance that announces task (route, partition) as
+ * its own, into url: 1; 0 when none does, -1 when more than one does (a
+ * rebalance under way). */
+int gd_roster_task_owner(gd_roster *r, int route, int32_t partition, char *url, size_t n);
 int gd_roster_count(gd_roster *r); /* live instances, this one included */
 /* Says this instance is leaving, then stops. */
 void gd_roster_stop(gd_roster *r);

@@ -149,6 +149,22 @@ static int32_t count_set(const offsets *o)
     return n;
 }
 
+/* Partitioned mode: the route partitions held, restored -- the tasks whose
+ * rows this instance answers for (api/peers.c). */
+static void publish_tasks(kafka_source *ks)
+{
+    gd_cluster_view *v = &ks->counters->cluster;
+    for (int r = 0; r < ks->nroutes; r++) {
+        uint64_t held[GD_MAX_PARTITIONS / 64] = {0};
+        for (int i = 0; ks->assigned && i < ks->assigned->cnt; i++) {
+            int32_t p = ks->assigned->elems[i].partition;
+            if (p >= 0 && p < GD_MAX_PARTITIONS && !strcmp(ks->assigned->elems[i].topic, ks->internal[1 + r]))
+                held[p / 64] |= 1ULL << (p % 64);
+        }
+        for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) atomic_store(&v->owned_tasks[r][w], held[w]);
+    }
+}
+
 /* After the assignment changed: which partitions are held, and whether that
  * is all of the activity (a group of its own always is: no one else reads). */
 static void publish_ownership(kafka_source *ks, int32_t activity_partitions)
@@ -163,6 +179,8 @@ static void publish_ownership(kafka_source *ks, int32_t activity_partitions)
         if (p >= 0 && p < GD_MAX_PARTITIONS) owned[p / 64] |= 1ULL << (p % 64);
     }
     for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) atomic_store(&v->owned[w], owned[w]);
+    publish_tasks(ks);
+    atomic_fetch_add(&v->ownership_changes, 1);
     int32_t missed = count_set(&ks->missing);
     atomic_store(&v->missed, missed);
     if (activity_partitions >= 0) atomic_store(&v->partitions[GD_TOPIC_ACTIVITY], activity_partitions);
@@ -411,6 +429,11 @@ static int discover(kafka_source *ks)
     /* the changelog's count too: reading fewer partitions would miss tasks' rows */
     int32_t changelog_partitions = !rc && ks->partitioned ? partition_count(ks, ks->internal[0]) : 0;
     if (changelog_partitions < 0) rc = GD_AGAIN;
+    for (int r = 0; !rc && r < ks->nroutes; r++) { /* which tasks there are: queries ask their owners */
+        int32_t n = partition_count(ks, ks->internal[1 + r]);
+        if (n < 0) rc = GD_AGAIN;
+        else if (ks->counters) atomic_store(&ks->counters->cluster.route_partitions[r], n);
+    }
     if (rc == GD_AGAIN)
         gd_warn("kafka: waiting for the brokers at %s to describe the reference topics%s", ks->cfg->brokers,
                 ks->partitioned ? " and the changelog" : "");
@@ -693,6 +716,11 @@ static int kafka_use_internal(gd_source *src, const char *const *routes, int nro
     snprintf(ks->internal[0], sizeof ks->internal[0], "%s", changelog);
     for (int r = 0; r < nroutes; r++) snprintf(ks->internal[1 + r], sizeof ks->internal[1 + r], "%s", routes[r]);
     snprintf(ks->internal[SLOT_PUSH - SLOT_CHANGELOG], sizeof ks->internal[0], "%s", push);
+    if (ks->counters) {
+        gd_cluster_view *v = &ks->counters->cluster;
+        v->nroutes = nroutes;
+        for (int r = 0; r < nroutes; r++) snprintf(v->route_topic[r], sizeof v->route_topic[r], "%s", routes[r]);
+    }
     return GD_OK;
 }
 

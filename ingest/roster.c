@@ -31,10 +31,14 @@ enum {
     METADATA_TIMEOUT_MS = 5000,
 };
 
+typedef uint64_t task_set[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64]; /* a bit per route partition */
+
 typedef struct {
     char id[32];
     int64_t seen_ms; /* when its last announcement arrived */
     char *json;      /* that announcement, as /v1/cluster lists it */
+    char url[1100];
+    task_set tasks;  /* partitioned mode: the tasks it holds */
 } other_instance;
 
 struct gd_roster {
@@ -49,6 +53,7 @@ struct gd_roster {
     pthread_mutex_t lock; /* others, nothers */
     other_instance others[MAX_OTHERS];
     int nothers;
+    other_instance heard; /* the roster thread's: the announcement being read */
 };
 
 /* ---- what an instance holds ---- */
@@ -60,6 +65,12 @@ bool gd_cluster_whole(const gd_cluster_view *v)
 {
     if (atomic_load(&v->missed)) return false;
     return !(v->shared_group || v->partitioned) || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
+}
+
+bool gd_cluster_holds_task(const gd_cluster_view *v, int route, int32_t partition)
+{
+    if (route < 0 || route >= GD_MAX_ROUTES || partition < 0 || partition >= GD_MAX_PARTITIONS) return false;
+    return atomic_load(&v->owned_tasks[route][partition / 64]) >> (partition % 64) & 1;
 }
 
 int32_t gd_cluster_owned(const gd_cluster_view *v)
@@ -107,6 +118,14 @@ void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bo
         gd_buf_puts(b, ":");
         put_partitions(b, v, (gd_topic)t);
     }
+    for (int r = 0; r < v->nroutes; r++) { /* partitioned mode: the tasks held */
+        gd_buf_puts(b, ",");
+        gd_json_put_cstr(b, v->route_topic[r]);
+        gd_buf_puts(b, ":[");
+        for (int32_t p = 0, n = 0; p < GD_MAX_PARTITIONS; p++)
+            if (gd_cluster_holds_task(v, r, p)) gd_buf_printf(b, "%s%d", n++ ? "," : "", (int)p);
+        gd_buf_puts(b, "]");
+    }
     gd_buf_puts(b, "},\"state\":");
     gd_json_put_cstr(b, gd_cluster_state_names[gd_cluster_state_of(cfg, c)]);
     gd_buf_puts(b, "}");
@@ -141,16 +160,33 @@ static bool is_instance_id(const char *s, size_t n)
     return true;
 }
 
+/* The tasks an announcement lists under the route topics' names. */
+static void read_tasks(const gd_cluster_view *v, json_t *parts, task_set tasks)
+{
+    memset(tasks, 0, sizeof(task_set));
+    for (int r = 0; r < v->nroutes; r++) {
+        json_t *list = json_object_get(parts, v->route_topic[r]), *p;
+        size_t i;
+        json_array_foreach(list, i, p) {
+            json_int_t n = json_is_integer(p) ? json_integer_value(p) : -1;
+            if (n >= 0 && n < GD_MAX_PARTITIONS) tasks[r][n / 64] |= 1ULL << (n % 64);
+        }
+    }
+}
+
 /* An announcement as /v1/cluster lists it -- its known members only -- or
- * NULL when it is not one. */
-static char *checked_announcement(const char *id, const void *value, size_t len)
+ * NULL when it is not one; its URL and tasks into *o. */
+static char *checked_announcement(const gd_cluster_view *v, const char *id, const void *value, size_t len,
+                                  other_instance *other)
 {
     json_t *o = json_loadb(value, len, JSON_REJECT_DUPLICATES, NULL);
     json_t *url = json_object_get(o, "url"), *aid = json_object_get(o, "instance_id");
     json_t *parts = json_object_get(o, "partitions"), *state = json_object_get(o, "state");
     char *out = NULL;
     if (json_is_string(url) && json_is_string(state) && json_is_object(parts) && json_is_string(aid) &&
-        !strcmp(json_string_value(aid), id)) {
+        !strcmp(json_string_value(aid), id) && strlen(json_string_value(url)) < sizeof other->url) {
+        snprintf(other->url, sizeof other->url, "%s", json_string_value(url));
+        read_tasks(v, parts, other->tasks);
         json_t *kept = json_pack("{sOsbsOsOsO}", "url", url, "self", 0, "instance_id", aid, "partitions", parts,
                                  "state", state);
         out = kept ? json_dumps(kept, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -170,9 +206,10 @@ static void take_announcement(gd_roster *r, const rd_kafka_message_t *m)
     int64_t now = gd_now_ms();
     int64_t at = rd_kafka_message_timestamp(m, NULL);
     char *json = NULL;
+    other_instance *heard = &r->heard;
     if (m->payload) {
         if (m->len > MAX_ANNOUNCEMENT_BYTES || (at >= 0 && now - at > STALE_MS)) return;
-        if (!(json = checked_announcement(id, m->payload, m->len))) return;
+        if (!(json = checked_announcement(&r->counters->cluster, id, m->payload, m->len, heard))) return;
     }
     pthread_mutex_lock(&r->lock);
     int i = find_other(r, id);
@@ -187,6 +224,8 @@ static void take_announcement(gd_roster *r, const rd_kafka_message_t *m)
         }
         r->others[i].json = json;
         r->others[i].seen_ms = now;
+        memcpy(r->others[i].url, heard->url, sizeof heard->url);
+        memcpy(r->others[i].tasks, heard->tasks, sizeof heard->tasks);
         json = NULL;
     }
     pthread_mutex_unlock(&r->lock);
@@ -203,6 +242,20 @@ void gd_roster_put_others(gd_roster *r, gd_buf *b)
         gd_buf_puts(b, r->others[i].json);
     }
     pthread_mutex_unlock(&r->lock);
+}
+
+int gd_roster_task_owner(gd_roster *r, int route, int32_t partition, char *url, size_t n)
+{
+    if (!r || route < 0 || route >= GD_MAX_ROUTES || partition < 0 || partition >= GD_MAX_PARTITIONS) return 0;
+    int owners = 0;
+    pthread_mutex_lock(&r->lock);
+    forget_stale(r, gd_now_ms());
+    for (int i = 0; i < r->nothers; i++)
+        if (r->others[i].tasks[route][partition / 64] >> (partition % 64) & 1) {
+            if (!owners++) snprintf(url, n, "%s", r->others[i].url);
+        }
+    pthread_mutex_unlock(&r->lock);
+    return owners > 1 ? -1 : owners;
 }
 
 int gd_roster_count(gd_roster *r)
@@ -257,9 +310,12 @@ static void *roster_main(void *arg)
     gd_kafka_ensure_topic(r->producer, r->topic, 1, compacted);
     bool following = false;
     int64_t next_announce = 0, next_follow = 0;
+    uint32_t announced_changes = 0;
     while (!atomic_load(&r->stop)) {
         int64_t now = gd_now_ms();
-        if (now >= next_announce) {
+        uint32_t changes = atomic_load(&r->counters->cluster.ownership_changes);
+        if (now >= next_announce || changes != announced_changes) { /* what it holds, at once: queries go there */
+            announced_changes = changes;
             announce(r, false);
             next_announce = now + ANNOUNCE_MS;
         }

@@ -171,6 +171,7 @@ static int set_seed(gd_config *cfg, const char *v)
     return GD_OK;
 }
 static int set_api_keys(gd_config *cfg, const char *v) { return COPY(api_keys); }
+static int set_instance_key(gd_config *cfg, const char *v) { return COPY(instance_key); }
 static int set_topic_games(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_GAMES]); }
 static int set_topic_players(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_PLAYERS]); }
 static int set_topic_activity(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_ACTIVITY]); }
@@ -272,6 +273,7 @@ static const gd_option options[] = {
     {"--rate", "GAMINGD_RATE", "N", "generator events per second (default 1000)", set_rate, "a number above 0, at most 1e9", false},
     {"--seed", "GAMINGD_SEED", "N", "generator seed (default random)", set_seed, NULL, false},
     {"--api-keys", "GAMINGD_API_KEYS", "FILE", "turns authentication on", set_api_keys, NULL, false},
+    {"--instance-key", "GAMINGD_INSTANCE_KEY", "FILE", "partitioned mode with --api-keys: the key (scope instance) this instance presents when it asks another for rows", set_instance_key, NULL, false},
     {"--tls-cert", "GAMINGD_TLS_CERT", "FILE", "serve HTTPS with this PEM certificate (chain)", set_tls_cert, NULL, false},
     {"--tls-key", "GAMINGD_TLS_KEY", "FILE", "the PEM private key of --tls-cert", set_tls_key, NULL, false},
     {"--cors-origins", "GAMINGD_CORS_ORIGINS", "LIST", "web origins allowed to call the API from a browser, comma separated, or * (default none)", set_cors_origins, NULL, false},

@@ -26,6 +26,7 @@ enum {
     GD_EBADREC = -4,  /* the record cannot be decoded or lacks a field */
     GD_ENOMEM = -5,
     GD_ETIMEDOUT = -6, /* a request's work passed its deadline and was stopped */
+    GD_EUNAVAIL = -7,  /* the answer needs another instance, which cannot give it now */
 };
 
 typedef struct {

@@ -148,11 +148,6 @@ static void add_ctype(byteset s, int (*is)(int), bool negate)
 static int is_word(int c) { return isalnum(c) || c == '_'; }
 static int is_space(int c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* The escape at ps->pos (a backslash): the byte it stands for, or 256 with
  * the bytes of `\d`-like classes added to set; -1 when refused. */
 static int parse_escape(parser *ps, byteset set)
@@ -170,8 +165,8 @@ static int parse_escape(parser *ps, byteset set)
     case 'f': return '\f';
     case 'v': return '\v';
     case 'x': {
-        int hi = ps->pos + 1 < ps->len ? hex_digit(ps->p[ps->pos]) : -1;
-        int lo = hi >= 0 ? hex_digit(ps->p[ps->pos + 1]) : -1;
+        int hi = ps->pos + 1 < ps->len ? gd_hex_value(ps->p[ps->pos]) : -1;
+        int lo = hi >= 0 ? gd_hex_value(ps->p[ps->pos + 1]) : -1;
         if (lo < 0) return fail(ps, "\\x at byte %zu takes two hex digits", at);
         ps->pos += 2;
         return hi * 16 + lo;

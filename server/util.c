@@ -342,6 +342,22 @@ void gd_buf_put_u16be(gd_buf *b, uint16_t v)
     gd_buf_put(b, x, 2);
 }
 
+void gd_buf_put_hex(gd_buf *b, const void *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = p;
+    gd_buf_reserve(b, 2 * n);
+    for (size_t i = 0; i < n; i++) {
+        b->p[b->len++] = hex[u[i] >> 4];
+        b->p[b->len++] = hex[u[i] & 15];
+    }
+}
+
+int gd_hex_value(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 void gd_buf_free(gd_buf *b)
 {
     free(b->p);

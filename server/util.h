@@ -45,6 +45,10 @@ size_t gd_format_dec(char *dst, uint64_t v);
 void gd_buf_put_dec(gd_buf *b, uint64_t v);
 void gd_buf_put_u32be(gd_buf *b, uint32_t v);
 void gd_buf_put_u16be(gd_buf *b, uint16_t v);
+/* n bytes as lowercase hex digits, two a byte. */
+void gd_buf_put_hex(gd_buf *b, const void *p, size_t n);
+/* A hex digit's value (either case), or -1. */
+int gd_hex_value(int c);
 void gd_buf_free(gd_buf *b);
 static inline void gd_buf_clear(gd_buf *b) { b->len = 0; }
 

@@ -400,8 +400,10 @@ static int64_t committed_stream_time(gd_store *store, MDB_txn *txn)
 static int scan(gd_store *store, MDB_txn *txn, pull *p, const gd_str *key_eq)
 {
     const gd_query_plan *plan = p->plan;
+    bool sorting = plan->norder > 0 || plan->key_desc; /* rows kept past visit_row */
     gd_query q = {.t = plan->source->table, .mode = plan->window_latest ? GD_WINDOWS_LATEST : GD_WINDOWS_RANGE,
-                  .from = plan->window_from, .to = p->window_to, .deadline_ms = p->deadline_ms};
+                  .from = plan->window_from, .to = p->window_to, .deadline_ms = p->deadline_ms,
+                  .hold = sorting ? &p->arena : NULL};
     memcpy(q.key_eq, key_eq, sizeof q.key_eq);
     return gd_query_run(store, txn, &q, visit_row, p);
 }
@@ -482,6 +484,10 @@ int gd_sql_pull(gd_store *store, const gd_query_plan *plan, int64_t now_ms, int6
         int scanned = scan_keys(store, txn, &p);
         if (scanned == GD_ETIMEDOUT)
             rc = gd_sql_fail(err, GD_SQL_TIMED_OUT, "the query took longer than --request-timeout and was stopped");
+        else if (scanned == GD_EUNAVAIL)
+            rc = gd_sql_fail(err, GD_SQL_UNAVAILABLE, "part of %s is held by another instance that cannot answer now "
+                                                      "(a rebalance, or it is down); try again shortly",
+                             plan->source->name);
         else if (scanned)
             rc = gd_sql_fail(err, GD_SQL_SERVER_ERROR, "reading the table failed");
         if (!rc) rc = p.rc;

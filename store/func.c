@@ -326,11 +326,6 @@ static int encoding_named(gd_str s)
     return -1;
 }
 
-static int hex_val(char ch)
-{
-    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
-}
-
 /* The bytes s stands for in encoding enc, appended to out; false when s is not such text. */
 static bool decode_as(gd_str s, int enc, gd_buf *out)
 {
@@ -338,7 +333,7 @@ static bool decode_as(gd_str s, int enc, gd_buf *out)
     case ENC_HEX:
         if (s.len % 2) return false;
         for (uint32_t i = 0; i < s.len; i += 2) {
-            int hi = hex_val(s.p[i]), lo = hex_val(s.p[i + 1]);
+            int hi = gd_hex_value(s.p[i]), lo = gd_hex_value(s.p[i + 1]);
             if (hi < 0 || lo < 0) return false;
             gd_buf_putc(out, (char)(hi * 16 + lo));
         }
@@ -413,7 +408,7 @@ static gd_value fn_chr(const gd_fn_call *c)
     if (v.t == GD_V_INT) cp = v.i;
     else if (v.t == GD_V_STR && v.s.len >= 6 && v.s.len <= 10 && v.s.p[0] == '\\' && v.s.p[1] == 'u') {
         cp = 0;
-        for (uint32_t i = 2; i < v.s.len && cp >= 0; i++) cp = hex_val(v.s.p[i]) < 0 ? -1 : cp * 16 + hex_val(v.s.p[i]);
+        for (uint32_t i = 2; i < v.s.len && cp >= 0; i++) cp = gd_hex_value(v.s.p[i]) < 0 ? -1 : cp * 16 + gd_hex_value(v.s.p[i]);
     }
     if (cp < 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return NULLV;
     char *p = gd_arena_alloc(c->ctx->scratch, 4);

@@ -24,6 +24,26 @@ typedef struct {
 
 static gd_str as_str(MDB_val v) { return (gd_str){v.mv_data, (uint32_t)v.mv_size}; }
 
+int gd_key_cmp(gd_str a, gd_str b)
+{
+    int c = memcmp(a.p, b.p, a.len < b.len ? a.len : b.len);
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+/* A page that starts after a key seeks there when that is further on. */
+static void seek_after(const scan *sc, MDB_val *k)
+{
+    gd_str after = sc->q->after;
+    if (after.p && gd_key_cmp(after, as_str(*k)) > 0) *k = (MDB_val){after.len, (void *)after.p};
+}
+
+/* A row before a page's start, or one this instance does not answer for. */
+static bool passed_over(const scan *sc, gd_str key)
+{
+    const gd_query *q = sc->q;
+    return (q->after.p && gd_key_cmp(key, q->after) <= 0) || (q->keep && !q->keep(q->keep_ctx, q->t, key));
+}
+
 /* Counts a row read; true (and the scan stops) once the deadline passed. */
 static bool out_of_time(scan *sc)
 {
@@ -61,7 +81,8 @@ static bool row_matches(scan *sc, gd_str key, gd_str val)
 {
     const gd_tabledef *t = sc->q->t;
     gd_str keys[GD_MAX_KEYS];
-    if (key.len < 8 || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return false;
+    if (key.len < 8 || passed_over(sc, key) || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys))
+        return false;
     for (int k = sc->nprefix; k < t->nkeys; k++)
         if (sc->q->key_eq[k].p && !gd_str_eq(sc->q->key_eq[k], keys[k])) return false;
     if (t->having) {
@@ -82,6 +103,7 @@ static int scan_window(scan *sc, int64_t w, bool emit, size_t *found)
     gd_rowkey_encode(&sc->key, w, (gd_str){sc->prefix.p, (uint32_t)sc->prefix.len});
     size_t plen = sc->key.len;
     MDB_val k = {sc->key.len, sc->key.p}, v;
+    seek_after(sc, &k);
     int rc = mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(sc->cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size < plen || memcmp(k.mv_data, sc->key.p, plen) || out_of_time(sc)) break;
@@ -99,6 +121,7 @@ static int scan_range(scan *sc, int64_t from, int64_t to)
 {
     gd_rowkey_encode(&sc->key, from, (gd_str){"", 0});
     MDB_val k = {sc->key.len, sc->key.p}, v;
+    seek_after(sc, &k);
     int rc = mdb_cursor_get(sc->cur, &k, &v, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(sc->cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size < 8 || gd_rowkey_window(k.mv_data) >= to || out_of_time(sc)) break;
@@ -140,6 +163,12 @@ static bool prev_window(scan *sc, int64_t before, bool first, int64_t *w)
 
 int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx)
 {
+    if (s->router && q->t->kind == GD_TABLE_WINDOWED) return s->router->run(s->router->ctx, s, txn, q, fn, ctx);
+    return gd_query_run_here(s, txn, q, fn, ctx);
+}
+
+int gd_query_run_here(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *ctx)
+{
     scan sc = {.s = s, .q = q, .fn = fn, .ctx = ctx};
     gd_arena_init(&sc.scratch);
     if (q->t->kind != GD_TABLE_WINDOWED) {
@@ -161,10 +190,12 @@ int gd_query_run(gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, v
     int64_t w;
     size_t found = 0;
     rc = GD_OK;
+    int64_t from = q->from;
+    if (q->after.p && q->after.len >= 8 && gd_rowkey_window(q->after.p) > from) from = gd_rowkey_window(q->after.p);
     if (q->mode == GD_WINDOWS_RANGE && !sc.nprefix) {
-        rc = scan_range(&sc, q->from, q->to);
+        rc = scan_range(&sc, from, q->to);
     } else if (q->mode == GD_WINDOWS_RANGE) {
-        for (int64_t from = q->from; !rc && !sc.stop && next_window(&sc, from, &w) && w < q->to;
+        for (; !rc && !sc.stop && next_window(&sc, from, &w) && w < q->to;
              from = w + 1)
             rc = scan_window(&sc, w, true, &found);
     } else {

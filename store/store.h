@@ -57,6 +57,7 @@ typedef struct {
     pthread_mutex_t idle_mu; /* read transactions kept reset for the next reader (store.c) */
     MDB_txn *idle[GD_STORE_IDLE_READERS];
     int nidle;
+    const struct gd_query_router *router; /* partitioned mode: set before the HTTP threads start (query.h) */
 } gd_store;
 
 /* Opens (creating) the environment in dir; map_size is the largest the data

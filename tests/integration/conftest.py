@@ -77,6 +77,7 @@ class Daemon:
         self.proc = None
         self.log_path = log_path or (data_dir.rstrip("/") + ".log")
         self.returncode = None
+        self.key = None  # an API key every request presents, unless it brings its own
 
     @property
     def cmd(self):
@@ -132,8 +133,11 @@ class Daemon:
                 params = list(params.items())
             path = path + "?" + urllib.parse.urlencode(params)
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = dict(headers or {})
+        if self.key and "Authorization" not in headers:
+            headers["Authorization"] = "Bearer " + self.key
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             return HttpResult(resp.status, resp.read(), dict(resp.getheaders()))
         finally:

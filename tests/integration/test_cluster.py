@@ -9,6 +9,7 @@ part of the data (the reference tables, which every instance reads whole,
 are served).
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -429,6 +430,48 @@ def check_changelog_layout(bootstrap, game_ids):
     assert all(rows[task_partition(0, p)] for p in range(PARTITIONS)), rows
 
 
+def metric(d, name):
+    return d.metrics().get((name, frozenset()), 0)
+
+
+def check_routed_reads(ds, ref):
+    """Every instance answers for the rows of the tasks it holds and asks
+    the holders of the others (docs/scaling.md): a table read in small
+    pages, each page's rows merged from the owners, gives every row once; a
+    pull for one game gives that game's rows whichever instance it is sent
+    to; ORDER BY with LIMIT gives the reference's top rows. Only the
+    instance asked answers the client: the rows of tasks it does not hold
+    come from their owners, which the metrics show."""
+    route0, own = "gaming_hourly_player_game_stats", "gaming_genre_engagement"  # game_id second; a route of its own
+    exp0 = ref.table_rows(route0)
+    games = sorted({r["game_id"] for r in exp0})[:4]
+    exp_own = ref.table_rows(own)
+    genres = sorted({r["game_genre"] for r in exp_own})
+    revenue = sorted((r["total_revenue"] for r in ref.table_rows("gaming_revenue_analytics")), reverse=True)[:5]
+    for i, d in enumerate(ds):
+        before = metric(d, "gamingd_peer_rows_total")
+        for t in (route0, own):
+            rows, pages = d.fetch_all(t, page=7)
+            assert len(pages) > 2, (t, len(pages))
+            checks.fail_if(checks.compare_table(t, rows, ref.table_rows(t)), "instance %d's %s in pages of 7" % (i, t))
+        for g in games:
+            rows, _ = d.fetch_all(route0, extra=[("game_id", g)])
+            checks.fail_if(checks.compare_table(route0, rows, [r for r in exp0 if r["game_id"] == g]),
+                           "instance %d's %s for game %s" % (i, route0, g))
+        for genre in genres:
+            rows, _ = d.fetch_all(own, extra=[("game_genre", genre)])
+            checks.fail_if(checks.compare_table(own, rows, [r for r in exp_own if r["game_genre"] == genre]),
+                           "instance %d's %s for genre %s" % (i, own, genre))
+        r = d.get("/v1/tables/gaming_revenue_analytics", [("from", "0"), ("to", "9999999999999"),
+                                                          ("order_by", "total_revenue"), ("desc", "true"),
+                                                          ("limit", "5")])
+        assert r.status == 200, r
+        got = [row["total_revenue"] for row in r.json["rows"]]
+        assert len(got) == len(revenue) and all(abs(a - b) < 1e-6 for a, b in zip(got, revenue)), (got, revenue)
+        assert metric(d, "gamingd_peer_rows_total") > before, "instance %d answered without asking the others" % i
+        assert metric(d, "gamingd_peer_refusals_total") == 0
+
+
 def partitioned_feed(kafka, tmp_path, events, seed):
     """The topics of partitioned mode, and generated records of which the
     reference topics' are produced now, the activity left to the test."""
@@ -459,6 +502,7 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         ref_first = reference_of(refs + act[:3000])
         for i, d in enumerate(ds):
             wait_tables(d, ref_first, "instance %d's tables" % i)
+        check_routed_reads(ds, ref_first)
         d = ds[1]
         assert cluster(d)["mode"] == "partitioned" and cluster(d)["group"] == "gaming-intelligence-gamingd"
         # a table made mid-stream: it counts from about here, the same on every instance, through
@@ -489,6 +533,46 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         got = sorted(o["activity_id"] for o in out)
         assert len(set(got)) == len(ref_all.outputs) and set(got) == {o["activity_id"] for o in ref_all.outputs}
         check_changelog_layout(kafka.bootstrap, game_ids_of(records))
+    finally:
+        f.cleanup()
+
+
+def test_partitioned_instances_ask_each_other_with_the_instance_key(tmp_path, kafka):
+    """With --api-keys, an instance asks another for rows with the key of
+    --instance-key (scope instance), never its caller's: a user's key, even
+    an admin's, is refused on that route, and an instance given no instance
+    key cannot ask, so it answers 503 with Retry-After -- never the part of
+    the answer it holds -- while the one that has the key answers whole."""
+    instance_key = "k-instance-4d1e0c7b"
+    keys, key_file = tmp_path / "keys", tmp_path / "instance-key"
+    keys.write_text("k-reader read,pii\nk-admin admin\nsha256:%s instance\n"
+                    % hashlib.sha256(instance_key.encode()).hexdigest())
+    key_file.write_text(instance_key + "\n")
+    records, refs, act = partitioned_feed(kafka, tmp_path, 2000, 91)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "-X", "session.timeout.ms=6000",
+                "--api-keys", str(keys)]
+        ds = [f("kafka", args=args + ["--instance-key", str(key_file)]), f("kafka", args=args)]
+        for d in ds:
+            d.key = "k-reader"
+        settled(ds)
+        produce(kafka.bootstrap, act)
+        ref = reference_of(records)
+        wait_tables(ds[0], ref, "the tables of the instance with the key")
+        r = ds[1].get("/v1/tables/gaming_active_players_5min", [("from", "0"), ("to", "9999999999999")])
+        assert r.status == 503 and r.headers.get("Retry-After"), r
+        assert "another instance" in r.json["message"], r
+        ask = json.dumps({"table": "gaming_active_players_5min", "tasks": [], "latest": False, "from": 0, "to": 1,
+                          "keys": [None]})
+        for key, status in (("k-reader", 403), ("k-admin", 403), ("nonsense", 401), (instance_key, 200)):
+            r = ds[0].request("/v1/internal/rows", method="POST", body=ask,
+                              headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+            assert r.status == status, (key, r)
+        r = ds[0].request("/v1/internal/rows", method="POST", body=b"{\"table\": 7}",
+                          headers={"Authorization": "Bearer " + instance_key, "Content-Type": "application/json"})
+        assert r.status == 400, r
+        assert metric(ds[1], "gamingd_peer_refusals_total") > 0
     finally:
         f.cleanup()
 

@@ -1,0 +1,564 @@
+/* peers.c -- partitioned mode: a query's rows come from the instances that
+ * own them (docs/scaling.md).
+ *
+ * A table's groups belong to tasks, the partitions of the route that
+ * carries its records (ingest/route.c), and the instance holding a task is
+ * the one that answers for its rows: its own state is the newest, where
+ * another instance's copy is a changelog behind -- or absent. So every
+ * query on an aggregation, from any route -- REST, Grafana, SQL -- goes
+ * through the store's router (store/query.h), which is this file:
+ *
+ *  - it works out the tasks the query needs: every partition of the
+ *    table's route, or the one a key given in full picks (the same murmur2
+ *    of the same key the router used);
+ *  - the tasks this instance holds it scans in its own store, filtered to
+ *    their rows; for each other task it asks the instance that announces it
+ *    (ingest/roster.c), POST /v1/internal/rows, with the tasks it expects
+ *    that instance to hold. That instance answers only while it holds every
+ *    one of them -- before and after its scan -- else 409;
+ *  - the rows come back in pages in LMDB key order, and are merged in that
+ *    order, so what the caller sees is what one store holding every row
+ *    would give: ORDER BY, LIMIT and a cursor's place hold exactly. A
+ *    query for the latest window asks each owner for its latest, then all
+ *    for that window.
+ *
+ * A task no one announces, announced twice (a rebalance under way), or an
+ * owner that refuses or does not answer makes the query GD_EUNAVAIL -- a
+ * 503 with Retry-After -- never part of the answer. Instances call each
+ * other at their advertised URLs, over HTTPS when they serve it (trusting
+ * the chain of their own --tls-cert), and present the key of
+ * --instance-key (scope instance), never a user's: the user's
+ * policy (scopes, masking) is applied here, on the merged rows, by the
+ * caller. A request for rows is a leaf: the instance answering scans its
+ * own store only. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ingest/window.h"
+#include "../sql/sql.h"
+#include "routes.h"
+
+enum {
+    PAGE_ROWS = 2000,           /* rows in a page of one source */
+    PAGE_BYTES = 1 << 20,       /* ... or bytes, whichever comes first */
+    MAX_PAGE_BYTES = 64 << 20,  /* a peer's page beyond this is refused */
+    CONNECT_TIMEOUT_MS = 1000,
+    MAX_KEY_HEX = 2 * 65536,
+};
+
+struct gd_peers {
+    const gd_config *cfg;
+    gd_counters *counters;
+    gd_catalog *cat;
+    char key[512]; /* presented to the others: --instance-key's */
+    struct gd_query_router router;
+    _Atomic uint64_t routed, asked, rows_in, refused;
+};
+
+/* ---- tasks ---- */
+
+/* The route of table t: its own (keyed by its group key), or route 0 (by
+ * game_id); -1 when no route carries it. */
+static int route_of_table(const gd_peers *pe, const gd_tabledef *t, gd_route *route)
+{
+    const gd_cluster_view *v = &pe->counters->cluster;
+    char topic[sizeof v->route_topic[0]];
+    snprintf(topic, sizeof topic, "%s-repartition-%s", pe->cfg->application_id, t->name);
+    *route = (gd_route){.keyed_by = NULL};
+    for (int r = 1; r < v->nroutes; r++)
+        if (!strcmp(v->route_topic[r], topic)) {
+            route->keyed_by = t;
+            return r;
+        }
+    return v->nroutes && gd_routes_fit(t) ? 0 : -1;
+}
+
+/* The task (route partition) a row key belongs to, or -1. */
+static int32_t task_of_row(const gd_route *route, const gd_tabledef *t, gd_str key, int32_t partitions, gd_buf *scratch)
+{
+    if (!gd_route_row_key(route, t, key, scratch)) return -1;
+    return gd_kafka_key_partition((gd_str){scratch->p ? scratch->p : "", (uint32_t)scratch->len}, partitions);
+}
+
+/* The one task a query's keys pick, or -1 when it may span several: every
+ * key column its route key is made of is given. */
+static int32_t task_of_query(const gd_route *route, const gd_query *q, int32_t partitions)
+{
+    const gd_tabledef *t = q->t;
+    gd_buf key = {0}, scratch = {0};
+    gd_buf_put(&key, "\0\0\0\0\0\0\0\0", 8); /* a row key of any window: the route key ignores it */
+    bool whole = true;
+    for (int k = 0; k < t->nkeys; k++) {
+        bool needed = route->keyed_by || t->keys[k].field == GD_F_GAME_ID;
+        if (needed && !q->key_eq[k].p) whole = false;
+        gd_groupkey_append(&key, q->key_eq[k].p ? q->key_eq[k] : (gd_str){"", 0});
+    }
+    int32_t task = whole ? task_of_row(route, t, (gd_str){key.p, (uint32_t)key.len}, partitions, &scratch) : -1;
+    gd_buf_free(&key);
+    gd_buf_free(&scratch);
+    return task;
+}
+
+typedef struct {
+    const gd_route *route;
+    int32_t partitions;
+    const uint64_t *tasks; /* a bit per partition: the rows kept */
+    gd_buf scratch;
+} task_filter;
+
+static bool keep_task_rows(void *ctx, const gd_tabledef *t, gd_str key)
+{
+    task_filter *f = ctx;
+    int32_t p = task_of_row(f->route, t, key, f->partitions, &f->scratch);
+    return p >= 0 && f->tasks[p / 64] >> (p % 64) & 1;
+}
+
+static bool holds_all(const gd_cluster_view *v, int route, const uint64_t *tasks, int32_t partitions)
+{
+    for (int32_t p = 0; p < partitions; p++)
+        if ((tasks[p / 64] >> (p % 64) & 1) && !gd_cluster_holds_task(v, route, p)) return false;
+    return true;
+}
+
+/* ---- pages: frames of u32 key length, u32 value length, key, value ---- */
+
+typedef struct {
+    gd_buf *out;
+    size_t rows, most;
+} page_fill;
+
+static void put_frame(gd_buf *b, gd_str key, gd_str val)
+{
+    gd_buf_put_u32be(b, key.len);
+    gd_buf_put_u32be(b, val.len);
+    gd_buf_put(b, key.p, key.len);
+    gd_buf_put(b, val.p, val.len);
+}
+
+static int fill_page(void *ctx, gd_str key, gd_str val)
+{
+    page_fill *f = ctx;
+    put_frame(f->out, key, val);
+    return ++f->rows >= f->most || f->out->len >= PAGE_BYTES;
+}
+
+/* One page of q (after q->after) from this store, into out after a byte
+ * saying whether more may follow ('M') or not ('E'). Of the latest window,
+ * its first row only: it says which window that is. */
+static int page_here(gd_store *s, MDB_txn *txn, const gd_query *q, gd_buf *out)
+{
+    gd_buf_putc(out, 'E');
+    size_t mark = out->len - 1;
+    page_fill f = {out, 0, q->mode == GD_WINDOWS_LATEST ? 1 : PAGE_ROWS};
+    int rc = gd_query_run_here(s, txn, q, fill_page, &f);
+    if (!rc && q->mode == GD_WINDOWS_RANGE && (f.rows >= f.most || out->len >= PAGE_BYTES)) out->p[mark] = 'M';
+    return rc;
+}
+
+/* ---- asking another instance ---- */
+
+static size_t collect(char *p, size_t size, size_t n, void *ctx)
+{
+    gd_buf *b = ctx;
+    if (b->len + size * n > MAX_PAGE_BYTES) return 0;
+    gd_buf_put(b, p, size * n);
+    return size * n;
+}
+
+static void put_hex(gd_buf *b, gd_str s)
+{
+    gd_buf_putc(b, '"');
+    gd_buf_put_hex(b, s.p, s.len);
+    gd_buf_putc(b, '"');
+}
+
+/* The request for a page of q from the holder of `tasks` (a list). */
+static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks)
+{
+    gd_buf_puts(b, "{\"table\":");
+    gd_json_put_cstr(b, q->t->name);
+    gd_buf_printf(b, ",\"tasks\":[%.*s],\"latest\":%s,\"from\":%lld,\"to\":%lld,\"keys\":[", (int)tasks->len,
+                  tasks->p ? tasks->p : "", q->mode == GD_WINDOWS_LATEST ? "true" : "false", (long long)q->from,
+                  (long long)q->to);
+    for (int k = 0; k < q->t->nkeys; k++) {
+        if (k) gd_buf_putc(b, ',');
+        if (q->key_eq[k].p) put_hex(b, q->key_eq[k]);
+        else gd_buf_puts(b, "null");
+    }
+    gd_buf_puts(b, "]");
+    if (q->after.p) {
+        gd_buf_puts(b, ",\"after\":");
+        put_hex(b, q->after);
+    }
+    gd_buf_puts(b, "}");
+}
+
+/* A page from the instance at url: GD_EUNAVAIL when it refuses or does not
+ * answer, GD_ETIMEDOUT past the query's deadline. */
+static int page_there(gd_peers *pe, const char *url, const gd_query *q, const gd_buf *tasks, gd_buf *out)
+{
+    int64_t left = q->deadline_ms ? q->deadline_ms - (int64_t)(gd_mono_ns() / 1000000) : 30000;
+    if (left <= 0) return GD_ETIMEDOUT;
+    CURL *c = curl_easy_init();
+    if (!c) return GD_ENOMEM;
+    gd_buf body = {0}, target = {0}, auth = {0};
+    put_rows_request(&body, q, tasks);
+    gd_buf_printf(&target, "%s/v1/internal/rows", url);
+    gd_buf_putc(&target, 0);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (pe->key[0]) {
+        gd_buf_printf(&auth, "Authorization: Bearer %s", pe->key);
+        gd_buf_putc(&auth, 0);
+        headers = curl_slist_append(headers, auth.p);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, target.p);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.p);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body.len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (pe->cfg->tls_cert[0]) curl_easy_setopt(c, CURLOPT_CAINFO, pe->cfg->tls_cert); /* the cluster's own chain */
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    CURLcode res = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    gd_buf_free(&body);
+    gd_buf_free(&target);
+    gd_buf_free(&auth);
+    atomic_fetch_add(&pe->asked, 1);
+    if (res == CURLE_OK && status == 200 && out->len >= 1 && (out->p[0] == 'M' || out->p[0] == 'E')) return GD_OK;
+    atomic_fetch_add(&pe->refused, 1);
+    if (res == CURLE_OPERATION_TIMEDOUT && q->deadline_ms && gd_mono_ns() / 1000000 >= q->deadline_ms)
+        return GD_ETIMEDOUT;
+    gd_warn("partitioned mode: %s could not give rows of %s (%s, HTTP %ld): the query is answered 503", url, q->t->name,
+            res == CURLE_OK ? "refused" : curl_easy_strerror(res), status);
+    return GD_EUNAVAIL;
+}
+
+/* ---- the merge ---- */
+
+typedef struct {
+    char *url;       /* NULL: this store */
+    gd_buf tasks;    /* "1,5,9": what the owner is asked for */
+    gd_buf *pages;   /* every page read: rows handed on stay valid to the end */
+    size_t npages;
+    size_t at;       /* next frame in the last page */
+    bool more;       /* the last page said more may follow */
+    gd_str head_key, head_val;
+    bool has_head;
+} source;
+
+typedef struct {
+    gd_peers *pe;
+    gd_store *s;
+    MDB_txn *txn;
+    gd_query q;     /* as sources are asked: RANGE, keep for this store's tasks */
+    task_filter mine;
+} merge;
+
+static int next_page(merge *m, source *src)
+{
+    gd_buf *grown = realloc(src->pages, (src->npages + 1) * sizeof *grown);
+    if (!grown) return GD_ENOMEM;
+    src->pages = grown;
+    gd_buf *page = &src->pages[src->npages++];
+    *page = (gd_buf){0};
+    gd_query q = m->q;
+    if (src->has_head) q.after = src->head_key; /* the last row handed on */
+    int rc;
+    if (src->url) {
+        q.keep = NULL;
+        rc = page_there(m->pe, src->url, &q, &src->tasks, page);
+    } else {
+        rc = page_here(m->s, m->txn, &q, page);
+    }
+    if (rc) return rc;
+    if (m->q.hold) { /* the caller keeps rows past fn: their page lives as long (cap 0: not ours to free) */
+        size_t len = page->len;
+        char *kept = memcpy(gd_arena_alloc(m->q.hold, len), page->p, len);
+        gd_buf_free(page);
+        *page = (gd_buf){.p = kept, .len = len};
+    }
+    src->more = page->p[0] == 'M';
+    src->at = 1;
+    return GD_OK;
+}
+
+/* Moves src's head to its next row, reading a page when needed. */
+static int advance(merge *m, source *src)
+{
+    for (;;) {
+        gd_buf *page = src->npages ? &src->pages[src->npages - 1] : NULL;
+        if (page && src->at + 8 <= page->len) {
+            uint32_t kl = gd_get_u32be(page->p + src->at), vl = gd_get_u32be(page->p + src->at + 4);
+            if ((uint64_t)src->at + 8 + kl + vl > page->len) return GD_EUNAVAIL; /* a cut page */
+            src->head_key = (gd_str){page->p + src->at + 8, kl};
+            src->head_val = (gd_str){page->p + src->at + 8 + kl, vl};
+            src->at += 8 + (size_t)kl + vl;
+            src->has_head = true;
+            return GD_OK;
+        }
+        if (page && !src->more) {
+            src->has_head = false;
+            return GD_EOF;
+        }
+        int rc = next_page(m, src);
+        if (rc) return rc;
+        if (src->pages[src->npages - 1].len == 1 && src->more) return GD_EUNAVAIL; /* more, but none: not a page */
+    }
+}
+
+/* The newest window any owner has a matching row in, or INT64_MIN. */
+static int latest_window(merge *m, source *srcs, int n, int64_t *w)
+{
+    *w = INT64_MIN;
+    gd_query q = m->q;
+    q.mode = GD_WINDOWS_LATEST;
+    for (int i = 0; i < n; i++) {
+        gd_buf page = {0};
+        int rc;
+        if (srcs[i].url) {
+            q.keep = NULL;
+            rc = page_there(m->pe, srcs[i].url, &q, &srcs[i].tasks, &page);
+        } else {
+            q.keep = m->q.keep;
+            rc = page_here(m->s, m->txn, &q, &page);
+        }
+        if (!rc && page.len >= 1 + 8 + 8) {
+            uint32_t kl = gd_get_u32be(page.p + 1);
+            if (kl >= 8 && page.len >= 9 + (size_t)kl) {
+                int64_t win = gd_rowkey_window(page.p + 9);
+                if (win > *w) *w = win;
+            }
+        }
+        gd_buf_free(&page);
+        if (rc) return rc;
+    }
+    return GD_OK;
+}
+
+static void free_sources(source *srcs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        for (size_t p = 0; p < srcs[i].npages; p++)
+            if (srcs[i].pages[p].cap) gd_buf_free(&srcs[i].pages[p]);
+        free(srcs[i].pages);
+        gd_buf_free(&srcs[i].tasks);
+        free(srcs[i].url);
+    }
+    free(srcs);
+}
+
+/* The sources of route r's tasks `wanted`: this store for those held here,
+ * else the instance announcing each. GD_EUNAVAIL when one has no owner. */
+static int find_owners(gd_peers *pe, int r, const uint64_t *wanted, int32_t partitions, uint64_t *mine,
+                       source **out, int *nout)
+{
+    const gd_cluster_view *v = &pe->counters->cluster;
+    source *srcs = calloc((size_t)partitions + 1, sizeof *srcs);
+    if (!srcs) return GD_ENOMEM;
+    int n = 0, rc = GD_OK;
+    for (int32_t p = 0; p < partitions && !rc; p++) {
+        if (!(wanted[p / 64] >> (p % 64) & 1)) continue;
+        if (gd_cluster_holds_task(v, r, p)) {
+            mine[p / 64] |= 1ULL << (p % 64);
+            continue;
+        }
+        char url[1100];
+        if (gd_roster_task_owner(v->roster, r, p, url, sizeof url) != 1) {
+            rc = GD_EUNAVAIL;
+            break;
+        }
+        int i = 0;
+        while (i < n && strcmp(srcs[i].url, url)) i++;
+        if (i == n && !(srcs[n++].url = strdup(url))) rc = GD_ENOMEM;
+        gd_buf_printf(&srcs[i].tasks, "%s%d", srcs[i].tasks.len ? "," : "", (int)p);
+    }
+    for (int32_t w = 0; w < GD_MAX_PARTITIONS / 64 && !rc; w++)
+        if (mine[w]) { /* this store, last */
+            n++;
+            break;
+        }
+    *out = srcs;
+    *nout = n;
+    return rc;
+}
+
+static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *fn_ctx)
+{
+    gd_peers *pe = ctx;
+    const gd_cluster_view *v = &pe->counters->cluster;
+    gd_route route;
+    int r = route_of_table(pe, q->t, &route);
+    if (r < 0) return gd_query_run_here(s, txn, q, fn, fn_ctx); /* kept from before the routes: every instance's */
+    int32_t partitions = atomic_load(&v->route_partitions[r]);
+    if (partitions <= 0 || partitions > GD_MAX_PARTITIONS) return GD_EUNAVAIL;
+    atomic_fetch_add(&pe->routed, 1);
+    uint64_t wanted[GD_MAX_PARTITIONS / 64] = {0}, mine[GD_MAX_PARTITIONS / 64] = {0};
+    int32_t only = task_of_query(&route, q, partitions);
+    for (int32_t p = only >= 0 ? only : 0; p < (only >= 0 ? only + 1 : partitions); p++) wanted[p / 64] |= 1ULL << (p % 64);
+    source *srcs = NULL;
+    int n = 0;
+    int rc = find_owners(pe, r, wanted, partitions, mine, &srcs, &n);
+    merge m = {.pe = pe, .s = s, .txn = txn, .q = *q,
+               .mine = {.route = &route, .partitions = partitions, .tasks = mine}};
+    m.q.keep = keep_task_rows;
+    m.q.keep_ctx = &m.mine;
+    m.q.after = q->after;
+    if (!rc && m.q.mode == GD_WINDOWS_LATEST) {
+        int64_t w;
+        rc = latest_window(&m, srcs, n, &w);
+        m.q.mode = GD_WINDOWS_RANGE;
+        m.q.from = w;
+        m.q.to = w == INT64_MIN ? w : w + 1;
+    }
+    for (int i = 0; !rc && i < n && m.q.from < m.q.to; i++) /* each source's first row */
+        if ((rc = advance(&m, &srcs[i])) == GD_EOF) rc = GD_OK;
+    while (!rc) {
+        source *least = NULL;
+        for (int i = 0; i < n; i++)
+            if (srcs[i].has_head && (!least || gd_key_cmp(srcs[i].head_key, least->head_key) < 0)) least = &srcs[i];
+        if (!least) break;
+        if (least->url) atomic_fetch_add(&pe->rows_in, 1);
+        if (fn(fn_ctx, least->head_key, least->head_val)) break;
+        rc = advance(&m, least);
+        if (rc == GD_EOF) rc = GD_OK;
+    }
+    if (!rc && !holds_all(v, r, mine, partitions)) rc = GD_EUNAVAIL; /* a task left during the scan */
+    free_sources(srcs, n);
+    gd_buf_free(&m.mine.scratch);
+    return rc;
+}
+
+/* ---- the rows another instance asks for ---- */
+
+static bool read_hex(json_t *j, gd_buf *out)
+{
+    const char *s = json_string_value(j);
+    size_t n = s ? strlen(s) : 0;
+    if (!s || n % 2 || n > MAX_KEY_HEX) return false;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = gd_hex_value(s[i]), lo = gd_hex_value(s[i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        gd_buf_putc(out, (char)(hi << 4 | lo));
+    }
+    return true;
+}
+
+void gd_route_internal_rows(const gd_api_ctx *ctx, const gd_request *req, gd_reply *r)
+{
+    const gd_cluster_view *v = &ctx->counters->cluster;
+    json_error_t jerr;
+    json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *table = json_object_get(o, "table"), *tasks = json_object_get(o, "tasks"), *keys = json_object_get(o, "keys");
+    json_t *from = json_object_get(o, "from"), *to = json_object_get(o, "to"), *after = json_object_get(o, "after");
+    const gd_catalog_entry *e = json_is_string(table) ? gd_catalog_find(ctx->cat, gd_str_c(json_string_value(table))) : NULL;
+    gd_buf keybufs[GD_MAX_KEYS] = {{0}}, afterbuf = {0};
+    gd_route route;
+    int rt = e && e->is_table && ctx->peers ? route_of_table(ctx->peers, e->table, &route) : -1;
+    int32_t partitions = rt >= 0 ? atomic_load(&v->route_partitions[rt]) : 0;
+    uint64_t asked[GD_MAX_PARTITIONS / 64] = {0};
+    bool ok = rt >= 0 && partitions > 0 && partitions <= GD_MAX_PARTITIONS && json_is_array(tasks) &&
+              json_is_array(keys) && json_array_size(keys) == (size_t)e->table->nkeys && json_is_integer(from) &&
+              json_is_integer(to) && (!after || read_hex(after, &afterbuf));
+    size_t i;
+    json_t *x;
+    json_array_foreach(ok ? tasks : NULL, i, x) {
+        json_int_t p = json_is_integer(x) ? json_integer_value(x) : -1;
+        if (p < 0 || p >= partitions) ok = false;
+        else asked[p / 64] |= 1ULL << (p % 64);
+    }
+    gd_query q = {0};
+    if (ok) {
+        q = (gd_query){.t = e->table, .mode = json_is_true(json_object_get(o, "latest")) ? GD_WINDOWS_LATEST : GD_WINDOWS_RANGE,
+                       .from = json_integer_value(from), .to = json_integer_value(to), .deadline_ms = req->deadline_ms};
+        json_array_foreach(keys, i, x) {
+            if (json_is_null(x)) continue;
+            if (!read_hex(x, &keybufs[i])) ok = false;
+            q.key_eq[i] = (gd_str){keybufs[i].p ? keybufs[i].p : "", (uint32_t)keybufs[i].len};
+        }
+        if (after) q.after = (gd_str){afterbuf.p ? afterbuf.p : "", (uint32_t)afterbuf.len};
+    }
+    if (!ok) {
+        gd_reply_error(r, 400, "not a request for rows of a routed table: %s", o ? "unknown table or bad member" : jerr.text);
+    } else if (!holds_all(v, rt, asked, partitions)) {
+        gd_reply_error(r, 409, "this instance does not hold every task asked for (a rebalance moved them)");
+    } else {
+        task_filter f = {.route = &route, .partitions = partitions, .tasks = asked};
+        q.keep = keep_task_rows;
+        q.keep_ctx = &f;
+        MDB_txn *txn = NULL;
+        int rc = gd_store_begin_read(ctx->store, &txn) ? GD_ERR : page_here(ctx->store, txn, &q, &r->body);
+        if (txn) gd_store_end_read(ctx->store, txn);
+        gd_buf_free(&f.scratch);
+        if (!rc && !holds_all(v, rt, asked, partitions)) rc = GD_EUNAVAIL;
+        if (rc) {
+            gd_buf_clear(&r->body);
+            if (rc == GD_ETIMEDOUT) gd_reply_timed_out(ctx, r);
+            else if (rc == GD_EUNAVAIL) gd_reply_error(r, 409, "a task asked for moved during the scan");
+            else gd_reply_error(r, 500, "reading %s failed", e->name);
+        } else {
+            r->status = 200;
+            r->content_type = "application/octet-stream";
+        }
+    }
+    for (int k = 0; k < GD_MAX_KEYS; k++) gd_buf_free(&keybufs[k]);
+    gd_buf_free(&afterbuf);
+    json_decref(o);
+}
+
+/* ---- the set ---- */
+
+static void read_instance_key(const char *path, char *key, size_t n)
+{
+    key[0] = 0;
+    FILE *f = path[0] ? fopen(path, "r") : NULL;
+    if (path[0] && !f) gd_warn("--instance-key %s: cannot be read; other instances will refuse this one", path);
+    if (!f) return;
+    if (fgets(key, (int)n, f)) key[strcspn(key, "\r\n \t")] = 0;
+    fclose(f);
+}
+
+int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_catalog *cat, gd_counters *counters)
+{
+    *out = NULL;
+    if (!cfg->partitioned) return GD_OK;
+    gd_peers *pe = calloc(1, sizeof *pe);
+    if (!pe) return GD_ENOMEM;
+    pe->cfg = cfg;
+    pe->counters = counters;
+    pe->cat = cat;
+    read_instance_key(cfg->instance_key, pe->key, sizeof pe->key);
+    if (cfg->api_keys[0] && !pe->key[0])
+        gd_warn("partitioned mode with --api-keys and no --instance-key: the other instances will refuse this one's "
+                "requests for rows, so queries on the tables answer 503");
+    pe->router = (struct gd_query_router){.ctx = pe, .run = routed_run};
+    *out = pe;
+    return GD_OK;
+}
+
+const struct gd_query_router *gd_peers_router(gd_peers *pe) { return pe ? &pe->router : NULL; }
+
+void gd_peers_metrics(gd_peers *pe, gd_buf *b)
+{
+    if (!pe) return;
+    gd_prom_family(b, "gamingd_routed_queries_total", "counter",
+                   "Scans of a table that asked the owners of its tasks (partitioned mode).");
+    gd_prom_sample(b, "gamingd_routed_queries_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->routed));
+    gd_prom_family(b, "gamingd_peer_requests_total", "counter", "Pages of rows asked of other instances.");
+    gd_prom_sample(b, "gamingd_peer_requests_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->asked));
+    gd_prom_family(b, "gamingd_peer_rows_total", "counter", "Rows other instances gave, as merged into answers.");
+    gd_prom_sample(b, "gamingd_peer_rows_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->rows_in));
+    gd_prom_family(b, "gamingd_peer_refusals_total", "counter",
+                   "Pages another instance refused or did not give (the query then answered 503).");
+    gd_prom_sample(b, "gamingd_peer_refusals_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->refused));
+}
+
+void gd_peers_close(gd_peers *pe) { free(pe); }
