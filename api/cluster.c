@@ -98,6 +98,23 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
     gd_prom_family(b, "gamingd_changelog_lag", "gauge",
                    "Changelog records not read yet: how far this instance's copy of the other instances' rows is behind.");
     gd_prom_sample(b, "gamingd_changelog_lag", NULL, "%lld", (long long)atomic_load(&v->changelog_lag));
+    gd_prom_family(b, "gamingd_task_lag", "gauge",
+                   "Per task this instance holds (role owner) or keeps warm for its owner (role standby): changelog "
+                   "records of its partition not read yet.");
+    int32_t parts[GD_MAX_ROUTES];
+    for (int r = 0; r < v->nroutes; r++) parts[r] = atomic_load(&v->route_partitions[r]);
+    for (int r = 0; r < v->nroutes; r++)
+        for (int32_t p = 0; p < parts[r] && p < GD_MAX_PARTITIONS; p++) {
+            bool standby = atomic_load(&v->standby_tasks[r][p / 64]) >> (p % 64) & 1;
+            if (!gd_cluster_holds_task(v, r, p) && !standby) continue;
+            int32_t c = gd_changelog_partition(parts, r, p, v->changelog_partitions);
+            char partition[16];
+            snprintf(partition, sizeof partition, "%d", (int)p);
+            gd_prom_sample(b, "gamingd_task_lag",
+                           GD_PROM_LABELS("route", v->route_topic[r], "partition", partition, "role",
+                                          gd_cluster_holds_task(v, r, p) ? "owner" : "standby"),
+                           "%lld", (long long)atomic_load(&v->partition_lag[c]));
+        }
     gd_prom_family(b, "gamingd_restore_remaining", "gauge",
                    "Changelog records still to apply before the partitions just assigned are taken (0: none waiting).");
     gd_prom_sample(b, "gamingd_restore_remaining", NULL, "%lld", (long long)atomic_load(&v->restore_remaining));

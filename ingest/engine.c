@@ -145,7 +145,6 @@ struct gd_engine {
     gd_buf route_key, route_text, route_val;
     int32_t route_partitions[GD_MAX_ROUTES];
     int32_t changelog_partitions; /* as the brokers have them */
-    int32_t changelog_base[GD_MAX_ROUTES]; /* route r's tasks' partitions start here (changelog_partition) */
     gd_buf mark_lines;       /* scratch: a commit's mark lines by partition (changelog_mark) */
     uint32_t ddl_seq;        /* this run's changes sent, numbering the next */
     gd_buf ddl_seen;         /* the latest changes applied here, DDL_ID_LEN bytes each */
@@ -420,7 +419,7 @@ static void load_origins(gd_engine *e, gd_str lines)
 
 static int32_t changelog_partition(const gd_engine *e, int r, int32_t p)
 {
-    return (e->changelog_base[r] + p) % e->changelog_partitions;
+    return gd_changelog_partition(e->route_partitions, r, p, e->changelog_partitions);
 }
 
 static void note_moved(gd_engine *e, int r, int32_t p) { e->moved[changelog_partition(e, r, p)] = 1; }
@@ -760,23 +759,31 @@ static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched 
 
 /* Before partitions are taken away: what was applied is committed (rows and
  * mark in the changelog), so their next owner starts from it. */
-static void commit_before_revoke(void *ctx)
+/* Commits the batch open now, waiting up to half the shutdown timeout. */
+static int commit_now(gd_engine *e)
 {
-    gd_engine *e = ctx;
-    if (!e->batch_open) return;
+    if (!e->batch_open) return GD_OK;
     int64_t give_up = gd_mono_ns() + e->cfg->shutdown_timeout_ms * 1000000 / 2;
     int rc;
     while ((rc = commit_batch(e)) == GD_AGAIN && gd_mono_ns() < give_up) continue;
     if (!rc) rc = collect_commit(e, true);
-    if (rc) gd_warn("partitions revoked before the state was committed; their next owner starts at the last mark");
     if (!e->batch_open && begin_batch(e)) e->failed = GD_ERR;
+    return rc;
+}
+
+static void commit_before_revoke(void *ctx)
+{
+    if (commit_now(ctx)) gd_warn("partitions revoked before the state was committed; their next owner starts at the last mark");
 }
 
 /* Partitions newly held: their groups were written by another instance and
- * are in the store now (the changelog), so the hot windows are read again. */
+ * are in the store now (the changelog), so the hot windows are read again,
+ * and committed, so that the queries sent here once these tasks are
+ * announced find their state. */
 static void reload_windows(void *ctx)
 {
     gd_engine *e = ctx;
+    if (commit_now(e)) gd_warn("the state restored for newly held partitions is not committed yet");
     for (int r = 0; r < e->routes.n; r++) {
         gd_windows *w = route_windows(e, r);
         gd_windows_free(w);
@@ -807,11 +814,12 @@ static int open_partitioned(gd_engine *e)
     if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->route_partitions, e->routes.changelog,
                                         &e->changelog_partitions, push)))
         return rc;
-    for (int r = 1; r < e->routes.n; r++) e->changelog_base[r] = e->changelog_base[r - 1] + e->route_partitions[r - 1];
     e->moved = calloc((size_t)e->changelog_partitions, 1);
     e->resume_at = calloc((size_t)e->changelog_partitions, sizeof *e->resume_at);
     if (!e->moved || !e->resume_at) return GD_ENOMEM;
-    if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->routes.changelog, push))) return rc;
+    if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->route_partitions, e->routes.changelog,
+                                   e->changelog_partitions, push)))
+        return rc;
     gd_windows_free(&e->win);
     gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);
     for (int r = 1; r < e->routes.n; r++) gd_windows_init(&e->route_win[r - 1], e->cfg, e->cat, e->routes.r[r].tables);

@@ -45,10 +45,11 @@ struct gd_source {
     /* After each LMDB commit of the position, or NULL. */
     void (*committed)(gd_source *src);
     /* Partitioned mode (Kafka only, else NULL; ingest/route.c): also read
-     * the route topics in the group, the changelog whole and the push topic
-     * (relay.c) from its end. */
-    int (*use_internal)(gd_source *src, const char *const *routes, int nroutes, const char *changelog,
-                        const char *push);
+     * the route topics in the group, of the changelog the partitions of the
+     * tasks held, restored or kept warm (gd_changelog_partition), and the
+     * push topic (relay.c) from its end. */
+    int (*use_internal)(gd_source *src, const char *const *routes, int nroutes, const int32_t *route_partitions,
+                        const char *changelog, int32_t changelog_partitions, const char *push);
     /* The position of the partitions assigned now, as `position` writes it. */
     void (*held_position)(gd_source *src, gd_buf *out);
     /* Set by the engine: called before partitions are taken away (the state
@@ -61,6 +62,11 @@ struct gd_source {
     const char *error; /* why the last GD_EBADREC */
     gd_bad_reason error_reason;
 };
+
+/* Partitioned mode: the changelog partition of task (route r, partition
+ * p) -- route 0's tasks first, then route 1's, and so on, modulo the
+ * changelog's partition count (engine.c says why). */
+int32_t gd_changelog_partition(const int32_t *route_partitions, int r, int32_t p, int32_t changelog_partitions);
 
 gd_source *gd_file_source_open(const gd_config *cfg, const char *path);
 gd_source *gd_generator_source_open(const gd_config *cfg);
@@ -296,6 +302,11 @@ typedef struct {
     _Atomic int32_t route_partitions[GD_MAX_ROUTES];
     _Atomic uint64_t owned_tasks[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];
     _Atomic uint32_t ownership_changes; /* moves when the activity or the tasks held change */
+    char changelog_topic[300];
+    int32_t changelog_partitions;
+    _Atomic uint64_t changelog_reading[GD_MAX_ROUTES * GD_MAX_PARTITIONS / 64]; /* the partitions read */
+    _Atomic uint64_t standby_tasks[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];  /* kept warm for their owners */
+    _Atomic int64_t partition_lag[GD_MAX_ROUTES * GD_MAX_PARTITIONS];        /* per changelog partition read */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;
@@ -319,6 +330,10 @@ void gd_roster_put_others(gd_roster *r, gd_buf *b);
  * its own, into url: 1; 0 when none does, -1 when more than one does (a
  * rebalance under way). */
 int gd_roster_task_owner(gd_roster *r, int route, int32_t partition, char *url, size_t n);
+/* The tasks this instance keeps warm for their owners, a bit per route
+ * partition: of each task another instance announces, the `replicas`
+ * instances after its owner in the order of instance ids stand by. */
+void gd_roster_standby_tasks(gd_roster *r, int replicas, uint64_t (*out)[GD_MAX_PARTITIONS / 64]);
 int gd_roster_count(gd_roster *r); /* live instances, this one included */
 /* Says this instance is leaving, then stops. */
 void gd_roster_stop(gd_roster *r);

@@ -13,11 +13,17 @@
  * remembers it in its committed position ("#missing P" lines).
  *
  * Partitioned mode (--mode partitioned, route.c): the group is the
- * application id's, shared; it also holds the route topics, and the
- * changelog is read whole beside the reference topics. An assignment is
- * taken only once the changelog is read to where it stood at the assignment,
- * so the state other instances left for those partitions is in the store
- * first; their positions then come from the changelog's marks.
+ * application id's, shared; it also holds the route topics. Of the
+ * changelog a third consumer reads the partitions of the tasks this instance
+ * holds or is being given, of the activity partitions it holds (their
+ * positions go with route 0's tasks), of the tasks it keeps warm for other
+ * owners (--standby-replicas: the roster says which), and partition 0,
+ * where every catalog change comes too. An assignment is taken only once
+ * those partitions are read to where they stood at the assignment, so the
+ * state other instances left for those partitions is in the store first;
+ * their positions then come from the changelog's marks. A partition no
+ * longer needed is left where it was read to: taken up again, it is read
+ * from there, so a standby restores only the tail.
  *
  * Phases: first the reference topics' partitions are looked up (retried
  * while no broker answers), then the reference topics are read until every
@@ -78,6 +84,12 @@ typedef struct {
     char internal[2 + GD_MAX_ROUTES][300]; /* the changelog, the routes, the push topic */
     int nroutes;
     bool partitioned;
+    int32_t route_partitions[GD_MAX_ROUTES], changelog_partitions;
+    gd_kafka_client cl_client;
+    rd_kafka_t *cl;   /* the changelog partitions in `reading` */
+    uint8_t *reading; /* per changelog partition: 1 while read */
+    uint64_t standby[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64]; /* tasks kept warm for their owners */
+    int64_t standby_check_ms;
     rd_kafka_topic_partition_list_t *pending;
     offsets restore_to; /* per changelog partition; unknown (-1) until asked at the next read */
     bool group_turn; /* which consumer kafka_next polls first */
@@ -308,6 +320,89 @@ static void set_start_offsets(kafka_source *ks, rd_kafka_topic_partition_list_t 
     }
 }
 
+/* ---- partitioned mode: the changelog partitions read ---- */
+
+static void want_task(const kafka_source *ks, uint8_t *want, int r, int32_t p)
+{
+    if (r >= 0 && r < ks->nroutes && p >= 0) want[gd_changelog_partition(ks->route_partitions, r, p, ks->changelog_partitions)] = 1;
+}
+
+/* The tasks of a list of activity and route partitions. */
+static void want_tasks_of(const kafka_source *ks, uint8_t *want, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; parts && i < parts->cnt; i++) {
+        int slot = slot_of(ks, parts->elems[i].topic);
+        if (slot == GD_TOPIC_ACTIVITY) want_task(ks, want, 0, parts->elems[i].partition);
+        else if (slot >= SLOT_ROUTES && slot < SLOT_PUSH) want_task(ks, want, slot - SLOT_ROUTES, parts->elems[i].partition);
+    }
+}
+
+static void publish_reading(kafka_source *ks)
+{
+    if (!ks->counters) return;
+    gd_cluster_view *v = &ks->counters->cluster;
+    for (int32_t w = 0; w < GD_MAX_ROUTES * GD_MAX_PARTITIONS / 64; w++) {
+        uint64_t bits = 0;
+        for (int32_t b = 0; b < 64 && w * 64 + b < ks->changelog_partitions; b++)
+            if (ks->reading[w * 64 + b]) bits |= 1ULL << b;
+        atomic_store(&v->changelog_reading[w], bits);
+    }
+    atomic_fetch_add(&v->ownership_changes, 1);
+}
+
+/* Reads the changelog partitions this instance needs now, each from where
+ * it was read to (else its beginning). */
+static int follow_changelog(kafka_source *ks)
+{
+    int32_t n = ks->changelog_partitions;
+    uint8_t *want = calloc((size_t)n, 1);
+    if (!want) return GD_ENOMEM;
+    want[0] = 1; /* every catalog change comes there too */
+    want_tasks_of(ks, want, ks->assigned);
+    want_tasks_of(ks, want, ks->pending);
+    for (int r = 0; r < ks->nroutes; r++)
+        for (int32_t p = 0; p < ks->route_partitions[r] && p < GD_MAX_PARTITIONS; p++)
+            if (ks->standby[r][p / 64] >> (p % 64) & 1) want_task(ks, want, r, p);
+    if (!memcmp(want, ks->reading, (size_t)n)) {
+        free(want);
+        return GD_OK;
+    }
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
+    int32_t count = 0;
+    for (int32_t c = 0; c < n; c++) {
+        if (!want[c]) continue;
+        int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+        rd_kafka_topic_partition_list_add(parts, ks->internal[0], c)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+        count++;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_assign(ks->cl, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (err) {
+        free(want);
+        gd_error("kafka: cannot read the changelog's partitions: %s", rd_kafka_err2str(err));
+        return GD_ERR;
+    }
+    memcpy(ks->reading, want, (size_t)n);
+    free(want);
+    publish_reading(ks);
+    gd_info("kafka: reading %d of the %d changelog partitions", (int)count, (int)n);
+    return GD_OK;
+}
+
+/* Every second: which tasks the roster says this instance stands by for. */
+static void check_standbys(kafka_source *ks)
+{
+    if (gd_now_ms() < ks->standby_check_ms || !ks->counters) return;
+    ks->standby_check_ms = gd_now_ms() + 1000;
+    uint64_t standby[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];
+    gd_roster_standby_tasks(ks->counters->cluster.roster, ks->cfg->standby_replicas, standby);
+    if (!memcmp(standby, ks->standby, sizeof standby)) return;
+    memcpy(ks->standby, standby, sizeof standby);
+    for (int r = 0; r < GD_MAX_ROUTES; r++)
+        for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) atomic_store(&ks->counters->cluster.standby_tasks[r][w], standby[r][w]);
+    follow_changelog(ks);
+}
+
 /* Partitioned mode: an assignment waits until the changelog is applied as
  * far as it reached now, so that the state and position another instance
  * left for these partitions are in the store before their records are read. */
@@ -316,6 +411,7 @@ static void defer_assignment(kafka_source *ks, const rd_kafka_topic_partition_li
     if (!ks->pending) ks->pending = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++)
         rd_kafka_topic_partition_list_add(ks->pending, parts->elems[i].topic, parts->elems[i].partition);
+    follow_changelog(ks);
     for (int32_t c = 0; c < ks->restore_to.n; c++) ks->restore_to.next[c] = -1; /* asked for at the next read */
     gd_info("kafka: %d partition(s) assigned; restoring their state from %s first", parts->cnt, ks->internal[0]);
     publish_ownership(ks, -1);
@@ -328,8 +424,9 @@ static void finish_restore(kafka_source *ks)
     int64_t remaining = 0;
     for (int32_t c = 0; c < ks->restore_to.n; c++) {
         int64_t lo = -1, hi = -1, read = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+        if (!ks->reading[c]) continue;
         if (ks->restore_to.next[c] < 0) {
-            if (rd_kafka_query_watermark_offsets(ks->ref, ks->internal[0], c, &lo, &hi, METADATA_TIMEOUT_MS)) return;
+            if (rd_kafka_query_watermark_offsets(ks->cl, ks->internal[0], c, &lo, &hi, METADATA_TIMEOUT_MS)) return;
             ks->restore_to.next[c] = hi;
         }
         if (ks->restore_to.next[c] > read) remaining += ks->restore_to.next[c] - (read < 0 ? 0 : read);
@@ -371,6 +468,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             ks->pending = NULL;
         }
         gd_info("kafka: %d partition(s) revoked (%s)", parts->cnt, rd_kafka_err2str(err));
+        if (ks->partitioned) follow_changelog(ks);
         if (!ks->assigned || !ks->assigned->cnt) rebalance_begins(ks);
         publish_ownership(ks, -1);
     }
@@ -426,25 +524,12 @@ static int discover(kafka_source *ks)
             rd_kafka_topic_partition_list_add(parts, name, p)->offset = next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
         }
     }
-    /* the changelog's count too: reading fewer partitions would miss tasks' rows */
-    int32_t changelog_partitions = !rc && ks->partitioned ? partition_count(ks, ks->internal[0]) : 0;
-    if (changelog_partitions < 0) rc = GD_AGAIN;
-    for (int r = 0; !rc && r < ks->nroutes; r++) { /* which tasks there are: queries ask their owners */
-        int32_t n = partition_count(ks, ks->internal[1 + r]);
-        if (n < 0) rc = GD_AGAIN;
-        else if (ks->counters) atomic_store(&ks->counters->cluster.route_partitions[r], n);
-    }
     if (rc == GD_AGAIN)
-        gd_warn("kafka: waiting for the brokers at %s to describe the reference topics%s", ks->cfg->brokers,
-                ks->partitioned ? " and the changelog" : "");
-    if (!rc && ks->partitioned) { /* every partition of the changelog: every instance keeps every task's state */
-        for (int32_t c = 0; !rc && c < (changelog_partitions > 0 ? changelog_partitions : 1); c++) {
-            rc = set_offset(&ks->at_end[SLOT_CHANGELOG], c, 0);
-            if (!rc) rc = set_offset(&ks->restore_to, c, -1);
-            int64_t next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
-            rd_kafka_topic_partition_list_add(parts, ks->internal[0], c)->offset =
-                next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
-        }
+        gd_warn("kafka: waiting for the brokers at %s to describe the reference topics", ks->cfg->brokers);
+    if (!rc && ks->partitioned) {
+        rc = set_offset(&ks->at_end[SLOT_CHANGELOG], 0, 0); /* the catalog's partition is read to its end first */
+        for (int32_t c = 0; !rc && c < ks->changelog_partitions; c++) rc = set_offset(&ks->restore_to, c, -1);
+        if (!rc) rc = follow_changelog(ks);
         rd_kafka_topic_partition_list_add(parts, slot_name(ks, SLOT_PUSH), 0)->offset =
             RD_KAFKA_OFFSET_END; /* events from now on (relay.c) */
     }
@@ -535,12 +620,14 @@ static int kafka_next(gd_source *src, gd_record *rec)
     if (group_first) m = poll_one(ks, ks->act, &ks->act_client);
     if (!m) m = poll_one(ks, ks->ref, &ks->ref_client);
     else group_first = false; /* m is the group's */
+    if (!m && ks->cl) m = poll_one(ks, ks->cl, &ks->cl_client);
     if (!m && ks->phase == PHASE_LOAD_REFERENCES) {
         if (!references_loaded(ks)) return GD_AGAIN;
         int rc = start_activity(ks);
         if (rc) return rc;
     }
     if (ks->pending && ks->phase == PHASE_RUN) finish_restore(ks);
+    if (ks->partitioned && ks->phase == PHASE_RUN) check_standbys(ks);
     int t = SLOT_UNKNOWN;
     if (!m && ks->phase == PHASE_RUN && !group_first) m = poll_one(ks, ks->act, &ks->act_client);
     if (m) t = slot_of_message(ks, m);
@@ -604,10 +691,14 @@ static void kafka_position(gd_source *src, gd_buf *out)
         if (ks->counters && t < GD_TOPIC_COUNT) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
     }
     int64_t lag = 0;
-    for (int32_t c = 0; ks->partitioned && c < ks->at_end[SLOT_CHANGELOG].n; c++) {
+    for (int32_t c = 0; ks->partitioned && c < ks->changelog_partitions; c++) {
         int64_t lo, hi, next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
-        if (!rd_kafka_get_watermark_offsets(ks->ref, ks->internal[0], c, &lo, &hi) && hi > next)
-            lag += hi - (next < 0 ? lo : next);
+        int64_t behind = 0;
+        if (ks->reading[c] && !rd_kafka_get_watermark_offsets(ks->cl, ks->internal[0], c, &lo, &hi) && hi > next)
+            behind = hi - (next < 0 ? lo : next);
+        lag += behind;
+        if (ks->counters && c < GD_MAX_ROUTES * GD_MAX_PARTITIONS)
+            atomic_store(&ks->counters->cluster.partition_lag[c], behind);
     }
     if (ks->partitioned && ks->counters) atomic_store(&ks->counters->cluster.changelog_lag, lag);
 }
@@ -692,7 +783,9 @@ static void kafka_close(gd_source *src)
     ks->closing = true;
     if (ks->act) close_consumer(ks->act, wait_ms, &ks->act_client);
     if (ks->ref) close_consumer(ks->ref, wait_ms, &ks->ref_client);
+    if (ks->cl) close_consumer(ks->cl, wait_ms, &ks->cl_client);
     gd_kafka_client_destroy(&ks->ref_client);
+    gd_kafka_client_destroy(&ks->cl_client);
     gd_kafka_client_destroy(&ks->act_client);
     if (ks->assigned) rd_kafka_topic_partition_list_destroy(ks->assigned);
     if (ks->pending) rd_kafka_topic_partition_list_destroy(ks->pending);
@@ -703,23 +796,38 @@ static void kafka_close(gd_source *src)
     free(ks->unchecked.next);
     free(ks->missing.next);
     free(ks->restore_to.next);
+    free(ks->reading);
     free(ks);
 }
 
-static int kafka_use_internal(gd_source *src, const char *const *routes, int nroutes, const char *changelog,
-                              const char *push)
+static rd_kafka_t *new_consumer(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults);
+
+static int kafka_use_internal(gd_source *src, const char *const *routes, int nroutes, const int32_t *route_partitions,
+                              const char *changelog, int32_t changelog_partitions, const char *push)
 {
     kafka_source *ks = (kafka_source *)src;
-    if (nroutes > GD_MAX_ROUTES) return GD_ERR;
+    if (nroutes > GD_MAX_ROUTES || changelog_partitions <= 0) return GD_ERR;
     ks->partitioned = true;
     ks->nroutes = nroutes;
+    memcpy(ks->route_partitions, route_partitions, (size_t)nroutes * sizeof *route_partitions);
+    ks->changelog_partitions = changelog_partitions;
+    if (!(ks->reading = calloc((size_t)changelog_partitions, 1))) return GD_ENOMEM;
+    const char *const changelog_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
+        "group.id", ks->act_client.group, "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+        "enable.partition.eof", "true", NULL};
+    if (!(ks->cl = new_consumer(ks->cfg, &ks->cl_client, changelog_defaults))) return GD_ERR;
     snprintf(ks->internal[0], sizeof ks->internal[0], "%s", changelog);
     for (int r = 0; r < nroutes; r++) snprintf(ks->internal[1 + r], sizeof ks->internal[1 + r], "%s", routes[r]);
     snprintf(ks->internal[SLOT_PUSH - SLOT_CHANGELOG], sizeof ks->internal[0], "%s", push);
     if (ks->counters) {
         gd_cluster_view *v = &ks->counters->cluster;
         v->nroutes = nroutes;
-        for (int r = 0; r < nroutes; r++) snprintf(v->route_topic[r], sizeof v->route_topic[r], "%s", routes[r]);
+        for (int r = 0; r < nroutes; r++) {
+            snprintf(v->route_topic[r], sizeof v->route_topic[r], "%s", routes[r]);
+            atomic_store(&v->route_partitions[r], route_partitions[r]);
+        }
+        snprintf(v->changelog_topic, sizeof v->changelog_topic, "%s", changelog);
+        v->changelog_partitions = changelog_partitions;
     }
     return GD_OK;
 }
@@ -754,6 +862,7 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
     ks->counters = counters;
     gd_kafka_client_init(&ks->ref_client, GD_KAFKA_REFERENCE, counters);
     gd_kafka_client_init(&ks->act_client, GD_KAFKA_ACTIVITY, counters);
+    gd_kafka_client_init(&ks->cl_client, GD_KAFKA_REFERENCE, counters);
     /* offsets live in LMDB: nothing automatic; a new group starts at the beginning;
      * a deep prefetch keeps ingest fed while catching up (memory stays bounded
      * by queued.max.messages.kbytes) */

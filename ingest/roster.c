@@ -126,6 +126,14 @@ void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bo
             if (gd_cluster_holds_task(v, r, p)) gd_buf_printf(b, "%s%d", n++ ? "," : "", (int)p);
         gd_buf_puts(b, "]");
     }
+    if (v->changelog_topic[0]) { /* partitioned mode: the tasks whose state it keeps, its own and standbys' */
+        gd_buf_puts(b, ",");
+        gd_json_put_cstr(b, v->changelog_topic);
+        gd_buf_puts(b, ":[");
+        for (int32_t c = 0, n = 0; c < GD_MAX_ROUTES * GD_MAX_PARTITIONS; c++)
+            if (atomic_load(&v->changelog_reading[c / 64]) >> (c % 64) & 1) gd_buf_printf(b, "%s%d", n++ ? "," : "", (int)c);
+        gd_buf_puts(b, "]");
+    }
     gd_buf_puts(b, "},\"state\":");
     gd_json_put_cstr(b, gd_cluster_state_names[gd_cluster_state_of(cfg, c)]);
     gd_buf_puts(b, "}");
@@ -256,6 +264,33 @@ int gd_roster_task_owner(gd_roster *r, int route, int32_t partition, char *url, 
         }
     pthread_mutex_unlock(&r->lock);
     return owners > 1 ? -1 : owners;
+}
+
+static int by_id(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+void gd_roster_standby_tasks(gd_roster *r, int replicas, uint64_t (*out)[GD_MAX_PARTITIONS / 64])
+{
+    memset(out, 0, sizeof(task_set));
+    if (!r || replicas <= 0) return;
+    const char *self = r->counters->cluster.instance_id;
+    pthread_mutex_lock(&r->lock);
+    forget_stale(r, gd_now_ms());
+    const char *ids[MAX_OTHERS + 1];
+    int n = 0;
+    ids[n++] = self;
+    for (int i = 0; i < r->nothers; i++) ids[n++] = r->others[i].id;
+    qsort(ids, (size_t)n, sizeof *ids, by_id);
+    int me = 0;
+    while (strcmp(ids[me], self)) me++;
+    for (int i = 0; i < r->nothers; i++) {
+        int owner = 0;
+        while (strcmp(ids[owner], r->others[i].id)) owner++;
+        int after = (me - owner + n) % n; /* how far this instance comes after the owner */
+        if (after < 1 || after > replicas) continue;
+        for (int t = 0; t < GD_MAX_ROUTES; t++)
+            for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) out[t][w] |= r->others[i].tasks[t][w];
+    }
+    pthread_mutex_unlock(&r->lock);
 }
 
 int gd_roster_count(gd_roster *r)

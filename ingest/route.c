@@ -158,6 +158,13 @@ int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
 
 bool gd_routes_fit(const gd_tabledef *def) { return groups_by_game(def); }
 
+int32_t gd_changelog_partition(const int32_t *route_partitions, int r, int32_t p, int32_t changelog_partitions)
+{
+    int32_t base = 0;
+    for (int i = 0; i < r; i++) base += route_partitions[i];
+    return (base + p) % changelog_partitions;
+}
+
 int gd_routes_find(const gd_routes *rt, gd_str topic)
 {
     for (int i = 0; i < rt->n; i++)

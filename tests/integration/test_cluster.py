@@ -472,6 +472,36 @@ def check_routed_reads(ds, ref):
         assert metric(d, "gamingd_peer_refusals_total") == 0
 
 
+def check_changelog_reading(ds, timeout=30):
+    """Each instance reads of the changelog the partitions of the tasks it
+    holds, of the tasks it keeps warm for another owner (--standby-replicas,
+    1 by default) and partition 0 (every catalog change) -- not the whole
+    topic -- and every task's partition is read by its owner and by at least
+    one other instance, ready to take it over (the announcements settle
+    within a few seconds of a rebalance)."""
+    app = "gaming-intelligence-gamingd"
+    route_topics = ["%s-repartition-%s" % (app, r) for r in ("game_id",) + OWN_ROUTE]
+    deadline = time.time() + timeout
+    while True:
+        views = [cluster(d)["instances"][0] for d in ds]
+        reading = [set(v["partitions"].get(app + "-changelog", [])) for v in views]
+        held = [{task_partition(r, p) for r, topic in enumerate(route_topics) for p in v["partitions"].get(topic, [])}
+                for v in views]
+        problems = ["instance %d holds tasks %s it does not read" % (i, sorted(held[i] - reading[i]))
+                    for i in range(len(ds)) if not held[i] <= reading[i]]
+        problems += ["instance %d reads every partition" % i for i in range(len(ds))
+                     if len(reading[i]) == CHANGELOG_PARTITIONS]
+        problems += ["instance %d does not read partition 0" % i for i in range(len(ds)) if 0 not in reading[i]]
+        problems += ["task %d is read by %d instance(s)" % (c, sum(c in r for r in reading))
+                     for c in range(CHANGELOG_PARTITIONS) if sum(c in r for r in reading) < 2]
+        problems += ["tasks held: %s" % [sorted(h) for h in held]] if set.union(*held) != set(
+            range(CHANGELOG_PARTITIONS)) or sum(map(len, held)) != CHANGELOG_PARTITIONS else []
+        if not problems:
+            return reading
+        assert time.time() < deadline, (problems, reading)
+        time.sleep(0.5)
+
+
 def partitioned_feed(kafka, tmp_path, events, seed):
     """The topics of partitioned mode, and generated records of which the
     reference topics' are produced now, the activity left to the test."""
@@ -485,9 +515,10 @@ def partitioned_feed(kafka, tmp_path, events, seed):
 
 def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path, kafka):
     """--mode partitioned: three instances of one application id split the
-    activity partitions and every table by its key (routes), and each holds
-    the others' rows through the changelog: every table, asked of any of
-    them, equals the single-instance reference. One is killed with -9 mid-way:
+    activity partitions and every table by its key (routes); each keeps the
+    state of its own tasks and of those it stands by for, and answers the
+    rest by asking their owners: every table, asked of any of them, equals
+    the single-instance reference. One is killed with -9 mid-way:
     the survivors take its partitions over, their state restored from the
     changelog, and still equal the reference after the rest of the records;
     a fourth joins, and the killed one comes back, each answering in full."""
@@ -503,6 +534,7 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         for i, d in enumerate(ds):
             wait_tables(d, ref_first, "instance %d's tables" % i)
         check_routed_reads(ds, ref_first)
+        check_changelog_reading(ds)
         d = ds[1]
         assert cluster(d)["mode"] == "partitioned" and cluster(d)["group"] == "gaming-intelligence-gamingd"
         # a table made mid-stream: it counts from about here, the same on every instance, through
@@ -523,8 +555,11 @@ def test_partitioned_instances_share_the_work_and_each_answers_for_all(tmp_path,
         ref_all = reference_of(records)
         for i, d in enumerate(ds):
             wait_tables(d, ref_all, "instance %d's tables at the end" % i)
+        check_changelog_reading(ds)
         m = ds[1].metrics()
         assert m[("gamingd_restore_remaining", frozenset())] == 0 and ("gamingd_changelog_lag", frozenset()) in m
+        roles = {dict(labels).get("role") for name, labels in m if name == "gamingd_task_lag"}
+        assert roles == {"owner", "standby"}, roles
         t_rows = [sorted((r["game_id"], r["n"]) for r in d.fetch_all("t")[0]) for d in ds]
         assert t_rows[0] and all(rows == t_rows[0] for rows in t_rows), t_rows
         # every enriched record went out exactly once, with figures equal to
