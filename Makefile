@@ -9,7 +9,8 @@
 #                what a tumbling and a session table of the user's cost per event;
 #                ONLY=replay: replays on every core and on one; ONLY=compare: every
 #                figure of the engine's table against BASELINE, one table of medians;
-#                ONLY=partitioned: partitioned mode for 1 to 4 instances against BASELINE)
+#                ONLY=partitioned: partitioned mode for 1 to 4 instances against BASELINE,
+#                STANDBY=N: this binary's --standby-replicas)
 #   make fuzz    libFuzzer over the parsers, FUZZ_SECONDS (20) each
 #   make deps    install the Debian packages the targets need (apt-get)
 
@@ -166,7 +167,7 @@ $(BUILD)/sse_load: tests/bench/sse_load.c
 bench: deps-bench all $(BUILD)/sse_load $(BUILD)/mock_broker
 	/usr/bin/python3 tests/bench/bench.py --bin $(abspath $(BUILD)/gamingd) --sse-load $(abspath $(BUILD)/sse_load) \
 	    --mock-broker $(abspath $(BUILD)/mock_broker) $(if $(BASELINE),--baseline $(abspath $(BASELINE))) \
-	    $(if $(ONLY),--only $(ONLY))
+	    $(if $(ONLY),--only $(ONLY)) $(if $(STANDBY),--standby-replicas $(STANDBY))
 
 # libFuzzer (clang) with ASan and UBSan over the parsers, each target for
 # FUZZ_SECONDS, from its seed corpus in tests/fuzz/corpus/; what it finds

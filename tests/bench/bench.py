@@ -897,7 +897,7 @@ def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_m
         stop_instances(procs)
 
 
-def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n, tag=""):
+def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n, tag="", extra=()):
     """n instances in --mode partitioned (an application id of their own per
     run, bench-part<n><tag>) share the activity topic: how long until every
     record has been applied on its game_id route (the figures' and output's
@@ -908,7 +908,8 @@ def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n, tag
     procs, bases = [], []
     try:
         start_instances(binary, bootstrap, reg_url, work, f"part{n}{tag}", n,
-                        ["--mode", "partitioned", "--application-id", app, "--topic-activity", PARTITIONED_ACTIVITY],
+                        ["--mode", "partitioned", "--application-id", app, "--topic-activity", PARTITIONED_ACTIVITY,
+                         *extra],
                         procs, bases)
         start = time.time()
         while True:
@@ -1003,11 +1004,13 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
     return out
 
 
-def partitioned_compare(binary, baseline, mock_broker, registry, work, events, rounds):
+def partitioned_compare(binary, baseline, mock_broker, registry, work, events, rounds, standby=None):
     """Partitioned mode for 1 to 4 instances, this binary against the
     baseline, interleaved round by round: CPU per source event of all
     instances together, and the value bytes per event the routes and the
-    changelog carried, in print_compare_all's shape."""
+    changelog carried, in print_compare_all's shape. standby: this binary's
+    --standby-replicas (the baseline's default is kept)."""
+    mine = ["--standby-replicas", str(standby)] if standby is not None else []
     out = {}
     with MockCluster(mock_broker, registry) as c:
         c.topic(PARTITIONED_ACTIVITY, 64)
@@ -1015,7 +1018,8 @@ def partitioned_compare(binary, baseline, mock_broker, registry, work, events, r
         for r in range(rounds):
             for n in (1, 2, 3, 4):
                 for which, b in interleaved(r, binary, baseline):
-                    f = partitioned_figures(b, c.broker, c.bootstrap, c.reg_url, work, events, n, f"-{r}-{which}")
+                    f = partitioned_figures(b, c.broker, c.bootstrap, c.reg_url, work, events, n, f"-{r}-{which}",
+                                            mine if which == 0 else [])
                     for figure, key in (("CPU per source event (µs)", "cpu_per_event_us"),
                                         ("route bytes per event", "route_bytes"),
                                         ("changelog bytes per event", "changelog_bytes")):
@@ -1046,6 +1050,7 @@ def main():
     ap.add_argument("--week-events", type=int, default=1_000_000, help="activity events in the week of /grafana/query")
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
+    ap.add_argument("--standby-replicas", type=int, help="--only partitioned: this binary's --standby-replicas")
     ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay", "compare", "partitioned"],
                     help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers; "
                          "soak: only the data file and RSS over 30 days of event time; "
@@ -1061,7 +1066,8 @@ def main():
         work = tempfile.mkdtemp(prefix="gamingd-bench-")
         try:
             print_compare_all(partitioned_compare(args.bin, args.baseline, args.mock_broker, REGISTRY, work,
-                                                  min(args.events, 200_000), args.rounds), args.rounds)
+                                                  min(args.events, 200_000), args.rounds, args.standby_replicas),
+                              args.rounds)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
