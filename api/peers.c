@@ -16,7 +16,8 @@
  *    (ingest/roster.c), POST /v1/internal/rows, with the tasks it expects
  *    that instance to hold. That instance answers only while it holds every
  *    one of them -- before and after its scan -- else 409;
- *  - the rows come back in pages in LMDB key order, and are merged in that
+ *  - the rows come back in pages (of 100 rows, then twice as many each time,
+ *    up to 2,000 or 1 MiB) in LMDB key order, and are merged in that
  *    order, so what the caller sees is what one store holding every row
  *    would give: ORDER BY, LIMIT and a cursor's place hold exactly. A
  *    query for the latest window asks each owner for its latest, then all
@@ -43,6 +44,7 @@
 
 enum {
     PAGE_ROWS = 2000,           /* rows in a page of one source */
+    FIRST_PAGE_ROWS = 100,      /* ... in its first page, doubling: a LIMIT needs few */
     PAGE_BYTES = 1 << 20,       /* ... or bytes, whichever comes first */
     MAX_PAGE_BYTES = 64 << 20,  /* a peer's page beyond this is refused */
     CONNECT_TIMEOUT_MS = 1000,
@@ -55,7 +57,7 @@ struct gd_peers {
     gd_catalog *cat;
     char key[512]; /* presented to the others: --instance-key's */
     struct gd_query_router router;
-    _Atomic uint64_t routed, asked, rows_in, refused;
+    _Atomic uint64_t routed, asked, rows_in, bytes_in, refused;
 };
 
 /* ---- tasks ---- */
@@ -145,14 +147,14 @@ static int fill_page(void *ctx, gd_str key, gd_str val)
     return ++f->rows >= f->most || f->out->len >= PAGE_BYTES;
 }
 
-/* One page of q (after q->after) from this store, into out after a byte
- * saying whether more may follow ('M') or not ('E'). Of the latest window,
- * its first row only: it says which window that is. */
-static int page_here(gd_store *s, MDB_txn *txn, const gd_query *q, gd_buf *out)
+/* A page of up to `rows` rows of q (after q->after) from this store, into
+ * out after a byte saying whether more may follow ('M') or not ('E'). Of
+ * the latest window, its first row only: it says which window that is. */
+static int page_here(gd_store *s, MDB_txn *txn, const gd_query *q, size_t rows, gd_buf *out)
 {
     gd_buf_putc(out, 'E');
     size_t mark = out->len - 1;
-    page_fill f = {out, 0, q->mode == GD_WINDOWS_LATEST ? 1 : PAGE_ROWS};
+    page_fill f = {out, 0, q->mode == GD_WINDOWS_LATEST ? 1 : rows};
     int rc = gd_query_run_here(s, txn, q, fill_page, &f);
     if (!rc && q->mode == GD_WINDOWS_RANGE && (f.rows >= f.most || out->len >= PAGE_BYTES)) out->p[mark] = 'M';
     return rc;
@@ -176,11 +178,12 @@ static void put_hex(gd_buf *b, gd_str s)
 }
 
 /* The request for a page of q from the holder of `tasks` (a list). */
-static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks)
+static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks, size_t rows)
 {
     gd_buf_puts(b, "{\"table\":");
     gd_json_put_cstr(b, q->t->name);
-    gd_buf_printf(b, ",\"tasks\":[%.*s],\"latest\":%s,\"from\":%lld,\"to\":%lld,\"keys\":[", (int)tasks->len,
+    gd_buf_printf(b, ",\"rows\":%zu,\"tasks\":[%.*s],\"latest\":%s,\"from\":%lld,\"to\":%lld,\"keys\":[", rows,
+                  (int)tasks->len,
                   tasks->p ? tasks->p : "", q->mode == GD_WINDOWS_LATEST ? "true" : "false", (long long)q->from,
                   (long long)q->to);
     for (int k = 0; k < q->t->nkeys; k++) {
@@ -198,14 +201,14 @@ static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks)
 
 /* A page from the instance at url: GD_EUNAVAIL when it refuses or does not
  * answer, GD_ETIMEDOUT past the query's deadline. */
-static int page_there(gd_peers *pe, const char *url, const gd_query *q, const gd_buf *tasks, gd_buf *out)
+static int page_there(gd_peers *pe, const char *url, const gd_query *q, const gd_buf *tasks, size_t rows, gd_buf *out)
 {
     int64_t left = q->deadline_ms ? q->deadline_ms - (int64_t)(gd_mono_ns() / 1000000) : 30000;
     if (left <= 0) return GD_ETIMEDOUT;
     CURL *c = curl_easy_init();
     if (!c) return GD_ENOMEM;
     gd_buf body = {0}, target = {0}, auth = {0};
-    put_rows_request(&body, q, tasks);
+    put_rows_request(&body, q, tasks, rows);
     gd_buf_printf(&target, "%s/v1/internal/rows", url);
     gd_buf_putc(&target, 0);
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -233,6 +236,7 @@ static int page_there(gd_peers *pe, const char *url, const gd_query *q, const gd
     gd_buf_free(&target);
     gd_buf_free(&auth);
     atomic_fetch_add(&pe->asked, 1);
+    atomic_fetch_add(&pe->bytes_in, out->len);
     if (res == CURLE_OK && status == 200 && out->len >= 1 && (out->p[0] == 'M' || out->p[0] == 'E')) return GD_OK;
     atomic_fetch_add(&pe->refused, 1);
     if (res == CURLE_OPERATION_TIMEDOUT && q->deadline_ms && gd_mono_ns() / 1000000 >= q->deadline_ms)
@@ -251,6 +255,7 @@ typedef struct {
     size_t npages;
     size_t at;       /* next frame in the last page */
     bool more;       /* the last page said more may follow */
+    size_t page_rows; /* the next page's */
     gd_str head_key, head_val;
     bool has_head;
 } source;
@@ -272,12 +277,14 @@ static int next_page(merge *m, source *src)
     *page = (gd_buf){0};
     gd_query q = m->q;
     if (src->has_head) q.after = src->head_key; /* the last row handed on */
+    src->page_rows = src->page_rows ? src->page_rows * 2 : FIRST_PAGE_ROWS;
+    if (src->page_rows > PAGE_ROWS) src->page_rows = PAGE_ROWS;
     int rc;
     if (src->url) {
         q.keep = NULL;
-        rc = page_there(m->pe, src->url, &q, &src->tasks, page);
+        rc = page_there(m->pe, src->url, &q, &src->tasks, src->page_rows, page);
     } else {
-        rc = page_here(m->s, m->txn, &q, page);
+        rc = page_here(m->s, m->txn, &q, src->page_rows, page);
     }
     if (rc) return rc;
     if (m->q.hold) { /* the caller keeps rows past fn: their page lives as long (cap 0: not ours to free) */
@@ -326,10 +333,10 @@ static int latest_window(merge *m, source *srcs, int n, int64_t *w)
         int rc;
         if (srcs[i].url) {
             q.keep = NULL;
-            rc = page_there(m->pe, srcs[i].url, &q, &srcs[i].tasks, &page);
+            rc = page_there(m->pe, srcs[i].url, &q, &srcs[i].tasks, 1, &page);
         } else {
             q.keep = m->q.keep;
-            rc = page_here(m->s, m->txn, &q, &page);
+            rc = page_here(m->s, m->txn, &q, 1, &page);
         }
         if (!rc && page.len >= 1 + 8 + 8) {
             uint32_t kl = gd_get_u32be(page.p + 1);
@@ -409,21 +416,29 @@ static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, g
     int rc = find_owners(pe, r, wanted, partitions, mine, &srcs, &n);
     merge m = {.pe = pe, .s = s, .txn = txn, .q = *q,
                .mine = {.route = &route, .partitions = partitions, .tasks = mine}};
-    m.q.keep = keep_task_rows;
-    m.q.keep_ctx = &m.mine;
-    m.q.after = q->after;
-    if (!rc && m.q.mode == GD_WINDOWS_LATEST) {
+    /* every row this store holds that the query can match is of a task held
+     * here when it holds every task wanted (a key picks one task's rows) */
+    if (memcmp(mine, wanted, sizeof mine)) {
+        m.q.keep = keep_task_rows;
+        m.q.keep_ctx = &m.mine;
+    }
+    int merged = n; /* sources read in pages and merged */
+    if (!rc && n == 1 && !srcs[0].url) { /* this store alone: no pages */
+        rc = gd_query_run_here(s, txn, &m.q, fn, fn_ctx);
+        merged = 0;
+    }
+    if (!rc && merged && m.q.mode == GD_WINDOWS_LATEST) {
         int64_t w;
         rc = latest_window(&m, srcs, n, &w);
         m.q.mode = GD_WINDOWS_RANGE;
         m.q.from = w;
         m.q.to = w == INT64_MIN ? w : w + 1;
     }
-    for (int i = 0; !rc && i < n && m.q.from < m.q.to; i++) /* each source's first row */
+    for (int i = 0; !rc && i < merged && m.q.from < m.q.to; i++) /* each source's first row */
         if ((rc = advance(&m, &srcs[i])) == GD_EOF) rc = GD_OK;
-    while (!rc) {
+    while (!rc && merged) {
         source *least = NULL;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < merged; i++)
             if (srcs[i].has_head && (!least || gd_key_cmp(srcs[i].head_key, least->head_key) < 0)) least = &srcs[i];
         if (!least) break;
         if (least->url) atomic_fetch_add(&pe->rows_in, 1);
@@ -495,7 +510,9 @@ void gd_route_internal_rows(const gd_api_ctx *ctx, const gd_request *req, gd_rep
         q.keep = keep_task_rows;
         q.keep_ctx = &f;
         MDB_txn *txn = NULL;
-        int rc = gd_store_begin_read(ctx->store, &txn) ? GD_ERR : page_here(ctx->store, txn, &q, &r->body);
+        json_int_t rows = json_integer_value(json_object_get(o, "rows"));
+        rows = rows < 1 || rows > PAGE_ROWS ? PAGE_ROWS : rows;
+        int rc = gd_store_begin_read(ctx->store, &txn) ? GD_ERR : page_here(ctx->store, txn, &q, (size_t)rows, &r->body);
         if (txn) gd_store_end_read(ctx->store, txn);
         gd_buf_free(&f.scratch);
         if (!rc && !holds_all(v, rt, asked, partitions)) rc = GD_EUNAVAIL;
@@ -556,6 +573,8 @@ void gd_peers_metrics(gd_peers *pe, gd_buf *b)
     gd_prom_sample(b, "gamingd_peer_requests_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->asked));
     gd_prom_family(b, "gamingd_peer_rows_total", "counter", "Rows other instances gave, as merged into answers.");
     gd_prom_sample(b, "gamingd_peer_rows_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->rows_in));
+    gd_prom_family(b, "gamingd_peer_bytes_total", "counter", "Bytes of the pages other instances gave.");
+    gd_prom_sample(b, "gamingd_peer_bytes_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->bytes_in));
     gd_prom_family(b, "gamingd_peer_refusals_total", "counter",
                    "Pages another instance refused or did not give (the query then answered 503).");
     gd_prom_sample(b, "gamingd_peer_refusals_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->refused));

@@ -81,10 +81,10 @@ static bool row_matches(scan *sc, gd_str key, gd_str val)
 {
     const gd_tabledef *t = sc->q->t;
     gd_str keys[GD_MAX_KEYS];
-    if (key.len < 8 || passed_over(sc, key) || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys))
-        return false;
+    if (key.len < 8 || gd_groupkey_split(key.p + 8, key.len - 8, t->nkeys, keys)) return false;
     for (int k = sc->nprefix; k < t->nkeys; k++)
         if (sc->q->key_eq[k].p && !gd_str_eq(sc->q->key_eq[k], keys[k])) return false;
+    if (passed_over(sc, key)) return false; /* after the key filters: a task's is worked out from the key */
     if (t->having) {
         gd_slot slots[GD_MAX_COLS];
         gd_row r;

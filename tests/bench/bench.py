@@ -55,6 +55,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 
@@ -930,6 +931,7 @@ def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n, tag
                 break
         took = time.time() - start
         cpu = sum(cpu_seconds(p.pid) for p in procs)
+        pulls = pull_latencies(bases[0])
         # as produced (the mock keeps ~5 MB a partition, and a route of few keys fills few partitions)
         routes = changelog = 0.0
         for base in bases:
@@ -938,9 +940,41 @@ def partitioned_figures(binary, broker, bootstrap, reg_url, work, events, n, tag
             changelog += metric(m, "gamingd_internal_bytes_total", '{topic="changelog"}')
         return dict(n=n, events=events, seconds=took, rate=events / took, cpu_per_event_us=cpu / events * 1e6,
                     route_bytes=routes / events, changelog_bytes=changelog / events,
-                    rss=sum(peak_rss_mib(p.pid) for p in procs))
+                    rss=sum(peak_rss_mib(p.pid) for p in procs), **pulls)
     finally:
         stop_instances(procs)
+
+
+PULL_SAMPLES = 30
+
+
+def pull_latencies(base):
+    """Median milliseconds of a pull of the first 100 rows of a table and of
+    one game's rows, asked of one instance once every record is applied
+    (answered from its own store where it holds every task, else merged from
+    the owners'), and the bytes other instances sent it per query."""
+    table = base + "/v1/tables/gaming_hourly_player_game_stats?from=0&to=9999999999999"
+    deadline = time.time() + 30
+    status, body = get(table + "&limit=1", timeout=10)
+    while status != 200 and time.time() < deadline:  # an owner still announcing its tasks: 503
+        time.sleep(0.2)
+        status, body = get(table + "&limit=1", timeout=10)
+    game = urllib.parse.quote(json.loads(body)["rows"][0]["game_id"])
+    out = {}
+    for name, url in (("pull_first_100_ms", table + "&limit=100"), ("pull_one_game_ms", table + f"&game_id={game}")):
+        _, before = get(base + "/metrics")
+        times = []
+        for _ in range(PULL_SAMPLES):
+            t0 = time.perf_counter()
+            status, _ = get(url, timeout=10)
+            times.append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                sys.exit(f"pull {url} answered {status}")
+        _, after = get(base + "/metrics")
+        out[name] = statistics.median(times)
+        out[name.replace("_ms", "_peer_bytes")] = (metric(after, "gamingd_peer_bytes_total") -
+                                                  metric(before, "gamingd_peer_bytes_total")) / PULL_SAMPLES
+    return out
 
 
 # the SSE figures of the engine's before/after table (issue figures): filtered to one game and whole
@@ -1022,7 +1056,11 @@ def partitioned_compare(binary, baseline, mock_broker, registry, work, events, r
                                             mine if which == 0 else [])
                     for figure, key in (("CPU per source event (µs)", "cpu_per_event_us"),
                                         ("route bytes per event", "route_bytes"),
-                                        ("changelog bytes per event", "changelog_bytes")):
+                                        ("changelog bytes per event", "changelog_bytes"),
+                                        ("pull, first 100 rows (ms)", "pull_first_100_ms"),
+                                        ("pull, first 100 rows: bytes from others", "pull_first_100_peer_bytes"),
+                                        ("pull, one game (ms)", "pull_one_game_ms"),
+                                        ("pull, one game: bytes from others", "pull_one_game_peer_bytes")):
                         out.setdefault(f"partitioned x{n}, {figure}", ([], []))[which].append(f[key])
     return out
 

@@ -612,6 +612,71 @@ def test_partitioned_instances_ask_each_other_with_the_instance_key(tmp_path, ka
         f.cleanup()
 
 
+def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
+    """While tasks move -- an instance joins, an owner is killed with -9 --
+    queries keep going to every live instance. The records were all applied
+    before, so every answer must be the whole table, equal to the reference,
+    or a 503 with Retry-After (a task with no owner yet, or two, or an owner
+    gone): never the part of it the instance asked could gather."""
+    records, refs, act = partitioned_feed(kafka, tmp_path, 1500, 93)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "-X", "session.timeout.ms=6000"]
+        ds = [f("kafka", args=args) for _ in range(2)]
+        settled(ds)
+        produce(kafka.bootstrap, act)
+        ref = reference_of(records)
+        for i, d in enumerate(ds):
+            wait_tables(d, ref, "instance %d's tables" % i)
+        table = "gaming_hourly_player_game_stats"
+        expected = ref.table_rows(table)
+        seen = {"whole": 0, "503": 0}
+        wrong = []
+        live = list(ds)
+        stop = threading.Event()
+
+        def ask_all():
+            while not stop.is_set():
+                for d in list(live):
+                    try:
+                        r = d.get("/v1/tables/" + table, [("from", "0"), ("to", "9999999999999"), ("limit", "10000")],
+                                  timeout=20)
+                    except OSError:
+                        continue  # the one being killed
+                    if r.status == 503 and r.headers.get("Retry-After"):
+                        seen["503"] += 1
+                    elif r.status != 200:
+                        wrong.append(repr(r))
+                    else:
+                        errs = checks.compare_table(table, r.json["rows"], expected)
+                        if errs:
+                            wrong.append(errs[:3])
+                        else:
+                            seen["whole"] += 1
+
+        asker = threading.Thread(target=ask_all)
+        asker.start()
+        try:
+            ds.append(f("kafka", args=args))  # a third joins: tasks move to it
+            live.append(ds[2])
+            settled(ds)
+            live.remove(ds[0])
+            ds[0].kill9()  # an owner is lost: its tasks have no owner until the session times out
+            wait_for(lambda: sum(len(cluster(d)["instances"][0]["partitions"][ACTIVITY]) for d in ds[1:]) == PARTITIONS,
+                     "the survivors taking the lost one's partitions over")
+            settled(ds[1:])
+            time.sleep(3)
+        finally:
+            stop.set()
+            asker.join()
+        assert not wrong, wrong[:3]
+        assert seen["whole"] > 0, seen
+        for i, d in enumerate(ds[1:]):
+            wait_tables(d, ref, "survivor %d's tables" % i)
+    finally:
+        f.cleanup()
+
+
 @pytest.mark.parametrize("game_name_bytes,username_bytes", [(900_000, 0), (999_000, 600_000)])
 def test_partitioned_huge_route_records_are_applied_among_the_others(tmp_path, kafka, game_name_bytes,
                                                                      username_bytes):
