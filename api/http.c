@@ -725,7 +725,7 @@ int gd_api_start(gd_api **out, const gd_config *cfg, gd_store *store, gd_catalog
         gd_auth_open(&api->auth, cfg->api_keys, reloads) || gd_netpolicy_open(&api->netpolicy, cfg) ||
         gd_guard_open(&api->guard, limit, cfg->request_timeout_ms, tls) ||
         gd_sql_runner_start(&api->ctx.runner, hub, cat) || gd_push_start(&api->push, hub, api->auth, cat, api->ctx.runner) ||
-        gd_peers_open(&api->ctx.peers, cfg, cat, counters)) {
+        gd_peers_open(&api->ctx.peers, cfg, counters)) {
         api_free(api);
         return GD_ERR;
     }

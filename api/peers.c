@@ -39,7 +39,7 @@
 #include <string.h>
 
 #include "../ingest/window.h"
-#include "../sql/sql.h"
+#include "../store/query.h"
 #include "routes.h"
 
 enum {
@@ -54,7 +54,6 @@ enum {
 struct gd_peers {
     const gd_config *cfg;
     gd_counters *counters;
-    gd_catalog *cat;
     char key[512]; /* presented to the others: --instance-key's */
     struct gd_query_router router;
     _Atomic uint64_t routed, asked, rows_in, bytes_in, refused;
@@ -543,7 +542,7 @@ static void read_instance_key(const char *path, char *key, size_t n)
     fclose(f);
 }
 
-int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_catalog *cat, gd_counters *counters)
+int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_counters *counters)
 {
     *out = NULL;
     if (!cfg->partitioned) return GD_OK;
@@ -551,7 +550,6 @@ int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_catalog *cat, gd_coun
     if (!pe) return GD_ENOMEM;
     pe->cfg = cfg;
     pe->counters = counters;
-    pe->cat = cat;
     read_instance_key(cfg->instance_key, pe->key, sizeof pe->key);
     if (cfg->api_keys[0] && !pe->key[0])
         gd_warn("partitioned mode with --api-keys and no --instance-key: the other instances will refuse this one's "

@@ -103,7 +103,7 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b);
 
 /* ---- partitioned mode: rows from the instances that own them (peers.c) ---- */
 /* NULL in *out unless cfg is partitioned. */
-int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_catalog *cat, gd_counters *counters);
+int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_counters *counters);
 /* What the store hands its queries on aggregations to (store/query.h). */
 const struct gd_query_router *gd_peers_router(gd_peers *pe);
 void gd_peers_metrics(gd_peers *pe, gd_buf *b);
