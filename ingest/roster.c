@@ -86,18 +86,25 @@ gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c)
     return atomic_load(&c->ready) ? GD_CLUSTER_RUNNING : GD_CLUSTER_LOADING;
 }
 
+/* The partitions a bitmap holds, as a JSON array. */
+static void put_bits(gd_buf *b, const _Atomic uint64_t *words, int32_t nbits)
+{
+    gd_buf_puts(b, "[");
+    for (int32_t i = 0, n = 0; i < nbits; i++)
+        if (atomic_load(&words[i / 64]) >> (i % 64) & 1) gd_buf_printf(b, "%s%d", n++ ? "," : "", (int)i);
+    gd_buf_puts(b, "]");
+}
+
 /* The partitions of topic t this instance reads: the assigned activity
  * ones, every reference one. */
 static void put_partitions(gd_buf *b, const gd_cluster_view *v, gd_topic t)
 {
-    gd_buf_puts(b, "[");
-    int32_t n = atomic_load(&v->partitions[t]);
-    bool first = true;
-    for (int32_t p = 0; p < (t == GD_TOPIC_ACTIVITY ? GD_MAX_PARTITIONS : n); p++) {
-        if (t == GD_TOPIC_ACTIVITY && !(atomic_load(&v->owned[p / 64]) >> (p % 64) & 1)) continue;
-        gd_buf_printf(b, "%s%d", first ? "" : ",", (int)p);
-        first = false;
+    if (t == GD_TOPIC_ACTIVITY) {
+        put_bits(b, v->owned, GD_MAX_PARTITIONS);
+        return;
     }
+    gd_buf_puts(b, "[");
+    for (int32_t p = 0, n = atomic_load(&v->partitions[t]); p < n; p++) gd_buf_printf(b, "%s%d", p ? "," : "", (int)p);
     gd_buf_puts(b, "]");
 }
 
@@ -121,18 +128,14 @@ void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bo
     for (int r = 0; r < v->nroutes; r++) { /* partitioned mode: the tasks held */
         gd_buf_puts(b, ",");
         gd_json_put_cstr(b, v->route_topic[r]);
-        gd_buf_puts(b, ":[");
-        for (int32_t p = 0, n = 0; p < GD_MAX_PARTITIONS; p++)
-            if (gd_cluster_holds_task(v, r, p)) gd_buf_printf(b, "%s%d", n++ ? "," : "", (int)p);
-        gd_buf_puts(b, "]");
+        gd_buf_puts(b, ":");
+        put_bits(b, v->owned_tasks[r], GD_MAX_PARTITIONS);
     }
     if (v->changelog_topic[0]) { /* partitioned mode: the tasks whose state it keeps, its own and standbys' */
         gd_buf_puts(b, ",");
         gd_json_put_cstr(b, v->changelog_topic);
-        gd_buf_puts(b, ":[");
-        for (int32_t c = 0, n = 0; c < GD_MAX_ROUTES * GD_MAX_PARTITIONS; c++)
-            if (atomic_load(&v->changelog_reading[c / 64]) >> (c % 64) & 1) gd_buf_printf(b, "%s%d", n++ ? "," : "", (int)c);
-        gd_buf_puts(b, "]");
+        gd_buf_puts(b, ":");
+        put_bits(b, v->changelog_reading, GD_MAX_ROUTES * GD_MAX_PARTITIONS);
     }
     gd_buf_puts(b, "},\"state\":");
     gd_json_put_cstr(b, gd_cluster_state_names[gd_cluster_state_of(cfg, c)]);
