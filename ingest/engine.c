@@ -811,14 +811,19 @@ static int open_partitioned(gd_engine *e)
     for (int r = 0; r < e->routes.n; r++) topics[r] = e->routes.r[r].topic;
     if ((rc = gd_relay_open(&e->push.relay, e->cfg, e->cat, e->hub, e->kafka_out, e->pub, id))) return rc;
     const char *push = gd_relay_topic(e->push.relay);
+    int32_t push_partitions;
     if ((rc = gd_output_internal_topics(e->kafka_out, topics, e->routes.n, e->route_partitions, e->routes.changelog,
-                                        &e->changelog_partitions, push)))
+                                        &e->changelog_partitions, push, &push_partitions)))
         return rc;
+    if (push_partitions > GD_MAX_PUSH_PARTITIONS) push_partitions = GD_MAX_PUSH_PARTITIONS;
+    int64_t push_from[GD_MAX_PUSH_PARTITIONS]; /* what came before is not in this instance's hub */
+    gd_output_ends(e->kafka_out, push, push_partitions, push_from);
+    gd_relay_use_partitions(e->push.relay, push_partitions, push_from);
     e->moved = calloc((size_t)e->changelog_partitions, 1);
     e->resume_at = calloc((size_t)e->changelog_partitions, sizeof *e->resume_at);
     if (!e->moved || !e->resume_at) return GD_ENOMEM;
     if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->route_partitions, e->routes.changelog,
-                                   e->changelog_partitions, push)))
+                                   e->changelog_partitions, push, push_partitions, push_from)))
         return rc;
     gd_windows_free(&e->win);
     gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);

@@ -47,9 +47,10 @@ struct gd_source {
     /* Partitioned mode (Kafka only, else NULL; ingest/route.c): also read
      * the route topics in the group, of the changelog the partitions of the
      * tasks held, restored or kept warm (gd_changelog_partition), and the
-     * push topic (relay.c) from its end. */
+     * push topic's partitions (relay.c) from push_from (-1: the end). */
     int (*use_internal)(gd_source *src, const char *const *routes, int nroutes, const int32_t *route_partitions,
-                        const char *changelog, int32_t changelog_partitions, const char *push);
+                        const char *changelog, int32_t changelog_partitions, const char *push,
+                        int32_t push_partitions, const int64_t *push_from);
     /* The position of the partitions assigned now, as `position` writes it. */
     void (*held_position)(gd_source *src, gd_buf *out);
     /* Set by the engine: called before partitions are taken away (the state
@@ -195,6 +196,9 @@ void gd_kafka_sink_ensure_topic(gd_kafka_sink *s, const char *topic, int partiti
                                 const char *cleanup_policy);
 /* The topic's partition count, or -1 (no such topic, no broker). */
 int32_t gd_kafka_sink_partitions(gd_kafka_sink *s, const char *topic);
+/* The next offset of each of the topic's first n partitions (-1 where the
+ * brokers do not say). */
+void gd_kafka_sink_ends(gd_kafka_sink *s, const char *topic, int32_t n, int64_t *ends);
 /* Queues one record (error_header: an `error` header, or NULL). */
 int gd_kafka_sink_produce(gd_kafka_sink *s, const char *topic, gd_str key, gd_str value, const char *error_header);
 /* The partition the producer's partitioner gives key among partitions
@@ -223,12 +227,17 @@ int gd_output_enriched(gd_output *o, const gd_enriched *en, gd_str json);
 int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
 /* Partitioned mode: creates the route topics (as many partitions as the
  * activity topic), the compacted changelog (a partition per route
- * partition: each task's rows go to its own) and the one-partition push
- * topic; route_partitions[r] and
- * *changelog_partitions: their partition counts as the brokers have them
- * (or as asked for, while they do not say yet). */
+ * partition: each task's rows go to its own) and the push topic (as many
+ * partitions as the activity topic, at most GD_MAX_PUSH_PARTITIONS);
+ * route_partitions[r], *changelog_partitions and *push_partitions: their
+ * partition counts as the brokers have them (or as asked for, while they do
+ * not say yet). */
 int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
-                              const char *changelog, int32_t *changelog_partitions, const char *push);
+                              const char *changelog, int32_t *changelog_partitions, const char *push,
+                              int32_t *push_partitions);
+/* The next offset of each of the topic's first n partitions (-1 where the
+ * brokers do not say). */
+void gd_output_ends(gd_output *o, const char *topic, int32_t n, int64_t *ends);
 /* partition: -1 for the one the key picks. */
 int gd_output_internal(gd_output *o, const char *topic, int32_t partition, gd_str key, gd_str value);
 /* Before each LMDB commit: GD_OK once the brokers hold everything produced. */
@@ -244,12 +253,19 @@ void gd_output_close(gd_output *o);
  * internal topic `<application id>-push` instead, which every instance reads
  * back into its hub (gd_relay_receive), so each pushes every event. */
 typedef struct gd_relay gd_relay;
+/* A partition per stream it could carry, at most: more would carry nothing. */
+enum { GD_MAX_PUSH_PARTITIONS = GD_MAX_STREAMS + GD_MAX_TABLES };
 int gd_relay_open(gd_relay **out, const gd_config *cfg, const gd_catalog *cat, gd_hub *hub, gd_output *output,
                   gd_counters *counters, const char *instance_id);
 void gd_relay_close(gd_relay *r);
 /* After a table or stream was added: which streams the relay carries. */
 void gd_relay_catalog_changed(gd_relay *r);
 const char *gd_relay_topic(const gd_relay *r);
+/* The push topic's partition count (only the first GD_MAX_PUSH_PARTITIONS
+ * are used), and where this instance reads each from (-1: from wherever its
+ * end is when it is read, so what came before is told may be missing only
+ * once a record shows where that was). Until then nothing is carried. */
+void gd_relay_use_partitions(gd_relay *r, int32_t partitions, const int64_t *from);
 /* Whether the relay carries hub stream `stream` (else it is the hub's). */
 bool gd_relay_carries(const gd_relay *r, unsigned stream);
 /* Often, on the ingest thread: says which streams this instance listens to. */

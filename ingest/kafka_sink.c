@@ -141,6 +141,14 @@ int32_t gd_kafka_sink_partitions(gd_kafka_sink *s, const char *topic)
     return n;
 }
 
+void gd_kafka_sink_ends(gd_kafka_sink *s, const char *topic, int32_t n, int64_t *ends)
+{
+    for (int32_t p = 0; p < n; p++) {
+        int64_t lo, hi;
+        ends[p] = rd_kafka_query_watermark_offsets(s->rk, topic, p, &lo, &hi, METADATA_TIMEOUT_MS) ? -1 : hi;
+    }
+}
+
 int32_t gd_kafka_key_partition(gd_str key, int32_t partitions)
 {
     return rd_kafka_msg_partitioner_murmur2(NULL, key.p, key.len, partitions, NULL, NULL);

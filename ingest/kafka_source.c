@@ -85,6 +85,8 @@ typedef struct {
     int nroutes;
     bool partitioned;
     int32_t route_partitions[GD_MAX_ROUTES], changelog_partitions;
+    int32_t push_partitions;
+    int64_t push_from[GD_MAX_PUSH_PARTITIONS]; /* where each push partition is read from (-1: its end) */
     gd_kafka_client cl_client;
     rd_kafka_t *cl;   /* the changelog partitions in `reading` */
     uint8_t *reading; /* per changelog partition: 1 while read */
@@ -530,8 +532,9 @@ static int discover(kafka_source *ks)
         rc = set_offset(&ks->at_end[SLOT_CHANGELOG], 0, 0); /* the catalog's partition is read to its end first */
         for (int32_t c = 0; !rc && c < ks->changelog_partitions; c++) rc = set_offset(&ks->restore_to, c, -1);
         if (!rc) rc = follow_changelog(ks);
-        rd_kafka_topic_partition_list_add(parts, slot_name(ks, SLOT_PUSH), 0)->offset =
-            RD_KAFKA_OFFSET_END; /* events from now on (relay.c) */
+        for (int32_t p = 0; p < ks->push_partitions; p++) /* events from the start on (relay.c) */
+            rd_kafka_topic_partition_list_add(parts, slot_name(ks, SLOT_PUSH), p)->offset =
+                ks->push_from[p] >= 0 ? ks->push_from[p] : RD_KAFKA_OFFSET_END;
     }
     rd_kafka_resp_err_t err = rc ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_assign(ks->ref, parts);
     rd_kafka_topic_partition_list_destroy(parts);
@@ -803,14 +806,18 @@ static void kafka_close(gd_source *src)
 static rd_kafka_t *new_consumer(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults);
 
 static int kafka_use_internal(gd_source *src, const char *const *routes, int nroutes, const int32_t *route_partitions,
-                              const char *changelog, int32_t changelog_partitions, const char *push)
+                              const char *changelog, int32_t changelog_partitions, const char *push,
+                              int32_t push_partitions, const int64_t *push_from)
 {
     kafka_source *ks = (kafka_source *)src;
-    if (nroutes > GD_MAX_ROUTES || changelog_partitions <= 0) return GD_ERR;
+    if (nroutes > GD_MAX_ROUTES || changelog_partitions <= 0 || push_partitions > GD_MAX_PUSH_PARTITIONS)
+        return GD_ERR;
     ks->partitioned = true;
     ks->nroutes = nroutes;
     memcpy(ks->route_partitions, route_partitions, (size_t)nroutes * sizeof *route_partitions);
     ks->changelog_partitions = changelog_partitions;
+    ks->push_partitions = push_partitions;
+    memcpy(ks->push_from, push_from, (size_t)push_partitions * sizeof *push_from);
     if (!(ks->reading = calloc((size_t)changelog_partitions, 1))) return GD_ENOMEM;
     const char *const changelog_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
         "group.id", ks->act_client.group, "enable.auto.commit", "false", "enable.auto.offset.store", "false",

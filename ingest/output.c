@@ -112,7 +112,8 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why)
 }
 
 int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
-                              const char *changelog, int32_t *changelog_partitions, const char *push)
+                              const char *changelog, int32_t *changelog_partitions, const char *push,
+                              int32_t *push_partitions)
 {
     int32_t n = gd_kafka_sink_partitions(o->sink, o->cfg->topics[GD_TOPIC_ACTIVITY]);
     if (n <= 0) {
@@ -130,8 +131,16 @@ int gd_output_internal_topics(gd_output *o, const char *const *routes, int nrout
     gd_kafka_sink_ensure_topic(o->sink, changelog, tasks, 0, "compact");
     int32_t has = gd_kafka_sink_partitions(o->sink, changelog);
     *changelog_partitions = has > 0 ? has : tasks;
-    gd_kafka_sink_ensure_topic(o->sink, push, 1, PUSH_RETENTION_MS, NULL); /* read live only */
+    int32_t streams = n < GD_MAX_PUSH_PARTITIONS ? n : GD_MAX_PUSH_PARTITIONS;
+    gd_kafka_sink_ensure_topic(o->sink, push, streams, PUSH_RETENTION_MS, NULL); /* read live only */
+    has = gd_kafka_sink_partitions(o->sink, push);
+    *push_partitions = has > 0 ? has : streams;
     return GD_OK;
+}
+
+void gd_output_ends(gd_output *o, const char *topic, int32_t n, int64_t *ends)
+{
+    gd_kafka_sink_ends(o->sink, topic, n, ends);
 }
 
 int gd_output_internal(gd_output *o, const char *topic, int32_t partition, gd_str key, gd_str value)

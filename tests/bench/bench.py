@@ -779,7 +779,7 @@ def create_internal_topics(broker, app):
     CreateTopics, so gamingd would wait out its timeout for each."""
     topics = [(f"{app}-repartition-{r}", 64) for r in PARTITIONED_ROUTES]
     changelog = (f"{app}-changelog", 64 * len(PARTITIONED_ROUTES))  # a partition per route partition
-    for topic, parts in topics + [changelog, (f"{app}-push", 1)]:
+    for topic, parts in topics + [changelog, (f"{app}-push", 64)]:
         broker.stdin.write(f"topic {topic} {parts}\n")
         assert broker.stdout.readline().strip() == "ok"
 

@@ -331,7 +331,7 @@ def create_internal_topics(kafka, app="gaming-intelligence-gamingd"):
     for route in ("game_id",) + OWN_ROUTE:
         kafka.create_topic("%s-repartition-%s" % (app, route), PARTITIONS)
     kafka.create_topic(app + "-changelog", CHANGELOG_PARTITIONS)
-    kafka.create_topic(app + "-push", 1)
+    kafka.create_topic(app + "-push", PARTITIONS)
 
 
 def task_partition(route, partition):
@@ -764,7 +764,11 @@ def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_p
     the enriched records, the activity records, each windowed table's row
     after each change, and SQL push queries over them -- whichever instance
     a subscriber asks; and a Last-Event-ID from one resumes on another that
-    had no subscriber of that stream (a client failing over)."""
+    had no subscriber of that stream (a client failing over). The push
+    topic's partitions share the streams: each stream on the partition its
+    name picks, its ids its offsets there + 1. An instance started later
+    tells a Last-Event-ID from before it started that events may be
+    missing."""
     records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 89)
     ref = reference_of(records)
     n = len(ref.outputs)
@@ -837,6 +841,26 @@ def test_partitioned_push_streams_are_whole_and_the_same_on_every_instance(tmp_p
         for s in (a_enriched, a_tables, b_having, b_activity, resumed):
             s.close()
         assert b.metrics()[("gamingd_internal_bytes_total", frozenset({("topic", "push")}))] > 0
+
+        # each stream on the partition Kafka's partitioner gives its name,
+        # the streams over more than one, an event's id its offset there + 1
+        events = [m for m in consume_all(kafka.bootstrap, "gaming-intelligence-gamingd-push")
+                  if m.value()[:1] == b"E"]
+        used = set()
+        for m in events:
+            name = m.value()[1:].split(b"\n", 1)[0]
+            assert m.key() == name and m.partition() == murmur2_partition(name, PARTITIONS), (name, m.partition())
+            used.add(m.partition())
+        assert len(used) > 1, used
+        assert [m.offset() + 1 for m in events if m.key() == ENRICHED.encode()] == a_ids
+
+        # an instance started now has none of those events: it says so
+        c = f("kafka", args=args)
+        settled([a, b, c])
+        late = Stream(c.port, ENRICHED, headers={"Last-Event-ID": str(a_ids[k])})
+        [notice] = late.take(1, deadline_s=30, kinds=("replay_unavailable",))
+        assert notice.json["last_event_id"] == a_ids[k], notice
+        late.close()
     finally:
         f.cleanup()
 
