@@ -101,13 +101,11 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
     gd_prom_family(b, "gamingd_task_lag", "gauge",
                    "Per task this instance holds (role owner) or keeps warm for its owner (role standby): changelog "
                    "records of its partition not read yet.");
-    int32_t parts[GD_MAX_ROUTES];
-    for (int r = 0; r < v->nroutes; r++) parts[r] = atomic_load(&v->route_partitions[r]);
-    for (int r = 0; r < v->nroutes; r++)
-        for (int32_t p = 0; p < parts[r] && p < GD_MAX_PARTITIONS; p++) {
+    for (int r = 0, routes = atomic_load(&v->nroutes); r < routes; r++)
+        for (int32_t p = 0, parts = atomic_load(&v->route_partitions[r]); p < parts && p < GD_MAX_PARTITIONS; p++) {
             bool standby = atomic_load(&v->standby_tasks[r][p / 64]) >> (p % 64) & 1;
             if (!gd_cluster_holds_task(v, r, p) && !standby) continue;
-            int32_t c = gd_changelog_partition(parts, r, p, v->changelog_partitions);
+            int32_t c = gd_changelog_partition(atomic_load(&v->changelog_base[r]), p, v->changelog_partitions);
             char partition[16];
             snprintf(partition, sizeof partition, "%d", (int)p);
             gd_prom_sample(b, "gamingd_task_lag",

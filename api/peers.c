@@ -61,20 +61,25 @@ struct gd_peers {
 
 /* ---- tasks ---- */
 
+enum { NO_ROUTE = -1, ROUTE_UNKNOWN = -2 };
+
 /* The route of table t: its own (keyed by its group key), or route 0 (by
- * game_id); -1 when no route carries it. */
+ * game_id); NO_ROUTE when no route carries it (every instance keeps it
+ * whole), ROUTE_UNKNOWN when one should and this instance has not set it up
+ * (a table just made, or one for which no route was left here). */
 static int route_of_table(const gd_peers *pe, const gd_tabledef *t, gd_route *route)
 {
+    if (!gd_table_aggregates(t)) return NO_ROUTE;
     const gd_cluster_view *v = &pe->counters->cluster;
     char topic[sizeof v->route_topic[0]];
-    snprintf(topic, sizeof topic, "%s-repartition-%s", pe->cfg->application_id, t->name);
+    gd_route_topic(pe->cfg, t->name, topic, sizeof topic);
     *route = (gd_route){.keyed_by = NULL};
     for (int r = 1; r < v->nroutes; r++)
         if (!strcmp(v->route_topic[r], topic)) {
             route->keyed_by = t;
             return r;
         }
-    return v->nroutes && gd_routes_fit(t) ? 0 : -1;
+    return !v->nroutes ? NO_ROUTE : gd_routes_fit(t) ? 0 : ROUTE_UNKNOWN;
 }
 
 /* The task (route partition) a row key belongs to, or -1. */
@@ -403,7 +408,8 @@ static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, g
     const gd_cluster_view *v = &pe->counters->cluster;
     gd_route route;
     int r = route_of_table(pe, q->t, &route);
-    if (r < 0) return gd_query_run_here(s, txn, q, fn, fn_ctx); /* kept from before the routes: every instance's */
+    if (r == NO_ROUTE) return gd_query_run_here(s, txn, q, fn, fn_ctx); /* every instance keeps it whole */
+    if (r == ROUTE_UNKNOWN) return GD_EUNAVAIL;
     int32_t partitions = atomic_load(&v->route_partitions[r]);
     if (partitions <= 0 || partitions > GD_MAX_PARTITIONS) return GD_EUNAVAIL;
     atomic_fetch_add(&pe->routed, 1);

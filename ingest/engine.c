@@ -144,7 +144,8 @@ struct gd_engine {
     gd_cmd_op removing_op;
     gd_buf route_key, route_text, route_val;
     int32_t route_partitions[GD_MAX_ROUTES];
-    int32_t changelog_partitions; /* as the brokers have them */
+    int32_t changelog_base[GD_MAX_ROUTES]; /* where each route's tasks start in the changelog */
+    int32_t changelog_partitions;          /* as the brokers have them */
     gd_buf mark_lines;       /* scratch: a commit's mark lines by partition (changelog_mark) */
     uint32_t ddl_seq;        /* this run's changes sent, numbering the next */
     gd_buf ddl_seen;         /* the latest changes applied here, DDL_ID_LEN bytes each */
@@ -308,19 +309,30 @@ static int64_t *applied_offset(gd_engine *e, int r, int32_t q, int32_t src)
     return slot->val;
 }
 
-/* "#applied R Q S NEXT" lines (a mark's, or the committed ones): the later
- * offset wins. Other lines are positions, not ours to read here. */
+/* The route an "#applied" line names: by its topic (a route's number
+ * depends on when an instance learnt of it: route.c), or by its number, as
+ * a gamingd from before wrote it (the routes planned at start, numbered
+ * alike everywhere); -1 when not known here. */
+static int applied_route(const gd_engine *e, const char *name)
+{
+    if (name[strspn(name, "0123456789")]) return gd_routes_find(&e->routes, gd_str_c(name));
+    int r = atoi(name);
+    return r < e->routes.n ? r : -1;
+}
+
+/* "#applied ROUTE Q S NEXT" lines (a mark's, or the committed ones): the
+ * later offset wins. Other lines are positions, not ours to read here. */
 static void note_applied_lines(gd_engine *e, gd_str lines)
 {
     const char *p = lines.p, *end = lines.p + lines.len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = (size_t)((nl ? nl : end) - p);
-        char line[96];
+        char line[400], name[300];
         int r, q, src;
         long long next;
         snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
-        if (sscanf(line, "#applied %d %d %d %lld", &r, &q, &src, &next) == 4 && r >= 0 && r < e->routes.n) {
+        if (sscanf(line, "#applied %299s %d %d %lld", name, &q, &src, &next) == 4 && (r = applied_route(e, name)) >= 0) {
             int64_t *at = applied_offset(e, r, q, src);
             if (next > *at) *at = next;
         }
@@ -419,7 +431,7 @@ static void load_origins(gd_engine *e, gd_str lines)
 
 static int32_t changelog_partition(const gd_engine *e, int r, int32_t p)
 {
-    return gd_changelog_partition(e->route_partitions, r, p, e->changelog_partitions);
+    return gd_changelog_partition(e->changelog_base[r], p, e->changelog_partitions);
 }
 
 static void note_moved(gd_engine *e, int r, int32_t p) { e->moved[changelog_partition(e, r, p)] = 1; }
@@ -463,15 +475,16 @@ static int changelog_row(void *ctx, char kind, const gd_tabledef *t, gd_str key,
 }
 
 /* The changelog partition of the task a mark's line speaks of
- * ("#applied R Q S NEXT": (R, Q); a position "topic P NEXT": the topic's
- * route, or route 0 for activity, and P), or -1. */
+ * ("#applied ROUTE Q S NEXT": (ROUTE, Q); a position "topic P NEXT": the
+ * topic's route, or route 0 for activity, and P), or -1. */
 static int32_t line_partition(const gd_engine *e, const char *line, size_t n)
 {
     char text[400], topic[320];
     int r = -1, q = -1;
     snprintf(text, sizeof text, "%.*s", (int)(n < sizeof text ? n : sizeof text - 1), line);
     if (!strncmp(text, "#applied ", 9)) {
-        if (sscanf(text, "#applied %d %d", &r, &q) != 2) return -1;
+        if (sscanf(text, "#applied %319s %d", topic, &q) != 2) return -1;
+        r = applied_route(e, topic);
     } else if (sscanf(text, "%319s %d", topic, &q) == 2) {
         r = strcmp(topic, e->cfg->topics[GD_TOPIC_ACTIVITY]) ? gd_routes_find(&e->routes, gd_str_c(topic)) : 0;
     }
@@ -496,7 +509,7 @@ static void add_mark_line(gd_engine *e, int32_t partition, size_t at, size_t len
     if (partition >= 0) gd_buf_put(&e->mark_lines, &l, sizeof l);
 }
 
-/* "#applied R Q S NEXT" lines into out; with_partitions: each also noted
+/* "#applied ROUTE Q S NEXT" lines into out; with_partitions: each also noted
  * in e->mark_lines with its task's partition (gather_mark_lines). */
 static void put_applied_lines(gd_engine *e, gd_buf *out, bool with_partitions)
 {
@@ -506,7 +519,7 @@ static void put_applied_lines(gd_engine *e, gd_buf *out, bool with_partitions)
         applied_key k;
         memcpy(&k, gd_map_key(slot).p, sizeof k);
         size_t at = out->len;
-        gd_buf_printf(out, "#applied %d %d %d %lld\n", (int)k.route, (int)k.partition, (int)k.src,
+        gd_buf_printf(out, "#applied %s %d %d %lld\n", e->routes.r[k.route].topic, (int)k.partition, (int)k.src,
                       (long long)*(const int64_t *)slot->val);
         if (with_partitions) add_mark_line(e, changelog_partition(e, k.route, k.partition), at, out->len - at - 1);
     }
@@ -743,6 +756,7 @@ static int route_activity(gd_engine *e, const gd_record *rec, const gd_enriched 
     note_moved(e, 0, rec->partition); /* its position is task (0, p)'s */
     if (!e->route_batched) e->route_batch_since_ns = gd_mono_ns();
     for (int r = 0; r < e->routes.n; r++) {
+        if (r > 0 && !e->routes.r[r].tables) continue; /* idle: its table was dropped */
         if (!gd_route_key(&e->routes.r[r], en, &e->scratch, &e->route_key, &e->route_text)) continue;
         gd_route_encode(&e->route_val, en, e->routes.r[r].fields, rec->partition, rec->offset);
         size_t add = 4 + e->route_val.len;
@@ -822,9 +836,13 @@ static int open_partitioned(gd_engine *e)
     e->moved = calloc((size_t)e->changelog_partitions, 1);
     e->resume_at = calloc((size_t)e->changelog_partitions, sizeof *e->resume_at);
     if (!e->moved || !e->resume_at) return GD_ENOMEM;
-    if ((rc = e->src->use_internal(e->src, topics, e->routes.n, e->route_partitions, e->routes.changelog,
-                                   e->changelog_partitions, push, push_partitions, push_from)))
+    if ((rc = e->src->use_internal(e->src, e->routes.changelog, e->changelog_partitions, push, push_partitions,
+                                   push_from)))
         return rc;
+    for (int r = 0; r < e->routes.n; r++) {
+        e->changelog_base[r] = gd_changelog_base(&e->routes, e->route_partitions, r, e->changelog_partitions);
+        if ((rc = e->src->add_route(e->src, topics[r], e->route_partitions[r], e->changelog_base[r]))) return rc;
+    }
     gd_windows_free(&e->win);
     gd_windows_init(&e->win, e->cfg, e->cat, e->routes.r[0].tables);
     for (int r = 1; r < e->routes.n; r++) gd_windows_init(&e->route_win[r - 1], e->cfg, e->cat, e->routes.r[r].tables);
@@ -1190,10 +1208,11 @@ static int prepare_ddl(gd_engine *e, gd_catalog_cmd *cmd, char *why, size_t why_
                                "partition over would have to read the open sessions of its groups back first");
         return GD_ERR;
     }
-    if (e->partitioned && entry->is_table && !gd_routes_fit(entry->table)) {
-        snprintf(why, why_len, "in partitioned mode a table made while running must GROUP BY game_id (among "
-                               "other keys): the route that carries every record by game_id serves it, while "
-                               "another grouping needs a route of its own, planned at start");
+    if (e->partitioned && entry->is_table && op == GD_CMD_CREATE && !gd_routes_fit(entry->table) &&
+        !gd_routes_room(&e->routes, e->cfg, entry->name)) {
+        snprintf(why, why_len, "in partitioned mode a table that does not GROUP BY game_id needs a route of its "
+                               "own, and all %d are taken (a dropped table's stays until a restart), or its "
+                               "name's topic is the game_id route's", GD_MAX_ROUTES);
         return GD_ERR;
     }
     if (op == GD_CMD_CREATE) {
@@ -1300,6 +1319,36 @@ static int adopt_definition(gd_engine *e, const gd_changelog_record *c)
     return GD_OK;
 }
 
+/* The route whose records table entry, made while running, is kept from:
+ * route 0 when it groups by game_id (route 0 carries every field a table
+ * can read already: route.c), else one of its own, its topic made and read
+ * from now on. Its windows, or NULL when it cannot be kept here. */
+static gd_windows *keep_on_route(gd_engine *e, const gd_catalog_entry *entry)
+{
+    if (gd_routes_fit(entry->table)) {
+        e->routes.r[0].tables |= 1ULL << entry->slot;
+        return &e->win;
+    }
+    int had = e->routes.n, r = gd_routes_add(&e->routes, e->cfg, entry);
+    if (r < 0) {
+        gd_error("partitioned mode: table %s is not kept here: all %d routes are taken", entry->name, GD_MAX_ROUTES);
+        return NULL;
+    }
+    if (r < had) return route_windows(e, r); /* its name's route, idle since a DROP */
+    const char *topic = e->routes.r[r].topic;
+    int32_t partitions = gd_output_route_topic(e->kafka_out, topic);
+    if (partitions <= 0) partitions = e->route_partitions[0];
+    e->route_partitions[r] = partitions;
+    e->changelog_base[r] = gd_changelog_base(&e->routes, e->route_partitions, r, e->changelog_partitions);
+    gd_windows *w = route_windows(e, r);
+    gd_windows_init(w, e->cfg, e->cat, 0);
+    w->push = &e->push;
+    if (e->src->add_route(e->src, topic, partitions, e->changelog_base[r])) e->failed = GD_ERR;
+    gd_info("partitioned mode: table %s has a route of its own, %s (%d partitions)", entry->name, topic,
+            (int)partitions);
+    return w;
+}
+
 /* A committed new table or stream made visible: in the catalog, and kept
  * (in partitioned mode on the route that carries every record, and pushed
  * through the relay). */
@@ -1310,11 +1359,12 @@ static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
         gd_error("catalog: %s: %s", entry->name, why); /* checked before */
         return false;
     }
-    if (entry->is_table) { /* new: empty */
+    if (e->partitioned && entry->is_table) {
+        gd_windows *w = keep_on_route(e, entry);
+        if (w) gd_windows_add(w, entry->table, e->store, NULL, INT64_MIN); /* new: empty */
+    } else if (entry->is_table) {
         gd_windows_add(windows_at(e, thread_of(e, entry->table)), entry->table, e->store, NULL, INT64_MIN);
     }
-    /* route 0 carries every field a table can read already (route.c): its fields stay */
-    if (e->partitioned && entry->is_table) e->routes.r[0].tables |= 1ULL << entry->slot;
     if (e->push.relay) gd_relay_catalog_changed(e->push.relay);
     list_derived(e);
     gd_info("created %s %s", entry->is_table ? "table" : "stream", entry->name);
@@ -1326,8 +1376,8 @@ static bool publish_created(gd_engine *e, gd_catalog_entry *entry)
 static void publish_removal(gd_engine *e, gd_cmd_op op, gd_catalog_entry *entry)
 {
     if (entry->is_table && !entry->error) { /* a quarantined table has no windows */
-        for (int i = 0; i < 1 + e->nworkers; i++) gd_windows_remove(windows_at(e, i), entry->slot);
-        if (e->partitioned) e->routes.r[0].tables &= ~(1ULL << entry->slot);
+        for (int i = 0; i < windows_count(e); i++) gd_windows_remove(windows_at(e, i), entry->slot);
+        if (e->partitioned) gd_routes_drop_table(&e->routes, entry->slot);
     }
     bool dropped = op == GD_CMD_DROP;
     char name[128];

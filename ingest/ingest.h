@@ -45,12 +45,15 @@ struct gd_source {
     /* After each LMDB commit of the position, or NULL. */
     void (*committed)(gd_source *src);
     /* Partitioned mode (Kafka only, else NULL; ingest/route.c): also read
-     * the route topics in the group, of the changelog the partitions of the
-     * tasks held, restored or kept warm (gd_changelog_partition), and the
-     * push topic's partitions (relay.c) from push_from (-1: the end). */
-    int (*use_internal)(gd_source *src, const char *const *routes, int nroutes, const int32_t *route_partitions,
-                        const char *changelog, int32_t changelog_partitions, const char *push,
+     * of the changelog the partitions of the tasks held, restored or kept
+     * warm (gd_changelog_partition), and the push topic's partitions
+     * (relay.c) from push_from (-1: the end). */
+    int (*use_internal)(gd_source *src, const char *changelog, int32_t changelog_partitions, const char *push,
                         int32_t push_partitions, const int64_t *push_from);
+    /* Then each route topic, in the order of the engine's routes, read in
+     * the group: before the first record, or while running (a table made
+     * with a route of its own). */
+    int (*add_route)(gd_source *src, const char *topic, int32_t partitions, int32_t changelog_base);
     /* The position of the partitions assigned now, as `position` writes it. */
     void (*held_position)(gd_source *src, gd_buf *out);
     /* Set by the engine: called before partitions are taken away (the state
@@ -64,10 +67,10 @@ struct gd_source {
     gd_bad_reason error_reason;
 };
 
-/* Partitioned mode: the changelog partition of task (route r, partition
- * p) -- route 0's tasks first, then route 1's, and so on, modulo the
- * changelog's partition count (engine.c says why). */
-int32_t gd_changelog_partition(const int32_t *route_partitions, int r, int32_t p, int32_t changelog_partitions);
+/* Partitioned mode: the changelog partition of partition p of a route whose
+ * tasks start at base (gd_changelog_base), modulo the changelog's partition
+ * count (engine.c says why). */
+int32_t gd_changelog_partition(int32_t base, int32_t p, int32_t changelog_partitions);
 
 gd_source *gd_file_source_open(const gd_config *cfg, const char *path);
 gd_source *gd_generator_source_open(const gd_config *cfg);
@@ -235,6 +238,10 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why);
 int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
                               const char *changelog, int32_t *changelog_partitions, const char *push,
                               int32_t *push_partitions);
+/* A route topic made while running, as the others: its partition count as
+ * the brokers have it (or as asked for), -1 when the activity topic's is
+ * not known. */
+int32_t gd_output_route_topic(gd_output *o, const char *topic);
 /* The next offset of each of the topic's first n partitions (-1 where the
  * brokers do not say). */
 void gd_output_ends(gd_output *o, const char *topic, int32_t n, int64_t *ends);
@@ -311,11 +318,12 @@ typedef struct {
     _Atomic uint64_t route_bytes, changelog_bytes, push_bytes; /* partitioned mode: value bytes produced */
     _Atomic uint64_t push_missed; /* push topic records gone before this instance read them */
     /* partitioned mode: the route topics (set before the HTTP threads
-     * start), their partition counts, and the tasks -- route partitions --
+     * start, and while running), their partition counts, and the tasks -- route partitions --
      * this instance holds, restored: whose rows it answers for */
-    int nroutes;
+    _Atomic int nroutes; /* more while running: a route whole before it is counted */
     char route_topic[GD_MAX_ROUTES][300];
     _Atomic int32_t route_partitions[GD_MAX_ROUTES];
+    _Atomic int32_t changelog_base[GD_MAX_ROUTES]; /* gd_changelog_base */
     _Atomic uint64_t owned_tasks[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];
     _Atomic uint32_t ownership_changes; /* moves when the activity or the tasks held change */
     char changelog_topic[300];

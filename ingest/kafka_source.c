@@ -85,6 +85,7 @@ typedef struct {
     int nroutes;
     bool partitioned;
     int32_t route_partitions[GD_MAX_ROUTES], changelog_partitions;
+    int32_t changelog_base[GD_MAX_ROUTES]; /* where each route's tasks start in the changelog */
     int32_t push_partitions;
     int64_t push_from[GD_MAX_PUSH_PARTITIONS]; /* where each push partition is read from (-1: its end) */
     gd_kafka_client cl_client;
@@ -326,7 +327,8 @@ static void set_start_offsets(kafka_source *ks, rd_kafka_topic_partition_list_t 
 
 static void want_task(const kafka_source *ks, uint8_t *want, int r, int32_t p)
 {
-    if (r >= 0 && r < ks->nroutes && p >= 0) want[gd_changelog_partition(ks->route_partitions, r, p, ks->changelog_partitions)] = 1;
+    if (r >= 0 && r < ks->nroutes && p >= 0)
+        want[gd_changelog_partition(ks->changelog_base[r], p, ks->changelog_partitions)] = 1;
 }
 
 /* The tasks of a list of activity and route partitions. */
@@ -550,9 +552,10 @@ static int discover(kafka_source *ks)
     return GD_OK;
 }
 
-static int start_activity(kafka_source *ks)
+/* The group's topics: activity, and in partitioned mode every route. */
+static int subscribe(kafka_source *ks)
 {
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1 + ks->nroutes);
     rd_kafka_topic_partition_list_add(topics, ks->cfg->topics[GD_TOPIC_ACTIVITY], RD_KAFKA_PARTITION_UA);
     for (int r = 0; ks->partitioned && r < ks->nroutes; r++)
         rd_kafka_topic_partition_list_add(topics, ks->internal[1 + r], RD_KAFKA_PARTITION_UA);
@@ -562,6 +565,12 @@ static int start_activity(kafka_source *ks)
         gd_error("kafka: cannot subscribe to %s: %s", ks->cfg->topics[GD_TOPIC_ACTIVITY], rd_kafka_err2str(err));
         return GD_ERR;
     }
+    return GD_OK;
+}
+
+static int start_activity(kafka_source *ks)
+{
+    if (subscribe(ks)) return GD_ERR;
     gd_info("kafka: reference tables loaded; reading %s in group %s", ks->cfg->topics[GD_TOPIC_ACTIVITY],
             ks->act_client.group);
     ks->phase = PHASE_RUN;
@@ -805,16 +814,14 @@ static void kafka_close(gd_source *src)
 
 static rd_kafka_t *new_consumer(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults);
 
-static int kafka_use_internal(gd_source *src, const char *const *routes, int nroutes, const int32_t *route_partitions,
-                              const char *changelog, int32_t changelog_partitions, const char *push,
+static int kafka_use_internal(gd_source *src, const char *changelog, int32_t changelog_partitions, const char *push,
                               int32_t push_partitions, const int64_t *push_from)
 {
     kafka_source *ks = (kafka_source *)src;
-    if (nroutes > GD_MAX_ROUTES || changelog_partitions <= 0 || push_partitions > GD_MAX_PUSH_PARTITIONS)
+    if (changelog_partitions <= 0 || changelog_partitions > GD_MAX_ROUTES * GD_MAX_PARTITIONS ||
+        push_partitions > GD_MAX_PUSH_PARTITIONS)
         return GD_ERR;
     ks->partitioned = true;
-    ks->nroutes = nroutes;
-    memcpy(ks->route_partitions, route_partitions, (size_t)nroutes * sizeof *route_partitions);
     ks->changelog_partitions = changelog_partitions;
     ks->push_partitions = push_partitions;
     memcpy(ks->push_from, push_from, (size_t)push_partitions * sizeof *push_from);
@@ -824,19 +831,32 @@ static int kafka_use_internal(gd_source *src, const char *const *routes, int nro
         "enable.partition.eof", "true", NULL};
     if (!(ks->cl = new_consumer(ks->cfg, &ks->cl_client, changelog_defaults))) return GD_ERR;
     snprintf(ks->internal[0], sizeof ks->internal[0], "%s", changelog);
-    for (int r = 0; r < nroutes; r++) snprintf(ks->internal[1 + r], sizeof ks->internal[1 + r], "%s", routes[r]);
     snprintf(ks->internal[SLOT_PUSH - SLOT_CHANGELOG], sizeof ks->internal[0], "%s", push);
     if (ks->counters) {
         gd_cluster_view *v = &ks->counters->cluster;
-        v->nroutes = nroutes;
-        for (int r = 0; r < nroutes; r++) {
-            snprintf(v->route_topic[r], sizeof v->route_topic[r], "%s", routes[r]);
-            atomic_store(&v->route_partitions[r], route_partitions[r]);
-        }
         snprintf(v->changelog_topic, sizeof v->changelog_topic, "%s", changelog);
         v->changelog_partitions = changelog_partitions;
     }
     return GD_OK;
+}
+
+static int kafka_add_route(gd_source *src, const char *topic, int32_t partitions, int32_t changelog_base)
+{
+    kafka_source *ks = (kafka_source *)src;
+    if (!ks->partitioned || ks->nroutes == GD_MAX_ROUTES) return GD_ERR;
+    int r = ks->nroutes;
+    snprintf(ks->internal[1 + r], sizeof ks->internal[1 + r], "%s", topic);
+    ks->route_partitions[r] = partitions;
+    ks->changelog_base[r] = changelog_base;
+    ks->nroutes++;
+    if (ks->counters) { /* read by the HTTP threads: the route whole before it is counted */
+        gd_cluster_view *v = &ks->counters->cluster;
+        snprintf(v->route_topic[r], sizeof v->route_topic[r], "%s", topic);
+        atomic_store(&v->route_partitions[r], partitions);
+        atomic_store(&v->changelog_base[r], changelog_base);
+        atomic_store(&v->nroutes, r + 1);
+    }
+    return ks->phase == PHASE_RUN ? subscribe(ks) : GD_OK; /* else subscribed with the rest */
 }
 
 static rd_kafka_t *new_consumer(const gd_config *cfg, gd_kafka_client *client, const char *const *defaults)
@@ -893,7 +913,7 @@ gd_source *gd_kafka_source_open(const gd_config *cfg, gd_counters *counters)
              cfg->topics[GD_TOPIC_PLAYERS], cfg->topics[GD_TOPIC_ACTIVITY]);
     ks->base = (gd_source){.kind = "kafka", .identity = ks->identity, .endless = true, .next = kafka_next,
                            .position = kafka_position, .seek = kafka_seek, .committed = kafka_committed,
-                           .use_internal = kafka_use_internal, .held_position = kafka_held_position,
+                           .use_internal = kafka_use_internal, .add_route = kafka_add_route, .held_position = kafka_held_position,
                            .close = kafka_close};
     if (!ks->act) {
         kafka_close(&ks->base);

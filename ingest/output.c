@@ -111,27 +111,31 @@ int gd_output_dead_letter(gd_output *o, const gd_record *rec, const char *why)
     return rc;
 }
 
-int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
-                              const char *changelog, int32_t *changelog_partitions, const char *push,
-                              int32_t *push_partitions)
+int32_t gd_output_route_topic(gd_output *o, const char *topic)
 {
     int32_t n = gd_kafka_sink_partitions(o->sink, o->cfg->topics[GD_TOPIC_ACTIVITY]);
     if (n <= 0) {
         gd_error("partitioned mode: the activity topic %s must exist first (its partition count is the routes')",
                  o->cfg->topics[GD_TOPIC_ACTIVITY]);
-        return GD_ERR;
+        return -1;
     }
-    for (int r = 0; r < nroutes; r++) {
-        gd_kafka_sink_ensure_topic(o->sink, routes[r], n, ROUTE_RETENTION_MS, NULL);
-        int32_t has = gd_kafka_sink_partitions(o->sink, routes[r]);
-        route_partitions[r] = has > 0 ? has : n;
-    }
+    gd_kafka_sink_ensure_topic(o->sink, topic, n, ROUTE_RETENTION_MS, NULL);
+    int32_t has = gd_kafka_sink_partitions(o->sink, topic);
+    return has > 0 ? has : n;
+}
+
+int gd_output_internal_topics(gd_output *o, const char *const *routes, int nroutes, int32_t *route_partitions,
+                              const char *changelog, int32_t *changelog_partitions, const char *push,
+                              int32_t *push_partitions)
+{
+    for (int r = 0; r < nroutes; r++)
+        if ((route_partitions[r] = gd_output_route_topic(o, routes[r])) < 0) return GD_ERR;
     int32_t tasks = 0;
     for (int r = 0; r < nroutes; r++) tasks += route_partitions[r];
     gd_kafka_sink_ensure_topic(o->sink, changelog, tasks, 0, "compact");
     int32_t has = gd_kafka_sink_partitions(o->sink, changelog);
     *changelog_partitions = has > 0 ? has : tasks;
-    int32_t streams = n < GD_MAX_PUSH_PARTITIONS ? n : GD_MAX_PUSH_PARTITIONS;
+    int32_t streams = route_partitions[0] < GD_MAX_PUSH_PARTITIONS ? route_partitions[0] : GD_MAX_PUSH_PARTITIONS;
     gd_kafka_sink_ensure_topic(o->sink, push, streams, PUSH_RETENTION_MS, NULL); /* read live only */
     has = gd_kafka_sink_partitions(o->sink, push);
     *push_partitions = has > 0 ? has : streams;

@@ -51,8 +51,14 @@
  * disk. A table or stream made while running travels in the changelog too
  * (GD_CL_CREATE), a copy on every partition so that every task's rows
  * come after it, the first copy read applied and the others skipped by
- * their number; so do DROP and TERMINATE (GD_CL_DROP, GD_CL_TERMINATE); a
- * table must fit the routes planned at start (gd_routes_fit). */
+ * their number; so do DROP and TERMINATE (GD_CL_DROP, GD_CL_TERMINATE). A
+ * table made while running that groups by game_id joins route 0; one that
+ * does not gets a route of its own (gd_routes_add) on every instance as it
+ * learns of the table, its topic subscribed to while running. A route is
+ * known between instances by its topic's name, never by its number here,
+ * which depends on when an instance learnt of it: the announcements, the
+ * marks' "#applied" lines and the changelog partitions of its tasks
+ * (gd_changelog_base) all go by the name. */
 #include <string.h>
 
 #include "window.h"
@@ -125,12 +131,29 @@ static uint32_t enriched_sources(void)
     return bits;
 }
 
+void gd_route_topic(const gd_config *cfg, const char *table, char *out, size_t n)
+{
+    snprintf(out, n, "%s-repartition-%s", cfg->application_id, table);
+}
+
+/* Route r (free) set up for table entry: keyed by its group key, carrying
+ * what it reads. */
+static void route_table(gd_routes *rt, int r, const gd_config *cfg, const gd_catalog_entry *e)
+{
+    gd_route *route = &rt->r[r];
+    route->keyed_by = e->table;
+    route->tables = 1ULL << e->slot;
+    route->fields = required_sources() | table_sources(e->table);
+    route->made_by_user = !e->builtin;
+    gd_route_topic(cfg, e->table->name, route->topic, sizeof route->topic);
+}
+
 int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
 {
     memset(rt, 0, sizeof *rt);
     rt->n = 1;
     rt->r[0].fields = required_sources() | enriched_sources();
-    snprintf(rt->r[0].topic, sizeof rt->r[0].topic, "%s-repartition-game_id", cfg->application_id);
+    gd_route_topic(cfg, "game_id", rt->r[0].topic, sizeof rt->r[0].topic);
     for (unsigned i = 0; i < GD_MAX_TABLES; i++) {
         const gd_catalog_entry *e = gd_catalog_table(cat, i);
         if (!e || !gd_table_aggregates(e->table)) continue;
@@ -146,11 +169,7 @@ int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
             gd_error("partitioned mode: more than %d tables that do not group by game_id", GD_MAX_ROUTES - 1);
             return GD_ERR;
         }
-        gd_route *r = &rt->r[rt->n++];
-        r->keyed_by = e->table;
-        r->tables = 1ULL << i;
-        r->fields = required_sources() | table_sources(e->table);
-        snprintf(r->topic, sizeof r->topic, "%s-repartition-%s", cfg->application_id, e->table->name);
+        route_table(rt, rt->n++, cfg, e);
     }
     snprintf(rt->changelog, sizeof rt->changelog, "%s-changelog", cfg->application_id);
     return GD_OK;
@@ -158,11 +177,52 @@ int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat)
 
 bool gd_routes_fit(const gd_tabledef *def) { return groups_by_game(def); }
 
-int32_t gd_changelog_partition(const int32_t *route_partitions, int r, int32_t p, int32_t changelog_partitions)
+/* The route a table named `table` made while running takes: the idle one
+ * of a table of its name dropped before, else a new one (rt->n); -1 when
+ * its name's route is taken (route 0's, or a table's) or none is left. */
+static int route_for(const gd_routes *rt, const gd_config *cfg, const char *table)
 {
+    char topic[sizeof rt->r[0].topic];
+    gd_route_topic(cfg, table, topic, sizeof topic);
+    int r = gd_routes_find(rt, gd_str_c(topic));
+    if (r >= 0) return r > 0 && !rt->r[r].tables ? r : -1;
+    return rt->n < GD_MAX_ROUTES ? rt->n : -1;
+}
+
+bool gd_routes_room(const gd_routes *rt, const gd_config *cfg, const char *table)
+{
+    return route_for(rt, cfg, table) >= 0;
+}
+
+int gd_routes_add(gd_routes *rt, const gd_config *cfg, const gd_catalog_entry *e)
+{
+    int r = route_for(rt, cfg, e->table->name);
+    if (r < 0) return -1;
+    if (r == rt->n) rt->n++;
+    route_table(rt, r, cfg, e);
+    return r;
+}
+
+void gd_routes_drop_table(gd_routes *rt, unsigned slot)
+{
+    for (int r = 0; r < rt->n; r++) {
+        rt->r[r].tables &= ~(1ULL << slot);
+        if (r > 0 && !rt->r[r].tables) rt->r[r].keyed_by = NULL; /* idle until its table is made again */
+    }
+}
+
+int32_t gd_changelog_base(const gd_routes *rt, const int32_t *route_partitions, int r, int32_t changelog_partitions)
+{
+    if (rt->r[r].made_by_user) return gd_kafka_key_partition(gd_str_c(rt->r[r].topic), changelog_partitions);
     int32_t base = 0;
-    for (int i = 0; i < r; i++) base += route_partitions[i];
-    return (base + p) % changelog_partitions;
+    for (int i = 0; i < r; i++)
+        if (!rt->r[i].made_by_user) base += route_partitions[i];
+    return base % changelog_partitions;
+}
+
+int32_t gd_changelog_partition(int32_t base, int32_t p, int32_t changelog_partitions)
+{
+    return (int32_t)(((int64_t)base + p) % changelog_partitions);
 }
 
 int gd_routes_find(const gd_routes *rt, gd_str topic)

@@ -261,6 +261,7 @@ typedef struct {
     uint64_t tables;               /* the catalog slots kept from its records */
     const gd_tabledef *keyed_by;   /* NULL: game_id */
     uint32_t fields;               /* the source fields its records carry (route.c) */
+    bool made_by_user;             /* a user's table's (made while running or since): gd_changelog_base */
 } gd_route;
 typedef struct {
     gd_route r[GD_MAX_ROUTES];
@@ -270,9 +271,26 @@ typedef struct {
 int gd_routes_plan(gd_routes *rt, const gd_config *cfg, const gd_catalog *cat);
 /* The route whose topic is this, or -1. */
 int gd_routes_find(const gd_routes *rt, gd_str topic);
-/* Whether a table made while running fits the routes planned at start: it
- * groups by game_id, so the route that carries every record serves it. */
+/* Whether a table made while running fits route 0: it groups by game_id,
+ * so the route that carries every record serves it. */
 bool gd_routes_fit(const gd_tabledef *def);
+/* The topic of the route of table `table` (of route 0: table "game_id"). */
+void gd_route_topic(const gd_config *cfg, const char *table, char *out, size_t n);
+/* A route for table e, made while running, which does not fit route 0: a
+ * new one, or the idle route of a table of the same name dropped before.
+ * Its number, or -1 when there is none for it (gd_routes_room). */
+int gd_routes_add(gd_routes *rt, const gd_config *cfg, const gd_catalog_entry *e);
+/* Whether gd_routes_add would find a route for a table of that name: not
+ * when all GD_MAX_ROUTES are taken, nor when its name's is another's. */
+bool gd_routes_room(const gd_routes *rt, const gd_config *cfg, const char *table);
+/* Table `slot` dropped: no route keeps it any more; a route of its own
+ * stays, idle, its topic still read, until the instance restarts. */
+void gd_routes_drop_table(gd_routes *rt, unsigned slot);
+/* Where the tasks of route r start in the changelog (route_partitions: the
+ * routes' partition counts): the built-in tables' routes one after another,
+ * route 0's first; a user's table's route where its topic's name hashes, so
+ * that every instance places it alike whenever it learnt of it. */
+int32_t gd_changelog_base(const gd_routes *rt, const int32_t *route_partitions, int r, int32_t changelog_partitions);
 /* The Kafka key of e on route r; false: e does not travel on r. */
 bool gd_route_key(const gd_route *r, const gd_enriched *e, gd_arena *scratch, gd_buf *key, gd_buf *text);
 /* The route that carries table def's records, or -1 (not kept through a route). */

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -132,7 +133,11 @@ class Daemon:
             if isinstance(params, dict):
                 params = list(params.items())
             path = path + "?" + urllib.parse.urlencode(params)
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if "--tls-cert" in self.args:  # HTTPS, verified against the instance's own certificate
+            ctx = ssl.create_default_context(cafile=self.args[self.args.index("--tls-cert") + 1])
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = dict(headers or {})
         if self.key and "Authorization" not in headers:
             headers["Authorization"] = "Bearer " + self.key

@@ -28,6 +28,7 @@ from kafka_env import (ACTIVITY, GAMES, PLAYERS, as_reference_lines, consume_all
 from kafka_env import kafka  # noqa: F401  (fixture)
 from sse import Stream
 from test_kafka import kcat_json_output
+from test_tls import cert  # noqa: F401  (fixture)
 
 PARTITIONS = 4
 DEFAULT_GROUP_PREFIX = "gaming-intelligence-gamingd-"
@@ -38,6 +39,11 @@ def generated_records(tmp_path, events, seed, start=BASE_MS):
     subprocess.run([os.environ["GAMINGD_BIN"], "generate", "--out", path, "--events", str(events), "--seed",
                     str(seed), "--start", str(start)], check=True, capture_output=True)
     return records_of_lines(read_lines(path))
+
+
+def activity_a_day_later(tmp_path, events, seed):
+    """The activity records of the same generated data, a day later."""
+    return [r for r in generated_records(tmp_path, events, seed, start=BASE_MS + 86_400_000) if r[0] == ACTIVITY]
 
 
 def split(records, share):
@@ -414,8 +420,8 @@ def check_changelog_layout(bootstrap, game_ids):
         elif kind == "M":
             for line in value.decode().splitlines():
                 words = line.split()
-                if words[0] == "#applied":
-                    task = task_partition(int(words[1]), int(words[2]))
+                if words[0] == "#applied":  # the route by its topic's name
+                    task = task_partition(route_of_topic(words[1]), int(words[2]))
                 else:
                     task = task_partition(route_of_topic(words[0]), int(words[1]))
                 if task != part:
@@ -612,6 +618,27 @@ def test_partitioned_instances_ask_each_other_with_the_instance_key(tmp_path, ka
         f.cleanup()
 
 
+def test_partitioned_instances_ask_each_other_over_https(tmp_path, kafka, cert):  # noqa: F811
+    """With --tls-cert, instances advertise https:// URLs and ask each other
+    over TLS, trusting the chain of their own certificate (a self-signed one
+    here): every table asked of either is whole, rows coming from the other."""
+    records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 89)
+    ref = reference_of(records)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "--output", "none",
+                "--tls-cert", cert[0], "--tls-key", cert[1]]
+        a, b = f("kafka", args=args), f("kafka", args=args)
+        settled([a, b])
+        assert all(i["url"].startswith("https://127.0.0.1:") for i in cluster(a)["instances"]), cluster(a)
+        produce(kafka.bootstrap, act)
+        for d in (a, b):
+            wait_tables(d, ref, "instance %d's tables" % d.port)
+            assert metric(d, "gamingd_peer_rows_total") > 0 and metric(d, "gamingd_peer_refusals_total") == 0
+    finally:
+        f.cleanup()
+
+
 def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
     """While tasks move -- an instance joins, an owner is killed with -9 --
     queries keep going to every live instance. The records were all applied
@@ -673,6 +700,89 @@ def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
         assert seen["whole"] > 0, seen
         for i, d in enumerate(ds[1:]):
             wait_tables(d, ref, "survivor %d's tables" % i)
+    finally:
+        f.cleanup()
+
+
+PLAYER_COUNTS_SQL = ("CREATE TABLE player_counts AS SELECT player_id, COUNT(*) AS n "
+                     "FROM gaming_real_time_intelligence_platform WINDOW TUMBLING (SIZE 1 HOUR) "
+                     "GROUP BY player_id EMIT CHANGES;")
+PLAYER_ROUTE = "gaming-intelligence-gamingd-repartition-player_counts"
+
+
+def player_counts_1h(ref, before=None):
+    """PLAYER_COUNTS_SQL's answer from the reference: the records per player
+    and hour, gaming_hourly_player_game_stats' counts summed over the games;
+    less what `before` (another such answer) counted already."""
+    out = {}
+    for r in ref.table_rows("gaming_hourly_player_game_stats"):
+        k = (r["player_id"], r["window_start"])
+        out[k] = out.get(k, 0) + r["total_sessions_1h"]
+    before = before or {}
+    return {k: n - before.get(k, 0) for k, n in out.items() if n > before.get(k, 0)}
+
+
+def wait_counts(ds, table, key, column, expected, timeout=90):
+    for d in ds:
+        deadline = time.time() + timeout
+        got = counts_of(d, table, key, column)
+        while got != expected and time.time() < deadline:
+            time.sleep(0.5)
+            got = counts_of(d, table, key, column)
+        assert got == expected, (d.port, got and len(got), len(expected), sorted(set(got or {}) ^ set(expected))[:5],
+                                 [(k, got[k], expected[k]) for k in expected if got and k in got and got[k] != expected[k]][:5])
+
+
+def test_partitioned_table_of_another_grouping_is_made_and_dropped_while_running(tmp_path, kafka):
+    """--mode partitioned: a table grouped by player_id, made while running,
+    gets a route of its own on every instance -- its topic read in the
+    group from then on, its tasks shared out -- and counts every record after
+    it, asked of any instance, equal to the reference. An owner is killed
+    with -9 and another instance joins, setting the route up from the
+    changelog alone: the tasks restored, every instance answers the same. DROP
+    stops it everywhere; made again under its name, it takes its route up
+    again and counts only the records after it."""
+    records, refs, act = partitioned_feed(kafka, tmp_path, 3000, 95)
+    kafka.create_topic(PLAYER_ROUTE, PARTITIONS)  # as an operator would: the mock makes no topics
+    ref = reference_of(records)
+    expected = player_counts_1h(ref)
+    f = DaemonFactory(str(tmp_path))
+    try:
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "--output", "none", "-X",
+                "session.timeout.ms=6000"]
+        a, b, c = (f("kafka", args=args) for _ in range(3))
+        settled([a, b, c])
+        status, doc = ksql(b, PLAYER_COUNTS_SQL)
+        assert status == 200, doc
+        wait_for(lambda: all("player_counts" in names_of(d) for d in (a, b, c)), "made everywhere")
+        produce(kafka.bootstrap, act)
+        wait_counts((a, b, c), "player_counts", "player_id", "n", expected)
+        # the route's tasks are held once each across the instances
+        held = [set(cluster(d)["instances"][0]["partitions"].get(PLAYER_ROUTE, [])) for d in (a, b, c)]
+        assert sum(map(len, held)) == PARTITIONS and set.union(*held) == set(range(PARTITIONS)), held
+        # an owner lost: its tasks of the new route restored from the changelog by the others
+        c.kill9()
+        d = f("kafka", args=args)  # learns of the table, and its route, from the changelog alone
+        settled([a, b, d])
+        wait_counts((a, b, d), "player_counts", "player_id", "n", expected)
+        assert "route of its own, " + PLAYER_ROUTE in open(d.log_path, errors="replace").read()
+        held = [set(cluster(x)["instances"][0]["partitions"].get(PLAYER_ROUTE, [])) for x in (a, b, d)]
+        assert sum(map(len, held)) == PARTITIONS and set.union(*held) == set(range(PARTITIONS)), held
+
+        status, doc = ksql(d, "DROP TABLE player_counts;")
+        assert status == 200, doc
+        wait_for(lambda: not any("player_counts" in names_of(x) for x in (a, b, d)), "dropped everywhere")
+        for x in (a, b, d):
+            assert x.get("/v1/tables/player_counts").status == 404
+        # made again: the idle route taken up again, counting only what comes after
+        status, doc = ksql(a, PLAYER_COUNTS_SQL)
+        assert status == 200, doc
+        wait_for(lambda: all("player_counts" in names_of(x) for x in (a, b, d)), "made again everywhere")
+        later = activity_a_day_later(tmp_path, 3000, 95)
+        produce(kafka.bootstrap, later)
+        again = player_counts_1h(reference_of(records + later), before=expected)
+        assert sum(again.values()) > 1000, again
+        wait_counts((a, b, d), "player_counts", "player_id", "n", again)
     finally:
         f.cleanup()
 
@@ -905,14 +1015,19 @@ def wait_for(ok, what, timeout=60):
         time.sleep(0.2)
 
 
-def game_counts(d):
-    """game_counts as {(game_id, window_start): total}, or None while d
-    answers 503 (restoring)."""
-    res = d.get("/v1/tables/game_counts", [("from", "0"), ("to", "9999999999999"), ("limit", "10000")])
+def counts_of(d, table, key, column):
+    """A table's rows as {(key, window_start): column}, or None while d
+    answers 503 (restoring, or a route it has not set up yet)."""
+    res = d.get("/v1/tables/" + table, [("from", "0"), ("to", "9999999999999"), ("limit", "10000")])
     if res.status == 503:
         return None
     assert res.status == 200 and "next_cursor" not in res.json, res
-    return {(r["game_id"], r["window_start"]): r["total_activities"] for r in res.json["rows"]}
+    return {(r[key], r["window_start"]): r[column] for r in res.json["rows"]}
+
+
+def game_counts(d):
+    """game_counts as {(game_id, window_start): total}, or None."""
+    return counts_of(d, "game_counts", "game_id", "total_activities")
 
 
 def counts_5min(ref):
@@ -929,7 +1044,7 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
     instance answers the table in full, equal to the same figures of a
     built-in table the reference computes, and pushes the stream whole. A
     third instance joining later makes both from the changelog alone. What
-    the routes cannot serve -- another grouping -- is refused. Then TERMINATE
+    partitioned mode cannot keep -- SESSION windows -- is refused. Then TERMINATE
     on one instance and DROP on others take effect on all three; the table
     made again under its name counts the records after it on all three, and
     on a fourth that joins after and reads every change from the changelog,
@@ -949,9 +1064,10 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
         assert status == 200, doc
         status, doc = ksql(b, PURCHASES_SQL)
         assert status == 200, doc
-        status, doc = ksql(a, "CREATE TABLE by_player AS SELECT player_id, COUNT(*) AS n "
-                              "FROM gaming_real_time_intelligence_platform GROUP BY player_id EMIT CHANGES;")
-        assert status == 400 and "GROUP BY game_id" in json.dumps(doc), doc
+        status, doc = ksql(a, "CREATE TABLE by_session AS SELECT game_id, COUNT(*) AS n "
+                              "FROM gaming_real_time_intelligence_platform WINDOW SESSION (5 MINUTES) "
+                              "GROUP BY game_id EMIT CHANGES;")
+        assert status == 400 and "SESSION windows" in json.dumps(doc), doc
         deadline = time.time() + 30
         while not all(listed(d, "game_counts", "purchases") for d in (a, b)) and time.time() < deadline:
             time.sleep(0.2)
@@ -992,8 +1108,7 @@ def test_partitioned_create_reaches_every_instance_and_is_restored_from_kafka(tm
         status, doc = ksql(b, COUNTS_SQL)
         assert status == 200, doc
         wait_for(lambda: all("game_counts" in names_of(d) for d in (a, b, c)), "made again everywhere")
-        day = 86_400_000
-        later = [r for r in generated_records(tmp_path, 3000, 93, start=BASE_MS + day) if r[0] == ACTIVITY]
+        later = activity_a_day_later(tmp_path, 3000, 93)
         produce(kafka.bootstrap, later)
         # what the records after it add (some come late, into windows of the day before)
         again = {k: n - expected.get(k, 0) for k, n in counts_5min(reference_of(records + later)).items()
