@@ -10,7 +10,8 @@
 #                ONLY=replay: replays on every core and on one; ONLY=compare: every
 #                figure of the engine's table against BASELINE, one table of medians;
 #                ONLY=partitioned: partitioned mode for 1 to 4 instances against BASELINE,
-#                STANDBY=N: this binary's --standby-replicas)
+#                STANDBY=N: this binary's --standby-replicas; ONLY=takeover: a
+#                take-over after kill -9 with a standby and without)
 #   make fuzz    libFuzzer over the parsers, FUZZ_SECONDS (20) each
 #   make deps    install the Debian packages the targets need (apt-get)
 

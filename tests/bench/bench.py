@@ -708,8 +708,8 @@ def kafka_figures(binary, mock_broker, registry, work, events):
         c.fill(binary, part_events, 43, PARTITIONED_ACTIVITY)
         result["partitioned"] = [partitioned_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, n)
                                  for n in (1, 2, 3, 4)]
-        result["takeover"] = [takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, ms)
-                              for ms in (3000, 6000)]
+        result["takeover"] = [takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, ms, sb)
+                              for ms in (3000, 6000) for sb in (1, 0)]
         result["partitioned_push"] = partitioned_push_figures(binary, c.broker, c.bootstrap, c.reg_url, work,
                                                               min(events, 10_000))
         return result
@@ -861,18 +861,20 @@ def partitioned_push_figures(binary, broker, bootstrap, reg_url, work, events):
         stop_instances(procs)
 
 
-def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_ms):
+def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_ms, standby=1, tag=""):
     """Two partitioned instances apply the topic, then one is killed with -9:
     how long until the survivor holds every partition again and answers a
     table query (200, not 503), and how much of that was the group noticing
-    (the session timeout) and how much the restore."""
-    app = f"bench-takeover{session_ms}"
+    (the session timeout) and how much the restore. standby: their
+    --standby-replicas (1: the survivor kept the other's tasks warm; 0: it
+    restores them from the changelog's beginning)."""
+    app = f"bench-takeover{session_ms}-{standby}{tag}"
     create_internal_topics(broker, app)
     procs, bases = [], []
     try:
-        start_instances(binary, bootstrap, reg_url, work, f"takeover{session_ms}", 2,
+        start_instances(binary, bootstrap, reg_url, work, f"takeover{session_ms}-{standby}{tag}", 2,
                         ["--mode", "partitioned", "--application-id", app, "--topic-activity", PARTITIONED_ACTIVITY,
-                         "-X", f"session.timeout.ms={session_ms}"], procs, bases)
+                         "-X", f"session.timeout.ms={session_ms}", "--standby-replicas", str(standby)], procs, bases)
         start = time.time()
         while time.time() - start < 300:
             time.sleep(0.2)
@@ -893,7 +895,8 @@ def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_m
             if held == 64 and get(bases[0] + "/v1/tables/gaming_active_players_5min")[0] == 200:
                 break
         took = time.time() - killed
-        return dict(session_ms=session_ms, seconds=took, noticed=noticed if noticed is not None else took)
+        return dict(session_ms=session_ms, standby=standby, seconds=took,
+                    noticed=noticed if noticed is not None else took)
     finally:
         stop_instances(procs)
 
@@ -1038,6 +1041,29 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
     return out
 
 
+def takeover_compare(binary, mock_broker, registry, work, events, rounds):
+    """A take-over after kill -9 with a standby and without, interleaved
+    round by round (session.timeout.ms 6000): seconds per setting."""
+    out = {1: [], 0: []}
+    with MockCluster(mock_broker, registry) as c:
+        c.topic(PARTITIONED_ACTIVITY, 64)
+        c.fill(binary, events, 43, PARTITIONED_ACTIVITY)
+        for r in range(rounds):
+            for standby in ((1, 0) if r % 2 == 0 else (0, 1)):
+                out[standby].append(takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, events, 6000,
+                                                     standby, f"-{r}"))
+    return out
+
+
+def print_takeover(out):
+    for standby, runs in out.items():
+        took = ", ".join(f"{t['seconds']:.1f}" for t in runs)
+        noticed = ", ".join(f"{t['noticed']:.1f}" for t in runs)
+        restore = ", ".join(f"{t['seconds'] - t['noticed']:.1f}" for t in runs)
+        print(f"--standby-replicas {standby}: answering again after kill -9 in {took} s; rebalancing from {noticed} s; "
+              f"so restoring and rebalancing took {restore} s")
+
+
 def partitioned_compare(binary, baseline, mock_broker, registry, work, events, rounds, standby=None):
     """Partitioned mode for 1 to 4 instances, this binary against the
     baseline, interleaved round by round: CPU per source event of all
@@ -1089,15 +1115,25 @@ def main():
     ap.add_argument("--baseline", help="another gamingd binary: its replay is timed against this one's, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="replays of each binary with --baseline")
     ap.add_argument("--standby-replicas", type=int, help="--only partitioned: this binary's --standby-replicas")
-    ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay", "compare", "partitioned"],
+    ap.add_argument("--only", choices=["pull", "push", "soak", "tables", "replay", "compare", "partitioned",
+                                       "takeover"],
                     help="pull: only REST and SQL pull queries against --baseline; push: only filtered SSE subscribers; "
                          "soak: only the data file and RSS over 30 days of event time; "
                          "tables: only what a user's tumbling and session table cost per event; "
                          "replay: only replays, on every core and on one, against --baseline if given; "
                          "compare: every figure of the engine's table (replay, pulls, SSE, Kafka end to end, "
                          "partitioned x1) against --baseline, interleaved; partitioned: partitioned mode's CPU "
-                         "and internal bytes per event for 1 to 4 instances against --baseline, interleaved")
+                         "and internal bytes per event for 1 to 4 instances against --baseline, interleaved; "
+                         "takeover: a take-over after kill -9 with a standby and without, interleaved")
     args = ap.parse_args()
+    if args.only == "takeover":
+        work = tempfile.mkdtemp(prefix="gamingd-bench-")
+        try:
+            print_takeover(takeover_compare(args.bin, args.mock_broker, REGISTRY, work, min(args.events, 200_000),
+                                            args.rounds))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.only == "partitioned":
         if not args.baseline:
             sys.exit("--only partitioned compares with a --baseline binary")
@@ -1294,12 +1330,11 @@ def main():
             print(f"  partitioned x{r['n']}     {r['rate']:>9,.0f} activity events/s all together, every record applied "
                   f"{r['seconds']:.1f} s from start; CPU {r['cpu_per_event_us']:.2f} us per source event (all "
                   f"instances); per event the routes carry {r['route_bytes']:,.0f} value bytes (read by their owner), "
-                  f"the changelog {r['changelog_bytes']:,.0f} (read by every instance); RSS {r['rss']:,.0f} MiB together")
+                  f"the changelog {r['changelog_bytes']:,.0f} (read by each task's owner and standbys); RSS {r['rss']:,.0f} MiB together")
         for t in kafka["takeover"]:
-            print(f"  take-over x2 -> x1  session.timeout.ms={t['session_ms']}: after kill -9 the survivor held "
-                  f"every partition and answered again in {t['seconds']:.1f} s (rebalancing from "
-                  f"{t['noticed']:.1f} s: the group noticing the loss, the rest restoring); every instance "
-                  f"holds all the state, so there are no standbys to add")
+            print(f"  take-over x2 -> x1  session.timeout.ms={t['session_ms']} --standby-replicas {t['standby']}: "
+                  f"after kill -9 the survivor held every partition and answered again in {t['seconds']:.1f} s "
+                  f"(rebalancing from {t['noticed']:.1f} s: the group noticing the loss, the rest restoring)")
         p = kafka["partitioned_push"]
         print(f"  partitioned x2 + push  a subscriber to the enriched stream and every windowed table: the push "
               f"topic carries {p['push_bytes']:,.0f} value bytes per source event (read by every instance), "
