@@ -21,7 +21,10 @@
  *    order, so what the caller sees is what one store holding every row
  *    would give: ORDER BY, LIMIT and a cursor's place hold exactly. A
  *    query for the latest window asks each owner for its latest, then all
- *    for that window.
+ *    for that window. The owners are asked at once (first_pages, over
+ *    curl's multi interface), on connections kept open between queries
+ *    (peers' curl share): a query waits for the slowest owner, not their
+ *    sum; later pages are asked of one owner as the merge needs them.
  *
  * A task no one announces, announced twice (a rebalance under way), or an
  * owner that refuses or does not answer makes the query GD_EUNAVAIL -- a
@@ -34,6 +37,7 @@
  * own store only. */
 #include <curl/curl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +61,37 @@ struct gd_peers {
     char key[512]; /* presented to the others: --instance-key's */
     struct gd_query_router router;
     _Atomic uint64_t routed, asked, rows_in, bytes_in, refused;
+    /* connections (and TLS sessions) to the others, kept open between
+     * requests and shared by the HTTP threads: a page costs a round trip,
+     * not a connect and a handshake */
+    CURLSH *share;
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 };
+
+static void lock_share(CURL *c, curl_lock_data data, curl_lock_access access, void *ctx)
+{
+    (void)c, (void)access;
+    pthread_mutex_lock(&((gd_peers *)ctx)->share_locks[data]);
+}
+
+static void unlock_share(CURL *c, curl_lock_data data, void *ctx)
+{
+    (void)c;
+    pthread_mutex_unlock(&((gd_peers *)ctx)->share_locks[data]);
+}
+
+/* The shared connection pool; without one (no memory) each request connects. */
+static void open_share(gd_peers *pe)
+{
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&pe->share_locks[i], NULL);
+    if (!(pe->share = curl_share_init())) return;
+    curl_share_setopt(pe->share, CURLSHOPT_LOCKFUNC, lock_share);
+    curl_share_setopt(pe->share, CURLSHOPT_UNLOCKFUNC, unlock_share);
+    curl_share_setopt(pe->share, CURLSHOPT_USERDATA, pe);
+    curl_share_setopt(pe->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(pe->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(pe->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+}
 
 /* ---- tasks ---- */
 
@@ -203,51 +237,109 @@ static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks, 
     gd_buf_puts(b, "}");
 }
 
-/* A page from the instance at url: GD_EUNAVAIL when it refuses or does not
- * answer, GD_ETIMEDOUT past the query's deadline. */
-static int page_there(gd_peers *pe, const char *url, const gd_query *q, const gd_buf *tasks, size_t rows, gd_buf *out)
+/* One request for a page, made ready (ask_begin), sent alone or with
+ * others at once (pages_there), and read (ask_end). */
+typedef struct {
+    CURL *c;
+    struct curl_slist *headers;
+    gd_buf body, target, auth;
+    const char *url;
+    gd_buf *out;
+} ask;
+
+static int ask_begin(gd_peers *pe, ask *a, const char *url, const gd_query *q, const gd_buf *tasks, size_t rows,
+                     gd_buf *out)
 {
     int64_t left = q->deadline_ms ? q->deadline_ms - (int64_t)(gd_mono_ns() / 1000000) : 30000;
+    *a = (ask){.url = url, .out = out};
     if (left <= 0) return GD_ETIMEDOUT;
-    CURL *c = curl_easy_init();
-    if (!c) return GD_ENOMEM;
-    gd_buf body = {0}, target = {0}, auth = {0};
-    put_rows_request(&body, q, tasks, rows);
-    gd_buf_printf(&target, "%s/v1/internal/rows", url);
-    gd_buf_putc(&target, 0);
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (!(a->c = curl_easy_init())) return GD_ENOMEM;
+    put_rows_request(&a->body, q, tasks, rows);
+    gd_buf_printf(&a->target, "%s/v1/internal/rows", url);
+    gd_buf_putc(&a->target, 0);
+    a->headers = curl_slist_append(NULL, "Content-Type: application/json");
     if (pe->key[0]) {
-        gd_buf_printf(&auth, "Authorization: Bearer %s", pe->key);
-        gd_buf_putc(&auth, 0);
-        headers = curl_slist_append(headers, auth.p);
+        gd_buf_printf(&a->auth, "Authorization: Bearer %s", pe->key);
+        gd_buf_putc(&a->auth, 0);
+        a->headers = curl_slist_append(a->headers, a->auth.p);
     }
-    curl_easy_setopt(c, CURLOPT_URL, target.p);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.p);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body.len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (pe->cfg->tls_cert[0]) curl_easy_setopt(c, CURLOPT_CAINFO, pe->cfg->tls_cert); /* the cluster's own chain */
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    CURLcode res = curl_easy_perform(c);
+    curl_easy_setopt(a->c, CURLOPT_URL, a->target.p);
+    curl_easy_setopt(a->c, CURLOPT_POSTFIELDS, a->body.p);
+    curl_easy_setopt(a->c, CURLOPT_POSTFIELDSIZE, (long)a->body.len);
+    curl_easy_setopt(a->c, CURLOPT_HTTPHEADER, a->headers);
+    curl_easy_setopt(a->c, CURLOPT_TIMEOUT_MS, (long)left);
+    curl_easy_setopt(a->c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(a->c, CURLOPT_NOSIGNAL, 1L);
+    if (pe->share) curl_easy_setopt(a->c, CURLOPT_SHARE, pe->share);
+    if (pe->cfg->tls_cert[0]) curl_easy_setopt(a->c, CURLOPT_CAINFO, pe->cfg->tls_cert); /* the cluster's own chain */
+    curl_easy_setopt(a->c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(a->c, CURLOPT_WRITEDATA, out);
+    return GD_OK;
+}
+
+/* The page a's request brought, given how the transfer ended: GD_EUNAVAIL
+ * when the instance refused or did not answer, GD_ETIMEDOUT past the
+ * query's deadline. */
+static int ask_end(gd_peers *pe, ask *a, CURLcode res, const gd_query *q)
+{
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(c);
-    gd_buf_free(&body);
-    gd_buf_free(&target);
-    gd_buf_free(&auth);
+    curl_easy_getinfo(a->c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(a->headers);
+    curl_easy_cleanup(a->c);
+    gd_buf_free(&a->body);
+    gd_buf_free(&a->target);
+    gd_buf_free(&a->auth);
+    gd_buf *out = a->out;
     atomic_fetch_add(&pe->asked, 1);
     atomic_fetch_add(&pe->bytes_in, out->len);
     if (res == CURLE_OK && status == 200 && out->len >= 1 && (out->p[0] == 'M' || out->p[0] == 'E')) return GD_OK;
     atomic_fetch_add(&pe->refused, 1);
     if (res == CURLE_OPERATION_TIMEDOUT && q->deadline_ms && gd_mono_ns() / 1000000 >= q->deadline_ms)
         return GD_ETIMEDOUT;
-    gd_warn("partitioned mode: %s could not give rows of %s (%s, HTTP %ld): the query is answered 503", url, q->t->name,
-            res == CURLE_OK ? "refused" : curl_easy_strerror(res), status);
+    gd_warn("partitioned mode: %s could not give rows of %s (%s, HTTP %ld): the query is answered 503", a->url,
+            q->t->name, res == CURLE_OK ? "refused" : curl_easy_strerror(res), status);
     return GD_EUNAVAIL;
+}
+
+/* A page from the instance at url (ask_end's answers). */
+static int page_there(gd_peers *pe, const char *url, const gd_query *q, const gd_buf *tasks, size_t rows, gd_buf *out)
+{
+    ask a;
+    int rc = ask_begin(pe, &a, url, q, tasks, rows, out);
+    return rc ? rc : ask_end(pe, &a, curl_easy_perform(a.c), q);
+}
+
+/* n requests made ready by ask_begin, sent at once -- a query asking
+ * several owners waits for the slowest, not for their sum -- each then
+ * read by ask_end into rcs[i]. */
+static void pages_there(gd_peers *pe, ask *asks, int n, const gd_query *q, int *rcs)
+{
+    CURLM *multi = curl_multi_init();
+    for (int i = 0; i < n; i++)
+        if (!multi || curl_multi_add_handle(multi, asks[i].c)) rcs[i] = ask_end(pe, &asks[i], CURLE_FAILED_INIT, q);
+        else rcs[i] = GD_AGAIN;
+    for (int running = 1; multi && running;) {
+        if (curl_multi_perform(multi, &running) || (running && curl_multi_poll(multi, NULL, 0, 100, NULL))) break;
+    }
+    CURLMsg *msg;
+    int left;
+    while (multi && (msg = curl_multi_info_read(multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        CURL *done = msg->easy_handle; /* msg dies with the handle's removal */
+        CURLcode res = msg->data.result;
+        for (int i = 0; i < n; i++)
+            if (done == asks[i].c && rcs[i] == GD_AGAIN) {
+                curl_multi_remove_handle(multi, done);
+                rcs[i] = ask_end(pe, &asks[i], res, q);
+                break;
+            }
+    }
+    for (int i = 0; i < n; i++)
+        if (rcs[i] == GD_AGAIN) { /* the loop above ended early: not an answer */
+            curl_multi_remove_handle(multi, asks[i].c);
+            rcs[i] = ask_end(pe, &asks[i], CURLE_RECV_ERROR, q);
+        }
+    curl_multi_cleanup(multi);
 }
 
 /* ---- the merge ---- */
@@ -272,25 +364,29 @@ typedef struct {
     task_filter mine;
 } merge;
 
-static int next_page(merge *m, source *src)
+/* Room for src's next page, and into q the query asking for it: after
+ * the last row handed on, twice the rows of the page before. NULL: no
+ * memory. */
+static gd_buf *page_start(merge *m, source *src, gd_query *q)
 {
     gd_buf *grown = realloc(src->pages, (src->npages + 1) * sizeof *grown);
-    if (!grown) return GD_ENOMEM;
+    if (!grown) return NULL;
     src->pages = grown;
     gd_buf *page = &src->pages[src->npages++];
     *page = (gd_buf){0};
-    gd_query q = m->q;
-    if (src->has_head) q.after = src->head_key; /* the last row handed on */
+    *q = m->q;
+    if (src->url) q->keep = NULL; /* the owner holds every task it is asked for */
+    if (src->has_head) q->after = src->head_key;
     src->page_rows = src->page_rows ? src->page_rows * 2 : FIRST_PAGE_ROWS;
     if (src->page_rows > PAGE_ROWS) src->page_rows = PAGE_ROWS;
-    int rc;
-    if (src->url) {
-        q.keep = NULL;
-        rc = page_there(m->pe, src->url, &q, &src->tasks, src->page_rows, page);
-    } else {
-        rc = page_here(m->s, m->txn, &q, src->page_rows, page);
-    }
+    return page;
+}
+
+/* src's page as read (rc: how), its first row next. */
+static int page_end(merge *m, source *src, int rc)
+{
     if (rc) return rc;
+    gd_buf *page = &src->pages[src->npages - 1];
     if (m->q.hold) { /* the caller keeps rows past fn: their page lives as long (cap 0: not ours to free) */
         size_t len = page->len;
         char *kept = memcpy(gd_arena_alloc(m->q.hold, len), page->p, len);
@@ -299,7 +395,54 @@ static int next_page(merge *m, source *src)
     }
     src->more = page->p[0] == 'M';
     src->at = 1;
-    return GD_OK;
+    return page->len == 1 && src->more ? GD_EUNAVAIL : GD_OK; /* more, but none: not a page */
+}
+
+static int next_page(merge *m, source *src)
+{
+    gd_query q;
+    gd_buf *page = page_start(m, src, &q);
+    if (!page) return GD_ENOMEM;
+    return page_end(m, src, src->url ? page_there(m->pe, src->url, &q, &src->tasks, src->page_rows, page)
+                                     : page_here(m->s, m->txn, &q, src->page_rows, page));
+}
+
+/* Every source's first page (rows: 0 for as many as next_page asks; 1 for
+ * the latest window's question, into one page each): the other instances
+ * asked at once, this store read meanwhile. */
+static int first_pages(merge *m, source *srcs, int n, const gd_query *q0, size_t rows)
+{
+    ask *asks = calloc((size_t)n, sizeof *asks);
+    int *rcs = calloc((size_t)n, sizeof *rcs), *of = calloc((size_t)n, sizeof *of);
+    int k = 0, rc = asks && rcs && of ? GD_OK : GD_ENOMEM;
+    for (int i = 0; !rc && i < n; i++) {
+        gd_query q;
+        gd_buf *page = page_start(m, &srcs[i], &q);
+        if (!page) {
+            rc = GD_ENOMEM;
+            break;
+        }
+        if (q0) {
+            q = *q0;
+            q.keep = srcs[i].url ? NULL : m->q.keep;
+        }
+        size_t want = rows ? rows : srcs[i].page_rows;
+        if (!srcs[i].url) {
+            rc = page_here(m->s, m->txn, &q, want, page);
+            if (!rows && !rc) rc = page_end(m, &srcs[i], rc);
+        } else if (!(rc = ask_begin(m->pe, &asks[k], srcs[i].url, &q, &srcs[i].tasks, want, page))) {
+            of[k++] = i;
+        }
+    }
+    if (k) pages_there(m->pe, asks, k, &m->q, rcs);
+    for (int j = 0; j < k; j++) {
+        int r = rows ? rcs[j] : page_end(m, &srcs[of[j]], rcs[j]);
+        if (!rc) rc = r;
+    }
+    free(asks);
+    free(rcs);
+    free(of);
+    return rc;
 }
 
 /* Moves src's head to its next row, reading a page when needed. */
@@ -322,37 +465,31 @@ static int advance(merge *m, source *src)
         }
         int rc = next_page(m, src);
         if (rc) return rc;
-        if (src->pages[src->npages - 1].len == 1 && src->more) return GD_EUNAVAIL; /* more, but none: not a page */
     }
 }
 
-/* The newest window any owner has a matching row in, or INT64_MIN. */
+/* The newest window any owner has a matching row in, or INT64_MIN: each
+ * source's first page of the query in LATEST mode, one row long. */
 static int latest_window(merge *m, source *srcs, int n, int64_t *w)
 {
     *w = INT64_MIN;
     gd_query q = m->q;
     q.mode = GD_WINDOWS_LATEST;
+    int rc = first_pages(m, srcs, n, &q, 1);
     for (int i = 0; i < n; i++) {
-        gd_buf page = {0};
-        int rc;
-        if (srcs[i].url) {
-            q.keep = NULL;
-            rc = page_there(m->pe, srcs[i].url, &q, &srcs[i].tasks, 1, &page);
-        } else {
-            q.keep = m->q.keep;
-            rc = page_here(m->s, m->txn, &q, 1, &page);
-        }
-        if (!rc && page.len >= 1 + 8 + 8) {
-            uint32_t kl = gd_get_u32be(page.p + 1);
-            if (kl >= 8 && page.len >= 9 + (size_t)kl) {
-                int64_t win = gd_rowkey_window(page.p + 9);
+        gd_buf *page = srcs[i].npages ? &srcs[i].pages[0] : NULL;
+        if (!rc && page && page->len >= 1 + 8 + 8) {
+            uint32_t kl = gd_get_u32be(page->p + 1);
+            if (kl >= 8 && page->len >= 9 + (size_t)kl) {
+                int64_t win = gd_rowkey_window(page->p + 9);
                 if (win > *w) *w = win;
             }
         }
-        gd_buf_free(&page);
-        if (rc) return rc;
+        if (page) gd_buf_free(page); /* asked again in RANGE mode */
+        srcs[i].npages = 0;
+        srcs[i].page_rows = 0;
     }
-    return GD_OK;
+    return rc;
 }
 
 static void free_sources(source *srcs, int n)
@@ -439,6 +576,7 @@ static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, g
         m.q.from = w;
         m.q.to = w == INT64_MIN ? w : w + 1;
     }
+    if (!rc && merged && m.q.from < m.q.to) rc = first_pages(&m, srcs, merged, NULL, 0);
     for (int i = 0; !rc && i < merged && m.q.from < m.q.to; i++) /* each source's first row */
         if ((rc = advance(&m, &srcs[i])) == GD_EOF) rc = GD_OK;
     while (!rc && merged) {
@@ -561,6 +699,7 @@ int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_counters *counters)
         gd_warn("partitioned mode with --api-keys and no --instance-key: the other instances will refuse this one's "
                 "requests for rows, so queries on the tables answer 503");
     pe->router = (struct gd_query_router){.ctx = pe, .run = routed_run};
+    open_share(pe);
     *out = pe;
     return GD_OK;
 }
@@ -584,4 +723,10 @@ void gd_peers_metrics(gd_peers *pe, gd_buf *b)
     gd_prom_sample(b, "gamingd_peer_refusals_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->refused));
 }
 
-void gd_peers_close(gd_peers *pe) { free(pe); }
+void gd_peers_close(gd_peers *pe)
+{
+    if (!pe) return;
+    if (pe->share) curl_share_cleanup(pe->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&pe->share_locks[i]);
+    free(pe);
+}
