@@ -21,7 +21,7 @@
  *    order, so what the caller sees is what one store holding every row
  *    would give: ORDER BY, LIMIT and a cursor's place hold exactly. A
  *    query for the latest window asks each owner for its latest, then all
- *    for that window. The owners are asked at once (first_pages, over
+ *    for that window. The owners are asked at once (ask_all, over
  *    curl's multi interface), on connections kept open between queries
  *    (peers' curl share): a query waits for the slowest owner, not their
  *    sum; later pages are asked of one owner as the merge needs them.
@@ -364,22 +364,28 @@ typedef struct {
     task_filter mine;
 } merge;
 
-/* Room for src's next page, and into q the query asking for it: after
- * the last row handed on, twice the rows of the page before. NULL: no
- * memory. */
-static gd_buf *page_start(merge *m, source *src, gd_query *q)
+/* Room for src's next page, its size doubling from FIRST_PAGE_ROWS. NULL:
+ * no memory. */
+static gd_buf *page_room(source *src)
 {
     gd_buf *grown = realloc(src->pages, (src->npages + 1) * sizeof *grown);
     if (!grown) return NULL;
     src->pages = grown;
     gd_buf *page = &src->pages[src->npages++];
     *page = (gd_buf){0};
-    *q = m->q;
-    if (src->url) q->keep = NULL; /* the owner holds every task it is asked for */
-    if (src->has_head) q->after = src->head_key;
     src->page_rows = src->page_rows ? src->page_rows * 2 : FIRST_PAGE_ROWS;
     if (src->page_rows > PAGE_ROWS) src->page_rows = PAGE_ROWS;
     return page;
+}
+
+/* q as src is asked it: after the last row handed on; an owner unfiltered
+ * (it holds every task it is asked for). */
+static gd_query query_for(const gd_query *q, const source *src)
+{
+    gd_query asked = *q;
+    if (src->url) asked.keep = NULL;
+    if (src->has_head) asked.after = src->head_key;
+    return asked;
 }
 
 /* src's page as read (rc: how), its first row next. */
@@ -400,48 +406,42 @@ static int page_end(merge *m, source *src, int rc)
 
 static int next_page(merge *m, source *src)
 {
-    gd_query q;
-    gd_buf *page = page_start(m, src, &q);
+    gd_buf *page = page_room(src);
     if (!page) return GD_ENOMEM;
+    gd_query q = query_for(&m->q, src);
     return page_end(m, src, src->url ? page_there(m->pe, src->url, &q, &src->tasks, src->page_rows, page)
                                      : page_here(m->s, m->txn, &q, src->page_rows, page));
 }
 
-/* Every source's first page (rows: 0 for as many as next_page asks; 1 for
- * the latest window's question, into one page each): the other instances
- * asked at once, this store read meanwhile. */
-static int first_pages(merge *m, source *srcs, int n, const gd_query *q0, size_t rows)
+/* A page of q of `rows` rows from each source into pages[i]: the other
+ * instances asked at once, this store read meanwhile. The first error. */
+static int ask_all(merge *m, source *srcs, int n, const gd_query *q, size_t rows, gd_buf **pages)
 {
     ask *asks = calloc((size_t)n, sizeof *asks);
-    int *rcs = calloc((size_t)n, sizeof *rcs), *of = calloc((size_t)n, sizeof *of);
-    int k = 0, rc = asks && rcs && of ? GD_OK : GD_ENOMEM;
+    int *rcs = calloc((size_t)n, sizeof *rcs);
+    int k = 0, rc = asks && rcs ? GD_OK : GD_ENOMEM;
     for (int i = 0; !rc && i < n; i++) {
-        gd_query q;
-        gd_buf *page = page_start(m, &srcs[i], &q);
-        if (!page) {
-            rc = GD_ENOMEM;
-            break;
-        }
-        if (q0) {
-            q = *q0;
-            q.keep = srcs[i].url ? NULL : m->q.keep;
-        }
-        size_t want = rows ? rows : srcs[i].page_rows;
-        if (!srcs[i].url) {
-            rc = page_here(m->s, m->txn, &q, want, page);
-            if (!rows && !rc) rc = page_end(m, &srcs[i], rc);
-        } else if (!(rc = ask_begin(m->pe, &asks[k], srcs[i].url, &q, &srcs[i].tasks, want, page))) {
-            of[k++] = i;
-        }
+        gd_query asked = query_for(q, &srcs[i]);
+        if (!srcs[i].url) rc = page_here(m->s, m->txn, &asked, rows, pages[i]);
+        else if (!(rc = ask_begin(m->pe, &asks[k], srcs[i].url, &asked, &srcs[i].tasks, rows, pages[i]))) k++;
     }
     if (k) pages_there(m->pe, asks, k, &m->q, rcs);
-    for (int j = 0; j < k; j++) {
-        int r = rows ? rcs[j] : page_end(m, &srcs[of[j]], rcs[j]);
-        if (!rc) rc = r;
-    }
+    for (int j = 0; j < k && !rc; j++) rc = rcs[j];
     free(asks);
     free(rcs);
-    free(of);
+    return rc;
+}
+
+/* Every source's first page, asked at once (ask_all). */
+static int first_pages(merge *m, source *srcs, int n)
+{
+    gd_buf **pages = calloc((size_t)n, sizeof *pages);
+    int rc = pages ? GD_OK : GD_ENOMEM;
+    for (int i = 0; !rc && i < n; i++)
+        if (!(pages[i] = page_room(&srcs[i]))) rc = GD_ENOMEM;
+    if (!rc) rc = ask_all(m, srcs, n, &m->q, FIRST_PAGE_ROWS, pages);
+    for (int i = 0; !rc && i < n; i++) rc = page_end(m, &srcs[i], GD_OK);
+    free(pages);
     return rc;
 }
 
@@ -468,27 +468,29 @@ static int advance(merge *m, source *src)
     }
 }
 
-/* The newest window any owner has a matching row in, or INT64_MIN: each
- * source's first page of the query in LATEST mode, one row long. */
+/* The newest window any owner has a matching row in, or INT64_MIN: the
+ * query in LATEST mode, one row of it from each source (ask_all). */
 static int latest_window(merge *m, source *srcs, int n, int64_t *w)
 {
     *w = INT64_MIN;
     gd_query q = m->q;
     q.mode = GD_WINDOWS_LATEST;
-    int rc = first_pages(m, srcs, n, &q, 1);
-    for (int i = 0; i < n; i++) {
-        gd_buf *page = srcs[i].npages ? &srcs[i].pages[0] : NULL;
-        if (!rc && page && page->len >= 1 + 8 + 8) {
-            uint32_t kl = gd_get_u32be(page->p + 1);
-            if (kl >= 8 && page->len >= 9 + (size_t)kl) {
-                int64_t win = gd_rowkey_window(page->p + 9);
-                if (win > *w) *w = win;
-            }
+    gd_buf *bufs = calloc((size_t)n, sizeof *bufs), **pages = calloc((size_t)n, sizeof *pages);
+    int rc = bufs && pages ? GD_OK : GD_ENOMEM;
+    for (int i = 0; !rc && i < n; i++) pages[i] = &bufs[i];
+    if (!rc) rc = ask_all(m, srcs, n, &q, 1, pages);
+    for (int i = 0; !rc && i < n; i++) {
+        const gd_buf *page = &bufs[i];
+        if (page->len < 1 + 8 + 8) continue;
+        uint32_t kl = gd_get_u32be(page->p + 1);
+        if (kl >= 8 && page->len >= 9 + (size_t)kl) {
+            int64_t win = gd_rowkey_window(page->p + 9);
+            if (win > *w) *w = win;
         }
-        if (page) gd_buf_free(page); /* asked again in RANGE mode */
-        srcs[i].npages = 0;
-        srcs[i].page_rows = 0;
     }
+    for (int i = 0; bufs && i < n; i++) gd_buf_free(&bufs[i]);
+    free(bufs);
+    free(pages);
     return rc;
 }
 
@@ -576,7 +578,7 @@ static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, g
         m.q.from = w;
         m.q.to = w == INT64_MIN ? w : w + 1;
     }
-    if (!rc && merged && m.q.from < m.q.to) rc = first_pages(&m, srcs, merged, NULL, 0);
+    if (!rc && merged && m.q.from < m.q.to) rc = first_pages(&m, srcs, merged);
     for (int i = 0; !rc && i < merged && m.q.from < m.q.to; i++) /* each source's first row */
         if ((rc = advance(&m, &srcs[i])) == GD_EOF) rc = GD_OK;
     while (!rc && merged) {
