@@ -445,7 +445,8 @@ def check_routed_reads(ds, ref):
     the holders of the others (docs/scaling.md): a table read in small
     pages, each page's rows merged from the owners, gives every row once; a
     pull for one game gives that game's rows whichever instance it is sent
-    to; ORDER BY with LIMIT gives the reference's top rows. Only the
+    to; a pull with no range gives the newest window of the reference's
+    rows; ORDER BY with LIMIT gives the reference's top rows. Only the
     instance asked answers the client: the rows of tasks it does not hold
     come from their owners, which the metrics show."""
     route0, own = "gaming_hourly_player_game_stats", "gaming_genre_engagement"  # game_id second; a route of its own
@@ -468,6 +469,14 @@ def check_routed_reads(ds, ref):
             rows, _ = d.fetch_all(own, extra=[("game_genre", genre)])
             checks.fail_if(checks.compare_table(own, rows, [r for r in exp_own if r["game_genre"] == genre]),
                            "instance %d's %s for genre %s" % (i, own, genre))
+        # no range: the newest window any owner has rows in, then that window from every owner
+        for t, extra, exp in ((route0, [], exp0), (own, [("game_genre", genres[-1])],
+                                                   [r for r in exp_own if r["game_genre"] == genres[-1]])):
+            newest = max(r["window_start"] for r in exp)
+            r = d.get("/v1/tables/" + t, extra + [("limit", "10000")])
+            assert r.status == 200 and "next_cursor" not in r.json, r
+            checks.fail_if(checks.compare_table(t, r.json["rows"], [x for x in exp if x["window_start"] == newest]),
+                           "instance %d's latest window of %s %s" % (i, t, extra))
         r = d.get("/v1/tables/gaming_revenue_analytics", [("from", "0"), ("to", "9999999999999"),
                                                           ("order_by", "total_revenue"), ("desc", "true"),
                                                           ("limit", "5")])
