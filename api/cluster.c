@@ -46,8 +46,8 @@ bool gd_cluster_refuse_partial(const gd_api_ctx *ctx, gd_reply *r)
     int32_t held = gd_cluster_owned(v), total = atomic_load(&v->partitions[GD_TOPIC_ACTIVITY]), missed = atomic_load(&v->missed);
     const char *topic = ctx->cfg->topics[GD_TOPIC_ACTIVITY];
     if (ctx->cfg->partitioned) {
-        gd_reply_error(r, 503, "this instance of consumer group %s is %s: the state of the partitions it is "
-                               "taking over is being restored from the changelog",
+        gd_reply_error(r, 503, "this instance of consumer group %s is %s: it has not read the reference topics "
+                               "and the catalog yet, so it cannot tell which instance answers for what",
                        v->group, gd_cluster_state_names[gd_cluster_state_of(ctx->cfg, ctx->counters)]);
         return true;
     }
@@ -100,12 +100,12 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
     gd_prom_sample(b, "gamingd_changelog_lag", NULL, "%lld", (long long)atomic_load(&v->changelog_lag));
     gd_prom_family(b, "gamingd_task_lag", "gauge",
                    "Per task this instance holds (role owner) or keeps warm for its owner (role standby): changelog "
-                   "records of its partition not read yet.");
+                   "records of its partition not read yet, as of this instance's last commit (no sample until its end is known).");
     for (int r = 0, routes = atomic_load(&v->nroutes); r < routes; r++)
         for (int32_t p = 0, parts = atomic_load(&v->route_partitions[r]); p < parts && p < GD_MAX_PARTITIONS; p++) {
             bool standby = atomic_load(&v->standby_tasks[r][p / 64]) >> (p % 64) & 1;
-            if (!gd_cluster_holds_task(v, r, p) && !standby) continue;
-            int32_t c = gd_changelog_partition(atomic_load(&v->changelog_base[r]), p, v->changelog_partitions);
+            int32_t c = gd_cluster_task_changelog(v, r, p);
+            if ((!gd_cluster_holds_task(v, r, p) && !standby) || c < 0 || atomic_load(&v->partition_lag[c]) < 0) continue;
             char partition[16];
             snprintf(partition, sizeof partition, "%d", (int)p);
             gd_prom_sample(b, "gamingd_task_lag",

@@ -28,10 +28,13 @@
  *
  * A task no one announces, announced twice (a rebalance under way), or an
  * owner that refuses or does not answer makes the query GD_EUNAVAIL -- a
- * 503 with Retry-After -- never part of the answer. Instances call each
- * other at their advertised URLs, over HTTPS when they serve it (trusting
- * the chain of their own --tls-cert), and present the key of
- * --instance-key (scope instance), never a user's: the user's
+ * 503 with Retry-After -- never part of the answer. Unless --max-staleness
+ * allows standby reads: then such a task is asked of an instance keeping it
+ * warm (source_of_task; replace_source once rows were handed on), which
+ * answers only within that many changelog records of its partition's end.
+ * Instances call each other at their advertised URLs, over HTTPS when
+ * they serve it (trusting the chain of their own --tls-cert), and present
+ * the key of --instance-key (scope instance), never a user's: the user's
  * policy (scopes, masking) is applied here, on the merged rows, by the
  * caller. A request for rows is a leaf: the instance answering scans its
  * own store only. */
@@ -52,6 +55,8 @@ enum {
     PAGE_BYTES = 1 << 20,       /* ... or bytes, whichever comes first */
     MAX_PAGE_BYTES = 64 << 20,  /* a peer's page beyond this is refused */
     CONNECT_TIMEOUT_MS = 1000,
+    AVOID_MS = 2000,            /* an instance not reached is not asked first again for this long */
+    MAX_AVOIDED = 16,
     MAX_KEY_HEX = 2 * 65536,
 };
 
@@ -60,13 +65,47 @@ struct gd_peers {
     gd_counters *counters;
     char key[512]; /* presented to the others: --instance-key's */
     struct gd_query_router router;
-    _Atomic uint64_t routed, asked, rows_in, bytes_in, refused;
+    _Atomic uint64_t routed, asked, rows_in, bytes_in, refused, standby_reads;
     /* connections (and TLS sessions) to the others, kept open between
      * requests and shared by the HTTP threads: a page costs a round trip,
      * not a connect and a handshake */
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    pthread_mutex_t lock; /* avoided, warn_limit */
+    struct {
+        char url[1100];
+        int64_t until_ms;
+    } avoided[MAX_AVOIDED]; /* instances not reached lately: a killed owner is not tried by every query */
+    gd_ratelimit warn_limit;
 };
+
+/* Notes that the instance at url could not be reached. */
+static void avoid(gd_peers *pe, const char *url)
+{
+    pthread_mutex_lock(&pe->lock);
+    int k = 0;
+    for (int i = 0; i < MAX_AVOIDED; i++) {
+        if (!strcmp(pe->avoided[i].url, url)) {
+            k = i;
+            break;
+        }
+        if (pe->avoided[i].until_ms < pe->avoided[k].until_ms) k = i; /* else the oldest goes */
+    }
+    snprintf(pe->avoided[k].url, sizeof pe->avoided[k].url, "%s", url);
+    pe->avoided[k].until_ms = gd_now_ms() + AVOID_MS;
+    pthread_mutex_unlock(&pe->lock);
+}
+
+static bool avoided(gd_peers *pe, const char *url)
+{
+    bool found = false;
+    int64_t now = gd_now_ms();
+    pthread_mutex_lock(&pe->lock);
+    for (int i = 0; i < MAX_AVOIDED && !found; i++)
+        found = pe->avoided[i].until_ms > now && !strcmp(pe->avoided[i].url, url);
+    pthread_mutex_unlock(&pe->lock);
+    return found;
+}
 
 static void lock_share(CURL *c, curl_lock_data data, curl_lock_access access, void *ctx)
 {
@@ -156,10 +195,12 @@ static bool keep_task_rows(void *ctx, const gd_tabledef *t, gd_str key)
     return p >= 0 && f->tasks[p / 64] >> (p % 64) & 1;
 }
 
-static bool holds_all(const gd_cluster_view *v, int route, const uint64_t *tasks, int32_t partitions)
+/* Whether this instance may answer for every task of `tasks`: it holds
+ * them, or (max_lag >= 0) keeps them warm at most max_lag records behind. */
+static bool answers_all(const gd_cluster_view *v, int route, const uint64_t *tasks, int32_t partitions, int64_t max_lag)
 {
     for (int32_t p = 0; p < partitions; p++)
-        if ((tasks[p / 64] >> (p % 64) & 1) && !gd_cluster_holds_task(v, route, p)) return false;
+        if ((tasks[p / 64] >> (p % 64) & 1) && !gd_cluster_answers_task(v, route, p, max_lag)) return false;
     return true;
 }
 
@@ -215,8 +256,9 @@ static void put_hex(gd_buf *b, gd_str s)
     gd_buf_putc(b, '"');
 }
 
-/* The request for a page of q from the holder of `tasks` (a list). */
-static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks, size_t rows)
+/* The request for a page of q from the holder of `tasks` (a list); a
+ * standby within max_staleness may answer (-1: the owner only). */
+static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks, size_t rows, int64_t max_staleness)
 {
     gd_buf_puts(b, "{\"table\":");
     gd_json_put_cstr(b, q->t->name);
@@ -234,6 +276,7 @@ static void put_rows_request(gd_buf *b, const gd_query *q, const gd_buf *tasks, 
         gd_buf_puts(b, ",\"after\":");
         put_hex(b, q->after);
     }
+    if (max_staleness >= 0) gd_buf_printf(b, ",\"staleness\":%lld", (long long)max_staleness);
     gd_buf_puts(b, "}");
 }
 
@@ -254,7 +297,7 @@ static int ask_begin(gd_peers *pe, ask *a, const char *url, const gd_query *q, c
     *a = (ask){.url = url, .out = out};
     if (left <= 0) return GD_ETIMEDOUT;
     if (!(a->c = curl_easy_init())) return GD_ENOMEM;
-    put_rows_request(&a->body, q, tasks, rows);
+    put_rows_request(&a->body, q, tasks, rows, pe->cfg->max_staleness);
     gd_buf_printf(&a->target, "%s/v1/internal/rows", url);
     gd_buf_putc(&a->target, 0);
     a->headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -296,8 +339,12 @@ static int ask_end(gd_peers *pe, ask *a, CURLcode res, const gd_query *q)
     atomic_fetch_add(&pe->refused, 1);
     if (res == CURLE_OPERATION_TIMEDOUT && q->deadline_ms && gd_mono_ns() / 1000000 >= q->deadline_ms)
         return GD_ETIMEDOUT;
-    gd_warn("partitioned mode: %s could not give rows of %s (%s, HTTP %ld): the query is answered 503", a->url,
-            q->t->name, res == CURLE_OK ? "refused" : curl_easy_strerror(res), status);
+    if (res != CURLE_OK) avoid(pe, a->url);
+    pthread_mutex_lock(&pe->lock);
+    if (gd_ratelimit_allow(&pe->warn_limit))
+        gd_warn("partitioned mode: %s could not give rows of %s (%s, HTTP %ld)", a->url, q->t->name,
+                res == CURLE_OK ? "refused" : curl_easy_strerror(res), status);
+    pthread_mutex_unlock(&pe->lock);
     return GD_EUNAVAIL;
 }
 
@@ -356,12 +403,35 @@ typedef struct {
     bool has_head;
 } source;
 
+/* The instances that failed a query so far: its next try asks others. */
+enum { MAX_TRIES = 3, MAX_FAILED = 64 };
+typedef struct {
+    char *url[MAX_FAILED];
+    int n;
+} failures;
+
+static bool failed_before(const failures *f, const char *url)
+{
+    for (int i = 0; i < f->n; i++)
+        if (!strcmp(f->url[i], url)) return true;
+    return false;
+}
+
+/* Notes url as failed for this query. */
+static void note_failed(failures *f, const char *url)
+{
+    if (!failed_before(f, url) && f->n < (int)(sizeof f->url / sizeof *f->url) && (f->url[f->n] = strdup(url))) f->n++;
+}
+
 typedef struct {
     gd_peers *pe;
     gd_store *s;
     MDB_txn *txn;
     gd_query q;     /* as sources are asked: RANGE, keep for this store's tasks */
     task_filter mine;
+    int route;
+    failures *failed;
+    bool standby;   /* a source is a standby, not the owner (--max-staleness) */
 } merge;
 
 /* Room for src's next page, its size doubling from FIRST_PAGE_ROWS. NULL:
@@ -404,13 +474,39 @@ static int page_end(merge *m, source *src, int rc)
     return page->len == 1 && src->more ? GD_EUNAVAIL : GD_OK; /* more, but none: not a page */
 }
 
+/* Once src failed mid-merge (rows before its next page handed on
+ * already): another instance for its tasks, asked for the rest -- one
+ * keeping the first of them warm, which says itself whether it keeps all
+ * within the staleness; not one that failed this query. False: none, or
+ * owners only. */
+static bool replace_source(merge *m, source *src)
+{
+    const gd_cluster_view *v = &m->pe->counters->cluster;
+    note_failed(m->failed, src->url);
+    if (m->pe->cfg->max_staleness < 0 || !src->tasks.len) return false;
+    int32_t c = gd_cluster_task_changelog(v, m->route, (int32_t)strtol(src->tasks.p, NULL, 10));
+    char url[1100], *copy;
+    if (c < 0 || !gd_roster_task_reader(v->roster, c, (const char *const *)m->failed->url, m->failed->n, url, sizeof url) ||
+        !(copy = strdup(url)))
+        return false;
+    free(src->url);
+    src->url = copy;
+    m->standby = true;
+    return true;
+}
+
 static int next_page(merge *m, source *src)
 {
     gd_buf *page = page_room(src);
     if (!page) return GD_ENOMEM;
     gd_query q = query_for(&m->q, src);
-    return page_end(m, src, src->url ? page_there(m->pe, src->url, &q, &src->tasks, src->page_rows, page)
-                                     : page_here(m->s, m->txn, &q, src->page_rows, page));
+    int rc = src->url ? page_there(m->pe, src->url, &q, &src->tasks, src->page_rows, page)
+                      : page_here(m->s, m->txn, &q, src->page_rows, page);
+    while (rc == GD_EUNAVAIL && src->url && replace_source(m, src)) {
+        gd_buf_clear(page);
+        rc = page_there(m->pe, src->url, &q, &src->tasks, src->page_rows, page);
+    }
+    return page_end(m, src, rc);
 }
 
 /* A page of q of `rows` rows from each source into pages[i]: the other
@@ -419,14 +515,20 @@ static int ask_all(merge *m, source *srcs, int n, const gd_query *q, size_t rows
 {
     ask *asks = calloc((size_t)n, sizeof *asks);
     int *rcs = calloc((size_t)n, sizeof *rcs);
-    int k = 0, rc = asks && rcs ? GD_OK : GD_ENOMEM;
+    int *asked_of = calloc((size_t)n, sizeof *asked_of); /* the source of each ask */
+    int k = 0, rc = asks && rcs && asked_of ? GD_OK : GD_ENOMEM;
     for (int i = 0; !rc && i < n; i++) {
         gd_query asked = query_for(q, &srcs[i]);
         if (!srcs[i].url) rc = page_here(m->s, m->txn, &asked, rows, pages[i]);
-        else if (!(rc = ask_begin(m->pe, &asks[k], srcs[i].url, &asked, &srcs[i].tasks, rows, pages[i]))) k++;
+        else if (!(rc = ask_begin(m->pe, &asks[k], srcs[i].url, &asked, &srcs[i].tasks, rows, pages[i]))) asked_of[k++] = i;
     }
     if (k) pages_there(m->pe, asks, k, &m->q, rcs);
-    for (int j = 0; j < k && !rc; j++) rc = rcs[j];
+    for (int j = 0; j < k; j++)
+        if (rcs[j]) {
+            if (rcs[j] == GD_EUNAVAIL) note_failed(m->failed, srcs[asked_of[j]].url);
+            if (!rc) rc = rcs[j];
+        }
+    free(asked_of);
     free(asks);
     free(rcs);
     return rc;
@@ -506,25 +608,47 @@ static void free_sources(source *srcs, int n)
     free(srcs);
 }
 
-/* The sources of route r's tasks `wanted`: this store for those held here,
- * else the instance announcing each. GD_EUNAVAIL when one has no owner. */
-static int find_owners(gd_peers *pe, int r, const uint64_t *wanted, int32_t partitions, uint64_t *mine,
-                       source **out, int *nout)
+enum { NOWHERE, HERE, THERE };
+
+/* Where task p of route r is read: this store, the instance at url, or
+ * nowhere. Its owner; when no owner can answer -- none announces it, two
+ * do (a move under way), or it failed this query -- and --max-staleness
+ * allows, an instance keeping it warm: this one, else another (which says
+ * itself whether it is within the staleness). *standby: a standby's. */
+static int source_of_task(gd_peers *pe, int r, int32_t p, const failures *f, char *url, size_t n, bool *standby)
 {
     const gd_cluster_view *v = &pe->counters->cluster;
+    if (gd_cluster_holds_task(v, r, p)) return HERE;
+    if (gd_roster_task_owner(v->roster, r, p, url, n) == 1 && !failed_before(f, url) &&
+        (pe->cfg->max_staleness < 0 || !avoided(pe, url)))
+        return THERE;
+    int64_t max_lag = pe->cfg->max_staleness;
+    if (max_lag < 0) return NOWHERE;
+    *standby = true;
+    if (gd_cluster_answers_task(v, r, p, max_lag)) return HERE;
+    int32_t c = gd_cluster_task_changelog(v, r, p);
+    return c >= 0 && gd_roster_task_reader(v->roster, c, (const char *const *)f->url, f->n, url, n) ? THERE : NOWHERE;
+}
+
+/* The sources of route r's tasks `wanted` (source_of_task), grouped by
+ * instance, this store last. GD_EUNAVAIL when a task has none. */
+static int find_sources(gd_peers *pe, int r, const uint64_t *wanted, int32_t partitions, const failures *f,
+                        uint64_t *mine, source **out, int *nout, bool *standby)
+{
     source *srcs = calloc((size_t)partitions + 1, sizeof *srcs);
     if (!srcs) return GD_ENOMEM;
     int n = 0, rc = GD_OK;
     for (int32_t p = 0; p < partitions && !rc; p++) {
         if (!(wanted[p / 64] >> (p % 64) & 1)) continue;
-        if (gd_cluster_holds_task(v, r, p)) {
-            mine[p / 64] |= 1ULL << (p % 64);
-            continue;
-        }
         char url[1100];
-        if (gd_roster_task_owner(v->roster, r, p, url, sizeof url) != 1) {
+        int where = source_of_task(pe, r, p, f, url, sizeof url, standby);
+        if (where == NOWHERE) {
             rc = GD_EUNAVAIL;
             break;
+        }
+        if (where == HERE) {
+            mine[p / 64] |= 1ULL << (p % 64);
+            continue;
         }
         int i = 0;
         while (i < n && strcmp(srcs[i].url, url)) i++;
@@ -541,25 +665,21 @@ static int find_owners(gd_peers *pe, int r, const uint64_t *wanted, int32_t part
     return rc;
 }
 
-static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *fn_ctx)
+/* One try at q over route r's tasks `wanted`, merging what their sources
+ * give into fn. The instances that failed go into f; *emitted once fn has
+ * had a row (the query cannot be tried again: a source failing after that
+ * is replaced in place, replace_source). */
+static int merge_sources(gd_peers *pe, gd_store *s, MDB_txn *txn, const gd_query *q, const gd_route *route, int r,
+                         int32_t partitions, const uint64_t *wanted, failures *f, gd_query_fn fn, void *fn_ctx,
+                         bool *emitted)
 {
-    gd_peers *pe = ctx;
     const gd_cluster_view *v = &pe->counters->cluster;
-    gd_route route;
-    int r = route_of_table(pe, q->t, &route);
-    if (r == NO_ROUTE) return gd_query_run_here(s, txn, q, fn, fn_ctx); /* every instance keeps it whole */
-    if (r == ROUTE_UNKNOWN) return GD_EUNAVAIL;
-    int32_t partitions = atomic_load(&v->route_partitions[r]);
-    if (partitions <= 0 || partitions > GD_MAX_PARTITIONS) return GD_EUNAVAIL;
-    atomic_fetch_add(&pe->routed, 1);
-    uint64_t wanted[GD_MAX_PARTITIONS / 64] = {0}, mine[GD_MAX_PARTITIONS / 64] = {0};
-    int32_t only = task_of_query(&route, q, partitions);
-    for (int32_t p = only >= 0 ? only : 0; p < (only >= 0 ? only + 1 : partitions); p++) wanted[p / 64] |= 1ULL << (p % 64);
+    uint64_t mine[GD_MAX_PARTITIONS / 64] = {0};
     source *srcs = NULL;
     int n = 0;
-    int rc = find_owners(pe, r, wanted, partitions, mine, &srcs, &n);
     merge m = {.pe = pe, .s = s, .txn = txn, .q = *q,
-               .mine = {.route = &route, .partitions = partitions, .tasks = mine}};
+               .mine = {.route = route, .partitions = partitions, .tasks = mine}, .route = r, .failed = f};
+    int rc = find_sources(pe, r, wanted, partitions, f, mine, &srcs, &n, &m.standby);
     /* every row this store holds that the query can match is of a task held
      * here when it holds every task wanted (a key picks one task's rows) */
     if (memcmp(mine, wanted, sizeof mine)) {
@@ -568,6 +688,7 @@ static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, g
     }
     int merged = n; /* sources read in pages and merged */
     if (!rc && n == 1 && !srcs[0].url) { /* this store alone: no pages */
+        *emitted = true;
         rc = gd_query_run_here(s, txn, &m.q, fn, fn_ctx);
         merged = 0;
     }
@@ -587,13 +708,45 @@ static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, g
             if (srcs[i].has_head && (!least || gd_key_cmp(srcs[i].head_key, least->head_key) < 0)) least = &srcs[i];
         if (!least) break;
         if (least->url) atomic_fetch_add(&pe->rows_in, 1);
+        *emitted = true;
         if (fn(fn_ctx, least->head_key, least->head_val)) break;
         rc = advance(&m, least);
         if (rc == GD_EOF) rc = GD_OK;
     }
-    if (!rc && !holds_all(v, r, mine, partitions)) rc = GD_EUNAVAIL; /* a task left during the scan */
+    /* a task left during the scan */
+    if (!rc && !answers_all(v, r, mine, partitions, pe->cfg->max_staleness)) rc = GD_EUNAVAIL;
+    if (!rc && m.standby) atomic_fetch_add(&pe->standby_reads, 1);
     free_sources(srcs, n);
     gd_buf_free(&m.mine.scratch);
+    return rc;
+}
+
+/* A query on a routed table: its tasks' rows merged from their sources;
+ * with --max-staleness, tried again (before any row is handed on) without
+ * the instances that failed it, so a standby answers for an owner gone. */
+static int routed_run(void *ctx, gd_store *s, MDB_txn *txn, const gd_query *q, gd_query_fn fn, void *fn_ctx)
+{
+    gd_peers *pe = ctx;
+    const gd_cluster_view *v = &pe->counters->cluster;
+    gd_route route;
+    int r = route_of_table(pe, q->t, &route);
+    if (r == NO_ROUTE) return gd_query_run_here(s, txn, q, fn, fn_ctx); /* every instance keeps it whole */
+    if (r == ROUTE_UNKNOWN) return GD_EUNAVAIL;
+    int32_t partitions = atomic_load(&v->route_partitions[r]);
+    if (partitions <= 0 || partitions > GD_MAX_PARTITIONS) return GD_EUNAVAIL;
+    atomic_fetch_add(&pe->routed, 1);
+    uint64_t wanted[GD_MAX_PARTITIONS / 64] = {0};
+    int32_t only = task_of_query(&route, q, partitions);
+    for (int32_t p = only >= 0 ? only : 0; p < (only >= 0 ? only + 1 : partitions); p++) wanted[p / 64] |= 1ULL << (p % 64);
+    failures f = {.n = 0};
+    bool emitted = false;
+    int rc = GD_EUNAVAIL;
+    for (int tries = 0; tries < MAX_TRIES; tries++) {
+        int failed = f.n;
+        rc = merge_sources(pe, s, txn, q, &route, r, partitions, wanted, &f, fn, fn_ctx, &emitted);
+        if (rc != GD_EUNAVAIL || emitted || pe->cfg->max_staleness < 0 || f.n == failed) break;
+    }
+    for (int i = 0; i < f.n; i++) free(f.url[i]);
     return rc;
 }
 
@@ -619,6 +772,7 @@ void gd_route_internal_rows(const gd_api_ctx *ctx, const gd_request *req, gd_rep
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *table = json_object_get(o, "table"), *tasks = json_object_get(o, "tasks"), *keys = json_object_get(o, "keys");
     json_t *from = json_object_get(o, "from"), *to = json_object_get(o, "to"), *after = json_object_get(o, "after");
+    json_t *staleness = json_object_get(o, "staleness"); /* absent: the owner only */
     const gd_catalog_entry *e = json_is_string(table) ? gd_catalog_find(ctx->cat, gd_str_c(json_string_value(table))) : NULL;
     gd_buf keybufs[GD_MAX_KEYS] = {{0}}, afterbuf = {0};
     gd_route route;
@@ -627,7 +781,9 @@ void gd_route_internal_rows(const gd_api_ctx *ctx, const gd_request *req, gd_rep
     uint64_t asked[GD_MAX_PARTITIONS / 64] = {0};
     bool ok = rt >= 0 && partitions > 0 && partitions <= GD_MAX_PARTITIONS && json_is_array(tasks) &&
               json_is_array(keys) && json_array_size(keys) == (size_t)e->table->nkeys && json_is_integer(from) &&
-              json_is_integer(to) && (!after || read_hex(after, &afterbuf));
+              json_is_integer(to) && (!after || read_hex(after, &afterbuf)) &&
+              (!staleness || (json_is_integer(staleness) && json_integer_value(staleness) >= 0));
+    int64_t max_lag = staleness ? json_integer_value(staleness) : -1;
     size_t i;
     json_t *x;
     json_array_foreach(ok ? tasks : NULL, i, x) {
@@ -648,8 +804,10 @@ void gd_route_internal_rows(const gd_api_ctx *ctx, const gd_request *req, gd_rep
     }
     if (!ok) {
         gd_reply_error(r, 400, "not a request for rows of a routed table: %s", o ? "unknown table or bad member" : jerr.text);
-    } else if (!holds_all(v, rt, asked, partitions)) {
-        gd_reply_error(r, 409, "this instance does not hold every task asked for (a rebalance moved them)");
+    } else if (!answers_all(v, rt, asked, partitions, max_lag)) {
+        gd_reply_error(r, 409, max_lag < 0 ? "this instance does not hold every task asked for (a rebalance moved them)"
+                                           : "this instance neither holds nor keeps warm within the staleness asked "
+                                             "every task asked for");
     } else {
         task_filter f = {.route = &route, .partitions = partitions, .tasks = asked};
         q.keep = keep_task_rows;
@@ -660,7 +818,7 @@ void gd_route_internal_rows(const gd_api_ctx *ctx, const gd_request *req, gd_rep
         int rc = gd_store_begin_read(ctx->store, &txn) ? GD_ERR : page_here(ctx->store, txn, &q, (size_t)rows, &r->body);
         if (txn) gd_store_end_read(ctx->store, txn);
         gd_buf_free(&f.scratch);
-        if (!rc && !holds_all(v, rt, asked, partitions)) rc = GD_EUNAVAIL;
+        if (!rc && !answers_all(v, rt, asked, partitions, max_lag)) rc = GD_EUNAVAIL;
         if (rc) {
             gd_buf_clear(&r->body);
             if (rc == GD_ETIMEDOUT) gd_reply_timed_out(ctx, r);
@@ -701,6 +859,7 @@ int gd_peers_open(gd_peers **out, const gd_config *cfg, gd_counters *counters)
         gd_warn("partitioned mode with --api-keys and no --instance-key: the other instances will refuse this one's "
                 "requests for rows, so queries on the tables answer 503");
     pe->router = (struct gd_query_router){.ctx = pe, .run = routed_run};
+    pthread_mutex_init(&pe->lock, NULL);
     open_share(pe);
     *out = pe;
     return GD_OK;
@@ -723,6 +882,10 @@ void gd_peers_metrics(gd_peers *pe, gd_buf *b)
     gd_prom_family(b, "gamingd_peer_refusals_total", "counter",
                    "Pages another instance refused or did not give (the query then answered 503).");
     gd_prom_sample(b, "gamingd_peer_refusals_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->refused));
+    gd_prom_family(b, "gamingd_standby_reads_total", "counter",
+                   "Routed scans answered in part by an instance keeping a task warm for an owner that could not "
+                   "answer (--max-staleness).");
+    gd_prom_sample(b, "gamingd_standby_reads_total", NULL, "%llu", (unsigned long long)atomic_load(&pe->standby_reads));
 }
 
 void gd_peers_close(gd_peers *pe)
@@ -730,5 +893,6 @@ void gd_peers_close(gd_peers *pe)
     if (!pe) return;
     if (pe->share) curl_share_cleanup(pe->share);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&pe->share_locks[i]);
+    pthread_mutex_destroy(&pe->lock);
     free(pe);
 }

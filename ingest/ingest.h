@@ -314,6 +314,8 @@ typedef struct {
     _Atomic int32_t missed; /* partitions whose earlier records another member applied */
     bool shared_group;          /* set before the HTTP threads start */
     bool partitioned;           /* --mode partitioned: whole once restored (route.c) */
+    _Atomic bool routing;       /* partitioned mode, loaded: each task is answered by its owner (api/peers.c),
+                                   whatever this instance is restoring meanwhile */
     _Atomic int64_t changelog_lag, restore_remaining; /* partitioned mode, in changelog records */
     _Atomic uint64_t route_bytes, changelog_bytes, push_bytes; /* partitioned mode: value bytes produced */
     _Atomic uint64_t push_missed; /* push topic records gone before this instance read them */
@@ -330,7 +332,7 @@ typedef struct {
     int32_t changelog_partitions;
     _Atomic uint64_t changelog_reading[GD_MAX_ROUTES * GD_MAX_PARTITIONS / 64]; /* the partitions read */
     _Atomic uint64_t standby_tasks[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];  /* kept warm for their owners */
-    _Atomic int64_t partition_lag[GD_MAX_ROUTES * GD_MAX_PARTITIONS];        /* per changelog partition read */
+    _Atomic int64_t partition_lag[GD_MAX_ROUTES * GD_MAX_PARTITIONS]; /* per changelog partition read, at the last commit; -1 not known */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;
@@ -341,6 +343,13 @@ typedef struct gd_roster gd_roster;
 int32_t gd_cluster_owned(const gd_cluster_view *v); /* activity partitions held */
 /* Whether this instance holds task (route, partition), restored. */
 bool gd_cluster_holds_task(const gd_cluster_view *v, int route, int32_t partition);
+/* The changelog partition of task (route, partition), or -1. */
+int32_t gd_cluster_task_changelog(const gd_cluster_view *v, int route, int32_t partition);
+/* Whether this instance may answer for the task's rows: it holds it, or
+ * (max_lag >= 0) it reads the task's changelog partition -- a standby, or
+ * the owner it was -- and was at most max_lag records behind its end at its
+ * last commit. */
+bool gd_cluster_answers_task(const gd_cluster_view *v, int route, int32_t partition, int64_t max_lag);
 gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c);
 /* This instance as GET /v1/cluster lists it (self: as it sees itself). */
 void gd_cluster_put_instance(gd_buf *b, const gd_config *cfg, gd_counters *c, bool self);
@@ -354,17 +363,25 @@ void gd_roster_put_others(gd_roster *r, gd_buf *b);
  * its own, into url: 1; 0 when none does, -1 when more than one does (a
  * rebalance under way). */
 int gd_roster_task_owner(gd_roster *r, int route, int32_t partition, char *url, size_t n);
-/* The tasks this instance keeps warm for their owners, a bit per route
- * partition: of each task another instance announces, the `replicas`
- * instances after its owner in the order of instance ids stand by. */
-void gd_roster_standby_tasks(gd_roster *r, int replicas, uint64_t (*out)[GD_MAX_PARTITIONS / 64]);
+/* The URL of another instance that reads changelog partition c (its
+ * owner's or a standby's), not one of skip's URLs, into url: 1; else 0. */
+int gd_roster_task_reader(gd_roster *r, int32_t c, const char *const *skip, int nskip, char *url, size_t n);
+/* The tasks this instance keeps warm, a bit per route partition: of each
+ * task another instance announces, the `replicas` instances after its owner
+ * in the order of instance ids stand by; and a task of `kept` (those kept
+ * so far, or just given up; NULL: none) stays while no other instance
+ * announces it -- its owner gone, or its next one restoring -- so its last
+ * state stays warm, and answerable, until someone has taken it over. */
+void gd_roster_standby_tasks(gd_roster *r, int replicas, uint64_t (*kept)[GD_MAX_PARTITIONS / 64],
+                             uint64_t (*out)[GD_MAX_PARTITIONS / 64]);
 int gd_roster_count(gd_roster *r); /* live instances, this one included */
 /* Says this instance is leaving, then stops. */
 void gd_roster_stop(gd_roster *r);
 
 /* Whether data queries may be answered: false while this instance holds
  * part of the activity (GD_CLUSTER_PARTIAL, or a shared group rebalancing),
- * or misses records another member of a shared group applied. */
+ * or misses records another member of a shared group applied; in
+ * partitioned mode, once loaded (each task's owner answers for it). */
 bool gd_cluster_whole(const gd_cluster_view *v);
 
 /* ---- counters, read by the HTTP threads ---- */

@@ -91,7 +91,7 @@ typedef struct {
     gd_kafka_client cl_client;
     rd_kafka_t *cl;   /* the changelog partitions in `reading` */
     uint8_t *reading; /* per changelog partition: 1 while read */
-    uint64_t standby[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64]; /* tasks kept warm for their owners */
+    uint64_t standby[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64]; /* tasks kept warm: for their owners, or given up */
     int64_t standby_check_ms;
     rd_kafka_topic_partition_list_t *pending;
     offsets restore_to; /* per changelog partition; unknown (-1) until asked at the next read */
@@ -386,11 +386,20 @@ static int follow_changelog(kafka_source *ks)
         gd_error("kafka: cannot read the changelog's partitions: %s", rd_kafka_err2str(err));
         return GD_ERR;
     }
+    for (int32_t c = 0; ks->counters && c < n && c < GD_MAX_ROUTES * GD_MAX_PARTITIONS; c++)
+        if (want[c] && !ks->reading[c]) atomic_store(&ks->counters->cluster.partition_lag[c], -1); /* until a commit */
     memcpy(ks->reading, want, (size_t)n);
     free(want);
     publish_reading(ks);
     gd_info("kafka: reading %d of the %d changelog partitions", (int)count, (int)n);
     return GD_OK;
+}
+
+static void publish_standbys(kafka_source *ks)
+{
+    for (int r = 0; ks->counters && r < GD_MAX_ROUTES; r++)
+        for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++)
+            atomic_store(&ks->counters->cluster.standby_tasks[r][w], ks->standby[r][w]);
 }
 
 /* Every second: which tasks the roster says this instance stands by for. */
@@ -399,12 +408,26 @@ static void check_standbys(kafka_source *ks)
     if (gd_now_ms() < ks->standby_check_ms || !ks->counters) return;
     ks->standby_check_ms = gd_now_ms() + 1000;
     uint64_t standby[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];
-    gd_roster_standby_tasks(ks->counters->cluster.roster, ks->cfg->standby_replicas, standby);
+    gd_roster_standby_tasks(ks->counters->cluster.roster, ks->cfg->standby_replicas, ks->standby, standby);
     if (!memcmp(standby, ks->standby, sizeof standby)) return;
     memcpy(ks->standby, standby, sizeof standby);
-    for (int r = 0; r < GD_MAX_ROUTES; r++)
-        for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) atomic_store(&ks->counters->cluster.standby_tasks[r][w], standby[r][w]);
+    publish_standbys(ks);
     follow_changelog(ks);
+}
+
+/* Tasks given up stay warm until their next owner announces them
+ * (check_standbys): their state here is the last one committed, which
+ * nothing changes while that owner restores -- so standby reads
+ * (--max-staleness) go on being answered through the move. */
+static void keep_given_up(kafka_source *ks, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        int slot = slot_of(ks, parts->elems[i].topic);
+        int r = slot >= SLOT_ROUTES && slot < SLOT_PUSH ? slot - SLOT_ROUTES : -1;
+        int32_t p = parts->elems[i].partition;
+        if (r >= 0 && p >= 0 && p < GD_MAX_PARTITIONS) ks->standby[r][p / 64] |= 1ULL << (p % 64);
+    }
+    publish_standbys(ks);
 }
 
 /* Partitioned mode: an assignment waits until the changelog is applied as
@@ -472,6 +495,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             ks->pending = NULL;
         }
         gd_info("kafka: %d partition(s) revoked (%s)", parts->cnt, rd_kafka_err2str(err));
+        if (ks->partitioned && !ks->closing) keep_given_up(ks, parts);
         if (ks->partitioned) follow_changelog(ks);
         if (!ks->assigned || !ks->assigned->cnt) rebalance_begins(ks);
         publish_ownership(ks, -1);
@@ -574,6 +598,7 @@ static int start_activity(kafka_source *ks)
     gd_info("kafka: reference tables loaded; reading %s in group %s", ks->cfg->topics[GD_TOPIC_ACTIVITY],
             ks->act_client.group);
     ks->phase = PHASE_RUN;
+    if (ks->partitioned && ks->counters) atomic_store(&ks->counters->cluster.routing, true);
     set_state(ks, GD_CLUSTER_REBALANCING);
     rebalance_begins(ks);
     return GD_OK;
@@ -704,11 +729,13 @@ static void kafka_position(gd_source *src, gd_buf *out)
     }
     int64_t lag = 0;
     for (int32_t c = 0; ks->partitioned && c < ks->changelog_partitions; c++) {
-        int64_t lo, hi, next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
-        int64_t behind = 0;
-        if (ks->reading[c] && !rd_kafka_get_watermark_offsets(ks->cl, ks->internal[0], c, &lo, &hi) && hi > next)
+        int64_t lo = -1, hi = -1, next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+        int64_t behind = 0; /* -1: read, but its end is not known yet */
+        if (ks->reading[c] && (rd_kafka_get_watermark_offsets(ks->cl, ks->internal[0], c, &lo, &hi) || hi < 0 || lo < 0))
+            behind = -1;
+        else if (ks->reading[c] && hi > next)
             behind = hi - (next < 0 ? lo : next);
-        lag += behind;
+        if (behind > 0) lag += behind;
         if (ks->counters && c < GD_MAX_ROUTES * GD_MAX_PARTITIONS)
             atomic_store(&ks->counters->cluster.partition_lag[c], behind);
     }

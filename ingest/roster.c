@@ -32,6 +32,7 @@ enum {
 };
 
 typedef uint64_t task_set[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64]; /* a bit per route partition */
+typedef uint64_t changelog_set[GD_MAX_ROUTES * GD_MAX_PARTITIONS / 64]; /* a bit per changelog partition */
 
 typedef struct {
     char id[32];
@@ -39,6 +40,7 @@ typedef struct {
     char *json;      /* that announcement, as /v1/cluster lists it */
     char url[1100];
     task_set tasks;  /* partitioned mode: the tasks it holds */
+    changelog_set reads; /* ... and the changelog partitions it reads: its tasks', its standbys' */
 } other_instance;
 
 struct gd_roster {
@@ -64,13 +66,30 @@ const char *const gd_cluster_state_names[GD_CLUSTER_STATE_COUNT] = {"starting", 
 bool gd_cluster_whole(const gd_cluster_view *v)
 {
     if (atomic_load(&v->missed)) return false;
-    return !(v->shared_group || v->partitioned) || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
+    if (v->partitioned) return atomic_load(&v->routing);
+    return !v->shared_group || atomic_load(&v->state) == GD_CLUSTER_RUNNING;
 }
 
 bool gd_cluster_holds_task(const gd_cluster_view *v, int route, int32_t partition)
 {
     if (route < 0 || route >= GD_MAX_ROUTES || partition < 0 || partition >= GD_MAX_PARTITIONS) return false;
     return atomic_load(&v->owned_tasks[route][partition / 64]) >> (partition % 64) & 1;
+}
+
+int32_t gd_cluster_task_changelog(const gd_cluster_view *v, int route, int32_t partition)
+{
+    if (route < 0 || route >= GD_MAX_ROUTES || partition < 0) return -1;
+    int32_t c = gd_changelog_partition(atomic_load(&v->changelog_base[route]), partition, v->changelog_partitions);
+    return c >= 0 && c < GD_MAX_ROUTES * GD_MAX_PARTITIONS ? c : -1;
+}
+
+bool gd_cluster_answers_task(const gd_cluster_view *v, int route, int32_t partition, int64_t max_lag)
+{
+    if (gd_cluster_holds_task(v, route, partition)) return true;
+    int32_t c = max_lag >= 0 ? gd_cluster_task_changelog(v, route, partition) : -1;
+    if (c < 0 || !(atomic_load(&v->changelog_reading[c / 64]) >> (c % 64) & 1)) return false;
+    int64_t lag = atomic_load(&v->partition_lag[c]);
+    return lag >= 0 && lag <= max_lag;
 }
 
 int32_t gd_cluster_owned(const gd_cluster_view *v)
@@ -171,18 +190,26 @@ static bool is_instance_id(const char *s, size_t n)
     return true;
 }
 
-/* The tasks an announcement lists under the route topics' names. */
-static void read_tasks(const gd_cluster_view *v, json_t *parts, task_set tasks)
+/* The partitions an announcement lists under a topic's name, as bits. */
+static void read_bits(json_t *list, uint64_t *bits, int32_t nbits)
 {
-    memset(tasks, 0, sizeof(task_set));
-    for (int r = 0; r < v->nroutes; r++) {
-        json_t *list = json_object_get(parts, v->route_topic[r]), *p;
-        size_t i;
-        json_array_foreach(list, i, p) {
-            json_int_t n = json_is_integer(p) ? json_integer_value(p) : -1;
-            if (n >= 0 && n < GD_MAX_PARTITIONS) tasks[r][n / 64] |= 1ULL << (n % 64);
-        }
+    json_t *p;
+    size_t i;
+    json_array_foreach(list, i, p) {
+        json_int_t n = json_is_integer(p) ? json_integer_value(p) : -1;
+        if (n >= 0 && n < nbits) bits[n / 64] |= 1ULL << (n % 64);
     }
+}
+
+/* The tasks an announcement lists under the route topics' names, and the
+ * changelog partitions under the changelog's. */
+static void read_tasks(const gd_cluster_view *v, json_t *parts, other_instance *o)
+{
+    memset(o->tasks, 0, sizeof o->tasks);
+    memset(o->reads, 0, sizeof o->reads);
+    for (int r = 0; r < v->nroutes; r++) read_bits(json_object_get(parts, v->route_topic[r]), o->tasks[r], GD_MAX_PARTITIONS);
+    if (v->changelog_topic[0])
+        read_bits(json_object_get(parts, v->changelog_topic), o->reads, GD_MAX_ROUTES * GD_MAX_PARTITIONS);
 }
 
 /* An announcement as /v1/cluster lists it -- its known members only -- or
@@ -197,7 +224,7 @@ static char *checked_announcement(const gd_cluster_view *v, const char *id, cons
     if (json_is_string(url) && json_is_string(state) && json_is_object(parts) && json_is_string(aid) &&
         !strcmp(json_string_value(aid), id) && strlen(json_string_value(url)) < sizeof other->url) {
         snprintf(other->url, sizeof other->url, "%s", json_string_value(url));
-        read_tasks(v, parts, other->tasks);
+        read_tasks(v, parts, other);
         json_t *kept = json_pack("{sOsbsOsOsO}", "url", url, "self", 0, "instance_id", aid, "partitions", parts,
                                  "state", state);
         out = kept ? json_dumps(kept, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -237,6 +264,7 @@ static void take_announcement(gd_roster *r, const rd_kafka_message_t *m)
         r->others[i].seen_ms = now;
         memcpy(r->others[i].url, heard->url, sizeof heard->url);
         memcpy(r->others[i].tasks, heard->tasks, sizeof heard->tasks);
+        memcpy(r->others[i].reads, heard->reads, sizeof heard->reads);
         json = NULL;
     }
     pthread_mutex_unlock(&r->lock);
@@ -269,15 +297,47 @@ int gd_roster_task_owner(gd_roster *r, int route, int32_t partition, char *url, 
     return owners > 1 ? -1 : owners;
 }
 
-static int by_id(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-void gd_roster_standby_tasks(gd_roster *r, int replicas, uint64_t (*out)[GD_MAX_PARTITIONS / 64])
+int gd_roster_task_reader(gd_roster *r, int32_t changelog_partition, const char *const *skip, int nskip, char *url,
+                          size_t n)
 {
-    memset(out, 0, sizeof(task_set));
-    if (!r || replicas <= 0) return;
-    const char *self = r->counters->cluster.instance_id;
+    int32_t c = changelog_partition;
+    if (!r || c < 0 || c >= GD_MAX_ROUTES * GD_MAX_PARTITIONS) return 0;
+    int found = 0;
     pthread_mutex_lock(&r->lock);
     forget_stale(r, gd_now_ms());
+    for (int i = 0; i < r->nothers && !found; i++) {
+        if (!(r->others[i].reads[c / 64] >> (c % 64) & 1)) continue;
+        int k = 0;
+        while (k < nskip && strcmp(skip[k], r->others[i].url)) k++;
+        if (k == nskip) {
+            snprintf(url, n, "%s", r->others[i].url);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return found;
+}
+
+static int by_id(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Of `kept`, into out: the tasks no other instance announces now. */
+static void keep_unannounced(const gd_roster *r, uint64_t (*kept)[GD_MAX_PARTITIONS / 64],
+                             uint64_t (*out)[GD_MAX_PARTITIONS / 64])
+{
+    for (int t = 0; kept && t < GD_MAX_ROUTES; t++)
+        for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) {
+            uint64_t announced = 0;
+            for (int i = 0; i < r->nothers; i++) announced |= r->others[i].tasks[t][w];
+            out[t][w] |= kept[t][w] & ~announced;
+        }
+}
+
+/* Into out: the tasks of the others whose standby this instance is by
+ * the rule -- the `replicas` instances after the owner in the order of
+ * instance ids. Under the lock. */
+static void standbys_by_rule(const gd_roster *r, int replicas, uint64_t (*out)[GD_MAX_PARTITIONS / 64])
+{
+    const char *self = r->counters->cluster.instance_id;
     const char *ids[MAX_OTHERS + 1];
     int n = 0;
     ids[n++] = self;
@@ -293,6 +353,17 @@ void gd_roster_standby_tasks(gd_roster *r, int replicas, uint64_t (*out)[GD_MAX_
         for (int t = 0; t < GD_MAX_ROUTES; t++)
             for (int w = 0; w < GD_MAX_PARTITIONS / 64; w++) out[t][w] |= r->others[i].tasks[t][w];
     }
+}
+
+void gd_roster_standby_tasks(gd_roster *r, int replicas, uint64_t (*kept)[GD_MAX_PARTITIONS / 64],
+                             uint64_t (*out)[GD_MAX_PARTITIONS / 64])
+{
+    memset(out, 0, sizeof(task_set));
+    if (!r) return;
+    pthread_mutex_lock(&r->lock);
+    forget_stale(r, gd_now_ms());
+    keep_unannounced(r, kept, out);
+    if (replicas > 0) standbys_by_rule(r, replicas, out);
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -179,6 +179,10 @@ static int set_standby_replicas(gd_config *cfg, const char *v)
     cfg->standby_replicas = (int)n;
     return GD_OK;
 }
+static int set_max_staleness(gd_config *cfg, const char *v)
+{
+    return gd_parse_int(v, strlen(v), 0, INT64_MAX / 2, &cfg->max_staleness);
+}
 static int set_topic_games(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_GAMES]); }
 static int set_topic_players(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_PLAYERS]); }
 static int set_topic_activity(gd_config *cfg, const char *v) { return COPY(topics[GD_TOPIC_ACTIVITY]); }
@@ -266,6 +270,7 @@ static const gd_option options[] = {
     {"--brokers", "GAMINGD_BROKERS", "LIST", "Kafka bootstrap servers", set_brokers, NULL, false},
     {"--application-id", "GAMINGD_APPLICATION_ID", "ID", "names this instance's consumer group, <ID>-<instance id> (default gaming-intelligence-gamingd)", set_application_id, "letters, digits, '.', '_' and '-'", false},
     {"--standby-replicas", "GAMINGD_STANDBY_REPLICAS", "N", "partitioned mode: how many other instances keep each task's state warm, reading its changelog partition (0 to 8, default 1)", set_standby_replicas, NULL, false},
+    {"--max-staleness", "GAMINGD_MAX_STALENESS", "RECORDS", "partitioned mode: a task whose owner cannot answer (gone, or its tasks moving) is answered by an instance keeping it warm that is at most RECORDS changelog records behind (default: owners only)", set_max_staleness, "a whole number of records, 0 or more", false},
     {"--mode", "GAMINGD_MODE", "replica|partitioned", "replica: this instance holds everything; partitioned: the instances of one --application-id share the work (default replica)", set_mode, NULL, false},
     {"--advertised-url", "GAMINGD_ADVERTISED_URL", "URL", "how clients and other instances reach this one (default from --listen)", set_advertised_url, "an http:// or https:// URL", false},
     {"-X", NULL, "KEY=VALUE", "any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable; secrets belong in -F)", set_kafka_prop, NULL, false},
@@ -355,6 +360,7 @@ static void defaults(gd_config *cfg)
     cfg->http_threads = 2;
     cfg->ingest_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 3 : 1; /* ingest/engine.c: layout_tables */
     cfg->standby_replicas = 1;
+    cfg->max_staleness = -1;
     cfg->events = 100000;
     cfg->start_ms = -1;
 }

@@ -38,8 +38,9 @@ typedef struct {
     double rate;
     uint64_t seed;
     char api_keys[1024];
-    char instance_key[1024];
-    int standby_replicas; /* partitioned mode: instances keeping each task warm besides its owner */ /* a file holding the key this instance presents to the others (partitioned mode) */
+    char instance_key[1024]; /* a file holding the key this instance presents to the others (partitioned mode) */
+    int standby_replicas; /* partitioned mode: instances keeping each task warm besides its owner */
+    int64_t max_staleness; /* partitioned mode: standbys may answer this many changelog records behind; -1 never */
     int64_t max_future_ms;     /* activity further ahead of the clock is bad */
     uint32_t max_record_bytes; /* larger source records are skipped, bad */
     int64_t shutdown_timeout_ms;

@@ -710,6 +710,8 @@ def kafka_figures(binary, mock_broker, registry, work, events):
                                  for n in (1, 2, 3, 4)]
         result["takeover"] = [takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, ms, sb)
                               for ms in (3000, 6000) for sb in (1, 0)]
+        result["takeover"].append(takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, part_events, 6000,
+                                                   1, staleness=0))
         result["partitioned_push"] = partitioned_push_figures(binary, c.broker, c.bootstrap, c.reg_url, work,
                                                               min(events, 10_000))
         return result
@@ -861,20 +863,24 @@ def partitioned_push_figures(binary, broker, bootstrap, reg_url, work, events):
         stop_instances(procs)
 
 
-def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_ms, standby=1, tag=""):
+def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_ms, standby=1, tag="", staleness=None):
     """Two partitioned instances apply the topic, then one is killed with -9:
     how long until the survivor holds every partition again and answers a
-    table query (200, not 503), and how much of that was the group noticing
-    (the session timeout) and how much the restore. standby: their
-    --standby-replicas (1: the survivor kept the other's tasks warm; 0: it
-    restores them from the changelog's beginning)."""
-    app = f"bench-takeover{session_ms}-{standby}{tag}"
+    table query (200, not 503), how much of that was the group noticing
+    (the session timeout) and how much the restore, and for how long in all
+    the survivor did not answer the query (asked every 50 ms). standby:
+    their --standby-replicas (1: the survivor kept the other's tasks warm;
+    0: it restores them from the changelog's beginning); staleness: their
+    --max-staleness (standby reads), None for owners only."""
+    app = f"bench-takeover{session_ms}-{standby}-{staleness}{tag}"
     create_internal_topics(broker, app)
     procs, bases = [], []
+    reads = [] if staleness is None else ["--max-staleness", str(staleness)]
     try:
-        start_instances(binary, bootstrap, reg_url, work, f"takeover{session_ms}-{standby}{tag}", 2,
+        start_instances(binary, bootstrap, reg_url, work, f"takeover{session_ms}-{standby}-{staleness}{tag}", 2,
                         ["--mode", "partitioned", "--application-id", app, "--topic-activity", PARTITIONED_ACTIVITY,
-                         "-X", f"session.timeout.ms={session_ms}", "--standby-replicas", str(standby)], procs, bases)
+                         "-X", f"session.timeout.ms={session_ms}", "--standby-replicas", str(standby), *reads],
+                        procs, bases)
         start = time.time()
         while time.time() - start < 300:
             time.sleep(0.2)
@@ -883,8 +889,9 @@ def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_m
             if applied >= events and all(settled_instance(base, PARTITIONED_ACTIVITY) for base in bases):
                 break
         procs[1].kill()
-        killed = time.time()
+        killed = asked = time.time()
         noticed = None
+        unanswered = 0.0
         while time.time() - killed < 300:
             time.sleep(0.05)
             status, body = get(bases[0] + "/v1/cluster")
@@ -892,11 +899,16 @@ def takeover_figures(binary, broker, bootstrap, reg_url, work, events, session_m
             if noticed is None and me.get("state") == "rebalancing":
                 noticed = time.time() - killed
             held = len(me.get("partitions", {}).get(PARTITIONED_ACTIVITY, []))
-            if held == 64 and get(bases[0] + "/v1/tables/gaming_active_players_5min")[0] == 200:
+            answered = get(bases[0] + "/v1/tables/gaming_active_players_5min")[0] == 200
+            now = time.time()
+            if not answered:
+                unanswered += now - asked
+            asked = now
+            if held == 64 and answered:
                 break
         took = time.time() - killed
-        return dict(session_ms=session_ms, standby=standby, seconds=took,
-                    noticed=noticed if noticed is not None else took)
+        return dict(session_ms=session_ms, standby=standby, staleness=staleness, seconds=took,
+                    noticed=noticed if noticed is not None else took, unanswered=unanswered)
     finally:
         stop_instances(procs)
 
@@ -1041,27 +1053,35 @@ def compare_all(binary, baseline, sse_load, mock_broker, registry, work, events,
     return out
 
 
+TAKEOVER_SETTINGS = {"--standby-replicas 1": (1, None), "--standby-replicas 0": (0, None),
+                     "--standby-replicas 1 --max-staleness 0": (1, 0)}
+
+
 def takeover_compare(binary, mock_broker, registry, work, events, rounds):
-    """A take-over after kill -9 with a standby and without, interleaved
-    round by round (session.timeout.ms 6000): seconds per setting."""
-    out = {1: [], 0: []}
+    """A take-over after kill -9 with a standby, without, and with standby
+    reads, interleaved round by round (session.timeout.ms 6000): seconds per
+    setting."""
+    out = {name: [] for name in TAKEOVER_SETTINGS}
     with MockCluster(mock_broker, registry) as c:
         c.topic(PARTITIONED_ACTIVITY, 64)
         c.fill(binary, events, 43, PARTITIONED_ACTIVITY)
         for r in range(rounds):
-            for standby in ((1, 0) if r % 2 == 0 else (0, 1)):
-                out[standby].append(takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, events, 6000,
-                                                     standby, f"-{r}"))
+            names = list(TAKEOVER_SETTINGS)
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                standby, staleness = TAKEOVER_SETTINGS[name]
+                out[name].append(takeover_figures(binary, c.broker, c.bootstrap, c.reg_url, work, events, 6000,
+                                                  standby, f"-{r}", staleness))
     return out
 
 
 def print_takeover(out):
-    for standby, runs in out.items():
+    for name, runs in out.items():
         took = ", ".join(f"{t['seconds']:.1f}" for t in runs)
         noticed = ", ".join(f"{t['noticed']:.1f}" for t in runs)
         restore = ", ".join(f"{t['seconds'] - t['noticed']:.1f}" for t in runs)
-        print(f"--standby-replicas {standby}: answering again after kill -9 in {took} s; rebalancing from {noticed} s; "
-              f"so restoring and rebalancing took {restore} s")
+        unanswered = ", ".join(f"{t['unanswered']:.1f}" for t in runs)
+        print(f"{name}: holding every partition and answering after kill -9 in {took} s; rebalancing from "
+              f"{noticed} s, so restoring and rebalancing took {restore} s; queries unanswered for {unanswered} s")
 
 
 def partitioned_compare(binary, baseline, mock_broker, registry, work, events, rounds, standby=None):
@@ -1332,9 +1352,11 @@ def main():
                   f"instances); per event the routes carry {r['route_bytes']:,.0f} value bytes (read by their owner), "
                   f"the changelog {r['changelog_bytes']:,.0f} (read by each task's owner and standbys); RSS {r['rss']:,.0f} MiB together")
         for t in kafka["takeover"]:
-            print(f"  take-over x2 -> x1  session.timeout.ms={t['session_ms']} --standby-replicas {t['standby']}: "
+            reads = "" if t["staleness"] is None else f" --max-staleness {t['staleness']}"
+            print(f"  take-over x2 -> x1  session.timeout.ms={t['session_ms']} --standby-replicas {t['standby']}{reads}: "
                   f"after kill -9 the survivor held every partition and answered again in {t['seconds']:.1f} s "
-                  f"(rebalancing from {t['noticed']:.1f} s: the group noticing the loss, the rest restoring)")
+                  f"(rebalancing from {t['noticed']:.1f} s: the group noticing the loss, the rest restoring); "
+                  f"queries unanswered for {t['unanswered']:.1f} s in all")
         p = kafka["partitioned_push"]
         print(f"  partitioned x2 + push  a subscriber to the enriched stream and every windowed table: the push "
               f"topic carries {p['push_bytes']:,.0f} value bytes per source event (read by every instance), "

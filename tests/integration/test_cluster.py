@@ -619,6 +619,20 @@ def test_partitioned_instances_ask_each_other_with_the_instance_key(tmp_path, ka
             r = ds[0].request("/v1/internal/rows", method="POST", body=ask,
                               headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
             assert r.status == status, (key, r)
+        # a task the other instance holds, which this one keeps warm: it answers for it only when
+        # the asker allows a staleness (--max-staleness), and once it has read all of its partition
+        route0 = "gaming-intelligence-gamingd-repartition-game_id"
+        task = min(set(range(PARTITIONS)) - set(cluster(ds[0])["instances"][0]["partitions"][route0]))
+        warm = {"table": "gaming_active_players_5min", "tasks": [task], "latest": False, "from": 0, "to": 1,
+                "keys": [None]}
+
+        def asked(body):
+            return ds[0].request("/v1/internal/rows", method="POST", body=json.dumps(body),
+                                 headers={"Authorization": "Bearer " + instance_key,
+                                          "Content-Type": "application/json"}).status
+        assert asked(warm) == 409
+        wait_for(lambda: asked(dict(warm, staleness=0)) == 200, "the standby answering within staleness 0")
+        assert asked(dict(warm, staleness=-1)) == 400
         r = ds[0].request("/v1/internal/rows", method="POST", body=b"{\"table\": 7}",
                           headers={"Authorization": "Bearer " + instance_key, "Content-Type": "application/json"})
         assert r.status == 400, r
@@ -648,16 +662,17 @@ def test_partitioned_instances_ask_each_other_over_https(tmp_path, kafka, cert):
         f.cleanup()
 
 
-def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
-    """While tasks move -- an instance joins, an owner is killed with -9 --
-    queries keep going to every live instance. The records were all applied
-    before, so every answer must be the whole table, equal to the reference,
-    or a 503 with Retry-After (a task with no owner yet, or two, or an owner
-    gone): never the part of it the instance asked could gather."""
+def queries_while_tasks_move(tmp_path, kafka, extra_args):
+    """Two instances take every record; then, while queries keep going to
+    every live instance, a third joins (tasks move to it) and an owner is
+    killed with -9. The records were all applied before, so every answer
+    must be the whole table, equal to the reference, or a 503 with
+    Retry-After: never the part of it the instance asked could gather.
+    Returns how many of each came, and the survivors' metrics."""
     records, refs, act = partitioned_feed(kafka, tmp_path, 1500, 93)
     f = DaemonFactory(str(tmp_path))
     try:
-        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "-X", "session.timeout.ms=6000"]
+        args = ["--brokers", kafka.bootstrap, "--mode", "partitioned", "-X", "session.timeout.ms=6000"] + extra_args
         ds = [f("kafka", args=args) for _ in range(2)]
         settled(ds)
         produce(kafka.bootstrap, act)
@@ -670,6 +685,7 @@ def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
         wrong = []
         live = list(ds)
         stop = threading.Event()
+        phase = ["join"]
 
         def ask_all():
             while not stop.is_set():
@@ -681,6 +697,8 @@ def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
                         continue  # the one being killed
                     if r.status == 503 and r.headers.get("Retry-After"):
                         seen["503"] += 1
+                        key = "%s %d %s" % (phase[0], d.port, r.json.get("message", "")[:80])
+                        seen[key] = seen.get(key, 0) + 1
                     elif r.status != 200:
                         wrong.append(repr(r))
                     else:
@@ -694,9 +712,10 @@ def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
         asker.start()
         try:
             ds.append(f("kafka", args=args))  # a third joins: tasks move to it
-            live.append(ds[2])
             settled(ds)
+            live.append(ds[2])
             live.remove(ds[0])
+            phase[0] = "kill"
             ds[0].kill9()  # an owner is lost: its tasks have no owner until the session times out
             wait_for(lambda: sum(len(cluster(d)["instances"][0]["partitions"][ACTIVITY]) for d in ds[1:]) == PARTITIONS,
                      "the survivors taking the lost one's partitions over")
@@ -706,11 +725,29 @@ def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
             stop.set()
             asker.join()
         assert not wrong, wrong[:3]
-        assert seen["whole"] > 0, seen
         for i, d in enumerate(ds[1:]):
             wait_tables(d, ref, "survivor %d's tables" % i)
+        return seen, [d.metrics() for d in ds[1:]]
     finally:
         f.cleanup()
+
+
+def test_partitioned_queries_while_tasks_move_are_whole_or_503(tmp_path, kafka):
+    """Owners only (no --max-staleness): whole or 503 while tasks move."""
+    seen, _ = queries_while_tasks_move(tmp_path, kafka, [])
+    assert seen["whole"] > 0, seen
+
+
+def test_partitioned_standbys_answer_while_tasks_move(tmp_path, kafka):
+    """With --max-staleness 0, a task whose owner cannot answer -- killed
+    with -9 and not yet replaced, or giving the task up to an instance
+    that is still restoring it -- is answered by an instance keeping it
+    warm (a standby, or the owner that gave it up) that has read all of its
+    changelog partition: every answer is whole, equal to the reference, and
+    none is a 503."""
+    seen, metrics = queries_while_tasks_move(tmp_path, kafka, ["--max-staleness", "0"])
+    assert seen["whole"] > 0 and seen["503"] == 0, seen
+    assert sum(m.get(("gamingd_standby_reads_total", frozenset()), 0) for m in metrics) > 0
 
 
 PLAYER_COUNTS_SQL = ("CREATE TABLE player_counts AS SELECT player_id, COUNT(*) AS n "
