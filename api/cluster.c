@@ -100,7 +100,8 @@ void gd_cluster_metrics(const gd_api_ctx *ctx, gd_buf *b)
     gd_prom_sample(b, "gamingd_changelog_lag", NULL, "%lld", (long long)atomic_load(&v->changelog_lag));
     gd_prom_family(b, "gamingd_task_lag", "gauge",
                    "Per task this instance holds (role owner) or keeps warm for its owner (role standby): changelog "
-                   "records of its partition not read yet, as of this instance's last commit (no sample until its end is known).");
+                   "records of its partition not read yet, at this instance's last commit or second (no sample until its end is "
+                   "known).");
     for (int r = 0, routes = atomic_load(&v->nroutes); r < routes; r++)
         for (int32_t p = 0, parts = atomic_load(&v->route_partitions[r]); p < parts && p < GD_MAX_PARTITIONS; p++) {
             bool standby = atomic_load(&v->standby_tasks[r][p / 64]) >> (p % 64) & 1;

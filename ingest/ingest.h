@@ -332,7 +332,7 @@ typedef struct {
     int32_t changelog_partitions;
     _Atomic uint64_t changelog_reading[GD_MAX_ROUTES * GD_MAX_PARTITIONS / 64]; /* the partitions read */
     _Atomic uint64_t standby_tasks[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];  /* kept warm for their owners */
-    _Atomic int64_t partition_lag[GD_MAX_ROUTES * GD_MAX_PARTITIONS]; /* per changelog partition read, at the last commit; -1 not known */
+    _Atomic int64_t partition_lag[GD_MAX_ROUTES * GD_MAX_PARTITIONS]; /* per changelog partition read: records behind its end, at the last commit or second; -1 not known */
     struct gd_roster *roster;   /* the other instances; NULL without Kafka */
     char group[256], instance_id[32];
 } gd_cluster_view;
@@ -347,8 +347,8 @@ bool gd_cluster_holds_task(const gd_cluster_view *v, int route, int32_t partitio
 int32_t gd_cluster_task_changelog(const gd_cluster_view *v, int route, int32_t partition);
 /* Whether this instance may answer for the task's rows: it holds it, or
  * (max_lag >= 0) it reads the task's changelog partition -- a standby, or
- * the owner it was -- and was at most max_lag records behind its end at its
- * last commit. */
+ * the owner it was -- and was at most max_lag records behind its end when
+ * it last looked (at each commit, and every second). */
 bool gd_cluster_answers_task(const gd_cluster_view *v, int route, int32_t partition, int64_t max_lag);
 gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c);
 /* This instance as GET /v1/cluster lists it (self: as it sees itself). */

@@ -395,6 +395,26 @@ static int follow_changelog(kafka_source *ks)
     return GD_OK;
 }
 
+/* How far behind each changelog partition read is, for the metrics and
+ * standby reads: at each commit, and every second (check_standbys). */
+static void publish_changelog_lag(kafka_source *ks)
+{
+    int64_t lag = 0;
+    for (int32_t c = 0; ks->partitioned && c < ks->changelog_partitions; c++) {
+        int64_t lo = -1, hi = -1, next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+        int64_t behind = 0; /* -1: read, but its end is not known yet */
+        if (ks->reading[c]) {
+            bool known = !rd_kafka_get_watermark_offsets(ks->cl, ks->internal[0], c, &lo, &hi) && hi >= 0;
+            int64_t from = next >= 0 ? next : lo > 0 ? lo : 0; /* nothing read: from its start */
+            behind = !known ? -1 : hi > from ? hi - from : 0;
+        }
+        if (behind > 0) lag += behind;
+        if (ks->counters && c < GD_MAX_ROUTES * GD_MAX_PARTITIONS)
+            atomic_store(&ks->counters->cluster.partition_lag[c], behind);
+    }
+    if (ks->partitioned && ks->counters) atomic_store(&ks->counters->cluster.changelog_lag, lag);
+}
+
 static void publish_standbys(kafka_source *ks)
 {
     for (int r = 0; ks->counters && r < GD_MAX_ROUTES; r++)
@@ -407,6 +427,7 @@ static void check_standbys(kafka_source *ks)
 {
     if (gd_now_ms() < ks->standby_check_ms || !ks->counters) return;
     ks->standby_check_ms = gd_now_ms() + 1000;
+    publish_changelog_lag(ks);
     uint64_t standby[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64];
     gd_roster_standby_tasks(ks->counters->cluster.roster, ks->cfg->standby_replicas, ks->standby, standby);
     if (!memcmp(standby, ks->standby, sizeof standby)) return;
@@ -727,19 +748,7 @@ static void kafka_position(gd_source *src, gd_buf *out)
                 gd_buf_printf(out, "%s %d %lld\n", slot_name(ks, t), (int)p, (long long)ks->pos[t].next[p]);
         if (ks->counters && t < GD_TOPIC_COUNT) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
     }
-    int64_t lag = 0;
-    for (int32_t c = 0; ks->partitioned && c < ks->changelog_partitions; c++) {
-        int64_t lo = -1, hi = -1, next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
-        int64_t behind = 0; /* -1: read, but its end is not known yet */
-        if (ks->reading[c] && (rd_kafka_get_watermark_offsets(ks->cl, ks->internal[0], c, &lo, &hi) || hi < 0 || lo < 0))
-            behind = -1;
-        else if (ks->reading[c] && hi > next)
-            behind = hi - (next < 0 ? lo : next);
-        if (behind > 0) lag += behind;
-        if (ks->counters && c < GD_MAX_ROUTES * GD_MAX_PARTITIONS)
-            atomic_store(&ks->counters->cluster.partition_lag[c], behind);
-    }
-    if (ks->partitioned && ks->counters) atomic_store(&ks->counters->cluster.changelog_lag, lag);
+    publish_changelog_lag(ks);
 }
 
 static void kafka_held_position(gd_source *src, gd_buf *out)
