@@ -347,8 +347,9 @@ bool gd_cluster_holds_task(const gd_cluster_view *v, int route, int32_t partitio
 int32_t gd_cluster_task_changelog(const gd_cluster_view *v, int route, int32_t partition);
 /* Whether this instance may answer for the task's rows: it holds it, or
  * (max_lag >= 0) it reads the task's changelog partition -- a standby, or
- * the owner it was -- and was at most max_lag records behind its end when
- * it last looked (at each commit, and every second). */
+ * the owner it was -- and its store holds that partition to at most max_lag
+ * records behind its end (as of its last commit, looked at after each
+ * commit and every second). */
 bool gd_cluster_answers_task(const gd_cluster_view *v, int route, int32_t partition, int64_t max_lag);
 gd_cluster_state gd_cluster_state_of(const gd_config *cfg, gd_counters *c);
 /* This instance as GET /v1/cluster lists it (self: as it sees itself). */

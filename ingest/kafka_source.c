@@ -91,6 +91,10 @@ typedef struct {
     gd_kafka_client cl_client;
     rd_kafka_t *cl;   /* the changelog partitions in `reading` */
     uint8_t *reading; /* per changelog partition: 1 while read */
+    /* per changelog partition, the next offset to read as of the commit
+     * being made, and as of the last one done: what the store holds, and
+     * what standby reads count their lag from */
+    int64_t *commit_next, *visible_next;
     uint64_t standby[GD_MAX_ROUTES][GD_MAX_PARTITIONS / 64]; /* tasks kept warm: for their owners, or given up */
     int64_t standby_check_ms;
     rd_kafka_topic_partition_list_t *pending;
@@ -387,7 +391,7 @@ static int follow_changelog(kafka_source *ks)
         return GD_ERR;
     }
     for (int32_t c = 0; ks->counters && c < n && c < GD_MAX_ROUTES * GD_MAX_PARTITIONS; c++)
-        if (want[c] && !ks->reading[c]) atomic_store(&ks->counters->cluster.partition_lag[c], -1); /* until a commit */
+        if (want[c] && !ks->reading[c]) atomic_store(&ks->counters->cluster.partition_lag[c], -1); /* until publish_changelog_lag */
     memcpy(ks->reading, want, (size_t)n);
     free(want);
     publish_reading(ks);
@@ -395,13 +399,15 @@ static int follow_changelog(kafka_source *ks)
     return GD_OK;
 }
 
-/* How far behind each changelog partition read is, for the metrics and
- * standby reads: at each commit, and every second (check_standbys). */
+/* How far behind its end what the store holds of each changelog partition
+ * read is, for the metrics and standby reads: after each commit, and every
+ * second (check_standbys). From the last commit done, not from what was
+ * read since: a standby's rows count once a reader of the store sees them. */
 static void publish_changelog_lag(kafka_source *ks)
 {
     int64_t lag = 0;
     for (int32_t c = 0; ks->partitioned && c < ks->changelog_partitions; c++) {
-        int64_t lo = -1, hi = -1, next = get_offset(&ks->pos[SLOT_CHANGELOG], c);
+        int64_t lo = -1, hi = -1, next = ks->visible_next[c];
         int64_t behind = 0; /* -1: read, but its end is not known yet */
         if (ks->reading[c]) {
             bool known = !rd_kafka_get_watermark_offsets(ks->cl, ks->internal[0], c, &lo, &hi) && hi >= 0;
@@ -748,7 +754,8 @@ static void kafka_position(gd_source *src, gd_buf *out)
                 gd_buf_printf(out, "%s %d %lld\n", slot_name(ks, t), (int)p, (long long)ks->pos[t].next[p]);
         if (ks->counters && t < GD_TOPIC_COUNT) atomic_store(&ks->counters->consumer_lag[t], topic_lag(ks, (gd_topic)t));
     }
-    publish_changelog_lag(ks);
+    for (int32_t c = 0; ks->partitioned && c < ks->changelog_partitions; c++)
+        ks->commit_next[c] = get_offset(&ks->pos[SLOT_CHANGELOG], c);
 }
 
 static void kafka_held_position(gd_source *src, gd_buf *out)
@@ -792,6 +799,10 @@ static int kafka_seek(gd_source *src, gd_str position)
 static void kafka_committed(gd_source *src)
 {
     kafka_source *ks = (kafka_source *)src;
+    if (ks->partitioned) {
+        memcpy(ks->visible_next, ks->commit_next, (size_t)ks->changelog_partitions * sizeof *ks->visible_next);
+        publish_changelog_lag(ks);
+    }
     if (ks->phase != PHASE_RUN || !ks->assigned || !ks->assigned->cnt) return;
     commit_group_offsets(ks, ks->assigned, true);
 }
@@ -845,6 +856,8 @@ static void kafka_close(gd_source *src)
     free(ks->missing.next);
     free(ks->restore_to.next);
     free(ks->reading);
+    free(ks->commit_next);
+    free(ks->visible_next);
     free(ks);
 }
 
@@ -861,7 +874,11 @@ static int kafka_use_internal(gd_source *src, const char *changelog, int32_t cha
     ks->changelog_partitions = changelog_partitions;
     ks->push_partitions = push_partitions;
     memcpy(ks->push_from, push_from, (size_t)push_partitions * sizeof *push_from);
-    if (!(ks->reading = calloc((size_t)changelog_partitions, 1))) return GD_ENOMEM;
+    if (!(ks->reading = calloc((size_t)changelog_partitions, 1)) ||
+        !(ks->commit_next = malloc((size_t)changelog_partitions * sizeof *ks->commit_next)) ||
+        !(ks->visible_next = malloc((size_t)changelog_partitions * sizeof *ks->visible_next)))
+        return GD_ENOMEM;
+    for (int32_t c = 0; c < changelog_partitions; c++) ks->commit_next[c] = ks->visible_next[c] = -1;
     const char *const changelog_defaults[] = { /* assigned, never in a group, but librdkafka wants an id */
         "group.id", ks->act_client.group, "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "enable.partition.eof", "true", NULL};
