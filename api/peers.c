@@ -474,6 +474,14 @@ static int page_end(merge *m, source *src, int rc)
     return page->len == 1 && src->more ? GD_EUNAVAIL : GD_OK; /* more, but none: not a page */
 }
 
+/* Another instance keeping task p of route r warm, not one of f's, into
+ * url: true; it says itself whether it is within the staleness. */
+static bool warm_elsewhere(gd_peers *pe, int r, int32_t p, const failures *f, char *url, size_t n)
+{
+    int32_t c = gd_cluster_task_changelog(&pe->counters->cluster, r, p);
+    return c >= 0 && gd_roster_task_reader(pe->counters->cluster.roster, c, (const char *const *)f->url, f->n, url, n);
+}
+
 /* Once src failed mid-merge (rows before its next page handed on
  * already): another instance for its tasks, asked for the rest -- one
  * keeping the first of them warm, which says itself whether it keeps all
@@ -481,12 +489,10 @@ static int page_end(merge *m, source *src, int rc)
  * owners only. */
 static bool replace_source(merge *m, source *src)
 {
-    const gd_cluster_view *v = &m->pe->counters->cluster;
     note_failed(m->failed, src->url);
     if (m->pe->cfg->max_staleness < 0 || !src->tasks.len) return false;
-    int32_t c = gd_cluster_task_changelog(v, m->route, (int32_t)strtol(src->tasks.p, NULL, 10));
     char url[1100], *copy;
-    if (c < 0 || !gd_roster_task_reader(v->roster, c, (const char *const *)m->failed->url, m->failed->n, url, sizeof url) ||
+    if (!warm_elsewhere(m->pe, m->route, (int32_t)strtol(src->tasks.p, NULL, 10), m->failed, url, sizeof url) ||
         !(copy = strdup(url)))
         return false;
     free(src->url);
@@ -626,8 +632,7 @@ static int source_of_task(gd_peers *pe, int r, int32_t p, const failures *f, cha
     if (max_lag < 0) return NOWHERE;
     *standby = true;
     if (gd_cluster_answers_task(v, r, p, max_lag)) return HERE;
-    int32_t c = gd_cluster_task_changelog(v, r, p);
-    return c >= 0 && gd_roster_task_reader(v->roster, c, (const char *const *)f->url, f->n, url, n) ? THERE : NOWHERE;
+    return warm_elsewhere(pe, r, p, f, url, n) ? THERE : NOWHERE;
 }
 
 /* The sources of route r's tasks `wanted` (source_of_task), grouped by
